@@ -1,0 +1,55 @@
+"""Alembic environment for the generated migrations (hand-written, not generated).
+
+The URL comes from the caller (schemagen passes it in), else DATABASE_URL, else the SQLite
+default; sync and async URLs both work. Each change runs in its own transaction, and on
+SQLite with foreign-key enforcement switched off around the run (see generator.db).
+"""
+
+import asyncio
+
+from alembic import context
+from sqlalchemy.engine import Connection
+
+from generator import db
+
+config = context.config
+
+
+def _run(connection: Connection) -> None:
+    with db.sqlite_foreign_keys_off(connection):
+        context.configure(connection=connection, transaction_per_migration=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        if connection.in_transaction():
+            connection.commit()
+
+
+async def _run_async(url: object) -> None:
+    engine = db.make_async_engine(url)  # type: ignore[arg-type]
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_run)
+    finally:
+        await engine.dispose()
+
+
+def main() -> None:
+    if context.is_offline_mode():
+        raise SystemExit("offline (--sql) mode is not supported: the migrations verify a live database")
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+        return
+    url = db.resolve_url(config.attributes.get("url") or config.get_main_option("sqlalchemy.url"))
+    if db.is_async(url):
+        asyncio.run(_run_async(url))
+        return
+    engine = db.make_engine(url)
+    try:
+        with engine.connect() as connection:
+            _run(connection)
+    finally:
+        engine.dispose()
+
+
+main()

@@ -1,0 +1,1 @@
+"""schemagen: declarative YAML schema changes rendered into Alembic migrations and checks."""

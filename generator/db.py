@@ -1,0 +1,120 @@
+"""Database URLs and engines for running migrations: sync or async, SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from generator import redact
+
+DEFAULT_URL = "sqlite:///marketdata.db"
+
+
+class UrlError(ValueError):
+    """A database URL that cannot be used; the message never contains its password."""
+
+
+def resolve_url(explicit: str | None = None) -> URL:
+    """``--url``, else ``DATABASE_URL``, else a SQLite file in the working directory."""
+    text = explicit or os.environ.get("DATABASE_URL") or DEFAULT_URL
+    redact.register_url_text(text)
+    try:
+        url = sa.make_url(text)
+    except Exception as exc:  # ArgumentError and friends quote the URL: never show it
+        raise UrlError(f"cannot parse the database URL {redact.redact(text)!r}") from exc
+    redact.register_url(url)
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise UrlError(
+            f"unsupported database {url.get_backend_name()!r} in {redact.safe_url(url)} "
+            "(expected sqlite or postgresql)"
+        )
+    try:
+        url.get_dialect()
+    except Exception as exc:
+        raise UrlError(f"unknown driver in {redact.safe_url(url)}: {exc}") from exc
+    return url
+
+
+def is_async(url: URL) -> bool:
+    return bool(getattr(url.get_dialect(), "is_async", False))
+
+
+def _install_sqlite_listeners(engine: Engine) -> None:
+    """Real transactions on SQLite (DDL included) and foreign keys on, as the app has them.
+
+    The driver's own transaction handling neither wraps DDL in a transaction nor lets a
+    failed migration roll back its schema changes; SQLAlchemy's documented recipe takes it
+    over: the driver is put in autocommit mode and BEGIN is emitted on every SQLAlchemy begin.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            conn.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: URL) -> Engine:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    if url.get_backend_name() == "sqlite":
+        _install_sqlite_listeners(engine)
+    return engine
+
+
+def make_async_engine(url: URL) -> AsyncEngine:
+    engine = create_async_engine(url, poolclass=sa.pool.NullPool)
+    if url.get_backend_name() == "sqlite":
+        _install_sqlite_listeners(engine.sync_engine)
+    return engine
+
+
+def _pragma(connection: Connection, sql: str) -> Any:
+    """Run a PRAGMA on the driver connection, outside any SQLAlchemy transaction."""
+    dbapi = connection.connection.dbapi_connection
+    assert dbapi is not None
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute(sql)
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return row[0] if row else None
+
+
+@contextmanager
+def sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """Switch SQLite's foreign-key enforcement off for a migration run, then restore it.
+
+    ``PRAGMA foreign_keys`` is a no-op inside a transaction, so it is changed on the driver
+    connection between transactions. With enforcement on, recreating a parent table in batch
+    mode runs an implicit DELETE that cascades into its children. Each migration runs
+    ``PRAGMA foreign_key_check`` before it commits instead (generator.runtime).
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    if connection.in_transaction():
+        connection.commit()
+    was = _pragma(connection, "PRAGMA foreign_keys")
+    _pragma(connection, "PRAGMA foreign_keys=OFF")
+    if _pragma(connection, "PRAGMA foreign_keys") != 0:
+        raise RuntimeError("could not switch SQLite foreign-key enforcement off")
+    try:
+        yield
+    finally:
+        if connection.in_transaction():
+            connection.rollback()
+        _pragma(connection, f"PRAGMA foreign_keys={'ON' if was else 'OFF'}")

@@ -1,0 +1,162 @@
+"""Every fact about how SQLite and PostgreSQL differ, in one place.
+
+Templates branch on the dialect name; the names, types, literals and capabilities they
+need come from here.
+"""
+
+from __future__ import annotations
+
+from generator.coltypes import SqlType
+from generator.state import Column, DefaultValue
+
+POSTGRESQL = "postgresql"
+SQLITE = "sqlite"
+DIALECTS = (POSTGRESQL, SQLITE)
+
+FK_ACTION_SQL = {
+    "cascade": "CASCADE",
+    "restrict": "RESTRICT",
+    "no_action": "NO ACTION",
+    "set_null": "SET NULL",
+    "set_default": "SET DEFAULT",
+}
+# pg_constraint.confdeltype codes
+PG_FK_ACTION_CODE = {"cascade": "c", "restrict": "r", "no_action": "a", "set_null": "n", "set_default": "d"}
+
+
+def quote_ident(name: str) -> str:
+    """Double-quote an identifier (names are validated, so quoting is belt and braces)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _is_rowid_alias(column: Column, dialect: str) -> bool:
+    # An INTEGER PRIMARY KEY aliases SQLite's rowid; BIGINT would not, so a bigint key is
+    # declared INTEGER there (it is 64-bit anyway).
+    return dialect == SQLITE and column.primary_key and column.type.kind in ("integer", "bigint")
+
+
+def sa_type(column: Column, dialect: str) -> str:
+    """The SQLAlchemy type expression (Python source) for a column on a dialect."""
+    t = column.type
+    if _is_rowid_alias(column, dialect):
+        return "sa.Integer()"
+    return sa_type_of(t, dialect)
+
+
+def sa_type_of(t: SqlType, dialect: str) -> str:
+    match t.kind:
+        case "integer":
+            return "sa.Integer()"
+        case "bigint":
+            return "sa.BigInteger()"
+        case "decimal":
+            return f"sa.Numeric({t.precision}, {t.scale})"
+        case "float":
+            return "sa.Double()" if dialect == POSTGRESQL else "sa.Float()"
+        case "varchar":
+            return f"sa.String({t.length})"
+        case "text":
+            return "sa.Text()"
+        case "boolean":
+            return "sa.Boolean()"
+        case "timestamptz":
+            return "sa.DateTime(timezone=True)"
+    raise ValueError(f"no SQLAlchemy type for {t}")
+
+
+def catalog_type(column: Column, dialect: str) -> str:
+    """The type as the validation SQL reads it back from the database catalogue.
+
+    PostgreSQL: ``format_type()``; SQLite: the declared type, upper-cased, spaces removed.
+    """
+    t = column.type
+    if dialect == SQLITE:
+        if _is_rowid_alias(column, dialect):
+            return "INTEGER"
+        return {
+            "integer": "INTEGER",
+            "bigint": "BIGINT",
+            "decimal": f"NUMERIC({t.precision},{t.scale})",
+            "float": "FLOAT",
+            "varchar": f"VARCHAR({t.length})",
+            "text": "TEXT",
+            "boolean": "BOOLEAN",
+            "timestamptz": "DATETIME",
+        }[t.kind]
+    return {
+        "integer": "integer",
+        "bigint": "bigint",
+        "decimal": f"numeric({t.precision},{t.scale})",
+        "float": "double precision",
+        "varchar": f"character varying({t.length})",
+        "text": "text",
+        "boolean": "boolean",
+        "timestamptz": "timestamp with time zone",
+    }[t.kind]
+
+
+def _number(value: int | float) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def default_sql(value: DefaultValue, t: SqlType, dialect: str) -> str:
+    """The DEFAULT clause's expression as written in DDL."""
+    if t.kind == "timestamptz":
+        return "CURRENT_TIMESTAMP"
+    if isinstance(value, bool):
+        if dialect == SQLITE:
+            return "1" if value else "0"
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return _number(value)
+    return sql_string(value)
+
+
+def catalog_default(column: Column, dialect: str) -> str | None:
+    """The default as the catalogue reports it (``pg_get_expr`` / ``dflt_value``)."""
+    value, t = column.default, column.type
+    if value is None:
+        return None
+    written = default_sql(value, t, dialect)
+    if dialect == SQLITE or t.kind in ("timestamptz", "boolean"):
+        return written
+    # PostgreSQL deparses a string, and a negative number, as a literal cast to the bare
+    # type name (no length or precision): 'USD'::character varying, '-1'::integer.
+    pg_name = catalog_type(column, dialect).split("(")[0]
+    if isinstance(value, str):
+        return f"{written}::{pg_name}"
+    if value < 0:
+        return f"'{written}'::{pg_name}"
+    return written
+
+
+def can_add_column_natively(column: Column, dialect: str) -> bool:
+    """SQLite's ALTER TABLE ADD COLUMN refuses non-constant defaults and keys."""
+    if dialect == POSTGRESQL:
+        return True
+    if column.primary_key:
+        return False
+    return not (column.default is not None and column.type.kind == "timestamptz")
+
+
+def needs_recreate(kind: str, dialect: str, column: Column | None = None) -> bool:
+    """Whether a step must rebuild the table (SQLite batch mode) on this dialect."""
+    if dialect != SQLITE:
+        return False
+    if kind == "add_column":
+        return column is not None and not can_add_column_natively(column, dialect)
+    return kind in ("alter_column_type", "drop_column", "swap_fk_action")
+
+
+def ddl_type(t: SqlType, dialect: str) -> str:
+    """The type as written in DDL, e.g. in PostgreSQL's ``USING col::<type>``."""
+    if t.kind == "float":
+        return "double precision" if dialect == POSTGRESQL else "FLOAT"
+    if dialect == POSTGRESQL:
+        return {"timestamptz": "timestamp with time zone", "varchar": f"varchar({t.length})",
+                "decimal": f"numeric({t.precision},{t.scale})"}.get(t.kind, t.kind)
+    return catalog_type(Column("_", t, True), dialect)

@@ -1,0 +1,185 @@
+"""Load every spec under ``changes/``, validate it, and apply it to the schema in order.
+
+All problems of a run are collected and raised together as :class:`SpecErrors`; a caller
+that gets a list of changes back knows every spec is valid against the state before it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path as FsPath
+from typing import Any
+
+from pydantic import ValidationError
+
+from generator import spec
+from generator.errors import Path, SpecError, SpecErrors, format_path
+from generator.resolve import Resolver
+from generator.state import Schema, Step
+from generator.yamlpos import Positions, load
+
+FILE_RE = re.compile(r"^(?P<num>\d{4})_(?P<id>[a-z_][a-z0-9_]*)\.yaml$")
+
+
+@dataclass(frozen=True)
+class Change:
+    """A validated change: its spec, the steps it resolves to, and the schema around it."""
+
+    number: int
+    spec: spec.ChangeSpec
+    file: FsPath
+    display: str  # the file as errors and generated headers name it
+    steps: tuple[Step, ...]
+    before: Schema
+    after: Schema
+
+    @property
+    def revision(self) -> str:
+        return f"{self.number:04d}"
+
+    @property
+    def down_revision(self) -> str | None:
+        return None if self.number == 0 else f"{self.number - 1:04d}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.revision}_{self.spec.id}"
+
+    @property
+    def inverse_steps(self) -> tuple[Step, ...]:
+        return tuple(step.reverse() for step in reversed(self.steps))
+
+
+def display_name(file: FsPath, base: FsPath | None) -> str:
+    base = base or FsPath.cwd()
+    try:
+        return os.path.relpath(file, base) if file.is_absolute() else str(file)
+    except ValueError:  # another drive on Windows
+        return str(file)
+
+
+def _walk(data: Any, loc: tuple[Any, ...]) -> Path:
+    """Map a pydantic error location onto the YAML path, dropping union tag segments."""
+    out: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            out.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            out.append(part)
+            node = node[part]
+        elif isinstance(part, str) and isinstance(node, dict) and node.get("op") == part:
+            continue  # the discriminator's tag, not a field
+        else:
+            out.append(part)
+            node = None
+    return tuple(out)
+
+
+def _pydantic_errors(
+    exc: ValidationError, data: Any, positions: Positions, display: str
+) -> list[SpecError]:
+    errors = []
+    for err in exc.errors(include_url=False):
+        path = _walk(data, err["loc"])
+        kind = err["type"]
+        ctx = err.get("ctx") or {}
+        value = err.get("input")
+        where = positions.of_value(path)
+        shown_path = path
+        if kind == "missing":
+            message = "required field is missing"
+            where = positions.of_value(path[:-1])
+        elif kind == "extra_forbidden":
+            message = f"unknown field {path[-1]!r}"
+            where = positions.of_key(path)
+        elif kind == "union_tag_invalid":
+            message = f"unknown op {ctx.get('tag')!r} (expected one of {', '.join(spec.OP_NAMES)})"
+            shown_path = (*path, "op")
+            where = positions.of_value(shown_path)
+        elif kind == "union_tag_not_found":
+            message = f"required field 'op' is missing (one of {', '.join(spec.OP_NAMES)})"
+        elif kind == "string_pattern_mismatch":
+            message = f"invalid identifier {value!r} (expected {spec.IDENTIFIER_HELP})"
+        elif kind == "literal_error":
+            message = f"{value!r} is not allowed (expected {ctx.get('expected')})"
+        elif kind == "value_error":
+            message = str(ctx.get("error", err["msg"]))
+        elif kind == "too_short":
+            message = "must not be empty"
+        else:
+            message = f"{err['msg'].rstrip('.')} (got {value!r})" if value is not None else err["msg"]
+        line, col = where
+        errors.append(SpecError(display, line, col, format_path(shown_path), message))
+    return errors
+
+
+def load_changes(changes_dir: FsPath, display_base: FsPath | None = None) -> list[Change]:
+    """Every change in order, validated and applied; raises SpecErrors listing all problems."""
+    errors: list[SpecError] = []
+    files = sorted(p for p in changes_dir.iterdir() if p.suffix in (".yaml", ".yml"))
+    if not files:
+        errors.append(SpecError(display_name(changes_dir, display_base), 1, 1, "", "no specs"))
+    expected_number = 0
+    changes: list[Change] = []
+    resolver = Resolver(Schema())
+    for file in files:
+        display = display_name(file, display_base)
+        m = FILE_RE.match(file.name)
+        if not m:
+            errors.append(
+                SpecError(display, 1, 1, "", "file name must be NNNN_<id>.yaml (e.g. 0001_add_x.yaml)")
+            )
+            continue
+        number = int(m["num"])
+        if number != expected_number:
+            errors.append(
+                SpecError(
+                    display, 1, 1, "", f"change number {number:04d} out of sequence "
+                    f"(expected {expected_number:04d})"
+                )
+            )
+        expected_number = number + 1
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            errors.append(SpecError(display, 1, 1, "", f"cannot read file: {exc}"))
+            continue
+        data, positions, yaml_errors = load(text, display)
+        errors.extend(yaml_errors)
+        if yaml_errors:
+            continue
+        if not isinstance(data, dict):
+            errors.append(SpecError(display, 1, 1, "", "a change file must be a mapping"))
+            continue
+        try:
+            change_spec = spec.ChangeSpec.model_validate(data)
+        except ValidationError as exc:
+            errors.extend(_pydantic_errors(exc, data, positions, display))
+            continue
+        if change_spec.id != m["id"]:
+            line, col = positions.of_value(("id",))
+            errors.append(
+                SpecError(
+                    display, line, col, "id",
+                    f"id {change_spec.id!r} does not match the file name (expected {m['id']!r})",
+                )
+            )
+        before = resolver.schema
+        steps: list[Step] = []
+        for i, op in enumerate(change_spec.operations):
+            op_steps, problems = resolver.resolve(op)
+            steps.extend(op_steps)
+            for rel, message in problems:
+                path: Path = ("operations", i, *rel)
+                line, col = positions.of_value(path)
+                errors.append(SpecError(display, line, col, format_path(path), message))
+        changes.append(
+            Change(number, change_spec, file, display, tuple(steps), before, resolver.schema)
+        )
+    if errors:
+        raise SpecErrors(errors)
+    return changes

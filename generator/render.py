@@ -1,0 +1,181 @@
+"""Render changes through the Jinja templates into ``{path: text}``; nothing is written here."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unicodedata
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from generator import checks, dialects
+from generator.load import Change
+from generator.plan import plan
+
+TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
+STEP_KINDS = (
+    "create_table",
+    "drop_table",
+    "create_index",
+    "drop_index",
+    "alter_column_type",
+    "add_column",
+    "drop_column",
+    "swap_fk_action",
+    "recreate_table",
+)
+LINE_LENGTH = 100
+
+
+def _printable(text: str) -> str:
+    """Escape control and other invisible characters so free text cannot break a file."""
+    return "".join(
+        ch if ch == " " or unicodedata.category(ch)[0] not in "CZ" else ch.encode("unicode_escape").decode()
+        for ch in text
+    )
+
+
+def _comment(text: str, prefix: str) -> str:
+    lines = [_printable(line).rstrip() for line in str(text).strip().splitlines()] or [""]
+    return "\n".join(f"{prefix} {line}".rstrip() for line in lines)
+
+
+def _py(value: Any) -> str:
+    """A Python literal; ``repr`` of str/int/bool/None is safe to paste into source."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return repr(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_py(v) for v in value) + "]"
+    raise TypeError(f"cannot render {type(value).__name__} as a Python literal")
+
+
+def _sqlval(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    return dialects.sql_string(_printable(str(value)))
+
+
+FILTERS: dict[str, Callable[..., Any]] = {
+    "py": _py,
+    "pycomment": lambda text: _comment(text, "#"),
+    "sqlcomment": lambda text: _comment(text, "--"),
+    "qi": dialects.quote_ident,
+    "sqlstr": lambda s: dialects.sql_string(str(s)),
+    "sqlval": _sqlval,
+    "sa_type": dialects.sa_type,
+    "sa_type_of": dialects.sa_type_of,
+    "default_sql": lambda c, dialect: dialects.default_sql(c.default, c.type, dialect),
+    "fk_action": lambda action: dialects.FK_ACTION_SQL[action],
+    "ddl_type": dialects.ddl_type,
+}
+
+
+def make_env(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters.update(FILTERS)
+    env.globals["dialects"] = dialects.DIALECTS
+    env.globals["ops"] = {kind: env.get_template(f"ops/{kind}.j2").module for kind in STEP_KINDS}
+    return env
+
+
+def migration_path(change: Change) -> str:
+    return f"versions/{change.name}.py"
+
+
+def validation_path(change: Change, dialect: str, phase: str) -> str:
+    return f"validation/{dialect}/{change.name}.{phase}.sql"
+
+
+def _render_migration(env: jinja2.Environment, change: Change) -> str:
+    plans = {
+        direction: {
+            dialect: plan(steps, schema, dialect)
+            for dialect in dialects.DIALECTS
+        }
+        for direction, steps, schema in (
+            ("upgrade", change.steps, change.before),
+            ("downgrade", change.inverse_steps, change.after),
+        )
+    }
+    return env.get_template("migration.py.j2").render(change=change, plans=plans)
+
+
+def _render_validation(env: jinja2.Environment, change: Change, dialect: str, phase: str) -> str:
+    schema = change.before if phase == "pre" else change.after
+    expected = checks.expect_schema(schema, dialect)
+    return env.get_template(f"validation/{dialect}.sql.j2").render(
+        change=change,
+        phase=phase,
+        path=f"generated_migrations/{validation_path(change, dialect, phase)}",
+        expected=expected,
+        tables=[(t.table,) for t in expected],
+    )
+
+
+def ruff_format(files: dict[str, str]) -> dict[str, str]:
+    """Format Python sources with the pinned ruff, in one process for all of them."""
+    if not files:
+        return {}
+    ruff = _ruff_binary()
+    with tempfile.TemporaryDirectory(prefix="schemagen-fmt-") as tmp:
+        names = {}
+        for i, (path, text) in enumerate(sorted(files.items())):
+            name = f"f{i:05d}.py"
+            names[path] = name
+            Path(tmp, name).write_text(text, encoding="utf-8")
+        proc = subprocess.run(
+            [ruff, "format", "--isolated", "--no-cache", f"--line-length={LINE_LENGTH}",
+             "--target-version=py311", "--quiet", "."],
+            cwd=tmp, capture_output=True, text=True, check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"ruff format failed on generated code:\n{proc.stderr}")
+        return {path: Path(tmp, name).read_text(encoding="utf-8") for path, name in names.items()}
+
+
+def _ruff_binary() -> str:
+    try:
+        from ruff.__main__ import find_ruff_bin
+
+        return os.fsdecode(find_ruff_bin())
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+        return found
+
+
+def generate(changes: Iterable[Change], templates_dir: Path = TEMPLATES_DIR) -> dict[str, str]:
+    """Every generated file, keyed by its path relative to ``generated_migrations/``."""
+    env = make_env(templates_dir)
+    python: dict[str, str] = {}
+    out: dict[str, str] = {}
+    for change in changes:
+        python[migration_path(change)] = _render_migration(env, change)
+        for dialect in dialects.DIALECTS:
+            for phase in ("pre", "post"):
+                out[validation_path(change, dialect, phase)] = _render_validation(
+                    env, change, dialect, phase
+                )
+    out.update(ruff_format(python))
+    return dict(sorted(out.items()))
+
+
+def manifest(files: dict[str, str]) -> str:
+    return json.dumps(sorted(files), indent=2)

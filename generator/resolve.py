@@ -1,0 +1,333 @@
+"""Check each spec operation against the schema before it and turn it into a typed step.
+
+A problem is reported as ``(path inside the operation, message)`` so the loader can point
+at the exact YAML line; an operation with any problem yields no step.
+"""
+
+from __future__ import annotations
+
+from generator import spec
+from generator.coltypes import SqlType, conversion_problem, parse_type
+from generator.errors import Path
+from generator.state import (
+    AddColumnStep,
+    AlterColumnTypeStep,
+    Column,
+    CreateIndexStep,
+    CreateTableStep,
+    DefaultValue,
+    DropIndexStep,
+    ForeignKey,
+    Index,
+    Schema,
+    SetFkActionStep,
+    Step,
+    Table,
+    UniqueConstraint,
+)
+
+Problem = tuple[Path, str]
+MAX_NAME = 63
+
+
+def fk_name(table: str, column: str, ref_table: str) -> str:
+    return f"fk_{table}_{column}_{ref_table}"
+
+
+def uq_name(table: str, column: str) -> str:
+    return f"uq_{table}_{column}"
+
+
+def default_problem(value: DefaultValue, type_: SqlType) -> str | None:
+    """Why ``value`` is not a valid literal default for a column of ``type_``."""
+    kind = type_.kind
+    if kind == "timestamptz":
+        return None if value == "now" else "a timestamptz default must be `now`"
+    if kind == "boolean":
+        return None if isinstance(value, bool) else "a boolean default must be true or false"
+    if isinstance(value, bool):
+        return f"a {type_} default cannot be a boolean"
+    if kind in ("integer", "bigint"):
+        if not isinstance(value, int):
+            return f"a {type_} default must be an integer"
+        limit = 2**31 if kind == "integer" else 2**63
+        return None if -limit <= value < limit else f"default {value} is out of range for {type_}"
+    if kind in ("decimal", "float"):
+        if not isinstance(value, int | float):
+            return f"a {type_} default must be a number"
+        if kind == "decimal" and type_.precision is not None and type_.scale is not None:
+            digits = type_.precision - type_.scale
+            if abs(value) >= 10**digits:
+                return f"default {value} does not fit {type_}"
+        return None
+    if not isinstance(value, str):
+        return f"a {type_} default must be a string"
+    if type_.length is not None and len(value) > type_.length:
+        return f"default is {len(value)} characters long, longer than {type_}"
+    return None
+
+
+class Resolver:
+    """Resolves operations one after another, carrying the schema along."""
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+
+    def resolve(self, op: spec.Operation) -> tuple[list[Step], list[Problem]]:
+        handler = getattr(self, f"_{op.op}")
+        steps, problems = handler(op)
+        if not problems:
+            for step in steps:
+                self.schema = step.apply(self.schema)
+        return (steps if not problems else []), problems
+
+    # ------------------------------------------------------------------ helpers
+
+    def _table(self, name: str, path: Path, problems: list[Problem]) -> Table | None:
+        table = self.schema.table(name)
+        if table is None:
+            known = ", ".join(t.name for t in self.schema.tables) or "none"
+            problems.append((path, f"table {name!r} does not exist (tables: {known})"))
+        return table
+
+    def _column(
+        self, table: Table, name: str, path: Path, problems: list[Problem]
+    ) -> Column | None:
+        column = table.column(name)
+        if column is None:
+            known = ", ".join(c.name for c in table.columns)
+            problems.append(
+                (path, f"column {name!r} does not exist in table {table.name!r} (columns: {known})")
+            )
+        return column
+
+    def _free_name(self, name: str, path: Path, problems: list[Problem]) -> None:
+        if len(name) > MAX_NAME:
+            problems.append((path, f"name {name!r} is longer than {MAX_NAME} characters"))
+        elif name in self.schema.relation_names():
+            problems.append(
+                (path, f"name {name!r} is already used by a table, index or key in the schema")
+            )
+
+    def _index_columns(
+        self, table: Table, columns: list[str], path: Path, problems: list[Problem]
+    ) -> None:
+        seen: set[str] = set()
+        for i, col in enumerate(columns):
+            if col in seen:
+                problems.append(((*path, i), f"column {col!r} is listed twice"))
+            seen.add(col)
+            self._column(table, col, (*path, i), problems)
+
+    def _make_column(
+        self, table_name: str, c: spec.ColumnSpec, path: Path, problems: list[Problem]
+    ) -> Column:
+        type_ = parse_type(c.type)
+        if c.default is not None:
+            problem = default_problem(c.default, type_)
+            if problem:
+                problems.append(((*path, "default"), problem))
+        if c.primary_key and c.unique:
+            problems.append(((*path, "unique"), "a primary key column is already unique"))
+        return Column(c.name, type_, c.is_nullable, c.primary_key, c.default)
+
+    def _make_fk(
+        self,
+        table: Table,
+        column: Column,
+        ref: spec.References,
+        path: Path,
+        problems: list[Problem],
+    ) -> ForeignKey | None:
+        parent = table if ref.table == table.name else self.schema.table(ref.table)
+        if parent is None:
+            problems.append(((*path, "table"), f"referenced table {ref.table!r} does not exist"))
+            return None
+        target = parent.column(ref.column)
+        if target is None:
+            problems.append(
+                ((*path, "column"), f"column {ref.column!r} does not exist in table {ref.table!r}")
+            )
+            return None
+        if not parent.is_unique_key((ref.column,)):
+            problems.append(
+                (
+                    (*path, "column"),
+                    f"{ref.table}.{ref.column} is neither a primary key nor unique, "
+                    "so it cannot be referenced",
+                )
+            )
+        if target.type != column.type:
+            problems.append(
+                (
+                    path,
+                    f"column type {column.type} does not match the referenced "
+                    f"{ref.table}.{ref.column} ({target.type})",
+                )
+            )
+        name = fk_name(table.name, column.name, ref.table)
+        if len(name) > MAX_NAME:
+            problems.append((path, f"derived foreign key name {name!r} is too long"))
+        return ForeignKey(name, table.name, column.name, ref.table, ref.column, ref.on_delete)
+
+    # --------------------------------------------------------------- operations
+
+    def _create_table(self, op: spec.CreateTable) -> tuple[list[Step], list[Problem]]:
+        problems: list[Problem] = []
+        if self.schema.table(op.name) is not None:
+            problems.append((("name",), f"table {op.name!r} already exists"))
+        else:
+            self._free_name(op.name, ("name",), problems)
+        columns: list[Column] = []
+        seen: set[str] = set()
+        for i, c in enumerate(op.columns):
+            if c.name in seen:
+                problems.append((("columns", i, "name"), f"column {c.name!r} is declared twice"))
+            seen.add(c.name)
+            columns.append(self._make_column(op.name, c, ("columns", i), problems))
+        table = Table(op.name, tuple(columns))
+        names: set[str] = set()
+        if table.primary_key:
+            names.add(table.pk_name)
+        uniques = []
+        for i, c in enumerate(op.columns):
+            if c.unique:
+                name = uq_name(op.name, c.name)
+                self._free_name(name, ("columns", i, "unique"), problems)
+                uniques.append(UniqueConstraint(name, op.name, (c.name,)))
+                names.add(name)
+        table = Table(op.name, tuple(columns), uniques=tuple(uniques))
+        fks = []
+        for i, (c, col) in enumerate(zip(op.columns, columns, strict=True)):
+            if c.references is not None:
+                fk = self._make_fk(table, col, c.references, ("columns", i, "references"), problems)
+                if fk is not None:
+                    fks.append(fk)
+        indexes = []
+        for i, ix in enumerate(op.indexes):
+            path: Path = ("indexes", i)
+            if ix.name in names:
+                problems.append(((*path, "name"), f"name {ix.name!r} is used twice in this table"))
+            else:
+                self._free_name(ix.name, (*path, "name"), problems)
+            names.add(ix.name)
+            self._index_columns(table, ix.columns, (*path, "columns"), problems)
+            indexes.append(Index(ix.name, op.name, tuple(ix.columns), ix.unique))
+        table = Table(
+            op.name,
+            tuple(columns),
+            indexes=tuple(sorted(indexes, key=lambda x: x.name)),
+            foreign_keys=tuple(fks),
+            uniques=tuple(uniques),
+        )
+        return [CreateTableStep(table)], problems
+
+    def _drop_index(self, op: spec.DropIndex) -> tuple[list[Step], list[Problem]]:
+        problems: list[Problem] = []
+        table = self._table(op.table, ("table",), problems)
+        if table is None:
+            return [], problems
+        index = table.index(op.name)
+        if index is None:
+            elsewhere = next((t.name for t in self.schema.tables if t.index(op.name)), None)
+            hint = f" (it belongs to table {elsewhere!r})" if elsewhere else ""
+            known = ", ".join(i.name for i in table.indexes) or "none"
+            problems.append(
+                (
+                    ("name",),
+                    f"index {op.name!r} does not exist on table {op.table!r}{hint} "
+                    f"(indexes: {known})",
+                )
+            )
+            return [], problems
+        return [DropIndexStep(index)], problems
+
+    def _create_index(self, op: spec.CreateIndex) -> tuple[list[Step], list[Problem]]:
+        problems: list[Problem] = []
+        table = self._table(op.table, ("table",), problems)
+        if table is None:
+            return [], problems
+        self._free_name(op.name, ("name",), problems)
+        self._index_columns(table, op.columns, ("columns",), problems)
+        return [CreateIndexStep(Index(op.name, op.table, tuple(op.columns), op.unique))], problems
+
+    def _alter_column_type(self, op: spec.AlterColumnType) -> tuple[list[Step], list[Problem]]:
+        problems: list[Problem] = []
+        table = self._table(op.table, ("table",), problems)
+        if table is None:
+            return [], problems
+        column = self._column(table, op.column, ("column",), problems)
+        if column is None:
+            return [], problems
+        old, new = parse_type(op.from_), parse_type(op.to)
+        if column.type != old:
+            problems.append(
+                (("from",), f"column {op.table}.{op.column} is {column.type}, not {old}")
+            )
+        elif problem := conversion_problem(old, new):
+            problems.append((("to",), problem))
+        if column.primary_key:
+            problems.append((("column",), "cannot change the type of a primary key column"))
+        fk = table.fk_on(column.name)
+        referencing = [
+            f for f in self.schema.referencing(table.name) if f.ref_column == column.name
+        ]
+        if fk is not None or referencing:
+            problems.append(
+                (("column",), "cannot change the type of a column in a foreign key")
+            )
+        if column.default is not None and (problem := default_problem(column.default, new)):
+            problems.append((("to",), f"the column's default no longer fits: {problem}"))
+        return [AlterColumnTypeStep(op.table, column, new)], problems
+
+    def _add_column(self, op: spec.AddColumn) -> tuple[list[Step], list[Problem]]:
+        problems: list[Problem] = []
+        table = self._table(op.table, ("table",), problems)
+        if table is None:
+            return [], problems
+        if table.column(op.column.name) is not None:
+            problems.append(
+                (("column", "name"), f"column {op.column.name!r} already exists in {op.table!r}")
+            )
+        column = self._make_column(op.table, op.column, ("column",), problems)
+        for field_name in ("primary_key", "unique", "references"):
+            if getattr(op.column, field_name):
+                problems.append(
+                    (
+                        ("column", field_name),
+                        f"add_column does not support {field_name}; add the column, "
+                        "then constrain it in a later change",
+                    )
+                )
+        if not column.nullable and column.default is None:
+            problems.append(
+                (
+                    ("column", "nullable"),
+                    "a NOT NULL column needs a default, or existing rows would have no value",
+                )
+            )
+        return [AddColumnStep(op.table, column)], problems
+
+    def _swap_fk_action(self, op: spec.SwapFkAction) -> tuple[list[Step], list[Problem]]:
+        problems: list[Problem] = []
+        table = self._table(op.table, ("table",), problems)
+        if table is None:
+            return [], problems
+        if self._column(table, op.column, ("column",), problems) is None:
+            return [], problems
+        fk = table.fk_on(op.column)
+        if fk is None:
+            problems.append(
+                (("column",), f"column {op.table}.{op.column} has no foreign key")
+            )
+            return [], problems
+        if fk.on_delete != op.from_:
+            problems.append(
+                (("from",), f"foreign key {fk.name} is ON DELETE {fk.on_delete}, not {op.from_}")
+            )
+        elif op.to == op.from_:
+            problems.append((("to",), f"foreign key {fk.name} is already ON DELETE {op.to}"))
+        column = table.column(op.column)
+        if op.to == "set_null" and column is not None and not column.nullable:
+            problems.append((("to",), "ON DELETE set_null needs a nullable column"))
+        return [SetFkActionStep(fk, op.to)], problems

@@ -1,0 +1,202 @@
+"""What a rendered migration calls at run time: dispatch on the dialect, run the change's
+pre- and post-checks around its DDL, and log every step with its duration.
+
+Rendered migrations import this module and nothing else from the project, never the models.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+log = logging.getLogger("schemagen")
+CHECK_MARKER = "-- check: "
+MAX_ROWS_SHOWN = 20
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    sql: str
+
+
+@dataclass
+class CheckResult:
+    check: Check
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+    @property
+    def passed(self) -> bool:
+        return not self.rows
+
+
+class UnsupportedDialect(RuntimeError):
+    pass
+
+
+class CheckFailed(RuntimeError):
+    """A validation check returned rows: the state is not what the change expects."""
+
+    def __init__(self, change: str, phase: str, dialect: str, failures: Sequence[CheckResult]):
+        self.change, self.phase, self.dialect, self.failures = change, phase, dialect, failures
+        lines = [f"{phase}-checks of {change} failed on {dialect}:"]
+        for result in failures:
+            lines.append(f"  check {result.check.name}: {len(result.rows)} failing row(s)")
+            lines.extend("    " + line for line in format_rows(result.columns, result.rows))
+        super().__init__("\n".join(lines))
+
+
+def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    shown = [tuple("NULL" if v is None else str(v) for v in row) for row in rows[:MAX_ROWS_SHOWN]]
+    widths = [max([len(c), *(len(r[i]) for r in shown)]) for i, c in enumerate(columns)]
+    out = [" | ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    out += [" | ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in shown]
+    if len(rows) > MAX_ROWS_SHOWN:
+        out.append(f"... and {len(rows) - MAX_ROWS_SHOWN} more")
+    return out
+
+
+def parse_checks(text: str) -> list[Check]:
+    """Split a validation file into its checks, one per ``-- check: <name>`` header."""
+    checks: list[Check] = []
+    name: str | None = None
+    body: list[str] = []
+
+    def flush() -> None:
+        if name is not None:
+            sql = "\n".join(body).strip().rstrip(";").strip()
+            checks.append(Check(name, sql))
+
+    for line in text.splitlines():
+        if line.startswith(CHECK_MARKER):
+            flush()
+            name, body = line[len(CHECK_MARKER) :].strip(), []
+        elif name is not None:
+            body.append(line)
+    flush()
+    return checks
+
+
+def run_checks(connection: Connection, checks: Sequence[Check]) -> list[CheckResult]:
+    results = []
+    for check in checks:
+        result = connection.exec_driver_sql(check.sql)
+        results.append(CheckResult(check, list(result.keys()), [tuple(r) for r in result]))
+    return results
+
+
+def validation_file(script_file: str | Path, dialect: str, change: str, phase: str) -> Path:
+    return Path(script_file).resolve().parent.parent / "validation" / dialect / f"{change}.{phase}.sql"
+
+
+@dataclass
+class StepRecord:
+    change: str
+    step: str
+    dialect: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def step(change: str, name: str, dialect: str) -> Iterator[StepRecord]:
+    """Log a step as it starts and as it ends, with its duration and result."""
+    record = StepRecord(change, name, dialect)
+    log.info("%s: %s ...", change, name, extra={"event": "start", "change": change, "step": name, "dialect": dialect})
+    started = time.perf_counter()
+    result = "ok"
+    try:
+        yield record
+    except BaseException:
+        result = "failed"
+        raise
+    finally:
+        ms = round((time.perf_counter() - started) * 1000, 1)
+        detail = "".join(f", {k.replace('_', ' ')}: {v}" for k, v in record.extra.items())
+        log.log(
+            logging.INFO if result == "ok" else logging.ERROR,
+            "%s: %s %s (%.1f ms%s)",
+            change,
+            name,
+            result,
+            ms,
+            detail,
+            extra={
+                "event": "end",
+                "change": change,
+                "step": name,
+                "dialect": dialect,
+                "duration_ms": ms,
+                "result": result,
+                **record.extra,
+            },
+        )
+
+
+def verify(connection: Connection, file: Path, change: str, phase: str) -> list[CheckResult]:
+    """Run one validation file, logging it as a step; returns every check's result."""
+    dialect = connection.dialect.name
+    with step(change, f"{phase}-checks", dialect) as rec:
+        checks = parse_checks(file.read_text(encoding="utf-8"))
+        results = run_checks(connection, checks)
+        failing = [r for r in results if not r.passed]
+        rec.extra.update(checks=len(results), failing_rows=sum(len(r.rows) for r in failing))
+        if failing:
+            raise CheckFailed(change, phase, dialect, failing)
+    return results
+
+
+def foreign_key_check(connection: Connection, change: str) -> None:
+    """SQLite runs migrations with enforcement off; prove no row was orphaned meanwhile."""
+    with step(change, "foreign_key_check", "sqlite") as rec:
+        result = connection.exec_driver_sql("PRAGMA foreign_key_check")
+        rows = [tuple(r) for r in result]
+        rec.extra.update(checks=1, failing_rows=len(rows))
+        if rows:
+            failure = CheckResult(Check("foreign_key_check", "PRAGMA foreign_key_check"), list(result.keys()), rows)
+            raise CheckFailed(change, "post", "sqlite", [failure])
+
+
+def run_change(
+    op: Any,
+    script_file: str,
+    direction: str,
+    functions: Mapping[str, Callable[[], None]],
+) -> None:
+    """Run one direction of a change: checks of the state before, DDL, checks of the state after."""
+    connection: Connection = op.get_bind()
+    dialect = connection.dialect.name
+    change = Path(script_file).stem
+    fn = functions.get(dialect)
+    if fn is None:
+        raise UnsupportedDialect(
+            f"change {change} supports {', '.join(sorted(functions))}, not {dialect!r}"
+        )
+    if dialect == "sqlite" and connection.exec_driver_sql("PRAGMA foreign_keys").scalar():
+        raise RuntimeError(
+            "SQLite foreign-key enforcement is on inside the migration transaction, so a table "
+            "rebuild could cascade-delete rows; run migrations through generated_migrations/env.py "
+            "(schemagen upgrade, or alembic with alembic.ini), which switches it off first"
+        )
+    before, after = ("pre", "post") if direction == "upgrade" else ("post", "pre")
+    verify(connection, validation_file(script_file, dialect, change, before), change, before)
+    with step(change, direction, dialect):
+        fn()
+    if dialect == "sqlite":
+        foreign_key_check(connection, change)
+    verify(connection, validation_file(script_file, dialect, change, after), change, after)
+
+
+def current_revision(connection: Connection) -> str | None:
+    inspector = sa.inspect(connection)
+    if not inspector.has_table("alembic_version"):
+        return None
+    return connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()

@@ -1,0 +1,148 @@
+"""Pydantic models of a change file: the YAML an author writes, and nothing dialect-specific."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    model_validator,
+)
+
+from generator.coltypes import parse_type
+
+IDENTIFIER_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
+IDENTIFIER_HELP = (
+    "lowercase letters, digits and _, starting with a letter or _, at most 63 characters"
+)
+
+Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
+
+
+def _canonical_type(value: str) -> str:
+    return str(parse_type(value))
+
+
+TypeName = Annotated[StrictStr, AfterValidator(_canonical_type)]
+FkAction = Literal["cascade", "restrict", "no_action", "set_null", "set_default"]
+DefaultValue = StrictBool | StrictInt | StrictFloat | StrictStr
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class References(_Spec):
+    """A single-column foreign key; its name follows the naming convention."""
+
+    table: Identifier
+    column: Identifier = "id"
+    on_delete: FkAction = "no_action"
+
+
+class ColumnSpec(_Spec):
+    name: Identifier
+    type: TypeName
+    nullable: bool | None = Field(
+        default=None, description="defaults to false for a primary key, true otherwise"
+    )
+    primary_key: bool = False
+    unique: bool = False
+    default: DefaultValue | None = Field(
+        default=None,
+        description="a literal of the column's type; `now` on a timestamptz column",
+    )
+    references: References | None = None
+
+    @model_validator(mode="after")
+    def _pk_not_null(self) -> ColumnSpec:
+        if self.primary_key and self.nullable:
+            raise ValueError("a primary key column cannot be nullable")
+        return self
+
+    @property
+    def is_nullable(self) -> bool:
+        return (not self.primary_key) if self.nullable is None else self.nullable
+
+
+class IndexSpec(_Spec):
+    name: Identifier
+    columns: Annotated[list[Identifier], Field(min_length=1)]
+    unique: bool = False
+
+
+class CreateTable(_Spec):
+    """Create a table with its columns, keys and indexes (the baseline uses only this)."""
+
+    op: Literal["create_table"]
+    name: Identifier
+    columns: Annotated[list[ColumnSpec], Field(min_length=1)]
+    indexes: list[IndexSpec] = []
+
+
+class DropIndex(_Spec):
+    op: Literal["drop_index"]
+    table: Identifier
+    name: Identifier
+
+
+class CreateIndex(_Spec):
+    op: Literal["create_index"]
+    table: Identifier
+    name: Identifier
+    columns: Annotated[list[Identifier], Field(min_length=1)]
+    unique: bool = False
+
+
+class AlterColumnType(_Spec):
+    op: Literal["alter_column_type"]
+    table: Identifier
+    column: Identifier
+    from_: TypeName = Field(alias="from")
+    to: TypeName
+
+
+class AddColumn(_Spec):
+    op: Literal["add_column"]
+    table: Identifier
+    column: ColumnSpec
+
+
+class SwapFkAction(_Spec):
+    """Change the ON DELETE action of the foreign key on ``table.column``."""
+
+    op: Literal["swap_fk_action"]
+    table: Identifier
+    column: Identifier
+    from_: FkAction = Field(alias="from")
+    to: FkAction
+
+
+Operation = Annotated[
+    CreateTable | DropIndex | CreateIndex | AlterColumnType | AddColumn | SwapFkAction,
+    Field(discriminator="op"),
+]
+OP_NAMES = (
+    "create_table",
+    "drop_index",
+    "create_index",
+    "alter_column_type",
+    "add_column",
+    "swap_fk_action",
+)
+
+
+class ChangeSpec(_Spec):
+    """One file under ``changes/``: ``NNNN_<id>.yaml``."""
+
+    id: Identifier
+    description: Annotated[StrictStr, StringConstraints(min_length=1, strip_whitespace=True)]
+    operations: Annotated[list[Operation], Field(min_length=1)]

@@ -1,0 +1,133 @@
+"""Safe YAML reading that keeps a line and column for every node.
+
+Plain PyYAML keeps the last of two duplicate keys without a word and expands aliases
+without limit; here both are errors, as are explicit tags, so a spec is plain data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from generator.errors import Path, SpecError, format_path
+
+
+@dataclass
+class Positions:
+    """Where each value (and each mapping key) of a document starts, 1-based."""
+
+    values: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
+
+    def of_value(self, path: Path) -> tuple[int, int]:
+        """The position of the value at ``path`` or of its nearest existing ancestor."""
+        for n in range(len(path), -1, -1):
+            pos = self.values.get(path[:n])
+            if pos is not None:
+                return pos
+        return (1, 1)
+
+    def of_key(self, path: Path) -> tuple[int, int]:
+        return self.keys.get(path) or self.of_value(path)
+
+
+class _Refused(Exception):
+    def __init__(self, mark: yaml.Mark | None, message: str) -> None:
+        self.mark = mark
+        self.message = message
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A SafeLoader whose composer refuses aliases, anchors and explicit tags."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused(event.start_mark, "YAML aliases (*name) are not allowed in specs")
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            raise _Refused(event.start_mark, f"YAML anchors (&{anchor}) are not allowed in specs")
+        tag = getattr(event, "tag", None)
+        if tag is not None and tag != "!":
+            raise _Refused(event.start_mark, f"YAML tags ({tag}) are not allowed in specs")
+        return super().compose_node(parent, index)
+
+
+def _mark(mark: yaml.Mark | None) -> tuple[int, int]:
+    return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+
+
+def load(text: str, file: str) -> tuple[Any, Positions, list[SpecError]]:
+    """Parse one YAML document; return the data, its positions and any errors."""
+    loader = _StrictLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except _Refused as exc:
+            line, col = _mark(exc.mark)
+            return None, Positions(), [SpecError(file, line, col, "", exc.message)]
+        except yaml.MarkedYAMLError as exc:
+            line, col = _mark(exc.problem_mark or exc.context_mark)
+            problem = exc.problem or exc.context or "invalid YAML"
+            return None, Positions(), [SpecError(file, line, col, "", f"invalid YAML: {problem}")]
+        except yaml.YAMLError as exc:  # e.g. a reader error on a control character
+            mark = getattr(exc, "position", None)
+            msg = f"invalid YAML: {exc}"
+            pos = (1, 1) if mark is None else (1, int(mark) + 1)
+            return None, Positions(), [SpecError(file, pos[0], pos[1], "", msg)]
+        positions = Positions()
+        errors: list[SpecError] = []
+        if node is None:
+            return None, positions, [SpecError(file, 1, 1, "", "the file is empty")]
+        data = _convert(node, (), loader, positions, errors, file)
+        return data, positions, errors
+    finally:
+        loader.dispose()
+
+
+def _convert(
+    node: yaml.Node,
+    path: Path,
+    loader: yaml.SafeLoader,
+    positions: Positions,
+    errors: list[SpecError],
+    file: str,
+) -> Any:
+    positions.values[path] = _mark(node.start_mark)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        first_seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            line, col = _mark(key_node.start_mark)
+            if not isinstance(key_node, yaml.ScalarNode):
+                errors.append(SpecError(file, line, col, format_path(path), "keys must be plain"))
+                continue
+            key = key_node.value
+            if key in first_seen:
+                errors.append(
+                    SpecError(
+                        file,
+                        line,
+                        col,
+                        format_path((*path, key)),
+                        f"duplicate key {key!r} (first given on line {first_seen[key]})",
+                    )
+                )
+                continue
+            first_seen[key] = line
+            positions.keys[(*path, key)] = (line, col)
+            out[key] = _convert(value_node, (*path, key), loader, positions, errors, file)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _convert(item, (*path, i), loader, positions, errors, file)
+            for i, item in enumerate(node.value)
+        ]
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.YAMLError as exc:
+        line, col = _mark(node.start_mark)
+        errors.append(SpecError(file, line, col, format_path(path), f"invalid value: {exc}"))
+        return None

@@ -1,0 +1,101 @@
+"""Shared fixtures: every database test runs on SQLite and on PostgreSQL.
+
+PostgreSQL is found at ``TEST_POSTGRES_URL`` (default: the local server on 127.0.0.1:5432).
+Each PostgreSQL test gets a database of its own, dropped afterwards. When the server is
+unreachable the PostgreSQL half is skipped with a loud reason, except under ``CI=true``,
+where that is a failure: a CI run must test both dialects.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+PG_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+DIALECTS = ("sqlite", "postgresql")
+ROOT = Path(__file__).resolve().parents[1]
+
+_pg_problem: str | None = None
+_pg_checked = False
+
+
+def postgres_problem() -> str | None:
+    """None when PostgreSQL is reachable, else why not (checked once per session)."""
+    global _pg_problem, _pg_checked
+    if not _pg_checked:
+        _pg_checked = True
+        try:
+            engine = sa.create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 5})
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            engine.dispose()
+        except Exception as exc:  # any failure to connect means "unreachable"
+            _pg_problem = f"PostgreSQL at {sa.make_url(PG_ADMIN_URL)!r} unreachable: {exc}"
+    return _pg_problem
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    problem = postgres_problem()
+    if problem and os.environ.get("CI") == "true":
+        raise pytest.UsageError(f"CI=true and {problem}; PostgreSQL tests must not be skipped")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    problem = postgres_problem()
+    if problem:
+        terminalreporter.write_sep("!", "PostgreSQL tests were SKIPPED", red=True)
+        terminalreporter.write_line(problem)
+
+
+def pg_url_for(database: str, driver: str = "psycopg") -> str:
+    return (
+        sa.make_url(PG_ADMIN_URL)
+        .set(drivername=f"postgresql+{driver}", database=database)
+        .render_as_string(hide_password=False)
+    )
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database; yields its name."""
+    problem = postgres_problem()
+    if problem:
+        pytest.skip(problem)
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE template0'))
+    try:
+        yield name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=DIALECTS)
+def dialect(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A sync SQLAlchemy URL of an empty database of the parametrised dialect."""
+    if dialect == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    return pg_url_for(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture
+def async_db_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The async form of an empty database of the parametrised dialect."""
+    if dialect == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    return pg_url_for(request.getfixturevalue("pg_database"), driver="asyncpg")
