@@ -103,6 +103,7 @@ class StepRecord:
     change: str
     step: str
     dialect: str
+    result: str = "ok"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -112,13 +113,13 @@ def step(change: str, name: str, dialect: str) -> Iterator[StepRecord]:
     record = StepRecord(change, name, dialect)
     log.info("%s: %s ...", change, name, extra={"event": "start", "change": change, "step": name, "dialect": dialect})
     started = time.perf_counter()
-    result = "ok"
     try:
         yield record
     except BaseException:
-        result = "failed"
+        record.result = "failed"
         raise
     finally:
+        result = record.result
         ms = round((time.perf_counter() - started) * 1000, 1)
         detail = "".join(f", {k.replace('_', ' ')}: {v}" for k, v in record.extra.items())
         log.log(
@@ -141,17 +142,24 @@ def step(change: str, name: str, dialect: str) -> Iterator[StepRecord]:
         )
 
 
-def verify(connection: Connection, file: Path, change: str, phase: str) -> list[CheckResult]:
-    """Run one validation file, logging it as a step; returns every check's result."""
+def evaluate(connection: Connection, file: Path, change: str, phase: str) -> list[CheckResult]:
+    """Run one validation file as a logged step; returns every check's result."""
     dialect = connection.dialect.name
     with step(change, f"{phase}-checks", dialect) as rec:
-        checks = parse_checks(file.read_text(encoding="utf-8"))
-        results = run_checks(connection, checks)
+        results = run_checks(connection, parse_checks(file.read_text(encoding="utf-8")))
         failing = [r for r in results if not r.passed]
         rec.extra.update(checks=len(results), failing_rows=sum(len(r.rows) for r in failing))
         if failing:
-            raise CheckFailed(change, phase, dialect, failing)
+            rec.result = "failed"
     return results
+
+
+def verify(connection: Connection, file: Path, change: str, phase: str) -> None:
+    """Like :func:`evaluate`, but a failing check raises :class:`CheckFailed`."""
+    results = evaluate(connection, file, change, phase)
+    failing = [r for r in results if not r.passed]
+    if failing:
+        raise CheckFailed(change, phase, connection.dialect.name, failing)
 
 
 def foreign_key_check(connection: Connection, change: str) -> None:
@@ -161,6 +169,7 @@ def foreign_key_check(connection: Connection, change: str) -> None:
         rows = [tuple(r) for r in result]
         rec.extra.update(checks=1, failing_rows=len(rows))
         if rows:
+            rec.result = "failed"
             failure = CheckResult(Check("foreign_key_check", "PRAGMA foreign_key_check"), list(result.keys()), rows)
             raise CheckFailed(change, "post", "sqlite", [failure])
 

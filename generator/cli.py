@@ -1,0 +1,248 @@
+"""The ``schemagen`` command line: a thin layer over the library functions.
+
+Exit codes: 0 success; 1 stale generated files or a failed validation check; 2 usage error;
+3 invalid specs; 4 database or migration error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from alembic.util.exc import CommandError
+from sqlalchemy.exc import SQLAlchemyError
+
+from generator import db, files, migrate, redact, runtime
+from generator.errors import SpecErrors
+from generator.load import load_changes
+from generator.render import generate as render_all
+
+
+class Exit(IntEnum):
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    INVALID_SPEC = 3
+    DATABASE = 4
+
+
+def echo(text: str = "", err: bool = False) -> None:
+    click.echo(redact.redact(text), err=err)
+
+
+def fail(code: Exit, message: str) -> NoReturn:
+    echo(message, err=True)
+    sys.exit(int(code))
+
+
+# ---------------------------------------------------------------------- logging
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per finished step, for the application's structured logs."""
+
+    FIELDS = ("change", "step", "dialect", "duration_ms", "checks", "failing_rows", "result")
+
+    def format(self, record: logging.LogRecord) -> str:
+        data = {k: getattr(record, k) for k in self.FIELDS if hasattr(record, k)}
+        if not data:
+            data = {"message": record.getMessage()}
+        data["level"] = record.levelname.lower()
+        return json.dumps(data, sort_keys=True)
+
+
+class OnlyFinishedSteps(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "event", None) != "start"
+
+
+def setup_logging(fmt: str) -> None:
+    logger = logging.getLogger("schemagen")
+    logger.handlers.clear()
+    handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(redact.RedactingFilter())
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+        handler.addFilter(OnlyFinishedSteps())
+    else:
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+# ------------------------------------------------------------------------ paths
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The nearest directory holding ``changes/``, else the project this package came from."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "changes").is_dir() and (candidate / "generated_migrations").is_dir():
+            return candidate
+    return Path(__file__).resolve().parents[1]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Project directory holding changes/ and generated_migrations/ (default: found from cwd).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="How migration steps are logged.",
+)
+@click.pass_context
+def main(ctx: click.Context, root: Path | None, log_format: str) -> None:
+    """Declarative YAML schema changes -> Alembic migrations and validation SQL."""
+    setup_logging(log_format)
+    ctx.obj = {"root": (root or find_root()).resolve()}
+
+
+def _root(ctx: click.Context) -> Path:
+    return Path(ctx.obj["root"])
+
+
+def _load(root: Path) -> dict[str, str]:
+    try:
+        changes = load_changes(root / "changes", display_base=root)
+    except SpecErrors as exc:
+        for error in exc.errors:
+            echo(str(error), err=True)
+        n = len(exc.errors)
+        fail(Exit.INVALID_SPEC, f"{n} error{'s' if n != 1 else ''} in specs; nothing was written")
+    return render_all(changes)
+
+
+@main.command()
+@click.option("--check", is_flag=True, help="Write nothing; fail if any generated file is stale.")
+@click.pass_context
+def generate(ctx: click.Context, check: bool) -> None:
+    """Render every spec under changes/ into generated_migrations/."""
+    root = _root(ctx)
+    out_dir = root / "generated_migrations"
+    rendered = _load(root)
+    if check:
+        drift = files.compare(rendered, out_dir)
+        if drift.clean:
+            echo(f"generated files are current ({len(rendered)} files)")
+            return
+        for line in drift.diff:
+            click.echo(redact.redact(line), nl=not line.endswith("\n"))
+        for label, paths in (
+            ("stale or edited", drift.changed),
+            ("missing", drift.missing),
+            ("orphaned (its spec is gone)", drift.orphaned),
+        ):
+            for path in paths:
+                echo(f"{label}: generated_migrations/{path}", err=True)
+        fail(Exit.FAILED, "generated files differ from the specs; run `schemagen generate`")
+    written, deleted = files.write(rendered, out_dir)
+    for path in written:
+        echo(f"wrote generated_migrations/{path}")
+    for path in deleted:
+        echo(f"deleted generated_migrations/{path} (its spec is gone)")
+    echo(f"{len(rendered)} files generated, {len(written)} written, {len(deleted)} deleted")
+
+
+url_option = click.option(
+    "--url",
+    default=None,
+    help="SQLAlchemy URL, sync or async (default: $DATABASE_URL, else sqlite:///marketdata.db).",
+)
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """Turn database and migration failures into a clean message and an exit code."""
+    try:
+        yield
+    except runtime.CheckFailed as exc:
+        fail(Exit.FAILED, f"error: {exc}\nthe change was rolled back")
+    except db.UrlError as exc:
+        fail(Exit.USAGE, f"error: {exc}")
+    except CommandError as exc:
+        fail(Exit.USAGE, f"error: {exc}")
+    except SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        fail(Exit.DATABASE, f"database error: {type(exc).__name__}: {' '.join(detail[:3])}")
+    except (OSError, RuntimeError, LookupError) as exc:
+        fail(Exit.DATABASE, f"error: {type(exc).__name__}: {exc}")
+
+
+def _with_url(url: str | None, fn: Callable[[Any], None]) -> None:
+    with database_errors():
+        fn(db.resolve_url(url))
+
+
+@main.command()
+@url_option
+@click.option("--to", "to", default="head", show_default=True, help="Target revision.")
+@click.pass_context
+def upgrade(ctx: click.Context, url: str | None, to: str) -> None:
+    """Apply migrations up to a revision, running each change's checks."""
+    out_dir = _root(ctx) / "generated_migrations"
+
+    def go(u: Any) -> None:
+        echo(f"upgrading {redact.safe_url(u)} to {to}")
+        migrate.upgrade(out_dir, u, to)
+        revision = migrate.with_connection(u, runtime.current_revision)
+        echo(f"database is at revision {revision}")
+
+    _with_url(url, go)
+
+
+@main.command()
+@url_option
+@click.option("--to", "to", required=True, help="Target revision (or 'base' for an empty schema).")
+@click.pass_context
+def downgrade(ctx: click.Context, url: str | None, to: str) -> None:
+    """Revert migrations down to a revision, running each change's checks."""
+    out_dir = _root(ctx) / "generated_migrations"
+
+    def go(u: Any) -> None:
+        echo(f"downgrading {redact.safe_url(u)} to {to}")
+        migrate.downgrade(out_dir, u, to)
+        revision = migrate.with_connection(u, runtime.current_revision)
+        echo(f"database is at revision {revision or 'base'}")
+
+    _with_url(url, go)
+
+
+@main.command()
+@url_option
+@click.pass_context
+def verify(ctx: click.Context, url: str | None) -> None:
+    """Run the validation SQL for the database's current revision."""
+    out_dir = _root(ctx) / "generated_migrations"
+    failed = 0
+
+    def go(u: Any) -> None:
+        nonlocal failed
+        revision, source, results = migrate.verify(out_dir, u)
+        echo(f"verifying {redact.safe_url(u)} at revision {revision or 'base'} ({source}.sql)")
+        for result in results:
+            if result.passed:
+                echo(f"  passed  {result.check.name}")
+            else:
+                failed += 1
+                echo(f"  FAILED  {result.check.name}")
+                for line in runtime.format_rows(result.columns, result.rows):
+                    echo(f"          {line}")
+        echo(f"{len(results) - failed} passed, {failed} failed")
+
+    _with_url(url, go)
+    if failed:
+        sys.exit(int(Exit.FAILED))

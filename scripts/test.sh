@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Set up, then lint, type-check, check generated files and run every test on SQLite and
+# PostgreSQL (PostgreSQL from TEST_POSTGRES_URL, default the local server).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+.venv/bin/schemagen generate --check > /dev/null
+.venv/bin/pytest -n "${PYTEST_WORKERS:-2}" "$@"
