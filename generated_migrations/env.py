@@ -35,7 +35,9 @@ async def _run_async(url: object) -> None:
 
 def main() -> None:
     if context.is_offline_mode():
-        raise SystemExit("offline (--sql) mode is not supported: the migrations verify a live database")
+        raise SystemExit(
+            "offline (--sql) mode is not supported: the migrations verify a live database"
+        )
     connection = config.attributes.get("connection")
     if connection is not None:
         _run(connection)

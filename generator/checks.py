@@ -44,7 +44,9 @@ def expect_table(table: Table, dialect: str) -> TableExpectation:
         cols = _csv(table.primary_key)
         pk = [(table.pk_name, cols)] if pg else [(cols,)]
     indexes: list[Row] = [
-        (i.name, _csv(i.columns), _yes(i.unique), "YES") if pg else (i.name, _csv(i.columns), _yes(i.unique))
+        (i.name, _csv(i.columns), _yes(i.unique), "YES")
+        if pg
+        else (i.name, _csv(i.columns), _yes(i.unique))
         for i in table.indexes
     ]
     uniques: list[Row] = [

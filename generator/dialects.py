@@ -21,7 +21,13 @@ FK_ACTION_SQL = {
     "set_default": "SET DEFAULT",
 }
 # pg_constraint.confdeltype codes
-PG_FK_ACTION_CODE = {"cascade": "c", "restrict": "r", "no_action": "a", "set_null": "n", "set_default": "d"}
+PG_FK_ACTION_CODE = {
+    "cascade": "c",
+    "restrict": "r",
+    "no_action": "a",
+    "set_null": "n",
+    "set_default": "d",
+}
 
 
 def quote_ident(name: str) -> str:
@@ -157,6 +163,9 @@ def ddl_type(t: SqlType, dialect: str) -> str:
     if t.kind == "float":
         return "double precision" if dialect == POSTGRESQL else "FLOAT"
     if dialect == POSTGRESQL:
-        return {"timestamptz": "timestamp with time zone", "varchar": f"varchar({t.length})",
-                "decimal": f"numeric({t.precision},{t.scale})"}.get(t.kind, t.kind)
+        return {
+            "timestamptz": "timestamp with time zone",
+            "varchar": f"varchar({t.length})",
+            "decimal": f"numeric({t.precision},{t.scale})",
+        }.get(t.kind, t.kind)
     return catalog_type(Column("_", t, True), dialect)

@@ -16,7 +16,9 @@ OWNED_PATTERNS = ("versions/*.py", "validation/*/*.sql")
 def owned_files(out_dir: Path) -> set[str]:
     found: set[str] = set()
     for pattern in OWNED_PATTERNS:
-        found.update(p.relative_to(out_dir).as_posix() for p in out_dir.glob(pattern) if p.is_file())
+        found.update(
+            p.relative_to(out_dir).as_posix() for p in out_dir.glob(pattern) if p.is_file()
+        )
     return found
 
 

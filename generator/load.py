@@ -65,10 +65,9 @@ def _walk(data: Any, loc: tuple[Any, ...]) -> Path:
     out: list[str | int] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            out.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
             out.append(part)
             node = node[part]
         elif isinstance(part, str) and isinstance(node, dict) and node.get("op") == part:
@@ -111,7 +110,9 @@ def _pydantic_errors(
         elif kind == "too_short":
             message = "must not be empty"
         else:
-            message = f"{err['msg'].rstrip('.')} (got {value!r})" if value is not None else err["msg"]
+            message = (
+                f"{err['msg'].rstrip('.')} (got {value!r})" if value is not None else err["msg"]
+            )
         line, col = where
         errors.append(SpecError(display, line, col, format_path(shown_path), message))
     return errors
@@ -131,15 +132,20 @@ def load_changes(changes_dir: FsPath, display_base: FsPath | None = None) -> lis
         m = FILE_RE.match(file.name)
         if not m:
             errors.append(
-                SpecError(display, 1, 1, "", "file name must be NNNN_<id>.yaml (e.g. 0001_add_x.yaml)")
+                SpecError(
+                    display, 1, 1, "", "file name must be NNNN_<id>.yaml (e.g. 0001_add_x.yaml)"
+                )
             )
             continue
         number = int(m["num"])
         if number != expected_number:
             errors.append(
                 SpecError(
-                    display, 1, 1, "", f"change number {number:04d} out of sequence "
-                    f"(expected {expected_number:04d})"
+                    display,
+                    1,
+                    1,
+                    "",
+                    f"change number {number:04d} out of sequence (expected {expected_number:04d})",
                 )
             )
         expected_number = number + 1
@@ -164,7 +170,10 @@ def load_changes(changes_dir: FsPath, display_base: FsPath | None = None) -> lis
             line, col = positions.of_value(("id",))
             errors.append(
                 SpecError(
-                    display, line, col, "id",
+                    display,
+                    line,
+                    col,
+                    "id",
                     f"id {change_spec.id!r} does not match the file name (expected {m['id']!r})",
                 )
             )

@@ -32,8 +32,10 @@ def plan(steps: tuple[Step, ...], before: Schema, dialect: str) -> list[Unit]:
         table = schema.table(step.table_name)
         if _recreates(step, dialect):
             last = units[-1] if units else None
-            if last is not None and last.kind == "recreate_table" and (
-                last.steps[0].table_name == step.table_name
+            if (
+                last is not None
+                and last.kind == "recreate_table"
+                and (last.steps[0].table_name == step.table_name)
             ):
                 units[-1] = Unit(last.kind, (*last.steps, step), last.table_before)
             else:

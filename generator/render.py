@@ -37,7 +37,9 @@ LINE_LENGTH = 100
 def _printable(text: str) -> str:
     """Escape control and other invisible characters so free text cannot break a file."""
     return "".join(
-        ch if ch == " " or unicodedata.category(ch)[0] not in "CZ" else ch.encode("unicode_escape").decode()
+        ch
+        if ch == " " or unicodedata.category(ch)[0] not in "CZ"
+        else ch.encode("unicode_escape").decode()
         for ch in text
     )
 
@@ -106,10 +108,7 @@ def validation_path(change: Change, dialect: str, phase: str) -> str:
 
 def _render_migration(env: jinja2.Environment, change: Change) -> str:
     plans = {
-        direction: {
-            dialect: plan(steps, schema, dialect)
-            for dialect in dialects.DIALECTS
-        }
+        direction: {dialect: plan(steps, schema, dialect) for dialect in dialects.DIALECTS}
         for direction, steps, schema in (
             ("upgrade", change.steps, change.before),
             ("downgrade", change.inverse_steps, change.after),
@@ -142,9 +141,20 @@ def ruff_format(files: dict[str, str]) -> dict[str, str]:
             names[path] = name
             Path(tmp, name).write_text(text, encoding="utf-8")
         proc = subprocess.run(
-            [ruff, "format", "--isolated", "--no-cache", f"--line-length={LINE_LENGTH}",
-             "--target-version=py311", "--quiet", "."],
-            cwd=tmp, capture_output=True, text=True, check=False,
+            [
+                ruff,
+                "format",
+                "--isolated",
+                "--no-cache",
+                f"--line-length={LINE_LENGTH}",
+                "--target-version=py311",
+                "--quiet",
+                ".",
+            ],
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.returncode != 0:
             raise RuntimeError(f"ruff format failed on generated code:\n{proc.stderr}")
@@ -153,7 +163,7 @@ def ruff_format(files: dict[str, str]) -> dict[str, str]:
 
 def _ruff_binary() -> str:
     try:
-        from ruff.__main__ import find_ruff_bin
+        from ruff.__main__ import find_ruff_bin  # type: ignore[import-untyped]
 
         return os.fsdecode(find_ruff_bin())
     except (ImportError, FileNotFoundError):

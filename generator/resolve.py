@@ -273,9 +273,7 @@ class Resolver:
             f for f in self.schema.referencing(table.name) if f.ref_column == column.name
         ]
         if fk is not None or referencing:
-            problems.append(
-                (("column",), "cannot change the type of a column in a foreign key")
-            )
+            problems.append((("column",), "cannot change the type of a column in a foreign key"))
         if column.default is not None and (problem := default_problem(column.default, new)):
             problems.append((("to",), f"the column's default no longer fits: {problem}"))
         return [AlterColumnTypeStep(op.table, column, new)], problems
@@ -317,9 +315,7 @@ class Resolver:
             return [], problems
         fk = table.fk_on(op.column)
         if fk is None:
-            problems.append(
-                (("column",), f"column {op.table}.{op.column} has no foreign key")
-            )
+            problems.append((("column",), f"column {op.table}.{op.column} has no foreign key"))
             return [], problems
         if fk.on_delete != op.from_:
             problems.append(

@@ -95,7 +95,9 @@ def run_checks(connection: Connection, checks: Sequence[Check]) -> list[CheckRes
 
 
 def validation_file(script_file: str | Path, dialect: str, change: str, phase: str) -> Path:
-    return Path(script_file).resolve().parent.parent / "validation" / dialect / f"{change}.{phase}.sql"
+    return (
+        Path(script_file).resolve().parent.parent / "validation" / dialect / f"{change}.{phase}.sql"
+    )
 
 
 @dataclass
@@ -111,7 +113,12 @@ class StepRecord:
 def step(change: str, name: str, dialect: str) -> Iterator[StepRecord]:
     """Log a step as it starts and as it ends, with its duration and result."""
     record = StepRecord(change, name, dialect)
-    log.info("%s: %s ...", change, name, extra={"event": "start", "change": change, "step": name, "dialect": dialect})
+    log.info(
+        "%s: %s ...",
+        change,
+        name,
+        extra={"event": "start", "change": change, "step": name, "dialect": dialect},
+    )
     started = time.perf_counter()
     try:
         yield record
@@ -170,7 +177,9 @@ def foreign_key_check(connection: Connection, change: str) -> None:
         rec.extra.update(checks=1, failing_rows=len(rows))
         if rows:
             rec.result = "failed"
-            failure = CheckResult(Check("foreign_key_check", "PRAGMA foreign_key_check"), list(result.keys()), rows)
+            failure = CheckResult(
+                Check("foreign_key_check", "PRAGMA foreign_key_check"), list(result.keys()), rows
+            )
             raise CheckFailed(change, "post", "sqlite", [failure])
 
 

@@ -34,7 +34,7 @@ class Positions:
 
 
 class _Refused(Exception):
-    def __init__(self, mark: yaml.Mark | None, message: str) -> None:
+    def __init__(self, mark: Any, message: str) -> None:
         self.mark = mark
         self.message = message
 
@@ -43,7 +43,7 @@ class _StrictLoader(yaml.SafeLoader):
     """A SafeLoader whose composer refuses aliases, anchors and explicit tags."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         if isinstance(event, yaml.AliasEvent):
             raise _Refused(event.start_mark, "YAML aliases (*name) are not allowed in specs")
         anchor = getattr(event, "anchor", None)

@@ -99,3 +99,11 @@ def async_db_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -
     if dialect == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
     return pg_url_for(request.getfixturevalue("pg_database"), driver="asyncpg")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite the golden files under tests/golden/ from the current output",
+    )

@@ -1,0 +1,103 @@
+"""Helpers shared by the tests: the project's paths, a CLI runner, and schema inspection."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from click.testing import CliRunner, Result
+
+from generator import db
+from generator.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "tests" / "golden"
+
+
+def copy_project(dest: Path, changes: Path | None = None) -> Path:
+    """A scratch project: the real (or given) changes/ and generated_migrations/ trees."""
+    shutil.copytree(changes or ROOT / "changes", dest / "changes")
+    shutil.copytree(
+        ROOT / "generated_migrations",
+        dest / "generated_migrations",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    return dest
+
+
+def cli(*args: str, root: Path | None = None) -> Result:
+    full = (["--root", str(root)] if root else []) + list(args)
+    return CliRunner().invoke(main, full, catch_exceptions=False)
+
+
+def _default(text: str | None) -> Any:
+    """Normalise a reflected server default across dialects: 'USD'::character varying -> USD."""
+    if text is None:
+        return None
+    value = text.strip()
+    if "::" in value:
+        value = value.split("::", 1)[0]
+    value = value.strip("'")
+    return {"true": True, "1": True, "false": False, "0": False}.get(value, value)
+
+
+def inspect_schema(url: str) -> dict[str, Any]:
+    """Everything the tests compare about a live schema, in one plain dict."""
+    engine = db.make_engine(sa.make_url(url))
+    try:
+        with engine.connect() as conn:
+            insp = sa.inspect(conn)
+            out: dict[str, Any] = {}
+            for table in sorted(insp.get_table_names()):
+                if table == "alembic_version":
+                    continue
+                pk = insp.get_pk_constraint(table)
+                out[table] = {
+                    "columns": [
+                        (
+                            c["name"],
+                            c["type"].compile(dialect=conn.dialect),
+                            c["nullable"],
+                            _default(c.get("default")),
+                        )
+                        for c in insp.get_columns(table)
+                    ],
+                    "primary_key": tuple(pk["constrained_columns"]),
+                    "indexes": sorted(
+                        (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                        for i in insp.get_indexes(table)
+                        if not i.get("duplicates_constraint")
+                    ),
+                    "unique": sorted(
+                        (
+                            u["name"] if conn.dialect.name == "postgresql" else None,
+                            tuple(u["column_names"]),
+                        )
+                        for u in insp.get_unique_constraints(table)
+                    ),
+                    "foreign_keys": sorted(
+                        (
+                            f["name"],
+                            tuple(f["constrained_columns"]),
+                            f["referred_table"],
+                            tuple(f["referred_columns"]),
+                            (f.get("options") or {}).get("ondelete", "NO ACTION").upper(),
+                        )
+                        for f in insp.get_foreign_keys(table)
+                    ),
+                }
+            return out
+    finally:
+        engine.dispose()
+
+
+def execute(url: str, *statements: str) -> None:
+    engine = db.make_engine(sa.make_url(url))
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
