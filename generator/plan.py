@@ -25,22 +25,31 @@ def _recreates(step: Step, dialect: str) -> bool:
     return dialects.needs_recreate(step.kind, dialect, column)
 
 
+def _group_kind(step: Step, dialect: str) -> str | None:
+    """Steps of this kind on one table are merged with their neighbours into one unit:
+    one batch recreation on SQLite, one ALTER TABLE (one table rewrite) on PostgreSQL."""
+    if _recreates(step, dialect):
+        return "recreate_table"
+    if step.kind == "alter_column_type":
+        return "alter_column_type"
+    return None
+
+
 def plan(steps: tuple[Step, ...], before: Schema, dialect: str) -> list[Unit]:
     units: list[Unit] = []
     schema = before
     for step in steps:
         table = schema.table(step.table_name)
-        if _recreates(step, dialect):
-            last = units[-1] if units else None
-            if (
-                last is not None
-                and last.kind == "recreate_table"
-                and (last.steps[0].table_name == step.table_name)
-            ):
-                units[-1] = Unit(last.kind, (*last.steps, step), last.table_before)
-            else:
-                units.append(Unit("recreate_table", (step,), table))
+        group = _group_kind(step, dialect)
+        last = units[-1] if units else None
+        if (
+            group is not None
+            and last is not None
+            and last.kind == group
+            and last.steps[0].table_name == step.table_name
+        ):
+            units[-1] = Unit(group, (*last.steps, step), last.table_before)
         else:
-            units.append(Unit(step.kind, (step,), table))
+            units.append(Unit(group or step.kind, (step,), table))
         schema = step.apply(schema)
     return units
