@@ -121,6 +121,9 @@ def _pydantic_errors(
 def load_changes(changes_dir: FsPath, display_base: FsPath | None = None) -> list[Change]:
     """Every change in order, validated and applied; raises SpecErrors listing all problems."""
     errors: list[SpecError] = []
+    if not changes_dir.is_dir():
+        where = display_name(changes_dir, display_base)
+        raise SpecErrors([SpecError(where, 1, 1, "", "no such directory of change specs")])
     files = sorted(p for p in changes_dir.iterdir() if p.suffix in (".yaml", ".yml"))
     if not files:
         errors.append(SpecError(display_name(changes_dir, display_base), 1, 1, "", "no specs"))

@@ -88,8 +88,10 @@ def parse_checks(text: str) -> list[Check]:
 
 def run_checks(connection: Connection, checks: Sequence[Check]) -> list[CheckResult]:
     results = []
+    # Drivers with %-style placeholders parse '%' even without parameters; double it there.
+    percent = connection.dialect.paramstyle in ("format", "pyformat")
     for check in checks:
-        result = connection.exec_driver_sql(check.sql)
+        result = connection.exec_driver_sql(check.sql.replace("%", "%%") if percent else check.sql)
         results.append(CheckResult(check, list(result.keys()), [tuple(r) for r in result]))
     return results
 

@@ -54,7 +54,7 @@ def _upgrade_postgresql() -> None:
         sa.Column("venue_id", sa.Integer(), nullable=False),
         sa.Column("price", sa.Numeric(12, 4), nullable=False),
         sa.Column("size", sa.Integer(), nullable=False, server_default=sa.text("0")),
-        sa.Column("note", sa.String(20), nullable=True, server_default=sa.text("'it''s'")),
+        sa.Column("note", sa.String(20), nullable=True, server_default=sa.text("'it''s \\:x %s'")),
         sa.PrimaryKeyConstraint("id", name="pk_trades"),
         sa.ForeignKeyConstraint(
             ["venue_id"], ["venues.id"], name="fk_trades_venue_id_venues", ondelete="CASCADE"
@@ -79,7 +79,7 @@ def _upgrade_sqlite() -> None:
         sa.Column("venue_id", sa.Integer(), nullable=False),
         sa.Column("price", sa.Numeric(12, 4), nullable=False),
         sa.Column("size", sa.Integer(), nullable=False, server_default=sa.text("0")),
-        sa.Column("note", sa.String(20), nullable=True, server_default=sa.text("'it''s'")),
+        sa.Column("note", sa.String(20), nullable=True, server_default=sa.text("'it''s \\:x %s'")),
         sa.PrimaryKeyConstraint("id", name="pk_trades"),
         sa.ForeignKeyConstraint(
             ["venue_id"], ["venues.id"], name="fk_trades_venue_id_venues", ondelete="CASCADE"

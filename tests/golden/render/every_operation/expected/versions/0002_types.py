@@ -50,7 +50,7 @@ def _upgrade_postgresql() -> None:
             '    ALTER COLUMN "size" SET DEFAULT 0,\n'
             '    ALTER COLUMN "note" DROP DEFAULT,\n'
             '    ALTER COLUMN "note" TYPE text USING "note"::text,\n'
-            "    ALTER COLUMN \"note\" SET DEFAULT 'it''s'"
+            "    ALTER COLUMN \"note\" SET DEFAULT 'it''s \\:x %s'"
         )
     )
 
@@ -66,7 +66,9 @@ def _upgrade_sqlite() -> None:
             sa.Column("venue_id", sa.Integer(), nullable=False),
             sa.Column("price", sa.Numeric(12, 4), nullable=False),
             sa.Column("size", sa.Integer(), nullable=False, server_default=sa.text("0")),
-            sa.Column("note", sa.String(20), nullable=True, server_default=sa.text("'it''s'")),
+            sa.Column(
+                "note", sa.String(20), nullable=True, server_default=sa.text("'it''s \\:x %s'")
+            ),
             sa.PrimaryKeyConstraint("id", name="pk_trades"),
             sa.ForeignKeyConstraint(
                 ["venue_id"], ["venues.id"], name="fk_trades_venue_id_venues", ondelete="CASCADE"
@@ -101,7 +103,7 @@ def _downgrade_postgresql() -> None:
             'ALTER TABLE "trades"\n'
             '    ALTER COLUMN "note" DROP DEFAULT,\n'
             '    ALTER COLUMN "note" TYPE varchar(20) USING "note"::varchar(20),\n'
-            "    ALTER COLUMN \"note\" SET DEFAULT 'it''s',\n"
+            "    ALTER COLUMN \"note\" SET DEFAULT 'it''s \\:x %s',\n"
             '    ALTER COLUMN "size" DROP DEFAULT,\n'
             '    ALTER COLUMN "size" TYPE integer USING "size"::integer,\n'
             '    ALTER COLUMN "size" SET DEFAULT 0,\n'
@@ -121,7 +123,7 @@ def _downgrade_sqlite() -> None:
             sa.Column("venue_id", sa.Integer(), nullable=False),
             sa.Column("price", sa.Float(), nullable=False),
             sa.Column("size", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
-            sa.Column("note", sa.Text(), nullable=True, server_default=sa.text("'it''s'")),
+            sa.Column("note", sa.Text(), nullable=True, server_default=sa.text("'it''s \\:x %s'")),
             sa.PrimaryKeyConstraint("id", name="pk_trades"),
             sa.ForeignKeyConstraint(
                 ["venue_id"], ["venues.id"], name="fk_trades_venue_id_venues", ondelete="CASCADE"

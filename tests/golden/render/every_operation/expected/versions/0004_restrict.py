@@ -62,7 +62,7 @@ def _upgrade_sqlite() -> None:
             sa.Column("venue_id", sa.Integer(), nullable=False),
             sa.Column("price", sa.Float(), nullable=False),
             sa.Column("size", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
-            sa.Column("note", sa.Text(), nullable=True, server_default=sa.text("'it''s'")),
+            sa.Column("note", sa.Text(), nullable=True, server_default=sa.text("'it''s \\:x %s'")),
             sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
             sa.Column(
                 "recorded_at",
@@ -112,7 +112,7 @@ def _downgrade_sqlite() -> None:
             sa.Column("venue_id", sa.Integer(), nullable=False),
             sa.Column("price", sa.Float(), nullable=False),
             sa.Column("size", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
-            sa.Column("note", sa.Text(), nullable=True, server_default=sa.text("'it''s'")),
+            sa.Column("note", sa.Text(), nullable=True, server_default=sa.text("'it''s \\:x %s'")),
             sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
             sa.Column(
                 "recorded_at",

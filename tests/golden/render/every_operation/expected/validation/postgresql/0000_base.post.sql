@@ -26,7 +26,7 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
         ('venue_id', 'integer', 'NO', NULL),
         ('price', 'numeric(12,4)', 'NO', NULL),
         ('size', 'integer', 'NO', '0'),
-        ('note', 'character varying(20)', 'YES', '''it''''s''::character varying')
+        ('note', 'character varying(20)', 'YES', '''it''''s :x %s''::character varying')
 
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (

@@ -26,7 +26,7 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
         ('venue_id', 'integer', 'NO', NULL),
         ('price', 'double precision', 'NO', NULL),
         ('size', 'bigint', 'NO', '0'),
-        ('note', 'text', 'YES', '''it''''s''::text')
+        ('note', 'text', 'YES', '''it''''s :x %s''::text')
 
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (

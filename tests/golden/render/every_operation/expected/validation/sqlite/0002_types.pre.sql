@@ -26,7 +26,7 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
         ('venue_id', 'INTEGER', 'NO', NULL),
         ('price', 'NUMERIC(12,4)', 'NO', NULL),
         ('size', 'INTEGER', 'NO', '0'),
-        ('note', 'VARCHAR(20)', 'YES', '''it''''s''')
+        ('note', 'VARCHAR(20)', 'YES', '''it''''s :x %s''')
 
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (

@@ -26,7 +26,7 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
         ('venue_id', 'INTEGER', 'NO', NULL),
         ('price', 'FLOAT', 'NO', NULL),
         ('size', 'BIGINT', 'NO', '0'),
-        ('note', 'TEXT', 'YES', '''it''''s'''),
+        ('note', 'TEXT', 'YES', '''it''''s :x %s'''),
         ('deleted_at', 'DATETIME', 'YES', NULL),
         ('recorded_at', 'DATETIME', 'NO', 'CURRENT_TIMESTAMP')
 
