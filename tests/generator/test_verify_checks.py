@@ -107,7 +107,7 @@ def test_upgrade_refuses_a_database_whose_state_is_not_the_expected_one(db_url: 
 
 
 def test_cli_upgrade_downgrade_and_json_logs(db_url: str, dialect: str) -> None:
-    result = cli("--log-format", "json", "upgrade", "--url", db_url, root=ROOT)
+    result = cli("--log-format", "json", "upgrade", "--to", "0000", "--url", db_url, root=ROOT)
     assert result.exit_code == Exit.OK, result.output
     records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     steps = [(r["change"], r["step"], r["result"]) for r in records]
@@ -137,8 +137,8 @@ def test_database_url_from_the_environment(
     db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", db_url)
-    assert cli("upgrade", root=ROOT).exit_code == Exit.OK
-    assert "at revision 0000" in cli("verify", root=ROOT).stdout
+    assert cli("upgrade", "--to", "0001", root=ROOT).exit_code == Exit.OK
+    assert "at revision 0001" in cli("verify", root=ROOT).stdout
 
 
 def test_default_url_is_a_sqlite_file_in_the_working_directory(
