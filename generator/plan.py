@@ -32,7 +32,13 @@ def _group_kind(step: Step, dialect: str) -> str | None:
         return "recreate_table"
     if step.kind == "alter_column_type":
         return "alter_column_type"
+    if dialect == dialects.POSTGRESQL and step.kind in ("create_index", "drop_index"):
+        return "concurrent_indexes"
     return None
+
+
+# Groups that may span tables (one autocommit block for a run of index operations).
+_ANY_TABLE = {"concurrent_indexes"}
 
 
 def plan(steps: tuple[Step, ...], before: Schema, dialect: str) -> list[Unit]:
@@ -46,10 +52,22 @@ def plan(steps: tuple[Step, ...], before: Schema, dialect: str) -> list[Unit]:
             group is not None
             and last is not None
             and last.kind == group
-            and last.steps[0].table_name == step.table_name
+            and (group in _ANY_TABLE or last.steps[0].table_name == step.table_name)
         ):
             units[-1] = Unit(group, (*last.steps, step), last.table_before)
         else:
             units.append(Unit(group or step.kind, (step,), table))
         schema = step.apply(schema)
     return units
+
+
+def resumable_checks(units: list[Unit]) -> list[str]:
+    """Checks that may fail before a re-run of an interrupted change: those of the objects
+    its non-transactional steps touch (PostgreSQL's CONCURRENTLY index operations)."""
+    names = {
+        f"{step.table_name}.indexes"
+        for unit in units
+        if unit.kind == "concurrent_indexes"
+        for step in unit.steps
+    }
+    return sorted(names)

@@ -18,7 +18,7 @@ import jinja2
 
 from generator import checks, dialects
 from generator.load import Change
-from generator.plan import plan
+from generator.plan import plan, resumable_checks
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 STEP_KINDS = (
@@ -31,6 +31,7 @@ STEP_KINDS = (
     "drop_column",
     "swap_fk_action",
     "recreate_table",
+    "concurrent_indexes",
 )
 LINE_LENGTH = 100
 
@@ -135,7 +136,13 @@ def _render_migration(env: jinja2.Environment, change: Change) -> str:
             ("downgrade", change.inverse_steps, change.after),
         )
     }
-    return env.get_template("migration.py.j2").render(change=change, plans=plans)
+    resumable = {
+        direction: {dialect: resumable_checks(units) for dialect, units in by_dialect.items()}
+        for direction, by_dialect in plans.items()
+    }
+    return env.get_template("migration.py.j2").render(
+        change=change, plans=plans, resumable=resumable
+    )
 
 
 def _render_validation(env: jinja2.Environment, change: Change, dialect: str, phase: str) -> str:

@@ -140,9 +140,24 @@ OP_NAMES = (
 )
 
 
+Duration = Annotated[StrictStr, StringConstraints(pattern=r"^[1-9][0-9]{0,6}(ms|s|min|h)$")]
+
+
+class PostgresqlSettings(_Spec):
+    """Timeouts set before the change's DDL on PostgreSQL (``SET lock_timeout = ...``)."""
+
+    lock_timeout: Duration = Field(
+        default="5s", description="how long a DDL statement may wait for its lock, then fail"
+    )
+    statement_timeout: Duration = Field(
+        default="30min", description="how long any statement of the change may run"
+    )
+
+
 class ChangeSpec(_Spec):
     """One file under ``changes/``: ``NNNN_<id>.yaml``."""
 
     id: Identifier
     description: Annotated[StrictStr, StringConstraints(min_length=1, strip_whitespace=True)]
     operations: Annotated[list[Operation], Field(min_length=1)]
+    postgresql: PostgresqlSettings = PostgresqlSettings()

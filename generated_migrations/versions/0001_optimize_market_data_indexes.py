@@ -33,6 +33,10 @@ def upgrade() -> None:
             "postgresql": _upgrade_postgresql,
             "sqlite": _upgrade_sqlite,
         },
+        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        resumable={
+            "postgresql": ["market_data.indexes"],
+        },
     )
 
 
@@ -45,17 +49,28 @@ def downgrade() -> None:
             "postgresql": _downgrade_postgresql,
             "sqlite": _downgrade_sqlite,
         },
+        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        resumable={
+            "postgresql": ["market_data.indexes"],
+        },
     )
 
 
 def _upgrade_postgresql() -> None:
-    op.drop_index("ix_market_data_timestamp", table_name="market_data")
-    op.drop_index("ix_market_data_instrument", table_name="market_data")
-    op.drop_index("ix_market_data_price", table_name="market_data")
-    op.drop_index("ix_market_data_latest", table_name="market_data")
-    op.create_index(
-        "ix_market_data_instrument_price", "market_data", ["instrument_id", "price"], unique=False
-    )
+    op.execute(sa.text("SET lock_timeout = '5s'"))
+    op.execute(sa.text("SET statement_timeout = '30min'"))
+    # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
+    with op.get_context().autocommit_block():
+        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_timestamp"'))
+        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_instrument"'))
+        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_price"'))
+        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_latest"'))
+        runtime.drop_invalid_index(op, "ix_market_data_instrument_price")
+        op.execute(
+            sa.text(
+                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_instrument_price" ON "market_data" ("instrument_id", "price")'
+            )
+        )
 
 
 def _upgrade_sqlite() -> None:
@@ -69,16 +84,35 @@ def _upgrade_sqlite() -> None:
 
 
 def _downgrade_postgresql() -> None:
-    op.drop_index("ix_market_data_instrument_price", table_name="market_data")
-    op.create_index(
-        "ix_market_data_latest",
-        "market_data",
-        ["instrument_id", "timestamp", "price", "bid", "ask"],
-        unique=False,
-    )
-    op.create_index("ix_market_data_price", "market_data", ["price"], unique=False)
-    op.create_index("ix_market_data_instrument", "market_data", ["instrument_id"], unique=False)
-    op.create_index("ix_market_data_timestamp", "market_data", ["timestamp"], unique=False)
+    op.execute(sa.text("SET lock_timeout = '5s'"))
+    op.execute(sa.text("SET statement_timeout = '30min'"))
+    # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
+    with op.get_context().autocommit_block():
+        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_instrument_price"'))
+        runtime.drop_invalid_index(op, "ix_market_data_latest")
+        op.execute(
+            sa.text(
+                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_latest" ON "market_data" ("instrument_id", "timestamp", "price", "bid", "ask")'
+            )
+        )
+        runtime.drop_invalid_index(op, "ix_market_data_price")
+        op.execute(
+            sa.text(
+                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_price" ON "market_data" ("price")'
+            )
+        )
+        runtime.drop_invalid_index(op, "ix_market_data_instrument")
+        op.execute(
+            sa.text(
+                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_instrument" ON "market_data" ("instrument_id")'
+            )
+        )
+        runtime.drop_invalid_index(op, "ix_market_data_timestamp")
+        op.execute(
+            sa.text(
+                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_timestamp" ON "market_data" ("timestamp")'
+            )
+        )
 
 
 def _downgrade_sqlite() -> None:

@@ -32,6 +32,10 @@ def upgrade() -> None:
             "postgresql": _upgrade_postgresql,
             "sqlite": _upgrade_sqlite,
         },
+        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        resumable={
+            "postgresql": ["alert_logs.indexes"],
+        },
     )
 
 
@@ -44,17 +48,27 @@ def downgrade() -> None:
             "postgresql": _downgrade_postgresql,
             "sqlite": _downgrade_sqlite,
         },
+        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        resumable={
+            "postgresql": ["alert_logs.indexes"],
+        },
     )
 
 
 def _upgrade_postgresql() -> None:
-    op.drop_index("ix_alert_logs_rule", table_name="alert_logs")
-    op.drop_index("ix_alert_logs_severity", table_name="alert_logs")
-    op.drop_index("ix_alert_logs_instrument_timestamp", table_name="alert_logs")
-    op.drop_index("ix_alert_logs_status_timestamp", table_name="alert_logs")
-    op.drop_index("ix_alert_logs_trigger_value", table_name="alert_logs")
-    op.drop_index("ix_alert_logs_acknowledged_at", table_name="alert_logs")
-    op.drop_index("ix_alert_logs_created_at", table_name="alert_logs")
+    op.execute(sa.text("SET lock_timeout = '5s'"))
+    op.execute(sa.text("SET statement_timeout = '30min'"))
+    # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
+    with op.get_context().autocommit_block():
+        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_rule"'))
+        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_severity"'))
+        op.execute(
+            sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_instrument_timestamp"')
+        )
+        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_status_timestamp"'))
+        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_trigger_value"'))
+        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_acknowledged_at"'))
+        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_created_at"'))
 
 
 def _upgrade_sqlite() -> None:
@@ -68,22 +82,52 @@ def _upgrade_sqlite() -> None:
 
 
 def _downgrade_postgresql() -> None:
-    op.create_index("ix_alert_logs_created_at", "alert_logs", ["created_at"], unique=False)
-    op.create_index(
-        "ix_alert_logs_acknowledged_at", "alert_logs", ["acknowledged_at"], unique=False
-    )
-    op.create_index("ix_alert_logs_trigger_value", "alert_logs", ["trigger_value"], unique=False)
-    op.create_index(
-        "ix_alert_logs_status_timestamp", "alert_logs", ["status", "timestamp"], unique=False
-    )
-    op.create_index(
-        "ix_alert_logs_instrument_timestamp",
-        "alert_logs",
-        ["instrument_id", "timestamp"],
-        unique=False,
-    )
-    op.create_index("ix_alert_logs_severity", "alert_logs", ["severity"], unique=False)
-    op.create_index("ix_alert_logs_rule", "alert_logs", ["rule_id"], unique=False)
+    op.execute(sa.text("SET lock_timeout = '5s'"))
+    op.execute(sa.text("SET statement_timeout = '30min'"))
+    # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
+    with op.get_context().autocommit_block():
+        runtime.drop_invalid_index(op, "ix_alert_logs_created_at")
+        op.execute(
+            sa.text(
+                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_created_at" ON "alert_logs" ("created_at")'
+            )
+        )
+        runtime.drop_invalid_index(op, "ix_alert_logs_acknowledged_at")
+        op.execute(
+            sa.text(
+                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_acknowledged_at" ON "alert_logs" ("acknowledged_at")'
+            )
+        )
+        runtime.drop_invalid_index(op, "ix_alert_logs_trigger_value")
+        op.execute(
+            sa.text(
+                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_trigger_value" ON "alert_logs" ("trigger_value")'
+            )
+        )
+        runtime.drop_invalid_index(op, "ix_alert_logs_status_timestamp")
+        op.execute(
+            sa.text(
+                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_status_timestamp" ON "alert_logs" ("status", "timestamp")'
+            )
+        )
+        runtime.drop_invalid_index(op, "ix_alert_logs_instrument_timestamp")
+        op.execute(
+            sa.text(
+                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_instrument_timestamp" ON "alert_logs" ("instrument_id", "timestamp")'
+            )
+        )
+        runtime.drop_invalid_index(op, "ix_alert_logs_severity")
+        op.execute(
+            sa.text(
+                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_severity" ON "alert_logs" ("severity")'
+            )
+        )
+        runtime.drop_invalid_index(op, "ix_alert_logs_rule")
+        op.execute(
+            sa.text(
+                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_rule" ON "alert_logs" ("rule_id")'
+            )
+        )
 
 
 def _downgrade_sqlite() -> None:

@@ -33,6 +33,10 @@ def upgrade() -> None:
             "postgresql": _upgrade_postgresql,
             "sqlite": _upgrade_sqlite,
         },
+        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        resumable={
+            "postgresql": ["alert_logs.indexes", "market_data.indexes"],
+        },
     )
 
 
@@ -45,14 +49,34 @@ def downgrade() -> None:
             "postgresql": _downgrade_postgresql,
             "sqlite": _downgrade_sqlite,
         },
+        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        resumable={
+            "postgresql": ["alert_logs.indexes", "market_data.indexes"],
+        },
     )
 
 
 def _upgrade_postgresql() -> None:
+    op.execute(sa.text("SET lock_timeout = '5s'"))
+    op.execute(sa.text("SET statement_timeout = '30min'"))
     op.add_column("market_data", sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
-    op.create_index("ix_market_data_deleted_at", "market_data", ["deleted_at"], unique=False)
+    # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
+    with op.get_context().autocommit_block():
+        runtime.drop_invalid_index(op, "ix_market_data_deleted_at")
+        op.execute(
+            sa.text(
+                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_deleted_at" ON "market_data" ("deleted_at")'
+            )
+        )
     op.add_column("alert_logs", sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
-    op.create_index("ix_alert_logs_deleted_at", "alert_logs", ["deleted_at"], unique=False)
+    # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
+    with op.get_context().autocommit_block():
+        runtime.drop_invalid_index(op, "ix_alert_logs_deleted_at")
+        op.execute(
+            sa.text(
+                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_deleted_at" ON "alert_logs" ("deleted_at")'
+            )
+        )
     op.drop_constraint(
         "fk_market_data_instrument_id_instruments", "market_data", type_="foreignkey"
     )
@@ -265,6 +289,8 @@ def _upgrade_sqlite() -> None:
 
 
 def _downgrade_postgresql() -> None:
+    op.execute(sa.text("SET lock_timeout = '5s'"))
+    op.execute(sa.text("SET statement_timeout = '30min'"))
     op.drop_constraint("fk_alert_logs_instrument_id_instruments", "alert_logs", type_="foreignkey")
     op.create_foreign_key(
         "fk_alert_logs_instrument_id_instruments",
@@ -305,9 +331,13 @@ def _downgrade_postgresql() -> None:
         ["id"],
         ondelete="CASCADE",
     )
-    op.drop_index("ix_alert_logs_deleted_at", table_name="alert_logs")
+    # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
+    with op.get_context().autocommit_block():
+        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_deleted_at"'))
     op.drop_column("alert_logs", "deleted_at")
-    op.drop_index("ix_market_data_deleted_at", table_name="market_data")
+    # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
+    with op.get_context().autocommit_block():
+        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_deleted_at"'))
     op.drop_column("market_data", "deleted_at")
 
 

@@ -24,6 +24,10 @@ def upgrade() -> None:
             "postgresql": _upgrade_postgresql,
             "sqlite": _upgrade_sqlite,
         },
+        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        resumable={
+            "postgresql": ["trades.indexes"],
+        },
     )
 
 
@@ -36,12 +40,25 @@ def downgrade() -> None:
             "postgresql": _downgrade_postgresql,
             "sqlite": _downgrade_sqlite,
         },
+        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        resumable={
+            "postgresql": ["trades.indexes"],
+        },
     )
 
 
 def _upgrade_postgresql() -> None:
-    op.drop_index("ix_trades_price", table_name="trades")
-    op.create_index("ix_trades_venue_price", "trades", ["venue_id", "price"], unique=False)
+    op.execute(sa.text("SET lock_timeout = '5s'"))
+    op.execute(sa.text("SET statement_timeout = '30min'"))
+    # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
+    with op.get_context().autocommit_block():
+        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_trades_price"'))
+        runtime.drop_invalid_index(op, "ix_trades_venue_price")
+        op.execute(
+            sa.text(
+                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_trades_venue_price" ON "trades" ("venue_id", "price")'
+            )
+        )
 
 
 def _upgrade_sqlite() -> None:
@@ -50,8 +67,17 @@ def _upgrade_sqlite() -> None:
 
 
 def _downgrade_postgresql() -> None:
-    op.drop_index("ix_trades_venue_price", table_name="trades")
-    op.create_index("ix_trades_price", "trades", ["price"], unique=False)
+    op.execute(sa.text("SET lock_timeout = '5s'"))
+    op.execute(sa.text("SET statement_timeout = '30min'"))
+    # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
+    with op.get_context().autocommit_block():
+        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_trades_venue_price"'))
+        runtime.drop_invalid_index(op, "ix_trades_price")
+        op.execute(
+            sa.text(
+                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_trades_price" ON "trades" ("price")'
+            )
+        )
 
 
 def _downgrade_sqlite() -> None:

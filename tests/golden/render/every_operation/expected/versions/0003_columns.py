@@ -24,6 +24,10 @@ def upgrade() -> None:
             "postgresql": _upgrade_postgresql,
             "sqlite": _upgrade_sqlite,
         },
+        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        resumable={
+            "postgresql": ["trades.indexes"],
+        },
     )
 
 
@@ -36,10 +40,16 @@ def downgrade() -> None:
             "postgresql": _downgrade_postgresql,
             "sqlite": _downgrade_sqlite,
         },
+        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        resumable={
+            "postgresql": ["trades.indexes"],
+        },
     )
 
 
 def _upgrade_postgresql() -> None:
+    op.execute(sa.text("SET lock_timeout = '5s'"))
+    op.execute(sa.text("SET statement_timeout = '30min'"))
     op.add_column("trades", sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
     op.add_column(
         "trades",
@@ -50,7 +60,14 @@ def _upgrade_postgresql() -> None:
             server_default=sa.text("CURRENT_TIMESTAMP"),
         ),
     )
-    op.create_index("ix_trades_deleted_at", "trades", ["deleted_at"], unique=False)
+    # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
+    with op.get_context().autocommit_block():
+        runtime.drop_invalid_index(op, "ix_trades_deleted_at")
+        op.execute(
+            sa.text(
+                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_trades_deleted_at" ON "trades" ("deleted_at")'
+            )
+        )
 
 
 def _upgrade_sqlite() -> None:
@@ -87,7 +104,11 @@ def _upgrade_sqlite() -> None:
 
 
 def _downgrade_postgresql() -> None:
-    op.drop_index("ix_trades_deleted_at", table_name="trades")
+    op.execute(sa.text("SET lock_timeout = '5s'"))
+    op.execute(sa.text("SET statement_timeout = '30min'"))
+    # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
+    with op.get_context().autocommit_block():
+        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_trades_deleted_at"'))
     op.drop_column("trades", "recorded_at")
     op.drop_column("trades", "deleted_at")
 

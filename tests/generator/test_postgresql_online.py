@@ -1,0 +1,128 @@
+"""PostgreSQL changes that must not stop the world: CONCURRENTLY index operations that can be
+re-run after a failure, and DDL that gives up after lock_timeout instead of queueing writers."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from support import GOLDEN, ROOT, execute, inspect_schema
+
+from generator import files, migrate
+from generator.load import load_changes
+from generator.render import generate
+
+MIGRATIONS = ROOT / "generated_migrations"
+pytestmark = pytest.mark.db
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    from conftest import pg_url_for
+
+    return pg_url_for(pg_database)
+
+
+def _indexes(url: str, table: str) -> list[tuple[str, tuple[str, ...], bool]]:
+    return inspect_schema(url)[table]["indexes"]
+
+
+def test_index_changes_run_concurrently_outside_a_transaction() -> None:
+    text = (MIGRATIONS / "versions" / "0001_optimize_market_data_indexes.py").read_text()
+    pg = text.split("def _upgrade_postgresql", 1)[1].split("def _upgrade_sqlite", 1)[0]
+    assert "with op.get_context().autocommit_block():" in pg
+    assert 'DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_latest"' in pg
+    assert (
+        'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_instrument_price" '
+        'ON "market_data" ("instrument_id", "price")'
+    ) in pg
+    assert "SET lock_timeout = '5s'" in pg and "SET statement_timeout = '30min'" in pg
+
+
+@pytest.mark.parametrize("driver", ["psycopg", "asyncpg"])
+def test_an_invalid_index_left_by_a_failed_build_is_rebuilt(pg_database: str, driver: str) -> None:
+    from conftest import pg_url_for
+
+    url = pg_url_for(pg_database, driver)
+    sync_url = pg_url_for(pg_database)
+    migrate.upgrade(MIGRATIONS, sa.make_url(url), "0000")
+    execute(
+        sync_url,
+        "INSERT INTO instruments (id, symbol, name) VALUES (1, 'AAA', 'A')",
+        "INSERT INTO market_data (instrument_id, timestamp, price) VALUES "
+        "(1, now(), 1.5), (1, now(), 1.5)",
+    )
+    # A concurrent build that fails (duplicate key) leaves an INVALID index behind.
+    engine = sa.create_engine(sync_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn, pytest.raises(sa.exc.IntegrityError):
+        conn.exec_driver_sql(
+            "CREATE UNIQUE INDEX CONCURRENTLY ix_market_data_instrument_price "
+            "ON market_data (instrument_id, price)"
+        )
+    with engine.connect() as conn:
+        valid = conn.exec_driver_sql(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = "
+            "'ix_market_data_instrument_price'::regclass"
+        ).scalar()
+    engine.dispose()
+    assert valid is False
+    migrate.upgrade(MIGRATIONS, sa.make_url(url), "0001")
+    assert ("ix_market_data_instrument_price", ("instrument_id", "price"), False) in _indexes(
+        sync_url, "market_data"
+    )
+    engine = sa.create_engine(sync_url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql(
+            "SELECT bool_and(indisvalid) FROM pg_index WHERE indrelid = 'market_data'::regclass"
+        ).scalar()
+    engine.dispose()
+
+
+def test_a_run_interrupted_half_way_is_completed_by_the_next_one(pg_url: str) -> None:
+    migrate.upgrade(MIGRATIONS, sa.make_url(pg_url), "0000")
+    # As if the previous run died after two of the four concurrent drops.
+    execute(pg_url, "DROP INDEX ix_market_data_timestamp", "DROP INDEX ix_market_data_instrument")
+    migrate.upgrade(MIGRATIONS, sa.make_url(pg_url), "0001")
+    assert [name for name, _, _ in _indexes(pg_url, "market_data")] == [
+        "ix_market_data_instrument_price",
+        "ix_market_data_timestamp_instrument",
+    ]
+
+
+def test_ddl_gives_up_after_lock_timeout_and_changes_nothing(pg_url: str, tmp_path: Path) -> None:
+    root = GOLDEN / "render" / "every_operation"
+    out_dir = tmp_path / "generated_migrations"
+    files.write(generate(load_changes(root / "changes", display_base=root)), out_dir)
+    shutil.copy(MIGRATIONS / "env.py", out_dir / "env.py")
+    url = sa.make_url(pg_url)
+    migrate.upgrade(out_dir, url, "0001")
+    before = inspect_schema(pg_url)
+
+    holder = sa.create_engine(pg_url)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        with holder.connect() as conn:
+            conn.exec_driver_sql("LOCK TABLE trades IN ACCESS SHARE MODE")
+            locked.set()
+            release.wait(30)
+            conn.rollback()
+
+    thread = threading.Thread(target=hold_lock)
+    thread.start()
+    try:
+        assert locked.wait(10)
+        started = time.perf_counter()
+        with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
+            migrate.upgrade(out_dir, url, "0002")  # its spec sets lock_timeout: 1s
+        elapsed = time.perf_counter() - started
+    finally:
+        release.set()
+        thread.join()
+        holder.dispose()
+    assert 0.9 < elapsed < 10
+    assert inspect_schema(pg_url) == before
