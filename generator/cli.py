@@ -170,7 +170,7 @@ def database_errors() -> Iterator[None]:
     try:
         yield
     except runtime.CheckFailed as exc:
-        fail(Exit.FAILED, f"error: {exc}\nthe change was rolled back")
+        fail(Exit.FAILED, f"error: {exc}\nthe failing change's transaction was rolled back")
     except db.UrlError as exc:
         fail(Exit.USAGE, f"error: {exc}")
     except CommandError as exc:

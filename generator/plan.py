@@ -34,11 +34,14 @@ def _group_kind(step: Step, dialect: str) -> str | None:
         return "alter_column_type"
     if dialect == dialects.POSTGRESQL and step.kind in ("create_index", "drop_index"):
         return "concurrent_indexes"
+    if dialect == dialects.POSTGRESQL and step.kind == "swap_fk_action":
+        return "swap_fk_actions"
     return None
 
 
-# Groups that may span tables (one autocommit block for a run of index operations).
-_ANY_TABLE = {"concurrent_indexes"}
+# Groups that may span tables, and the units that commit part of a change on their own.
+_ANY_TABLE = {"concurrent_indexes", "swap_fk_actions"}
+NON_TRANSACTIONAL = _ANY_TABLE
 
 
 def plan(steps: tuple[Step, ...], before: Schema, dialect: str) -> list[Unit]:
@@ -62,12 +65,15 @@ def plan(steps: tuple[Step, ...], before: Schema, dialect: str) -> list[Unit]:
 
 
 def resumable_checks(units: list[Unit]) -> list[str]:
-    """Checks that may fail before a re-run of an interrupted change: those of the objects
-    its non-transactional steps touch (PostgreSQL's CONCURRENTLY index operations)."""
-    names = {
-        f"{step.table_name}.indexes"
-        for unit in units
-        if unit.kind == "concurrent_indexes"
-        for step in unit.steps
-    }
-    return sorted(names)
+    """Checks that may fail before a re-run of an interrupted change.
+
+    A change with a step that commits on its own (CONCURRENTLY, VALIDATE CONSTRAINT) can be
+    interrupted half-applied; its every step is then written to be safe to run again, and the
+    checks of the tables it touches may differ before the re-run (the post-checks decide).
+    """
+    if not any(unit.kind in NON_TRANSACTIONAL for unit in units):
+        return []
+    tables = {step.table_name for unit in units for step in unit.steps}
+    return sorted(
+        f"{t}.{aspect}" for t in tables for aspect in ("columns", "indexes", "foreign_keys")
+    )

@@ -32,6 +32,7 @@ STEP_KINDS = (
     "swap_fk_action",
     "recreate_table",
     "concurrent_indexes",
+    "swap_fk_actions",
 )
 LINE_LENGTH = 100
 

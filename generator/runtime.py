@@ -204,6 +204,29 @@ def drop_invalid_index(op: Any, name: str) -> None:
         op.execute(sa.text(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"'))
 
 
+def fk_action(op: Any, table: str, name: str) -> str | None:
+    """The ON DELETE action of foreign key ``name`` on ``table`` (PostgreSQL), or None."""
+    connection: Connection = op.get_bind()
+    code = connection.execute(
+        sa.text(
+            "SELECT con.confdeltype::text FROM pg_constraint AS con "
+            "JOIN pg_class AS c ON c.oid = con.conrelid "
+            "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relname = :table "
+            "AND con.conname = :name AND con.contype = 'f'"
+        ),
+        {"table": table, "name": name},
+    ).scalar()
+    actions = {
+        "c": "CASCADE",
+        "r": "RESTRICT",
+        "a": "NO ACTION",
+        "n": "SET NULL",
+        "d": "SET DEFAULT",
+    }
+    return None if code is None else actions[str(code)]
+
+
 def _checks_before(
     connection: Connection, file: Path, change: str, phase: str, resumable: Sequence[str]
 ) -> None:

@@ -35,7 +35,11 @@ def upgrade() -> None:
         },
         # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
         resumable={
-            "postgresql": ["market_data.indexes"],
+            "postgresql": [
+                "market_data.columns",
+                "market_data.foreign_keys",
+                "market_data.indexes",
+            ],
         },
     )
 
@@ -51,7 +55,11 @@ def downgrade() -> None:
         },
         # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
         resumable={
-            "postgresql": ["market_data.indexes"],
+            "postgresql": [
+                "market_data.columns",
+                "market_data.foreign_keys",
+                "market_data.indexes",
+            ],
         },
     )
 

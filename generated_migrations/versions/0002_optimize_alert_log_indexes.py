@@ -34,7 +34,7 @@ def upgrade() -> None:
         },
         # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
         resumable={
-            "postgresql": ["alert_logs.indexes"],
+            "postgresql": ["alert_logs.columns", "alert_logs.foreign_keys", "alert_logs.indexes"],
         },
     )
 
@@ -50,7 +50,7 @@ def downgrade() -> None:
         },
         # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
         resumable={
-            "postgresql": ["alert_logs.indexes"],
+            "postgresql": ["alert_logs.columns", "alert_logs.foreign_keys", "alert_logs.indexes"],
         },
     )
 

@@ -35,7 +35,17 @@ def upgrade() -> None:
         },
         # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
         resumable={
-            "postgresql": ["alert_logs.indexes", "market_data.indexes"],
+            "postgresql": [
+                "alert_logs.columns",
+                "alert_logs.foreign_keys",
+                "alert_logs.indexes",
+                "alert_rules.columns",
+                "alert_rules.foreign_keys",
+                "alert_rules.indexes",
+                "market_data.columns",
+                "market_data.foreign_keys",
+                "market_data.indexes",
+            ],
         },
     )
 
@@ -51,7 +61,17 @@ def downgrade() -> None:
         },
         # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
         resumable={
-            "postgresql": ["alert_logs.indexes", "market_data.indexes"],
+            "postgresql": [
+                "alert_logs.columns",
+                "alert_logs.foreign_keys",
+                "alert_logs.indexes",
+                "alert_rules.columns",
+                "alert_rules.foreign_keys",
+                "alert_rules.indexes",
+                "market_data.columns",
+                "market_data.foreign_keys",
+                "market_data.indexes",
+            ],
         },
     )
 
@@ -59,7 +79,16 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     op.execute(sa.text("SET lock_timeout = '5s'"))
     op.execute(sa.text("SET statement_timeout = '30min'"))
-    op.add_column("market_data", sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
+    op.execute(
+        sa.text(
+            'ALTER TABLE "market_data" ADD COLUMN IF NOT EXISTS "deleted_at" timestamp with time zone'
+        )
+    )
+    op.execute(
+        sa.text(
+            'ALTER TABLE "alert_logs" ADD COLUMN IF NOT EXISTS "deleted_at" timestamp with time zone'
+        )
+    )
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.drop_invalid_index(op, "ix_market_data_deleted_at")
@@ -68,61 +97,116 @@ def _upgrade_postgresql() -> None:
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_deleted_at" ON "market_data" ("deleted_at")'
             )
         )
-    op.add_column("alert_logs", sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
-    # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
-    with op.get_context().autocommit_block():
         runtime.drop_invalid_index(op, "ix_alert_logs_deleted_at")
         op.execute(
             sa.text(
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_deleted_at" ON "alert_logs" ("deleted_at")'
             )
         )
-    op.drop_constraint(
-        "fk_market_data_instrument_id_instruments", "market_data", type_="foreignkey"
-    )
-    op.create_foreign_key(
-        "fk_market_data_instrument_id_instruments",
-        "market_data",
-        "instruments",
-        ["instrument_id"],
-        ["id"],
-        ondelete="RESTRICT",
-    )
-    op.drop_constraint(
-        "fk_alert_rules_instrument_id_instruments", "alert_rules", type_="foreignkey"
-    )
-    op.create_foreign_key(
-        "fk_alert_rules_instrument_id_instruments",
-        "alert_rules",
-        "instruments",
-        ["instrument_id"],
-        ["id"],
-        ondelete="RESTRICT",
-    )
-    op.drop_constraint("fk_alert_logs_rule_id_alert_rules", "alert_logs", type_="foreignkey")
-    op.create_foreign_key(
-        "fk_alert_logs_rule_id_alert_rules",
-        "alert_logs",
-        "alert_rules",
-        ["rule_id"],
-        ["id"],
-        ondelete="RESTRICT",
-    )
-    op.drop_constraint("fk_alert_logs_instrument_id_instruments", "alert_logs", type_="foreignkey")
-    op.create_foreign_key(
-        "fk_alert_logs_instrument_id_instruments",
-        "alert_logs",
-        "instruments",
-        ["instrument_id"],
-        ["id"],
-        ondelete="RESTRICT",
-    )
+    if (
+        runtime.fk_action(op, "market_data", "fk_market_data_instrument_id_instruments")
+        != "RESTRICT"
+    ):
+        op.execute(
+            sa.text(
+                'ALTER TABLE "market_data" ADD CONSTRAINT "fk_market_data_instrument_id_instruments_swap"\n'
+                '    FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
+                "    ON DELETE RESTRICT NOT VALID"
+            )
+        )
+        op.execute(
+            sa.text(
+                'ALTER TABLE "market_data" DROP CONSTRAINT "fk_market_data_instrument_id_instruments"'
+            )
+        )
+        op.execute(
+            sa.text(
+                'ALTER TABLE "market_data" RENAME CONSTRAINT "fk_market_data_instrument_id_instruments_swap" TO "fk_market_data_instrument_id_instruments"'
+            )
+        )
+    if (
+        runtime.fk_action(op, "alert_rules", "fk_alert_rules_instrument_id_instruments")
+        != "RESTRICT"
+    ):
+        op.execute(
+            sa.text(
+                'ALTER TABLE "alert_rules" ADD CONSTRAINT "fk_alert_rules_instrument_id_instruments_swap"\n'
+                '    FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
+                "    ON DELETE RESTRICT NOT VALID"
+            )
+        )
+        op.execute(
+            sa.text(
+                'ALTER TABLE "alert_rules" DROP CONSTRAINT "fk_alert_rules_instrument_id_instruments"'
+            )
+        )
+        op.execute(
+            sa.text(
+                'ALTER TABLE "alert_rules" RENAME CONSTRAINT "fk_alert_rules_instrument_id_instruments_swap" TO "fk_alert_rules_instrument_id_instruments"'
+            )
+        )
+    if runtime.fk_action(op, "alert_logs", "fk_alert_logs_rule_id_alert_rules") != "RESTRICT":
+        op.execute(
+            sa.text(
+                'ALTER TABLE "alert_logs" ADD CONSTRAINT "fk_alert_logs_rule_id_alert_rules_swap"\n'
+                '    FOREIGN KEY ("rule_id") REFERENCES "alert_rules" ("id")\n'
+                "    ON DELETE RESTRICT NOT VALID"
+            )
+        )
+        op.execute(
+            sa.text('ALTER TABLE "alert_logs" DROP CONSTRAINT "fk_alert_logs_rule_id_alert_rules"')
+        )
+        op.execute(
+            sa.text(
+                'ALTER TABLE "alert_logs" RENAME CONSTRAINT "fk_alert_logs_rule_id_alert_rules_swap" TO "fk_alert_logs_rule_id_alert_rules"'
+            )
+        )
+    if runtime.fk_action(op, "alert_logs", "fk_alert_logs_instrument_id_instruments") != "RESTRICT":
+        op.execute(
+            sa.text(
+                'ALTER TABLE "alert_logs" ADD CONSTRAINT "fk_alert_logs_instrument_id_instruments_swap"\n'
+                '    FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
+                "    ON DELETE RESTRICT NOT VALID"
+            )
+        )
+        op.execute(
+            sa.text(
+                'ALTER TABLE "alert_logs" DROP CONSTRAINT "fk_alert_logs_instrument_id_instruments"'
+            )
+        )
+        op.execute(
+            sa.text(
+                'ALTER TABLE "alert_logs" RENAME CONSTRAINT "fk_alert_logs_instrument_id_instruments_swap" TO "fk_alert_logs_instrument_id_instruments"'
+            )
+        )
+    # VALIDATE runs after the swap has committed, so the locks above are held only briefly.
+    with op.get_context().autocommit_block():
+        op.execute(
+            sa.text(
+                'ALTER TABLE "market_data" VALIDATE CONSTRAINT "fk_market_data_instrument_id_instruments"'
+            )
+        )
+        op.execute(
+            sa.text(
+                'ALTER TABLE "alert_rules" VALIDATE CONSTRAINT "fk_alert_rules_instrument_id_instruments"'
+            )
+        )
+        op.execute(
+            sa.text(
+                'ALTER TABLE "alert_logs" VALIDATE CONSTRAINT "fk_alert_logs_rule_id_alert_rules"'
+            )
+        )
+        op.execute(
+            sa.text(
+                'ALTER TABLE "alert_logs" VALIDATE CONSTRAINT "fk_alert_logs_instrument_id_instruments"'
+            )
+        )
 
 
 def _upgrade_sqlite() -> None:
     op.add_column("market_data", sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
-    op.create_index("ix_market_data_deleted_at", "market_data", ["deleted_at"], unique=False)
     op.add_column("alert_logs", sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_index("ix_market_data_deleted_at", "market_data", ["deleted_at"], unique=False)
     op.create_index("ix_alert_logs_deleted_at", "alert_logs", ["deleted_at"], unique=False)
     with op.batch_alter_table(
         "market_data",
@@ -291,54 +375,110 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     op.execute(sa.text("SET lock_timeout = '5s'"))
     op.execute(sa.text("SET statement_timeout = '30min'"))
-    op.drop_constraint("fk_alert_logs_instrument_id_instruments", "alert_logs", type_="foreignkey")
-    op.create_foreign_key(
-        "fk_alert_logs_instrument_id_instruments",
-        "alert_logs",
-        "instruments",
-        ["instrument_id"],
-        ["id"],
-        ondelete="CASCADE",
-    )
-    op.drop_constraint("fk_alert_logs_rule_id_alert_rules", "alert_logs", type_="foreignkey")
-    op.create_foreign_key(
-        "fk_alert_logs_rule_id_alert_rules",
-        "alert_logs",
-        "alert_rules",
-        ["rule_id"],
-        ["id"],
-        ondelete="CASCADE",
-    )
-    op.drop_constraint(
-        "fk_alert_rules_instrument_id_instruments", "alert_rules", type_="foreignkey"
-    )
-    op.create_foreign_key(
-        "fk_alert_rules_instrument_id_instruments",
-        "alert_rules",
-        "instruments",
-        ["instrument_id"],
-        ["id"],
-        ondelete="CASCADE",
-    )
-    op.drop_constraint(
-        "fk_market_data_instrument_id_instruments", "market_data", type_="foreignkey"
-    )
-    op.create_foreign_key(
-        "fk_market_data_instrument_id_instruments",
-        "market_data",
-        "instruments",
-        ["instrument_id"],
-        ["id"],
-        ondelete="CASCADE",
-    )
+    if runtime.fk_action(op, "alert_logs", "fk_alert_logs_instrument_id_instruments") != "CASCADE":
+        op.execute(
+            sa.text(
+                'ALTER TABLE "alert_logs" ADD CONSTRAINT "fk_alert_logs_instrument_id_instruments_swap"\n'
+                '    FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
+                "    ON DELETE CASCADE NOT VALID"
+            )
+        )
+        op.execute(
+            sa.text(
+                'ALTER TABLE "alert_logs" DROP CONSTRAINT "fk_alert_logs_instrument_id_instruments"'
+            )
+        )
+        op.execute(
+            sa.text(
+                'ALTER TABLE "alert_logs" RENAME CONSTRAINT "fk_alert_logs_instrument_id_instruments_swap" TO "fk_alert_logs_instrument_id_instruments"'
+            )
+        )
+    if runtime.fk_action(op, "alert_logs", "fk_alert_logs_rule_id_alert_rules") != "CASCADE":
+        op.execute(
+            sa.text(
+                'ALTER TABLE "alert_logs" ADD CONSTRAINT "fk_alert_logs_rule_id_alert_rules_swap"\n'
+                '    FOREIGN KEY ("rule_id") REFERENCES "alert_rules" ("id")\n'
+                "    ON DELETE CASCADE NOT VALID"
+            )
+        )
+        op.execute(
+            sa.text('ALTER TABLE "alert_logs" DROP CONSTRAINT "fk_alert_logs_rule_id_alert_rules"')
+        )
+        op.execute(
+            sa.text(
+                'ALTER TABLE "alert_logs" RENAME CONSTRAINT "fk_alert_logs_rule_id_alert_rules_swap" TO "fk_alert_logs_rule_id_alert_rules"'
+            )
+        )
+    if (
+        runtime.fk_action(op, "alert_rules", "fk_alert_rules_instrument_id_instruments")
+        != "CASCADE"
+    ):
+        op.execute(
+            sa.text(
+                'ALTER TABLE "alert_rules" ADD CONSTRAINT "fk_alert_rules_instrument_id_instruments_swap"\n'
+                '    FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
+                "    ON DELETE CASCADE NOT VALID"
+            )
+        )
+        op.execute(
+            sa.text(
+                'ALTER TABLE "alert_rules" DROP CONSTRAINT "fk_alert_rules_instrument_id_instruments"'
+            )
+        )
+        op.execute(
+            sa.text(
+                'ALTER TABLE "alert_rules" RENAME CONSTRAINT "fk_alert_rules_instrument_id_instruments_swap" TO "fk_alert_rules_instrument_id_instruments"'
+            )
+        )
+    if (
+        runtime.fk_action(op, "market_data", "fk_market_data_instrument_id_instruments")
+        != "CASCADE"
+    ):
+        op.execute(
+            sa.text(
+                'ALTER TABLE "market_data" ADD CONSTRAINT "fk_market_data_instrument_id_instruments_swap"\n'
+                '    FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
+                "    ON DELETE CASCADE NOT VALID"
+            )
+        )
+        op.execute(
+            sa.text(
+                'ALTER TABLE "market_data" DROP CONSTRAINT "fk_market_data_instrument_id_instruments"'
+            )
+        )
+        op.execute(
+            sa.text(
+                'ALTER TABLE "market_data" RENAME CONSTRAINT "fk_market_data_instrument_id_instruments_swap" TO "fk_market_data_instrument_id_instruments"'
+            )
+        )
+    # VALIDATE runs after the swap has committed, so the locks above are held only briefly.
+    with op.get_context().autocommit_block():
+        op.execute(
+            sa.text(
+                'ALTER TABLE "alert_logs" VALIDATE CONSTRAINT "fk_alert_logs_instrument_id_instruments"'
+            )
+        )
+        op.execute(
+            sa.text(
+                'ALTER TABLE "alert_logs" VALIDATE CONSTRAINT "fk_alert_logs_rule_id_alert_rules"'
+            )
+        )
+        op.execute(
+            sa.text(
+                'ALTER TABLE "alert_rules" VALIDATE CONSTRAINT "fk_alert_rules_instrument_id_instruments"'
+            )
+        )
+        op.execute(
+            sa.text(
+                'ALTER TABLE "market_data" VALIDATE CONSTRAINT "fk_market_data_instrument_id_instruments"'
+            )
+        )
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_deleted_at"'))
-    op.drop_column("alert_logs", "deleted_at")
-    # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
-    with op.get_context().autocommit_block():
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_deleted_at"'))
-    op.drop_column("market_data", "deleted_at")
+    op.execute(sa.text('ALTER TABLE "alert_logs" DROP COLUMN IF EXISTS "deleted_at"'))
+    op.execute(sa.text('ALTER TABLE "market_data" DROP COLUMN IF EXISTS "deleted_at"'))
 
 
 def _downgrade_sqlite() -> None:
@@ -505,6 +645,7 @@ def _downgrade_sqlite() -> None:
             ondelete="CASCADE",
         )
     op.drop_index("ix_alert_logs_deleted_at", table_name="alert_logs")
+    op.drop_index("ix_market_data_deleted_at", table_name="market_data")
     with op.batch_alter_table(
         "alert_logs",
         recreate="always",
@@ -557,7 +698,6 @@ def _downgrade_sqlite() -> None:
         ),
     ) as batch_op:
         batch_op.drop_column("deleted_at")
-    op.drop_index("ix_market_data_deleted_at", table_name="market_data")
     with op.batch_alter_table(
         "market_data",
         recreate="always",

@@ -126,3 +126,40 @@ def test_ddl_gives_up_after_lock_timeout_and_changes_nothing(pg_url: str, tmp_pa
         holder.dispose()
     assert 0.9 < elapsed < 10
     assert inspect_schema(pg_url) == before
+
+
+def test_foreign_keys_are_swapped_not_valid_then_validated() -> None:
+    text = (MIGRATIONS / "versions" / "0004_add_soft_delete_safety.py").read_text()
+    pg = text.split("def _upgrade_postgresql", 1)[1].split("def _upgrade_sqlite", 1)[0]
+    add = pg.index("ON DELETE RESTRICT NOT VALID")
+    drop = pg.index('DROP CONSTRAINT "fk_alert_logs_rule_id_alert_rules"')
+    validate = pg.index('VALIDATE CONSTRAINT "fk_alert_logs_rule_id_alert_rules"')
+    assert add < drop < validate
+    assert pg.count("VALIDATE CONSTRAINT") == 4
+    assert pg.rindex("autocommit_block()") < validate
+
+
+def test_a_swap_interrupted_before_validation_is_completed_by_the_next_run(pg_url: str) -> None:
+    url = sa.make_url(pg_url)
+    migrate.upgrade(MIGRATIONS, url, "0003")
+    # As if the previous run of 0004 died after its first commit: columns added, one index
+    # built, one key swapped but not yet validated.
+    execute(
+        pg_url,
+        "ALTER TABLE market_data ADD COLUMN deleted_at timestamp with time zone",
+        "ALTER TABLE alert_logs ADD COLUMN deleted_at timestamp with time zone",
+        "CREATE INDEX ix_market_data_deleted_at ON market_data (deleted_at)",
+        "ALTER TABLE alert_logs DROP CONSTRAINT fk_alert_logs_rule_id_alert_rules",
+        "ALTER TABLE alert_logs ADD CONSTRAINT fk_alert_logs_rule_id_alert_rules "
+        "FOREIGN KEY (rule_id) REFERENCES alert_rules (id) ON DELETE RESTRICT NOT VALID",
+    )
+    migrate.upgrade(MIGRATIONS, url, "0004")
+    schema = inspect_schema(pg_url)
+    actions = {fk[0]: fk[4] for t in schema.values() for fk in t["foreign_keys"]}
+    assert set(actions.values()) == {"RESTRICT"} and len(actions) == 4
+    engine = sa.create_engine(pg_url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql(
+            "SELECT bool_and(convalidated) FROM pg_constraint WHERE contype = 'f'"
+        ).scalar()
+    engine.dispose()

@@ -26,7 +26,7 @@ def upgrade() -> None:
         },
         # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
         resumable={
-            "postgresql": ["trades.indexes"],
+            "postgresql": ["trades.columns", "trades.foreign_keys", "trades.indexes"],
         },
     )
 
@@ -42,7 +42,7 @@ def downgrade() -> None:
         },
         # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
         resumable={
-            "postgresql": ["trades.indexes"],
+            "postgresql": ["trades.columns", "trades.foreign_keys", "trades.indexes"],
         },
     )
 

@@ -26,7 +26,7 @@ def upgrade() -> None:
         },
         # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
         resumable={
-            "postgresql": ["trades.indexes"],
+            "postgresql": ["trades.columns", "trades.foreign_keys", "trades.indexes"],
         },
     )
 
@@ -42,7 +42,7 @@ def downgrade() -> None:
         },
         # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
         resumable={
-            "postgresql": ["trades.indexes"],
+            "postgresql": ["trades.columns", "trades.foreign_keys", "trades.indexes"],
         },
     )
 
@@ -50,15 +50,15 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     op.execute(sa.text("SET lock_timeout = '5s'"))
     op.execute(sa.text("SET statement_timeout = '30min'"))
-    op.add_column("trades", sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
-    op.add_column(
-        "trades",
-        sa.Column(
-            "recorded_at",
-            sa.DateTime(timezone=True),
-            nullable=False,
-            server_default=sa.text("CURRENT_TIMESTAMP"),
-        ),
+    op.execute(
+        sa.text(
+            'ALTER TABLE "trades" ADD COLUMN IF NOT EXISTS "deleted_at" timestamp with time zone'
+        )
+    )
+    op.execute(
+        sa.text(
+            'ALTER TABLE "trades" ADD COLUMN IF NOT EXISTS "recorded_at" timestamp with time zone DEFAULT CURRENT_TIMESTAMP NOT NULL'
+        )
     )
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
@@ -109,8 +109,8 @@ def _downgrade_postgresql() -> None:
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_trades_deleted_at"'))
-    op.drop_column("trades", "recorded_at")
-    op.drop_column("trades", "deleted_at")
+    op.execute(sa.text('ALTER TABLE "trades" DROP COLUMN IF EXISTS "recorded_at"'))
+    op.execute(sa.text('ALTER TABLE "trades" DROP COLUMN IF EXISTS "deleted_at"'))
 
 
 def _downgrade_sqlite() -> None:

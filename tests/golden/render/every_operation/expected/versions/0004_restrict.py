@@ -24,6 +24,10 @@ def upgrade() -> None:
             "postgresql": _upgrade_postgresql,
             "sqlite": _upgrade_sqlite,
         },
+        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        resumable={
+            "postgresql": ["trades.columns", "trades.foreign_keys", "trades.indexes"],
+        },
     )
 
 
@@ -36,21 +40,33 @@ def downgrade() -> None:
             "postgresql": _downgrade_postgresql,
             "sqlite": _downgrade_sqlite,
         },
+        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        resumable={
+            "postgresql": ["trades.columns", "trades.foreign_keys", "trades.indexes"],
+        },
     )
 
 
 def _upgrade_postgresql() -> None:
     op.execute(sa.text("SET lock_timeout = '5s'"))
     op.execute(sa.text("SET statement_timeout = '30min'"))
-    op.drop_constraint("fk_trades_venue_id_venues", "trades", type_="foreignkey")
-    op.create_foreign_key(
-        "fk_trades_venue_id_venues",
-        "trades",
-        "venues",
-        ["venue_id"],
-        ["id"],
-        ondelete="RESTRICT",
-    )
+    if runtime.fk_action(op, "trades", "fk_trades_venue_id_venues") != "RESTRICT":
+        op.execute(
+            sa.text(
+                'ALTER TABLE "trades" ADD CONSTRAINT "fk_trades_venue_id_venues_swap"\n'
+                '    FOREIGN KEY ("venue_id") REFERENCES "venues" ("id")\n'
+                "    ON DELETE RESTRICT NOT VALID"
+            )
+        )
+        op.execute(sa.text('ALTER TABLE "trades" DROP CONSTRAINT "fk_trades_venue_id_venues"'))
+        op.execute(
+            sa.text(
+                'ALTER TABLE "trades" RENAME CONSTRAINT "fk_trades_venue_id_venues_swap" TO "fk_trades_venue_id_venues"'
+            )
+        )
+    # VALIDATE runs after the swap has committed, so the locks above are held only briefly.
+    with op.get_context().autocommit_block():
+        op.execute(sa.text('ALTER TABLE "trades" VALIDATE CONSTRAINT "fk_trades_venue_id_venues"'))
 
 
 def _upgrade_sqlite() -> None:
@@ -94,15 +110,23 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     op.execute(sa.text("SET lock_timeout = '5s'"))
     op.execute(sa.text("SET statement_timeout = '30min'"))
-    op.drop_constraint("fk_trades_venue_id_venues", "trades", type_="foreignkey")
-    op.create_foreign_key(
-        "fk_trades_venue_id_venues",
-        "trades",
-        "venues",
-        ["venue_id"],
-        ["id"],
-        ondelete="CASCADE",
-    )
+    if runtime.fk_action(op, "trades", "fk_trades_venue_id_venues") != "CASCADE":
+        op.execute(
+            sa.text(
+                'ALTER TABLE "trades" ADD CONSTRAINT "fk_trades_venue_id_venues_swap"\n'
+                '    FOREIGN KEY ("venue_id") REFERENCES "venues" ("id")\n'
+                "    ON DELETE CASCADE NOT VALID"
+            )
+        )
+        op.execute(sa.text('ALTER TABLE "trades" DROP CONSTRAINT "fk_trades_venue_id_venues"'))
+        op.execute(
+            sa.text(
+                'ALTER TABLE "trades" RENAME CONSTRAINT "fk_trades_venue_id_venues_swap" TO "fk_trades_venue_id_venues"'
+            )
+        )
+    # VALIDATE runs after the swap has committed, so the locks above are held only briefly.
+    with op.get_context().autocommit_block():
+        op.execute(sa.text('ALTER TABLE "trades" VALIDATE CONSTRAINT "fk_trades_venue_id_venues"'))
 
 
 def _downgrade_sqlite() -> None:
