@@ -18,6 +18,9 @@ class TableExpectation:
     indexes: list[Row]  # (name, columns, unique YES/NO[, valid YES/NO on PostgreSQL])
     uniques: list[Row]  # (name, columns) on PostgreSQL; (columns,) on SQLite
     foreign_keys: list[Row]  # (name, column, ref table, ref column, action) / no name on SQLite
+    checks: list[Row]  # (name, validated YES/NO) on PostgreSQL; (name,) on SQLite
+    # SQLite cannot list a table's CHECK constraints: it looks for these names in its DDL.
+    check_candidates: list[str]
 
 
 def _yes(flag: bool) -> str:
@@ -28,7 +31,7 @@ def _csv(columns: tuple[str, ...]) -> str:
     return ",".join(columns)
 
 
-def expect_table(table: Table, dialect: str) -> TableExpectation:
+def expect_table(table: Table, dialect: str, candidates: set[str]) -> TableExpectation:
     pg = dialect == dialects.POSTGRESQL
     columns: list[Row] = [
         (
@@ -57,6 +60,7 @@ def expect_table(table: Table, dialect: str) -> TableExpectation:
         action = dialects.FK_ACTION_SQL[f.on_delete]
         row: Row = (f.column, f.ref_table, f.ref_column, action)
         fks.append((f.name, *row, "YES") if pg else row)
+    checks: list[Row] = [(c.name, "YES") if pg else (c.name,) for c in table.checks]
     return TableExpectation(
         table.name,
         columns,
@@ -64,8 +68,17 @@ def expect_table(table: Table, dialect: str) -> TableExpectation:
         sorted(indexes, key=str),
         sorted(uniques, key=str),
         sorted(fks, key=str),
+        sorted(checks, key=str),
+        sorted(candidates | {c.name for c in table.checks}),
     )
 
 
-def expect_schema(schema: Schema, dialect: str) -> list[TableExpectation]:
-    return [expect_table(t, dialect) for t in sorted(schema.tables, key=lambda t: t.name)]
+def expect_schema(schema: Schema, dialect: str, other: Schema) -> list[TableExpectation]:
+    """Expectations for ``schema``; ``other`` is the state on the far side of the change, whose
+    CHECK names must be looked for (and found absent) too."""
+    out = []
+    for t in sorted(schema.tables, key=lambda t: t.name):
+        twin = other.table(t.name)
+        candidates = {c.name for c in twin.checks} if twin else set()
+        out.append(expect_table(t, dialect, candidates))
+    return out

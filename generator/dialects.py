@@ -6,8 +6,10 @@ need come from here.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from generator.coltypes import SqlType
-from generator.state import Column, DefaultValue
+from generator.state import AlterColumnTypeStep, Column, DefaultValue
 
 POSTGRESQL = "postgresql"
 SQLITE = "sqlite"
@@ -130,14 +132,34 @@ def catalog_default(column: Column, dialect: str) -> str | None:
     written = default_sql(value, t, dialect)
     if dialect == SQLITE or t.kind in ("timestamptz", "boolean"):
         return written
-    # PostgreSQL deparses a string, and a negative number, as a literal cast to the bare
-    # type name (no length or precision): 'USD'::character varying, '-1'::integer.
-    pg_name = catalog_type(column, dialect).split("(")[0]
+    # PostgreSQL deparses a string as a literal cast to the column's bare type name (no
+    # length): 'USD'::character varying.
     if isinstance(value, str):
-        return f"{written}::{pg_name}"
-    if value < 0:
-        return f"'{written}'::{pg_name}"
-    return written
+        return f"{written}::{catalog_type(column, dialect).split('(')[0]}"
+    return _pg_number_default(value)
+
+
+def _pg_number_default(value: int | float) -> str:
+    """How ``pg_get_expr`` shows a numeric literal default, whatever the column's type.
+
+    The literal keeps its own type (integer, bigint or numeric, by its value) and the cast
+    to the column's type is implicit, so it is not shown: -1 is '-1'::integer on a bigint
+    or float column too. A float is read as numeric, which prints without an exponent
+    (1e-05 is 0.00001); a numeric needs no label only when it is non-negative and has a
+    decimal point.
+    """
+    if isinstance(value, int):
+        if -(2**31) <= value < 2**31:
+            return str(value) if value >= 0 else f"'{value}'::integer"
+        if -(2**63) <= value < 2**63:
+            return f"'{value}'::bigint"
+        return f"'{value}'::numeric"
+    text = format(Decimal(repr(value)), "f")
+    if Decimal(text) == 0:
+        text = text.lstrip("-")  # numeric has no negative zero
+    if "." in text and not text.startswith("-"):
+        return text
+    return f"'{text}'::numeric"
 
 
 def can_add_column_natively(column: Column, dialect: str) -> bool:
@@ -155,7 +177,7 @@ def needs_recreate(kind: str, dialect: str, column: Column | None = None) -> boo
         return False
     if kind == "add_column":
         return column is not None and not can_add_column_natively(column, dialect)
-    return kind in ("alter_column_type", "drop_column", "swap_fk_action")
+    return kind in ("alter_column_type", "drop_column", "swap_fk_action", "add_check", "drop_check")
 
 
 def ddl_type(t: SqlType, dialect: str) -> str:
@@ -169,3 +191,13 @@ def ddl_type(t: SqlType, dialect: str) -> str:
             "decimal": f"numeric({t.precision},{t.scale})",
         }.get(t.kind, t.kind)
     return catalog_type(Column("_", t, True), dialect)
+
+
+def using_sql(step: AlterColumnTypeStep) -> str:
+    """PostgreSQL's USING expression for a type change; back to a decimal it rounds to the
+    decimal's scale explicitly, so the conversion never depends on implicit rounding."""
+    col = quote_ident(step.column.name)
+    to = step.to
+    if to.kind == "decimal" and step.column.type.kind == "float":
+        return f"round({col}::numeric, {to.scale})::{ddl_type(to, POSTGRESQL)}"
+    return f"{col}::{ddl_type(to, POSTGRESQL)}"

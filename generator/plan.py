@@ -30,8 +30,8 @@ def _group_kind(step: Step, dialect: str) -> str | None:
     one batch recreation on SQLite, one ALTER TABLE (one table rewrite) on PostgreSQL."""
     if _recreates(step, dialect):
         return "recreate_table"
-    if step.kind == "alter_column_type":
-        return "alter_column_type"
+    if step.kind in ("alter_column_type", "add_check", "drop_check"):
+        return "alter_table"
     if dialect == dialects.POSTGRESQL and step.kind in ("create_index", "drop_index"):
         return "concurrent_indexes"
     if dialect == dialects.POSTGRESQL and step.kind == "swap_fk_action":

@@ -27,6 +27,9 @@ STEP_KINDS = (
     "create_index",
     "drop_index",
     "alter_column_type",
+    "alter_table",
+    "add_check",
+    "drop_check",
     "add_column",
     "drop_column",
     "swap_fk_action",
@@ -96,6 +99,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "sa_type_of": dialects.sa_type_of,
     "default_sql": lambda c, dialect: dialects.default_sql(c.default, c.type, dialect),
     "sa_text": _sa_text,
+    "using_sql": dialects.using_sql,
     "fk_action": lambda action: dialects.FK_ACTION_SQL[action],
     "ddl_type": dialects.ddl_type,
 }
@@ -147,8 +151,10 @@ def _render_migration(env: jinja2.Environment, change: Change) -> str:
 
 
 def _render_validation(env: jinja2.Environment, change: Change, dialect: str, phase: str) -> str:
-    schema = change.before if phase == "pre" else change.after
-    expected = checks.expect_schema(schema, dialect)
+    schema, other = (
+        (change.before, change.after) if phase == "pre" else (change.after, change.before)
+    )
+    expected = checks.expect_schema(schema, dialect, other)
     return env.get_template(f"validation/{dialect}.sql.j2").render(
         change=change,
         phase=phase,

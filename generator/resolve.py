@@ -10,8 +10,10 @@ from generator import spec
 from generator.coltypes import SqlType, conversion_problem, parse_type
 from generator.errors import Path
 from generator.state import (
+    AddCheckStep,
     AddColumnStep,
     AlterColumnTypeStep,
+    CheckConstraint,
     Column,
     CreateIndexStep,
     CreateTableStep,
@@ -276,7 +278,19 @@ class Resolver:
             problems.append((("column",), "cannot change the type of a column in a foreign key"))
         if column.default is not None and (problem := default_problem(column.default, new)):
             problems.append((("to",), f"the column's default no longer fits: {problem}"))
-        return [AlterColumnTypeStep(op.table, column, new)], problems
+        steps: list[Step] = [AlterColumnTypeStep(op.table, column, new)]
+        if op.range_check:
+            if old.kind != "decimal" or new.kind != "float":
+                problems.append(
+                    (("range_check",), "range_check applies to a decimal to float conversion")
+                )
+            else:
+                assert old.precision is not None and old.scale is not None
+                name = f"ck_{op.table}_{op.column}_range"
+                self._free_name(name, ("range_check",), problems)
+                bound = 10 ** (old.precision - old.scale)
+                steps.append(AddCheckStep(CheckConstraint(name, op.table, op.column, bound)))
+        return steps, problems
 
     def _add_column(self, op: spec.AddColumn) -> tuple[list[Step], list[Problem]]:
         problems: list[Problem] = []

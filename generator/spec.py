@@ -108,6 +108,13 @@ class AlterColumnType(_Spec):
     column: Identifier
     from_: TypeName = Field(alias="from")
     to: TypeName
+    range_check: bool = Field(
+        default=False,
+        description=(
+            "decimal to float only: add CHECK ck_<table>_<column>_range keeping values finite "
+            "and inside the range the decimal allowed"
+        ),
+    )
 
 
 class AddColumn(_Spec):

@@ -49,12 +49,29 @@ class UniqueConstraint:
 
 
 @dataclass(frozen=True)
+class CheckConstraint:
+    """``-bound < column < bound``: keeps a float column finite and inside the range of the
+    decimal it was converted from (NaN and both infinities fail the comparison)."""
+
+    name: str
+    table: str
+    column: str
+    bound: int
+
+    @property
+    def sql(self) -> str:
+        col = '"' + self.column + '"'
+        return f"{col} > -{self.bound} AND {col} < {self.bound}"
+
+
+@dataclass(frozen=True)
 class Table:
     name: str
     columns: tuple[Column, ...]
     indexes: tuple[Index, ...] = ()
     foreign_keys: tuple[ForeignKey, ...] = ()
     uniques: tuple[UniqueConstraint, ...] = ()
+    checks: tuple[CheckConstraint, ...] = ()
 
     @property
     def pk_name(self) -> str:
@@ -79,6 +96,7 @@ class Table:
     def relation_names(self) -> set[str]:
         """Names PostgreSQL keeps in one namespace with tables: indexes and key indexes."""
         names = {self.name, *(i.name for i in self.indexes), *(u.name for u in self.uniques)}
+        names |= {c.name for c in self.checks}
         if self.primary_key:
             names.add(self.pk_name)
         return names
@@ -262,6 +280,40 @@ class SetFkActionStep:
         return SetFkActionStep(self.new_fk, self.fk.on_delete)
 
 
+@dataclass(frozen=True)
+class AddCheckStep:
+    check: CheckConstraint
+    kind: str = field(default="add_check", init=False)
+
+    @property
+    def table_name(self) -> str:
+        return self.check.table
+
+    def apply(self, schema: Schema) -> Schema:
+        t = schema.get(self.check.table)
+        return schema.put(replace(t, checks=(*t.checks, self.check)))
+
+    def reverse(self) -> DropCheckStep:
+        return DropCheckStep(self.check)
+
+
+@dataclass(frozen=True)
+class DropCheckStep:
+    check: CheckConstraint
+    kind: str = field(default="drop_check", init=False)
+
+    @property
+    def table_name(self) -> str:
+        return self.check.table
+
+    def apply(self, schema: Schema) -> Schema:
+        t = schema.get(self.check.table)
+        return schema.put(replace(t, checks=tuple(c for c in t.checks if c != self.check)))
+
+    def reverse(self) -> AddCheckStep:
+        return AddCheckStep(self.check)
+
+
 Step = (
     CreateTableStep
     | DropTableStep
@@ -271,4 +323,6 @@ Step = (
     | AddColumnStep
     | DropColumnStep
     | SetFkActionStep
+    | AddCheckStep
+    | DropCheckStep
 )

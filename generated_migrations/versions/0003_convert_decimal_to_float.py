@@ -11,6 +11,10 @@
 # Roll back: `schemagen downgrade --to 0002` converts back to decimal(12,4) with rounding to
 # 4 places; values must still fit decimal(12,4).
 # alert_rules.threshold stays decimal: it is rule configuration, not a measured price.
+# Domain: decimal(12,4) silently kept every value finite and below 10^8 in magnitude; a float
+# column would accept 1e300, NaN and infinities, which a later downgrade (or a 4-place API
+# response) could not represent. Each converted column gets CHECK ck_<table>_<column>_range
+# (-10^8 < value < 10^8, which NaN and both infinities fail); the downgrade drops them.
 """Change 0003_convert_decimal_to_float: upgrade and downgrade for PostgreSQL and SQLite."""
 
 import sqlalchemy as sa
@@ -55,18 +59,26 @@ def _upgrade_postgresql() -> None:
         sa.text(
             'ALTER TABLE "market_data"\n'
             '    ALTER COLUMN "price" TYPE double precision USING "price"::double precision,\n'
+            '    ADD CONSTRAINT "ck_market_data_price_range" CHECK ("price" > -100000000 AND "price" < 100000000),\n'
             '    ALTER COLUMN "bid" TYPE double precision USING "bid"::double precision,\n'
+            '    ADD CONSTRAINT "ck_market_data_bid_range" CHECK ("bid" > -100000000 AND "bid" < 100000000),\n'
             '    ALTER COLUMN "ask" TYPE double precision USING "ask"::double precision,\n'
+            '    ADD CONSTRAINT "ck_market_data_ask_range" CHECK ("ask" > -100000000 AND "ask" < 100000000),\n'
             '    ALTER COLUMN "open_price" TYPE double precision USING "open_price"::double precision,\n'
+            '    ADD CONSTRAINT "ck_market_data_open_price_range" CHECK ("open_price" > -100000000 AND "open_price" < 100000000),\n'
             '    ALTER COLUMN "high_price" TYPE double precision USING "high_price"::double precision,\n'
-            '    ALTER COLUMN "low_price" TYPE double precision USING "low_price"::double precision'
+            '    ADD CONSTRAINT "ck_market_data_high_price_range" CHECK ("high_price" > -100000000 AND "high_price" < 100000000),\n'
+            '    ALTER COLUMN "low_price" TYPE double precision USING "low_price"::double precision,\n'
+            '    ADD CONSTRAINT "ck_market_data_low_price_range" CHECK ("low_price" > -100000000 AND "low_price" < 100000000)'
         )
     )
     op.execute(
         sa.text(
             'ALTER TABLE "alert_logs"\n'
             '    ALTER COLUMN "trigger_value" TYPE double precision USING "trigger_value"::double precision,\n'
-            '    ALTER COLUMN "threshold_value" TYPE double precision USING "threshold_value"::double precision'
+            '    ADD CONSTRAINT "ck_alert_logs_trigger_value_range" CHECK ("trigger_value" > -100000000 AND "trigger_value" < 100000000),\n'
+            '    ALTER COLUMN "threshold_value" TYPE double precision USING "threshold_value"::double precision,\n'
+            '    ADD CONSTRAINT "ck_alert_logs_threshold_value_range" CHECK ("threshold_value" > -100000000 AND "threshold_value" < 100000000)'
         )
     )
 
@@ -117,11 +129,17 @@ def _upgrade_sqlite() -> None:
             existing_type=sa.Numeric(12, 4),
             existing_nullable=False,
         )
+        batch_op.create_check_constraint(
+            "ck_market_data_price_range", sa.text('"price" > -100000000 AND "price" < 100000000')
+        )
         batch_op.alter_column(
             "bid",
             type_=sa.Float(),
             existing_type=sa.Numeric(12, 4),
             existing_nullable=True,
+        )
+        batch_op.create_check_constraint(
+            "ck_market_data_bid_range", sa.text('"bid" > -100000000 AND "bid" < 100000000')
         )
         batch_op.alter_column(
             "ask",
@@ -129,11 +147,18 @@ def _upgrade_sqlite() -> None:
             existing_type=sa.Numeric(12, 4),
             existing_nullable=True,
         )
+        batch_op.create_check_constraint(
+            "ck_market_data_ask_range", sa.text('"ask" > -100000000 AND "ask" < 100000000')
+        )
         batch_op.alter_column(
             "open_price",
             type_=sa.Float(),
             existing_type=sa.Numeric(12, 4),
             existing_nullable=True,
+        )
+        batch_op.create_check_constraint(
+            "ck_market_data_open_price_range",
+            sa.text('"open_price" > -100000000 AND "open_price" < 100000000'),
         )
         batch_op.alter_column(
             "high_price",
@@ -141,11 +166,19 @@ def _upgrade_sqlite() -> None:
             existing_type=sa.Numeric(12, 4),
             existing_nullable=True,
         )
+        batch_op.create_check_constraint(
+            "ck_market_data_high_price_range",
+            sa.text('"high_price" > -100000000 AND "high_price" < 100000000'),
+        )
         batch_op.alter_column(
             "low_price",
             type_=sa.Float(),
             existing_type=sa.Numeric(12, 4),
             existing_nullable=True,
+        )
+        batch_op.create_check_constraint(
+            "ck_market_data_low_price_range",
+            sa.text('"low_price" > -100000000 AND "low_price" < 100000000'),
         )
     with op.batch_alter_table(
         "alert_logs",
@@ -203,11 +236,19 @@ def _upgrade_sqlite() -> None:
             existing_type=sa.Numeric(12, 4),
             existing_nullable=False,
         )
+        batch_op.create_check_constraint(
+            "ck_alert_logs_trigger_value_range",
+            sa.text('"trigger_value" > -100000000 AND "trigger_value" < 100000000'),
+        )
         batch_op.alter_column(
             "threshold_value",
             type_=sa.Float(),
             existing_type=sa.Numeric(12, 4),
             existing_nullable=False,
+        )
+        batch_op.create_check_constraint(
+            "ck_alert_logs_threshold_value_range",
+            sa.text('"threshold_value" > -100000000 AND "threshold_value" < 100000000'),
         )
 
 
@@ -217,19 +258,27 @@ def _downgrade_postgresql() -> None:
     op.execute(
         sa.text(
             'ALTER TABLE "alert_logs"\n'
-            '    ALTER COLUMN "threshold_value" TYPE numeric(12,4) USING "threshold_value"::numeric(12,4),\n'
-            '    ALTER COLUMN "trigger_value" TYPE numeric(12,4) USING "trigger_value"::numeric(12,4)'
+            '    DROP CONSTRAINT IF EXISTS "ck_alert_logs_threshold_value_range",\n'
+            '    ALTER COLUMN "threshold_value" TYPE numeric(12,4) USING round("threshold_value"::numeric, 4)::numeric(12,4),\n'
+            '    DROP CONSTRAINT IF EXISTS "ck_alert_logs_trigger_value_range",\n'
+            '    ALTER COLUMN "trigger_value" TYPE numeric(12,4) USING round("trigger_value"::numeric, 4)::numeric(12,4)'
         )
     )
     op.execute(
         sa.text(
             'ALTER TABLE "market_data"\n'
-            '    ALTER COLUMN "low_price" TYPE numeric(12,4) USING "low_price"::numeric(12,4),\n'
-            '    ALTER COLUMN "high_price" TYPE numeric(12,4) USING "high_price"::numeric(12,4),\n'
-            '    ALTER COLUMN "open_price" TYPE numeric(12,4) USING "open_price"::numeric(12,4),\n'
-            '    ALTER COLUMN "ask" TYPE numeric(12,4) USING "ask"::numeric(12,4),\n'
-            '    ALTER COLUMN "bid" TYPE numeric(12,4) USING "bid"::numeric(12,4),\n'
-            '    ALTER COLUMN "price" TYPE numeric(12,4) USING "price"::numeric(12,4)'
+            '    DROP CONSTRAINT IF EXISTS "ck_market_data_low_price_range",\n'
+            '    ALTER COLUMN "low_price" TYPE numeric(12,4) USING round("low_price"::numeric, 4)::numeric(12,4),\n'
+            '    DROP CONSTRAINT IF EXISTS "ck_market_data_high_price_range",\n'
+            '    ALTER COLUMN "high_price" TYPE numeric(12,4) USING round("high_price"::numeric, 4)::numeric(12,4),\n'
+            '    DROP CONSTRAINT IF EXISTS "ck_market_data_open_price_range",\n'
+            '    ALTER COLUMN "open_price" TYPE numeric(12,4) USING round("open_price"::numeric, 4)::numeric(12,4),\n'
+            '    DROP CONSTRAINT IF EXISTS "ck_market_data_ask_range",\n'
+            '    ALTER COLUMN "ask" TYPE numeric(12,4) USING round("ask"::numeric, 4)::numeric(12,4),\n'
+            '    DROP CONSTRAINT IF EXISTS "ck_market_data_bid_range",\n'
+            '    ALTER COLUMN "bid" TYPE numeric(12,4) USING round("bid"::numeric, 4)::numeric(12,4),\n'
+            '    DROP CONSTRAINT IF EXISTS "ck_market_data_price_range",\n'
+            '    ALTER COLUMN "price" TYPE numeric(12,4) USING round("price"::numeric, 4)::numeric(12,4)'
         )
     )
 
@@ -279,18 +328,28 @@ def _downgrade_sqlite() -> None:
                 name="fk_alert_logs_instrument_id_instruments",
                 ondelete="CASCADE",
             ),
+            sa.CheckConstraint(
+                '"trigger_value" > -100000000 AND "trigger_value" < 100000000',
+                name="ck_alert_logs_trigger_value_range",
+            ),
+            sa.CheckConstraint(
+                '"threshold_value" > -100000000 AND "threshold_value" < 100000000',
+                name="ck_alert_logs_threshold_value_range",
+            ),
             sa.Index("ix_alert_logs_instrument", "instrument_id"),
             sa.Index("ix_alert_logs_rule_timestamp", "rule_id", "timestamp"),
             sa.Index("ix_alert_logs_status", "status"),
             sa.Index("ix_alert_logs_timestamp", "timestamp"),
         ),
     ) as batch_op:
+        batch_op.drop_constraint("ck_alert_logs_threshold_value_range", type_="check")
         batch_op.alter_column(
             "threshold_value",
             type_=sa.Numeric(12, 4),
             existing_type=sa.Float(),
             existing_nullable=False,
         )
+        batch_op.drop_constraint("ck_alert_logs_trigger_value_range", type_="check")
         batch_op.alter_column(
             "trigger_value",
             type_=sa.Numeric(12, 4),
@@ -332,40 +391,67 @@ def _downgrade_sqlite() -> None:
                 name="fk_market_data_instrument_id_instruments",
                 ondelete="CASCADE",
             ),
+            sa.CheckConstraint(
+                '"price" > -100000000 AND "price" < 100000000', name="ck_market_data_price_range"
+            ),
+            sa.CheckConstraint(
+                '"bid" > -100000000 AND "bid" < 100000000', name="ck_market_data_bid_range"
+            ),
+            sa.CheckConstraint(
+                '"ask" > -100000000 AND "ask" < 100000000', name="ck_market_data_ask_range"
+            ),
+            sa.CheckConstraint(
+                '"open_price" > -100000000 AND "open_price" < 100000000',
+                name="ck_market_data_open_price_range",
+            ),
+            sa.CheckConstraint(
+                '"high_price" > -100000000 AND "high_price" < 100000000',
+                name="ck_market_data_high_price_range",
+            ),
+            sa.CheckConstraint(
+                '"low_price" > -100000000 AND "low_price" < 100000000',
+                name="ck_market_data_low_price_range",
+            ),
             sa.Index("ix_market_data_instrument_price", "instrument_id", "price"),
             sa.Index("ix_market_data_timestamp_instrument", "timestamp", "instrument_id"),
         ),
     ) as batch_op:
+        batch_op.drop_constraint("ck_market_data_low_price_range", type_="check")
         batch_op.alter_column(
             "low_price",
             type_=sa.Numeric(12, 4),
             existing_type=sa.Float(),
             existing_nullable=True,
         )
+        batch_op.drop_constraint("ck_market_data_high_price_range", type_="check")
         batch_op.alter_column(
             "high_price",
             type_=sa.Numeric(12, 4),
             existing_type=sa.Float(),
             existing_nullable=True,
         )
+        batch_op.drop_constraint("ck_market_data_open_price_range", type_="check")
         batch_op.alter_column(
             "open_price",
             type_=sa.Numeric(12, 4),
             existing_type=sa.Float(),
             existing_nullable=True,
         )
+        batch_op.drop_constraint("ck_market_data_ask_range", type_="check")
         batch_op.alter_column(
             "ask",
             type_=sa.Numeric(12, 4),
             existing_type=sa.Float(),
             existing_nullable=True,
         )
+        batch_op.drop_constraint("ck_market_data_bid_range", type_="check")
         batch_op.alter_column(
             "bid",
             type_=sa.Numeric(12, 4),
             existing_type=sa.Float(),
             existing_nullable=True,
         )
+        batch_op.drop_constraint("ck_market_data_price_range", type_="check")
         batch_op.alter_column(
             "price",
             type_=sa.Numeric(12, 4),

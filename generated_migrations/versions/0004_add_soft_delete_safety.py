@@ -244,6 +244,27 @@ def _upgrade_sqlite() -> None:
                 name="fk_market_data_instrument_id_instruments",
                 ondelete="CASCADE",
             ),
+            sa.CheckConstraint(
+                '"price" > -100000000 AND "price" < 100000000', name="ck_market_data_price_range"
+            ),
+            sa.CheckConstraint(
+                '"bid" > -100000000 AND "bid" < 100000000', name="ck_market_data_bid_range"
+            ),
+            sa.CheckConstraint(
+                '"ask" > -100000000 AND "ask" < 100000000', name="ck_market_data_ask_range"
+            ),
+            sa.CheckConstraint(
+                '"open_price" > -100000000 AND "open_price" < 100000000',
+                name="ck_market_data_open_price_range",
+            ),
+            sa.CheckConstraint(
+                '"high_price" > -100000000 AND "high_price" < 100000000',
+                name="ck_market_data_high_price_range",
+            ),
+            sa.CheckConstraint(
+                '"low_price" > -100000000 AND "low_price" < 100000000',
+                name="ck_market_data_low_price_range",
+            ),
             sa.Index("ix_market_data_deleted_at", "deleted_at"),
             sa.Index("ix_market_data_instrument_price", "instrument_id", "price"),
             sa.Index("ix_market_data_timestamp_instrument", "timestamp", "instrument_id"),
@@ -346,6 +367,14 @@ def _upgrade_sqlite() -> None:
                 ["instruments.id"],
                 name="fk_alert_logs_instrument_id_instruments",
                 ondelete="CASCADE",
+            ),
+            sa.CheckConstraint(
+                '"trigger_value" > -100000000 AND "trigger_value" < 100000000',
+                name="ck_alert_logs_trigger_value_range",
+            ),
+            sa.CheckConstraint(
+                '"threshold_value" > -100000000 AND "threshold_value" < 100000000',
+                name="ck_alert_logs_threshold_value_range",
             ),
             sa.Index("ix_alert_logs_deleted_at", "deleted_at"),
             sa.Index("ix_alert_logs_instrument", "instrument_id"),
@@ -527,6 +556,14 @@ def _downgrade_sqlite() -> None:
                 name="fk_alert_logs_instrument_id_instruments",
                 ondelete="RESTRICT",
             ),
+            sa.CheckConstraint(
+                '"trigger_value" > -100000000 AND "trigger_value" < 100000000',
+                name="ck_alert_logs_trigger_value_range",
+            ),
+            sa.CheckConstraint(
+                '"threshold_value" > -100000000 AND "threshold_value" < 100000000',
+                name="ck_alert_logs_threshold_value_range",
+            ),
             sa.Index("ix_alert_logs_deleted_at", "deleted_at"),
             sa.Index("ix_alert_logs_instrument", "instrument_id"),
             sa.Index("ix_alert_logs_rule_timestamp", "rule_id", "timestamp"),
@@ -631,6 +668,27 @@ def _downgrade_sqlite() -> None:
                 name="fk_market_data_instrument_id_instruments",
                 ondelete="RESTRICT",
             ),
+            sa.CheckConstraint(
+                '"price" > -100000000 AND "price" < 100000000', name="ck_market_data_price_range"
+            ),
+            sa.CheckConstraint(
+                '"bid" > -100000000 AND "bid" < 100000000', name="ck_market_data_bid_range"
+            ),
+            sa.CheckConstraint(
+                '"ask" > -100000000 AND "ask" < 100000000', name="ck_market_data_ask_range"
+            ),
+            sa.CheckConstraint(
+                '"open_price" > -100000000 AND "open_price" < 100000000',
+                name="ck_market_data_open_price_range",
+            ),
+            sa.CheckConstraint(
+                '"high_price" > -100000000 AND "high_price" < 100000000',
+                name="ck_market_data_high_price_range",
+            ),
+            sa.CheckConstraint(
+                '"low_price" > -100000000 AND "low_price" < 100000000',
+                name="ck_market_data_low_price_range",
+            ),
             sa.Index("ix_market_data_deleted_at", "deleted_at"),
             sa.Index("ix_market_data_instrument_price", "instrument_id", "price"),
             sa.Index("ix_market_data_timestamp_instrument", "timestamp", "instrument_id"),
@@ -691,6 +749,14 @@ def _downgrade_sqlite() -> None:
                 name="fk_alert_logs_instrument_id_instruments",
                 ondelete="CASCADE",
             ),
+            sa.CheckConstraint(
+                '"trigger_value" > -100000000 AND "trigger_value" < 100000000',
+                name="ck_alert_logs_trigger_value_range",
+            ),
+            sa.CheckConstraint(
+                '"threshold_value" > -100000000 AND "threshold_value" < 100000000',
+                name="ck_alert_logs_threshold_value_range",
+            ),
             sa.Index("ix_alert_logs_instrument", "instrument_id"),
             sa.Index("ix_alert_logs_rule_timestamp", "rule_id", "timestamp"),
             sa.Index("ix_alert_logs_status", "status"),
@@ -733,6 +799,27 @@ def _downgrade_sqlite() -> None:
                 ["instruments.id"],
                 name="fk_market_data_instrument_id_instruments",
                 ondelete="CASCADE",
+            ),
+            sa.CheckConstraint(
+                '"price" > -100000000 AND "price" < 100000000', name="ck_market_data_price_range"
+            ),
+            sa.CheckConstraint(
+                '"bid" > -100000000 AND "bid" < 100000000', name="ck_market_data_bid_range"
+            ),
+            sa.CheckConstraint(
+                '"ask" > -100000000 AND "ask" < 100000000', name="ck_market_data_ask_range"
+            ),
+            sa.CheckConstraint(
+                '"open_price" > -100000000 AND "open_price" < 100000000',
+                name="ck_market_data_open_price_range",
+            ),
+            sa.CheckConstraint(
+                '"high_price" > -100000000 AND "high_price" < 100000000',
+                name="ck_market_data_high_price_range",
+            ),
+            sa.CheckConstraint(
+                '"low_price" > -100000000 AND "low_price" < 100000000',
+                name="ck_market_data_low_price_range",
             ),
             sa.Index("ix_market_data_instrument_price", "instrument_id", "price"),
             sa.Index("ix_market_data_timestamp_instrument", "timestamp", "instrument_id"),

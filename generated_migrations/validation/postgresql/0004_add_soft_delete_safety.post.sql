@@ -141,6 +141,23 @@ SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT
 UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
+-- check: alert_logs.check_constraints
+WITH expected(constraint_name, is_validated) AS (
+    VALUES
+        ('ck_alert_logs_threshold_value_range', 'YES'),
+        ('ck_alert_logs_trigger_value_range', 'YES')
+
+),
+actual(constraint_name, is_validated) AS (
+    SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
+    FROM pg_constraint AS con
+    WHERE con.contype = 'c' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relname = 'alert_logs')
+)
+SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
+UNION ALL
+SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
+
 -- check: alert_rules.columns
 WITH expected(column_name, column_type, is_nullable, column_default) AS (
     VALUES
@@ -251,6 +268,20 @@ SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT
 UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
+-- check: alert_rules.check_constraints
+WITH expected(constraint_name, is_validated) AS (
+    SELECT CAST(NULL AS TEXT), CAST(NULL AS TEXT) WHERE 1 = 0
+),
+actual(constraint_name, is_validated) AS (
+    SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
+    FROM pg_constraint AS con
+    WHERE con.contype = 'c' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relname = 'alert_rules')
+)
+SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
+UNION ALL
+SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
+
 -- check: instruments.columns
 WITH expected(column_name, column_type, is_nullable, column_default) AS (
     VALUES
@@ -352,6 +383,20 @@ actual(constraint_name, column_name, ref_table, ref_column, on_delete, is_valida
     JOIN pg_class AS rt ON rt.oid = con.confrelid
     JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
     WHERE con.contype = 'f' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relname = 'instruments')
+)
+SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
+UNION ALL
+SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
+
+-- check: instruments.check_constraints
+WITH expected(constraint_name, is_validated) AS (
+    SELECT CAST(NULL AS TEXT), CAST(NULL AS TEXT) WHERE 1 = 0
+),
+actual(constraint_name, is_validated) AS (
+    SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
+    FROM pg_constraint AS con
+    WHERE con.contype = 'c' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
             WHERE n.nspname = current_schema() AND c.relname = 'instruments')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
@@ -468,6 +513,27 @@ actual(constraint_name, column_name, ref_table, ref_column, on_delete, is_valida
     JOIN pg_class AS rt ON rt.oid = con.confrelid
     JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
     WHERE con.contype = 'f' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relname = 'market_data')
+)
+SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
+UNION ALL
+SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
+
+-- check: market_data.check_constraints
+WITH expected(constraint_name, is_validated) AS (
+    VALUES
+        ('ck_market_data_ask_range', 'YES'),
+        ('ck_market_data_bid_range', 'YES'),
+        ('ck_market_data_high_price_range', 'YES'),
+        ('ck_market_data_low_price_range', 'YES'),
+        ('ck_market_data_open_price_range', 'YES'),
+        ('ck_market_data_price_range', 'YES')
+
+),
+actual(constraint_name, is_validated) AS (
+    SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
+    FROM pg_constraint AS con
+    WHERE con.contype = 'c' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
             WHERE n.nspname = current_schema() AND c.relname = 'market_data')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e

@@ -109,6 +109,18 @@ SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT
 UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
+-- check: alert_logs.check_constraints
+WITH expected(constraint_name) AS (
+    SELECT CAST(NULL AS TEXT) WHERE 1 = 0
+),
+actual(constraint_name) AS (
+    SELECT CAST(NULL AS TEXT) WHERE 1 = 0
+
+)
+SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
+UNION ALL
+SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
+
 -- check: alert_rules.columns
 WITH expected(column_name, column_type, is_nullable, column_default) AS (
     VALUES
@@ -189,6 +201,18 @@ SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT
 UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
+-- check: alert_rules.check_constraints
+WITH expected(constraint_name) AS (
+    SELECT CAST(NULL AS TEXT) WHERE 1 = 0
+),
+actual(constraint_name) AS (
+    SELECT CAST(NULL AS TEXT) WHERE 1 = 0
+
+)
+SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
+UNION ALL
+SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
+
 -- check: instruments.columns
 WITH expected(column_name, column_type, is_nullable, column_default) AS (
     VALUES
@@ -261,6 +285,18 @@ WITH expected(column_name, ref_table, ref_column, on_delete) AS (
 ),
 actual(column_name, ref_table, ref_column, on_delete) AS (
     SELECT "from", "table", "to", on_delete FROM pragma_foreign_key_list('instruments')
+)
+SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
+UNION ALL
+SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
+
+-- check: instruments.check_constraints
+WITH expected(constraint_name) AS (
+    SELECT CAST(NULL AS TEXT) WHERE 1 = 0
+),
+actual(constraint_name) AS (
+    SELECT CAST(NULL AS TEXT) WHERE 1 = 0
+
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
 UNION ALL
@@ -345,6 +381,18 @@ WITH expected(column_name, ref_table, ref_column, on_delete) AS (
 ),
 actual(column_name, ref_table, ref_column, on_delete) AS (
     SELECT "from", "table", "to", on_delete FROM pragma_foreign_key_list('market_data')
+)
+SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
+UNION ALL
+SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
+
+-- check: market_data.check_constraints
+WITH expected(constraint_name) AS (
+    SELECT CAST(NULL AS TEXT) WHERE 1 = 0
+),
+actual(constraint_name) AS (
+    SELECT CAST(NULL AS TEXT) WHERE 1 = 0
+
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
 UNION ALL

@@ -109,6 +109,26 @@ SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT
 UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
+-- check: alert_logs.check_constraints
+WITH expected(constraint_name) AS (
+    VALUES
+        ('ck_alert_logs_threshold_value_range'),
+        ('ck_alert_logs_trigger_value_range')
+
+),
+actual(constraint_name) AS (
+    SELECT 'ck_alert_logs_threshold_value_range' FROM sqlite_master
+    WHERE type = 'table' AND name = 'alert_logs' AND sql LIKE '%CONSTRAINT ck_alert_logs_threshold_value_range CHECK%'
+    UNION ALL
+    SELECT 'ck_alert_logs_trigger_value_range' FROM sqlite_master
+    WHERE type = 'table' AND name = 'alert_logs' AND sql LIKE '%CONSTRAINT ck_alert_logs_trigger_value_range CHECK%'
+
+
+)
+SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
+UNION ALL
+SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
+
 -- check: alert_rules.columns
 WITH expected(column_name, column_type, is_nullable, column_default) AS (
     VALUES
@@ -189,6 +209,18 @@ SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT
 UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
+-- check: alert_rules.check_constraints
+WITH expected(constraint_name) AS (
+    SELECT CAST(NULL AS TEXT) WHERE 1 = 0
+),
+actual(constraint_name) AS (
+    SELECT CAST(NULL AS TEXT) WHERE 1 = 0
+
+)
+SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
+UNION ALL
+SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
+
 -- check: instruments.columns
 WITH expected(column_name, column_type, is_nullable, column_default) AS (
     VALUES
@@ -261,6 +293,18 @@ WITH expected(column_name, ref_table, ref_column, on_delete) AS (
 ),
 actual(column_name, ref_table, ref_column, on_delete) AS (
     SELECT "from", "table", "to", on_delete FROM pragma_foreign_key_list('instruments')
+)
+SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
+UNION ALL
+SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
+
+-- check: instruments.check_constraints
+WITH expected(constraint_name) AS (
+    SELECT CAST(NULL AS TEXT) WHERE 1 = 0
+),
+actual(constraint_name) AS (
+    SELECT CAST(NULL AS TEXT) WHERE 1 = 0
+
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
 UNION ALL
@@ -345,6 +389,42 @@ WITH expected(column_name, ref_table, ref_column, on_delete) AS (
 ),
 actual(column_name, ref_table, ref_column, on_delete) AS (
     SELECT "from", "table", "to", on_delete FROM pragma_foreign_key_list('market_data')
+)
+SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
+UNION ALL
+SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
+
+-- check: market_data.check_constraints
+WITH expected(constraint_name) AS (
+    VALUES
+        ('ck_market_data_ask_range'),
+        ('ck_market_data_bid_range'),
+        ('ck_market_data_high_price_range'),
+        ('ck_market_data_low_price_range'),
+        ('ck_market_data_open_price_range'),
+        ('ck_market_data_price_range')
+
+),
+actual(constraint_name) AS (
+    SELECT 'ck_market_data_ask_range' FROM sqlite_master
+    WHERE type = 'table' AND name = 'market_data' AND sql LIKE '%CONSTRAINT ck_market_data_ask_range CHECK%'
+    UNION ALL
+    SELECT 'ck_market_data_bid_range' FROM sqlite_master
+    WHERE type = 'table' AND name = 'market_data' AND sql LIKE '%CONSTRAINT ck_market_data_bid_range CHECK%'
+    UNION ALL
+    SELECT 'ck_market_data_high_price_range' FROM sqlite_master
+    WHERE type = 'table' AND name = 'market_data' AND sql LIKE '%CONSTRAINT ck_market_data_high_price_range CHECK%'
+    UNION ALL
+    SELECT 'ck_market_data_low_price_range' FROM sqlite_master
+    WHERE type = 'table' AND name = 'market_data' AND sql LIKE '%CONSTRAINT ck_market_data_low_price_range CHECK%'
+    UNION ALL
+    SELECT 'ck_market_data_open_price_range' FROM sqlite_master
+    WHERE type = 'table' AND name = 'market_data' AND sql LIKE '%CONSTRAINT ck_market_data_open_price_range CHECK%'
+    UNION ALL
+    SELECT 'ck_market_data_price_range' FROM sqlite_master
+    WHERE type = 'table' AND name = 'market_data' AND sql LIKE '%CONSTRAINT ck_market_data_price_range CHECK%'
+
+
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
 UNION ALL

@@ -111,7 +111,7 @@ def _downgrade_postgresql() -> None:
             '    ALTER COLUMN "size" DROP DEFAULT,\n'
             '    ALTER COLUMN "size" TYPE integer USING "size"::integer,\n'
             '    ALTER COLUMN "size" SET DEFAULT 0,\n'
-            '    ALTER COLUMN "price" TYPE numeric(12,4) USING "price"::numeric(12,4)'
+            '    ALTER COLUMN "price" TYPE numeric(12,4) USING round("price"::numeric, 4)::numeric(12,4)'
         )
     )
 

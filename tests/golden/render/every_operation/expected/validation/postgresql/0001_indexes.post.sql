@@ -126,6 +126,20 @@ SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT
 UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
+-- check: trades.check_constraints
+WITH expected(constraint_name, is_validated) AS (
+    SELECT CAST(NULL AS TEXT), CAST(NULL AS TEXT) WHERE 1 = 0
+),
+actual(constraint_name, is_validated) AS (
+    SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
+    FROM pg_constraint AS con
+    WHERE con.contype = 'c' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relname = 'trades')
+)
+SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
+UNION ALL
+SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
+
 -- check: venues.columns
 WITH expected(column_name, column_type, is_nullable, column_default) AS (
     VALUES
@@ -222,6 +236,20 @@ actual(constraint_name, column_name, ref_table, ref_column, on_delete, is_valida
     JOIN pg_class AS rt ON rt.oid = con.confrelid
     JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
     WHERE con.contype = 'f' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relname = 'venues')
+)
+SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
+UNION ALL
+SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
+
+-- check: venues.check_constraints
+WITH expected(constraint_name, is_validated) AS (
+    SELECT CAST(NULL AS TEXT), CAST(NULL AS TEXT) WHERE 1 = 0
+),
+actual(constraint_name, is_validated) AS (
+    SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
+    FROM pg_constraint AS con
+    WHERE con.contype = 'c' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
             WHERE n.nspname = current_schema() AND c.relname = 'venues')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
