@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from generator import dialects
-from generator.state import Schema, Table
+from generator.coltypes import SqlType
+from generator.state import AlterColumnTypeStep, ForeignKey, Schema, Step, Table
 
 Row = tuple[str | int | None, ...]
 
@@ -82,3 +84,80 @@ def expect_schema(schema: Schema, dialect: str, other: Schema) -> list[TableExpe
         candidates = {c.name for c in twin.checks} if twin else set()
         out.append(expect_table(t, dialect, candidates))
     return out
+
+
+# ------------------------------------------------------------------------ data checks
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """A converted column: no value may move by ``tolerance`` or more (0: must be equal)."""
+
+    table: str
+    key: tuple[str, ...]
+    column: str
+    tolerance: str
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Values of ``table.column`` must fit ``decimal(precision, scale)`` after rounding."""
+
+    table: str
+    key: tuple[str, ...]
+    column: str
+    type: str
+    bound: int
+    scale: int
+
+
+@dataclass(frozen=True)
+class DataExpectation:
+    counted: list[str]  # tables whose row count the change must not alter
+    conversions: list[Conversion]
+    fits: list[Fit]
+    orphans: list[ForeignKey]
+
+    @property
+    def snapshots(self) -> bool:
+        return bool(self.counted)
+
+
+def _tolerance(old: SqlType, new: SqlType) -> str:
+    scales = [t.scale for t in (old, new) if t.kind == "decimal" and t.scale is not None]
+    if scales:
+        return "0." + "0" * (min(scales) - 1) + "1" if min(scales) > 0 else "1"
+    return "0"
+
+
+def expect_data(steps: Sequence[Step], before: Schema, after: Schema) -> DataExpectation:
+    """Data checks around ``steps`` run from ``before`` to ``after``.
+
+    The same expectation serves both files of a change: snapshots are taken by whichever
+    file runs before the DDL and compared by whichever runs after it.
+    """
+    touched = {s.table_name for s in steps}
+    counted = sorted(t.name for t in after.tables if before.table(t.name) and t.name in touched)
+    conversions, fits = [], []
+    for step in steps:
+        if not isinstance(step, AlterColumnTypeStep):
+            continue
+        old, new = step.column.type, step.to
+        table = before.get(step.table_name)
+        if old.family == "numeric" and table.primary_key:
+            conversions.append(
+                Conversion(table.name, table.primary_key, step.column.name, _tolerance(old, new))
+            )
+        if new.kind == "decimal" and new.precision is not None and new.scale is not None:
+            fits.append(
+                Fit(
+                    table.name,
+                    table.primary_key,
+                    step.column.name,
+                    str(new),
+                    10 ** (new.precision - new.scale),
+                    new.scale,
+                )
+            )
+    orphans = [f for t in sorted(touched) if (tab := before.table(t)) for f in tab.foreign_keys]
+    return DataExpectation(counted, sorted(set(conversions), key=str), fits, orphans)

@@ -155,8 +155,15 @@ def _render_validation(env: jinja2.Environment, change: Change, dialect: str, ph
         (change.before, change.after) if phase == "pre" else (change.after, change.before)
     )
     expected = checks.expect_schema(schema, dialect, other)
+    # The data checks of the side that runs before the DDL: the upgrade's from pre.sql, the
+    # downgrade's from post.sql. Row counts and drift are symmetric; fits are the side's own.
+    if phase == "pre":
+        data = checks.expect_data(change.steps, change.before, change.after)
+    else:
+        data = checks.expect_data(change.inverse_steps, change.after, change.before)
     return env.get_template(f"validation/{dialect}.sql.j2").render(
         change=change,
+        data=data,
         phase=phase,
         path=f"generated_migrations/{validation_path(change, dialect, phase)}",
         expected=expected,

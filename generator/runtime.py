@@ -18,7 +18,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 log = logging.getLogger("schemagen")
-CHECK_MARKER = "-- check: "
+# A validation file is a series of sections, each opened by one of these markers:
+#   check       a query returning the rows that break it (run by migrations and `verify`)
+#   snapshot    CREATE TEMP TABLE <name> ... run before a change's DDL
+#   data-check  like check, but reads a snapshot: only a migration run can evaluate it
+MARKERS = {"-- check: ": "check", "-- snapshot: ": "snapshot", "-- data-check: ": "data-check"}
 MAX_ROWS_SHOWN = 20
 
 
@@ -26,6 +30,7 @@ MAX_ROWS_SHOWN = 20
 class Check:
     name: str
     sql: str
+    kind: str = "check"
 
 
 @dataclass
@@ -66,32 +71,38 @@ def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[s
 
 
 def parse_checks(text: str) -> list[Check]:
-    """Split a validation file into its checks, one per ``-- check: <name>`` header."""
+    """Split a validation file into its sections (see MARKERS)."""
     checks: list[Check] = []
     name: str | None = None
+    kind = "check"
     body: list[str] = []
 
     def flush() -> None:
         if name is not None:
             sql = "\n".join(body).strip().rstrip(";").strip()
-            checks.append(Check(name, sql))
+            checks.append(Check(name, sql, kind))
 
     for line in text.splitlines():
-        if line.startswith(CHECK_MARKER):
+        marker = next((m for m in MARKERS if line.startswith(m)), None)
+        if marker is not None:
             flush()
-            name, body = line[len(CHECK_MARKER) :].strip(), []
+            name, kind, body = line[len(marker) :].strip(), MARKERS[marker], []
         elif name is not None:
             body.append(line)
     flush()
     return checks
 
 
-def run_checks(connection: Connection, checks: Sequence[Check]) -> list[CheckResult]:
-    results = []
+def _driver_sql(connection: Connection, sql: str) -> str:
     # Drivers with %-style placeholders parse '%' even without parameters; double it there.
     percent = connection.dialect.paramstyle in ("format", "pyformat")
+    return sql.replace("%", "%%") if percent else sql
+
+
+def run_checks(connection: Connection, checks: Sequence[Check]) -> list[CheckResult]:
+    results = []
     for check in checks:
-        result = connection.exec_driver_sql(check.sql.replace("%", "%%") if percent else check.sql)
+        result = connection.exec_driver_sql(_driver_sql(connection, check.sql))
         results.append(CheckResult(check, list(result.keys()), [tuple(r) for r in result]))
     return results
 
@@ -151,11 +162,14 @@ def step(change: str, name: str, dialect: str) -> Iterator[StepRecord]:
         )
 
 
-def evaluate(connection: Connection, file: Path, change: str, phase: str) -> list[CheckResult]:
-    """Run one validation file as a logged step; returns every check's result."""
+def evaluate(
+    connection: Connection, file: Path, change: str, phase: str, kinds: Sequence[str] = ("check",)
+) -> list[CheckResult]:
+    """Run the checks of one validation file as a logged step; returns every result."""
     dialect = connection.dialect.name
+    sections = parse_checks(file.read_text(encoding="utf-8"))
     with step(change, f"{phase}-checks", dialect) as rec:
-        results = run_checks(connection, parse_checks(file.read_text(encoding="utf-8")))
+        results = run_checks(connection, [c for c in sections if c.kind in kinds])
         failing = [r for r in results if not r.passed]
         rec.extra.update(checks=len(results), failing_rows=sum(len(r.rows) for r in failing))
         if failing:
@@ -163,9 +177,11 @@ def evaluate(connection: Connection, file: Path, change: str, phase: str) -> lis
     return results
 
 
-def verify(connection: Connection, file: Path, change: str, phase: str) -> None:
+def verify(
+    connection: Connection, file: Path, change: str, phase: str, kinds: Sequence[str] = ("check",)
+) -> None:
     """Like :func:`evaluate`, but a failing check raises :class:`CheckFailed`."""
-    results = evaluate(connection, file, change, phase)
+    results = evaluate(connection, file, change, phase, kinds)
     failing = [r for r in results if not r.passed]
     if failing:
         raise CheckFailed(change, phase, connection.dialect.name, failing)
@@ -275,11 +291,23 @@ def run_change(
     before, after = ("pre", "post") if direction == "upgrade" else ("post", "pre")
     before_file = validation_file(script_file, dialect, change, before)
     _checks_before(connection, before_file, change, before, (resumable or {}).get(dialect, ()))
+    snapshots = [c for c in parse_checks(before_file.read_text("utf-8")) if c.kind == "snapshot"]
+    if snapshots:
+        with step(change, "snapshot", dialect) as rec:
+            for snap in snapshots:
+                connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{snap.name}"')
+                connection.exec_driver_sql(_driver_sql(connection, snap.sql))
+            rec.extra.update(tables=len(snapshots))
     with step(change, direction, dialect):
         fn()
     if dialect == "sqlite":
         foreign_key_check(connection, change)
-    verify(connection, validation_file(script_file, dialect, change, after), change, after)
+    after_file = validation_file(script_file, dialect, change, after)
+    verify(connection, after_file, change, after, ("check", "data-check"))
+    # On failure the rollback takes the snapshots with it (or the session ends); a re-run
+    # drops any left by a committed autocommit block before taking new ones.
+    for snap in snapshots:
+        connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{snap.name}"')
 
 
 def current_revision(connection: Connection) -> str | None:

@@ -32,7 +32,7 @@ def test_post_checks_pass_on_a_correct_database(baseline: str) -> None:
     assert code == Exit.OK, out
     assert "at revision 0000 (0000_baseline.post.sql)" in out
     assert "  passed  market_data.indexes" in out
-    assert "25 passed, 0 failed" in out
+    assert "29 passed, 0 failed" in out
 
 
 def test_verify_of_an_empty_database_runs_the_first_pre_checks(db_url: str) -> None:
@@ -47,7 +47,7 @@ def test_an_index_dropped_by_hand_is_reported(baseline: str) -> None:
     assert code == Exit.FAILED
     assert "  FAILED  market_data.indexes" in out
     assert "expected, not found | ix_market_data_price" in out
-    assert "24 passed, 1 failed" in out
+    assert "28 passed, 1 failed" in out
 
 
 def test_a_column_of_the_wrong_type_is_reported(baseline: str, dialect: str) -> None:
@@ -118,7 +118,7 @@ def test_cli_upgrade_downgrade_and_json_logs(db_url: str, dialect: str) -> None:
         assert {"change", "step", "dialect", "duration_ms", "result"} <= set(r)
         assert r["dialect"] == dialect
     post = next(r for r in records if r["step"] == "post-checks")
-    assert post["checks"] == 25 and post["failing_rows"] == 0
+    assert post["checks"] == 29 and post["failing_rows"] == 0
     assert "database is at revision 0000" in result.stdout
 
     result = cli("downgrade", "--to", "base", "--url", db_url, root=ROOT)

@@ -535,3 +535,31 @@ actual(constraint_name, is_validated) AS (
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
 UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
+
+-- check: alert_logs.rule_id.orphans
+SELECT c."rule_id" FROM "alert_logs" AS c
+WHERE c."rule_id" IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM "alert_rules" AS p WHERE p."id" = c."rule_id"
+);
+
+-- check: alert_logs.instrument_id.orphans
+SELECT c."instrument_id" FROM "alert_logs" AS c
+WHERE c."instrument_id" IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM "instruments" AS p WHERE p."id" = c."instrument_id"
+);
+
+-- check: alert_rules.instrument_id.orphans
+SELECT c."instrument_id" FROM "alert_rules" AS c
+WHERE c."instrument_id" IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM "instruments" AS p WHERE p."id" = c."instrument_id"
+);
+
+-- check: market_data.instrument_id.orphans
+SELECT c."instrument_id" FROM "market_data" AS c
+WHERE c."instrument_id" IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM "instruments" AS p WHERE p."id" = c."instrument_id"
+);
+
+
+
+

@@ -535,3 +535,140 @@ actual(constraint_name, is_validated) AS (
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
 UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
+
+-- check: alert_logs.rule_id.orphans
+SELECT c."rule_id" FROM "alert_logs" AS c
+WHERE c."rule_id" IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM "alert_rules" AS p WHERE p."id" = c."rule_id"
+);
+
+-- check: alert_logs.instrument_id.orphans
+SELECT c."instrument_id" FROM "alert_logs" AS c
+WHERE c."instrument_id" IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM "instruments" AS p WHERE p."id" = c."instrument_id"
+);
+
+-- check: market_data.instrument_id.orphans
+SELECT c."instrument_id" FROM "market_data" AS c
+WHERE c."instrument_id" IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM "instruments" AS p WHERE p."id" = c."instrument_id"
+);
+
+
+-- check: alert_logs.threshold_value.fits_decimal_12_4
+SELECT "id", "threshold_value" FROM "alert_logs"
+WHERE abs(round("threshold_value"::numeric, 4)) >= 100000000 OR "threshold_value"::numeric = 'NaN';
+
+-- check: alert_logs.trigger_value.fits_decimal_12_4
+SELECT "id", "trigger_value" FROM "alert_logs"
+WHERE abs(round("trigger_value"::numeric, 4)) >= 100000000 OR "trigger_value"::numeric = 'NaN';
+
+-- check: market_data.low_price.fits_decimal_12_4
+SELECT "id", "low_price" FROM "market_data"
+WHERE abs(round("low_price"::numeric, 4)) >= 100000000 OR "low_price"::numeric = 'NaN';
+
+-- check: market_data.high_price.fits_decimal_12_4
+SELECT "id", "high_price" FROM "market_data"
+WHERE abs(round("high_price"::numeric, 4)) >= 100000000 OR "high_price"::numeric = 'NaN';
+
+-- check: market_data.open_price.fits_decimal_12_4
+SELECT "id", "open_price" FROM "market_data"
+WHERE abs(round("open_price"::numeric, 4)) >= 100000000 OR "open_price"::numeric = 'NaN';
+
+-- check: market_data.ask.fits_decimal_12_4
+SELECT "id", "ask" FROM "market_data"
+WHERE abs(round("ask"::numeric, 4)) >= 100000000 OR "ask"::numeric = 'NaN';
+
+-- check: market_data.bid.fits_decimal_12_4
+SELECT "id", "bid" FROM "market_data"
+WHERE abs(round("bid"::numeric, 4)) >= 100000000 OR "bid"::numeric = 'NaN';
+
+-- check: market_data.price.fits_decimal_12_4
+SELECT "id", "price" FROM "market_data"
+WHERE abs(round("price"::numeric, 4)) >= 100000000 OR "price"::numeric = 'NaN';
+
+
+-- snapshot: schemagen_row_counts
+CREATE TEMP TABLE schemagen_row_counts AS
+SELECT 'alert_logs' AS table_name, (SELECT count(*) FROM "alert_logs") AS row_count
+UNION ALL
+SELECT 'market_data' AS table_name, (SELECT count(*) FROM "market_data") AS row_count
+
+;
+
+-- snapshot: schemagen_values_alert_logs
+CREATE TEMP TABLE "schemagen_values_alert_logs" AS
+SELECT "id", "threshold_value", "trigger_value" FROM "alert_logs";
+
+-- snapshot: schemagen_values_market_data
+CREATE TEMP TABLE "schemagen_values_market_data" AS
+SELECT "id", "ask", "bid", "high_price", "low_price", "open_price", "price" FROM "market_data";
+
+
+-- data-check: row_counts
+SELECT s.table_name, s.row_count AS before, c.row_count AS after
+FROM schemagen_row_counts AS s
+JOIN (
+    SELECT 'alert_logs' AS table_name, (SELECT count(*) FROM "alert_logs") AS row_count
+    UNION ALL
+    SELECT 'market_data' AS table_name, (SELECT count(*) FROM "market_data") AS row_count
+    
+) AS c ON c.table_name = s.table_name
+WHERE c.row_count <> s.row_count;
+
+-- data-check: alert_logs.threshold_value.drift
+SELECT s."id", s."threshold_value" AS before, t."threshold_value" AS after
+FROM "schemagen_values_alert_logs" AS s
+LEFT JOIN "alert_logs" AS t ON t."id" = s."id"
+WHERE (t."threshold_value" IS NULL) <> (s."threshold_value" IS NULL)
+    OR abs(t."threshold_value" - s."threshold_value") >= 0.0001;
+
+-- data-check: alert_logs.trigger_value.drift
+SELECT s."id", s."trigger_value" AS before, t."trigger_value" AS after
+FROM "schemagen_values_alert_logs" AS s
+LEFT JOIN "alert_logs" AS t ON t."id" = s."id"
+WHERE (t."trigger_value" IS NULL) <> (s."trigger_value" IS NULL)
+    OR abs(t."trigger_value" - s."trigger_value") >= 0.0001;
+
+-- data-check: market_data.ask.drift
+SELECT s."id", s."ask" AS before, t."ask" AS after
+FROM "schemagen_values_market_data" AS s
+LEFT JOIN "market_data" AS t ON t."id" = s."id"
+WHERE (t."ask" IS NULL) <> (s."ask" IS NULL)
+    OR abs(t."ask" - s."ask") >= 0.0001;
+
+-- data-check: market_data.bid.drift
+SELECT s."id", s."bid" AS before, t."bid" AS after
+FROM "schemagen_values_market_data" AS s
+LEFT JOIN "market_data" AS t ON t."id" = s."id"
+WHERE (t."bid" IS NULL) <> (s."bid" IS NULL)
+    OR abs(t."bid" - s."bid") >= 0.0001;
+
+-- data-check: market_data.high_price.drift
+SELECT s."id", s."high_price" AS before, t."high_price" AS after
+FROM "schemagen_values_market_data" AS s
+LEFT JOIN "market_data" AS t ON t."id" = s."id"
+WHERE (t."high_price" IS NULL) <> (s."high_price" IS NULL)
+    OR abs(t."high_price" - s."high_price") >= 0.0001;
+
+-- data-check: market_data.low_price.drift
+SELECT s."id", s."low_price" AS before, t."low_price" AS after
+FROM "schemagen_values_market_data" AS s
+LEFT JOIN "market_data" AS t ON t."id" = s."id"
+WHERE (t."low_price" IS NULL) <> (s."low_price" IS NULL)
+    OR abs(t."low_price" - s."low_price") >= 0.0001;
+
+-- data-check: market_data.open_price.drift
+SELECT s."id", s."open_price" AS before, t."open_price" AS after
+FROM "schemagen_values_market_data" AS s
+LEFT JOIN "market_data" AS t ON t."id" = s."id"
+WHERE (t."open_price" IS NULL) <> (s."open_price" IS NULL)
+    OR abs(t."open_price" - s."open_price") >= 0.0001;
+
+-- data-check: market_data.price.drift
+SELECT s."id", s."price" AS before, t."price" AS after
+FROM "schemagen_values_market_data" AS s
+LEFT JOIN "market_data" AS t ON t."id" = s."id"
+WHERE (t."price" IS NULL) <> (s."price" IS NULL)
+    OR abs(t."price" - s."price") >= 0.0001;
+

@@ -397,3 +397,34 @@ actual(constraint_name) AS (
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
 UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
+
+-- check: alert_logs.rule_id.orphans
+SELECT c."rule_id" FROM "alert_logs" AS c
+WHERE c."rule_id" IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM "alert_rules" AS p WHERE p."id" = c."rule_id"
+);
+
+-- check: alert_logs.instrument_id.orphans
+SELECT c."instrument_id" FROM "alert_logs" AS c
+WHERE c."instrument_id" IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM "instruments" AS p WHERE p."id" = c."instrument_id"
+);
+
+
+
+-- snapshot: schemagen_row_counts
+CREATE TEMP TABLE schemagen_row_counts AS
+SELECT 'alert_logs' AS table_name, (SELECT count(*) FROM "alert_logs") AS row_count
+
+;
+
+
+-- data-check: row_counts
+SELECT s.table_name, s.row_count AS before, c.row_count AS after
+FROM schemagen_row_counts AS s
+JOIN (
+    SELECT 'alert_logs' AS table_name, (SELECT count(*) FROM "alert_logs") AS row_count
+    
+) AS c ON c.table_name = s.table_name
+WHERE c.row_count <> s.row_count;
+

@@ -255,3 +255,13 @@ actual(constraint_name, is_validated) AS (
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
 UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
+
+-- check: trades.venue_id.orphans
+SELECT c."venue_id" FROM "trades" AS c
+WHERE c."venue_id" IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM "venues" AS p WHERE p."id" = c."venue_id"
+);
+
+
+
+

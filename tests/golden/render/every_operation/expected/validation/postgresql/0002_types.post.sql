@@ -255,3 +255,50 @@ actual(constraint_name, is_validated) AS (
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
 UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
+
+-- check: trades.venue_id.orphans
+SELECT c."venue_id" FROM "trades" AS c
+WHERE c."venue_id" IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM "venues" AS p WHERE p."id" = c."venue_id"
+);
+
+
+-- check: trades.price.fits_decimal_12_4
+SELECT "id", "price" FROM "trades"
+WHERE abs(round("price"::numeric, 4)) >= 100000000 OR "price"::numeric = 'NaN';
+
+
+-- snapshot: schemagen_row_counts
+CREATE TEMP TABLE schemagen_row_counts AS
+SELECT 'trades' AS table_name, (SELECT count(*) FROM "trades") AS row_count
+
+;
+
+-- snapshot: schemagen_values_trades
+CREATE TEMP TABLE "schemagen_values_trades" AS
+SELECT "id", "price", "size" FROM "trades";
+
+
+-- data-check: row_counts
+SELECT s.table_name, s.row_count AS before, c.row_count AS after
+FROM schemagen_row_counts AS s
+JOIN (
+    SELECT 'trades' AS table_name, (SELECT count(*) FROM "trades") AS row_count
+    
+) AS c ON c.table_name = s.table_name
+WHERE c.row_count <> s.row_count;
+
+-- data-check: trades.price.drift
+SELECT s."id", s."price" AS before, t."price" AS after
+FROM "schemagen_values_trades" AS s
+LEFT JOIN "trades" AS t ON t."id" = s."id"
+WHERE (t."price" IS NULL) <> (s."price" IS NULL)
+    OR abs(t."price" - s."price") >= 0.0001;
+
+-- data-check: trades.size.drift
+SELECT s."id", s."size" AS before, t."size" AS after
+FROM "schemagen_values_trades" AS s
+LEFT JOIN "trades" AS t ON t."id" = s."id"
+WHERE (t."size" IS NULL) <> (s."size" IS NULL)
+    OR t."size" <> s."size";
+

@@ -258,3 +258,28 @@ actual(constraint_name, is_validated) AS (
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
 UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
+
+-- check: trades.venue_id.orphans
+SELECT c."venue_id" FROM "trades" AS c
+WHERE c."venue_id" IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM "venues" AS p WHERE p."id" = c."venue_id"
+);
+
+
+
+-- snapshot: schemagen_row_counts
+CREATE TEMP TABLE schemagen_row_counts AS
+SELECT 'trades' AS table_name, (SELECT count(*) FROM "trades") AS row_count
+
+;
+
+
+-- data-check: row_counts
+SELECT s.table_name, s.row_count AS before, c.row_count AS after
+FROM schemagen_row_counts AS s
+JOIN (
+    SELECT 'trades' AS table_name, (SELECT count(*) FROM "trades") AS row_count
+    
+) AS c ON c.table_name = s.table_name
+WHERE c.row_count <> s.row_count;
+
