@@ -25,12 +25,25 @@ def alembic_config(migrations_dir: Path, url: URL) -> Config:
     return config
 
 
-def upgrade(migrations_dir: Path, url: URL, to: str = "head") -> None:
-    command.upgrade(alembic_config(migrations_dir, url), to)
+def _config(migrations_dir: Path, url: URL, connection: Connection | None) -> Config:
+    config = alembic_config(migrations_dir, url)
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
 
 
-def downgrade(migrations_dir: Path, url: URL, to: str) -> None:
-    command.downgrade(alembic_config(migrations_dir, url), to)
+def upgrade(
+    migrations_dir: Path, url: URL, to: str = "head", connection: Connection | None = None
+) -> None:
+    """Upgrade to ``to``; with ``connection``, on that connection (env.py still switches
+    SQLite's foreign-key enforcement off around the run and back on after it)."""
+    command.upgrade(_config(migrations_dir, url, connection), to)
+
+
+def downgrade(
+    migrations_dir: Path, url: URL, to: str, connection: Connection | None = None
+) -> None:
+    command.downgrade(_config(migrations_dir, url, connection), to)
 
 
 def heads(migrations_dir: Path) -> list[str]:

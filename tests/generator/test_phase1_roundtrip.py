@@ -1,0 +1,201 @@
+"""Each phase-1 migration in isolation, with data: upgrade -> verify -> downgrade -> verify ->
+upgrade, on SQLite and PostgreSQL, with every value identical after the round trip."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from support import ROOT, cli
+
+from generator import db, migrate
+from generator.cli import Exit
+from marketdata import demo
+
+MIGRATIONS = ROOT / "generated_migrations"
+pytestmark = pytest.mark.db
+
+PRICE_COLUMNS = {
+    "market_data": ["price", "bid", "ask", "open_price", "high_price", "low_price"],
+    "alert_logs": ["trigger_value", "threshold_value"],
+    "alert_rules": ["threshold"],
+}
+TABLES = ["instruments", "alert_rules", "market_data", "alert_logs"]
+
+
+def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, by id, with the columns all revisions share."""
+    engine = db.make_engine(sa.make_url(url))
+    out = {}
+    with engine.connect() as conn:
+        for table in TABLES:
+            cols = [c["name"] for c in sa.inspect(conn).get_columns(table)]
+            cols = [c for c in cols if c != "deleted_at"]
+            quoted = ", ".join(f'"{c}"' for c in cols)
+            rows = conn.exec_driver_sql(f'SELECT {quoted} FROM "{table}" ORDER BY id').all()
+            out[table] = [tuple(r) for r in rows]
+    engine.dispose()
+    return out
+
+
+def counts(snapshot: dict[str, list[tuple[Any, ...]]]) -> dict[str, int]:
+    return {t: len(rows) for t, rows in snapshot.items()}
+
+
+def as_decimal(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def assert_prices_within(
+    before: dict[str, list[Any]], after: dict[str, list[Any]], url: str
+) -> None:
+    """Converted values differ from their originals by less than 0.0001 (4-place equal)."""
+    engine = db.make_engine(sa.make_url(url))
+    with engine.connect() as conn:
+        for table, columns in PRICE_COLUMNS.items():
+            names = [c["name"] for c in sa.inspect(conn).get_columns(table)]
+            for old, new in zip(before[table], after[table], strict=True):
+                for col in columns:
+                    i = names.index(col)
+                    a, b = as_decimal(old[i]), as_decimal(new[i])
+                    assert (a is None) == (b is None)
+                    if a is not None and b is not None:
+                        assert abs(a - b) < Decimal("0.0001"), (table, old[0], col, a, b)
+                        assert round(a, 4) == round(b, 4)
+    engine.dispose()
+
+
+def _verify_ok(url: str) -> None:
+    result = cli("verify", "--url", url, root=ROOT)
+    assert result.exit_code == Exit.OK, result.output
+
+
+@pytest.mark.parametrize("revision", ["0001", "0002", "0003", "0004"])
+def test_each_change_round_trips_with_data(db_url: str, revision: str) -> None:
+    url = sa.make_url(db_url)
+    previous = f"{int(revision) - 1:04d}"
+    migrate.upgrade(MIGRATIONS, url, previous)
+    engine = db.make_engine(url)
+    with engine.begin() as conn:
+        demo.seed(conn, ticks=600, alerts=200)
+    engine.dispose()
+    original = dump(db_url)
+
+    migrate.upgrade(MIGRATIONS, url, revision)
+    _verify_ok(db_url)
+    upgraded = dump(db_url)
+    assert counts(upgraded) == counts(original)
+    assert_prices_within(original, upgraded, db_url)
+
+    migrate.downgrade(MIGRATIONS, url, previous)
+    _verify_ok(db_url)
+    assert dump(db_url) == original  # exact, DECIMAL values included
+
+    migrate.upgrade(MIGRATIONS, url, revision)
+    _verify_ok(db_url)
+    assert dump(db_url) == upgraded
+
+
+def test_full_upgrade_with_foreign_keys_on_loses_no_row(db_url: str, dialect: str) -> None:
+    """The connection comes in enforcing foreign keys, as the application's does; rebuilding
+    alert_rules on SQLite would cascade-delete every alert log if enforcement stayed on."""
+    url = sa.make_url(db_url)
+    migrate.upgrade(MIGRATIONS, url, "0000")
+    engine = db.make_engine(url)
+    with engine.begin() as conn:
+        demo.seed(conn, ticks=300, alerts=300)
+    original = dump(db_url)
+    with engine.connect() as conn:
+        if dialect == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        conn.commit()
+        migrate.upgrade(MIGRATIONS, url, "head", connection=conn)
+        if dialect == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()
+    after = dump(db_url)
+    assert counts(after) == counts(original)
+    assert counts(after)["alert_logs"] == 300
+    assert_prices_within(original, after, db_url)
+
+
+def test_the_sqlite_hazard_is_real(tmp_path: Any) -> None:
+    """What the SQLite path guards against: with enforcement on, dropping a parent table (as a
+    batch recreation does) silently cascade-deletes every child row."""
+    url = sa.make_url(f"sqlite:///{tmp_path}/hazard.db")
+    migrate.upgrade(MIGRATIONS, url, "0000")
+    engine = db.make_engine(url)
+    with engine.begin() as conn:
+        demo.seed(conn, ticks=10, alerts=50)
+    with engine.begin() as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        conn.exec_driver_sql("DROP TABLE alert_rules")
+        assert conn.exec_driver_sql("SELECT count(*) FROM alert_logs").scalar() == 0
+    engine.dispose()
+
+
+def _fail_after(engine: sa.Engine, marker: str, action: str) -> None:
+    """Once a statement containing ``marker`` has run, run ``action`` (SQL, or 'raise')."""
+    done = []
+
+    @sa.event.listens_for(engine, "after_cursor_execute")
+    def _hook(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if marker in statement and not done:
+            done.append(statement)
+            if action == "raise":
+                raise RuntimeError(f"injected failure after: {statement.splitlines()[0]}")
+            cursor.execute(action)
+
+
+def test_a_tampered_value_fails_the_drift_check_and_rolls_back(db_url: str, dialect: str) -> None:
+    from support import inspect_schema
+
+    from generator.runtime import CheckFailed, current_revision
+
+    url = sa.make_url(db_url)
+    migrate.upgrade(MIGRATIONS, url, "0002")
+    engine = db.make_engine(url)
+    with engine.begin() as conn:
+        demo.seed(conn, ticks=200, alerts=20)
+    original, schema = dump(db_url), inspect_schema(db_url)
+    marker = (
+        'ALTER TABLE "market_data"'
+        if dialect == "postgresql"
+        else "ALTER TABLE _alembic_tmp_market_data RENAME TO market_data"
+    )
+    _fail_after(engine, marker, "UPDATE market_data SET price = price + 0.0001 WHERE id = 42")
+    with engine.connect() as conn:
+        with pytest.raises(CheckFailed) as failure:
+            migrate.upgrade(MIGRATIONS, url, "0003", connection=conn)
+        assert current_revision(conn) == "0002"
+    engine.dispose()
+    message = str(failure.value)
+    assert "check market_data.price.drift: 1 failing row(s)" in message
+    assert "42" in message
+    assert dump(db_url) == original
+    assert inspect_schema(db_url) == schema
+
+
+def test_a_sqlite_migration_failing_half_way_changes_nothing(tmp_path: Any) -> None:
+    from support import inspect_schema
+
+    from generator.runtime import current_revision
+
+    db_url = f"sqlite:///{tmp_path}/half.db"
+    url = sa.make_url(db_url)
+    migrate.upgrade(MIGRATIONS, url, "0003")
+    engine = db.make_engine(url)
+    with engine.begin() as conn:
+        demo.seed(conn, ticks=200, alerts=100)
+    original, schema = dump(db_url), inspect_schema(db_url)
+    # 0004 rebuilds market_data, then alert_rules, then alert_logs: fail after the first.
+    _fail_after(engine, "ALTER TABLE _alembic_tmp_market_data RENAME TO market_data", "raise")
+    with engine.connect() as conn:
+        with pytest.raises(RuntimeError, match="injected failure"):
+            migrate.upgrade(MIGRATIONS, url, "0004", connection=conn)
+        assert current_revision(conn) == "0003"
+    engine.dispose()
+    assert inspect_schema(db_url) == schema
+    assert dump(db_url) == original
