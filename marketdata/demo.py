@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, inspect, text
 
 # The values a decimal(12,4) column can hold at its limits, and a few with 4 decimals.
 EDGE_PRICES = [
@@ -142,3 +142,99 @@ def seed(conn: Connection, ticks: int = 2000, alerts: int = 500, seed: int = 7) 
         alert_rows,
     )
     return DemoCounts(len(symbols), len(rules), ticks, alerts)
+
+
+@dataclass(frozen=True)
+class TableSummary:
+    rows: int
+    indexes: list[str]
+    types: dict[str, str]  # price columns and deleted_at
+    on_delete: list[str]
+
+
+def summary(conn: Connection) -> dict[str, TableSummary]:
+    """Per table: row count, indexes, the types of the price columns, foreign-key actions."""
+    insp = inspect(conn)
+    out: dict[str, TableSummary] = {}
+    for table in ("instruments", "alert_rules", "market_data", "alert_logs"):
+        shown = (*PRICE_COLUMNS.get(table, ()), "deleted_at")
+        out[table] = TableSummary(
+            rows=conn.execute(text(f'SELECT count(*) FROM "{table}"')).scalar_one(),
+            indexes=sorted(i["name"] for i in insp.get_indexes(table) if i["name"]),
+            types={
+                c["name"]: c["type"].compile(dialect=conn.dialect)
+                for c in insp.get_columns(table)
+                if c["name"] in shown
+            },
+            on_delete=sorted(
+                {
+                    (f.get("options") or {}).get("ondelete", "NO ACTION")
+                    for f in insp.get_foreign_keys(table)
+                }
+            ),
+        )
+    return out
+
+
+PRICE_COLUMNS = {
+    "market_data": ("price", "bid", "ask", "open_price", "high_price", "low_price"),
+    "alert_logs": ("trigger_value", "threshold_value"),
+}
+
+
+def price_values(conn: Connection) -> dict[tuple[str, int, str], Decimal | None]:
+    values: dict[tuple[str, int, str], Decimal | None] = {}
+    for table, cols in PRICE_COLUMNS.items():
+        quoted = ", ".join(f'"{c}"' for c in cols)
+        for row in conn.execute(text(f'SELECT id, {quoted} FROM "{table}"')):
+            for col, v in zip(cols, row[1:], strict=True):
+                values[(table, row[0], col)] = None if v is None else Decimal(str(v))
+    return values
+
+
+def main() -> None:
+    """Seed a baseline database, migrate it to head, verify, and print before and after."""
+    import argparse
+    from pathlib import Path
+
+    from generator import db, migrate
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--url", default="sqlite:///demo.db")
+    parser.add_argument("--ticks", type=int, default=5000)
+    parser.add_argument("--alerts", type=int, default=2000)
+    args = parser.parse_args()
+    migrations = Path(__file__).resolve().parents[1] / "generated_migrations"
+    url = db.resolve_url(args.url)
+    migrate.upgrade(migrations, url, "0000")
+    engine = db.make_engine(url)
+    with engine.begin() as conn:
+        counts = seed(conn, ticks=args.ticks, alerts=args.alerts)
+    with engine.connect() as conn:
+        before, before_values = summary(conn), price_values(conn)
+    print(f"\nseeded {counts}")
+    migrate.upgrade(migrations, url, "head")
+    with engine.connect() as conn:
+        after, after_values = summary(conn), price_values(conn)
+    engine.dispose()
+    pairs = [(before_values[k], after_values[k]) for k in before_values]
+    drift = max(
+        (abs(x - y) for x, y in pairs if x is not None and y is not None), default=Decimal(0)
+    )
+    print("\nbefore (0000) -> after (head)")
+    for table, b in before.items():
+        a = after[table]
+        print(f"\n{table}: rows {b.rows} -> {a.rows}")
+        print(f"  indexes ({len(b.indexes)} -> {len(a.indexes)}): {', '.join(a.indexes)}")
+        for col, t in a.types.items():
+            print(f"  {col}: {b.types.get(col, '(none)')} -> {t}")
+        if a.on_delete:
+            print(f"  foreign keys ON DELETE: {', '.join(b.on_delete)} -> {', '.join(a.on_delete)}")
+    lost = sum(before[t].rows - after[t].rows for t in before)
+    print(f"\nrows lost: {lost}; worst price drift: {drift} (limit 0.0001)")
+    if lost or drift >= Decimal("0.0001"):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
