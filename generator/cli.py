@@ -187,21 +187,26 @@ def _with_url(url: str | None, fn: Callable[[Any], None]) -> None:
         fn(db.resolve_url(url))
 
 
+def _migrate(ctx: click.Context, url: str | None, to: str, direction: str) -> None:
+    out_dir = _root(ctx) / "generated_migrations"
+    run = migrate.upgrade if direction == "upgrade" else migrate.downgrade
+
+    def go(u: Any) -> None:
+        echo(f"{direction[:-1]}ing {redact.safe_url(u)} to {to}")
+        run(out_dir, u, to)
+        revision = migrate.with_connection(u, runtime.current_revision)
+        echo(f"database is at revision {revision or 'base'}")
+
+    _with_url(url, go)
+
+
 @main.command()
 @url_option
 @click.option("--to", "to", default="head", show_default=True, help="Target revision.")
 @click.pass_context
 def upgrade(ctx: click.Context, url: str | None, to: str) -> None:
     """Apply migrations up to a revision, running each change's checks."""
-    out_dir = _root(ctx) / "generated_migrations"
-
-    def go(u: Any) -> None:
-        echo(f"upgrading {redact.safe_url(u)} to {to}")
-        migrate.upgrade(out_dir, u, to)
-        revision = migrate.with_connection(u, runtime.current_revision)
-        echo(f"database is at revision {revision}")
-
-    _with_url(url, go)
+    _migrate(ctx, url, to, "upgrade")
 
 
 @main.command()
@@ -210,15 +215,7 @@ def upgrade(ctx: click.Context, url: str | None, to: str) -> None:
 @click.pass_context
 def downgrade(ctx: click.Context, url: str | None, to: str) -> None:
     """Revert migrations down to a revision, running each change's checks."""
-    out_dir = _root(ctx) / "generated_migrations"
-
-    def go(u: Any) -> None:
-        echo(f"downgrading {redact.safe_url(u)} to {to}")
-        migrate.downgrade(out_dir, u, to)
-        revision = migrate.with_connection(u, runtime.current_revision)
-        echo(f"database is at revision {revision or 'base'}")
-
-    _with_url(url, go)
+    _migrate(ctx, url, to, "downgrade")
 
 
 @main.command()
