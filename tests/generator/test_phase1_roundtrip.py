@@ -3,12 +3,11 @@ upgrade, on SQLite and PostgreSQL, with every value identical after the round tr
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from support import ROOT, cli
+from support import ROOT, assert_prices_within, cli, counts, dump
 
 from generator import db, migrate
 from generator.cli import Exit
@@ -16,55 +15,6 @@ from marketdata import demo
 
 MIGRATIONS = ROOT / "generated_migrations"
 pytestmark = pytest.mark.db
-
-PRICE_COLUMNS = {
-    "market_data": ["price", "bid", "ask", "open_price", "high_price", "low_price"],
-    "alert_logs": ["trigger_value", "threshold_value"],
-    "alert_rules": ["threshold"],
-}
-TABLES = ["instruments", "alert_rules", "market_data", "alert_logs"]
-
-
-def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, by id, with the columns all revisions share."""
-    engine = db.make_engine(sa.make_url(url))
-    out = {}
-    with engine.connect() as conn:
-        for table in TABLES:
-            cols = [c["name"] for c in sa.inspect(conn).get_columns(table)]
-            cols = [c for c in cols if c != "deleted_at"]
-            quoted = ", ".join(f'"{c}"' for c in cols)
-            rows = conn.exec_driver_sql(f'SELECT {quoted} FROM "{table}" ORDER BY id').all()
-            out[table] = [tuple(r) for r in rows]
-    engine.dispose()
-    return out
-
-
-def counts(snapshot: dict[str, list[tuple[Any, ...]]]) -> dict[str, int]:
-    return {t: len(rows) for t, rows in snapshot.items()}
-
-
-def as_decimal(value: Any) -> Decimal | None:
-    return None if value is None else Decimal(str(value))
-
-
-def assert_prices_within(
-    before: dict[str, list[Any]], after: dict[str, list[Any]], url: str
-) -> None:
-    """Converted values differ from their originals by less than 0.0001 (4-place equal)."""
-    engine = db.make_engine(sa.make_url(url))
-    with engine.connect() as conn:
-        for table, columns in PRICE_COLUMNS.items():
-            names = [c["name"] for c in sa.inspect(conn).get_columns(table)]
-            for old, new in zip(before[table], after[table], strict=True):
-                for col in columns:
-                    i = names.index(col)
-                    a, b = as_decimal(old[i]), as_decimal(new[i])
-                    assert (a is None) == (b is None)
-                    if a is not None and b is not None:
-                        assert abs(a - b) < Decimal("0.0001"), (table, old[0], col, a, b)
-                        assert round(a, 4) == round(b, 4)
-    engine.dispose()
 
 
 def _verify_ok(url: str) -> None:

@@ -1,0 +1,77 @@
+"""A migration process SIGKILLed part-way through a phase-1 change, then run again with
+`schemagen upgrade`, reaches head with every check passing and no row or value lost."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import sqlalchemy as sa
+from support import ROOT, assert_prices_within, cli, counts, dump
+
+from generator import db, migrate
+from generator.cli import Exit
+from marketdata import demo
+
+MIGRATIONS = ROOT / "generated_migrations"
+KILLER = ROOT / "tests" / "kill_after.py"
+pytestmark = pytest.mark.db
+
+# (dialect, marker, nth occurrence, what is happening when the process dies)
+KILL_POINTS = [
+    ("sqlite", "CREATE TABLE _alembic_tmp_market_data", 1, "0003: new table created"),
+    ("sqlite", "INSERT INTO _alembic_tmp_market_data", 1, "0003: rows copied"),
+    ("sqlite", "DROP TABLE market_data", 1, "0003: old table dropped, not yet renamed"),
+    (
+        "sqlite",
+        "ALTER TABLE _alembic_tmp_alert_rules RENAME TO alert_rules",
+        1,
+        "0004: alert_rules rebuilt (the cascade hazard)",
+    ),
+    ("sqlite", "UPDATE alembic_version", 3, "0003 done, its revision stamp not committed"),
+    ("postgresql", "DROP INDEX CONCURRENTLY", 2, "0001: between two concurrent drops"),
+    ("postgresql", "CREATE INDEX CONCURRENTLY", 1, "0001: index built, revision not stamped"),
+    ("postgresql", "DROP INDEX CONCURRENTLY", 6, "0002: half of the seven drops done"),
+    ("postgresql", 'ALTER TABLE "market_data"\n    ALTER COLUMN', 1, "0003: inside the rewrite"),
+    ("postgresql", "RENAME CONSTRAINT", 2, "0004: inside the foreign-key swap"),
+    ("postgresql", "VALIDATE CONSTRAINT", 2, "0004: keys swapped, half validated"),
+]
+
+
+@pytest.mark.parametrize(
+    ("dialect", "marker", "nth", "point"),
+    KILL_POINTS,
+    ids=[p[3] for p in KILL_POINTS],
+    indirect=["dialect"],
+)
+def test_killed_migration_is_completed_by_a_rerun(
+    db_url: str, dialect: str, marker: str, nth: int, point: str
+) -> None:
+    url = sa.make_url(db_url)
+    migrate.upgrade(MIGRATIONS, url, "0000")
+    engine = db.make_engine(url)
+    with engine.begin() as conn:
+        demo.seed(conn, ticks=400, alerts=150)
+    engine.dispose()
+    original = dump(db_url)
+
+    env = {**os.environ, "KILL_AFTER": marker, "KILL_NTH": str(nth)}
+    killed = subprocess.run(
+        [sys.executable, str(KILLER), "--root", str(ROOT), "upgrade", "--url", db_url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -9, killed.stdout + killed.stderr  # it really died there
+
+    result = cli("upgrade", "--url", db_url, root=ROOT)
+    assert result.exit_code == Exit.OK, result.output
+    assert "database is at revision 0004" in result.stdout
+    verified = cli("verify", "--url", db_url, root=ROOT)
+    assert verified.exit_code == Exit.OK, verified.output
+    after = dump(db_url)
+    assert counts(after) == counts(original)
+    assert_prices_within(original, after, db_url)
