@@ -74,3 +74,39 @@ def test_nan(at_0003: sa.Engine, dialect: str) -> None:
         _insert(at_0003, 1.0, math.nan)
         with at_0003.connect() as conn:
             assert conn.exec_driver_sql("SELECT bid FROM market_data").scalar() is None
+
+
+def test_downgrade_refuses_values_that_no_longer_fit_and_names_them(
+    at_0003: sa.Engine, db_url: str, dialect: str
+) -> None:
+    from support import ROOT as root
+    from support import cli
+
+    from generator.cli import Exit
+
+    _insert(at_0003, 12.5)
+    # A DBA drops the range check and a value outside decimal(12,4) gets in.
+    with at_0003.begin() as conn:
+        if dialect == "postgresql":
+            conn.exec_driver_sql(
+                "ALTER TABLE market_data DROP CONSTRAINT ck_market_data_price_range"
+            )
+        else:
+            conn.exec_driver_sql("PRAGMA writable_schema=ON")
+            conn.exec_driver_sql(
+                "UPDATE sqlite_master SET sql = replace(sql, "
+                "'CONSTRAINT ck_market_data_price_range CHECK', 'CHECK') "
+                "WHERE name = 'market_data'"
+            )
+    at_0003.dispose()
+    with at_0003.begin() as conn:
+        if dialect == "sqlite":
+            conn.exec_driver_sql("PRAGMA ignore_check_constraints=ON")
+        conn.exec_driver_sql("UPDATE market_data SET price = 123456789.5 WHERE id = 1")
+    result = cli("downgrade", "--to", "0002", "--url", db_url, root=root)
+    assert result.exit_code == Exit.FAILED
+    assert "check market_data.price.fits_decimal_12_4: 1 failing row(s)" in result.stderr
+    assert "123456789.5" in result.stderr
+    with at_0003.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
+        assert conn.exec_driver_sql("SELECT price FROM market_data").scalar() == 123456789.5
