@@ -19,7 +19,7 @@ import click
 from alembic.util.exc import CommandError
 from sqlalchemy.exc import SQLAlchemyError
 
-from generator import db, files, migrate, redact, runtime
+from generator import db, files, migrate, redact, runtime, spec
 from generator.errors import SpecErrors
 from generator.load import load_changes
 from generator.render import generate as render_all
@@ -155,6 +155,25 @@ def generate(ctx: click.Context, check: bool) -> None:
     for path in deleted:
         echo(f"deleted generated_migrations/{path} (its spec is gone)")
     echo(f"{len(rendered)} files generated, {len(written)} written, {len(deleted)} deleted")
+
+
+SCHEMA_FILE = "changes/change.schema.json"
+
+
+@main.command()
+@click.option("--check", is_flag=True, help="Write nothing; fail if the committed schema is stale.")
+@click.pass_context
+def schema(ctx: click.Context, check: bool) -> None:
+    """Write the JSON Schema of the spec format for editors (changes/change.schema.json)."""
+    target = _root(ctx) / SCHEMA_FILE
+    text = json.dumps(spec.json_schema(), indent=2, sort_keys=True) + "\n"
+    if check:
+        if target.is_file() and target.read_text(encoding="utf-8") == text:
+            echo(f"{SCHEMA_FILE} is current")
+            return
+        fail(Exit.FAILED, f"{SCHEMA_FILE} is stale or missing; run `schemagen schema`")
+    target.write_text(text, encoding="utf-8")
+    echo(f"wrote {SCHEMA_FILE}")
 
 
 url_option = click.option(

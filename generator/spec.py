@@ -14,10 +14,11 @@ from pydantic import (
     StrictInt,
     StrictStr,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 
-from generator.coltypes import parse_type
+from generator.coltypes import VOCABULARY, parse_type
 
 IDENTIFIER_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
 IDENTIFIER_HELP = (
@@ -31,7 +32,17 @@ def _canonical_type(value: str) -> str:
     return str(parse_type(value))
 
 
-TypeName = Annotated[StrictStr, AfterValidator(_canonical_type)]
+# The JSON Schema spells the vocabulary as a pattern so an editor flags a typo as it is typed;
+# the loader's own check gives the friendlier message.
+TYPE_PATTERN = (
+    r"^\s*(integer|bigint|float|text|boolean|timestamptz"
+    r"|decimal\(\s*\d{1,4}\s*,\s*\d{1,4}\s*\)|varchar\(\s*\d{1,8}\s*\))\s*$"
+)
+TypeName = Annotated[
+    StrictStr,
+    AfterValidator(_canonical_type),
+    WithJsonSchema({"type": "string", "pattern": TYPE_PATTERN, "description": VOCABULARY}),
+]
 FkAction = Literal["cascade", "restrict", "no_action", "set_null", "set_default"]
 DefaultValue = StrictBool | StrictInt | StrictFloat | StrictStr
 
@@ -168,3 +179,11 @@ class ChangeSpec(_Spec):
     description: Annotated[StrictStr, StringConstraints(min_length=1, strip_whitespace=True)]
     operations: Annotated[list[Operation], Field(min_length=1)]
     postgresql: PostgresqlSettings = PostgresqlSettings()
+
+
+def json_schema() -> dict[str, object]:
+    """The JSON Schema of a change file, for editors (``schemagen schema``)."""
+    schema = ChangeSpec.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "schemagen change spec"
+    return schema

@@ -8,4 +8,5 @@ scripts/setup.sh
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 .venv/bin/schemagen generate --check > /dev/null
+.venv/bin/schemagen schema --check > /dev/null
 .venv/bin/pytest -n "${PYTEST_WORKERS:-2}" "$@"
