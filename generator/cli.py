@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -158,6 +159,45 @@ def generate(ctx: click.Context, check: bool) -> None:
 
 
 SCHEMA_FILE = "changes/change.schema.json"
+NEW_CHANGE = """\
+# yaml-language-server: $schema=change.schema.json
+id: {id}
+description: |
+  Why: what this change is for, and what breaks or stays slow without it.
+  Cost: locks, table rewrites or rebuilds on each dialect, and how long on the largest table.
+  Roll back: `schemagen downgrade --to {previous}`; say what the downgrade cannot restore.
+operations:
+  # One or more of (see docs/authoring.md):
+  # - {{op: create_index, table: t, name: ix_t_c, columns: [c]}}
+  # - {{op: drop_index, table: t, name: ix_t_c}}
+  # - {{op: alter_column_type, table: t, column: c, from: integer, to: bigint}}
+  # - op: add_column
+  #   table: t
+  #   column: {{name: c, type: timestamptz, nullable: true}}
+  # - {{op: swap_fk_action, table: t, column: parent_id, from: cascade, to: restrict}}
+  # - op: create_table
+  #   name: t
+  #   columns: [{{name: id, type: bigint, primary_key: true}}]
+# postgresql:
+#   lock_timeout: 5s
+#   statement_timeout: 30min
+"""
+
+
+@main.command()
+@click.argument("change_id")
+@click.pass_context
+def new(ctx: click.Context, change_id: str) -> None:
+    """Scaffold the next numbered change file, changes/NNNN_<CHANGE_ID>.yaml."""
+    changes_dir = _root(ctx) / "changes"
+    if not re.fullmatch(spec.IDENTIFIER_PATTERN, change_id):
+        fail(Exit.USAGE, f"error: invalid id {change_id!r} (expected {spec.IDENTIFIER_HELP})")
+    numbers = [int(p.name[:4]) for p in changes_dir.glob("[0-9][0-9][0-9][0-9]_*.yaml")]
+    number = max(numbers, default=-1) + 1
+    target = changes_dir / f"{number:04d}_{change_id}.yaml"
+    previous = f"{number - 1:04d}" if number else "base"
+    target.write_text(NEW_CHANGE.format(id=change_id, previous=previous), encoding="utf-8")
+    echo(f"wrote changes/{target.name}: fill in its operations, then run `schemagen generate`")
 
 
 @main.command()
