@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import DeclarativeBase
 
 # Explicit names make migrations reproducible: both dialects get the same constraint names,
@@ -16,7 +17,11 @@ NAMING_CONVENTION = {
 }
 
 
-class Base(DeclarativeBase):
-    """Base class of all market-data models."""
+class Base(AsyncAttrs, DeclarativeBase):
+    """Base class of all market-data models.
+
+    ``AsyncAttrs`` gives every model ``awaitable_attrs``, so an async session can lazy-load
+    a relationship explicitly: ``await instrument.awaitable_attrs.ticks``.
+    """
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)

@@ -1,10 +1,11 @@
-"""TimestampMixin: created_at / updated_at columns kept by both the ORM and the database."""
+"""TimestampMixin (created_at / updated_at) and SoftDeleteMixin (deleted_at) for the models."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import text
+from sqlalchemy import ColumnElement, text
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column
 
 from marketdata.types import UTCDateTime
@@ -35,3 +36,36 @@ class TimestampMixin:
         onupdate=utcnow,
         server_default=text("CURRENT_TIMESTAMP"),
     )
+
+
+class SoftDeleteMixin:
+    """Adds ``deleted_at`` (aware UTC, NULL while the row is live) and its index.
+
+    The index is named by the naming convention, ``ix_<table>_deleted_at``, as the
+    migrations create it. ORM queries leave soft-deleted rows out on their own (see
+    :mod:`marketdata.softdelete`); ``execution_options(include_deleted=True)`` brings them
+    back. Marking and unmarking changes the object only: the row changes at the next flush.
+    """
+
+    deleted_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime(), nullable=True, default=None, index=True
+    )
+
+    def soft_delete(self, when: datetime | None = None) -> None:
+        """Mark the row deleted (now, or at ``when``); a row already deleted keeps its mark."""
+        if self.deleted_at is None:
+            self.deleted_at = when if when is not None else utcnow()
+
+    def restore(self) -> None:
+        """Make a soft-deleted row live again (a live row is left as it is)."""
+        self.deleted_at = None
+
+    @hybrid_property
+    def is_deleted(self) -> bool:
+        """True once soft-deleted; usable in queries as ``Model.is_deleted``."""
+        return self.deleted_at is not None
+
+    @is_deleted.inplace.expression
+    @classmethod
+    def _is_deleted_expression(cls) -> ColumnElement[bool]:
+        return cls.deleted_at.is_not(None)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
-from sqlalchemy import DateTime, Dialect
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy import DateTime, Dialect, Double, Float, Numeric
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -35,3 +38,80 @@ class UTCDateTime(TypeDecorator[datetime]):
             # Only SQLite returns naive values, and they were stored as UTC.
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+# decimal(12,4) held at most 8 integer digits; the FLOAT columns keep that domain with CHECK
+# constraints (-10^8 < value < 10^8, which NaN and both infinities fail).
+PRICE_LIMIT = 100_000_000
+_FOUR_PLACES = Decimal("0.0001")
+
+
+class Price(TypeDecorator[float]):
+    """A price: ``DOUBLE PRECISION`` on PostgreSQL, ``FLOAT`` on SQLite (REAL affinity).
+
+    Values are checked before they are sent: finite and inside ``ck_<table>_<column>_range``
+    (-10^8 < value < 10^8). The database enforces the same CHECK; checking here as well gives
+    the same clear error on both dialects, where SQLite would otherwise store NaN as NULL.
+    """
+
+    impl = Double()
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        # The plain type, not dialect.type_descriptor(): DDL compiles what this returns, and
+        # PostgreSQL's driver-level adaptation of Double would print as FLOAT.
+        return Float() if dialect.name == "sqlite" else Double()
+
+    def process_bind_param(self, value: float | None, dialect: Dialect) -> float | None:
+        if value is None:
+            return None
+        number = float(value)
+        if not math.isfinite(number) or not -PRICE_LIMIT < number < PRICE_LIMIT:
+            raise ValueError(
+                f"price {value!r} out of range: must be finite and strictly between "
+                f"-{PRICE_LIMIT} and {PRICE_LIMIT}"
+            )
+        return number
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> float | None:
+        return None if value is None else float(value)
+
+
+class FourPlaceDecimal(TypeDecorator[Decimal]):
+    """``NUMERIC(12,4)`` that hands back ``Decimal`` values with exactly 4 places.
+
+    PostgreSQL has a native decimal. SQLite stores NUMERIC values as integers or doubles,
+    and SQLAlchemy's ``Numeric`` warns about that on every read (an error under this
+    project's warning filter). Here SQLite reads the stored number without the warning and
+    converts it through its shortest repr, which is exact for the 12 significant digits a
+    decimal(12,4) holds. Values are checked on the way in: finite, at most 8 integer digits,
+    rounded to 4 places (half away from zero, as PostgreSQL rounds a numeric cast).
+    """
+
+    impl = Numeric(12, 4)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return Numeric(12, 4, asdecimal=False)  # read as stored; converted below
+        return Numeric(12, 4)
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        number = Decimal(value) if not isinstance(value, float) else Decimal(repr(value))
+        if not number.is_finite():
+            raise ValueError(f"decimal(12,4) value {value!r} is not finite")
+        number = number.quantize(_FOUR_PLACES, rounding=ROUND_HALF_UP)
+        if abs(number) >= PRICE_LIMIT:
+            raise ValueError(f"decimal(12,4) value {value!r} has more than 8 integer digits")
+        # SQLite gets the nearest double (exact for 12 significant digits once read back
+        # through its repr).
+        return number
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if isinstance(value, float):
+            value = repr(value)
+        return Decimal(value).quantize(_FOUR_PLACES, rounding=ROUND_HALF_UP)
