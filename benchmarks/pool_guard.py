@@ -23,7 +23,6 @@ import sqlalchemy as sa
 from generator import db, migrate
 from marketdata import demo
 from marketdata.db import create_app_engine
-from marketdata.schema_guard import install_schema_guard
 
 QUERY = sa.text(
     "SELECT id, price, bid, ask FROM market_data WHERE instrument_id = :i "
@@ -42,13 +41,14 @@ async def run(engine: sa.ext.asyncio.AsyncEngine, n: int) -> float:
 async def main_async(url: str, n: int, rounds: int) -> dict[str, list[float]]:
     async_url = sa.make_url(url).set(drivername="postgresql+asyncpg")
     engines = {
-        "plain": create_app_engine(async_url, pool_size=4),
+        "plain": create_app_engine(async_url, pool_size=4, schema_guard=False),
         "guard": create_app_engine(async_url, pool_size=4),
         "nocache": create_app_engine(
-            async_url.update_query_dict({"prepared_statement_cache_size": "0"}), pool_size=4
+            async_url.update_query_dict({"prepared_statement_cache_size": "0"}),
+            pool_size=4,
+            schema_guard=False,
         ),
     }
-    install_schema_guard(engines["guard"])
     results: dict[str, list[float]] = {k: [] for k in engines}
     for engine in engines.values():  # warm up each pool
         await run(engine, 50)

@@ -8,11 +8,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from generator import redact
+from marketdata.db import install_sqlite_listeners
 
 DEFAULT_URL = "sqlite:///marketdata.db"
 
@@ -46,38 +46,17 @@ def is_async(url: URL) -> bool:
     return bool(getattr(url.get_dialect(), "is_async", False))
 
 
-def _install_sqlite_listeners(engine: Engine) -> None:
-    """Real transactions on SQLite (DDL included) and foreign keys on, as the app has them.
-
-    The driver's own transaction handling neither wraps DDL in a transaction nor lets a
-    failed migration roll back its schema changes; SQLAlchemy's documented recipe takes it
-    over: the driver is put in autocommit mode and BEGIN is emitted on every SQLAlchemy begin.
-    """
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-            conn.exec_driver_sql("BEGIN")
-
-
 def make_engine(url: URL) -> Engine:
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     if url.get_backend_name() == "sqlite":
-        _install_sqlite_listeners(engine)
+        install_sqlite_listeners(engine)  # the application's: FK on, transactional DDL
     return engine
 
 
 def make_async_engine(url: URL) -> AsyncEngine:
     engine = create_async_engine(url, poolclass=sa.pool.NullPool)
     if url.get_backend_name() == "sqlite":
-        _install_sqlite_listeners(engine.sync_engine)
+        install_sqlite_listeners(engine.sync_engine)
     return engine
 
 

@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import URL, Connection, event, make_url
+from sqlalchemy import URL, Connection, Engine, event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from marketdata.schema_guard import install_schema_guard
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///marketdata.db"
 
@@ -39,15 +41,19 @@ def to_async_url(url: str | URL) -> URL:
     return url.set(drivername=f"{backend}+{async_driver}")
 
 
-def create_app_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
+def create_app_engine(url: str | URL, *, schema_guard: bool = True, **kwargs: Any) -> AsyncEngine:
     """An async engine for ``url``; keyword arguments go to ``create_async_engine``.
 
     On SQLite, foreign keys are enforced and transactions really begin at BEGIN (so DDL,
-    SAVEPOINTs and rollbacks behave as on PostgreSQL).
+    SAVEPOINTs and rollbacks behave as on PostgreSQL). On PostgreSQL the pool survives a
+    migration run by another process (``schema_guard``, see marketdata.schema_guard).
     """
     url = to_async_url(url)
     if url.get_backend_name() != "sqlite":
-        return create_async_engine(url, **kwargs)
+        engine = create_async_engine(url, **kwargs)
+        if schema_guard:
+            install_schema_guard(engine)
+        return engine
 
     # The BEGIN listener only sees execution options, so an engine-wide AUTOCOMMIT given as
     # ``isolation_level=`` is moved there (the dialect-level parameter would be invisible).
@@ -58,9 +64,14 @@ def create_app_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
             "isolation_level": "AUTOCOMMIT",
         }
     engine = create_async_engine(url, **kwargs)
-    event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
-    event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+    install_sqlite_listeners(engine.sync_engine)
     return engine
+
+
+def install_sqlite_listeners(engine: Engine) -> None:
+    """Foreign keys on and real transactions, for any SQLite engine (the migration tool's too)."""
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, connection_record: ConnectionPoolEntry) -> None:

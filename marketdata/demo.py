@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, bindparam, inspect, text
+
+from marketdata.types import UTCDateTime
 
 # The values a decimal(12,4) column can hold at its limits, and a few with 4 decimals.
 EDGE_PRICES = [
@@ -109,7 +111,7 @@ def seed(conn: Connection, ticks: int = 2000, alerts: int = 500, seed: int = 7) 
             "INSERT INTO market_data (id, instrument_id, timestamp, price, bid, ask, open_price, "
             "high_price, low_price, volume) VALUES (:id, :instrument_id, :ts, :price, :bid, "
             ":ask, :open, :high, :low, :volume)"
-        ),
+        ).bindparams(bindparam("ts", type_=UTCDateTime())),
         tick_rows,
     )
     alert_rows = []
@@ -138,6 +140,10 @@ def seed(conn: Connection, ticks: int = 2000, alerts: int = 500, seed: int = 7) 
             "threshold_value, status, severity, message, acknowledged_at, acknowledged_by) "
             "VALUES (:id, :rule_id, :instrument_id, :ts, :trigger, :threshold, :status, "
             ":severity, :message, :ack_at, :ack_by)"
+        ).bindparams(
+            # Stored exactly as the models store them (on SQLite: UTC text with microseconds).
+            bindparam("ts", type_=UTCDateTime()),
+            bindparam("ack_at", type_=UTCDateTime()),
         ),
         alert_rows,
     )

@@ -13,7 +13,6 @@ from support import ROOT
 from generator import db, migrate
 from marketdata import demo
 from marketdata.db import create_app_engine
-from marketdata.schema_guard import install_schema_guard
 
 MIGRATIONS = ROOT / "generated_migrations"
 POOL = 3
@@ -67,7 +66,9 @@ def test_without_the_guard_asyncpg_fails_once_per_pooled_connection(pg_database:
     migrate.upgrade(MIGRATIONS, url, "0002")
 
     async def go() -> int:
-        engine = create_app_engine(pg_url_for(pg_database, "asyncpg"), pool_size=POOL)
+        engine = create_app_engine(
+            pg_url_for(pg_database, "asyncpg"), pool_size=POOL, schema_guard=False
+        )
         await _on_every_connection(engine)
         await asyncio.to_thread(migrate.upgrade, MIGRATIONS, url, "0003")
         failures = 0
@@ -92,8 +93,7 @@ def test_a_pool_opened_before_each_migration_serves_queries_after_it(
     migrate.upgrade(MIGRATIONS, url, previous)
 
     async def go() -> tuple[list[list[tuple[Any, ...]]], list[list[tuple[Any, ...]]]]:
-        engine = create_app_engine(async_db_url, pool_size=POOL)
-        install_schema_guard(engine)
+        engine = create_app_engine(async_db_url, pool_size=POOL)  # guarded by default
         before = await _on_every_connection(engine)
         await asyncio.to_thread(migrate.upgrade, MIGRATIONS, url, revision)
         after = await _on_every_connection(engine)  # must not raise
