@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from support import ROOT
 
 from generator import db, migrate
-from marketdata import AlertLog, AlertRule, Instrument, MarketData, create_app_engine
+from marketdata import AlertLog, AlertRule, Instrument, MarketData, create_app_engine, queries
+from marketdata.demo import START
 
 MIGRATIONS = ROOT / "generated_migrations"
 T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
@@ -106,3 +107,35 @@ def add_family(
 
 def ids(objects: Any) -> list[int]:
     return sorted(obj.id for obj in objects)
+
+
+# Windows over the demo data: ticks every second from START+1s, alerts every 7 seconds.
+# Most bounds fall between rows; "all" and "empty" start exactly on START.
+HALF = timedelta(milliseconds=500)
+WINDOWS = {
+    "edges": (START, START + timedelta(seconds=9) + HALF),  # the edge prices: ticks 1-9
+    "early": (START + HALF, START + timedelta(seconds=180) + HALF),
+    "middle": (START + timedelta(seconds=200) + HALF, START + timedelta(seconds=500) + HALF),
+    "all": (START, START + timedelta(days=1)),
+    "empty": (START - timedelta(days=1), START),
+}
+
+
+def catalogue(conn: sa.Connection, **kw: Any) -> dict[str, Any]:
+    """Every query of the catalogue with a spread of arguments, by a readable key."""
+    out: dict[str, Any] = {"latest": queries.latest_ticks(conn, **kw)}
+    for name, (start, end) in WINDOWS.items():
+        out[f"ohlc {name}"] = queries.ohlc(conn, start, end, **kw)
+        out[f"ohlc {name} instrument 2"] = queries.ohlc(conn, start, end, instrument_id=2, **kw)
+        for instrument in range(1, 7):
+            out[f"ticks {name} {instrument}"] = queries.ticks_in_window(
+                conn, instrument, start, end, **kw
+            )
+        for rule in (1, 5, 12):
+            out[f"rule {name} {rule}"] = queries.rule_alerts(conn, rule, start, end, **kw)
+    for status in ("triggered", "acknowledged", "resolved", "nonexistent"):
+        out[f"status {status}"] = queries.alerts_by_status(conn, status, **kw)
+        out[f"status {status} top 5"] = queries.alerts_by_status(conn, status, limit=5, **kw)
+    for instrument in range(1, 8):
+        out[f"unacknowledged {instrument}"] = queries.unacknowledged_alerts(conn, instrument, **kw)
+    return out

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from marketdata_support import catalogue
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support import ROOT
 
@@ -16,24 +17,18 @@ from marketdata.db import create_app_engine
 
 MIGRATIONS = ROOT / "generated_migrations"
 POOL = 3
-QUERIES = [
-    "SELECT id, price, bid, ask FROM market_data WHERE instrument_id = :i ORDER BY id LIMIT 5",
-    "SELECT id, trigger_value, threshold_value, status FROM alert_logs "
-    "WHERE instrument_id = :i ORDER BY id LIMIT 5",
-]
 pytestmark = pytest.mark.db
 
 
-async def _on_every_connection(engine: AsyncEngine) -> list[list[tuple[Any, ...]]]:
-    """Run the queries on POOL connections held at once, so each pooled connection is used."""
+async def _on_every_connection(engine: AsyncEngine) -> list[dict[str, Any]]:
+    """Run the query catalogue on POOL connections held at once, so each one is used.
+
+    The catalogue reads prices as they are (no live_only filter), so results compare across
+    revisions; prices come back formatted to 4 places, as the API serves them.
+    """
     conns = [await engine.connect() for _ in range(POOL)]
     try:
-        out = []
-        for conn in conns:
-            for sql in QUERIES:
-                rows = (await conn.execute(sa.text(sql), {"i": 1})).all()
-                out.append([tuple(r) for r in rows])
-        return out
+        return [await conn.run_sync(catalogue, live_only=False) for conn in conns]
     finally:
         for conn in conns:
             await conn.close()
@@ -47,16 +42,6 @@ def _seeded(db_url: str) -> sa.URL:
         demo.seed(conn, ticks=60, alerts=30)
     engine.dispose()
     return url
-
-
-def _norm(results: list[list[tuple[Any, ...]]]) -> list[list[tuple[Any, ...]]]:
-    return [
-        [
-            tuple(f"{v:.4f}" if isinstance(v, float) or hasattr(v, "quantize") else v for v in r)
-            for r in rows
-        ]
-        for rows in results
-    ]
 
 
 def test_without_the_guard_asyncpg_fails_once_per_pooled_connection(pg_database: str) -> None:
@@ -92,15 +77,15 @@ def test_a_pool_opened_before_each_migration_serves_queries_after_it(
     previous = f"{int(revision) - 1:04d}"
     migrate.upgrade(MIGRATIONS, url, previous)
 
-    async def go() -> tuple[list[list[tuple[Any, ...]]], list[list[tuple[Any, ...]]]]:
+    async def go() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         engine = create_app_engine(async_db_url, pool_size=POOL)  # guarded by default
         before = await _on_every_connection(engine)
         await asyncio.to_thread(migrate.upgrade, MIGRATIONS, url, revision)
         after = await _on_every_connection(engine)  # must not raise
         again = await _on_every_connection(engine)
         await engine.dispose()
-        assert _norm(after) == _norm(again)
+        assert after == again
         return before, after
 
     before, after = asyncio.run(go())
-    assert _norm(before) == _norm(after)
+    assert before == after

@@ -10,46 +10,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from marketdata_support import sync_engine, upgrade
+from marketdata_support import catalogue, sync_engine, upgrade
 
 from marketdata import create_app_engine, demo, format_price, queries
 from marketdata.demo import START
 
 pytestmark = pytest.mark.db
 TICKS, ALERTS = 600, 240
-# Windows over the demo data: ticks every second from START+1s, alerts every 7 seconds.
-# The bounds fall between rows: on SQLite, demo.seed's plain-SQL inserts store timestamps as
-# 'YYYY-MM-DD HH:MM:SS+00:00' (the sqlite3 module's own format) while SQLAlchemy binds
-# 'YYYY-MM-DD HH:MM:SS.ffffff', and the two texts compare wrongly when the instants are
-# equal (see the report on demo.seed); everywhere else they compare right.
-HALF = timedelta(milliseconds=500)
-WINDOWS = {
-    "edges": (START, START + timedelta(seconds=9) + HALF),  # the edge prices: ticks 1-9
-    "early": (START + HALF, START + timedelta(seconds=180) + HALF),
-    "middle": (START + timedelta(seconds=200) + HALF, START + timedelta(seconds=500) + HALF),
-    "all": (START, START + timedelta(days=1)),
-    "empty": (START - timedelta(days=1), START),
-}
-
-
-def catalogue(conn: sa.Connection, **kw: Any) -> dict[str, Any]:
-    """Every query of the catalogue with a spread of arguments, by a readable key."""
-    out: dict[str, Any] = {"latest": queries.latest_ticks(conn, **kw)}
-    for name, (start, end) in WINDOWS.items():
-        out[f"ohlc {name}"] = queries.ohlc(conn, start, end, **kw)
-        out[f"ohlc {name} instrument 2"] = queries.ohlc(conn, start, end, instrument_id=2, **kw)
-        for instrument in range(1, 7):
-            out[f"ticks {name} {instrument}"] = queries.ticks_in_window(
-                conn, instrument, start, end, **kw
-            )
-        for rule in (1, 5, 12):
-            out[f"rule {name} {rule}"] = queries.rule_alerts(conn, rule, start, end, **kw)
-    for status in ("triggered", "acknowledged", "resolved", "nonexistent"):
-        out[f"status {status}"] = queries.alerts_by_status(conn, status, **kw)
-        out[f"status {status} top 5"] = queries.alerts_by_status(conn, status, limit=5, **kw)
-    for instrument in range(1, 8):
-        out[f"unacknowledged {instrument}"] = queries.unacknowledged_alerts(conn, instrument, **kw)
-    return out
 
 
 def _run(db_url: str, **kw: Any) -> tuple[bool, dict[str, Any]]:
