@@ -123,8 +123,8 @@ class DataExpectation:
         return bool(self.counted)
 
 
-def _tolerance(old: SqlType, new: SqlType) -> str:
-    scales = [t.scale for t in (old, new) if t.kind == "decimal" and t.scale is not None]
+def _tolerance(types: Sequence[SqlType]) -> str:
+    scales = [t.scale for t in types if t.kind == "decimal" and t.scale is not None]
     if scales:
         return "0." + "0" * (min(scales) - 1) + "1" if min(scales) > 0 else "1"
     return "0"
@@ -138,16 +138,19 @@ def expect_data(steps: Sequence[Step], before: Schema, after: Schema) -> DataExp
     """
     touched = {s.table_name for s in steps}
     counted = sorted(t.name for t in after.tables if before.table(t.name) and t.name in touched)
-    conversions, fits = [], []
+    fits = []
+    # every type a converted column passes through, per (table, column): one drift check each
+    chains: dict[tuple[str, str], list[SqlType]] = {}
     for step in steps:
         if not isinstance(step, AlterColumnTypeStep):
             continue
         old, new = step.column.type, step.to
-        table = before.get(step.table_name)
-        if old.family == "numeric" and table.primary_key:
-            conversions.append(
-                Conversion(table.name, table.primary_key, step.column.name, _tolerance(old, new))
-            )
+        table, final = before.table(step.table_name), after.table(step.table_name)
+        if table is None or table.column(step.column.name) is None:
+            continue  # created by these steps: it holds no rows from before them
+        survives = final is not None and final.column(step.column.name) is not None
+        if old.family == "numeric" and table.primary_key and survives:
+            chains.setdefault((table.name, step.column.name), [old]).append(new)
         if new.kind == "decimal" and new.precision is not None and new.scale is not None:
             fits.append(
                 Fit(
@@ -160,4 +163,8 @@ def expect_data(steps: Sequence[Step], before: Schema, after: Schema) -> DataExp
                 )
             )
     orphans = [f for t in sorted(touched) if (tab := before.table(t)) for f in tab.foreign_keys]
-    return DataExpectation(counted, sorted(set(conversions), key=str), fits, orphans)
+    conversions = [
+        Conversion(t, before.get(t).primary_key, c, _tolerance(types))
+        for (t, c), types in chains.items()
+    ]
+    return DataExpectation(counted, sorted(conversions, key=str), fits, orphans)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from generator import dialects
-from generator.state import AddColumnStep, Schema, Step, Table
+from generator.state import AddColumnStep, AlterColumnTypeStep, Schema, Step, Table
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,13 @@ _ANY_TABLE = {"concurrent_indexes", "swap_fk_actions"}
 NON_TRANSACTIONAL = _ANY_TABLE
 
 
+def _alters_again(unit: Unit, step: Step) -> bool:
+    """PostgreSQL cannot change one column's type twice in one ALTER TABLE."""
+    return isinstance(step, AlterColumnTypeStep) and any(
+        isinstance(s, AlterColumnTypeStep) and s.column.name == step.column.name for s in unit.steps
+    )
+
+
 def plan(steps: tuple[Step, ...], before: Schema, dialect: str) -> list[Unit]:
     units: list[Unit] = []
     schema = before
@@ -56,6 +63,7 @@ def plan(steps: tuple[Step, ...], before: Schema, dialect: str) -> list[Unit]:
             and last is not None
             and last.kind == group
             and (group in _ANY_TABLE or last.steps[0].table_name == step.table_name)
+            and not (group == "alter_table" and _alters_again(last, step))
         ):
             units[-1] = Unit(group, (*last.steps, step), last.table_before)
         else:

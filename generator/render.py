@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -64,14 +65,21 @@ def _py(value: Any) -> str:
     raise TypeError(f"cannot render {type(value).__name__} as a Python literal")
 
 
-def _sqlval(value: Any) -> str:
+def _sqlval(value: Any, dialect: str) -> str:
     if value is None:
         return "NULL"
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, int):
         return str(value)
-    return dialects.sql_string(_printable(str(value)))
+    # The exact string, yet a printable line: each character _printable would escape is
+    # spelled chr(n) (PostgreSQL) or char(n) (SQLite) and concatenated.
+    fn = "chr" if dialect == dialects.POSTGRESQL else "char"
+    parts = []
+    for printable, run in itertools.groupby(str(value), key=lambda ch: _printable(ch) == ch):
+        text = "".join(run)
+        parts += [dialects.sql_string(text)] if printable else [f"{fn}({ord(c)})" for c in text]
+    return " || ".join(parts) or "''"
 
 
 # What sqlalchemy.text() would read as a bind parameter (its own pattern); `::` casts are not.
@@ -83,8 +91,9 @@ def _sa_text(sql: str) -> str:
 
     Colons are escaped so that text inside string literals never becomes a bind parameter.
     """
-    lines = _BIND_RE.sub(r"\\:", sql.strip()).splitlines() or [""]
-    parts = [repr(line + ("\n" if i < len(lines) - 1 else "")) for i, line in enumerate(lines)]
+    # keepends: a line break inside a string literal (a default's "\r\n") is kept exactly
+    lines = _BIND_RE.sub(r"\\:", sql.strip()).splitlines(keepends=True) or [""]
+    parts = [repr(line) for line in lines]
     return "sa.text(" + "\n".join(parts) + ")"
 
 
@@ -163,6 +172,7 @@ def _render_validation(env: jinja2.Environment, change: Change, dialect: str, ph
         data = checks.expect_data(change.inverse_steps, change.after, change.before)
     return env.get_template(f"validation/{dialect}.sql.j2").render(
         change=change,
+        dialect=dialect,
         data=data,
         phase=phase,
         path=f"generated_migrations/{validation_path(change, dialect, phase)}",

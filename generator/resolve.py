@@ -6,6 +6,8 @@ at the exact YAML line; an operation with any problem yields no step.
 
 from __future__ import annotations
 
+import math
+
 from generator import spec
 from generator.coltypes import SqlType, conversion_problem, parse_type
 from generator.errors import Path
@@ -57,6 +59,8 @@ def default_problem(value: DefaultValue, type_: SqlType) -> str | None:
     if kind in ("decimal", "float"):
         if not isinstance(value, int | float):
             return f"a {type_} default must be a number"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"a {type_} default must be a finite number, not {value}"
         if kind == "decimal" and type_.precision is not None and type_.scale is not None:
             digits = type_.precision - type_.scale
             if abs(value) >= 10**digits:
@@ -64,6 +68,8 @@ def default_problem(value: DefaultValue, type_: SqlType) -> str | None:
         return None
     if not isinstance(value, str):
         return f"a {type_} default must be a string"
+    if "\x00" in value:
+        return "a default cannot contain a NUL character (neither database stores one)"
     if type_.length is not None and len(value) > type_.length:
         return f"default is {len(value)} characters long, longer than {type_}"
     return None
