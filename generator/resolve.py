@@ -61,6 +61,8 @@ def default_problem(value: DefaultValue, type_: SqlType) -> str | None:
             return f"a {type_} default must be a number"
         if isinstance(value, float) and not math.isfinite(value):
             return f"a {type_} default must be a finite number, not {value}"
+        if kind == "float" and abs(value) >= 1e308:
+            return f"default {value} is out of range for a float column"
         if kind == "decimal" and type_.precision is not None and type_.scale is not None:
             digits = type_.precision - type_.scale
             if abs(value) >= 10**digits:
