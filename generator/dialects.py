@@ -201,3 +201,47 @@ def using_sql(step: AlterColumnTypeStep) -> str:
     if to.kind == "decimal" and step.column.type.kind == "float":
         return f"round({col}::numeric, {to.scale})::{ddl_type(to, POSTGRESQL)}"
     return f"{col}::{ddl_type(to, POSTGRESQL)}"
+
+
+# What each unit of a plan does to a live database: (lock, rewrites or rebuilds, note).
+# PostgreSQL lock names as in its documentation ("Explicit Locking").
+_PG_RISK = {
+    "create_table": ("SHARE ROW EXCLUSIVE on referenced tables", False, "new, empty table"),
+    "drop_table": ("ACCESS EXCLUSIVE", False, "deletes the table and every row in it"),
+    "concurrent_indexes": (
+        "SHARE UPDATE EXCLUSIVE",
+        False,
+        "CONCURRENTLY: reads and writes go on; builds scan the table twice",
+    ),
+    "alter_table": (
+        "ACCESS EXCLUSIVE",
+        True,
+        "rewrites the table and its indexes in one pass; reads and writes wait",
+    ),
+    "add_column": ("ACCESS EXCLUSIVE (brief)", False, "catalogue-only change"),
+    "drop_column": ("ACCESS EXCLUSIVE (brief)", False, "catalogue-only change"),
+    "swap_fk_actions": (
+        "SHARE ROW EXCLUSIVE on both tables (brief), then SHARE UPDATE EXCLUSIVE to validate",
+        False,
+        "added NOT VALID, validated after commit while writes go on",
+    ),
+}
+_SQLITE_RISK = {
+    "create_table": ("database write lock", False, "new, empty table"),
+    "drop_table": ("database write lock", False, "deletes the table and every row in it"),
+    "create_index": ("database write lock", False, "scans the table"),
+    "drop_index": ("database write lock", False, "quick"),
+    "add_column": ("database write lock", False, "quick (ALTER TABLE ADD COLUMN)"),
+    "recreate_table": (
+        "database write lock",
+        True,
+        "batch mode: copies every row into a new table; foreign-key enforcement off, "
+        "checked with PRAGMA foreign_key_check",
+    ),
+}
+
+
+def risk(kind: str, dialect: str) -> tuple[str, bool, str]:
+    """(lock, rewrites the table, note) for a plan unit of ``kind`` on ``dialect``."""
+    table = _PG_RISK if dialect == POSTGRESQL else _SQLITE_RISK
+    return table.get(kind, ("", False, ""))

@@ -10,7 +10,7 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-OWNED_PATTERNS = ("versions/*.py", "validation/*/*.sql")
+OWNED_PATTERNS = ("versions/*.py", "validation/*/*.sql", "review/*.md")
 
 
 def owned_files(out_dir: Path) -> set[str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import jinja2
 
-from generator import checks, dialects
+from generator import checks, dialects, review, runtime
 from generator.load import Change
 from generator.plan import plan, resumable_checks
 
@@ -111,6 +111,9 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "using_sql": dialects.using_sql,
     "fk_action": lambda action: dialects.FK_ACTION_SQL[action],
     "ddl_type": dialects.ddl_type,
+    "risk": dialects.risk,
+    "describe": review.describe,
+    "mdtext": lambda text: _printable(str(text)).replace("|", "\\|").replace("<", "&lt;"),
 }
 
 
@@ -223,6 +226,35 @@ def _ruff_binary() -> str:
         return found
 
 
+def review_path(change: Change) -> str:
+    return f"review/{change.name}.md"
+
+
+def _render_review(env: jinja2.Environment, change: Change, validation: dict[str, str]) -> str:
+    touched = {s.table_name for s in change.steps}
+    units = {
+        direction: {dialect: plan(steps, schema, dialect) for dialect in dialects.DIALECTS}
+        for direction, steps, schema in (
+            ("upgrade", change.steps, change.before),
+            ("downgrade", change.inverse_steps, change.after),
+        )
+    }
+    checks_run = {
+        (dialect, phase): [
+            (c.kind, c.name)
+            for c in runtime.parse_checks(validation[validation_path(change, dialect, phase)])
+        ]
+        for dialect in dialects.DIALECTS
+        for phase in ("pre", "post")
+    }
+    return env.get_template("review.md.j2").render(
+        change=change,
+        tables=review.diff_tables(change.before, change.after, touched),
+        units=units,
+        checks_run=checks_run,
+    )
+
+
 def generate(changes: Iterable[Change], templates_dir: Path = TEMPLATES_DIR) -> dict[str, str]:
     """Every generated file, keyed by its path relative to ``generated_migrations/``."""
     env = make_env(templates_dir)
@@ -235,6 +267,7 @@ def generate(changes: Iterable[Change], templates_dir: Path = TEMPLATES_DIR) -> 
                 out[validation_path(change, dialect, phase)] = _render_validation(
                     env, change, dialect, phase
                 )
+        out[review_path(change)] = _render_review(env, change, out)
     out.update(ruff_format(python))
     return dict(sorted(out.items()))
 

@@ -1,0 +1,48 @@
+"""The review summary beside each migration: what changes, the risk, the rollback, the checks."""
+
+from __future__ import annotations
+
+from support import ROOT
+
+REVIEW = ROOT / "generated_migrations" / "review"
+
+
+def _read(name: str) -> str:
+    return (REVIEW / f"{name}.md").read_text()
+
+
+def test_every_change_has_a_review_summary() -> None:
+    versions = sorted(p.stem for p in (ROOT / "generated_migrations" / "versions").glob("0*.py"))
+    assert sorted(p.stem for p in REVIEW.glob("*.md")) == versions
+
+
+def test_index_change_shows_before_and_after_and_no_rewrite() -> None:
+    text = _read("0001_optimize_market_data_indexes")
+    assert (
+        "| index `ix_market_data_latest` | (instrument_id, timestamp, price, bid, ask) | — |"
+        in text
+    )
+    assert "| index `ix_market_data_instrument_price` | — | (instrument_id, price) |" in text
+    assert "| index count | 5 | 2 |" in text
+    assert "| concurrent indexes (5 ops) | market_data | SHARE UPDATE EXCLUSIVE | no |" in text
+    assert "`schemagen downgrade --to 0000`" in text
+
+
+def test_type_change_flags_the_rewrite_on_both_dialects() -> None:
+    text = _read("0003_convert_decimal_to_float")
+    assert "| column `price` | decimal(12,4) NOT NULL | float NOT NULL |" in text
+    assert "| alter table (12 ops) | market_data | ACCESS EXCLUSIVE | **yes** |" in text
+    assert "| recreate table (12 ops) | market_data | database write lock | **yes** |" in text
+    assert "1. `market_data.price`: float → decimal(12,4)" in text
+    assert "data checks (market_data.price.drift" not in text  # names are listed, in order:
+    assert "row_counts, alert_logs.threshold_value.drift" in text
+
+
+def test_foreign_key_swap_and_lossy_rollback_are_spelled_out() -> None:
+    text = _read("0004_add_soft_delete_safety")
+    assert (
+        "| foreign key `fk_alert_logs_rule_id_alert_rules` | → alert_rules.id ON DELETE cascade "
+        "| → alert_rules.id ON DELETE restrict |"
+    ) in text
+    assert "1. drop column `market_data.deleted_at` (**its values are lost**)" in text
+    assert "added NOT VALID, validated after commit" in text
