@@ -33,11 +33,29 @@ async def _run_async(url: object) -> None:
         await engine.dispose()
 
 
+def _run_offline() -> None:
+    """`schemagen plan` / `alembic upgrade --sql`: print the SQL instead of running it. The
+    checks, which need a live database, are named in comments instead."""
+    dialect = (
+        config.attributes.get("dialect")
+        or db.resolve_url(
+            config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
+        ).get_backend_name()
+    )
+    context.configure(
+        dialect_name=dialect,
+        literal_binds=True,
+        transaction_per_migration=True,
+        output_buffer=config.attributes.get("output_buffer"),
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
 def main() -> None:
     if context.is_offline_mode():
-        raise SystemExit(
-            "offline (--sql) mode is not supported: the migrations verify a live database"
-        )
+        _run_offline()
+        return
     connection = config.attributes.get("connection")
     if connection is not None:
         _run(connection)

@@ -216,6 +216,44 @@ def schema(ctx: click.Context, check: bool) -> None:
     echo(f"wrote {SCHEMA_FILE}")
 
 
+@main.command()
+@click.argument("change", required=False)
+@click.option(
+    "--dialect",
+    type=click.Choice(["postgresql", "sqlite", "all"]),
+    default="all",
+    show_default=True,
+)
+@click.option(
+    "--direction",
+    type=click.Choice(["upgrade", "downgrade", "both"]),
+    default="both",
+    show_default=True,
+)
+@click.pass_context
+def plan(ctx: click.Context, change: str | None, dialect: str, direction: str) -> None:
+    """Print the SQL each change runs, per dialect, without a database.
+
+    CHANGE is a revision (0003), an id (convert_decimal_to_float) or both (0003_convert_...);
+    every change when omitted. Each statement is preceded by the lock it takes.
+    """
+    out_dir = _root(ctx) / "generated_migrations"
+    names = sorted(p.stem for p in (out_dir / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+    if change is not None:
+        names = [n for n in names if change in (n, n[:4], n[5:])]
+        if not names:
+            fail(Exit.USAGE, f"error: no change {change!r} in generated_migrations/versions")
+    chosen = ["postgresql", "sqlite"] if dialect == "all" else [dialect]
+    directions = ["upgrade", "downgrade"] if direction == "both" else [direction]
+    for name in names:
+        for d in chosen:
+            for way in directions:
+                echo(f"-- ==== {name} {way} on {d} ====")
+                with database_errors():
+                    text = migrate.plan_sql(out_dir, d, way, name[:4])
+                click.echo(migrate.annotate(text, d))
+
+
 url_option = click.option(
     "--url",
     default=None,

@@ -245,3 +245,44 @@ def risk(kind: str, dialect: str) -> tuple[str, bool, str]:
     """(lock, rewrites the table, note) for a plan unit of ``kind`` on ``dialect``."""
     table = _PG_RISK if dialect == POSTGRESQL else _SQLITE_RISK
     return table.get(kind, ("", False, ""))
+
+
+# Lock taken by a PostgreSQL statement, by what it starts with (first match wins), and
+# whether it rewrites the table. Documented in PostgreSQL's "Explicit Locking".
+_PG_STATEMENT_LOCKS: tuple[tuple[str, str, bool], ...] = (
+    ("CREATE INDEX CONCURRENTLY", "SHARE UPDATE EXCLUSIVE (reads and writes go on)", False),
+    ("CREATE UNIQUE INDEX CONCURRENTLY", "SHARE UPDATE EXCLUSIVE (reads and writes go on)", False),
+    ("DROP INDEX CONCURRENTLY", "SHARE UPDATE EXCLUSIVE (reads and writes go on)", False),
+    ("CREATE INDEX", "SHARE (blocks writes)", False),
+    ("CREATE UNIQUE INDEX", "SHARE (blocks writes)", False),
+    ("DROP INDEX", "ACCESS EXCLUSIVE", False),
+    ("CREATE TABLE", "none on existing tables (SHARE ROW EXCLUSIVE on referenced ones)", False),
+    ("DROP TABLE", "ACCESS EXCLUSIVE", False),
+    ("SET ", "none", False),
+    ("BEGIN", "none", False),
+    ("COMMIT", "none", False),
+    ("INSERT INTO alembic_version", "ROW EXCLUSIVE on alembic_version", False),
+    ("UPDATE alembic_version", "ROW EXCLUSIVE on alembic_version", False),
+    ("DELETE FROM alembic_version", "ROW EXCLUSIVE on alembic_version", False),
+)
+
+
+def statement_lock(sql: str, dialect: str) -> tuple[str, bool]:
+    """(lock, rewrites the table) for one statement of a plan."""
+    text = " ".join(sql.split())
+    if dialect == SQLITE:
+        if text.startswith(("BEGIN", "COMMIT")):
+            return "none", False
+        return "database write lock", text.startswith("INSERT INTO _alembic_tmp_")
+    for prefix, lock, rewrites in _PG_STATEMENT_LOCKS:
+        if text.startswith(prefix):
+            return lock, rewrites
+    if text.startswith("ALTER TABLE"):
+        if " TYPE " in text:
+            return "ACCESS EXCLUSIVE (reads and writes wait)", True
+        if "NOT VALID" in text:
+            return "SHARE ROW EXCLUSIVE on the table and the referenced table (brief)", False
+        if "VALIDATE CONSTRAINT" in text:
+            return "SHARE UPDATE EXCLUSIVE (reads and writes go on)", False
+        return "ACCESS EXCLUSIVE (brief, catalogue only)", False
+    return "see statement", False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -12,7 +13,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Connection
 
-from generator import db, runtime
+from generator import db, dialects, runtime
 
 T = TypeVar("T")
 
@@ -97,3 +98,50 @@ def verify(migrations_dir: Path, url: URL) -> tuple[str | None, str, list[runtim
         return revision, f"{change}.{phase}", runtime.evaluate(conn, file, change, phase)
 
     return with_connection(url, go)
+
+
+def plan_sql(migrations_dir: Path, dialect: str, direction: str, revision: str) -> str:
+    """The SQL one change runs in one direction, rendered offline (no database needed)."""
+    number = int(revision)
+    before = "base" if number == 0 else f"{number - 1:04d}"
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir))
+    buffer = io.StringIO()
+    config.attributes.update(dialect=dialect, output_buffer=buffer)
+    if direction == "upgrade":
+        command.upgrade(config, f"{before}:{revision}" if number else revision, sql=True)
+    else:
+        command.downgrade(config, f"{revision}:{before}", sql=True)
+    return buffer.getvalue()
+
+
+def statements(plan_text: str) -> list[str]:
+    """The statements of a plan, without comments, in order."""
+    out: list[str] = []
+    current: list[str] = []
+    for line in plan_text.splitlines():
+        if not current and (not line.strip() or line.startswith("--")):
+            continue
+        current.append(line)
+        if line.rstrip().endswith(";"):
+            out.append("\n".join(current).strip().rstrip(";").strip())
+            current = []
+    return [s for s in out if s]
+
+
+def annotate(plan_text: str, dialect: str) -> str:
+    """The plan with each statement preceded by the lock it takes and whether it rewrites."""
+    out: list[str] = []
+    statement: list[str] = []
+    for line in plan_text.splitlines():
+        if not statement and (not line.strip() or line.startswith("--")):
+            out.append(line)
+            continue
+        statement.append(line)
+        if line.rstrip().endswith(";"):
+            lock, rewrites = dialects.statement_lock("\n".join(statement), dialect)
+            if lock != "none":
+                out.append(f"-- lock: {lock}{'; REWRITES THE TABLE' if rewrites else ''}")
+            out.extend(statement)
+            statement = []
+    return "\n".join(out + statement) + "\n"

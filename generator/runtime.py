@@ -201,11 +201,23 @@ def foreign_key_check(connection: Connection, change: str) -> None:
             raise CheckFailed(change, "post", "sqlite", [failure])
 
 
+def _offline(op: Any) -> bool:
+    """True while `schemagen plan` (Alembic's --sql mode) prints SQL instead of running it."""
+    return bool(op.get_context().as_sql)
+
+
+def _note(op: Any, text: str) -> None:
+    op.get_context().impl.static_output(f"-- {text}")
+
+
 def drop_invalid_index(op: Any, name: str) -> None:
     """Drop an INVALID index left by an interrupted ``CREATE INDEX CONCURRENTLY``.
 
     ``CREATE INDEX CONCURRENTLY IF NOT EXISTS`` would otherwise keep the broken one.
     """
+    if _offline(op):
+        _note(op, f'if "{name}" is INVALID: DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
+        return
     connection: Connection = op.get_bind()
     invalid = connection.execute(
         sa.text(
@@ -221,7 +233,12 @@ def drop_invalid_index(op: Any, name: str) -> None:
 
 
 def fk_action(op: Any, table: str, name: str) -> str | None:
-    """The ON DELETE action of foreign key ``name`` on ``table`` (PostgreSQL), or None."""
+    """The ON DELETE action of foreign key ``name`` on ``table`` (PostgreSQL), or None.
+
+    Planned offline, the answer is "not yet swapped", so the plan shows the swap."""
+    if _offline(op):
+        _note(op, f"unless {name} already has the new action (a re-run):")
+        return None
     connection: Connection = op.get_bind()
     code = connection.execute(
         sa.text(
@@ -274,9 +291,19 @@ def run_change(
     changes: an interrupted run leaves them half-done, and running the change again repairs
     them, so they may fail before the DDL (never after it).
     """
+    change = Path(script_file).stem
+    if _offline(op):
+        dialect = op.get_context().dialect.name
+        before, after = ("pre", "post") if direction == "upgrade" else ("post", "pre")
+        _note(op, f"{change} {direction} on {dialect}")
+        _note(op, f"checks: validation/{dialect}/{change}.{before}.sql, snapshots taken")
+        functions[dialect]()
+        if dialect == "sqlite":
+            _note(op, "PRAGMA foreign_key_check must return no rows")
+        _note(op, f"checks: validation/{dialect}/{change}.{after}.sql, data checks")
+        return
     connection: Connection = op.get_bind()
     dialect = connection.dialect.name
-    change = Path(script_file).stem
     fn = functions.get(dialect)
     if fn is None:
         raise UnsupportedDialect(
