@@ -20,7 +20,7 @@ import click
 from alembic.util.exc import CommandError
 from sqlalchemy.exc import SQLAlchemyError
 
-from generator import db, files, migrate, redact, runtime, spec
+from generator import db, files, lint, migrate, redact, runtime, spec
 from generator.errors import SpecErrors
 from generator.load import load_changes
 from generator.render import generate as render_all
@@ -156,6 +156,30 @@ def generate(ctx: click.Context, check: bool) -> None:
     for path in deleted:
         echo(f"deleted generated_migrations/{path} (its spec is gone)")
     echo(f"{len(rendered)} files generated, {len(written)} written, {len(deleted)} deleted")
+
+
+@main.command(name="lint")
+@click.pass_context
+def lint_command(ctx: click.Context) -> None:
+    """Report every lint finding; exit 1 while an error is not acknowledged."""
+    root = _root(ctx)
+    try:
+        changes = load_changes(root / "changes", display_base=root, lint=False)
+    except SpecErrors as exc:
+        for error in exc.errors:
+            echo(str(error), err=True)
+        fail(Exit.INVALID_SPEC, f"{len(exc.errors)} error(s) in specs")
+    findings = lint.lint(changes)
+    for finding in findings:
+        echo(str(finding))
+    blocking = sum(f.blocks for f in findings)
+    acknowledged = sum(f.acknowledged is not None for f in findings)
+    echo(
+        f"{len(findings)} finding(s): {blocking} blocking, {acknowledged} acknowledged, "
+        f"{len(findings) - blocking - acknowledged} warning(s)"
+    )
+    if blocking:
+        sys.exit(int(Exit.FAILED))
 
 
 SCHEMA_FILE = "changes/change.schema.json"

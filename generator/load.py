@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -34,6 +34,8 @@ class Change:
     steps: tuple[Step, ...]
     before: Schema
     after: Schema
+    origins: tuple[int, ...] = ()  # the index of the operation each step comes from
+    positions: Positions = field(default_factory=Positions, compare=False, repr=False)
 
     @property
     def revision(self) -> str:
@@ -118,8 +120,15 @@ def _pydantic_errors(
     return errors
 
 
-def load_changes(changes_dir: FsPath, display_base: FsPath | None = None) -> list[Change]:
-    """Every change in order, validated and applied; raises SpecErrors listing all problems."""
+def load_changes(
+    changes_dir: FsPath, display_base: FsPath | None = None, lint: bool = True
+) -> list[Change]:
+    """Every change in order, validated and applied; raises SpecErrors listing all problems.
+
+    With ``lint``, an unacknowledged lint error (generator.lint) is one of those problems.
+    """
+    from generator.lint import lint_change  # lint reads Change: imported late
+
     errors: list[SpecError] = []
     if not changes_dir.is_dir():
         where = display_name(changes_dir, display_base)
@@ -182,16 +191,40 @@ def load_changes(changes_dir: FsPath, display_base: FsPath | None = None) -> lis
             )
         before = resolver.schema
         steps: list[Step] = []
+        origins: list[int] = []
         for i, op in enumerate(change_spec.operations):
             op_steps, problems = resolver.resolve(op)
             steps.extend(op_steps)
+            origins.extend([i] * len(op_steps))
             for rel, message in problems:
                 path: Path = ("operations", i, *rel)
                 line, col = positions.of_value(path)
                 errors.append(SpecError(display, line, col, format_path(path), message))
-        changes.append(
-            Change(number, change_spec, file, display, tuple(steps), before, resolver.schema)
+        change = Change(
+            number,
+            change_spec,
+            file,
+            display,
+            tuple(steps),
+            before,
+            resolver.schema,
+            tuple(origins),
+            positions,
         )
+        changes.append(change)
+        if lint and len(steps) == len(origins) and not any(e.file == display for e in errors):
+            for finding in lint_change(change):
+                if finding.blocks:
+                    errors.append(
+                        SpecError(
+                            display,
+                            finding.line,
+                            finding.column,
+                            finding.path,
+                            f"{finding.rule.id} {finding.rule.name}: {finding.message} "
+                            f"({finding.rule.instead}; or acknowledge it with a reason)",
+                        )
+                    )
     if errors:
         raise SpecErrors(errors)
     return changes

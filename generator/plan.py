@@ -10,7 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from generator import dialects
-from generator.state import AddColumnStep, AlterColumnTypeStep, Schema, Step, Table
+from generator.state import (
+    AddColumnStep,
+    AlterColumnTypeStep,
+    CreateIndexStep,
+    DropIndexStep,
+    Schema,
+    Step,
+    Table,
+)
 
 
 @dataclass(frozen=True)
@@ -32,7 +40,11 @@ def _group_kind(step: Step, dialect: str) -> str | None:
         return "recreate_table"
     if step.kind in ("alter_column_type", "add_check", "drop_check"):
         return "alter_table"
-    if dialect == dialects.POSTGRESQL and step.kind in ("create_index", "drop_index"):
+    if (
+        dialect == dialects.POSTGRESQL
+        and isinstance(step, CreateIndexStep | DropIndexStep)
+        and step.concurrently
+    ):
         return "concurrent_indexes"
     if dialect == dialects.POSTGRESQL and step.kind == "swap_fk_action":
         return "swap_fk_actions"

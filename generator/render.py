@@ -17,7 +17,7 @@ from typing import Any
 
 import jinja2
 
-from generator import checks, dialects, review, runtime
+from generator import checks, dialects, lint, review, runtime
 from generator.load import Change
 from generator.plan import plan, resumable_checks
 
@@ -252,6 +252,7 @@ def _render_review(env: jinja2.Environment, change: Change, validation: dict[str
         tables=review.diff_tables(change.before, change.after, touched),
         units=units,
         checks_run=checks_run,
+        findings=lint.lint_change(change),
     )
 
 

@@ -250,7 +250,7 @@ class Resolver:
                 )
             )
             return [], problems
-        return [DropIndexStep(index)], problems
+        return [DropIndexStep(index, op.concurrently)], problems
 
     def _create_index(self, op: spec.CreateIndex) -> tuple[list[Step], list[Problem]]:
         problems: list[Problem] = []
@@ -259,7 +259,8 @@ class Resolver:
             return [], problems
         self._free_name(op.name, ("name",), problems)
         self._index_columns(table, op.columns, ("columns",), problems)
-        return [CreateIndexStep(Index(op.name, op.table, tuple(op.columns), op.unique))], problems
+        index = Index(op.name, op.table, tuple(op.columns), op.unique)
+        return [CreateIndexStep(index, op.concurrently)], problems
 
     def _alter_column_type(self, op: spec.AlterColumnType) -> tuple[list[Step], list[Problem]]:
         problems: list[Problem] = []
@@ -319,13 +320,8 @@ class Resolver:
                         "then constrain it in a later change",
                     )
                 )
-        if not column.nullable and column.default is None:
-            problems.append(
-                (
-                    ("column", "nullable"),
-                    "a NOT NULL column needs a default, or existing rows would have no value",
-                )
-            )
+        # A NOT NULL column without a default is lint rule SG108: an error unless acknowledged
+        # (fine on a table known to be empty).
         return [AddColumnStep(op.table, column)], problems
 
     def _swap_fk_action(self, op: spec.SwapFkAction) -> tuple[list[Step], list[Problem]]:

@@ -51,6 +51,17 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+RuleId = Annotated[StrictStr, StringConstraints(pattern=r"^SG\d{3}$")]
+Reason = Annotated[StrictStr, StringConstraints(min_length=1, strip_whitespace=True)]
+Acknowledgements = dict[RuleId, Reason]
+
+
+class _Op(_Spec):
+    acknowledge: Acknowledgements = Field(
+        default={}, description="lint findings of this operation accepted, with the reason"
+    )
+
+
 class References(_Spec):
     """A single-column foreign key; its name follows the naming convention."""
 
@@ -90,7 +101,7 @@ class IndexSpec(_Spec):
     unique: bool = False
 
 
-class CreateTable(_Spec):
+class CreateTable(_Op):
     """Create a table with its columns, keys and indexes (the baseline uses only this)."""
 
     op: Literal["create_table"]
@@ -99,21 +110,27 @@ class CreateTable(_Spec):
     indexes: list[IndexSpec] = []
 
 
-class DropIndex(_Spec):
+class DropIndex(_Op):
     op: Literal["drop_index"]
     table: Identifier
     name: Identifier
+    concurrently: bool = Field(
+        default=True, description="PostgreSQL: DROP INDEX CONCURRENTLY (false: in the transaction)"
+    )
 
 
-class CreateIndex(_Spec):
+class CreateIndex(_Op):
     op: Literal["create_index"]
     table: Identifier
     name: Identifier
     columns: Annotated[list[Identifier], Field(min_length=1)]
     unique: bool = False
+    concurrently: bool = Field(
+        default=True, description="PostgreSQL: CREATE INDEX CONCURRENTLY (false: blocks writes)"
+    )
 
 
-class AlterColumnType(_Spec):
+class AlterColumnType(_Op):
     op: Literal["alter_column_type"]
     table: Identifier
     column: Identifier
@@ -128,13 +145,13 @@ class AlterColumnType(_Spec):
     )
 
 
-class AddColumn(_Spec):
+class AddColumn(_Op):
     op: Literal["add_column"]
     table: Identifier
     column: ColumnSpec
 
 
-class SwapFkAction(_Spec):
+class SwapFkAction(_Op):
     """Change the ON DELETE action of the foreign key on ``table.column``."""
 
     op: Literal["swap_fk_action"]
@@ -179,6 +196,9 @@ class ChangeSpec(_Spec):
     description: Annotated[StrictStr, StringConstraints(min_length=1, strip_whitespace=True)]
     operations: Annotated[list[Operation], Field(min_length=1)]
     postgresql: PostgresqlSettings = PostgresqlSettings()
+    acknowledge: Acknowledgements = Field(
+        default={}, description="lint findings of every operation accepted, with the reason"
+    )
 
 
 def json_schema() -> dict[str, object]:

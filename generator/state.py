@@ -174,6 +174,7 @@ class DropTableStep:
 @dataclass(frozen=True)
 class CreateIndexStep:
     index: Index
+    concurrently: bool = True  # PostgreSQL: outside a transaction, without blocking writes
     kind: str = field(default="create_index", init=False)
 
     @property
@@ -185,12 +186,13 @@ class CreateIndexStep:
         return schema.put(replace(t, indexes=_sorted((*t.indexes, self.index))))
 
     def reverse(self) -> DropIndexStep:
-        return DropIndexStep(self.index)
+        return DropIndexStep(self.index, self.concurrently)
 
 
 @dataclass(frozen=True)
 class DropIndexStep:
     index: Index
+    concurrently: bool = True
     kind: str = field(default="drop_index", init=False)
 
     @property
@@ -204,7 +206,7 @@ class DropIndexStep:
         )
 
     def reverse(self) -> CreateIndexStep:
-        return CreateIndexStep(self.index)
+        return CreateIndexStep(self.index, self.concurrently)
 
 
 @dataclass(frozen=True)
