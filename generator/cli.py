@@ -137,7 +137,10 @@ def generate(ctx: click.Context, check: bool) -> None:
     rendered = _load(root)
     if check:
         drift = files.compare(rendered, out_dir)
-        if drift.clean:
+        integrity = files.sum_problems(out_dir)
+        for problem in integrity:
+            echo(f"integrity: {problem}", err=True)
+        if drift.clean and not integrity:
             echo(f"generated files are current ({len(rendered)} files)")
             return
         for line in drift.diff:
@@ -149,7 +152,10 @@ def generate(ctx: click.Context, check: bool) -> None:
         ):
             for path in paths:
                 echo(f"{label}: generated_migrations/{path}", err=True)
-        fail(Exit.FAILED, "generated files differ from the specs; run `schemagen generate`")
+        fail(
+            Exit.FAILED,
+            "generated files differ from the specs or their sums; run `schemagen generate`",
+        )
     written, deleted = files.write(rendered, out_dir)
     for path in written:
         echo(f"wrote generated_migrations/{path}")

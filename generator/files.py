@@ -6,11 +6,13 @@ generator owns are ever written or reported as orphans; env.py and friends are l
 
 from __future__ import annotations
 
+import base64
 import difflib
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-OWNED_PATTERNS = ("versions/*.py", "validation/*/*.sql", "review/*.md")
+OWNED_PATTERNS = ("versions/*.py", "validation/*/*.sql", "review/*.md", "schemagen.sum")
 
 
 def owned_files(out_dir: Path) -> set[str]:
@@ -74,3 +76,44 @@ def write(files: dict[str, str], out_dir: Path) -> tuple[list[str], list[str]]:
         (out_dir / path).unlink()
         deleted.append(path)
     return written, deleted
+
+
+SUM_FILE = "schemagen.sum"
+
+
+def _h1(text: str) -> str:
+    return "h1:" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode()
+
+
+def sum_file(files: dict[str, str]) -> str:
+    """Like atlas.sum: a hash per generated file, in order, and a hash over those lines.
+
+    It catches a hand edit, a swap of two files' contents, and an edit of the sum itself by
+    hashes alone, so `generate --check` holds even when a renderer upgrade changes the output.
+    """
+    lines = [f"{path} {_h1(text)}" for path, text in sorted(files.items()) if path != SUM_FILE]
+    body = "\n".join(lines) + "\n"
+    return f"{_h1(body)}\n{body}"
+
+
+def sum_problems(out_dir: Path) -> list[str]:
+    """Where the files on disk disagree with the committed sum file (hashes only)."""
+    path = out_dir / SUM_FILE
+    if not path.is_file():
+        return [f"{SUM_FILE} is missing"]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or _h1("\n".join(lines[1:]) + "\n") != lines[0]:
+        return [f"{SUM_FILE} was edited: its first line is not the hash of the others"]
+    listed = {line.rsplit(" ", 1)[0]: line for line in lines[1:]}
+    on_disk = {p: (out_dir / p).read_text(encoding="utf-8") for p in owned_files(out_dir)}
+    on_disk.pop(SUM_FILE, None)
+    problems = [f"{p} is not in {SUM_FILE}" for p in sorted(set(on_disk) - set(listed))]
+    problems += [
+        f"{p} is listed in {SUM_FILE} but missing" for p in sorted(set(listed) - set(on_disk))
+    ]
+    problems += [
+        f"{p} differs from its hash in {SUM_FILE}"
+        for p, text in sorted(on_disk.items())
+        if p in listed and listed[p] != f"{p} {_h1(text)}"
+    ]
+    return problems

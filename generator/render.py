@@ -18,6 +18,7 @@ from typing import Any
 import jinja2
 
 from generator import checks, dialects, lint, review, runtime
+from generator.files import SUM_FILE, sum_file
 from generator.load import Change
 from generator.plan import plan, resumable_checks
 
@@ -270,6 +271,7 @@ def generate(changes: Iterable[Change], templates_dir: Path = TEMPLATES_DIR) -> 
                 )
         out[review_path(change)] = _render_review(env, change, out)
     out.update(ruff_format(python))
+    out[SUM_FILE] = sum_file(out)
     return dict(sorted(out.items()))
 
 

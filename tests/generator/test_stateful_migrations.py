@@ -492,7 +492,7 @@ def write_project(root: Path, specs: list[dict[str, Any]]) -> tuple[list[Change]
     for rel, text in files.items():
         if rel.endswith(".py"):
             compile(text, rel, "exec")
-        if rel in baseline()[1]:
+        if rel in baseline()[1] and rel != "schemagen.sum":  # the sum lists every file
             assert text == baseline()[1][rel], f"{rel} depends on the changes after it"
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
