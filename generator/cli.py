@@ -12,6 +12,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, NoReturn
@@ -366,7 +367,102 @@ def verify(ctx: click.Context, url: str | None) -> None:
                 for line in runtime.format_rows(result.columns, result.rows):
                     echo(f"          {line}")
         echo(f"{len(results) - failed} passed, {failed} failed")
+        _record_verify(_root(ctx), u, revision, len(results) - failed, failed)
 
     _with_url(url, go)
     if failed:
+        sys.exit(int(Exit.FAILED))
+
+
+VERIFY_LOG = ".schemagen/verify.json"
+
+
+def _record_verify(root: Path, url: Any, revision: str | None, passed: int, failed: int) -> None:
+    """Keep the last verify result per database (password-free URL) for `schemagen status`."""
+    path = root / VERIFY_LOG
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        data = {}
+    data[redact.safe_url(url)] = {
+        "revision": revision,
+        "passed": passed,
+        "failed": failed,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    try:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    except OSError:
+        pass  # a read-only checkout still verifies; only status loses the record
+
+
+@main.command()
+@url_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for health endpoints.")
+@click.pass_context
+def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
+    """The database's revision, pending changes and their risk, file currency, last verify.
+
+    Exit code 0 when the database is at head, 1 when changes are pending.
+    """
+    root = _root(ctx)
+    out_dir = root / "generated_migrations"
+    names = sorted(p.stem for p in (out_dir / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+    report: dict[str, Any] = {}
+
+    def go(u: Any) -> None:
+        revision = migrate.with_connection(u, runtime.current_revision)
+        pending = [n for n in names if revision is None or n[:4] > revision]
+        risks = {}
+        for name in pending:
+            review = out_dir / "review" / f"{name}.md"
+            text = review.read_text(encoding="utf-8") if review.is_file() else ""
+            line = next((ln for ln in text.splitlines() if ln.startswith("**Risk:**")), "")
+            risks[name] = line.removeprefix("**Risk:**").strip().rstrip(".")
+        try:
+            changes = load_changes(root / "changes", display_base=root)
+            drift = files.compare(render_all(changes), out_dir)
+            current: bool | None = drift.clean and not files.sum_problems(out_dir)
+        except SpecErrors:
+            current = None
+        try:
+            last = json.loads((root / VERIFY_LOG).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            last = {}
+        report.update(
+            database=redact.safe_url(u),
+            revision=revision,
+            head=names[-1][:4] if names else None,
+            at_head=not pending,
+            pending=[{"change": n, "risk": risks[n]} for n in pending],
+            files_current=current,
+            last_verify=last.get(redact.safe_url(u)),
+        )
+
+    _with_url(url, go)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        echo(f"database: {report['database']}")
+        echo(f"revision: {report['revision'] or 'base'} (head: {report['head']})")
+        for item in report["pending"]:
+            echo(f"pending:  {item['change']}: {item['risk']}")
+        if not report["pending"]:
+            echo("pending:  none")
+        current = report["files_current"]
+        echo(
+            "generated files: "
+            + {True: "current", False: "STALE (run schemagen generate)", None: "specs invalid"}[
+                current
+            ]
+        )
+        last = report["last_verify"]
+        echo(
+            f"last verify: {last['passed']} passed, {last['failed']} failed at revision "
+            f"{last['revision'] or 'base'} ({last['at']})"
+            if last
+            else "last verify: none recorded"
+        )
+    if not report["at_head"]:
         sys.exit(int(Exit.FAILED))

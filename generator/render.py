@@ -254,6 +254,7 @@ def _render_review(env: jinja2.Environment, change: Change, validation: dict[str
         units=units,
         checks_run=checks_run,
         findings=lint.lint_change(change),
+        risk_line=review.risk_line(units["upgrade"]),
     )
 
 

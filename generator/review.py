@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from generator import dialects
 from generator.state import (
     AddCheckStep,
     AddColumnStep,
@@ -89,3 +91,21 @@ def describe(step: Step) -> str:
         case DropCheckStep(check=ck):
             return f"drop check `{ck.name}` on `{ck.table}`"
     raise TypeError(step)
+
+
+def risk_line(units_by_dialect: dict[str, list[Any]]) -> str:
+    """One line on what a change's upgrade costs a live database, per dialect."""
+    parts = []
+    for dialect, units in units_by_dialect.items():
+        name = "PostgreSQL" if dialect == "postgresql" else "SQLite"
+        rewrites = sorted(
+            {s.table_name for u in units if dialects.risk(u.kind, dialect)[1] for s in u.steps}
+        )
+        if rewrites:
+            verb = "rewrites" if dialect == "postgresql" else "rebuilds"
+            parts.append(f"{name} {verb} {', '.join(rewrites)}")
+        elif any(u.kind == "concurrent_indexes" for u in units):
+            parts.append(f"{name}: online (CONCURRENTLY), no rewrite")
+        else:
+            parts.append(f"{name}: no rewrite")
+    return "; ".join(parts)

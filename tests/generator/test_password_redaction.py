@@ -24,7 +24,13 @@ FAILING_URLS = [
     f"postgresql+nodriver://postgres:{ENCODED}@127.0.0.1/db",
     f"mysql://root:{ENCODED}@127.0.0.1/db",
 ]
-COMMANDS = [("upgrade",), ("upgrade", "--to", "0000"), ("downgrade", "--to", "base"), ("verify",)]
+COMMANDS = [
+    ("upgrade",),
+    ("upgrade", "--to", "0000"),
+    ("downgrade", "--to", "base"),
+    ("verify",),
+    ("status",),
+]
 
 
 @pytest.mark.parametrize("url", FAILING_URLS)
