@@ -20,7 +20,7 @@ import jinja2
 from generator import checks, dialects, lint, review, runtime
 from generator.files import SUM_FILE, sum_file
 from generator.load import Change
-from generator.plan import plan, resumable_checks
+from generator.plan import Unit, plan, resumable_checks
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 STEP_KINDS = (
@@ -146,14 +146,21 @@ def validation_path(change: Change, dialect: str, phase: str) -> str:
     return f"validation/{dialect}/{change.name}.{phase}.sql"
 
 
-def _render_migration(env: jinja2.Environment, change: Change) -> str:
-    plans = {
+Plans = dict[str, dict[str, list[Unit]]]
+
+
+def _plans(change: Change) -> Plans:
+    """The units each direction runs on each dialect."""
+    return {
         direction: {dialect: plan(steps, schema, dialect) for dialect in dialects.DIALECTS}
         for direction, steps, schema in (
             ("upgrade", change.steps, change.before),
             ("downgrade", change.inverse_steps, change.after),
         )
     }
+
+
+def _render_migration(env: jinja2.Environment, change: Change, plans: Plans) -> str:
     resumable = {
         direction: {dialect: resumable_checks(units) for dialect, units in by_dialect.items()}
         for direction, by_dialect in plans.items()
@@ -231,15 +238,10 @@ def review_path(change: Change) -> str:
     return f"review/{change.name}.md"
 
 
-def _render_review(env: jinja2.Environment, change: Change, validation: dict[str, str]) -> str:
+def _render_review(
+    env: jinja2.Environment, change: Change, units: Plans, validation: dict[str, str]
+) -> str:
     touched = {s.table_name for s in change.steps}
-    units = {
-        direction: {dialect: plan(steps, schema, dialect) for dialect in dialects.DIALECTS}
-        for direction, steps, schema in (
-            ("upgrade", change.steps, change.before),
-            ("downgrade", change.inverse_steps, change.after),
-        )
-    }
     checks_run = {
         (dialect, phase): [
             (c.kind, c.name)
@@ -264,13 +266,14 @@ def generate(changes: Iterable[Change], templates_dir: Path = TEMPLATES_DIR) -> 
     python: dict[str, str] = {}
     out: dict[str, str] = {}
     for change in changes:
-        python[migration_path(change)] = _render_migration(env, change)
+        plans = _plans(change)
+        python[migration_path(change)] = _render_migration(env, change, plans)
         for dialect in dialects.DIALECTS:
             for phase in ("pre", "post"):
                 out[validation_path(change, dialect, phase)] = _render_validation(
                     env, change, dialect, phase
                 )
-        out[review_path(change)] = _render_review(env, change, out)
+        out[review_path(change)] = _render_review(env, change, plans, out)
     out.update(ruff_format(python))
     out[SUM_FILE] = sum_file(out)
     return dict(sorted(out.items()))
