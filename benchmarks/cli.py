@@ -1,0 +1,191 @@
+"""``python -m benchmarks``: build the scratch databases, run the suites, print or report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sqlite3
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from benchmarks import calc, insert, query, report
+from benchmarks.databases import Databases, postgres_admin_url
+from benchmarks.settings import Settings, choose
+from benchmarks.timing import Progress
+
+SUITES: dict[str, Callable[[Databases, Settings, Progress], list[dict[str, Any]]]] = {
+    # Read-only suites first: the insert suite writes (and puts back) the pre-filled tables.
+    "query": query.run,
+    "calc": calc.run,
+    "insert": insert.run,
+}
+DIALECTS = ("sqlite", "postgresql")
+FORMAT_VERSION = 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="INSERT, calculation and query benchmarks: revision 0000 (baseline) against "
+        "head, in alternating rounds on the same run, SQLite and PostgreSQL.",
+    )
+    p.add_argument("--suite", choices=[*SUITES, "all"], default="all")
+    p.add_argument("--dialect", choices=[*DIALECTS, "all"], default="all")
+    p.add_argument("--all", action="store_true", help="every suite on every dialect (the default)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of a few seconds")
+    p.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    p.add_argument("--rows", type=int, help="rows per insert round and per calculation")
+    p.add_argument("--prefill", type=int, help="ticks in the pre-filled tables (alerts: half)")
+    p.add_argument("--prefill-alerts", type=int, help="alerts in the pre-filled tables")
+    p.add_argument("--rounds", type=int, help="timed rounds per side")
+    p.add_argument(
+        "--pg-url",
+        help="PostgreSQL server to create scratch databases on (default: TEST_POSTGRES_URL, "
+        "else postgresql+psycopg://postgres@127.0.0.1:5432/test)",
+    )
+    p.add_argument("--workdir", type=Path, help="directory for the SQLite scratch files")
+    p.add_argument("--keep", action="store_true", help="keep the scratch databases")
+    p.add_argument(
+        "--report",
+        type=Path,
+        help="write a Markdown report here, its charts and results.json beside it",
+    )
+    p.add_argument(
+        "--from-json",
+        type=Path,
+        help="skip the run: report on the results of an earlier --json / results.json",
+    )
+    p.add_argument("--no-progress", action="store_true", help="nothing on stderr")
+    return p
+
+
+def environment(dialects: Sequence[str], pg_url: str) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "nproc": os.cpu_count(),
+        "memory_gib": _memory_gib(),
+        "cpu": _cpu_model(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "packages": {
+            name: _version(name)
+            for name in ("sqlalchemy", "aiosqlite", "asyncpg", "psycopg", "numpy", "alembic")
+        },
+    }
+    if "postgresql" in dialects:
+        engine = sa.create_engine(pg_url, poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                env["postgresql"] = conn.exec_driver_sql("SHOW server_version").scalar()
+                env["postgresql_settings"] = {
+                    name: conn.exec_driver_sql(f"SHOW {name}").scalar()
+                    for name in ("shared_buffers", "synchronous_commit", "fsync", "jit")
+                }
+        finally:
+            engine.dispose()
+    return env
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024**2, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _pg_problem(url: str) -> str | None:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except Exception as exc:  # any failure to connect means "unusable"
+        return f"PostgreSQL at {sa.make_url(url)!r} unreachable: {exc}"
+    finally:
+        engine.dispose()
+    return None
+
+
+def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    """Run the chosen suites on the chosen dialects; the result document (see docs)."""
+    suites = list(SUITES) if args.all or args.suite == "all" else [args.suite]
+    dialects = list(DIALECTS) if args.all or args.dialect == "all" else [args.dialect]
+    s = choose(args.quick, args.rows, args.prefill, args.prefill_alerts, args.rounds)
+    pg_url = postgres_admin_url(args.pg_url)
+    if "postgresql" in dialects:
+        problem = _pg_problem(pg_url)
+        if problem:
+            raise SystemExit(f"error: {problem} (use --dialect sqlite to run without it)")
+    started = datetime.now(UTC)
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for dialect in dialects:
+        dbs = Databases(dialect, pg_url, args.workdir, args.keep)
+        try:
+            dbs.build(
+                s.prefill, s.prefill_alerts, lambda text, d=dialect: progress.note(f"{d}: {text}")
+            )
+            results[dialect] = {}
+            for name in suites:
+                results[dialect][name] = SUITES[name](dbs, s, progress)
+        finally:
+            if args.keep:
+                progress.note(f"{dialect}: kept {dbs.describe()}")
+            dbs.drop()
+    return {
+        "format": FORMAT_VERSION,
+        "command": command_line(),
+        "started": started.isoformat(timespec="seconds"),
+        "seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
+        "suites": suites,
+        "dialects": dialects,
+        "settings": s.to_json(),
+        "environment": environment(dialects, pg_url),
+        "results": results,
+    }
+
+
+def command_line() -> str:
+    return shlex.join(["python", "-m", "benchmarks", *sys.argv[1:]])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    progress = Progress(enabled=not args.no_progress)
+    doc = json.loads(args.from_json.read_text()) if args.from_json else run(args, progress)
+    if args.report:
+        written = report.write(doc, args.report)
+        progress.note("wrote " + ", ".join(str(p) for p in written))
+    if args.json:
+        json.dump(doc, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    elif not args.report:
+        sys.stdout.write(report.tables(doc))
+    return 0

@@ -1,0 +1,182 @@
+"""Scratch databases for one benchmark run: baseline (0000) and head, empty and pre-filled.
+
+Per dialect, four databases are built and dropped again at the end of the run:
+
+=================  =============================================================
+``baseline/empty``  revision 0000, instruments and rules only
+``head/empty``      head, instruments and rules only
+``baseline/filled`` revision 0000 plus ``prefill`` ticks and ``prefill_alerts`` alerts
+``head/filled``     head plus the same rows
+=================  =============================================================
+
+Each revision is migrated once with the generated migrations (``generator.migrate``); the
+filled database is a copy of the empty one (a file copy on SQLite, ``CREATE DATABASE ...
+TEMPLATE`` on PostgreSQL) loaded in SQL by :mod:`benchmarks.data`, then analysed (and on
+PostgreSQL vacuumed, so the visibility map allows index-only scans). Autovacuum is switched
+off on the two time-series tables of the benchmark databases, so it never runs in the middle
+of a measurement; the insert suite vacuums itself after it restores a table.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from benchmarks import data
+from generator import db, migrate
+
+ROOT = Path(__file__).resolve().parents[1]
+MIGRATIONS = ROOT / "generated_migrations"
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+REVISIONS = ("baseline", "head")
+FILLS = ("empty", "filled")
+TIME_SERIES = ("market_data", "alert_logs")
+
+
+@dataclass
+class BenchDatabase:
+    dialect: str
+    revision: str  # "baseline" | "head"
+    fill: str  # "empty" | "filled"
+    url: URL  # the sync URL (pysqlite / psycopg)
+    ticks: int = 0
+    alerts: int = 0
+
+    @property
+    def async_url(self) -> URL:
+        driver = "sqlite+aiosqlite" if self.dialect == "sqlite" else "postgresql+asyncpg"
+        return self.url.set(drivername=driver)
+
+    @property
+    def sqlite_path(self) -> str:
+        assert self.dialect == "sqlite" and self.url.database
+        return self.url.database
+
+    def asyncpg_dsn(self) -> str:
+        return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def engine(self) -> sa.Engine:
+        """A sync engine as the migration tool makes it (SQLite: foreign keys on)."""
+        return db.make_engine(self.url)
+
+
+@dataclass
+class Databases:
+    """The four databases of one dialect; :meth:`build` creates them, :meth:`drop` removes."""
+
+    dialect: str
+    pg_admin_url: str = DEFAULT_PG_URL
+    workdir: Path | None = None
+    keep: bool = False
+    all: dict[tuple[str, str], BenchDatabase] = field(default_factory=dict)
+    _tmp: Path | None = None
+    _tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    def get(self, revision: str, fill: str) -> BenchDatabase:
+        return self.all[(revision, fill)]
+
+    # -- building -----------------------------------------------------------------------
+
+    def build(self, prefill: int, prefill_alerts: int, say: Callable[[str], None]) -> None:
+        for revision in REVISIONS:
+            empty = self._create(revision, "empty")
+            say(f"migrating {revision} ({data.REVISIONS[revision]})")
+            migrate.upgrade(MIGRATIONS, empty.url, data.REVISIONS[revision])
+            filled = self._clone(empty, "filled")
+            for target in (empty, filled):
+                with target.engine().begin() as conn:
+                    data.reference_rows(conn)
+                    if self.dialect == "postgresql":
+                        for table in TIME_SERIES:
+                            conn.exec_driver_sql(
+                                f"ALTER TABLE {table} SET (autovacuum_enabled = false)"
+                            )
+            say(f"loading {revision}: {prefill:,} ticks, {prefill_alerts:,} alerts")
+            with filled.engine().begin() as conn:
+                data.load_ticks(conn, prefill, revision)
+                data.load_alerts(conn, prefill_alerts, revision)
+                for table in TIME_SERIES:
+                    data.reset_identity(conn, table)
+            filled.ticks, filled.alerts = prefill, prefill_alerts
+            for target in (empty, filled):
+                analyse(target)
+
+    def _create(self, revision: str, fill: str) -> BenchDatabase:
+        if self.dialect == "sqlite":
+            if self._tmp is None:
+                base = str(self.workdir) if self.workdir else None
+                self._tmp = Path(tempfile.mkdtemp(prefix="schemagen-bench-", dir=base))
+            url = sa.make_url(f"sqlite:///{self._tmp / f'{revision}_{fill}.db'}")
+        else:
+            name = f"bench_{self._tag}_{revision}_{fill}"
+            self._admin(f'CREATE DATABASE "{name}" TEMPLATE template0')
+            url = sa.make_url(self.pg_admin_url).set(drivername="postgresql+psycopg", database=name)
+        bench = BenchDatabase(self.dialect, revision, fill, url)
+        self.all[(revision, fill)] = bench
+        return bench
+
+    def _clone(self, source: BenchDatabase, fill: str) -> BenchDatabase:
+        if self.dialect == "sqlite":
+            assert self._tmp is not None
+            path = self._tmp / f"{source.revision}_{fill}.db"
+            shutil.copyfile(source.sqlite_path, path)
+            url = sa.make_url(f"sqlite:///{path}")
+        else:
+            name = f"bench_{self._tag}_{source.revision}_{fill}"
+            self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{source.url.database}"')
+            url = source.url.set(database=name)
+        bench = BenchDatabase(self.dialect, source.revision, fill, url)
+        self.all[(source.revision, fill)] = bench
+        return bench
+
+    def _admin(self, sql: str) -> None:
+        admin = sa.create_engine(
+            self.pg_admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
+        )
+        try:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(sql)
+        finally:
+            admin.dispose()
+
+    def drop(self) -> None:
+        if self.keep:
+            return
+        if self.dialect == "sqlite":
+            if self._tmp is not None:
+                shutil.rmtree(self._tmp, ignore_errors=True)
+            return
+        for bench in self.all.values():
+            self._admin(f'DROP DATABASE IF EXISTS "{bench.url.database}" WITH (FORCE)')
+
+    def describe(self) -> str:
+        if self.dialect == "sqlite":
+            return str(self._tmp)
+        return ", ".join(str(b.url.database) for b in self.all.values())
+
+
+def analyse(bench: BenchDatabase, tables: tuple[str, ...] = ()) -> None:
+    """Fresh planner statistics (and, on PostgreSQL, a vacuumed visibility map)."""
+    engine = sa.create_engine(bench.url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            if bench.dialect == "sqlite":
+                conn.exec_driver_sql("ANALYZE")
+            else:
+                targets = tables or ("instruments", "alert_rules", *TIME_SERIES)
+                for table in targets:
+                    conn.exec_driver_sql(f"VACUUM ANALYZE {table}")
+    finally:
+        engine.dispose()
+
+
+def postgres_admin_url(explicit: str | None) -> str:
+    return explicit or os.environ.get("TEST_POSTGRES_URL") or DEFAULT_PG_URL

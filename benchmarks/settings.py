@@ -1,0 +1,60 @@
+"""Benchmark sizes: the defaults of a full run and of ``--quick``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    prefill: int = 1_000_000  # ticks in the pre-filled databases (the issue's target)
+    prefill_alerts: int = 500_000  # alerts in the pre-filled databases
+    insert_rows: int = 20_000  # rows inserted per round, per case
+    batch: int = 1_000  # rows per executemany (one transaction each)
+    calc_rows: int = 200_000  # ticks fetched and computed over per round
+    ma_window: int = 20  # moving-average window, in ticks
+    rounds: int = 7  # timed rounds per side (the median is reported)
+    warmup: int = 1  # untimed rounds per side before them
+    query_round_s: float = 0.2  # a query round repeats the query for at least this long
+    query_timeout_s: float = 300.0  # one execution slower than this is reported as timed out
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+FULL = Settings()
+QUICK = Settings(
+    prefill=2_000,
+    prefill_alerts=1_000,
+    insert_rows=2_000,
+    calc_rows=2_000,
+    rounds=3,
+    warmup=1,
+    query_round_s=0.005,
+    query_timeout_s=30.0,
+)
+
+
+def choose(
+    quick: bool,
+    rows: int | None = None,
+    prefill: int | None = None,
+    prefill_alerts: int | None = None,
+    rounds: int | None = None,
+) -> Settings:
+    """The sizes for a run: ``--quick`` or the full defaults, then the explicit overrides.
+
+    ``rows`` sets both the rows inserted per round and the rows of a calculation;
+    ``prefill`` without ``prefill_alerts`` keeps the issue's 2:1 ratio of ticks to alerts.
+    """
+    s = QUICK if quick else FULL
+    if rows is not None:
+        s = replace(s, insert_rows=rows, calc_rows=rows)
+    if prefill is not None:
+        s = replace(s, prefill=prefill, prefill_alerts=prefill // 2)
+    if prefill_alerts is not None:
+        s = replace(s, prefill_alerts=prefill_alerts)
+    if rounds is not None:
+        s = replace(s, rounds=rounds)
+    return s

@@ -1,0 +1,119 @@
+"""The benchmark runner's smoke run: ``--quick --json`` on SQLite and PostgreSQL, the shape of
+its JSON, and the report written from it."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import PG_ADMIN_URL, postgres_problem
+
+from benchmarks import cli, insert
+from marketdata import queries
+
+pytestmark = pytest.mark.db
+
+# Every catalogue function that has a *_statement builder must be benchmarked.
+CATALOGUE = {
+    name.removesuffix("_statement")
+    for name in dir(queries)
+    if name.endswith("_statement") and callable(getattr(queries, name))
+}
+
+
+def _quick(dialect: str, workdir: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    if dialect == "postgresql" and postgres_problem():
+        pytest.skip(postgres_problem() or "")
+    argv = ["--quick", "--json", "--no-progress", "--dialect", dialect]
+    argv += ["--workdir", str(workdir), "--pg-url", PG_ADMIN_URL]
+    assert cli.main(argv) == 0
+    doc: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return doc
+
+
+def _check_side(side: dict[str, Any]) -> None:
+    assert side["median_s"] > 0
+    assert side["latency_ms"] > 0
+    assert all(s > 0 for s in side["samples_s"])
+    assert side["rounds"] == len(side["samples_s"]) >= 1
+    assert side["timed_out"] is False
+
+
+def test_quick_json_run(dialect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = _quick(dialect, tmp_path, capsys)
+    assert doc["dialects"] == [dialect]
+    assert doc["suites"] == ["query", "calc", "insert"]
+    assert set(doc["results"]) == {dialect}
+    results = doc["results"][dialect]
+    assert set(results) == {"insert", "calc", "query"}
+    settings = doc["settings"]
+    for suite, cases in results.items():
+        assert cases, suite
+        for c in cases:
+            assert c["suite"] == suite
+            _check_side(c["baseline"])
+            _check_side(c["head"])
+            assert c["baseline"]["rounds"] == settings["rounds"]
+            assert math.isclose(c["ratio"], c["head"]["median_s"] / c["baseline"]["median_s"])
+
+    inserted = {(c["table"], c["path"], c["fill"]) for c in results["insert"]}
+    assert inserted == {
+        (t, p, f)
+        for t in ("market_data", "alert_logs")
+        for p in insert.PATHS[dialect]
+        for f in ("empty", "filled")
+    }
+    for c in results["insert"]:
+        assert c["baseline"]["rows"] == c["head"]["rows"] == settings["insert_rows"]
+        assert c["rows_before"] == (
+            0
+            if c["fill"] == "empty"
+            else settings["prefill"]
+            if c["table"] == "market_data"
+            else settings["prefill_alerts"]
+        )
+
+    calc = {c["name"]: c for c in results["calc"]}
+    assert set(calc) == {
+        "fetch",
+        "compute float",
+        "compute numpy",
+        "fetch + compute float",
+        "fetch + compute numpy",
+    }
+    assert all(c["results_close"] for c in results["calc"] if "results_close" in c)
+
+    by_name = {c["name"]: c for c in results["query"]}
+    assert {c["function"] for c in results["query"]} == CATALOGUE
+    for c in results["query"]:
+        assert c["results_equal"] is True, c["name"]
+        for side in ("baseline", "head"):
+            assert c["plans"][side]["plan"], (c["name"], side)
+    assert by_name["latest_ticks"]["result_rows"] == 6  # one per instrument
+    # The plans name real indexes: the dropped ones only at the baseline.
+    used = {
+        s: set().union(*(set(c["plans"][s]["indexes"]) for c in results["query"]))
+        for s in ("baseline", "head")
+    }
+    assert "ix_market_data_latest" not in used["head"]
+    assert "ix_market_data_timestamp_instrument" in used["head"]
+
+    assert not list(tmp_path.iterdir())  # the SQLite scratch files are gone
+
+    # The report from those results: Markdown, one chart per suite, results.json beside it.
+    saved = tmp_path / "saved.json"
+    saved.write_text(json.dumps(doc))
+    page = tmp_path / "perf.md"
+    assert cli.main(["--from-json", str(saved), "--report", str(page), "--no-progress"]) == 0
+    assert {p.name for p in (tmp_path / "perf").iterdir()} == {
+        "results.json",
+        *(f"{s}-{dialect}.png" for s in ("insert", "calc", "query")),
+    }
+    text = page.read_text()
+    assert "## Headlines" in text and "latest_ticks" in text
+    assert json.loads((tmp_path / "perf" / "results.json").read_text()) == doc
+    for png in (tmp_path / "perf").glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
