@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,7 +34,9 @@ def _csv(columns: tuple[str, ...]) -> str:
     return ",".join(columns)
 
 
-def expect_table(table: Table, dialect: str, candidates: set[str]) -> TableExpectation:
+@functools.lru_cache(maxsize=4096)
+def expect_table(table: Table, dialect: str, candidates: frozenset[str]) -> TableExpectation:
+    """Cached: most tables are unchanged from one change to the next (frozen, hashable)."""
     pg = dialect == dialects.POSTGRESQL
     columns: list[Row] = [
         (
@@ -81,7 +84,7 @@ def expect_schema(schema: Schema, dialect: str, other: Schema) -> list[TableExpe
     out = []
     for t in sorted(schema.tables, key=lambda t: t.name):
         twin = other.table(t.name)
-        candidates = {c.name for c in twin.checks} if twin else set()
+        candidates = frozenset(c.name for c in twin.checks) if twin else frozenset()
         out.append(expect_table(t, dialect, candidates))
     return out
 

@@ -18,10 +18,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from alembic.util.exc import CommandError
-from sqlalchemy.exc import SQLAlchemyError
 
-from generator import db, files, lint, migrate, redact, runtime, spec
+from generator import files, lint, redact, spec
 from generator.errors import SpecErrors
 from generator.load import load_changes
 from generator.render import generate as render_all
@@ -268,6 +266,8 @@ def plan(ctx: click.Context, change: str | None, dialect: str, direction: str) -
     CHANGE is a revision (0003), an id (convert_decimal_to_float) or both (0003_convert_...);
     every change when omitted. Each statement is preceded by the lock it takes.
     """
+    from generator import migrate  # lazily: `generate` starts faster
+
     out_dir = _root(ctx) / "generated_migrations"
     names = sorted(p.stem for p in (out_dir / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
     if change is not None:
@@ -295,6 +295,11 @@ url_option = click.option(
 @contextmanager
 def database_errors() -> Iterator[None]:
     """Turn database and migration failures into a clean message and an exit code."""
+    from alembic.util.exc import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from generator import db, runtime
+
     try:
         yield
     except runtime.CheckFailed as exc:
@@ -311,11 +316,15 @@ def database_errors() -> Iterator[None]:
 
 
 def _with_url(url: str | None, fn: Callable[[Any], None]) -> None:
+    from generator import db  # lazily: `generate` starts faster
+
     with database_errors():
         fn(db.resolve_url(url))
 
 
 def _migrate(ctx: click.Context, url: str | None, to: str, direction: str) -> None:
+    from generator import migrate, runtime  # lazily: `generate` starts faster
+
     out_dir = _root(ctx) / "generated_migrations"
     run = migrate.upgrade if direction == "upgrade" else migrate.downgrade
 
@@ -351,6 +360,8 @@ def downgrade(ctx: click.Context, url: str | None, to: str) -> None:
 @click.pass_context
 def verify(ctx: click.Context, url: str | None) -> None:
     """Run the validation SQL for the database's current revision."""
+    from generator import migrate, runtime  # lazily: `generate` starts faster
+
     out_dir = _root(ctx) / "generated_migrations"
     failed = 0
 
@@ -406,6 +417,8 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
 
     Exit code 0 when the database is at head, 1 when changes are pending.
     """
+    from generator import migrate, runtime  # lazily: `generate` starts faster
+
     root = _root(ctx)
     out_dir = root / "generated_migrations"
     names = sorted(p.stem for p in (out_dir / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))

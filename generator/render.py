@@ -10,14 +10,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import unicodedata
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from generator import checks, dialects, lint, review, runtime
+from generator import checks, dialects, lint, review
 from generator.files import SUM_FILE, sum_file
 from generator.load import Change
 from generator.plan import Unit, plan, resumable_checks
@@ -43,13 +42,14 @@ LINE_LENGTH = 100
 
 
 def _printable(text: str) -> str:
-    """Escape control and other invisible characters so free text cannot break a file."""
-    return "".join(
-        ch
-        if ch == " " or unicodedata.category(ch)[0] not in "CZ"
-        else ch.encode("unicode_escape").decode()
-        for ch in text
-    )
+    """Escape control and other invisible characters so free text cannot break a file.
+
+    ``str.isprintable`` is exactly "no character of category Other or Separator but the
+    ASCII space": the fast path for the usual, harmless text.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
 def _comment(text: str, prefix: str) -> str:
@@ -73,11 +73,14 @@ def _sqlval(value: Any, dialect: str) -> str:
         return "1" if value else "0"
     if isinstance(value, int):
         return str(value)
+    text = str(value)
+    if text.isprintable():
+        return dialects.sql_string(text)
     # The exact string, yet a printable line: each character _printable would escape is
     # spelled chr(n) (PostgreSQL) or char(n) (SQLite) and concatenated.
     fn = "chr" if dialect == dialects.POSTGRESQL else "char"
     parts = []
-    for printable, run in itertools.groupby(str(value), key=lambda ch: _printable(ch) == ch):
+    for printable, run in itertools.groupby(text, key=str.isprintable):
         text = "".join(run)
         parts += [dialects.sql_string(text)] if printable else [f"{fn}({ord(c)})" for c in text]
     return " || ".join(parts) or "''"
@@ -105,6 +108,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "qi": dialects.quote_ident,
     "sqlstr": lambda s: dialects.sql_string(str(s)),
     "sqlval": _sqlval,
+    "sqlrow": lambda row, dialect: ", ".join(_sqlval(v, dialect) for v in row),
     "sa_type": dialects.sa_type,
     "sa_type_of": dialects.sa_type_of,
     "default_sql": lambda c, dialect: dialects.default_sql(c.default, c.type, dialect),
@@ -130,6 +134,7 @@ def make_env(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
     )
     env.filters.update(FILTERS)
     env.globals["dialects"] = dialects.DIALECTS
+    env.globals["table_check_cache"] = {}
     # Filled after the dict is in the globals: a recreate_table unit calls the other
     # operations' batch() macros through it.
     ops: dict[str, Any] = {}
@@ -181,7 +186,16 @@ def _render_validation(env: jinja2.Environment, change: Change, dialect: str, ph
         data = checks.expect_data(change.steps, change.before, change.after)
     else:
         data = checks.expect_data(change.inverse_steps, change.after, change.before)
+    table_template = env.get_template(f"validation/{dialect}_table.sql.j2")
+    cache: dict[str, str] = env.globals["table_check_cache"]  # type: ignore[assignment]
+    blocks = []
+    for t in expected:
+        key = f"{dialect}:{t!r}"  # most tables are the same from one change to the next
+        if key not in cache:
+            cache[key] = table_template.render(t=t, dialect=dialect)
+        blocks.append(cache[key])
     return env.get_template(f"validation/{dialect}.sql.j2").render(
+        table_blocks=blocks,
         change=change,
         dialect=dialect,
         data=data,
@@ -234,6 +248,10 @@ def _ruff_binary() -> str:
         return found
 
 
+# The (kind, name) of each check section of a validation file (see runtime.MARKERS).
+_SECTION_RE = re.compile(r"^-- (check|data-check): (.+)$", re.MULTILINE)
+
+
 def review_path(change: Change) -> str:
     return f"review/{change.name}.md"
 
@@ -243,10 +261,7 @@ def _render_review(
 ) -> str:
     touched = {s.table_name for s in change.steps}
     checks_run = {
-        (dialect, phase): [
-            (c.kind, c.name)
-            for c in runtime.parse_checks(validation[validation_path(change, dialect, phase)])
-        ]
+        (dialect, phase): _SECTION_RE.findall(validation[validation_path(change, dialect, phase)])
         for dialect in dialects.DIALECTS
         for phase in ("pre", "post")
     }

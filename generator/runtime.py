@@ -83,7 +83,11 @@ def parse_checks(text: str) -> list[Check]:
             checks.append(Check(name, sql, kind))
 
     for line in text.splitlines():
-        marker = next((m for m in MARKERS if line.startswith(m)), None)
+        marker = (
+            next((m for m in MARKERS if line.startswith(m)), None)
+            if line.startswith("-- ")
+            else None
+        )
         if marker is not None:
             flush()
             name, kind, body = line[len(marker) :].strip(), MARKERS[marker], []
