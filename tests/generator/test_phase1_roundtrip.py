@@ -128,6 +128,60 @@ def test_a_tampered_value_fails_the_drift_check_and_rolls_back(db_url: str, dial
     assert inspect_schema(db_url) == schema
 
 
+def _seeded_at(db_url: str, revision: str) -> sa.Engine:
+    url = sa.make_url(db_url)
+    migrate.upgrade(MIGRATIONS, url, revision)
+    engine = db.make_engine(url)
+    with engine.begin() as conn:
+        demo.seed(conn, ticks=200, alerts=20)
+    return engine
+
+
+def _type_change_marker(dialect: str) -> str:
+    if dialect == "postgresql":
+        return 'ALTER TABLE "market_data"'
+    return "ALTER TABLE _alembic_tmp_market_data RENAME TO market_data"
+
+
+def test_a_row_lost_during_the_change_fails_it(db_url: str, dialect: str) -> None:
+    """A row that disappears between the snapshot and the data checks fails the row-count
+    check (and the drift check: its value is gone); the change rolls back."""
+    from generator.runtime import CheckFailed, current_revision
+
+    engine = _seeded_at(db_url, "0002")
+    original = dump(db_url)
+    _fail_after(engine, _type_change_marker(dialect), "DELETE FROM market_data WHERE id = 7")
+    with engine.connect() as conn:
+        with pytest.raises(CheckFailed) as failure:
+            migrate.upgrade(MIGRATIONS, sa.make_url(db_url), "0003", connection=conn)
+        assert current_revision(conn) == "0002"
+    engine.dispose()
+    assert "check row_counts: 1 failing row(s)" in str(failure.value)
+    assert dump(db_url) == original
+
+
+def test_rows_written_during_the_change_do_not_fail_it(db_url: str, dialect: str) -> None:
+    """An online change lets writers in: more rows after the DDL than in the snapshot is not
+    a loss, and the change completes with the new row kept."""
+    engine = _seeded_at(db_url, "0002")
+    before = counts(dump(db_url))
+    _fail_after(
+        engine,
+        _type_change_marker(dialect),
+        "INSERT INTO market_data (id, instrument_id, timestamp, price, volume, created_at, "
+        "updated_at) SELECT (SELECT max(id) + 1 FROM market_data), instrument_id, timestamp, "
+        "price, volume, created_at, updated_at FROM market_data WHERE id = 7",
+    )
+    with engine.connect() as conn:
+        migrate.upgrade(MIGRATIONS, sa.make_url(db_url), "0003", connection=conn)
+    engine.dispose()
+    after = counts(dump(db_url))
+    assert after["market_data"] == before["market_data"] + 1
+    assert {k: v for k, v in after.items() if k != "market_data"} == {
+        k: v for k, v in before.items() if k != "market_data"
+    }
+
+
 def test_a_sqlite_migration_failing_half_way_changes_nothing(tmp_path: Any) -> None:
     from support import inspect_schema
 

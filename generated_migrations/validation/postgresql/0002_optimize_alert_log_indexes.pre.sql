@@ -555,11 +555,12 @@ SELECT 'alert_logs' AS table_name, (SELECT count(*) FROM "alert_logs") AS row_co
 
 
 -- data-check: row_counts
+-- (fewer rows fails: rows lost; more is allowed, an online change lets writers in)
 SELECT s.table_name, s.row_count AS before, c.row_count AS after
 FROM schemagen_row_counts AS s
 JOIN (
     SELECT 'alert_logs' AS table_name, (SELECT count(*) FROM "alert_logs") AS row_count
     
 ) AS c ON c.table_name = s.table_name
-WHERE c.row_count <> s.row_count;
+WHERE c.row_count < s.row_count;
 

@@ -275,11 +275,12 @@ SELECT 'trades' AS table_name, (SELECT count(*) FROM "trades") AS row_count
 
 
 -- data-check: row_counts
+-- (fewer rows fails: rows lost; more is allowed, an online change lets writers in)
 SELECT s.table_name, s.row_count AS before, c.row_count AS after
 FROM schemagen_row_counts AS s
 JOIN (
     SELECT 'trades' AS table_name, (SELECT count(*) FROM "trades") AS row_count
     
 ) AS c ON c.table_name = s.table_name
-WHERE c.row_count <> s.row_count;
+WHERE c.row_count < s.row_count;
 
