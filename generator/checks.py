@@ -52,9 +52,9 @@ def expect_table(table: Table, dialect: str, candidates: frozenset[str]) -> Tabl
         cols = _csv(table.primary_key)
         pk = [(table.pk_name, cols)] if pg else [(cols,)]
     indexes: list[Row] = [
-        (i.name, _csv(i.columns), _yes(i.unique), "YES")
+        (i.name, _csv(i.columns), _yes(i.unique), "YES", i.where or "")
         if pg
-        else (i.name, _csv(i.columns), _yes(i.unique))
+        else (i.name, _csv(i.columns), _yes(i.unique), i.where or "")
         for i in table.indexes
     ]
     uniques: list[Row] = [

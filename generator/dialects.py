@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from generator.coltypes import SqlType
-from generator.state import AlterColumnTypeStep, Column, DefaultValue
+from generator.state import AlterColumnTypeStep, Column, DefaultValue, Index
 
 POSTGRESQL = "postgresql"
 SQLITE = "sqlite"
@@ -35,6 +35,14 @@ PG_FK_ACTION_CODE = {
 def quote_ident(name: str) -> str:
     """Double-quote an identifier (names are validated, so quoting is belt and braces)."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def where_sql(index: Index) -> str:
+    """A partial index's predicate as SQL, the same on both dialects."""
+    return " AND ".join(
+        f"{quote_ident(column)} IS {'' if is_null else 'NOT '}NULL"
+        for column, is_null in index.where_terms
+    )
 
 
 def sql_string(value: str) -> str:

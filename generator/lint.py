@@ -162,7 +162,9 @@ def _rewrites(old: SqlType, new: SqlType) -> bool:
 def _fk_columns_without_index(schema: Schema) -> set[tuple[str, str]]:
     out = set()
     for t in schema.tables:
-        leading = {i.columns[0] for i in t.indexes} | {u.columns[0] for u in t.uniques}
+        # a partial index holds only some rows: it cannot serve the RESTRICT / CASCADE check
+        leading = {i.columns[0] for i in t.indexes if not i.where}
+        leading |= {u.columns[0] for u in t.uniques}
         if t.primary_key:
             leading.add(t.primary_key[0])
         out |= {(t.name, f.column) for f in t.foreign_keys if f.column not in leading}

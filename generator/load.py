@@ -103,6 +103,8 @@ def _pydantic_errors(
             where = positions.of_value(shown_path)
         elif kind == "union_tag_not_found":
             message = f"required field 'op' is missing (one of {', '.join(spec.OP_NAMES)})"
+        elif kind == "string_pattern_mismatch" and ctx.get("pattern") == spec.WHERE_PATTERN:
+            message = f"invalid predicate {value!r} (expected {spec.WHERE_HELP})"
         elif kind == "string_pattern_mismatch":
             message = f"invalid identifier {value!r} (expected {spec.IDENTIFIER_HELP})"
         elif kind == "literal_error":

@@ -108,6 +108,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "qi": dialects.quote_ident,
     "sqlstr": lambda s: dialects.sql_string(str(s)),
     "sqlval": _sqlval,
+    "where_sql": dialects.where_sql,
     "sqlrow": lambda row, dialect: ", ".join(_sqlval(v, dialect) for v in row),
     "sa_type": dialects.sa_type,
     "sa_type_of": dialects.sa_type_of,

@@ -129,6 +129,12 @@ class Resolver:
             seen.add(col)
             self._column(table, col, (*path, i), problems)
 
+    def _where_columns(
+        self, table: Table, where: str | None, path: Path, problems: list[Problem]
+    ) -> None:
+        for column, _ in Index("", table.name, (), where=where).where_terms:
+            self._column(table, column, path, problems)
+
     def _make_column(
         self, table_name: str, c: spec.ColumnSpec, path: Path, problems: list[Problem]
     ) -> Column:
@@ -222,7 +228,8 @@ class Resolver:
                 self._free_name(ix.name, (*path, "name"), problems)
             names.add(ix.name)
             self._index_columns(table, ix.columns, (*path, "columns"), problems)
-            indexes.append(Index(ix.name, op.name, tuple(ix.columns), ix.unique))
+            self._where_columns(table, ix.where, (*path, "where"), problems)
+            indexes.append(Index(ix.name, op.name, tuple(ix.columns), ix.unique, ix.where))
         table = Table(
             op.name,
             tuple(columns),
@@ -259,7 +266,8 @@ class Resolver:
             return [], problems
         self._free_name(op.name, ("name",), problems)
         self._index_columns(table, op.columns, ("columns",), problems)
-        index = Index(op.name, op.table, tuple(op.columns), op.unique)
+        self._where_columns(table, op.where, ("where",), problems)
+        index = Index(op.name, op.table, tuple(op.columns), op.unique, op.where)
         return [CreateIndexStep(index, op.concurrently)], problems
 
     def _alter_column_type(self, op: spec.AlterColumnType) -> tuple[list[Step], list[Problem]]:

@@ -31,7 +31,11 @@ class TableDiff:
 
 
 def _index(t: Table) -> dict[str, str]:
-    return {i.name: f"({', '.join(i.columns)}){' unique' if i.unique else ''}" for i in t.indexes}
+    return {
+        i.name: f"({', '.join(i.columns)}){' unique' if i.unique else ''}"
+        + (f" WHERE {i.where}" if i.where else "")
+        for i in t.indexes
+    }
 
 
 def _facets(t: Table | None) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -95,10 +96,38 @@ class ColumnSpec(_Spec):
         return (not self.primary_key) if self.nullable is None else self.nullable
 
 
+# Keywords in either case, spelled out: JSON Schema patterns are ECMA-262 (no inline flags).
+_TERM = r"[a-z_][a-z0-9_]{0,62}\s+[iI][sS]\s+(?:[nN][oO][tT]\s+)?[nN][uU][lL][lL]"
+WHERE_PATTERN = rf"^\s*{_TERM}(?:\s+[aA][nN][dD]\s+{_TERM})*\s*$"
+WHERE_HELP = (
+    "a partial index's predicate: `<column> IS NULL` or `<column> IS NOT NULL`, "
+    "several joined by AND"
+)
+
+
+def _canonical_where(value: str) -> str:
+    """``deleted_at is not null`` -> ``deleted_at IS NOT NULL`` (one space, keywords upper)."""
+    terms = re.split(r"\s+and\s+", value.strip(), flags=re.IGNORECASE)
+    out = []
+    for term in terms:
+        column, *words = term.split()
+        out.append(" ".join([column, *(w.upper() for w in words)]))
+    return " AND ".join(out)
+
+
+Where = Annotated[
+    StrictStr,
+    StringConstraints(pattern=WHERE_PATTERN),
+    AfterValidator(_canonical_where),
+    WithJsonSchema({"type": "string", "pattern": WHERE_PATTERN, "description": WHERE_HELP}),
+]
+
+
 class IndexSpec(_Spec):
     name: Identifier
     columns: Annotated[list[Identifier], Field(min_length=1)]
     unique: bool = False
+    where: Where | None = Field(default=None, description=WHERE_HELP)
 
 
 class CreateTable(_Op):
@@ -125,6 +154,7 @@ class CreateIndex(_Op):
     name: Identifier
     columns: Annotated[list[Identifier], Field(min_length=1)]
     unique: bool = False
+    where: Where | None = Field(default=None, description=WHERE_HELP)
     concurrently: bool = Field(
         default=True, description="PostgreSQL: CREATE INDEX CONCURRENTLY (false: blocks writes)"
     )

@@ -29,6 +29,16 @@ class Index:
     table: str
     columns: tuple[str, ...]
     unique: bool = False
+    where: str | None = None  # a partial index's predicate, canonical (spec.Where)
+
+    @property
+    def where_terms(self) -> tuple[tuple[str, bool], ...]:
+        """The predicate as (column, is_null) terms: ``a IS NULL AND b IS NOT NULL``."""
+        if not self.where:
+            return ()
+        return tuple(
+            (term.split()[0], not term.endswith("NOT NULL")) for term in self.where.split(" AND ")
+        )
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, text
+from sqlalchemy import ColumnElement, Index, text
 from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -38,18 +38,27 @@ class TimestampMixin:
     )
 
 
-class SoftDeleteMixin:
-    """Adds ``deleted_at`` (aware UTC, NULL while the row is live) and its index.
+def soft_delete_index(table: str) -> Index:
+    """``ix_<table>_deleted_at``: partial, over soft-deleted rows only (change 0005).
 
-    The index is named by the naming convention, ``ix_<table>_deleted_at``, as the
+    Purge and restore look for soft-deleted rows (``deleted_at IS NOT NULL``, or before a
+    cutoff, which implies it); live rows, nearly all of them, stay out of the index, so an
+    INSERT does not maintain it. Put it in the model's ``__table_args__``.
+    """
+    where = text('"deleted_at" IS NOT NULL')
+    return Index(f"ix_{table}_deleted_at", "deleted_at", postgresql_where=where, sqlite_where=where)
+
+
+class SoftDeleteMixin:
+    """Adds ``deleted_at`` (aware UTC, NULL while the row is live).
+
+    Its index is :func:`soft_delete_index`, partial, named ``ix_<table>_deleted_at`` as the
     migrations create it. ORM queries leave soft-deleted rows out on their own (see
     :mod:`marketdata.softdelete`); ``execution_options(include_deleted=True)`` brings them
     back. Marking and unmarking changes the object only: the row changes at the next flush.
     """
 
-    deleted_at: Mapped[datetime | None] = mapped_column(
-        UTCDateTime(), nullable=True, default=None, index=True
-    )
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, default=None)
 
     def soft_delete(self, when: datetime | None = None) -> None:
         """Mark the row deleted (now, or at ``when``); a row already deleted keeps its mark."""

@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from marketdata.base import Base
-from marketdata.mixins import SoftDeleteMixin, TimestampMixin
+from marketdata.mixins import SoftDeleteMixin, TimestampMixin, soft_delete_index
 from marketdata.types import PRICE_LIMIT, FourPlaceDecimal, Price, UTCDateTime
 
 # BIGINT identity on PostgreSQL; INTEGER on SQLite, where only INTEGER PRIMARY KEY aliases
@@ -116,7 +116,8 @@ class MarketData(SoftDeleteMixin, TimestampMixin, Base):
     __tablename__ = "market_data"
     __table_args__ = (
         Index("ix_market_data_timestamp_instrument", "timestamp", "instrument_id"),
-        Index("ix_market_data_instrument_price", "instrument_id", "price"),
+        Index("ix_market_data_instrument_timestamp", "instrument_id", "timestamp"),
+        soft_delete_index("market_data"),
         *(
             price_range_check(c)
             for c in ("price", "bid", "ask", "open_price", "high_price", "low_price")
@@ -149,6 +150,7 @@ class AlertLog(SoftDeleteMixin, TimestampMixin, Base):
         Index("ix_alert_logs_rule_timestamp", "rule_id", "timestamp"),
         Index("ix_alert_logs_instrument", "instrument_id"),
         Index("ix_alert_logs_status", "status"),
+        soft_delete_index("alert_logs"),
         price_range_check("trigger_value"),
         price_range_check("threshold_value"),
     )

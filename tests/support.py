@@ -17,6 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden"
 
 
+def last_change_number(root: Path = ROOT) -> int:
+    """The number of the last committed change (a new one takes the next)."""
+    return max(int(p.name[:4]) for p in (root / "changes").glob("[0-9][0-9][0-9][0-9]_*.yaml"))
+
+
 def copy_project(dest: Path, changes: Path | None = None) -> Path:
     """A scratch project: the real (or given) changes/ and generated_migrations/ trees."""
     shutil.copytree(changes or ROOT / "changes", dest / "changes")

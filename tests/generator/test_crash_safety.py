@@ -37,6 +37,13 @@ KILL_POINTS = [
     ("postgresql", 'ALTER TABLE "market_data"\n    ALTER COLUMN', 1, "0003: inside the rewrite"),
     ("postgresql", "RENAME CONSTRAINT", 2, "0004: inside the foreign-key swap"),
     ("postgresql", "VALIDATE CONSTRAINT", 2, "0004: keys swapped, half validated"),
+    (
+        "postgresql",
+        'DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_deleted_at"',
+        1,
+        "0005: full deleted_at index dropped, partial one not yet built",
+    ),
+    ("sqlite", "CREATE INDEX ix_market_data_deleted_at", 2, "0005: partial index built"),
 ]
 
 
@@ -69,7 +76,7 @@ def test_killed_migration_is_completed_by_a_rerun(
 
     result = cli("upgrade", "--url", db_url, root=ROOT)
     assert result.exit_code == Exit.OK, result.output
-    assert "database is at revision 0004" in result.stdout
+    assert "database is at revision 0005" in result.stdout
     verified = cli("verify", "--url", db_url, root=ROOT)
     assert verified.exit_code == Exit.OK, verified.output
     after = dump(db_url)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support import ROOT, cli, copy_project
+from support import ROOT, cli, copy_project, last_change_number
 
 from generator.cli import Exit
 from generator.lint import RULES, lint
 from generator.load import load_changes
+
+NEXT = f"{last_change_number() + 1:04d}"
 
 BASE = """\
 id: base
@@ -120,11 +122,28 @@ def test_rule_trips_with_its_exact_message(tmp_path: Path, rule: str) -> None:
     assert rule not in dict(_findings(tmp_path / "good", passing))
 
 
+def test_a_partial_index_does_not_cover_a_foreign_key(tmp_path: Path) -> None:
+    """A partial index holds some rows only, so a RESTRICT check cannot use it: replacing the
+    foreign key's index with a partial one still trips SG106; a partial soft-delete index
+    satisfies SG109 (purge and restore look for deleted rows only)."""
+    partial_fk = (
+        "- {op: create_index, table: trades, name: ix_trades_venue_open, columns: [venue_id],"
+        " where: note IS NULL}\n  - {op: drop_index, table: trades, name: ix_trades_venue}"
+    )
+    assert "SG106" in dict(_findings(tmp_path / "fk", partial_fk))
+    partial_soft_delete = (
+        "- {op: add_column, table: trades, column: {name: deleted_at, type: timestamptz}}\n"
+        "  - {op: create_index, table: trades, name: ix_trades_deleted_at, columns: [deleted_at],"
+        " where: deleted_at is not null}"
+    )
+    assert "SG109" not in dict(_findings(tmp_path / "soft", partial_soft_delete))
+
+
 def test_an_unacknowledged_error_blocks_generate_and_an_acknowledged_one_does_not(
     tmp_path: Path,
 ) -> None:
     root = copy_project(tmp_path)
-    spec = root / "changes" / "0005_risky.yaml"
+    spec = root / "changes" / f"{NEXT}_risky.yaml"
     spec.write_text(
         "id: risky\ndescription: drop the only index on a foreign key\noperations:\n"
         "  - {op: drop_index, table: alert_rules, name: ix_alert_rules_instrument}\n"
@@ -132,10 +151,10 @@ def test_an_unacknowledged_error_blocks_generate_and_an_acknowledged_one_does_no
     result = cli("generate", root=root)
     assert result.exit_code == Exit.INVALID_SPEC
     assert (
-        "changes/0005_risky.yaml:4:5: operations[0]: SG106 drop-last-fk-index: after this change "
+        f"changes/{NEXT}_risky.yaml:4:5: operations[0]: SG106 drop-last-fk-index: after this change "
         "alert_rules.instrument_id has no index leading with it" in result.stderr
     )
-    assert not (root / "generated_migrations" / "versions" / "0005_risky.py").exists()
+    assert not (root / "generated_migrations" / "versions" / f"{NEXT}_risky.py").exists()
     assert cli("lint", root=root).exit_code == Exit.FAILED
 
     spec.write_text(
@@ -147,7 +166,7 @@ def test_an_unacknowledged_error_blocks_generate_and_an_acknowledged_one_does_no
     )
     result = cli("generate", root=root)
     assert result.exit_code == Exit.OK, result.output
-    review = (root / "generated_migrations" / "review" / "0005_risky.md").read_text()
+    review = (root / "generated_migrations" / "review" / f"{NEXT}_risky.md").read_text()
     assert "SG106 drop-last-fk-index [error]" in review
     assert "*Acknowledged:* rules are few and never deleted in bulk" in review
     assert cli("lint", root=root).exit_code == Exit.OK

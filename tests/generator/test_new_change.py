@@ -4,23 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from support import cli, copy_project
+from support import cli, copy_project, last_change_number
 
 from generator.cli import Exit
+
+# The scaffold takes the number after the last committed change.
+NEXT, PREVIOUS = f"{last_change_number() + 1:04d}", f"{last_change_number():04d}"
 
 
 def test_new_scaffolds_the_next_number_and_an_empty_one_is_refused(tmp_path: Path) -> None:
     root = copy_project(tmp_path)
     result = cli("new", "add_venue", root=root)
     assert result.exit_code == Exit.OK, result.output
-    target = root / "changes" / "0005_add_venue.yaml"
+    target = root / "changes" / f"{NEXT}_add_venue.yaml"
     text = target.read_text()
     assert text.startswith("# yaml-language-server: $schema=change.schema.json\nid: add_venue\n")
-    assert "schemagen downgrade --to 0004" in text
+    assert f"schemagen downgrade --to {PREVIOUS}" in text
     # Scaffolded but not filled in: operations is empty, which is an error, not a no-op.
     failed = cli("generate", root=root)
     assert failed.exit_code == Exit.INVALID_SPEC
-    assert "changes/0005_add_venue.yaml" in failed.stderr
+    assert f"changes/{NEXT}_add_venue.yaml" in failed.stderr
     target.write_text(
         text.replace(
             "operations:\n",
@@ -29,7 +32,7 @@ def test_new_scaffolds_the_next_number_and_an_empty_one_is_refused(tmp_path: Pat
         )
     )
     assert cli("generate", root=root).exit_code == Exit.OK
-    assert (root / "generated_migrations" / "versions" / "0005_add_venue.py").is_file()
+    assert (root / "generated_migrations" / "versions" / f"{NEXT}_add_venue.py").is_file()
 
 
 def test_new_refuses_a_bad_id(tmp_path: Path) -> None:
@@ -37,4 +40,4 @@ def test_new_refuses_a_bad_id(tmp_path: Path) -> None:
     result = cli("new", "Add-Venue", root=root)
     assert result.exit_code == Exit.USAGE
     assert "invalid id 'Add-Venue'" in result.stderr
-    assert not list((root / "changes").glob("0005_*"))
+    assert not list((root / "changes").glob(f"{NEXT}_*"))

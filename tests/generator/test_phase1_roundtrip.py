@@ -22,7 +22,7 @@ def _verify_ok(url: str) -> None:
     assert result.exit_code == Exit.OK, result.output
 
 
-@pytest.mark.parametrize("revision", ["0001", "0002", "0003", "0004"])
+@pytest.mark.parametrize("revision", ["0001", "0002", "0003", "0004", "0005"])
 def test_each_change_round_trips_with_data(db_url: str, revision: str) -> None:
     url = sa.make_url(db_url)
     previous = f"{int(revision) - 1:04d}"

@@ -21,7 +21,7 @@ def test_status_of_a_database_behind_and_at_head(db_url: str, tmp_path: Path) ->
 
     result = cli("status", "--url", db_url, root=root)
     assert result.exit_code == Exit.FAILED  # not at head
-    assert "revision: 0002 (head: 0004)" in result.stdout
+    assert "revision: 0002 (head: 0005)" in result.stdout
     assert (
         "pending:  0003_convert_decimal_to_float: PostgreSQL rewrites alert_logs, market_data; "
         "SQLite rebuilds alert_logs, market_data" in result.stdout
@@ -37,7 +37,7 @@ def test_status_of_a_database_behind_and_at_head(db_url: str, tmp_path: Path) ->
     result = cli("status", "--json", "--url", db_url, root=root)
     assert result.exit_code == Exit.OK, result.output
     report = json.loads(result.stdout)
-    assert report["revision"] == report["head"] == "0004"
+    assert report["revision"] == report["head"] == "0005"
     assert report["at_head"] is True and report["pending"] == []
     assert report["files_current"] is False
     assert report["last_verify"]["revision"] == "0002"

@@ -69,7 +69,7 @@ def test_without_the_guard_asyncpg_fails_once_per_pooled_connection(pg_database:
     assert asyncio.run(go()) == 1
 
 
-@pytest.mark.parametrize("revision", ["0001", "0002", "0003", "0004"])
+@pytest.mark.parametrize("revision", ["0001", "0002", "0003", "0004", "0005"])
 def test_a_pool_opened_before_each_migration_serves_queries_after_it(
     db_url: str, async_db_url: str, revision: str
 ) -> None:

@@ -71,21 +71,23 @@ UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
 -- check: alert_logs.indexes
-WITH expected(index_name, columns, is_unique, is_valid) AS (
+WITH expected(index_name, columns, is_unique, is_valid, predicate) AS (
     VALUES
-        ('ix_alert_logs_instrument', 'instrument_id', 'NO', 'YES'),
-        ('ix_alert_logs_rule_timestamp', 'rule_id,timestamp', 'NO', 'YES'),
-        ('ix_alert_logs_status', 'status', 'NO', 'YES'),
-        ('ix_alert_logs_timestamp', 'timestamp', 'NO', 'YES')
+        ('ix_alert_logs_instrument', 'instrument_id', 'NO', 'YES', ''),
+        ('ix_alert_logs_rule_timestamp', 'rule_id,timestamp', 'NO', 'YES', ''),
+        ('ix_alert_logs_status', 'status', 'NO', 'YES', ''),
+        ('ix_alert_logs_timestamp', 'timestamp', 'NO', 'YES', '')
 
 ),
-actual(index_name, columns, is_unique, is_valid) AS (
+actual(index_name, columns, is_unique, is_valid, predicate) AS (
     SELECT i.relname::text,
         (SELECT string_agg(a.attname, ',' ORDER BY k.ord)
          FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
          JOIN pg_attribute AS a ON a.attrelid = x.indrelid AND a.attnum = k.attnum),
         CASE WHEN x.indisunique THEN 'YES' ELSE 'NO' END,
-        CASE WHEN x.indisvalid THEN 'YES' ELSE 'NO' END
+        CASE WHEN x.indisvalid THEN 'YES' ELSE 'NO' END,
+        -- a partial index's predicate, as the spec writes it: deparsed without quotes and parentheses
+        coalesce(translate(pg_get_expr(x.indpred, x.indrelid), '"()', ''), '')
     FROM pg_index AS x
     JOIN pg_class AS i ON i.oid = x.indexrelid
     WHERE x.indrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -199,18 +201,20 @@ UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
 -- check: alert_rules.indexes
-WITH expected(index_name, columns, is_unique, is_valid) AS (
+WITH expected(index_name, columns, is_unique, is_valid, predicate) AS (
     VALUES
-        ('ix_alert_rules_instrument', 'instrument_id', 'NO', 'YES')
+        ('ix_alert_rules_instrument', 'instrument_id', 'NO', 'YES', '')
 
 ),
-actual(index_name, columns, is_unique, is_valid) AS (
+actual(index_name, columns, is_unique, is_valid, predicate) AS (
     SELECT i.relname::text,
         (SELECT string_agg(a.attname, ',' ORDER BY k.ord)
          FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
          JOIN pg_attribute AS a ON a.attrelid = x.indrelid AND a.attnum = k.attnum),
         CASE WHEN x.indisunique THEN 'YES' ELSE 'NO' END,
-        CASE WHEN x.indisvalid THEN 'YES' ELSE 'NO' END
+        CASE WHEN x.indisvalid THEN 'YES' ELSE 'NO' END,
+        -- a partial index's predicate, as the spec writes it: deparsed without quotes and parentheses
+        coalesce(translate(pg_get_expr(x.indpred, x.indrelid), '"()', ''), '')
     FROM pg_index AS x
     JOIN pg_class AS i ON i.oid = x.indexrelid
     WHERE x.indrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -322,16 +326,18 @@ UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
 -- check: instruments.indexes
-WITH expected(index_name, columns, is_unique, is_valid) AS (
-    SELECT CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT) WHERE 1 = 0
+WITH expected(index_name, columns, is_unique, is_valid, predicate) AS (
+    SELECT CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT) WHERE 1 = 0
 ),
-actual(index_name, columns, is_unique, is_valid) AS (
+actual(index_name, columns, is_unique, is_valid, predicate) AS (
     SELECT i.relname::text,
         (SELECT string_agg(a.attname, ',' ORDER BY k.ord)
          FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
          JOIN pg_attribute AS a ON a.attrelid = x.indrelid AND a.attnum = k.attnum),
         CASE WHEN x.indisunique THEN 'YES' ELSE 'NO' END,
-        CASE WHEN x.indisvalid THEN 'YES' ELSE 'NO' END
+        CASE WHEN x.indisvalid THEN 'YES' ELSE 'NO' END,
+        -- a partial index's predicate, as the spec writes it: deparsed without quotes and parentheses
+        coalesce(translate(pg_get_expr(x.indpred, x.indrelid), '"()', ''), '')
     FROM pg_index AS x
     JOIN pg_class AS i ON i.oid = x.indexrelid
     WHERE x.indrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -447,19 +453,21 @@ UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
 -- check: market_data.indexes
-WITH expected(index_name, columns, is_unique, is_valid) AS (
+WITH expected(index_name, columns, is_unique, is_valid, predicate) AS (
     VALUES
-        ('ix_market_data_instrument_price', 'instrument_id,price', 'NO', 'YES'),
-        ('ix_market_data_timestamp_instrument', 'timestamp,instrument_id', 'NO', 'YES')
+        ('ix_market_data_instrument_price', 'instrument_id,price', 'NO', 'YES', ''),
+        ('ix_market_data_timestamp_instrument', 'timestamp,instrument_id', 'NO', 'YES', '')
 
 ),
-actual(index_name, columns, is_unique, is_valid) AS (
+actual(index_name, columns, is_unique, is_valid, predicate) AS (
     SELECT i.relname::text,
         (SELECT string_agg(a.attname, ',' ORDER BY k.ord)
          FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
          JOIN pg_attribute AS a ON a.attrelid = x.indrelid AND a.attnum = k.attnum),
         CASE WHEN x.indisunique THEN 'YES' ELSE 'NO' END,
-        CASE WHEN x.indisvalid THEN 'YES' ELSE 'NO' END
+        CASE WHEN x.indisvalid THEN 'YES' ELSE 'NO' END,
+        -- a partial index's predicate, as the spec writes it: deparsed without quotes and parentheses
+        coalesce(translate(pg_get_expr(x.indpred, x.indrelid), '"()', ''), '')
     FROM pg_index AS x
     JOIN pg_class AS i ON i.oid = x.indexrelid
     WHERE x.indrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -562,9 +570,7 @@ SELECT "id", "threshold_value", "trigger_value" FROM "alert_logs";
 CREATE TEMP TABLE "schemagen_values_market_data" AS
 SELECT "id", "ask", "bid", "high_price", "low_price", "open_price", "price" FROM "market_data";
 
-
 -- data-check: row_counts
--- (fewer rows fails: rows lost; more is allowed, an online change lets writers in)
 SELECT s.table_name, s.row_count AS before, c.row_count AS after
 FROM schemagen_row_counts AS s
 JOIN (

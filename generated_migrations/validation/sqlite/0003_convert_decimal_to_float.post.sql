@@ -63,18 +63,23 @@ UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
 -- check: alert_logs.indexes
-WITH expected(index_name, columns, is_unique) AS (
+WITH expected(index_name, columns, is_unique, predicate) AS (
     VALUES
-        ('ix_alert_logs_instrument', 'instrument_id', 'NO'),
-        ('ix_alert_logs_rule_timestamp', 'rule_id,timestamp', 'NO'),
-        ('ix_alert_logs_status', 'status', 'NO'),
-        ('ix_alert_logs_timestamp', 'timestamp', 'NO')
+        ('ix_alert_logs_instrument', 'instrument_id', 'NO', ''),
+        ('ix_alert_logs_rule_timestamp', 'rule_id,timestamp', 'NO', ''),
+        ('ix_alert_logs_status', 'status', 'NO', ''),
+        ('ix_alert_logs_timestamp', 'timestamp', 'NO', '')
 
 ),
-actual(index_name, columns, is_unique) AS (
+actual(index_name, columns, is_unique, predicate) AS (
     SELECT il.name,
         (SELECT group_concat(ii.name, ',') FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno) AS ii),
-        CASE WHEN il."unique" THEN 'YES' ELSE 'NO' END
+        CASE WHEN il."unique" THEN 'YES' ELSE 'NO' END,
+        -- a partial index's predicate: the text after WHERE in its DDL, without quotes and parentheses
+        coalesce((
+            SELECT trim(replace(replace(replace(substr(s.sql, instr(upper(s.sql), ' WHERE ') + 7), '"', ''), '(', ''), ')', ''))
+            FROM sqlite_master AS s WHERE s.type = 'index' AND s.name = il.name AND il.partial
+        ), '')
     FROM pragma_index_list('alert_logs') AS il
     WHERE il.origin = 'c'
 )
@@ -167,15 +172,20 @@ UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
 -- check: alert_rules.indexes
-WITH expected(index_name, columns, is_unique) AS (
+WITH expected(index_name, columns, is_unique, predicate) AS (
     VALUES
-        ('ix_alert_rules_instrument', 'instrument_id', 'NO')
+        ('ix_alert_rules_instrument', 'instrument_id', 'NO', '')
 
 ),
-actual(index_name, columns, is_unique) AS (
+actual(index_name, columns, is_unique, predicate) AS (
     SELECT il.name,
         (SELECT group_concat(ii.name, ',') FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno) AS ii),
-        CASE WHEN il."unique" THEN 'YES' ELSE 'NO' END
+        CASE WHEN il."unique" THEN 'YES' ELSE 'NO' END,
+        -- a partial index's predicate: the text after WHERE in its DDL, without quotes and parentheses
+        coalesce((
+            SELECT trim(replace(replace(replace(substr(s.sql, instr(upper(s.sql), ' WHERE ') + 7), '"', ''), '(', ''), ')', ''))
+            FROM sqlite_master AS s WHERE s.type = 'index' AND s.name = il.name AND il.partial
+        ), '')
     FROM pragma_index_list('alert_rules') AS il
     WHERE il.origin = 'c'
 )
@@ -258,13 +268,18 @@ UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
 -- check: instruments.indexes
-WITH expected(index_name, columns, is_unique) AS (
-    SELECT CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT) WHERE 1 = 0
+WITH expected(index_name, columns, is_unique, predicate) AS (
+    SELECT CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT) WHERE 1 = 0
 ),
-actual(index_name, columns, is_unique) AS (
+actual(index_name, columns, is_unique, predicate) AS (
     SELECT il.name,
         (SELECT group_concat(ii.name, ',') FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno) AS ii),
-        CASE WHEN il."unique" THEN 'YES' ELSE 'NO' END
+        CASE WHEN il."unique" THEN 'YES' ELSE 'NO' END,
+        -- a partial index's predicate: the text after WHERE in its DDL, without quotes and parentheses
+        coalesce((
+            SELECT trim(replace(replace(replace(substr(s.sql, instr(upper(s.sql), ' WHERE ') + 7), '"', ''), '(', ''), ')', ''))
+            FROM sqlite_master AS s WHERE s.type = 'index' AND s.name = il.name AND il.partial
+        ), '')
     FROM pragma_index_list('instruments') AS il
     WHERE il.origin = 'c'
 )
@@ -351,16 +366,21 @@ UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
 -- check: market_data.indexes
-WITH expected(index_name, columns, is_unique) AS (
+WITH expected(index_name, columns, is_unique, predicate) AS (
     VALUES
-        ('ix_market_data_instrument_price', 'instrument_id,price', 'NO'),
-        ('ix_market_data_timestamp_instrument', 'timestamp,instrument_id', 'NO')
+        ('ix_market_data_instrument_price', 'instrument_id,price', 'NO', ''),
+        ('ix_market_data_timestamp_instrument', 'timestamp,instrument_id', 'NO', '')
 
 ),
-actual(index_name, columns, is_unique) AS (
+actual(index_name, columns, is_unique, predicate) AS (
     SELECT il.name,
         (SELECT group_concat(ii.name, ',') FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno) AS ii),
-        CASE WHEN il."unique" THEN 'YES' ELSE 'NO' END
+        CASE WHEN il."unique" THEN 'YES' ELSE 'NO' END,
+        -- a partial index's predicate: the text after WHERE in its DDL, without quotes and parentheses
+        coalesce((
+            SELECT trim(replace(replace(replace(substr(s.sql, instr(upper(s.sql), ' WHERE ') + 7), '"', ''), '(', ''), ')', ''))
+            FROM sqlite_master AS s WHERE s.type = 'index' AND s.name = il.name AND il.partial
+        ), '')
     FROM pragma_index_list('market_data') AS il
     WHERE il.origin = 'c'
 )
@@ -498,9 +518,7 @@ SELECT "id", "threshold_value", "trigger_value" FROM "alert_logs";
 CREATE TEMP TABLE "schemagen_values_market_data" AS
 SELECT "id", "ask", "bid", "high_price", "low_price", "open_price", "price" FROM "market_data";
 
-
 -- data-check: row_counts
--- (fewer rows fails: rows lost; more is allowed, an online change lets writers in)
 SELECT s.table_name, s.row_count AS before, c.row_count AS after
 FROM schemagen_row_counts AS s
 JOIN (

@@ -59,11 +59,24 @@ def _upgrade_postgresql() -> None:
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_trades_venue_price" ON "trades" ("venue_id", "price")'
             )
         )
+        runtime.drop_invalid_index(op, "ix_trades_unpriced_note")
+        op.execute(
+            sa.text(
+                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_trades_unpriced_note" ON "trades" ("note") WHERE "note" IS NOT NULL AND "size" IS NULL'
+            )
+        )
 
 
 def _upgrade_sqlite() -> None:
     op.drop_index("ix_trades_price", table_name="trades")
     op.create_index("ix_trades_venue_price", "trades", ["venue_id", "price"], unique=False)
+    op.create_index(
+        "ix_trades_unpriced_note",
+        "trades",
+        ["note"],
+        unique=False,
+        sqlite_where=sa.text('"note" IS NOT NULL AND "size" IS NULL'),
+    )
 
 
 def _downgrade_postgresql() -> None:
@@ -71,6 +84,7 @@ def _downgrade_postgresql() -> None:
     op.execute(sa.text("SET statement_timeout = '30min'"))
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
+        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_trades_unpriced_note"'))
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_trades_venue_price"'))
         runtime.drop_invalid_index(op, "ix_trades_price")
         op.execute(
@@ -81,5 +95,6 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    op.drop_index("ix_trades_unpriced_note", table_name="trades")
     op.drop_index("ix_trades_venue_price", table_name="trades")
     op.create_index("ix_trades_price", "trades", ["price"], unique=False)

@@ -88,6 +88,11 @@ def _upgrade_sqlite() -> None:
             sa.ForeignKeyConstraint(
                 ["venue_id"], ["venues.id"], name="fk_trades_venue_id_venues", ondelete="CASCADE"
             ),
+            sa.Index(
+                "ix_trades_unpriced_note",
+                "note",
+                sqlite_where=sa.text('"note" IS NOT NULL AND "size" IS NULL'),
+            ),
             sa.Index("ix_trades_venue", "venue_id"),
             sa.Index("ix_trades_venue_price", "venue_id", "price"),
         ),
@@ -136,6 +141,11 @@ def _downgrade_sqlite() -> None:
             sa.PrimaryKeyConstraint("id", name="pk_trades"),
             sa.ForeignKeyConstraint(
                 ["venue_id"], ["venues.id"], name="fk_trades_venue_id_venues", ondelete="CASCADE"
+            ),
+            sa.Index(
+                "ix_trades_unpriced_note",
+                "note",
+                sqlite_where=sa.text('"note" IS NOT NULL AND "size" IS NULL'),
             ),
             sa.Index("ix_trades_venue", "venue_id"),
             sa.Index("ix_trades_venue_price", "venue_id", "price"),

@@ -93,6 +93,11 @@ def _upgrade_sqlite() -> None:
                 ["venue_id"], ["venues.id"], name="fk_trades_venue_id_venues", ondelete="CASCADE"
             ),
             sa.Index("ix_trades_deleted_at", "deleted_at"),
+            sa.Index(
+                "ix_trades_unpriced_note",
+                "note",
+                sqlite_where=sa.text('"note" IS NOT NULL AND "size" IS NULL'),
+            ),
             sa.Index("ix_trades_venue", "venue_id"),
             sa.Index("ix_trades_venue_price", "venue_id", "price"),
         ),
@@ -153,6 +158,11 @@ def _downgrade_sqlite() -> None:
                 ["venue_id"], ["venues.id"], name="fk_trades_venue_id_venues", ondelete="RESTRICT"
             ),
             sa.Index("ix_trades_deleted_at", "deleted_at"),
+            sa.Index(
+                "ix_trades_unpriced_note",
+                "note",
+                sqlite_where=sa.text('"note" IS NOT NULL AND "size" IS NULL'),
+            ),
             sa.Index("ix_trades_venue", "venue_id"),
             sa.Index("ix_trades_venue_price", "venue_id", "price"),
         ),

@@ -55,17 +55,23 @@ UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
 -- check: trades.indexes
-WITH expected(index_name, columns, is_unique) AS (
+WITH expected(index_name, columns, is_unique, predicate) AS (
     VALUES
-        ('ix_trades_deleted_at', 'deleted_at', 'NO'),
-        ('ix_trades_venue', 'venue_id', 'NO'),
-        ('ix_trades_venue_price', 'venue_id,price', 'NO')
+        ('ix_trades_deleted_at', 'deleted_at', 'NO', ''),
+        ('ix_trades_unpriced_note', 'note', 'NO', 'note IS NOT NULL AND size IS NULL'),
+        ('ix_trades_venue', 'venue_id', 'NO', ''),
+        ('ix_trades_venue_price', 'venue_id,price', 'NO', '')
 
 ),
-actual(index_name, columns, is_unique) AS (
+actual(index_name, columns, is_unique, predicate) AS (
     SELECT il.name,
         (SELECT group_concat(ii.name, ',') FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno) AS ii),
-        CASE WHEN il."unique" THEN 'YES' ELSE 'NO' END
+        CASE WHEN il."unique" THEN 'YES' ELSE 'NO' END,
+        -- a partial index's predicate: the text after WHERE in its DDL, without quotes and parentheses
+        coalesce((
+            SELECT trim(replace(replace(replace(substr(s.sql, instr(upper(s.sql), ' WHERE ') + 7), '"', ''), '(', ''), ')', ''))
+            FROM sqlite_master AS s WHERE s.type = 'index' AND s.name = il.name AND il.partial
+        ), '')
     FROM pragma_index_list('trades') AS il
     WHERE il.origin = 'c'
 )
@@ -143,13 +149,18 @@ UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
 -- check: venues.indexes
-WITH expected(index_name, columns, is_unique) AS (
-    SELECT CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT) WHERE 1 = 0
+WITH expected(index_name, columns, is_unique, predicate) AS (
+    SELECT CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT) WHERE 1 = 0
 ),
-actual(index_name, columns, is_unique) AS (
+actual(index_name, columns, is_unique, predicate) AS (
     SELECT il.name,
         (SELECT group_concat(ii.name, ',') FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno) AS ii),
-        CASE WHEN il."unique" THEN 'YES' ELSE 'NO' END
+        CASE WHEN il."unique" THEN 'YES' ELSE 'NO' END,
+        -- a partial index's predicate: the text after WHERE in its DDL, without quotes and parentheses
+        coalesce((
+            SELECT trim(replace(replace(replace(substr(s.sql, instr(upper(s.sql), ' WHERE ') + 7), '"', ''), '(', ''), ')', ''))
+            FROM sqlite_master AS s WHERE s.type = 'index' AND s.name = il.name AND il.partial
+        ), '')
     FROM pragma_index_list('venues') AS il
     WHERE il.origin = 'c'
 )
@@ -209,9 +220,7 @@ SELECT 'trades' AS table_name, (SELECT count(*) FROM "trades") AS row_count
 
 ;
 
-
 -- data-check: row_counts
--- (fewer rows fails: rows lost; more is allowed, an online change lets writers in)
 SELECT s.table_name, s.row_count AS before, c.row_count AS after
 FROM schemagen_row_counts AS s
 JOIN (
