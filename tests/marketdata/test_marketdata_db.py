@@ -232,3 +232,47 @@ def test_default_engine_comes_from_database_url(
 
     assert asyncio.run(main()) == 1
     assert db._default_engine is None
+
+
+@pytest.mark.db
+@pytest.mark.parametrize("multirow", [True, False])
+def test_many_rows_go_as_multi_row_inserts_on_postgresql(
+    async_db_url: str, dialect: str, multirow: bool
+) -> None:
+    """2,500 rows in one execute: on PostgreSQL three multi-row INSERT statements (pages of
+    1,000) rather than an executemany of one statement per row; SQLite keeps its executemany
+    (one prepared statement, no per-row preparation to save). Every row arrives either way."""
+    statements: list[tuple[str, bool]] = []
+
+    async def main() -> int:
+        engine = create_app_engine(async_db_url, multirow_inserts=multirow)
+        async with engine.begin() as conn:
+            await conn.run_sync(_TestBase.metadata.create_all)
+
+        @sa.event.listens_for(engine.sync_engine, "before_cursor_execute")
+        def _seen(
+            conn: object,
+            cursor: object,
+            statement: str,
+            params: object,
+            context: object,
+            executemany: bool,
+        ) -> None:
+            if statement.startswith("INSERT INTO parents"):
+                statements.append((statement, executemany))
+
+        try:
+            async with engine.begin() as conn:
+                rows = [{"name": f"p{i}"} for i in range(2500)]
+                await conn.execute(sa.insert(_Parent.__table__), rows)
+                return int(await conn.scalar(select(func.count()).select_from(_Parent)) or 0)
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(main()) == 2500
+    if dialect == "postgresql" and multirow:
+        assert len(statements) == 3
+        assert [s.count("), (") for s, _ in statements] == [999, 999, 499]
+    else:
+        assert len(statements) == 1
+        assert statements[0][0].count("), (") == 0
