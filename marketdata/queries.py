@@ -319,3 +319,65 @@ def unacknowledged_alerts(
     """The alerts of one instrument nobody has acknowledged yet, oldest first."""
     statement = unacknowledged_alerts_statement(instrument_id, _resolve(conn, live_only))
     return _run(conn, statement, ALERT_PRICES)
+
+
+# --- soft-deleted rows: purge and restore (revision 0004 and later) ------------------------
+
+
+def _deleted(t: FromClause, since: datetime | None, before: datetime | None) -> list[Any]:
+    # `deleted_at IS NOT NULL` spelled out: it is the partial index's predicate (change 0005),
+    # so both planners match it without having to prove it from the range.
+    terms: list[Any] = [t.c.deleted_at.is_not(None)]
+    if since is not None:
+        terms.append(t.c.deleted_at >= since)
+    if before is not None:
+        terms.append(t.c.deleted_at < before)
+    return terms
+
+
+def deleted_ticks_statement(
+    since: datetime | None = None, before: datetime | None = None, limit: int | None = None
+) -> Select[Any]:
+    md = _market_data
+    statement = (
+        select(md.c.id, md.c.instrument_id, md.c.timestamp, md.c.deleted_at)
+        .where(*_deleted(md, since, before))
+        .order_by(md.c.deleted_at, md.c.id)
+    )
+    return statement if limit is None else statement.limit(limit)
+
+
+def deleted_ticks(
+    conn: Connection,
+    *,
+    since: datetime | None = None,
+    before: datetime | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Soft-deleted ticks, deleted in ``[since, before)`` (either bound optional), in the
+    order they were deleted: the candidates of a purge (``before``) or a restore (``since``)."""
+    return _run(conn, deleted_ticks_statement(since, before, limit), ())
+
+
+def deleted_alerts_statement(
+    since: datetime | None = None, before: datetime | None = None, limit: int | None = None
+) -> Select[Any]:
+    al = _alert_logs
+    statement = (
+        select(al.c.id, al.c.rule_id, al.c.instrument_id, al.c.timestamp, al.c.deleted_at)
+        .where(*_deleted(al, since, before))
+        .order_by(al.c.deleted_at, al.c.id)
+    )
+    return statement if limit is None else statement.limit(limit)
+
+
+def deleted_alerts(
+    conn: Connection,
+    *,
+    since: datetime | None = None,
+    before: datetime | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Soft-deleted alert logs, deleted in ``[since, before)``, in the order they were
+    deleted (see :func:`deleted_ticks`)."""
+    return _run(conn, deleted_alerts_statement(since, before, limit), ())
