@@ -114,6 +114,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "sa_type_of": dialects.sa_type_of,
     "default_sql": lambda c, dialect: dialects.default_sql(c.default, c.type, dialect),
     "sa_text": _sa_text,
+    "fk_lock_order": dialects.fk_lock_order,
     "using_sql": dialects.using_sql,
     "fk_action": lambda action: dialects.FK_ACTION_SQL[action],
     "ddl_type": dialects.ddl_type,

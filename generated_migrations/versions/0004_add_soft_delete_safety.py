@@ -103,6 +103,13 @@ def _upgrade_postgresql() -> None:
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_deleted_at" ON "alert_logs" ("deleted_at")'
             )
         )
+    # Every table of the swaps locked first, referencing tables before the ones they reference
+    # (the order an INSERT takes them): a concurrent writer waits, it cannot deadlock with us.
+    op.execute(
+        sa.text(
+            'LOCK TABLE "alert_logs", "alert_rules", "market_data", "instruments" IN ACCESS EXCLUSIVE MODE'
+        )
+    )
     if (
         runtime.fk_action(op, "market_data", "fk_market_data_instrument_id_instruments")
         != "RESTRICT"
@@ -404,6 +411,13 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     op.execute(sa.text("SET lock_timeout = '5s'"))
     op.execute(sa.text("SET statement_timeout = '30min'"))
+    # Every table of the swaps locked first, referencing tables before the ones they reference
+    # (the order an INSERT takes them): a concurrent writer waits, it cannot deadlock with us.
+    op.execute(
+        sa.text(
+            'LOCK TABLE "alert_logs", "alert_rules", "market_data", "instruments" IN ACCESS EXCLUSIVE MODE'
+        )
+    )
     if runtime.fk_action(op, "alert_logs", "fk_alert_logs_instrument_id_instruments") != "CASCADE":
         op.execute(
             sa.text(

@@ -163,3 +163,54 @@ def test_a_swap_interrupted_before_validation_is_completed_by_the_next_run(pg_ur
             "SELECT bool_and(convalidated) FROM pg_constraint WHERE contype = 'f'"
         ).scalar()
     engine.dispose()
+
+
+def test_the_foreign_key_swap_does_not_deadlock_with_concurrent_inserts(pg_url: str) -> None:
+    """0004 swaps four keys in one transaction. Taken one by one, its locks reach
+    instruments (through market_data's key) before alert_rules, while an alert_logs INSERT
+    holds alert_rules (its key check) and then wants instruments: a deadlock, and PostgreSQL
+    aborted the INSERT. Locking every table first, referencing tables before referenced ones,
+    makes the writer wait instead. A tight insert loop runs through the whole swap."""
+    import psycopg
+
+    from marketdata import demo
+
+    url = sa.make_url(pg_url)
+    migrate.upgrade(MIGRATIONS, url, "0003")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        demo.seed(conn, ticks=200, alerts=200)
+        conn.exec_driver_sql(
+            "SELECT setval(pg_get_serial_sequence('alert_logs', 'id'), "
+            "(SELECT max(id) FROM alert_logs))"
+        )
+    engine.dispose()
+    stop, errors, done = threading.Event(), [], [0]
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def insert_loop() -> None:
+        with psycopg.connect(dsn, autocommit=True) as raw:
+            while not stop.is_set():
+                try:
+                    raw.execute(
+                        "INSERT INTO alert_logs (rule_id, instrument_id, timestamp, "
+                        "trigger_value, threshold_value, status, severity) "
+                        "VALUES (1, 1, now(), 1.5, 1.0, 'triggered', 'info')"
+                    )
+                    done[0] += 1
+                except psycopg.Error as exc:
+                    errors.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=insert_loop) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.2)
+        migrate.upgrade(MIGRATIONS, url, "0004")
+        time.sleep(0.1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert done[0] > 0
+    assert errors == []

@@ -50,6 +50,9 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     op.execute(sa.text("SET lock_timeout = '5s'"))
     op.execute(sa.text("SET statement_timeout = '30min'"))
+    # Every table of the swaps locked first, referencing tables before the ones they reference
+    # (the order an INSERT takes them): a concurrent writer waits, it cannot deadlock with us.
+    op.execute(sa.text('LOCK TABLE "trades", "venues" IN ACCESS EXCLUSIVE MODE'))
     if runtime.fk_action(op, "trades", "fk_trades_venue_id_venues") != "RESTRICT":
         op.execute(
             sa.text(
@@ -115,6 +118,9 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     op.execute(sa.text("SET lock_timeout = '5s'"))
     op.execute(sa.text("SET statement_timeout = '30min'"))
+    # Every table of the swaps locked first, referencing tables before the ones they reference
+    # (the order an INSERT takes them): a concurrent writer waits, it cannot deadlock with us.
+    op.execute(sa.text('LOCK TABLE "trades", "venues" IN ACCESS EXCLUSIVE MODE'))
     if runtime.fk_action(op, "trades", "fk_trades_venue_id_venues") != "CASCADE":
         op.execute(
             sa.text(
