@@ -17,8 +17,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from benchmarks import calc, insert, query, report
-from benchmarks.databases import Databases, postgres_admin_url
+from benchmarks import calc, gencheck, insert, migrate, query, report
+from benchmarks.databases import REVISIONS, Databases, postgres_admin_url
 from benchmarks.settings import Settings, choose
 from benchmarks.timing import Progress
 
@@ -27,8 +27,17 @@ SUITES: dict[str, Callable[[Databases, Settings, Progress], list[dict[str, Any]]
     "query": query.run,
     "calc": calc.run,
     "insert": insert.run,
+    "migrate": migrate.run,  # copies the pre-filled baseline into fresh databases per round
 }
+# Dialect-independent suites (the tool's own speed): run once, after the database suites,
+# their results under results["tool"] instead of a dialect.
+TOOL_SUITES: dict[str, Callable[[Settings, Progress], dict[str, Any]]] = {
+    "gencheck": gencheck.run,
+}
+TOOL = "tool"
 DIALECTS = ("sqlite", "postgresql")
+# the suites that also measure revision 0004 (phase 1 as specified) beside baseline and head
+PHASE1_SUITES = {"insert", "query"}
 FORMAT_VERSION = 1
 
 
@@ -38,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
         description="INSERT, calculation and query benchmarks: revision 0000 (baseline) against "
         "head, in alternating rounds on the same run, SQLite and PostgreSQL.",
     )
-    p.add_argument("--suite", choices=[*SUITES, "all"], default="all")
+    p.add_argument("--suite", choices=[*SUITES, *TOOL_SUITES, "all"], default="all")
     p.add_argument("--dialect", choices=[*DIALECTS, "all"], default="all")
     p.add_argument("--all", action="store_true", help="every suite on every dialect (the default)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of a few seconds")
@@ -136,8 +145,10 @@ def _pg_problem(url: str) -> str | None:
 
 def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     """Run the chosen suites on the chosen dialects; the result document (see docs)."""
-    suites = list(SUITES) if args.all or args.suite == "all" else [args.suite]
+    suites = [*SUITES, *TOOL_SUITES] if args.all or args.suite == "all" else [args.suite]
     dialects = list(DIALECTS) if args.all or args.dialect == "all" else [args.dialect]
+    if not any(name in SUITES for name in suites):
+        dialects = []  # a tool suite alone needs no database
     s = choose(args.quick, args.rows, args.prefill, args.prefill_alerts, args.rounds)
     pg_url = postgres_admin_url(args.pg_url)
     if "postgresql" in dialects:
@@ -145,20 +156,28 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         if problem:
             raise SystemExit(f"error: {problem} (use --dialect sqlite to run without it)")
     started = datetime.now(UTC)
-    results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    results: dict[str, dict[str, Any]] = {}
     for dialect in dialects:
         dbs = Databases(dialect, pg_url, args.workdir, args.keep)
         try:
+            revisions = REVISIONS if set(suites) & PHASE1_SUITES else ("baseline", "head")
             dbs.build(
-                s.prefill, s.prefill_alerts, lambda text, d=dialect: progress.note(f"{d}: {text}")
+                s.prefill,
+                s.prefill_alerts,
+                lambda text, d=dialect: progress.note(f"{d}: {text}"),
+                revisions,
             )
             results[dialect] = {}
             for name in suites:
-                results[dialect][name] = SUITES[name](dbs, s, progress)
+                if name in SUITES:
+                    results[dialect][name] = SUITES[name](dbs, s, progress)
         finally:
             if args.keep:
                 progress.note(f"{dialect}: kept {dbs.describe()}")
             dbs.drop()
+    for name in suites:
+        if name in TOOL_SUITES:
+            results.setdefault(TOOL, {})[name] = TOOL_SUITES[name](s, progress)
     return {
         "format": FORMAT_VERSION,
         "command": command_line(),

@@ -112,7 +112,9 @@ TABLES: dict[str, dict[str, sa.Table]] = {
         "alert_logs": AlertLog.__table__,  # type: ignore[dict-item]
     },
 }
-REVISIONS = {"baseline": "0000", "head": "head"}
+# phase 1 as specified (0004) inserts the same columns as head: only its indexes differ
+TABLES["phase1"] = TABLES["head"]
+REVISIONS = {"baseline": "0000", "phase1": "0004", "head": "head"}
 
 
 # --- Python rows (insert suite, raw-driver paths) -----------------------------------------
@@ -328,6 +330,23 @@ def load_alerts(conn: sa.Connection, count: int, revision: str) -> None:
         f"CASE WHEN n % 3 = 0 THEN {_ts(d, '7 * n + 60')} END, "
         f"CASE WHEN n % 3 = 0 THEN 'ops' END, {now}, {now} "
         f"FROM {_series(d, count)} ORDER BY n",
+    )
+
+
+def soft_delete_some(conn: sa.Connection, ticks: int, alerts: int) -> None:
+    """Soft-delete the oldest 1 % of the ticks and the acknowledged ones of the oldest 1 % of
+    the alerts, each a day after its timestamp: what purge and restore look for. No catalogue
+    query's arguments reach those rows (their windows are in the middle of the series, the
+    newest rows are live), so the catalogue returns the same rows at every revision."""
+    d = conn.dialect.name
+    _exec(
+        conn,
+        f"UPDATE market_data SET deleted_at = {_ts(d, 'id + 86400')} WHERE id <= {ticks // 100}",
+    )
+    _exec(
+        conn,
+        f"UPDATE alert_logs SET deleted_at = {_ts(d, '7 * id + 86400')} "
+        f"WHERE id <= {alerts // 100} AND id % 3 = 0",
     )
 
 

@@ -1,13 +1,19 @@
-"""Scratch databases for one benchmark run: baseline (0000) and head, empty and pre-filled.
+"""Scratch databases for one benchmark run: baseline (0000), phase 1 as specified (0004) and
+head, each empty and pre-filled.
 
-Per dialect, four databases are built and dropped again at the end of the run:
+Per dialect, up to six databases are built and dropped again at the end of the run:
 
-=================  =============================================================
-``baseline/empty``  revision 0000, instruments and rules only
-``head/empty``      head, instruments and rules only
-``baseline/filled`` revision 0000 plus ``prefill`` ticks and ``prefill_alerts`` alerts
-``head/filled``     head plus the same rows
-=================  =============================================================
+===================  ===============================================================
+``baseline/empty``   revision 0000, instruments and rules only
+``phase1/empty``     revision 0004 (phase 1 as the requirements specify it), the same
+``head/empty``       head, the same
+``baseline/filled``  revision 0000 plus ``prefill`` ticks and ``prefill_alerts`` alerts
+``phase1/filled``    revision 0004 plus the same rows, 1 % of them soft-deleted
+``head/filled``      head plus the same rows, the same 1 % soft-deleted
+===================  ===============================================================
+
+The phase-1 pair is built only for the suites that compare it (insert and query: the trade
+of change 0005 side by side).
 
 Each revision is migrated once with the generated migrations (``generator.migrate``); the
 filled database is a copy of the empty one (a file copy on SQLite, ``CREATE DATABASE ...
@@ -36,7 +42,7 @@ from generator import db, migrate
 ROOT = Path(__file__).resolve().parents[1]
 MIGRATIONS = ROOT / "generated_migrations"
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-REVISIONS = ("baseline", "head")
+REVISIONS = ("baseline", "phase1", "head")
 FILLS = ("empty", "filled")
 TIME_SERIES = ("market_data", "alert_logs")
 
@@ -44,7 +50,7 @@ TIME_SERIES = ("market_data", "alert_logs")
 @dataclass
 class BenchDatabase:
     dialect: str
-    revision: str  # "baseline" | "head"
+    revision: str  # "baseline" (0000) | "phase1" (0004, phase 1 as specified) | "head"
     fill: str  # "empty" | "filled"
     url: URL  # the sync URL (pysqlite / psycopg)
     ticks: int = 0
@@ -85,8 +91,14 @@ class Databases:
 
     # -- building -----------------------------------------------------------------------
 
-    def build(self, prefill: int, prefill_alerts: int, say: Callable[[str], None]) -> None:
-        for revision in REVISIONS:
+    def build(
+        self,
+        prefill: int,
+        prefill_alerts: int,
+        say: Callable[[str], None],
+        revisions: tuple[str, ...] = REVISIONS,
+    ) -> None:
+        for revision in revisions:
             empty = self._create(revision, "empty")
             say(f"migrating {revision} ({data.REVISIONS[revision]})")
             migrate.upgrade(MIGRATIONS, empty.url, data.REVISIONS[revision])
@@ -103,6 +115,8 @@ class Databases:
             with filled.engine().begin() as conn:
                 data.load_ticks(conn, prefill, revision)
                 data.load_alerts(conn, prefill_alerts, revision)
+                if revision != "baseline":
+                    data.soft_delete_some(conn, prefill, prefill_alerts)
                 for table in TIME_SERIES:
                     data.reset_identity(conn, table)
             filled.ticks, filled.alerts = prefill, prefill_alerts

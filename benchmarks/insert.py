@@ -10,6 +10,15 @@ transaction per batch:
 ``driver``  the raw driver, the ceiling of an executemany: ``sqlite3`` ``executemany`` /
             asyncpg ``executemany``, with values already in the driver's form
 ``copy``    PostgreSQL only: asyncpg ``copy_records_to_table`` (COPY), the bulk ceiling
+``bulk``    head only: the application's bulk-ingest path (:func:`marketdata.insert_ticks` /
+            :func:`marketdata.insert_alerts`, every row validated, then COPY / executemany),
+            one call per batch (each call its own transaction)
+
+Besides the per-path cases (each path at baseline against head), one ``bulk`` case per
+(table, fill) runs three sides in alternating rounds: baseline ``core`` (the end-to-end
+starting point), head ``bulk``, and head's raw-driver ceiling (:data:`CEILING`). Its ``ratio``
+is head bulk / baseline core (time), and ``fraction_of_ceiling`` the ceiling median / the bulk
+median (1.0: the bulk path is as fast as the raw driver).
 
 A round inserts ``insert_rows`` rows into one database and is timed from the first batch to
 the last commit. Between rounds (untimed) the table is put back: emptied (TRUNCATE on
@@ -33,9 +42,11 @@ from benchmarks import data
 from benchmarks.databases import FILLS, TIME_SERIES, BenchDatabase, Databases
 from benchmarks.settings import Settings
 from benchmarks.timing import SIDES, Progress, alternate, case, clock, side
-from marketdata import create_app_engine
+from marketdata import create_app_engine, insert_alerts, insert_ticks
 
 PATHS = {"sqlite": ("core", "driver"), "postgresql": ("core", "driver", "copy")}
+BULK = "bulk"
+CEILING = {"sqlite": "driver", "postgresql": "copy"}  # the bulk path's raw-driver ceiling
 
 
 class _Connections:
@@ -71,6 +82,15 @@ async def _core_round(engine: AsyncEngine, table: sa.Table, batches: list[list[A
         for batch in batches:
             await conn.execute(statement, batch)
             await conn.commit()
+        return clock() - started
+
+
+async def _bulk_round(engine: AsyncEngine, table: str, batches: list[list[Any]]) -> float:
+    ingest = insert_ticks if table == "market_data" else insert_alerts
+    async with engine.connect() as conn:
+        started = clock()
+        for batch in batches:
+            await ingest(conn, batch)  # outside a transaction: the call commits its own
         return clock() - started
 
 
@@ -141,6 +161,12 @@ def _runner(
         def timed() -> float:
             return conns.aio.run(_core_round(conns.engines[key], target, batches))
 
+    elif path == BULK:
+        bulk_batches = list(data.iter_batches(rows, s.batch))
+
+        def timed() -> float:
+            return conns.aio.run(_bulk_round(conns.engines[key], table, bulk_batches))
+
     else:
         now = datetime.now(UTC)
         tuples = data.driver_tuples(table, rows, bench.dialect, now)
@@ -166,6 +192,40 @@ def _runner(
     return round_, keep
 
 
+def _bulk_case(
+    conns: _Connections, dbs: Databases, table: str, fill: str, s: Settings, progress: Progress
+) -> dict[str, Any]:
+    """Baseline core -> head bulk end to end, and head bulk against head's ceiling."""
+    ceiling = CEILING[dbs.dialect]
+    label = f"{dbs.dialect} insert {table} {BULK} {fill}"
+    core, before = _runner(conns, dbs.get("baseline", fill), table, "core", s)
+    bulk, _ = _runner(conns, dbs.get("head", fill), table, BULK, s)
+    raw, _ = _runner(conns, dbs.get("head", fill), table, ceiling, s)
+    names = {"baseline core": core, f"head {BULK}": bulk, f"head {ceiling}": raw}
+    samples = list(alternate(names, s.rounds, s.warmup, progress, label).values())
+    batches = -(-s.insert_rows // s.batch)
+    sides = [side(x, rows=s.insert_rows, per=batches) for x in samples]
+    result = case(
+        "insert",
+        f"{table} {BULK} {fill}",
+        sides[0],
+        sides[1],
+        table=table,
+        path=BULK,
+        fill=fill,
+        rows_before=before,
+        batch=s.batch,
+        ceiling_path=ceiling,
+        ceiling=sides[2],
+        fraction_of_ceiling=sides[2]["median_s"] / sides[1]["median_s"],
+    )
+    progress.note(
+        f"{label}: {1 / result['ratio']:.2f}x baseline core, "
+        f"{result['fraction_of_ceiling']:.0%} of the {ceiling} ceiling"
+    )
+    return result
+
+
 def run(dbs: Databases, s: Settings, progress: Progress) -> list[dict[str, Any]]:
     results = []
     with asyncio.Runner() as aio:
@@ -176,25 +236,43 @@ def run(dbs: Databases, s: Settings, progress: Progress) -> list[dict[str, Any]]
                     for path in PATHS[dbs.dialect]:
                         label = f"{dbs.dialect} insert {table} {path} {fill}"
                         runners, before = {}, 0
-                        for revision in SIDES:
+                        # the application's path also at 0004: change 0005's trade, side by side
+                        revisions = [*SIDES]
+                        if path == "core" and ("phase1", fill) in dbs.all:
+                            revisions.insert(1, "phase1")
+                        for revision in revisions:
                             runners[revision], before = _runner(
                                 conns, dbs.get(revision, fill), table, path, s
                             )
                         samples = alternate(runners, s.rounds, s.warmup, progress, label)
                         batches = -(-s.insert_rows // s.batch)
+                        sides = {
+                            r: side(samples[r], rows=s.insert_rows, per=batches) for r in revisions
+                        }
+                        extra: dict[str, Any] = {}
+                        if "phase1" in sides:
+                            extra["phase1"] = sides["phase1"]
+                            extra["phase1_ratio"] = (
+                                sides["phase1"]["median_s"] / sides["baseline"]["median_s"]
+                            )
                         result = case(
                             "insert",
                             f"{table} {path} {fill}",
-                            side(samples["baseline"], rows=s.insert_rows, per=batches),
-                            side(samples["head"], rows=s.insert_rows, per=batches),
+                            sides["baseline"],
+                            sides["head"],
                             table=table,
                             path=path,
                             fill=fill,
                             rows_before=before,
                             batch=s.batch,
+                            **extra,
                         )
                         results.append(result)
-                        progress.note(f"{label}: head/baseline {result['ratio']:.2f}")
+                        progress.note(
+                            f"{label}: head/baseline {result['ratio']:.2f}"
+                            + (f", 0004/baseline {extra['phase1_ratio']:.2f}" if extra else "")
+                        )
+                    results.append(_bulk_case(conns, dbs, table, fill, s, progress))
         finally:
             conns.close()
     return results

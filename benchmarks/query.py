@@ -26,9 +26,9 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from benchmarks import data
-from benchmarks.databases import BenchDatabase, Databases
+from benchmarks.databases import REVISIONS, BenchDatabase, Databases
 from benchmarks.settings import Settings
-from benchmarks.timing import SIDES, Progress, alternate, case, clock, side
+from benchmarks.timing import Progress, alternate, case, clock, side
 from marketdata import queries
 from marketdata.db import install_sqlite_listeners
 
@@ -45,7 +45,10 @@ class Explain(Executable, ClauseElement):
 
 @compiles(Explain)
 def _compile_explain(element: Explain, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"{element.prefix} {compiler.process(element.statement, **kw)}"
+    sql = f"{element.prefix} {compiler.process(element.statement, **kw)}"
+    # The plan's rows are not the statement's: no result processing by the statement's types.
+    compiler._result_columns = []
+    return sql
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,9 @@ class Query:
     catalogue: str  # the function of marketdata.queries
     statement: Callable[[bool], sa.Select[Any]]  # live_only -> the Core statement
     function: Callable[[sa.Connection], list[dict[str, Any]]]  # the catalogue call
+    # a soft-delete query (purge / restore): only revisions with deleted_at have it, so it is
+    # compared phase 1 (0004, full deleted_at index) against head (partial index)
+    soft_delete: bool = False
 
 
 def catalogue(ticks: int, alerts: int) -> list[Query]:
@@ -64,6 +70,9 @@ def catalogue(ticks: int, alerts: int) -> list[Query]:
     t1 = t0 + timedelta(hours=1)
     a0 = data.START + timedelta(seconds=7 * (alerts // 2))
     a1 = a0 + timedelta(days=1)
+    # data.soft_delete_some: the oldest 1 % deleted a day after their timestamp
+    tick_cut = data.START + timedelta(days=1, seconds=ticks // 200)
+    alert_cut = data.START + timedelta(days=1, seconds=7 * (alerts // 200))
     return [
         Query(
             "latest_ticks",
@@ -113,6 +122,22 @@ def catalogue(ticks: int, alerts: int) -> list[Query]:
             "unacknowledged_alerts",
             lambda live: queries.unacknowledged_alerts_statement(1, live),
             lambda c: queries.unacknowledged_alerts(c, 1),
+        ),
+        Query(
+            "purge_ticks",
+            "ticks soft-deleted before a cutoff (half of them)",
+            "deleted_ticks",
+            lambda live: queries.deleted_ticks_statement(before=tick_cut),
+            lambda c: queries.deleted_ticks(c, before=tick_cut),
+            soft_delete=True,
+        ),
+        Query(
+            "restore_alerts",
+            "alerts soft-deleted since a time (half of them)",
+            "deleted_alerts",
+            lambda live: queries.deleted_alerts_statement(since=alert_cut),
+            lambda c: queries.deleted_alerts(c, since=alert_cut),
+            soft_delete=True,
         ),
     ]
 
@@ -204,6 +229,8 @@ class _Session:
 def _measure(
     sessions: dict[str, _Session], q: Query, s: Settings, progress: Progress, label: str
 ) -> dict[str, Any]:
+    """One query on every session given, alternating rounds; the case compares the first
+    (baseline, or phase 1 for a soft-delete query) with head, other sides are kept too."""
     plans, results, timed_out = {}, {}, {}
     runners: dict[str, Callable[[], float]] = {}
     for revision, session in sessions.items():
@@ -235,38 +262,55 @@ def _measure(
         runners[revision] = round_
     samples = alternate(runners, s.rounds, 0, progress, label) if runners else {}
     sides = {}
-    for revision in SIDES:
+    for revision in sessions:
         rows = len(results.get(revision, []))
         if revision in timed_out:
             sides[revision] = side([s.query_timeout_s], rows=rows, timed_out=True)
         else:
             sides[revision] = side(samples[revision], rows=rows)
-    equal = results["baseline"] == results["head"] if len(results) == 2 else None
+    first, *_ = sessions
+    answers = list(results.values())
+    equal = all(r == answers[0] for r in answers) if len(answers) == len(sessions) else None
+    extra: dict[str, Any] = {}
+    if "phase1" in sides and first != "phase1":
+        extra["phase1"] = sides["phase1"]
+        extra["phase1_ratio"] = sides["phase1"]["median_s"] / sides[first]["median_s"]
     return case(
         "query",
         q.name,
-        sides["baseline"],
+        sides[first],
         sides["head"],
         description=q.description,
         function=q.catalogue,
+        compared=data.REVISIONS[first],
+        group="soft_delete" if q.soft_delete else "catalogue",
         results_equal=equal,
-        result_rows=len(results.get("baseline", results.get("head", []))),
+        result_rows=len(answers[0]) if answers else 0,
         plans=plans,
+        **extra,
     )
 
 
 def run(dbs: Databases, s: Settings, progress: Progress) -> list[dict[str, Any]]:
-    filled = {revision: dbs.get(revision, "filled") for revision in SIDES}
+    revisions = [r for r in REVISIONS if (r, "filled") in dbs.all]
+    filled = {revision: dbs.get(revision, "filled") for revision in revisions}
     sessions = {revision: _Session(bench, s.query_timeout_s) for revision, bench in filled.items()}
     out = []
     try:
         for q in catalogue(filled["baseline"].ticks, filled["baseline"].alerts):
             label = f"{dbs.dialect} query {q.name}"
-            result = _measure(sessions, q, s, progress, label)
+            chosen = {
+                r: session
+                for r, session in sessions.items()
+                if not q.soft_delete or r != "baseline"
+            }
+            if len(chosen) < 2:
+                continue  # a soft-delete query without the phase-1 database
+            result = _measure(chosen, q, s, progress, label)
             out.append(result)
-            used = " -> ".join(",".join(result["plans"][r]["indexes"]) or "(none)" for r in SIDES)
+            used = " -> ".join(",".join(result["plans"][r]["indexes"]) or "(none)" for r in chosen)
             progress.note(
-                f"{label}: head/baseline {result['ratio']:.2f}, "
+                f"{label}: head/{result['compared']} {result['ratio']:.2f}, "
                 f"same results: {result['results_equal']}, indexes {used}"
             )
     finally:

@@ -12,12 +12,17 @@ class Settings:
     prefill_alerts: int = 500_000  # alerts in the pre-filled databases
     insert_rows: int = 20_000  # rows inserted per round, per case
     batch: int = 1_000  # rows per executemany (one transaction each)
-    calc_rows: int = 200_000  # ticks fetched and computed over per round
+    calc_rows: int = 1_000_000  # ticks per calc round (at most: the live ones, benchmarks/calc.py)
     ma_window: int = 20  # moving-average window, in ticks
     rounds: int = 7  # timed rounds per side (the median is reported)
     warmup: int = 1  # untimed rounds per side before them
     query_round_s: float = 0.2  # a query round repeats the query for at least this long
     query_timeout_s: float = 300.0  # one execution slower than this is reported as timed out
+    migrate_rounds: int = 3  # migrate suite: timed upgrades (and downgrades) per step
+    migrate_idle_s: float = 1.0  # migrate suite: concurrent load measured with no migration
+    migrate_pause_s: float = 0.001  # migrate suite: pause between two loader statements
+    migrate_budget_s: float = 20.0  # migrate suite: no further round once a step's took this
+    gencheck_sizes: tuple[int, ...] = (50, 100, 200, 300, 400, 500)  # changes per synthetic repo
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -33,6 +38,9 @@ QUICK = Settings(
     warmup=1,
     query_round_s=0.005,
     query_timeout_s=30.0,
+    migrate_rounds=1,
+    migrate_idle_s=0.2,
+    gencheck_sizes=(5, 10, 20),
 )
 
 

@@ -15,11 +15,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import click
 
-from generator import files, lint, redact, spec
+from generator import files, lint, spec
 from generator.errors import SpecErrors
 from generator.load import load_changes
 from generator.render import generate as render_all
@@ -33,8 +33,23 @@ class Exit(IntEnum):
     DATABASE = 4
 
 
+def _redact(text: str) -> str:
+    """``redact.redact``, without importing generator.redact (and SQLAlchemy with it) first:
+    only that module registers passwords, so until something imported it there are none."""
+    module = sys.modules.get("generator.redact")
+    return text if module is None else cast(str, module.redact(text))
+
+
+class _RedactingFilter(logging.Filter):
+    """``redact.RedactingFilter`` once generator.redact is imported (no password before)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        module = sys.modules.get("generator.redact")
+        return True if module is None else bool(module.RedactingFilter().filter(record))
+
+
 def echo(text: str = "", err: bool = False) -> None:
-    click.echo(redact.redact(text), err=err)
+    click.echo(_redact(text), err=err)
 
 
 def fail(code: Exit, message: str) -> NoReturn:
@@ -67,7 +82,7 @@ def setup_logging(fmt: str) -> None:
     logger = logging.getLogger("schemagen")
     logger.handlers.clear()
     handler = logging.StreamHandler(sys.stdout)
-    handler.addFilter(redact.RedactingFilter())
+    handler.addFilter(_RedactingFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
         handler.addFilter(OnlyFinishedSteps())
@@ -136,14 +151,14 @@ def generate(ctx: click.Context, check: bool) -> None:
     rendered = _load(root)
     if check:
         drift = files.compare(rendered, out_dir)
-        integrity = files.sum_problems(out_dir)
+        integrity = files.sum_problems(out_dir, drift, rendered)
         for problem in integrity:
             echo(f"integrity: {problem}", err=True)
         if drift.clean and not integrity:
             echo(f"generated files are current ({len(rendered)} files)")
             return
         for line in drift.diff:
-            click.echo(redact.redact(line), nl=not line.endswith("\n"))
+            click.echo(_redact(line), nl=not line.endswith("\n"))
         for label, paths in (
             ("stale or edited", drift.changed),
             ("missing", drift.missing),
@@ -323,7 +338,7 @@ def _with_url(url: str | None, fn: Callable[[Any], None]) -> None:
 
 
 def _migrate(ctx: click.Context, url: str | None, to: str, direction: str) -> None:
-    from generator import migrate, runtime  # lazily: `generate` starts faster
+    from generator import migrate, redact, runtime  # lazily: `generate` starts faster
 
     out_dir = _root(ctx) / "generated_migrations"
     run = migrate.upgrade if direction == "upgrade" else migrate.downgrade
@@ -360,7 +375,7 @@ def downgrade(ctx: click.Context, url: str | None, to: str) -> None:
 @click.pass_context
 def verify(ctx: click.Context, url: str | None) -> None:
     """Run the validation SQL for the database's current revision."""
-    from generator import migrate, runtime  # lazily: `generate` starts faster
+    from generator import migrate, redact, runtime  # lazily: `generate` starts faster
 
     out_dir = _root(ctx) / "generated_migrations"
     failed = 0
@@ -390,6 +405,8 @@ VERIFY_LOG = ".schemagen/verify.json"
 
 def _record_verify(root: Path, url: Any, revision: str | None, passed: int, failed: int) -> None:
     """Keep the last verify result per database (password-free URL) for `schemagen status`."""
+    from generator import redact
+
     path = root / VERIFY_LOG
     try:
         data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
@@ -417,7 +434,7 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
 
     Exit code 0 when the database is at head, 1 when changes are pending.
     """
-    from generator import migrate, runtime  # lazily: `generate` starts faster
+    from generator import migrate, redact, runtime  # lazily: `generate` starts faster
 
     root = _root(ctx)
     out_dir = root / "generated_migrations"

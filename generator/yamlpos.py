@@ -2,6 +2,12 @@
 
 Plain PyYAML keeps the last of two duplicate keys without a word and expands aliases
 without limit; here both are errors, as are explicit tags, so a spec is plain data.
+
+Where PyYAML was built with libyaml, a document is first parsed by libyaml's C parser (the
+same events, about six times faster than the pure-Python scanner and parser) and composed by
+the same strict composer. Any problem at all sends the document through the pure-Python
+loader again, so every message and position of an error is PyYAML's own; so does text with
+a character where the two parsers are known to disagree (see ``_SLOW_TEXT``).
 """
 
 from __future__ import annotations
@@ -39,20 +45,55 @@ class _Refused(Exception):
         self.message = message
 
 
+def _refuse(event: Any) -> None:
+    """Raise for an alias, an anchor or an explicit tag: a spec is plain data."""
+    if isinstance(event, yaml.AliasEvent):
+        raise _Refused(event.start_mark, "YAML aliases (*name) are not allowed in specs")
+    anchor = getattr(event, "anchor", None)
+    if anchor is not None:
+        raise _Refused(event.start_mark, f"YAML anchors (&{anchor}) are not allowed in specs")
+    tag = getattr(event, "tag", None)
+    if tag is not None and tag != "!":
+        raise _Refused(event.start_mark, f"YAML tags ({tag}) are not allowed in specs")
+
+
 class _StrictLoader(yaml.SafeLoader):
     """A SafeLoader whose composer refuses aliases, anchors and explicit tags."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
-        if isinstance(event, yaml.AliasEvent):
-            raise _Refused(event.start_mark, "YAML aliases (*name) are not allowed in specs")
-        anchor = getattr(event, "anchor", None)
-        if anchor is not None:
-            raise _Refused(event.start_mark, f"YAML anchors (&{anchor}) are not allowed in specs")
-        tag = getattr(event, "tag", None)
-        if tag is not None and tag != "!":
-            raise _Refused(event.start_mark, f"YAML tags ({tag}) are not allowed in specs")
+        _refuse(self.peek_event())  # type: ignore[no-untyped-call]
         return super().compose_node(parent, index)
+
+
+_FastLoader: Any = None
+if getattr(yaml, "__with_libyaml__", False):
+    from yaml._yaml import CParser
+
+    class _FastStrictLoader(
+        yaml.composer.Composer, CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver
+    ):
+        """libyaml's parser under the same strict composer (Composer's methods come first)."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            yaml.composer.Composer.__init__(self)
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            _refuse(event)
+            if isinstance(event, yaml.ScalarEvent) and event.value == "" and not event.style:
+                # An empty plain value (``key:`` or ``{key: ,}``): PyYAML places it elsewhere.
+                raise _Refused(event.start_mark, "an empty value: let the slow path place it")
+            return super().compose_node(parent, index)
+
+    _FastLoader = _FastStrictLoader
+
+# Text where the two parsers are known to differ takes the slow path: a byte order mark (PyYAML
+# counts it as a column), line breaks other than "\n", tabs and "?" (libyaml accepts them in
+# places PyYAML refuses). tests/generator/test_fast_paths.py compares the two on mutated specs.
+_SLOW_TEXT = ("\ufeff", "\r", "\x85", "\u2028", "\u2029", "\t", "?")
 
 
 def _mark(mark: yaml.Mark | None) -> tuple[int, int]:
@@ -61,7 +102,36 @@ def _mark(mark: yaml.Mark | None) -> tuple[int, int]:
 
 def load(text: str, file: str) -> tuple[Any, Positions, list[SpecError]]:
     """Parse one YAML document; return the data, its positions and any errors."""
-    loader = _StrictLoader(text)
+    if _FastLoader is not None and not any(s in text for s in _SLOW_TEXT):
+        try:
+            data, positions, errors = _load(_FastLoader, text, file)
+        except Exception:  # whatever it is, the pure-Python loader decides
+            pass
+        else:
+            if not errors:
+                return data, positions, errors
+    return _load(_StrictLoader, text, file)
+
+
+def _reader_error(exc: yaml.YAMLError, text: str, file: str) -> SpecError:
+    """A reader error (a control character, say) at its line and column."""
+    position = getattr(exc, "position", None)
+    if not isinstance(position, int):
+        return SpecError(file, 1, 1, "", f"invalid YAML: {exc}")
+    line = text.count("\n", 0, position) + 1
+    col = position - (text.rfind("\n", 0, position) + 1) + 1
+    character = getattr(exc, "character", None)
+    if isinstance(character, str):
+        character = ord(character)
+    what = f"character U+{character:04X}" if isinstance(character, int) else "a character"
+    return SpecError(file, line, col, "", f"invalid YAML: {what} is not allowed in YAML")
+
+
+def _load(loader_class: Any, text: str, file: str) -> tuple[Any, Positions, list[SpecError]]:
+    try:
+        loader = loader_class(text)  # the reader checks every character here
+    except yaml.YAMLError as exc:
+        return None, Positions(), [_reader_error(exc, text, file)]
     try:
         try:
             node = loader.get_single_node()
@@ -73,10 +143,7 @@ def load(text: str, file: str) -> tuple[Any, Positions, list[SpecError]]:
             problem = exc.problem or exc.context or "invalid YAML"
             return None, Positions(), [SpecError(file, line, col, "", f"invalid YAML: {problem}")]
         except yaml.YAMLError as exc:  # e.g. a reader error on a control character
-            mark = getattr(exc, "position", None)
-            msg = f"invalid YAML: {exc}"
-            pos = (1, 1) if mark is None else (1, int(mark) + 1)
-            return None, Positions(), [SpecError(file, pos[0], pos[1], "", msg)]
+            return None, Positions(), [_reader_error(exc, text, file)]
         positions = Positions()
         errors: list[SpecError] = []
         if node is None:

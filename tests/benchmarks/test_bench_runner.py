@@ -45,13 +45,15 @@ def _check_side(side: dict[str, Any]) -> None:
 def test_quick_json_run(dialect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     doc = _quick(dialect, tmp_path, capsys)
     assert doc["dialects"] == [dialect]
-    assert doc["suites"] == ["query", "calc", "insert"]
-    assert set(doc["results"]) == {dialect}
+    assert doc["suites"][:4] == ["query", "calc", "insert", "migrate"]
+    assert set(doc["results"]) == {dialect, "tool"}  # tool: gencheck, test_gencheck_suite.py
     results = doc["results"][dialect]
-    assert set(results) == {"insert", "calc", "query"}
+    assert set(results) == {"insert", "calc", "query", "migrate"}
     settings = doc["settings"]
     for suite, cases in results.items():
         assert cases, suite
+        if suite == "migrate":
+            continue  # no baseline/head sides: tests/benchmarks/test_migrate_suite.py
         for c in cases:
             assert c["suite"] == suite
             _check_side(c["baseline"])
@@ -63,7 +65,7 @@ def test_quick_json_run(dialect: str, tmp_path: Path, capsys: pytest.CaptureFixt
     assert inserted == {
         (t, p, f)
         for t in ("market_data", "alert_logs")
-        for p in insert.PATHS[dialect]
+        for p in (*insert.PATHS[dialect], insert.BULK)  # bulk: test_bench_bulk.py
         for f in ("empty", "filled")
     }
     for c in results["insert"]:
@@ -83,6 +85,9 @@ def test_quick_json_run(dialect: str, tmp_path: Path, capsys: pytest.CaptureFixt
         "compute numpy",
         "fetch + compute float",
         "fetch + compute numpy",
+        "analytics fetch",
+        "analytics compute",
+        "analytics fetch + compute",  # the goal: tests/benchmarks/test_bench_calc.py
     }
     assert all(c["results_close"] for c in results["calc"] if "results_close" in c)
 
@@ -90,16 +95,27 @@ def test_quick_json_run(dialect: str, tmp_path: Path, capsys: pytest.CaptureFixt
     assert {c["function"] for c in results["query"]} == CATALOGUE
     for c in results["query"]:
         assert c["results_equal"] is True, c["name"]
-        for side in ("baseline", "head"):
+        # every catalogue query at 0000, 0004 and head; soft-delete ones at 0004 and head
+        sides = (
+            ("phase1", "head") if c["group"] == "soft_delete" else ("baseline", "phase1", "head")
+        )
+        assert set(c["plans"]) == set(sides), c["name"]
+        for side in sides:
             assert c["plans"][side]["plan"], (c["name"], side)
     assert by_name["latest_ticks"]["result_rows"] == 6  # one per instrument
+    assert by_name["purge_ticks"]["result_rows"] > 0  # the soft-deleted rows are there
+    assert by_name["purge_ticks"]["compared"] == "0004"
     # The plans name real indexes: the dropped ones only at the baseline.
     used = {
-        s: set().union(*(set(c["plans"][s]["indexes"]) for c in results["query"]))
-        for s in ("baseline", "head")
+        s: set().union(
+            *(set(c["plans"][s]["indexes"]) for c in results["query"] if s in c["plans"])
+        )
+        for s in ("baseline", "phase1", "head")
     }
     assert "ix_market_data_latest" not in used["head"]
-    assert "ix_market_data_timestamp_instrument" in used["head"]
+    assert "ix_market_data_instrument_price" not in used["head"]
+    assert "ix_market_data_instrument_timestamp" in used["head"]
+    assert {"ix_market_data_deleted_at", "ix_alert_logs_deleted_at"} <= used["head"]
 
     assert not list(tmp_path.iterdir())  # the SQLite scratch files are gone
 
@@ -110,7 +126,8 @@ def test_quick_json_run(dialect: str, tmp_path: Path, capsys: pytest.CaptureFixt
     assert cli.main(["--from-json", str(saved), "--report", str(page), "--no-progress"]) == 0
     assert {p.name for p in (tmp_path / "perf").iterdir()} == {
         "results.json",
-        *(f"{s}-{dialect}.png" for s in ("insert", "calc", "query")),
+        "gencheck-tool.png",
+        *(f"{s}-{dialect}.png" for s in ("insert", "calc", "query", "migrate")),
     }
     text = page.read_text()
     assert "## Headlines" in text and "latest_ticks" in text

@@ -151,8 +151,8 @@ def test_an_unacknowledged_error_blocks_generate_and_an_acknowledged_one_does_no
     result = cli("generate", root=root)
     assert result.exit_code == Exit.INVALID_SPEC
     assert (
-        f"changes/{NEXT}_risky.yaml:4:5: operations[0]: SG106 drop-last-fk-index: after this change "
-        "alert_rules.instrument_id has no index leading with it" in result.stderr
+        f"changes/{NEXT}_risky.yaml:4:5: operations[0]: SG106 drop-last-fk-index: "
+        "after this change alert_rules.instrument_id has no index leading with it" in result.stderr
     )
     assert not (root / "generated_migrations" / "versions" / f"{NEXT}_risky.py").exists()
     assert cli("lint", root=root).exit_code == Exit.FAILED

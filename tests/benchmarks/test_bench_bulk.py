@@ -1,0 +1,85 @@
+"""The insert suite's bulk-ingest case: ``python -m benchmarks --quick --suite insert`` on
+SQLite and PostgreSQL runs, per (table, fill), baseline Core, head bulk and head's raw-driver
+ceiling in the same rounds, and the report renders it."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import PG_ADMIN_URL, postgres_problem
+
+from benchmarks import cli, insert, report
+
+pytestmark = pytest.mark.db
+
+
+def _quick_insert(dialect: str, workdir: Path, capsys: pytest.CaptureFixture[str]) -> Any:
+    if dialect == "postgresql" and postgres_problem():
+        pytest.skip(postgres_problem() or "")
+    argv = ["--quick", "--json", "--no-progress", "--suite", "insert", "--dialect", dialect]
+    argv += ["--workdir", str(workdir), "--pg-url", PG_ADMIN_URL]
+    assert cli.main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_quick_insert_has_the_bulk_case(
+    dialect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = _quick_insert(dialect, tmp_path, capsys)
+    settings = doc["settings"]
+    cases = doc["results"][dialect]["insert"]
+    bulk = [c for c in cases if c["path"] == insert.BULK]
+    assert [(c["table"], c["fill"]) for c in bulk] == [
+        (t, f) for t in ("market_data", "alert_logs") for f in ("empty", "filled")
+    ]
+    # The existing per-path cases are still there, unchanged in kind.
+    assert {c["path"] for c in cases} == {*insert.PATHS[dialect], insert.BULK}
+    for c in bulk:
+        assert c["name"] == f"{c['table']} bulk {c['fill']}"
+        assert c["ceiling_path"] == insert.CEILING[dialect]
+        for side in (c["baseline"], c["head"], c["ceiling"]):
+            assert side["rounds"] == settings["rounds"] == len(side["samples_s"])
+            assert all(s > 0 for s in side["samples_s"])
+            assert side["rows"] == settings["insert_rows"]
+        # ratio: head bulk / baseline core; fraction: ceiling / bulk (medians).
+        assert math.isclose(c["ratio"], c["head"]["median_s"] / c["baseline"]["median_s"])
+        assert math.isclose(
+            c["fraction_of_ceiling"], c["ceiling"]["median_s"] / c["head"]["median_s"]
+        )
+        assert 0 < c["fraction_of_ceiling"] < 10
+
+    # The tables and the headlines show it; the main INSERT table keeps the per-path cases.
+    text = report.tables(doc)
+    assert "Bulk ingest" in text and "end-to-end speed-up" in text
+    bulk_rows = [line for line in text.splitlines() if "(copy)" in line or "(driver)" in line]
+    assert len(bulk_rows) == 4
+    assert not any(
+        line.startswith(f"| {t} | bulk |")
+        for t in ("market_data", "alert_logs")
+        for line in text.splitlines()
+    )
+    (headline,) = [h for h in report.headlines(doc) if "bulk ingest" in h]
+    assert headline.count(" ceiling)") == 4
+
+
+def test_bulk_rendering_marks_missed_goals() -> None:
+    side = {"rows_per_s": 1000.0, "median_s": 1.0}
+    case = {
+        "table": "market_data",
+        "fill": "empty",
+        "rows_before": 0,
+        "baseline": side,
+        "head": side,
+        "ceiling": side,
+        "ceiling_path": "copy",
+    }
+    hit = {**case, "ratio": 0.25, "fraction_of_ceiling": 0.9}  # 4x, 90 %
+    miss = {**case, "ratio": 0.5, "fraction_of_ceiling": 0.8}  # 2x, 80 %
+    assert "| 4.00x | 90% |" in report.bulk_table([hit])
+    assert "| **2.00x** | **80%** |" in report.bulk_table([miss])
+    assert report.bulk_headline("SQLite", [hit]).endswith("Both goals met.")
+    assert "misses in bold" in report.bulk_headline("SQLite", [hit, miss])
