@@ -879,6 +879,104 @@ def headlines(doc: dict[str, Any]) -> list[str]:
     return out
 
 
+def _verdict(ok: bool | None) -> str:
+    return "-" if ok is None else "met" if ok else "**not met**"
+
+
+def goals(doc: dict[str, Any]) -> list[list[str]]:
+    """The issue's goals, one row per goal and dialect: (goal, dialect, measured, verdict),
+    each read from this run's results."""
+    rows: list[list[str]] = []
+    for dialect, suites in doc["results"].items():
+        if dialect == TOOL:
+            continue
+        name = DIALECT_TITLES[dialect]
+        insert = suites.get("insert", [])
+        core = [c for c in insert if c["path"] == "core" and c["fill"] == "filled"]
+        if core:
+            goal = INSERT_GOALS[dialect]
+            speeds = {c["table"]: 1 / c["ratio"] for c in core}
+            rows.append(
+                [
+                    f"INSERT, application path, 0000 -> head, pre-filled: >= {goal}x",
+                    name,
+                    ", ".join(f"`{t}` {v:.2f}x" for t, v in speeds.items()),
+                    _verdict(all(v >= goal for v in speeds.values())),
+                ]
+            )
+        bulk = [c for c in insert if c["path"] == "bulk"]
+        if bulk:
+            speeds = {f"{c['table']} {c['fill']}": 1 / c["ratio"] for c in bulk}
+            fractions = {f"{c['table']} {c['fill']}": c["fraction_of_ceiling"] for c in bulk}
+            rows.append(
+                [
+                    f"INSERT end to end, 0000 Core -> head bulk ingest: >= {BULK_SPEEDUP_GOAL}x",
+                    name,
+                    ", ".join(f"{k} {v:.2f}x" for k, v in speeds.items()),
+                    _verdict(all(v >= BULK_SPEEDUP_GOAL for v in speeds.values())),
+                ]
+            )
+            rows.append(
+                [
+                    f"bulk ingest >= {BULK_CEILING_GOAL:.0%} of the raw-driver ceiling",
+                    name,
+                    ", ".join(f"{k} {v:.0%}" for k, v in fractions.items()),
+                    _verdict(all(v >= BULK_CEILING_GOAL for v in fractions.values())),
+                ]
+            )
+        calc = _find(suites.get("calc", []), name="analytics fetch + compute")
+        if calc:
+            rows.append(
+                [
+                    f"calculation, fetch + compute over {calc['rows']:,} ticks: >= 3x",
+                    name,
+                    f"{1 / calc['ratio']:.2f}x",
+                    _verdict(1 / calc["ratio"] >= 3.0),
+                ]
+            )
+        main = catalogue_cases(suites.get("query", []))
+        if main:
+            worst = max(main, key=lambda c: c["ratio"])
+            same = all(c["results_equal"] is True for c in suites["query"])
+            rows.append(
+                [
+                    f"no catalogued query slower than {QUERY_GOAL}x at head, same results",
+                    name,
+                    f"slowest `{worst['name']}` {worst['ratio']:.2f}x; "
+                    + ("results identical" if same else "RESULTS DIFFER"),
+                    _verdict(worst["ratio"] <= QUERY_GOAL and same),
+                ]
+            )
+        loaded = [c for c in suites.get("migrate", []) if c.get("load") and c["goal_applies"]]
+        if loaded:
+            rows.append(
+                [
+                    "index and foreign-key steps block a concurrent INSERT <= "
+                    f"{MIGRATE_GOAL_MS:.0f} ms",
+                    name,
+                    ", ".join(
+                        f"{c['revision']} {_opt_ms(c['load']['insert']['max_ms'])} ms"
+                        for c in loaded
+                    ),
+                    _verdict(all(c.get("goal_met") for c in loaded)),
+                ]
+            )
+    gencheck = doc["results"].get(TOOL, {}).get("gencheck")
+    if gencheck and gencheck.get("goal_median_s") is not None:
+        f = gencheck["fit"]
+        rows.append(
+            [
+                f"`generate --check` over {gencheck['goal_changes']} changes < "
+                f"{gencheck['goal_s']:.0f} s, linear",
+                "-",
+                f"{gencheck['goal_median_s']:.2f} s; "
+                f"t = {f['a_s']:.2f} s + {f['b_ms']:.2f} ms x N, R² {f['r2']:.3f}",
+                _verdict(gencheck["goal_median_s"] < gencheck["goal_s"]),
+            ]
+        )
+    return rows
+
+
 def _machine(doc: dict[str, Any]) -> str:
     env = doc["environment"]
     rows = [
@@ -1077,6 +1175,10 @@ def document(doc: dict[str, Any], images: dict[tuple[str, str], str]) -> str:
             minutes=doc["seconds"] / 60,
         )
     ]
+    goal_rows = goals(doc)
+    if goal_rows:
+        out.append("\n## Goals\n\nThe issue's goals against this run (medians, one run):\n\n")
+        out.append(_table(["goal", "dialect", "measured", "verdict"], goal_rows, "llll"))
     out.append("\n## Headlines\n\n")
     out += [f"- {line}\n" for line in headlines(doc)]
     out.append(

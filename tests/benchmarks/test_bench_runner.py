@@ -17,6 +17,7 @@ from marketdata import queries
 pytestmark = pytest.mark.db
 
 # Every catalogue function that has a *_statement builder must be benchmarked.
+DIALECT_TITLE = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 CATALOGUE = {
     name.removesuffix("_statement")
     for name in dir(queries)
@@ -131,6 +132,16 @@ def test_quick_json_run(dialect: str, tmp_path: Path, capsys: pytest.CaptureFixt
     }
     text = page.read_text()
     assert "## Headlines" in text and "latest_ticks" in text
+    # the goals table reads every goal of this dialect from the results
+    goal_rows = [
+        line
+        for line in text.split("## Goals", 1)[1].split("## Headlines")[0].splitlines()
+        if line.startswith("| ") and DIALECT_TITLE[dialect] in line
+    ]
+    assert any("INSERT, application path" in r for r in goal_rows)
+    assert any("bulk ingest >= 85%" in r for r in goal_rows)
+    assert any("calculation" in r for r in goal_rows)
+    assert any("no catalogued query" in r for r in goal_rows)
     assert json.loads((tmp_path / "perf" / "results.json").read_text()) == doc
     for png in (tmp_path / "perf").glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
