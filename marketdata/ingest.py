@@ -274,13 +274,17 @@ class _Spec:
         set_(self, "insert_sql", f"INSERT INTO {self.table} ({names}) VALUES ({marks})")
         set_(self, "copy_sql", f"COPY {self.table} ({names}) FROM STDIN")
 
-    def values_sql(self, rows: int) -> str:
-        """SQLite: one INSERT of ``rows`` rows (``VALUES (?, ...), (?, ...)``)."""
+    def values_sql(self, rows: int, keep: bool = False) -> str:
+        """SQLite: one INSERT of ``rows`` rows (``VALUES (?, ...), (?, ...)``), kept for the
+        next call when ``keep`` (the full-group sizes: one or two; a remainder's is built
+        each time, rather than keeping up to a thousand of up to 40 kB)."""
         sql = self._values_sql.get(rows)
         if sql is None:
             one = "(" + ", ".join("?" for _ in self.targets) + ")"
             head = self.insert_sql.partition(" VALUES ")[0]
-            sql = self._values_sql[rows] = f"{head} VALUES {', '.join([one] * rows)}"
+            sql = f"{head} VALUES {', '.join([one] * rows)}"
+            if keep:
+                self._values_sql[rows] = sql
         return sql
 
     def references(self) -> Iterator[tuple[int, _Column]]:
@@ -600,12 +604,11 @@ class _Call:
         None when all exist), then raise :class:`InvalidRows` or keep the rejected rows, per
         ``on_invalid``."""
         missing = {}
-        for position, column in self.spec.references():
-            if found is None:
-                break
-            ids = self._ids.get(position, set()) - found.get(position, set())
-            if ids:
-                missing[position] = (column, ids)
+        if found is not None:
+            for position, column in self.spec.references():
+                ids = self._ids.get(position, set()) - found.get(position, set())
+                if ids:
+                    missing[position] = (column, ids)
         if missing:
             self._reject_missing(missing)
         if self.rejected and self.on_invalid == "raise":
@@ -661,7 +664,7 @@ class _Call:
             full = len(batch) - len(batch) % group
             if full:
                 params = [tuple(flatten(batch[i : i + group])) for i in range(0, full, group)]
-                yield self.spec.values_sql(group), params
+                yield self.spec.values_sql(group, keep=True), params
             if full < len(batch):
                 yield self.spec.values_sql(len(batch) - full), [tuple(flatten(batch[full:]))]
 
@@ -800,14 +803,14 @@ async def _aiosqlite(conn: AsyncConnection, call: _Call) -> IngestResult:
     aiosqlite runs each call on its connection in a worker thread; a statement at a time,
     BEGIN, the parent query, the executemany and COMMIT would cost four thread round trips
     (20 to 50 us each, about 4 % of a 1,000-row call); SQLAlchemy's own begin / execute /
-    commit about 0.5 ms more. ``Connection._execute`` (how every aiosqlite method runs its
-    work in that thread, since aiosqlite 0.x) takes them all in one trip.
+    commit about 0.5 ms more. ``Connection._execute``, the (private) method every aiosqlite
+    call goes through to reach that thread, takes them all in one trip.
     """
     raw = (await conn.get_raw_connection()).driver_connection
     assert raw is not None
     run_in_worker = getattr(raw, "_execute", None)
     if run_in_worker is None:  # pragma: no cover - an aiosqlite without it
-        raise RuntimeError(f"{type(raw).__name__} has no _execute(): aiosqlite 0.17 or later")
+        raise RuntimeError(f"{type(raw).__name__} has no _execute(): see docs/ingest.md")
     written: int = await run_in_worker(_sqlite_write, raw._conn, call, conn.in_transaction())
     return call.result(written)
 

@@ -6,7 +6,9 @@ connection fails with ``InvalidCachedStatementError`` ("cached statement plan is
 to a database schema or configuration change"); psycopg's automatic prepare fails the same
 way. The guard reads ``alembic_version`` when a connection is checked out of the pool; when
 the revision differs from the one that connection last saw, the dialect's prepared-statement
-caches are invalidated before any statement runs, so nothing fails. The cost is one small
+caches are invalidated (and asyncpg's column-type cache, which its COPY encodes by, is
+reloaded) before any statement runs, so nothing fails. The read runs in autocommit: a
+connection leaves the pool with no transaction open. The cost is one small
 query per checkout (measured in docs/pools.md). SQLite re-prepares on a schema change by
 itself, so the guard is installed on PostgreSQL only.
 """
@@ -20,6 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.util import await_only
 
 log = logging.getLogger(__name__)
 _KEY = "schema_guard_revision"
@@ -27,16 +30,28 @@ _MISSING = "(no alembic_version)"
 
 
 def _read_revision(dbapi_connection: Any) -> str:
+    # In autocommit, so the read opens no transaction: the connection leaves the pool idle,
+    # as its user expects (a raw-driver BEGIN, a COPY, SET LOCAL all start from there).
+    before = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("SELECT version_num FROM alembic_version")
         row = cursor.fetchone()
         return str(row[0]) if row else _MISSING
     except Exception:  # no alembic_version table: an unmanaged database
-        dbapi_connection.rollback()
         return _MISSING
     finally:
         cursor.close()
+        dbapi_connection.autocommit = before
+
+
+def _reload_driver_types(dbapi_connection: Any) -> None:
+    """asyncpg also caches column types (its COPY encodes by them): reload them."""
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    reload = getattr(driver, "reload_schema_state", None)
+    if reload is not None:
+        await_only(reload())
 
 
 def install_schema_guard(engine: AsyncEngine | Engine) -> None:
@@ -59,4 +74,5 @@ def install_schema_guard(engine: AsyncEngine | Engine) -> None:
             invalidate = getattr(dialect, "_invalidate_schema_cache", None)
             if invalidate is not None:
                 invalidate()
+            _reload_driver_types(dbapi_connection)
         record.info[_KEY] = revision

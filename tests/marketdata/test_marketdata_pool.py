@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -89,3 +90,62 @@ def test_a_pool_opened_before_each_migration_serves_queries_after_it(
 
     before, after = asyncio.run(go())
     assert before == after
+
+
+def test_a_pool_opened_before_the_type_change_bulk_ingests_after_it(pg_database: str) -> None:
+    """asyncpg caches column types for COPY per connection: after 0003 turned the prices
+    into float8, a pooled connection's next COPY sent numeric-encoded data ("incorrect
+    binary data format"). The guard reloads asyncpg's schema state with the prepared
+    statements when the revision moves; the checkout read leaves no transaction open."""
+    from conftest import pg_url_for
+
+    from marketdata import ingest, insert_ticks
+
+    url = _seeded(pg_url_for(pg_database))
+    migrate.upgrade(MIGRATIONS, url, "0002")
+    engine = db.make_engine(url)
+    with engine.begin() as conn:  # the demo rows carry their ids
+        conn.exec_driver_sql(
+            "SELECT setval(pg_get_serial_sequence('market_data', 'id'), "
+            "(SELECT max(id) FROM market_data))"
+        )
+    engine.dispose()
+    tick = {
+        "instrument_id": 1,
+        "timestamp": demo.START,
+        "price": 101.25,
+        "bid": 101.0,
+        "ask": 101.5,
+        "volume": 10,
+    }
+
+    async def go() -> int:
+        engine = create_app_engine(pg_url_for(pg_database, "asyncpg"), pool_size=POOL)
+        conns = [await engine.connect() for _ in range(POOL)]
+        for conn in conns:  # each connection copies into market_data at 0002 (numeric)
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None and not raw.is_in_transaction()
+            await conn.exec_driver_sql("SELECT 1")
+            # the column list insert_ticks copies: asyncpg caches its introspection per list
+            columns = ingest.TICKS.targets
+            record = {"instrument_id": 1, "timestamp": demo.START, "price": Decimal("100")}
+            record |= {"created_at": demo.START, "updated_at": demo.START}
+            await raw.copy_records_to_table(
+                "market_data",
+                records=[tuple(record.get(c) for c in columns)],
+                columns=columns,
+            )
+            await conn.rollback()
+            await conn.close()
+        await asyncio.to_thread(migrate.upgrade, MIGRATIONS, url, "head")
+        inserted = 0
+        conns = [await engine.connect() for _ in range(POOL)]
+        for conn in conns:
+            result = await insert_ticks(conn, [tick])
+            await conn.commit()
+            inserted += result.inserted
+            await conn.close()
+        await engine.dispose()
+        return inserted
+
+    assert asyncio.run(go()) == POOL
