@@ -4,26 +4,20 @@ ceiling in the same rounds, and the report renders it."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PG_ADMIN_URL, postgres_problem
+from bench_support import quick_run
 
-from benchmarks import cli, insert, report
+from benchmarks import insert, report
 
 pytestmark = pytest.mark.db
 
 
 def _quick_insert(dialect: str, workdir: Path, capsys: pytest.CaptureFixture[str]) -> Any:
-    if dialect == "postgresql" and postgres_problem():
-        pytest.skip(postgres_problem() or "")
-    argv = ["--quick", "--json", "--no-progress", "--suite", "insert", "--dialect", dialect]
-    argv += ["--workdir", str(workdir), "--pg-url", PG_ADMIN_URL]
-    assert cli.main(argv) == 0
-    return json.loads(capsys.readouterr().out)
+    return quick_run(dialect, workdir, capsys, "insert")
 
 
 def test_quick_insert_has_the_bulk_case(

@@ -3,17 +3,15 @@ PostgreSQL shows the analytics cases and the goal verdict, with results that agr
 
 from __future__ import annotations
 
-import json
 import math
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from conftest import PG_ADMIN_URL, postgres_problem
+from bench_support import quick_run
 
-from benchmarks import calc, cli, data, report
+from benchmarks import calc, data, report
 
 ANALYTICS = ("analytics fetch", "analytics compute", "analytics fetch + compute")
 
@@ -36,12 +34,7 @@ def test_compute_analytics_agrees_with_decimal() -> None:
 
 @pytest.mark.db
 def test_quick_calc_suite(dialect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    if dialect == "postgresql" and postgres_problem():
-        pytest.skip(postgres_problem() or "")
-    argv = ["--quick", "--json", "--no-progress", "--suite", "calc", "--dialect", dialect]
-    argv += ["--workdir", str(tmp_path), "--pg-url", PG_ADMIN_URL]
-    assert cli.main(argv) == 0
-    doc: dict[str, Any] = json.loads(capsys.readouterr().out)
+    doc = quick_run(dialect, tmp_path, capsys, "calc")
     cases = {c["name"]: c for c in doc["results"][dialect]["calc"]}
     settings = doc["settings"]
     assert set(ANALYTICS) <= set(cases)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PG_ADMIN_URL, postgres_problem
+from bench_support import quick_run
 
 from benchmarks import cli, insert
 from marketdata import queries
@@ -26,13 +26,7 @@ CATALOGUE = {
 
 
 def _quick(dialect: str, workdir: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
-    if dialect == "postgresql" and postgres_problem():
-        pytest.skip(postgres_problem() or "")
-    argv = ["--quick", "--json", "--no-progress", "--dialect", dialect]
-    argv += ["--workdir", str(workdir), "--pg-url", PG_ADMIN_URL]
-    assert cli.main(argv) == 0
-    doc: dict[str, Any] = json.loads(capsys.readouterr().out)
-    return doc
+    return quick_run(dialect, workdir, capsys)
 
 
 def _check_side(side: dict[str, Any]) -> None:

@@ -12,7 +12,8 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy as sa
-from conftest import PG_ADMIN_URL, pg_url_for, postgres_problem
+from bench_support import quick_run
+from conftest import pg_url_for
 
 from benchmarks import cli, migrate, report
 from benchmarks.databases import MIGRATIONS
@@ -41,13 +42,7 @@ def test_steps_follow_the_generated_migrations() -> None:
 
 
 def _run(dialect: str, workdir: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
-    if dialect == "postgresql" and postgres_problem():
-        pytest.skip(postgres_problem() or "")
-    argv = ["--quick", "--suite", "migrate", "--json", "--no-progress", "--dialect", dialect]
-    argv += ["--workdir", str(workdir), "--pg-url", PG_ADMIN_URL]
-    assert cli.main(argv) == 0
-    doc: dict[str, Any] = json.loads(capsys.readouterr().out)
-    return doc
+    return quick_run(dialect, workdir, capsys, "migrate")
 
 
 def _check_stats(stats: dict[str, Any], *, deadlocks: bool = False) -> None:
