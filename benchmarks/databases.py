@@ -152,14 +152,7 @@ class Databases:
         return bench
 
     def _admin(self, sql: str) -> None:
-        admin = sa.create_engine(
-            self.pg_admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
-        )
-        try:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(sql)
-        finally:
-            admin.dispose()
+        admin_sql(self.pg_admin_url, sql)
 
     def drop(self) -> None:
         if self.keep:
@@ -190,6 +183,16 @@ def analyse(bench: BenchDatabase, tables: tuple[str, ...] = ()) -> None:
                     conn.exec_driver_sql(f"VACUUM ANALYZE {table}")
     finally:
         engine.dispose()
+
+
+def admin_sql(admin_url: str, sql: str) -> None:
+    """One statement outside a transaction (CREATE / DROP DATABASE) on the admin URL."""
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(sql)
+    finally:
+        admin.dispose()
 
 
 def postgres_admin_url(explicit: str | None) -> str:

@@ -51,7 +51,15 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 
 from benchmarks import data
-from benchmarks.databases import MIGRATIONS, ROOT, TIME_SERIES, BenchDatabase, Databases, analyse
+from benchmarks.databases import (
+    MIGRATIONS,
+    ROOT,
+    TIME_SERIES,
+    BenchDatabase,
+    Databases,
+    admin_sql,
+    analyse,
+)
 from benchmarks.settings import Settings
 from benchmarks.timing import Progress, clock
 from generator import migrate
@@ -169,14 +177,7 @@ class Scratch:
             self._admin(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
 
     def _admin(self, sql: str) -> None:
-        engine = sa.create_engine(
-            self.admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
-        )
-        try:
-            with engine.connect() as conn:
-                conn.exec_driver_sql(sql)
-        finally:
-            engine.dispose()
+        admin_sql(self.admin_url, sql)
 
     @contextmanager
     def round_copy(self, revision: str) -> Iterator[URL]:
