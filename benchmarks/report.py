@@ -133,35 +133,47 @@ def _bulk_numbers(c: dict[str, Any]) -> tuple[str, str]:
 
 
 def bulk_table(cases: list[dict[str, Any]]) -> str:
-    """The bulk-ingest cases: 0000 Core, head bulk and head's ceiling in the same rounds."""
-    rows = [
-        [
+    """The bulk-ingest cases: 0000 (plain SQLAlchemy, and the application's Core path), head
+    bulk and head's ceiling in the same rounds."""
+    plain = any(c.get("start_path") == "plain" for c in cases)
+    rows = []
+    for c in cases:
+        row = [
             c["table"],
             f"{c['fill']} ({c['rows_before']:,})" if c["rows_before"] else c["fill"],
             _rate(c["baseline"]["rows_per_s"]),
+        ]
+        if plain:
+            row.append(_rate(c["core"]["rows_per_s"]) if "core" in c else "-")
+        row += [
             _rate(c["head"]["rows_per_s"]),
             f"{_rate(c['ceiling']['rows_per_s'])} ({c['ceiling_path']})",
             *_bulk_numbers(c),
         ]
-        for c in cases
-    ]
-    header = [
-        "table",
-        "table before",
-        "rows/s 0000 core",
-        "rows/s head bulk",
-        "rows/s ceiling",
-        "end-to-end speed-up",
-        "% of ceiling",
-    ]
+        if plain:
+            row.append(_speed(c.get("core_ratio")))
+        rows.append(row)
+    header = ["table", "table before"]
+    header += ["rows/s 0000 plain", "rows/s 0000 core"] if plain else ["rows/s 0000 core"]
+    header += ["rows/s head bulk", "rows/s ceiling", "end-to-end speed-up", "% of ceiling"]
+    if plain:
+        header.append("against 0000 core")
     intro = (
         "\nBulk ingest: `marketdata.insert_ticks` / `insert_alerts` at head (every row "
-        "validated, then COPY / executemany, one call per batch) against the Core path at 0000 "
-        "and head's raw-driver ceiling, three sides in the same alternating rounds. Goals: "
+        "validated, then COPY / executemany, one call per batch) against the baseline schema "
+        "with plain SQLAlchemy inserts (the issue's end-to-end start"
+        + (
+            "; on PostgreSQL `plain` is the per-row executemany the application used before "
+            "this work, and `core` today's engine with multi-row inserts, the stricter "
+            "comparison, shown last"
+            if plain
+            else ""
+        )
+        + ") and head's raw-driver ceiling, all sides in the same alternating rounds. Goals: "
         f"{BULK_SPEEDUP_GOAL}x end to end, {BULK_CEILING_GOAL:.0%} of the ceiling (misses in "
         "bold).\n\n"
     )
-    return intro + _table(header, rows, "llrrrrr")
+    return intro + _table(header, rows, "ll" + "r" * (len(header) - 2))
 
 
 def bulk_headline(name: str, cases: list[dict[str, Any]]) -> str:
@@ -176,8 +188,8 @@ def bulk_headline(name: str, cases: list[dict[str, Any]]) -> str:
         for c in cases
     )
     return (
-        f"**{name} bulk ingest** (head `insert_ticks` / `insert_alerts` against the 0000 Core "
-        "path, end to end): "
+        f"**{name} bulk ingest** (head `insert_ticks` / `insert_alerts` against 0000 with plain "
+        "SQLAlchemy inserts, end to end): "
         + "; ".join(parts)
         + (
             ". Both goals met."
@@ -910,9 +922,17 @@ def goals(doc: dict[str, Any]) -> list[list[str]]:
             fractions = {f"{c['table']} {c['fill']}": c["fraction_of_ceiling"] for c in bulk}
             rows.append(
                 [
-                    f"INSERT end to end, 0000 Core -> head bulk ingest: >= {BULK_SPEEDUP_GOAL}x",
+                    "INSERT end to end, 0000 plain SQLAlchemy -> head bulk ingest: "
+                    f">= {BULK_SPEEDUP_GOAL}x",
                     name,
-                    ", ".join(f"{k} {v:.2f}x" for k, v in speeds.items()),
+                    ", ".join(f"{k} {v:.2f}x" for k, v in speeds.items())
+                    + (
+                        " (against today's Core path at 0000, multi-row inserts: "
+                        + ", ".join(f"{1 / c['core_ratio']:.2f}x" for c in bulk)
+                        + ")"
+                        if any(c.get("start_path") == "plain" for c in bulk)
+                        else ""
+                    ),
                     _verdict(all(v >= BULK_SPEEDUP_GOAL for v in speeds.values())),
                 ]
             )

@@ -45,6 +45,12 @@ def test_quick_insert_has_the_bulk_case(
             c["fraction_of_ceiling"], c["ceiling"]["median_s"] / c["head"]["median_s"]
         )
         assert 0 < c["fraction_of_ceiling"] < 10
+        # the start: plain SQLAlchemy at 0000 (PostgreSQL: per-row executemany, beside the
+        # application's multi-row Core path; SQLite: the two are one path)
+        assert c["start_path"] == ("plain" if dialect == "postgresql" else "core")
+        assert math.isclose(c["core_ratio"], c["head"]["median_s"] / c["core"]["median_s"])
+        if dialect == "sqlite":
+            assert c["core"] == c["baseline"]
 
     # The tables and the headlines show it; the main INSERT table keeps the per-path cases.
     text = report.tables(doc)
