@@ -335,16 +335,26 @@ def _deleted(t: FromClause, since: datetime | None, before: datetime | None) -> 
     return terms
 
 
+def _deleted_statement(
+    t: FromClause,
+    columns: Collection[str],
+    since: datetime | None,
+    before: datetime | None,
+    limit: int | None,
+) -> Select[Any]:
+    statement = (
+        select(*(t.c[name] for name in columns))
+        .where(*_deleted(t, since, before))
+        .order_by(t.c.deleted_at, t.c.id)
+    )
+    return statement if limit is None else statement.limit(limit)
+
+
 def deleted_ticks_statement(
     since: datetime | None = None, before: datetime | None = None, limit: int | None = None
 ) -> Select[Any]:
-    md = _market_data
-    statement = (
-        select(md.c.id, md.c.instrument_id, md.c.timestamp, md.c.deleted_at)
-        .where(*_deleted(md, since, before))
-        .order_by(md.c.deleted_at, md.c.id)
-    )
-    return statement if limit is None else statement.limit(limit)
+    columns = ("id", "instrument_id", "timestamp", "deleted_at")
+    return _deleted_statement(_market_data, columns, since, before, limit)
 
 
 def deleted_ticks(
@@ -362,13 +372,8 @@ def deleted_ticks(
 def deleted_alerts_statement(
     since: datetime | None = None, before: datetime | None = None, limit: int | None = None
 ) -> Select[Any]:
-    al = _alert_logs
-    statement = (
-        select(al.c.id, al.c.rule_id, al.c.instrument_id, al.c.timestamp, al.c.deleted_at)
-        .where(*_deleted(al, since, before))
-        .order_by(al.c.deleted_at, al.c.id)
-    )
-    return statement if limit is None else statement.limit(limit)
+    columns = ("id", "rule_id", "instrument_id", "timestamp", "deleted_at")
+    return _deleted_statement(_alert_logs, columns, since, before, limit)
 
 
 def deleted_alerts(
