@@ -335,7 +335,7 @@ def _deleted(t: FromClause, since: datetime | None, before: datetime | None) -> 
     return terms
 
 
-def _deleted_statement(
+def _soft_deleted_select(
     t: FromClause,
     columns: Collection[str],
     since: datetime | None,
@@ -354,7 +354,7 @@ def deleted_ticks_statement(
     since: datetime | None = None, before: datetime | None = None, limit: int | None = None
 ) -> Select[Any]:
     columns = ("id", "instrument_id", "timestamp", "deleted_at")
-    return _deleted_statement(_market_data, columns, since, before, limit)
+    return _soft_deleted_select(_market_data, columns, since, before, limit)
 
 
 def deleted_ticks(
@@ -373,7 +373,7 @@ def deleted_alerts_statement(
     since: datetime | None = None, before: datetime | None = None, limit: int | None = None
 ) -> Select[Any]:
     columns = ("id", "rule_id", "instrument_id", "timestamp", "deleted_at")
-    return _deleted_statement(_alert_logs, columns, since, before, limit)
+    return _soft_deleted_select(_alert_logs, columns, since, before, limit)
 
 
 def deleted_alerts(
