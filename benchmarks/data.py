@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from marketdata.mixins import utcnow
 from marketdata.models import AlertLog, MarketData
-from marketdata.types import FourPlaceDecimal, UTCDateTime
+from marketdata.types import FourPlaceDecimal, UTCDateTime, sqlite_timestamp_text
 
 START = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 START_EPOCH = int(START.timestamp())
@@ -181,7 +181,7 @@ def columns_for(table: str) -> tuple[str, ...]:
 
 def sqlite_text(value: datetime) -> str:
     """A datetime as SQLAlchemy stores a ``DateTime`` on SQLite (UTC, microseconds)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return sqlite_timestamp_text(value.astimezone(UTC))
 
 
 def driver_tuples(

@@ -56,7 +56,7 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from marketdata.errors import MarketDataError
-from marketdata.types import PRICE_LIMIT
+from marketdata.types import PRICE_LIMIT, sqlite_timestamp_text
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -169,11 +169,6 @@ class _Column:
 _Converted = tuple[Any, str | None]  # (value, reason it is refused or None)
 
 
-def _text_timestamp(value: datetime) -> str:
-    """An aware UTC datetime as SQLAlchemy stores a DateTime on SQLite (microseconds)."""
-    return value.isoformat(" ", "microseconds")[:26]
-
-
 # The fast paths build the same text from these (isoformat costs about 0.7 us a value).
 _HOURS_MINUTES = tuple(f"{h:02d}:{m:02d}:" for h in range(24) for m in range(60))
 _SECONDS = tuple(f"{s:02d}." for s in range(60))
@@ -211,7 +206,7 @@ def _check_timestamp(value: Any, as_text: bool) -> _Converted:
     if value.tzinfo is None or value.utcoffset() is None:
         return None, f"naive datetime {value.isoformat()}: give a timezone-aware value"
     utc = value.astimezone(UTC)
-    return (_text_timestamp(utc) if as_text else utc), None
+    return (sqlite_timestamp_text(utc) if as_text else utc), None
 
 
 def _check_text(value: Any, max_length: int | None) -> _Converted:
@@ -384,7 +379,7 @@ def _fast_ticks(
                 and known(row)
             )
         if ok:
-            if as_text:  # as _text_timestamp(ts), three times faster
+            if as_text:  # as sqlite_timestamp_text(ts), three times faster
                 day = days.get(ts.toordinal())
                 if day is None:
                     day = days[ts.toordinal()] = f"{ts.date().isoformat()} "
@@ -461,7 +456,7 @@ def _fast_alerts(
                 and known(row)
             )
         if ok:
-            if as_text:  # as _text_timestamp(), three times faster
+            if as_text:  # as sqlite_timestamp_text(), three times faster
                 day = days.get(ts.toordinal())
                 if day is None:
                     day = days[ts.toordinal()] = f"{ts.date().isoformat()} "
@@ -578,7 +573,7 @@ class _Call:
         self.size = size
         self.sqlite = dialect.name == "sqlite"
         now = datetime.now(UTC)
-        stamp: Any = _text_timestamp(now) if self.sqlite else now
+        stamp: Any = sqlite_timestamp_text(now) if self.sqlite else now
         self.tuples, self.rejected = spec.fast(spec, rows, self.sqlite, stamp)
         self.total = len(self.tuples) + len(self.rejected)
         self._ids: dict[int, set[int]] = {}  # distinct referenced ids, per tuple position

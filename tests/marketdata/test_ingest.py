@@ -39,7 +39,8 @@ from marketdata import (
     insert_ticks,
     insert_ticks_sync,
 )
-from marketdata.ingest import ALERTS, TICKS, IngestResult, _text_timestamp
+from marketdata.ingest import ALERTS, TICKS, IngestResult
+from marketdata.types import sqlite_timestamp_text
 
 T = TypeVar("T")
 PLUS2 = timezone(timedelta(hours=2))
@@ -649,7 +650,7 @@ def test_the_fast_timestamp_text_is_sqlalchemys() -> None:
     bind = sqlite.DATETIME().bind_processor(sqlite.dialect())
     assert bind is not None
     expected = [bind(m.replace(tzinfo=None)) for m in moments]
-    assert [t[1] for t in tuples] == expected == [_text_timestamp(m) for m in moments]
+    assert [t[1] for t in tuples] == expected == [sqlite_timestamp_text(m) for m in moments]
 
 
 def test_bad_arguments() -> None:

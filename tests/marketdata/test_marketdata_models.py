@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+import random
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +27,7 @@ from marketdata import (
     Instrument,
     MarketData,
     Price,
+    UTCDateTime,
     get_db_session,
 )
 from marketdata.autogen import schema_differences
@@ -167,6 +169,64 @@ def test_price_type_refuses_what_the_range_check_refuses() -> None:
     for bad in (1e8, -1e8, math.inf, -math.inf, math.nan, 1e300):
         with pytest.raises(ValueError, match="out of range"):
             bind(bad, lite)
+
+
+def _stock_bind(type_: sa.types.TypeDecorator[Any], dialect: sa.Dialect) -> Any:
+    """What SQLAlchemy's TypeDecorator would bind: process_bind_param, then the impl's own."""
+    impl = dialect.type_descriptor(type_.load_dialect_impl(dialect)).bind_processor(dialect)
+
+    def process(value: Any) -> Any:
+        value = type_.process_bind_param(value, dialect)
+        return impl(value) if impl is not None else value
+
+    return process
+
+
+@pytest.mark.parametrize(
+    "dialect", [sqlite.dialect(), postgresql.dialect()], ids=["sqlite", "postgresql"]
+)
+def test_the_one_step_binds_give_what_the_stock_chain_gives(dialect: sa.Dialect) -> None:
+    # UTCDateTime and Price skip SQLAlchemy's wrapper (and, on SQLite, DATETIME's %-format):
+    # the values sent must be exactly the stock ones, for any instant and any offset.
+    rng = random.Random(11)
+    moments = [
+        datetime(1, 1, 2, tzinfo=UTC),
+        datetime(9999, 12, 30, 23, 59, 59, 999_999, tzinfo=UTC),
+    ]
+    for _ in range(3000):
+        offset = timezone(timedelta(minutes=rng.randint(-23 * 60, 23 * 60)))
+        moments.append(
+            datetime(1970, 1, 1, tzinfo=UTC).astimezone(offset)
+            + timedelta(
+                seconds=rng.randint(0, 4 * 10**9),
+                microseconds=rng.choice([0, rng.randint(1, 999_999)]),
+            )
+        )
+    for type_, values in (
+        (UTCDateTime(), [None, *moments]),
+        (
+            Price(),
+            [
+                None,
+                0,
+                1,
+                -0.0001,
+                99999999.9999,
+                Decimal("1.2345"),
+                *(rng.uniform(-1e8, 1e8) for _ in range(3000)),
+            ],
+        ),
+    ):
+        fast, stock = type_.bind_processor(dialect), _stock_bind(type_, dialect)
+        sent = [fast(v) for v in values]
+        assert sent == [stock(v) for v in values]
+        assert [type(v) for v in sent] == [type(stock(v)) for v in values]
+    naive = datetime(2026, 1, 5, 9, 30)
+    with pytest.raises(ValueError, match="naive datetime"):
+        UTCDateTime().bind_processor(dialect)(naive)
+    for bad in (1e8, -math.inf, math.nan):
+        with pytest.raises(ValueError, match="out of range"):
+            Price().bind_processor(dialect)(bad)
 
 
 def test_decimal_type_reads_sqlite_numbers_as_four_place_decimals() -> None:
