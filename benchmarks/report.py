@@ -628,7 +628,7 @@ def _labels(suite: str, cases: list[dict[str, Any]]) -> list[str]:
 
 
 def chart(suite: str, dialect: str, cases: list[dict[str, Any]], path: Path) -> None:
-    """Rows/s and latency, baseline against head, one bar pair per case (log scales)."""
+    """Rows/s and latency per case: baseline, 0004 where measured, and head (one bar each)."""
     if suite == "migrate":
         migrate_chart(dialect, cases, path)
         return
@@ -639,7 +639,8 @@ def chart(suite: str, dialect: str, cases: list[dict[str, Any]], path: Path) -> 
 
     labels = _labels(suite, cases)
     n = len(cases)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 1.2 + 0.5 * n), sharey=True)
+    rows_per_case = 0.5 if not any("phase1" in c for c in cases) else 0.7
+    fig, axes = plt.subplots(1, 2, figsize=(12, 1.2 + rows_per_case * n), sharey=True)
     latency_title = {
         "insert": "latency per 1,000-row batch (ms)",
         "calc": "time per pass (ms)",
@@ -651,22 +652,26 @@ def chart(suite: str, dialect: str, cases: list[dict[str, Any]], path: Path) -> 
         "query": "result rows per second",
     }[suite]
     ys = list(range(n))
-    height = 0.38
+    # 0004 (phase 1 as specified) between the two where a case measured it (insert, query)
+    sides = [("baseline", "0000 (baseline)", "#9a9a9a")]
+    if any("phase1" in c for c in cases):
+        sides.append(("phase1", "0004 (phase 1 as specified)", "#e0a040"))
+    sides.append(("head", "head", "#2f6db5"))
+    height = 0.76 / len(sides)
     for ax, key, title in (
         (axes[0], "rows_per_s", rate_title),
         (axes[1], "latency_ms", latency_title),
     ):
-        for offset, side, color in (
-            (-height / 2, "baseline", "#9a9a9a"),
-            (height / 2, "head", "#2f6db5"),
-        ):
-            values = [max(c[side][key] or 0.0, 1e-9) for c in cases]
+        for i, (side, name, color) in enumerate(sides):
+            offset = (i - (len(sides) - 1) / 2) * height
+            present = [(y, c[side]) for y, c in zip(ys, cases, strict=True) if side in c]
+            values = [max(measured[key] or 0.0, 1e-9) for _, measured in present]
             bars = ax.barh(
-                [y + offset for y in ys],
+                [y + offset for y, _ in present],
                 values,
                 height=height,
                 color=color,
-                label="0000 (baseline)" if side == "baseline" else "head",
+                label=name,
             )
             ax.bar_label(
                 bars,
@@ -682,7 +687,7 @@ def chart(suite: str, dialect: str, cases: list[dict[str, Any]], path: Path) -> 
     axes[0].set_yticks(ys, labels, fontsize=8)
     axes[0].invert_yaxis()
     handles, names = axes[0].get_legend_handles_labels()
-    fig.legend(handles, names, fontsize=8, loc="upper right", ncols=2, frameon=False)
+    fig.legend(handles, names, fontsize=8, loc="upper right", ncols=len(sides), frameon=False)
     fig.suptitle(
         f"{SUITE_TITLES[suite]} — {DIALECT_TITLES[dialect]}", fontsize=11, x=0.02, ha="left"
     )
