@@ -254,7 +254,8 @@ _PG_RISK = {
     "add_column": ("ACCESS EXCLUSIVE (brief)", False, "catalogue-only change"),
     "drop_column": ("ACCESS EXCLUSIVE (brief)", False, "catalogue-only change"),
     "swap_fk_actions": (
-        "SHARE ROW EXCLUSIVE on both tables (brief), then SHARE UPDATE EXCLUSIVE to validate",
+        "ACCESS EXCLUSIVE on every table of the swap (brief; LOCK TABLE first, referencing "
+        "tables before referenced ones), then SHARE UPDATE EXCLUSIVE to validate",
         False,
         "added NOT VALID, validated after commit while writes go on",
     ),
