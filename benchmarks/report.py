@@ -1194,6 +1194,22 @@ runs and small scripts); rerun them before relying on them after a schema change
   through an index leading with `instrument_id`: 0.04 ms at 0000 (300,000 ticks, SQLite),
   377 ms at 0004 with 300,000 ticks (the instrument's rows sorted in a temporary B-tree: the
   regression the issue predicted), back to an index probe at head.
+- **SQLite: at head, SQLAlchemy's per-row work is most of the application's INSERT path.**
+  20,000 ticks at head take about 0.3 s through the Core path against 0.1 s through the raw
+  driver; the difference is Python building and converting each row's parameters, common to
+  both revisions, so it caps the same-path ratio. `UTCDateTime` and `Price` therefore bind in
+  one step (SQLite timestamps by the C `isoformat` instead of `sqlite.DATETIME`'s per-value
+  %-format, no TypeDecorator wrapper; a test compares every value with the stock chain):
+  354 ms -> 296 ms for those ticks (`python -m benchmarks.experiments.bind_cost`). The
+  timestamps are bound at every revision, so the baseline gains too; `FourPlaceDecimal`
+  (baseline prices) is left as it is, its rounding is the work.
+- **PostgreSQL: the foreign keys are 43 % of a COPY into `alert_logs`.** 20,000 alerts into
+  500,000 in 1,000-row COPYs: 303 ms at head, 172 ms with the two foreign keys dropped; each
+  index 1-6 %, the CHECKs and the 20 commits about 1 % each
+  (`python -m benchmarks.experiments.fk_cost`). PostgreSQL checks a foreign key with one
+  trigger call and one SPI query per row, COPY included, so the bulk path (at the COPY
+  ceiling) stays about 2.5x the plain baseline for `alert_logs` against about 3x for
+  `market_data` (one foreign key). Keeping the keys is the integrity this work exists for.
 - **Partial `deleted_at` indexes.** Live rows have `deleted_at IS NULL` and stay out of the
   index; the purge and restore queries spell out `deleted_at IS NOT NULL`, the index's
   predicate, and both planners use it (without any `deleted_at` index, 53 ms instead of
