@@ -1,0 +1,78 @@
+"""Experiment behind the note on ``rule_alerts`` on SQLite (docs/performance.md, notes): the
+query is slower at head with SQLite's default page cache (2,000 KiB, 500 pages of 4 KiB)
+and not with a larger one.
+
+Same plan at both revisions (``ix_alert_logs_rule_timestamp``), same 1,028 rows; what differs
+is how many table pages they sit on. Head's rows are a little wider (``deleted_at``), so the
+pages the query reads no longer fit in the default cache and are read again from the OS on
+every execution. This times the catalogue statement's SQL on the raw driver, at 0000 and at
+head, with the default cache and with 8 MiB, alternating rounds, medians.
+
+    python -m benchmarks.experiments.page_cache [PREFILL]
+"""
+
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy.dialects import sqlite
+
+from benchmarks.databases import Databases
+from benchmarks.query import catalogue
+
+prefill = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+CACHES = {"default (2,000 KiB)": None, "8 MiB": -8192}
+REPEAT, ROUNDS = 50, 7
+
+
+def main() -> None:
+    query = next(q for q in catalogue(prefill, prefill // 2) if q.name == "rule_alerts")
+    with tempfile.TemporaryDirectory() as tmp:
+        dbs = Databases("sqlite", workdir=Path(tmp))
+        dbs.build(
+            prefill, prefill // 2, lambda line: print(line, file=sys.stderr), ("baseline", "head")
+        )
+        sides = {}
+        for revision in ("baseline", "head"):
+            compiled = query.statement(revision == "head").compile(
+                dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}
+            )
+            sql = str(compiled)
+            for cache, size in CACHES.items():
+                conn = sqlite3.connect(dbs.get(revision, "filled").sqlite_path)
+                if size is not None:
+                    conn.execute(f"PRAGMA cache_size = {size}")
+                sides[(revision, cache)] = (conn, sql)
+            pages, rows = (
+                sqlite3.connect(dbs.get(revision, "filled").sqlite_path)
+                .execute(
+                    "SELECT (SELECT count(*) FROM dbstat WHERE name = 'alert_logs' AND pagetype = 'leaf'),"
+                    " (SELECT count(*) FROM alert_logs)"
+                )
+                .fetchone()
+            )
+            print(f"{revision}: {rows / pages:.1f} alerts per table leaf page ({pages:,} pages)")
+        samples: dict[tuple[str, str], list[float]] = {key: [] for key in sides}
+        for r in range(ROUNDS + 1):
+            for key, (conn, sql) in sides.items() if r % 2 else list(sides.items())[::-1]:
+                started = time.perf_counter()
+                for _ in range(REPEAT):
+                    n = len(conn.execute(sql).fetchall())
+                if r:
+                    samples[key].append((time.perf_counter() - started) / REPEAT)
+        print(f"rule_alerts ({n:,} rows), raw sqlite3, ms per execution (medians of {ROUNDS}):")
+        for cache in CACHES:
+            base = statistics.median(samples[("baseline", cache)])
+            head = statistics.median(samples[("head", cache)])
+            print(
+                f"  cache {cache:20s} 0000 {base * 1000:6.3f}  head {head * 1000:6.3f}  head/0000 {head / base:.2f}"
+            )
+        for conn, _ in sides.values():
+            conn.close()
+        dbs.drop()
+
+
+main()
