@@ -83,3 +83,41 @@ def test_bulk_rendering_marks_missed_goals() -> None:
     assert "| **2.00x** | **80%** |" in report.bulk_table([miss])
     assert report.bulk_headline("SQLite", [hit]).endswith("Both goals met.")
     assert "misses in bold" in report.bulk_headline("SQLite", [hit, miss])
+
+
+def _goal_doc(base: list[float], head: list[float], ceiling: list[float]) -> dict[str, Any]:
+    def side(samples: list[float]) -> dict[str, Any]:
+        ordered = sorted(samples)
+        return {"samples_s": samples, "median_s": ordered[len(ordered) // 2]}
+
+    b, h, top = side(base), side(head), side(ceiling)
+    bulk = {
+        "table": "alert_logs",
+        "path": "bulk",
+        "fill": "filled",
+        "baseline": b,
+        "head": h,
+        "ceiling": top,
+        "ratio": h["median_s"] / b["median_s"],
+        "fraction_of_ceiling": top["median_s"] / h["median_s"],
+    }
+    return {"results": {"postgresql": {"insert": [bulk]}}}
+
+
+def test_goal_verdicts_show_the_round_to_round_spread() -> None:
+    # Round by round 2.4x, 2.5x, 2.6x: the medians give 2.5x (met), and the goal lies inside
+    # the spread, so the verdict says another run may judge it the other way.
+    close = _goal_doc([2.4, 2.5, 2.6], [1.0, 1.0, 1.0], [0.95, 0.95, 0.95])
+    (end_to_end, ceiling) = report.goals(close)
+    assert "`alert_logs` 2.50x (rounds 2.40x-2.60x)" in end_to_end[2]
+    assert end_to_end[3] == "met (within round-to-round spread)"
+    # the ceiling fraction per round is ceiling time / bulk time (95 %), not its inverse
+    assert "`alert_logs` 95% (rounds 95%-95%)" in ceiling[2]
+    assert ceiling[3] == "met"
+    clear = _goal_doc([3.0, 3.1, 3.2], [1.0, 1.0, 1.0], [0.5, 0.6, 0.5])
+    end_to_end, ceiling = report.goals(clear)
+    assert end_to_end[3] == "met"
+    assert ceiling[3] == "**not met**" and "(rounds 50%-60%)" in ceiling[2]
+    short = _goal_doc([2.3, 2.4, 2.6], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0])
+    assert report.goals(short)[0][3] == "**not met** (within round-to-round spread)"
+    assert report.round_speedups({"samples_s": [2.0, 3.0]}, {"samples_s": [1.0, 2.0]}) == [2.0, 1.5]
