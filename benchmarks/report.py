@@ -1241,7 +1241,7 @@ runs and small scripts); rerun them before relying on them after a schema change
   one step (SQLite timestamps by the C `isoformat` instead of `sqlite.DATETIME`'s per-value
   %-format, no TypeDecorator wrapper; a test compares every value with the stock chain):
   354 ms -> 296 ms for those ticks (`python -m benchmarks.experiments.bind_cost`). The
-  timestamps are bound at every revision, so the baseline gains too; `FourPlaceDecimal`
+  timestamps are bound at every revision, so the baseline's path uses it too; `FourPlaceDecimal`
   (baseline prices) is left as it is, its rounding is the work.
 - **PostgreSQL: the foreign keys are 43 % of a COPY into `alert_logs`.** 20,000 alerts into
   500,000 in 1,000-row COPYs: 303 ms at head, 172 ms with the two foreign keys dropped; each
