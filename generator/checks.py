@@ -112,6 +112,9 @@ class Fit:
     type: str
     bound: int
     scale: int
+    # bound - 10^-scale as SQL text when the column is a number now (a value strictly inside
+    # +-within fits for sure: the cheap first test), else None (text: the exact test only)
+    within: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,12 @@ def _tolerance(types: Sequence[SqlType]) -> str:
     if scales:
         return "0." + "0" * (min(scales) - 1) + "1" if min(scales) > 0 else "1"
     return "0"
+
+
+def _within(digits: int, scale: int) -> str:
+    """The largest value of decimal(digits + scale, scale) as SQL text: 10^digits - 10^-scale
+    (``99999999.9999`` for decimal(12,4))."""
+    return "9" * digits + ("." + "9" * scale if scale else "") if digits else "0." + "9" * scale
 
 
 def expect_data(steps: Sequence[Step], before: Schema, after: Schema) -> DataExpectation:
@@ -163,6 +172,9 @@ def expect_data(steps: Sequence[Step], before: Schema, after: Schema) -> DataExp
                     str(new),
                     10 ** (new.precision - new.scale),
                     new.scale,
+                    _within(new.precision - new.scale, new.scale)
+                    if old.family == "numeric"
+                    else None,
                 )
             )
     orphans = [f for t in sorted(touched) if (tab := before.table(t)) for f in tab.foreign_keys]

@@ -110,3 +110,46 @@ def test_downgrade_refuses_values_that_no_longer_fit_and_names_them(
     with at_0003.connect() as conn:
         assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
         assert conn.exec_driver_sql("SELECT price FROM market_data").scalar() == 123456789.5
+
+
+def test_the_fits_check_range_test_changes_no_answer(at_0003: sa.Engine, dialect: str) -> None:
+    """The rendered fits check tests a cheap float range first and the exact rounding only
+    outside it; it must flag exactly the rows the exact test alone flags, at the boundary too
+    (99999999.99995 is inside the range CHECK but rounds to 100000000.0000)."""
+    import random
+
+    from generator.runtime import parse_checks, validation_file
+
+    rng = random.Random(3)
+    edge = [99999999.9999, 99999999.99994, 99999999.99995, 99999999.99996, 99999999.9999999]
+    prices = [*edge, *(-p for p in edge), 12.5, -0.00005, 0.0]
+    prices += [
+        rng.uniform(99999999.999, 99999999.99999999) * rng.choice([1, -1]) for _ in range(300)
+    ]
+    prices += [rng.uniform(-1e8, 1e8) for _ in range(300)]
+    with at_0003.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO market_data (instrument_id, timestamp, price) "
+                "VALUES (1, CURRENT_TIMESTAMP, :price)"
+            ),
+            [{"price": p} for p in prices],
+        )
+    path = validation_file(
+        MIGRATIONS / "versions" / "x.py", dialect, "0003_convert_decimal_to_float", "post"
+    )
+    (check,) = [
+        c for c in parse_checks(path.read_text()) if c.name == "market_data.price.fits_decimal_12_4"
+    ]
+    assert "NOT (" in check.sql  # the range test is there
+    exact = "SELECT id, price FROM market_data WHERE " + (
+        "abs(round(price::numeric, 4)) >= 100000000 OR price::numeric = 'NaN'"
+        if dialect == "postgresql"
+        else "abs(round(price, 4)) >= 100000000"
+    )
+    with at_0003.connect() as conn:
+        flagged = sorted(conn.exec_driver_sql(check.sql.rstrip().rstrip(";")).all())
+        expected = sorted(conn.exec_driver_sql(exact).all())
+    assert flagged == expected
+    assert len(expected) >= 10  # the boundary is exercised: some values do not fit
+    assert 0 < len(expected) < len(prices)

@@ -122,8 +122,19 @@ def test_a_tampered_value_fails_the_drift_check_and_rolls_back(db_url: str, dial
         assert current_revision(conn) == "0002"
     engine.dispose()
     message = str(failure.value)
-    assert "check market_data.price.drift: 1 failing row(s)" in message
-    assert "42" in message
+    # one join for all six converted columns; the failing row shows each one's before / after
+    assert "check market_data.drift: 1 failing row(s)" in message
+    header, row = next(
+        (lines[i + 1], lines[i + 2])
+        for lines in [message.splitlines()]
+        for i, line in enumerate(lines)
+        if "check market_data.drift" in line
+    )
+    cells = dict(zip(header.split(" | "), row.split(" | "), strict=True))
+    cells = {k.strip(): v.strip() for k, v in cells.items()}
+    assert cells["id"] == "42"
+    assert abs(float(cells["price_after"]) - float(cells["price_before"]) - 0.0001) < 1e-9
+    assert cells["bid_before"] == cells["bid_after"] or cells["bid_before"] == "NULL"
     assert dump(db_url) == original
     assert inspect_schema(db_url) == schema
 

@@ -487,59 +487,37 @@ JOIN (
 ) AS c ON c.table_name = s.table_name
 WHERE c.row_count < s.row_count;
 
--- data-check: alert_logs.threshold_value.drift
-SELECT s."id", s."threshold_value" AS before, t."threshold_value" AS after
+-- data-check: alert_logs.drift
+SELECT s."id",
+    s."threshold_value" AS "threshold_value_before", t."threshold_value" AS "threshold_value_after",
+    s."trigger_value" AS "trigger_value_before", t."trigger_value" AS "trigger_value_after"
 FROM "schemagen_values_alert_logs" AS s
 LEFT JOIN "alert_logs" AS t ON t."id" = s."id"
 WHERE (t."threshold_value" IS NULL) <> (s."threshold_value" IS NULL)
-    OR abs(t."threshold_value" - s."threshold_value") >= 0.0001;
-
--- data-check: alert_logs.trigger_value.drift
-SELECT s."id", s."trigger_value" AS before, t."trigger_value" AS after
-FROM "schemagen_values_alert_logs" AS s
-LEFT JOIN "alert_logs" AS t ON t."id" = s."id"
-WHERE (t."trigger_value" IS NULL) <> (s."trigger_value" IS NULL)
+    OR abs(t."threshold_value" - s."threshold_value") >= 0.0001
+    OR (t."trigger_value" IS NULL) <> (s."trigger_value" IS NULL)
     OR abs(t."trigger_value" - s."trigger_value") >= 0.0001;
 
--- data-check: market_data.ask.drift
-SELECT s."id", s."ask" AS before, t."ask" AS after
+-- data-check: market_data.drift
+SELECT s."id",
+    s."ask" AS "ask_before", t."ask" AS "ask_after",
+    s."bid" AS "bid_before", t."bid" AS "bid_after",
+    s."high_price" AS "high_price_before", t."high_price" AS "high_price_after",
+    s."low_price" AS "low_price_before", t."low_price" AS "low_price_after",
+    s."open_price" AS "open_price_before", t."open_price" AS "open_price_after",
+    s."price" AS "price_before", t."price" AS "price_after"
 FROM "schemagen_values_market_data" AS s
 LEFT JOIN "market_data" AS t ON t."id" = s."id"
 WHERE (t."ask" IS NULL) <> (s."ask" IS NULL)
-    OR abs(t."ask" - s."ask") >= 0.0001;
-
--- data-check: market_data.bid.drift
-SELECT s."id", s."bid" AS before, t."bid" AS after
-FROM "schemagen_values_market_data" AS s
-LEFT JOIN "market_data" AS t ON t."id" = s."id"
-WHERE (t."bid" IS NULL) <> (s."bid" IS NULL)
-    OR abs(t."bid" - s."bid") >= 0.0001;
-
--- data-check: market_data.high_price.drift
-SELECT s."id", s."high_price" AS before, t."high_price" AS after
-FROM "schemagen_values_market_data" AS s
-LEFT JOIN "market_data" AS t ON t."id" = s."id"
-WHERE (t."high_price" IS NULL) <> (s."high_price" IS NULL)
-    OR abs(t."high_price" - s."high_price") >= 0.0001;
-
--- data-check: market_data.low_price.drift
-SELECT s."id", s."low_price" AS before, t."low_price" AS after
-FROM "schemagen_values_market_data" AS s
-LEFT JOIN "market_data" AS t ON t."id" = s."id"
-WHERE (t."low_price" IS NULL) <> (s."low_price" IS NULL)
-    OR abs(t."low_price" - s."low_price") >= 0.0001;
-
--- data-check: market_data.open_price.drift
-SELECT s."id", s."open_price" AS before, t."open_price" AS after
-FROM "schemagen_values_market_data" AS s
-LEFT JOIN "market_data" AS t ON t."id" = s."id"
-WHERE (t."open_price" IS NULL) <> (s."open_price" IS NULL)
-    OR abs(t."open_price" - s."open_price") >= 0.0001;
-
--- data-check: market_data.price.drift
-SELECT s."id", s."price" AS before, t."price" AS after
-FROM "schemagen_values_market_data" AS s
-LEFT JOIN "market_data" AS t ON t."id" = s."id"
-WHERE (t."price" IS NULL) <> (s."price" IS NULL)
+    OR abs(t."ask" - s."ask") >= 0.0001
+    OR (t."bid" IS NULL) <> (s."bid" IS NULL)
+    OR abs(t."bid" - s."bid") >= 0.0001
+    OR (t."high_price" IS NULL) <> (s."high_price" IS NULL)
+    OR abs(t."high_price" - s."high_price") >= 0.0001
+    OR (t."low_price" IS NULL) <> (s."low_price" IS NULL)
+    OR abs(t."low_price" - s."low_price") >= 0.0001
+    OR (t."open_price" IS NULL) <> (s."open_price" IS NULL)
+    OR abs(t."open_price" - s."open_price") >= 0.0001
+    OR (t."price" IS NULL) <> (s."price" IS NULL)
     OR abs(t."price" - s."price") >= 0.0001;
 
