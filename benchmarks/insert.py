@@ -43,6 +43,7 @@ from benchmarks.databases import FILLS, TIME_SERIES, BenchDatabase, Databases
 from benchmarks.settings import Settings
 from benchmarks.timing import SIDES, Progress, alternate, case, clock, side
 from marketdata import create_app_engine, insert_alerts, insert_ticks
+from marketdata.db import SQLITE_CACHE_KIB
 
 PATHS = {"sqlite": ("core", "driver"), "postgresql": ("core", "driver", "copy")}
 BULK = "bulk"
@@ -67,7 +68,9 @@ class _Connections:
                 self.plain[key] = create_app_engine(bench.async_url, multirow_inserts=False)
             if bench.dialect == "sqlite":
                 raw = sqlite3.connect(bench.sqlite_path, isolation_level=None)
-                raw.execute("PRAGMA foreign_keys=ON")  # as the application's engine has it
+                # as the application's engine has them (marketdata.db)
+                raw.execute("PRAGMA foreign_keys=ON")
+                raw.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
                 self.sqlite[key] = raw
             else:
                 self.asyncpg[key] = aio.run(asyncpg.connect(bench.asyncpg_dsn()))

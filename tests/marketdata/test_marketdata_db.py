@@ -276,3 +276,35 @@ def test_many_rows_go_as_multi_row_inserts_on_postgresql(
     else:
         assert len(statements) == 1
         assert statements[0][0].count("), (") == 0
+
+
+def test_sqlite_connections_get_the_larger_page_cache(tmp_path: object) -> None:
+    """The app's engine and the migration tool's both set SQLite's page cache (32 MiB, not
+    SQLite's 2 MB) and foreign keys, on every new connection."""
+    from pathlib import Path
+
+    from generator.db import make_engine
+
+    path = Path(str(tmp_path)) / "cache.db"
+    expected = (-db.SQLITE_CACHE_KIB, 1)
+    assert db.SQLITE_CACHE_KIB >= 8192  # the rule_alerts working set: docs/performance.md
+
+    async def app_side() -> tuple[int, int]:
+        engine = create_app_engine(f"sqlite+aiosqlite:///{path}")
+        try:
+            async with engine.connect() as conn:
+                cache = (await conn.exec_driver_sql("PRAGMA cache_size")).scalar_one()
+                keys = (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar_one()
+                return cache, keys
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(app_side()) == expected
+    tool = make_engine(sa.make_url(f"sqlite:///{path}"))
+    try:
+        with tool.connect() as conn:
+            cache = conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
+            keys = conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one()
+        assert (cache, keys) == expected
+    finally:
+        tool.dispose()
