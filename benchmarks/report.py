@@ -1280,8 +1280,9 @@ runs and small scripts); rerun them before relying on them after a schema change
   within about ±10 % on sub-millisecond queries are close to that noise. Absolute SQLite
   INSERT times into the pre-filled tables moved by up to 45 % between runs (the baseline's
   index pages come from the OS cache or the disk), its ratios far less. The PostgreSQL
-  `alert_logs` end-to-end ratio, at the COPY ceiling, was 2.57x, 2.53x and 2.45x in three
-  runs on 2026-11-24/25: it sits on the 2.5x goal, not above it (see the foreign-key note).
+  `alert_logs` end-to-end ratio, at the COPY ceiling, was 2.57x, 2.53x, 2.45x, 2.47x and
+  2.45x in five runs on 2026-11-24/25: it sits on the 2.5x goal, not above it (see the
+  foreign-key note).
 - The query timings are of the database and the driver (the statement executed and
   fetched); the catalogue's serialisation of prices to 4-place strings is not timed.
 - Autovacuum is off on the time-series tables of the scratch databases so that it never runs
