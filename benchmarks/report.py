@@ -1240,7 +1240,8 @@ runs and small scripts); rerun them before relying on them after a schema change
   both revisions, so it caps the same-path ratio. `UTCDateTime` and `Price` therefore bind in
   one step (SQLite timestamps by the C `isoformat` instead of `sqlite.DATETIME`'s per-value
   %-format, no TypeDecorator wrapper; a test compares every value with the stock chain):
-  354 ms -> 296 ms for those ticks (`python -m benchmarks.experiments.bind_cost`). The
+  354 -> 296 ms and 357 -> 307 ms for those ticks in two runs
+  (`python -m benchmarks.experiments.bind_cost`). The
   timestamps are bound at every revision, so the baseline's path uses it too; `FourPlaceDecimal`
   (baseline prices) is left as it is, its rounding is the work.
 - **PostgreSQL: the foreign keys are 43 % of a COPY into `alert_logs`.** 20,000 alerts into
@@ -1261,10 +1262,9 @@ runs and small scripts); rerun them before relying on them after a schema change
   default cache, 1.32 against 1.33 ms with `PRAGMA cache_size = -8192`
   (`python -m benchmarks.experiments.page_cache`). The application's SQLite engines (and
   the migration tool's) therefore set a 32 MiB cache (`marketdata.db.SQLITE_CACHE_KIB`), and
-  so do the suites, raw-driver paths included. It makes the baseline's INSERTs a little
-  cheaper too (the raw driver, 20,000 ticks into a million: 685 ms with the default cache
-  against 619 ms with 32 MiB at 0000, 103 against 99 ms at head, so 6.65x becomes 6.25x):
-  the price of a fair comparison.
+  so do the suites, raw-driver paths included. Its effect on an INSERT is within the noise:
+  the raw driver, 20,000 ticks into a million, 0000/head was 6.65x with the default cache
+  against 6.25x with 32 MiB in one run of the experiment, 6.22x against 6.51x in the next.
 - **Partial `deleted_at` indexes.** Live rows have `deleted_at IS NULL` and stay out of the
   index; the purge and restore queries spell out `deleted_at IS NOT NULL`, the index's
   predicate, and both planners use it (without any `deleted_at` index, 53 ms instead of

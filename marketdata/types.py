@@ -61,7 +61,7 @@ class UTCDateTime(TypeDecorator[datetime]):
                 return None
             if value.tzinfo is None or value.utcoffset() is None:
                 raise _naive_error(value)
-            return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+            return sqlite_timestamp_text(value.astimezone(UTC))
 
         return process
 

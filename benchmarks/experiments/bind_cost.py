@@ -22,6 +22,7 @@ from sqlalchemy.types import TypeDecorator
 
 from benchmarks import data
 from benchmarks.databases import Databases
+from benchmarks.timing import Progress, alternate
 from marketdata import create_app_engine
 from marketdata.types import Price, UTCDateTime
 
@@ -72,14 +73,18 @@ def main() -> None:
         batches = list(data.iter_batches(rows, BATCH))
         engine = create_app_engine(bench.async_url)
         raw = sqlite3.connect(bench.sqlite_path, isolation_level=None)
-        samples: dict[str, list[float]] = {name: [] for name in tables}
         with asyncio.Runner() as aio:
-            for r in range(ROUNDS + 1):
-                for name, table in tables.items() if r % 2 else list(tables.items())[::-1]:
+
+            def runner(table: sa.Table):
+                def round_() -> float:
                     took = aio.run(one_round(engine, table, batches))
                     raw.execute(f"DELETE FROM market_data WHERE id > {prefill}")
-                    if r:
-                        samples[name].append(took)
+                    return took
+
+                return round_
+
+            runners = {name: runner(table) for name, table in tables.items()}
+            samples = alternate(runners, ROUNDS, 1, Progress(enabled=False), "bind_cost")
             aio.run(engine.dispose())
         raw.close()
         stock = statistics.median(samples["stock binds"])

@@ -22,6 +22,7 @@ import asyncpg
 
 from benchmarks import data
 from benchmarks.databases import Databases, postgres_admin_url
+from benchmarks.timing import Progress, alternate
 
 prefill = int(sys.argv[1]) if len(sys.argv) > 1 else 500_000
 ROWS, BATCH, ROUNDS = 20_000, 1_000, 7
@@ -66,55 +67,63 @@ def _copy_of_head(t: str) -> list[str]:
     ]
 
 
-async def measure(dsn: str) -> None:
-    c = await asyncpg.connect(dsn)
-    await c.execute(
-        "CREATE TABLE alert_rules_ri AS SELECT id, instrument_id FROM alert_rules;"
-        " ALTER TABLE alert_rules_ri ADD PRIMARY KEY (id), ADD UNIQUE (id, instrument_id)"
+async def _copy(c: asyncpg.Connection, t: str, records: list, columns: list, one_tx: bool) -> None:
+    if one_tx:
+        async with c.transaction():
+            for b in range(0, ROWS, BATCH):
+                await c.copy_records_to_table(t, records=records[b : b + BATCH], columns=columns)
+        return
+    for b in range(0, ROWS, BATCH):
+        async with c.transaction():
+            await c.copy_records_to_table(t, records=records[b : b + BATCH], columns=columns)
+
+
+def measure(aio: asyncio.Runner, dsn: str) -> None:
+    c = aio.run(asyncpg.connect(dsn))
+    aio.run(
+        c.execute(
+            "CREATE TABLE alert_rules_ri AS SELECT id, instrument_id FROM alert_rules;"
+            " ALTER TABLE alert_rules_ri ADD PRIMARY KEY (id), ADD UNIQUE (id, instrument_id)"
+        )
     )
     tables = {v: f"x{i}" for i, v in enumerate(VARIANTS)}
     for variant, t in tables.items():
         for sql in _copy_of_head(t) + [s.format(t=t) for s in VARIANTS[variant]]:
-            await c.execute(sql)
-    keep = await c.fetchval("SELECT max(id) FROM alert_logs")
+            aio.run(c.execute(sql))
+    keep = aio.run(c.fetchval("SELECT max(id) FROM alert_logs"))
     rows = data.rows_for("alert_logs", keep + 1, ROWS, as_decimal=False)
     records = data.driver_tuples("alert_logs", rows, "postgresql", datetime.now(UTC))
     columns = list(data.columns_for("alert_logs"))
-    sides = [*((v, t, False) for v, t in tables.items()), ("head, one transaction", "x0", True)]
-    samples: dict[str, list[float]] = {name: [] for name, _, _ in sides}
-    for r in range(ROUNDS + 1):
-        for name, t, one_tx in sides if r % 2 else sides[::-1]:
-            await c.execute(f"ALTER TABLE {t} ALTER COLUMN id RESTART WITH {keep + 1}")
+
+    def runner(t: str, one_tx: bool):
+        def round_() -> float:
+            aio.run(c.execute(f"ALTER TABLE {t} ALTER COLUMN id RESTART WITH {keep + 1}"))
             started = time.perf_counter()
-            if one_tx:
-                async with c.transaction():
-                    for b in range(0, ROWS, BATCH):
-                        await c.copy_records_to_table(
-                            t, records=records[b : b + BATCH], columns=columns
-                        )
-            else:
-                for b in range(0, ROWS, BATCH):
-                    async with c.transaction():
-                        await c.copy_records_to_table(
-                            t, records=records[b : b + BATCH], columns=columns
-                        )
-            if r:  # the first round warms up
-                samples[name].append(time.perf_counter() - started)
-            await c.execute(f"DELETE FROM {t} WHERE id > {keep}")
-            await c.execute(f"VACUUM {t}")
+            aio.run(_copy(c, t, records, columns, one_tx))
+            took = time.perf_counter() - started
+            aio.run(c.execute(f"DELETE FROM {t} WHERE id > {keep}"))
+            aio.run(c.execute(f"VACUUM {t}"))
+            return took
+
+        return round_
+
+    runners = {v: runner(t, False) for v, t in tables.items()}
+    runners["head, one transaction"] = runner("x0", True)
+    samples = alternate(runners, ROUNDS, 1, Progress(enabled=False), "fk_cost")
     full = statistics.median(samples["head as it is"])
     print(f"{ROWS:,} alert rows into {prefill:,}, {BATCH:,}-row COPYs, medians of {ROUNDS}:")
     for name, xs in samples.items():
         m = statistics.median(xs)
         print(f"  {name:24s} {m * 1000:7.1f} ms  {ROWS / m:9,.0f} rows/s  {m / full:6.1%} of head")
-    await c.close()
+    aio.run(c.close())
 
 
 def main() -> None:
     dbs = Databases("postgresql", postgres_admin_url(None))
     try:
         dbs.build(0, prefill, lambda line: print(line, file=sys.stderr), revisions=("head",))
-        asyncio.run(measure(dbs.get("head", "filled").asyncpg_dsn()))
+        with asyncio.Runner() as aio:
+            measure(aio, dbs.get("head", "filled").asyncpg_dsn())
     finally:
         dbs.drop()
 

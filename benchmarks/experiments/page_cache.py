@@ -21,9 +21,10 @@ from pathlib import Path
 
 from sqlalchemy.dialects import sqlite
 
-from benchmarks import data
+from benchmarks import data, insert
 from benchmarks.databases import Databases
 from benchmarks.query import catalogue
+from benchmarks.timing import Progress, alternate
 from marketdata.db import SQLITE_CACHE_KIB
 
 prefill = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
@@ -59,24 +60,29 @@ def main() -> None:
                 .fetchone()
             )
             print(f"{revision}: {rows / pages:.1f} alerts per table leaf page ({pages:,} pages)")
-        samples: dict[tuple[str, str], list[float]] = {key: [] for key in sides}
-        for r in range(ROUNDS + 1):
-            for key, (conn, sql) in sides.items() if r % 2 else list(sides.items())[::-1]:
+
+        def query_round(conn: sqlite3.Connection, sql: str):
+            def round_() -> float:
                 started = time.perf_counter()
                 for _ in range(REPEAT):
-                    n = len(conn.execute(sql).fetchall())
-                if r:
-                    samples[key].append((time.perf_counter() - started) / REPEAT)
+                    conn.execute(sql).fetchall()
+                return (time.perf_counter() - started) / REPEAT
+
+            return round_
+
+        first_conn, first_sql = next(iter(sides.values()))
+        n = len(first_conn.execute(first_sql).fetchall())
+        runners = {f"{rev} {cache}": query_round(*side) for (rev, cache), side in sides.items()}
+        samples = alternate(runners, ROUNDS, 1, Progress(enabled=False), "rule_alerts")
         print(f"rule_alerts ({n:,} rows), raw sqlite3, ms per execution (medians of {ROUNDS}):")
         for cache in CACHES:
-            base = statistics.median(samples[("baseline", cache)])
-            head = statistics.median(samples[("head", cache)])
+            base = statistics.median(samples[f"baseline {cache}"])
+            head = statistics.median(samples[f"head {cache}"])
             print(
                 f"  cache {cache:20s} 0000 {base * 1000:6.3f}  head {head * 1000:6.3f}  head/0000 {head / base:.2f}"
             )
         # and what the cache does to an INSERT: 20,000 ticks, raw driver, 1,000-row batches
-        columns = data.columns_for("market_data")
-        insert = f"INSERT INTO market_data ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        sql = insert._insert_sql("market_data", "sqlite")
         batches = {
             revision: list(
                 data.iter_batches(
@@ -96,26 +102,32 @@ def main() -> None:
             )
             for revision in ("baseline", "head")
         }
-        timed: dict[tuple[str, str], list[float]] = {key: [] for key in sides}
-        for r in range(ROUNDS + 1):
-            for (revision, cache), (conn, _) in (
-                sides.items() if r % 2 else list(sides.items())[::-1]
-            ):
+
+        def insert_round(revision: str, conn: sqlite3.Connection):
+            def round_() -> float:
                 conn.isolation_level = None
-                started = time.perf_counter()
-                for batch in batches[revision]:
-                    conn.execute("BEGIN")
-                    conn.executemany(insert, batch)
-                    conn.execute("COMMIT")
-                if r:
-                    timed[(revision, cache)].append(time.perf_counter() - started)
+                took = insert._sqlite_round(conn, sql, batches[revision])
                 conn.execute(f"DELETE FROM market_data WHERE id > {prefill}")
+                return took
+
+            return round_
+
+        timed = alternate(
+            {
+                f"{rev} {cache}": insert_round(rev, conn)
+                for (rev, cache), (conn, _) in sides.items()
+            },
+            ROUNDS,
+            1,
+            Progress(enabled=False),
+            "insert",
+        )
         print(
             f"INSERT of {INSERT_ROWS:,} ticks into {prefill:,}, raw sqlite3, ms (medians of {ROUNDS}):"
         )
         for cache in CACHES:
-            base = statistics.median(timed[("baseline", cache)])
-            head = statistics.median(timed[("head", cache)])
+            base = statistics.median(timed[f"baseline {cache}"])
+            head = statistics.median(timed[f"head {cache}"])
             print(
                 f"  cache {cache:20s} 0000 {base * 1000:6.1f}  head {head * 1000:6.1f}  0000/head {base / head:.2f}"
             )
