@@ -12,7 +12,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from generator import redact
-from marketdata.db import install_sqlite_listeners
+from generator.sqlite import install_sqlite_listeners
 
 DEFAULT_URL = "sqlite:///marketdata.db"
 
@@ -49,7 +49,7 @@ def is_async(url: URL) -> bool:
 def make_engine(url: URL) -> Engine:
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     if url.get_backend_name() == "sqlite":
-        install_sqlite_listeners(engine)  # the application's: FK on, transactional DDL
+        install_sqlite_listeners(engine)  # FK on, transactional DDL
     return engine
 
 

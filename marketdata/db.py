@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import URL, Connection, Engine, event, make_url
+from sqlalchemy import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
 
+# The SQLite connection setup is the migration tool's (the application depends on the tool).
+from generator.sqlite import SQLITE_CACHE_KIB as SQLITE_CACHE_KIB
+from generator.sqlite import install_sqlite_listeners as install_sqlite_listeners
 from marketdata.schema_guard import install_schema_guard
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///marketdata.db"
@@ -78,40 +80,6 @@ def create_app_engine(
     engine = create_async_engine(url, **kwargs)
     install_sqlite_listeners(engine.sync_engine)
     return engine
-
-
-# SQLite's page cache per connection, in KiB. SQLite's default is 2,000 KiB (500 pages of
-# 4 KiB): a query reading more table pages than that reads them all again from the OS on every
-# execution. On a million ticks the catalogue's `rule_alerts` reads about 500 pages, right at
-# that edge, and was up to 1.3x slower at head than at 0000 for one byte more per row
-# (`deleted_at`); with this cache both take the same time (docs/performance.md, notes). The
-# cache fills only as pages are read, so a small database costs no more memory than before.
-SQLITE_CACHE_KIB = 32_768
-
-
-def install_sqlite_listeners(engine: Engine) -> None:
-    """Foreign keys on, real transactions and a 32 MiB page cache (:data:`SQLITE_CACHE_KIB`),
-    for any SQLite engine (the migration tool's too)."""
-    event.listen(engine, "connect", _sqlite_on_connect)
-    event.listen(engine, "begin", _sqlite_on_begin)
-
-
-def _sqlite_on_connect(dbapi_connection: Any, connection_record: ConnectionPoolEntry) -> None:
-    # Stop the sqlite3 module's own transaction handling: it begins lazily, only before DML,
-    # so DDL and SELECTs would otherwise run outside the transaction. _sqlite_on_begin
-    # emits BEGIN instead.
-    dbapi_connection.isolation_level = None
-    # Foreign keys are off per connection by default and the pragma is a no-op inside a
-    # transaction, so it is set here, once per new connection.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")  # negative: KiB, not pages
-    cursor.close()
-
-
-def _sqlite_on_begin(conn: Connection) -> None:
-    if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-        conn.exec_driver_sql("BEGIN")
 
 
 _default_engine: AsyncEngine | None = None
