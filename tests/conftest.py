@@ -107,3 +107,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="rewrite the golden files under tests/golden/ from the current output",
     )
+
+
+# Fixtures that open a real database: a test using any of them is a database test.
+_DB_FIXTURES = {"db_url", "async_db_url", "pg_database", "dialect"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that needs a database ``db``, whether or not it says so, so that the
+    quick default selection (``pytest`` alone: no database, no load) can leave it out."""
+    for item in items:
+        if _DB_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.db)
