@@ -1,0 +1,308 @@
+"""`schemagen upgrade` from 0000 to head and `downgrade` back on PostgreSQL with ~500k ticks and
+200k alerts, while two writers and two readers use the application's pooled async engine.
+
+What must hold: every row a writer committed is present afterwards with its values, `verify`
+passes at both ends. What is measured and written to ``$LOAD_REPORT`` (JSON; the test prints a
+summary too): the application's failed statements by kind, and per migration step the
+longest stall of a client statement that overlapped it.
+
+The runner is a real `schemagen` subprocess (`--log-format json`), the clients real asyncpg
+connections from :func:`marketdata.db.create_app_engine`: the way it runs in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from conftest import ROOT, pg_url_for
+
+from benchmarks import data as bench_data
+from generator import migrate
+from marketdata import queries
+from marketdata.db import create_app_engine
+
+pytestmark = [pytest.mark.load, pytest.mark.db]
+
+MIGRATIONS = ROOT / "generated_migrations"
+TICKS = int(os.environ.get("LOAD_TICKS", "500000"))
+ALERTS = int(os.environ.get("LOAD_ALERTS", "200000"))
+FIRST_CLIENT_ID = 10_000_000  # ids of rows the writers insert, above the bulk-loaded ones
+CLIENT_TS = datetime(2027, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Op:
+    kind: str  # insert_tick / insert_alert / latest_ticks / rule_alerts
+    started: float
+    ended: float
+    error: str | None = None
+
+
+@dataclass
+class Clients:
+    ops: list[Op] = field(default_factory=list)
+    # id -> price of every tick / trigger value of every alert whose INSERT committed
+    ticks: dict[int, Decimal] = field(default_factory=dict)
+    alerts: dict[int, Decimal] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def _error_kind(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return f"{type(orig or exc).__name__}{f' ({code})' if code else ''}"
+
+
+async def _timed(clients: Clients, kind: str, coro: Any) -> bool:
+    started = time.monotonic()
+    try:
+        await coro
+    except Exception as exc:  # every failure is counted by kind, none may pass unseen
+        clients.ops.append(Op(kind, started, time.monotonic(), _error_kind(exc)))
+        return False
+    clients.ops.append(Op(kind, started, time.monotonic()))
+    return True
+
+
+# Only the columns every revision has, and prices bound as text cast to numeric: the same
+# statement is valid on DECIMAL (0000) and FLOAT (head) columns, as the app's must be.
+INSERT_TICK = sa.text(
+    "INSERT INTO market_data (id, instrument_id, timestamp, price, bid, ask, volume, "
+    "created_at, updated_at) VALUES (:id, :instrument, :ts, CAST(:price AS numeric), "
+    "CAST(:price AS numeric) - 0.0001, CAST(:price AS numeric) + 0.0001, 100, now(), now())"
+)
+INSERT_ALERT = sa.text(
+    "INSERT INTO alert_logs (id, rule_id, instrument_id, timestamp, trigger_value, "
+    "threshold_value, status, severity, created_at, updated_at) VALUES (:id, :rule, "
+    ":instrument, :ts, CAST(:value AS numeric), 100.0000, 'triggered', 'warning', now(), now())"
+)
+
+
+async def _insert(engine: Any, statement: Any, params: dict[str, Any]) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(statement, params)
+
+
+async def _writer(engine: Any, clients: Clients, worker: int) -> None:
+    n = 0
+    while not clients.stop.is_set():
+        n += 1
+        row_id = FIRST_CLIENT_ID + worker * 1_000_000 + n
+        price = Decimal(1_0000 + (row_id * 7919) % 4_000_0000).scaleb(-4)
+        ts = CLIENT_TS + timedelta(seconds=row_id)
+        if n % 3:
+            params = {"id": row_id, "instrument": row_id % 6 + 1, "ts": ts, "price": str(price)}
+            if await _timed(clients, "insert_tick", _insert(engine, INSERT_TICK, params)):
+                clients.ticks[row_id] = price
+        else:
+            rule = row_id % bench_data.N_RULES + 1
+            params = {
+                "id": row_id,
+                "rule": rule,
+                "instrument": bench_data.rule_instrument(rule),
+                "ts": ts,
+                "value": str(price),
+            }
+            if await _timed(clients, "insert_alert", _insert(engine, INSERT_ALERT, params)):
+                clients.alerts[row_id] = price
+        await asyncio.sleep(0.002)
+
+
+async def _reader(engine: Any, clients: Clients, worker: int) -> None:
+    start = bench_data.START + timedelta(days=1)
+    while not clients.stop.is_set():
+
+        async def latest() -> None:
+            async with engine.connect() as conn:
+                await conn.run_sync(queries.latest_ticks)
+
+        async def alerts() -> None:
+            async with engine.connect() as conn:
+                await conn.run_sync(
+                    lambda c: queries.rule_alerts(c, worker + 1, start, start + timedelta(hours=6))
+                )
+
+        await _timed(clients, "latest_ticks", latest())
+        await _timed(clients, "rule_alerts", alerts())
+        await asyncio.sleep(0.002)
+
+
+def _run_clients(url: str, clients: Clients, ready: threading.Event) -> None:
+    async def main() -> None:
+        engine = create_app_engine(url, pool_size=4, max_overflow=0)
+        try:
+            tasks = [asyncio.create_task(_writer(engine, clients, w)) for w in range(2)]
+            tasks += [asyncio.create_task(_reader(engine, clients, w)) for w in range(2)]
+            ready.set()
+            await asyncio.gather(*tasks)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+
+
+@dataclass
+class StepWindow:
+    change: str
+    step: str
+    started: float
+    ended: float
+    result: str
+
+
+def _run_schemagen(*args: str) -> tuple[int, list[StepWindow], str]:
+    """Run schemagen with JSON logs; each finished step's window in this clock."""
+    windows: list[StepWindow] = []
+    lines: list[str] = []
+    with subprocess.Popen(
+        [sys.executable, "-m", "generator", "--root", str(ROOT), "--log-format", "json", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            now = time.monotonic()
+            lines.append(line)
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and "duration_ms" in record and "step" in record:
+                started = now - record["duration_ms"] / 1000
+                windows.append(
+                    StepWindow(
+                        record["change"], record["step"], started, now, record.get("result", "?")
+                    )
+                )
+        code = proc.wait(timeout=1800)
+    return code, windows, "".join(lines)
+
+
+def _stalls(windows: list[StepWindow], ops: list[Op]) -> list[dict[str, Any]]:
+    out = []
+    for w in windows:
+        overlapping = [o for o in ops if o.started < w.ended and o.ended > w.started]
+        longest = max(overlapping, key=lambda o: o.ended - o.started, default=None)
+        out.append(
+            {
+                "change": w.change,
+                "step": w.step,
+                "result": w.result,
+                "duration_ms": round((w.ended - w.started) * 1000, 1),
+                "client_statements": len(overlapping),
+                "longest_stall_ms": (
+                    round((longest.ended - longest.started) * 1000, 1) if longest else None
+                ),
+                "longest_stall_kind": longest.kind if longest else None,
+            }
+        )
+    return out
+
+
+def _fill(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        bench_data.reference_rows(conn)
+        bench_data.load_ticks(conn, TICKS, "baseline")
+        bench_data.load_alerts(conn, ALERTS, "baseline")
+        for table in ("instruments", "alert_rules", "market_data", "alert_logs"):
+            bench_data.reset_identity(conn, table)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE")
+    engine.dispose()
+
+
+def _verify(url: str) -> None:
+    revision, source, results = migrate.verify(MIGRATIONS, sa.make_url(url))
+    failing = [r.check.name for r in results if not r.passed]
+    assert failing == [], f"verify at {revision} ({source}): {failing}"
+
+
+def test_upgrade_and_downgrade_under_application_load(pg_database: str) -> None:
+    url = pg_url_for(pg_database)
+    code, _, out = _run_schemagen("upgrade", "--url", url, "--to", "0000")
+    assert code == 0, out
+    _fill(url)
+    head = migrate.heads(MIGRATIONS)[0]
+
+    clients = Clients()
+    ready = threading.Event()
+    thread = threading.Thread(target=_run_clients, args=(url, clients, ready), daemon=True)
+    thread.start()
+    assert ready.wait(60)
+    time.sleep(1.0)  # traffic before the first DDL
+    report: dict[str, Any] = {"ticks": TICKS, "alerts": ALERTS}
+    try:
+        code, up, out = _run_schemagen("upgrade", "--url", url)
+        assert code == 0, out
+        _verify(url)
+        time.sleep(1.0)
+        code, down, out = _run_schemagen("downgrade", "--url", url, "--to", "0000")
+        assert code == 0, out
+        time.sleep(1.0)
+    finally:
+        clients.stop.set()
+        thread.join(120)
+    _verify(url)
+
+    failures = Counter(f"{o.kind}: {o.error}" for o in clients.ops if o.error)
+    report.update(
+        statements=Counter(o.kind for o in clients.ops),
+        failed=dict(failures),
+        upgrade=_stalls(up, clients.ops),
+        downgrade=_stalls(down, clients.ops),
+        committed={"ticks": len(clients.ticks), "alerts": len(clients.alerts)},
+    )
+    target = os.environ.get("LOAD_REPORT")
+    if target:
+        Path(target).write_text(json.dumps(report, indent=2, default=str) + "\n", "utf-8")
+    print(json.dumps(report, indent=2, default=str))
+
+    # Every committed row is there with its value (the downgrade converted back to DECIMAL).
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        ticks = dict(
+            conn.execute(
+                sa.text("SELECT id, price FROM market_data WHERE id >= :f"),
+                {"f": FIRST_CLIENT_ID},
+            ).all()
+        )
+        alerts = dict(
+            conn.execute(
+                sa.text("SELECT id, trigger_value FROM alert_logs WHERE id >= :f"),
+                {"f": FIRST_CLIENT_ID},
+            ).all()
+        )
+        revision = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        bulk = conn.execute(
+            sa.text(
+                "SELECT (SELECT count(*) FROM market_data WHERE id < :f), "
+                "(SELECT count(*) FROM alert_logs WHERE id < :f)"
+            ),
+            {"f": FIRST_CLIENT_ID},
+        ).one()
+    engine.dispose()
+    assert tuple(bulk) == (TICKS, ALERTS)
+    assert clients.ticks and clients.alerts, "the writers committed nothing: no load was applied"
+    missing = sorted(set(clients.ticks) - set(ticks)) + sorted(set(clients.alerts) - set(alerts))
+    assert missing == [], f"{len(missing)} committed rows lost, first: {missing[:5]}"
+    drift = [i for i, p in clients.ticks.items() if abs(ticks[i] - p) >= Decimal("0.0001")]
+    drift += [i for i, p in clients.alerts.items() if abs(alerts[i] - p) >= Decimal("0.0001")]
+    assert drift == []
+    assert revision == "0000" and head != "0000"
