@@ -1,0 +1,130 @@
+"""The declared risk of a type change is what a real PostgreSQL server does.
+
+For every pair of types of the vocabulary that alter_column_type may convert, a table with
+rows and an index on the column is altered inside an open transaction; then
+
+- a second connection reads ``pg_locks``: the strongest lock the altering session holds on
+  the table must be the declared one;
+- after the commit, ``pg_class.relfilenode`` of the table (new storage = rewritten) must have
+  changed exactly when the risk model says the change rewrites.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from conftest import pg_url_for
+
+from generator import risk
+from generator.coltypes import conversion_problem, parse_type
+
+pytestmark = pytest.mark.db
+
+# Each kind of the numeric and string families, with the parameter variants that matter:
+# precision up or down at one scale, scale up or down, a varchar longer or shorter.
+TYPES = [
+    "integer",
+    "bigint",
+    "float",
+    "decimal(10,2)",
+    "decimal(12,2)",
+    "decimal(12,4)",
+    "varchar(32)",
+    "varchar(64)",
+    "text",
+]
+PAIRS = [
+    (a, b)
+    for a, b in itertools.permutations(TYPES, 2)
+    if conversion_problem(parse_type(a), parse_type(b)) is None
+]
+LOCK_MODES = {"AccessExclusiveLock": risk.ACCESS_EXCLUSIVE}
+
+
+def _ddl(name: str) -> str:
+    t = parse_type(name)
+    return {
+        "float": "double precision",
+        "decimal": f"numeric({t.precision},{t.scale})",
+        "varchar": f"varchar({t.length})",
+    }.get(t.kind, t.kind)
+
+
+def _value(name: str) -> str:
+    # A value every type of its family holds, whatever the direction of the change.
+    return "'abc'" if parse_type(name).family == "string" else "12"
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    from conftest import PG_ADMIN_URL, postgres_problem
+
+    problem = postgres_problem()
+    if problem:
+        pytest.skip(problem)
+    name = f"t_risk_{uuid.uuid4().hex[:12]}"  # one per xdist worker
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE template0'))
+    try:
+        yield pg_url_for(name)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_every_convertible_pair_is_tested() -> None:
+    kinds = {parse_type(t).kind for pair in PAIRS for t in pair}
+    assert kinds == {"integer", "bigint", "float", "decimal", "varchar", "text"}
+    assert len(PAIRS) == 36
+
+
+@pytest.mark.parametrize(("old", "new"), PAIRS, ids=[f"{a}->{b}" for a, b in PAIRS])
+def test_declared_rewrite_and_lock_match_the_server(pg_url: str, old: str, new: str) -> None:
+    declared = risk.postgresql_type_change(parse_type(old), parse_type(new))
+    table = "t_" + "_".join(ch for ch in f"{old}_{new}" if ch.isalnum() or ch == "_")[:50]
+    engine = sa.create_engine(pg_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+            conn.exec_driver_sql(f"CREATE TABLE {table} (id integer PRIMARY KEY, c {_ddl(old)})")
+            conn.exec_driver_sql(
+                f"INSERT INTO {table} SELECT g, {_value(old)} FROM generate_series(1, 200) AS g"
+            )
+            conn.exec_driver_sql(f"CREATE INDEX ix_{table} ON {table} (c)")
+        with engine.connect() as conn:
+            before = conn.exec_driver_sql(
+                f"SELECT relfilenode FROM pg_class WHERE relname = '{table}'"
+            ).scalar()
+        altering = engine.connect()
+        watcher = engine.connect()
+        try:
+            tx = altering.begin()
+            pid = altering.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            altering.exec_driver_sql(f"ALTER TABLE {table} ALTER COLUMN c TYPE {_ddl(new)}")
+            modes = set(
+                watcher.exec_driver_sql(
+                    "SELECT l.mode FROM pg_locks AS l JOIN pg_class AS c ON c.oid = l.relation "
+                    f"WHERE l.pid = {pid} AND c.relname = '{table}' AND l.granted"
+                ).scalars()
+            )
+            tx.commit()
+        finally:
+            altering.close()
+            watcher.close()
+        with engine.connect() as conn:
+            after = conn.exec_driver_sql(
+                f"SELECT relfilenode FROM pg_class WHERE relname = '{table}'"
+            ).scalar()
+    finally:
+        engine.dispose()
+    strongest = next((LOCK_MODES[m] for m in LOCK_MODES if m in modes), None)
+    assert strongest == declared.lock, f"pg_locks showed {sorted(modes)}"
+    assert (before != after) == declared.rewrites, (
+        f"{old} -> {new}: declared rewrites={declared.rewrites}, relfilenode {before} -> {after}"
+    )
