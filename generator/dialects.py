@@ -75,9 +75,9 @@ def sql_string(value: str) -> str:
 
 
 def _is_rowid_alias(column: Column, dialect: str) -> bool:
-    # An INTEGER PRIMARY KEY aliases SQLite's rowid; BIGINT would not, so a bigint key is
-    # declared INTEGER there (it is 64-bit anyway).
-    return dialect == SQLITE and column.primary_key and column.type.kind in ("integer", "bigint")
+    # An INTEGER PRIMARY KEY aliases SQLite's rowid (its generated key); BIGINT would not, so
+    # a generated bigint key is declared INTEGER there (it is 64-bit anyway).
+    return dialect == SQLITE and column.identity
 
 
 def sa_type(column: Column, dialect: str) -> str:

@@ -7,6 +7,7 @@ at the exact YAML line; an operation with any problem yields no step.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from generator import spec
 from generator.coltypes import SqlType, conversion_problem, parse_type
@@ -147,6 +148,37 @@ class Resolver:
             problems.append(((*path, "unique"), "a primary key column is already unique"))
         return Column(c.name, type_, c.is_nullable, c.primary_key, c.default)
 
+    @staticmethod
+    def _identities(
+        op: spec.CreateTable, columns: list[Column], problems: list[Problem]
+    ) -> list[Column]:
+        """Identity as declared; by default only on a single-column integer primary key (a
+        composite key's columns are values of other rows, never generated)."""
+        keys = [c for c in columns if c.primary_key]
+        out = []
+        for i, (c, declared) in enumerate(zip(columns, op.columns, strict=True)):
+            integer = c.type.kind in ("integer", "bigint")
+            identity = declared.identity
+            if identity is None:
+                identity = c.primary_key and integer and len(keys) == 1
+            elif identity and not integer:
+                problems.append(
+                    (
+                        ("columns", i, "identity"),
+                        f"identity needs an integer or bigint, not {c.type}",
+                    )
+                )
+            elif identity and len(keys) > 1:
+                problems.append(
+                    (
+                        ("columns", i, "identity"),
+                        "identity needs a single-column primary key (SQLite generates values "
+                        "only for its rowid)",
+                    )
+                )
+            out.append(replace(c, identity=bool(identity)))
+        return out
+
     def _make_fk(
         self,
         table: Table,
@@ -201,6 +233,7 @@ class Resolver:
                 problems.append((("columns", i, "name"), f"column {c.name!r} is declared twice"))
             seen.add(c.name)
             columns.append(self._make_column(op.name, c, ("columns", i), problems))
+        columns = self._identities(op, columns, problems)
         table = Table(op.name, tuple(columns))
         names: set[str] = set()
         if table.primary_key:
