@@ -39,6 +39,7 @@ from sqlalchemy import (
     inspect,
     select,
     table,
+    text,
     true,
 )
 
@@ -82,8 +83,19 @@ OHLC_PRICES = frozenset({"open", "high", "low", "close"})
 ALERT_PRICES = frozenset({"trigger_value", "threshold_value"})
 
 
+# Reads no row; its only effect is the lock on both tables, held to the end of the transaction.
+_LOCK_TABLES = text("SELECT 1 FROM market_data, alert_logs WHERE false")
+
+
 def has_soft_delete(conn: Connection) -> bool:
-    """Whether the schema has soft delete (``deleted_at``, revision 0004 and later)."""
+    """Whether the schema has soft delete (``deleted_at``, revision 0004 and later).
+
+    The tables are read first, so the transaction holds their ACCESS SHARE lock before the
+    catalogue is asked: a migration cannot drop or add ``deleted_at`` between this answer and
+    the caller's query in the same transaction (a 0004 downgrade racing a query failed with
+    "column deleted_at does not exist"). On SQLite the read keeps the database's shared lock.
+    """
+    conn.execute(_LOCK_TABLES)
     insp = inspect(conn)
     return all(
         "deleted_at" in {c["name"] for c in insp.get_columns(name)}

@@ -197,3 +197,28 @@ def test_deleted_rows_for_purge_and_restore_use_the_partial_index(
                 assert f"ix_{table}_deleted_at" in plan, plan
     finally:
         engine.dispose()
+
+
+def test_the_soft_delete_detection_holds_until_the_query_has_run(db_url: str) -> None:
+    """Once a catalogue call has seen ``deleted_at``, no migration can drop it under that
+    call (a downgrade of 0004 racing a query failed with 'column does not exist'): the
+    detection locks the tables it reads first, for the rest of the transaction."""
+    upgrade(db_url, "head")
+    engine = sync_engine(db_url)
+    other = sync_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            assert queries.has_soft_delete(conn)
+            with other.connect() as ddl:
+                if ddl.dialect.name == "postgresql":
+                    ddl.exec_driver_sql("SET lock_timeout = '200ms'")
+                else:
+                    ddl.exec_driver_sql("PRAGMA busy_timeout = 200")
+                with pytest.raises(sa.exc.OperationalError):
+                    ddl.exec_driver_sql("ALTER TABLE alert_logs DROP COLUMN acknowledged_by")
+                    ddl.commit()
+                ddl.rollback()
+            conn.execute(sa.select(queries.rule_alerts_statement(1, START, START, True).subquery()))
+    finally:
+        engine.dispose()
+        other.dispose()
