@@ -67,6 +67,12 @@ def resolve_url(explicit: str | None = None) -> URL:
             "(expected sqlite or postgresql)"
         )
     backend, driver = url.get_backend_name(), url.get_driver_name()
+    if backend == "sqlite" and driver != "pysqlcipher" and (url.username or url.password):
+        # SQLAlchemy refuses these only when it connects, quoting the URL
+        raise UrlError(
+            f"a SQLite URL takes no user or password: {redact.safe_url(url)} "
+            "(a file is sqlite:///relative/path.db or sqlite:////absolute/path.db)"
+        )
     known = ", ".join(sorted(d for d in DRIVER_PACKAGES if d != "psycopg_async"))
     try:
         dialect = url.get_dialect()

@@ -65,11 +65,11 @@ def register_url_text(text: str) -> None:
 def register_url(url: URL) -> None:
     if url.password:
         _add(str(url.password))
-    for key in SECRET_KEYS:
-        for value in url.query.get(key, ()) if key in url.query else ():
-            _add(value)
-    for values in url.query.values():
-        register_url_text(" ".join((values,) if isinstance(values, str) else values))
+    for key, values in url.query.items():
+        for value in (values,) if isinstance(values, str) else values:
+            if key.lower() in SECRET_KEYS and value:
+                _add(value)
+            register_url_text(value)  # a libpq string inside a value: host=..., conninfo=...
 
 
 def _add(secret: str) -> None:
