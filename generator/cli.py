@@ -134,6 +134,15 @@ class GuardedGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:
+            # The reader went away (`schemagen status | head`): nothing more can be shown, and
+            # Python would print its own error at exit unless stdout points somewhere valid.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass  # stdout is not a file (a test runner): nothing to silence
+            sys.exit(int(Exit.DATABASE))
         except Exception as exc:
             if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
                 echo(traceback.format_exc().rstrip(), err=True)
