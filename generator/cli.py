@@ -9,6 +9,7 @@ with SCHEMAGEN_DEBUG=1).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -138,10 +139,8 @@ class GuardedGroup(click.Group):
             # The reader went away (`schemagen status | head`): nothing more can be shown, and
             # Python would print its own error at exit unless stdout points somewhere valid.
             devnull = os.open(os.devnull, os.O_WRONLY)
-            try:
+            with contextlib.suppress(OSError, ValueError):  # not a file (a test runner)
                 os.dup2(devnull, sys.stdout.fileno())
-            except (OSError, ValueError):
-                pass  # stdout is not a file (a test runner): nothing to silence
             sys.exit(int(Exit.DATABASE))
         except Exception as exc:
             if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
