@@ -88,7 +88,17 @@ def change_for(migrations_dir: Path, revision: str | None) -> tuple[str, str]:
         if not bases:
             raise LookupError(f"no migrations found in {migrations_dir / 'versions'}")
         return Path(revisions.all_revisions(script)[bases[0]].path).stem, "pre"
-    return Path(revisions.all_revisions(script)[revision].path).stem, "post"
+    # A hand-written revision has no validation files: check the nearest generated revision
+    # below it (what the hand-written ones changed on top of it is not checked).
+    scripts = revisions.all_revisions(script)
+    current: str | None = revision
+    while current is not None:
+        stem = Path(scripts[current].path).stem
+        if any((migrations_dir / "validation").glob(f"*/{stem}.post.sql")):
+            return stem, "post"
+        down = scripts[current].down_revision
+        current = down if down is None or isinstance(down, str) else down[0]
+    raise LookupError(f"no generated revision at or below {revision!r} has validation files")
 
 
 def verify(migrations_dir: Path, url: URL) -> tuple[str | None, str, list[runtime.CheckResult]]:

@@ -133,6 +133,10 @@ def test_hand_written_revisions_are_part_of_the_graph(db_url: str, tmp_path: Pat
     report = json.loads(result.stdout)
     assert report["state"] == "at_head" and report["revision"] == "a1b2c3handmade"
     assert report["pending"] == []
+    # verify checks the nearest generated revision below the hand-written one
+    result = cli("verify", "--url", db_url, root=root)
+    assert result.exit_code == Exit.OK, result.output
+    assert "(0005_index_ticks_by_instrument_time.post.sql)" in result.stdout
 
 
 def test_status_of_an_empty_database(db_url: str, tmp_path: Path) -> None:
