@@ -22,10 +22,12 @@ _secrets: set[str] = set()
 
 _USERINFO = re.compile(r"^[A-Za-z][\w+.-]*://(?P<user>[^:/@?]*):(?P<rest>.*)$", re.S)
 # libpq key=value connection strings (also inside a query value such as host=... or dsn=...):
-# a value is single-quoted with backslash escapes, or runs to whitespace or '&'.
+# a value is single-quoted with backslash escapes, or runs to whitespace or '&'. Malformed
+# strings are read generously, since libpq quotes their pieces in its errors: an unclosed
+# quote runs to the end, and bare words up to the next ``key=`` all count as the password.
 _KEYWORD = re.compile(
     r"(?i)\b(?:" + "|".join(SECRET_KEYS) + r")\s*=\s*"
-    r"(?:'(?P<quoted>(?:\\.|[^'\\])*)'|(?P<bare>[^\s&']+))"
+    r"(?:'(?P<quoted>(?:\\.|[^'\\])*)(?:'|$)|(?P<bare>[^\s&']+(?:\s+(?![\w.]+\s*=)[^\s&']+)*))"
 )
 
 
@@ -60,6 +62,8 @@ def register_url_text(text: str) -> None:
             if value:
                 _add(value)
                 _add(m["quoted"] or value)
+                for word in value.split() if m["bare"] else ():
+                    _add(word)
 
 
 def register_url(url: URL) -> None:

@@ -277,3 +277,24 @@ def test_an_unencoded_at_sign_ends_the_password_at_the_last_one() -> None:
         "somedb",
     )
     assert not leaks(db.redact.safe_url(url))
+
+
+@pytest.mark.parametrize(
+    "conninfo",
+    [
+        # a password with a space, unquoted: libpq quotes the second word in its error
+        "host=127.0.0.1 user=postgres password=Kx7Hunter 2Secret dbname=test",
+        # a quote left open: the rest of the string is the password
+        "host=127.0.0.1 user=postgres password='Kx7Hunter 2Secret dbname=test",
+    ],
+    ids=["unquoted-space", "unclosed-quote"],
+)
+def test_malformed_libpq_strings_never_show_the_password(
+    conninfo: str, project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"postgresql+psycopg:///?conninfo={quote(conninfo, safe='')}"
+    for command in COMMANDS:
+        for log_format in LOG_FORMATS:
+            result = run(project, url, command, log_format, caplog)
+            assert result.exit_code in (Exit.USAGE, Exit.DATABASE), (command, result.output)
+    assert not file_leaks(project), file_leaks(project)
