@@ -471,6 +471,10 @@ def verify(ctx: click.Context, url: str | None) -> None:
 VERIFY_LOG = ".schemagen/verify.json"
 
 
+def _verified_at(item: tuple[str, Any]) -> str:
+    return str(item[1].get("at", "")) if isinstance(item[1], dict) else ""
+
+
 def _record_verify(root: Path, url: Any, revision: str | None, passed: int, failed: int) -> None:
     """Keep the last verify result per database (password-free URL) for `schemagen status`."""
     from generator import redact
@@ -480,6 +484,9 @@ def _record_verify(root: Path, url: Any, revision: str | None, passed: int, fail
         data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except (OSError, ValueError):
         data = {}
+    # Earlier versions kept `?password=` values and raw-@ passwords in these keys: mask them
+    # on the next write (two spellings of one database merge, the newer record wins).
+    data = {redact.safe_url_text(k): v for k, v in sorted(data.items(), key=_verified_at)}
     data[redact.safe_url(url)] = {
         "revision": revision,
         "passed": passed,

@@ -13,7 +13,7 @@ import logging
 import re
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 
 MASK = "***"
 # Query or connection-string keys whose value is a secret (libpq's names).
@@ -100,6 +100,18 @@ def safe_url(url: URL) -> str:
     query = {k: MASK if k.lower() in SECRET_KEYS else v for k, v in url.query.items()}
     shown = url.set(query=query).render_as_string(hide_password=True)
     return redact(shown).replace(quote_plus(MASK), MASK)
+
+
+def safe_url_text(text: str) -> str:
+    """:func:`safe_url` of a URL string; a string that does not parse is masked as well as
+    what it says allows."""
+    register_url_text(text)
+    try:
+        url = make_url(text)
+    except Exception:  # ArgumentError and friends: fall back to the registered forms
+        return redact(text)
+    register_url(url)
+    return safe_url(url)
 
 
 class RedactingFilter(logging.Filter):

@@ -11,6 +11,7 @@ file under the project directory (``.schemagen/`` included) are searched for the
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Iterator
@@ -298,3 +299,21 @@ def test_malformed_libpq_strings_never_show_the_password(
             result = run(project, url, command, log_format, caplog)
             assert result.exit_code in (Exit.USAGE, Exit.DATABASE), (command, result.output)
     assert not file_leaks(project), file_leaks(project)
+
+
+def test_passwords_recorded_by_earlier_versions_are_masked_on_the_next_verify(
+    tmp_path: Path,
+) -> None:
+    root = copy_project(tmp_path / "project")
+    (root / ".schemagen").mkdir()
+    leaked = {  # what verify.json held before passwords were masked in every form
+        f"postgresql+psycopg://postgres@127.0.0.1/db?password={ENCODED}": {"at": "1"},
+        "sqlite://u:***@2Secret:Wq%Zy/v@/x.db": {"at": "2"},
+    }
+    (root / ".schemagen" / "verify.json").write_text(json.dumps(leaked))
+    database = tmp_path / "x.db"
+    migrate.upgrade(root / "generated_migrations", sa.make_url(f"sqlite:///{database}"), "0000")
+    assert cli("verify", "--url", f"sqlite:///{database}", root=root).exit_code == Exit.OK
+    assert not file_leaks(root), file_leaks(root)
+    kept = json.loads((root / ".schemagen" / "verify.json").read_text())
+    assert len(kept) == 3
