@@ -551,7 +551,7 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
         )
 
     _with_url(url, go, out_dir)
-    healthy = report["state"] not in ("ahead", "unknown_revision")
+    healthy = report["state"] not in (revisions.AHEAD, revisions.UNKNOWN)
     if as_json:
         echo(json.dumps(report, indent=2, sort_keys=True))
     else:
