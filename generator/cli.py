@@ -1,15 +1,21 @@
 """The ``schemagen`` command line: a thin layer over the library functions.
 
-Exit codes: 0 success; 1 stale generated files or a failed validation check; 2 usage error;
-3 invalid specs; 4 database or migration error.
+Exit codes: 0 success; 1 stale generated files, a failed validation check, or (status) changes
+pending; 2 usage error (bad option, unknown target revision, unusable URL or driver, no env.py);
+3 invalid specs; 4 database or migration error, a database at a revision the project does not
+know or past its head, a missing SQLite file, or an unexpected error (one line; the traceback
+with SCHEMAGEN_DEBUG=1).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import re
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -38,6 +44,17 @@ def _redact(text: str) -> str:
     only that module registers passwords, so until something imported it there are none."""
     module = sys.modules.get("generator.redact")
     return text if module is None else cast(str, module.redact(text))
+
+
+class _RedactingFormatter(logging.Formatter):
+    """Masks the whole formatted record (a traceback too), like ``redact.RedactingFormatter``."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _redact(self.inner.format(record))
 
 
 class _RedactingFilter(logging.Filter):
@@ -84,10 +101,10 @@ def setup_logging(fmt: str) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.addFilter(_RedactingFilter())
     if fmt == "json":
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(_RedactingFormatter(JsonFormatter()))
         handler.addFilter(OnlyFinishedSteps())
     else:
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.setFormatter(_RedactingFormatter(logging.Formatter("%(message)s")))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
@@ -105,7 +122,38 @@ def find_root(start: Path | None = None) -> Path:
     return Path(__file__).resolve().parents[1]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+DEBUG_VARIABLE = "SCHEMAGEN_DEBUG"
+
+
+class GuardedGroup(click.Group):
+    """Every command ends with a message and an exit code, never a bare traceback: an
+    exception no command turned into one is a bug, reported in one line with exit 4; the
+    (redacted) traceback is printed only when SCHEMAGEN_DEBUG is set."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except BrokenPipeError:
+            # The reader went away (`schemagen status | head`): nothing more can be shown, and
+            # Python would print its own error at exit unless stdout points somewhere valid.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            with contextlib.suppress(OSError, ValueError):  # not a file (a test runner)
+                os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(int(Exit.DATABASE))
+        except Exception as exc:
+            if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+                echo(traceback.format_exc().rstrip(), err=True)
+                hint = ""
+            else:
+                hint = f" (set {DEBUG_VARIABLE}=1 for the traceback)"
+            detail = str(exc).strip().splitlines()
+            message = f"{type(exc).__name__}: {detail[0][:300]}" if detail else type(exc).__name__
+            fail(Exit.DATABASE, f"error: unexpected {message}{hint}")
+
+
+@click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
@@ -281,9 +329,11 @@ def plan(ctx: click.Context, change: str | None, dialect: str, direction: str) -
     CHANGE is a revision (0003), an id (convert_decimal_to_float) or both (0003_convert_...);
     every change when omitted. Each statement is preceded by the lock it takes.
     """
-    from generator import migrate  # lazily: `generate` starts faster
+    from generator import migrate, revisions  # lazily: `generate` starts faster
 
     out_dir = _root(ctx) / "generated_migrations"
+    with database_errors():
+        revisions.check_project(out_dir)
     names = sorted(p.stem for p in (out_dir / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
     if change is not None:
         names = [n for n in names if change in (n, n[:4], n[5:])]
@@ -313,14 +363,18 @@ def database_errors() -> Iterator[None]:
     from alembic.util.exc import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
-    from generator import db, runtime
+    from generator import db, revisions, runtime
 
     try:
         yield
     except runtime.CheckFailed as exc:
         fail(Exit.FAILED, f"error: {exc}\nthe failing change's transaction was rolled back")
-    except db.UrlError as exc:
+    except (db.UrlError, revisions.ProjectError) as exc:
         fail(Exit.USAGE, f"error: {exc}")
+    except revisions.DatabaseStateError as exc:
+        fail(Exit.DATABASE, f"error: {exc}")
+    except db.NoDatabase as exc:
+        fail(Exit.DATABASE, f"error: {exc}")
     except CommandError as exc:
         fail(Exit.USAGE, f"error: {exc}")
     except SQLAlchemyError as exc:
@@ -330,26 +384,40 @@ def database_errors() -> Iterator[None]:
         fail(Exit.DATABASE, f"error: {type(exc).__name__}: {exc}")
 
 
-def _with_url(url: str | None, fn: Callable[[Any], None]) -> None:
-    from generator import db  # lazily: `generate` starts faster
+def _with_url(
+    url: str | None, fn: Callable[[Any], None], out_dir: Path, creates: bool = False
+) -> None:
+    """Resolve the URL and call ``fn`` with it, failures turned into messages. Only a
+    command that ``creates`` the database may connect to a SQLite file that is missing
+    (connecting would create it, empty)."""
+    from generator import db, revisions  # lazily: `generate` starts faster
 
     with database_errors():
-        fn(db.resolve_url(url))
+        u = db.resolve_url(url)
+        revisions.check_project(out_dir)
+        if not creates:
+            db.require_existing(u)
+        fn(u)
 
 
 def _migrate(ctx: click.Context, url: str | None, to: str, direction: str) -> None:
-    from generator import migrate, redact, runtime  # lazily: `generate` starts faster
+    from generator import migrate, redact, revisions, runtime  # lazily: `generate` starts faster
 
     out_dir = _root(ctx) / "generated_migrations"
     run = migrate.upgrade if direction == "upgrade" else migrate.downgrade
 
     def go(u: Any) -> None:
+        # Where the database stands is checked first: Alembic would call a revision it
+        # cannot find a usage error, though it is the database that is off the graph.
+        state = migrate.with_connection(u, lambda c: revisions.database_state(out_dir, c))
+        if not state.healthy:
+            raise revisions.DatabaseStateError(state)
         echo(f"{direction[:-1]}ing {redact.safe_url(u)} to {to}")
         run(out_dir, u, to)
         revision = migrate.with_connection(u, runtime.current_revision)
         echo(f"database is at revision {revision or 'base'}")
 
-    _with_url(url, go)
+    _with_url(url, go, out_dir, creates=direction == "upgrade")
 
 
 @main.command()
@@ -395,12 +463,16 @@ def verify(ctx: click.Context, url: str | None) -> None:
         echo(f"{len(results) - failed} passed, {failed} failed")
         _record_verify(_root(ctx), u, revision, len(results) - failed, failed)
 
-    _with_url(url, go)
+    _with_url(url, go, out_dir)
     if failed:
         sys.exit(int(Exit.FAILED))
 
 
 VERIFY_LOG = ".schemagen/verify.json"
+
+
+def _verified_at(item: tuple[str, Any]) -> str:
+    return str(item[1].get("at", "")) if isinstance(item[1], dict) else ""
 
 
 def _record_verify(root: Path, url: Any, revision: str | None, passed: int, failed: int) -> None:
@@ -412,6 +484,9 @@ def _record_verify(root: Path, url: Any, revision: str | None, passed: int, fail
         data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except (OSError, ValueError):
         data = {}
+    # Earlier versions kept `?password=` values and raw-@ passwords in these keys: mask them
+    # on the next write (two spellings of one database merge, the newer record wins).
+    data = {redact.safe_url_text(k): v for k, v in sorted(data.items(), key=_verified_at)}
     data[redact.safe_url(url)] = {
         "revision": revision,
         "passed": passed,
@@ -432,24 +507,27 @@ def _record_verify(root: Path, url: Any, revision: str | None, passed: int, fail
 def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
     """The database's revision, pending changes and their risk, file currency, last verify.
 
-    Exit code 0 when the database is at head, 1 when changes are pending.
+    Exit code 0 at head, 1 when changes are pending, 4 when the database is at a revision
+    this project does not know or past its head (state "unknown_revision" or "ahead").
     """
-    from generator import migrate, redact, runtime  # lazily: `generate` starts faster
+    from generator import migrate, redact, revisions  # lazily: `generate` starts faster
 
     root = _root(ctx)
     out_dir = root / "generated_migrations"
-    names = sorted(p.stem for p in (out_dir / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
     report: dict[str, Any] = {}
 
     def go(u: Any) -> None:
-        revision = migrate.with_connection(u, runtime.current_revision)
-        pending = [n for n in names if revision is None or n[:4] > revision]
+        script = revisions.script_directory(out_dir)
+        state = revisions.classify(script, migrate.with_connection(u, revisions.read_revisions))
+        scripts = revisions.all_revisions(script)
+        pending = [Path(scripts[r].path).stem for r in state.pending]
         risks = {}
         for name in pending:
             review = out_dir / "review" / f"{name}.md"
             text = review.read_text(encoding="utf-8") if review.is_file() else ""
             line = next((ln for ln in text.splitlines() if ln.startswith("**Risk:**")), "")
-            risks[name] = line.removeprefix("**Risk:**").strip().rstrip(".")
+            risk = line.removeprefix("**Risk:**").strip().rstrip(".")
+            risks[name] = risk or "unknown (no review summary: a hand-written revision?)"
         try:
             changes = load_changes(root / "changes", display_base=root)
             drift = files.compare(render_all(changes), out_dir)
@@ -462,24 +540,30 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
             last = {}
         report.update(
             database=redact.safe_url(u),
-            revision=revision,
-            head=names[-1][:4] if names else None,
-            at_head=not pending,
+            state=state.state,
+            message=state.message,
+            revision=state.revision,
+            head=state.head,
+            at_head=state.state == revisions.AT_HEAD,
             pending=[{"change": n, "risk": risks[n]} for n in pending],
             files_current=current,
             last_verify=last.get(redact.safe_url(u)),
         )
 
-    _with_url(url, go)
+    _with_url(url, go, out_dir)
+    healthy = report["state"] not in (revisions.AHEAD, revisions.UNKNOWN)
     if as_json:
-        click.echo(json.dumps(report, indent=2, sort_keys=True))
+        echo(json.dumps(report, indent=2, sort_keys=True))
     else:
         echo(f"database: {report['database']}")
         echo(f"revision: {report['revision'] or 'base'} (head: {report['head']})")
+        echo(f"state:    {report['state']}: {report['message']}")
         for item in report["pending"]:
             echo(f"pending:  {item['change']}: {item['risk']}")
-        if not report["pending"]:
+        if healthy and not report["pending"]:
             echo("pending:  none")
+        elif not healthy:
+            echo("pending:  unknown (the database is not on this project's revision graph)")
         current = report["files_current"]
         echo(
             "generated files: "
@@ -494,5 +578,7 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
             if last
             else "last verify: none recorded"
         )
-    if not report["at_head"]:
+    if not healthy:
+        sys.exit(int(Exit.DATABASE))
+    if report["pending"]:
         sys.exit(int(Exit.FAILED))

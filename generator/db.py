@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,12 +22,42 @@ class UrlError(ValueError):
     """A database URL that cannot be used; the message never contains its password."""
 
 
+class NoDatabase(RuntimeError):
+    """A SQLite file that does not exist, for a command that must not create it."""
+
+
+# The pip package that provides each driver SQLAlchemy names in a URL (postgresql+<driver>).
+DRIVER_PACKAGES = {
+    "psycopg": "psycopg[binary]",
+    "psycopg_async": "psycopg[binary]",
+    "psycopg2": "psycopg2-binary",
+    "psycopg2cffi": "psycopg2cffi",
+    "asyncpg": "asyncpg",
+    "pg8000": "pg8000",
+    "pygresql": "PyGreSQL",
+    "aiosqlite": "aiosqlite",
+    "pysqlcipher": "sqlcipher3-binary",
+    "pysqlite": "(part of Python)",
+}
+
+
+def _repair_userinfo(text: str) -> str:
+    """Percent-encode the ``@`` of a password typed unencoded: SQLAlchemy would end the
+    password at the first ``@`` and take the rest for the host (redact.userinfo_password)."""
+    pw = redact.userinfo_password(text)
+    if not pw or "@" not in pw:
+        return text
+    start = text.index("://") + 3
+    colon = text.index(":", start)
+    return text[: colon + 1] + pw.replace("@", "%40") + text[colon + 1 + len(pw) :]
+
+
 def resolve_url(explicit: str | None = None) -> URL:
     """``--url``, else ``DATABASE_URL``, else a SQLite file in the working directory."""
     text = explicit or os.environ.get("DATABASE_URL") or DEFAULT_URL
     redact.register_url_text(text)
     try:
-        url = sa.make_url(text)
+        url = sa.make_url(_repair_userinfo(text))
     except Exception as exc:  # ArgumentError and friends quote the URL: never show it
         raise UrlError(f"cannot parse the database URL {redact.redact(text)!r}") from exc
     redact.register_url(url)
@@ -35,11 +66,55 @@ def resolve_url(explicit: str | None = None) -> URL:
             f"unsupported database {url.get_backend_name()!r} in {redact.safe_url(url)} "
             "(expected sqlite or postgresql)"
         )
+    backend, driver = url.get_backend_name(), url.get_driver_name()
+    if backend == "sqlite" and driver != "pysqlcipher" and (url.username or url.password):
+        # SQLAlchemy refuses these only when it connects, quoting the URL
+        raise UrlError(
+            f"a SQLite URL takes no user or password: {redact.safe_url(url)} "
+            "(a file is sqlite:///relative/path.db or sqlite:////absolute/path.db)"
+        )
+    known = ", ".join(sorted(d for d in DRIVER_PACKAGES if d != "psycopg_async"))
     try:
-        url.get_dialect()
+        dialect = url.get_dialect()
     except Exception as exc:
-        raise UrlError(f"unknown driver in {redact.safe_url(url)}: {exc}") from exc
+        raise UrlError(
+            f"unknown driver {driver!r} in {redact.safe_url(url)} (SQLAlchemy has no "
+            f"{backend}+{driver} dialect; drivers: {known})"
+        ) from exc
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        package = DRIVER_PACKAGES.get(driver, driver)
+        raise UrlError(
+            f"the {backend}+{driver} driver is not installed ({type(exc).__name__}: "
+            f"{redact.redact(str(exc))}); install it with `pip install {package}`, or use "
+            f"postgresql+psycopg:// (installed with schemagen)"
+            if backend == "postgresql"
+            else f"the {backend}+{driver} driver is not installed; `pip install {package}`"
+        ) from exc
     return url
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The file a SQLite URL names; None for an in-memory database."""
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database or ""
+    if database in ("", ":memory:") or "mode=memory" in database:
+        return None
+    if database.startswith("file:"):  # uri=true form
+        database = database[len("file:") :].split("?", 1)[0]
+    return Path(database)
+
+
+def require_existing(url: URL) -> None:
+    """Refuse a SQLite URL whose file is missing: connecting would create an empty one."""
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        raise NoDatabase(
+            f"no database at {path.resolve()} (nothing was created; check --url or "
+            "DATABASE_URL, or create it with `schemagen upgrade`)"
+        )
 
 
 def is_async(url: URL) -> bool:

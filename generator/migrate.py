@@ -13,7 +13,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Connection
 
-from generator import db, dialects, runtime
+from generator import db, dialects, revisions, runtime
 
 T = TypeVar("T")
 
@@ -75,23 +75,43 @@ def with_connection(url: URL, fn: Callable[[Connection], T]) -> T:
 
 
 def change_for(migrations_dir: Path, revision: str | None) -> tuple[str, str]:
-    """(change name, phase) whose checks describe a database at ``revision``."""
-    versions = sorted((migrations_dir / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+    """(change name, phase) whose checks describe a database at ``revision``, found through
+    the revision graph (revisions.py): at base, the pre-checks of the first change; else the
+    post-checks of ``revision``. A database the graph cannot place raises
+    revisions.DatabaseStateError."""
+    script = revisions.script_directory(migrations_dir)
+    state = revisions.classify(script, () if revision is None else (revision,))
+    if not state.healthy:
+        raise revisions.DatabaseStateError(state)
     if revision is None:
-        if not versions:
-            raise LookupError("no generated migrations found")
-        return versions[0].stem, "pre"
-    for path in versions:
-        if path.stem.split("_", 1)[0] == revision:
-            return path.stem, "post"
-    raise LookupError(f"the database is at revision {revision!r}, which no migration here has")
+        bases = script.get_bases()
+        if not bases:
+            raise LookupError(f"no migrations found in {migrations_dir / 'versions'}")
+        return Path(revisions.all_revisions(script)[bases[0]].path).stem, "pre"
+    # A hand-written revision has no validation files: check the nearest generated revision
+    # below it (what the hand-written ones changed on top of it is not checked).
+    scripts = revisions.all_revisions(script)
+    current: str | None = revision
+    while current is not None:
+        stem = Path(scripts[current].path).stem
+        if any((migrations_dir / "validation").glob(f"*/{stem}.post.sql")):
+            return stem, "post"
+        down = scripts[current].down_revision
+        current = down if down is None or isinstance(down, str) else down[0]
+    raise LookupError(f"no generated revision at or below {revision!r} has validation files")
 
 
 def verify(migrations_dir: Path, url: URL) -> tuple[str | None, str, list[runtime.CheckResult]]:
     """Run the validation SQL for the database's current revision; failures are returned."""
 
     def go(conn: Connection) -> tuple[str | None, str, list[runtime.CheckResult]]:
-        revision = runtime.current_revision(conn)
+        current = revisions.read_revisions(conn)
+        state = revisions.classify(revisions.script_directory(migrations_dir), current)
+        if not state.healthy:
+            raise revisions.DatabaseStateError(state)
+        if len(current) > 1:
+            raise LookupError(f"the database records several revisions ({state.revision})")
+        revision = current[0] if current else None
         change, phase = change_for(migrations_dir, revision)
         script = migrations_dir / "versions" / f"{change}.py"
         file = runtime.validation_file(script, conn.dialect.name, change, phase)
