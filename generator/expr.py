@@ -11,9 +11,9 @@ The spec loader calls, for a string ``text`` found at a YAML node::
     sql = to_sql(expr, "postgresql", columns=...)                    # for the template
     stored = canonical(expr)                                         # for the state/review
 
-``ExprError.offset`` is the 0-based character offset into ``text``; ``locate(text, offset)``
-turns it into a (line, column) inside the string, both 0-based, which the loader adds to the
-YAML position of the scalar (plus one column for an opening quote).
+``ExprError.offset`` is the 0-based character offset into ``text``;
+``source_position(source, line, column, offset)`` turns it into the 1-based line and column of
+that character in the YAML file, given the position of the string's node.
 
 The grammar, loosest binding first (see docs/authoring.md, "Expressions")::
 
@@ -72,6 +72,89 @@ def locate(text: str, offset: int) -> tuple[int, int]:
     line = text.count("\n", 0, offset)
     start = text.rfind("\n", 0, offset) + 1
     return line, offset - start
+
+
+def source_position(source: str, line: int, column: int, offset: int) -> tuple[int, int]:
+    """The 1-based (line, column) in the YAML ``source`` of character ``offset`` of the
+    string scalar whose node starts at (``line``, ``column``), 1-based, as
+    ``generator.yamlpos`` records it (a quote, ``|``/``>`` or the first character).
+
+    Exact for plain and quoted scalars, on one line or folded over several (``''`` and
+    backslash escapes counted as one character), and for literal (``|``) and folded (``>``)
+    blocks; anything it cannot follow gives the scalar's own position."""
+    rows = [row.rstrip("\r") for row in source.split("\n")]
+    r, i = line - 1, column - 1
+    if not (0 <= r < len(rows)) or not (0 <= i < len(rows[r])):
+        return line, column
+    first = rows[r][i]
+    if first in "|>":
+        header = re.match(r"[|>][-+]?([1-9]?)", rows[r][i:])
+        indent = None
+        if header and header.group(1):
+            # an explicit indentation, counted from the node that holds the block
+            holder = re.match(r"(?:[ \t]*-[ \t]+)*[ \t]*", rows[r])
+            indent = (holder.end() if holder else 0) + int(header.group(1))
+        found = _block_position(rows, r, offset, folded=first == ">", indent=indent)
+        return found or (line, column)
+    quote = first if first in "'\"" else ""
+    i += bool(quote)
+    k = 0
+    while True:
+        if quote == '"' and rows[r][i:].rstrip(" \t") == "\\" and r + 1 < len(rows):
+            # an escaped line break: the value goes on at the next line's text, no space
+            r += 1
+            i = len(rows[r]) - len(rows[r].lstrip(" \t"))
+            continue
+        if rows[r][i:].strip(" \t") == "" and k < offset:
+            # A line break inside a flow scalar folds to one space, or to one newline per
+            # blank line; the next line's indentation is not part of the value.
+            r += 1
+            blanks = 0
+            while r < len(rows) and rows[r].strip(" \t") == "":
+                r, blanks = r + 1, blanks + 1
+            if r >= len(rows):
+                return line, column
+            i = len(rows[r]) - len(rows[r].lstrip(" \t"))
+            k += max(1, blanks)
+            continue
+        if k >= offset:
+            return (r + 1, i + 1) if k == offset else (line, column)
+        row = rows[r]
+        if quote == "'" and row.startswith("''", i):
+            i += 2
+        elif quote == '"' and row[i] == "\\":
+            i += {"x": 4, "u": 6, "U": 10}.get(row[i + 1 : i + 2], 2)
+        else:
+            i += 1
+        k += 1
+
+
+def _block_position(
+    rows: list[str], r: int, offset: int, folded: bool, indent: int | None
+) -> tuple[int, int] | None:
+    k = 0
+    for j in range(r + 1, len(rows)):
+        row = rows[j]
+        if row.strip(" ") == "" and (indent is None or len(row) <= indent):
+            k += 1  # a blank line is a newline of the value
+            continue
+        here = len(row) - len(row.lstrip(" "))
+        if indent is None:
+            indent = here
+        if here < indent:
+            return None
+        content = row[indent:]
+        if offset < k + len(content):
+            return j + 1, indent + offset - k + 1
+        k += len(content)
+        following = rows[j + 1] if j + 1 < len(rows) else ""
+        if offset == k:
+            return j + 1, indent + len(content) + 1
+        # the line break: a newline in a literal block; in a folded one a space before a
+        # line of text (blank lines then stand for the newlines)
+        if not folded or following.strip(" ") != "":
+            k += 1
+    return None
 
 
 # --- the AST -----------------------------------------------------------------------------

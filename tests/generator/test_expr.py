@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -49,6 +50,7 @@ from generator.expr import (
     is_deterministic,
     locate,
     parse,
+    source_position,
     to_sql,
     uses_now,
 )
@@ -214,6 +216,76 @@ def test_locate_turns_an_offset_into_a_line_and_column() -> None:
     assert locate(text, caught.value.offset) == (1, 10)
     assert locate("abc", 0) == (0, 0)
     assert locate("abc", 99) == (0, 3)
+
+
+SPEC = """\
+operations:
+  - op: add_check
+    expression: qty > 0 and name = ;
+  - op: backfill
+    where: 'status = ''new'' and ;'
+  - op: add_check
+    expression: >
+      qty > 0
+      and price ! 0
+  - op: backfill
+    where: "name = 'x'
+      OR qty => 2"
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "found"),
+    [
+        (("operations", 0, "expression"), ";"),
+        (("operations", 1, "where"), ";"),
+        (("operations", 2, "expression"), "!"),
+        (("operations", 3, "where"), ">"),
+    ],
+)
+def test_an_error_is_placed_at_its_character_in_the_yaml_file(
+    path: tuple[str | int, ...], found: str
+) -> None:
+    root = yaml.compose(SPEC)
+    node = root
+    for part in path:
+        if isinstance(part, int):
+            node = node.value[part]
+        else:
+            node = next(v for k, v in node.value if k.value == part)
+    text = yaml.safe_load(SPEC)[path[0]][path[1]][path[2]]
+    with pytest.raises(ExprError) as caught:
+        parse(text)
+    line, col = source_position(
+        SPEC, node.start_mark.line + 1, node.start_mark.column + 1, caught.value.offset
+    )
+    assert SPEC.split("\n")[line - 1][col - 1] == found
+
+
+_PLAIN_CHARS = "abz019=<>()+*/,_ "
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    value=st.text(alphabet=_PLAIN_CHARS + "'\"\\\né-#:", min_size=1, max_size=60),
+    style=st.sampled_from([None, "'", '"', "|", ">"]),
+    width=st.integers(10, 80),
+    unicode=st.booleans(),
+)
+def test_source_position_finds_each_character_of_a_dumped_scalar(
+    value: str, style: str | None, width: int, unicode: bool
+) -> None:
+    source = "key: " + yaml.dump(value, default_style=style, width=width, allow_unicode=unicode)
+    node = yaml.compose(source).value[0][1]
+    assert yaml.safe_load(source)["key"] == value
+    rows = source.split("\n")
+    for offset, char in enumerate(value):
+        if char not in _PLAIN_CHARS or char == " ":
+            continue
+        line, col = source_position(
+            source, node.start_mark.line + 1, node.start_mark.column + 1, offset
+        )
+        assert rows[line - 1][col - 1 : col] == char, (offset, line, col, source)
 
 
 # --- semantics ---------------------------------------------------------------------------
