@@ -36,7 +36,13 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
+
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import sqltypes
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.type_api import TypeEngine
 
 MAX_LENGTH: Final = 4000
 MAX_DEPTH: Final = 64
@@ -1045,3 +1051,33 @@ def to_sql(expr: Expr, dialect: Dialect, columns: Mapping[str, TypeClass] | None
     types = _Types(columns)
     types.of(expr)
     return _Renderer(dialect, types, _quote_ident).render(expr)
+
+
+class _Clause(ColumnElement[Any]):
+    """An expression as a SQLAlchemy clause, compiled by ``to_sql`` for the statement's
+    dialect (so a backfill can run it through the application's engine)."""
+
+    inherit_cache = False  # the tree is not part of SQLAlchemy's cache key
+
+    def __init__(
+        self, expr: Expr, columns: Mapping[str, TypeClass] | None, type_: TypeEngine[Any]
+    ) -> None:
+        self.expr = expr
+        self.column_types = columns
+        self.type = type_
+
+
+@compiles(_Clause)
+def _compile_clause(element: _Clause, compiler: SQLCompiler, **kw: Any) -> str:
+    name = compiler.dialect.name
+    if name not in ("postgresql", "sqlite"):
+        raise ValueError(f"unknown dialect {name!r}")
+    return to_sql(element.expr, name, element.column_types)  # type: ignore[arg-type]
+
+
+def to_sqlalchemy(expr: Expr, columns: Mapping[str, TypeClass] | None = None) -> ColumnElement[Any]:
+    """``expr`` as a SQLAlchemy clause for ``select(...).where(...)`` or an UPDATE's values,
+    rendered by ``to_sql`` for whichever dialect the statement is compiled for."""
+    t = infer(expr, columns)
+    type_: TypeEngine[Any] = sqltypes.Boolean() if t == "boolean" else sqltypes.NullType()
+    return _Clause(expr, columns, type_)

@@ -52,6 +52,8 @@ from generator.expr import (
     parse,
     source_position,
     to_sql,
+    to_sqlalchemy,
+    type_class,
     uses_now,
 )
 
@@ -363,6 +365,34 @@ def test_types(text: str, want: TypeClass, expected: str | None) -> None:
             check(expr, want, SHOP)
         assert expected in caught.value.message
         assert 0 <= caught.value.offset < len(text)
+
+
+@pytest.mark.parametrize(
+    ("sql_type", "expected"),
+    [
+        ("integer", "number"),
+        ("bigint", "number"),
+        ("smallint", "number"),
+        ("decimal(12,4)", "number"),
+        ("float", "number"),
+        ("varchar(20)", "text"),
+        ("text", "text"),
+        ("boolean", "boolean"),
+        ("timestamptz", "timestamp"),
+        ("timestamp", "timestamp"),
+        ("json", "other"),
+        ("uuid", "other"),
+        ("date", "other"),
+        ("bytes", "other"),
+    ],
+)
+def test_type_class_of_spec_types(sql_type: str, expected: TypeClass) -> None:
+    assert type_class(sql_type) == expected
+
+
+def test_only_a_string_is_parsed() -> None:
+    with pytest.raises(ExprError, match="expected an expression as a string, found int"):
+        parse(5)  # type: ignore[arg-type]
 
 
 def test_the_offset_of_a_type_error_is_the_offending_node() -> None:
@@ -944,3 +974,19 @@ def test_now_compares_with_stored_timestamps(db_url: str, dialect: Dialect) -> N
                 assert list(found.scalars()) == ids, (text, sql)
     finally:
         engine.dispose()
+
+
+def test_the_sqlalchemy_form_selects_and_updates_as_to_sql_does(
+    seeded: sa.Connection, dialect: Dialect
+) -> None:
+    table = _table(sa.MetaData(), dialect)
+    condition = parse("lower(s) < 'b' OR i / j > 10")
+    query = sa.select(table.c.id).where(to_sqlalchemy(condition, TYPES)).order_by(table.c.id)
+    assert list(seeded.execute(query).scalars()) == _reference_ids(condition)
+    value = parse("coalesce(i, 0) * 2 - length(coalesce(u, ''))")
+    seeded.execute(table.update().values(i=to_sqlalchemy(value, TYPES)))
+    got = {k: v for k, v in seeded.execute(sa.select(table.c.id, table.c.i))}
+    assert got == {row["id"]: evaluate(value, row) for row in ROWS}
+    seeded.rollback()
+    with pytest.raises(ExprError, match="unknown column"):
+        to_sqlalchemy(parse("nope = 1"), TYPES)
