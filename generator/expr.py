@@ -6,10 +6,13 @@ dialect so that an expression means the same rows and values on SQLite and Postg
 
 The spec loader calls, for a string ``text`` found at a YAML node::
 
-    expr = parse(text)                      # syntax; raises ExprError(offset, message)
-    check(expr, want="boolean", columns={"price": "number", ...})   # names and types
-    sql = to_sql(expr, "postgresql", columns=...)                    # for the template
-    stored = canonical(expr)                                         # for the state/review
+    expr = parse(text)                            # syntax; raises ExprError(offset, message)
+    check(expr, "boolean", {"price": "number", ...}, deterministic=True)  # names, types, now
+    sql = to_sql(expr, "postgresql", {"price": "number", ...})   # for the template
+    stored = canonical(expr)                                     # for the state and review
+
+(``type_class`` maps a spec column type to the class ``check`` wants; ``to_sqlalchemy`` is
+the clause form for code that runs statements, such as a backfill.)
 
 ``ExprError.offset`` is the 0-based character offset into ``text``;
 ``source_position(source, line, column, offset)`` turns it into the 1-based line and column of
@@ -138,11 +141,16 @@ def source_position(source: str, line: int, column: int, offset: int) -> tuple[i
 def _block_position(
     rows: list[str], r: int, offset: int, folded: bool, indent: int | None
 ) -> tuple[int, int] | None:
+    def blank(row: str) -> bool:
+        return row.strip(" ") == "" and (indent is None or len(row) <= indent)
+
     k = 0
-    for j in range(r + 1, len(rows)):
+    j = r + 1
+    while j < len(rows):
         row = rows[j]
-        if row.strip(" ") == "" and (indent is None or len(row) <= indent):
+        if blank(row):
             k += 1  # a blank line is a newline of the value
+            j += 1
             continue
         here = len(row) - len(row.lstrip(" "))
         if indent is None:
@@ -153,13 +161,22 @@ def _block_position(
         if offset < k + len(content):
             return j + 1, indent + offset - k + 1
         k += len(content)
-        following = rows[j + 1] if j + 1 < len(rows) else ""
         if offset == k:
             return j + 1, indent + len(content) + 1
-        # the line break: a newline in a literal block; in a folded one a space before a
-        # line of text (blank lines then stand for the newlines)
-        if not folded or following.strip(" ") != "":
+        if folded:
+            # A folded break is a space between two lines of text, and disappears before
+            # blank lines (they stand for the newlines); next to a more-indented line it stays
+            # a newline.
+            m = j + 1
+            while m < len(rows) and blank(rows[m]):
+                m += 1
+            spaced = content[:1] in (" ", "\t") or (
+                m < len(rows) and rows[m][indent : indent + 1] in (" ", "\t")
+            )
+            k += 1 if spaced or m == j + 1 else 0
+        else:
             k += 1
+        j += 1
     return None
 
 
