@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -288,3 +288,132 @@ def test_every_change_of_the_project_counts_every_table_it_keeps(tmp_path: Path)
                 (snap,) = [c for c in sections if c.name == "schemagen_row_counts"]
                 for table in ("instruments", "alert_rules", "market_data", "alert_logs"):
                     assert f"'{table}'" in snap.sql, (dialect, change, phase, table)
+
+
+# Every pair of the vocabulary within a family, and values at and around each type's edges.
+TYPES = {
+    "numeric": [
+        "integer",
+        "bigint",
+        "float",
+        "decimal(12,4)",
+        "decimal(12,2)",
+        "decimal(6,4)",
+        "decimal(9,0)",
+        "decimal(20,8)",
+    ],
+    "string": ["varchar(3)", "varchar(5)", "text"],
+}
+PROBES = {
+    "numeric": [
+        "0",
+        "7",
+        "-1.5",
+        "2.5",
+        "1.2345",
+        "1.23",
+        "99.9999",
+        "99999.9999",
+        "100000",
+        "999999999",
+        "-2147483648",
+        "2147483647",
+        "2147483648",
+        "3000000000",
+        "99999999.9999",
+        "123456789012.12345678",
+        "9007199254740992",
+        "9007199254740993",
+        "-9223372036854775808",
+        "9223372036854775807",
+        "1e15",
+    ],
+    "string": ["", "ab", "abc", "abcd", "abcde", "abcdef"],
+}
+
+
+def _pairs() -> list[tuple[str, str]]:
+    return [(a, b) for names in TYPES.values() for a in names for b in names if a != b]
+
+
+def test_a_conversion_narrows_exactly_when_it_has_a_fit_check() -> None:
+    from generator import dialects
+    from generator.coltypes import narrows, parse_type
+
+    for old, new in _pairs():
+        o, n = parse_type(old), parse_type(new)
+        for dialect in dialects.DIALECTS:
+            assert (dialects.misfit_sql(o, n, "v", dialect) is None) == (not narrows(o, n))
+
+
+@pytest.mark.parametrize("pair", _pairs(), ids="->".join)
+def test_on_postgresql_a_value_is_flagged_exactly_when_its_conversion_raises(
+    pair: tuple[str, str], pg_database: str
+) -> None:
+    """For each probe value the old type holds: the fit-check flags it if and only if the
+    rendered PostgreSQL conversion raises on it; a value not flagged comes through unchanged
+    (from float to a decimal: rounded to the decimal's scale)."""
+    from conftest import pg_url_for
+
+    from generator import dialects
+    from generator.coltypes import parse_type
+    from generator.state import AlterColumnTypeStep, Column
+
+    old, new = (parse_type(t) for t in pair)
+    step = AlterColumnTypeStep("t", Column("v", old, True), new)
+    using = dialects.using_sql(step)
+    alter = f"ALTER TABLE t ALTER COLUMN v TYPE {dialects.ddl_type(new, 'postgresql')}" + (
+        f" USING {using}" if using else ""
+    )
+    condition = dialects.misfit_sql(old, new, "v", "postgresql")
+    old_sql = dialects.ddl_type(old, "postgresql")
+    family = old.family
+    engine = db.make_engine(sa.make_url(pg_url_for(pg_database)))
+    checked = 0
+    try:
+        with engine.connect() as conn:
+            for value in PROBES[family]:
+                literal = f"'{value}'"
+                with conn.begin():
+                    conn.exec_driver_sql("DROP TABLE IF EXISTS t")
+                    conn.exec_driver_sql(f"CREATE TABLE t (id integer PRIMARY KEY, v {old_sql})")
+                    try:
+                        with conn.begin_nested():
+                            conn.exec_driver_sql(f"INSERT INTO t VALUES (1, {literal})")
+                    except sa.exc.DBAPIError:
+                        continue  # the old type cannot hold it either
+                    stored = conn.exec_driver_sql("SELECT v::text FROM t").scalar_one()
+                    flagged = bool(
+                        condition
+                        and conn.exec_driver_sql(
+                            f"SELECT count(*) FROM t WHERE {condition}".replace("%", "%%")
+                        ).scalar_one()
+                    )
+                    try:
+                        with conn.begin_nested():
+                            conn.exec_driver_sql(alter.replace("%", "%%"))
+                        raised = False
+                    except sa.exc.DBAPIError:
+                        raised = True
+                    assert flagged == raised, (pair, value, stored, flagged, raised)
+                    if not raised:
+                        checked += 1
+                        got = conn.exec_driver_sql("SELECT v::text FROM t").scalar_one()
+                        if family == "string":
+                            assert got == stored, (pair, value)
+                        elif old.kind == "float" and new.kind == "decimal":
+                            # PostgreSQL reads a double as numeric with 15 significant
+                            # digits, then rounds half away from zero to the scale
+                            exact = Decimal(format(float(stored), ".15g"))
+                            want = exact.quantize(
+                                Decimal(1).scaleb(-(new.scale or 0)), ROUND_HALF_UP
+                            )
+                            assert Decimal(got) == want, (pair, value, got)
+                        else:
+                            # a float's text is its shortest form; compare its exact value
+                            want = Decimal(float(stored)) if old.kind == "float" else stored
+                            assert Decimal(got) == Decimal(want), (pair, value, stored, got)
+                    conn.rollback()
+    finally:
+        engine.dispose()
+    assert checked  # some value of every pair converts
