@@ -263,9 +263,8 @@ def misfit_sql(old: SqlType, new: SqlType, column: str, dialect: str) -> str | N
         terms = []
         if old.kind == "float" or (old.kind == "decimal" and old.scale):
             terms.append(f"{col} <> round({col})")
-        fits_digits = (
-            old.kind == "decimal" and (old.precision or 0) < coltypes.INTEGER_DIGITS[new.kind]
-        )
+        whole = (old.precision or 0) - (old.scale or 0)
+        fits_digits = old.kind == "decimal" and whole < coltypes.INTEGER_DIGITS[new.kind]
         if not fits_digits:
             terms.append(f"NOT ({_inside(col, str(low), str(high))})")
         return " OR ".join(terms)
