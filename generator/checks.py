@@ -104,17 +104,24 @@ class Conversion:
 
 @dataclass(frozen=True)
 class Fit:
-    """Values of ``table.column`` must fit ``decimal(precision, scale)`` after rounding."""
+    """Values of ``table.column`` must fit ``type`` unchanged (from float to a decimal: after
+    rounding to its scale): the rows matching ``where`` do not, and the pre-check lists them
+    before any DDL."""
 
     table: str
     key: tuple[str, ...]
     column: str
     type: str
-    bound: int
-    scale: int
-    # bound - 10^-scale as SQL text when the column is a number now (a value strictly inside
-    # +-within fits for sure: the cheap first test), else None (text: the exact test only)
-    within: str | None = None
+    postgresql: str  # the WHERE condition of the rows that do not fit, per dialect
+    sqlite: str
+
+    @property
+    def name(self) -> str:
+        kind = self.type.replace("(", "_").replace(",", "_").replace(")", "")
+        return f"{self.table}.{self.column}.fits_{kind}"
+
+    def where(self, dialect: str) -> str:
+        return self.postgresql if dialect == dialects.POSTGRESQL else self.sqlite
 
 
 @dataclass(frozen=True)
@@ -136,12 +143,6 @@ def _tolerance(types: Sequence[SqlType]) -> str:
     return "0"
 
 
-def _within(digits: int, scale: int) -> str:
-    """The largest value of decimal(digits + scale, scale) as SQL text: 10^digits - 10^-scale
-    (``99999999.9999`` for decimal(12,4))."""
-    return "9" * digits + ("." + "9" * scale if scale else "") if digits else "0." + "9" * scale
-
-
 def expect_data(steps: Sequence[Step], before: Schema, after: Schema) -> DataExpectation:
     """Data checks around ``steps`` run from ``before`` to ``after``.
 
@@ -149,7 +150,9 @@ def expect_data(steps: Sequence[Step], before: Schema, after: Schema) -> DataExp
     file runs before the DDL and compared by whichever runs after it.
     """
     touched = {s.table_name for s in steps}
-    counted = sorted(t.name for t in after.tables if before.table(t.name) and t.name in touched)
+    # Every table the change keeps, touched or not: a step (or a hand edit) that deletes rows
+    # of another table must not pass. count(*) is what a touched table already paid.
+    counted = sorted(t.name for t in after.tables if before.table(t.name))
     fits = []
     # every type a converted column passes through, per (table, column): one drift check each
     chains: dict[tuple[str, str], list[SqlType]] = {}
@@ -163,18 +166,18 @@ def expect_data(steps: Sequence[Step], before: Schema, after: Schema) -> DataExp
         survives = final is not None and final.column(step.column.name) is not None
         if old.family == "numeric" and table.primary_key and survives:
             chains.setdefault((table.name, step.column.name), [old]).append(new)
-        if new.kind == "decimal" and new.precision is not None and new.scale is not None:
+        condition = {
+            d: dialects.misfit_sql(old, new, step.column.name, d) for d in dialects.DIALECTS
+        }
+        if condition[dialects.POSTGRESQL] is not None:
             fits.append(
                 Fit(
                     table.name,
                     table.primary_key,
                     step.column.name,
                     str(new),
-                    10 ** (new.precision - new.scale),
-                    new.scale,
-                    _within(new.precision - new.scale, new.scale)
-                    if old.family == "numeric"
-                    else None,
+                    condition[dialects.POSTGRESQL] or "",
+                    condition[dialects.SQLITE] or "",
                 )
             )
     orphans = [f for t in sorted(touched) if (tab := before.table(t)) for f in tab.foreign_keys]

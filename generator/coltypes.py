@@ -82,3 +82,37 @@ def conversion_problem(old: SqlType, new: SqlType) -> str | None:
             "or within string types)"
         )
     return None
+
+
+# Integer kinds: [low, high) of the values each holds.
+INTEGER_RANGE = {"integer": (-(2**31), 2**31), "bigint": (-(2**63), 2**63)}
+# A double holds every integer up to 2^53 in magnitude, and 15 significant decimal digits.
+FLOAT_EXACT_INTEGER = 2**53
+FLOAT_DIGITS = 15
+# Whole digits each integer kind needs (the most a decimal can need to hold it).
+INTEGER_DIGITS = {"integer": 10, "bigint": 19}
+
+
+def narrows(old: SqlType, new: SqlType) -> bool:
+    """Whether some value of ``old`` cannot be held by ``new`` unchanged: the conversion
+    would cut, round or overflow it. Every such conversion gets a pre-check naming the rows
+    that do not fit, and its PostgreSQL conversion raises rather than cut a row that slipped
+    past (float -> decimal is the one that rounds, to the decimal's scale, by design)."""
+    p, s = new.precision or 0, new.scale or 0
+    p0, s0 = old.precision or 0, old.scale or 0
+    match new.kind:
+        case "text":
+            return False
+        case "varchar":
+            return old.kind == "text" or (old.length or 0) > (new.length or 0)
+        case "float":
+            return old.kind == "bigint" or (old.kind == "decimal" and p0 > FLOAT_DIGITS)
+        case "integer" | "bigint":
+            if old.kind == "decimal":
+                return s0 > 0 or p0 > INTEGER_DIGITS[new.kind] - 1
+            return old.kind == "float" or (old.kind == "bigint" and new.kind == "integer")
+        case "decimal":
+            if old.kind == "decimal":
+                return s0 > s or p0 - s0 > p - s
+            return old.kind == "float" or INTEGER_DIGITS.get(old.kind, 0) > p - s
+    return False

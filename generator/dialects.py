@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from generator import coltypes
 from generator.coltypes import SqlType
 from generator.state import AlterColumnTypeStep, Column, DefaultValue, ForeignKey, Index
 
@@ -226,14 +227,111 @@ def ddl_type(t: SqlType, dialect: str) -> str:
     return catalog_type(Column("_", t, True), dialect)
 
 
-def using_sql(step: AlterColumnTypeStep) -> str:
-    """PostgreSQL's USING expression for a type change; back to a decimal it rounds to the
-    decimal's scale explicitly, so the conversion never depends on implicit rounding."""
+def _within(digits: int, scale: int) -> str:
+    """The largest value of decimal(digits + scale, scale) as SQL text: 10^digits - 10^-scale
+    (``99999999.9999`` for decimal(12,4))."""
+    return "9" * digits + ("." + "9" * scale if scale else "") if digits else "0." + "9" * scale
+
+
+def _inside(col: str, low: str, high: str, strict_low: bool = False) -> str:
+    """``col`` inside [low, high) (or (low, high)); NOT of it flags NaN too on PostgreSQL,
+    where NaN sorts above every number."""
+    return f"{col} {'>' if strict_low else '>='} {low} AND {col} < {high}"
+
+
+def misfit_sql(old: SqlType, new: SqlType, column: str, dialect: str) -> str | None:
+    """The WHERE condition of the rows whose ``column`` (of type ``old``) would not fit ``new``
+    unchanged, or None when every value of ``old`` does (see coltypes.narrows). NULL never
+    matches. Cheap range tests come first, so that the exact test runs on few rows."""
+    if not coltypes.narrows(old, new):
+        return None
+    col = quote_ident(column)
+    pg = dialect == POSTGRESQL
+    if new.kind == "varchar":
+        return f"length({col}) > {new.length}"
+    if new.kind == "float":
+        if old.kind == "bigint":
+            bound = coltypes.FLOAT_EXACT_INTEGER
+            return f"NOT ({col} >= -{bound} AND {col} <= {bound})"
+        # A decimal with at most 15 significant digits survives a double; beyond them the
+        # value must read back the same (PostgreSQL converts a double to numeric with 15).
+        limit = format(Decimal(10) ** (coltypes.FLOAT_DIGITS - (old.scale or 0)), "f")
+        back = f"{col}::double precision::numeric" if pg else f"CAST({col} AS REAL)"
+        return f"NOT ({col} > -{limit} AND {col} < {limit})\n    AND {back} <> {col}"
+    if new.kind in ("integer", "bigint"):
+        low, high = coltypes.INTEGER_RANGE[new.kind]
+        terms = []
+        if old.kind == "float" or (old.kind == "decimal" and old.scale):
+            terms.append(f"{col} <> round({col})")
+        whole = (old.precision or 0) - (old.scale or 0)
+        fits_digits = old.kind == "decimal" and whole < coltypes.INTEGER_DIGITS[new.kind]
+        if not fits_digits:
+            terms.append(f"NOT ({_inside(col, str(low), str(high))})")
+        return " OR ".join(terms)
+    # to decimal(p, s)
+    p, s = new.precision or 0, new.scale or 0
+    bound = 10 ** (p - s)
+    if old.kind == "float":
+        # rounded to the scale by the conversion (documented): only the range must hold. The
+        # range test first: a value strictly inside +-(bound - 10^-scale) rounds into the type,
+        # so only the rows outside it (none, usually) pay for the exact test's numeric casts.
+        within = _within(p - s, s)
+        outside = f"NOT ({_inside(col, '-' + within, within, strict_low=True)})\n    AND "
+        if pg:
+            return (
+                f"{outside}(abs(round({col}::numeric, {s})) >= {bound} OR {col}::numeric = 'NaN')"
+            )
+        return f"{outside}abs(round({col}, {s})) >= {bound}"
+    terms = []
+    if old.kind == "decimal" and (old.scale or 0) > s:
+        terms.append(f"{col} <> round({col}, {s})")  # a changed value does not fit
+    whole = (
+        (old.precision or 0) - (old.scale or 0)
+        if old.kind == "decimal"
+        else coltypes.INTEGER_DIGITS[old.kind]
+    )
+    if whole > p - s:
+        terms.append(f"NOT ({_inside(col, str(-bound), str(bound), strict_low=True)})")
+    return " OR ".join(terms)
+
+
+def using_sql(step: AlterColumnTypeStep) -> str | None:
+    """PostgreSQL's USING expression for a type change, or None for none at all.
+
+    Never a cast that cuts: an explicit ``::varchar(n)`` truncates a longer string and a cast
+    to fewer decimal places (or to an integer) rounds, where the pre-check promised the value
+    would not change. A string keeps PostgreSQL's assignment conversion (no USING), which
+    fails on a value that is too long; a number that would be rounded goes through a CASE
+    whose other branch raises, naming the value; an overflow raises by itself. Back to a
+    decimal from float it rounds to the decimal's scale explicitly (documented), so the
+    conversion never depends on implicit rounding."""
+    old, to = step.column.type, step.to
     col = quote_ident(step.column.name)
-    to = step.to
-    if to.kind == "decimal" and step.column.type.kind == "float":
-        return f"round({col}::numeric, {to.scale})::{ddl_type(to, POSTGRESQL)}"
-    return f"{col}::{ddl_type(to, POSTGRESQL)}"
+    target = ddl_type(to, POSTGRESQL)
+    if to.family == "string":
+        return None
+    if to.kind == "decimal" and old.kind == "float":
+        return f"round({col}::numeric, {to.scale})::{target}"
+    cast = f"{col}::{target}"
+    keeps: str | None = None
+    if to.kind == "decimal" and old.kind == "decimal" and (old.scale or 0) > (to.scale or 0):
+        keeps = f"{col} = round({col}, {to.scale})"
+    elif to.kind in ("integer", "bigint") and (
+        old.kind == "float" or (old.kind == "decimal" and old.scale)
+    ):
+        keeps = f"{col} = round({col})"
+    elif to.kind == "float" and coltypes.narrows(old, to):
+        condition = misfit_sql(old, to, step.column.name, POSTGRESQL)
+        keeps = f"NOT ({' '.join((condition or '').split())})"
+    if keeps is None:
+        return cast
+    where = f"{step.table_name}.{step.column.name}"
+    message = (
+        sql_string(f"schemagen: {where} = ")
+        + f" || {col}::text || "
+        + sql_string(f" does not fit {to} unchanged")
+    )
+    return f"CASE WHEN {keeps} THEN {cast} ELSE ({message})::{target} END"
 
 
 # What each unit of a plan does to a live database: (lock, rewrites or rebuilds, note).

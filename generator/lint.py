@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from generator import coltypes
 from generator.coltypes import SqlType
 from generator.load import Change
 from generator.state import (
@@ -58,7 +59,8 @@ RULES = {
             "lossy-type-change",
             "error",
             "the new type cannot hold every value of the old one: precision can be lost",
-            "convert to a type that holds every value, or acknowledge the loss with a reason",
+            "convert to a type that holds every value, or acknowledge with a reason (rows that "
+            "do not fit are refused before any DDL, by the change's fit-check)",
         ),
         Rule(
             "SG104",
@@ -132,26 +134,6 @@ class Finding:
         return self.rule.severity == "error" and self.acknowledged is None
 
 
-def _lossy(old: SqlType, new: SqlType) -> bool:
-    digits = {"integer": 10, "bigint": 19}
-    if new.kind == "float":
-        if old.kind == "decimal":
-            return (old.precision or 0) > 15
-        return old.kind == "bigint"
-    if new.kind == "integer":
-        return old.kind in ("bigint", "decimal", "float")
-    if new.kind == "bigint":
-        return old.kind in ("decimal", "float")
-    if new.kind == "decimal":
-        p, s = new.precision or 0, new.scale or 0
-        if old.kind == "decimal":
-            return (old.scale or 0) > s or (old.precision or 0) - (old.scale or 0) > p - s
-        return old.kind == "float" or digits.get(old.kind, 0) > p - s
-    if new.kind == "varchar":
-        return old.kind == "text" or (old.length or 0) > (new.length or 0)
-    return False
-
-
 def _rewrites(old: SqlType, new: SqlType) -> bool:
     # varchar widening and varchar -> text are binary-compatible in PostgreSQL: no rewrite.
     return not (old.family == "string" and new.kind == "text") and not (
@@ -180,7 +162,8 @@ def _step_findings(step: Step, change: Change) -> Iterator[tuple[str, str]]:
             where = f"{step.table_name}.{step.column.name}"
             if _rewrites(old, new):
                 yield "SG102", f"{where}: {old} -> {new} rewrites {step.table_name}"
-            if _lossy(old, new):
+            if coltypes.narrows(old, new):
+                # the same test that gives the conversion its fit-check
                 yield "SG103", f"{where}: {old} -> {new} can lose precision"
             checked = {
                 (s.check.table, s.check.column) for s in change.steps if isinstance(s, AddCheckStep)

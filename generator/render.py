@@ -374,7 +374,7 @@ def _ruff_binary() -> str:
 
 # The (kind, name) of each check section of a validation file (see runtime.MARKERS).
 # Searched in "\n" + text: a line that starts with it, found by its literal prefix.
-_SECTION_RE = re.compile(r"\n-- (check|data-check): ([^\n]+)")
+_SECTION_RE = re.compile(r"\n-- (check|data-check|fit-check): ([^\n]+)")
 
 
 def review_path(change: Change) -> str:

@@ -22,7 +22,14 @@ log = logging.getLogger("schemagen")
 #   check       a query returning the rows that break it (run by migrations and `verify`)
 #   snapshot    CREATE TEMP TABLE <name> ... run before a change's DDL
 #   data-check  like check, but reads a snapshot: only a migration run can evaluate it
-MARKERS = {"-- check: ": "check", "-- snapshot: ": "snapshot", "-- data-check: ": "data-check"}
+#   fit-check   the rows a narrowing conversion could not keep unchanged; run by migrations
+#               before the DDL (not by `verify`: a widened column may hold such values)
+MARKERS = {
+    "-- check: ": "check",
+    "-- snapshot: ": "snapshot",
+    "-- data-check: ": "data-check",
+    "-- fit-check: ": "fit-check",
+}
 MAX_ROWS_SHOWN = 20
 
 
@@ -267,8 +274,10 @@ def fk_action(op: Any, table: str, name: str) -> str | None:
 def _checks_before(
     connection: Connection, file: Path, change: str, phase: str, resumable: Sequence[str]
 ) -> None:
-    """Checks of the state before the DDL; failures of ``resumable`` checks are tolerated."""
-    results = evaluate(connection, file, change, phase)
+    """Checks of the state before the DDL; failures of ``resumable`` checks are tolerated.
+    The fit-checks run here too, never tolerated: a row a narrowing conversion could not keep
+    stops the change before its first DDL, named beside any other difference."""
+    results = evaluate(connection, file, change, phase, ("check", "fit-check"))
     failing = [r for r in results if not r.passed]
     if failing and all(r.check.name in resumable for r in failing):
         names = ", ".join(r.check.name for r in failing)

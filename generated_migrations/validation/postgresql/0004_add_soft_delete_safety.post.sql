@@ -580,6 +580,8 @@ SELECT 'alert_logs' AS table_name, (SELECT count(*) FROM "alert_logs") AS row_co
 UNION ALL
 SELECT 'alert_rules' AS table_name, (SELECT count(*) FROM "alert_rules") AS row_count
 UNION ALL
+SELECT 'instruments' AS table_name, (SELECT count(*) FROM "instruments") AS row_count
+UNION ALL
 SELECT 'market_data' AS table_name, (SELECT count(*) FROM "market_data") AS row_count
 
 ;
@@ -591,6 +593,8 @@ JOIN (
     SELECT 'alert_logs' AS table_name, (SELECT count(*) FROM "alert_logs") AS row_count
     UNION ALL
     SELECT 'alert_rules' AS table_name, (SELECT count(*) FROM "alert_rules") AS row_count
+    UNION ALL
+    SELECT 'instruments' AS table_name, (SELECT count(*) FROM "instruments") AS row_count
     UNION ALL
     SELECT 'market_data' AS table_name, (SELECT count(*) FROM "market_data") AS row_count
     

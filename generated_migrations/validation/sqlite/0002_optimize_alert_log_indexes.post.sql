@@ -435,6 +435,12 @@ WHERE c."instrument_id" IS NOT NULL AND NOT EXISTS (
 -- snapshot: schemagen_row_counts
 CREATE TEMP TABLE schemagen_row_counts AS
 SELECT 'alert_logs' AS table_name, (SELECT count(*) FROM "alert_logs") AS row_count
+UNION ALL
+SELECT 'alert_rules' AS table_name, (SELECT count(*) FROM "alert_rules") AS row_count
+UNION ALL
+SELECT 'instruments' AS table_name, (SELECT count(*) FROM "instruments") AS row_count
+UNION ALL
+SELECT 'market_data' AS table_name, (SELECT count(*) FROM "market_data") AS row_count
 
 ;
 
@@ -443,6 +449,12 @@ SELECT s.table_name, s.row_count AS before, c.row_count AS after
 FROM schemagen_row_counts AS s
 JOIN (
     SELECT 'alert_logs' AS table_name, (SELECT count(*) FROM "alert_logs") AS row_count
+    UNION ALL
+    SELECT 'alert_rules' AS table_name, (SELECT count(*) FROM "alert_rules") AS row_count
+    UNION ALL
+    SELECT 'instruments' AS table_name, (SELECT count(*) FROM "instruments") AS row_count
+    UNION ALL
+    SELECT 'market_data' AS table_name, (SELECT count(*) FROM "market_data") AS row_count
     
 ) AS c ON c.table_name = s.table_name
 WHERE c.row_count < s.row_count;

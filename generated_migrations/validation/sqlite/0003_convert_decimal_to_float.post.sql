@@ -469,42 +469,42 @@ WHERE c."instrument_id" IS NOT NULL AND NOT EXISTS (
 );
 
 
--- check: alert_logs.threshold_value.fits_decimal_12_4
+-- fit-check: alert_logs.threshold_value.fits_decimal_12_4
 SELECT "id", "threshold_value" FROM "alert_logs"
 WHERE NOT ("threshold_value" > -99999999.9999 AND "threshold_value" < 99999999.9999)
     AND abs(round("threshold_value", 4)) >= 100000000;
 
--- check: alert_logs.trigger_value.fits_decimal_12_4
+-- fit-check: alert_logs.trigger_value.fits_decimal_12_4
 SELECT "id", "trigger_value" FROM "alert_logs"
 WHERE NOT ("trigger_value" > -99999999.9999 AND "trigger_value" < 99999999.9999)
     AND abs(round("trigger_value", 4)) >= 100000000;
 
--- check: market_data.low_price.fits_decimal_12_4
+-- fit-check: market_data.low_price.fits_decimal_12_4
 SELECT "id", "low_price" FROM "market_data"
 WHERE NOT ("low_price" > -99999999.9999 AND "low_price" < 99999999.9999)
     AND abs(round("low_price", 4)) >= 100000000;
 
--- check: market_data.high_price.fits_decimal_12_4
+-- fit-check: market_data.high_price.fits_decimal_12_4
 SELECT "id", "high_price" FROM "market_data"
 WHERE NOT ("high_price" > -99999999.9999 AND "high_price" < 99999999.9999)
     AND abs(round("high_price", 4)) >= 100000000;
 
--- check: market_data.open_price.fits_decimal_12_4
+-- fit-check: market_data.open_price.fits_decimal_12_4
 SELECT "id", "open_price" FROM "market_data"
 WHERE NOT ("open_price" > -99999999.9999 AND "open_price" < 99999999.9999)
     AND abs(round("open_price", 4)) >= 100000000;
 
--- check: market_data.ask.fits_decimal_12_4
+-- fit-check: market_data.ask.fits_decimal_12_4
 SELECT "id", "ask" FROM "market_data"
 WHERE NOT ("ask" > -99999999.9999 AND "ask" < 99999999.9999)
     AND abs(round("ask", 4)) >= 100000000;
 
--- check: market_data.bid.fits_decimal_12_4
+-- fit-check: market_data.bid.fits_decimal_12_4
 SELECT "id", "bid" FROM "market_data"
 WHERE NOT ("bid" > -99999999.9999 AND "bid" < 99999999.9999)
     AND abs(round("bid", 4)) >= 100000000;
 
--- check: market_data.price.fits_decimal_12_4
+-- fit-check: market_data.price.fits_decimal_12_4
 SELECT "id", "price" FROM "market_data"
 WHERE NOT ("price" > -99999999.9999 AND "price" < 99999999.9999)
     AND abs(round("price", 4)) >= 100000000;
@@ -513,6 +513,10 @@ WHERE NOT ("price" > -99999999.9999 AND "price" < 99999999.9999)
 -- snapshot: schemagen_row_counts
 CREATE TEMP TABLE schemagen_row_counts AS
 SELECT 'alert_logs' AS table_name, (SELECT count(*) FROM "alert_logs") AS row_count
+UNION ALL
+SELECT 'alert_rules' AS table_name, (SELECT count(*) FROM "alert_rules") AS row_count
+UNION ALL
+SELECT 'instruments' AS table_name, (SELECT count(*) FROM "instruments") AS row_count
 UNION ALL
 SELECT 'market_data' AS table_name, (SELECT count(*) FROM "market_data") AS row_count
 
@@ -531,6 +535,10 @@ SELECT s.table_name, s.row_count AS before, c.row_count AS after
 FROM schemagen_row_counts AS s
 JOIN (
     SELECT 'alert_logs' AS table_name, (SELECT count(*) FROM "alert_logs") AS row_count
+    UNION ALL
+    SELECT 'alert_rules' AS table_name, (SELECT count(*) FROM "alert_rules") AS row_count
+    UNION ALL
+    SELECT 'instruments' AS table_name, (SELECT count(*) FROM "instruments") AS row_count
     UNION ALL
     SELECT 'market_data' AS table_name, (SELECT count(*) FROM "market_data") AS row_count
     

@@ -464,6 +464,10 @@ WHERE c."instrument_id" IS NOT NULL AND NOT EXISTS (
 CREATE TEMP TABLE schemagen_row_counts AS
 SELECT 'alert_logs' AS table_name, (SELECT count(*) FROM "alert_logs") AS row_count
 UNION ALL
+SELECT 'alert_rules' AS table_name, (SELECT count(*) FROM "alert_rules") AS row_count
+UNION ALL
+SELECT 'instruments' AS table_name, (SELECT count(*) FROM "instruments") AS row_count
+UNION ALL
 SELECT 'market_data' AS table_name, (SELECT count(*) FROM "market_data") AS row_count
 
 ;
@@ -481,6 +485,10 @@ SELECT s.table_name, s.row_count AS before, c.row_count AS after
 FROM schemagen_row_counts AS s
 JOIN (
     SELECT 'alert_logs' AS table_name, (SELECT count(*) FROM "alert_logs") AS row_count
+    UNION ALL
+    SELECT 'alert_rules' AS table_name, (SELECT count(*) FROM "alert_rules") AS row_count
+    UNION ALL
+    SELECT 'instruments' AS table_name, (SELECT count(*) FROM "instruments") AS row_count
     UNION ALL
     SELECT 'market_data' AS table_name, (SELECT count(*) FROM "market_data") AS row_count
     

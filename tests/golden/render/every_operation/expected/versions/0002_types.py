@@ -51,7 +51,7 @@ def _upgrade_postgresql() -> None:
             '    ALTER COLUMN "size" TYPE bigint USING "size"::bigint,\n'
             '    ALTER COLUMN "size" SET DEFAULT 0,\n'
             '    ALTER COLUMN "note" DROP DEFAULT,\n'
-            '    ALTER COLUMN "note" TYPE text USING "note"::text,\n'
+            '    ALTER COLUMN "note" TYPE text,\n'
             "    ALTER COLUMN \"note\" SET DEFAULT 'it''s \\:x %s'"
         )
     )
@@ -111,7 +111,7 @@ def _downgrade_postgresql() -> None:
         sa.text(
             'ALTER TABLE "trades"\n'
             '    ALTER COLUMN "note" DROP DEFAULT,\n'
-            '    ALTER COLUMN "note" TYPE varchar(20) USING "note"::varchar(20),\n'
+            '    ALTER COLUMN "note" TYPE varchar(20),\n'
             "    ALTER COLUMN \"note\" SET DEFAULT 'it''s \\:x %s',\n"
             '    ALTER COLUMN "size" DROP DEFAULT,\n'
             '    ALTER COLUMN "size" TYPE integer USING "size"::integer,\n'

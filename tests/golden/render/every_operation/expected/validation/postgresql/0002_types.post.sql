@@ -268,7 +268,15 @@ WHERE c."venue_id" IS NOT NULL AND NOT EXISTS (
 );
 
 
--- check: trades.price.fits_decimal_12_4
+-- fit-check: trades.note.fits_varchar_20
+SELECT "id", "note" FROM "trades"
+WHERE length("note") > 20;
+
+-- fit-check: trades.size.fits_integer
+SELECT "id", "size" FROM "trades"
+WHERE NOT ("size" >= -2147483648 AND "size" < 2147483648);
+
+-- fit-check: trades.price.fits_decimal_12_4
 SELECT "id", "price" FROM "trades"
 WHERE NOT ("price" > -99999999.9999 AND "price" < 99999999.9999)
     AND (abs(round("price"::numeric, 4)) >= 100000000 OR "price"::numeric = 'NaN');
@@ -277,6 +285,8 @@ WHERE NOT ("price" > -99999999.9999 AND "price" < 99999999.9999)
 -- snapshot: schemagen_row_counts
 CREATE TEMP TABLE schemagen_row_counts AS
 SELECT 'trades' AS table_name, (SELECT count(*) FROM "trades") AS row_count
+UNION ALL
+SELECT 'venues' AS table_name, (SELECT count(*) FROM "venues") AS row_count
 
 ;
 
@@ -289,6 +299,8 @@ SELECT s.table_name, s.row_count AS before, c.row_count AS after
 FROM schemagen_row_counts AS s
 JOIN (
     SELECT 'trades' AS table_name, (SELECT count(*) FROM "trades") AS row_count
+    UNION ALL
+    SELECT 'venues' AS table_name, (SELECT count(*) FROM "venues") AS row_count
     
 ) AS c ON c.table_name = s.table_name
 WHERE c.row_count < s.row_count;

@@ -217,6 +217,8 @@ WHERE c."venue_id" IS NOT NULL AND NOT EXISTS (
 -- snapshot: schemagen_row_counts
 CREATE TEMP TABLE schemagen_row_counts AS
 SELECT 'trades' AS table_name, (SELECT count(*) FROM "trades") AS row_count
+UNION ALL
+SELECT 'venues' AS table_name, (SELECT count(*) FROM "venues") AS row_count
 
 ;
 
@@ -225,6 +227,8 @@ SELECT s.table_name, s.row_count AS before, c.row_count AS after
 FROM schemagen_row_counts AS s
 JOIN (
     SELECT 'trades' AS table_name, (SELECT count(*) FROM "trades") AS row_count
+    UNION ALL
+    SELECT 'venues' AS table_name, (SELECT count(*) FROM "venues") AS row_count
     
 ) AS c ON c.table_name = s.table_name
 WHERE c.row_count < s.row_count;
