@@ -303,6 +303,10 @@ WHERE c."tag_id" IS NOT NULL AND NOT EXISTS (
 -- snapshot: schemagen_row_counts
 CREATE TEMP TABLE schemagen_row_counts AS
 SELECT 'code_tags' AS table_name, (SELECT count(*) FROM "code_tags") AS row_count
+UNION ALL
+SELECT 'codes' AS table_name, (SELECT count(*) FROM "codes") AS row_count
+UNION ALL
+SELECT 'tags' AS table_name, (SELECT count(*) FROM "tags") AS row_count
 
 ;
 
@@ -311,6 +315,10 @@ SELECT s.table_name, s.row_count AS before, c.row_count AS after
 FROM schemagen_row_counts AS s
 JOIN (
     SELECT 'code_tags' AS table_name, (SELECT count(*) FROM "code_tags") AS row_count
+    UNION ALL
+    SELECT 'codes' AS table_name, (SELECT count(*) FROM "codes") AS row_count
+    UNION ALL
+    SELECT 'tags' AS table_name, (SELECT count(*) FROM "tags") AS row_count
     
 ) AS c ON c.table_name = s.table_name
 WHERE c.row_count < s.row_count;
