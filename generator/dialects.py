@@ -7,9 +7,11 @@ need come from here.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from generator import coltypes
 from generator.coltypes import SqlType
+from generator.risk import type_change as type_change_risk
 from generator.state import AlterColumnTypeStep, Column, DefaultValue, ForeignKey, Index
 
 POSTGRESQL = "postgresql"
@@ -377,6 +379,24 @@ def risk(kind: str, dialect: str) -> tuple[str, bool, str]:
     """(lock, rewrites the table, note) for a plan unit of ``kind`` on ``dialect``."""
     table = _PG_RISK if dialect == POSTGRESQL else _SQLITE_RISK
     return table.get(kind, ("", False, ""))
+
+
+def unit_risk(unit: Any, dialect: str) -> tuple[str, bool, str]:
+    """:func:`risk` of a plan unit, with what its steps decide: on PostgreSQL an ALTER TABLE
+    rewrites only if one of its type changes does (generator.risk, proven on a server)."""
+    lock, rewrites, note = risk(unit.kind, dialect)
+    if dialect == POSTGRESQL and unit.kind == "alter_table":
+        types = [s for s in unit.steps if isinstance(s, AlterColumnTypeStep)]
+        decided = [type_change_risk(s.column.type, s.to, dialect) for s in types]
+        if not any(r.rewrites for r in decided):
+            scans = len(types) < len(unit.steps)
+            return (
+                f"{lock} (brief)",
+                False,
+                "catalogue-only type change; reads and writes wait for the lock only"
+                + ("; the new CHECK scans the table under it" if scans else ""),
+            )
+    return lock, rewrites, note
 
 
 # Lock taken by a PostgreSQL statement, by what it starts with (first match wins), and

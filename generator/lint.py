@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from generator import coltypes
+from generator import coltypes, risk
 from generator.coltypes import SqlType
 from generator.load import Change
 from generator.state import (
@@ -135,10 +135,8 @@ class Finding:
 
 
 def _rewrites(old: SqlType, new: SqlType) -> bool:
-    # varchar widening and varchar -> text are binary-compatible in PostgreSQL: no rewrite.
-    return not (old.family == "string" and new.kind == "text") and not (
-        old.kind == new.kind == "varchar" and (new.length or 0) >= (old.length or 0)
-    )
+    # One source with the review: generator.risk, proven against a real server.
+    return risk.postgresql_type_change(old, new).rewrites
 
 
 def _fk_columns_without_index(schema: Schema) -> set[tuple[str, str]]:

@@ -123,7 +123,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "using_sql": dialects.using_sql,
     "fk_action": lambda action: dialects.FK_ACTION_SQL[action],
     "ddl_type": dialects.ddl_type,
-    "risk": dialects.risk,
+    "risk": dialects.unit_risk,
     "describe": review.describe,
     "mdtext": lambda text: _printable(str(text)).replace("|", "\\|").replace("<", "&lt;"),
 }

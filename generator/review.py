@@ -103,7 +103,7 @@ def risk_line(units_by_dialect: dict[str, list[Any]]) -> str:
     for dialect, units in units_by_dialect.items():
         name = "PostgreSQL" if dialect == "postgresql" else "SQLite"
         rewrites = sorted(
-            {s.table_name for u in units if dialects.risk(u.kind, dialect)[1] for s in u.steps}
+            {s.table_name for u in units if dialects.unit_risk(u, dialect)[1] for s in u.steps}
         )
         if rewrites:
             verb = "rewrites" if dialect == "postgresql" else "rebuilds"

@@ -56,3 +56,12 @@ def postgresql_type_change(old: SqlType, new: SqlType) -> TypeChangeRisk:
         f"rewrites the table and its indexes ({old} to {new} converts every value); "
         "reads and writes wait",
     )
+
+
+def type_change(old: SqlType, new: SqlType, dialect: str) -> TypeChangeRisk:
+    """The risk of ``old`` -> ``new`` on ``dialect``; SQLite rebuilds the table (batch mode)."""
+    if dialect == "postgresql":
+        return postgresql_type_change(old, new)
+    return TypeChangeRisk(
+        "database write lock", True, "the table is rebuilt (every row copied into a new table)"
+    )

@@ -14,13 +14,16 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from conftest import pg_url_for
 
-from generator import risk
+from generator import lint, risk
 from generator.coltypes import conversion_problem, parse_type
+from generator.load import load_changes
+from generator.render import generate
 
 pytestmark = pytest.mark.db
 
@@ -128,3 +131,36 @@ def test_declared_rewrite_and_lock_match_the_server(pg_url: str, old: str, new: 
     assert (before != after) == declared.rewrites, (
         f"{old} -> {new}: declared rewrites={declared.rewrites}, relfilenode {before} -> {after}"
     )
+
+
+def test_lint_and_the_review_say_what_the_risk_model_says(tmp_path: Path) -> None:
+    """One source: SG102 fires, and the review says "rewrites", exactly for the pairs the
+    risk model (proven above on the server) declares rewriting."""
+    changes = tmp_path / "changes"
+    changes.mkdir()
+    tables = "".join(
+        f"  - op: create_table\n    name: t{i}\n    columns:\n"
+        f"      - {{name: id, type: integer, primary_key: true}}\n"
+        f'      - {{name: c, type: "{old}", nullable: true}}\n'
+        for i, (old, _) in enumerate(PAIRS)
+    )
+    (changes / "0000_base.yaml").write_text(
+        f"id: base\ndescription: x\noperations:\n{tables}", encoding="utf-8"
+    )
+    for i, (old, new) in enumerate(PAIRS, start=1):
+        (changes / f"{i:04d}_c{i}.yaml").write_text(
+            f"id: c{i}\ndescription: x\noperations:\n"
+            f"  - {{op: alter_column_type, table: t{i - 1}, column: c, "
+            f'from: "{old}", to: "{new}"}}\n',
+            encoding="utf-8",
+        )
+    loaded = load_changes(changes, display_base=tmp_path, lint=False)
+    rendered = generate(loaded)
+    sg102 = {f.file for f in lint.lint(loaded) if f.rule.id == "SG102"}
+    for i, (old, new) in enumerate(PAIRS, start=1):
+        declared = risk.postgresql_type_change(parse_type(old), parse_type(new)).rewrites
+        name = f"{i:04d}_c{i}"
+        assert (f"changes/{name}.yaml" in sg102) == declared, (old, new)
+        review = rendered[f"review/{name}.md"]
+        risk_line = next(ln for ln in review.splitlines() if ln.startswith("**Risk:**"))
+        assert (f"PostgreSQL rewrites t{i - 1}" in risk_line) == declared, (old, new, risk_line)
