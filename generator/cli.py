@@ -318,16 +318,34 @@ def database_errors() -> Iterator[None]:
     try:
         yield
     except runtime.CheckFailed as exc:
+        half = runtime.half_applied_of(exc)
+        if half is not None:  # never "rolled back" about steps that had committed
+            fail(Exit.FAILED, f"error: {exc}\n{half.describe()}")
+        if exc.before_ddl:
+            fail(Exit.FAILED, f"error: {exc}\nnothing was changed: no step of the change ran")
         fail(Exit.FAILED, f"error: {exc}\nthe failing change's transaction was rolled back")
+    except runtime.HalfAppliedElsewhere as exc:
+        fail(Exit.DATABASE, f"error: {exc}")
     except db.UrlError as exc:
         fail(Exit.USAGE, f"error: {exc}")
     except CommandError as exc:
         fail(Exit.USAGE, f"error: {exc}")
     except SQLAlchemyError as exc:
         detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        fail(Exit.DATABASE, f"database error: {type(exc).__name__}: {' '.join(detail[:3])}")
+        fail(
+            Exit.DATABASE,
+            f"database error: {type(exc).__name__}: {' '.join(detail[:3])}{_half(exc)}",
+        )
     except (OSError, RuntimeError, LookupError) as exc:
-        fail(Exit.DATABASE, f"error: {type(exc).__name__}: {exc}")
+        fail(Exit.DATABASE, f"error: {type(exc).__name__}: {exc}{_half(exc)}")
+
+
+def _half(exc: BaseException) -> str:
+    """What a failed run of a half-applied change did and how to go on, or nothing."""
+    from generator import runtime
+
+    half = runtime.half_applied_of(exc)
+    return "" if half is None else "\n" + half.describe()
 
 
 def _with_url(url: str | None, fn: Callable[[Any], None]) -> None:
