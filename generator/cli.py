@@ -411,6 +411,9 @@ def verify(ctx: click.Context, url: str | None) -> None:
                 for line in runtime.format_rows(result.columns, result.rows):
                     echo(f"          {line}")
         echo(f"{len(results) - failed} passed, {failed} failed")
+        note = migrate.with_connection(u, runtime.half_applied)
+        if note is not None:
+            echo(f"half-applied: {note.get('note', note['change'])}")
         _record_verify(_root(ctx), u, revision, len(results) - failed, failed)
 
     _with_url(url, go)

@@ -81,9 +81,12 @@ def _take_up_half_applied(
             wanted = revision
         if wanted is not None:
             runtime.log.warning(
-                "%s is half-applied; running its %s again (alembic_version %s -> %s)",
+                "%s is half-applied (an interrupted %s): its %s runs from revision %s "
+                "(alembic_version %s -> %s)",
                 note["change"],
+                note.get("direction"),
                 direction,
+                wanted,
                 at,
                 wanted,
             )

@@ -424,23 +424,31 @@ def _checks_before(
     """Checks of the state before the DDL. ``tolerated``: the change is half-applied, and a
     failing row is accepted when it is one of these (one object in a state the change's own
     steps leave it in); every other failing row refuses the run before its first step."""
-    results = evaluate(connection, file, change, phase)
+    dialect = connection.dialect.name
     allowed = {name: {_row_key(r) for r in rows} for name, rows in (tolerated or {}).items()}
     refused, accepted = [], []
-    for result in results:
-        ok = allowed.get(result.check.name, set())
-        bad = [r for r in result.rows if _row_key(r) not in ok]
-        good = [r for r in result.rows if _row_key(r) in ok]
-        if bad:
-            refused.append(CheckResult(result.check, result.columns, bad))
-        if good:
-            accepted.append(CheckResult(result.check, result.columns, good))
+    with step(change, f"{phase}-checks", dialect) as rec:
+        sections = parse_checks(file.read_text(encoding="utf-8"))
+        results = run_checks(connection, [c for c in sections if c.kind == "check"])
+        for result in results:
+            ok = allowed.get(result.check.name, set())
+            bad = [r for r in result.rows if _row_key(r) not in ok]
+            good = [r for r in result.rows if _row_key(r) in ok]
+            if bad:
+                refused.append(CheckResult(result.check, result.columns, bad))
+            if good:
+                accepted.append(CheckResult(result.check, result.columns, good))
+        rec.extra.update(checks=len(results), failing_rows=sum(len(r.rows) for r in refused))
+        if accepted:
+            rec.extra.update(tolerated_rows=sum(len(r.rows) for r in accepted))
+        if refused:
+            rec.result = "failed"
     if refused:
-        raise CheckFailed(change, phase, connection.dialect.name, refused, before_ddl=True)
+        raise CheckFailed(change, phase, dialect, refused, before_ddl=True)
     if accepted:
         lines = [
-            f"{change}: resuming an interrupted run; left half-done by it (tolerated, the "
-            "checks after the change are strict):"
+            f"{change}: resuming an interrupted run; these rows are its half-done steps "
+            "(tolerated; the checks after the change are strict):"
         ]
         for result in accepted:
             lines.append(f"  {result.check.name}:")
