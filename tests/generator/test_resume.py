@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from support import ROOT, assert_prices_within, cli, counts, dump, execute
 
-from generator import db, migrate
+from generator import db, migrate, resume, runtime
 from generator.cli import Exit
 from generator.load import load_changes
 from marketdata import demo
@@ -48,7 +48,7 @@ def _indexes(url: str, table: str = "market_data") -> list[tuple[str, bool]]:
 
 
 def _revision(url: str) -> str | None:
-    return migrate.with_connection(sa.make_url(url), lambda c: migrate.runtime.current_revision(c))
+    return migrate.with_connection(sa.make_url(url), runtime.current_revision)
 
 
 def _seeded(url: str, at: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -87,8 +87,6 @@ def _assert_verified(url: str, revision: str) -> None:
 
 
 def _tolerance(number: str, direction: str) -> dict[str, list[tuple[str | None, ...]]]:
-    from generator import resume
-
     change = next(c for c in load_changes(ROOT / "changes") if c.revision == number)
     return resume.tolerance(change, direction, "postgresql")
 
@@ -140,6 +138,16 @@ def test_0004_tolerates_the_swapped_keys_not_yet_validated() -> None:
     columns = tolerated["market_data.columns"]
     assert [r[:2] for r in columns] == [("found, not expected", "deleted_at")]
     assert "instruments.columns" not in tolerated
+
+
+def test_every_tolerated_check_is_a_check_of_the_file_it_tolerates() -> None:
+    """checks.catalogue_rows names the checks as the validation templates do."""
+    for change in load_changes(ROOT / "changes"):
+        for direction, phase in (("upgrade", "pre"), ("downgrade", "post")):
+            tolerated = resume.tolerances(change)[direction].get("postgresql", {})
+            file = MIGRATIONS / "validation" / "postgresql" / f"{change.name}.{phase}.sql"
+            names = {c.name for c in runtime.parse_checks(file.read_text("utf-8"))}
+            assert set(tolerated) <= names, (change.name, direction)
 
 
 # ------------------------------------------------------------------ refused before any DDL
@@ -215,6 +223,7 @@ def test_resume_of_0001_refuses_column_and_foreign_key_drift(
 KILLS = [
     ("DROP INDEX CONCURRENTLY", 2, "upgrade", "0000", "0001 upgrade: between two drops"),
     ("CREATE INDEX CONCURRENTLY", 1, "upgrade", "0000", "0001 upgrade: index built"),
+    ("VALIDATE CONSTRAINT", 2, "upgrade", "0003", "0004 upgrade: keys swapped, half validated"),
     (
         'DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_deleted_at"',
         1,
