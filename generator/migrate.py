@@ -102,6 +102,9 @@ def _take_up_half_applied(
                     sa.text("UPDATE alembic_version SET version_num = :v WHERE version_num = :at"),
                     {"v": wanted, "at": at},
                 )
+            # the record says what the database now is: the change, half-done, before a run
+            # in this direction (its own run rewrites it the same way)
+            runtime.mark_half_applied(conn, note["change"], direction, (revision, down))
         if began:
             conn.commit()
 

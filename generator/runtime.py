@@ -407,9 +407,11 @@ def _revisions(op: Any, change: str) -> tuple[str, str]:
     revision = change.split("_", 1)[0]
     script = getattr(op.get_context(), "script", None)
     down: Any = None
-    if script is not None:
-        down = script.get_revision(revision).down_revision
-    elif revision.isdigit() and int(revision) > 0:
+    try:
+        down = script.get_revision(revision).down_revision if script is not None else None
+    except Exception:  # a script named otherwise than its revision: the number before it
+        script = None
+    if script is None and revision.isdigit() and int(revision) > 0:
         down = f"{int(revision) - 1:04d}"
     return revision, down if isinstance(down, str) else "base"
 
@@ -528,7 +530,7 @@ def run_change(
             f"`schemagen downgrade --to {note.get('down_revision')}` first"
         )
     tolerated = (resumable or {}).get(dialect)
-    revs = _revisions(op, change) if tolerated is not None or note is not None else ("", "")
+    revs = _revisions(op, change)
     statements = _Statements()
     stage = "before"
     try:
