@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from generator import dialects
 from generator.coltypes import SqlType
-from generator.state import AlterColumnTypeStep, ForeignKey, Schema, Step, Table
+from generator.state import AlterColumnTypeStep, ForeignKey, Index, Schema, Step, Table
 
 Row = tuple[str | int | None, ...]
 
@@ -34,6 +34,32 @@ def _csv(columns: tuple[str, ...]) -> str:
     return ",".join(columns)
 
 
+def index_row(index: Index, dialect: str, valid: bool = True) -> Row:
+    """``valid=False``: the row of an index a killed concurrent build or drop left INVALID."""
+    if dialect == dialects.POSTGRESQL:
+        return (index.name, _csv(index.columns), _yes(index.unique), _yes(valid), index.where or "")
+    return (index.name, _csv(index.columns), _yes(index.unique), index.where or "")
+
+
+def fk_row(fk: ForeignKey, dialect: str, validated: bool = True) -> Row:
+    """``validated=False``: a key added NOT VALID whose VALIDATE has not run yet."""
+    row: Row = (fk.column, fk.ref_table, fk.ref_column, dialects.FK_ACTION_SQL[fk.on_delete])
+    return (fk.name, *row, _yes(validated)) if dialect == dialects.POSTGRESQL else row
+
+
+def catalogue_rows(t: TableExpectation) -> dict[str, list[Row]]:
+    """The expected rows of each catalogue check of a table, by the check's name (as
+    templates/validation/<dialect>_table.sql.j2 names it)."""
+    return {
+        f"{t.table}.columns": t.columns,
+        f"{t.table}.primary_key": t.primary_key,
+        f"{t.table}.indexes": t.indexes,
+        f"{t.table}.unique_constraints": t.uniques,
+        f"{t.table}.foreign_keys": t.foreign_keys,
+        f"{t.table}.check_constraints": t.checks,
+    }
+
+
 @functools.lru_cache(maxsize=4096)
 def expect_table(table: Table, dialect: str, candidates: frozenset[str]) -> TableExpectation:
     """Cached: most tables are unchanged from one change to the next (frozen, hashable)."""
@@ -51,20 +77,11 @@ def expect_table(table: Table, dialect: str, candidates: frozenset[str]) -> Tabl
     if table.primary_key:
         cols = _csv(table.primary_key)
         pk = [(table.pk_name, cols)] if pg else [(cols,)]
-    indexes: list[Row] = [
-        (i.name, _csv(i.columns), _yes(i.unique), "YES", i.where or "")
-        if pg
-        else (i.name, _csv(i.columns), _yes(i.unique), i.where or "")
-        for i in table.indexes
-    ]
+    indexes: list[Row] = [index_row(i, dialect) for i in table.indexes]
     uniques: list[Row] = [
         (u.name, _csv(u.columns)) if pg else (_csv(u.columns),) for u in table.uniques
     ]
-    fks: list[Row] = []
-    for f in table.foreign_keys:
-        action = dialects.FK_ACTION_SQL[f.on_delete]
-        row: Row = (f.column, f.ref_table, f.ref_column, action)
-        fks.append((f.name, *row, "YES") if pg else row)
+    fks: list[Row] = [fk_row(f, dialect) for f in table.foreign_keys]
     checks: list[Row] = [(c.name, "YES") if pg else (c.name,) for c in table.checks]
     return TableExpectation(
         table.name,

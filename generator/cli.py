@@ -368,7 +368,14 @@ def database_errors() -> Iterator[None]:
     try:
         yield
     except runtime.CheckFailed as exc:
+        half = runtime.half_applied_of(exc)
+        if half is not None:  # never "rolled back" about steps that had committed
+            fail(Exit.FAILED, f"error: {exc}\n{half.describe()}")
+        if exc.before_ddl:
+            fail(Exit.FAILED, f"error: {exc}\nnothing was changed: no step of the change ran")
         fail(Exit.FAILED, f"error: {exc}\nthe failing change's transaction was rolled back")
+    except runtime.HalfAppliedElsewhere as exc:
+        fail(Exit.DATABASE, f"error: {exc}")
     except (db.UrlError, revisions.ProjectError) as exc:
         fail(Exit.USAGE, f"error: {exc}")
     except revisions.DatabaseStateError as exc:
@@ -379,9 +386,20 @@ def database_errors() -> Iterator[None]:
         fail(Exit.USAGE, f"error: {exc}")
     except SQLAlchemyError as exc:
         detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        fail(Exit.DATABASE, f"database error: {type(exc).__name__}: {' '.join(detail[:3])}")
+        fail(
+            Exit.DATABASE,
+            f"database error: {type(exc).__name__}: {' '.join(detail[:3])}{_half(exc)}",
+        )
     except (OSError, RuntimeError, LookupError) as exc:
-        fail(Exit.DATABASE, f"error: {type(exc).__name__}: {exc}")
+        fail(Exit.DATABASE, f"error: {type(exc).__name__}: {exc}{_half(exc)}")
+
+
+def _half(exc: BaseException) -> str:
+    """What a failed run of a half-applied change did and how to go on, or nothing."""
+    from generator import runtime
+
+    half = runtime.half_applied_of(exc)
+    return "" if half is None else "\n" + half.describe()
 
 
 def _with_url(
@@ -461,6 +479,9 @@ def verify(ctx: click.Context, url: str | None) -> None:
                 for line in runtime.format_rows(result.columns, result.rows):
                     echo(f"          {line}")
         echo(f"{len(results) - failed} passed, {failed} failed")
+        note = migrate.with_connection(u, runtime.half_applied)
+        if note is not None:
+            echo(f"half-applied: {note.get('note', note['change'])}")
         _record_verify(_root(ctx), u, revision, len(results) - failed, failed)
 
     _with_url(url, go, out_dir)

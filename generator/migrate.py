@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
@@ -38,13 +39,97 @@ def upgrade(
 ) -> None:
     """Upgrade to ``to``; with ``connection``, on that connection (env.py still switches
     SQLite's foreign-key enforcement off around the run and back on after it)."""
-    command.upgrade(_config(migrations_dir, url, connection), to)
+    config = _config(migrations_dir, url, connection)
+    _take_up_half_applied(config, url, connection, "upgrade", to)
+    command.upgrade(config, to)
 
 
 def downgrade(
     migrations_dir: Path, url: URL, to: str, connection: Connection | None = None
 ) -> None:
-    command.downgrade(_config(migrations_dir, url, connection), to)
+    config = _config(migrations_dir, url, connection)
+    _take_up_half_applied(config, url, connection, "downgrade", to)
+    command.downgrade(config, to)
+
+
+def _take_up_half_applied(
+    config: Config, url: URL, connection: Connection | None, direction: str, to: str
+) -> None:
+    """Point alembic_version at the side of a half-applied change from which ``direction``
+    runs it: its upgrade runs from the revision before it, its downgrade from its own.
+
+    A half-applied change C sits at the revision before it after an interrupted upgrade and at
+    C after an interrupted downgrade. Alembic alone would then skip C (an upgrade from C, a
+    downgrade "to" the revision before C) and leave it half-done; moved to the other side, it
+    runs C again, whose checks tolerate exactly what the interruption left (runtime.run_change).
+    """
+
+    def go(conn: Connection) -> None:
+        began = not conn.in_transaction()
+        note = runtime.half_applied(conn)
+        if note is None:
+            if began:
+                conn.rollback()
+            return
+        revision, down = note["revision"], note["down_revision"]
+        at = runtime.current_revision(conn) or "base"
+        script = ScriptDirectory.from_config(config)
+        wanted: str | None = None
+        if direction == "upgrade" and at == revision:
+            wanted = down
+        elif direction == "downgrade" and at == down and _below(script, to, revision):
+            wanted = revision
+        if wanted is not None:
+            runtime.log.warning(
+                "%s is half-applied (an interrupted %s): its %s runs from revision %s "
+                "(alembic_version %s -> %s)",
+                note["change"],
+                note.get("direction"),
+                direction,
+                wanted,
+                at,
+                wanted,
+            )
+            if wanted == "base":
+                conn.exec_driver_sql("DELETE FROM alembic_version")
+            elif at == "base":
+                conn.execute(
+                    sa.text("INSERT INTO alembic_version (version_num) VALUES (:v)"),
+                    {"v": wanted},
+                )
+            else:
+                conn.execute(
+                    sa.text("UPDATE alembic_version SET version_num = :v WHERE version_num = :at"),
+                    {"v": wanted, "at": at},
+                )
+            # the record says what the database now is: the change, half-done, before a run
+            # in this direction (its own run rewrites it the same way)
+            runtime.mark_half_applied(conn, note["change"], direction, (revision, down))
+        if began:
+            conn.commit()
+
+    if connection is not None:
+        go(connection)
+    else:
+        with_connection(url, go)
+
+
+def _below(script: ScriptDirectory, target: str, revision: str) -> bool:
+    """True when ``target`` is an ancestor of ``revision`` (or base): a downgrade to it passes
+    through ``revision``'s downgrade."""
+    if target == "base":
+        return True
+    try:
+        wanted = script.get_revision(target)
+    except Exception:  # an unknown target: Alembic reports it in its own words
+        return False
+    if wanted is None:
+        return True
+    return any(
+        r.revision == wanted.revision
+        for r in script.iterate_revisions(revision, "base")
+        if r.revision != revision
+    )
 
 
 def heads(migrations_dir: Path) -> list[str]:

@@ -82,18 +82,3 @@ def plan(steps: tuple[Step, ...], before: Schema, dialect: str) -> list[Unit]:
             units.append(Unit(group or step.kind, (step,), table))
         schema = step.apply(schema)
     return units
-
-
-def resumable_checks(units: list[Unit]) -> list[str]:
-    """Checks that may fail before a re-run of an interrupted change.
-
-    A change with a step that commits on its own (CONCURRENTLY, VALIDATE CONSTRAINT) can be
-    interrupted half-applied; its every step is then written to be safe to run again, and the
-    checks of the tables it touches may differ before the re-run (the post-checks decide).
-    """
-    if not any(unit.kind in NON_TRANSACTIONAL for unit in units):
-        return []
-    tables = {step.table_name for unit in units for step in unit.steps}
-    return sorted(
-        f"{t}.{aspect}" for t in tables for aspect in ("columns", "indexes", "foreign_keys")
-    )

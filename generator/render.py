@@ -21,10 +21,10 @@ from typing import Any
 
 import jinja2
 
-from generator import checks, dialects, lint, review
+from generator import checks, dialects, lint, resume, review
 from generator.files import SUM_FILE, sum_file
 from generator.load import Change
-from generator.plan import Unit, plan, resumable_checks
+from generator.plan import Unit, plan
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 STEP_KINDS = (
@@ -235,12 +235,8 @@ def _plans(change: Change) -> Plans:
 
 
 def _render_migration(env: jinja2.Environment, change: Change, plans: Plans) -> str:
-    resumable = {
-        direction: {dialect: resumable_checks(units) for dialect, units in by_dialect.items()}
-        for direction, by_dialect in plans.items()
-    }
     return env.get_template("migration.py.j2").render(
-        change=change, plans=plans, resumable=resumable
+        change=change, plans=plans, resumable=resume.tolerances(change)
     )
 
 

@@ -6,6 +6,7 @@ Rendered migrations import this module and nothing else from the project, never 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
 log = logging.getLogger("schemagen")
@@ -56,10 +58,20 @@ class UnsupportedDialect(RuntimeError):
 
 
 class CheckFailed(RuntimeError):
-    """A validation check returned rows: the state is not what the change expects."""
+    """A validation check returned rows: the state is not what the change expects.
 
-    def __init__(self, change: str, phase: str, dialect: str, failures: Sequence[CheckResult]):
+    ``before_ddl``: the checks of the state before the change failed, so no step of it ran."""
+
+    def __init__(
+        self,
+        change: str,
+        phase: str,
+        dialect: str,
+        failures: Sequence[CheckResult],
+        before_ddl: bool = False,
+    ):
         self.change, self.phase, self.dialect, self.failures = change, phase, dialect, failures
+        self.before_ddl = before_ddl
         lines = [f"{phase}-checks of {change} failed on {dialect}:"]
         for result in failures:
             lines.append(f"  check {result.check.name}: {len(result.rows)} failing row(s)")
@@ -271,24 +283,214 @@ def fk_action(op: Any, table: str, name: str) -> str | None:
     return None if code is None else actions[str(code)]
 
 
-def _checks_before(
-    connection: Connection, file: Path, change: str, phase: str, resumable: Sequence[str]
+# ------------------------------------------------------------ half-applied changes
+#
+# A change whose steps commit on their own (CONCURRENTLY, VALIDATE) is recorded as
+# half-applied from before its first such commit until its revision stamp: a JSON note in the
+# comment of the alembic_version table. The note is written inside the change's transaction, so
+# it is committed with the first step that commits and never exists without one; it is
+# cleared in the transaction that stamps the revision. A comment, not a table of our own: the
+# application's schema (and every table check) stays exactly as the specs declare it.
+
+_NOTE_KEY = "schemagen_half_applied"
+# Tolerated rows, per check name: (problem, *values) as the check reports them.
+Tolerance = Mapping[str, Sequence[Sequence[str | None]]]
+
+
+class HalfAppliedElsewhere(RuntimeError):
+    """Another change than the one about to run is half-applied."""
+
+
+@dataclass(frozen=True)
+class HalfApplied:
+    """What an unfinished run of a change did and did not do, and how to go on or back."""
+
+    change: str
+    direction: str
+    dialect: str
+    revision: str  # the revision alembic_version holds while the change is half-applied
+    down_revision: str  # the revision before the change ("base" for the first)
+    done: tuple[str, ...]  # statements this run committed
+    undone: tuple[str, ...]  # statements this run ran after its last commit (rolled back)
+    earlier: bool  # the change was already half-applied when this run started
+    stage: str  # "before" (refused by its checks), "ddl" (a step failed), "after" (post-checks)
+
+    @property
+    def continue_command(self) -> str:
+        return _commands(self.direction, self.change.split("_", 1)[0], self.down_revision)[0]
+
+    @property
+    def undo_command(self) -> str:
+        return _commands(self.direction, self.change.split("_", 1)[0], self.down_revision)[1]
+
+    def describe(self) -> str:
+        lines = [
+            f"{self.change} is half-applied on {self.dialect}: its steps that run outside a "
+            "transaction commit one by one and are not undone by a failure."
+        ]
+        if self.done:
+            lines.append(f"done (committed) by this {self.direction}:")
+            lines += [f"  {' '.join(sql.split())}" for sql in self.done]
+        elif self.earlier:
+            lines.append(
+                f"done: by an earlier, interrupted run (this {self.direction} committed nothing)"
+            )
+        not_done = {
+            "before": "not done: no step of this run (it was refused by the checks above)",
+            "ddl": "not done: the statement that failed and every step after it",
+            "after": "not done: every step ran, but the checks of the result failed",
+        }[self.stage]
+        lines.append(f"{not_done}; the revision stamp was not written.")
+        if self.undone:
+            lines.append("run after the last commit and rolled back with the transaction:")
+            lines += [f"  {' '.join(sql.split())}" for sql in self.undone]
+        lines += [
+            f"the database is at revision {self.revision}, with {self.change} half-applied "
+            "(recorded in the comment of the alembic_version table).",
+            f"to continue: {self.continue_command}",
+            f"to undo:     {self.undo_command}",
+            "(with the same --url; each first checks that the database differs from its "
+            "starting state only by this change's half-done steps, and refuses anything else)",
+        ]
+        return "\n".join(lines)
+
+
+def half_applied_of(exc: BaseException) -> HalfApplied | None:
+    """The half-applied change an exception left behind, if any (see :func:`run_change`)."""
+    info = getattr(exc, "schemagen_half_applied", None)
+    return info if isinstance(info, HalfApplied) else None
+
+
+def half_applied(connection: Connection) -> dict[str, str] | None:
+    """The note of a half-applied change (PostgreSQL), or None."""
+    if connection.dialect.name != "postgresql":
+        return None
+    text = connection.exec_driver_sql(
+        "SELECT obj_description(to_regclass('alembic_version'), 'pg_class')"
+    ).scalar()
+    try:
+        note = json.loads(text) if text else None
+    except ValueError:
+        return None
+    found = note.get(_NOTE_KEY) if isinstance(note, dict) else None
+    if not isinstance(found, dict) or not isinstance(found.get("change"), str):
+        return None
+    return {str(k): str(v) for k, v in found.items()}
+
+
+def _comment(connection: Connection, text: str | None) -> None:
+    literal = "NULL" if text is None else "'" + text.replace("'", "''") + "'"
+    connection.exec_driver_sql(
+        _driver_sql(connection, f"COMMENT ON TABLE alembic_version IS {literal}")
+    )
+
+
+def _commands(direction: str, revision: str, down: str) -> tuple[str, str]:
+    """(the command that finishes a half-applied change, the one that undoes it)."""
+    up, back = "schemagen upgrade", f"schemagen downgrade --to {down}"
+    return (up, back) if direction == "upgrade" else (back, f"{up} --to {revision}")
+
+
+def mark_half_applied(
+    connection: Connection, change: str, direction: str, revs: tuple[str, str]
 ) -> None:
-    """Checks of the state before the DDL; failures of ``resumable`` checks are tolerated.
-    The fit-checks run here too, never tolerated: a row a narrowing conversion could not keep
-    stops the change before its first DDL, named beside any other difference."""
-    results = evaluate(connection, file, change, phase, ("check", "fit-check"))
-    failing = [r for r in results if not r.passed]
-    if failing and all(r.check.name in resumable for r in failing):
-        names = ", ".join(r.check.name for r in failing)
-        log.warning(
-            "%s: %s differ from the expected state; resuming an interrupted run "
-            "(the post-checks decide)",
-            change,
-            names,
+    """Record ``change`` as half-applied by ``direction`` (revs: its revision, the one before)."""
+    revision, down = revs
+    finish, undo = _commands(direction, revision, down)
+    at = down if direction == "upgrade" else revision
+    note = {
+        "change": change,
+        "revision": revision,
+        "down_revision": down,
+        "direction": direction,
+        "note": f"{change} {direction} interrupted at revision {at}: `{finish}` finishes it, "
+        f"`{undo}` undoes it",
+    }
+    _comment(connection, json.dumps({_NOTE_KEY: note}, sort_keys=True))
+
+
+def _revisions(op: Any, change: str) -> tuple[str, str]:
+    """(this change's revision, the one before it or "base")."""
+    revision = change.split("_", 1)[0]
+    script = getattr(op.get_context(), "script", None)
+    down: Any = None
+    try:
+        down = script.get_revision(revision).down_revision if script is not None else None
+    except Exception:  # a script named otherwise than its revision: the number before it
+        script = None
+    if script is None and revision.isdigit() and int(revision) > 0:
+        down = f"{int(revision) - 1:04d}"
+    return revision, down if isinstance(down, str) else "base"
+
+
+def _row_key(row: Sequence[Any]) -> tuple[str | None, ...]:
+    return tuple(None if v is None else str(v) for v in row)
+
+
+def _checks_before(
+    connection: Connection, file: Path, change: str, phase: str, tolerated: Tolerance | None
+) -> None:
+    """Checks of the state before the DDL. ``tolerated``: the change is half-applied, and a
+    failing row is accepted when it is one of these (one object in a state the change's own
+    steps leave it in); every other failing row refuses the run before its first step."""
+    dialect = connection.dialect.name
+    allowed = {name: {_row_key(r) for r in rows} for name, rows in (tolerated or {}).items()}
+    refused, accepted = [], []
+    with step(change, f"{phase}-checks", dialect) as rec:
+        sections = parse_checks(file.read_text(encoding="utf-8"))
+        # The fit-checks run here too and are never tolerated (no tolerance names them): a
+        # row a narrowing conversion could not keep stops the change before its first DDL.
+        chosen = [c for c in sections if c.kind in ("check", "fit-check")]
+        results = run_checks(connection, chosen)
+        for result in results:
+            ok = allowed.get(result.check.name, set())
+            bad = [r for r in result.rows if _row_key(r) not in ok]
+            good = [r for r in result.rows if _row_key(r) in ok]
+            if bad:
+                refused.append(CheckResult(result.check, result.columns, bad))
+            if good:
+                accepted.append(CheckResult(result.check, result.columns, good))
+        rec.extra.update(checks=len(results), failing_rows=sum(len(r.rows) for r in refused))
+        if accepted:
+            rec.extra.update(tolerated_rows=sum(len(r.rows) for r in accepted))
+        if refused:
+            rec.result = "failed"
+    if refused:
+        raise CheckFailed(change, phase, dialect, refused, before_ddl=True)
+    if accepted:
+        lines = [
+            f"{change}: resuming an interrupted run; these rows are its half-done steps "
+            "(tolerated; the checks after the change are strict):"
+        ]
+        for result in accepted:
+            lines.append(f"  {result.check.name}:")
+            lines += [f"    {line}" for line in format_rows(result.columns, result.rows)]
+        log.warning("\n".join(lines))
+
+
+class _Statements:
+    """The statements a change's DDL function ran, and which ran outside a transaction."""
+
+    SKIPPED = ("SELECT", "SET", "SHOW", "COMMENT")  # lookups, timeouts, the half-applied note
+
+    def __init__(self) -> None:
+        self.ran: list[tuple[str, bool]] = []
+
+    def __call__(self, conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
+        words = statement.split(None, 1)
+        if not words or words[0].upper() in self.SKIPPED:
+            return
+        autocommit = conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+        self.ran.append((statement, autocommit))
+
+    def split(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(committed, rolled back): everything up to the last statement run outside a
+        transaction has committed (a transaction is committed when such a block starts)."""
+        last = max((i for i, (_, auto) in enumerate(self.ran) if auto), default=-1)
+        return (
+            tuple(sql for sql, _ in self.ran[: last + 1]),
+            tuple(sql for sql, _ in self.ran[last + 1 :]),
         )
-    elif failing:
-        raise CheckFailed(change, phase, connection.dialect.name, failing)
 
 
 def run_change(
@@ -296,13 +498,15 @@ def run_change(
     script_file: str,
     direction: str,
     functions: Mapping[str, Callable[[], None]],
-    resumable: Mapping[str, Sequence[str]] | None = None,
+    resumable: Mapping[str, Tolerance] | None = None,
 ) -> None:
     """Run one direction of a change: checks of the state before, DDL, checks of the state after.
 
-    ``resumable`` names, per dialect, the checks of objects that a non-transactional step
-    changes: an interrupted run leaves them half-done, and running the change again repairs
-    them, so they may fail before the DDL (never after it).
+    ``resumable`` is given, per dialect, for a change with steps that commit on their own
+    (CONCURRENTLY, VALIDATE): such a change can be left half-applied, is recorded as such
+    while it runs (see :func:`half_applied`), and when it is, the checks before its DDL
+    tolerate exactly the failing rows listed (generator.resume derives them from the plan).
+    A failure after a commit leaves a :class:`HalfApplied` on the exception.
     """
     change = Path(script_file).stem
     if _offline(op):
@@ -328,22 +532,66 @@ def run_change(
             "rebuild could cascade-delete rows; run migrations through generated_migrations/env.py "
             "(schemagen upgrade, or alembic with alembic.ini), which switches it off first"
         )
-    before, after = ("pre", "post") if direction == "upgrade" else ("post", "pre")
-    before_file = validation_file(script_file, dialect, change, before)
-    _checks_before(connection, before_file, change, before, (resumable or {}).get(dialect, ()))
-    snapshots = [c for c in parse_checks(before_file.read_text("utf-8")) if c.kind == "snapshot"]
-    if snapshots:
-        with step(change, "snapshot", dialect) as rec:
-            for snap in snapshots:
-                connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{snap.name}"')
-                connection.exec_driver_sql(_driver_sql(connection, snap.sql))
-            rec.extra.update(tables=len(snapshots))
-    with step(change, direction, dialect):
-        fn()
-    if dialect == "sqlite":
-        foreign_key_check(connection, change)
-    after_file = validation_file(script_file, dialect, change, after)
-    verify(connection, after_file, change, after, ("check", "data-check"))
+    note = half_applied(connection)
+    if note is not None and note["change"] != change:
+        raise HalfAppliedElsewhere(
+            f"{note['change']} is half-applied (an interrupted {note.get('direction')}), so "
+            f"{change} cannot run: finish it with `schemagen upgrade` or undo it with "
+            f"`schemagen downgrade --to {note.get('down_revision')}` first"
+        )
+    tolerated = (resumable or {}).get(dialect)
+    revs = _revisions(op, change)
+    statements = _Statements()
+    stage = "before"
+    try:
+        before, after = ("pre", "post") if direction == "upgrade" else ("post", "pre")
+        before_file = validation_file(script_file, dialect, change, before)
+        _checks_before(connection, before_file, change, before, (tolerated or {}) if note else None)
+        if tolerated is not None:
+            mark_half_applied(connection, change, direction, revs)
+        snapshots = [
+            c for c in parse_checks(before_file.read_text("utf-8")) if c.kind == "snapshot"
+        ]
+        if snapshots:
+            with step(change, "snapshot", dialect) as rec:
+                for snap in snapshots:
+                    connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{snap.name}"')
+                    connection.exec_driver_sql(_driver_sql(connection, snap.sql))
+                rec.extra.update(tables=len(snapshots))
+        stage = "ddl"
+        event.listen(connection, "after_cursor_execute", statements)
+        try:
+            with step(change, direction, dialect):
+                fn()
+        finally:
+            event.remove(connection, "after_cursor_execute", statements)
+        stage = "after"
+        if dialect == "sqlite":
+            foreign_key_check(connection, change)
+        after_file = validation_file(script_file, dialect, change, after)
+        verify(connection, after_file, change, after, ("check", "data-check"))
+    except BaseException as exc:
+        done, undone = statements.split()
+        if done or note is not None:
+            revision, down = revs
+            info = HalfApplied(
+                change=change,
+                direction=direction,
+                dialect=dialect,
+                revision=down if direction == "upgrade" else revision,
+                down_revision=down,
+                done=done,
+                undone=undone,
+                earlier=note is not None,
+                stage=stage,
+            )
+            try:
+                exc.schemagen_half_applied = info  # type: ignore[attr-defined]
+            except (AttributeError, TypeError):  # an exception type without a __dict__
+                log.error("%s", info.describe())
+        raise
+    if tolerated is not None or note is not None:
+        _comment(connection, None)  # committed with the revision stamp, or not at all
     # On failure the rollback takes the snapshots with it (or the session ends); a re-run
     # drops any left by a committed autocommit block before taking new ones.
     for snap in snapshots:

@@ -33,13 +33,81 @@ def upgrade() -> None:
             "postgresql": _upgrade_postgresql,
             "sqlite": _upgrade_sqlite,
         },
-        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        # Steps that commit on their own can leave this change half-applied (a kill, a failed
+        # step). Then, and only then, the checks before the DDL tolerate exactly these rows:
+        # each is one object in a state such a step (of either direction) leaves it in. Any
+        # other difference is refused before the first step; the checks after it are strict.
         resumable={
-            "postgresql": [
-                "market_data.columns",
-                "market_data.foreign_keys",
-                "market_data.indexes",
-            ],
+            "postgresql": {
+                "market_data.indexes": [
+                    [
+                        "expected, not found",
+                        "ix_market_data_instrument",
+                        "instrument_id",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    [
+                        "expected, not found",
+                        "ix_market_data_latest",
+                        "instrument_id,timestamp,price,bid,ask",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    ["expected, not found", "ix_market_data_price", "price", "NO", "YES", ""],
+                    [
+                        "expected, not found",
+                        "ix_market_data_timestamp",
+                        "timestamp",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_market_data_instrument",
+                        "instrument_id",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_market_data_instrument_price",
+                        "instrument_id,price",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_market_data_instrument_price",
+                        "instrument_id,price",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_market_data_latest",
+                        "instrument_id,timestamp,price,bid,ask",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    ["found, not expected", "ix_market_data_price", "price", "NO", "NO", ""],
+                    [
+                        "found, not expected",
+                        "ix_market_data_timestamp",
+                        "timestamp",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                ],
+            },
         },
     )
 
@@ -53,13 +121,81 @@ def downgrade() -> None:
             "postgresql": _downgrade_postgresql,
             "sqlite": _downgrade_sqlite,
         },
-        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        # Steps that commit on their own can leave this change half-applied (a kill, a failed
+        # step). Then, and only then, the checks before the DDL tolerate exactly these rows:
+        # each is one object in a state such a step (of either direction) leaves it in. Any
+        # other difference is refused before the first step; the checks after it are strict.
         resumable={
-            "postgresql": [
-                "market_data.columns",
-                "market_data.foreign_keys",
-                "market_data.indexes",
-            ],
+            "postgresql": {
+                "market_data.indexes": [
+                    [
+                        "expected, not found",
+                        "ix_market_data_instrument_price",
+                        "instrument_id,price",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_market_data_instrument",
+                        "instrument_id",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_market_data_instrument",
+                        "instrument_id",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_market_data_instrument_price",
+                        "instrument_id,price",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_market_data_latest",
+                        "instrument_id,timestamp,price,bid,ask",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_market_data_latest",
+                        "instrument_id,timestamp,price,bid,ask",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    ["found, not expected", "ix_market_data_price", "price", "NO", "NO", ""],
+                    ["found, not expected", "ix_market_data_price", "price", "NO", "YES", ""],
+                    [
+                        "found, not expected",
+                        "ix_market_data_timestamp",
+                        "timestamp",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_market_data_timestamp",
+                        "timestamp",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                ],
+            },
         },
     )
 

@@ -32,9 +32,99 @@ def upgrade() -> None:
             "postgresql": _upgrade_postgresql,
             "sqlite": _upgrade_sqlite,
         },
-        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        # Steps that commit on their own can leave this change half-applied (a kill, a failed
+        # step). Then, and only then, the checks before the DDL tolerate exactly these rows:
+        # each is one object in a state such a step (of either direction) leaves it in. Any
+        # other difference is refused before the first step; the checks after it are strict.
         resumable={
-            "postgresql": ["alert_logs.columns", "alert_logs.foreign_keys", "alert_logs.indexes"],
+            "postgresql": {
+                "alert_logs.indexes": [
+                    [
+                        "expected, not found",
+                        "ix_alert_logs_acknowledged_at",
+                        "acknowledged_at",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    [
+                        "expected, not found",
+                        "ix_alert_logs_created_at",
+                        "created_at",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    [
+                        "expected, not found",
+                        "ix_alert_logs_instrument_timestamp",
+                        "instrument_id,timestamp",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    ["expected, not found", "ix_alert_logs_rule", "rule_id", "NO", "YES", ""],
+                    ["expected, not found", "ix_alert_logs_severity", "severity", "NO", "YES", ""],
+                    [
+                        "expected, not found",
+                        "ix_alert_logs_status_timestamp",
+                        "status,timestamp",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    [
+                        "expected, not found",
+                        "ix_alert_logs_trigger_value",
+                        "trigger_value",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_alert_logs_acknowledged_at",
+                        "acknowledged_at",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_alert_logs_created_at",
+                        "created_at",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_alert_logs_instrument_timestamp",
+                        "instrument_id,timestamp",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    ["found, not expected", "ix_alert_logs_rule", "rule_id", "NO", "NO", ""],
+                    ["found, not expected", "ix_alert_logs_severity", "severity", "NO", "NO", ""],
+                    [
+                        "found, not expected",
+                        "ix_alert_logs_status_timestamp",
+                        "status,timestamp",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_alert_logs_trigger_value",
+                        "trigger_value",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                ],
+            },
         },
     )
 
@@ -48,9 +138,99 @@ def downgrade() -> None:
             "postgresql": _downgrade_postgresql,
             "sqlite": _downgrade_sqlite,
         },
-        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        # Steps that commit on their own can leave this change half-applied (a kill, a failed
+        # step). Then, and only then, the checks before the DDL tolerate exactly these rows:
+        # each is one object in a state such a step (of either direction) leaves it in. Any
+        # other difference is refused before the first step; the checks after it are strict.
         resumable={
-            "postgresql": ["alert_logs.columns", "alert_logs.foreign_keys", "alert_logs.indexes"],
+            "postgresql": {
+                "alert_logs.indexes": [
+                    [
+                        "found, not expected",
+                        "ix_alert_logs_acknowledged_at",
+                        "acknowledged_at",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_alert_logs_acknowledged_at",
+                        "acknowledged_at",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_alert_logs_created_at",
+                        "created_at",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_alert_logs_created_at",
+                        "created_at",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_alert_logs_instrument_timestamp",
+                        "instrument_id,timestamp",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_alert_logs_instrument_timestamp",
+                        "instrument_id,timestamp",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    ["found, not expected", "ix_alert_logs_rule", "rule_id", "NO", "NO", ""],
+                    ["found, not expected", "ix_alert_logs_rule", "rule_id", "NO", "YES", ""],
+                    ["found, not expected", "ix_alert_logs_severity", "severity", "NO", "NO", ""],
+                    ["found, not expected", "ix_alert_logs_severity", "severity", "NO", "YES", ""],
+                    [
+                        "found, not expected",
+                        "ix_alert_logs_status_timestamp",
+                        "status,timestamp",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_alert_logs_status_timestamp",
+                        "status,timestamp",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_alert_logs_trigger_value",
+                        "trigger_value",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_alert_logs_trigger_value",
+                        "trigger_value",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                ],
+            },
         },
     )
 

@@ -45,16 +45,113 @@ def upgrade() -> None:
             "postgresql": _upgrade_postgresql,
             "sqlite": _upgrade_sqlite,
         },
-        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        # Steps that commit on their own can leave this change half-applied (a kill, a failed
+        # step). Then, and only then, the checks before the DDL tolerate exactly these rows:
+        # each is one object in a state such a step (of either direction) leaves it in. Any
+        # other difference is refused before the first step; the checks after it are strict.
         resumable={
-            "postgresql": [
-                "alert_logs.columns",
-                "alert_logs.foreign_keys",
-                "alert_logs.indexes",
-                "market_data.columns",
-                "market_data.foreign_keys",
-                "market_data.indexes",
-            ],
+            "postgresql": {
+                "alert_logs.indexes": [
+                    [
+                        "expected, not found",
+                        "ix_alert_logs_deleted_at",
+                        "deleted_at",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_alert_logs_deleted_at",
+                        "deleted_at",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_alert_logs_deleted_at",
+                        "deleted_at",
+                        "NO",
+                        "NO",
+                        "deleted_at IS NOT NULL",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_alert_logs_deleted_at",
+                        "deleted_at",
+                        "NO",
+                        "YES",
+                        "deleted_at IS NOT NULL",
+                    ],
+                ],
+                "market_data.indexes": [
+                    [
+                        "expected, not found",
+                        "ix_market_data_deleted_at",
+                        "deleted_at",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    [
+                        "expected, not found",
+                        "ix_market_data_instrument_price",
+                        "instrument_id,price",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_market_data_deleted_at",
+                        "deleted_at",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_market_data_deleted_at",
+                        "deleted_at",
+                        "NO",
+                        "NO",
+                        "deleted_at IS NOT NULL",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_market_data_deleted_at",
+                        "deleted_at",
+                        "NO",
+                        "YES",
+                        "deleted_at IS NOT NULL",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_market_data_instrument_price",
+                        "instrument_id,price",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_market_data_instrument_timestamp",
+                        "instrument_id,timestamp",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_market_data_instrument_timestamp",
+                        "instrument_id,timestamp",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                ],
+            },
         },
     )
 
@@ -68,16 +165,113 @@ def downgrade() -> None:
             "postgresql": _downgrade_postgresql,
             "sqlite": _downgrade_sqlite,
         },
-        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        # Steps that commit on their own can leave this change half-applied (a kill, a failed
+        # step). Then, and only then, the checks before the DDL tolerate exactly these rows:
+        # each is one object in a state such a step (of either direction) leaves it in. Any
+        # other difference is refused before the first step; the checks after it are strict.
         resumable={
-            "postgresql": [
-                "alert_logs.columns",
-                "alert_logs.foreign_keys",
-                "alert_logs.indexes",
-                "market_data.columns",
-                "market_data.foreign_keys",
-                "market_data.indexes",
-            ],
+            "postgresql": {
+                "alert_logs.indexes": [
+                    [
+                        "expected, not found",
+                        "ix_alert_logs_deleted_at",
+                        "deleted_at",
+                        "NO",
+                        "YES",
+                        "deleted_at IS NOT NULL",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_alert_logs_deleted_at",
+                        "deleted_at",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_alert_logs_deleted_at",
+                        "deleted_at",
+                        "NO",
+                        "NO",
+                        "deleted_at IS NOT NULL",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_alert_logs_deleted_at",
+                        "deleted_at",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                ],
+                "market_data.indexes": [
+                    [
+                        "expected, not found",
+                        "ix_market_data_deleted_at",
+                        "deleted_at",
+                        "NO",
+                        "YES",
+                        "deleted_at IS NOT NULL",
+                    ],
+                    [
+                        "expected, not found",
+                        "ix_market_data_instrument_timestamp",
+                        "instrument_id,timestamp",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_market_data_deleted_at",
+                        "deleted_at",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_market_data_deleted_at",
+                        "deleted_at",
+                        "NO",
+                        "NO",
+                        "deleted_at IS NOT NULL",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_market_data_deleted_at",
+                        "deleted_at",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_market_data_instrument_price",
+                        "instrument_id,price",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_market_data_instrument_price",
+                        "instrument_id,price",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_market_data_instrument_timestamp",
+                        "instrument_id,timestamp",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                ],
+            },
         },
     )
 

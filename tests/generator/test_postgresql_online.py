@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from support import GOLDEN, ROOT, execute, inspect_schema
 
-from generator import files, migrate
+from generator import files, migrate, runtime
 from generator.load import load_changes
 from generator.render import generate
 
@@ -25,6 +25,16 @@ def pg_url(pg_database: str) -> str:
     from conftest import pg_url_for
 
     return pg_url_for(pg_database)
+
+
+def _interrupted(url: str, change: str, direction: str) -> None:
+    """Record ``change`` as half-applied, as its interrupted run would have (its first
+    commit carries the record)."""
+    revision = change[:4]
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        runtime.mark_half_applied(conn, change, direction, (revision, f"{int(revision) - 1:04d}"))
+    engine.dispose()
 
 
 def _indexes(url: str, table: str) -> list[tuple[str, tuple[str, ...], bool]]:
@@ -56,7 +66,7 @@ def test_an_invalid_index_left_by_a_failed_build_is_rebuilt(pg_database: str, dr
         "INSERT INTO market_data (instrument_id, timestamp, price) VALUES "
         "(1, now(), 1.5), (1, now(), 1.5)",
     )
-    # A concurrent build that fails (duplicate key) leaves an INVALID index behind.
+    # A concurrent build that fails (here a duplicate key) leaves an INVALID index behind.
     engine = sa.create_engine(sync_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn, pytest.raises(sa.exc.IntegrityError):
         conn.exec_driver_sql(
@@ -68,8 +78,17 @@ def test_an_invalid_index_left_by_a_failed_build_is_rebuilt(pg_database: str, dr
             "SELECT indisvalid FROM pg_index WHERE indexrelid = "
             "'ix_market_data_instrument_price'::regclass"
         ).scalar()
+        # 0001 builds the index non-unique: the catalogue as its killed build would leave it
+        conn.exec_driver_sql(
+            "UPDATE pg_index SET indisunique = false WHERE indexrelid = "
+            "'ix_market_data_instrument_price'::regclass"
+        )
     engine.dispose()
     assert valid is False
+    # Not recorded as an interrupted run of 0001: someone else's index, refused.
+    with pytest.raises(runtime.CheckFailed, match="ix_market_data_instrument_price"):
+        migrate.upgrade(MIGRATIONS, sa.make_url(url), "0001")
+    _interrupted(sync_url, "0001_optimize_market_data_indexes", "upgrade")
     migrate.upgrade(MIGRATIONS, sa.make_url(url), "0001")
     assert ("ix_market_data_instrument_price", ("instrument_id", "price"), False) in _indexes(
         sync_url, "market_data"
@@ -86,6 +105,10 @@ def test_a_run_interrupted_half_way_is_completed_by_the_next_one(pg_url: str) ->
     migrate.upgrade(MIGRATIONS, sa.make_url(pg_url), "0000")
     # As if the previous run died after two of the four concurrent drops.
     execute(pg_url, "DROP INDEX ix_market_data_timestamp", "DROP INDEX ix_market_data_instrument")
+    # Without the record of an interrupted run, the same state is drift: refused.
+    with pytest.raises(runtime.CheckFailed, match="ix_market_data_timestamp"):
+        migrate.upgrade(MIGRATIONS, sa.make_url(pg_url), "0001")
+    _interrupted(pg_url, "0001_optimize_market_data_indexes", "upgrade")
     migrate.upgrade(MIGRATIONS, sa.make_url(pg_url), "0001")
     assert [name for name, _, _ in _indexes(pg_url, "market_data")] == [
         "ix_market_data_instrument_price",
@@ -153,6 +176,7 @@ def test_a_swap_interrupted_before_validation_is_completed_by_the_next_run(pg_ur
         "ALTER TABLE alert_logs ADD CONSTRAINT fk_alert_logs_rule_id_alert_rules "
         "FOREIGN KEY (rule_id) REFERENCES alert_rules (id) ON DELETE RESTRICT NOT VALID",
     )
+    _interrupted(pg_url, "0004_add_soft_delete_safety", "upgrade")
     migrate.upgrade(MIGRATIONS, url, "0004")
     schema = inspect_schema(pg_url)
     actions = {fk[0]: fk[4] for t in schema.values() for fk in t["foreign_keys"]}

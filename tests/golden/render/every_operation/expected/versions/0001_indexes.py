@@ -24,9 +24,49 @@ def upgrade() -> None:
             "postgresql": _upgrade_postgresql,
             "sqlite": _upgrade_sqlite,
         },
-        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        # Steps that commit on their own can leave this change half-applied (a kill, a failed
+        # step). Then, and only then, the checks before the DDL tolerate exactly these rows:
+        # each is one object in a state such a step (of either direction) leaves it in. Any
+        # other difference is refused before the first step; the checks after it are strict.
         resumable={
-            "postgresql": ["trades.columns", "trades.foreign_keys", "trades.indexes"],
+            "postgresql": {
+                "trades.indexes": [
+                    ["expected, not found", "ix_trades_price", "price", "NO", "YES", ""],
+                    ["found, not expected", "ix_trades_price", "price", "NO", "NO", ""],
+                    [
+                        "found, not expected",
+                        "ix_trades_unpriced_note",
+                        "note",
+                        "NO",
+                        "NO",
+                        "note IS NOT NULL AND size IS NULL",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_trades_unpriced_note",
+                        "note",
+                        "NO",
+                        "YES",
+                        "note IS NOT NULL AND size IS NULL",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_trades_venue_price",
+                        "venue_id,price",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_trades_venue_price",
+                        "venue_id,price",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                ],
+            },
         },
     )
 
@@ -40,9 +80,49 @@ def downgrade() -> None:
             "postgresql": _downgrade_postgresql,
             "sqlite": _downgrade_sqlite,
         },
-        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        # Steps that commit on their own can leave this change half-applied (a kill, a failed
+        # step). Then, and only then, the checks before the DDL tolerate exactly these rows:
+        # each is one object in a state such a step (of either direction) leaves it in. Any
+        # other difference is refused before the first step; the checks after it are strict.
         resumable={
-            "postgresql": ["trades.columns", "trades.foreign_keys", "trades.indexes"],
+            "postgresql": {
+                "trades.indexes": [
+                    [
+                        "expected, not found",
+                        "ix_trades_unpriced_note",
+                        "note",
+                        "NO",
+                        "YES",
+                        "note IS NOT NULL AND size IS NULL",
+                    ],
+                    [
+                        "expected, not found",
+                        "ix_trades_venue_price",
+                        "venue_id,price",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    ["found, not expected", "ix_trades_price", "price", "NO", "NO", ""],
+                    ["found, not expected", "ix_trades_price", "price", "NO", "YES", ""],
+                    [
+                        "found, not expected",
+                        "ix_trades_unpriced_note",
+                        "note",
+                        "NO",
+                        "NO",
+                        "note IS NOT NULL AND size IS NULL",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_trades_venue_price",
+                        "venue_id,price",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                ],
+            },
         },
     )
 

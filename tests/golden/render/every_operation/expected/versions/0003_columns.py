@@ -24,9 +24,27 @@ def upgrade() -> None:
             "postgresql": _upgrade_postgresql,
             "sqlite": _upgrade_sqlite,
         },
-        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        # Steps that commit on their own can leave this change half-applied (a kill, a failed
+        # step). Then, and only then, the checks before the DDL tolerate exactly these rows:
+        # each is one object in a state such a step (of either direction) leaves it in. Any
+        # other difference is refused before the first step; the checks after it are strict.
         resumable={
-            "postgresql": ["trades.columns", "trades.foreign_keys", "trades.indexes"],
+            "postgresql": {
+                "trades.columns": [
+                    ["found, not expected", "deleted_at", "timestamp with time zone", "YES", None],
+                    [
+                        "found, not expected",
+                        "recorded_at",
+                        "timestamp with time zone",
+                        "NO",
+                        "CURRENT_TIMESTAMP",
+                    ],
+                ],
+                "trades.indexes": [
+                    ["found, not expected", "ix_trades_deleted_at", "deleted_at", "NO", "NO", ""],
+                    ["found, not expected", "ix_trades_deleted_at", "deleted_at", "NO", "YES", ""],
+                ],
+            },
         },
     )
 
@@ -40,9 +58,17 @@ def downgrade() -> None:
             "postgresql": _downgrade_postgresql,
             "sqlite": _downgrade_sqlite,
         },
-        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        # Steps that commit on their own can leave this change half-applied (a kill, a failed
+        # step). Then, and only then, the checks before the DDL tolerate exactly these rows:
+        # each is one object in a state such a step (of either direction) leaves it in. Any
+        # other difference is refused before the first step; the checks after it are strict.
         resumable={
-            "postgresql": ["trades.columns", "trades.foreign_keys", "trades.indexes"],
+            "postgresql": {
+                "trades.indexes": [
+                    ["expected, not found", "ix_trades_deleted_at", "deleted_at", "NO", "YES", ""],
+                    ["found, not expected", "ix_trades_deleted_at", "deleted_at", "NO", "NO", ""],
+                ],
+            },
         },
     )
 

@@ -24,9 +24,51 @@ def upgrade() -> None:
             "postgresql": _upgrade_postgresql,
             "sqlite": _upgrade_sqlite,
         },
-        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        # Steps that commit on their own can leave this change half-applied (a kill, a failed
+        # step). Then, and only then, the checks before the DDL tolerate exactly these rows:
+        # each is one object in a state such a step (of either direction) leaves it in. Any
+        # other difference is refused before the first step; the checks after it are strict.
         resumable={
-            "postgresql": ["trades.columns", "trades.foreign_keys", "trades.indexes"],
+            "postgresql": {
+                "trades.foreign_keys": [
+                    [
+                        "expected, not found",
+                        "fk_trades_venue_id_venues",
+                        "venue_id",
+                        "venues",
+                        "id",
+                        "CASCADE",
+                        "YES",
+                    ],
+                    [
+                        "found, not expected",
+                        "fk_trades_venue_id_venues",
+                        "venue_id",
+                        "venues",
+                        "id",
+                        "CASCADE",
+                        "NO",
+                    ],
+                    [
+                        "found, not expected",
+                        "fk_trades_venue_id_venues",
+                        "venue_id",
+                        "venues",
+                        "id",
+                        "RESTRICT",
+                        "NO",
+                    ],
+                    [
+                        "found, not expected",
+                        "fk_trades_venue_id_venues",
+                        "venue_id",
+                        "venues",
+                        "id",
+                        "RESTRICT",
+                        "YES",
+                    ],
+                ],
+            },
         },
     )
 
@@ -40,9 +82,51 @@ def downgrade() -> None:
             "postgresql": _downgrade_postgresql,
             "sqlite": _downgrade_sqlite,
         },
-        # An interrupted run leaves these half-done outside a transaction; the re-run repairs them.
+        # Steps that commit on their own can leave this change half-applied (a kill, a failed
+        # step). Then, and only then, the checks before the DDL tolerate exactly these rows:
+        # each is one object in a state such a step (of either direction) leaves it in. Any
+        # other difference is refused before the first step; the checks after it are strict.
         resumable={
-            "postgresql": ["trades.columns", "trades.foreign_keys", "trades.indexes"],
+            "postgresql": {
+                "trades.foreign_keys": [
+                    [
+                        "expected, not found",
+                        "fk_trades_venue_id_venues",
+                        "venue_id",
+                        "venues",
+                        "id",
+                        "RESTRICT",
+                        "YES",
+                    ],
+                    [
+                        "found, not expected",
+                        "fk_trades_venue_id_venues",
+                        "venue_id",
+                        "venues",
+                        "id",
+                        "CASCADE",
+                        "NO",
+                    ],
+                    [
+                        "found, not expected",
+                        "fk_trades_venue_id_venues",
+                        "venue_id",
+                        "venues",
+                        "id",
+                        "CASCADE",
+                        "YES",
+                    ],
+                    [
+                        "found, not expected",
+                        "fk_trades_venue_id_venues",
+                        "venue_id",
+                        "venues",
+                        "id",
+                        "RESTRICT",
+                        "NO",
+                    ],
+                ],
+            },
         },
     )
 

@@ -1,0 +1,121 @@
+"""What an interrupted change can leave behind: the exact catalogue rows a re-run tolerates.
+
+On PostgreSQL a change with steps that must run outside a transaction (CREATE/DROP INDEX
+CONCURRENTLY, VALIDATE CONSTRAINT) commits part of itself before its revision is stamped: every
+step up to its last such step (the transaction before a non-transactional block is committed
+when the block starts). A kill or a failure there leaves the database "half-applied", and
+running the change again, or its inverse, must accept exactly the states those steps can leave
+each object in, and nothing else.
+
+The answer is data, derived from the plan and the schema states, never from SQL text: for each
+catalogue check of the side that runs before the DDL, the rows (problem, *values) that check
+may report. The runtime refuses any other row before the change's first step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from generator import checks, dialects
+from generator.load import Change
+from generator.plan import NON_TRANSACTIONAL, Unit, plan
+from generator.state import CreateIndexStep, DropIndexStep, Schema, SetFkActionStep
+
+Row = tuple[str | None, ...]
+Tolerance = dict[str, list[Row]]  # check name -> the failing rows it may show
+MISSING, EXTRA = "expected, not found", "found, not expected"
+
+
+def committed_prefix(units: list[Unit]) -> list[Unit]:
+    """The units that can have committed before the revision stamp: all up to the last one
+    that runs outside a transaction (none when every unit is transactional)."""
+    last = max((i for i, u in enumerate(units) if u.kind in NON_TRANSACTIONAL), default=-1)
+    return units[: last + 1]
+
+
+def _half_done(
+    units: list[Unit], start: Schema, dialect: str
+) -> Iterator[Schema | tuple[str, checks.Row]]:
+    """Every state the committed prefix can leave, at each point where something commits, and
+    the extra catalogue rows of a step interrupted part-way, with the check that shows them:
+    an INVALID index (a killed concurrent build or drop), a swapped key not yet validated.
+
+    Transactional units commit only together, when the next non-transactional block starts;
+    each statement of a concurrent-index block commits on its own; the swaps of a
+    swap_fk_actions unit commit together, then each VALIDATE on its own.
+    """
+    schema = start
+    for unit in committed_prefix(units):
+        if unit.kind not in NON_TRANSACTIONAL:
+            for step in unit.steps:
+                schema = step.apply(schema)
+            continue
+        yield schema  # the transaction before the block, committed as the block starts
+        for step in unit.steps:
+            if isinstance(step, CreateIndexStep | DropIndexStep):
+                yield f"{step.index.table}.indexes", checks.index_row(step.index, dialect, False)
+            elif isinstance(step, SetFkActionStep):
+                pending = checks.fk_row(step.new_fk, dialect, validated=False)
+                yield f"{step.new_fk.table}.foreign_keys", pending
+            schema = step.apply(schema)
+            if unit.kind == "concurrent_indexes":
+                yield schema
+        yield schema
+
+
+def _rows(schema: Schema, dialect: str) -> dict[str, set[Row]]:
+    out: dict[str, set[Row]] = {"tables": {(t.name,) for t in schema.tables}}
+    for table in schema.tables:
+        expected = checks.expect_table(table, dialect, frozenset())
+        for name, rows in checks.catalogue_rows(expected).items():
+            out[name] = {_text(r) for r in rows}
+    return out
+
+
+def _text(row: checks.Row) -> Row:
+    """As the database reports it: text, or NULL."""
+    return tuple(None if v is None else str(v) for v in row)
+
+
+def tolerance(change: Change, direction: str, dialect: str) -> Tolerance:
+    """The failing rows the checks before ``direction``'s DDL may show when ``change`` was
+    interrupted half-applied, in either direction (a half-done upgrade can be undone by the
+    downgrade and the other way round); empty when no step of it commits on its own."""
+    sides = (
+        (change.steps, change.before),
+        (change.inverse_steps, change.after),
+    )
+    base_schema = change.before if direction == "upgrade" else change.after
+    base = _rows(base_schema, dialect)
+    tolerated: dict[str, set[Row]] = {}
+    for steps, start in sides:
+        for state in _half_done(plan(steps, start, dialect), start, dialect):
+            if isinstance(state, Schema):
+                rows = _rows(state, dialect)
+                for name, expected in base.items():
+                    found = rows.get(name, set())
+                    missing = {(MISSING, *r) for r in expected - found}
+                    extra = {(EXTRA, *r) for r in found - expected}
+                    if missing | extra:
+                        tolerated.setdefault(name, set()).update(missing | extra)
+            else:
+                name, row = state
+                if name in base and _text(row) not in base[name]:
+                    tolerated.setdefault(name, set()).add((EXTRA, *_text(row)))
+    return {name: sorted(rows, key=_order) for name, rows in sorted(tolerated.items())}
+
+
+def _order(row: Row) -> tuple[str, ...]:
+    return tuple("" if v is None else v for v in row)
+
+
+def tolerances(change: Change) -> dict[str, dict[str, Tolerance]]:
+    """Per direction, per dialect with a step that commits on its own: the tolerance."""
+    return {
+        direction: {
+            dialect: tol
+            for dialect in dialects.DIALECTS
+            if (tol := tolerance(change, direction, dialect))
+        }
+        for direction in ("upgrade", "downgrade")
+    }
