@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 stale generated files or a failed validation check; 2 u
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import re
@@ -313,12 +314,14 @@ def database_errors() -> Iterator[None]:
     from alembic.util.exc import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
-    from generator import db, runtime
+    from generator import db, integrity, runtime
 
     try:
         yield
     except runtime.CheckFailed as exc:
         fail(Exit.FAILED, f"error: {exc}\nthe failing change's transaction was rolled back")
+    except integrity.ModifiedFiles as exc:
+        fail(Exit.FAILED, f"error: {exc}")
     except db.UrlError as exc:
         fail(Exit.USAGE, f"error: {exc}")
     except CommandError as exc:
@@ -337,15 +340,67 @@ def _with_url(url: str | None, fn: Callable[[Any], None]) -> None:
         fn(db.resolve_url(url))
 
 
-def _migrate(ctx: click.Context, url: str | None, to: str, direction: str) -> None:
+allow_modified_option = click.option(
+    "--allow-modified",
+    "allow_modified",
+    metavar="REASON",
+    default=None,
+    help="Run generated files that differ from schemagen.sum anyway; REASON is logged "
+    "(also $SCHEMAGEN_ALLOW_MODIFIED).",
+)
+
+
+def _preflight(root: Path, dialect: str, reason: str | None) -> None:
+    """Refuse, before the first change runs, a generated file that differs from the sum;
+    show what differs from what the specs render where they still load."""
+    from generator import integrity
+
+    try:
+        integrity.preflight(root / "generated_migrations", dialect, reason)
+    except integrity.ModifiedFiles as exc:
+        try:
+            rendered = render_all(load_changes(root / "changes", display_base=root))
+        except SpecErrors:
+            rendered = {}
+        out_dir = root / "generated_migrations"
+        for problem in exc.problems:
+            expected = rendered.get(problem.path)
+            if expected is None or not (out_dir / problem.path).is_file():
+                continue
+            on_disk = (out_dir / problem.path).read_text(encoding="utf-8", errors="replace")
+            label = f"generated_migrations/{problem.path}"
+            diff = difflib.unified_diff(
+                expected.splitlines(True),
+                on_disk.splitlines(True),
+                f"{label} (rendered from the specs)",
+                f"{label} (on disk)",
+            )
+            for line in list(diff)[:60]:
+                click.echo(_redact(line), nl=not line.endswith("\n"), err=True)
+        raise
+
+
+def _reason(reason: str | None) -> str | None:
+    from generator import integrity
+
+    if reason is not None and not reason.strip():
+        fail(Exit.USAGE, "error: --allow-modified needs a reason (it is logged)")
+    return reason or integrity.override()
+
+
+def _migrate(
+    ctx: click.Context, url: str | None, to: str, direction: str, allow_modified: str | None
+) -> None:
     from generator import migrate, redact, runtime  # lazily: `generate` starts faster
 
     out_dir = _root(ctx) / "generated_migrations"
     run = migrate.upgrade if direction == "upgrade" else migrate.downgrade
+    reason = _reason(allow_modified)
 
     def go(u: Any) -> None:
         echo(f"{direction[:-1]}ing {redact.safe_url(u)} to {to}")
-        run(out_dir, u, to)
+        _preflight(_root(ctx), u.get_backend_name(), reason)
+        run(out_dir, u, to, allow_modified=reason, preflight_done=True)
         revision = migrate.with_connection(u, runtime.current_revision)
         echo(f"database is at revision {revision or 'base'}")
 
@@ -355,35 +410,41 @@ def _migrate(ctx: click.Context, url: str | None, to: str, direction: str) -> No
 @main.command()
 @url_option
 @click.option("--to", "to", default="head", show_default=True, help="Target revision.")
+@allow_modified_option
 @click.pass_context
-def upgrade(ctx: click.Context, url: str | None, to: str) -> None:
+def upgrade(ctx: click.Context, url: str | None, to: str, allow_modified: str | None) -> None:
     """Apply migrations up to a revision, running each change's checks."""
-    _migrate(ctx, url, to, "upgrade")
+    _migrate(ctx, url, to, "upgrade", allow_modified)
 
 
 @main.command()
 @url_option
 @click.option("--to", "to", required=True, help="Target revision (or 'base' for an empty schema).")
+@allow_modified_option
 @click.pass_context
-def downgrade(ctx: click.Context, url: str | None, to: str) -> None:
+def downgrade(ctx: click.Context, url: str | None, to: str, allow_modified: str | None) -> None:
     """Revert migrations down to a revision, running each change's checks."""
-    _migrate(ctx, url, to, "downgrade")
+    _migrate(ctx, url, to, "downgrade", allow_modified)
 
 
 @main.command()
 @url_option
+@allow_modified_option
 @click.pass_context
-def verify(ctx: click.Context, url: str | None) -> None:
+def verify(ctx: click.Context, url: str | None, allow_modified: str | None) -> None:
     """Run the validation SQL for the database's current revision."""
     from generator import migrate, redact, runtime  # lazily: `generate` starts faster
 
     out_dir = _root(ctx) / "generated_migrations"
     failed = 0
+    reason = _reason(allow_modified)
 
     def go(u: Any) -> None:
         nonlocal failed
-        revision, source, results = migrate.verify(out_dir, u)
+        revision, source, results, note = migrate.verify(out_dir, u, reason)
         echo(f"verifying {redact.safe_url(u)} at revision {revision or 'base'} ({source}.sql)")
+        if note:
+            echo(f"note: {note}")
         for result in results:
             if result.passed:
                 echo(f"  passed  {result.check.name}")

@@ -13,7 +13,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Connection
 
-from generator import db, dialects, runtime
+from generator import db, dialects, integrity, revisions, runtime
 
 T = TypeVar("T")
 
@@ -26,25 +26,50 @@ def alembic_config(migrations_dir: Path, url: URL) -> Config:
     return config
 
 
-def _config(migrations_dir: Path, url: URL, connection: Connection | None) -> Config:
+def _config(
+    migrations_dir: Path, url: URL, connection: Connection | None, allow_modified: str | None
+) -> Config:
     config = alembic_config(migrations_dir, url)
     if connection is not None:
         config.attributes["connection"] = connection
+    if allow_modified:
+        config.attributes["allow_modified"] = allow_modified
+    return config
+
+
+def _checked(config: Config, preflight_done: bool) -> Config:
+    config.attributes["integrity_checked"] = preflight_done
     return config
 
 
 def upgrade(
-    migrations_dir: Path, url: URL, to: str = "head", connection: Connection | None = None
+    migrations_dir: Path,
+    url: URL,
+    to: str = "head",
+    connection: Connection | None = None,
+    allow_modified: str | None = None,
+    preflight_done: bool = False,
 ) -> None:
     """Upgrade to ``to``; with ``connection``, on that connection (env.py still switches
-    SQLite's foreign-key enforcement off around the run and back on after it)."""
-    command.upgrade(_config(migrations_dir, url, connection), to)
+    SQLite's foreign-key enforcement off around the run and back on after it).
+
+    ``allow_modified`` is the operator's reason to run generated files that differ from
+    schemagen.sum (see generator.integrity); without it they are refused. ``preflight_done``
+    says the caller checked every file already (env.py then does not check them again)."""
+    config = _checked(_config(migrations_dir, url, connection, allow_modified), preflight_done)
+    command.upgrade(config, to)
 
 
 def downgrade(
-    migrations_dir: Path, url: URL, to: str, connection: Connection | None = None
+    migrations_dir: Path,
+    url: URL,
+    to: str,
+    connection: Connection | None = None,
+    allow_modified: str | None = None,
+    preflight_done: bool = False,
 ) -> None:
-    command.downgrade(_config(migrations_dir, url, connection), to)
+    config = _checked(_config(migrations_dir, url, connection, allow_modified), preflight_done)
+    command.downgrade(config, to)
 
 
 def heads(migrations_dir: Path) -> list[str]:
@@ -74,28 +99,53 @@ def with_connection(url: URL, fn: Callable[[Connection], T]) -> T:
         engine.dispose()
 
 
-def change_for(migrations_dir: Path, revision: str | None) -> tuple[str, str]:
-    """(change name, phase) whose checks describe a database at ``revision``."""
+def change_for(migrations_dir: Path, revision: str | None) -> tuple[str, str, str | None]:
+    """(change name, phase, note) whose checks describe a database at ``revision``.
+
+    At a hand-written revision they are the post-checks of its nearest generated ancestor,
+    and the note says so."""
     versions = sorted((migrations_dir / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
     if revision is None:
         if not versions:
             raise LookupError("no generated migrations found")
-        return versions[0].stem, "pre"
-    for path in versions:
-        if path.stem.split("_", 1)[0] == revision:
-            return path.stem, "post"
-    raise LookupError(f"the database is at revision {revision!r}, which no migration here has")
+        return versions[0].stem, "pre", None
+    chain = revisions.read(migrations_dir)
+    ancestor = revisions.nearest_generated(chain, revision)
+    own = next((r for r in chain if r.revision == revision), None)
+    if own is None or ancestor is None:
+        raise LookupError(
+            f"the database is at revision {revision!r}, which no migration here has"
+            if own is None
+            else f"the database is at hand-written revision {revision!r} ({own.path}), "
+            "which follows no generated revision: there are no checks to run"
+        )
+    if own.generated:
+        return ancestor.name, "post", None
+    return (
+        ancestor.name,
+        "post",
+        f"revision {revision} is hand-written ({own.path}); these are the checks of its "
+        f"nearest generated ancestor {ancestor.revision}, which it may have changed",
+    )
 
 
-def verify(migrations_dir: Path, url: URL) -> tuple[str | None, str, list[runtime.CheckResult]]:
-    """Run the validation SQL for the database's current revision; failures are returned."""
+def verify(
+    migrations_dir: Path, url: URL, allow_modified: str | None = None
+) -> tuple[str | None, str, list[runtime.CheckResult], str | None]:
+    """Run the validation SQL for the database's current revision; failures are returned,
+    with a note when the revision is hand-written. The validation file must match the sum
+    (see generator.integrity) unless ``allow_modified`` gives the reason to run it anyway."""
 
-    def go(conn: Connection) -> tuple[str | None, str, list[runtime.CheckResult]]:
+    def go(conn: Connection) -> tuple[str | None, str, list[runtime.CheckResult], str | None]:
         revision = runtime.current_revision(conn)
-        change, phase = change_for(migrations_dir, revision)
+        change, phase, note = change_for(migrations_dir, revision)
         script = migrations_dir / "versions" / f"{change}.py"
-        file = runtime.validation_file(script, conn.dialect.name, change, phase)
-        return revision, f"{change}.{phase}", runtime.evaluate(conn, file, change, phase)
+        dialect = conn.dialect.name
+        rel = f"validation/{dialect}/{change}.{phase}.sql"
+        runtime.use_verified(script, integrity.check(migrations_dir, [rel], allow_modified))
+        file = runtime.validation_file(script, dialect, change, phase)
+        results = runtime.evaluate(conn, file, change, phase)
+        return revision, f"{change}.{phase}", results, note
 
     return with_connection(url, go)
 
