@@ -20,7 +20,7 @@ from typing import Any, NoReturn, cast
 
 import click
 
-from generator import files, lint, spec
+from generator import files, lint, revisions, spec
 from generator.errors import SpecErrors
 from generator.load import load_changes
 from generator.render import generate as render_all
@@ -150,12 +150,18 @@ def generate(ctx: click.Context, check: bool) -> None:
     root = _root(ctx)
     out_dir = root / "generated_migrations"
     rendered = _load(root)
+    # Hand-written revisions on disk and the generated ones about to be written: one chain.
+    chain = revisions.problems(revisions.read(out_dir, rendered))
+    for problem in chain:
+        echo(f"revision chain: generated_migrations/{problem}", err=True)
+    if chain and not check:
+        fail(Exit.FAILED, "the revisions would not form one chain; nothing was written")
     if check:
         drift = files.compare(rendered, out_dir)
         integrity = files.sum_problems(out_dir, drift, rendered)
         for problem in integrity:
             echo(f"integrity: {problem}", err=True)
-        if drift.clean and not integrity:
+        if drift.clean and not integrity and not chain:
             echo(f"generated files are current ({len(rendered)} files)")
             return
         for line in drift.diff:
@@ -171,12 +177,20 @@ def generate(ctx: click.Context, check: bool) -> None:
             Exit.FAILED,
             "generated files differ from the specs or their sums; run `schemagen generate`",
         )
-    written, deleted = files.write(rendered, out_dir)
-    for path in written:
+    done = files.write(rendered, out_dir)
+    for path in done.written:
         echo(f"wrote generated_migrations/{path}")
-    for path in deleted:
+    for path in done.deleted:
         echo(f"deleted generated_migrations/{path} (its spec is gone)")
-    echo(f"{len(rendered)} files generated, {len(written)} written, {len(deleted)} deleted")
+    for path in done.kept:
+        echo(
+            f"kept generated_migrations/{path}: it has the generated header but is not in "
+            f"{files.SUM_FILE}, so this generator did not write it; delete it if it is stale",
+            err=True,
+        )
+    echo(
+        f"{len(rendered)} files generated, {len(done.written)} written, {len(done.deleted)} deleted"
+    )
 
 
 @main.command(name="lint")
@@ -499,18 +513,26 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
 
     root = _root(ctx)
     out_dir = root / "generated_migrations"
-    names = sorted(p.stem for p in (out_dir / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+    # Base to head, hand-written revisions included.
+    chain = revisions.chain(revisions.read(out_dir))
+    names, ids = [r.name for r in chain], [r.revision for r in chain]
+    handwritten = {r.name for r in chain if not r.generated}
     report: dict[str, Any] = {}
 
     def go(u: Any) -> None:
         revision = migrate.with_connection(u, runtime.current_revision)
-        pending = [n for n in names if revision is None or n[:4] > revision]
+        if revision in ids:
+            pending = names[ids.index(revision) + 1 :]
+        else:
+            pending = [n for n in names if revision is None or n[:4] > revision]
         risks = {}
         for name in pending:
             review = out_dir / "review" / f"{name}.md"
             text = review.read_text(encoding="utf-8") if review.is_file() else ""
             line = next((ln for ln in text.splitlines() if ln.startswith("**Risk:**")), "")
             risks[name] = line.removeprefix("**Risk:**").strip().rstrip(".")
+            if name in handwritten:
+                risks[name] = "hand-written revision (no review summary)"
         try:
             changes = load_changes(root / "changes", display_base=root)
             drift = files.compare(render_all(changes), out_dir)
@@ -524,7 +546,7 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
         report.update(
             database=redact.safe_url(u),
             revision=revision,
-            head=names[-1][:4] if names else None,
+            head=ids[-1] if ids else None,
             at_head=not pending,
             pending=[{"change": n, "risk": risks[n]} for n in pending],
             files_current=current,

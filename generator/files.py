@@ -16,11 +16,23 @@ from pathlib import Path
 OWNED_PATTERNS = ("versions/*.py", "validation/*/*.sql", "review/*.md", "schemagen.sum")
 
 
+def _opens_generated(path: Path) -> bool:
+    try:
+        with path.open(encoding="utf-8", errors="replace") as f:
+            return is_generated(f.read(200))
+    except OSError:
+        return False
+
+
 def owned_files(out_dir: Path) -> set[str]:
+    """The files here that the generator wrote: they open with its header (a hand-written
+    revision beside them does not, and is the operator's)."""
     found: set[str] = set()
     for pattern in OWNED_PATTERNS:
         found.update(
-            p.relative_to(out_dir).as_posix() for p in out_dir.glob(pattern) if p.is_file()
+            p.relative_to(out_dir).as_posix()
+            for p in out_dir.glob(pattern)
+            if p.is_file() and (p.name == SUM_FILE or _opens_generated(p))
         )
     return found
 
@@ -68,20 +80,37 @@ def compare(files: dict[str, str], out_dir: Path, label: str = "generated_migrat
     return drift
 
 
-def write(files: dict[str, str], out_dir: Path) -> tuple[list[str], list[str]]:
-    """Write every file that differs and delete orphans; returns (written, deleted)."""
-    written, deleted = [], []
+@dataclass
+class Written:
+    written: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # orphans the old sum did not list
+
+
+def write(files: dict[str, str], out_dir: Path) -> Written:
+    """Write every file that differs and delete orphans the generator wrote: those with its
+    header that the sum on disk lists. Another file with the header is kept and reported:
+    deleting what this generator cannot prove it wrote could delete someone's work."""
+    try:
+        listed = sum_entries((out_dir / SUM_FILE).read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError):
+        listed = {}
+    orphans = sorted(owned_files(out_dir) - set(files))
+    out = Written()
     for path, text in sorted(files.items()):
         target = out_dir / path
         if target.is_file() and target.read_text(encoding="utf-8") == text:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
-        written.append(path)
-    for path in sorted(owned_files(out_dir) - set(files)):
-        (out_dir / path).unlink()
-        deleted.append(path)
-    return written, deleted
+        out.written.append(path)
+    for path in orphans:
+        if path in listed:
+            (out_dir / path).unlink()
+            out.deleted.append(path)
+        else:
+            out.kept.append(path)
+    return out
 
 
 SUM_FILE = "schemagen.sum"
