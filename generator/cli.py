@@ -251,11 +251,27 @@ def new(ctx: click.Context, change_id: str) -> None:
     changes_dir = _root(ctx) / "changes"
     if not re.fullmatch(spec.IDENTIFIER_PATTERN, change_id):
         fail(Exit.USAGE, f"error: invalid id {change_id!r} (expected {spec.IDENTIFIER_HELP})")
-    numbers = [int(p.name[:4]) for p in changes_dir.glob("[0-9][0-9][0-9][0-9]_*.yaml")]
+    from generator.load import FILE_RE, NON_ASCII_NUMBER
+
+    names = sorted(p.name for p in changes_dir.iterdir()) if changes_dir.is_dir() else []
+    for name in names:
+        odd = NON_ASCII_NUMBER.match(name)
+        if odd and not FILE_RE.match(name):
+            fail(
+                Exit.INVALID_SPEC,
+                f"changes/{name}:1:1: change number {odd['num']!r} must be written with ASCII "
+                "digits 0-9; rename it before adding a change",
+            )
+    numbers = [int(m["num"]) for n in names if (m := FILE_RE.match(n))]
     number = max(numbers, default=-1) + 1
     target = changes_dir / f"{number:04d}_{change_id}.yaml"
     previous = f"{number - 1:04d}" if number else "base"
-    target.write_text(NEW_CHANGE.format(id=change_id, previous=previous), encoding="utf-8")
+    try:
+        # "x": never overwrite a file that appeared meanwhile.
+        with target.open("x", encoding="utf-8") as out:
+            out.write(NEW_CHANGE.format(id=change_id, previous=previous))
+    except FileExistsError:
+        fail(Exit.USAGE, f"error: changes/{target.name} already exists")
     echo(f"wrote changes/{target.name}: fill in its operations, then run `schemagen generate`")
 
 
