@@ -6,16 +6,22 @@ SQLite with foreign-key enforcement switched off around the run (see generator.d
 """
 
 import asyncio
+from pathlib import Path
 
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from generator import db
+from generator import db, integrity
 
 config = context.config
 
 
 def _run(connection: Connection) -> None:
+    # Before any revision is imported: an edited generated file never runs unannounced
+    # (schemagen upgrade/downgrade did this already, before connecting).
+    if not config.attributes.get("integrity_checked"):
+        reason = integrity.override(config.attributes)
+        integrity.preflight(Path(__file__).resolve().parent, connection.dialect.name, reason)
     with db.sqlite_foreign_keys_off(connection):
         context.configure(connection=connection, transaction_per_migration=True)
         with context.begin_transaction():

@@ -10,6 +10,7 @@ with SCHEMAGEN_DEBUG=1).
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ from typing import Any, NoReturn, cast
 
 import click
 
-from generator import files, lint, spec
+from generator import files, lint, revision_files, spec
 from generator.errors import SpecErrors
 from generator.load import load_changes
 from generator.render import generate as render_all
@@ -197,12 +198,18 @@ def generate(ctx: click.Context, check: bool) -> None:
     root = _root(ctx)
     out_dir = root / "generated_migrations"
     rendered = _load(root)
+    # Hand-written revisions on disk and the generated ones about to be written: one chain.
+    chain = revision_files.problems(revision_files.read(out_dir, rendered))
+    for problem in chain:
+        echo(f"revision chain: generated_migrations/{problem}", err=True)
+    if chain and not check:
+        fail(Exit.FAILED, "the revisions would not form one chain; nothing was written")
     if check:
         drift = files.compare(rendered, out_dir)
         integrity = files.sum_problems(out_dir, drift, rendered)
         for problem in integrity:
             echo(f"integrity: {problem}", err=True)
-        if drift.clean and not integrity:
+        if drift.clean and not integrity and not chain:
             echo(f"generated files are current ({len(rendered)} files)")
             return
         for line in drift.diff:
@@ -218,12 +225,20 @@ def generate(ctx: click.Context, check: bool) -> None:
             Exit.FAILED,
             "generated files differ from the specs or their sums; run `schemagen generate`",
         )
-    written, deleted = files.write(rendered, out_dir)
-    for path in written:
+    done = files.write(rendered, out_dir)
+    for path in done.written:
         echo(f"wrote generated_migrations/{path}")
-    for path in deleted:
+    for path in done.deleted:
         echo(f"deleted generated_migrations/{path} (its spec is gone)")
-    echo(f"{len(rendered)} files generated, {len(written)} written, {len(deleted)} deleted")
+    for path in done.kept:
+        echo(
+            f"kept generated_migrations/{path}: it has the generated header but is not in "
+            f"{files.SUM_FILE}, so this generator did not write it; delete it if it is stale",
+            err=True,
+        )
+    echo(
+        f"{len(rendered)} files generated, {len(done.written)} written, {len(done.deleted)} deleted"
+    )
 
 
 @main.command(name="lint")
@@ -284,11 +299,27 @@ def new(ctx: click.Context, change_id: str) -> None:
     changes_dir = _root(ctx) / "changes"
     if not re.fullmatch(spec.IDENTIFIER_PATTERN, change_id):
         fail(Exit.USAGE, f"error: invalid id {change_id!r} (expected {spec.IDENTIFIER_HELP})")
-    numbers = [int(p.name[:4]) for p in changes_dir.glob("[0-9][0-9][0-9][0-9]_*.yaml")]
+    from generator.load import FILE_RE, NON_ASCII_NUMBER
+
+    names = sorted(p.name for p in changes_dir.iterdir()) if changes_dir.is_dir() else []
+    for name in names:
+        odd = NON_ASCII_NUMBER.match(name)
+        if odd and not FILE_RE.match(name):
+            fail(
+                Exit.INVALID_SPEC,
+                f"changes/{name}:1:1: change number {odd['num']!r} must be written with ASCII "
+                "digits 0-9; rename it before adding a change",
+            )
+    numbers = [int(m["num"]) for n in names if (m := FILE_RE.match(n))]
     number = max(numbers, default=-1) + 1
     target = changes_dir / f"{number:04d}_{change_id}.yaml"
     previous = f"{number - 1:04d}" if number else "base"
-    target.write_text(NEW_CHANGE.format(id=change_id, previous=previous), encoding="utf-8")
+    try:
+        # "x": never overwrite a file that appeared meanwhile.
+        with target.open("x", encoding="utf-8") as out:
+            out.write(NEW_CHANGE.format(id=change_id, previous=previous))
+    except FileExistsError:
+        fail(Exit.USAGE, f"error: changes/{target.name} already exists")
     echo(f"wrote changes/{target.name}: fill in its operations, then run `schemagen generate`")
 
 
@@ -363,7 +394,7 @@ def database_errors() -> Iterator[None]:
     from alembic.util.exc import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
-    from generator import db, revisions, runtime
+    from generator import db, integrity, revisions, runtime
 
     try:
         yield
@@ -376,6 +407,8 @@ def database_errors() -> Iterator[None]:
         fail(Exit.FAILED, f"error: {exc}\nthe failing change's transaction was rolled back")
     except runtime.HalfAppliedElsewhere as exc:
         fail(Exit.DATABASE, f"error: {exc}")
+    except integrity.ModifiedFiles as exc:
+        fail(Exit.FAILED, f"error: {exc}")
     except (db.UrlError, revisions.ProjectError) as exc:
         fail(Exit.USAGE, f"error: {exc}")
     except revisions.DatabaseStateError as exc:
@@ -418,11 +451,62 @@ def _with_url(
         fn(u)
 
 
-def _migrate(ctx: click.Context, url: str | None, to: str, direction: str) -> None:
+allow_modified_option = click.option(
+    "--allow-modified",
+    "allow_modified",
+    metavar="REASON",
+    default=None,
+    help="Run generated files that differ from schemagen.sum anyway; REASON is logged "
+    "(also $SCHEMAGEN_ALLOW_MODIFIED).",
+)
+
+
+def _preflight(root: Path, dialect: str, reason: str | None) -> None:
+    """Refuse, before the first change runs, a generated file that differs from the sum;
+    show what differs from what the specs render where they still load."""
+    from generator import integrity
+
+    try:
+        integrity.preflight(root / "generated_migrations", dialect, reason)
+    except integrity.ModifiedFiles as exc:
+        try:
+            rendered = render_all(load_changes(root / "changes", display_base=root))
+        except SpecErrors:
+            rendered = {}
+        out_dir = root / "generated_migrations"
+        for problem in exc.problems:
+            expected = rendered.get(problem.path)
+            if expected is None or not (out_dir / problem.path).is_file():
+                continue
+            on_disk = (out_dir / problem.path).read_text(encoding="utf-8", errors="replace")
+            label = f"generated_migrations/{problem.path}"
+            diff = difflib.unified_diff(
+                expected.splitlines(True),
+                on_disk.splitlines(True),
+                f"{label} (rendered from the specs)",
+                f"{label} (on disk)",
+            )
+            for line in list(diff)[:60]:
+                click.echo(_redact(line), nl=not line.endswith("\n"), err=True)
+        raise
+
+
+def _reason(reason: str | None) -> str | None:
+    from generator import integrity
+
+    if reason is not None and not reason.strip():
+        fail(Exit.USAGE, "error: --allow-modified needs a reason (it is logged)")
+    return reason or integrity.override()
+
+
+def _migrate(
+    ctx: click.Context, url: str | None, to: str, direction: str, allow_modified: str | None
+) -> None:
     from generator import migrate, redact, revisions, runtime  # lazily: `generate` starts faster
 
     out_dir = _root(ctx) / "generated_migrations"
     run = migrate.upgrade if direction == "upgrade" else migrate.downgrade
+    reason = _reason(allow_modified)
 
     def go(u: Any) -> None:
         # Where the database stands is checked first: Alembic would call a revision it
@@ -431,7 +515,8 @@ def _migrate(ctx: click.Context, url: str | None, to: str, direction: str) -> No
         if not state.healthy:
             raise revisions.DatabaseStateError(state)
         echo(f"{direction[:-1]}ing {redact.safe_url(u)} to {to}")
-        run(out_dir, u, to)
+        _preflight(_root(ctx), u.get_backend_name(), reason)
+        run(out_dir, u, to, allow_modified=reason, preflight_done=True)
         revision = migrate.with_connection(u, runtime.current_revision)
         echo(f"database is at revision {revision or 'base'}")
 
@@ -441,35 +526,41 @@ def _migrate(ctx: click.Context, url: str | None, to: str, direction: str) -> No
 @main.command()
 @url_option
 @click.option("--to", "to", default="head", show_default=True, help="Target revision.")
+@allow_modified_option
 @click.pass_context
-def upgrade(ctx: click.Context, url: str | None, to: str) -> None:
+def upgrade(ctx: click.Context, url: str | None, to: str, allow_modified: str | None) -> None:
     """Apply migrations up to a revision, running each change's checks."""
-    _migrate(ctx, url, to, "upgrade")
+    _migrate(ctx, url, to, "upgrade", allow_modified)
 
 
 @main.command()
 @url_option
 @click.option("--to", "to", required=True, help="Target revision (or 'base' for an empty schema).")
+@allow_modified_option
 @click.pass_context
-def downgrade(ctx: click.Context, url: str | None, to: str) -> None:
+def downgrade(ctx: click.Context, url: str | None, to: str, allow_modified: str | None) -> None:
     """Revert migrations down to a revision, running each change's checks."""
-    _migrate(ctx, url, to, "downgrade")
+    _migrate(ctx, url, to, "downgrade", allow_modified)
 
 
 @main.command()
 @url_option
+@allow_modified_option
 @click.pass_context
-def verify(ctx: click.Context, url: str | None) -> None:
+def verify(ctx: click.Context, url: str | None, allow_modified: str | None) -> None:
     """Run the validation SQL for the database's current revision."""
     from generator import migrate, redact, runtime  # lazily: `generate` starts faster
 
     out_dir = _root(ctx) / "generated_migrations"
     failed = 0
+    reason = _reason(allow_modified)
 
     def go(u: Any) -> None:
         nonlocal failed
-        revision, source, results = migrate.verify(out_dir, u)
+        revision, source, results, note = migrate.verify(out_dir, u, reason)
         echo(f"verifying {redact.safe_url(u)} at revision {revision or 'base'} ({source}.sql)")
+        if note:
+            echo(f"note: {note}")
         for result in results:
             if result.passed:
                 echo(f"  passed  {result.check.name}")
@@ -479,9 +570,9 @@ def verify(ctx: click.Context, url: str | None) -> None:
                 for line in runtime.format_rows(result.columns, result.rows):
                     echo(f"          {line}")
         echo(f"{len(results) - failed} passed, {failed} failed")
-        note = migrate.with_connection(u, runtime.half_applied)
-        if note is not None:
-            echo(f"half-applied: {note.get('note', note['change'])}")
+        half = migrate.with_connection(u, runtime.half_applied)
+        if half is not None:
+            echo(f"half-applied: {half.get('note', half['change'])}")
         _record_verify(_root(ctx), u, revision, len(results) - failed, failed)
 
     _with_url(url, go, out_dir)

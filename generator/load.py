@@ -20,7 +20,12 @@ from generator.resolve import Resolver
 from generator.state import Schema, Step
 from generator.yamlpos import Positions, load
 
-FILE_RE = re.compile(r"^(?P<num>\d{4})_(?P<id>[a-z_][a-z0-9_]*)\.yaml$")
+# ASCII digits only: \d would take "٠٠٠٦" (Arabic-Indic digits) for 0006.
+FILE_RE = re.compile(r"^(?P<num>[0-9]{4})_(?P<id>[a-z_][a-z0-9_]*)\.yaml$")
+# A number of four non-ASCII digits, to name the mistake instead of "bad file name".
+NON_ASCII_NUMBER = re.compile(r"^(?P<num>\d{4})_")
+# Limits that keep a hostile or runaway spec from exhausting the stack or memory.
+MAX_SPEC_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -141,17 +146,32 @@ def load_changes(
     expected_number = 0
     changes: list[Change] = []
     resolver = Resolver(Schema())
+    first_with: dict[int, str] = {}
     for file in files:
         display = display_name(file, display_base)
         m = FILE_RE.match(file.name)
         if not m:
+            odd = NON_ASCII_NUMBER.match(file.name)
+            message = (
+                f"change number {odd['num']!r} must be written with ASCII digits 0-9"
+                if odd
+                else "file name must be NNNN_<id>.yaml (e.g. 0001_add_x.yaml)"
+            )
+            errors.append(SpecError(display, 1, 1, "", message))
+            continue
+        number = int(m["num"])
+        if number in first_with:
             errors.append(
                 SpecError(
-                    display, 1, 1, "", "file name must be NNNN_<id>.yaml (e.g. 0001_add_x.yaml)"
+                    display,
+                    1,
+                    1,
+                    "",
+                    f"duplicate change number {number:04d} (also {first_with[number]})",
                 )
             )
             continue
-        number = int(m["num"])
+        first_with[number] = display
         if number != expected_number:
             errors.append(
                 SpecError(
@@ -164,6 +184,19 @@ def load_changes(
             )
         expected_number = number + 1
         try:
+            size = file.stat().st_size
+            if size > MAX_SPEC_BYTES:
+                errors.append(
+                    SpecError(
+                        display,
+                        1,
+                        1,
+                        "",
+                        f"the file is {size:,} bytes, over the limit of {MAX_SPEC_BYTES:,} "
+                        "(split the change)",
+                    )
+                )
+                continue
             text = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             errors.append(SpecError(display, 1, 1, "", f"cannot read file: {exc}"))

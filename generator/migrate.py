@@ -14,7 +14,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Connection
 
-from generator import db, dialects, revisions, runtime
+from generator import db, dialects, integrity, revisions, runtime
 
 T = TypeVar("T")
 
@@ -27,27 +27,50 @@ def alembic_config(migrations_dir: Path, url: URL) -> Config:
     return config
 
 
-def _config(migrations_dir: Path, url: URL, connection: Connection | None) -> Config:
+def _config(
+    migrations_dir: Path, url: URL, connection: Connection | None, allow_modified: str | None
+) -> Config:
     config = alembic_config(migrations_dir, url)
     if connection is not None:
         config.attributes["connection"] = connection
+    if allow_modified:
+        config.attributes["allow_modified"] = allow_modified
+    return config
+
+
+def _checked(config: Config, preflight_done: bool) -> Config:
+    config.attributes["integrity_checked"] = preflight_done
     return config
 
 
 def upgrade(
-    migrations_dir: Path, url: URL, to: str = "head", connection: Connection | None = None
+    migrations_dir: Path,
+    url: URL,
+    to: str = "head",
+    connection: Connection | None = None,
+    allow_modified: str | None = None,
+    preflight_done: bool = False,
 ) -> None:
     """Upgrade to ``to``; with ``connection``, on that connection (env.py still switches
-    SQLite's foreign-key enforcement off around the run and back on after it)."""
-    config = _config(migrations_dir, url, connection)
+    SQLite's foreign-key enforcement off around the run and back on after it).
+
+    ``allow_modified`` is the operator's reason to run generated files that differ from
+    schemagen.sum (see generator.integrity); without it they are refused. ``preflight_done``
+    says the caller checked every file already (env.py then does not check them again)."""
+    config = _checked(_config(migrations_dir, url, connection, allow_modified), preflight_done)
     _take_up_half_applied(config, url, connection, "upgrade", to)
     command.upgrade(config, to)
 
 
 def downgrade(
-    migrations_dir: Path, url: URL, to: str, connection: Connection | None = None
+    migrations_dir: Path,
+    url: URL,
+    to: str,
+    connection: Connection | None = None,
+    allow_modified: str | None = None,
+    preflight_done: bool = False,
 ) -> None:
-    config = _config(migrations_dir, url, connection)
+    config = _checked(_config(migrations_dir, url, connection, allow_modified), preflight_done)
     _take_up_half_applied(config, url, connection, "downgrade", to)
     command.downgrade(config, to)
 
@@ -159,11 +182,12 @@ def with_connection(url: URL, fn: Callable[[Connection], T]) -> T:
         engine.dispose()
 
 
-def change_for(migrations_dir: Path, revision: str | None) -> tuple[str, str]:
-    """(change name, phase) whose checks describe a database at ``revision``, found through
+def change_for(migrations_dir: Path, revision: str | None) -> tuple[str, str, str | None]:
+    """(change name, phase, note) whose checks describe a database at ``revision``, found through
     the revision graph (revisions.py): at base, the pre-checks of the first change; else the
     post-checks of ``revision``. A database the graph cannot place raises
-    revisions.DatabaseStateError."""
+    revisions.DatabaseStateError. At a hand-written revision they are the post-checks of its
+    nearest generated ancestor, and the note says so."""
     script = revisions.script_directory(migrations_dir)
     state = revisions.classify(script, () if revision is None else (revision,))
     if not state.healthy:
@@ -172,7 +196,7 @@ def change_for(migrations_dir: Path, revision: str | None) -> tuple[str, str]:
         bases = script.get_bases()
         if not bases:
             raise LookupError(f"no migrations found in {migrations_dir / 'versions'}")
-        return Path(revisions.all_revisions(script)[bases[0]].path).stem, "pre"
+        return Path(revisions.all_revisions(script)[bases[0]].path).stem, "pre", None
     # A hand-written revision has no validation files: check the nearest generated revision
     # below it (what the hand-written ones changed on top of it is not checked).
     scripts = revisions.all_revisions(script)
@@ -180,16 +204,27 @@ def change_for(migrations_dir: Path, revision: str | None) -> tuple[str, str]:
     while current is not None:
         stem = Path(scripts[current].path).stem
         if any((migrations_dir / "validation").glob(f"*/{stem}.post.sql")):
-            return stem, "post"
+            note = (
+                None
+                if current == revision
+                else f"revision {revision} is hand-written ({Path(scripts[revision].path).name}); "
+                f"these are the checks of its nearest generated ancestor {current}, which it "
+                "may have changed"
+            )
+            return stem, "post", note
         down = scripts[current].down_revision
         current = down if down is None or isinstance(down, str) else down[0]
     raise LookupError(f"no generated revision at or below {revision!r} has validation files")
 
 
-def verify(migrations_dir: Path, url: URL) -> tuple[str | None, str, list[runtime.CheckResult]]:
-    """Run the validation SQL for the database's current revision; failures are returned."""
+def verify(
+    migrations_dir: Path, url: URL, allow_modified: str | None = None
+) -> tuple[str | None, str, list[runtime.CheckResult], str | None]:
+    """Run the validation SQL for the database's current revision; failures are returned,
+    with a note when the revision is hand-written. The validation file must match the sum
+    (see generator.integrity) unless ``allow_modified`` gives the reason to run it anyway."""
 
-    def go(conn: Connection) -> tuple[str | None, str, list[runtime.CheckResult]]:
+    def go(conn: Connection) -> tuple[str | None, str, list[runtime.CheckResult], str | None]:
         current = revisions.read_revisions(conn)
         state = revisions.classify(revisions.script_directory(migrations_dir), current)
         if not state.healthy:
@@ -197,10 +232,14 @@ def verify(migrations_dir: Path, url: URL) -> tuple[str | None, str, list[runtim
         if len(current) > 1:
             raise LookupError(f"the database records several revisions ({state.revision})")
         revision = current[0] if current else None
-        change, phase = change_for(migrations_dir, revision)
+        change, phase, note = change_for(migrations_dir, revision)
         script = migrations_dir / "versions" / f"{change}.py"
-        file = runtime.validation_file(script, conn.dialect.name, change, phase)
-        return revision, f"{change}.{phase}", runtime.evaluate(conn, file, change, phase)
+        dialect = conn.dialect.name
+        rel = f"validation/{dialect}/{change}.{phase}.sql"
+        runtime.use_verified(script, integrity.check(migrations_dir, [rel], allow_modified))
+        file = runtime.validation_file(script, dialect, change, phase)
+        results = runtime.evaluate(conn, file, change, phase)
+        return revision, f"{change}.{phase}", results, note
 
     return with_connection(url, go)
 

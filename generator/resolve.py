@@ -78,31 +78,141 @@ def default_problem(value: DefaultValue, type_: SqlType) -> str | None:
     return None
 
 
+class _Work:
+    """A table as a run of operations changes it: mutable, so that applying a step costs the
+    same however many columns and indexes the table has. Immutable Tables (and Schemas) are
+    built from it only when asked for (at the end of a change, or for a rare step kind).
+    Loading a spec of N operations on one table was quadratic with a new Table per step."""
+
+    def __init__(self, table: Table) -> None:
+        self.name = table.name
+        self.columns_by_name = {c.name: c for c in table.columns}
+        self.indexes_by_name = {i.name: i for i in table.indexes}
+        self.foreign_keys = table.foreign_keys
+        self.uniques = table.uniques
+        self.checks = table.checks
+        self.built: Table | None = table
+
+    def table(self) -> Table:
+        if self.built is None:
+            self.built = Table(
+                self.name,
+                tuple(self.columns_by_name.values()),
+                # Tables keep their indexes sorted by name (CreateIndexStep, create_table).
+                tuple(sorted(self.indexes_by_name.values(), key=lambda i: i.name)),
+                self.foreign_keys,
+                self.uniques,
+                self.checks,
+            )
+        return self.built
+
+    # The read side handlers use, as on Table.
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        return tuple(self.columns_by_name.values())
+
+    @property
+    def indexes(self) -> tuple[Index, ...]:
+        return self.table().indexes
+
+    @property
+    def primary_key(self) -> tuple[str, ...]:
+        return self.table().primary_key
+
+    def column(self, name: str) -> Column | None:
+        return self.columns_by_name.get(name)
+
+    def index(self, name: str) -> Index | None:
+        return self.indexes_by_name.get(name)
+
+    def fk_on(self, column: str) -> ForeignKey | None:
+        return next((f for f in self.foreign_keys if f.column == column), None)
+
+    def is_unique_key(self, columns: tuple[str, ...]) -> bool:
+        return self.table().is_unique_key(columns)
+
+
+TableLike = Table | _Work
+
+
 class Resolver:
     """Resolves operations one after another, carrying the schema along."""
 
     def __init__(self, schema: Schema) -> None:
-        self.schema = schema
+        self._load(schema)
+
+    def _load(self, schema: Schema) -> None:
+        self._works = {t.name: _Work(t) for t in schema.tables}
+        self._built: Schema | None = schema
+        # The schema's relation names, kept up to date step by step (None: recompute).
+        self._names: set[str] | None = None
+
+    @property
+    def schema(self) -> Schema:
+        """The schema as the operations so far left it (built once per change, not per step)."""
+        if self._built is None:
+            self._built = Schema(tuple(w.table() for w in self._works.values()))
+        return self._built
 
     def resolve(self, op: spec.Operation) -> tuple[list[Step], list[Problem]]:
         handler = getattr(self, f"_{op.op}")
         steps, problems = handler(op)
         if not problems:
             for step in steps:
-                self.schema = step.apply(self.schema)
+                self._apply(step)
         return (steps if not problems else []), problems
+
+    def _apply(self, step: Step) -> None:
+        """``step.apply`` on the working tables; the same result, without a copy per step."""
+        names = self._names
+        if isinstance(step, CreateIndexStep | DropIndexStep):
+            work = self._works[step.index.table]
+            if isinstance(step, CreateIndexStep):
+                work.indexes_by_name[step.index.name] = step.index
+                if names is not None:
+                    names.add(step.index.name)
+            else:
+                work.indexes_by_name.pop(step.index.name, None)
+                if names is not None:
+                    names.discard(step.index.name)
+        elif isinstance(step, AddColumnStep | AlterColumnTypeStep):
+            work = self._works[step.table_name]
+            new = step.column if isinstance(step, AddColumnStep) else step.new_column
+            work.columns_by_name[new.name] = new
+        elif isinstance(step, AddCheckStep):
+            work = self._works[step.check.table]
+            work.checks = (*work.checks, step.check)
+            if names is not None:
+                names.add(step.check.name)
+        elif isinstance(step, CreateTableStep) and step.table.name not in self._works:
+            work = self._works[step.table.name] = _Work(step.table)
+            if names is not None:
+                names |= step.table.relation_names()
+        else:  # any other step: through the immutable model, then back to working tables
+            self._load(step.apply(self.schema))
+            return
+        work.built = None
+        self._built = None
+
+    def relation_names(self) -> set[str]:
+        if self._names is None:
+            self._names = self.schema.relation_names()
+        return self._names
+
+    def _schema_table(self, name: str) -> _Work | None:
+        return self._works.get(name)
 
     # ------------------------------------------------------------------ helpers
 
-    def _table(self, name: str, path: Path, problems: list[Problem]) -> Table | None:
-        table = self.schema.table(name)
+    def _table(self, name: str, path: Path, problems: list[Problem]) -> _Work | None:
+        table = self._schema_table(name)
         if table is None:
-            known = ", ".join(t.name for t in self.schema.tables) or "none"
+            known = ", ".join(self._works) or "none"
             problems.append((path, f"table {name!r} does not exist (tables: {known})"))
         return table
 
     def _column(
-        self, table: Table, name: str, path: Path, problems: list[Problem]
+        self, table: TableLike, name: str, path: Path, problems: list[Problem]
     ) -> Column | None:
         column = table.column(name)
         if column is None:
@@ -115,13 +225,13 @@ class Resolver:
     def _free_name(self, name: str, path: Path, problems: list[Problem]) -> None:
         if len(name) > MAX_NAME:
             problems.append((path, f"name {name!r} is longer than {MAX_NAME} characters"))
-        elif name in self.schema.relation_names():
+        elif name in self.relation_names():
             problems.append(
                 (path, f"name {name!r} is already used by a table, index or key in the schema")
             )
 
     def _index_columns(
-        self, table: Table, columns: list[str], path: Path, problems: list[Problem]
+        self, table: TableLike, columns: list[str], path: Path, problems: list[Problem]
     ) -> None:
         seen: set[str] = set()
         for i, col in enumerate(columns):
@@ -131,7 +241,7 @@ class Resolver:
             self._column(table, col, (*path, i), problems)
 
     def _where_columns(
-        self, table: Table, where: str | None, path: Path, problems: list[Problem]
+        self, table: TableLike, where: str | None, path: Path, problems: list[Problem]
     ) -> None:
         for column, _ in Index("", table.name, (), where=where).where_terms:
             self._column(table, column, path, problems)
@@ -181,13 +291,15 @@ class Resolver:
 
     def _make_fk(
         self,
-        table: Table,
+        table: TableLike,
         column: Column,
         ref: spec.References,
         path: Path,
         problems: list[Problem],
     ) -> ForeignKey | None:
-        parent = table if ref.table == table.name else self.schema.table(ref.table)
+        parent: TableLike | None = (
+            table if ref.table == table.name else self._schema_table(ref.table)
+        )
         if parent is None:
             problems.append(((*path, "table"), f"referenced table {ref.table!r} does not exist"))
             return None
@@ -222,7 +334,7 @@ class Resolver:
 
     def _create_table(self, op: spec.CreateTable) -> tuple[list[Step], list[Problem]]:
         problems: list[Problem] = []
-        if self.schema.table(op.name) is not None:
+        if self._schema_table(op.name) is not None:
             problems.append((("name",), f"table {op.name!r} already exists"))
         else:
             self._free_name(op.name, ("name",), problems)
@@ -279,7 +391,7 @@ class Resolver:
             return [], problems
         index = table.index(op.name)
         if index is None:
-            elsewhere = next((t.name for t in self.schema.tables if t.index(op.name)), None)
+            elsewhere = next((t.name for t in self._works.values() if t.index(op.name)), None)
             hint = f" (it belongs to table {elsewhere!r})" if elsewhere else ""
             known = ", ".join(i.name for i in table.indexes) or "none"
             problems.append(
@@ -322,7 +434,10 @@ class Resolver:
             problems.append((("column",), "cannot change the type of a primary key column"))
         fk = table.fk_on(column.name)
         referencing = [
-            f for f in self.schema.referencing(table.name) if f.ref_column == column.name
+            f
+            for t in self._works.values()
+            for f in t.foreign_keys
+            if f.ref_table == table.name and f.ref_column == column.name
         ]
         if fk is not None or referencing:
             problems.append((("column",), "cannot change the type of a column in a foreign key"))

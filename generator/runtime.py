@@ -19,6 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
+from generator import integrity
+
 log = logging.getLogger("schemagen")
 # A validation file is a series of sections, each opened by one of these markers:
 #   check       a query returning the rows that break it (run by migrations and `verify`)
@@ -33,6 +35,9 @@ MARKERS = {
     "-- fit-check: ": "fit-check",
 }
 MAX_ROWS_SHOWN = 20
+# The validation texts of the running change, as checked against schemagen.sum at its start:
+# what runs is what was checked, not a second read of the file.
+_verified: dict[Path, str] = {}
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,25 @@ def run_checks(connection: Connection, checks: Sequence[Check]) -> list[CheckRes
     return results
 
 
+def use_verified(script_file: str | Path, texts: Mapping[str, str]) -> None:
+    """Run these texts (``{path under generated_migrations/: text}``) of the validation files,
+    as checked against schemagen.sum; every caller sets them before it evaluates a file."""
+    out_dir = Path(script_file).resolve().parent.parent
+    _verified.clear()
+    _verified.update({(out_dir / path).resolve(): text for path, text in texts.items()})
+
+
+def read_validation(file: Path) -> str:
+    text = _verified.get(file.resolve())
+    return text if text is not None else file.read_text(encoding="utf-8")
+
+
+def allow_modified(op: Any) -> str | None:
+    """The operator's logged reason to run files that differ from schemagen.sum, if any."""
+    config = op.get_context().config
+    return integrity.override(config.attributes if config is not None else None)
+
+
 def validation_file(script_file: str | Path, dialect: str, change: str, phase: str) -> Path:
     return (
         Path(script_file).resolve().parent.parent / "validation" / dialect / f"{change}.{phase}.sql"
@@ -190,7 +214,7 @@ def evaluate(
 ) -> list[CheckResult]:
     """Run the checks of one validation file as a logged step; returns every result."""
     dialect = connection.dialect.name
-    sections = parse_checks(file.read_text(encoding="utf-8"))
+    sections = parse_checks(read_validation(file))
     with step(change, f"{phase}-checks", dialect) as rec:
         results = run_checks(connection, [c for c in sections if c.kind in kinds])
         failing = [r for r in results if not r.passed]
@@ -437,7 +461,7 @@ def _checks_before(
     allowed = {name: {_row_key(r) for r in rows} for name, rows in (tolerated or {}).items()}
     refused, accepted = [], []
     with step(change, f"{phase}-checks", dialect) as rec:
-        sections = parse_checks(file.read_text(encoding="utf-8"))
+        sections = parse_checks(read_validation(file))
         # The fit-checks run here too and are never tolerated (no tolerance names them): a
         # row a narrowing conversion could not keep stops the change before its first DDL.
         chosen = [c for c in sections if c.kind in ("check", "fit-check")]
@@ -526,6 +550,9 @@ def run_change(
         raise UnsupportedDialect(
             f"change {change} supports {', '.join(sorted(functions))}, not {dialect!r}"
         )
+    # Before anything runs: the script and the validation SQL must be the ones in the sum.
+    texts = integrity.for_change(script_file, dialect, change, allow_modified(op))
+    use_verified(script_file, texts)
     if dialect == "sqlite" and connection.exec_driver_sql("PRAGMA foreign_keys").scalar():
         raise RuntimeError(
             "SQLite foreign-key enforcement is on inside the migration transaction, so a table "
@@ -549,9 +576,7 @@ def run_change(
         _checks_before(connection, before_file, change, before, (tolerated or {}) if note else None)
         if tolerated is not None:
             mark_half_applied(connection, change, direction, revs)
-        snapshots = [
-            c for c in parse_checks(before_file.read_text("utf-8")) if c.kind == "snapshot"
-        ]
+        snapshots = [c for c in parse_checks(read_validation(before_file)) if c.kind == "snapshot"]
         if snapshots:
             with step(change, "snapshot", dialect) as rec:
                 for snap in snapshots:

@@ -57,12 +57,31 @@ def _refuse(event: Any) -> None:
         raise _Refused(event.start_mark, f"YAML tags ({tag}) are not allowed in specs")
 
 
+# Composing is recursive: without a bound a deeply nested document exhausts the stack
+# (RecursionError). A real spec nests about six levels.
+MAX_DEPTH = 64
+
+
+def _deeper(loader: Any, event: Any) -> None:
+    loader.depth += 1
+    if loader.depth > MAX_DEPTH:
+        raise _Refused(event.start_mark, f"nested deeper than {MAX_DEPTH} levels")
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """A SafeLoader whose composer refuses aliases, anchors and explicit tags."""
+    """A SafeLoader whose composer refuses aliases, anchors, explicit tags and nesting
+    deeper than MAX_DEPTH."""
+
+    depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        _refuse(self.peek_event())  # type: ignore[no-untyped-call]
-        return super().compose_node(parent, index)
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        _refuse(event)
+        _deeper(self, event)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 _FastLoader: Any = None
@@ -73,6 +92,8 @@ if getattr(yaml, "__with_libyaml__", False):
         yaml.composer.Composer, CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver
     ):
         """libyaml's parser under the same strict composer (Composer's methods come first)."""
+
+        depth = 0
 
         def __init__(self, stream: str) -> None:
             CParser.__init__(self, stream)
@@ -86,7 +107,11 @@ if getattr(yaml, "__with_libyaml__", False):
             if isinstance(event, yaml.ScalarEvent) and event.value == "" and not event.style:
                 # An empty plain value (``key:`` or ``{key: ,}``): PyYAML places it elsewhere.
                 raise _Refused(event.start_mark, "an empty value: let the slow path place it")
-            return super().compose_node(parent, index)
+            _deeper(self, event)
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
 
     _FastLoader = _FastStrictLoader
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support import ROOT, cli, copy_project
+from support import ROOT, cli, copy_project, last_change_number
 
 from generator import files
 from generator.cli import Exit
@@ -65,22 +65,25 @@ def test_check_fails_after_a_generated_file_is_deleted(project: Path) -> None:
 
 
 def test_check_fails_when_an_orphaned_file_is_present(project: Path) -> None:
-    orphan = project / "generated_migrations" / "versions" / "0009_gone.py"
-    orphan.write_text("# its spec was deleted\n")
+    (spec,) = (project / "changes").glob(f"{last_change_number(project):04d}_*.yaml")
+    spec.unlink()
     code, _, err = _check(project)
     assert code == Exit.FAILED
-    assert "orphaned (its spec is gone): generated_migrations/versions/0009_gone.py" in err
+    assert f"orphaned (its spec is gone): generated_migrations/versions/{spec.stem}.py" in err
 
 
 def test_generate_repairs_drift_and_leaves_unowned_files_alone(project: Path) -> None:
     out_dir = project / "generated_migrations"
-    (out_dir / "versions" / "0009_gone.py").write_text("# orphan\n")
+    (spec,) = (project / "changes").glob(f"{last_change_number(project):04d}_*.yaml")
+    spec.unlink()
+    (out_dir / "versions" / "0009_notes.py").write_text("# not generated: not the tool's\n")
     (out_dir / "validation" / "sqlite" / "0000_baseline.post.sql").write_text("-- edited\n")
     env_before = (out_dir / "env.py").read_bytes()
     result = cli("generate", root=project)
     assert result.exit_code == Exit.OK, result.output
     assert "wrote generated_migrations/validation/sqlite/0000_baseline.post.sql" in result.stdout
-    assert "deleted generated_migrations/versions/0009_gone.py" in result.stdout
+    assert f"deleted generated_migrations/versions/{spec.stem}.py" in result.stdout
+    assert (out_dir / "versions" / "0009_notes.py").is_file()
     assert (out_dir / "env.py").read_bytes() == env_before
     assert _check(project)[0] == Exit.OK
 

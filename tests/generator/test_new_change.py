@@ -41,3 +41,22 @@ def test_new_refuses_a_bad_id(tmp_path: Path) -> None:
     assert result.exit_code == Exit.USAGE
     assert "invalid id 'Add-Venue'" in result.stderr
     assert not list((root / "changes").glob(f"{NEXT}_*"))
+
+
+def test_new_refuses_a_number_in_non_ascii_digits(tmp_path: Path) -> None:
+    """'٠٠٠٦' is not 0006: `new` names the file instead of scaffolding a second NNNN."""
+    root = copy_project(tmp_path)
+    odd = root / "changes" / f"{NEXT.translate(str.maketrans('0123456789', '٠١٢٣٤٥٦٧٨٩'))}_x.yaml"
+    odd.write_text("id: x\n", encoding="utf-8")
+    result = cli("new", "add_venue", root=root)
+    assert result.exit_code == Exit.INVALID_SPEC, result.output
+    assert odd.name in result.output and "ASCII digits" in result.output
+    assert not list((root / "changes").glob(f"{NEXT}_*.yaml"))
+
+
+def test_new_never_overwrites_or_duplicates(tmp_path: Path) -> None:
+    root = copy_project(tmp_path)
+    assert cli("new", "add_venue", root=root).exit_code == Exit.OK
+    assert cli("new", "add_venue", root=root).exit_code == Exit.OK
+    numbers = [p.name[:4] for p in (root / "changes").glob("*_add_venue.yaml")]
+    assert sorted(numbers) == [NEXT, f"{int(NEXT) + 1:04d}"]

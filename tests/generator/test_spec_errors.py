@@ -74,3 +74,16 @@ def test_invalid_spec_leaves_existing_generated_files_untouched(tmp_path: Path) 
     assert "unknown type 'bigin'" in result.stderr
     after = {p: p.read_bytes() for p in (root / "generated_migrations").rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_a_spec_over_the_size_limit_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    from generator.load import MAX_SPEC_BYTES
+
+    (tmp_path / "changes").mkdir()
+    spec = tmp_path / "changes" / "0000_huge.yaml"
+    padding = "# padding\n" * (MAX_SPEC_BYTES // 10 + 1)
+    spec.write_text("id: huge\ndescription: x\noperations: []\n" + padding)
+    result = cli("generate", root=tmp_path)
+    assert result.exit_code == Exit.INVALID_SPEC
+    assert result.stderr.splitlines()[0].startswith("changes/0000_huge.yaml:1:1: the file is ")
+    assert "over the limit" in result.stderr and "Traceback" not in result.stderr
