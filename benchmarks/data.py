@@ -85,7 +85,7 @@ def rule_severity(rule: int) -> str:
 def _baseline_table(head: sa.Table, metadata: sa.MetaData, prices: tuple[str, ...]) -> sa.Table:
     """``head`` as the application declared it at revision 0000: DECIMAL(12,4) prices, no
     ``deleted_at``, the same Python defaults (TimestampMixin existed then)."""
-    columns = []
+    columns: list[sa.Column[Any]] = []
     for col in head.columns:
         if col.name == "deleted_at":
             continue
@@ -291,7 +291,9 @@ def load_ticks(conn: sa.Connection, count: int, revision: str) -> None:
     def full(expr: str) -> str:
         return f"CASE WHEN n % 5 <> 0 THEN {expr} END"
 
-    m = lambda units: _money_sql(d, units, base)  # noqa: E731
+    def m(units: str) -> str:
+        return _money_sql(d, units, base)
+
     now = _ts(d, "0") if d == "sqlite" else "CURRENT_TIMESTAMP"
     _exec(
         conn,
