@@ -11,6 +11,7 @@ import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,10 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="nothing on stderr")
     return p
+
+
+def _note(progress: Progress, dialect: str, text: str) -> None:
+    progress.note(f"{dialect}: {text}")
 
 
 def environment(dialects: Sequence[str], pg_url: str) -> dict[str, Any]:
@@ -164,7 +169,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             dbs.build(
                 s.prefill,
                 s.prefill_alerts,
-                lambda text, d=dialect: progress.note(f"{d}: {text}"),
+                partial(_note, progress, dialect),
                 revisions,
             )
             results[dialect] = {}

@@ -51,6 +51,7 @@ ALERT_COLUMNS = (
 )
 # Written by every insert path (the Core path fills them from the models' Python defaults).
 AUDIT_COLUMNS = ("created_at", "updated_at")
+SOFT_DELETED_PERCENT = 1  # of the oldest ticks and alerts, at 0004 and head (soft_delete_some)
 
 # The hash: (n * K) mod 2^32, spread over the 4-place price grid [1.0000, 5000.0000).
 _K_PRICE = 2654435761
@@ -85,7 +86,7 @@ def rule_severity(rule: int) -> str:
 def _baseline_table(head: sa.Table, metadata: sa.MetaData, prices: tuple[str, ...]) -> sa.Table:
     """``head`` as the application declared it at revision 0000: DECIMAL(12,4) prices, no
     ``deleted_at``, the same Python defaults (TimestampMixin existed then)."""
-    columns = []
+    columns: list[sa.Column[Any]] = []
     for col in head.columns:
         if col.name == "deleted_at":
             continue
@@ -291,7 +292,9 @@ def load_ticks(conn: sa.Connection, count: int, revision: str) -> None:
     def full(expr: str) -> str:
         return f"CASE WHEN n % 5 <> 0 THEN {expr} END"
 
-    m = lambda units: _money_sql(d, units, base)  # noqa: E731
+    def m(units: str) -> str:
+        return _money_sql(d, units, base)
+
     now = _ts(d, "0") if d == "sqlite" else "CURRENT_TIMESTAMP"
     _exec(
         conn,
@@ -341,12 +344,13 @@ def soft_delete_some(conn: sa.Connection, ticks: int, alerts: int) -> None:
     d = conn.dialect.name
     _exec(
         conn,
-        f"UPDATE market_data SET deleted_at = {_ts(d, 'id + 86400')} WHERE id <= {ticks // 100}",
+        f"UPDATE market_data SET deleted_at = {_ts(d, 'id + 86400')} "
+        f"WHERE id <= {ticks * SOFT_DELETED_PERCENT // 100}",
     )
     _exec(
         conn,
         f"UPDATE alert_logs SET deleted_at = {_ts(d, '7 * id + 86400')} "
-        f"WHERE id <= {alerts // 100} AND id % 3 = 0",
+        f"WHERE id <= {alerts * SOFT_DELETED_PERCENT // 100} AND id % 3 = 0",
     )
 
 

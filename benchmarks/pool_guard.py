@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from generator import db, migrate
 from marketdata import demo
@@ -30,7 +31,7 @@ QUERY = sa.text(
 )
 
 
-async def run(engine: sa.ext.asyncio.AsyncEngine, n: int) -> float:
+async def run(engine: AsyncEngine, n: int) -> float:
     started = time.perf_counter()
     for i in range(n):
         async with engine.connect() as conn:

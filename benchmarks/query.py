@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -184,6 +185,10 @@ def plan_summary(lines: list[str], dialect: str) -> dict[str, list[str]]:
 # --- execution ----------------------------------------------------------------------------
 
 
+def _fetch_all(conn: sa.Connection, statement: sa.Select[Any]) -> list[sa.Row[Any]]:
+    return list(conn.execute(statement).all())
+
+
 class QueryTimeout(Exception):
     pass
 
@@ -235,18 +240,18 @@ def _measure(
     runners: dict[str, Callable[[], float]] = {}
     for revision, session in sessions.items():
         statement = q.statement(session.live_only)
-        lines = session.run(lambda st=statement, se=session: plan_lines(se.conn, st))
+        lines = session.run(partial(plan_lines, session.conn, statement))
         plans[revision] = {"plan": lines, **plan_summary(lines, session.conn.dialect.name)}
         progress.step(f"{label}: results {revision}")
         try:
-            results[revision] = session.run(lambda se=session: q.function(se.conn))
+            results[revision] = session.run(partial(q.function, session.conn))
             started = clock()
-            session.run(lambda st=statement, se=session: se.conn.execute(st).all())
-            first = clock() - started
+            session.run(partial(_fetch_all, session.conn, statement))
+            first_s = clock() - started
         except QueryTimeout:
             timed_out[revision] = True
             continue
-        repeat = max(1, min(1000, math.ceil(s.query_round_s / max(first, 1e-6))))
+        repeat = max(1, min(1000, math.ceil(s.query_round_s / max(first_s, 1e-6))))
 
         def round_(
             st: sa.Select[Any] = statement, se: _Session = session, k: int = repeat

@@ -15,9 +15,12 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.types import TypeDecorator
 
 from benchmarks import data
@@ -31,12 +34,12 @@ ROWS, BATCH, ROUNDS = 20_000, 1_000, 7
 
 
 class StockUTCDateTime(UTCDateTime):
-    bind_processor = TypeDecorator.bind_processor  # type: ignore[assignment]
+    bind_processor = TypeDecorator.bind_processor
     cache_ok = True
 
 
 class StockPrice(Price):
-    bind_processor = TypeDecorator.bind_processor  # type: ignore[assignment]
+    bind_processor = TypeDecorator.bind_processor
     cache_ok = True
 
 
@@ -52,7 +55,9 @@ def stock_table(head: sa.Table) -> sa.Table:
     return sa.Table(head.name, sa.MetaData(), *columns)
 
 
-async def one_round(engine, table, batches) -> float:
+async def one_round(
+    engine: AsyncEngine, table: sa.Table, batches: list[list[dict[str, Any]]]
+) -> float:
     statement = sa.insert(table)
     async with engine.connect() as conn:
         started = time.perf_counter()
@@ -75,7 +80,7 @@ def main() -> None:
         raw = sqlite3.connect(bench.sqlite_path, isolation_level=None)
         with asyncio.Runner() as aio:
 
-            def runner(table: sa.Table):
+            def runner(table: sa.Table) -> Callable[[], float]:
                 def round_() -> float:
                     took = aio.run(one_round(engine, table, batches))
                     raw.execute(f"DELETE FROM market_data WHERE id > {prefill}")

@@ -16,7 +16,7 @@ import asyncpg
 COLS = ["price", "bid", "ask", "open_price", "high_price", "low_price"]
 
 
-def ddl(name, mode):
+def ddl(name: str, mode: str) -> str:
     cks = ""
     if mode == "six":
         cks = "".join(
@@ -35,7 +35,7 @@ def ddl(name, mode):
     )
 
 
-async def main():
+async def main() -> None:
     c = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
     modes = ["none", "six", "one"]
     for m in modes:
@@ -43,7 +43,7 @@ async def main():
         await c.execute(ddl(f"ck_{m}", m))
     now = datetime.now(UTC)
     rows = [(i % 6 + 1, now, *(random.uniform(1, 5000) for _ in COLS), 100) for i in range(20000)]
-    res = {m: {"em": [], "copy": []} for m in modes}
+    res: dict[str, dict[str, list[float]]] = {m: {"em": [], "copy": []} for m in modes}
     for r in range(6):
         for m in modes if r % 2 else modes[::-1]:
             sql = f"INSERT INTO ck_{m} (instrument_id, timestamp, {', '.join(COLS)}, volume) VALUES ({', '.join(f'${i}' for i in range(1, 10))})"

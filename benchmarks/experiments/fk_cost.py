@@ -16,7 +16,9 @@ import asyncio
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
@@ -67,7 +69,9 @@ def _copy_of_head(t: str) -> list[str]:
     ]
 
 
-async def _copy(c: asyncpg.Connection, t: str, records: list, columns: list, one_tx: bool) -> None:
+async def _copy(
+    c: asyncpg.Connection, t: str, records: list[tuple[Any, ...]], columns: list[str], one_tx: bool
+) -> None:
     if one_tx:
         async with c.transaction():
             for b in range(0, ROWS, BATCH):
@@ -95,7 +99,7 @@ def measure(aio: asyncio.Runner, dsn: str) -> None:
     records = data.driver_tuples("alert_logs", rows, "postgresql", datetime.now(UTC))
     columns = list(data.columns_for("alert_logs"))
 
-    def runner(t: str, one_tx: bool):
+    def runner(t: str, one_tx: bool) -> Callable[[], float]:
         def round_() -> float:
             aio.run(c.execute(f"ALTER TABLE {t} ALTER COLUMN id RESTART WITH {keep + 1}"))
             started = time.perf_counter()

@@ -11,8 +11,10 @@ import sqlite3
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import sqlalchemy as sa
@@ -50,8 +52,8 @@ VARIANTS = {
 dbs = Databases(dialect, "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-def say(t):
-    return print(t, file=sys.stderr, flush=True)
+def say(t: str) -> None:
+    print(t, file=sys.stderr, flush=True)
 
 
 base = dbs._create("head", "empty")
@@ -80,61 +82,65 @@ say("variants built")
 now = datetime.now(UTC)
 
 
-def tuples(table, keep):
+def tuples(table: str, keep: int) -> list[list[tuple[Any, ...]]]:
     rows = data.rows_for(table, keep + 1, ROWS, as_decimal=False)
     return list(data.iter_batches(data.driver_tuples(table, rows, dialect, now), BATCH))
 
 
-def sql(table):
+def sql(table: str) -> str:
     cols = data.columns_for(table)
     marks = ", ".join("?" for _ in cols) if dialect == "sqlite" else ", ".join("%s" for _ in cols)
     return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})"
 
 
-conns = {}
+sqlite_conns: dict[str, sqlite3.Connection] = {}
+pg_conns: dict[str, psycopg.Connection[Any]] = {}
 for n, b in benches.items():
     if dialect == "sqlite":
-        conns[n] = sqlite3.connect(b.sqlite_path, isolation_level=None)
+        sqlite_conns[n] = sqlite3.connect(b.sqlite_path, isolation_level=None)
     else:
-        conns[n] = psycopg.connect(b.asyncpg_dsn(), autocommit=True)
+        pg_conns[n] = psycopg.connect(b.asyncpg_dsn(), autocommit=True)
 
 
-def round_(n, table, keep, batches):
-    c = conns[n]
+def round_(n: str, table: str, keep: int, batches: list[list[tuple[Any, ...]]]) -> float:
     s = sql(table)
     t0 = time.perf_counter()
+    if dialect == "sqlite":
+        lite = sqlite_conns[n]
+        for bt in batches:
+            lite.execute("BEGIN")
+            lite.executemany(s, bt)
+            lite.execute("COMMIT")
+        el = time.perf_counter() - t0
+        lite.execute(f"DELETE FROM {table} WHERE id > {keep}")
+        return el
+    pg = pg_conns[n]
     for bt in batches:
-        if dialect == "sqlite":
-            c.execute("BEGIN")
-            c.executemany(s, bt)
-            c.execute("COMMIT")
-        else:
-            with c.transaction(), c.cursor() as cur:
-                cur.executemany(s, bt)
+        with pg.transaction(), pg.cursor() as cur:
+            cur.executemany(s, bt)
     el = time.perf_counter() - t0
-    c.execute(f"DELETE FROM {table} WHERE id > {keep}")
-    if dialect == "postgresql":
-        c.execute(f"VACUUM {table}")
+    pg.execute(f"DELETE FROM {table} WHERE id > {keep}")
+    pg.execute(f"VACUUM {table}")
     return el
 
 
 for table, keep in (("market_data", prefill), ("alert_logs", prefill // 2)):
     batches = tuples(table, keep)
-    samples = {n: [] for n in benches}
+    samples: dict[str, list[float]] = {n: [] for n in benches}
     for r in range(ROUNDS + 1):
         for n in list(benches) if r % 2 else list(reversed(benches)):
-            t = round_(n, table, keep, batches)
+            took = round_(n, table, keep, batches)
             if r:
-                samples[n].append(t)
-    for n, s in samples.items():
-        print(f"{dialect} insert {table:12} {n:18} {ROWS / statistics.median(s):10.0f} rows/s")
+                samples[n].append(took)
+    for n, taken in samples.items():
+        print(f"{dialect} insert {table:12} {n:18} {ROWS / statistics.median(taken):10.0f} rows/s")
 # queries
 from datetime import timedelta
 
 from marketdata import queries as q
 
 st = data.START
-QS = {
+QS: dict[str, Callable[[bool], sa.Executable]] = {
     "latest_ticks": lambda live: q.latest_ticks_statement(live),
     "ticks_in_window": lambda live: q.ticks_in_window_statement(
         1, st + timedelta(hours=100), st + timedelta(hours=101), live
@@ -158,6 +164,8 @@ for n, b in benches.items():
                 ts.append(time.perf_counter() - t0)
             print(f"{dialect} query {qn:20} {n:18} {statistics.median(ts) * 1000:9.2f} ms")
     e.dispose()
-for c in conns.values():
-    c.close()
+for lite in sqlite_conns.values():
+    lite.close()
+for pg in pg_conns.values():
+    pg.close()
 dbs.drop()

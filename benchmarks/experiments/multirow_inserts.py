@@ -18,7 +18,7 @@ COLS = ["price", "bid", "ask", "open_price", "high_price", "low_price"]
 md = sa.MetaData()
 
 
-def tbl(name, checks):
+def tbl(name: str, checks: bool) -> sa.Table:
     return sa.Table(
         name,
         md,
@@ -41,7 +41,7 @@ def tbl(name, checks):
 T = {"none": tbl("imv_none", False), "six": tbl("imv_six", True)}
 
 
-async def main():
+async def main() -> None:
     res = {}
     for flag in (False, True):
         e = create_async_engine("postgresql+asyncpg://postgres@127.0.0.1:5432/test")

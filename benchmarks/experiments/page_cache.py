@@ -16,6 +16,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def main() -> None:
             )
             print(f"{revision}: {rows / pages:.1f} alerts per table leaf page ({pages:,} pages)")
 
-        def query_round(conn: sqlite3.Connection, sql: str):
+        def query_round(conn: sqlite3.Connection, sql: str) -> Callable[[], float]:
             def round_() -> float:
                 started = time.perf_counter()
                 for _ in range(REPEAT):
@@ -103,7 +104,7 @@ def main() -> None:
             for revision in ("baseline", "head")
         }
 
-        def insert_round(revision: str, conn: sqlite3.Connection):
+        def insert_round(revision: str, conn: sqlite3.Connection) -> Callable[[], float]:
             def round_() -> float:
                 conn.isolation_level = None
                 took = insert._sqlite_round(conn, sql, batches[revision])

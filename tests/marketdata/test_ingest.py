@@ -34,13 +34,17 @@ from marketdata import (
     MarketData,
     create_app_engine,
     format_price,
+    ingest,
     insert_alerts,
     insert_alerts_sync,
     insert_ticks,
     insert_ticks_sync,
 )
-from marketdata.ingest import ALERTS, TICKS, IngestResult
-from marketdata.types import sqlite_timestamp_text
+from marketdata.base import Base
+from marketdata.ingest import ALERTS, TICKS, IngestResult, TableSpec
+from marketdata.ingest.validation import NOT_ACCEPTED, columns_of
+from marketdata.models import price_range_check
+from marketdata.types import PRICE_LIMIT, Price, sqlite_timestamp_text
 
 T = TypeVar("T")
 PLUS2 = timezone(timedelta(hours=2))
@@ -566,6 +570,41 @@ def test_sync_and_async_write_the_same_rows(head: Head) -> None:
     assert a[0:2] == a[2:4]
 
 
+@pytest.mark.db
+def test_the_transaction_is_sqlalchemys(head: Head) -> None:
+    """The call's transaction (or SAVEPOINT) is SQLAlchemy's own, not BEGIN / COMMIT sent to
+    the driver behind its back: SQLAlchemy's begin, commit, savepoint and rollback events
+    fire, on both dialects, async and sync."""
+    seen: list[str] = []
+
+    def listen(engine: sa.Engine) -> None:
+        for name in ("begin", "commit", "rollback", "savepoint", "release_savepoint"):
+            sa.event.listen(engine, name, lambda *_, n=name: seen.append(n))
+
+    async def go(conn: AsyncConnection) -> None:
+        listen(conn.engine.sync_engine)
+        await insert_ticks(conn, [tick(0)])  # a transaction of its own
+        assert seen == ["begin", "commit"]
+        seen.clear()
+        async with conn.begin():  # the caller's: a SAVEPOINT in it
+            await insert_alerts(conn, [alert(0)])
+            assert seen == ["begin", "savepoint", "release_savepoint"]
+        seen.clear()
+        with pytest.raises(InvalidRows):
+            await insert_ticks(conn, [tick(1, instrument_id=999)])
+        assert seen == ["begin", "rollback"]
+
+    run(head, go)
+    seen.clear()
+    engine = sync_engine(head.url)
+    listen(engine)
+    with engine.connect() as conn:
+        insert_ticks_sync(conn, [tick(2)])
+    engine.dispose()
+    assert seen == ["begin", "commit"]
+    assert count(head, "market_data") == 2 and count(head, "alert_logs") == 1
+
+
 # --- without a database -------------------------------------------------------------------
 
 
@@ -615,7 +654,7 @@ def test_the_fast_paths_agree_with_the_reference_check(as_text: bool) -> None:
             if rng.random() < 0.02:
                 row[rng.choice(["unknown", "id", "deleted_at"])] = None
             rows.append(row if rng.random() > 0.005 else tuple(row.values()))
-        tuples, rejected = spec.fast(spec, rows, as_text, now)
+        tuples, rejected = spec.validate(rows, as_text, now)
         reference = [spec.check_row(i, row, as_text, now) for i, row in enumerate(rows)]
         assert tuples == [r for r in reference if isinstance(r, tuple)]
         assert rejected == [r for r in reference if not isinstance(r, tuple)]
@@ -644,7 +683,7 @@ def test_the_fast_timestamp_text_is_sqlalchemys() -> None:
         for _ in range(2000)
     ]
     rows = [tick(timestamp=m) for m in moments]
-    tuples, rejected = TICKS.fast(TICKS, rows, True, "now")
+    tuples, rejected = TICKS.validate(rows, True, "now")
     assert not rejected
     # What SQLAlchemy's own DateTime binds on SQLite (UTCDateTime hands it UTC values).
     bind = sqlite.DATETIME().bind_processor(sqlite.dialect())
@@ -677,3 +716,65 @@ def test_the_message_of_many_bad_rows_is_bounded() -> None:
     assert len(exc.errors) == 500
     assert "row 49, price: bad" in str(exc) and "row 50, price" not in str(exc)
     assert "... and 450 more (see .errors)" in str(exc)
+
+
+def test_the_input_columns_are_the_models() -> None:
+    """TICKS / ALERTS are read from the models' tables, not declared again: every column but
+    the ones the database or the ingest sets, with its kind, NOT NULL, default, length,
+    foreign key and range CHECK; a model built here gets the same treatment."""
+    for spec, model in ((TICKS, MarketData), (ALERTS, AlertLog)):
+        table = model.__table__
+        names = [c.name for c in table.columns if c.name not in NOT_ACCEPTED]
+        assert [c.name for c in spec.columns] == names
+        assert spec.targets == (*names, "created_at", "updated_at")
+        for column in spec.columns:
+            model_column = table.c[column.name]
+            assert column.required == (not model_column.nullable and model_column.default is None)
+            keys = {(k.column.table.name, k.constraint.name) for k in model_column.foreign_keys}
+            if keys:
+                assert {(column.references, column.constraint)} == keys
+    assert ALERTS.by_name["status"].default == "triggered"
+    assert ALERTS.by_name["acknowledged_by"].max_length == 64
+
+    metadata = sa.MetaData(naming_convention=Base.metadata.naming_convention)
+    sa.Table("parents", metadata, sa.Column("id", sa.Integer, primary_key=True))
+    probe = sa.Table(
+        "probe",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("parent_id", sa.ForeignKey("parents.id"), nullable=False),
+        sa.Column("level", Price(), nullable=False),
+        sa.Column("code", sa.String(3), nullable=True),
+        price_range_check("level"),
+    )
+    spec = TableSpec(probe.name, columns_of(probe))
+    good = {"parent_id": 1, "level": 2.5, "code": "abc"}
+    bad = {"parent_id": 1, "level": 2e8, "code": "abcd"}
+    tuples, rejected = spec.validate([good, bad], False, "now")
+    assert tuples == [(1, 2.5, "abc", "now", "now")]
+    assert [(e.field, e.reason) for e in rejected[0].errors] == [
+        (
+            "level",
+            "200000000.0 is out of range: ck_probe_level_range needs "
+            f"-{PRICE_LIMIT} < value < {PRICE_LIMIT}",
+        ),
+        ("code", "4 characters, more than varchar(3) holds"),
+    ]
+    assert spec.by_name["parent_id"].constraint == "fk_probe_parent_id_parents"
+
+
+def test_no_private_driver_api() -> None:
+    """The writers use the drivers' public API only, and leave the transaction to SQLAlchemy:
+    no aiosqlite internals (``_execute``, ``_conn``), no BEGIN / COMMIT / ROLLBACK /
+    SAVEPOINT sent to a driver by hand."""
+    package = Path(ingest.__file__).parent
+    sources = {p.name: p.read_text() for p in sorted(package.glob("*.py"))}
+    assert {"validation.py", "sqlite.py", "postgresql.py"} <= set(sources)
+    for name, text in sources.items():
+        code = "\n".join(
+            line for line in text.splitlines() if not line.lstrip().startswith(("#", "``"))
+        )
+        for private in ("._execute(", "._conn", "_execute,", "._connection"):
+            assert private not in code, (name, private)
+        for statement in ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"):
+            assert f'"{statement}' not in code and f"'{statement}" not in code, (name, statement)
