@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -20,8 +21,9 @@ from typing import Any, NoReturn, cast
 import click
 
 from generator import files, lint, spec
+from generator.config import ConfigError, Project, find_project
 from generator.errors import SpecErrors
-from generator.load import load_changes
+from generator.load import Change, load_changes
 from generator.render import generate as render_all
 
 
@@ -97,20 +99,18 @@ def setup_logging(fmt: str) -> None:
 
 
 def find_root(start: Path | None = None) -> Path:
-    """The nearest directory holding ``changes/``, else the project this package came from."""
-    here = (start or Path.cwd()).resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / "changes").is_dir() and (candidate / "generated_migrations").is_dir():
-            return candidate
-    return Path(__file__).resolve().parents[1]
+    """The directory of the project holding ``start`` (generator.config); ConfigError if none."""
+    return find_project(start).root
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="schemagen", prog_name="schemagen")
 @click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Project directory holding changes/ and generated_migrations/ (default: found from cwd).",
+    help="Where to look for the project (default: the working directory); the project is "
+    "found there or in a directory above it.",
 )
 @click.option(
     "--log-format",
@@ -123,16 +123,40 @@ def find_root(start: Path | None = None) -> Path:
 def main(ctx: click.Context, root: Path | None, log_format: str) -> None:
     """Declarative YAML schema changes -> Alembic migrations and validation SQL."""
     setup_logging(log_format)
-    ctx.obj = {"root": (root or find_root()).resolve()}
+    # Found when a command needs it, so `--help` and `init` work outside a project.
+    ctx.obj = {"start": root}
+
+
+def _project(ctx: click.Context) -> Project:
+    obj = ctx.find_root().obj
+    if "project" not in obj:
+        try:
+            obj["project"] = find_project(obj["start"])
+        except ConfigError as exc:
+            fail(Exit.USAGE, f"error: {exc}")
+    return cast(Project, obj["project"])
 
 
 def _root(ctx: click.Context) -> Path:
-    return Path(ctx.obj["root"])
+    return _project(ctx).root
 
 
-def _load(root: Path) -> dict[str, str]:
+def _out(ctx: click.Context) -> Path:
+    return _project(ctx).output_dir
+
+
+def _load_changes(project: Project, lint: bool = True) -> list[Change]:
+    return load_changes(
+        project.changes_dir,
+        display_base=project.root,
+        lint=lint,
+        conventions=project.conventions,
+    )
+
+
+def _load(project: Project) -> dict[str, str]:
     try:
-        changes = load_changes(root / "changes", display_base=root)
+        changes = _load_changes(project)
     except SpecErrors as exc:
         for error in exc.errors:
             echo(str(error), err=True)
@@ -145,12 +169,12 @@ def _load(root: Path) -> dict[str, str]:
 @click.option("--check", is_flag=True, help="Write nothing; fail if any generated file is stale.")
 @click.pass_context
 def generate(ctx: click.Context, check: bool) -> None:
-    """Render every spec under changes/ into generated_migrations/."""
-    root = _root(ctx)
-    out_dir = root / "generated_migrations"
-    rendered = _load(root)
+    """Render every spec under changes/ into generated_migrations/ (or the configured paths)."""
+    project = _project(ctx)
+    out_dir, label = project.output_dir, project.output
+    rendered = _load(project)
     if check:
-        drift = files.compare(rendered, out_dir)
+        drift = files.compare(rendered, out_dir, label)
         integrity = files.sum_problems(out_dir, drift, rendered)
         for problem in integrity:
             echo(f"integrity: {problem}", err=True)
@@ -159,22 +183,22 @@ def generate(ctx: click.Context, check: bool) -> None:
             return
         for line in drift.diff:
             click.echo(_redact(line), nl=not line.endswith("\n"))
-        for label, paths in (
+        for kind, paths in (
             ("stale or edited", drift.changed),
             ("missing", drift.missing),
             ("orphaned (its spec is gone)", drift.orphaned),
         ):
             for path in paths:
-                echo(f"{label}: generated_migrations/{path}", err=True)
+                echo(f"{kind}: {label}/{path}", err=True)
         fail(
             Exit.FAILED,
             "generated files differ from the specs or their sums; run `schemagen generate`",
         )
     written, deleted = files.write(rendered, out_dir)
     for path in written:
-        echo(f"wrote generated_migrations/{path}")
+        echo(f"wrote {label}/{path}")
     for path in deleted:
-        echo(f"deleted generated_migrations/{path} (its spec is gone)")
+        echo(f"deleted {label}/{path} (its spec is gone)")
     echo(f"{len(rendered)} files generated, {len(written)} written, {len(deleted)} deleted")
 
 
@@ -182,9 +206,8 @@ def generate(ctx: click.Context, check: bool) -> None:
 @click.pass_context
 def lint_command(ctx: click.Context) -> None:
     """Report every lint finding; exit 1 while an error is not acknowledged."""
-    root = _root(ctx)
     try:
-        changes = load_changes(root / "changes", display_base=root, lint=False)
+        changes = _load_changes(_project(ctx), lint=False)
     except SpecErrors as exc:
         for error in exc.errors:
             echo(str(error), err=True)
@@ -202,7 +225,8 @@ def lint_command(ctx: click.Context) -> None:
         sys.exit(int(Exit.FAILED))
 
 
-SCHEMA_FILE = "changes/change.schema.json"
+SCHEMA_NAME = "change.schema.json"
+SCHEMA_FILE = f"changes/{SCHEMA_NAME}"  # where a project with the default layout keeps it
 NEW_CHANGE = """\
 # yaml-language-server: $schema=change.schema.json
 id: {id}
@@ -233,15 +257,49 @@ operations:
 @click.pass_context
 def new(ctx: click.Context, change_id: str) -> None:
     """Scaffold the next numbered change file, changes/NNNN_<CHANGE_ID>.yaml."""
-    changes_dir = _root(ctx) / "changes"
+    project = _project(ctx)
+    changes_dir = project.changes_dir
     if not re.fullmatch(spec.IDENTIFIER_PATTERN, change_id):
         fail(Exit.USAGE, f"error: invalid id {change_id!r} (expected {spec.IDENTIFIER_HELP})")
     numbers = [int(p.name[:4]) for p in changes_dir.glob("[0-9][0-9][0-9][0-9]_*.yaml")]
     number = max(numbers, default=-1) + 1
     target = changes_dir / f"{number:04d}_{change_id}.yaml"
     previous = f"{number - 1:04d}" if number else "base"
+    if not changes_dir.is_dir():
+        fail(Exit.USAGE, f"error: no directory {project.changes}/ in {project.root}")
     target.write_text(NEW_CHANGE.format(id=change_id, previous=previous), encoding="utf-8")
-    echo(f"wrote changes/{target.name}: fill in its operations, then run `schemagen generate`")
+    echo(
+        f"wrote {project.changes}/{target.name}: fill in its operations, "
+        "then run `schemagen generate`"
+    )
+
+
+@main.command()
+@click.argument(
+    "directory", required=False, default=".", type=click.Path(file_okay=False, path_type=Path)
+)
+@click.option("--changes", default="changes", show_default=True, help="Folder of change specs.")
+@click.option(
+    "--output", default="generated_migrations", show_default=True, help="Folder of output."
+)
+def init(directory: Path, changes: str, output: str) -> None:
+    """Start a project in DIRECTORY: changes/, the output folder with the Alembic environment,
+    alembic.ini, schemagen.toml and a CI job. Refuses to overwrite anything."""
+    from generator import scaffold
+
+    try:
+        plan = scaffold.plan(directory, changes, output, schema_text())
+        written = scaffold.write(plan)
+    except scaffold.InitError as exc:
+        fail(Exit.USAGE, f"error: {exc}")
+    except OSError as exc:
+        fail(Exit.USAGE, f"error: cannot write the project: {exc}")
+    for path in written:
+        echo(f"wrote {path}")
+    echo(
+        f"next: `schemagen new baseline` writes {changes}/0000_baseline.yaml; declare your "
+        "tables in it, then `schemagen generate` and `schemagen upgrade --url URL`"
+    )
 
 
 @main.command()
@@ -249,15 +307,23 @@ def new(ctx: click.Context, change_id: str) -> None:
 @click.pass_context
 def schema(ctx: click.Context, check: bool) -> None:
     """Write the JSON Schema of the spec format for editors (changes/change.schema.json)."""
-    target = _root(ctx) / SCHEMA_FILE
-    text = json.dumps(spec.json_schema(), indent=2, sort_keys=True) + "\n"
+    project = _project(ctx)
+    target = project.changes_dir / SCHEMA_NAME
+    shown = f"{project.changes}/{SCHEMA_NAME}"
+    text = schema_text()
     if check:
         if target.is_file() and target.read_text(encoding="utf-8") == text:
-            echo(f"{SCHEMA_FILE} is current")
+            echo(f"{shown} is current")
             return
-        fail(Exit.FAILED, f"{SCHEMA_FILE} is stale or missing; run `schemagen schema`")
+        fail(Exit.FAILED, f"{shown} is stale or missing; run `schemagen schema`")
+    if not project.changes_dir.is_dir():
+        fail(Exit.USAGE, f"error: no directory {project.changes}/ in {project.root}")
     target.write_text(text, encoding="utf-8")
-    echo(f"wrote {SCHEMA_FILE}")
+    echo(f"wrote {shown}")
+
+
+def schema_text() -> str:
+    return json.dumps(spec.json_schema(), indent=2, sort_keys=True) + "\n"
 
 
 @main.command()
@@ -283,13 +349,14 @@ def plan(ctx: click.Context, change: str | None, dialect: str, direction: str) -
     """
     from generator import migrate  # lazily: `generate` starts faster
 
-    out_dir = _root(ctx) / "generated_migrations"
+    project = _project(ctx)
+    out_dir = project.output_dir
     names = sorted(p.stem for p in (out_dir / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
     if change is not None:
         names = [n for n in names if change in (n, n[:4], n[5:])]
         if not names:
-            fail(Exit.USAGE, f"error: no change {change!r} in generated_migrations/versions")
-    chosen = ["postgresql", "sqlite"] if dialect == "all" else [dialect]
+            fail(Exit.USAGE, f"error: no change {change!r} in {project.output}/versions")
+    chosen = list(project.dialects) if dialect == "all" else [dialect]
     directions = ["upgrade", "downgrade"] if direction == "both" else [direction]
     for name in names:
         for d in chosen:
@@ -303,7 +370,7 @@ def plan(ctx: click.Context, change: str | None, dialect: str, direction: str) -
 url_option = click.option(
     "--url",
     default=None,
-    help="SQLAlchemy URL, sync or async (default: $DATABASE_URL, else sqlite:///marketdata.db).",
+    help="SQLAlchemy URL, sync or async (default: $DATABASE_URL, else the configured url).",
 )
 
 
@@ -330,6 +397,19 @@ def database_errors() -> Iterator[None]:
         fail(Exit.DATABASE, f"error: {type(exc).__name__}: {exc}")
 
 
+def _url(ctx: click.Context, url: str | None) -> str:
+    """``--url``, else ``DATABASE_URL``, else the project's configured url; exit 2 if none."""
+    project = _project(ctx)
+    text = url or os.environ.get("DATABASE_URL") or project.url
+    if not text:
+        fail(
+            Exit.USAGE,
+            "error: no database URL: pass --url, set DATABASE_URL, or set url in the "
+            f"configuration ({project.config_label})",
+        )
+    return text
+
+
 def _with_url(url: str | None, fn: Callable[[Any], None]) -> None:
     from generator import db  # lazily: `generate` starts faster
 
@@ -340,7 +420,7 @@ def _with_url(url: str | None, fn: Callable[[Any], None]) -> None:
 def _migrate(ctx: click.Context, url: str | None, to: str, direction: str) -> None:
     from generator import migrate, redact, runtime  # lazily: `generate` starts faster
 
-    out_dir = _root(ctx) / "generated_migrations"
+    out_dir = _out(ctx)
     run = migrate.upgrade if direction == "upgrade" else migrate.downgrade
 
     def go(u: Any) -> None:
@@ -349,7 +429,7 @@ def _migrate(ctx: click.Context, url: str | None, to: str, direction: str) -> No
         revision = migrate.with_connection(u, runtime.current_revision)
         echo(f"database is at revision {revision or 'base'}")
 
-    _with_url(url, go)
+    _with_url(_url(ctx, url), go)
 
 
 @main.command()
@@ -377,7 +457,7 @@ def verify(ctx: click.Context, url: str | None) -> None:
     """Run the validation SQL for the database's current revision."""
     from generator import migrate, redact, runtime  # lazily: `generate` starts faster
 
-    out_dir = _root(ctx) / "generated_migrations"
+    out_dir = _out(ctx)
     failed = 0
 
     def go(u: Any) -> None:
@@ -395,7 +475,7 @@ def verify(ctx: click.Context, url: str | None) -> None:
         echo(f"{len(results) - failed} passed, {failed} failed")
         _record_verify(_root(ctx), u, revision, len(results) - failed, failed)
 
-    _with_url(url, go)
+    _with_url(_url(ctx, url), go)
     if failed:
         sys.exit(int(Exit.FAILED))
 
@@ -436,8 +516,8 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
     """
     from generator import migrate, redact, runtime  # lazily: `generate` starts faster
 
-    root = _root(ctx)
-    out_dir = root / "generated_migrations"
+    project = _project(ctx)
+    root, out_dir = project.root, project.output_dir
     names = sorted(p.stem for p in (out_dir / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
     report: dict[str, Any] = {}
 
@@ -451,7 +531,7 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
             line = next((ln for ln in text.splitlines() if ln.startswith("**Risk:**")), "")
             risks[name] = line.removeprefix("**Risk:**").strip().rstrip(".")
         try:
-            changes = load_changes(root / "changes", display_base=root)
+            changes = _load_changes(project)
             drift = files.compare(render_all(changes), out_dir)
             current: bool | None = drift.clean and not files.sum_problems(out_dir)
         except SpecErrors:
@@ -470,7 +550,7 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
             last_verify=last.get(redact.safe_url(u)),
         )
 
-    _with_url(url, go)
+    _with_url(_url(ctx, url), go)
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
     else:

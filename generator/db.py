@@ -14,16 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from generator import redact
 from generator.sqlite import install_sqlite_listeners
 
-DEFAULT_URL = "sqlite:///marketdata.db"
-
 
 class UrlError(ValueError):
     """A database URL that cannot be used; the message never contains its password."""
 
 
 def resolve_url(explicit: str | None = None) -> URL:
-    """``--url``, else ``DATABASE_URL``, else a SQLite file in the working directory."""
-    text = explicit or os.environ.get("DATABASE_URL") or DEFAULT_URL
+    """``--url``, else ``DATABASE_URL``; no default (the CLI adds the project's configured url)."""
+    text = explicit or os.environ.get("DATABASE_URL")
+    if not text:
+        raise UrlError("no database URL: pass --url or set DATABASE_URL")
     redact.register_url_text(text)
     try:
         url = sa.make_url(text)

@@ -26,7 +26,17 @@ from generator.files import SUM_FILE, sum_file
 from generator.load import Change
 from generator.plan import Unit, plan, resumable_checks
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
+
+def _templates_dir() -> Path:
+    """Installed from a wheel, the templates are package data (generator/templates, mapped
+    from the repository's top-level templates/ by pyproject.toml); in a checkout, or an
+    editable install of one, they are read where they are kept."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "templates"
+    return packaged if (packaged / "migration.py.j2").is_file() else here.parent / "templates"
+
+
+TEMPLATES_DIR = _templates_dir()
 STEP_KINDS = (
     "create_table",
     "drop_table",
