@@ -145,6 +145,20 @@ def _out(ctx: click.Context) -> Path:
     return _project(ctx).output_dir
 
 
+def _alembic_dir(ctx: click.Context) -> Path:
+    """The output folder, when it holds the Alembic environment the migrations run in."""
+    project = _project(ctx)
+    if not (project.output_dir / "env.py").is_file():
+        from generator.scaffold import INIT_DIR
+
+        fail(
+            Exit.USAGE,
+            f"error: {project.output}/env.py is missing: the Alembic environment the "
+            f"migrations run in (`schemagen init` writes it; copy it from {INIT_DIR / 'env.py'})",
+        )
+    return project.output_dir
+
+
 def _load_changes(project: Project, lint: bool = True) -> list[Change]:
     return load_changes(
         project.changes_dir,
@@ -350,7 +364,7 @@ def plan(ctx: click.Context, change: str | None, dialect: str, direction: str) -
     from generator import migrate  # lazily: `generate` starts faster
 
     project = _project(ctx)
-    out_dir = project.output_dir
+    out_dir = _alembic_dir(ctx)
     names = sorted(p.stem for p in (out_dir / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
     if change is not None:
         names = [n for n in names if change in (n, n[:4], n[5:])]
@@ -420,7 +434,7 @@ def _with_url(url: str | None, fn: Callable[[Any], None]) -> None:
 def _migrate(ctx: click.Context, url: str | None, to: str, direction: str) -> None:
     from generator import migrate, redact, runtime  # lazily: `generate` starts faster
 
-    out_dir = _out(ctx)
+    out_dir = _alembic_dir(ctx)
     run = migrate.upgrade if direction == "upgrade" else migrate.downgrade
 
     def go(u: Any) -> None:

@@ -306,3 +306,24 @@ def test_env_py_takes_an_engine_as_pytest_alembic_passes_it(db_url: str) -> None
             )
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("upgrade", "--url", "sqlite:///x.db"), ("downgrade", "--to", "base"), ("plan",)],
+    ids=lambda a: a[0],
+)
+def test_a_project_without_env_py_is_told_where_to_get_it(
+    args: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.schemagen]\nchanges = "specs"\noutput = "out"\n'
+    )
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "0000_create_shop.yaml").write_text(BASELINE)
+    assert cli("generate", root=tmp_path).exit_code == Exit.OK
+    monkeypatch.chdir(tmp_path)
+    result = cli(*args)
+    assert result.exit_code == Exit.USAGE, result.output
+    assert "out/env.py is missing" in result.stderr and "schemagen init" in result.stderr
+    assert not (tmp_path / "x.db").exists()
