@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import pg_url_for
-from support import ROOT
+from support import ROOT, copy_project
 
 DOC = ROOT / "docs" / "adopting.md"
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
@@ -136,6 +136,18 @@ def test_new_project_path_of_docs_adopting_md(
     pg_out = _run(doc_script(pg_url_for(pg_database), venv), again, env)
     _check_run(pg_out, again / "shop")
     assert "verifying postgresql+psycopg://" in pg_out and "sqlite:///" not in pg_out
+
+    # The packaged templates render this repository's specs byte for byte as committed.
+    copy = copy_project(tmp_path / "marketdata_specs")
+    check = subprocess.run(
+        [str(venv / "bin" / "schemagen"), "generate", "--check"],
+        cwd=copy,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "generated files are current" in check.stdout
 
     # The installed tool is the wheel's, not this checkout, and carries no application.
     probe = (
