@@ -176,7 +176,7 @@ def _load(project: Project) -> dict[str, str]:
             echo(str(error), err=True)
         n = len(exc.errors)
         fail(Exit.INVALID_SPEC, f"{n} error{'s' if n != 1 else ''} in specs; nothing was written")
-    return render_all(changes)
+    return render_all(changes, output=project.output)
 
 
 @main.command()
@@ -546,7 +546,7 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
             risks[name] = line.removeprefix("**Risk:**").strip().rstrip(".")
         try:
             changes = _load_changes(project)
-            drift = files.compare(render_all(changes), out_dir)
+            drift = files.compare(render_all(changes, output=project.output), out_dir)
             current: bool | None = drift.clean and not files.sum_problems(out_dir)
         except SpecErrors:
             current = None

@@ -285,7 +285,7 @@ def _render_validation(env: jinja2.Environment, change: Change, dialect: str, ph
         dialect=dialect,
         data=data,
         phase=phase,
-        path=f"generated_migrations/{validation_path(change, dialect, phase)}",
+        path=f"{env.globals['output']}/{validation_path(change, dialect, phase)}",
         expected=expected,
         tables=[(t.table,) for t in expected],
     )
@@ -412,13 +412,19 @@ def _render_review(
     )
 
 
-def generate(changes: Iterable[Change], templates_dir: Path = TEMPLATES_DIR) -> dict[str, str]:
-    """Every generated file, keyed by its path relative to ``generated_migrations/``.
+def generate(
+    changes: Iterable[Change],
+    templates_dir: Path = TEMPLATES_DIR,
+    output: str = "generated_migrations",
+) -> dict[str, str]:
+    """Every generated file, keyed by its path relative to ``generated_migrations/`` (the
+    project's ``output``, which the files name where they point at each other).
 
     A long history is rendered in two processes (see :func:`_render_forked`); the files do
     not depend on it, nor on the order the changes are rendered in.
     """
     env = make_env(templates_dir)
+    env.globals["output"] = output
     changes = list(changes)
     out = _render_forked(env, changes) if _fork_helps(len(changes)) else _render(env, changes)
     out[SUM_FILE] = sum_file(out)

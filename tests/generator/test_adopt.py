@@ -174,6 +174,9 @@ def test_configured_paths_are_honoured(tmp_path: Path, monkeypatch: pytest.Monke
     assert "wrote db/migrations/versions/0000_create_shop.py" in result.stdout
     assert (root / "db" / "migrations" / "versions" / "0000_create_shop.py").is_file()
     assert not (root / "changes").exists() and not (root / "generated_migrations").exists()
+    sql = root / "db" / "migrations" / "validation" / "sqlite" / "0000_create_shop.pre.sql"
+    assert "< db/migrations/validation/sqlite/0000_create_shop.pre.sql" in sql.read_text()
+    assert "generated_migrations" not in sql.read_text()
     assert cli("generate", "--check").exit_code == Exit.OK
     assert "script_location = %(here)s/db/migrations" in (root / "alembic.ini").read_text()
     result = cli("new", "soft_delete")
