@@ -421,6 +421,13 @@ def _url(ctx: click.Context, url: str | None) -> str:
             "error: no database URL: pass --url, set DATABASE_URL, or set url in the "
             f"configuration ({project.config_label})",
         )
+    backend = text.split(":", 1)[0].split("+", 1)[0]
+    if backend in ("sqlite", "postgresql") and backend not in project.dialects:
+        fail(
+            Exit.USAGE,
+            f"error: this project targets {', '.join(project.dialects)} only, not {backend} "
+            f"(dialects in {project.config_label})",
+        )
     return text
 
 

@@ -330,3 +330,17 @@ def test_a_project_without_env_py_is_told_where_to_get_it(
     assert result.exit_code == Exit.USAGE, result.output
     assert "out/env.py is missing" in result.stderr and "schemagen init" in result.stderr
     assert not (tmp_path / "x.db").exists()
+
+
+def test_a_database_of_a_dialect_the_project_does_not_target_is_refused(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    config = root / "schemagen.toml"
+    config.write_text(config.read_text().replace('["postgresql", "sqlite"]', '["postgresql"]'))
+    (root / "changes" / "0000_create_shop.yaml").write_text(BASELINE)
+    assert cli("generate", root=root).exit_code == Exit.OK
+    result = cli("upgrade", "--url", f"sqlite:///{tmp_path / 'x.db'}", root=root)
+    assert result.exit_code == Exit.USAGE, result.output
+    assert "targets postgresql only, not sqlite" in result.stderr
+    assert not (tmp_path / "x.db").exists()
+    plan = cli("plan", root=root)
+    assert "on postgresql" in plan.stdout and "on sqlite" not in plan.stdout
