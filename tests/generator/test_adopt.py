@@ -344,3 +344,33 @@ def test_a_database_of_a_dialect_the_project_does_not_target_is_refused(tmp_path
     assert not (tmp_path / "x.db").exists()
     plan = cli("plan", root=root)
     assert "on postgresql" in plan.stdout and "on sqlite" not in plan.stdout
+
+
+def test_plain_alembic_takes_the_url_from_the_configuration(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`alembic upgrade head` in a project that `init` wrote: alembic.ini and env.py find the
+    configured url without DATABASE_URL."""
+    from alembic.config import Config
+
+    root = _project(tmp_path)
+    config = root / "schemagen.toml"
+    config.write_text(
+        config.read_text().replace(
+            '# url = "postgresql+psycopg://app@localhost/app"', f'url = "{db_url}"'
+        )
+    )
+    (root / "changes" / "0000_create_shop.yaml").write_text(BASELINE)
+    assert cli("generate", root=root).exit_code == Exit.OK
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.chdir(root)
+    command.upgrade(Config(str(root / "alembic.ini")), "head")
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            revision = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            tables = set(sa.inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+    assert revision == "0000"
+    assert {"customers", "orders"} <= tables
