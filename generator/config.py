@@ -75,7 +75,10 @@ def _settings_at(directory: Path) -> tuple[Path, dict[str, Any]] | None:
     found: list[tuple[Path, dict[str, Any]]] = []
     if own.is_file():
         found.append((own, _read_toml(own)))
-    if pyproject.is_file():
+    # Another project's pyproject.toml above this one is none of our business, even broken.
+    if pyproject.is_file() and "schemagen" in pyproject.read_text(
+        encoding="utf-8", errors="replace"
+    ):
         tool = _read_toml(pyproject).get("tool", {})
         if isinstance(tool, dict) and "schemagen" in tool:
             settings = tool["schemagen"]

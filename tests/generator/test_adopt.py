@@ -374,3 +374,14 @@ def test_plain_alembic_takes_the_url_from_the_configuration(
         engine.dispose()
     assert revision == "0000"
     assert {"customers", "orders"} <= tables
+
+
+def test_a_broken_pyproject_of_another_project_above_is_ignored(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project\nname = broken\n")
+    root = _project(tmp_path)
+    (root / "changes" / "0000_create_shop.yaml").write_text(BASELINE)
+    assert cli("generate", root=root / "changes").exit_code == Exit.OK
+    (tmp_path / "pyproject.toml").write_text("[tool.schemagen\n")
+    result = cli("generate", root=tmp_path)
+    assert result.exit_code == Exit.USAGE
+    assert "pyproject.toml: invalid TOML" in result.stderr
