@@ -68,6 +68,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
 
 
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
 def _settings_at(directory: Path) -> tuple[Path, dict[str, Any]] | None:
     """The configuration file in ``directory`` and its schemagen settings, if it has one."""
     own = directory / CONFIG_FILE
@@ -76,9 +83,7 @@ def _settings_at(directory: Path) -> tuple[Path, dict[str, Any]] | None:
     if own.is_file():
         found.append((own, _read_toml(own)))
     # Another project's pyproject.toml above this one is none of our business, even broken.
-    if pyproject.is_file() and "schemagen" in pyproject.read_text(
-        encoding="utf-8", errors="replace"
-    ):
+    if pyproject.is_file() and "schemagen" in _text(pyproject):
         tool = _read_toml(pyproject).get("tool", {})
         if isinstance(tool, dict) and "schemagen" in tool:
             settings = tool["schemagen"]
