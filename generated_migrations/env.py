@@ -1,17 +1,22 @@
 """Alembic environment for the generated migrations (hand-written, not generated).
 
-The URL comes from the caller (schemagen passes it in), else DATABASE_URL, else the SQLite
-default; sync and async URLs both work. Each change runs in its own transaction, and on
-SQLite with foreign-key enforcement switched off around the run (see generator.db).
+`schemagen init` writes this file from the copy shipped in the package (templates/init/env.py);
+keep the two identical. The connection comes from the caller as a Connection or an Engine
+(pytest-alembic passes an Engine), else the URL: the caller's (schemagen passes it in), else
+sqlalchemy.url, else DATABASE_URL, else the project's configured url; sync and async URLs both
+work. Each change runs in its own transaction, and on SQLite with foreign-key enforcement
+switched off around the run (see generator.db).
 """
 
 import asyncio
+import os
 from pathlib import Path
 
 from alembic import context
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from generator import db, integrity
+from generator.config import ConfigError, find_project
 
 config = context.config
 
@@ -39,15 +44,22 @@ async def _run_async(url: object) -> None:
         await engine.dispose()
 
 
+def _url_text() -> str | None:
+    explicit = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
+    if explicit or os.environ.get("DATABASE_URL"):
+        return str(explicit) if explicit else None
+    # Plain `alembic`: the url configured for the project that holds alembic.ini.
+    start = Path(config.config_file_name).parent if config.config_file_name else None
+    try:
+        return find_project(start).url
+    except ConfigError:
+        return None
+
+
 def _run_offline() -> None:
     """`schemagen plan` / `alembic upgrade --sql`: print the SQL instead of running it. The
     checks, which need a live database, are named in comments instead."""
-    dialect = (
-        config.attributes.get("dialect")
-        or db.resolve_url(
-            config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
-        ).get_backend_name()
-    )
+    dialect = config.attributes.get("dialect") or db.resolve_url(_url_text()).get_backend_name()
     context.configure(
         dialect_name=dialect,
         literal_binds=True,
@@ -63,10 +75,14 @@ def main() -> None:
         _run_offline()
         return
     connection = config.attributes.get("connection")
+    if isinstance(connection, Engine):
+        with connection.connect() as engine_connection:
+            _run(engine_connection)
+        return
     if connection is not None:
         _run(connection)
         return
-    url = db.resolve_url(config.attributes.get("url") or config.get_main_option("sqlalchemy.url"))
+    url = db.resolve_url(_url_text())
     if db.is_async(url):
         asyncio.run(_run_async(url))
         return

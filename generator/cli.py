@@ -27,8 +27,9 @@ from typing import Any, NoReturn, cast
 import click
 
 from generator import files, lint, revision_files, spec
+from generator.config import ConfigError, Project, find_project
 from generator.errors import SpecErrors
-from generator.load import load_changes
+from generator.load import Change, load_changes
 from generator.render import generate as render_all
 
 
@@ -115,12 +116,8 @@ def setup_logging(fmt: str) -> None:
 
 
 def find_root(start: Path | None = None) -> Path:
-    """The nearest directory holding ``changes/``, else the project this package came from."""
-    here = (start or Path.cwd()).resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / "changes").is_dir() and (candidate / "generated_migrations").is_dir():
-            return candidate
-    return Path(__file__).resolve().parents[1]
+    """The directory of the project holding ``start`` (generator.config); ConfigError if none."""
+    return find_project(start).root
 
 
 DEBUG_VARIABLE = "SCHEMAGEN_DEBUG"
@@ -155,11 +152,13 @@ class GuardedGroup(click.Group):
 
 
 @click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="schemagen", prog_name="schemagen")
 @click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Project directory holding changes/ and generated_migrations/ (default: found from cwd).",
+    help="Where to look for the project (default: the working directory); the project is "
+    "found there or in a directory above it.",
 )
 @click.option(
     "--log-format",
@@ -172,40 +171,79 @@ class GuardedGroup(click.Group):
 def main(ctx: click.Context, root: Path | None, log_format: str) -> None:
     """Declarative YAML schema changes -> Alembic migrations and validation SQL."""
     setup_logging(log_format)
-    ctx.obj = {"root": (root or find_root()).resolve()}
+    # Found when a command needs it, so `--help` and `init` work outside a project.
+    ctx.obj = {"start": root}
+
+
+def _project(ctx: click.Context) -> Project:
+    obj = ctx.find_root().obj
+    if "project" not in obj:
+        try:
+            obj["project"] = find_project(obj["start"])
+        except ConfigError as exc:
+            fail(Exit.USAGE, f"error: {exc}")
+    return cast(Project, obj["project"])
 
 
 def _root(ctx: click.Context) -> Path:
-    return Path(ctx.obj["root"])
+    return _project(ctx).root
 
 
-def _load(root: Path) -> dict[str, str]:
+def _out(ctx: click.Context) -> Path:
+    return _project(ctx).output_dir
+
+
+def _alembic_dir(ctx: click.Context) -> Path:
+    """The output folder, when it holds the Alembic environment the migrations run in."""
+    project = _project(ctx)
+    if not (project.output_dir / "env.py").is_file():
+        from generator.scaffold import INIT_DIR
+
+        fail(
+            Exit.USAGE,
+            f"error: {project.output}/env.py is missing: no Alembic environment at "
+            f"{project.output_dir / 'env.py'} for the migrations to run in (`schemagen init` "
+            f"writes it; copy it from {INIT_DIR / 'env.py'})",
+        )
+    return project.output_dir
+
+
+def _load_changes(project: Project, lint: bool = True) -> list[Change]:
+    return load_changes(
+        project.changes_dir,
+        display_base=project.root,
+        lint=lint,
+        conventions=project.conventions,
+    )
+
+
+def _load(project: Project) -> dict[str, str]:
     try:
-        changes = load_changes(root / "changes", display_base=root)
+        changes = _load_changes(project)
     except SpecErrors as exc:
         for error in exc.errors:
             echo(str(error), err=True)
         n = len(exc.errors)
         fail(Exit.INVALID_SPEC, f"{n} error{'s' if n != 1 else ''} in specs; nothing was written")
-    return render_all(changes)
+    return render_all(changes, output=project.output)
 
 
 @main.command()
 @click.option("--check", is_flag=True, help="Write nothing; fail if any generated file is stale.")
 @click.pass_context
 def generate(ctx: click.Context, check: bool) -> None:
-    """Render every spec under changes/ into generated_migrations/."""
-    root = _root(ctx)
-    out_dir = root / "generated_migrations"
-    rendered = _load(root)
+    """Render every spec under changes/ into generated_migrations/ (or the configured paths)."""
+    project = _project(ctx)
+    out_dir, label = project.output_dir, project.output
+    rendered = _load(project)
     # Hand-written revisions on disk and the generated ones about to be written: one chain.
     chain = revision_files.problems(revision_files.read(out_dir, rendered))
     for problem in chain:
-        echo(f"revision chain: generated_migrations/{problem}", err=True)
+        echo(f"revision chain: {label}/{problem}", err=True)
     if chain and not check:
         fail(Exit.FAILED, "the revisions would not form one chain; nothing was written")
     if check:
-        drift = files.compare(rendered, out_dir)
+        drift = files.compare(rendered, out_dir, label)
         integrity = files.sum_problems(out_dir, drift, rendered)
         for problem in integrity:
             echo(f"integrity: {problem}", err=True)
@@ -214,25 +252,25 @@ def generate(ctx: click.Context, check: bool) -> None:
             return
         for line in drift.diff:
             click.echo(_redact(line), nl=not line.endswith("\n"))
-        for label, paths in (
+        for kind, paths in (
             ("stale or edited", drift.changed),
             ("missing", drift.missing),
             ("orphaned (its spec is gone)", drift.orphaned),
         ):
             for path in paths:
-                echo(f"{label}: generated_migrations/{path}", err=True)
+                echo(f"{kind}: {label}/{path}", err=True)
         fail(
             Exit.FAILED,
             "generated files differ from the specs or their sums; run `schemagen generate`",
         )
     done = files.write(rendered, out_dir)
     for path in done.written:
-        echo(f"wrote generated_migrations/{path}")
+        echo(f"wrote {label}/{path}")
     for path in done.deleted:
-        echo(f"deleted generated_migrations/{path} (its spec is gone)")
+        echo(f"deleted {label}/{path} (its spec is gone)")
     for path in done.kept:
         echo(
-            f"kept generated_migrations/{path}: it has the generated header but is not in "
+            f"kept {label}/{path}: it has the generated header but is not in "
             f"{files.SUM_FILE}, so this generator did not write it; delete it if it is stale",
             err=True,
         )
@@ -245,9 +283,8 @@ def generate(ctx: click.Context, check: bool) -> None:
 @click.pass_context
 def lint_command(ctx: click.Context) -> None:
     """Report every lint finding; exit 1 while an error is not acknowledged."""
-    root = _root(ctx)
     try:
-        changes = load_changes(root / "changes", display_base=root, lint=False)
+        changes = _load_changes(_project(ctx), lint=False)
     except SpecErrors as exc:
         for error in exc.errors:
             echo(str(error), err=True)
@@ -265,7 +302,8 @@ def lint_command(ctx: click.Context) -> None:
         sys.exit(int(Exit.FAILED))
 
 
-SCHEMA_FILE = "changes/change.schema.json"
+SCHEMA_NAME = "change.schema.json"
+SCHEMA_FILE = f"changes/{SCHEMA_NAME}"  # where a project with the default layout keeps it
 NEW_CHANGE = """\
 # yaml-language-server: $schema=change.schema.json
 id: {id}
@@ -296,7 +334,8 @@ operations:
 @click.pass_context
 def new(ctx: click.Context, change_id: str) -> None:
     """Scaffold the next numbered change file, changes/NNNN_<CHANGE_ID>.yaml."""
-    changes_dir = _root(ctx) / "changes"
+    project = _project(ctx)
+    changes_dir = project.changes_dir
     if not re.fullmatch(spec.IDENTIFIER_PATTERN, change_id):
         fail(Exit.USAGE, f"error: invalid id {change_id!r} (expected {spec.IDENTIFIER_HELP})")
     from generator.load import FILE_RE, NON_ASCII_NUMBER
@@ -307,20 +346,54 @@ def new(ctx: click.Context, change_id: str) -> None:
         if odd and not FILE_RE.match(name):
             fail(
                 Exit.INVALID_SPEC,
-                f"changes/{name}:1:1: change number {odd['num']!r} must be written with ASCII "
+                f"{project.changes}/{name}:1:1: change number {odd['num']!r} must be written "
+                "with ASCII "
                 "digits 0-9; rename it before adding a change",
             )
     numbers = [int(m["num"]) for n in names if (m := FILE_RE.match(n))]
     number = max(numbers, default=-1) + 1
     target = changes_dir / f"{number:04d}_{change_id}.yaml"
     previous = f"{number - 1:04d}" if number else "base"
+    if not changes_dir.is_dir():
+        fail(Exit.USAGE, f"error: no directory {project.changes}/ in {project.root}")
     try:
         # "x": never overwrite a file that appeared meanwhile.
         with target.open("x", encoding="utf-8") as out:
             out.write(NEW_CHANGE.format(id=change_id, previous=previous))
     except FileExistsError:
-        fail(Exit.USAGE, f"error: changes/{target.name} already exists")
-    echo(f"wrote changes/{target.name}: fill in its operations, then run `schemagen generate`")
+        fail(Exit.USAGE, f"error: {project.changes}/{target.name} already exists")
+    echo(
+        f"wrote {project.changes}/{target.name}: fill in its operations, "
+        "then run `schemagen generate`"
+    )
+
+
+@main.command()
+@click.argument(
+    "directory", required=False, default=".", type=click.Path(file_okay=False, path_type=Path)
+)
+@click.option("--changes", default="changes", show_default=True, help="Folder of change specs.")
+@click.option(
+    "--output", default="generated_migrations", show_default=True, help="Folder of output."
+)
+def init(directory: Path, changes: str, output: str) -> None:
+    """Start a project in DIRECTORY: changes/, the output folder with the Alembic environment,
+    alembic.ini, schemagen.toml and a CI job. Refuses to overwrite anything."""
+    from generator import scaffold
+
+    try:
+        plan = scaffold.plan(directory, changes, output, schema_text())
+        written = scaffold.write(plan)
+    except scaffold.InitError as exc:
+        fail(Exit.USAGE, f"error: {exc}")
+    except OSError as exc:
+        fail(Exit.USAGE, f"error: cannot write the project: {exc}")
+    for path in written:
+        echo(f"wrote {path}")
+    echo(
+        f"next: `schemagen new baseline` writes {changes}/0000_baseline.yaml; declare your "
+        "tables in it, then `schemagen generate` and `schemagen upgrade --url URL`"
+    )
 
 
 @main.command()
@@ -328,15 +401,23 @@ def new(ctx: click.Context, change_id: str) -> None:
 @click.pass_context
 def schema(ctx: click.Context, check: bool) -> None:
     """Write the JSON Schema of the spec format for editors (changes/change.schema.json)."""
-    target = _root(ctx) / SCHEMA_FILE
-    text = json.dumps(spec.json_schema(), indent=2, sort_keys=True) + "\n"
+    project = _project(ctx)
+    target = project.changes_dir / SCHEMA_NAME
+    shown = f"{project.changes}/{SCHEMA_NAME}"
+    text = schema_text()
     if check:
         if target.is_file() and target.read_text(encoding="utf-8") == text:
-            echo(f"{SCHEMA_FILE} is current")
+            echo(f"{shown} is current")
             return
-        fail(Exit.FAILED, f"{SCHEMA_FILE} is stale or missing; run `schemagen schema`")
+        fail(Exit.FAILED, f"{shown} is stale or missing; run `schemagen schema`")
+    if not project.changes_dir.is_dir():
+        fail(Exit.USAGE, f"error: no directory {project.changes}/ in {project.root}")
     target.write_text(text, encoding="utf-8")
-    echo(f"wrote {SCHEMA_FILE}")
+    echo(f"wrote {shown}")
+
+
+def schema_text() -> str:
+    return json.dumps(spec.json_schema(), indent=2, sort_keys=True) + "\n"
 
 
 @main.command()
@@ -360,17 +441,16 @@ def plan(ctx: click.Context, change: str | None, dialect: str, direction: str) -
     CHANGE is a revision (0003), an id (convert_decimal_to_float) or both (0003_convert_...);
     every change when omitted. Each statement is preceded by the lock it takes.
     """
-    from generator import migrate, revisions  # lazily: `generate` starts faster
+    from generator import migrate  # lazily: `generate` starts faster
 
-    out_dir = _root(ctx) / "generated_migrations"
-    with database_errors():
-        revisions.check_project(out_dir)
+    project = _project(ctx)
+    out_dir = _alembic_dir(ctx)
     names = sorted(p.stem for p in (out_dir / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
     if change is not None:
         names = [n for n in names if change in (n, n[:4], n[5:])]
         if not names:
-            fail(Exit.USAGE, f"error: no change {change!r} in generated_migrations/versions")
-    chosen = ["postgresql", "sqlite"] if dialect == "all" else [dialect]
+            fail(Exit.USAGE, f"error: no change {change!r} in {project.output}/versions")
+    chosen = list(project.dialects) if dialect == "all" else [dialect]
     directions = ["upgrade", "downgrade"] if direction == "both" else [direction]
     for name in names:
         for d in chosen:
@@ -384,7 +464,7 @@ def plan(ctx: click.Context, change: str | None, dialect: str, direction: str) -
 url_option = click.option(
     "--url",
     default=None,
-    help="SQLAlchemy URL, sync or async (default: $DATABASE_URL, else sqlite:///marketdata.db).",
+    help="SQLAlchemy URL, sync or async (default: $DATABASE_URL, else the configured url).",
 )
 
 
@@ -427,6 +507,26 @@ def database_errors() -> Iterator[None]:
         fail(Exit.DATABASE, f"error: {type(exc).__name__}: {exc}{_half(exc)}")
 
 
+def _url(ctx: click.Context, url: str | None) -> str:
+    """``--url``, else ``DATABASE_URL``, else the project's configured url; exit 2 if none."""
+    project = _project(ctx)
+    text = url or os.environ.get("DATABASE_URL") or project.url
+    if not text:
+        fail(
+            Exit.USAGE,
+            "error: no database URL: pass --url, set DATABASE_URL, or set url in the "
+            f"configuration ({project.config_label})",
+        )
+    backend = text.split(":", 1)[0].split("+", 1)[0]
+    if backend in ("sqlite", "postgresql") and backend not in project.dialects:
+        fail(
+            Exit.USAGE,
+            f"error: this project targets {', '.join(project.dialects)} only, not {backend} "
+            f"(dialects in {project.config_label})",
+        )
+    return text
+
+
 def _half(exc: BaseException) -> str:
     """What a failed run of a half-applied change did and how to go on, or nothing."""
     from generator import runtime
@@ -461,25 +561,25 @@ allow_modified_option = click.option(
 )
 
 
-def _preflight(root: Path, dialect: str, reason: str | None) -> None:
+def _preflight(project: Project, dialect: str, reason: str | None) -> None:
     """Refuse, before the first change runs, a generated file that differs from the sum;
     show what differs from what the specs render where they still load."""
     from generator import integrity
 
+    out_dir = project.output_dir
     try:
-        integrity.preflight(root / "generated_migrations", dialect, reason)
+        integrity.preflight(out_dir, dialect, reason)
     except integrity.ModifiedFiles as exc:
         try:
-            rendered = render_all(load_changes(root / "changes", display_base=root))
+            rendered = render_all(_load_changes(project), output=project.output)
         except SpecErrors:
             rendered = {}
-        out_dir = root / "generated_migrations"
         for problem in exc.problems:
             expected = rendered.get(problem.path)
             if expected is None or not (out_dir / problem.path).is_file():
                 continue
             on_disk = (out_dir / problem.path).read_text(encoding="utf-8", errors="replace")
-            label = f"generated_migrations/{problem.path}"
+            label = f"{project.output}/{problem.path}"
             diff = difflib.unified_diff(
                 expected.splitlines(True),
                 on_disk.splitlines(True),
@@ -504,7 +604,7 @@ def _migrate(
 ) -> None:
     from generator import migrate, redact, revisions, runtime  # lazily: `generate` starts faster
 
-    out_dir = _root(ctx) / "generated_migrations"
+    out_dir = _alembic_dir(ctx)
     run = migrate.upgrade if direction == "upgrade" else migrate.downgrade
     reason = _reason(allow_modified)
 
@@ -515,12 +615,12 @@ def _migrate(
         if not state.healthy:
             raise revisions.DatabaseStateError(state)
         echo(f"{direction[:-1]}ing {redact.safe_url(u)} to {to}")
-        _preflight(_root(ctx), u.get_backend_name(), reason)
+        _preflight(_project(ctx), u.get_backend_name(), reason)
         run(out_dir, u, to, allow_modified=reason, preflight_done=True)
         revision = migrate.with_connection(u, runtime.current_revision)
         echo(f"database is at revision {revision or 'base'}")
 
-    _with_url(url, go, out_dir, creates=direction == "upgrade")
+    _with_url(_url(ctx, url), go, out_dir, creates=direction == "upgrade")
 
 
 @main.command()
@@ -551,7 +651,7 @@ def verify(ctx: click.Context, url: str | None, allow_modified: str | None) -> N
     """Run the validation SQL for the database's current revision."""
     from generator import migrate, redact, runtime  # lazily: `generate` starts faster
 
-    out_dir = _root(ctx) / "generated_migrations"
+    out_dir = _out(ctx)
     failed = 0
     reason = _reason(allow_modified)
 
@@ -575,7 +675,7 @@ def verify(ctx: click.Context, url: str | None, allow_modified: str | None) -> N
             echo(f"half-applied: {half.get('note', half['change'])}")
         _record_verify(_root(ctx), u, revision, len(results) - failed, failed)
 
-    _with_url(url, go, out_dir)
+    _with_url(_url(ctx, url), go, out_dir)
     if failed:
         sys.exit(int(Exit.FAILED))
 
@@ -624,8 +724,8 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
     """
     from generator import migrate, redact, revisions  # lazily: `generate` starts faster
 
-    root = _root(ctx)
-    out_dir = root / "generated_migrations"
+    project = _project(ctx)
+    root, out_dir = project.root, project.output_dir
     report: dict[str, Any] = {}
 
     def go(u: Any) -> None:
@@ -641,8 +741,8 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
             risk = line.removeprefix("**Risk:**").strip().rstrip(".")
             risks[name] = risk or "unknown (no review summary: a hand-written revision?)"
         try:
-            changes = load_changes(root / "changes", display_base=root)
-            drift = files.compare(render_all(changes), out_dir)
+            changes = _load_changes(project)
+            drift = files.compare(render_all(changes, output=project.output), out_dir)
             current: bool | None = drift.clean and not files.sum_problems(out_dir)
         except SpecErrors:
             current = None
@@ -662,7 +762,7 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
             last_verify=last.get(redact.safe_url(u)),
         )
 
-    _with_url(url, go, out_dir)
+    _with_url(_url(ctx, url), go, out_dir)
     healthy = report["state"] not in (revisions.AHEAD, revisions.UNKNOWN)
     if as_json:
         echo(json.dumps(report, indent=2, sort_keys=True))

@@ -15,8 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from generator import redact
 from generator.sqlite import install_sqlite_listeners
 
-DEFAULT_URL = "sqlite:///marketdata.db"
-
 
 class UrlError(ValueError):
     """A database URL that cannot be used; the message never contains its password."""
@@ -53,8 +51,10 @@ def _repair_userinfo(text: str) -> str:
 
 
 def resolve_url(explicit: str | None = None) -> URL:
-    """``--url``, else ``DATABASE_URL``, else a SQLite file in the working directory."""
-    text = explicit or os.environ.get("DATABASE_URL") or DEFAULT_URL
+    """``--url``, else ``DATABASE_URL``; no default (the CLI adds the project's configured url)."""
+    text = explicit or os.environ.get("DATABASE_URL")
+    if not text:
+        raise UrlError("no database URL: pass --url or set DATABASE_URL")
     redact.register_url_text(text)
     try:
         url = sa.make_url(_repair_userinfo(text))

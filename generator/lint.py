@@ -179,10 +179,10 @@ def _step_findings(step: Step, change: Change) -> Iterator[tuple[str, str]]:
         case AddColumnStep(column=c):
             if not c.nullable and c.default is None:
                 yield "SG108", f"{step.table_name}.{c.name} is NOT NULL without a default"
-            if c.name == "deleted_at":
+            if c.name == change.conventions.soft_delete_column:
                 table = change.after.table(step.table_name)
                 if table is not None and not any(i.columns[0] == c.name for i in table.indexes):
-                    yield "SG109", f"{step.table_name}.deleted_at has no index leading with it"
+                    yield "SG109", f"{step.table_name}.{c.name} has no index leading with it"
     for inverse in (step, step.reverse()):
         if isinstance(inverse, DropTableStep):
             side = "upgrade" if inverse is step else "downgrade"

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from generator import spec
+from generator.conventions import DEFAULT, Conventions
 from generator.errors import Path, SpecError, SpecErrors, format_path
 from generator.resolve import Resolver
 from generator.state import Schema, Step
@@ -41,6 +42,7 @@ class Change:
     after: Schema
     origins: tuple[int, ...] = ()  # the index of the operation each step comes from
     positions: Positions = field(default_factory=Positions, compare=False, repr=False)
+    conventions: Conventions = field(default=DEFAULT, compare=False, repr=False)
 
     @property
     def revision(self) -> str:
@@ -128,11 +130,15 @@ def _pydantic_errors(
 
 
 def load_changes(
-    changes_dir: FsPath, display_base: FsPath | None = None, lint: bool = True
+    changes_dir: FsPath,
+    display_base: FsPath | None = None,
+    lint: bool = True,
+    conventions: Conventions = DEFAULT,
 ) -> list[Change]:
     """Every change in order, validated and applied; raises SpecErrors listing all problems.
 
     With ``lint``, an unacknowledged lint error (generator.lint) is one of those problems.
+    ``conventions`` name the constraints and the soft-delete column (the project's config).
     """
     from generator.lint import lint_change  # lint reads Change: imported late
 
@@ -145,7 +151,7 @@ def load_changes(
         errors.append(SpecError(display_name(changes_dir, display_base), 1, 1, "", "no specs"))
     expected_number = 0
     changes: list[Change] = []
-    resolver = Resolver(Schema())
+    resolver = Resolver(Schema(), conventions)
     first_with: dict[int, str] = {}
     for file in files:
         display = display_name(file, display_base)
@@ -245,6 +251,7 @@ def load_changes(
             resolver.schema,
             tuple(origins),
             positions,
+            conventions,
         )
         changes.append(change)
         if lint and len(steps) == len(origins) and not any(e.file == display for e in errors):

@@ -26,7 +26,17 @@ from generator.files import SUM_FILE, sum_file
 from generator.load import Change
 from generator.plan import Unit, plan
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
+
+def _templates_dir() -> Path:
+    """Installed from a wheel, the templates are package data (generator/templates, mapped
+    from the repository's top-level templates/ by pyproject.toml); in a checkout, or an
+    editable install of one, they are read where they are kept."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "templates"
+    return packaged if (packaged / "migration.py.j2").is_file() else here.parent / "templates"
+
+
+TEMPLATES_DIR = _templates_dir()
 STEP_KINDS = (
     "create_table",
     "drop_table",
@@ -204,6 +214,7 @@ def make_env(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
     env.filters["selectattr"] = _selectattr
     env.globals["dialects"] = dialects.DIALECTS
     env.globals["table_check_cache"] = {}
+    env.globals["output"] = "generated_migrations"  # the project's output folder (generate)
     # Filled after the dict is in the globals: a recreate_table unit calls the other
     # operations' batch() macros through it.
     ops: dict[str, Any] = {}
@@ -271,7 +282,7 @@ def _render_validation(env: jinja2.Environment, change: Change, dialect: str, ph
         dialect=dialect,
         data=data,
         phase=phase,
-        path=f"generated_migrations/{validation_path(change, dialect, phase)}",
+        path=f"{env.globals['output']}/{validation_path(change, dialect, phase)}",
         expected=expected,
         tables=[(t.table,) for t in expected],
     )
@@ -398,13 +409,19 @@ def _render_review(
     )
 
 
-def generate(changes: Iterable[Change], templates_dir: Path = TEMPLATES_DIR) -> dict[str, str]:
-    """Every generated file, keyed by its path relative to ``generated_migrations/``.
+def generate(
+    changes: Iterable[Change],
+    templates_dir: Path = TEMPLATES_DIR,
+    output: str = "generated_migrations",
+) -> dict[str, str]:
+    """Every generated file, keyed by its path relative to ``generated_migrations/`` (the
+    project's ``output``, which the files name where they point at each other).
 
     A long history is rendered in two processes (see :func:`_render_forked`); the files do
     not depend on it, nor on the order the changes are rendered in.
     """
     env = make_env(templates_dir)
+    env.globals["output"] = output
     changes = list(changes)
     out = _render_forked(env, changes) if _fork_helps(len(changes)) else _render(env, changes)
     out[SUM_FILE] = sum_file(out)

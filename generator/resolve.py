@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from generator import spec
 from generator.coltypes import SqlType, conversion_problem, parse_type
+from generator.conventions import DEFAULT, Conventions
 from generator.errors import Path
 from generator.state import (
     AddCheckStep,
@@ -33,14 +34,6 @@ from generator.state import (
 
 Problem = tuple[Path, str]
 MAX_NAME = 63
-
-
-def fk_name(table: str, column: str, ref_table: str) -> str:
-    return f"fk_{table}_{column}_{ref_table}"
-
-
-def uq_name(table: str, column: str) -> str:
-    return f"uq_{table}_{column}"
 
 
 def default_problem(value: DefaultValue, type_: SqlType) -> str | None:
@@ -138,7 +131,8 @@ TableLike = Table | _Work
 class Resolver:
     """Resolves operations one after another, carrying the schema along."""
 
-    def __init__(self, schema: Schema) -> None:
+    def __init__(self, schema: Schema, conventions: Conventions = DEFAULT) -> None:
+        self.conventions = conventions
         self._load(schema)
 
     def _load(self, schema: Schema) -> None:
@@ -325,7 +319,7 @@ class Resolver:
                     f"{ref.table}.{ref.column} ({target.type})",
                 )
             )
-        name = fk_name(table.name, column.name, ref.table)
+        name = self.conventions.fk_name(table.name, column.name, ref.table)
         if len(name) > MAX_NAME:
             problems.append((path, f"derived foreign key name {name!r} is too long"))
         return ForeignKey(name, table.name, column.name, ref.table, ref.column, ref.on_delete)
@@ -346,18 +340,21 @@ class Resolver:
             seen.add(c.name)
             columns.append(self._make_column(op.name, c, ("columns", i), problems))
         columns = self._identities(op, columns, problems)
-        table = Table(op.name, tuple(columns))
+        pk = self.conventions.pk_name(op.name)
+        table = Table(op.name, tuple(columns), pk_constraint=pk)
         names: set[str] = set()
         if table.primary_key:
+            if len(pk) > MAX_NAME:
+                problems.append((("name",), f"derived primary key name {pk!r} is too long"))
             names.add(table.pk_name)
         uniques = []
         for i, c in enumerate(op.columns):
             if c.unique:
-                name = uq_name(op.name, c.name)
+                name = self.conventions.uq_name(op.name, c.name)
                 self._free_name(name, ("columns", i, "unique"), problems)
                 uniques.append(UniqueConstraint(name, op.name, (c.name,)))
                 names.add(name)
-        table = Table(op.name, tuple(columns), uniques=tuple(uniques))
+        table = Table(op.name, tuple(columns), uniques=tuple(uniques), pk_constraint=pk)
         fks = []
         for i, (c, col) in enumerate(zip(op.columns, columns, strict=True)):
             if c.references is not None:
@@ -381,6 +378,7 @@ class Resolver:
             indexes=tuple(sorted(indexes, key=lambda x: x.name)),
             foreign_keys=tuple(fks),
             uniques=tuple(uniques),
+            pk_constraint=pk,
         )
         return [CreateTableStep(table)], problems
 
@@ -451,7 +449,7 @@ class Resolver:
                 )
             else:
                 assert old.precision is not None and old.scale is not None
-                name = f"ck_{op.table}_{op.column}_range"
+                name = self.conventions.range_check_name(op.table, op.column)
                 self._free_name(name, ("range_check",), problems)
                 bound = 10 ** (old.precision - old.scale)
                 steps.append(AddCheckStep(CheckConstraint(name, op.table, op.column, bound)))

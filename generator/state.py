@@ -84,10 +84,12 @@ class Table:
     foreign_keys: tuple[ForeignKey, ...] = ()
     uniques: tuple[UniqueConstraint, ...] = ()
     checks: tuple[CheckConstraint, ...] = ()
+    # The primary key constraint's name, as the project's naming convention made it.
+    pk_constraint: str | None = None
 
     @property
     def pk_name(self) -> str:
-        return f"pk_{self.name}"
+        return self.pk_constraint or f"pk_{self.name}"
 
     @property
     def primary_key(self) -> tuple[str, ...]:

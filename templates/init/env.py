@@ -1,0 +1,97 @@
+"""Alembic environment for the generated migrations (hand-written, not generated).
+
+`schemagen init` writes this file from the copy shipped in the package (templates/init/env.py);
+keep the two identical. The connection comes from the caller as a Connection or an Engine
+(pytest-alembic passes an Engine), else the URL: the caller's (schemagen passes it in), else
+sqlalchemy.url, else DATABASE_URL, else the project's configured url; sync and async URLs both
+work. Each change runs in its own transaction, and on SQLite with foreign-key enforcement
+switched off around the run (see generator.db).
+"""
+
+import asyncio
+import os
+from pathlib import Path
+
+from alembic import context
+from sqlalchemy.engine import Connection, Engine
+
+from generator import db, integrity
+from generator.config import ConfigError, find_project
+
+config = context.config
+
+
+def _run(connection: Connection) -> None:
+    # Before any revision is imported: an edited generated file never runs unannounced
+    # (schemagen upgrade/downgrade did this already, before connecting).
+    if not config.attributes.get("integrity_checked"):
+        reason = integrity.override(config.attributes)
+        integrity.preflight(Path(__file__).resolve().parent, connection.dialect.name, reason)
+    with db.sqlite_foreign_keys_off(connection):
+        context.configure(connection=connection, transaction_per_migration=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        if connection.in_transaction():
+            connection.commit()
+
+
+async def _run_async(url: object) -> None:
+    engine = db.make_async_engine(url)  # type: ignore[arg-type]
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_run)
+    finally:
+        await engine.dispose()
+
+
+def _url_text() -> str | None:
+    explicit = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
+    if explicit or os.environ.get("DATABASE_URL"):
+        return str(explicit) if explicit else None
+    # Plain `alembic`: the url configured for the project that holds alembic.ini.
+    start = Path(config.config_file_name).parent if config.config_file_name else None
+    try:
+        return find_project(start).url
+    except ConfigError:
+        return None
+
+
+def _run_offline() -> None:
+    """`schemagen plan` / `alembic upgrade --sql`: print the SQL instead of running it. The
+    checks, which need a live database, are named in comments instead."""
+    dialect = config.attributes.get("dialect") or db.resolve_url(_url_text()).get_backend_name()
+    context.configure(
+        dialect_name=dialect,
+        literal_binds=True,
+        transaction_per_migration=True,
+        output_buffer=config.attributes.get("output_buffer"),
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def main() -> None:
+    if context.is_offline_mode():
+        _run_offline()
+        return
+    connection = config.attributes.get("connection")
+    if isinstance(connection, Engine):
+        with connection.connect() as engine_connection:
+            _run(engine_connection)
+        return
+    if connection is not None:
+        _run(connection)
+        return
+    url = db.resolve_url(_url_text())
+    if db.is_async(url):
+        asyncio.run(_run_async(url))
+        return
+    engine = db.make_engine(url)
+    try:
+        with engine.connect() as connection:
+            _run(connection)
+    finally:
+        engine.dispose()
+
+
+main()

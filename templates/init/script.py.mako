@@ -1,0 +1,1 @@
+"""Not used: migrations are rendered by `schemagen generate` from changes/*.yaml."""
