@@ -10,18 +10,22 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from generator import db
+from generator import db, guard
 
 config = context.config
 
 
 def _run(connection: Connection) -> None:
-    with db.sqlite_foreign_keys_off(connection):
+    # Timeouts before the first query, one runner at a time (schemagen's --lock-timeout and
+    # friends, else SCHEMAGEN_* environment variables for plain alembic): generator.guard.
+    settings = config.attributes.get("guard") or guard.Settings.from_environment()
+    with guard.runner(connection, settings), db.sqlite_foreign_keys_off(connection):
         context.configure(connection=connection, transaction_per_migration=True)
-        with context.begin_transaction():
-            context.run_migrations()
-        if connection.in_transaction():
-            connection.commit()
+        with guard.naming_failures(connection):
+            with context.begin_transaction():
+                context.run_migrations()
+            if connection.in_transaction():
+                connection.commit()
 
 
 async def _run_async(url: object) -> None:

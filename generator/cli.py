@@ -1,7 +1,8 @@
 """The ``schemagen`` command line: a thin layer over the library functions.
 
 Exit codes: 0 success; 1 stale generated files or a failed validation check; 2 usage error;
-3 invalid specs; 4 database or migration error.
+3 invalid specs; 4 database or migration error (a lock not obtained within the bounded
+retries included); 5 another migration runner holds the runner lock.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Exit(IntEnum):
     USAGE = 2
     INVALID_SPEC = 3
     DATABASE = 4
+    RUNNER_BUSY = 5
 
 
 def _redact(text: str) -> str:
@@ -313,10 +315,12 @@ def database_errors() -> Iterator[None]:
     from alembic.util.exc import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
-    from generator import db, runtime
+    from generator import db, guard, runtime
 
     try:
         yield
+    except guard.RunnerBusy as exc:
+        fail(Exit.RUNNER_BUSY, f"error: {exc}")
     except runtime.CheckFailed as exc:
         fail(Exit.FAILED, f"error: {exc}\nthe failing change's transaction was rolled back")
     except db.UrlError as exc:
@@ -337,15 +341,65 @@ def _with_url(url: str | None, fn: Callable[[Any], None]) -> None:
         fn(db.resolve_url(url))
 
 
-def _migrate(ctx: click.Context, url: str | None, to: str, direction: str) -> None:
+def _guard_settings(options: dict[str, Any]) -> Any:
+    """The lock-wait and runner settings: these options, else SCHEMAGEN_* variables."""
+    from generator import guard
+
+    try:
+        return guard.Settings.from_environment().with_options(**options)
+    except ValueError as exc:
+        fail(Exit.USAGE, f"error: {exc}")
+
+
+def guard_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--lock-timeout, --lock-retries, --statement-timeout, --wait-for-runner."""
+    options = [
+        click.option(
+            "--lock-timeout",
+            default=None,
+            metavar="DURATION",
+            help="Longest wait for a lock per attempt, e.g. 50ms, 1s (default 50ms, or "
+            "$SCHEMAGEN_LOCK_TIMEOUT); a change's postgresql.lock_timeout caps it.",
+        ),
+        click.option(
+            "--lock-retries",
+            default=None,
+            metavar="N",
+            help="Attempts after the first when a lock is not available, with exponential "
+            "backoff and jitter (default 10, or $SCHEMAGEN_LOCK_RETRIES).",
+        ),
+        click.option(
+            "--statement-timeout",
+            default=None,
+            metavar="DURATION",
+            help="Longest statement of a check or step (default 30min, or "
+            "$SCHEMAGEN_STATEMENT_TIMEOUT); a change's postgresql.statement_timeout replaces it.",
+        ),
+        click.option(
+            "--wait-for-runner",
+            default=None,
+            metavar="SECONDS",
+            help="How long to wait while another migration runs, then exit 5 "
+            "(default 0, or $SCHEMAGEN_WAIT_FOR_RUNNER).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _migrate(
+    ctx: click.Context, url: str | None, to: str, direction: str, options: dict[str, Any]
+) -> None:
     from generator import migrate, redact, runtime  # lazily: `generate` starts faster
 
     out_dir = _root(ctx) / "generated_migrations"
     run = migrate.upgrade if direction == "upgrade" else migrate.downgrade
+    settings = _guard_settings(options)
 
     def go(u: Any) -> None:
         echo(f"{direction[:-1]}ing {redact.safe_url(u)} to {to}")
-        run(out_dir, u, to)
+        run(out_dir, u, to, settings=settings)
         revision = migrate.with_connection(u, runtime.current_revision)
         echo(f"database is at revision {revision or 'base'}")
 
@@ -355,19 +409,21 @@ def _migrate(ctx: click.Context, url: str | None, to: str, direction: str) -> No
 @main.command()
 @url_option
 @click.option("--to", "to", default="head", show_default=True, help="Target revision.")
+@guard_options
 @click.pass_context
-def upgrade(ctx: click.Context, url: str | None, to: str) -> None:
+def upgrade(ctx: click.Context, /, url: str | None, to: str, **options: Any) -> None:
     """Apply migrations up to a revision, running each change's checks."""
-    _migrate(ctx, url, to, "upgrade")
+    _migrate(ctx, url, to, "upgrade", options)
 
 
 @main.command()
 @url_option
 @click.option("--to", "to", required=True, help="Target revision (or 'base' for an empty schema).")
+@guard_options
 @click.pass_context
-def downgrade(ctx: click.Context, url: str | None, to: str) -> None:
+def downgrade(ctx: click.Context, /, url: str | None, to: str, **options: Any) -> None:
     """Revert migrations down to a revision, running each change's checks."""
-    _migrate(ctx, url, to, "downgrade")
+    _migrate(ctx, url, to, "downgrade", options)
 
 
 @main.command()

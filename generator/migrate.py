@@ -13,7 +13,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Connection
 
-from generator import db, dialects, runtime
+from generator import db, dialects, guard, runtime
 
 T = TypeVar("T")
 
@@ -26,25 +26,41 @@ def alembic_config(migrations_dir: Path, url: URL) -> Config:
     return config
 
 
-def _config(migrations_dir: Path, url: URL, connection: Connection | None) -> Config:
+def _config(
+    migrations_dir: Path,
+    url: URL,
+    connection: Connection | None,
+    settings: guard.Settings | None = None,
+) -> Config:
     config = alembic_config(migrations_dir, url)
     if connection is not None:
         config.attributes["connection"] = connection
+    if settings is not None:
+        config.attributes["guard"] = settings
     return config
 
 
 def upgrade(
-    migrations_dir: Path, url: URL, to: str = "head", connection: Connection | None = None
+    migrations_dir: Path,
+    url: URL,
+    to: str = "head",
+    connection: Connection | None = None,
+    settings: guard.Settings | None = None,
 ) -> None:
     """Upgrade to ``to``; with ``connection``, on that connection (env.py still switches
-    SQLite's foreign-key enforcement off around the run and back on after it)."""
-    command.upgrade(_config(migrations_dir, url, connection), to)
+    SQLite's foreign-key enforcement off around the run and back on after it). ``settings``:
+    lock waits and the runner lock (default: from the environment, generator.guard)."""
+    command.upgrade(_config(migrations_dir, url, connection, settings), to)
 
 
 def downgrade(
-    migrations_dir: Path, url: URL, to: str, connection: Connection | None = None
+    migrations_dir: Path,
+    url: URL,
+    to: str,
+    connection: Connection | None = None,
+    settings: guard.Settings | None = None,
 ) -> None:
-    command.downgrade(_config(migrations_dir, url, connection), to)
+    command.downgrade(_config(migrations_dir, url, connection, settings), to)
 
 
 def heads(migrations_dir: Path) -> list[str]:

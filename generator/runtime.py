@@ -17,6 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from generator import guard
+
 log = logging.getLogger("schemagen")
 # A validation file is a series of sections, each opened by one of these markers:
 #   check       a query returning the rows that break it (run by migrations and `verify`)
@@ -130,6 +132,7 @@ class StepRecord:
 def step(change: str, name: str, dialect: str) -> Iterator[StepRecord]:
     """Log a step as it starts and as it ends, with its duration and result."""
     record = StepRecord(change, name, dialect)
+    guard.note_step(name)
     log.info(
         "%s: %s ...",
         change,
@@ -319,11 +322,34 @@ def run_change(
             "rebuild could cascade-delete rows; run migrations through generated_migrations/env.py "
             "(schemagen upgrade, or alembic with alembic.ini), which switches it off first"
         )
+    # Lock waits are bounded and retried (generator.guard): a retry runs the change again.
+    guard.retrying(
+        connection,
+        change,
+        lambda from_start: _run_once(
+            connection, script_file, direction, fn, resumable, change, dialect, from_start
+        ),
+    )
+
+
+def _run_once(
+    connection: Connection,
+    script_file: str,
+    direction: str,
+    fn: Callable[[], None],
+    resumable: Mapping[str, Sequence[str]] | None,
+    change: str,
+    dialect: str,
+    from_start: bool,
+) -> None:
+    """One attempt at a change; ``from_start`` False: a CONCURRENTLY block of it committed
+    already, so the state before differs by design and the snapshots are kept from then."""
     before, after = ("pre", "post") if direction == "upgrade" else ("post", "pre")
     before_file = validation_file(script_file, dialect, change, before)
-    _checks_before(connection, before_file, change, before, (resumable or {}).get(dialect, ()))
+    if from_start:
+        _checks_before(connection, before_file, change, before, (resumable or {}).get(dialect, ()))
     snapshots = [c for c in parse_checks(before_file.read_text("utf-8")) if c.kind == "snapshot"]
-    if snapshots:
+    if snapshots and from_start:
         with step(change, "snapshot", dialect) as rec:
             for snap in snapshots:
                 connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{snap.name}"')
@@ -339,6 +365,17 @@ def run_change(
     # drops any left by a committed autocommit block before taking new ones.
     for snap in snapshots:
         connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{snap.name}"')
+
+
+def timeouts(op: Any, lock_timeout: str, statement_timeout: str) -> None:
+    """A change's ``postgresql:`` settings, at the start of its DDL: ``lock_timeout`` is a
+    ceiling on the runner's ``--lock-timeout`` (see :func:`guard.set_change_timeouts`)."""
+    if _offline(op):
+        _note(op, f"lock_timeout: the shorter of this and --lock-timeout ({lock_timeout} at most)")
+        op.execute(sa.text(f"SET lock_timeout = '{lock_timeout}'"))
+        op.execute(sa.text(f"SET statement_timeout = '{statement_timeout}'"))
+        return
+    guard.set_change_timeouts(op.get_bind(), lock_timeout, statement_timeout)
 
 
 def current_revision(connection: Connection) -> str | None:
