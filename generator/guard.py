@@ -256,6 +256,12 @@ def _sqlite_runner(connection: Connection, s: Settings) -> Iterator[None]:
     if path is None:
         yield
         return
+    with _lock_file(path, s):
+        yield
+
+
+@contextlib.contextmanager
+def _lock_file(path: Path, s: Settings) -> Iterator[None]:
     # A lock file, not BEGIN IMMEDIATE: the write lock would have to be held across every
     # change of the run, stopping the application's writers for the whole run, and a
     # migration's own transactions would be inside it. flock is released by the kernel when
@@ -466,6 +472,24 @@ def set_change_timeouts(connection: Connection, lock_timeout: str, statement_tim
     connection.exec_driver_sql(f"SET statement_timeout = '{statement_timeout}'")
 
 
+def _sqlite_write_lock(connection: Connection) -> None:
+    """Take SQLite's write lock before the change's first check, waiting the busy timeout.
+
+    SQLite never waits for a write lock in a transaction that has read (Alembic reads the
+    version table first): it fails at once, to avoid a deadlock. A no-op write shows whether
+    the transaction holds the lock; if not, it has written nothing, and is replaced by
+    ``BEGIN IMMEDIATE``, which waits."""
+    probe = f"UPDATE {VERSION_TABLE} SET version_num = version_num WHERE 0"
+    try:
+        connection.exec_driver_sql(probe)
+        return
+    except sa.exc.OperationalError as exc:
+        if not is_sqlite_busy(exc):
+            return  # no version table (yet): the change's first write takes the lock
+    connection.exec_driver_sql("ROLLBACK")
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def retrying(connection: Connection, change: str, attempt: Callable[[bool], None]) -> None:
     """Run ``attempt(from_start)`` until it gets its locks, at most ``lock_retries`` more times.
 
@@ -475,6 +499,11 @@ def retrying(connection: Connection, change: str, attempt: Callable[[bool], None
     """
     connection.info["schemagen.change"] = change
     connection.info["schemagen.steps_done"] = False
+    if connection.dialect.name == "sqlite":
+        _sqlite_write_lock(connection)
+        attempt(True)
+        connection.info["schemagen.steps_done"] = True
+        return
     if connection.dialect.name != "postgresql":
         attempt(True)
         connection.info["schemagen.steps_done"] = True
