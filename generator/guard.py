@@ -553,8 +553,13 @@ def retrying(connection: Connection, change: str, attempt: Callable[[bool], None
                             f"{change}: {step_name} could not get its lock in {number} "
                             f"attempt(s) of {s.lock_timeout_ms} ms (within "
                             f"{s.bound_s():.1f} s with backoff); blocked by {blocker}. "
-                            "Nothing of the change is recorded as applied; run the same command "
-                            "again once that session is done (docs/rollback.md)"
+                            + (
+                                "Its CONCURRENTLY / VALIDATE steps that had committed stay; "
+                                if committed
+                                else "Nothing of the change was applied; "
+                            )
+                            + "the revision is not stamped. Run the same command again once "
+                            "that session is done; it continues (docs/rollback.md)"
                         ) from exc
                     pause = s.backoff_s(number)
                     log.warning(
@@ -606,8 +611,14 @@ def naming_failures(connection: Connection) -> Iterator[None]:
         if connection.info.get("schemagen.steps_done"):
             raise CommitFailed(
                 f"{change}: every step passed, but its COMMIT failed on {dialect}: {held}"
-                f"{detail}. The change is NOT applied (its transaction was rolled back, the "
-                "revision not stamped); fix the cause and run the same command again"
+                f"{detail}. The change is NOT applied: its last transaction was rolled back "
+                "and the revision not stamped"
+                + (
+                    " (steps of CONCURRENTLY / VALIDATE blocks that had committed stay)"
+                    if dialect == "postgresql"
+                    else ""
+                )
+                + "; fix the cause and run the same command again"
             ) from exc
         if busy:
             raise DatabaseBusy(
