@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -131,15 +132,28 @@ def plan_sql(migrations_dir: Path, dialect: str, direction: str, revision: str) 
     return buffer.getvalue()
 
 
+_DOLLAR_TAG = re.compile(r"\$[A-Za-z_]*\$")
+
+
+def _in_dollar_quote(line: str, quoted: bool) -> bool:
+    """Whether a ``$tag$ ... $tag$`` body (a DO block) is still open after ``line``: its
+    semicolons end no statement."""
+    for _ in _DOLLAR_TAG.finditer(line):
+        quoted = not quoted
+    return quoted
+
+
 def statements(plan_text: str) -> list[str]:
     """The statements of a plan, without comments, in order."""
     out: list[str] = []
     current: list[str] = []
+    quoted = False
     for line in plan_text.splitlines():
         if not current and (not line.strip() or line.startswith("--")):
             continue
         current.append(line)
-        if line.rstrip().endswith(";"):
+        quoted = _in_dollar_quote(line, quoted)
+        if not quoted and line.rstrip().endswith(";"):
             out.append("\n".join(current).strip().rstrip(";").strip())
             current = []
     return [s for s in out if s]
@@ -149,12 +163,14 @@ def annotate(plan_text: str, dialect: str) -> str:
     """The plan with each statement preceded by the lock it takes and whether it rewrites."""
     out: list[str] = []
     statement: list[str] = []
+    quoted = False
     for line in plan_text.splitlines():
         if not statement and (not line.strip() or line.startswith("--")):
             out.append(line)
             continue
         statement.append(line)
-        if line.rstrip().endswith(";"):
+        quoted = _in_dollar_quote(line, quoted)
+        if not quoted and line.rstrip().endswith(";"):
             lock, rewrites = dialects.statement_lock("\n".join(statement), dialect)
             if lock != "none":
                 out.append(f"-- lock: {lock}{'; REWRITES THE TABLE' if rewrites else ''}")

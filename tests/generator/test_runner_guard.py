@@ -155,9 +155,10 @@ def test_a_lock_released_mid_way_lets_a_retry_succeed(
         finally:
             holder.release()
             run.wait(120)
-    assert run.returncode == 0, lines.text
+    output = lines.text  # read to the end (and closed)
+    assert run.returncode == 0, output
     if dialect == "postgresql":
-        assert f"(attempt 1 of 11, blocked by pid {holder.pid}, " in lines.text
+        assert f"(attempt 1 of 11, blocked by pid {holder.pid}, " in output
     assert _revision(db_url) == HEAD
     verify = subprocess.run(
         _command("verify", "--url", db_url), cwd=tmp_path, capture_output=True, text=True
