@@ -239,10 +239,12 @@ class Lines:
         return "".join(self.lines)
 
 
-def _start(url: str, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+def _start(
+    url: str, tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         _command("upgrade", "--url", url, *args),
-        env=_env(),
+        env=env or _env(),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -258,7 +260,8 @@ def first_runner_in_progress(
     that it is surely still running when the second starts), with the runner lock taken."""
     migrate.upgrade(MIGRATIONS, sa.make_url(url), "0002")
     with holding(url, dialect) as holder:
-        first = _start(url, tmp_path, "--lock-retries", "40")
+        # Patient enough to outlast the test's lock (from the environment, as plain alembic).
+        first = _start(url, tmp_path, env=_env(SCHEMAGEN_LOCK_RETRIES="40"))
         try:
             deadline = time.monotonic() + 60
             while not _runner_lock_taken(url, dialect, first.pid):
