@@ -22,6 +22,7 @@ class Settings:
     migrate_idle_s: float = 1.0  # migrate suite: concurrent load measured with no migration
     migrate_pause_s: float = 0.001  # migrate suite: pause between two loader statements
     migrate_budget_s: float = 20.0  # migrate suite: no further round once a step's took this
+    migrate_reader_s: float = 2.0  # migrate suite: a reader transaction held open this long
     gencheck_sizes: tuple[int, ...] = (50, 100, 200, 300, 400, 500)  # changes per synthetic repo
 
     def to_json(self) -> dict[str, Any]:
@@ -40,6 +41,7 @@ QUICK = Settings(
     query_timeout_s=30.0,
     migrate_rounds=1,
     migrate_idle_s=0.2,
+    migrate_reader_s=1.0,
     gencheck_sizes=(5, 10, 20),
 )
 

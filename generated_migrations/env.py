@@ -15,7 +15,7 @@ from pathlib import Path
 from alembic import context
 from sqlalchemy.engine import Connection, Engine
 
-from generator import db, integrity
+from generator import db, guard, integrity
 from generator.config import ConfigError, find_project
 
 config = context.config
@@ -27,12 +27,16 @@ def _run(connection: Connection) -> None:
     if not config.attributes.get("integrity_checked"):
         reason = integrity.override(config.attributes)
         integrity.preflight(Path(__file__).resolve().parent, connection.dialect.name, reason)
-    with db.sqlite_foreign_keys_off(connection):
+    # Timeouts before the first query, one runner at a time (schemagen's --lock-timeout and
+    # friends, else SCHEMAGEN_* environment variables for plain alembic): generator.guard.
+    settings = config.attributes.get("guard") or guard.Settings.from_environment()
+    with guard.runner(connection, settings), db.sqlite_foreign_keys_off(connection):
         context.configure(connection=connection, transaction_per_migration=True)
-        with context.begin_transaction():
-            context.run_migrations()
-        if connection.in_transaction():
-            connection.commit()
+        with guard.naming_failures(connection):
+            with context.begin_transaction():
+                context.run_migrations()
+            if connection.in_transaction():
+                connection.commit()
 
 
 async def _run_async(url: object) -> None:

@@ -1,10 +1,11 @@
 """The ``schemagen`` command line: a thin layer over the library functions.
 
-Exit codes: 0 success; 1 stale generated files, a failed validation check, or (status) changes
-pending; 2 usage error (bad option, unknown target revision, unusable URL or driver, no env.py);
-3 invalid specs; 4 database or migration error, a database at a revision the project does not
-know or past its head, a missing SQLite file, or an unexpected error (one line; the traceback
-with SCHEMAGEN_DEBUG=1).
+Exit codes: 0 success; 1 stale generated files, a failed validation check, a generated file
+that differs from schemagen.sum, or (status) changes pending; 2 usage error (bad option,
+unknown target revision, unusable URL or driver, no env.py); 3 invalid specs; 4 database or
+migration error, a lock not obtained within the bounded retries, a database at a revision the
+project does not know or past its head, a missing SQLite file, or an unexpected error (one
+line; the traceback with SCHEMAGEN_DEBUG=1); 5 another migration runner holds the runner lock.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Exit(IntEnum):
     USAGE = 2
     INVALID_SPEC = 3
     DATABASE = 4
+    RUNNER_BUSY = 5
 
 
 def _redact(text: str) -> str:
@@ -474,10 +476,12 @@ def database_errors() -> Iterator[None]:
     from alembic.util.exc import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
-    from generator import db, integrity, revisions, runtime
+    from generator import db, guard, integrity, revisions, runtime
 
     try:
         yield
+    except guard.RunnerBusy as exc:
+        fail(Exit.RUNNER_BUSY, f"error: {exc}")
     except runtime.CheckFailed as exc:
         half = runtime.half_applied_of(exc)
         if half is not None:  # never "rolled back" about steps that had committed
@@ -561,6 +565,53 @@ allow_modified_option = click.option(
 )
 
 
+def _guard_settings(options: dict[str, Any]) -> Any:
+    """The lock-wait and runner settings: these options, else SCHEMAGEN_* variables."""
+    from generator import guard
+
+    try:
+        return guard.Settings.from_environment().with_options(**options)
+    except ValueError as exc:
+        fail(Exit.USAGE, f"error: {exc}")
+
+
+def guard_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--lock-timeout, --lock-retries, --statement-timeout, --wait-for-runner."""
+    options = [
+        click.option(
+            "--lock-timeout",
+            default=None,
+            metavar="DURATION",
+            help="Longest wait for a lock per attempt, e.g. 50ms, 1s (default 50ms, or "
+            "$SCHEMAGEN_LOCK_TIMEOUT); a change's postgresql.lock_timeout caps it.",
+        ),
+        click.option(
+            "--lock-retries",
+            default=None,
+            metavar="N",
+            help="Attempts after the first when a lock is not available, with exponential "
+            "backoff and jitter (default 10, or $SCHEMAGEN_LOCK_RETRIES).",
+        ),
+        click.option(
+            "--statement-timeout",
+            default=None,
+            metavar="DURATION",
+            help="Longest statement of a check or step (default 30min, or "
+            "$SCHEMAGEN_STATEMENT_TIMEOUT); a change's postgresql.statement_timeout replaces it.",
+        ),
+        click.option(
+            "--wait-for-runner",
+            default=None,
+            metavar="SECONDS",
+            help="How long to wait while another migration runs, then exit 5 "
+            "(default 0, or $SCHEMAGEN_WAIT_FOR_RUNNER).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 def _preflight(project: Project, dialect: str, reason: str | None) -> None:
     """Refuse, before the first change runs, a generated file that differs from the sum;
     show what differs from what the specs render where they still load."""
@@ -600,13 +651,19 @@ def _reason(reason: str | None) -> str | None:
 
 
 def _migrate(
-    ctx: click.Context, url: str | None, to: str, direction: str, allow_modified: str | None
+    ctx: click.Context,
+    url: str | None,
+    to: str,
+    direction: str,
+    allow_modified: str | None,
+    options: dict[str, Any],
 ) -> None:
     from generator import migrate, redact, revisions, runtime  # lazily: `generate` starts faster
 
     out_dir = _alembic_dir(ctx)
     run = migrate.upgrade if direction == "upgrade" else migrate.downgrade
     reason = _reason(allow_modified)
+    settings = _guard_settings(options)
 
     def go(u: Any) -> None:
         # Where the database stands is checked first: Alembic would call a revision it
@@ -616,7 +673,7 @@ def _migrate(
             raise revisions.DatabaseStateError(state)
         echo(f"{direction[:-1]}ing {redact.safe_url(u)} to {to}")
         _preflight(_project(ctx), u.get_backend_name(), reason)
-        run(out_dir, u, to, allow_modified=reason, preflight_done=True)
+        run(out_dir, u, to, allow_modified=reason, preflight_done=True, settings=settings)
         revision = migrate.with_connection(u, runtime.current_revision)
         echo(f"database is at revision {revision or 'base'}")
 
@@ -627,20 +684,26 @@ def _migrate(
 @url_option
 @click.option("--to", "to", default="head", show_default=True, help="Target revision.")
 @allow_modified_option
+@guard_options
 @click.pass_context
-def upgrade(ctx: click.Context, url: str | None, to: str, allow_modified: str | None) -> None:
+def upgrade(
+    ctx: click.Context, /, url: str | None, to: str, allow_modified: str | None, **options: Any
+) -> None:
     """Apply migrations up to a revision, running each change's checks."""
-    _migrate(ctx, url, to, "upgrade", allow_modified)
+    _migrate(ctx, url, to, "upgrade", allow_modified, options)
 
 
 @main.command()
 @url_option
 @click.option("--to", "to", required=True, help="Target revision (or 'base' for an empty schema).")
 @allow_modified_option
+@guard_options
 @click.pass_context
-def downgrade(ctx: click.Context, url: str | None, to: str, allow_modified: str | None) -> None:
+def downgrade(
+    ctx: click.Context, /, url: str | None, to: str, allow_modified: str | None, **options: Any
+) -> None:
     """Revert migrations down to a revision, running each change's checks."""
-    _migrate(ctx, url, to, "downgrade", allow_modified)
+    _migrate(ctx, url, to, "downgrade", allow_modified, options)
 
 
 @main.command()

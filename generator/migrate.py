@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -14,7 +15,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Connection
 
-from generator import db, dialects, integrity, revisions, runtime
+from generator import db, dialects, guard, integrity, revisions, runtime
 
 T = TypeVar("T")
 
@@ -28,13 +29,19 @@ def alembic_config(migrations_dir: Path, url: URL) -> Config:
 
 
 def _config(
-    migrations_dir: Path, url: URL, connection: Connection | None, allow_modified: str | None
+    migrations_dir: Path,
+    url: URL,
+    connection: Connection | None,
+    allow_modified: str | None = None,
+    settings: guard.Settings | None = None,
 ) -> Config:
     config = alembic_config(migrations_dir, url)
     if connection is not None:
         config.attributes["connection"] = connection
     if allow_modified:
         config.attributes["allow_modified"] = allow_modified
+    if settings is not None:
+        config.attributes["guard"] = settings
     return config
 
 
@@ -50,14 +57,19 @@ def upgrade(
     connection: Connection | None = None,
     allow_modified: str | None = None,
     preflight_done: bool = False,
+    settings: guard.Settings | None = None,
 ) -> None:
     """Upgrade to ``to``; with ``connection``, on that connection (env.py still switches
     SQLite's foreign-key enforcement off around the run and back on after it).
 
     ``allow_modified`` is the operator's reason to run generated files that differ from
     schemagen.sum (see generator.integrity); without it they are refused. ``preflight_done``
-    says the caller checked every file already (env.py then does not check them again)."""
-    config = _checked(_config(migrations_dir, url, connection, allow_modified), preflight_done)
+    says the caller checked every file already (env.py then does not check them again).
+    ``settings``: lock waits and the runner lock (default: from the environment,
+    generator.guard)."""
+    config = _checked(
+        _config(migrations_dir, url, connection, allow_modified, settings), preflight_done
+    )
     _take_up_half_applied(config, url, connection, "upgrade", to)
     command.upgrade(config, to)
 
@@ -69,8 +81,11 @@ def downgrade(
     connection: Connection | None = None,
     allow_modified: str | None = None,
     preflight_done: bool = False,
+    settings: guard.Settings | None = None,
 ) -> None:
-    config = _checked(_config(migrations_dir, url, connection, allow_modified), preflight_done)
+    config = _checked(
+        _config(migrations_dir, url, connection, allow_modified, settings), preflight_done
+    )
     _take_up_half_applied(config, url, connection, "downgrade", to)
     command.downgrade(config, to)
 
@@ -259,15 +274,28 @@ def plan_sql(migrations_dir: Path, dialect: str, direction: str, revision: str) 
     return buffer.getvalue()
 
 
+_DOLLAR_TAG = re.compile(r"\$[A-Za-z_]*\$")
+
+
+def _in_dollar_quote(line: str, quoted: bool) -> bool:
+    """Whether a ``$tag$ ... $tag$`` body (a DO block) is still open after ``line``: its
+    semicolons end no statement."""
+    for _ in _DOLLAR_TAG.finditer(line):
+        quoted = not quoted
+    return quoted
+
+
 def statements(plan_text: str) -> list[str]:
     """The statements of a plan, without comments, in order."""
     out: list[str] = []
     current: list[str] = []
+    quoted = False
     for line in plan_text.splitlines():
         if not current and (not line.strip() or line.startswith("--")):
             continue
         current.append(line)
-        if line.rstrip().endswith(";"):
+        quoted = _in_dollar_quote(line, quoted)
+        if not quoted and line.rstrip().endswith(";"):
             out.append("\n".join(current).strip().rstrip(";").strip())
             current = []
     return [s for s in out if s]
@@ -277,12 +305,14 @@ def annotate(plan_text: str, dialect: str) -> str:
     """The plan with each statement preceded by the lock it takes and whether it rewrites."""
     out: list[str] = []
     statement: list[str] = []
+    quoted = False
     for line in plan_text.splitlines():
         if not statement and (not line.strip() or line.startswith("--")):
             out.append(line)
             continue
         statement.append(line)
-        if line.rstrip().endswith(";"):
+        quoted = _in_dollar_quote(line, quoted)
+        if not quoted and line.rstrip().endswith(";"):
             lock, rewrites = dialects.statement_lock("\n".join(statement), dialect)
             if lock != "none":
                 out.append(f"-- lock: {lock}{'; REWRITES THE TABLE' if rewrites else ''}")

@@ -132,6 +132,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "fk_lock_order": dialects.fk_lock_order,
     "using_sql": dialects.using_sql,
     "fk_action": lambda action: dialects.FK_ACTION_SQL[action],
+    "fk_code": lambda action: dialects.PG_FK_ACTION_CODE[action],
     "ddl_type": dialects.ddl_type,
     "risk": dialects.unit_risk,
     "describe": review.describe,

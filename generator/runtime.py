@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
-from generator import integrity
+from generator import guard, integrity
 
 log = logging.getLogger("schemagen")
 # A validation file is a series of sections, each opened by one of these markers:
@@ -173,6 +173,7 @@ class StepRecord:
 def step(change: str, name: str, dialect: str) -> Iterator[StepRecord]:
     """Log a step as it starts and as it ends, with its duration and result."""
     record = StepRecord(change, name, dialect)
+    guard.note_step(name)
     log.info(
         "%s: %s ...",
         change,
@@ -495,7 +496,8 @@ def _checks_before(
 class _Statements:
     """The statements a change's DDL function ran, and which ran outside a transaction."""
 
-    SKIPPED = ("SELECT", "SET", "SHOW", "COMMENT")  # lookups, timeouts, the half-applied note
+    # lookups, timeouts, the half-applied note, and the runner's savepoints (generator.guard)
+    SKIPPED = ("SELECT", "SET", "SHOW", "COMMENT", "SAVEPOINT", "RELEASE", "ROLLBACK")
 
     def __init__(self) -> None:
         self.ran: list[tuple[str, bool]] = []
@@ -506,6 +508,11 @@ class _Statements:
             return
         autocommit = conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
         self.ran.append((statement, autocommit))
+
+    def forget_uncommitted(self) -> None:
+        """Drop what ran after the last statement outside a transaction (rolled back)."""
+        last = max((i for i, (_, auto) in enumerate(self.ran) if auto), default=-1)
+        del self.ran[last + 1 :]
 
     def split(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(committed, rolled back): everything up to the last statement run outside a
@@ -566,61 +573,113 @@ def run_change(
             f"{change} cannot run: finish it with `schemagen upgrade` or undo it with "
             f"`schemagen downgrade --to {note.get('down_revision')}` first"
         )
-    tolerated = (resumable or {}).get(dialect)
-    revs = _revisions(op, change)
-    statements = _Statements()
-    stage = "before"
+    attempt = _Attempt(
+        connection=connection,
+        script_file=script_file,
+        direction=direction,
+        fn=fn,
+        change=change,
+        dialect=dialect,
+        tolerated=(resumable or {}).get(dialect),
+        note=note,
+        revs=_revisions(op, change),
+    )
     try:
-        before, after = ("pre", "post") if direction == "upgrade" else ("post", "pre")
-        before_file = validation_file(script_file, dialect, change, before)
-        _checks_before(connection, before_file, change, before, (tolerated or {}) if note else None)
-        if tolerated is not None:
-            mark_half_applied(connection, change, direction, revs)
+        # Lock waits are bounded and retried (generator.guard): a retry runs the change again.
+        guard.retrying(connection, change, attempt.run)
+    except BaseException as exc:
+        attempt.account(exc)
+        raise
+    if attempt.tolerated is not None or note is not None:
+        _comment(connection, None)  # committed with the revision stamp, or not at all
+
+
+@dataclass
+class _Attempt:
+    """One change run by :func:`guard.retrying`, attempt after attempt, and what it did."""
+
+    connection: Connection
+    script_file: str
+    direction: str
+    fn: Callable[[], None]
+    change: str
+    dialect: str
+    tolerated: Tolerance | None  # the change's resume tolerance (it has steps that commit)
+    note: dict[str, str] | None  # the half-applied note found before the first attempt
+    revs: tuple[str, str]
+    statements: _Statements = field(default_factory=lambda: _Statements())
+    stage: str = "before"
+
+    def run(self, from_start: bool) -> None:
+        """One attempt; ``from_start`` False: a CONCURRENTLY block of it committed already,
+        so the state before differs by design and the snapshots are kept from then."""
+        connection, change, dialect = self.connection, self.change, self.dialect
+        # A retry rolled back what the last attempt ran after its last commit.
+        self.statements.forget_uncommitted()
+        before, after = ("pre", "post") if self.direction == "upgrade" else ("post", "pre")
+        before_file = validation_file(self.script_file, dialect, change, before)
+        if from_start:
+            self.stage = "before"
+            tolerated = (self.tolerated or {}) if self.note else None
+            _checks_before(connection, before_file, change, before, tolerated)
+            if self.tolerated is not None:
+                mark_half_applied(connection, change, self.direction, self.revs)
         snapshots = [c for c in parse_checks(read_validation(before_file)) if c.kind == "snapshot"]
-        if snapshots:
+        if snapshots and from_start:
             with step(change, "snapshot", dialect) as rec:
                 for snap in snapshots:
                     connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{snap.name}"')
                     connection.exec_driver_sql(_driver_sql(connection, snap.sql))
                 rec.extra.update(tables=len(snapshots))
-        stage = "ddl"
-        event.listen(connection, "after_cursor_execute", statements)
+        self.stage = "ddl"
+        event.listen(connection, "after_cursor_execute", self.statements)
         try:
-            with step(change, direction, dialect):
-                fn()
+            with step(change, self.direction, dialect):
+                self.fn()
         finally:
-            event.remove(connection, "after_cursor_execute", statements)
-        stage = "after"
+            event.remove(connection, "after_cursor_execute", self.statements)
+        self.stage = "after"
         if dialect == "sqlite":
             foreign_key_check(connection, change)
-        after_file = validation_file(script_file, dialect, change, after)
+        after_file = validation_file(self.script_file, dialect, change, after)
         verify(connection, after_file, change, after, ("check", "data-check"))
-    except BaseException as exc:
-        done, undone = statements.split()
-        if done or note is not None:
-            revision, down = revs
-            info = HalfApplied(
-                change=change,
-                direction=direction,
-                dialect=dialect,
-                revision=down if direction == "upgrade" else revision,
-                down_revision=down,
-                done=done,
-                undone=undone,
-                earlier=note is not None,
-                stage=stage,
-            )
-            try:
-                exc.schemagen_half_applied = info  # type: ignore[attr-defined]
-            except (AttributeError, TypeError):  # an exception type without a __dict__
-                log.error("%s", info.describe())
-        raise
-    if tolerated is not None or note is not None:
-        _comment(connection, None)  # committed with the revision stamp, or not at all
-    # On failure the rollback takes the snapshots with it (or the session ends); a re-run
-    # drops any left by a committed autocommit block before taking new ones.
-    for snap in snapshots:
-        connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{snap.name}"')
+        # On failure the rollback takes the snapshots with it (or the session ends); a re-run
+        # drops any left by a committed autocommit block before taking new ones.
+        for snap in snapshots:
+            connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{snap.name}"')
+
+    def account(self, exc: BaseException) -> None:
+        """Leave on ``exc`` what a failed run committed and how to go on (a HalfApplied)."""
+        done, undone = self.statements.split()
+        if not done and self.note is None:
+            return
+        revision, down = self.revs
+        info = HalfApplied(
+            change=self.change,
+            direction=self.direction,
+            dialect=self.dialect,
+            revision=down if self.direction == "upgrade" else revision,
+            down_revision=down,
+            done=done,
+            undone=undone,
+            earlier=self.note is not None,
+            stage=self.stage,
+        )
+        try:
+            exc.schemagen_half_applied = info  # type: ignore[attr-defined]
+        except (AttributeError, TypeError):  # an exception type without a __dict__
+            log.error("%s", info.describe())
+
+
+def timeouts(op: Any, lock_timeout: str, statement_timeout: str) -> None:
+    """A change's ``postgresql:`` settings, at the start of its DDL: ``lock_timeout`` is a
+    ceiling on the runner's ``--lock-timeout`` (see :func:`guard.set_change_timeouts`)."""
+    if _offline(op):
+        _note(op, f"lock_timeout: the shorter of this and --lock-timeout ({lock_timeout} at most)")
+        op.execute(sa.text(f"SET lock_timeout = '{lock_timeout}'"))
+        op.execute(sa.text(f"SET statement_timeout = '{statement_timeout}'"))
+        return
+    guard.set_change_timeouts(op.get_bind(), lock_timeout, statement_timeout)
 
 
 def current_revision(connection: Connection) -> str | None:

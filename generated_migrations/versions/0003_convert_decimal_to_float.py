@@ -53,8 +53,8 @@ def downgrade() -> None:
 
 
 def _upgrade_postgresql() -> None:
-    op.execute(sa.text("SET lock_timeout = '5s'"))
-    op.execute(sa.text("SET statement_timeout = '30min'"))
+    # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
+    runtime.timeouts(op, "5s", "30min")
     op.execute(
         sa.text(
             'ALTER TABLE "market_data"\n'
@@ -253,8 +253,8 @@ def _upgrade_sqlite() -> None:
 
 
 def _downgrade_postgresql() -> None:
-    op.execute(sa.text("SET lock_timeout = '5s'"))
-    op.execute(sa.text("SET statement_timeout = '30min'"))
+    # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
+    runtime.timeouts(op, "5s", "30min")
     op.execute(
         sa.text(
             'ALTER TABLE "alert_logs"\n'

@@ -443,8 +443,8 @@ def downgrade() -> None:
 
 
 def _upgrade_postgresql() -> None:
-    op.execute(sa.text("SET lock_timeout = '5s'"))
-    op.execute(sa.text("SET statement_timeout = '30min'"))
+    # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
+    runtime.timeouts(op, "5s", "30min")
     op.execute(
         sa.text(
             'ALTER TABLE "market_data" ADD COLUMN IF NOT EXISTS "deleted_at" timestamp with time zone'
@@ -469,89 +469,61 @@ def _upgrade_postgresql() -> None:
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_deleted_at" ON "alert_logs" ("deleted_at")'
             )
         )
-    # Every table of the swaps locked first, referencing tables before the ones they reference
-    # (the order an INSERT takes them): a concurrent writer waits, it cannot deadlock with us.
+    # One statement, one round trip: the four tables stay locked only while the server runs the
+    # swap, not for a dozen round trips, each of which a loaded machine can stretch. The
+    # tables are locked first, referencing tables before the ones they reference (the order an
+    # INSERT takes them), all at once with NOWAIT: queueing for one while holding another would
+    # stall every query on the first; the runner retries the change instead (generator.guard).
+    # A re-run skips keys that already have the new action.
     op.execute(
         sa.text(
-            'LOCK TABLE "alert_logs", "alert_rules", "market_data", "instruments" IN ACCESS EXCLUSIVE MODE'
+            "DO $swap$\n"
+            "BEGIN\n"
+            '  LOCK TABLE "alert_logs", "alert_rules", "market_data", "instruments" IN ACCESS EXCLUSIVE MODE NOWAIT;\n'
+            "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
+            "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
+            "      AND c.relname = 'market_data' AND con.conname = 'fk_market_data_instrument_id_instruments'\n"
+            "      AND con.contype = 'f' AND con.confdeltype = 'r') THEN\n"
+            '    ALTER TABLE "market_data" ADD CONSTRAINT "fk_market_data_instrument_id_instruments_swap"\n'
+            '      FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
+            "      ON DELETE RESTRICT NOT VALID;\n"
+            '    ALTER TABLE "market_data" DROP CONSTRAINT "fk_market_data_instrument_id_instruments";\n'
+            '    ALTER TABLE "market_data" RENAME CONSTRAINT "fk_market_data_instrument_id_instruments_swap" TO "fk_market_data_instrument_id_instruments";\n'
+            "  END IF;\n"
+            "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
+            "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
+            "      AND c.relname = 'alert_rules' AND con.conname = 'fk_alert_rules_instrument_id_instruments'\n"
+            "      AND con.contype = 'f' AND con.confdeltype = 'r') THEN\n"
+            '    ALTER TABLE "alert_rules" ADD CONSTRAINT "fk_alert_rules_instrument_id_instruments_swap"\n'
+            '      FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
+            "      ON DELETE RESTRICT NOT VALID;\n"
+            '    ALTER TABLE "alert_rules" DROP CONSTRAINT "fk_alert_rules_instrument_id_instruments";\n'
+            '    ALTER TABLE "alert_rules" RENAME CONSTRAINT "fk_alert_rules_instrument_id_instruments_swap" TO "fk_alert_rules_instrument_id_instruments";\n'
+            "  END IF;\n"
+            "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
+            "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
+            "      AND c.relname = 'alert_logs' AND con.conname = 'fk_alert_logs_rule_id_alert_rules'\n"
+            "      AND con.contype = 'f' AND con.confdeltype = 'r') THEN\n"
+            '    ALTER TABLE "alert_logs" ADD CONSTRAINT "fk_alert_logs_rule_id_alert_rules_swap"\n'
+            '      FOREIGN KEY ("rule_id") REFERENCES "alert_rules" ("id")\n'
+            "      ON DELETE RESTRICT NOT VALID;\n"
+            '    ALTER TABLE "alert_logs" DROP CONSTRAINT "fk_alert_logs_rule_id_alert_rules";\n'
+            '    ALTER TABLE "alert_logs" RENAME CONSTRAINT "fk_alert_logs_rule_id_alert_rules_swap" TO "fk_alert_logs_rule_id_alert_rules";\n'
+            "  END IF;\n"
+            "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
+            "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
+            "      AND c.relname = 'alert_logs' AND con.conname = 'fk_alert_logs_instrument_id_instruments'\n"
+            "      AND con.contype = 'f' AND con.confdeltype = 'r') THEN\n"
+            '    ALTER TABLE "alert_logs" ADD CONSTRAINT "fk_alert_logs_instrument_id_instruments_swap"\n'
+            '      FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
+            "      ON DELETE RESTRICT NOT VALID;\n"
+            '    ALTER TABLE "alert_logs" DROP CONSTRAINT "fk_alert_logs_instrument_id_instruments";\n'
+            '    ALTER TABLE "alert_logs" RENAME CONSTRAINT "fk_alert_logs_instrument_id_instruments_swap" TO "fk_alert_logs_instrument_id_instruments";\n'
+            "  END IF;\n"
+            "END\n"
+            "$swap$"
         )
     )
-    if (
-        runtime.fk_action(op, "market_data", "fk_market_data_instrument_id_instruments")
-        != "RESTRICT"
-    ):
-        op.execute(
-            sa.text(
-                'ALTER TABLE "market_data" ADD CONSTRAINT "fk_market_data_instrument_id_instruments_swap"\n'
-                '    FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
-                "    ON DELETE RESTRICT NOT VALID"
-            )
-        )
-        op.execute(
-            sa.text(
-                'ALTER TABLE "market_data" DROP CONSTRAINT "fk_market_data_instrument_id_instruments"'
-            )
-        )
-        op.execute(
-            sa.text(
-                'ALTER TABLE "market_data" RENAME CONSTRAINT "fk_market_data_instrument_id_instruments_swap" TO "fk_market_data_instrument_id_instruments"'
-            )
-        )
-    if (
-        runtime.fk_action(op, "alert_rules", "fk_alert_rules_instrument_id_instruments")
-        != "RESTRICT"
-    ):
-        op.execute(
-            sa.text(
-                'ALTER TABLE "alert_rules" ADD CONSTRAINT "fk_alert_rules_instrument_id_instruments_swap"\n'
-                '    FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
-                "    ON DELETE RESTRICT NOT VALID"
-            )
-        )
-        op.execute(
-            sa.text(
-                'ALTER TABLE "alert_rules" DROP CONSTRAINT "fk_alert_rules_instrument_id_instruments"'
-            )
-        )
-        op.execute(
-            sa.text(
-                'ALTER TABLE "alert_rules" RENAME CONSTRAINT "fk_alert_rules_instrument_id_instruments_swap" TO "fk_alert_rules_instrument_id_instruments"'
-            )
-        )
-    if runtime.fk_action(op, "alert_logs", "fk_alert_logs_rule_id_alert_rules") != "RESTRICT":
-        op.execute(
-            sa.text(
-                'ALTER TABLE "alert_logs" ADD CONSTRAINT "fk_alert_logs_rule_id_alert_rules_swap"\n'
-                '    FOREIGN KEY ("rule_id") REFERENCES "alert_rules" ("id")\n'
-                "    ON DELETE RESTRICT NOT VALID"
-            )
-        )
-        op.execute(
-            sa.text('ALTER TABLE "alert_logs" DROP CONSTRAINT "fk_alert_logs_rule_id_alert_rules"')
-        )
-        op.execute(
-            sa.text(
-                'ALTER TABLE "alert_logs" RENAME CONSTRAINT "fk_alert_logs_rule_id_alert_rules_swap" TO "fk_alert_logs_rule_id_alert_rules"'
-            )
-        )
-    if runtime.fk_action(op, "alert_logs", "fk_alert_logs_instrument_id_instruments") != "RESTRICT":
-        op.execute(
-            sa.text(
-                'ALTER TABLE "alert_logs" ADD CONSTRAINT "fk_alert_logs_instrument_id_instruments_swap"\n'
-                '    FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
-                "    ON DELETE RESTRICT NOT VALID"
-            )
-        )
-        op.execute(
-            sa.text(
-                'ALTER TABLE "alert_logs" DROP CONSTRAINT "fk_alert_logs_instrument_id_instruments"'
-            )
-        )
-        op.execute(
-            sa.text(
-                'ALTER TABLE "alert_logs" RENAME CONSTRAINT "fk_alert_logs_instrument_id_instruments_swap" TO "fk_alert_logs_instrument_id_instruments"'
-            )
-        )
     # VALIDATE runs after the swap has committed, so the locks above are held only briefly.
     with op.get_context().autocommit_block():
         op.execute(
@@ -775,91 +747,63 @@ def _upgrade_sqlite() -> None:
 
 
 def _downgrade_postgresql() -> None:
-    op.execute(sa.text("SET lock_timeout = '5s'"))
-    op.execute(sa.text("SET statement_timeout = '30min'"))
-    # Every table of the swaps locked first, referencing tables before the ones they reference
-    # (the order an INSERT takes them): a concurrent writer waits, it cannot deadlock with us.
+    # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
+    runtime.timeouts(op, "5s", "30min")
+    # One statement, one round trip: the four tables stay locked only while the server runs the
+    # swap, not for a dozen round trips, each of which a loaded machine can stretch. The
+    # tables are locked first, referencing tables before the ones they reference (the order an
+    # INSERT takes them), all at once with NOWAIT: queueing for one while holding another would
+    # stall every query on the first; the runner retries the change instead (generator.guard).
+    # A re-run skips keys that already have the new action.
     op.execute(
         sa.text(
-            'LOCK TABLE "alert_logs", "alert_rules", "market_data", "instruments" IN ACCESS EXCLUSIVE MODE'
+            "DO $swap$\n"
+            "BEGIN\n"
+            '  LOCK TABLE "alert_logs", "alert_rules", "market_data", "instruments" IN ACCESS EXCLUSIVE MODE NOWAIT;\n'
+            "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
+            "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
+            "      AND c.relname = 'alert_logs' AND con.conname = 'fk_alert_logs_instrument_id_instruments'\n"
+            "      AND con.contype = 'f' AND con.confdeltype = 'c') THEN\n"
+            '    ALTER TABLE "alert_logs" ADD CONSTRAINT "fk_alert_logs_instrument_id_instruments_swap"\n'
+            '      FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
+            "      ON DELETE CASCADE NOT VALID;\n"
+            '    ALTER TABLE "alert_logs" DROP CONSTRAINT "fk_alert_logs_instrument_id_instruments";\n'
+            '    ALTER TABLE "alert_logs" RENAME CONSTRAINT "fk_alert_logs_instrument_id_instruments_swap" TO "fk_alert_logs_instrument_id_instruments";\n'
+            "  END IF;\n"
+            "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
+            "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
+            "      AND c.relname = 'alert_logs' AND con.conname = 'fk_alert_logs_rule_id_alert_rules'\n"
+            "      AND con.contype = 'f' AND con.confdeltype = 'c') THEN\n"
+            '    ALTER TABLE "alert_logs" ADD CONSTRAINT "fk_alert_logs_rule_id_alert_rules_swap"\n'
+            '      FOREIGN KEY ("rule_id") REFERENCES "alert_rules" ("id")\n'
+            "      ON DELETE CASCADE NOT VALID;\n"
+            '    ALTER TABLE "alert_logs" DROP CONSTRAINT "fk_alert_logs_rule_id_alert_rules";\n'
+            '    ALTER TABLE "alert_logs" RENAME CONSTRAINT "fk_alert_logs_rule_id_alert_rules_swap" TO "fk_alert_logs_rule_id_alert_rules";\n'
+            "  END IF;\n"
+            "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
+            "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
+            "      AND c.relname = 'alert_rules' AND con.conname = 'fk_alert_rules_instrument_id_instruments'\n"
+            "      AND con.contype = 'f' AND con.confdeltype = 'c') THEN\n"
+            '    ALTER TABLE "alert_rules" ADD CONSTRAINT "fk_alert_rules_instrument_id_instruments_swap"\n'
+            '      FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
+            "      ON DELETE CASCADE NOT VALID;\n"
+            '    ALTER TABLE "alert_rules" DROP CONSTRAINT "fk_alert_rules_instrument_id_instruments";\n'
+            '    ALTER TABLE "alert_rules" RENAME CONSTRAINT "fk_alert_rules_instrument_id_instruments_swap" TO "fk_alert_rules_instrument_id_instruments";\n'
+            "  END IF;\n"
+            "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
+            "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
+            "      AND c.relname = 'market_data' AND con.conname = 'fk_market_data_instrument_id_instruments'\n"
+            "      AND con.contype = 'f' AND con.confdeltype = 'c') THEN\n"
+            '    ALTER TABLE "market_data" ADD CONSTRAINT "fk_market_data_instrument_id_instruments_swap"\n'
+            '      FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
+            "      ON DELETE CASCADE NOT VALID;\n"
+            '    ALTER TABLE "market_data" DROP CONSTRAINT "fk_market_data_instrument_id_instruments";\n'
+            '    ALTER TABLE "market_data" RENAME CONSTRAINT "fk_market_data_instrument_id_instruments_swap" TO "fk_market_data_instrument_id_instruments";\n'
+            "  END IF;\n"
+            "END\n"
+            "$swap$"
         )
     )
-    if runtime.fk_action(op, "alert_logs", "fk_alert_logs_instrument_id_instruments") != "CASCADE":
-        op.execute(
-            sa.text(
-                'ALTER TABLE "alert_logs" ADD CONSTRAINT "fk_alert_logs_instrument_id_instruments_swap"\n'
-                '    FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
-                "    ON DELETE CASCADE NOT VALID"
-            )
-        )
-        op.execute(
-            sa.text(
-                'ALTER TABLE "alert_logs" DROP CONSTRAINT "fk_alert_logs_instrument_id_instruments"'
-            )
-        )
-        op.execute(
-            sa.text(
-                'ALTER TABLE "alert_logs" RENAME CONSTRAINT "fk_alert_logs_instrument_id_instruments_swap" TO "fk_alert_logs_instrument_id_instruments"'
-            )
-        )
-    if runtime.fk_action(op, "alert_logs", "fk_alert_logs_rule_id_alert_rules") != "CASCADE":
-        op.execute(
-            sa.text(
-                'ALTER TABLE "alert_logs" ADD CONSTRAINT "fk_alert_logs_rule_id_alert_rules_swap"\n'
-                '    FOREIGN KEY ("rule_id") REFERENCES "alert_rules" ("id")\n'
-                "    ON DELETE CASCADE NOT VALID"
-            )
-        )
-        op.execute(
-            sa.text('ALTER TABLE "alert_logs" DROP CONSTRAINT "fk_alert_logs_rule_id_alert_rules"')
-        )
-        op.execute(
-            sa.text(
-                'ALTER TABLE "alert_logs" RENAME CONSTRAINT "fk_alert_logs_rule_id_alert_rules_swap" TO "fk_alert_logs_rule_id_alert_rules"'
-            )
-        )
-    if (
-        runtime.fk_action(op, "alert_rules", "fk_alert_rules_instrument_id_instruments")
-        != "CASCADE"
-    ):
-        op.execute(
-            sa.text(
-                'ALTER TABLE "alert_rules" ADD CONSTRAINT "fk_alert_rules_instrument_id_instruments_swap"\n'
-                '    FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
-                "    ON DELETE CASCADE NOT VALID"
-            )
-        )
-        op.execute(
-            sa.text(
-                'ALTER TABLE "alert_rules" DROP CONSTRAINT "fk_alert_rules_instrument_id_instruments"'
-            )
-        )
-        op.execute(
-            sa.text(
-                'ALTER TABLE "alert_rules" RENAME CONSTRAINT "fk_alert_rules_instrument_id_instruments_swap" TO "fk_alert_rules_instrument_id_instruments"'
-            )
-        )
-    if (
-        runtime.fk_action(op, "market_data", "fk_market_data_instrument_id_instruments")
-        != "CASCADE"
-    ):
-        op.execute(
-            sa.text(
-                'ALTER TABLE "market_data" ADD CONSTRAINT "fk_market_data_instrument_id_instruments_swap"\n'
-                '    FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
-                "    ON DELETE CASCADE NOT VALID"
-            )
-        )
-        op.execute(
-            sa.text(
-                'ALTER TABLE "market_data" DROP CONSTRAINT "fk_market_data_instrument_id_instruments"'
-            )
-        )
-        op.execute(
-            sa.text(
-                'ALTER TABLE "market_data" RENAME CONSTRAINT "fk_market_data_instrument_id_instruments_swap" TO "fk_market_data_instrument_id_instruments"'
-            )
-        )
     # VALIDATE runs after the swap has committed, so the locks above are held only briefly.
     with op.get_context().autocommit_block():
         op.execute(

@@ -14,8 +14,10 @@ from generator.cli import Exit
 MIGRATIONS = ROOT / "generated_migrations"
 CHANGES = sorted(p.stem[:4] for p in (MIGRATIONS / "versions").glob("0*.py"))
 # What a real run executes besides the change's own SQL: its checks and snapshots, the
-# runtime's catalogue look-ups, transaction control, and the version stamp (bound parameters
-# online, literals in the plan).
+# runtime's catalogue look-ups, transaction control, the version stamp (bound parameters
+# online, literals in the plan), and the runner's session settings and retry savepoints
+# (generator.guard: the lock_timeout it sets is the shorter of --lock-timeout and the spec's,
+# which the plan shows).
 NOT_DDL = (
     "SELECT",
     "WITH",
@@ -24,6 +26,12 @@ NOT_DDL = (
     'DROP TABLE IF EXISTS "schemagen_',
     "BEGIN",
     "COMMIT",
+    "SET ",
+    "SHOW ",
+    "RESET ",
+    "SAVEPOINT ",
+    "ROLLBACK TO SAVEPOINT ",
+    "UPDATE alembic_version SET version_num = version_num WHERE 0",
 )
 
 

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from support import GOLDEN, ROOT, execute, inspect_schema
 
-from generator import files, migrate, runtime
+from generator import files, guard, migrate, runtime
 from generator.load import load_changes
 from generator.render import generate
 
@@ -50,7 +50,7 @@ def test_index_changes_run_concurrently_outside_a_transaction() -> None:
         'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_instrument_price" '
         'ON "market_data" ("instrument_id", "price")'
     ) in pg
-    assert "SET lock_timeout = '5s'" in pg and "SET statement_timeout = '30min'" in pg
+    assert 'runtime.timeouts(op, "5s", "30min")' in pg
 
 
 @pytest.mark.parametrize("driver", ["psycopg", "asyncpg"])
@@ -140,14 +140,17 @@ def test_ddl_gives_up_after_lock_timeout_and_changes_nothing(pg_url: str, tmp_pa
     try:
         assert locked.wait(10)
         started = time.perf_counter()
-        with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
-            migrate.upgrade(out_dir, url, "0002")  # its spec sets lock_timeout: 1s
+        settings = guard.Settings(lock_timeout_ms=300, lock_retries=2)
+        with pytest.raises(guard.LockTimeout, match="3 attempt"):
+            migrate.upgrade(out_dir, url, "0002", settings=settings)  # spec: lock_timeout 1s
         elapsed = time.perf_counter() - started
     finally:
         release.set()
         thread.join()
         holder.dispose()
-    assert 0.9 < elapsed < 10
+    # Three waits of 300 ms (the runner's, shorter than the spec's 1s ceiling) and two
+    # backoffs of at most 100 and 200 ms.
+    assert 0.9 < elapsed < settings.bound_s() + 3
     assert inspect_schema(pg_url) == before
 
 

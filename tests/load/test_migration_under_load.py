@@ -229,7 +229,7 @@ def _fill(url: str) -> None:
 
 
 def _verify(url: str) -> None:
-    revision, source, results = migrate.verify(MIGRATIONS, sa.make_url(url))
+    revision, source, results, _ = migrate.verify(MIGRATIONS, sa.make_url(url))
     failing = [r.check.name for r in results if not r.passed]
     assert failing == [], f"verify at {revision} ({source}): {failing}"
 

@@ -128,8 +128,8 @@ def downgrade() -> None:
 
 
 def _upgrade_postgresql() -> None:
-    op.execute(sa.text("SET lock_timeout = '5s'"))
-    op.execute(sa.text("SET statement_timeout = '30min'"))
+    # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
+    runtime.timeouts(op, "5s", "30min")
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_trades_price"'))
@@ -160,8 +160,8 @@ def _upgrade_sqlite() -> None:
 
 
 def _downgrade_postgresql() -> None:
-    op.execute(sa.text("SET lock_timeout = '5s'"))
-    op.execute(sa.text("SET statement_timeout = '30min'"))
+    # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
+    runtime.timeouts(op, "5s", "30min")
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_trades_unpriced_note"'))

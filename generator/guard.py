@@ -1,0 +1,631 @@
+"""Bounded waits and one runner at a time.
+
+A migration must never be the reason an application stalls, and two runners must never
+interleave. This module holds what the runner does around the generated migrations for that:
+
+- :func:`runner` (called by ``generated_migrations/env.py`` on the migration connection, before
+  the first query of the run): sets ``lock_timeout`` / ``statement_timeout`` (PostgreSQL) or
+  the busy timeout (SQLite), then takes the runner lock (a session advisory lock on
+  PostgreSQL, ``flock`` on ``<database>.schemagen-lock`` on SQLite) for the whole run.
+- :func:`retrying` (called by :func:`generator.runtime.run_change`): runs one change, and when a
+  lock is not available within ``lock_timeout`` (SQLSTATE 55P03) rolls back to a savepoint
+  taken at the start of the change (or of the transaction after its last CONCURRENTLY block),
+  which releases every lock the attempt took, sleeps with exponential backoff and jitter, and
+  runs the change again, a bounded number of times; then fails naming the blocking session.
+- :func:`naming_failures`: an error after every step of a change succeeded (its COMMIT, e.g. a
+  full disk on SQLite in WAL mode, or another connection's read lock) names the change.
+
+Settings come from the CLI (``--lock-timeout`` ...), else the environment
+(``SCHEMAGEN_LOCK_TIMEOUT`` ... for plain ``alembic upgrade``), else :class:`Settings`' defaults.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import re
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+
+log = logging.getLogger("schemagen")
+
+# pg_try_advisory_lock(KEY_CLASS, key of the version table): both halves positive, so they
+# read back unchanged from pg_locks' classid / objid (oids, unsigned).
+KEY_CLASS = zlib.crc32(b"schemagen") & 0x7FFFFFFF
+VERSION_TABLE = "alembic_version"
+SAVEPOINT = "schemagen_attempt"
+LOCK_NOT_AVAILABLE = "55P03"
+ENV = {
+    "lock_timeout": "SCHEMAGEN_LOCK_TIMEOUT",
+    "lock_retries": "SCHEMAGEN_LOCK_RETRIES",
+    "statement_timeout": "SCHEMAGEN_STATEMENT_TIMEOUT",
+    "wait_for_runner": "SCHEMAGEN_WAIT_FOR_RUNNER",
+}
+_UNITS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
+
+
+class RunnerBusy(RuntimeError):
+    """Another migration runner holds the runner lock (exit code 5)."""
+
+
+class LockTimeout(RuntimeError):
+    """A change could not get its locks within the bounded retries."""
+
+
+class DatabaseBusy(RuntimeError):
+    """SQLite: another connection held the database longer than the busy timeout."""
+
+
+class CommitFailed(RuntimeError):
+    """Every step of a change succeeded, then its COMMIT (or revision stamp) failed."""
+
+
+def parse_duration(text: str, what: str) -> int:
+    """``50ms``, ``2s``, ``1min``, ``1h`` (or a bare number of milliseconds) -> milliseconds."""
+    match = re.fullmatch(r"\s*([0-9]+)\s*(ms|s|min|h)?\s*", str(text))
+    if not match:
+        raise ValueError(f"{what}: {text!r} is not a duration (expected e.g. 50ms, 2s, 30min)")
+    return int(match.group(1)) * _UNITS[match.group(2) or "ms"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    # The longest any statement that queues traffic behind it waits for a lock, per attempt.
+    # A waiting ACCESS EXCLUSIVE request blocks every later INSERT and SELECT on the table, so
+    # this is the stall a migration can add to a query: kept well under the 100 ms goal.
+    lock_timeout_ms: int = 50
+    lock_retries: int = 10  # attempts after the first, each after a backoff
+    statement_timeout_ms: int = 30 * 60_000  # checks and steps; a change's spec may set its own
+    wait_for_runner_s: float = 0.0  # how long a second runner waits for the first, then exit 5
+    backoff_ms: int = 100  # first backoff; doubled per attempt up to backoff_max_ms, jittered
+    backoff_max_ms: int = 2_000
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        return cls().with_options(
+            lock_timeout=env.get(ENV["lock_timeout"]),
+            lock_retries=env.get(ENV["lock_retries"]),
+            statement_timeout=env.get(ENV["statement_timeout"]),
+            wait_for_runner=env.get(ENV["wait_for_runner"]),
+        )
+
+    def with_options(
+        self,
+        lock_timeout: str | None = None,
+        lock_retries: str | int | None = None,
+        statement_timeout: str | None = None,
+        wait_for_runner: str | float | None = None,
+    ) -> Settings:
+        """These settings with the given ones (CLI or environment text) replaced; a bad value
+        raises ValueError naming the setting."""
+        out = self
+        if lock_timeout not in (None, ""):
+            ms = parse_duration(str(lock_timeout), "lock timeout")
+            if ms < 1:
+                raise ValueError("lock timeout: must be at least 1ms")
+            out = replace(out, lock_timeout_ms=ms)
+        if lock_retries not in (None, ""):
+            if not re.fullmatch(r"[0-9]{1,4}", str(lock_retries).strip()):
+                raise ValueError(f"lock retries: {lock_retries!r} is not a number from 0 to 9999")
+            out = replace(out, lock_retries=int(str(lock_retries)))
+        if statement_timeout not in (None, ""):
+            out = replace(
+                out,
+                statement_timeout_ms=parse_duration(str(statement_timeout), "statement timeout"),
+            )
+        if wait_for_runner not in (None, ""):
+            try:
+                seconds = float(str(wait_for_runner))
+            except ValueError:
+                seconds = -1.0
+            if not 0 <= seconds <= 86_400:
+                raise ValueError(f"wait for runner: {wait_for_runner!r} is not 0 to 86400 seconds")
+            out = replace(out, wait_for_runner_s=seconds)
+        return out
+
+    def backoff_s(self, attempt: int) -> float:
+        """Sleep before attempt ``attempt + 1``: exponential, with jitter between half and all
+        of it, so that runners and retries of different changes do not fall into step."""
+        ceiling = self._backoff_ms(attempt) / 1000
+        return ceiling * (0.5 + random.random() / 2)
+
+    def _backoff_ms(self, attempt: int) -> int:
+        return int(min(self.backoff_max_ms, self.backoff_ms << max(attempt - 1, 0)))
+
+    def bound_s(self) -> float:
+        """The longest the retries of one change can wait in total (lock waits plus sleeps)."""
+        sleeps = sum(self._backoff_ms(a) for a in range(1, self.lock_retries + 1))
+        return ((self.lock_retries + 1) * self.lock_timeout_ms + sleeps) / 1000
+
+
+def settings_of(connection: Connection) -> Settings:
+    found = connection.info.get("schemagen.settings")
+    return found if isinstance(found, Settings) else Settings.from_environment()
+
+
+def _ms(ms: int) -> str:
+    return f"'{int(ms)}ms'"
+
+
+# ------------------------------------------------------------------------------- one runner
+
+
+def _pg_holder(connection: Connection, key: int) -> str:
+    row = connection.exec_driver_sql(
+        "SELECT a.pid, a.application_name, a.state, a.backend_start, a.client_addr "
+        "FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid "
+        f"WHERE l.locktype = 'advisory' AND l.classid = {KEY_CLASS} AND l.objid = {key} "
+        "AND l.objsubid = 2 AND l.granted"
+    ).first()
+    if row is None:
+        return "its session is gone"
+    started = row.backend_start.astimezone(UTC).isoformat(timespec="seconds")
+    return (
+        f"pid {row.pid}, application_name {row.application_name!r}, state {row.state}, "
+        f"started {started}" + (f", from {row.client_addr}" if row.client_addr else "")
+    )
+
+
+def _pg_key(connection: Connection) -> int:
+    schema = connection.exec_driver_sql("SELECT current_schema()").scalar() or ""
+    return zlib.crc32(f"{schema}.{VERSION_TABLE}".encode()) & 0x7FFFFFFF
+
+
+@contextlib.contextmanager
+def _pg_runner(connection: Connection, s: Settings) -> Iterator[None]:
+    name = connection.exec_driver_sql("SHOW application_name").scalar()
+    if not name:
+        # Named after the process, so that "another migration is running" names the process.
+        connection.exec_driver_sql(f"SET application_name = 'schemagen pid={os.getpid()}'")
+    connection.exec_driver_sql(f"SET lock_timeout = {_ms(s.lock_timeout_ms)}")
+    connection.exec_driver_sql(f"SET statement_timeout = {_ms(s.statement_timeout_ms)}")
+    key = _pg_key(connection)
+    deadline = time.monotonic() + s.wait_for_runner_s
+    waited = False
+    while True:
+        # A try-lock in a poll, never a blocking pg_advisory_lock: a waiting runner must not
+        # sit in any lock queue, and must give up at its deadline.
+        got = connection.exec_driver_sql(f"SELECT pg_try_advisory_lock({KEY_CLASS}, {key})")
+        if got.scalar():
+            break
+        holder = _pg_holder(connection, key)
+        connection.commit()
+        if time.monotonic() >= deadline:
+            raise RunnerBusy(
+                f"another migration is running ({holder}); nothing was done. Wait for it, or "
+                "run again with --wait-for-runner SECONDS (docs/rollback.md)"
+            )
+        if not waited:
+            log.warning("waiting up to %gs for another migration (%s)", s.wait_for_runner_s, holder)
+            waited = True
+        time.sleep(min(0.2, max(deadline - time.monotonic(), 0.01)))
+    connection.commit()  # Alembic must see no transaction of ours; the session lock stays
+    probe = connection.info["schemagen.probe"] = Probe(connection)
+    connection.commit()
+    try:
+        yield
+    finally:
+        probe.close()
+        connection.info.pop("schemagen.probe", None)
+        with contextlib.suppress(sa.exc.SQLAlchemyError):
+            if connection.in_transaction():
+                connection.rollback()
+            connection.exec_driver_sql(f"SELECT pg_advisory_unlock({KEY_CLASS}, {key})")
+            connection.exec_driver_sql("RESET lock_timeout")
+            connection.exec_driver_sql("RESET statement_timeout")
+            if not name:
+                connection.exec_driver_sql("RESET application_name")
+            connection.commit()
+
+
+def _sqlite_file(connection: Connection) -> Path | None:
+    database = connection.engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).resolve()
+
+
+@contextlib.contextmanager
+def _sqlite_runner(connection: Connection, s: Settings) -> Iterator[None]:
+    # The busy timeout bounds every wait for the database's lock: SQLite retries internally
+    # (sleeping 1 ms up to 100 ms between tries), so one bound equal to the PostgreSQL retry
+    # budget is the same promise. A waiting SQLite connection queues nobody behind it.
+    busy_ms = int(s.bound_s() * 1000)
+    dbapi = connection.connection.dbapi_connection
+    assert dbapi is not None
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
+    finally:
+        cursor.close()
+    connection.info["schemagen.busy_ms"] = busy_ms
+    path = _sqlite_file(connection)
+    if path is None:
+        yield
+        return
+    with _lock_file(path, s):
+        yield
+
+
+@contextlib.contextmanager
+def _lock_file(path: Path, s: Settings) -> Iterator[None]:
+    # A lock file, not BEGIN IMMEDIATE: the write lock would have to be held across every
+    # change of the run, stopping the application's writers for the whole run, and a
+    # migration's own transactions would be inside it. flock is released by the kernel when
+    # the process dies, so a killed runner leaves no stale lock.
+    import fcntl
+
+    lock_path = path.with_name(path.name + ".schemagen-lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + s.wait_for_runner_s
+        waited = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "unknown"
+                if time.monotonic() >= deadline:
+                    raise RunnerBusy(
+                        f"another migration is running ({holder}; lock file {lock_path}); "
+                        "nothing was done. Wait for it, or run again with "
+                        "--wait-for-runner SECONDS (docs/rollback.md)"
+                    ) from None
+                if not waited:
+                    log.warning(
+                        "waiting up to %gs for another migration (%s)", s.wait_for_runner_s, holder
+                    )
+                    waited = True
+                time.sleep(min(0.2, max(deadline - time.monotonic(), 0.01)))
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}, started {started}".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def runner(connection: Connection, settings: Settings | None = None) -> Iterator[None]:
+    """The whole run on ``connection``: timeouts set before its first query, the runner lock
+    held until the end. Raises :class:`RunnerBusy` when another runner holds it."""
+    s = settings or Settings.from_environment()
+    connection.info["schemagen.settings"] = s
+    if connection.in_transaction():
+        connection.commit()
+    dialect = connection.dialect.name
+    hold = (
+        _pg_runner if dialect == "postgresql" else _sqlite_runner if dialect == "sqlite" else None
+    )
+    try:
+        if hold is None:
+            yield
+            return
+        with hold(connection, s):
+            yield
+    finally:
+        connection.info.pop("schemagen.settings", None)
+
+
+# ----------------------------------------------------------------------------- lock retries
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    orig = getattr(exc, "orig", None)
+    for source in (orig, getattr(orig, "__cause__", None)):
+        code = getattr(source, "sqlstate", None) or getattr(source, "pgcode", None)
+        if code:
+            return str(code)
+    return None
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, sa.exc.DBAPIError) and sqlstate(exc) == LOCK_NOT_AVAILABLE
+
+
+def is_sqlite_busy(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None)
+    text = str(orig or exc).lower()
+    return getattr(orig, "sqlite_errorcode", None) == 5 or "database is locked" in text
+
+
+class Probe:
+    """A second connection of the run that asks who blocks the migration connection while a
+    statement waits (once lock_timeout fires the wait is over and pg_blocking_pids empty).
+    Opened when the run starts, so that asking costs one query, not a connect."""
+
+    QUERY = (
+        "SELECT a.pid, a.application_name, a.state, a.query_start, a.xact_start, "
+        "split_part(a.query, E'\\n', 1) AS query FROM pg_stat_activity AS a "
+        "WHERE a.pid = ANY (pg_blocking_pids(%d)) ORDER BY a.xact_start NULLS LAST"
+    )
+
+    def __init__(self, connection: Connection):
+        self.pid = int(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() or 0)
+        self._lock = threading.Lock()
+        self._engine: sa.Engine | None = None
+        self._conn: Connection | None = None
+        try:
+            # A plain sync driver, whatever the migration uses (asyncpg included).
+            url = connection.engine.url.set(drivername="postgresql+psycopg")
+            self._engine = sa.create_engine(
+                url,
+                poolclass=sa.pool.NullPool,
+                isolation_level="AUTOCOMMIT",
+                connect_args={"application_name": f"schemagen probe pid={os.getpid()}"},
+            )
+            self._conn = self._engine.connect()
+        except Exception:  # no probe: the messages say the blocker is unknown
+            self.close()
+
+    def blockers(self) -> list[str]:
+        with self._lock:
+            if self._conn is None:
+                return []
+            try:
+                rows = self._conn.exec_driver_sql(self.QUERY % self.pid).all()
+            except Exception:
+                return []
+        return [_describe(r) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+            if self._engine is not None:
+                self._engine.dispose()
+            self._conn, self._engine = None, None
+
+
+class _Blockers:
+    """Asks the run's :class:`Probe` once a statement has waited half its lock timeout."""
+
+    def __init__(self, connection: Connection, delay_s: float):
+        self.connection = connection
+        self.delay_s = delay_s
+        probe = connection.info.get("schemagen.probe")
+        self.probe: Probe | None = probe if isinstance(probe, Probe) else None
+        self.seen: str | None = None
+        self._timer: threading.Timer | None = None
+
+    def ask(self) -> None:
+        if self.probe is not None:
+            found = self.probe.blockers()
+            if found:
+                self.seen = "; ".join(found)
+
+    def before(self, *args: Any) -> None:
+        self.cancel()
+        if self.probe is not None:
+            self._timer = threading.Timer(self.delay_s, self.ask)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def cancel(self, *args: Any) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def __enter__(self) -> _Blockers:
+        event.listen(self.connection, "before_cursor_execute", self.before)
+        event.listen(self.connection, "after_cursor_execute", self.cancel)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cancel()
+        event.remove(self.connection, "before_cursor_execute", self.before)
+        event.remove(self.connection, "after_cursor_execute", self.cancel)
+
+    def take(self) -> str:
+        self.cancel()  # a failed statement fires no after_cursor_execute
+        seen, self.seen = self.seen, None
+        return seen or "a session the probe did not see (it may have finished)"
+
+
+def _describe(row: Any) -> str:
+    start = (
+        row.query_start.astimezone(UTC).isoformat(timespec="seconds") if row.query_start else "-"
+    )
+    query = (row.query or "").strip()[:120]
+    return (
+        f"pid {row.pid}, application_name {row.application_name!r}, state {row.state}, "
+        f"query start {start}, query {query!r}"
+    )
+
+
+CURRENT_STEP: list[str] = ["pre-checks"]
+
+
+def note_step(name: str) -> None:
+    """The step a lock timeout is attributed to in the retry log (runtime.step calls it)."""
+    CURRENT_STEP[0] = name
+
+
+def set_change_timeouts(connection: Connection, lock_timeout: str, statement_timeout: str) -> None:
+    """A change's own ``postgresql:`` settings (spec): ``lock_timeout`` is a ceiling on the
+    runner's for statements that queue traffic, and the wait of CONCURRENTLY / VALIDATE
+    steps, which queue none; ``statement_timeout`` replaces the runner's for the change."""
+    s = settings_of(connection)
+    spec_ms = parse_duration(lock_timeout, "lock_timeout")
+    connection.info["schemagen.autocommit_lock_ms"] = spec_ms
+    connection.info["schemagen.lock_ms"] = min(s.lock_timeout_ms, spec_ms)
+    connection.exec_driver_sql(f"SET lock_timeout = {_ms(connection.info['schemagen.lock_ms'])}")
+    connection.exec_driver_sql(f"SET statement_timeout = '{statement_timeout}'")
+
+
+def _sqlite_write_lock(connection: Connection) -> None:
+    """Take SQLite's write lock before the change's first check, waiting the busy timeout.
+
+    SQLite never waits for a write lock in a transaction that has read (Alembic reads the
+    version table first): it fails at once, to avoid a deadlock. A no-op write shows whether
+    the transaction holds the lock; if not, it has written nothing, and is replaced by
+    ``BEGIN IMMEDIATE``, which waits."""
+    probe = f"UPDATE {VERSION_TABLE} SET version_num = version_num WHERE 0"
+    try:
+        connection.exec_driver_sql(probe)
+        return
+    except sa.exc.OperationalError as exc:
+        if not is_sqlite_busy(exc):
+            return  # no version table (yet): the change's first write takes the lock
+    connection.exec_driver_sql("ROLLBACK")
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def retrying(connection: Connection, change: str, attempt: Callable[[bool], None]) -> None:
+    """Run ``attempt(from_start)`` until it gets its locks, at most ``lock_retries`` more times.
+
+    ``from_start`` is False once a CONCURRENTLY / VALIDATE block of the change has committed:
+    the retry then runs the change's steps again (each is idempotent, as for a resumed run)
+    without the checks of the state before, which that commit already changed.
+    """
+    connection.info["schemagen.change"] = change
+    connection.info["schemagen.steps_done"] = False
+    if connection.dialect.name == "sqlite":
+        _sqlite_write_lock(connection)
+        attempt(True)
+        connection.info["schemagen.steps_done"] = True
+        return
+    if connection.dialect.name != "postgresql":
+        attempt(True)
+        connection.info["schemagen.steps_done"] = True
+        return
+    s = settings_of(connection)
+    committed = False
+
+    def on_commit(conn: Connection) -> None:
+        nonlocal committed
+        committed = True
+
+    def on_begin(conn: Connection) -> None:
+        # A transaction after a CONCURRENTLY block: a new savepoint to roll back to. In the
+        # block itself (autocommit), the change's own lock_timeout: such steps queue nobody.
+        if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            ms = conn.info.get("schemagen.autocommit_lock_ms", s.lock_timeout_ms)
+            conn.exec_driver_sql(f"SET lock_timeout = {_ms(ms)}")
+        else:
+            ms = conn.info.get("schemagen.lock_ms", s.lock_timeout_ms)
+            conn.exec_driver_sql(f"SET lock_timeout = {_ms(ms)}")
+            conn.exec_driver_sql(f"SAVEPOINT {SAVEPOINT}")
+
+    event.listen(connection, "commit", on_commit)
+    event.listen(connection, "begin", on_begin)
+    try:
+        with _Blockers(connection, s.lock_timeout_ms / 2000) as blockers:
+            for number in range(1, s.lock_retries + 2):
+                connection.info.pop("schemagen.lock_ms", None)
+                connection.info.pop("schemagen.autocommit_lock_ms", None)
+                connection.exec_driver_sql(f"SET lock_timeout = {_ms(s.lock_timeout_ms)}")
+                connection.exec_driver_sql(f"SET statement_timeout = {_ms(s.statement_timeout_ms)}")
+                connection.exec_driver_sql(f"SAVEPOINT {SAVEPOINT}")
+                try:
+                    attempt(not committed)
+                    connection.info["schemagen.steps_done"] = True
+                    return
+                except sa.exc.DBAPIError as exc:
+                    if not is_lock_timeout(exc):
+                        raise
+                    step_name = CURRENT_STEP[0]
+                    # Releases every lock this attempt took (after a CONCURRENTLY block: every
+                    # lock of the transaction since); traffic runs while we sleep.
+                    connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
+                    blocker = blockers.take()
+                    if number > s.lock_retries:
+                        raise LockTimeout(
+                            f"{change}: {step_name} could not get its lock in {number} "
+                            f"attempt(s) of {s.lock_timeout_ms} ms (within "
+                            f"{s.bound_s():.1f} s with backoff); blocked by {blocker}. "
+                            + (
+                                "Its CONCURRENTLY / VALIDATE steps that had committed stay; "
+                                if committed
+                                else "Nothing of the change was applied; "
+                            )
+                            + "the revision is not stamped. Run the same command again once "
+                            "that session is done; it continues (docs/rollback.md)"
+                        ) from exc
+                    pause = s.backoff_s(number)
+                    log.warning(
+                        "%s: %s: lock not available (attempt %d of %d, blocked by %s); "
+                        "retrying in %.0f ms",
+                        change,
+                        step_name,
+                        number,
+                        s.lock_retries + 1,
+                        blocker,
+                        pause * 1000,
+                        extra={
+                            "event": "end",
+                            "change": change,
+                            "step": step_name,
+                            "dialect": "postgresql",
+                            "result": f"lock timeout, retry {number}",
+                        },
+                    )
+                    time.sleep(pause)
+    finally:
+        event.remove(connection, "commit", on_commit)
+        event.remove(connection, "begin", on_begin)
+
+
+# ------------------------------------------------------------------------ naming the change
+
+
+@contextlib.contextmanager
+def naming_failures(connection: Connection) -> Iterator[None]:
+    """Errors of the run that name no change get the change's name: a busy SQLite database,
+    and a failure after every step of a change passed (its revision stamp or COMMIT)."""
+    connection.info.pop("schemagen.change", None)
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as exc:
+        change = connection.info.get("schemagen.change")
+        if change is None:
+            raise
+        dialect = connection.dialect.name
+        detail = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
+        busy = dialect == "sqlite" and is_sqlite_busy(exc)
+        held = (
+            f"another connection held the SQLite database for longer than the busy timeout "
+            f"({connection.info.get('schemagen.busy_ms', '?')} ms); "
+            if busy
+            else ""
+        )
+        if connection.info.get("schemagen.steps_done"):
+            raise CommitFailed(
+                f"{change}: every step passed, but its COMMIT failed on {dialect}: {held}"
+                f"{detail}. The change is NOT applied: its last transaction was rolled back "
+                "and the revision not stamped"
+                + (
+                    " (steps of CONCURRENTLY / VALIDATE blocks that had committed stay)"
+                    if dialect == "postgresql"
+                    else ""
+                )
+                + "; fix the cause and run the same command again"
+            ) from exc
+        if busy:
+            raise DatabaseBusy(
+                f"{change}: {held}{detail}. The change is not applied; run the same command "
+                "again once the other connection is done (docs/rollback.md)"
+            ) from exc
+        raise
+    finally:
+        connection.info.pop("schemagen.change", None)
+        connection.info.pop("schemagen.steps_done", None)

@@ -1,0 +1,52 @@
+"""The runner's wait settings: parsed from options and the environment, bad values refused
+with exit 2 before any database is touched, and the bound the retries promise."""
+
+from __future__ import annotations
+
+import pytest
+from support import cli
+
+from generator import guard
+from generator.cli import Exit
+
+
+def test_defaults_keep_a_lock_wait_under_the_100_ms_goal() -> None:
+    s = guard.Settings()
+    assert s.lock_timeout_ms == 50 < 100
+    assert (s.lock_retries, s.wait_for_runner_s) == (10, 0.0)
+    # 11 waits of 50 ms and backoffs of 0.1, 0.2, 0.4, 0.8, 1.6 and five of 2 s
+    assert s.bound_s() == pytest.approx(0.55 + 13.1)
+    for attempt in range(1, 12):
+        ceiling = min(2.0, 0.1 * 2 ** (attempt - 1))
+        assert ceiling / 2 <= s.backoff_s(attempt) <= ceiling
+
+
+def test_options_override_the_environment() -> None:
+    env = {"SCHEMAGEN_LOCK_TIMEOUT": "2s", "SCHEMAGEN_LOCK_RETRIES": "4"}
+    s = guard.Settings.from_environment(env)
+    assert (s.lock_timeout_ms, s.lock_retries) == (2000, 4)
+    s = s.with_options(lock_timeout="80ms", statement_timeout="1h", wait_for_runner="2.5")
+    assert (s.lock_timeout_ms, s.lock_retries) == (80, 4)
+    assert (s.statement_timeout_ms, s.wait_for_runner_s) == (3_600_000, 2.5)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--lock-timeout", "soon", "lock timeout: 'soon' is not a duration"),
+        ("--lock-timeout", "0ms", "lock timeout: must be at least 1ms"),
+        ("--lock-retries", "-1", "lock retries: '-1' is not a number"),
+        ("--statement-timeout", "5 weeks", "statement timeout: '5 weeks' is not a duration"),
+        ("--wait-for-runner", "forever", "wait for runner: 'forever' is not 0 to 86400"),
+    ],
+)
+def test_a_bad_setting_is_a_usage_error(option: str, value: str, message: str) -> None:
+    result = cli("upgrade", "--url", "sqlite:////nonexistent/dir/x.db", f"{option}={value}")
+    assert result.exit_code == Exit.USAGE, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_runner_busy_has_its_own_exit_code() -> None:
+    assert Exit.RUNNER_BUSY == 5
+    assert all(code != 5 for code in Exit if code is not Exit.RUNNER_BUSY)
