@@ -7,8 +7,10 @@ to a database schema or configuration change"); psycopg's automatic prepare fail
 way. The guard reads ``alembic_version`` when a connection is checked out of the pool; when
 the revision differs from the one that connection last saw, the dialect's prepared-statement
 caches are invalidated (and asyncpg's column-type cache, which its COPY encodes by, is
-reloaded) before any statement runs, so nothing fails. The read runs in autocommit: a
-connection leaves the pool with no transaction open. The cost is one small
+reloaded) before any statement runs, so nothing fails. The same read asks whether a
+schemagen runner holds its lock (a migration is running); while one does, every checkout
+invalidates, so no stale plan can meet a DDL that commits while its query waits. The read runs
+in autocommit: a connection leaves the pool with no transaction open. The cost is one small
 query per checkout (measured in docs/pools.md). SQLite re-prepares on a schema change by
 itself, so the guard is installed on PostgreSQL only.
 """
@@ -24,21 +26,43 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.util import await_only
 
+from generator.guard import KEY_CLASS
+
 log = logging.getLogger(__name__)
 _KEY = "schema_guard_revision"
 _MISSING = "(no alembic_version)"
+# What the guard records while a schemagen runner holds its lock on this database: never a
+# revision, so the first checkout after the run sees the revision move and invalidates again.
+_MIGRATING = "(migration running)"
+# One round trip: the revision, and whether a schemagen runner holds its advisory lock here.
+_STATE_SQL = (
+    "SELECT v.version_num, EXISTS (SELECT 1 FROM pg_locks AS l WHERE l.locktype = 'advisory' "
+    f"AND l.classid = {KEY_CLASS} AND l.granted AND l.database = "
+    "(SELECT oid FROM pg_database WHERE datname = current_database())) "
+    "FROM (SELECT 1) AS one LEFT JOIN alembic_version AS v ON true"
+)
 
 
 def _read_revision(dbapi_connection: Any) -> str:
+    """The revision, or :data:`_MIGRATING` while a migration runner holds its lock.
+
+    While a migration runs, a statement prepared before its DDL can be run after it commits
+    (the connection was checked out before the commit, its query waited for the DDL's lock):
+    asyncpg then fails with InvalidCachedStatementError. So while a runner holds its lock,
+    every checkout starts with no prepared statement: a statement prepared inside the
+    checkout's transaction holds its table's lock until the transaction ends, and no DDL can
+    change the table under it."""
     # In autocommit, so the read opens no transaction: the connection leaves the pool idle,
     # as its user expects (a raw-driver BEGIN, a COPY, SET LOCAL all start from there).
     before = dbapi_connection.autocommit
     dbapi_connection.autocommit = True
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("SELECT version_num FROM alembic_version")
+        cursor.execute(_STATE_SQL)
         row = cursor.fetchone()
-        return str(row[0]) if row else _MISSING
+        if row and row[1]:
+            return _MIGRATING
+        return str(row[0]) if row and row[0] is not None else _MISSING
     except Exception:  # no alembic_version table: an unmanaged database
         return _MISSING
     finally:
@@ -67,7 +91,7 @@ def install_schema_guard(engine: AsyncEngine | Engine) -> None:
     ) -> None:
         revision = _read_revision(dbapi_connection)
         seen = record.info.get(_KEY)
-        if seen is not None and seen != revision:
+        if revision == _MIGRATING or (seen is not None and seen != revision):
             log.info("schema revision %s -> %s: invalidating prepared statements", seen, revision)
             # SQLAlchemy's asyncpg dialect re-prepares every cached statement older than this
             # mark (the same call it makes itself after an InvalidCachedStatementError).

@@ -149,3 +149,42 @@ def test_a_pool_opened_before_the_type_change_bulk_ingests_after_it(pg_database:
         return inserted
 
     assert asyncio.run(go()) == POOL
+
+
+def test_a_query_that_waited_for_a_running_migration_runs_after_it(pg_database: str) -> None:
+    """The race a checkout-time guard alone loses: the connection is checked out while the
+    migration's DDL holds its lock (the revision still reads 0002), its query waits for the
+    lock, and the DDL commits. Its cached statement plan is stale by then; the guard sees the
+    runner's lock at checkout and starts the connection with no prepared statement."""
+    from conftest import pg_url_for
+
+    from generator.guard import KEY_CLASS
+
+    url = _seeded(pg_url_for(pg_database))
+    migrate.upgrade(MIGRATIONS, url, "0002")
+    runner_engine = sa.create_engine(url)
+
+    async def go() -> list[dict[str, Any]]:
+        engine = create_app_engine(pg_url_for(pg_database, "asyncpg"), pool_size=POOL)
+        await _on_every_connection(engine)  # every statement prepared and cached at 0002
+        runner = runner_engine.connect()
+        try:
+            # what a schemagen runner does: its session lock, then the type change, open
+            runner.exec_driver_sql(f"SELECT pg_advisory_lock({KEY_CLASS}, 1)")
+            runner.exec_driver_sql(
+                "ALTER TABLE market_data ALTER COLUMN price TYPE double precision"
+            )
+            runner.exec_driver_sql("UPDATE alembic_version SET version_num = '0003'")
+            waiting = asyncio.create_task(_on_every_connection(engine))
+            await asyncio.sleep(0.5)
+            assert not waiting.done()  # the queries wait for the DDL's lock
+            await asyncio.to_thread(runner.commit)
+            after = await waiting  # must not raise InvalidCachedStatementError
+        finally:
+            runner.close()
+            await engine.dispose()
+        return after
+
+    after = asyncio.run(go())
+    runner_engine.dispose()
+    assert after and all(result == after[0] for result in after)
