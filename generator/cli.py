@@ -536,7 +536,10 @@ def _half(exc: BaseException) -> str:
     from generator import runtime
 
     half = runtime.half_applied_of(exc)
-    return "" if half is None else "\n" + half.describe()
+    if half is not None:
+        return "\n" + half.describe()
+    rolled_back = runtime.rolled_back_of(exc)
+    return "" if rolled_back is None else "\n" + rolled_back
 
 
 def _with_url(

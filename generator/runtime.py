@@ -6,6 +6,7 @@ Rendered migrations import this module and nothing else from the project, never 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -380,6 +381,13 @@ class HalfApplied:
         return "\n".join(lines)
 
 
+def rolled_back_of(exc: BaseException) -> str | None:
+    """For a change that failed inside its transaction with nothing committed: one sentence
+    saying so (see :func:`run_change`), else None."""
+    info = getattr(exc, "schemagen_rolled_back", None)
+    return info if isinstance(info, str) else None
+
+
 def half_applied_of(exc: BaseException) -> HalfApplied | None:
     """The half-applied change an exception left behind, if any (see :func:`run_change`)."""
     info = getattr(exc, "schemagen_half_applied", None)
@@ -652,6 +660,15 @@ class _Attempt:
         """Leave on ``exc`` what a failed run committed and how to go on (a HalfApplied)."""
         done, undone = self.statements.split()
         if not done and self.note is None:
+            at = "the revision before it" if self.direction == "upgrade" else "its revision"
+            where = {"before": "its checks", "ddl": "its steps", "after": "its checks after"}
+            sentence = (
+                f"{self.change}: its {self.direction} failed in {where[self.stage]} on "
+                f"{self.dialect}; its transaction was rolled back and nothing of it was kept "
+                f"(the database is still at {at}); fix the cause and run the same command again"
+            )
+            with contextlib.suppress(AttributeError, TypeError):
+                exc.schemagen_rolled_back = sentence  # type: ignore[attr-defined]
             return
         revision, down = self.revs
         info = HalfApplied(
