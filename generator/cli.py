@@ -532,14 +532,16 @@ def _url(ctx: click.Context, url: str | None) -> str:
 
 
 def _half(exc: BaseException) -> str:
-    """What a failed run of a half-applied change did and how to go on, or nothing."""
-    from generator import runtime
+    """What a failed run of a change did and how to go on, or nothing."""
+    from generator import guard, runtime
 
     half = runtime.half_applied_of(exc)
     if half is not None:
         return "\n" + half.describe()
     rolled_back = runtime.rolled_back_of(exc)
-    return "" if rolled_back is None else "\n" + rolled_back
+    if rolled_back is None or isinstance(exc, guard.LockTimeout | guard.DatabaseBusy):
+        return ""  # those name the change and say that nothing of it was applied already
+    return "\n" + rolled_back
 
 
 def _with_url(

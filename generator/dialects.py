@@ -428,7 +428,11 @@ def statement_lock(sql: str, dialect: str) -> tuple[str, bool]:
             return "none", False
         return "database write lock", text.startswith("INSERT INTO _alembic_tmp_")
     if text.startswith("DO ") and "LOCK TABLE" in text:
-        return "ACCESS EXCLUSIVE on each table of its LOCK TABLE (NOWAIT), until commit", False
+        return (
+            "ACCESS EXCLUSIVE on each table of its LOCK TABLE (each wait bounded by "
+            "lock_timeout), until commit",
+            False,
+        )
     for prefix, lock, rewrites in _PG_STATEMENT_LOCKS:
         if text.startswith(prefix):
             return lock, rewrites

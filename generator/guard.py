@@ -168,7 +168,9 @@ def _pg_holder(connection: Connection, key: int) -> str:
         "SELECT a.pid, a.application_name, a.state, a.backend_start, a.client_addr "
         "FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid "
         f"WHERE l.locktype = 'advisory' AND l.classid = {KEY_CLASS} AND l.objid = {key} "
-        "AND l.objsubid = 2 AND l.granted"
+        # advisory locks are per database: the holder in this one, not a runner elsewhere
+        "AND l.objsubid = 2 AND l.granted AND l.database = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database())"
     ).first()
     if row is None:
         return "its session is gone"

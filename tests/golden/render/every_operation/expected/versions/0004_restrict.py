@@ -137,14 +137,16 @@ def _upgrade_postgresql() -> None:
     # One statement, one round trip: the four tables stay locked only while the server runs the
     # swap, not for a dozen round trips, each of which a loaded machine can stretch. The
     # tables are locked first, referencing tables before the ones they reference (the order an
-    # INSERT takes them), all at once with NOWAIT: queueing for one while holding another would
-    # stall every query on the first; the runner retries the change instead (generator.guard).
-    # A re-run skips keys that already have the new action.
+    # INSERT takes them), each wait bounded by the runner's short lock_timeout, then retried
+    # (generator.guard). Not NOWAIT: under steady traffic some transaction nearly always holds
+    # one of the tables, and a lock that never queues never gets its turn (the load test's 0004
+    # downgrade gave up after 11 attempts); a wait of at most lock_timeout stalls the queries
+    # queued behind it by no more than that. A re-run skips keys that already have the action.
     op.execute(
         sa.text(
             "DO $swap$\n"
             "BEGIN\n"
-            '  LOCK TABLE "trades", "venues" IN ACCESS EXCLUSIVE MODE NOWAIT;\n'
+            '  LOCK TABLE "trades", "venues" IN ACCESS EXCLUSIVE MODE;\n'
             "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
             "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
             "      AND c.relname = 'trades' AND con.conname = 'fk_trades_venue_id_venues'\n"
@@ -213,14 +215,16 @@ def _downgrade_postgresql() -> None:
     # One statement, one round trip: the four tables stay locked only while the server runs the
     # swap, not for a dozen round trips, each of which a loaded machine can stretch. The
     # tables are locked first, referencing tables before the ones they reference (the order an
-    # INSERT takes them), all at once with NOWAIT: queueing for one while holding another would
-    # stall every query on the first; the runner retries the change instead (generator.guard).
-    # A re-run skips keys that already have the new action.
+    # INSERT takes them), each wait bounded by the runner's short lock_timeout, then retried
+    # (generator.guard). Not NOWAIT: under steady traffic some transaction nearly always holds
+    # one of the tables, and a lock that never queues never gets its turn (the load test's 0004
+    # downgrade gave up after 11 attempts); a wait of at most lock_timeout stalls the queries
+    # queued behind it by no more than that. A re-run skips keys that already have the action.
     op.execute(
         sa.text(
             "DO $swap$\n"
             "BEGIN\n"
-            '  LOCK TABLE "trades", "venues" IN ACCESS EXCLUSIVE MODE NOWAIT;\n'
+            '  LOCK TABLE "trades", "venues" IN ACCESS EXCLUSIVE MODE;\n'
             "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
             "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
             "      AND c.relname = 'trades' AND con.conname = 'fk_trades_venue_id_venues'\n"
