@@ -83,24 +83,27 @@ OHLC_PRICES = frozenset({"open", "high", "low", "close"})
 ALERT_PRICES = frozenset({"trigger_value", "threshold_value"})
 
 
-# Reads no row; its only effect is the lock on both tables, held to the end of the transaction.
-_LOCK_TABLES = text("SELECT 1 FROM market_data, alert_logs WHERE false")
+# The soft-delete tables, in the order a migration locks them (referencing tables before the
+# ones they reference, generator.dialects.fk_lock_order): a reader that held market_data while
+# waiting for alert_logs deadlocked with a migration holding alert_logs (the load test saw 40P01).
+SOFT_DELETE_TABLES = ("alert_logs", "market_data")
 
 
-def has_soft_delete(conn: Connection) -> bool:
-    """Whether the schema has soft delete (``deleted_at``, revision 0004 and later).
+def has_soft_delete(conn: Connection, tables: Collection[str] = SOFT_DELETE_TABLES) -> bool:
+    """Whether ``tables`` have soft delete (``deleted_at``, revision 0004 and later).
 
     The tables are read first, so the transaction holds their ACCESS SHARE lock before the
     catalogue is asked: a migration cannot drop or add ``deleted_at`` between this answer and
     the caller's query in the same transaction (a 0004 downgrade racing a query failed with
-    "column deleted_at does not exist"). On SQLite the read keeps the database's shared lock.
+    "column deleted_at does not exist"). Only the tables a query reads are locked: a lock held
+    on the other one would only make a migration wait longer. On SQLite the read keeps the
+    database's shared lock.
     """
-    conn.execute(_LOCK_TABLES)
+    names = [t for t in SOFT_DELETE_TABLES if t in tables]
+    # Reads no row; its only effect is the lock, held to the end of the transaction.
+    conn.execute(text(f"SELECT 1 FROM {', '.join(names)} WHERE false"))
     insp = inspect(conn)
-    return all(
-        "deleted_at" in {c["name"] for c in insp.get_columns(name)}
-        for name in ("market_data", "alert_logs")
-    )
+    return all("deleted_at" in {c["name"] for c in insp.get_columns(name)} for name in names)
 
 
 def _live(t: FromClause, live_only: bool) -> ColumnElement[bool]:
@@ -124,8 +127,8 @@ def _run(conn: Connection, statement: Select[Any], prices: Collection[str]) -> l
     return out
 
 
-def _resolve(conn: Connection, live_only: bool | None) -> bool:
-    return has_soft_delete(conn) if live_only is None else live_only
+def _resolve(conn: Connection, live_only: bool | None, table: str) -> bool:
+    return has_soft_delete(conn, (table,)) if live_only is None else live_only
 
 
 def latest_ticks_statement(live_only: bool) -> Select[Any]:
@@ -158,7 +161,7 @@ def latest_ticks_statement(live_only: bool) -> Select[Any]:
 
 def latest_ticks(conn: Connection, *, live_only: bool | None = None) -> list[dict[str, Any]]:
     """The latest tick (by timestamp, then id) of each instrument that has one."""
-    return _run(conn, latest_ticks_statement(_resolve(conn, live_only)), TICK_PRICES)
+    return _run(conn, latest_ticks_statement(_resolve(conn, live_only, "market_data")), TICK_PRICES)
 
 
 def ticks_in_window_statement(
@@ -195,7 +198,9 @@ def ticks_in_window(
     live_only: bool | None = None,
 ) -> list[dict[str, Any]]:
     """The ticks of one instrument in ``[start, end)``, oldest first."""
-    statement = ticks_in_window_statement(instrument_id, start, end, _resolve(conn, live_only))
+    statement = ticks_in_window_statement(
+        instrument_id, start, end, _resolve(conn, live_only, "market_data")
+    )
     return _run(conn, statement, TICK_PRICES)
 
 
@@ -247,7 +252,7 @@ def ohlc(
     live_only: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Open, high, low, close, volume and tick count per instrument over ``[start, end)``."""
-    statement = ohlc_statement(start, end, instrument_id, _resolve(conn, live_only))
+    statement = ohlc_statement(start, end, instrument_id, _resolve(conn, live_only, "market_data"))
     return _run(conn, statement, OHLC_PRICES)
 
 
@@ -286,7 +291,7 @@ def rule_alerts(
     live_only: bool | None = None,
 ) -> list[dict[str, Any]]:
     """The alerts one rule fired in ``[start, end)``, oldest first."""
-    statement = rule_alerts_statement(rule_id, start, end, _resolve(conn, live_only))
+    statement = rule_alerts_statement(rule_id, start, end, _resolve(conn, live_only, "alert_logs"))
     return _run(conn, statement, ALERT_PRICES)
 
 
@@ -308,7 +313,7 @@ def alerts_by_status(
     live_only: bool | None = None,
 ) -> list[dict[str, Any]]:
     """The alerts in one status (triggered, acknowledged, resolved), newest first."""
-    statement = alerts_by_status_statement(status, limit, _resolve(conn, live_only))
+    statement = alerts_by_status_statement(status, limit, _resolve(conn, live_only, "alert_logs"))
     return _run(conn, statement, ALERT_PRICES)
 
 
@@ -329,7 +334,9 @@ def unacknowledged_alerts(
     conn: Connection, instrument_id: int, *, live_only: bool | None = None
 ) -> list[dict[str, Any]]:
     """The alerts of one instrument nobody has acknowledged yet, oldest first."""
-    statement = unacknowledged_alerts_statement(instrument_id, _resolve(conn, live_only))
+    statement = unacknowledged_alerts_statement(
+        instrument_id, _resolve(conn, live_only, "alert_logs")
+    )
     return _run(conn, statement, ALERT_PRICES)
 
 
