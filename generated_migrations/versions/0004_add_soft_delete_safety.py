@@ -472,16 +472,25 @@ def _upgrade_postgresql() -> None:
     # One statement, one round trip: the four tables stay locked only while the server runs the
     # swap, not for a dozen round trips, each of which a loaded machine can stretch. The
     # tables are locked first, referencing tables before the ones they reference (the order an
-    # INSERT takes them), each wait bounded by the runner's short lock_timeout, then retried
-    # (generator.guard). Not NOWAIT: under steady traffic some transaction nearly always holds
-    # one of the tables, and a lock that never queues never gets its turn (the load test's 0004
-    # downgrade gave up after 11 attempts); a wait of at most lock_timeout stalls the queries
-    # queued behind it by no more than that. A re-run skips keys that already have the action.
+    # INSERT takes them), the runner's short lock_timeout shared among them (lock_timeout / N per
+    # table, so the whole LOCK TABLE waits at most lock_timeout while it holds the tables it got),
+    # then retried (generator.guard). Not NOWAIT: under steady traffic some transaction nearly
+    # always holds one of the tables, and a lock that never queues never gets its turn (the load
+    # test's 0004 downgrade gave up after 11 attempts). A re-run skips keys that already have the
+    # new action.
     op.execute(
         sa.text(
             "DO $swap$\n"
+            "DECLARE\n"
+            "  wait_ms integer := (SELECT setting::integer FROM pg_settings WHERE name = 'lock_timeout');\n"
             "BEGIN\n"
+            "  IF wait_ms > 0 THEN\n"
+            "    PERFORM set_config('lock_timeout', greatest(1, wait_ms / 4)::text || 'ms', true);\n"
+            "  END IF;\n"
             '  LOCK TABLE "alert_logs", "alert_rules", "market_data", "instruments" IN ACCESS EXCLUSIVE MODE;\n'
+            "  IF wait_ms > 0 THEN\n"
+            "    PERFORM set_config('lock_timeout', wait_ms::text || 'ms', true);\n"
+            "  END IF;\n"
             "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
             "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
             "      AND c.relname = 'market_data' AND con.conname = 'fk_market_data_instrument_id_instruments'\n"
@@ -754,16 +763,25 @@ def _downgrade_postgresql() -> None:
     # One statement, one round trip: the four tables stay locked only while the server runs the
     # swap, not for a dozen round trips, each of which a loaded machine can stretch. The
     # tables are locked first, referencing tables before the ones they reference (the order an
-    # INSERT takes them), each wait bounded by the runner's short lock_timeout, then retried
-    # (generator.guard). Not NOWAIT: under steady traffic some transaction nearly always holds
-    # one of the tables, and a lock that never queues never gets its turn (the load test's 0004
-    # downgrade gave up after 11 attempts); a wait of at most lock_timeout stalls the queries
-    # queued behind it by no more than that. A re-run skips keys that already have the action.
+    # INSERT takes them), the runner's short lock_timeout shared among them (lock_timeout / N per
+    # table, so the whole LOCK TABLE waits at most lock_timeout while it holds the tables it got),
+    # then retried (generator.guard). Not NOWAIT: under steady traffic some transaction nearly
+    # always holds one of the tables, and a lock that never queues never gets its turn (the load
+    # test's 0004 downgrade gave up after 11 attempts). A re-run skips keys that already have the
+    # new action.
     op.execute(
         sa.text(
             "DO $swap$\n"
+            "DECLARE\n"
+            "  wait_ms integer := (SELECT setting::integer FROM pg_settings WHERE name = 'lock_timeout');\n"
             "BEGIN\n"
+            "  IF wait_ms > 0 THEN\n"
+            "    PERFORM set_config('lock_timeout', greatest(1, wait_ms / 4)::text || 'ms', true);\n"
+            "  END IF;\n"
             '  LOCK TABLE "alert_logs", "alert_rules", "market_data", "instruments" IN ACCESS EXCLUSIVE MODE;\n'
+            "  IF wait_ms > 0 THEN\n"
+            "    PERFORM set_config('lock_timeout', wait_ms::text || 'ms', true);\n"
+            "  END IF;\n"
             "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
             "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
             "      AND c.relname = 'alert_logs' AND con.conname = 'fk_alert_logs_instrument_id_instruments'\n"
