@@ -157,3 +157,10 @@ def assert_prices_within(
                         assert abs(a - b) < Decimal("0.0001"), (table, old[0], col, a, b)
                         assert round(a, 4) == round(b, 4)
     engine.dispose()
+
+
+def db_revision(url: str) -> str | None:
+    """The revision ``alembic_version`` holds (None: none recorded)."""
+    from generator import migrate, runtime
+
+    return migrate.with_connection(sa.make_url(url), runtime.current_revision)

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from support import ROOT, cli, copy_project, dump
+from support import db_revision as _revision
 
-from generator import db, integrity, migrate, runtime
+from generator import db, integrity, migrate
 from generator.cli import Exit
 from marketdata import demo
 
@@ -44,10 +45,6 @@ def _edit_script(root: Path, line: str = DELETE) -> None:
         assert head in text
         text = text.replace(head, head + line)
     path.write_text(text, encoding="utf-8")
-
-
-def _revision(url: str) -> str | None:
-    return migrate.with_connection(sa.make_url(url), runtime.current_revision)
 
 
 def test_an_edited_migration_is_refused_and_no_row_is_lost(tmp_path: Path, db_url: str) -> None:

@@ -21,6 +21,7 @@ import yaml
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from support import ROOT, cli, copy_project, execute
+from support import db_revision as _revision
 
 from generator import db, migrate
 from generator.cli import Exit
@@ -78,15 +79,6 @@ def _value(url: str) -> Any:
     try:
         with engine.connect() as conn:
             return conn.exec_driver_sql(f"SELECT v FROM notes WHERE id = {KEY}").scalar_one()
-    finally:
-        engine.dispose()
-
-
-def _revision(url: str) -> str | None:
-    engine = db.make_engine(sa.make_url(url))
-    try:
-        with engine.connect() as conn:
-            return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
     finally:
         engine.dispose()
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from support import ROOT, assert_prices_within, cli, counts, dump, execute
+from support import db_revision as _revision
 
 from generator import db, migrate, resume, runtime
 from generator.cli import Exit
@@ -45,10 +46,6 @@ def _indexes(url: str, table: str = "market_data") -> list[tuple[str, bool]]:
             return sorted((str(r[0]), bool(r[1])) for r in rows)
     finally:
         engine.dispose()
-
-
-def _revision(url: str) -> str | None:
-    return migrate.with_connection(sa.make_url(url), runtime.current_revision)
 
 
 def _seeded(url: str, at: str) -> dict[str, list[tuple[Any, ...]]]:

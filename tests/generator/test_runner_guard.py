@@ -23,6 +23,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from support import ROOT
+from support import db_revision as _revision
 
 from generator import guard, migrate
 
@@ -39,12 +40,6 @@ def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEMAGEN_")}
     env.update(extra)
     return env
-
-
-def _revision(url: str) -> str | None:
-    from generator import runtime
-
-    return migrate.with_connection(sa.make_url(url), runtime.current_revision)
 
 
 class Holder:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from support import ROOT, cli, copy_project, execute
+from support import db_revision as _revision
 
-from generator import db, migrate
+from generator import migrate
 from generator.cli import Exit
 
 pytestmark = pytest.mark.db
@@ -63,15 +64,6 @@ def downgrade() -> None:
 
 def _set_revision(url: str, revision: str) -> None:
     execute(url, f"UPDATE alembic_version SET version_num = '{revision}'")
-
-
-def _revision(url: str) -> str | None:
-    engine = db.make_engine(sa.make_url(url))
-    try:
-        with engine.connect() as conn:
-            return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-    finally:
-        engine.dispose()
 
 
 @pytest.mark.parametrize(
