@@ -474,6 +474,15 @@ def set_change_timeouts(connection: Connection, lock_timeout: str, statement_tim
     connection.exec_driver_sql(f"SET statement_timeout = '{statement_timeout}'")
 
 
+def set_block_lock_wait(connection: Connection, short: bool) -> None:
+    """In a CONCURRENTLY block: the runner's lock_timeout (``short``) or the change's own."""
+    s = settings_of(connection)
+    ms = s.lock_timeout_ms if short else connection.info.get("schemagen.autocommit_lock_ms")
+    connection.exec_driver_sql(
+        f"SET lock_timeout = {_ms(ms if ms is not None else s.lock_timeout_ms)}"
+    )
+
+
 def _sqlite_write_lock(connection: Connection) -> None:
     """Take SQLite's write lock before the change's first check, waiting the busy timeout.
 

@@ -699,6 +699,18 @@ def timeouts(op: Any, lock_timeout: str, statement_timeout: str) -> None:
     guard.set_change_timeouts(op.get_bind(), lock_timeout, statement_timeout)
 
 
+def queueing_lock_wait(op: Any, queues: bool) -> None:
+    """Inside a CONCURRENTLY block, before a statement: ``queues`` True when its lock request
+    makes other sessions queue behind it, so it waits only the runner's short lock_timeout
+    (DROP INDEX CONCURRENTLY ends with ACCESS EXCLUSIVE on the index, and every INSERT into
+    the table opens that index: while the drop waits for a long reader, the INSERTs wait behind
+    it). False: the change's own wait (a concurrent build waits for old transactions without
+    blocking anyone, and a retry would build the index again)."""
+    if _offline(op):
+        return
+    guard.set_block_lock_wait(op.get_bind(), short=queues)
+
+
 def current_revision(connection: Connection) -> str | None:
     inspector = sa.inspect(connection)
     if not inspector.has_table("alembic_version"):

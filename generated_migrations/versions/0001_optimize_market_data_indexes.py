@@ -205,10 +205,15 @@ def _upgrade_postgresql() -> None:
     runtime.timeouts(op, "5s", "30min")
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_timestamp"'))
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_instrument"'))
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_price"'))
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_latest"'))
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_market_data_instrument_price")
         op.execute(
             sa.text(
@@ -232,25 +237,30 @@ def _downgrade_postgresql() -> None:
     runtime.timeouts(op, "5s", "30min")
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_instrument_price"'))
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_market_data_latest")
         op.execute(
             sa.text(
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_latest" ON "market_data" ("instrument_id", "timestamp", "price", "bid", "ask")'
             )
         )
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_market_data_price")
         op.execute(
             sa.text(
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_price" ON "market_data" ("price")'
             )
         )
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_market_data_instrument")
         op.execute(
             sa.text(
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_instrument" ON "market_data" ("instrument_id")'
             )
         )
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_market_data_timestamp")
         op.execute(
             sa.text(

@@ -240,14 +240,21 @@ def _upgrade_postgresql() -> None:
     runtime.timeouts(op, "5s", "30min")
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_rule"'))
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_severity"'))
+        runtime.queueing_lock_wait(op, True)
         op.execute(
             sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_instrument_timestamp"')
         )
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_status_timestamp"'))
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_trigger_value"'))
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_acknowledged_at"'))
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_created_at"'))
 
 
@@ -266,42 +273,49 @@ def _downgrade_postgresql() -> None:
     runtime.timeouts(op, "5s", "30min")
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_alert_logs_created_at")
         op.execute(
             sa.text(
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_created_at" ON "alert_logs" ("created_at")'
             )
         )
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_alert_logs_acknowledged_at")
         op.execute(
             sa.text(
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_acknowledged_at" ON "alert_logs" ("acknowledged_at")'
             )
         )
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_alert_logs_trigger_value")
         op.execute(
             sa.text(
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_trigger_value" ON "alert_logs" ("trigger_value")'
             )
         )
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_alert_logs_status_timestamp")
         op.execute(
             sa.text(
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_status_timestamp" ON "alert_logs" ("status", "timestamp")'
             )
         )
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_alert_logs_instrument_timestamp")
         op.execute(
             sa.text(
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_instrument_timestamp" ON "alert_logs" ("instrument_id", "timestamp")'
             )
         )
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_alert_logs_severity")
         op.execute(
             sa.text(
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_severity" ON "alert_logs" ("severity")'
             )
         )
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_alert_logs_rule")
         op.execute(
             sa.text(

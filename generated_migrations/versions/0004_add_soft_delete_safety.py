@@ -457,12 +457,14 @@ def _upgrade_postgresql() -> None:
     )
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_market_data_deleted_at")
         op.execute(
             sa.text(
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_deleted_at" ON "market_data" ("deleted_at")'
             )
         )
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_alert_logs_deleted_at")
         op.execute(
             sa.text(
@@ -850,7 +852,9 @@ def _downgrade_postgresql() -> None:
         )
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_deleted_at"'))
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_deleted_at"'))
     op.execute(sa.text('ALTER TABLE "alert_logs" DROP COLUMN IF EXISTS "deleted_at"'))
     op.execute(sa.text('ALTER TABLE "market_data" DROP COLUMN IF EXISTS "deleted_at"'))

@@ -281,21 +281,27 @@ def _upgrade_postgresql() -> None:
     runtime.timeouts(op, "5s", "30min")
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_market_data_instrument_timestamp")
         op.execute(
             sa.text(
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_instrument_timestamp" ON "market_data" ("instrument_id", "timestamp")'
             )
         )
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_instrument_price"'))
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_deleted_at"'))
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_market_data_deleted_at")
         op.execute(
             sa.text(
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_deleted_at" ON "market_data" ("deleted_at") WHERE "deleted_at" IS NOT NULL'
             )
         )
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_deleted_at"'))
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_alert_logs_deleted_at")
         op.execute(
             sa.text(
@@ -335,26 +341,32 @@ def _downgrade_postgresql() -> None:
     runtime.timeouts(op, "5s", "30min")
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_deleted_at"'))
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_alert_logs_deleted_at")
         op.execute(
             sa.text(
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_deleted_at" ON "alert_logs" ("deleted_at")'
             )
         )
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_deleted_at"'))
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_market_data_deleted_at")
         op.execute(
             sa.text(
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_deleted_at" ON "market_data" ("deleted_at")'
             )
         )
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_market_data_instrument_price")
         op.execute(
             sa.text(
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_instrument_price" ON "market_data" ("instrument_id", "price")'
             )
         )
+        runtime.queueing_lock_wait(op, True)
         op.execute(
             sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_instrument_timestamp"')
         )

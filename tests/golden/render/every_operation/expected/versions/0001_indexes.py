@@ -132,13 +132,16 @@ def _upgrade_postgresql() -> None:
     runtime.timeouts(op, "5s", "30min")
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_trades_price"'))
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_trades_venue_price")
         op.execute(
             sa.text(
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_trades_venue_price" ON "trades" ("venue_id", "price")'
             )
         )
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_trades_unpriced_note")
         op.execute(
             sa.text(
@@ -164,8 +167,11 @@ def _downgrade_postgresql() -> None:
     runtime.timeouts(op, "5s", "30min")
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_trades_unpriced_note"'))
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_trades_venue_price"'))
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_trades_price")
         op.execute(
             sa.text(

@@ -88,6 +88,7 @@ def _upgrade_postgresql() -> None:
     )
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_trades_deleted_at")
         op.execute(
             sa.text(
@@ -139,6 +140,7 @@ def _downgrade_postgresql() -> None:
     runtime.timeouts(op, "5s", "30min")
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_trades_deleted_at"'))
     op.execute(sa.text('ALTER TABLE "trades" DROP COLUMN IF EXISTS "recorded_at"'))
     op.execute(sa.text('ALTER TABLE "trades" DROP COLUMN IF EXISTS "deleted_at"'))
