@@ -164,3 +164,16 @@ def db_revision(url: str) -> str | None:
     from generator import migrate, runtime
 
     return migrate.with_connection(sa.make_url(url), runtime.current_revision)
+
+
+def seed_demo(db_url: str, revision: str = "0000", ticks: int = 400, alerts: int = 150) -> None:
+    """Migrate an empty database to ``revision`` and fill every table with demo rows."""
+    from generator import migrate
+    from marketdata import demo
+
+    url = sa.make_url(db_url)
+    migrate.upgrade(ROOT / "generated_migrations", url, revision)
+    engine = db.make_engine(url)
+    with engine.begin() as conn:
+        demo.seed(conn, ticks=ticks, alerts=alerts)
+    engine.dispose()

@@ -8,12 +8,9 @@ import subprocess
 import sys
 
 import pytest
-import sqlalchemy as sa
-from support import ROOT, assert_prices_within, cli, counts, dump
+from support import ROOT, assert_prices_within, cli, counts, dump, seed_demo
 
-from generator import db, migrate
 from generator.cli import Exit
-from marketdata import demo
 
 MIGRATIONS = ROOT / "generated_migrations"
 KILLER = ROOT / "tests" / "kill_after.py"
@@ -57,12 +54,7 @@ KILL_POINTS = [
 def test_killed_migration_is_completed_by_a_rerun(
     db_url: str, dialect: str, marker: str, nth: int, point: str
 ) -> None:
-    url = sa.make_url(db_url)
-    migrate.upgrade(MIGRATIONS, url, "0000")
-    engine = db.make_engine(url)
-    with engine.begin() as conn:
-        demo.seed(conn, ticks=400, alerts=150)
-    engine.dispose()
+    seed_demo(db_url)
     original = dump(db_url)
 
     env = {**os.environ, "KILL_AFTER": marker, "KILL_NTH": str(nth)}

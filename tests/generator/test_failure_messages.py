@@ -13,11 +13,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from support import ROOT, cli, dump
+from support import ROOT, cli, dump, seed_demo
 
-from generator import db, migrate
 from generator.cli import Exit
-from marketdata import demo
 
 MIGRATIONS = ROOT / "generated_migrations"
 
@@ -43,11 +41,7 @@ def test_a_change_that_fails_inside_its_transaction_names_itself(
     db_url: str, dialect: str, sqlite_disk_limit: dict[str, int]
 ) -> None:
     url = sa.make_url(db_url)
-    migrate.upgrade(MIGRATIONS, url, "0002")
-    engine = db.make_engine(url)
-    with engine.begin() as conn:
-        demo.seed(conn, ticks=3000, alerts=1000)
-    engine.dispose()
+    seed_demo(db_url, "0002", ticks=3000, alerts=1000)
     before = dump(db_url)
     options: tuple[str, ...] = ()
     holder = sa.create_engine(db_url).connect()

@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from support import ROOT, assert_prices_within, cli, counts, dump, execute
+from support import ROOT, assert_prices_within, cli, counts, dump, execute, seed_demo
 from support import db_revision as _revision
 
 from generator import db, migrate, resume, runtime
 from generator.cli import Exit
 from generator.load import load_changes
-from marketdata import demo
 
 MIGRATIONS = ROOT / "generated_migrations"
 KILLER = ROOT / "tests" / "kill_after.py"
@@ -50,14 +49,9 @@ def _indexes(url: str, table: str = "market_data") -> list[tuple[str, bool]]:
 
 def _seeded(url: str, at: str) -> dict[str, list[tuple[Any, ...]]]:
     """A database at revision ``at`` with demo rows in every table; returns its rows."""
-    u = sa.make_url(url)
-    migrate.upgrade(MIGRATIONS, u, "0000")
-    engine = db.make_engine(u)
-    with engine.begin() as conn:
-        demo.seed(conn, ticks=400, alerts=150)
-    engine.dispose()
+    seed_demo(url)
     if at != "0000":
-        migrate.upgrade(MIGRATIONS, u, at)
+        migrate.upgrade(MIGRATIONS, sa.make_url(url), at)
     return dump(url)
 
 
