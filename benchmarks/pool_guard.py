@@ -7,7 +7,7 @@ Three configurations, run in alternating rounds in one process against one datab
   nocache   prepared_statement_cache_size=0 (every statement prepared again; never stale)
 Each round checks out a connection and runs one catalogue-style query, N times.
 
-    python benchmarks/pool_guard.py --url postgresql://postgres@127.0.0.1/bench [--n 2000]
+    python -m benchmarks.pool_guard --url postgresql://postgres@127.0.0.1/bench [--n 2000]
 """
 
 from __future__ import annotations
