@@ -197,16 +197,13 @@ def _out(ctx: click.Context) -> Path:
 
 def _alembic_dir(ctx: click.Context) -> Path:
     """The output folder, when it holds the Alembic environment the migrations run in."""
-    project = _project(ctx)
-    if not (project.output_dir / "env.py").is_file():
-        from generator.scaffold import INIT_DIR
+    from generator import revisions  # one check for every command (env.py, versions/)
 
-        fail(
-            Exit.USAGE,
-            f"error: {project.output}/env.py is missing: no Alembic environment at "
-            f"{project.output_dir / 'env.py'} for the migrations to run in (`schemagen init` "
-            f"writes it; copy it from {INIT_DIR / 'env.py'})",
-        )
+    project = _project(ctx)
+    try:
+        revisions.check_project(project.output_dir)
+    except revisions.ProjectError as exc:
+        fail(Exit.USAGE, f"error: {exc}")
     return project.output_dir
 
 

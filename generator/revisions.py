@@ -63,9 +63,12 @@ def check_project(migrations_dir: Path) -> None:
     """Fail with one sentence when the migrations directory cannot be run."""
     env = migrations_dir / "env.py"
     if not env.is_file():
+        from generator.scaffold import INIT_DIR
+
         raise ProjectError(
-            f"no Alembic environment at {env} (is --root the project directory? "
-            "env.py is hand-written and committed: restore it from version control)"
+            f"{env} is missing: no Alembic environment at {env} for the migrations to run in "
+            "(is --root the project directory? `schemagen init` writes it in a new project; in "
+            f"an existing one restore it from version control, or copy {INIT_DIR / 'env.py'})"
         )
     if not (migrations_dir / "versions").is_dir():
         raise ProjectError(f"no directory {migrations_dir / 'versions'} (run `schemagen generate`)")
