@@ -307,14 +307,15 @@ def _not_json_pg(col: str) -> str:
         f"            '{_JSON_OBJECT}', chr(2), 'g')"
     )
     return (
-        f"strpos({col}, chr(1)) + strpos({col}, chr(2)) > 0 OR NOT EXISTS (\n"
+        f"{col} IS NOT NULL AND (strpos({col}, chr(1)) + strpos({col}, chr(2)) > 0 "
+        "OR NOT EXISTS (\n"
         f"    WITH RECURSIVE r(s, last) AS (\n"
         f"        SELECT {tokens}, NULL::text\n"
         f"        UNION ALL\n"
         f"        SELECT {reduce}, r.s FROM r WHERE r.s IS DISTINCT FROM r.last\n"
         f"    )\n"
         f"    SELECT 1 FROM r WHERE r.s ~ ('^{_WS}{_JSON_VALUE}{_WS}$')\n"
-        f")"
+        f"))"
     )
 
 
@@ -328,7 +329,8 @@ def type_check(column: str, t: SqlType, dialect: str) -> tuple[str, str] | None:
     if t.kind == "uuid":
         return f"{column}_is_uuid", f"{col} GLOB '{UUID_GLOB}'"
     if t.kind == "json":
-        return f"{column}_is_json", f"json_valid({col})"
+        # json_valid(NULL) is 0 before SQLite 3.45: NULL is let through explicitly
+        return f"{column}_is_json", f"{col} IS NULL OR json_valid({col})"
     return None
 
 
@@ -387,7 +389,7 @@ def misfit_sql(old: SqlType, new: SqlType, column: str, dialect: str) -> str | N
     if new.kind == "uuid":
         return f"NOT ({col} ~ '{UUID_REGEX}')" if pg else f"NOT ({col} GLOB '{UUID_GLOB}')"
     if new.kind == "json":
-        return _not_json_pg(col) if pg else f"NOT json_valid({col})"
+        return _not_json_pg(col) if pg else f"{col} IS NOT NULL AND NOT json_valid({col})"
     if new.kind == "date":
         # a time of day other than midnight (in UTC) would be lost
         if pg:

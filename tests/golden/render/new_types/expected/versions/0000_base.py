@@ -107,7 +107,9 @@ def _upgrade_sqlite() -> None:
         sa.Column(
             "payload",
             sa.Text(),
-            sa.CheckConstraint('json_valid("payload")', name="payload_is_json"),
+            sa.CheckConstraint(
+                '"payload" IS NULL OR json_valid("payload")', name="payload_is_json"
+            ),
             nullable=False,
             server_default=sa.text("'{}'"),
         ),

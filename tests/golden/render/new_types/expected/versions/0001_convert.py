@@ -97,7 +97,9 @@ def _upgrade_sqlite() -> None:
             sa.Column(
                 "payload",
                 sa.Text(),
-                sa.CheckConstraint('json_valid("payload")', name="payload_is_json"),
+                sa.CheckConstraint(
+                    '"payload" IS NULL OR json_valid("payload")', name="payload_is_json"
+                ),
                 nullable=False,
                 server_default=sa.text("'{}'"),
             ),
@@ -158,13 +160,15 @@ def _upgrade_sqlite() -> None:
             existing_type=sa.String(200),
             existing_nullable=True,
         )
-        batch_op.create_check_constraint("body_is_json", sa.text('json_valid("body")'))
+        batch_op.create_check_constraint(
+            "body_is_json", sa.text('"body" IS NULL OR json_valid("body")')
+        )
     op.add_column(
         "events",
         sa.Column(
             "extra",
             sa.Text(),
-            sa.CheckConstraint('json_valid("extra")', name="extra_is_json"),
+            sa.CheckConstraint('"extra" IS NULL OR json_valid("extra")', name="extra_is_json"),
             nullable=True,
         ),
     )
@@ -226,7 +230,9 @@ def _downgrade_sqlite() -> None:
             sa.Column(
                 "payload",
                 sa.Text(),
-                sa.CheckConstraint('json_valid("payload")', name="payload_is_json"),
+                sa.CheckConstraint(
+                    '"payload" IS NULL OR json_valid("payload")', name="payload_is_json"
+                ),
                 nullable=False,
                 server_default=sa.text("'{}'"),
             ),
@@ -244,13 +250,13 @@ def _downgrade_sqlite() -> None:
             sa.Column(
                 "body",
                 sa.Text(),
-                sa.CheckConstraint('json_valid("body")', name="body_is_json"),
+                sa.CheckConstraint('"body" IS NULL OR json_valid("body")', name="body_is_json"),
                 nullable=True,
             ),
             sa.Column(
                 "extra",
                 sa.Text(),
-                sa.CheckConstraint('json_valid("extra")', name="extra_is_json"),
+                sa.CheckConstraint('"extra" IS NULL OR json_valid("extra")', name="extra_is_json"),
                 nullable=True,
             ),
             sa.PrimaryKeyConstraint("id", name="pk_events"),

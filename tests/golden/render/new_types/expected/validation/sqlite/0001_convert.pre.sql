@@ -129,7 +129,7 @@ WHERE NOT ("ref" GLOB '[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][
 
 -- fit-check: events.body.fits_json
 SELECT "id", "body" FROM "events"
-WHERE NOT json_valid("body");
+WHERE "body" IS NOT NULL AND NOT json_valid("body");
 
 
 -- snapshot: schemagen_row_counts
