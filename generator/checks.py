@@ -83,6 +83,8 @@ def expect_table(table: Table, dialect: str, candidates: frozenset[str]) -> Tabl
     ]
     fks: list[Row] = [fk_row(f, dialect) for f in table.foreign_keys]
     checks: list[Row] = [(c.name, "YES") if pg else (c.name,) for c in table.checks]
+    typed = type_check_names(table, dialect)
+    checks += [(name,) for name in typed]
     return TableExpectation(
         table.name,
         columns,
@@ -91,8 +93,15 @@ def expect_table(table: Table, dialect: str, candidates: frozenset[str]) -> Tabl
         sorted(uniques, key=str),
         sorted(fks, key=str),
         sorted(checks, key=str),
-        sorted(candidates | {c.name for c in table.checks}),
+        sorted(candidates | {c.name for c in table.checks} | set(typed)),
     )
+
+
+def type_check_names(table: Table, dialect: str) -> list[str]:
+    """The names of the CHECKs that hold SQLite's uuid and json columns to their form
+    (dialects.type_check): the catalogue check finds them, or finds them gone."""
+    found = (dialects.type_check(c.name, c.type, dialect) for c in table.columns)
+    return [check[0] for check in found if check is not None]
 
 
 def expect_schema(schema: Schema, dialect: str, other: Schema) -> list[TableExpectation]:
@@ -101,7 +110,11 @@ def expect_schema(schema: Schema, dialect: str, other: Schema) -> list[TableExpe
     out = []
     for t in sorted(schema.tables, key=lambda t: t.name):
         twin = other.table(t.name)
-        candidates = frozenset(c.name for c in twin.checks) if twin else frozenset()
+        candidates = (
+            frozenset(c.name for c in twin.checks) | set(type_check_names(twin, dialect))
+            if twin
+            else frozenset()
+        )
         out.append(expect_table(t, dialect, candidates))
     return out
 

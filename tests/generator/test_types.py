@@ -287,3 +287,33 @@ def test_the_accepted_defaults_render_for_both_dialects(tmp_path: Path) -> None:
     assert "CURRENT_TIMESTAMP AT TIME ZONE 'UTC'" in text  # PostgreSQL: now in UTC
     assert 'sa.CheckConstraint(\'"e" IS NULL OR json_valid("e")\', name="e_is_json")' in text
     assert uuid.UUID(U1)  # a well-formed literal
+
+
+@pytest.mark.db
+def test_verify_on_sqlite_finds_a_uuid_column_without_its_check(tmp_path: Path) -> None:
+    """The catalogue checks look for the CHECK of a uuid column by its name: a table made by
+    hand without it fails `verify`; the one the migration made passes."""
+    _project(tmp_path, [{"name": "v", "type": "uuid"}], [])
+    made, by_hand = tmp_path / "made.db", tmp_path / "by_hand.db"
+    assert cli("upgrade", "--url", f"sqlite:///{made}", root=tmp_path).exit_code == 0
+    assert cli("verify", "--url", f"sqlite:///{made}", root=tmp_path).exit_code == 0
+    revision = _rows_of(f"sqlite:///{made}", "SELECT version_num FROM alembic_version")
+    execute(
+        f"sqlite:///{by_hand}",
+        "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)",
+        f"INSERT INTO alembic_version VALUES ('{revision[0][0]}')",
+        "CREATE TABLE things (id INTEGER NOT NULL, v CHAR(36), PRIMARY KEY (id))",
+    )
+    result = cli("verify", "--url", f"sqlite:///{by_hand}", root=tmp_path)
+    assert result.exit_code != 0
+    assert "things.check_constraints" in result.output + result.stderr
+    assert "v_is_uuid" in result.output + result.stderr
+
+
+def _rows_of(url: str, sql: str) -> list[tuple[Any, ...]]:
+    engine = db.make_engine(sa.make_url(url))
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.exec_driver_sql(sql)]
+    finally:
+        engine.dispose()

@@ -108,10 +108,27 @@ SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT S
 
 -- check: events.check_constraints
 WITH expected(constraint_name) AS (
-    SELECT CAST(NULL AS TEXT) WHERE 1 = 0
+    VALUES
+        ('payload_is_json'),
+        ('token_is_uuid')
+
 ),
 actual(constraint_name) AS (
-    SELECT CAST(NULL AS TEXT) WHERE 1 = 0
+    SELECT 'body_is_json' FROM sqlite_master
+    WHERE type = 'table' AND name = 'events' AND sql LIKE '%CONSTRAINT body_is_json CHECK%'
+    UNION ALL
+    SELECT 'extra_is_json' FROM sqlite_master
+    WHERE type = 'table' AND name = 'events' AND sql LIKE '%CONSTRAINT extra_is_json CHECK%'
+    UNION ALL
+    SELECT 'payload_is_json' FROM sqlite_master
+    WHERE type = 'table' AND name = 'events' AND sql LIKE '%CONSTRAINT payload_is_json CHECK%'
+    UNION ALL
+    SELECT 'ref_is_uuid' FROM sqlite_master
+    WHERE type = 'table' AND name = 'events' AND sql LIKE '%CONSTRAINT ref_is_uuid CHECK%'
+    UNION ALL
+    SELECT 'token_is_uuid' FROM sqlite_master
+    WHERE type = 'table' AND name = 'events' AND sql LIKE '%CONSTRAINT token_is_uuid CHECK%'
+
 
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
