@@ -177,3 +177,14 @@ def narrows(old: SqlType, new: SqlType) -> bool:
                 return s0 > s or p0 - s0 > p - s
             return old.kind == "float" or INTEGER_DIGITS.get(old.kind, 0) > p - s
     return False
+
+
+def narrowing_note(old: SqlType, new: SqlType) -> str:
+    """What a narrowing conversion (see narrows) can refuse, for lint SG103."""
+    if new.kind == "uuid":
+        return "refuses a value that is not a uuid in canonical form"
+    if new.kind == "json":
+        return "refuses a value that is not JSON"
+    if new.kind == "date":
+        return "refuses a time of day other than midnight (it would be lost)"
+    return "can lose precision"

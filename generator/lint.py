@@ -162,7 +162,7 @@ def _step_findings(step: Step, change: Change) -> Iterator[tuple[str, str]]:
                 yield "SG102", f"{where}: {old} -> {new} rewrites {step.table_name}"
             if coltypes.narrows(old, new):
                 # the same test that gives the conversion its fit-check
-                yield "SG103", f"{where}: {old} -> {new} can lose precision"
+                yield "SG103", f"{where}: {old} -> {new} {coltypes.narrowing_note(old, new)}"
             checked = {
                 (s.check.table, s.check.column) for s in change.steps if isinstance(s, AddCheckStep)
             }
