@@ -215,8 +215,16 @@ def test_every_allowed_conversion_keeps_its_edge_values_up_and_down(
         if new == "json":
             was = {k: None if v is None else json.loads(v) for k, v in was.items()}
         assert now == was, (old, new)
+    # the converted columns hold their new type's form (SQLite: the CHECK came with the type)
+    uuid_col = next(f"c{i}" for i, (o, n, _, _) in enumerate(CONVERSIONS) if n == "uuid")
+    json_col = next(f"c{i}" for i, (o, n, _, _) in enumerate(CONVERSIONS) if n == "json")
+    bad_uuid = f"INSERT INTO things (id, {uuid_col}) VALUES (100, 'nope')"
+    bad_json = f"INSERT INTO things (id, {json_col}) VALUES (101, '{{nope')"
+    assert _insert_refused(db_url, bad_uuid) and _insert_refused(db_url, bad_json)
     result = cli("downgrade", "--to", "0000", "--url", db_url, root=tmp_path)
     assert result.exit_code == 0, result.output + result.stderr
+    # ... and lose it with the type: text again takes any text
+    execute(db_url, bad_uuid, bad_json, "DELETE FROM things WHERE id IN (100, 101)")
     for i, (old, new, _, lossless) in enumerate(CONVERSIONS):
         back = _rows(db_url, f"c{i}")
         if lossless or dialect == "sqlite":
@@ -317,3 +325,18 @@ def _rows_of(url: str, sql: str) -> list[tuple[Any, ...]]:
             return [tuple(r) for r in conn.exec_driver_sql(sql)]
     finally:
         engine.dispose()
+
+
+@pytest.mark.db
+def test_a_timestamp_now_default_is_the_time_in_utc(
+    db_url: str, dialect: str, tmp_path: Path
+) -> None:
+    _project(tmp_path, [{"name": "at", "type": "timestamp", "default": "now"}], [])
+    if dialect == "postgresql":
+        name = sa.make_url(db_url).database
+        execute(db_url, f"ALTER DATABASE \"{name}\" SET timezone TO 'Asia/Kolkata'")  # +05:30
+    assert cli("upgrade", "--url", db_url, root=tmp_path).exit_code == 0
+    execute(db_url, "INSERT INTO things (id) VALUES (1)")
+    utc = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    at = _norm(_rows(db_url, "at")[1], "timestamp", dialect)
+    assert abs(at - utc) < datetime.timedelta(minutes=1), (at, utc)
