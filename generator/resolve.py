@@ -42,8 +42,8 @@ MAX_NAME = 63
 # both databases store and PostgreSQL's catalogue shows back.
 TEXT_FORMS = {
     "date": "'YYYY-MM-DD'",
-    "timestamp": "`now` (the time in UTC) or 'YYYY-MM-DD HH:MM:SS' with up to 6 digits of a "
-    "second after a '.', no trailing zero (the time in UTC)",
+    "timestamp": "'YYYY-MM-DD HH:MM:SS' in UTC (up to 6 digits of a second after a '.', no "
+    "trailing zero), or `now`",
     "uuid": "8-4-4-4-12 lowercase hexadecimal digits (canonical)",
     "json": "'{}' or '[]' (another default: set it in the application)",
     "bytes": "none: a bytes column takes no default",
