@@ -389,6 +389,10 @@ PROBES = {
         '"\\ud83d\\ude00"',
         "x" * 41,
         '["' + "y" * 40 + '"]',
+        "[[[[[1]]]]]",  # deeper than the inline passes: the recursive query decides
+        '[[[[[1]]]],{"a":{"b":{"c":{"d":[]}}}}]',
+        "[[[[[1]]]]",
+        '{"a":{"b":{"c":{"d":[}}}}',
     ],
 }
 # How a value reads back, the same across date, timestamp and timestamptz: the time in UTC.
