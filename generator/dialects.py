@@ -1,18 +1,17 @@
-"""Every fact about how SQLite and PostgreSQL differ, in one place.
+"""Every fact about how SQLite and PostgreSQL differ in types, literals and catalogues.
 
-Templates branch on the dialect name; the names, types, literals and capabilities they
-need come from here.
+Templates branch on the dialect name; the names, types and literals they need come from
+here. What a step costs on each dialect is the step's own ``risk`` (generator/ops/).
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Protocol
 
 from generator import coltypes
 from generator.coltypes import SqlType
-from generator.risk import type_change as type_change_risk
-from generator.state import AlterColumnTypeStep, Column, DefaultValue, ForeignKey, Index
+from generator.state import Column, DefaultValue, ForeignKey, Index
 
 POSTGRESQL = "postgresql"
 SQLITE = "sqlite"
@@ -198,24 +197,6 @@ def _pg_number_default(value: int | float) -> str:
     return f"'{text}'::numeric"
 
 
-def can_add_column_natively(column: Column, dialect: str) -> bool:
-    """SQLite's ALTER TABLE ADD COLUMN refuses non-constant defaults and keys."""
-    if dialect == POSTGRESQL:
-        return True
-    if column.primary_key:
-        return False
-    return not (column.default is not None and column.type.kind == "timestamptz")
-
-
-def needs_recreate(kind: str, dialect: str, column: Column | None = None) -> bool:
-    """Whether a step must rebuild the table (SQLite batch mode) on this dialect."""
-    if dialect != SQLITE:
-        return False
-    if kind == "add_column":
-        return column is not None and not can_add_column_natively(column, dialect)
-    return kind in ("alter_column_type", "drop_column", "swap_fk_action", "add_check", "drop_check")
-
-
 def ddl_type(t: SqlType, dialect: str) -> str:
     """The type as written in DDL, e.g. in PostgreSQL's ``USING col::<type>``."""
     if t.kind == "float":
@@ -297,7 +278,18 @@ def misfit_sql(old: SqlType, new: SqlType, column: str, dialect: str) -> str | N
     return " OR ".join(terms)
 
 
-def using_sql(step: AlterColumnTypeStep) -> str | None:
+class TypeChange(Protocol):
+    """A column type change (the step of alter_column_type): where, from what, to what."""
+
+    @property
+    def table_name(self) -> str: ...
+    @property
+    def column(self) -> Column: ...
+    @property
+    def to(self) -> SqlType: ...
+
+
+def using_sql(step: TypeChange) -> str | None:
     """PostgreSQL's USING expression for a type change, or None for none at all.
 
     Never a cast that cuts: an explicit ``::varchar(n)`` truncates a longer string and a cast
@@ -334,69 +326,6 @@ def using_sql(step: AlterColumnTypeStep) -> str | None:
         + sql_string(f" does not fit {to} unchanged")
     )
     return f"CASE WHEN {keeps} THEN {cast} ELSE ({message})::{target} END"
-
-
-# What each unit of a plan does to a live database: (lock, rewrites or rebuilds, note).
-# PostgreSQL lock names as in its documentation ("Explicit Locking").
-_PG_RISK = {
-    "create_table": ("SHARE ROW EXCLUSIVE on referenced tables", False, "new, empty table"),
-    "drop_table": ("ACCESS EXCLUSIVE", False, "deletes the table and every row in it"),
-    "concurrent_indexes": (
-        "SHARE UPDATE EXCLUSIVE",
-        False,
-        "CONCURRENTLY: reads and writes go on; builds scan the table twice",
-    ),
-    "alter_table": (
-        "ACCESS EXCLUSIVE",
-        True,
-        "rewrites the table and its indexes in one pass; reads and writes wait",
-    ),
-    "add_column": ("ACCESS EXCLUSIVE (brief)", False, "catalogue-only change"),
-    "drop_column": ("ACCESS EXCLUSIVE (brief)", False, "catalogue-only change"),
-    "swap_fk_actions": (
-        "ACCESS EXCLUSIVE on every table of the swap (brief; LOCK TABLE first, referencing "
-        "tables before referenced ones), then SHARE UPDATE EXCLUSIVE to validate",
-        False,
-        "added NOT VALID, validated after commit while writes go on",
-    ),
-}
-_SQLITE_RISK = {
-    "create_table": ("database write lock", False, "new, empty table"),
-    "drop_table": ("database write lock", False, "deletes the table and every row in it"),
-    "create_index": ("database write lock", False, "scans the table"),
-    "drop_index": ("database write lock", False, "quick"),
-    "add_column": ("database write lock", False, "quick (ALTER TABLE ADD COLUMN)"),
-    "recreate_table": (
-        "database write lock",
-        True,
-        "batch mode: copies every row into a new table; foreign-key enforcement off, "
-        "checked with PRAGMA foreign_key_check",
-    ),
-}
-
-
-def risk(kind: str, dialect: str) -> tuple[str, bool, str]:
-    """(lock, rewrites the table, note) for a plan unit of ``kind`` on ``dialect``."""
-    table = _PG_RISK if dialect == POSTGRESQL else _SQLITE_RISK
-    return table.get(kind, ("", False, ""))
-
-
-def unit_risk(unit: Any, dialect: str) -> tuple[str, bool, str]:
-    """:func:`risk` of a plan unit, with what its steps decide: on PostgreSQL an ALTER TABLE
-    rewrites only if one of its type changes does (generator.risk, proven on a server)."""
-    lock, rewrites, note = risk(unit.kind, dialect)
-    if dialect == POSTGRESQL and unit.kind == "alter_table":
-        types = [s for s in unit.steps if isinstance(s, AlterColumnTypeStep)]
-        decided = [type_change_risk(s.column.type, s.to, dialect) for s in types]
-        if not any(r.rewrites for r in decided):
-            scans = len(types) < len(unit.steps)
-            return (
-                f"{lock} (brief)",
-                False,
-                "catalogue-only type change; reads and writes wait for the lock only"
-                + ("; the new CHECK scans the table under it" if scans else ""),
-            )
-    return lock, rewrites, note
 
 
 # Lock taken by a PostgreSQL statement, by what it starts with (first match wins), and
