@@ -90,3 +90,28 @@ def unit_templates() -> dict[str, str]:
 
 def by_tag(tag: str) -> Operation:
     return next(o for o in registry() if o.tag == tag)
+
+
+DOCS_BEGIN = (
+    "<!-- operations: generated from generator/ops/ by `python -m generator.ops`; do not edit -->"
+)
+DOCS_END = "<!-- end of operations -->"
+
+
+def docs_table() -> str:
+    """The operations table of docs/authoring.md, one row per registered operation."""
+    rows = [
+        "| op | fields | upgrade | derived downgrade |",
+        "|----|--------|---------|-------------------|",
+        *(f"| `{o.tag}` | {' | '.join(o.spec.doc)} |" for o in registry()),
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def with_docs_table(text: str) -> str:
+    """``text`` (docs/authoring.md) with the table between its markers rendered again."""
+    head, begin, rest = text.partition(DOCS_BEGIN + "\n")
+    _, end, tail = rest.partition(DOCS_END)
+    if not begin or not end:
+        raise ValueError(f"docs/authoring.md has no {DOCS_BEGIN!r} ... {DOCS_END!r} markers")
+    return head + begin + docs_table() + end + tail
