@@ -94,6 +94,15 @@ RULES = {
             "a soft-delete column without an index makes purge and restore queries scan",
             "create an index that leads with it in the same change",
         ),
+        Rule(
+            "SG110",
+            "rename-breaks-running-code",
+            "warning",
+            "renames a column: application code still running with the old name fails from "
+            "the moment the rename commits",
+            "deploy code that no longer uses the old name first (or reads both), then "
+            "acknowledge with that reason",
+        ),
     )
 }
 

@@ -451,6 +451,12 @@ class Drawer:
             "to": self.draw(st.sampled_from(actions)),
         }
 
+    def rename_column(self) -> dict[str, Any]:
+        table = self.draw(st.sampled_from(self.schema.tables))
+        column = self.draw(st.sampled_from(table.columns))
+        to = self.fresh_name("r", {c.name for c in table.columns})
+        return {"op": "rename_column", "table": table.name, "column": column.name, "to": to}
+
 
 @st.composite
 def change_sequences(draw: st.DrawFn) -> list[dict[str, Any]]:
