@@ -61,7 +61,7 @@ class SwapFkAction(OperationSpec):
         column = table.column(self.column)
         if self.to == "set_null" and column is not None and not column.nullable:
             problems.append((("to",), "ON DELETE set_null needs a nullable column"))
-        return [SetFkActionStep(fk, self.to)], problems
+        return [SwapFkActionStep(fk, self.to)], problems
 
 
 def _swap_risk(steps: tuple[Step, ...], dialect: str) -> Risk:
@@ -86,7 +86,7 @@ SWAP_FK_ACTIONS = Group(
 
 
 @dataclass(frozen=True)
-class SetFkActionStep(Step):
+class SwapFkActionStep(Step):
     fk: ForeignKey  # as it is before the step
     to: str
 
@@ -106,8 +106,8 @@ class SetFkActionStep(Step):
         fks = tuple(self.new_fk if f.name == self.fk.name else f for f in t.foreign_keys)
         return schema.put(replace(t, foreign_keys=fks))
 
-    def reverse(self) -> SetFkActionStep:
-        return SetFkActionStep(self.new_fk, self.fk.on_delete)
+    def reverse(self) -> SwapFkActionStep:
+        return SwapFkActionStep(self.new_fk, self.fk.on_delete)
 
     def group(self, dialect: str) -> Group:
         return SWAP_FK_ACTIONS if dialect == POSTGRESQL else RECREATE_TABLE
