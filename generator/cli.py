@@ -799,9 +799,11 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
         # The risk of each pending change, from the risk model (the same Risk objects the
         # review and lint read), never from the rendered files.
         risks: dict[str, str] = {}
+        units: dict[str, dict[str, list[dict[str, object]]]] = {}
         try:
             changes = _load_changes(project)
             risks = {c.name: review.change_risk(c) for c in changes}
+            units = {c.name: review.change_risks(c) for c in changes}
             drift = files.compare(render_all(changes, output=project.output), out_dir)
             current: bool | None = drift.clean and not files.sum_problems(out_dir)
         except SpecErrors:
@@ -819,7 +821,10 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
             revision=state.revision,
             head=state.head,
             at_head=state.state == revisions.AT_HEAD,
-            pending=[{"change": n, "risk": risks[n]} for n in pending],
+            pending=[
+                {"change": n, "risk": risks[n], **({"units": units[n]} if n in units else {})}
+                for n in pending
+            ],
             files_current=current,
             last_verify=last.get(redact.safe_url(u)),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -84,6 +85,25 @@ def risk_line(units_by_dialect: dict[str, list[Unit]]) -> str:
     return "; ".join(parts)
 
 
+def _upgrade_units(change: Change) -> dict[str, list[Unit]]:
+    return {d: plan(change.steps, change.before, d) for d in ("postgresql", "sqlite")}
+
+
 def change_risk(change: Change) -> str:
     """:func:`risk_line` of a change's upgrade (``schemagen status`` shows it per change)."""
-    return risk_line({d: plan(change.steps, change.before, d) for d in ("postgresql", "sqlite")})
+    return risk_line(_upgrade_units(change))
+
+
+def change_risks(change: Change) -> dict[str, list[dict[str, object]]]:
+    """Every unit of a change's upgrade with its Risk, per dialect, as data (``status --json``)."""
+    return {
+        dialect: [
+            {
+                "unit": u.kind,
+                "tables": sorted({s.table_name for s in u.steps}),
+                **dataclasses.asdict(u.risk(dialect)),
+            }
+            for u in units
+        ]
+        for dialect, units in _upgrade_units(change).items()
+    }

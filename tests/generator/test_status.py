@@ -184,3 +184,10 @@ def test_the_risk_comes_from_the_risk_model_not_the_review_file(
     )
     assert risks["0004_add_soft_delete_safety"].startswith("PostgreSQL")
     assert report["files_current"] is False
+    # the same Risk objects, as data: 0003's ALTER TABLEs rewrite, its lock is ACCESS EXCLUSIVE
+    (pending,) = [p for p in report["pending"] if p["change"] == "0003_convert_decimal_to_float"]
+    pg = pending["units"]["postgresql"]
+    rewriting = sorted(t for u in pg if u["rewrites"] for t in u["tables"])
+    assert rewriting == ["alert_logs", "market_data"]
+    assert {u["lock"] for u in pg if u["rewrites"]} == {"ACCESS EXCLUSIVE"}
+    assert all(u["unit"] == "recreate_table" for u in pending["units"]["sqlite"] if u["rewrites"])
