@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from generator import dialects
 from generator.coltypes import SqlType
-from generator.state import AlterColumnTypeStep, ForeignKey, Index, Schema, Step, Table
+from generator.ops.base import Step
+from generator.state import ForeignKey, Index, Schema, Table
 
 Row = tuple[str | int | None, ...]
 
@@ -187,24 +188,24 @@ def expect_data(steps: Sequence[Step], before: Schema, after: Schema) -> DataExp
     # every type a converted column passes through, per (table, column): one drift check each
     chains: dict[tuple[str, str], list[SqlType]] = {}
     for step in steps:
-        if not isinstance(step, AlterColumnTypeStep):
+        change = step.type_change()
+        if change is None:
             continue
-        old, new = step.column.type, step.to
+        column, new = change
+        old = column.type
         table, final = before.table(step.table_name), after.table(step.table_name)
-        if table is None or table.column(step.column.name) is None:
+        if table is None or table.column(column.name) is None:
             continue  # created by these steps: it holds no rows from before them
-        survives = final is not None and final.column(step.column.name) is not None
+        survives = final is not None and final.column(column.name) is not None
         if old.family == "numeric" and table.primary_key and survives:
-            chains.setdefault((table.name, step.column.name), [old]).append(new)
-        condition = {
-            d: dialects.misfit_sql(old, new, step.column.name, d) for d in dialects.DIALECTS
-        }
+            chains.setdefault((table.name, column.name), [old]).append(new)
+        condition = {d: dialects.misfit_sql(old, new, column.name, d) for d in dialects.DIALECTS}
         if condition[dialects.POSTGRESQL] is not None:
             fits.append(
                 Fit(
                     table.name,
                     table.primary_key,
-                    step.column.name,
+                    column.name,
                     str(new),
                     condition[dialects.POSTGRESQL] or "",
                     condition[dialects.SQLITE] or "",

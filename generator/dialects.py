@@ -1,18 +1,18 @@
-"""Every fact about how SQLite and PostgreSQL differ, in one place.
+"""Every fact about how SQLite and PostgreSQL differ in types, literals and catalogues.
 
-Templates branch on the dialect name; the names, types, literals and capabilities they
-need come from here.
+Templates branch on the dialect name; the names, types and literals they need come from
+here. What a step costs on each dialect is the step's own ``risk`` (generator/ops/).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
-from typing import Any
+from typing import Protocol
 
 from generator import coltypes
 from generator.coltypes import SqlType
-from generator.risk import type_change as type_change_risk
-from generator.state import AlterColumnTypeStep, Column, DefaultValue, ForeignKey, Index
+from generator.state import Column, DefaultValue, ForeignKey, Index
 
 POSTGRESQL = "postgresql"
 SQLITE = "sqlite"
@@ -183,6 +183,12 @@ UTC_NOW = "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC')"
 UTC_NOW_CATALOG = "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC'::text)"
 
 
+def default_is_clock(value: DefaultValue, t: SqlType) -> bool:
+    """Whether a column's default is the current time (`now`): not a constant, which SQLite's
+    ALTER TABLE ADD COLUMN refuses."""
+    return t.kind == "timestamptz" or (t.kind == "timestamp" and value == "now")
+
+
 def default_sql(value: DefaultValue, t: SqlType, dialect: str) -> str:
     """The DEFAULT clause's expression as written in DDL."""
     if t.kind == "timestamptz" or (t.kind == "timestamp" and value == "now"):
@@ -235,27 +241,6 @@ def _pg_number_default(value: int | float) -> str:
     if "." in text and not text.startswith("-"):
         return text
     return f"'{text}'::numeric"
-
-
-def can_add_column_natively(column: Column, dialect: str) -> bool:
-    """SQLite's ALTER TABLE ADD COLUMN refuses non-constant defaults and keys."""
-    if dialect == POSTGRESQL:
-        return True
-    if column.primary_key:
-        return False
-    return column.default is None or default_sql(column.default, column.type, dialect) not in (
-        "CURRENT_TIMESTAMP",
-        UTC_NOW,
-    )
-
-
-def needs_recreate(kind: str, dialect: str, column: Column | None = None) -> bool:
-    """Whether a step must rebuild the table (SQLite batch mode) on this dialect."""
-    if dialect != SQLITE:
-        return False
-    if kind == "add_column":
-        return column is not None and not can_add_column_natively(column, dialect)
-    return kind in ("alter_column_type", "drop_column", "swap_fk_action", "add_check", "drop_check")
 
 
 def ddl_type(t: SqlType, dialect: str) -> str:
@@ -353,18 +338,18 @@ def _date_and_time(old: SqlType, new: SqlType) -> bool:
     return old.family == new.family == "temporal" and (old.kind == "date") != (new.kind == "date")
 
 
-def sqlite_batch_type(step: AlterColumnTypeStep) -> str:
+def sqlite_batch_type(step: TypeChange) -> str:
     """The ``type_`` of SQLite's batch alter_column. Alembic CASTs a value whose SQLAlchemy
     type changes affinity, and a CAST to DATE or TIMESTAMP is a NUMERIC cast in SQLite
     ('2020-01-02' becomes 2020): between date and a timestamp the old type is kept as the
     variant's base (no CAST) and sqlite_convert_sql converts the values."""
-    new = sa_type(step.new_column, SQLITE)
+    new = sa_type(replace(step.column, type=step.to), SQLITE)
     if _date_and_time(step.column.type, step.to):
         return f'{sa_type(step.column, SQLITE)}.with_variant({new}, "sqlite")'
     return new
 
 
-def sqlite_convert_sql(step: AlterColumnTypeStep) -> str | None:
+def sqlite_convert_sql(step: TypeChange) -> str | None:
     """The UPDATE that gives SQLite's values their new form, run on the old table just before
     the rebuild copies it: a date as 'YYYY-MM-DD', a timestamp as 'YYYY-MM-DD HH:MM:SS' (in
     UTC, as CURRENT_TIMESTAMP writes it). Between timestamp and timestamptz nothing changes."""
@@ -456,7 +441,18 @@ def misfit_sql(old: SqlType, new: SqlType, column: str, dialect: str) -> str | N
     return " OR ".join(terms)
 
 
-def using_sql(step: AlterColumnTypeStep) -> str | None:
+class TypeChange(Protocol):
+    """A column type change (the step of alter_column_type): where, from what, to what."""
+
+    @property
+    def table_name(self) -> str: ...
+    @property
+    def column(self) -> Column: ...
+    @property
+    def to(self) -> SqlType: ...
+
+
+def using_sql(step: TypeChange) -> str | None:
     """PostgreSQL's USING expression for a type change, or None for none at all.
 
     Never a cast that cuts: an explicit ``::varchar(n)`` truncates a longer string and a cast
@@ -506,69 +502,6 @@ def using_sql(step: AlterColumnTypeStep) -> str | None:
         + sql_string(f" does not fit {to} unchanged")
     )
     return f"CASE WHEN {keeps} THEN {cast} ELSE ({message})::{target} END"
-
-
-# What each unit of a plan does to a live database: (lock, rewrites or rebuilds, note).
-# PostgreSQL lock names as in its documentation ("Explicit Locking").
-_PG_RISK = {
-    "create_table": ("SHARE ROW EXCLUSIVE on referenced tables", False, "new, empty table"),
-    "drop_table": ("ACCESS EXCLUSIVE", False, "deletes the table and every row in it"),
-    "concurrent_indexes": (
-        "SHARE UPDATE EXCLUSIVE",
-        False,
-        "CONCURRENTLY: reads and writes go on; builds scan the table twice",
-    ),
-    "alter_table": (
-        "ACCESS EXCLUSIVE",
-        True,
-        "rewrites the table and its indexes in one pass; reads and writes wait",
-    ),
-    "add_column": ("ACCESS EXCLUSIVE (brief)", False, "catalogue-only change"),
-    "drop_column": ("ACCESS EXCLUSIVE (brief)", False, "catalogue-only change"),
-    "swap_fk_actions": (
-        "ACCESS EXCLUSIVE on every table of the swap (brief; LOCK TABLE first, referencing "
-        "tables before referenced ones), then SHARE UPDATE EXCLUSIVE to validate",
-        False,
-        "added NOT VALID, validated after commit while writes go on",
-    ),
-}
-_SQLITE_RISK = {
-    "create_table": ("database write lock", False, "new, empty table"),
-    "drop_table": ("database write lock", False, "deletes the table and every row in it"),
-    "create_index": ("database write lock", False, "scans the table"),
-    "drop_index": ("database write lock", False, "quick"),
-    "add_column": ("database write lock", False, "quick (ALTER TABLE ADD COLUMN)"),
-    "recreate_table": (
-        "database write lock",
-        True,
-        "batch mode: copies every row into a new table; foreign-key enforcement off, "
-        "checked with PRAGMA foreign_key_check",
-    ),
-}
-
-
-def risk(kind: str, dialect: str) -> tuple[str, bool, str]:
-    """(lock, rewrites the table, note) for a plan unit of ``kind`` on ``dialect``."""
-    table = _PG_RISK if dialect == POSTGRESQL else _SQLITE_RISK
-    return table.get(kind, ("", False, ""))
-
-
-def unit_risk(unit: Any, dialect: str) -> tuple[str, bool, str]:
-    """:func:`risk` of a plan unit, with what its steps decide: on PostgreSQL an ALTER TABLE
-    rewrites only if one of its type changes does (generator.risk, proven on a server)."""
-    lock, rewrites, note = risk(unit.kind, dialect)
-    if dialect == POSTGRESQL and unit.kind == "alter_table":
-        types = [s for s in unit.steps if isinstance(s, AlterColumnTypeStep)]
-        decided = [type_change_risk(s.column.type, s.to, dialect) for s in types]
-        if not any(r.rewrites for r in decided):
-            scans = len(types) < len(unit.steps)
-            return (
-                f"{lock} (brief)",
-                False,
-                "catalogue-only type change; reads and writes wait for the lock only"
-                + ("; the new CHECK scans the table under it" if scans else ""),
-            )
-    return lock, rewrites, note
 
 
 # Lock taken by a PostgreSQL statement, by what it starts with (first match wins), and

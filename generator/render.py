@@ -21,10 +21,10 @@ from typing import Any
 
 import jinja2
 
-from generator import checks, dialects, lint, resume, review
+from generator import checks, dialects, lint, ops, plan, resume, review
 from generator.files import SUM_FILE, sum_file
 from generator.load import Change
-from generator.plan import Unit, plan
+from generator.plan import Unit
 
 
 def _templates_dir() -> Path:
@@ -37,22 +37,6 @@ def _templates_dir() -> Path:
 
 
 TEMPLATES_DIR = _templates_dir()
-STEP_KINDS = (
-    "create_table",
-    "drop_table",
-    "create_index",
-    "drop_index",
-    "alter_column_type",
-    "alter_table",
-    "add_check",
-    "drop_check",
-    "add_column",
-    "drop_column",
-    "swap_fk_action",
-    "recreate_table",
-    "concurrent_indexes",
-    "swap_fk_actions",
-)
 LINE_LENGTH = 100
 
 
@@ -137,7 +121,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "fk_action": lambda action: dialects.FK_ACTION_SQL[action],
     "fk_code": lambda action: dialects.PG_FK_ACTION_CODE[action],
     "ddl_type": dialects.ddl_type,
-    "risk": dialects.unit_risk,
+    "risk": lambda unit, dialect: unit.risk(dialect),
     "describe": review.describe,
     "mdtext": lambda text: _printable(str(text)).replace("|", "\\|").replace("<", "&lt;"),
 }
@@ -219,11 +203,13 @@ def make_env(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
     env.globals["dialects"] = dialects.DIALECTS
     env.globals["table_check_cache"] = {}
     env.globals["output"] = "generated_migrations"  # the project's output folder (generate)
-    # Filled after the dict is in the globals: a recreate_table unit calls the other
-    # operations' batch() macros through it.
-    ops: dict[str, Any] = {}
-    env.globals["ops"] = ops
-    ops.update({kind: env.get_template(f"ops/{kind}.j2").module for kind in STEP_KINDS})
+    # Filled after the dict is in the globals: a group's template (recreate_table,
+    # alter_table, ...) calls its steps' macros (batch(), alter(), ...) through it.
+    modules: dict[str, Any] = {}
+    env.globals["ops"] = modules
+    modules.update(
+        {kind: env.get_template(name).module for kind, name in ops.unit_templates().items()}
+    )
     return env
 
 
@@ -241,7 +227,7 @@ Plans = dict[str, dict[str, list[Unit]]]
 def _plans(change: Change) -> Plans:
     """The units each direction runs on each dialect."""
     return {
-        direction: {dialect: plan(steps, schema, dialect) for dialect in dialects.DIALECTS}
+        direction: {dialect: plan.plan(steps, schema, dialect) for dialect in dialects.DIALECTS}
         for direction, steps, schema in (
             ("upgrade", change.steps, change.before),
             ("downgrade", change.inverse_steps, change.after),

@@ -438,7 +438,8 @@ def test_on_postgresql_a_value_is_flagged_exactly_when_its_conversion_raises(
 
     from generator import dialects
     from generator.coltypes import parse_type
-    from generator.state import AlterColumnTypeStep, Column
+    from generator.ops.alter_column_type import AlterColumnTypeStep
+    from generator.state import Column
 
     old, new = (parse_type(t) for t in pair)
     step = AlterColumnTypeStep("t", Column("v", old, True), new)

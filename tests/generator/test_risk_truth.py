@@ -23,7 +23,11 @@ from conftest import pg_url_for
 from generator import lint, risk
 from generator.coltypes import conversion_problem, parse_type
 from generator.load import load_changes
+from generator.ops.alter_column_type import AlterColumnTypeStep
+from generator.ops.base import Risk
+from generator.plan import plan
 from generator.render import generate
+from generator.state import Column
 
 pytestmark = pytest.mark.db
 
@@ -71,6 +75,13 @@ def _ddl(name: str) -> str:
     }.get(t.kind, t.kind)
 
 
+def _declared(old: str, new: str) -> Risk:
+    """The risk model's answer: the Risk of the alter_column_type step on PostgreSQL (the
+    object plan, lint, the review and status read)."""
+    step = AlterColumnTypeStep("t", Column("c", parse_type(old), True), parse_type(new))
+    return step.risk("postgresql")
+
+
 def _value(name: str, other: str | None = None) -> str:
     # A value every type of its family holds, whatever the direction of the change.
     family = parse_type(name).family
@@ -88,7 +99,6 @@ def _value(name: str, other: str | None = None) -> str:
 def _using(old: str, new: str) -> str:
     """The USING clause the migration renders for a pair of NEW_PAIRS ("" for none)."""
     from generator.dialects import using_sql
-    from generator.state import AlterColumnTypeStep, Column
 
     step = AlterColumnTypeStep("t", Column("c", parse_type(old), True), parse_type(new))
     using = using_sql(step)
@@ -132,7 +142,7 @@ ALL_PAIRS = PAIRS + NEW_PAIRS
 
 @pytest.mark.parametrize(("old", "new"), ALL_PAIRS, ids=[f"{a}->{b}" for a, b in ALL_PAIRS])
 def test_declared_rewrite_and_lock_match_the_server(pg_url: str, old: str, new: str) -> None:
-    declared = risk.postgresql_type_change(parse_type(old), parse_type(new))
+    declared = _declared(old, new)
     table = "t_" + "_".join(ch for ch in f"{old}_{new}" if ch.isalnum() or ch == "_")[:50]
     engine = sa.create_engine(pg_url)
     try:
@@ -205,9 +215,18 @@ def test_lint_and_the_review_say_what_the_risk_model_says(tmp_path: Path) -> Non
     rendered = generate(loaded)
     sg102 = {f.file for f in lint.lint(loaded) if f.rule.id == "SG102"}
     for i, (old, new) in enumerate(ALL_PAIRS, start=1):
-        declared = risk.postgresql_type_change(parse_type(old), parse_type(new)).rewrites
+        declared = _declared(old, new).rewrites
         name = f"{i:04d}_c{i}"
         assert (f"changes/{name}.yaml" in sg102) == declared, (old, new)
         review = rendered[f"review/{name}.md"]
         risk_line = next(ln for ln in review.splitlines() if ln.startswith("**Risk:**"))
         assert (f"PostgreSQL rewrites t{i - 1}" in risk_line) == declared, (old, new, risk_line)
+        # the unit's row in the review's PostgreSQL risk table says the same
+        change = loaded[i]
+        (step,) = change.steps
+        assert isinstance(step, AlterColumnTypeStep)
+        assert step.risk("postgresql").rewrites == declared
+        (unit,) = plan(change.steps, change.before, "postgresql")
+        assert unit.risk("postgresql").rewrites == declared, (old, new)
+        pg_table = review.split("**PostgreSQL**", 1)[1].split("**SQLite**", 1)[0]
+        assert ("| **yes** |" in pg_table) == declared, (old, new, pg_table)

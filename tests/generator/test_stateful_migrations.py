@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 from support import ROOT, execute, inspect_schema
 
-from generator import db, dialects, migrate, spec
+from generator import db, dialects, migrate, ops, spec
 from generator.coltypes import (
     MAX_VARCHAR,
     NUMERIC_KINDS,
@@ -59,14 +59,9 @@ MAX_OPS = 4
 ROWS_PER_TABLE = 2  # inserted into every table before each change
 # Row values are the row's number within its table (1..8), so every drawn type must hold a
 # one-digit number: decimal(p,s) keeps p > s, and varchar(n) has n >= 1.
-OP_KINDS = (
-    "create_table",
-    "drop_index",
-    "create_index",
-    "alter_column_type",
-    "add_column",
-    "swap_fk_action",
-)
+# Every operation of the registry: a new operation module is drawn by itself once the Drawer
+# below has a method of its name (test_every_registered_operation_is_drawn checks it has).
+OP_KINDS = ops.op_names()
 FK_ACTIONS = ("cascade", "restrict", "no_action", "set_null")
 # Names that must be quoted everywhere (the baseline already has "timestamp", "condition").
 KEYWORDS = ("order", "user", "group", "select", "check", "default")
@@ -511,6 +506,12 @@ class Drawer:
             "from": fk.on_delete,
             "to": self.draw(st.sampled_from(actions)),
         }
+
+    def rename_column(self) -> dict[str, Any]:
+        table = self.draw(st.sampled_from(self.schema.tables))
+        column = self.draw(st.sampled_from(table.columns))
+        to = self.fresh_name("r", {c.name for c in table.columns})
+        return {"op": "rename_column", "table": table.name, "column": column.name, "to": to}
 
 
 @st.composite
