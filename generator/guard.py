@@ -399,8 +399,8 @@ def bounded(connection: Connection, what: str, settings: Settings | None = None)
             raise LockTimeout(
                 f"{what}: a lock was not available within {bound_ms} ms; blocked by "
                 f"{_pg_exclusive_holders(connection)}. Nothing was changed; run it again once "
-                "that session is done (the bound: --lock-timeout/--lock-retries, or "
-                f"{ENV['lock_timeout']}/{ENV['lock_retries']})"
+                f"that session is done (the bound: {ENV['lock_timeout']} and "
+                f"{ENV['lock_retries']}, as for a run's retries)"
             ) from exc
         if dialect == "postgresql" and sqlstate(exc) == "57014":
             raise LockTimeout(
