@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from generator import dialects
 from generator.coltypes import SqlType
@@ -161,6 +161,11 @@ class DataExpectation:
     conversions: list[Conversion]
     fits: list[Fit]
     orphans: list[ForeignKey]
+    # PostgreSQL: the counted tables a type change of this change may rewrite, in either
+    # direction. Their rows are counted before and after (a rewrite gives the table a new
+    # relfilenode, as a TRUNCATE does); every other counted table is checked through the
+    # change's own transaction statistics, which need no scan (templates/validation/_data).
+    rewritten: list[str] = field(default_factory=list)
 
     @property
     def snapshots(self) -> bool:
@@ -216,4 +221,16 @@ def expect_data(steps: Sequence[Step], before: Schema, after: Schema) -> DataExp
         Conversion(t, before.get(t).primary_key, c, _tolerance(types))
         for (t, c), types in chains.items()
     ]
-    return DataExpectation(counted, sorted(conversions, key=str), fits, orphans)
+    rewritten = sorted(
+        {
+            s.table_name
+            for s in steps
+            if s.table_name in counted
+            # the risk model decides (either direction: the checks serve up and down)
+            and (
+                s.risk(dialects.POSTGRESQL).rewrites
+                or s.reverse().risk(dialects.POSTGRESQL).rewrites
+            )
+        }
+    )
+    return DataExpectation(counted, sorted(conversions, key=str), fits, orphans, rewritten)

@@ -70,8 +70,7 @@ def upgrade(
     config = _checked(
         _config(migrations_dir, url, connection, allow_modified, settings), preflight_done
     )
-    _take_up_half_applied(config, url, connection, "upgrade", to)
-    command.upgrade(config, to)
+    _locked(config, url, connection, settings, "upgrade", to)
 
 
 def downgrade(
@@ -86,13 +85,37 @@ def downgrade(
     config = _checked(
         _config(migrations_dir, url, connection, allow_modified, settings), preflight_done
     )
-    _take_up_half_applied(config, url, connection, "downgrade", to)
-    command.downgrade(config, to)
+    _locked(config, url, connection, settings, "downgrade", to)
 
 
-def _take_up_half_applied(
-    config: Config, url: URL, connection: Connection | None, direction: str, to: str
+def _locked(
+    config: Config,
+    url: URL,
+    connection: Connection | None,
+    settings: guard.Settings | None,
+    direction: str,
+    to: str,
 ) -> None:
+    """Take the runner lock, then take up a half-applied change and run Alembic, all on one
+    connection under that lock: two runners never both move a half-applied change (env.py
+    takes the lock again on the same connection, which is then a no-op)."""
+
+    def go(conn: Connection) -> None:
+        with guard.runner(conn, settings or config.attributes.get("guard")):
+            _take_up_half_applied(config, conn, direction, to)
+            config.attributes["connection"] = conn
+            if direction == "upgrade":
+                command.upgrade(config, to)
+            else:
+                command.downgrade(config, to)
+
+    if connection is not None:
+        go(connection)
+    else:
+        with_connection(url, go, bounded=False)
+
+
+def _take_up_half_applied(config: Config, conn: Connection, direction: str, to: str) -> None:
     """Point alembic_version at the side of a half-applied change from which ``direction``
     runs it: its upgrade runs from the revision before it, its downgrade from its own.
 
@@ -102,54 +125,48 @@ def _take_up_half_applied(
     runs C again, whose checks tolerate exactly what the interruption left (runtime.run_change).
     """
 
-    def go(conn: Connection) -> None:
-        began = not conn.in_transaction()
-        note = runtime.half_applied(conn)
-        if note is None:
-            if began:
-                conn.rollback()
-            return
-        revision, down = note["revision"], note["down_revision"]
-        at = runtime.current_revision(conn) or "base"
-        script = ScriptDirectory.from_config(config)
-        wanted: str | None = None
-        if direction == "upgrade" and at == revision:
-            wanted = down
-        elif direction == "downgrade" and at == down and _below(script, to, revision):
-            wanted = revision
-        if wanted is not None:
-            runtime.log.warning(
-                "%s is half-applied (an interrupted %s): its %s runs from revision %s "
-                "(alembic_version %s -> %s)",
-                note["change"],
-                note.get("direction"),
-                direction,
-                wanted,
-                at,
-                wanted,
-            )
-            if wanted == "base":
-                conn.exec_driver_sql("DELETE FROM alembic_version")
-            elif at == "base":
-                conn.execute(
-                    sa.text("INSERT INTO alembic_version (version_num) VALUES (:v)"),
-                    {"v": wanted},
-                )
-            else:
-                conn.execute(
-                    sa.text("UPDATE alembic_version SET version_num = :v WHERE version_num = :at"),
-                    {"v": wanted, "at": at},
-                )
-            # the record says what the database now is: the change, half-done, before a run
-            # in this direction (its own run rewrites it the same way)
-            runtime.mark_half_applied(conn, note["change"], direction, (revision, down))
+    began = not conn.in_transaction()
+    note = runtime.half_applied(conn)
+    if note is None:
         if began:
-            conn.commit()
-
-    if connection is not None:
-        go(connection)
-    else:
-        with_connection(url, go)
+            conn.rollback()
+        return
+    revision, down = note["revision"], note["down_revision"]
+    at = runtime.current_revision(conn) or "base"
+    script = ScriptDirectory.from_config(config)
+    wanted: str | None = None
+    if direction == "upgrade" and at == revision:
+        wanted = down
+    elif direction == "downgrade" and at == down and _below(script, to, revision):
+        wanted = revision
+    if wanted is not None:
+        runtime.log.warning(
+            "%s is half-applied (an interrupted %s): its %s runs from revision %s "
+            "(alembic_version %s -> %s)",
+            note["change"],
+            note.get("direction"),
+            direction,
+            wanted,
+            at,
+            wanted,
+        )
+        if wanted == "base":
+            conn.exec_driver_sql("DELETE FROM alembic_version")
+        elif at == "base":
+            conn.execute(
+                sa.text("INSERT INTO alembic_version (version_num) VALUES (:v)"),
+                {"v": wanted},
+            )
+        else:
+            conn.execute(
+                sa.text("UPDATE alembic_version SET version_num = :v WHERE version_num = :at"),
+                {"v": wanted, "at": at},
+            )
+        # the record says what the database now is: the change, half-done, before a run
+        # in this direction (its own run rewrites it the same way)
+        runtime.mark_half_applied(conn, note["change"], direction, (revision, down))
+    if began:
+        conn.commit()
 
 
 def _below(script: ScriptDirectory, target: str, revision: str) -> bool:
@@ -176,25 +193,49 @@ def heads(migrations_dir: Path) -> list[str]:
     return list(ScriptDirectory.from_config(config).get_heads())
 
 
-def with_connection(url: URL, fn: Callable[[Connection], T]) -> T:
-    """Call ``fn`` with a connection of either flavour of URL (async URLs via run_sync)."""
-    if db.is_async(url):
+def with_connection(url: URL, fn: Callable[[Connection], T], bounded: bool = True) -> T:
+    """Call ``fn`` with a connection of either flavour of URL (async URLs via run_sync).
 
-        async def go() -> T:
-            engine = db.make_async_engine(url)
-            try:
-                async with engine.connect() as conn:
-                    return await conn.run_sync(fn)
-            finally:
-                await engine.dispose()
+    ``bounded``: its waits for locks and its statements are bounded (generator.guard.bounded,
+    settings from the SCHEMAGEN_* environment); a migration run bounds its own (guard.runner).
+    """
 
-        return asyncio.run(go())
-    engine = db.make_engine(url)
-    try:
-        with engine.connect() as conn:
+    def call(conn: Connection) -> T:
+        if not bounded:
             return fn(conn)
-    finally:
-        engine.dispose()
+        with guard.bounded(conn, "reading the database"):
+            return fn(conn)
+
+    sqlite_bound = bounded and url.get_backend_name() == "sqlite"
+    if sqlite_bound:  # the driver's own wait, for the pragmas of a new connection (5 s)
+        timeout = guard.read_bound_ms() / 1000
+        connect_url = url.update_query_dict({"timeout": f"{timeout:g}"})
+    else:
+        connect_url = url
+    try:
+        if db.is_async(url):
+
+            async def go() -> T:
+                engine = db.make_async_engine(connect_url)
+                try:
+                    async with engine.connect() as conn:
+                        return await conn.run_sync(call)
+                finally:
+                    await engine.dispose()
+
+            return asyncio.run(go())
+        engine = db.make_engine(connect_url)
+        try:
+            with engine.connect() as conn:
+                return call(conn)
+        finally:
+            engine.dispose()
+    except sa.exc.OperationalError as exc:
+        if sqlite_bound and guard.is_sqlite_busy(exc):
+            path = db.sqlite_file(url)
+            busy = guard.sqlite_busy("reading the database", guard.read_bound_ms(), path)
+            raise busy from exc
+        raise
 
 
 def change_for(migrations_dir: Path, revision: str | None) -> tuple[str, str, str | None]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from alembic import context
 from sqlalchemy.engine import Connection, Engine
 
-from generator import db, guard, integrity
+from generator import db, guard, integrity, plain_alembic
 from generator.config import ConfigError, find_project
 
 config = context.config
@@ -98,4 +98,5 @@ def main() -> None:
         engine.dispose()
 
 
-main()
+# From the `alembic` command line a failure is one line and an exit code, not a traceback.
+plain_alembic.run(main, config)

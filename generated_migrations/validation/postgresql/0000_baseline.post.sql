@@ -546,25 +546,65 @@ SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT S
 
 -- check: alert_logs.rule_id.orphans
 SELECT c."rule_id" FROM "alert_logs" AS c
-WHERE c."rule_id" IS NOT NULL AND NOT EXISTS (
+WHERE NOT EXISTS (
+    SELECT 1 FROM pg_constraint AS con
+    JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+    JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
+    WHERE con.contype = 'f' AND con.convalidated AND cardinality(con.conkey) = 1
+        AND con.conrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('alert_logs'))
+        AND con.confrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('alert_rules'))
+        AND a.attname = 'rule_id' AND ra.attname = 'id'
+        AND NOT EXISTS (SELECT 1 FROM pg_trigger AS t WHERE t.tgconstraint = con.oid AND t.tgenabled = 'D')
+)
+    AND c."rule_id" IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM "alert_rules" AS p WHERE p."id" = c."rule_id"
 );
 
 -- check: alert_logs.instrument_id.orphans
 SELECT c."instrument_id" FROM "alert_logs" AS c
-WHERE c."instrument_id" IS NOT NULL AND NOT EXISTS (
+WHERE NOT EXISTS (
+    SELECT 1 FROM pg_constraint AS con
+    JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+    JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
+    WHERE con.contype = 'f' AND con.convalidated AND cardinality(con.conkey) = 1
+        AND con.conrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('alert_logs'))
+        AND con.confrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('instruments'))
+        AND a.attname = 'instrument_id' AND ra.attname = 'id'
+        AND NOT EXISTS (SELECT 1 FROM pg_trigger AS t WHERE t.tgconstraint = con.oid AND t.tgenabled = 'D')
+)
+    AND c."instrument_id" IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM "instruments" AS p WHERE p."id" = c."instrument_id"
 );
 
 -- check: alert_rules.instrument_id.orphans
 SELECT c."instrument_id" FROM "alert_rules" AS c
-WHERE c."instrument_id" IS NOT NULL AND NOT EXISTS (
+WHERE NOT EXISTS (
+    SELECT 1 FROM pg_constraint AS con
+    JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+    JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
+    WHERE con.contype = 'f' AND con.convalidated AND cardinality(con.conkey) = 1
+        AND con.conrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('alert_rules'))
+        AND con.confrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('instruments'))
+        AND a.attname = 'instrument_id' AND ra.attname = 'id'
+        AND NOT EXISTS (SELECT 1 FROM pg_trigger AS t WHERE t.tgconstraint = con.oid AND t.tgenabled = 'D')
+)
+    AND c."instrument_id" IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM "instruments" AS p WHERE p."id" = c."instrument_id"
 );
 
 -- check: market_data.instrument_id.orphans
 SELECT c."instrument_id" FROM "market_data" AS c
-WHERE c."instrument_id" IS NOT NULL AND NOT EXISTS (
+WHERE NOT EXISTS (
+    SELECT 1 FROM pg_constraint AS con
+    JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+    JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
+    WHERE con.contype = 'f' AND con.convalidated AND cardinality(con.conkey) = 1
+        AND con.conrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('market_data'))
+        AND con.confrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('instruments'))
+        AND a.attname = 'instrument_id' AND ra.attname = 'id'
+        AND NOT EXISTS (SELECT 1 FROM pg_trigger AS t WHERE t.tgconstraint = con.oid AND t.tgenabled = 'D')
+)
+    AND c."instrument_id" IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM "instruments" AS p WHERE p."id" = c."instrument_id"
 );
 

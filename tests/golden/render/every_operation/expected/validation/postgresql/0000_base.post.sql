@@ -262,7 +262,17 @@ SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT S
 
 -- check: trades.venue_id.orphans
 SELECT c."venue_id" FROM "trades" AS c
-WHERE c."venue_id" IS NOT NULL AND NOT EXISTS (
+WHERE NOT EXISTS (
+    SELECT 1 FROM pg_constraint AS con
+    JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+    JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
+    WHERE con.contype = 'f' AND con.convalidated AND cardinality(con.conkey) = 1
+        AND con.conrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('trades'))
+        AND con.confrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('venues'))
+        AND a.attname = 'venue_id' AND ra.attname = 'id'
+        AND NOT EXISTS (SELECT 1 FROM pg_trigger AS t WHERE t.tgconstraint = con.oid AND t.tgenabled = 'D')
+)
+    AND c."venue_id" IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM "venues" AS p WHERE p."id" = c."venue_id"
 );
 
