@@ -197,3 +197,35 @@ def find_project(start: Path | None = None) -> Project:
         f"and no changes/ with generated_migrations/ in {here} or any directory above it; "
         "run `schemagen init` to start one"
     )
+
+
+def load_metadata(project: Project) -> Any:
+    """The application's SQLAlchemy ``MetaData`` named by ``metadata`` in the configuration
+    (``package.module:attribute``), imported with the project's root on ``sys.path``; None
+    when none is configured. Only the Alembic environment and the model comparisons call
+    this: the tool itself never imports an application."""
+    if project.metadata is None:
+        return None
+    import importlib
+    import sys
+
+    from sqlalchemy import MetaData
+
+    module_name, _, attribute = project.metadata.partition(":")
+    where = f"{project.config_file or project.root}: metadata = {project.metadata!r}"
+    root = str(project.root)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    try:
+        value: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            value = getattr(value, part)
+    except ImportError as exc:
+        raise ConfigError(f"{where}: cannot import {module_name}: {exc}") from exc
+    except AttributeError as exc:
+        raise ConfigError(f"{where}: {module_name} has no {attribute}: {exc}") from exc
+    if not isinstance(value, MetaData):
+        raise ConfigError(
+            f"{where}: {attribute} is a {type(value).__name__}, not a SQLAlchemy MetaData"
+        )
+    return value
