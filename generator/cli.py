@@ -709,6 +709,67 @@ def downgrade(
 
 
 @main.command()
+@click.argument("revision", required=False)
+@url_option
+@allow_modified_option
+@click.pass_context
+def stamp(
+    ctx: click.Context, revision: str | None, url: str | None, allow_modified: str | None
+) -> None:
+    """Record that the database is at REVISION (default: the baseline) without running any
+    migration: for a database built before schemagen managed it. The checks describing the
+    schema at REVISION run first; if one fails, nothing is written (exit 1)."""
+    from generator import migrate, redact, revisions, runtime  # lazily: `generate` starts faster
+
+    out_dir = _alembic_dir(ctx)
+    reason = _reason(allow_modified)
+    failed = False
+
+    def go(u: Any) -> None:
+        nonlocal failed
+        try:
+            done = migrate.stamp(out_dir, u, revision, reason, _guard_settings({}))
+        except migrate.UnknownRevision as exc:
+            fail(Exit.USAGE, f"error: {exc}")
+        was = ", ".join(done.before) or "base (no revision recorded)"
+        where = redact.safe_url(u)
+        if done.before == (done.target,):
+            echo(f"{where} is at revision {done.target} already; nothing was written")
+            return
+        echo(f"stamping {where} at revision {done.target} (it records {was})")
+        if done.checks is None:
+            echo(f"no checks: {done.note}")
+        else:
+            echo(f"checks of the schema at {done.target} ({done.checks}.sql):")
+            if done.note:
+                echo(f"note: {done.note}")
+            for result in done.results:
+                echo(f"  {'passed' if result.passed else 'FAILED'}  {result.check.name}")
+                if not result.passed:
+                    for line in runtime.format_rows(result.columns, result.rows):
+                        echo(f"          {line}")
+            bad = sum(not r.passed for r in done.results)
+            echo(f"{len(done.results) - bad} passed, {bad} failed")
+        if not done.stamped:
+            failed = True
+            echo(
+                f"not stamped: the schema is not what revision {done.target} describes; "
+                "alembic_version is unchanged and no DDL ran",
+                err=True,
+            )
+            return
+        after = migrate.with_connection(u, revisions.read_revisions)
+        echo(
+            f"database is at revision {', '.join(after) or 'base'}: only alembic_version "
+            "was written, no migration ran"
+        )
+
+    _with_url(_url(ctx, url), go, out_dir)
+    if failed:
+        sys.exit(int(Exit.FAILED))
+
+
+@main.command()
 @url_option
 @allow_modified_option
 @click.pass_context
