@@ -20,7 +20,7 @@ from alembic.util import CommandError
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection, Engine
 
-from generator import db, guard, integrity
+from generator import db, guard, integrity, version_table
 from generator.config import ConfigError, Project, find_project, load_metadata
 
 config = context.config
@@ -32,6 +32,16 @@ def _project() -> Project | None:
         return find_project(start)
     except ConfigError:
         return None
+
+
+def _version_table() -> str:
+    """schemagen's setting, else the project's (its own table beside another history's)."""
+    project = None if config.attributes.get("version_table") else _project()
+    name = config.attributes.get("version_table") or (
+        project.version_table if project is not None else version_table.DEFAULT
+    )
+    version_table.use(name)
+    return str(name)
 
 
 def _target_metadata() -> MetaData | None:
@@ -72,6 +82,7 @@ def _run(connection: Connection) -> None:
         context.configure(
             connection=connection,
             target_metadata=_target_metadata(),
+            version_table=_version_table(),
             transaction_per_migration=True,
         )
         with guard.naming_failures(connection):
@@ -106,6 +117,7 @@ def _run_offline() -> None:
     context.configure(
         dialect_name=dialect,
         literal_binds=True,
+        version_table=_version_table(),
         transaction_per_migration=True,
         output_buffer=config.attributes.get("output_buffer"),
     )

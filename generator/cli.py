@@ -132,6 +132,14 @@ class GuardedGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
+            return self._invoke(ctx)
+        finally:
+            from generator import version_table
+
+            version_table.use(version_table.DEFAULT)  # the next project in this process
+
+    def _invoke(self, ctx: click.Context) -> Any:
+        try:
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
@@ -184,6 +192,9 @@ def _project(ctx: click.Context) -> Project:
             obj["project"] = find_project(obj["start"])
         except ConfigError as exc:
             fail(Exit.USAGE, f"error: {exc}")
+        from generator import version_table
+
+        version_table.use(obj["project"].version_table)
     return cast(Project, obj["project"])
 
 
@@ -224,7 +235,7 @@ def _load(project: Project) -> dict[str, str]:
             echo(str(error), err=True)
         n = len(exc.errors)
         fail(Exit.INVALID_SPEC, f"{n} error{'s' if n != 1 else ''} in specs; nothing was written")
-    return render_all(changes, output=project.output)
+    return render_all(changes, output=project.output, version_table=project.version_table)
 
 
 @main.command()
@@ -624,7 +635,9 @@ def _preflight(project: Project, dialect: str, reason: str | None) -> None:
         integrity.preflight(out_dir, dialect, reason)
     except integrity.ModifiedFiles as exc:
         try:
-            rendered = render_all(_load_changes(project), output=project.output)
+            rendered = render_all(
+                _load_changes(project), output=project.output, version_table=project.version_table
+            )
         except SpecErrors:
             rendered = {}
         for problem in exc.problems:
@@ -706,6 +719,132 @@ def downgrade(
 ) -> None:
     """Revert migrations down to a revision, running each change's checks."""
     _migrate(ctx, url, to, "downgrade", allow_modified, options)
+
+
+@main.command(name="inspect")
+@url_option
+@click.option("--id", "change_id", default="baseline", show_default=True, help="The spec's id.")
+@click.option(
+    "--after", default=None, metavar="REVISION", help="The Alembic revision the baseline continues."
+)
+@click.option(
+    "-o",
+    "--output",
+    "target",
+    default=None,
+    help="Where to write the spec (default: changes/0000_<ID>.yaml; - for standard output).",
+)
+@click.option(
+    "--set-naming",
+    is_flag=True,
+    help="Write the naming convention the database follows into schemagen.toml.",
+)
+@click.pass_context
+def inspect_command(
+    ctx: click.Context,
+    url: str | None,
+    change_id: str,
+    after: str | None,
+    target: str | None,
+    set_naming: bool,
+) -> None:
+    """Write the baseline spec of a live database (PostgreSQL or SQLite): its tables, columns,
+    keys, foreign keys and indexes, and the naming convention its constraint names follow.
+    Exit 4, writing nothing, when the spec cannot say something the database holds."""
+    from generator import introspect, migrate, revisions
+
+    project = _project(ctx)
+    if not re.fullmatch(spec.IDENTIFIER_PATTERN, change_id):
+        fail(Exit.USAGE, f"error: invalid id {change_id!r} (expected {spec.IDENTIFIER_HELP})")
+    path: Path | None = None
+    if target != "-":
+        path = Path(target) if target else project.changes_dir / f"0000_{change_id}.yaml"
+        existing = sorted(project.changes_dir.glob("[0-9][0-9][0-9][0-9]_*.y*ml"))
+        if path.exists() or (target is None and existing):
+            fail(
+                Exit.USAGE,
+                f"error: refusing to write {path}: "
+                + ("it exists" if path.exists() else f"{existing[0].name} is a baseline already"),
+            )
+    found: dict[str, Any] = {}
+
+    def read(conn: Any) -> None:
+        found["inspected"] = introspect.inspect_database(conn, project.conventions)
+        found["revisions"] = revisions.read_revisions(conn)
+
+    from generator import db
+
+    try:
+        with database_errors():
+            u = db.resolve_url(_url(ctx, url))
+            db.require_existing(u)
+            migrate.with_connection(u, read)
+    except introspect.InspectError as exc:
+        for problem in exc.problems:
+            echo(f"  {problem}", err=True)
+        n = len(exc.problems)
+        fail(
+            Exit.DATABASE,
+            f"{n} thing{'s' if n != 1 else ''} the spec cannot declare; nothing was written",
+        )
+    inspected = found["inspected"]
+    recorded = found["revisions"]
+    text = introspect.to_yaml(inspected.spec(change_id, after))
+    if path is None:
+        click.echo(text, nl=False)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        echo(f"wrote {path}: {len(inspected.tables)} table(s)")
+    out = sys.stderr if path is None else None
+    differ = {k: v for k, v in inspected.naming.items() if getattr(project.conventions, k) != v}
+    if differ and set_naming:
+        config = project.config_file
+        if config is None or config.name != "schemagen.toml":
+            fail(Exit.USAGE, "error: --set-naming writes schemagen.toml; this project has none")
+        config.write_text(_with_naming(config.read_text(encoding="utf-8"), differ), "utf-8")
+        for key, value in differ.items():
+            echo(f'set naming.{key} = "{value}" in {config.name}')
+        differ = {}
+    if differ:
+        echo(
+            f"naming: the database names its constraints by another convention than "
+            f"{project.config_label}'s; set these before `schemagen generate`:",
+            err=out is not None,
+        )
+        pyproject = project.config_file is not None and project.config_file.name == "pyproject.toml"
+        echo("[tool.schemagen.naming]" if pyproject else "[naming]", err=out is not None)
+        for key, value in differ.items():
+            echo(f'{key} = "{value}"', err=out is not None)
+    generated = {p.name.split("_", 1)[0] for p in (project.output_dir / "versions").glob("*.py")}
+    if recorded and not after and not set(recorded) & generated:
+        echo(
+            f"note: the database records revision {', '.join(recorded)}: to continue that "
+            f"history, put its revisions under {project.output}/versions and add "
+            f"`after: {recorded[0]}` to the spec (or `--after`); to stand beside it, set "
+            "version_table",
+            err=out is not None,
+        )
+
+
+def _with_naming(text: str, naming: dict[str, str]) -> str:
+    """``text`` of a schemagen.toml with these keys of its [naming] table set."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip() == "[naming]"), None)
+    if start is None:
+        lines += ["", "[naming]"]
+        start = len(lines) - 1
+    end = next(
+        (i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")),
+        len(lines),
+    )
+    todo = dict(naming)
+    for i in range(start + 1, end):
+        key = lines[i].split("=", 1)[0].strip()
+        if key in todo:
+            lines[i] = f'{key} = "{todo.pop(key)}"'
+    lines[end:end] = [f'{key} = "{value}"' for key, value in todo.items()]
+    return "\n".join(lines) + "\n"
 
 
 @main.command()
@@ -868,7 +1007,10 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
             risks[name] = risk or "unknown (no review summary: a hand-written revision?)"
         try:
             changes = _load_changes(project)
-            drift = files.compare(render_all(changes, output=project.output), out_dir)
+            drift = files.compare(
+                render_all(changes, output=project.output, version_table=project.version_table),
+                out_dir,
+            )
             current: bool | None = drift.clean and not files.sum_problems(out_dir)
         except SpecErrors:
             current = None

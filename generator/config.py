@@ -22,7 +22,16 @@ CONFIG_FILE = "schemagen.toml"
 PYPROJECT = "pyproject.toml"
 DIALECTS = ("postgresql", "sqlite")
 METADATA_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
-KEYS = ("changes", "output", "dialects", "url", "metadata", "soft_delete_column", "naming")
+KEYS = (
+    "changes",
+    "output",
+    "dialects",
+    "url",
+    "metadata",
+    "soft_delete_column",
+    "version_table",
+    "naming",
+)
 
 
 class ConfigError(Exception):
@@ -40,6 +49,9 @@ class Project:
     # "package.module:attribute" of the application's SQLAlchemy MetaData, for env.py's
     # target_metadata and for comparing models with the specs.
     metadata: str | None = None
+    # Where the database's revision is recorded: alembic_version, or a table of the tool's own
+    # when another owner's Alembic history keeps alembic_version (generator.version_table).
+    version_table: str = "alembic_version"
     conventions: Conventions = field(default=DEFAULT)
 
     @property
@@ -146,6 +158,13 @@ def parse(root: Path, config_file: Path | None, settings: dict[str, Any]) -> Pro
         values["metadata"] = _string(
             where, prefix + "metadata", settings["metadata"], METADATA_PATTERN
         )
+    if "version_table" in settings:
+        table = settings["version_table"]
+        if not isinstance(table, str) or not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", table):
+            raise ConfigError(
+                f"{where}: {prefix}version_table: expected a table name, got {table!r}"
+            )
+        values["version_table"] = table
     conventions: dict[str, Any] = {}
     if "soft_delete_column" in settings:
         column = settings["soft_delete_column"]

@@ -16,7 +16,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Connection
 
-from generator import db, dialects, guard, integrity, revisions, runtime
+from generator import db, dialects, guard, integrity, revisions, runtime, version_table
 
 T = TypeVar("T")
 
@@ -26,6 +26,7 @@ def alembic_config(migrations_dir: Path, url: URL) -> Config:
     config.set_main_option("script_location", str(migrations_dir))
     # Passed as an attribute, not an option: ConfigParser would choke on a '%' in a password.
     config.attributes["url"] = url.render_as_string(hide_password=False)
+    config.attributes["version_table"] = version_table.get()
     return config
 
 
@@ -114,6 +115,7 @@ def _take_up_half_applied(
         at = runtime.current_revision(conn) or "base"
         script = ScriptDirectory.from_config(config)
         wanted: str | None = None
+        table = version_table.get()
         if direction == "upgrade" and at == revision:
             wanted = down
         elif direction == "downgrade" and at == down and _below(script, to, revision):
@@ -130,15 +132,15 @@ def _take_up_half_applied(
                 wanted,
             )
             if wanted == "base":
-                conn.exec_driver_sql("DELETE FROM alembic_version")
+                conn.exec_driver_sql(f"DELETE FROM {table}")
             elif at == "base":
                 conn.execute(
-                    sa.text("INSERT INTO alembic_version (version_num) VALUES (:v)"),
+                    sa.text(f"INSERT INTO {table} (version_num) VALUES (:v)"),
                     {"v": wanted},
                 )
             else:
                 conn.execute(
-                    sa.text("UPDATE alembic_version SET version_num = :v WHERE version_num = :at"),
+                    sa.text(f"UPDATE {table} SET version_num = :v WHERE version_num = :at"),
                     {"v": wanted, "at": at},
                 )
             # the record says what the database now is: the change, half-done, before a run

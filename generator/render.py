@@ -414,6 +414,7 @@ def generate(
     changes: Iterable[Change],
     templates_dir: Path = TEMPLATES_DIR,
     output: str = "generated_migrations",
+    version_table: str = "alembic_version",
 ) -> dict[str, str]:
     """Every generated file, keyed by its path relative to ``generated_migrations/`` (the
     project's ``output``, which the files name where they point at each other).
@@ -423,6 +424,7 @@ def generate(
     """
     env = make_env(templates_dir)
     env.globals["output"] = output
+    env.globals["version_table"] = version_table  # not a table of the schema the checks see
     changes = list(changes)
     out = _render_forked(env, changes) if _fork_helps(len(changes)) else _render(env, changes)
     out[SUM_FILE] = sum_file(out)

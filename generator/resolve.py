@@ -84,6 +84,7 @@ class _Work:
         self.foreign_keys = table.foreign_keys
         self.uniques = table.uniques
         self.checks = table.checks
+        self.pk_constraint = table.pk_constraint  # the convention's name, kept on a rebuild
         self.built: Table | None = table
 
     def table(self) -> Table:
@@ -96,6 +97,7 @@ class _Work:
                 self.foreign_keys,
                 self.uniques,
                 self.checks,
+                self.pk_constraint,
             )
         return self.built
 

@@ -225,3 +225,49 @@ def test_after_is_for_the_baseline_only(project: Path) -> None:
     result = cli("generate", root=project)
     assert result.exit_code == Exit.INVALID_SPEC
     assert "0001_add_note.yaml:1:8: after: only the baseline" in result.stderr
+
+
+def test_a_version_table_of_its_own_beside_another_owners(tmp_path: Path, db_url: str) -> None:
+    """Another owner's alembic_version (a library that checks its revision at start-up) never
+    moves: schemagen records its revisions in the configured version_table."""
+    root = tmp_path / "beside"
+    assert cli("init", str(root)).exit_code == Exit.OK
+    config = root / "schemagen.toml"
+    config.write_text(
+        config.read_text("utf-8").replace(
+            "[naming]", 'version_table = "schemagen_version"\n\n[naming]'
+        ),
+        "utf-8",
+    )
+    (root / "changes" / "0000_add_note.yaml").write_text(
+        ADD_NOTE.replace("add_column", "create_table").replace(
+            "table: posts\n    column: {name: note, type: text, nullable: true}",
+            "name: notes\n    columns: [{name: id, type: integer, primary_key: true}]",
+        ),
+        "utf-8",
+    )
+    assert cli("generate", root=root).exit_code == Exit.OK
+    execute(
+        db_url,
+        "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)",
+        "INSERT INTO alembic_version VALUES ('otherlib0001')",
+    )
+    code, report = _status(root, db_url)
+    assert (code, report["state"], report["revision"]) == (Exit.FAILED, "empty", None)
+    result = cli("upgrade", "--url", db_url, root=root)
+    assert result.exit_code == Exit.OK, result.output
+    assert cli("verify", "--url", db_url, root=root).exit_code == Exit.OK
+    code, report = _status(root, db_url)
+    assert (code, report["revision"]) == (Exit.OK, "0000")
+    assert cli("downgrade", "--to", "base", "--url", db_url, root=root).exit_code == Exit.OK
+    assert cli("stamp", "--url", db_url, root=root).exit_code == Exit.FAILED  # no notes table
+    assert cli("upgrade", "--url", db_url, root=root).exit_code == Exit.OK
+    engine = db.make_engine(sa.make_url(db_url))
+    try:
+        with engine.connect() as conn:
+            other = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars()
+            assert list(other) == ["otherlib0001"]
+            own = conn.exec_driver_sql("SELECT version_num FROM schemagen_version").scalars()
+            assert list(own) == ["0000"]
+    finally:
+        engine.dispose()
