@@ -16,8 +16,8 @@ from support import cli, execute
 from test_defaults_by_meaning import _raw_baseline
 
 from generator import load
-from generator.coltypes import parse_type
 from generator.cli import Exit
+from generator.coltypes import parse_type
 from generator.config import find_project
 
 SHOP = {
