@@ -789,6 +789,11 @@ def inspect_command(
         )
     inspected = found["inspected"]
     recorded = found["revisions"]
+    # A database at a hand-written revision of this project: the baseline continues it.
+    known = {r.revision for r in revision_files.read(project.output_dir)}
+    continues = after is None and len(recorded) == 1 and recorded[0] in known
+    if continues:
+        after = recorded[0]
     text = introspect.to_yaml(inspected.spec(change_id, after))
     if path is None:
         click.echo(text, nl=False)
@@ -816,8 +821,13 @@ def inspect_command(
         echo("[tool.schemagen.naming]" if pyproject else "[naming]", err=out is not None)
         for key, value in differ.items():
             echo(f'{key} = "{value}"', err=out is not None)
-    generated = {p.name.split("_", 1)[0] for p in (project.output_dir / "versions").glob("*.py")}
-    if recorded and not after and not set(recorded) & generated:
+    if continues:
+        echo(
+            f"the database is at revision {after} of {project.output}/versions: the baseline "
+            f"continues it (after: {after}); it runs no DDL, its checks say the tables are there",
+            err=out is not None,
+        )
+    elif recorded and not after and not set(recorded) & known:
         echo(
             f"note: the database records revision {', '.join(recorded)}: to continue that "
             f"history, put its revisions under {project.output}/versions and add "
