@@ -721,6 +721,35 @@ def downgrade(
     _migrate(ctx, url, to, "downgrade", allow_modified, options)
 
 
+@main.command(name="check")
+@click.option(
+    "--url",
+    default=None,
+    help="An empty scratch database to build the specs' head in (default: a temporary SQLite "
+    "file).",
+)
+@click.pass_context
+def check_command(ctx: click.Context, url: str | None) -> None:
+    """Compare the application's models (metadata in the configuration) with the schema the
+    specs build at head; exit 1 while they differ (for CI)."""
+    from generator import models
+
+    project = _project(ctx)
+    _alembic_dir(ctx)
+    try:
+        with database_errors():
+            found = models.differences(project, url)
+    except ConfigError as exc:
+        fail(Exit.USAGE, f"error: {exc}")
+    if not found:
+        echo(f"the models ({project.metadata}) and the specs agree")
+        return
+    echo(f"the models ({project.metadata}) differ from the schema the specs build at head:")
+    for line in found:
+        echo(f"  {line.strip()}")
+    fail(Exit.FAILED, "models and specs differ: write a change spec (`schemagen new`)")
+
+
 @main.command(name="inspect")
 @url_option
 @click.option("--id", "change_id", default="baseline", show_default=True, help="The spec's id.")
