@@ -750,6 +750,66 @@ def check_command(ctx: click.Context, url: str | None) -> None:
     fail(Exit.FAILED, "models and specs differ: write a change spec (`schemagen new`)")
 
 
+@main.command(name="autogenerate")
+@click.argument("change_id")
+@click.option(
+    "--url",
+    default=None,
+    help="An empty scratch database to build the specs' head in (default: a temporary SQLite "
+    "file).",
+)
+@click.pass_context
+def autogenerate_command(ctx: click.Context, change_id: str, url: str | None) -> None:
+    """Write the next change spec, changes/NNNN_<CHANGE_ID>.yaml, from what differs between the
+    models (metadata in the configuration) and the specs' head. Review it: renames and what a
+    spec cannot say are questions in comments at its top."""
+    from generator import introspect, models
+    from generator.load import FILE_RE
+
+    project = _project(ctx)
+    _alembic_dir(ctx)
+    if not re.fullmatch(spec.IDENTIFIER_PATTERN, change_id):
+        fail(Exit.USAGE, f"error: invalid id {change_id!r} (expected {spec.IDENTIFIER_HELP})")
+    try:
+        with database_errors():
+            operations, notes = models.autogenerate(project, url)
+    except ConfigError as exc:
+        fail(Exit.USAGE, f"error: {exc}")
+    for note in notes:
+        echo(f"note: {note}", err=True)
+    if not operations:
+        if notes:
+            fail(Exit.FAILED, "nothing a spec can say: no spec was written")
+        echo(f"the models ({project.metadata}) and the specs agree; no spec was written")
+        return
+    names = sorted(p.name for p in project.changes_dir.iterdir())
+    numbers = [int(m["num"]) for n in names if (m := FILE_RE.match(n))]
+    number = max(numbers, default=-1) + 1
+    target = project.changes_dir / f"{number:04d}_{change_id}.yaml"
+    data = {
+        "id": change_id,
+        "description": (
+            "Why: (written by schemagen autogenerate from the models; say why).\n"
+            "Cost: locks and rewrites per dialect (see `schemagen plan`).\n"
+            f"Roll back: `schemagen downgrade --to {max(numbers, default=0):04d}`.\n"
+        ),
+        "operations": operations,
+    }
+    text = introspect.to_yaml(data)
+    if notes:
+        questions = "".join(f"# autogenerate: {note}\n" for note in notes)
+        text = text.replace("\nid: ", f"\n{questions}id: ", 1)
+    try:
+        with target.open("x", encoding="utf-8") as out:
+            out.write(text)
+    except FileExistsError:
+        fail(Exit.USAGE, f"error: {project.changes}/{target.name} already exists")
+    echo(
+        f"wrote {project.changes}/{target.name}: {len(operations)} operation(s); review it, "
+        "then `schemagen generate`"
+    )
+
+
 @main.command(name="inspect")
 @url_option
 @click.option("--id", "change_id", default="baseline", show_default=True, help="The spec's id.")
