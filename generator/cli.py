@@ -879,8 +879,10 @@ def inspect_command(
     inspected = found["inspected"]
     recorded = found["revisions"]
     # A database at a hand-written revision of this project: the baseline continues it.
-    known = {r.revision for r in revision_files.read(project.output_dir)}
-    continues = after is None and len(recorded) == 1 and recorded[0] in known
+    in_graph = revision_files.read(project.output_dir)
+    known = {r.revision for r in in_graph}
+    hand_written = {r.revision for r in in_graph if not r.generated}
+    continues = after is None and len(recorded) == 1 and recorded[0] in hand_written
     if continues:
         after = recorded[0]
     text = introspect.to_yaml(inspected.spec(change_id, after))
