@@ -216,6 +216,7 @@ def make_env(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
     env.globals["dialects"] = dialects.DIALECTS
     env.globals["table_check_cache"] = {}
     env.globals["output"] = "generated_migrations"  # the project's output folder (generate)
+    env.globals["version_table"] = "alembic_version"  # the project's (generate)
     # Filled after the dict is in the globals: a recreate_table unit calls the other
     # operations' batch() macros through it.
     ops: dict[str, Any] = {}
