@@ -598,7 +598,9 @@ def _sqlite_write_lock(connection: Connection) -> None:
     version table first): it fails at once, to avoid a deadlock. A no-op write shows whether
     the transaction holds the lock; if not, it has written nothing, and is replaced by
     ``BEGIN IMMEDIATE``, which waits."""
-    probe = f"UPDATE {VERSION_TABLE} SET version_num = version_num WHERE 0"
+    from generator import version_table
+
+    probe = f"UPDATE {version_table.get()} SET version_num = version_num WHERE 0"
     try:
         connection.exec_driver_sql(probe)
         return

@@ -51,7 +51,9 @@ class Change:
 
     @property
     def down_revision(self) -> str | None:
-        return None if self.number == 0 else f"{self.number - 1:04d}"
+        if self.number == 0:
+            return self.spec.after  # the revision of an existing history it continues
+        return f"{self.number - 1:04d}"
 
     @property
     def name(self) -> str:
@@ -244,6 +246,21 @@ def load_changes(
                 path: Path = ("operations", i, *rel)
                 line, col = positions.of_value(path)
                 errors.append(SpecError(display, line, col, format_path(path), message))
+        if change_spec.after is not None:
+            if number != 0:
+                line, col = positions.of_value(("after",))
+                errors.append(
+                    SpecError(
+                        display,
+                        line,
+                        col,
+                        "after",
+                        "only the baseline (change 0000) can continue an existing history",
+                    )
+                )
+            # The history before it built the declared tables: the baseline runs no DDL,
+            # and its checks before and after are the declared schema.
+            before, steps, origins = resolver.schema, [], []
         change = Change(
             number,
             change_spec,

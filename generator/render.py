@@ -203,6 +203,7 @@ def make_env(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
     env.globals["dialects"] = dialects.DIALECTS
     env.globals["table_check_cache"] = {}
     env.globals["output"] = "generated_migrations"  # the project's output folder (generate)
+    env.globals["version_table"] = "alembic_version"  # the project's (generate)
     # Filled after the dict is in the globals: a group's template (recreate_table,
     # alter_table, ...) calls its steps' macros (batch(), alter(), ...) through it.
     modules: dict[str, Any] = {}
@@ -403,6 +404,7 @@ def generate(
     changes: Iterable[Change],
     templates_dir: Path = TEMPLATES_DIR,
     output: str = "generated_migrations",
+    version_table: str = "alembic_version",
 ) -> dict[str, str]:
     """Every generated file, keyed by its path relative to ``generated_migrations/`` (the
     project's ``output``, which the files name where they point at each other).
@@ -412,6 +414,7 @@ def generate(
     """
     env = make_env(templates_dir)
     env.globals["output"] = output
+    env.globals["version_table"] = version_table  # not a table of the schema the checks see
     changes = list(changes)
     out = _render_forked(env, changes) if _fork_helps(len(changes)) else _render(env, changes)
     out[SUM_FILE] = sum_file(out)

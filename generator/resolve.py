@@ -123,6 +123,7 @@ class WorkTable:
         self.foreign_keys = table.foreign_keys
         self.uniques = table.uniques
         self.checks = table.checks
+        self.pk_constraint = table.pk_constraint  # the convention's name, kept on a rebuild
         self.built: Table | None = table
 
     def table(self) -> Table:
@@ -135,6 +136,7 @@ class WorkTable:
                 self.foreign_keys,
                 self.uniques,
                 self.checks,
+                self.pk_constraint,
             )
         return self.built
 

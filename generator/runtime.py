@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
-from generator import guard, integrity
+from generator import guard, integrity, version_table
 
 log = logging.getLogger("schemagen")
 # A validation file is a series of sections, each opened by one of these markers:
@@ -399,7 +399,7 @@ def half_applied(connection: Connection) -> dict[str, str] | None:
     if connection.dialect.name != "postgresql":
         return None
     text = connection.exec_driver_sql(
-        "SELECT obj_description(to_regclass('alembic_version'), 'pg_class')"
+        f"SELECT obj_description(to_regclass('{version_table.get()}'), 'pg_class')"
     ).scalar()
     try:
         note = json.loads(text) if text else None
@@ -414,7 +414,7 @@ def half_applied(connection: Connection) -> dict[str, str] | None:
 def _comment(connection: Connection, text: str | None) -> None:
     literal = "NULL" if text is None else "'" + text.replace("'", "''") + "'"
     connection.exec_driver_sql(
-        _driver_sql(connection, f"COMMENT ON TABLE alembic_version IS {literal}")
+        _driver_sql(connection, f"COMMENT ON TABLE {version_table.get()} IS {literal}")
     )
 
 
@@ -771,6 +771,7 @@ def queueing_lock_wait(op: Any, queues: bool) -> None:
 
 def current_revision(connection: Connection) -> str | None:
     inspector = sa.inspect(connection)
-    if not inspector.has_table("alembic_version"):
+    table = version_table.get()
+    if not inspector.has_table(table):
         return None
-    return connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    return connection.exec_driver_sql(f"SELECT version_num FROM {table}").scalar()
