@@ -337,23 +337,25 @@ class Cache:
             return None
         return self.key(change.display, change.source_digest, self.state_digest(change.before))
 
-    def lookup(self, change: Change) -> dict[str, str] | None:
-        """The change's files from its entry, or None (then render and :meth:`store` them)."""
+    def lookup(self, change: Change) -> Entry | None:
+        """The change's entry, or None (then render the change and :meth:`store` it)."""
         key = self._key_of(change)
         entry = self.get(key) if key is not None else None
         if entry is None or entry.after != self.state_digest(change.after):
             return None
         entry.remember()
         self.hits.append(change.display)
-        return entry.files
+        return entry
 
-    def store(self, change: Change, files: dict[str, str]) -> None:
+    def store(self, change: Change, files: dict[str, str]) -> Entry:
+        """Keep the files rendered for ``change``; the entry (its files' hashes too)."""
         self.rendered.append(change.display)
+        entry = Entry.of(self.state_digest(change.after), files)
+        entry.remember()
         key = self._key_of(change)
         if key is not None:
-            entry = Entry.of(self.state_digest(change.after), files)
-            entry.remember()
             self.put(key, entry)
+        return entry
 
     # -- without loading anything
 

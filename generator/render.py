@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from generator import checks, dialects, lint, resume, review
-from generator.files import SUM_FILE, sum_file
+from generator.files import SUM_FILE, h1, sum_of_hashes
 from generator.load import Change
 from generator.plan import Unit, plan
 from generator.resources import TEMPLATES_DIR
@@ -300,13 +300,15 @@ def _render_review(
     env: jinja2.Environment, change: Change, units: Plans, validation: dict[str, str]
 ) -> str:
     touched = {s.table_name for s in change.steps}
-    checks_run = {
-        (dialect, phase): _SECTION_RE.findall(
-            "\n" + validation[validation_path(change, dialect, phase)]
-        )
-        for dialect in dialects.DIALECTS
-        for phase in ("pre", "post")
-    }
+    # (dialect, phase) -> kind -> the names of its sections, in order
+    checks_run: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for dialect in dialects.DIALECTS:
+        for phase in ("pre", "post"):
+            by_kind: dict[str, list[str]] = {"check": [], "data-check": [], "fit-check": []}
+            text = "\n" + validation[validation_path(change, dialect, phase)]
+            for kind, name in _SECTION_RE.findall(text):
+                by_kind[kind].append(name)
+            checks_run[(dialect, phase)] = by_kind
     return env.get_template("review.md.j2").render(
         change=change,
         tables=review.diff_tables(change.before, change.after, touched),
@@ -331,21 +333,25 @@ def generate(
     but the change, its states and the templates: not on the other changes, nor on order.
     """
     out: dict[str, str] = {}
+    hashes: dict[str, str] = {}  # path -> its line's hash in the sum file
     todo: list[Change] = []
     for change in changes:
-        cached = cache.lookup(change) if cache is not None else None
-        if cached is None:
+        entry = cache.lookup(change) if cache is not None else None
+        if entry is None:
             todo.append(change)
         else:
-            out.update(cached)
+            out.update(entry.files)
+            hashes.update(entry.hashes)
     if todo:
         env = make_env(templates_dir)
         env.globals["output"] = output
         for change, files in zip(todo, _render(env, todo), strict=True):
             out.update(files)
             if cache is not None:
-                cache.store(change, files)
-    out[SUM_FILE] = sum_file(out)
+                hashes.update(cache.store(change, files).hashes)
+            else:
+                hashes.update((path, h1(text)) for path, text in files.items())
+    out[SUM_FILE] = sum_of_hashes(hashes)
     return dict(sorted(out.items()))
 
 
