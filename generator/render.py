@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from generator import checks, dialects, lint, resume, review
+from generator import checks, dialects, lint, resume, review, revision_files
 from generator.files import SUM_FILE, h1, sum_of_hashes
 from generator.load import Change
 from generator.plan import Unit, plan
@@ -347,12 +347,22 @@ def generate(
         env.globals["output"] = output
         for change, files in zip(todo, _render(env, todo), strict=True):
             out.update(files)
+            # The chain check (revision_files) takes the revision from the change rather than
+            # parse the rendered file back (tests/generator/test_cache.py shows they agree).
+            path = migration_path(change)
+            revision_files.remember(path, files[path], _revision(change, path))
             if cache is not None:
                 hashes.update(cache.store(change, files).hashes)
             else:
                 hashes.update((path, h1(text)) for path, text in files.items())
     out[SUM_FILE] = sum_of_hashes(hashes)
     return dict(sorted(out.items()))
+
+
+def _revision(change: Change, path: str) -> revision_files.Revision:
+    """What the change's migration declares (migration.py.j2: revision, down_revision)."""
+    down = () if change.down_revision is None else (change.down_revision,)
+    return revision_files.Revision(change.revision, down, path, generated=True)
 
 
 def _render(env: jinja2.Environment, changes: list[Change]) -> list[dict[str, str]]:

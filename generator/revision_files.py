@@ -47,6 +47,8 @@ _known: dict[tuple[str, str], Revision | None] = {}
 
 
 def remember(path: str, text: str, revision: Revision | None) -> None:
+    if len(_known) >= 20_000:  # a long-lived process: keep it bounded
+        _known.clear()
     _known[(path, text)] = revision
 
 

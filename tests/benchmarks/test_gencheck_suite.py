@@ -81,6 +81,14 @@ def test_quick_run_reports_the_fit(tmp_path: Path, capsys: pytest.CaptureFixture
     assert result["goal_s"] == 2.0 and result["goal_changes"] == 500
     assert result["goal_median_s"] is None  # 500 changes is not a quick size
     assert result["goal_predicted_s"] == pytest.approx(fit["a_s"] + fit["b_s"] * 500)
+    assert result["command"].endswith("generate --check --no-cache")  # the top level: cold
+    # The same check with the cache filled, timed in the same rounds.
+    warm = result["warm"]
+    assert warm["command"].endswith("generate --check")
+    assert [c["changes"] for c in warm["sizes"]] == sizes
+    assert all(c["rounds"] == 1 and c["files"] == 6 * c["changes"] + 1 for c in warm["sizes"])
+    assert warm["goal_s"] == 0.5 and warm["goal_changes"] == 500
+    assert math.isfinite(warm["fit"]["b_ms"])
 
     # The report: a Tool speed section with the table, the fit and the chart.
     saved = tmp_path / "saved.json"
@@ -89,7 +97,9 @@ def test_quick_run_reports_the_fit(tmp_path: Path, capsys: pytest.CaptureFixture
     assert cli.main(["--from-json", str(saved), "--report", str(page), "--no-progress"]) == 0
     text = page.read_text()
     assert "## Tool speed" in text and "least-squares fit t = a + b·N" in text
-    assert "| 20 | 121 |" in text
+    assert text.count("| 20 | 121 |") == 2  # cold and warm
+    assert "generate --check --no-cache`** (cold) over 20 changes" in text
+    assert "generate --check`** (warm) over 20 changes" in text
     assert "![generate --check time" in text
     png = tmp_path / "perf" / "gencheck-tool.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

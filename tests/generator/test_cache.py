@@ -15,7 +15,7 @@ import pytest
 from support import ROOT, cli, copy_project
 
 from benchmarks import gencheck
-from generator import cache, config, render
+from generator import cache, config, render, revision_files
 from generator.cli import Exit
 from generator.coltypes import parse_type
 from generator.conventions import Conventions
@@ -252,3 +252,18 @@ def test_no_cache_option_and_variable_write_no_cache(
     monkeypatch.setenv(cache.NO_CACHE_ENV, "1")
     assert cli("generate", "--check", root=root).exit_code == Exit.OK
     assert not (root / ".schemagen").exists()
+
+
+def test_the_revisions_remembered_are_what_the_migrations_declare(tmp_path: Path) -> None:
+    """generate tells the chain check each migration's revision from the change instead of
+    parsing the file back: parsed afresh, every rendered migration says the same."""
+    root = _history(tmp_path / "synthetic", 12)
+    for project in (_project(copy_project(tmp_path / "phase1")), _project(root)):
+        rendered = _cold(project)
+        migrations = {p: t for p, t in rendered.items() if p.startswith("versions/")}
+        assert len(migrations) >= 6
+        remembered = {p: revision_files.parse(p, t) for p, t in migrations.items()}
+        revision_files._known.clear()
+        parsed = {p: revision_files.parse(p, t) for p, t in migrations.items()}
+        assert remembered == parsed
+        assert all(r is not None and r.generated for r in parsed.values())
