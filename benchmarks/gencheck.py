@@ -22,6 +22,7 @@ It is dialect-independent: the check renders both dialects at once.
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import subprocess
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -178,11 +180,16 @@ def build_repo(root: Path, n: int, baseline: Path = BASELINE) -> int:
     return sum(1 for p in (root / "generated_migrations").rglob("*") if p.is_file())
 
 
-def time_check(root: Path, *extra: str) -> float:
-    """Seconds of one ``schemagen --root ROOT generate --check [EXTRA]``; it must pass."""
-    command = [*schemagen_command(), "--root", str(root), "generate", "--check", *extra]
+def time_check(root: Path, *extra: str, tool: Path | None = None) -> float:
+    """Seconds of one ``schemagen --root ROOT generate --check [EXTRA]``; it must pass.
+
+    ``tool``: a source tree of another version of the tool (its generator/ and templates/),
+    run as ``python -m generator`` from there.
+    """
+    program = [sys.executable, "-m", "generator"] if tool is not None else schemagen_command()
+    command = [*program, "--root", str(root), "generate", "--check", *extra]
     started = time.perf_counter()
-    proc = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
+    proc = subprocess.run(command, cwd=tool or root, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"generate --check failed in {root}:\n{proc.stderr[-2000:]}")
@@ -215,6 +222,7 @@ def measure(
     warmup: int,
     progress: Progress,
     workdir: Path | None = None,
+    previous: Path | None = None,
 ) -> dict[str, Any]:
     """Build a repository per size, time its cold and warm checks in rounds, fit the medians.
 
@@ -222,6 +230,9 @@ def measure(
     of the machine is spread over every size instead of bending one point of the line.
     """
     sizes = sorted(set(sizes))
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    loads = [_load_average()]
+    modes = ["cold", "warm", *(["previous"] if previous is not None else [])]
     with tempfile.TemporaryDirectory(prefix="schemagen-gencheck-", dir=workdir) as tmp:
         repos: dict[int, Path] = {}
         files: dict[int, int] = {}
@@ -230,22 +241,37 @@ def measure(
             repos[n] = Path(tmp, f"n{n:04d}")
             files[n] = build_repo(repos[n], n)
         samples: dict[str, dict[int, list[float]]] = {
-            mode: {n: [] for n in sizes} for mode in ("cold", "warm")
+            mode: {n: [] for n in sizes} for mode in modes
         }
         for r in range(warmup + rounds):
             order = sizes if r % 2 == 0 else list(reversed(sizes))
             for n in order:
                 what = f"warm-up {r + 1}/{warmup}" if r < warmup else f"round {r - warmup + 1}"
                 progress.step(f"gencheck: {what}, {n} changes")
-                for mode in ("cold", "warm") if r % 2 == 0 else ("warm", "cold"):
-                    seconds = time_check(repos[n], *(COLD_ARGS if mode == "cold" else ()))
+                for mode in modes if r % 2 == 0 else reversed(modes):
+                    seconds = time_check(
+                        repos[n],
+                        *(COLD_ARGS if mode == "cold" else ()),
+                        tool=previous if mode == "previous" else None,
+                    )
                     if r >= warmup:
                         samples[mode][n].append(seconds)
+            loads.append(_load_average())
     result = _summary(sizes, files, samples["cold"], GOAL_S)
     result["command"] = "schemagen --root REPO generate --check " + " ".join(COLD_ARGS)
+    result["started"] = started
+    # The 1-minute load average before the first round and after each: other jobs on the
+    # machine (the medians absorb some of it, not all).
+    result["load_average"] = loads
     result["warm"] = _summary(sizes, files, samples["warm"], WARM_GOAL_S)
     result["warm"]["command"] = "schemagen --root REPO generate --check"
-    for label, part in (("cold", result), ("warm", result["warm"])):
+    parts = [("cold", result), ("warm", result["warm"])]
+    if previous is not None:
+        result["previous"] = _summary(sizes, files, samples["previous"], GOAL_S)
+        result["previous"]["command"] = "python -m generator --root REPO generate --check"
+        result["previous"]["tool"] = previous.name
+        parts.append(("previous", result["previous"]))
+    for label, part in parts:
         line = part["fit"]
         progress.note(
             f"gencheck {label}: t = {line['a_s']:.3f} s + {line['b_ms']:.3f} ms x N "
@@ -286,5 +312,13 @@ def _summary(
     return result
 
 
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # not on this platform
+        return None
+
+
 def run(s: Settings, progress: Progress) -> dict[str, Any]:
-    return measure(s.gencheck_sizes, s.rounds, s.warmup, progress)
+    previous = Path(s.gencheck_previous) if s.gencheck_previous else None
+    return measure(s.gencheck_sizes, s.rounds, s.warmup, progress, previous=previous)

@@ -759,11 +759,16 @@ def gencheck_table(result: dict[str, Any]) -> str:
     return _table(header, rows, "rrrrr") + "\n" + gencheck_fit(result) + "\n"
 
 
-def _gencheck_parts(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """The cold check (the top level) and, where measured, the warm one (cache filled)."""
+def _gencheck_parts(
+    result: dict[str, Any], previous: bool = False
+) -> list[tuple[str, dict[str, Any]]]:
+    """The cold check (the top level) and, where measured, the warm one (cache filled) and
+    (``previous``) the earlier tool timed in the same rounds."""
     parts = [("cold" if "warm" in result else "", result)]
     if "warm" in result:
         parts.append(("warm", result["warm"]))
+    if previous and "previous" in result:
+        parts.append((f"previous tool, {result['previous']['tool']}", result["previous"]))
     return parts
 
 
@@ -808,7 +813,21 @@ def gencheck_section(result: dict[str, Any], image: str | None) -> str:
             "wrote the files): no spec parsed, no file rendered; the generated files on disk "
             "are still read and compared (see [ci.md](ci.md#how-long-generate---check-takes)).\n\n"
         )
-    parts = _gencheck_parts(result)
+    if "started" in result:
+        loads = [x for x in result.get("load_average", []) if x is not None]
+        spread = f"; 1-minute load average {min(loads):.1f} to {max(loads):.1f}" if loads else ""
+        out.append(
+            f"This suite's run: started {result['started']}{spread} (other jobs shared the "
+            "machine's cores: the numbers are medians of rounds that alternate the checks, "
+            "and compare with each other better than with a quiet machine's).\n\n"
+        )
+    if "previous" in result:
+        out.append(
+            "The previous tool (`--gencheck-previous`: "
+            f"`{result['previous']['tool']}`, run from its own sources) was timed in the same "
+            "rounds, on the same repositories.\n\n"
+        )
+    parts = _gencheck_parts(result, previous=True)
     for label, part in parts:
         out.append("- " + gencheck_headline(part, label) + "\n")
     out.append("\n")

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from benchmarks import cli, gencheck
+from benchmarks import cli, gencheck, report
+from benchmarks.timing import Progress
 from generator.lint import lint
 from generator.load import load_changes
 
@@ -106,3 +107,18 @@ def test_quick_run_reports_the_fit(tmp_path: Path, capsys: pytest.CaptureFixture
     # The terminal tables too.
     assert cli.main(["--from-json", str(saved), "--no-progress"]) == 0
     assert "Tool speed" in capsys.readouterr().out
+
+
+def test_a_previous_tool_is_timed_in_the_same_rounds(tmp_path: Path) -> None:
+    """``--gencheck-previous DIR``: the tool in DIR (here this very tree, run from its
+    sources) is timed beside the cold and warm checks, on the same repositories."""
+    progress = Progress(enabled=False)
+    result = gencheck.measure([2, 3], 1, 0, progress, workdir=tmp_path, previous=gencheck.PROJECT)
+    previous = result["previous"]
+    assert previous["tool"] == gencheck.PROJECT.name
+    assert [c["changes"] for c in previous["sizes"]] == [2, 3]
+    assert all(c["rounds"] == 1 and c["median_s"] > 0 for c in previous["sizes"])
+    assert result["started"] and len(result["load_average"]) == 2
+    section = report.gencheck_section(result, None)
+    assert f"(previous tool, {gencheck.PROJECT.name}) over 3 changes" in section
+    assert section.count("| 3 | 19 |") == 3  # cold, warm, previous
