@@ -193,6 +193,8 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     for name in suites:
         if name in TOOL_SUITES:
             results.setdefault(TOOL, {})[name] = TOOL_SUITES[name](s, progress)
+            # the suite's own command: its result may be merged into another run's page
+            results[TOOL][name]["run_command"] = command_line()
     return {
         "format": FORMAT_VERSION,
         "command": command_line(),

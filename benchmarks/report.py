@@ -815,7 +815,9 @@ def gencheck_section(result: dict[str, Any], image: str | None) -> str:
         )
     if "started" in result:
         loads = [x for x in result.get("load_average", []) if x is not None]
-        spread = f"; 1-minute load average {min(loads):.1f} to {max(loads):.1f}" if loads else ""
+        spread = f"; one-minute load average {min(loads):.1f} to {max(loads):.1f}" if loads else ""
+        if "run_command" in result:
+            out.append(f"```sh\n{result['run_command']}\n```\n\n")
         out.append(
             f"This suite's run: started {result['started']}{spread} (other jobs shared the "
             "machine's cores: the numbers are medians of rounds that alternate the checks, "
