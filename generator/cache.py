@@ -41,6 +41,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -61,6 +62,8 @@ MAGIC = b"schemagen-cache"
 CACHE_DIR = Path(".schemagen") / "cache"
 NO_CACHE_ENV = "SCHEMAGEN_NO_CACHE"
 ENTRY_SUFFIX = ".entry"
+MAX_AGE_S = 30 * 24 * 3600  # an entry unused this long is deleted (after a run that renders)
+TMP_AGE_S = 3600  # a temporary file this old was left by a killed run
 # The distributions whose behaviour reaches the generated files.
 DISTRIBUTIONS = ("schemagen", "jinja2", "ruff", "pyyaml", "pydantic", "pydantic-core")
 
@@ -315,9 +318,32 @@ class Cache:
         except OSError:  # none yet, or unreadable: a miss
             return None
         entry = decode_entry(key, data)
-        if entry is None and path not in self.rejected:
-            self.rejected.append(path)
+        if entry is None:
+            if path not in self.rejected:
+                self.rejected.append(path)
+        elif self.writable:
+            with contextlib.suppress(OSError):
+                os.utime(path)  # used: its age counts from now (see prune)
         return entry
+
+    def prune(self, max_age_s: float = MAX_AGE_S) -> list[Path]:
+        """Delete entries no run has used for ``max_age_s`` (an edited change leaves its old
+        entries behind) and temporary files a killed run left; the files deleted."""
+        deleted: list[Path] = []
+        now = time.time()
+        try:
+            paths = list(self.directory.iterdir())
+        except OSError:
+            return deleted
+        for path in paths:
+            is_tmp = path.name.startswith(".tmp-")
+            if not (is_tmp or path.name.endswith(ENTRY_SUFFIX)):
+                continue
+            with contextlib.suppress(OSError):
+                if now - path.stat().st_mtime > (TMP_AGE_S if is_tmp else max_age_s):
+                    path.unlink()
+                    deleted.append(path)
+        return deleted
 
     def put(self, key: str, entry: Entry) -> None:
         if not self.writable:
@@ -435,4 +461,7 @@ def render_project(
     changes = load_changes(
         project.changes_dir, display_base=project.root, conventions=project.conventions
     )
-    return render.generate(changes, output=project.output, cache=store)
+    files = render.generate(changes, output=project.output, cache=store)
+    if store is not None and store.rendered and store.writable:
+        store.prune()  # only after a run that added entries: a warm run reads, no more
+    return files

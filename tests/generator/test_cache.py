@@ -6,9 +6,11 @@ tool and configuration invalidate it; a damaged entry is never trusted; and ``ge
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -267,3 +269,32 @@ def test_the_revisions_remembered_are_what_the_migrations_declare(tmp_path: Path
         parsed = {p: revision_files.parse(p, t) for p, t in migrations.items()}
         assert remembered == parsed
         assert all(r is not None and r.generated for r in parsed.values())
+
+
+def test_entries_unused_for_a_month_are_pruned_after_a_run_that_renders(tmp_path: Path) -> None:
+    root = _history(tmp_path, 4)
+    project = _project(root)
+    _run(project)
+    folder = root / cache.CACHE_DIR
+    entries = sorted(folder.glob("*" + cache.ENTRY_SUFFIX))
+    old = time.time() - cache.MAX_AGE_S - 3600
+    for entry in entries:
+        os.utime(entry, (old, old))
+    leftover = folder / ".tmp-killed.entry"
+    leftover.write_bytes(b"half an entry")
+    os.utime(leftover, (time.time() - 2 * cache.TMP_AGE_S,) * 2)
+
+    # Change 3 edited: 0-2 are used (their age restarts), 3's old entry is unused and old.
+    spec = _spec(root, 3)
+    spec.write_text(spec.read_text().replace("synthetic change 3", "synthetic change three"))
+    _, store = _run(project)
+    assert store.rendered == _names(root, [3])
+    remaining = set(folder.glob("*" + cache.ENTRY_SUFFIX))
+    assert len(remaining) == 4  # 0-2 and the new 3
+    assert len(set(entries) & remaining) == 3  # the old entry of 3 is gone
+    assert not leftover.exists()
+    # A warm run prunes nothing (it only reads).
+    for entry in remaining:
+        os.utime(entry, (old, old))
+    _, store = _run(project)
+    assert store.rendered == [] and set(folder.glob("*" + cache.ENTRY_SUFFIX)) == remaining
