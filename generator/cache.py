@@ -27,6 +27,7 @@ never in the home directory or the tool's installation. An entry is written to a
 file and renamed into place. It opens with its key and the SHA-256 of the rest: a truncated,
 corrupt or foreign entry is ignored (and rewritten), never trusted. A cache folder that cannot
 be created or written is no cache. Entries are JSON and text, nothing that runs code when read.
+An entry no run has used for 30 days is deleted after a run that adds entries (:meth:`prune`).
 ``schemagen generate --no-cache`` or ``SCHEMAGEN_NO_CACHE=1`` renders everything afresh.
 """
 
