@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from generator import dialects
 from generator.coltypes import SqlType
-from generator.state import AlterColumnTypeStep, ForeignKey, Index, Schema, Step, Table
+from generator.ops.base import Step
+from generator.state import ForeignKey, Index, Schema, Table
 
 Row = tuple[str | int | None, ...]
 
@@ -83,6 +84,8 @@ def expect_table(table: Table, dialect: str, candidates: frozenset[str]) -> Tabl
     ]
     fks: list[Row] = [fk_row(f, dialect) for f in table.foreign_keys]
     checks: list[Row] = [(c.name, "YES") if pg else (c.name,) for c in table.checks]
+    typed = type_check_names(table, dialect)
+    checks += [(name,) for name in typed]
     return TableExpectation(
         table.name,
         columns,
@@ -91,8 +94,15 @@ def expect_table(table: Table, dialect: str, candidates: frozenset[str]) -> Tabl
         sorted(uniques, key=str),
         sorted(fks, key=str),
         sorted(checks, key=str),
-        sorted(candidates | {c.name for c in table.checks}),
+        sorted(candidates | {c.name for c in table.checks} | set(typed)),
     )
+
+
+def type_check_names(table: Table, dialect: str) -> list[str]:
+    """The names of the CHECKs that hold SQLite's uuid and json columns to their form
+    (dialects.type_check): the catalogue check finds them, or finds them gone."""
+    found = (dialects.type_check(c.name, c.type, dialect) for c in table.columns)
+    return [check[0] for check in found if check is not None]
 
 
 def expect_schema(schema: Schema, dialect: str, other: Schema) -> list[TableExpectation]:
@@ -101,7 +111,11 @@ def expect_schema(schema: Schema, dialect: str, other: Schema) -> list[TableExpe
     out = []
     for t in sorted(schema.tables, key=lambda t: t.name):
         twin = other.table(t.name)
-        candidates = frozenset(c.name for c in twin.checks) if twin else frozenset()
+        candidates = (
+            frozenset(c.name for c in twin.checks) | set(type_check_names(twin, dialect))
+            if twin
+            else frozenset()
+        )
         out.append(expect_table(t, dialect, candidates))
     return out
 
@@ -174,24 +188,24 @@ def expect_data(steps: Sequence[Step], before: Schema, after: Schema) -> DataExp
     # every type a converted column passes through, per (table, column): one drift check each
     chains: dict[tuple[str, str], list[SqlType]] = {}
     for step in steps:
-        if not isinstance(step, AlterColumnTypeStep):
+        change = step.type_change()
+        if change is None:
             continue
-        old, new = step.column.type, step.to
+        column, new = change
+        old = column.type
         table, final = before.table(step.table_name), after.table(step.table_name)
-        if table is None or table.column(step.column.name) is None:
+        if table is None or table.column(column.name) is None:
             continue  # created by these steps: it holds no rows from before them
-        survives = final is not None and final.column(step.column.name) is not None
+        survives = final is not None and final.column(column.name) is not None
         if old.family == "numeric" and table.primary_key and survives:
-            chains.setdefault((table.name, step.column.name), [old]).append(new)
-        condition = {
-            d: dialects.misfit_sql(old, new, step.column.name, d) for d in dialects.DIALECTS
-        }
+            chains.setdefault((table.name, column.name), [old]).append(new)
+        condition = {d: dialects.misfit_sql(old, new, column.name, d) for d in dialects.DIALECTS}
         if condition[dialects.POSTGRESQL] is not None:
             fits.append(
                 Fit(
                     table.name,
                     table.primary_key,
-                    step.column.name,
+                    column.name,
                     str(new),
                     condition[dialects.POSTGRESQL] or "",
                     condition[dialects.SQLITE] or "",

@@ -330,20 +330,18 @@ description: |
   Roll back: `schemagen downgrade --to {previous}`; say what the downgrade cannot restore.
 operations:
   # One or more of (see docs/authoring.md):
-  # - {{op: create_index, table: t, name: ix_t_c, columns: [c]}}
-  # - {{op: drop_index, table: t, name: ix_t_c}}
-  # - {{op: alter_column_type, table: t, column: c, from: integer, to: bigint}}
-  # - op: add_column
-  #   table: t
-  #   column: {{name: c, type: timestamptz, nullable: true}}
-  # - {{op: swap_fk_action, table: t, column: parent_id, from: cascade, to: restrict}}
-  # - op: create_table
-  #   name: t
-  #   columns: [{{name: id, type: bigint, primary_key: true}}]
+{examples}
 # postgresql:
 #   lock_timeout: 5s
 #   statement_timeout: 30min
 """
+
+
+def _examples() -> str:
+    """One commented example per registered operation (its module's ``example``)."""
+    from generator import ops
+
+    return "\n".join("  # - " + op.spec.example.replace("\n", "\n  #   ") for op in ops.registry())
 
 
 @main.command()
@@ -378,7 +376,7 @@ def new(ctx: click.Context, change_id: str) -> None:
     try:
         # "x": never overwrite a file that appeared meanwhile.
         with target.open("x", encoding="utf-8") as out:
-            out.write(NEW_CHANGE.format(id=change_id, previous=previous))
+            out.write(NEW_CHANGE.format(id=change_id, previous=previous, examples=_examples()))
     except FileExistsError:
         fail(Exit.USAGE, f"error: {project.changes}/{target.name} already exists")
     echo(
@@ -436,9 +434,9 @@ def schema(ctx: click.Context, check: bool) -> None:
 
 
 def schema_text() -> str:
-    from generator import spec
+    from generator import changespec
 
-    return json.dumps(spec.json_schema(), indent=2, sort_keys=True) + "\n"
+    return json.dumps(changespec.json_schema(), indent=2, sort_keys=True) + "\n"
 
 
 @main.command()
@@ -809,7 +807,7 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
     Exit code 0 at head, 1 when changes are pending, 4 when the database is at a revision
     this project does not know or past its head (state "unknown_revision" or "ahead").
     """
-    from generator import migrate, redact, revisions  # lazily: `generate` starts faster
+    from generator import migrate, redact, review, revisions  # lazily: `generate` starts faster
 
     project = _project(ctx)
     root, out_dir = project.root, project.output_dir
@@ -820,19 +818,20 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
         state = revisions.classify(script, migrate.with_connection(u, revisions.read_revisions))
         scripts = revisions.all_revisions(script)
         pending = [Path(scripts[r].path).stem for r in state.pending]
-        risks = {}
-        for name in pending:
-            review = out_dir / "review" / f"{name}.md"
-            text = review.read_text(encoding="utf-8") if review.is_file() else ""
-            line = next((ln for ln in text.splitlines() if ln.startswith("**Risk:**")), "")
-            risk = line.removeprefix("**Risk:**").strip().rstrip(".")
-            risks[name] = risk or "unknown (no review summary: a hand-written revision?)"
+        # The risk of each pending change, from the risk model (the same Risk objects the
+        # review and lint read), never from the rendered files.
+        risks: dict[str, str] = {}
+        units: dict[str, dict[str, list[dict[str, object]]]] = {}
         try:
             changes = _load_changes(project)
+            risks = {c.name: review.change_risk(c) for c in changes}
+            units = {c.name: review.change_risks(c) for c in changes}
             drift = files.compare(render_all(changes, output=project.output), out_dir)
             current: bool | None = drift.clean and not files.sum_problems(out_dir)
         except SpecErrors:
             current = None
+        for name in pending:
+            risks.setdefault(name, "unknown (no spec for it: a hand-written revision?)")
         try:
             last = json.loads((root / VERIFY_LOG).read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -844,7 +843,10 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
             revision=state.revision,
             head=state.head,
             at_head=state.state == revisions.AT_HEAD,
-            pending=[{"change": n, "risk": risks[n]} for n in pending],
+            pending=[
+                {"change": n, "risk": risks[n], **({"units": units[n]} if n in units else {})}
+                for n in pending
+            ],
             files_current=current,
             last_verify=last.get(redact.safe_url(u)),
         )

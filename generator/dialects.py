@@ -1,18 +1,18 @@
-"""Every fact about how SQLite and PostgreSQL differ, in one place.
+"""Every fact about how SQLite and PostgreSQL differ in types, literals and catalogues.
 
-Templates branch on the dialect name; the names, types, literals and capabilities they
-need come from here.
+Templates branch on the dialect name; the names, types and literals they need come from
+here. What a step costs on each dialect is the step's own ``risk`` (generator/ops/).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
-from typing import Any
+from typing import Protocol
 
 from generator import coltypes
 from generator.coltypes import SqlType
-from generator.risk import type_change as type_change_risk
-from generator.state import AlterColumnTypeStep, Column, DefaultValue, ForeignKey, Index
+from generator.state import Column, DefaultValue, ForeignKey, Index
 
 POSTGRESQL = "postgresql"
 SQLITE = "sqlite"
@@ -92,7 +92,10 @@ def sa_type(column: Column, dialect: str) -> str:
 
 
 def sa_type_of(t: SqlType, dialect: str) -> str:
+    pg = dialect == POSTGRESQL
     match t.kind:
+        case "smallint":
+            return "sa.SmallInteger()"
         case "integer":
             return "sa.Integer()"
         case "bigint":
@@ -109,6 +112,21 @@ def sa_type_of(t: SqlType, dialect: str) -> str:
             return "sa.Boolean()"
         case "timestamptz":
             return "sa.DateTime(timezone=True)"
+        case "date":
+            return "sa.Date()"
+        case "timestamp":
+            # TIMESTAMP on SQLite, not DATETIME: the catalogue tells it from a timestamptz
+            return "sa.DateTime()" if pg else "sa.TIMESTAMP()"
+        case "uuid":
+            # SQLite: text in the canonical form, held there by the column's CHECK
+            return "sa.Uuid()" if pg else f"sa.CHAR({coltypes.UUID_LENGTH})"
+        case "json":
+            # PostgreSQL's dialect package is loaded whenever this runs (on a PostgreSQL
+            # connection); SQLite: text, held to valid JSON by the column's CHECK (a JSON
+            # declared type would have NUMERIC affinity, turning '1e5' into 100000.0)
+            return "sa.dialects.postgresql.JSONB()" if pg else "sa.Text()"
+        case "bytes":
+            return "sa.LargeBinary()"
     raise ValueError(f"no SQLAlchemy type for {t}")
 
 
@@ -130,6 +148,12 @@ def catalog_type(column: Column, dialect: str) -> str:
             "text": "TEXT",
             "boolean": "BOOLEAN",
             "timestamptz": "DATETIME",
+            "smallint": "SMALLINT",
+            "date": "DATE",
+            "timestamp": "TIMESTAMP",
+            "uuid": f"CHAR({coltypes.UUID_LENGTH})",
+            "json": "TEXT",
+            "bytes": "BLOB",
         }[t.kind]
     return {
         "integer": "integer",
@@ -140,6 +164,12 @@ def catalog_type(column: Column, dialect: str) -> str:
         "text": "text",
         "boolean": "boolean",
         "timestamptz": "timestamp with time zone",
+        "smallint": "smallint",
+        "date": "date",
+        "timestamp": "timestamp without time zone",
+        "uuid": "uuid",
+        "json": "jsonb",
+        "bytes": "bytea",
     }[t.kind]
 
 
@@ -147,10 +177,23 @@ def _number(value: int | float) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+# A timestamp (without time zone) holds UTC: its `now` default, and the conversions from and
+# to timestamptz, read and write the time in UTC whatever the session's TimeZone.
+UTC_NOW = "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC')"
+UTC_NOW_CATALOG = "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC'::text)"
+
+
+def default_is_clock(value: DefaultValue, t: SqlType) -> bool:
+    """Whether a column's default is the current time (`now`): not a constant, which SQLite's
+    ALTER TABLE ADD COLUMN refuses."""
+    return t.kind == "timestamptz" or (t.kind == "timestamp" and value == "now")
+
+
 def default_sql(value: DefaultValue, t: SqlType, dialect: str) -> str:
     """The DEFAULT clause's expression as written in DDL."""
-    if t.kind == "timestamptz":
-        return "CURRENT_TIMESTAMP"
+    if t.kind == "timestamptz" or (t.kind == "timestamp" and value == "now"):
+        # timestamp: the time in UTC (SQLite's CURRENT_TIMESTAMP is UTC already)
+        return UTC_NOW if t.kind == "timestamp" and dialect == POSTGRESQL else "CURRENT_TIMESTAMP"
     if isinstance(value, bool):
         if dialect == SQLITE:
             return "1" if value else "0"
@@ -168,6 +211,8 @@ def catalog_default(column: Column, dialect: str) -> str | None:
     written = default_sql(value, t, dialect)
     if dialect == SQLITE or t.kind in ("timestamptz", "boolean"):
         return written
+    if written == UTC_NOW:
+        return UTC_NOW_CATALOG
     # PostgreSQL deparses a string as a literal cast to the column's bare type name (no
     # length): 'USD'::character varying.
     if isinstance(value, str):
@@ -198,24 +243,6 @@ def _pg_number_default(value: int | float) -> str:
     return f"'{text}'::numeric"
 
 
-def can_add_column_natively(column: Column, dialect: str) -> bool:
-    """SQLite's ALTER TABLE ADD COLUMN refuses non-constant defaults and keys."""
-    if dialect == POSTGRESQL:
-        return True
-    if column.primary_key:
-        return False
-    return not (column.default is not None and column.type.kind == "timestamptz")
-
-
-def needs_recreate(kind: str, dialect: str, column: Column | None = None) -> bool:
-    """Whether a step must rebuild the table (SQLite batch mode) on this dialect."""
-    if dialect != SQLITE:
-        return False
-    if kind == "add_column":
-        return column is not None and not can_add_column_natively(column, dialect)
-    return kind in ("alter_column_type", "drop_column", "swap_fk_action", "add_check", "drop_check")
-
-
 def ddl_type(t: SqlType, dialect: str) -> str:
     """The type as written in DDL, e.g. in PostgreSQL's ``USING col::<type>``."""
     if t.kind == "float":
@@ -223,10 +250,116 @@ def ddl_type(t: SqlType, dialect: str) -> str:
     if dialect == POSTGRESQL:
         return {
             "timestamptz": "timestamp with time zone",
+            "timestamp": "timestamp without time zone",
+            "json": "jsonb",
+            "bytes": "bytea",
             "varchar": f"varchar({t.length})",
             "decimal": f"numeric({t.precision},{t.scale})",
         }.get(t.kind, t.kind)
     return catalog_type(Column("_", t, True), dialect)
+
+
+# A uuid in its canonical form, the only one SQLite's column CHECK accepts and the form
+# PostgreSQL writes: 8-4-4-4-12 lowercase hexadecimal digits.
+UUID_REGEX = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+UUID_GLOB = "-".join("[0-9a-f]" * n for n in (8, 4, 4, 4, 12))
+
+# JSON text as PostgreSQL's jsonb reads it, tested without a cast (a cast that fails aborts
+# the query; PostgreSQL 15 has no non-raising test). Strings become \x01 and other scalars
+# \x02, then arrays and objects of those reduce to \x02 until nothing changes: the text is
+# JSON when a single value is left. jsonb refuses \u0000 and an unpaired surrogate escape.
+_WS = r"[ \t\n\r]*"
+_JSON_STRING = (
+    '"([^"\\\\' + "' || chr(1) || '-' || chr(31) || '" + ']|\\\\(["\\\\/bfnrt]'
+    "|u(?!0000)(?![dD][89a-fA-F])[0-9a-fA-F]{4}"
+    '|u[dD][89abAB][0-9a-fA-F]{2}\\\\u[dD][c-fC-F][0-9a-fA-F]{2}))*"'
+)
+_JSON_SCALAR = "-?(0|[1-9][0-9]*)([.][0-9]+)?([eE][+-]?[0-9]+)?|true|false|null"
+_JSON_VALUE = "[' || chr(1) || chr(2) || ']"
+_JSON_ARRAY = f"\\[{_WS}({_JSON_VALUE}({_WS},{_WS}{_JSON_VALUE})*)?{_WS}\\]"
+_JSON_MEMBER = f"' || chr(1) || '{_WS}:{_WS}{_JSON_VALUE}"
+_JSON_OBJECT = f"\\{{{_WS}({_JSON_MEMBER}({_WS},{_WS}{_JSON_MEMBER})*)?{_WS}\\}}"
+
+
+# Values nested this deep or less are decided without running the recursive query.
+_JSON_INLINE_DEPTH = 3
+
+
+def _json_reduce(text: str) -> str:
+    return (
+        f"regexp_replace(regexp_replace({text}, '{_JSON_ARRAY}', chr(2), 'g'),\n"
+        f"        '{_JSON_OBJECT}', chr(2), 'g')"
+    )
+
+
+def _not_json_pg(col: str) -> str:
+    """The WHERE condition of the rows whose ``col`` is not JSON jsonb reads (see above).
+    Measured on 100,000 small objects: about 3 s, where the recursive query alone took 6.6 s and a
+    plain ``::jsonb`` of every row (which would stop at the first bad one) 0.27 s."""
+    tokens = (
+        f"regexp_replace(regexp_replace({col}, '{_JSON_STRING}', chr(1), 'g'),\n"
+        f"        '{_JSON_SCALAR}', chr(2), 'g')"
+    )
+    inline = tokens
+    for _ in range(_JSON_INLINE_DEPTH):
+        inline = _json_reduce(inline)
+    single = f"~ ('^{_WS}{_JSON_VALUE}{_WS}$')"
+    return (
+        f"{col} IS NOT NULL AND (strpos({col}, chr(1)) + strpos({col}, chr(2)) > 0 OR (\n"
+        f"    NOT {inline} {single}\n"
+        "    AND NOT EXISTS (\n"
+        f"    WITH RECURSIVE r(s, last) AS (\n"
+        f"        SELECT {tokens}, NULL::text\n"
+        f"        UNION ALL\n"
+        f"        SELECT {_json_reduce('r.s')}, r.s FROM r WHERE r.s IS DISTINCT FROM r.last\n"
+        f"    )\n"
+        f"    SELECT 1 FROM r WHERE r.s {single}\n"
+        f")))"
+    )
+
+
+def type_check(column: str, t: SqlType, dialect: str) -> tuple[str, str] | None:
+    """(name, SQL) of the CHECK that holds a SQLite column to its type's form: a uuid in its
+    canonical form, json valid JSON (SQLite stores both as text). None elsewhere: PostgreSQL's
+    uuid and jsonb refuse a malformed value themselves. NULL passes."""
+    if dialect != SQLITE:
+        return None
+    col = quote_ident(column)
+    if t.kind == "uuid":
+        return f"{column}_is_uuid", f"{col} GLOB '{UUID_GLOB}'"
+    if t.kind == "json":
+        # json_valid(NULL) is 0 before SQLite 3.45: NULL is let through explicitly
+        return f"{column}_is_json", f"{col} IS NULL OR json_valid({col})"
+    return None
+
+
+def _date_and_time(old: SqlType, new: SqlType) -> bool:
+    """A conversion between date and a timestamp type: its values change form."""
+    return old.family == new.family == "temporal" and (old.kind == "date") != (new.kind == "date")
+
+
+def sqlite_batch_type(step: TypeChange) -> str:
+    """The ``type_`` of SQLite's batch alter_column. Alembic CASTs a value whose SQLAlchemy
+    type changes affinity, and a CAST to DATE or TIMESTAMP is a NUMERIC cast in SQLite
+    ('2020-01-02' becomes 2020): between date and a timestamp the old type is kept as the
+    variant's base (no CAST) and sqlite_convert_sql converts the values."""
+    new = sa_type(replace(step.column, type=step.to), SQLITE)
+    if _date_and_time(step.column.type, step.to):
+        return f'{sa_type(step.column, SQLITE)}.with_variant({new}, "sqlite")'
+    return new
+
+
+def sqlite_convert_sql(step: TypeChange) -> str | None:
+    """The UPDATE that gives SQLite's values their new form, run on the old table just before
+    the rebuild copies it: a date as 'YYYY-MM-DD', a timestamp as 'YYYY-MM-DD HH:MM:SS' (in
+    UTC, as CURRENT_TIMESTAMP writes it). Between timestamp and timestamptz nothing changes."""
+    if not _date_and_time(step.column.type, step.to):
+        return None
+    col = quote_ident(step.column.name)
+    form = "date" if step.to.kind == "date" else "datetime"
+    return (
+        f"UPDATE {quote_ident(step.table_name)} SET {col} = {form}({col}) WHERE {col} IS NOT NULL"
+    )
 
 
 def _within(digits: int, scale: int) -> str:
@@ -250,7 +383,18 @@ def misfit_sql(old: SqlType, new: SqlType, column: str, dialect: str) -> str | N
     col = quote_ident(column)
     pg = dialect == POSTGRESQL
     if new.kind == "varchar":
-        return f"length({col}) > {new.length}"
+        text = f"{col}::text" if pg and old.kind == "json" else col
+        return f"length({text}) > {new.length}"
+    if new.kind == "uuid":
+        return f"NOT ({col} ~ '{UUID_REGEX}')" if pg else f"NOT ({col} GLOB '{UUID_GLOB}')"
+    if new.kind == "json":
+        return _not_json_pg(col) if pg else f"{col} IS NOT NULL AND NOT json_valid({col})"
+    if new.kind == "date":
+        # a time of day other than midnight (in UTC) would be lost
+        if pg:
+            utc = f"({col} AT TIME ZONE 'UTC')" if old.kind == "timestamptz" else col
+            return f"{utc} <> date_trunc('day', {utc})"
+        return f"{col} IS NOT NULL AND strftime('%H:%M:%f', {col}) IS NOT '00:00:00.000'"
     if new.kind == "float":
         if old.kind == "bigint":
             bound = coltypes.FLOAT_EXACT_INTEGER
@@ -260,7 +404,7 @@ def misfit_sql(old: SqlType, new: SqlType, column: str, dialect: str) -> str | N
         limit = format(Decimal(10) ** (coltypes.FLOAT_DIGITS - (old.scale or 0)), "f")
         back = f"{col}::double precision::numeric" if pg else f"CAST({col} AS REAL)"
         return f"NOT ({col} > -{limit} AND {col} < {limit})\n    AND {back} <> {col}"
-    if new.kind in ("integer", "bigint"):
+    if new.kind in coltypes.INTEGER_KINDS:
         low, high = coltypes.INTEGER_RANGE[new.kind]
         terms = []
         if old.kind == "float" or (old.kind == "decimal" and old.scale):
@@ -297,7 +441,18 @@ def misfit_sql(old: SqlType, new: SqlType, column: str, dialect: str) -> str | N
     return " OR ".join(terms)
 
 
-def using_sql(step: AlterColumnTypeStep) -> str | None:
+class TypeChange(Protocol):
+    """A column type change (the step of alter_column_type): where, from what, to what."""
+
+    @property
+    def table_name(self) -> str: ...
+    @property
+    def column(self) -> Column: ...
+    @property
+    def to(self) -> SqlType: ...
+
+
+def using_sql(step: TypeChange) -> str | None:
     """PostgreSQL's USING expression for a type change, or None for none at all.
 
     Never a cast that cuts: an explicit ``::varchar(n)`` truncates a longer string and a cast
@@ -312,13 +467,26 @@ def using_sql(step: AlterColumnTypeStep) -> str | None:
     target = ddl_type(to, POSTGRESQL)
     if to.family == "string":
         return None
+    if to.kind == "json":
+        return f"{col}::{target}"  # raises by itself on a value that is not JSON
+    if to.kind in ("timestamp", "timestamptz"):
+        if old.kind == "date":
+            midnight = f"{col}::timestamp without time zone"
+            return midnight if to.kind == "timestamp" else f"{midnight} AT TIME ZONE 'UTC'"
+        return f"{col} AT TIME ZONE 'UTC'"  # the one to the other, the timestamp in UTC
     if to.kind == "decimal" and old.kind == "float":
         return f"round({col}::numeric, {to.scale})::{target}"
     cast = f"{col}::{target}"
     keeps: str | None = None
-    if to.kind == "decimal" and old.kind == "decimal" and (old.scale or 0) > (to.scale or 0):
+    if to.kind == "uuid":
+        keeps = f"{col} ~ '{UUID_REGEX}'"
+    elif to.kind == "date":
+        utc = f"({col} AT TIME ZONE 'UTC')" if old.kind == "timestamptz" else col
+        cast = f"{utc}::{target}"
+        keeps = f"{utc} = date_trunc('day', {utc})"
+    elif to.kind == "decimal" and old.kind == "decimal" and (old.scale or 0) > (to.scale or 0):
         keeps = f"{col} = round({col}, {to.scale})"
-    elif to.kind in ("integer", "bigint") and (
+    elif to.kind in coltypes.INTEGER_KINDS and (
         old.kind == "float" or (old.kind == "decimal" and old.scale)
     ):
         keeps = f"{col} = round({col})"
@@ -334,69 +502,6 @@ def using_sql(step: AlterColumnTypeStep) -> str | None:
         + sql_string(f" does not fit {to} unchanged")
     )
     return f"CASE WHEN {keeps} THEN {cast} ELSE ({message})::{target} END"
-
-
-# What each unit of a plan does to a live database: (lock, rewrites or rebuilds, note).
-# PostgreSQL lock names as in its documentation ("Explicit Locking").
-_PG_RISK = {
-    "create_table": ("SHARE ROW EXCLUSIVE on referenced tables", False, "new, empty table"),
-    "drop_table": ("ACCESS EXCLUSIVE", False, "deletes the table and every row in it"),
-    "concurrent_indexes": (
-        "SHARE UPDATE EXCLUSIVE",
-        False,
-        "CONCURRENTLY: reads and writes go on; builds scan the table twice",
-    ),
-    "alter_table": (
-        "ACCESS EXCLUSIVE",
-        True,
-        "rewrites the table and its indexes in one pass; reads and writes wait",
-    ),
-    "add_column": ("ACCESS EXCLUSIVE (brief)", False, "catalogue-only change"),
-    "drop_column": ("ACCESS EXCLUSIVE (brief)", False, "catalogue-only change"),
-    "swap_fk_actions": (
-        "ACCESS EXCLUSIVE on every table of the swap (brief; LOCK TABLE first, referencing "
-        "tables before referenced ones), then SHARE UPDATE EXCLUSIVE to validate",
-        False,
-        "added NOT VALID, validated after commit while writes go on",
-    ),
-}
-_SQLITE_RISK = {
-    "create_table": ("database write lock", False, "new, empty table"),
-    "drop_table": ("database write lock", False, "deletes the table and every row in it"),
-    "create_index": ("database write lock", False, "scans the table"),
-    "drop_index": ("database write lock", False, "quick"),
-    "add_column": ("database write lock", False, "quick (ALTER TABLE ADD COLUMN)"),
-    "recreate_table": (
-        "database write lock",
-        True,
-        "batch mode: copies every row into a new table; foreign-key enforcement off, "
-        "checked with PRAGMA foreign_key_check",
-    ),
-}
-
-
-def risk(kind: str, dialect: str) -> tuple[str, bool, str]:
-    """(lock, rewrites the table, note) for a plan unit of ``kind`` on ``dialect``."""
-    table = _PG_RISK if dialect == POSTGRESQL else _SQLITE_RISK
-    return table.get(kind, ("", False, ""))
-
-
-def unit_risk(unit: Any, dialect: str) -> tuple[str, bool, str]:
-    """:func:`risk` of a plan unit, with what its steps decide: on PostgreSQL an ALTER TABLE
-    rewrites only if one of its type changes does (generator.risk, proven on a server)."""
-    lock, rewrites, note = risk(unit.kind, dialect)
-    if dialect == POSTGRESQL and unit.kind == "alter_table":
-        types = [s for s in unit.steps if isinstance(s, AlterColumnTypeStep)]
-        decided = [type_change_risk(s.column.type, s.to, dialect) for s in types]
-        if not any(r.rewrites for r in decided):
-            scans = len(types) < len(unit.steps)
-            return (
-                f"{lock} (brief)",
-                False,
-                "catalogue-only type change; reads and writes wait for the lock only"
-                + ("; the new CHECK scans the table under it" if scans else ""),
-            )
-    return lock, rewrites, note
 
 
 # Lock taken by a PostgreSQL statement, by what it starts with (first match wins), and

@@ -11,21 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from generator import coltypes, risk
-from generator.coltypes import SqlType
 from generator.load import Change
-from generator.state import (
-    AddCheckStep,
-    AddColumnStep,
-    AlterColumnTypeStep,
-    CreateIndexStep,
-    CreateTableStep,
-    DropColumnStep,
-    DropIndexStep,
-    DropTableStep,
-    Schema,
-    Step,
-)
+from generator.ops.base import Step
 
 
 @dataclass(frozen=True)
@@ -107,6 +94,15 @@ RULES = {
             "a soft-delete column without an index makes purge and restore queries scan",
             "create an index that leads with it in the same change",
         ),
+        Rule(
+            "SG110",
+            "rename-breaks-running-code",
+            "warning",
+            "renames a column: application code still running with the old name fails from "
+            "the moment the rename commits",
+            "deploy code that no longer uses the old name first (or reads both), then "
+            "acknowledge with that reason",
+        ),
     )
 }
 
@@ -134,62 +130,15 @@ class Finding:
         return self.rule.severity == "error" and self.acknowledged is None
 
 
-def _rewrites(old: SqlType, new: SqlType) -> bool:
-    # One source with the review: generator.risk, proven against a real server.
-    return risk.postgresql_type_change(old, new).rewrites
-
-
-def _fk_columns_without_index(schema: Schema) -> set[tuple[str, str]]:
-    out = set()
-    for t in schema.tables:
-        # a partial index holds only some rows: it cannot serve the RESTRICT / CASCADE check
-        leading = {i.columns[0] for i in t.indexes if not i.where}
-        leading |= {u.columns[0] for u in t.uniques}
-        if t.primary_key:
-            leading.add(t.primary_key[0])
-        out |= {(t.name, f.column) for f in t.foreign_keys if f.column not in leading}
-    return out
-
-
 def _step_findings(step: Step, change: Change) -> Iterator[tuple[str, str]]:
-    match step:
-        case CreateIndexStep(index=i) | DropIndexStep(index=i) if not step.concurrently:
-            yield "SG101", f"index {i.name} on {i.table} runs without CONCURRENTLY"
-        case AlterColumnTypeStep():
-            old, new = step.column.type, step.to
-            where = f"{step.table_name}.{step.column.name}"
-            if _rewrites(old, new):
-                yield "SG102", f"{where}: {old} -> {new} rewrites {step.table_name}"
-            if coltypes.narrows(old, new):
-                # the same test that gives the conversion its fit-check
-                yield "SG103", f"{where}: {old} -> {new} can lose precision"
-            checked = {
-                (s.check.table, s.check.column) for s in change.steps if isinstance(s, AddCheckStep)
-            }
-            if (
-                old.kind == "decimal"
-                and new.kind == "float"
-                and (step.table_name, step.column.name) not in checked
-            ):
-                yield "SG104", f"{where}: {old} -> float without range_check"
-        case CreateTableStep(table=t):
-            for f in t.foreign_keys:
-                if f.ref_table != t.name and change.before.table(f.ref_table) is not None:
-                    yield "SG105", f"{t.name}.{f.column} references existing table {f.ref_table}"
-        case AddColumnStep(column=c):
-            if not c.nullable and c.default is None:
-                yield "SG108", f"{step.table_name}.{c.name} is NOT NULL without a default"
-            if c.name == change.conventions.soft_delete_column:
-                table = change.after.table(step.table_name)
-                if table is not None and not any(i.columns[0] == c.name for i in table.indexes):
-                    yield "SG109", f"{step.table_name}.{c.name} has no index leading with it"
-    for inverse in (step, step.reverse()):
-        if isinstance(inverse, DropTableStep):
-            side = "upgrade" if inverse is step else "downgrade"
-            yield "SG107", f"the {side} drops table {inverse.table.name}"
-        elif isinstance(inverse, DropColumnStep):
-            side = "upgrade" if inverse is step else "downgrade"
-            yield "SG107", f"the {side} drops column {inverse.table_name}.{inverse.column.name}"
+    """The step's own findings (its module decides them), and SG107 for what its upgrade or
+    its derived downgrade destroys."""
+    for finding in step.findings(change):
+        yield finding.rule, finding.message
+    for side, inverse in (("upgrade", step), ("downgrade", step.reverse())):
+        what = inverse.drops()
+        if what is not None:
+            yield "SG107", f"the {side} drops {what}"
 
 
 def lint_change(change: Change) -> list[Finding]:
@@ -213,26 +162,6 @@ def lint_change(change: Change) -> list[Finding]:
                     acks.get(rule_id),
                 )
             )
-    missing = _fk_columns_without_index(change.after) - _fk_columns_without_index(change.before)
-    for op_index, op in enumerate(change.spec.operations):
-        if op.op == "drop_index":
-            lost = {m for m in missing if m[0] == op.table}
-            if lost:
-                acks = {**change.spec.acknowledge, **op.acknowledge}
-                line, column = change.positions.of_value(("operations", op_index))
-                cols = ", ".join(sorted(c for _, c in lost))
-                findings.append(
-                    Finding(
-                        RULES["SG106"],
-                        change.display,
-                        line,
-                        column,
-                        f"operations[{op_index}]",
-                        f"after this change {op.table}.{cols} has no index leading with it",
-                        acks.get("SG106"),
-                    )
-                )
-                missing -= lost
     return sorted(set(findings), key=lambda f: (f.file, f.line, f.column, f.rule.id, f.message))
 
 

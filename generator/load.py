@@ -12,9 +12,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from generator import spec
+from generator import changespec, spec
 from generator.conventions import DEFAULT, Conventions
 from generator.errors import Path, SpecError, SpecErrors, format_path
+from generator.ops.base import Step
 from generator.resolve import Resolver
 from generator.specfiles import (
     FILE_RE,
@@ -24,7 +25,7 @@ from generator.specfiles import (
     spec_files,
     text_digest,
 )
-from generator.state import Schema, Step
+from generator.state import Schema
 from generator.yamlpos import Positions, load
 
 
@@ -33,7 +34,7 @@ class Change:
     """A validated change: its spec, the steps it resolves to, and the schema around it."""
 
     number: int
-    spec: spec.ChangeSpec
+    spec: changespec.ChangeSpec
     file: FsPath
     display: str  # the file as errors and generated headers name it
     steps: tuple[Step, ...]
@@ -98,11 +99,13 @@ def _pydantic_errors(
             message = f"unknown field {path[-1]!r}"
             where = positions.of_key(path)
         elif kind == "union_tag_invalid":
-            message = f"unknown op {ctx.get('tag')!r} (expected one of {', '.join(spec.OP_NAMES)})"
+            message = (
+                f"unknown op {ctx.get('tag')!r} (expected one of {', '.join(changespec.OP_NAMES)})"
+            )
             shown_path = (*path, "op")
             where = positions.of_value(shown_path)
         elif kind == "union_tag_not_found":
-            message = f"required field 'op' is missing (one of {', '.join(spec.OP_NAMES)})"
+            message = f"required field 'op' is missing (one of {', '.join(changespec.OP_NAMES)})"
         elif kind == "string_pattern_mismatch" and ctx.get("pattern") == spec.WHERE_PATTERN:
             message = f"invalid predicate {value!r} (expected {spec.WHERE_HELP})"
         elif kind == "string_pattern_mismatch":
@@ -208,7 +211,7 @@ def load_changes(
             errors.append(SpecError(display, 1, 1, "", "a change file must be a mapping"))
             continue
         try:
-            change_spec = spec.ChangeSpec.model_validate(data)
+            change_spec = changespec.ChangeSpec.model_validate(data)
         except ValidationError as exc:
             errors.extend(_pydantic_errors(exc, data, positions, display))
             continue

@@ -16,32 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from generator import checks, dialects, lint, resume, review, revision_files
+from generator import checks, dialects, lint, ops, plan, resume, review, revision_files
 from generator.files import SUM_FILE, h1, sum_of_hashes
 from generator.load import Change
-from generator.plan import Unit, plan
+from generator.plan import Unit
 from generator.resources import TEMPLATES_DIR
 
 if TYPE_CHECKING:
     from generator.cache import Cache
 
-
-STEP_KINDS = (
-    "create_table",
-    "drop_table",
-    "create_index",
-    "drop_index",
-    "alter_column_type",
-    "alter_table",
-    "add_check",
-    "drop_check",
-    "add_column",
-    "drop_column",
-    "swap_fk_action",
-    "recreate_table",
-    "concurrent_indexes",
-    "swap_fk_actions",
-)
 LINE_LENGTH = 100
 
 
@@ -120,10 +103,13 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "sa_text": _sa_text,
     "fk_lock_order": dialects.fk_lock_order,
     "using_sql": dialects.using_sql,
+    "type_check": lambda c, dialect: dialects.type_check(c.name, c.type, dialect),
+    "sqlite_batch_type": dialects.sqlite_batch_type,
+    "sqlite_convert_sql": dialects.sqlite_convert_sql,
     "fk_action": lambda action: dialects.FK_ACTION_SQL[action],
     "fk_code": lambda action: dialects.PG_FK_ACTION_CODE[action],
     "ddl_type": dialects.ddl_type,
-    "risk": dialects.unit_risk,
+    "risk": lambda unit, dialect: unit.risk(dialect),
     "describe": review.describe,
     "mdtext": lambda text: _printable(str(text)).replace("|", "\\|").replace("<", "&lt;"),
 }
@@ -144,11 +130,13 @@ def make_env(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
     env.globals["dialects"] = dialects.DIALECTS
     env.globals["table_check_cache"] = {}
     env.globals["output"] = "generated_migrations"  # the project's output folder (generate)
-    # Filled after the dict is in the globals: a recreate_table unit calls the other
-    # operations' batch() macros through it.
-    ops: dict[str, Any] = {}
-    env.globals["ops"] = ops
-    ops.update({kind: env.get_template(f"ops/{kind}.j2").module for kind in STEP_KINDS})
+    # Filled after the dict is in the globals: a group's template (recreate_table,
+    # alter_table, ...) calls its steps' macros (batch(), alter(), ...) through it.
+    modules: dict[str, Any] = {}
+    env.globals["ops"] = modules
+    modules.update(
+        {kind: env.get_template(name).module for kind, name in ops.unit_templates().items()}
+    )
     return env
 
 
@@ -166,7 +154,7 @@ Plans = dict[str, dict[str, list[Unit]]]
 def _plans(change: Change) -> Plans:
     """The units each direction runs on each dialect."""
     return {
-        direction: {dialect: plan(steps, schema, dialect) for dialect in dialects.DIALECTS}
+        direction: {dialect: plan.plan(steps, schema, dialect) for dialect in dialects.DIALECTS}
         for direction, steps, schema in (
             ("upgrade", change.steps, change.before),
             ("downgrade", change.inverse_steps, change.after),

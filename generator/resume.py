@@ -19,8 +19,8 @@ from collections.abc import Iterator
 
 from generator import checks, dialects
 from generator.load import Change
-from generator.plan import NON_TRANSACTIONAL, Unit, plan
-from generator.state import CreateIndexStep, DropIndexStep, Schema, SetFkActionStep, Table
+from generator.plan import Unit, plan
+from generator.state import Schema, Table
 
 Row = tuple[str | None, ...]
 Tolerance = dict[str, list[Row]]  # check name -> the failing rows it may show
@@ -30,7 +30,7 @@ MISSING, EXTRA = "expected, not found", "found, not expected"
 def committed_prefix(units: list[Unit]) -> list[Unit]:
     """The units that can have committed before the revision stamp: all up to the last one
     that runs outside a transaction (none when every unit is transactional)."""
-    last = max((i for i, u in enumerate(units) if u.kind in NON_TRANSACTIONAL), default=-1)
+    last = max((i for i, u in enumerate(units) if not u.transactional), default=-1)
     return units[: last + 1]
 
 
@@ -47,19 +47,15 @@ def _half_done(
     """
     schema = start
     for unit in committed_prefix(units):
-        if unit.kind not in NON_TRANSACTIONAL:
+        if unit.transactional:
             for step in unit.steps:
                 schema = step.apply(schema)
             continue
         yield schema  # the transaction before the block, committed as the block starts
         for step in unit.steps:
-            if isinstance(step, CreateIndexStep | DropIndexStep):
-                yield f"{step.index.table}.indexes", checks.index_row(step.index, dialect, False)
-            elif isinstance(step, SetFkActionStep):
-                pending = checks.fk_row(step.new_fk, dialect, validated=False)
-                yield f"{step.new_fk.table}.foreign_keys", pending
+            yield from step.interrupted(dialect)
             schema = step.apply(schema)
-            if unit.kind == "concurrent_indexes":
+            if unit.group is not None and unit.group.commits_each_step:
                 yield schema
         yield schema
 

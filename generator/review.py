@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
-from generator import dialects
-from generator.state import (
-    AddCheckStep,
-    AddColumnStep,
-    AlterColumnTypeStep,
-    CreateIndexStep,
-    CreateTableStep,
-    DropCheckStep,
-    DropColumnStep,
-    DropIndexStep,
-    DropTableStep,
-    Schema,
-    SetFkActionStep,
-    Step,
-    Table,
-)
+from generator.ops.base import Step
+from generator.plan import CONCURRENT_INDEXES, Unit, plan
+from generator.state import Schema, Table
+
+if TYPE_CHECKING:
+    from generator.load import Change
 
 
 @dataclass
@@ -72,44 +63,47 @@ def diff_tables(before: Schema, after: Schema, touched: set[str]) -> list[TableD
 
 
 def describe(step: Step) -> str:
-    """One line a reviewer reads for a step."""
-    match step:
-        case CreateTableStep(table=t):
-            return f"create table `{t.name}`"
-        case DropTableStep(table=t):
-            return f"drop table `{t.name}` (**its rows are deleted**)"
-        case CreateIndexStep(index=i):
-            return f"create index `{i.name}` on `{i.table}` ({', '.join(i.columns)})"
-        case DropIndexStep(index=i):
-            return f"drop index `{i.name}` on `{i.table}`"
-        case AlterColumnTypeStep():
-            return f"`{step.table_name}.{step.column.name}`: {step.column.type} → {step.to}"
-        case AddColumnStep(column=c):
-            return f"add column `{step.table_name}.{c.name}` {c.type}"
-        case DropColumnStep(column=c):
-            return f"drop column `{step.table_name}.{c.name}` (**its values are lost**)"
-        case SetFkActionStep(fk=f):
-            return f"`{f.name}`: ON DELETE {f.on_delete} → {step.to}"
-        case AddCheckStep(check=ck):
-            return f"add check `{ck.name}` on `{ck.table}`"
-        case DropCheckStep(check=ck):
-            return f"drop check `{ck.name}` on `{ck.table}`"
-    raise TypeError(step)
+    """One line a reviewer reads for a step (the step's own)."""
+    return step.describe()
 
 
-def risk_line(units_by_dialect: dict[str, list[Any]]) -> str:
+def risk_line(units_by_dialect: dict[str, list[Unit]]) -> str:
     """One line on what a change's upgrade costs a live database, per dialect."""
     parts = []
     for dialect, units in units_by_dialect.items():
         name = "PostgreSQL" if dialect == "postgresql" else "SQLite"
         rewrites = sorted(
-            {s.table_name for u in units if dialects.unit_risk(u, dialect)[1] for s in u.steps}
+            {s.table_name for u in units if u.risk(dialect).rewrites for s in u.steps}
         )
         if rewrites:
             verb = "rewrites" if dialect == "postgresql" else "rebuilds"
             parts.append(f"{name} {verb} {', '.join(rewrites)}")
-        elif any(u.kind == "concurrent_indexes" for u in units):
+        elif any(u.group is CONCURRENT_INDEXES for u in units):
             parts.append(f"{name}: online (CONCURRENTLY), no rewrite")
         else:
             parts.append(f"{name}: no rewrite")
     return "; ".join(parts)
+
+
+def _upgrade_units(change: Change) -> dict[str, list[Unit]]:
+    return {d: plan(change.steps, change.before, d) for d in ("postgresql", "sqlite")}
+
+
+def change_risk(change: Change) -> str:
+    """:func:`risk_line` of a change's upgrade (``schemagen status`` shows it per change)."""
+    return risk_line(_upgrade_units(change))
+
+
+def change_risks(change: Change) -> dict[str, list[dict[str, object]]]:
+    """Every unit of a change's upgrade with its Risk, per dialect, as data (``status --json``)."""
+    return {
+        dialect: [
+            {
+                "unit": u.kind,
+                "tables": sorted({s.table_name for s in u.steps}),
+                **dataclasses.asdict(u.risk(dialect)),
+            }
+            for u in units
+        ]
+        for dialect, units in _upgrade_units(change).items()
+    }

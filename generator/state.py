@@ -1,13 +1,11 @@
-"""The schema as it stands between changes, and the typed steps that transform it.
+"""The schema as it stands between changes: tables, columns, indexes and constraints, as data.
 
-Every step knows its inverse, computed from the state it was resolved against, so a
-downgrade is the reversed list of reversed steps and never written by hand.
+The steps that transform it live with their operations (``generator/ops/``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 from generator.coltypes import SqlType
 
@@ -116,10 +114,6 @@ class Table:
         return names
 
 
-def _sorted(items: Iterable[Index]) -> tuple[Index, ...]:
-    return tuple(sorted(items, key=lambda i: i.name))
-
-
 @dataclass(frozen=True)
 class Schema:
     """Tables in creation order (parents before children)."""
@@ -148,197 +142,3 @@ class Schema:
 
     def referencing(self, table: str) -> list[ForeignKey]:
         return [f for t in self.tables for f in t.foreign_keys if f.ref_table == table]
-
-
-# --------------------------------------------------------------------------- steps
-
-
-@dataclass(frozen=True)
-class CreateTableStep:
-    table: Table
-    kind: str = field(default="create_table", init=False)
-
-    @property
-    def table_name(self) -> str:
-        return self.table.name
-
-    def apply(self, schema: Schema) -> Schema:
-        return schema.put(self.table)
-
-    def reverse(self) -> DropTableStep:
-        return DropTableStep(self.table)
-
-
-@dataclass(frozen=True)
-class DropTableStep:
-    table: Table
-    kind: str = field(default="drop_table", init=False)
-
-    @property
-    def table_name(self) -> str:
-        return self.table.name
-
-    def apply(self, schema: Schema) -> Schema:
-        return schema.without(self.table.name)
-
-    def reverse(self) -> CreateTableStep:
-        return CreateTableStep(self.table)
-
-
-@dataclass(frozen=True)
-class CreateIndexStep:
-    index: Index
-    concurrently: bool = True  # PostgreSQL: outside a transaction, without blocking writes
-    kind: str = field(default="create_index", init=False)
-
-    @property
-    def table_name(self) -> str:
-        return self.index.table
-
-    def apply(self, schema: Schema) -> Schema:
-        t = schema.get(self.index.table)
-        return schema.put(replace(t, indexes=_sorted((*t.indexes, self.index))))
-
-    def reverse(self) -> DropIndexStep:
-        return DropIndexStep(self.index, self.concurrently)
-
-
-@dataclass(frozen=True)
-class DropIndexStep:
-    index: Index
-    concurrently: bool = True
-    kind: str = field(default="drop_index", init=False)
-
-    @property
-    def table_name(self) -> str:
-        return self.index.table
-
-    def apply(self, schema: Schema) -> Schema:
-        t = schema.get(self.index.table)
-        return schema.put(
-            replace(t, indexes=tuple(i for i in t.indexes if i.name != self.index.name))
-        )
-
-    def reverse(self) -> CreateIndexStep:
-        return CreateIndexStep(self.index, self.concurrently)
-
-
-@dataclass(frozen=True)
-class AlterColumnTypeStep:
-    table_name: str
-    column: Column  # as it is before the step
-    to: SqlType
-    kind: str = field(default="alter_column_type", init=False)
-
-    @property
-    def new_column(self) -> Column:
-        return replace(self.column, type=self.to)
-
-    def apply(self, schema: Schema) -> Schema:
-        t = schema.get(self.table_name)
-        cols = tuple(self.new_column if c.name == self.column.name else c for c in t.columns)
-        return schema.put(replace(t, columns=cols))
-
-    def reverse(self) -> AlterColumnTypeStep:
-        return AlterColumnTypeStep(self.table_name, self.new_column, self.column.type)
-
-
-@dataclass(frozen=True)
-class AddColumnStep:
-    table_name: str
-    column: Column
-    kind: str = field(default="add_column", init=False)
-
-    def apply(self, schema: Schema) -> Schema:
-        t = schema.get(self.table_name)
-        return schema.put(replace(t, columns=(*t.columns, self.column)))
-
-    def reverse(self) -> DropColumnStep:
-        return DropColumnStep(self.table_name, self.column)
-
-
-@dataclass(frozen=True)
-class DropColumnStep:
-    table_name: str
-    column: Column
-    kind: str = field(default="drop_column", init=False)
-
-    def apply(self, schema: Schema) -> Schema:
-        t = schema.get(self.table_name)
-        return schema.put(
-            replace(t, columns=tuple(c for c in t.columns if c.name != self.column.name))
-        )
-
-    def reverse(self) -> AddColumnStep:
-        return AddColumnStep(self.table_name, self.column)
-
-
-@dataclass(frozen=True)
-class SetFkActionStep:
-    fk: ForeignKey  # as it is before the step
-    to: str
-    kind: str = field(default="swap_fk_action", init=False)
-
-    @property
-    def table_name(self) -> str:
-        return self.fk.table
-
-    @property
-    def new_fk(self) -> ForeignKey:
-        return replace(self.fk, on_delete=self.to)
-
-    def apply(self, schema: Schema) -> Schema:
-        t = schema.get(self.fk.table)
-        fks = tuple(self.new_fk if f.name == self.fk.name else f for f in t.foreign_keys)
-        return schema.put(replace(t, foreign_keys=fks))
-
-    def reverse(self) -> SetFkActionStep:
-        return SetFkActionStep(self.new_fk, self.fk.on_delete)
-
-
-@dataclass(frozen=True)
-class AddCheckStep:
-    check: CheckConstraint
-    kind: str = field(default="add_check", init=False)
-
-    @property
-    def table_name(self) -> str:
-        return self.check.table
-
-    def apply(self, schema: Schema) -> Schema:
-        t = schema.get(self.check.table)
-        return schema.put(replace(t, checks=(*t.checks, self.check)))
-
-    def reverse(self) -> DropCheckStep:
-        return DropCheckStep(self.check)
-
-
-@dataclass(frozen=True)
-class DropCheckStep:
-    check: CheckConstraint
-    kind: str = field(default="drop_check", init=False)
-
-    @property
-    def table_name(self) -> str:
-        return self.check.table
-
-    def apply(self, schema: Schema) -> Schema:
-        t = schema.get(self.check.table)
-        return schema.put(replace(t, checks=tuple(c for c in t.checks if c != self.check)))
-
-    def reverse(self) -> AddCheckStep:
-        return AddCheckStep(self.check)
-
-
-Step = (
-    CreateTableStep
-    | DropTableStep
-    | CreateIndexStep
-    | DropIndexStep
-    | AlterColumnTypeStep
-    | AddColumnStep
-    | DropColumnStep
-    | SetFkActionStep
-    | AddCheckStep
-    | DropCheckStep
-)

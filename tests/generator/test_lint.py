@@ -91,6 +91,12 @@ CASES = {
         "  - {op: create_index, table: trades, name: ix_trades_deleted_at, columns: [deleted_at]}",
         "trades.deleted_at has no index leading with it",
     ),
+    "SG110": (
+        "- {op: rename_column, table: trades, column: note, to: memo}",
+        "- {op: create_index, table: trades, name: ix_trades_note, columns: [note]}",
+        "trades.note is renamed to memo: running code that still uses note fails from the "
+        "moment the rename commits",
+    ),
 }
 
 

@@ -1,10 +1,11 @@
 """The review's lock column tells the truth: for every change, the strongest PostgreSQL lock
 its risk table names is the strongest lock its statements take.
 
-The review states a lock per plan unit (``dialects.risk``) and ``schemagen plan`` one per
-statement (``dialects.statement_lock``). When a template starts taking a stronger lock (the
-foreign-key swap's ``LOCK TABLE`` did), the unit's line must change with it: a reviewer
-deciding whether a change can run in business hours reads that line, not the SQL.
+The review states a lock per plan unit (``Unit.risk``, from its steps' ``Risk``) and
+``schemagen plan`` one per statement (``dialects.statement_lock``). When a template starts
+taking a stronger lock (the foreign-key swap's ``LOCK TABLE`` did), the unit's line must
+change with it: a reviewer deciding whether a change can run in business hours reads that
+line, not the SQL.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from support import GOLDEN, ROOT
 
 from generator import dialects, files, migrate
 from generator.load import load_changes
+from generator.plan import plan
 from generator.render import generate
 
 # PostgreSQL's table lock modes, weakest first ("Explicit Locking").
@@ -113,5 +115,15 @@ def test_each_review_names_the_strongest_lock_its_upgrade_takes(tmp_path: Path) 
     "kind", ["swap_fk_actions", "alter_table", "drop_table", "concurrent_indexes"]
 )
 def test_the_unit_lines_name_a_postgresql_lock_mode(kind: str) -> None:
-    lock, _, _ = dialects.risk(kind, dialects.POSTGRESQL)
-    assert lock_modes(lock), f"{kind}: {lock!r} names no lock mode"
+    # A unit of this kind from the phase-1 history (either direction), and its Risk.
+    units = [
+        unit
+        for change in load_changes(ROOT / "changes", display_base=ROOT)
+        for steps, before in ((change.steps, change.before), (change.inverse_steps, change.after))
+        for unit in plan(steps, before, dialects.POSTGRESQL)
+        if unit.kind == kind
+    ]
+    assert units, kind
+    for unit in units:
+        lock = unit.risk(dialects.POSTGRESQL).lock
+        assert lock_modes(lock), f"{kind}: {lock!r} names no lock mode"

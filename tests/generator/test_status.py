@@ -163,3 +163,31 @@ def test_a_missing_sqlite_file_is_reported_not_created(
     # upgrade is the command that creates a database
     assert cli("upgrade", "--to", "0000", "--url", f"sqlite:///{missing}", root=ROOT).exit_code == 0
     assert missing.is_file()
+
+
+def test_the_risk_comes_from_the_risk_model_not_the_review_file(
+    db_url: str, tmp_path: Path
+) -> None:
+    """status asks the risk model: a review summary rewritten (or deleted) by hand changes
+    nothing in what it reports, and the files are then reported stale."""
+    root = copy_project(tmp_path / "project")
+    migrate.upgrade(root / "generated_migrations", sa.make_url(db_url), "0002")
+    review = root / "generated_migrations" / "review" / "0003_convert_decimal_to_float.md"
+    review.write_text(review.read_text().replace("**Risk:**", "**Risk:** none at all;"))
+    (root / "generated_migrations" / "review" / "0004_add_soft_delete_safety.md").unlink()
+
+    result = cli("status", "--json", "--url", db_url, root=root)
+    report = json.loads(result.stdout)
+    risks = {p["change"]: p["risk"] for p in report["pending"]}
+    assert risks["0003_convert_decimal_to_float"] == (
+        "PostgreSQL rewrites alert_logs, market_data; SQLite rebuilds alert_logs, market_data"
+    )
+    assert risks["0004_add_soft_delete_safety"].startswith("PostgreSQL")
+    assert report["files_current"] is False
+    # the same Risk objects, as data: 0003's ALTER TABLEs rewrite, its lock is ACCESS EXCLUSIVE
+    (pending,) = [p for p in report["pending"] if p["change"] == "0003_convert_decimal_to_float"]
+    pg = pending["units"]["postgresql"]
+    rewriting = sorted(t for u in pg if u["rewrites"] for t in u["tables"])
+    assert rewriting == ["alert_logs", "market_data"]
+    assert {u["lock"] for u in pg if u["rewrites"]} == {"ACCESS EXCLUSIVE"}
+    assert all(u["unit"] == "recreate_table" for u in pending["units"]["sqlite"] if u["rewrites"])

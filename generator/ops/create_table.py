@@ -1,0 +1,198 @@
+"""``create_table``: a table with its columns, keys and indexes (the baseline uses only this);
+its inverse, ``drop_table``, lives here too (it exists only as the derived downgrade)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
+
+from pydantic import Field
+
+from generator.dialects import POSTGRESQL
+from generator.errors import Path
+from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
+from generator.resolve import MAX_NAME
+from generator.spec import ColumnSpec, Identifier, IndexSpec
+from generator.state import Column, Index, Schema, Table, UniqueConstraint
+
+if TYPE_CHECKING:
+    from generator.load import Change
+    from generator.resolve import Resolver
+
+
+class CreateTable(OperationSpec):
+    """Create a table with its columns, keys and indexes (the baseline uses only this)."""
+
+    op: Literal["create_table"]
+    name: Identifier
+    columns: Annotated[list[ColumnSpec], Field(min_length=1)]
+    indexes: list[IndexSpec] = []  # noqa: RUF012 (a pydantic field: copied per instance)
+
+    position: ClassVar[int] = 10
+    templates: ClassVar[tuple[str, ...]] = ("ops/create_table.j2", "ops/drop_table.j2")
+    example: ClassVar[str] = (
+        "op: create_table\nname: t\ncolumns: [{name: id, type: bigint, primary_key: true}]"
+    )
+    doc: ClassVar[tuple[str, str, str]] = (
+        "`name`, `columns` (list of column), `indexes` (list of `{name, columns, unique, where}`)",
+        "create table, keys and indexes",
+        "drop the table",
+    )
+
+    def _identities(self, columns: list[Column], problems: list[Problem]) -> list[Column]:
+        """Identity as declared; by default only on a single-column integer primary key (a
+        composite key's columns are values of other rows, never generated)."""
+        keys = [c for c in columns if c.primary_key]
+        out = []
+        for i, (c, declared) in enumerate(zip(columns, self.columns, strict=True)):
+            integer = c.type.kind in ("integer", "bigint")
+            identity = declared.identity
+            if identity is None:
+                identity = c.primary_key and integer and len(keys) == 1
+            elif identity and not integer:
+                problems.append(
+                    (
+                        ("columns", i, "identity"),
+                        f"identity needs an integer or bigint, not {c.type}",
+                    )
+                )
+            elif identity and len(keys) > 1:
+                problems.append(
+                    (
+                        ("columns", i, "identity"),
+                        "identity needs a single-column primary key (SQLite generates values "
+                        "only for its rowid)",
+                    )
+                )
+            out.append(replace(c, identity=bool(identity)))
+        return out
+
+    def resolve(self, r: Resolver) -> tuple[list[Step], list[Problem]]:
+        problems: list[Problem] = []
+        if r.table_named(self.name) is not None:
+            problems.append((("name",), f"table {self.name!r} already exists"))
+        else:
+            r.free_name(self.name, ("name",), problems)
+        columns: list[Column] = []
+        seen: set[str] = set()
+        for i, c in enumerate(self.columns):
+            if c.name in seen:
+                problems.append((("columns", i, "name"), f"column {c.name!r} is declared twice"))
+            seen.add(c.name)
+            columns.append(r.make_column(self.name, c, ("columns", i), problems))
+        columns = self._identities(columns, problems)
+        pk = r.conventions.pk_name(self.name)
+        table = Table(self.name, tuple(columns), pk_constraint=pk)
+        names: set[str] = set()
+        if table.primary_key:
+            if len(pk) > MAX_NAME:
+                problems.append((("name",), f"derived primary key name {pk!r} is too long"))
+            names.add(table.pk_name)
+        uniques = []
+        for i, c in enumerate(self.columns):
+            if c.unique:
+                name = r.conventions.uq_name(self.name, c.name)
+                r.free_name(name, ("columns", i, "unique"), problems)
+                uniques.append(UniqueConstraint(name, self.name, (c.name,)))
+                names.add(name)
+        table = Table(self.name, tuple(columns), uniques=tuple(uniques), pk_constraint=pk)
+        fks = []
+        for i, (c, col) in enumerate(zip(self.columns, columns, strict=True)):
+            if c.references is not None:
+                fk = r.make_fk(table, col, c.references, ("columns", i, "references"), problems)
+                if fk is not None:
+                    fks.append(fk)
+        indexes = []
+        for i, ix in enumerate(self.indexes):
+            path: Path = ("indexes", i)
+            if ix.name in names:
+                problems.append(((*path, "name"), f"name {ix.name!r} is used twice in this table"))
+            else:
+                r.free_name(ix.name, (*path, "name"), problems)
+            names.add(ix.name)
+            r.index_columns(table, ix.columns, (*path, "columns"), problems)
+            r.where_columns(table, ix.where, (*path, "where"), problems)
+            indexes.append(Index(ix.name, self.name, tuple(ix.columns), ix.unique, ix.where))
+        table = Table(
+            self.name,
+            tuple(columns),
+            indexes=tuple(sorted(indexes, key=lambda x: x.name)),
+            foreign_keys=tuple(fks),
+            uniques=tuple(uniques),
+            pk_constraint=pk,
+        )
+        return [CreateTableStep(table)], problems
+
+
+@dataclass(frozen=True)
+class CreateTableStep(Step):
+    table: Table
+
+    kind: ClassVar[str] = "create_table"
+    template: ClassVar[str] = "ops/create_table.j2"
+
+    @property
+    def table_name(self) -> str:
+        return self.table.name
+
+    def apply(self, schema: Schema) -> Schema:
+        return schema.put(self.table)
+
+    def apply_in(self, r: Resolver) -> None:
+        if not r.add_table(self.table):
+            r.apply_slow(self)
+
+    def reverse(self) -> DropTableStep:
+        return DropTableStep(self.table)
+
+    def risk(self, dialect: str) -> Risk:
+        if dialect == POSTGRESQL:
+            return Risk(
+                "SHARE ROW EXCLUSIVE on referenced tables",
+                False,
+                "new, empty table",
+                blocks="writes to referenced tables, briefly",
+            )
+        return Risk("database write lock", False, "new, empty table", blocks="writes")
+
+    def findings(self, change: Change) -> Iterator[Finding]:
+        t = self.table
+        for f in t.foreign_keys:
+            if f.ref_table != t.name and change.before.table(f.ref_table) is not None:
+                yield Finding(
+                    "SG105", f"{t.name}.{f.column} references existing table {f.ref_table}"
+                )
+
+    def describe(self) -> str:
+        return f"create table `{self.table.name}`"
+
+
+@dataclass(frozen=True)
+class DropTableStep(Step):
+    table: Table
+
+    kind: ClassVar[str] = "drop_table"
+    template: ClassVar[str] = "ops/drop_table.j2"
+
+    @property
+    def table_name(self) -> str:
+        return self.table.name
+
+    def apply(self, schema: Schema) -> Schema:
+        return schema.without(self.table.name)
+
+    def reverse(self) -> CreateTableStep:
+        return CreateTableStep(self.table)
+
+    def risk(self, dialect: str) -> Risk:
+        why = "deletes the table and every row in it"
+        if dialect == POSTGRESQL:
+            return Risk("ACCESS EXCLUSIVE", False, why, blocks="reads and writes")
+        return Risk("database write lock", False, why, blocks="writes")
+
+    def drops(self) -> str:
+        return f"table {self.table.name}"
+
+    def describe(self) -> str:
+        return f"drop table `{self.table.name}` (**its rows are deleted**)"

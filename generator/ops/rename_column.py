@@ -1,0 +1,127 @@
+"""``rename_column``: rename a column in place. The schema renames it everywhere it is named:
+the table's indexes (and their predicates), primary and unique keys, checks, its own foreign
+key and the foreign keys of other tables that reference it; constraint and index names stay.
+Catalogue-only on both dialects (no rewrite, no rebuild); the derived downgrade renames back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+from generator.dialects import POSTGRESQL
+from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
+from generator.spec import Identifier
+from generator.state import Index, Schema, Table
+
+if TYPE_CHECKING:
+    from generator.load import Change
+    from generator.resolve import Resolver
+
+
+class RenameColumn(OperationSpec):
+    op: Literal["rename_column"]
+    table: Identifier
+    column: Identifier
+    to: Identifier
+
+    position: ClassVar[int] = 70
+    templates: ClassVar[tuple[str, ...]] = ("ops/rename_column.j2",)
+    example: ClassVar[str] = "{op: rename_column, table: t, column: c, to: d}"
+    doc: ClassVar[tuple[str, str, str]] = (
+        "`table`, `column`, `to`",
+        "rename the column (catalogue only); indexes, keys and checks follow it, their names "
+        "stay; lint SG110: code still using the old name breaks",
+        "rename it back",
+    )
+
+    def resolve(self, r: Resolver) -> tuple[list[Step], list[Problem]]:
+        problems: list[Problem] = []
+        table = r.table(self.table, ("table",), problems)
+        if table is None:
+            return [], problems
+        if r.column(table, self.column, ("column",), problems) is None:
+            return [], problems
+        if self.to == self.column:
+            problems.append((("to",), f"column {self.table}.{self.column} is already named so"))
+        elif table.column(self.to) is not None:
+            problems.append((("to",), f"column {self.to!r} already exists in {self.table!r}"))
+        return [RenameColumnStep(self.table, self.column, self.to)], problems
+
+
+def _renamed(columns: tuple[str, ...], old: str, new: str) -> tuple[str, ...]:
+    return tuple(new if c == old else c for c in columns)
+
+
+def _renamed_where(index: Index, old: str, new: str) -> str | None:
+    if not index.where:
+        return index.where
+    return " AND ".join(
+        f"{new if column == old else column} IS {'' if is_null else 'NOT '}NULL"
+        for column, is_null in index.where_terms
+    )
+
+
+def _rename_in(t: Table, table: str, old: str, new: str) -> Table:
+    """``t`` with ``table.old`` called ``new`` wherever ``t`` names it."""
+    fks = tuple(
+        replace(f, ref_column=new) if f.ref_table == table and f.ref_column == old else f
+        for f in t.foreign_keys
+    )
+    if t.name != table:
+        return replace(t, foreign_keys=fks) if fks != t.foreign_keys else t
+    return replace(
+        t,
+        columns=tuple(replace(c, name=new) if c.name == old else c for c in t.columns),
+        indexes=tuple(
+            replace(i, columns=_renamed(i.columns, old, new), where=_renamed_where(i, old, new))
+            for i in t.indexes
+        ),
+        foreign_keys=tuple(replace(f, column=new) if f.column == old else f for f in fks),
+        uniques=tuple(replace(u, columns=_renamed(u.columns, old, new)) for u in t.uniques),
+        checks=tuple(replace(c, column=new) if c.column == old else c for c in t.checks),
+    )
+
+
+@dataclass(frozen=True)
+class RenameColumnStep(Step):
+    table_name: str
+    column: str
+    to: str
+
+    kind: ClassVar[str] = "rename_column"
+    template: ClassVar[str] = "ops/rename_column.j2"
+
+    def apply(self, schema: Schema) -> Schema:
+        return Schema(
+            tuple(_rename_in(t, self.table_name, self.column, self.to) for t in schema.tables)
+        )
+
+    def reverse(self) -> RenameColumnStep:
+        return RenameColumnStep(self.table_name, self.to, self.column)
+
+    def risk(self, dialect: str) -> Risk:
+        if dialect == POSTGRESQL:
+            return Risk(
+                "ACCESS EXCLUSIVE (brief)",
+                False,
+                "catalogue-only rename; held briefly, no rewrite",
+                blocks="reads and writes, briefly",
+            )
+        return Risk(
+            "database write lock",
+            False,
+            "ALTER TABLE RENAME COLUMN: no rebuild",
+            blocks="writes",
+        )
+
+    def findings(self, change: Change) -> Iterator[Finding]:
+        yield Finding(
+            "SG110",
+            f"{self.table_name}.{self.column} is renamed to {self.to}: running code that "
+            f"still uses {self.column} fails from the moment the rename commits",
+        )
+
+    def describe(self) -> str:
+        return f"rename column `{self.table_name}.{self.column}` → `{self.to}`"
