@@ -23,15 +23,16 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import click
 
-from generator import changespec, files, lint, revision_files, spec
+from generator import files, revision_files
 from generator.config import ConfigError, Project, find_project
 from generator.errors import SpecErrors
-from generator.load import Change, load_changes
-from generator.render import generate as render_all
+
+if TYPE_CHECKING:  # imported where used: a warm `generate --check` loads no spec (cache.py)
+    from generator.load import Change
 
 
 class Exit(IntEnum):
@@ -219,6 +220,8 @@ def _alembic_dir(ctx: click.Context) -> Path:
 
 
 def _load_changes(project: Project, lint: bool = True) -> list[Change]:
+    from generator.load import load_changes
+
     return load_changes(
         project.changes_dir,
         display_base=project.root,
@@ -227,25 +230,38 @@ def _load_changes(project: Project, lint: bool = True) -> list[Change]:
     )
 
 
-def _load(project: Project) -> dict[str, str]:
+def render_all(changes: list[Change], output: str, version_table: str) -> dict[str, str]:
+    from generator.render import generate
+
+    return generate(changes, output=output, version_table=version_table)
+
+
+def _load(project: Project, use_cache: bool = True) -> dict[str, str]:
+    from generator import cache
+
     try:
-        changes = _load_changes(project)
+        return cache.render_project(project, use_cache)
     except SpecErrors as exc:
         for error in exc.errors:
             echo(str(error), err=True)
         n = len(exc.errors)
         fail(Exit.INVALID_SPEC, f"{n} error{'s' if n != 1 else ''} in specs; nothing was written")
-    return render_all(changes, output=project.output, version_table=project.version_table)
 
 
 @main.command()
 @click.option("--check", is_flag=True, help="Write nothing; fail if any generated file is stale.")
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Render every change afresh; neither read nor write .schemagen/cache "
+    "(also SCHEMAGEN_NO_CACHE=1).",
+)
 @click.pass_context
-def generate(ctx: click.Context, check: bool) -> None:
+def generate(ctx: click.Context, check: bool, no_cache: bool) -> None:
     """Render every spec under changes/ into generated_migrations/ (or the configured paths)."""
     project = _project(ctx)
     out_dir, label = project.output_dir, project.output
-    rendered = _load(project)
+    rendered = _load(project, use_cache=not no_cache)
     # Hand-written revisions on disk and the generated ones about to be written: one chain.
     chain = revision_files.problems(revision_files.read(out_dir, rendered))
     for problem in chain:
@@ -293,6 +309,8 @@ def generate(ctx: click.Context, check: bool) -> None:
 @click.pass_context
 def lint_command(ctx: click.Context) -> None:
     """Report every lint finding; exit 1 while an error is not acknowledged."""
+    from generator import lint
+
     try:
         changes = _load_changes(_project(ctx), lint=False)
     except SpecErrors as exc:
@@ -342,11 +360,13 @@ def _examples() -> str:
 @click.pass_context
 def new(ctx: click.Context, change_id: str) -> None:
     """Scaffold the next numbered change file, changes/NNNN_<CHANGE_ID>.yaml."""
+    from generator import spec
+
     project = _project(ctx)
     changes_dir = project.changes_dir
     if not re.fullmatch(spec.IDENTIFIER_PATTERN, change_id):
         fail(Exit.USAGE, f"error: invalid id {change_id!r} (expected {spec.IDENTIFIER_HELP})")
-    from generator.load import FILE_RE, NON_ASCII_NUMBER
+    from generator.specfiles import FILE_RE, NON_ASCII_NUMBER
 
     names = sorted(p.name for p in changes_dir.iterdir()) if changes_dir.is_dir() else []
     for name in names:
@@ -425,6 +445,8 @@ def schema(ctx: click.Context, check: bool) -> None:
 
 
 def schema_text() -> str:
+    from generator import changespec
+
     return json.dumps(changespec.json_schema(), indent=2, sort_keys=True) + "\n"
 
 
@@ -761,8 +783,8 @@ def autogenerate_command(ctx: click.Context, change_id: str, url: str | None) ->
     """Write the next change spec, changes/NNNN_<CHANGE_ID>.yaml, from what differs between the
     models (metadata in the configuration) and the specs' head. Review it: renames and what a
     spec cannot say are questions in comments at its top."""
-    from generator import introspect, models
-    from generator.load import FILE_RE
+    from generator import introspect, models, spec
+    from generator.specfiles import FILE_RE
 
     project = _project(ctx)
     _alembic_dir(ctx)
@@ -838,7 +860,7 @@ def inspect_command(
     """Write the baseline spec of a live database (PostgreSQL or SQLite): its tables, columns,
     keys, foreign keys and indexes, and the naming convention its constraint names follow.
     Exit 4, writing nothing, when the spec cannot say something the database holds."""
-    from generator import introspect, migrate, revisions
+    from generator import introspect, migrate, revisions, spec
 
     project = _project(ctx)
     if not re.fullmatch(spec.IDENTIFIER_PATTERN, change_id):
