@@ -98,7 +98,8 @@ RULES = {
             "SG110",
             "rename-breaks-running-code",
             "warning",
-            "renames a column: application code still running with the old name fails from "
+            "renames a column or table: application code still running with the old name "
+            "fails from "
             "the moment the rename commits",
             "deploy code that no longer uses the old name first (or reads both), then "
             "acknowledge with that reason",

@@ -77,6 +77,7 @@ class WorkTable:
         self.foreign_keys = table.foreign_keys
         self.uniques = table.uniques
         self.checks = table.checks
+        self.pk_constraint = table.pk_constraint
         self.built: Table | None = table
 
     def table(self) -> Table:
@@ -89,6 +90,7 @@ class WorkTable:
                 self.foreign_keys,
                 self.uniques,
                 self.checks,
+                self.pk_constraint,
             )
         return self.built
 

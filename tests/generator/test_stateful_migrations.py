@@ -45,6 +45,7 @@ from generator.coltypes import (
     parse_type,
 )
 from generator.load import Change, load_changes
+from generator.ops.rename_table import dependent_renames
 from generator.render import generate
 from generator.resolve import Resolver, default_problem
 from generator.state import Column, DefaultValue, Schema, Table
@@ -456,6 +457,16 @@ class Drawer:
         column = self.draw(st.sampled_from(table.columns))
         to = self.fresh_name("r", {c.name for c in table.columns})
         return {"op": "rename_column", "table": table.name, "column": column.name, "to": to}
+
+    def rename_table(self) -> dict[str, Any]:
+        table = self.draw(st.sampled_from(self.schema.tables))
+        to = self.fresh_name("t", self.schema.relation_names())
+        op: dict[str, Any] = {"op": "rename_table", "table": table.name, "to": to}
+        renames = dependent_renames(self.schema, table, to, self.resolver.conventions)
+        taken = self.schema.relation_names() - table.relation_names()
+        if self.draw(st.booleans()) and not {n.new for n in renames} & (taken | {to}):
+            op["rename_dependents"] = True
+        return op
 
 
 @st.composite
