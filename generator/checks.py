@@ -72,7 +72,7 @@ def expect_table(table: Table, dialect: str, candidates: frozenset[str]) -> Tabl
             "YES" if c.nullable else "NO",
             dialects.catalog_default(c, dialect),
         )
-        for c in table.columns
+        for c in table.physical()
     ]
     pk: list[Row] = []
     if table.primary_key:

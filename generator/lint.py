@@ -104,6 +104,15 @@ RULES = {
             "deploy code that no longer uses the old name first (or reads both), then "
             "acknowledge with that reason",
         ),
+        Rule(
+            "SG111",
+            "drop-without-data",
+            "error",
+            "drops a column with `keep_data: false`: its values are gone for good, and the "
+            "derived downgrade brings the column back empty",
+            "leave `keep_data` at its default (true: the values stay aside until `purge`), or "
+            "acknowledge with the reason they may go",
+        ),
     )
 }
 

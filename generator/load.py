@@ -234,6 +234,7 @@ def load_changes(
                 )
             )
         before = resolver.schema
+        resolver.change_number = number
         steps: list[Step] = []
         origins: list[int] = []
         for i, op in enumerate(change_spec.operations):
@@ -244,6 +245,7 @@ def load_changes(
                 path: Path = ("operations", i, *rel)
                 line, col = positions.of_value(path)
                 errors.append(SpecError(display, line, col, format_path(path), message))
+        resolver.change_numbers.setdefault(change_spec.id, number)
         change = Change(
             number,
             change_spec,

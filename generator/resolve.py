@@ -78,6 +78,7 @@ class WorkTable:
         self.uniques = table.uniques
         self.checks = table.checks
         self.pk_constraint = table.pk_constraint
+        self.aside = table.aside
         self.built: Table | None = table
 
     def table(self) -> Table:
@@ -91,6 +92,7 @@ class WorkTable:
                 self.uniques,
                 self.checks,
                 self.pk_constraint,
+                self.aside,
             )
         return self.built
 
@@ -128,6 +130,10 @@ class Resolver:
 
     def __init__(self, schema: Schema, conventions: Conventions = DEFAULT) -> None:
         self.conventions = conventions
+        # The change being resolved: its number, and the number of each change id so far
+        # (archives are named from the change that makes them; purge names a change by id).
+        self.change_number = 0
+        self.change_numbers: dict[str, int] = {}
         self._load(schema)
 
     def _load(self, schema: Schema) -> None:

@@ -84,6 +84,19 @@ class Table:
     checks: tuple[CheckConstraint, ...] = ()
     # The primary key constraint's name, as the project's naming convention made it.
     pk_constraint: str | None = None
+    # Columns dropped with their values kept (drop_column): out of the schema, still in the
+    # table under an archive name, nullable and without a default. Each with its place in the
+    # table's physical column order (``physical``), where it was when it was set aside.
+    aside: tuple[tuple[int, Column], ...] = ()
+
+    def physical(self) -> tuple[Column, ...]:
+        """Every column the database holds, in its order: the schema's and those set aside."""
+        if not self.aside:
+            return self.columns
+        out = list(self.columns)
+        for position, column in sorted(self.aside, key=lambda a: a[0]):
+            out.insert(position, column)
+        return tuple(out)
 
     @property
     def pk_name(self) -> str:

@@ -97,6 +97,12 @@ CASES = {
         "trades.note is renamed to memo: running code that still uses note fails from the "
         "moment the rename commits",
     ),
+    "SG111": (
+        "- {op: drop_column, table: trades, column: qty, keep_data: false}",
+        "- {op: drop_column, table: trades, column: qty}",
+        "trades.qty is dropped with keep_data: false: its values are lost, and the downgrade "
+        "brings the column back empty",
+    ),
 }
 
 

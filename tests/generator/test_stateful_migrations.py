@@ -45,7 +45,7 @@ from generator.coltypes import (
     parse_type,
 )
 from generator.load import Change, load_changes
-from generator.ops.rename_table import dependent_renames
+from generator.ops.rename_table import RenameTableStep, dependent_renames
 from generator.render import generate
 from generator.resolve import Resolver, default_problem
 from generator.state import Column, DefaultValue, Schema, Table
@@ -276,6 +276,8 @@ class Drawer:
                 return bool(self._alterable())
             case "swap_fk_action":
                 return any(t.foreign_keys for t in self.schema.tables)
+            case "drop_column":
+                return bool(self._droppable())
         return True
 
     def _column_spec(self, name: str, *, new_table: bool) -> dict[str, Any]:
@@ -458,6 +460,32 @@ class Drawer:
         to = self.fresh_name("r", {c.name for c in table.columns})
         return {"op": "rename_column", "table": table.name, "column": column.name, "to": to}
 
+    def _droppable(self) -> list[tuple[Table, Column]]:
+        """Columns drop_column accepts whose downgrade can always come back: nullable or with
+        a default (rows inserted after the drop have no value for them)."""
+        out = []
+        for t in self.schema.tables:
+            if len(t.columns) < 2:
+                continue
+            held = {*t.primary_key, *(c for u in t.uniques for c in u.columns)}
+            held |= {f.column for f in t.foreign_keys} | {c.column for c in t.checks}
+            held |= {f.ref_column for f in self.schema.referencing(t.name)}
+            out += [
+                (t, c)
+                for c in t.columns
+                if c.name not in held and (c.nullable or c.default is not None)
+            ]
+        return out
+
+    def drop_column(self) -> dict[str, Any]:
+        table, column = self.draw(st.sampled_from(self._droppable()))
+        op: dict[str, Any] = {"op": "drop_column", "table": table.name, "column": column.name}
+        # without its data the downgrade adds it back at the end: only the last column comes
+        # back where it was (the schemas are compared column by column, in order)
+        if table.physical()[-1] == column and self.draw(st.booleans()):
+            op["keep_data"] = False
+        return op
+
     def rename_table(self) -> dict[str, Any]:
         table = self.draw(st.sampled_from(self.schema.tables))
         to = self.fresh_name("t", self.schema.relation_names())
@@ -476,6 +504,7 @@ def change_sequences(draw: st.DrawFn) -> list[dict[str, Any]]:
     changes = []
     for number in range(1, draw(st.integers(1, MAX_CHANGES)) + 1):
         drawer.created_here = set()
+        drawer.resolver.change_number = number  # archives are named from their change
         operations = [drawer.operation() for _ in range(draw(st.integers(1, MAX_OPS)))]
         changes.append(
             {
@@ -573,6 +602,16 @@ def row_counts(url: str) -> dict[str, int]:
 # ---------------------------------------------------------------------------------- test
 
 
+def renamed_tables(change: Change) -> dict[str, str]:
+    """Each table the change renames, by its name before → its name after."""
+    names: dict[str, str] = {}
+    for step in change.steps:
+        if isinstance(step, RenameTableStep):
+            old = next((k for k, v in names.items() if v == step.table_name), step.table_name)
+            names[old] = step.to
+    return names
+
+
 def check_sequence(specs: list[dict[str, Any]], dialect: str, url: str, workdir: Path) -> None:
     changes, migrations = write_project(workdir, specs)
     parsed = sa.make_url(url)
@@ -584,13 +623,19 @@ def check_sequence(specs: list[dict[str, Any]], dialect: str, url: str, workdir:
         before, rows_before = inspect_schema(url), row_counts(url)
         migrate.upgrade(migrations, parsed, change.revision)
         after, rows_after = inspect_schema(url), row_counts(url)
-        assert {t: rows_after[t] for t in rows_before} == rows_before, f"upgrade {change.name}"
+        names = renamed_tables(change)
+        assert {t: rows_after[names.get(t, t)] for t in rows_before} == rows_before, (
+            f"upgrade {change.name}"
+        )
         assert change.down_revision is not None
         migrate.downgrade(migrations, parsed, change.down_revision)
         assert inspect_schema(url) == before, f"downgrade of {change.name} left a different schema"
         assert row_counts(url) == rows_before, f"downgrade of {change.name} lost rows"
         migrate.upgrade(migrations, parsed, change.revision)
         assert inspect_schema(url) == after, f"second upgrade of {change.name} differs"
+        # the rows of a renamed table keep counting under its new name
+        moved = {names[t]: counts.pop(t) for t in list(counts) if t in names}
+        counts.update(moved)
     migrate.downgrade(migrations, parsed, "base")
     assert inspect_schema(url) == {}
 
