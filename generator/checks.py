@@ -100,8 +100,9 @@ def expect_schema(schema: Schema, dialect: str, other: Schema) -> list[TableExpe
     """Expectations for ``schema``; ``other`` is the state on the far side of the change, whose
     CHECK names must be looked for (and found absent) too."""
     out = []
-    for t in sorted(schema.tables, key=lambda t: t.name):
-        twin = other.table(t.name)
+    # Archived tables (drop_table) are tables of the database too: checked alike.
+    for t in sorted((*schema.tables, *schema.archives), key=lambda t: t.name):
+        twin = other.table(t.name) or other.archive(t.name)
         candidates = frozenset(c.name for c in twin.checks) if twin else frozenset()
         out.append(expect_table(t, dialect, candidates))
     return out

@@ -108,8 +108,8 @@ RULES = {
             "SG111",
             "drop-without-data",
             "error",
-            "drops a column with `keep_data: false`: its values are gone for good, and the "
-            "derived downgrade brings the column back empty",
+            "drops a column or table with `keep_data: false`: its data is gone for good, and "
+            "the derived downgrade brings it back empty",
             "leave `keep_data` at its default (true: the values stay aside until `purge`), or "
             "acknowledge with the reason they may go",
         ),

@@ -138,6 +138,7 @@ class Resolver:
 
     def _load(self, schema: Schema) -> None:
         self._works = {t.name: WorkTable(t) for t in schema.tables}
+        self._archives = schema.archives
         self._built: Schema | None = schema
         # The schema's relation names, kept up to date step by step (None: recompute).
         self._names: set[str] | None = None
@@ -146,7 +147,7 @@ class Resolver:
     def schema(self) -> Schema:
         """The schema as the operations so far left it (built once per change, not per step)."""
         if self._built is None:
-            self._built = Schema(tuple(w.table() for w in self._works.values()))
+            self._built = Schema(tuple(w.table() for w in self._works.values()), self._archives)
         return self._built
 
     def resolve(self, op: OperationSpec) -> tuple[list[Step], list[Problem]]:

@@ -5,6 +5,7 @@ The steps that transform it live with their operations (``generator/ops/``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from generator.coltypes import SqlType
@@ -132,6 +133,9 @@ class Schema:
     """Tables in creation order (parents before children)."""
 
     tables: tuple[Table, ...] = ()
+    # Tables dropped with their rows kept (drop_table): renamed to their archive name, with
+    # their keys and indexes, out of the schema until purged or restored.
+    archives: tuple[Table, ...] = ()
 
     def table(self, name: str) -> Table | None:
         return next((t for t in self.tables if t.name == name), None)
@@ -144,14 +148,24 @@ class Schema:
 
     def put(self, table: Table) -> Schema:
         if self.table(table.name) is None:
-            return Schema((*self.tables, table))
-        return Schema(tuple(table if t.name == table.name else t for t in self.tables))
+            return Schema((*self.tables, table), self.archives)
+        return Schema(
+            tuple(table if t.name == table.name else t for t in self.tables), self.archives
+        )
 
     def without(self, name: str) -> Schema:
-        return Schema(tuple(t for t in self.tables if t.name != name))
+        return Schema(tuple(t for t in self.tables if t.name != name), self.archives)
+
+    def map(self, fn: Callable[[Table], Table]) -> Schema:
+        """``fn`` on every table, the archived ones too (their foreign keys name live tables)."""
+        return Schema(tuple(fn(t) for t in self.tables), tuple(fn(t) for t in self.archives))
+
+    def archive(self, name: str) -> Table | None:
+        return next((t for t in self.archives if t.name == name), None)
 
     def relation_names(self) -> set[str]:
-        return set().union(*(t.relation_names() for t in self.tables)) if self.tables else set()
+        every = (*self.tables, *self.archives)
+        return set().union(*(t.relation_names() for t in every)) if every else set()
 
     def referencing(self, table: str) -> list[ForeignKey]:
         return [f for t in self.tables for f in t.foreign_keys if f.ref_table == table]

@@ -206,9 +206,7 @@ class RenameTableStep(Step):
 
     def apply(self, schema: Schema) -> Schema:
         names = {(n.kind, n.old): n.new for n in self.renames}
-        return Schema(
-            tuple(_renamed_table(t, self.table_name, self.to, names) for t in schema.tables)
-        )
+        return schema.map(lambda t: _renamed_table(t, self.table_name, self.to, names))
 
     def reverse(self) -> RenameTableStep:
         return RenameTableStep(

@@ -45,6 +45,7 @@ from generator.coltypes import (
     parse_type,
 )
 from generator.load import Change, load_changes
+from generator.ops.drop_table import ArchiveTableStep
 from generator.ops.rename_table import RenameTableStep, dependent_renames
 from generator.render import generate
 from generator.resolve import Resolver, default_problem
@@ -278,6 +279,8 @@ class Drawer:
                 return any(t.foreign_keys for t in self.schema.tables)
             case "drop_column":
                 return bool(self._droppable())
+            case "drop_table":
+                return bool(self._droppable_tables())
         return True
 
     def _column_spec(self, name: str, *, new_table: bool) -> dict[str, Any]:
@@ -292,7 +295,10 @@ class Drawer:
     def create_table(self) -> dict[str, Any]:
         draw = self.draw
         tables = {t.name for t in self.schema.tables}
-        name = self.fresh_name("t", tables | self.schema.relation_names())
+        names = self.schema.relation_names()
+        # a dropped table's archive keeps its key's name (pk_<table>): that table name is taken
+        kept = {n.removeprefix("pk_") for n in names if n.startswith("pk_")}
+        name = self.fresh_name("t", tables | names | kept)
         columns: list[dict[str, Any]] = []
         has_id = draw(st.integers(0, 9)) > 0
         if has_id:
@@ -486,6 +492,18 @@ class Drawer:
             op["keep_data"] = False
         return op
 
+    def _droppable_tables(self) -> list[Table]:
+        return [
+            t
+            for t in self.schema.tables
+            if all(f.table == t.name for f in self.schema.referencing(t.name))
+        ]
+
+    def drop_table(self) -> dict[str, Any]:
+        # with its rows kept: the test compares the rows after each downgrade
+        table = self.draw(st.sampled_from(self._droppable_tables()))
+        return {"op": "drop_table", "table": table.name}
+
     def rename_table(self) -> dict[str, Any]:
         table = self.draw(st.sampled_from(self.schema.tables))
         to = self.fresh_name("t", self.schema.relation_names())
@@ -603,12 +621,13 @@ def row_counts(url: str) -> dict[str, int]:
 
 
 def renamed_tables(change: Change) -> dict[str, str]:
-    """Each table the change renames, by its name before → its name after."""
+    """Each table the change renames (or archives), by its name before → its name after."""
     names: dict[str, str] = {}
     for step in change.steps:
-        if isinstance(step, RenameTableStep):
+        if isinstance(step, RenameTableStep | ArchiveTableStep):
+            now = step.to if isinstance(step, RenameTableStep) else step.archive
             old = next((k for k, v in names.items() if v == step.table_name), step.table_name)
-            names[old] = step.to
+            names[old] = now
     return names
 
 
