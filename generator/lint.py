@@ -113,6 +113,15 @@ RULES = {
             "leave `keep_data` at its default (true: the values stay aside until `purge`), or "
             "acknowledge with the reason they may go",
         ),
+        Rule(
+            "SG112",
+            "purge-destroys-archives",
+            "error",
+            "destroys what an earlier drop_column / drop_table kept: the data is gone, and no "
+            "downgrade can pass this change (it fails, naming the change)",
+            "purge only once the earlier change is known good and will not be undone; "
+            "acknowledge with that reason",
+        ),
     )
 }
 

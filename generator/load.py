@@ -59,7 +59,10 @@ class Change:
 
     @property
     def inverse_steps(self) -> tuple[Step, ...]:
-        return tuple(step.reverse() for step in reversed(self.steps))
+        """The derived downgrade; for a change that cannot be undone, only its refusals (so
+        nothing of it runs, not even a step that commits on its own)."""
+        steps = tuple(step.reverse() for step in reversed(self.steps))
+        return tuple(s for s in steps if s.refuses) or steps
 
 
 def display_name(file: FsPath, base: FsPath | None) -> str:
@@ -234,7 +237,7 @@ def load_changes(
                 )
             )
         before = resolver.schema
-        resolver.change_number = number
+        resolver.change_number, resolver.change_id = number, change_spec.id
         steps: list[Step] = []
         origins: list[int] = []
         for i, op in enumerate(change_spec.operations):

@@ -132,7 +132,7 @@ class Resolver:
         self.conventions = conventions
         # The change being resolved: its number, and the number of each change id so far
         # (archives are named from the change that makes them; purge names a change by id).
-        self.change_number = 0
+        self.change_number, self.change_id = 0, ""
         self.change_numbers: dict[str, int] = {}
         self._load(schema)
 

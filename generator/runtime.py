@@ -323,6 +323,15 @@ _NOTE_KEY = "schemagen_half_applied"
 Tolerance = Mapping[str, Sequence[Sequence[str | None]]]
 
 
+class Irreversible(RuntimeError):
+    """A downgrade past a change that cannot be undone (``purge``, irreversible ``sql``)."""
+
+
+def irreversible(op: Any, message: str) -> None:
+    """The first step of such a change's downgrade: refuse, before anything of it has run."""
+    raise Irreversible(message)
+
+
 class HalfAppliedElsewhere(RuntimeError):
     """Another change than the one about to run is half-applied."""
 

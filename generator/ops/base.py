@@ -84,6 +84,9 @@ class Step:
 
     kind: ClassVar[str]  # the name of a plan unit of this step alone
     template: ClassVar[str]  # the template of that unit (macros per dialect, batch(), ...)
+    # A derived downgrade that cannot be done (purge, irreversible sql): it refuses, and a
+    # change's downgrade with such a step is only its refusals (Change.inverse_steps).
+    refuses: ClassVar[bool] = False
 
     if TYPE_CHECKING:  # a field of some steps, a property of others
 

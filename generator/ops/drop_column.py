@@ -147,7 +147,7 @@ class DropColumn(OperationSpec):
         return steps, problems
 
 
-def _without(t: Table, name: str) -> Table:
+def without_column(t: Table, name: str) -> Table:
     """``t`` without its column ``name`` (the columns set aside after it move up one)."""
     position = [c.name for c in t.physical()].index(name)
     return replace(
@@ -168,7 +168,7 @@ class DropColumnStep(Step):
     template: ClassVar[str] = "ops/drop_column.j2"
 
     def apply(self, schema: Schema) -> Schema:
-        return schema.put(_without(schema.get(self.table_name), self.column.name))
+        return schema.put(without_column(schema.get(self.table_name), self.column.name))
 
     def reverse(self) -> Step:
         from generator.ops.add_column import AddColumnStep

@@ -32,6 +32,11 @@ operations:
       - {name: note, type: varchar(20), nullable: true}
     indexes:
       - {name: ix_trades_venue, columns: [venue_id]}
+  - op: create_table
+    name: gone
+    columns:
+      - {name: id, type: integer, primary_key: true}
+  - {op: drop_table, table: gone}
 """
 
 # rule -> (operations that trip it, operations that do not, expected message)
@@ -102,6 +107,12 @@ CASES = {
         "- {op: drop_column, table: trades, column: qty}",
         "trades.qty is dropped with keep_data: false: its values are lost, and the downgrade "
         "brings the column back empty",
+    ),
+    "SG112": (
+        "- {op: purge, change: base}",
+        "- {op: drop_column, table: trades, column: qty}",
+        "destroys table _dropped_0000_gone, the rows change base kept: no downgrade can pass "
+        "this change",
     ),
 }
 

@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 from support import ROOT, execute, inspect_schema
 
-from generator import db, dialects, migrate, ops, spec
+from generator import db, dialects, migrate, ops, runtime, spec
 from generator.coltypes import (
     MAX_VARCHAR,
     NUMERIC_KINDS,
@@ -45,7 +45,9 @@ from generator.coltypes import (
     parse_type,
 )
 from generator.load import Change, load_changes
+from generator.ops.drop_column import archive_prefix
 from generator.ops.drop_table import ArchiveTableStep
+from generator.ops.purge import PurgeTableStep
 from generator.ops.rename_table import RenameTableStep, dependent_renames
 from generator.render import generate
 from generator.resolve import Resolver, default_problem
@@ -281,6 +283,8 @@ class Drawer:
                 return bool(self._droppable())
             case "drop_table":
                 return bool(self._droppable_tables())
+            case "purge":
+                return bool(self._purgeable())
         return True
 
     def _column_spec(self, name: str, *, new_table: bool) -> dict[str, Any]:
@@ -504,6 +508,27 @@ class Drawer:
         table = self.draw(st.sampled_from(self._droppable_tables()))
         return {"op": "drop_table", "table": table.name}
 
+    def _purgeable(self) -> list[str]:
+        """Ids of earlier changes with archives a purge can destroy."""
+        out = []
+        for change_id, number in self.resolver.change_numbers.items():
+            prefix = archive_prefix(number)
+            archives = self.schema.archives
+            mine = any(t.name.startswith(prefix) for t in archives) or any(
+                c.name.startswith(prefix) for t in self.schema.tables for _, c in t.aside
+            )
+            inside_later = any(
+                c.name.startswith(prefix) and not t.name.startswith(prefix)
+                for t in archives
+                for _, c in t.aside
+            )
+            if mine and not inside_later:
+                out.append(change_id)
+        return out
+
+    def purge(self) -> dict[str, Any]:
+        return {"op": "purge", "change": self.draw(st.sampled_from(self._purgeable()))}
+
     def rename_table(self) -> dict[str, Any]:
         table = self.draw(st.sampled_from(self.schema.tables))
         to = self.fresh_name("t", self.schema.relation_names())
@@ -524,6 +549,7 @@ def change_sequences(draw: st.DrawFn) -> list[dict[str, Any]]:
         drawer.created_here = set()
         drawer.resolver.change_number = number  # archives are named from their change
         operations = [drawer.operation() for _ in range(draw(st.integers(1, MAX_OPS)))]
+        drawer.resolver.change_numbers[f"step_{number}"] = number
         changes.append(
             {
                 "id": f"step_{number}",
@@ -637,16 +663,23 @@ def check_sequence(specs: list[dict[str, Any]], dialect: str, url: str, workdir:
     reset_database(url)
     migrate.upgrade(migrations, parsed, "0000")
     counts: Counter[str] = Counter()
+    floor = "base"  # the last change that cannot be undone (purge)
     for change in changes[1:]:
         insert_rows(url, dialect, change.before, counts)
         before, rows_before = inspect_schema(url), row_counts(url)
         migrate.upgrade(migrations, parsed, change.revision)
         after, rows_after = inspect_schema(url), row_counts(url)
         names = renamed_tables(change)
-        assert {t: rows_after[names.get(t, t)] for t in rows_before} == rows_before, (
-            f"upgrade {change.name}"
-        )
+        purged = {s.table.name for s in change.steps if isinstance(s, PurgeTableStep)}
+        kept = {t: n for t, n in rows_before.items() if t not in purged}
+        assert {t: rows_after[names.get(t, t)] for t in kept} == kept, f"upgrade {change.name}"
         assert change.down_revision is not None
+        if any(s.refuses for s in change.inverse_steps):
+            with pytest.raises(runtime.Irreversible, match=change.name):
+                migrate.downgrade(migrations, parsed, change.down_revision)
+            assert inspect_schema(url) == after, f"refused downgrade of {change.name} changed"
+            floor = change.revision
+            continue
         migrate.downgrade(migrations, parsed, change.down_revision)
         assert inspect_schema(url) == before, f"downgrade of {change.name} left a different schema"
         assert row_counts(url) == rows_before, f"downgrade of {change.name} lost rows"
@@ -655,8 +688,9 @@ def check_sequence(specs: list[dict[str, Any]], dialect: str, url: str, workdir:
         # the rows of a renamed table keep counting under its new name
         moved = {names[t]: counts.pop(t) for t in list(counts) if t in names}
         counts.update(moved)
-    migrate.downgrade(migrations, parsed, "base")
-    assert inspect_schema(url) == {}
+    migrate.downgrade(migrations, parsed, floor)
+    if floor == "base":
+        assert inspect_schema(url) == {}
 
 
 @pytest.mark.slow
