@@ -122,6 +122,15 @@ RULES = {
             "purge only once the earlier change is known good and will not be undone; "
             "acknowledge with that reason",
         ),
+        Rule(
+            "SG113",
+            "raw-sql",
+            "warning",
+            "raw SQL: the tool cannot know what it locks, scans or changes (it declares no "
+            "schema effect; the post-checks refuse a change to the modelled schema)",
+            "prefer an operation; else review the SQL and its `down`, give it `checks`, and "
+            "acknowledge with the reason",
+        ),
     )
 }
 

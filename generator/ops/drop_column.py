@@ -208,6 +208,12 @@ class DropColumnStep(Step):
         return f"drop column `{self.table_name}.{self.column.name}` (**its values are lost**)"
 
 
+# SQLite: a rebuild of its own for setting a column aside or restoring it, never merged with
+# the table's other rebuild steps: batch mode cannot rename a column and add or drop one of
+# the same name in one pass (add c then set c aside, or restore c then drop c).
+REBUILD_ASIDE = replace(RECREATE_TABLE, kind="recreate_table_aside")
+
+
 def _needs_rebuild(column: Column) -> bool:
     """SQLite alters nullability and defaults only by rebuilding the table."""
     return not column.nullable or column.default is not None
@@ -242,7 +248,7 @@ class SetColumnAsideStep(Step):
         return RestoreColumnStep(self.table_name, self.column, self.aside)
 
     def group(self, dialect: str) -> Group | None:
-        return RECREATE_TABLE if dialect == SQLITE and _needs_rebuild(self.column) else None
+        return REBUILD_ASIDE if dialect == SQLITE and _needs_rebuild(self.column) else None
 
     def risk(self, dialect: str) -> Risk:
         if dialect == POSTGRESQL:
@@ -300,7 +306,7 @@ class RestoreColumnStep(Step):
         return SetColumnAsideStep(self.table_name, self.column, self.aside)
 
     def group(self, dialect: str) -> Group | None:
-        return RECREATE_TABLE if dialect == SQLITE and _needs_rebuild(self.column) else None
+        return REBUILD_ASIDE if dialect == SQLITE and _needs_rebuild(self.column) else None
 
     def risk(self, dialect: str) -> Risk:
         if dialect == POSTGRESQL:

@@ -203,7 +203,7 @@ class IrreversibleStep(Step):
     why: str
     undoes: Step  # the step it stands for
 
-    kind: ClassVar[str] = "irreversible"
+    kind: ClassVar[str] = "refusal"
     refuses: ClassVar[bool] = True
     template: ClassVar[str] = "ops/irreversible.j2"
 

@@ -114,6 +114,11 @@ CASES = {
         "destroys table _dropped_0000_gone, the rows change base kept: no downgrade can pass "
         "this change",
     ),
+    "SG113": (
+        "- {op: sql, up: {postgresql: SELECT 1, sqlite: SELECT 1}, irreversible: true}",
+        "- {op: drop_column, table: trades, column: qty}",
+        "raw SQL: its locks and effects are not checked by the tool; it cannot be undone",
+    ),
 }
 
 
