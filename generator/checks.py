@@ -199,6 +199,7 @@ def expect_data(steps: Sequence[Step], before: Schema, after: Schema) -> DataExp
                     condition[dialects.SQLITE] or "",
                 )
             )
+    fits += [fit for step in steps for fit in step.fits()]
     orphans = [f for t in sorted(touched) if (tab := before.table(t)) for f in tab.foreign_keys]
     conversions = [
         Conversion(t, before.get(t).primary_key, c, _tolerance(types))

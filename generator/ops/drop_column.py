@@ -23,9 +23,9 @@ state keeps it in ``Table.aside`` with its place in the column order, so the val
 expects it, a later SQLite rebuild keeps it, and ``purge`` can destroy it.
 
 The derived downgrade renames it back in place and restores its default and NOT NULL (rows
-written since the drop get the default first, as they would have; without a default such a
-row makes SET NOT NULL fail and the downgrade roll back), then builds the indexes again
-(CONCURRENTLY): every value is the one it had. Its Risk says SET NOT NULL scans the table
+written since the drop get the default first, as they would have; without a default such
+rows are listed by the downgrade's fit-check before any DDL, which refuses it), then builds
+the indexes again (CONCURRENTLY): every value is the one it had. Its Risk says SET NOT NULL scans the table
 under ACCESS EXCLUSIVE.
 
 ``keep_data: false`` is ``DropColumnStep``, the schema-only drop (also the derived downgrade
@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from generator.dialects import POSTGRESQL, SQLITE
+from generator.dialects import POSTGRESQL, SQLITE, quote_ident
 from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
 from generator.ops.drop_index import DropIndexStep
 from generator.plan import RECREATE_TABLE, Group
@@ -53,6 +53,7 @@ from generator.spec import Identifier
 from generator.state import Column, Schema, Table
 
 if TYPE_CHECKING:
+    from generator.checks import Fit
     from generator.load import Change
     from generator.resolve import Resolver
 
@@ -143,7 +144,7 @@ class DropColumn(OperationSpec):
             problems.append(
                 (("column",), f"{self.table} already has a column {aside!r} (dropped before?)")
             )
-        steps.append(SetColumnAsideStep(self.table, column, aside))
+        steps.append(SetColumnAsideStep(self.table, column, aside, table.primary_key))
         return steps, problems
 
 
@@ -224,6 +225,7 @@ class SetColumnAsideStep(Step):
     table_name: str
     column: Column  # as it was in the schema
     aside: str  # its archive name
+    key: tuple[str, ...] = ()  # the table's primary key (names the rows of its checks)
 
     kind: ClassVar[str] = "set_column_aside"
     template: ClassVar[str] = "ops/set_column_aside.j2"
@@ -245,7 +247,7 @@ class SetColumnAsideStep(Step):
         )
 
     def reverse(self) -> RestoreColumnStep:
-        return RestoreColumnStep(self.table_name, self.column, self.aside)
+        return RestoreColumnStep(self.table_name, self.column, self.aside, self.key)
 
     def group(self, dialect: str) -> Group | None:
         return REBUILD_ASIDE if dialect == SQLITE and _needs_rebuild(self.column) else None
@@ -285,6 +287,7 @@ class RestoreColumnStep(Step):
     table_name: str
     column: Column  # as it comes back
     aside: str
+    key: tuple[str, ...] = ()
 
     kind: ClassVar[str] = "restore_column"
     template: ClassVar[str] = "ops/restore_column.j2"
@@ -293,6 +296,16 @@ class RestoreColumnStep(Step):
     def fills(self) -> bool:
         """Rows written since the drop hold NULL: they get the default before NOT NULL."""
         return not self.column.nullable and self.column.default is not None
+
+    def fits(self) -> Iterator[Fit]:
+        """NOT NULL without a default: rows written since the drop have no value for it; they
+        are listed before any DDL and the downgrade refused."""
+        if self.column.nullable or self.column.default is not None:
+            return
+        from generator.checks import Fit
+
+        where = f"{quote_ident(self.aside)} IS NULL"
+        yield Fit(self.table_name, self.key, self.aside, "not_null", where, where)
 
     def apply(self, schema: Schema) -> Schema:
         t = schema.get(self.table_name)
@@ -303,7 +316,7 @@ class RestoreColumnStep(Step):
         return schema.put(replace(t, columns=columns, aside=aside))
 
     def reverse(self) -> SetColumnAsideStep:
-        return SetColumnAsideStep(self.table_name, self.column, self.aside)
+        return SetColumnAsideStep(self.table_name, self.column, self.aside, self.key)
 
     def group(self, dialect: str) -> Group | None:
         return REBUILD_ASIDE if dialect == SQLITE and _needs_rebuild(self.column) else None

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from conftest import pg_url_for
 from support import GOLDEN, ROOT, execute
 
-from generator import files, lint, migrate
+from generator import files, lint, migrate, runtime
 from generator.coltypes import parse_type
 from generator.errors import SpecErrors
 from generator.load import Change, load_changes
@@ -278,8 +278,12 @@ def test_the_downgrade_refuses_a_not_null_column_without_a_value(
         "INSERT INTO t (id, _dropped_0001_must) VALUES (1, 5)",
         "INSERT INTO t (id) VALUES (2)",
     )
-    with pytest.raises(Exception, match="must"):
+    with pytest.raises(runtime.CheckFailed) as info:
         migrate.downgrade(out_dir, url, "0000")
+    # refused before any DDL, the row named by its key
+    assert info.value.before_ddl
+    assert "check t._dropped_0001_must.fits_not_null: 1 failing row(s)" in str(info.value)
+    assert str(info.value).splitlines()[-1].split() == ["2", "|", "NULL"]
     assert _query(db_url, "SELECT id, _dropped_0001_must FROM t ORDER BY id") == [(1, 5), (2, None)]
 
 
