@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from support import GOLDEN, ROOT, execute, inspect_schema
+from support import GOLDEN, ROOT, cli, execute, inspect_schema
 
 from generator import files, lint, migrate, runtime
 from generator.errors import SpecErrors
@@ -122,4 +122,24 @@ def test_a_downgrade_past_a_purge_refuses_and_changes_nothing(
         (2, None, None),
         (3, "c", 7),
     ]
+    assert _query(db_url, "SELECT version_num FROM alembic_version") == [("0002",)]
+
+
+@pytest.mark.db
+def test_the_cli_names_the_change_and_exits_non_zero(db_url: str, tmp_path: Path) -> None:
+    """`schemagen downgrade` past a purge: one clear error naming the change, exit code 4, no
+    traceback, the database at the purge's revision."""
+    project = tmp_path / "project"
+    shutil.copytree(CASE / "changes", project / "changes")
+    out_dir = project / "generated_migrations"
+    files.write(generate(load_changes(project / "changes", display_base=project)), out_dir)
+    shutil.copy(ROOT / "generated_migrations" / "env.py", out_dir / "env.py")
+    assert cli("upgrade", "--url", db_url, root=project).exit_code == 0
+    result = cli("downgrade", "--to", "0001", "--url", db_url, root=project)
+    assert result.exit_code == 4, result.output
+    assert "change 0002_purge cannot be downgraded: it destroyed table _dropped_0001_events" in (
+        result.output
+    )
+    assert "nothing of it was kept" in result.output
+    assert "Traceback" not in result.output
     assert _query(db_url, "SELECT version_num FROM alembic_version") == [("0002",)]
