@@ -72,7 +72,7 @@ def expect_table(table: Table, dialect: str, candidates: frozenset[str]) -> Tabl
             "YES" if c.nullable else "NO",
             dialects.catalog_default(c, dialect),
         )
-        for c in table.columns
+        for c in table.physical()
     ]
     pk: list[Row] = []
     if table.primary_key:
@@ -109,8 +109,9 @@ def expect_schema(schema: Schema, dialect: str, other: Schema) -> list[TableExpe
     """Expectations for ``schema``; ``other`` is the state on the far side of the change, whose
     CHECK names must be looked for (and found absent) too."""
     out = []
-    for t in sorted(schema.tables, key=lambda t: t.name):
-        twin = other.table(t.name)
+    # Archived tables (drop_table) are tables of the database too: checked alike.
+    for t in sorted((*schema.tables, *schema.archives), key=lambda t: t.name):
+        twin = other.table(t.name) or other.archive(t.name)
         candidates = (
             frozenset(c.name for c in twin.checks) | set(type_check_names(twin, dialect))
             if twin
@@ -216,6 +217,7 @@ def expect_data(steps: Sequence[Step], before: Schema, after: Schema) -> DataExp
                     condition[dialects.SQLITE] or "",
                 )
             )
+    fits += [fit for step in steps for fit in step.fits()]
     orphans = [f for t in sorted(touched) if (tab := before.table(t)) for f in tab.foreign_keys]
     conversions = [
         Conversion(t, before.get(t).primary_key, c, _tolerance(types))

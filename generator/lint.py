@@ -98,10 +98,38 @@ RULES = {
             "SG110",
             "rename-breaks-running-code",
             "warning",
-            "renames a column: application code still running with the old name fails from "
+            "renames a column or table: application code still running with the old name "
+            "fails from "
             "the moment the rename commits",
             "deploy code that no longer uses the old name first (or reads both), then "
             "acknowledge with that reason",
+        ),
+        Rule(
+            "SG111",
+            "drop-without-data",
+            "error",
+            "drops a column or table with `keep_data: false`: its data is gone for good, and "
+            "the derived downgrade brings it back empty",
+            "leave `keep_data` at its default (true: the values stay aside until `purge`), or "
+            "acknowledge with the reason they may go",
+        ),
+        Rule(
+            "SG112",
+            "purge-destroys-archives",
+            "error",
+            "destroys what an earlier drop_column / drop_table kept: the data is gone, and no "
+            "downgrade can pass this change (it fails, naming the change)",
+            "purge only once the earlier change is known good and will not be undone; "
+            "acknowledge with that reason",
+        ),
+        Rule(
+            "SG113",
+            "raw-sql",
+            "warning",
+            "raw SQL: the tool cannot know what it locks, scans or changes (it declares no "
+            "schema effect; the post-checks refuse a change to the modelled schema)",
+            "prefer an operation; else review the SQL and its `down`, give it `checks`, and "
+            "acknowledge with the reason",
         ),
     )
 }

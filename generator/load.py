@@ -62,7 +62,10 @@ class Change:
 
     @property
     def inverse_steps(self) -> tuple[Step, ...]:
-        return tuple(step.reverse() for step in reversed(self.steps))
+        """The derived downgrade; for a change that cannot be undone, only its refusals (so
+        nothing of it runs, not even a step that commits on its own)."""
+        steps = tuple(step.reverse() for step in reversed(self.steps))
+        return tuple(s for s in steps if s.refuses) or steps
 
 
 def _walk(data: Any, loc: tuple[Any, ...]) -> Path:
@@ -229,6 +232,7 @@ def load_changes(
                 )
             )
         before = resolver.schema
+        resolver.change_number, resolver.change_id = number, change_spec.id
         steps: list[Step] = []
         origins: list[int] = []
         for i, op in enumerate(change_spec.operations):
@@ -239,6 +243,7 @@ def load_changes(
                 path: Path = ("operations", i, *rel)
                 line, col = positions.of_value(path)
                 errors.append(SpecError(display, line, col, format_path(path), message))
+        resolver.change_numbers.setdefault(change_spec.id, number)
         if change_spec.after is not None:
             if number != 0:
                 line, col = positions.of_value(("after",))

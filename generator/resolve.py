@@ -123,7 +123,8 @@ class WorkTable:
         self.foreign_keys = table.foreign_keys
         self.uniques = table.uniques
         self.checks = table.checks
-        self.pk_constraint = table.pk_constraint  # the convention's name, kept on a rebuild
+        self.pk_constraint = table.pk_constraint
+        self.aside = table.aside
         self.built: Table | None = table
 
     def table(self) -> Table:
@@ -137,6 +138,7 @@ class WorkTable:
                 self.uniques,
                 self.checks,
                 self.pk_constraint,
+                self.aside,
             )
         return self.built
 
@@ -174,10 +176,15 @@ class Resolver:
 
     def __init__(self, schema: Schema, conventions: Conventions = DEFAULT) -> None:
         self.conventions = conventions
+        # The change being resolved: its number, and the number of each change id so far
+        # (archives are named from the change that makes them; purge names a change by id).
+        self.change_number, self.change_id = 0, ""
+        self.change_numbers: dict[str, int] = {}
         self._load(schema)
 
     def _load(self, schema: Schema) -> None:
         self._works = {t.name: WorkTable(t) for t in schema.tables}
+        self._archives = schema.archives
         self._built: Schema | None = schema
         # The schema's relation names, kept up to date step by step (None: recompute).
         self._names: set[str] | None = None
@@ -186,7 +193,7 @@ class Resolver:
     def schema(self) -> Schema:
         """The schema as the operations so far left it (built once per change, not per step)."""
         if self._built is None:
-            self._built = Schema(tuple(w.table() for w in self._works.values()))
+            self._built = Schema(tuple(w.table() for w in self._works.values()), self._archives)
         return self._built
 
     def resolve(self, op: OperationSpec) -> tuple[list[Step], list[Problem]]:

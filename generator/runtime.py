@@ -323,6 +323,29 @@ _NOTE_KEY = "schemagen_half_applied"
 Tolerance = Mapping[str, Sequence[Sequence[str | None]]]
 
 
+def sql_checks(op: Any, change: str, checks: Sequence[tuple[str, str]]) -> None:
+    """The ``checks`` of an ``sql`` operation, run after its SQL in the change's transaction:
+    each query returns the rows that fail it; any row fails the change (rolled back)."""
+    if _offline(op):
+        for name, _ in checks:
+            _note(op, f"sql check {name} must return no rows")
+        return
+    connection: Connection = op.get_bind()
+    results = run_checks(connection, [Check(name, sql) for name, sql in checks])
+    failed = [r for r in results if not r.passed]
+    if failed:
+        raise CheckFailed(change, "SQL", connection.dialect.name, failed)
+
+
+class Irreversible(RuntimeError):
+    """A downgrade past a change that cannot be undone (``purge``, irreversible ``sql``)."""
+
+
+def irreversible(op: Any, message: str) -> None:
+    """The first step of such a change's downgrade: refuse, before anything of it has run."""
+    raise Irreversible(message)
+
+
 class HalfAppliedElsewhere(RuntimeError):
     """Another change than the one about to run is half-applied."""
 

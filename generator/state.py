@@ -5,6 +5,7 @@ The steps that transform it live with their operations (``generator/ops/``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from generator.coltypes import SqlType
@@ -84,6 +85,19 @@ class Table:
     checks: tuple[CheckConstraint, ...] = ()
     # The primary key constraint's name, as the project's naming convention made it.
     pk_constraint: str | None = None
+    # Columns dropped with their values kept (drop_column): out of the schema, still in the
+    # table under an archive name, nullable and without a default. Each with its place in the
+    # table's physical column order (``physical``), where it was when it was set aside.
+    aside: tuple[tuple[int, Column], ...] = ()
+
+    def physical(self) -> tuple[Column, ...]:
+        """Every column the database holds, in its order: the schema's and those set aside."""
+        if not self.aside:
+            return self.columns
+        out = list(self.columns)
+        for position, column in sorted(self.aside, key=lambda a: a[0]):
+            out.insert(position, column)
+        return tuple(out)
 
     @property
     def pk_name(self) -> str:
@@ -119,6 +133,9 @@ class Schema:
     """Tables in creation order (parents before children)."""
 
     tables: tuple[Table, ...] = ()
+    # Tables dropped with their rows kept (drop_table): renamed to their archive name, with
+    # their keys and indexes, out of the schema until purged or restored.
+    archives: tuple[Table, ...] = ()
 
     def table(self, name: str) -> Table | None:
         return next((t for t in self.tables if t.name == name), None)
@@ -131,14 +148,24 @@ class Schema:
 
     def put(self, table: Table) -> Schema:
         if self.table(table.name) is None:
-            return Schema((*self.tables, table))
-        return Schema(tuple(table if t.name == table.name else t for t in self.tables))
+            return Schema((*self.tables, table), self.archives)
+        return Schema(
+            tuple(table if t.name == table.name else t for t in self.tables), self.archives
+        )
 
     def without(self, name: str) -> Schema:
-        return Schema(tuple(t for t in self.tables if t.name != name))
+        return Schema(tuple(t for t in self.tables if t.name != name), self.archives)
+
+    def map(self, fn: Callable[[Table], Table]) -> Schema:
+        """``fn`` on every table, the archived ones too (their foreign keys name live tables)."""
+        return Schema(tuple(fn(t) for t in self.tables), tuple(fn(t) for t in self.archives))
+
+    def archive(self, name: str) -> Table | None:
+        return next((t for t in self.archives if t.name == name), None)
 
     def relation_names(self) -> set[str]:
-        return set().union(*(t.relation_names() for t in self.tables)) if self.tables else set()
+        every = (*self.tables, *self.archives)
+        return set().union(*(t.relation_names() for t in every)) if every else set()
 
     def referencing(self, table: str) -> list[ForeignKey]:
         return [f for t in self.tables for f in t.foreign_keys if f.ref_table == table]

@@ -1,5 +1,5 @@
-"""``add_column``: a new column (no key: constrain it in a later change); its inverse,
-``drop_column``, lives here too (it exists only as the derived downgrade)."""
+"""``add_column``: a new column (no key: constrain it in a later change); its inverse is the
+schema-only ``DropColumnStep`` of ``drop_column`` (generator/ops/drop_column.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from generator.dialects import POSTGRESQL, SQLITE, default_is_clock
+from generator.dialects import POSTGRESQL, default_is_clock
 from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
 from generator.plan import RECREATE_TABLE, Group
 from generator.spec import ColumnSpec, Identifier
@@ -24,7 +24,7 @@ class AddColumn(OperationSpec):
     column: ColumnSpec
 
     position: ClassVar[int] = 50
-    templates: ClassVar[tuple[str, ...]] = ("ops/add_column.j2", "ops/drop_column.j2")
+    templates: ClassVar[tuple[str, ...]] = ("ops/add_column.j2",)
     example: ClassVar[str] = (
         "op: add_column\ntable: t\ncolumn: {name: c, type: timestamptz, nullable: true}"
     )
@@ -81,7 +81,9 @@ class AddColumnStep(Step):
     def apply_in(self, r: Resolver) -> None:
         r.put_column(self.table_name, self.column)
 
-    def reverse(self) -> DropColumnStep:
+    def reverse(self) -> Step:
+        from generator.ops.drop_column import DropColumnStep
+
         return DropColumnStep(self.table_name, self.column)
 
     def group(self, dialect: str) -> Group | None:
@@ -116,46 +118,3 @@ class AddColumnStep(Step):
 
     def describe(self) -> str:
         return f"add column `{self.table_name}.{self.column.name}` {self.column.type}"
-
-
-@dataclass(frozen=True)
-class DropColumnStep(Step):
-    table_name: str
-    column: Column
-
-    kind: ClassVar[str] = "drop_column"
-    template: ClassVar[str] = "ops/drop_column.j2"
-
-    def apply(self, schema: Schema) -> Schema:
-        t = schema.get(self.table_name)
-        return schema.put(
-            replace(t, columns=tuple(c for c in t.columns if c.name != self.column.name))
-        )
-
-    def reverse(self) -> AddColumnStep:
-        return AddColumnStep(self.table_name, self.column)
-
-    def group(self, dialect: str) -> Group | None:
-        return RECREATE_TABLE if dialect == SQLITE else None
-
-    def risk(self, dialect: str) -> Risk:
-        if dialect == POSTGRESQL:
-            return Risk(
-                "ACCESS EXCLUSIVE (brief)",
-                False,
-                "catalogue-only change",
-                blocks="reads and writes",
-            )
-        return Risk(
-            "database write lock",
-            True,
-            "SQLite drops a column by rebuilding the table",
-            scans=True,
-            blocks="writes",
-        )
-
-    def drops(self) -> str:
-        return f"column {self.table_name}.{self.column.name}"
-
-    def describe(self) -> str:
-        return f"drop column `{self.table_name}.{self.column.name}` (**its values are lost**)"

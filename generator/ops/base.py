@@ -20,6 +20,7 @@ from generator.errors import Path
 from generator.spec import Acknowledgements, Spec
 
 if TYPE_CHECKING:
+    from generator.checks import Fit
     from generator.load import Change
     from generator.plan import Group
     from generator.resolve import Resolver
@@ -84,6 +85,9 @@ class Step:
 
     kind: ClassVar[str]  # the name of a plan unit of this step alone
     template: ClassVar[str]  # the template of that unit (macros per dialect, batch(), ...)
+    # A derived downgrade that cannot be done (purge, irreversible sql): it refuses, and a
+    # change's downgrade with such a step is only its refusals (Change.inverse_steps).
+    refuses: ClassVar[bool] = False
 
     if TYPE_CHECKING:  # a field of some steps, a property of others
 
@@ -119,6 +123,10 @@ class Step:
     def type_change(self) -> tuple[Column, SqlType] | None:
         """(the column before, its new type) when the step converts a column's values."""
         return None
+
+    def fits(self) -> Iterator[Fit]:
+        """Rows that would make this step fail, listed before any DDL (fit-checks)."""
+        return iter(())
 
     def interrupted(self, dialect: str) -> Iterator[tuple[str, tuple[str | int | None, ...]]]:
         """Catalogue rows (check name, row) this step can leave when killed part-way in a

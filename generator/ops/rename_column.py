@@ -94,9 +94,7 @@ class RenameColumnStep(Step):
     template: ClassVar[str] = "ops/rename_column.j2"
 
     def apply(self, schema: Schema) -> Schema:
-        return Schema(
-            tuple(_rename_in(t, self.table_name, self.column, self.to) for t in schema.tables)
-        )
+        return schema.map(lambda t: _rename_in(t, self.table_name, self.column, self.to))
 
     def reverse(self) -> RenameColumnStep:
         return RenameColumnStep(self.table_name, self.to, self.column)

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from support import GOLDEN, ROOT, inspect_schema
 
-from generator import files, migrate
+from generator import files, migrate, runtime
 from generator.load import load_changes
 from generator.render import generate
 
@@ -47,6 +47,13 @@ def test_golden_migrations_run_up_and_down(case: str, db_url: str, tmp_path: Pat
     migrate.upgrade(out_dir, url, "head")
     head = inspect_schema(db_url)
     assert head != base
+    root = GOLDEN / "render" / case
+    if any(s.refuses for c in load_changes(root / "changes") for s in c.inverse_steps):
+        # a change that cannot be undone (purge): the downgrade past it refuses, unchanged
+        with pytest.raises(runtime.Irreversible, match="cannot be downgraded"):
+            migrate.downgrade(out_dir, url, "0000")
+        assert inspect_schema(db_url) == head
+        return
     migrate.downgrade(out_dir, url, "0000")
     assert inspect_schema(db_url) == base
     migrate.upgrade(out_dir, url, "head")

@@ -32,6 +32,11 @@ operations:
       - {name: note, type: varchar(20), nullable: true}
     indexes:
       - {name: ix_trades_venue, columns: [venue_id]}
+  - op: create_table
+    name: gone
+    columns:
+      - {name: id, type: integer, primary_key: true}
+  - {op: drop_table, table: gone}
 """
 
 # rule -> (operations that trip it, operations that do not, expected message)
@@ -96,6 +101,23 @@ CASES = {
         "- {op: create_index, table: trades, name: ix_trades_note, columns: [note]}",
         "trades.note is renamed to memo: running code that still uses note fails from the "
         "moment the rename commits",
+    ),
+    "SG111": (
+        "- {op: drop_column, table: trades, column: qty, keep_data: false}",
+        "- {op: drop_column, table: trades, column: qty}",
+        "trades.qty is dropped with keep_data: false: its values are lost, and the downgrade "
+        "brings the column back empty",
+    ),
+    "SG112": (
+        "- {op: purge, change: base}",
+        "- {op: drop_column, table: trades, column: qty}",
+        "destroys table _dropped_0000_gone, the rows change base kept: no downgrade can pass "
+        "this change",
+    ),
+    "SG113": (
+        "- {op: sql, up: {postgresql: SELECT 1, sqlite: SELECT 1}, irreversible: true}",
+        "- {op: drop_column, table: trades, column: qty}",
+        "raw SQL: its locks and effects are not checked by the tool; it cannot be undone",
     ),
 }
 

@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 from support import ROOT, execute, inspect_schema
 
-from generator import db, dialects, migrate, ops, spec
+from generator import db, dialects, migrate, ops, runtime, spec
 from generator.coltypes import (
     MAX_VARCHAR,
     NUMERIC_KINDS,
@@ -45,6 +45,10 @@ from generator.coltypes import (
     parse_type,
 )
 from generator.load import Change, load_changes
+from generator.ops.drop_column import archive_prefix
+from generator.ops.drop_table import ArchiveTableStep
+from generator.ops.purge import PurgeTableStep
+from generator.ops.rename_table import RenameTableStep, dependent_renames
 from generator.render import generate
 from generator.resolve import Resolver, default_problem
 from generator.state import Column, DefaultValue, Schema, Table
@@ -262,9 +266,8 @@ def defaults(type_name: str) -> st.SearchStrategy[DefaultValue]:
         case "float":
             return st.one_of(
                 st.integers(-(2**70), 2**70),
-                st.floats(allow_nan=False, allow_infinity=False).filter(
-                    lambda f: abs(f) < 1e308  # the resolver's limit for a float default
-                ),
+                # the tool refuses |default| >= 1e308 (resolve.default_problem)
+                st.floats(min_value=-9.9e307, max_value=9.9e307),
             )
         case "decimal":
             assert t.precision is not None and t.scale is not None
@@ -321,6 +324,12 @@ class Drawer:
                 return bool(self._alterable())
             case "swap_fk_action":
                 return any(t.foreign_keys for t in self.schema.tables)
+            case "drop_column":
+                return bool(self._droppable())
+            case "drop_table":
+                return bool(self._droppable_tables())
+            case "purge":
+                return bool(self._purgeable())
         return True
 
     def _column_spec(self, name: str, *, new_table: bool) -> dict[str, Any]:
@@ -339,7 +348,10 @@ class Drawer:
     def create_table(self) -> dict[str, Any]:
         draw = self.draw
         tables = {t.name for t in self.schema.tables}
-        name = self.fresh_name("t", tables | self.schema.relation_names())
+        names = self.schema.relation_names()
+        # a dropped table's archive keeps its key's name (pk_<table>): that table name is taken
+        kept = {n.removeprefix("pk_") for n in names if n.startswith("pk_")}
+        name = self.fresh_name("t", tables | names | kept)
         columns: list[dict[str, Any]] = []
         has_id = draw(st.integers(0, 9)) > 0
         if has_id:
@@ -513,6 +525,94 @@ class Drawer:
         to = self.fresh_name("r", {c.name for c in table.columns})
         return {"op": "rename_column", "table": table.name, "column": column.name, "to": to}
 
+    def _droppable(self) -> list[tuple[Table, Column]]:
+        """Columns drop_column accepts whose downgrade can always come back: nullable or with
+        a default (rows inserted after the drop have no value for them)."""
+        out = []
+        for t in self.schema.tables:
+            if len(t.columns) < 2:
+                continue
+            held = {*t.primary_key, *(c for u in t.uniques for c in u.columns)}
+            held |= {f.column for f in t.foreign_keys} | {c.column for c in t.checks}
+            held |= {f.ref_column for f in self.schema.referencing(t.name)}
+            out += [
+                (t, c)
+                for c in t.columns
+                if c.name not in held and (c.nullable or c.default is not None)
+            ]
+        return out
+
+    def drop_column(self) -> dict[str, Any]:
+        table, column = self.draw(st.sampled_from(self._droppable()))
+        op: dict[str, Any] = {"op": "drop_column", "table": table.name, "column": column.name}
+        # without its data the downgrade adds it back at the end: only the last column comes
+        # back where it was (the schemas are compared column by column, in order)
+        if table.physical()[-1] == column and self.draw(st.booleans()):
+            op["keep_data"] = False
+        return op
+
+    def _droppable_tables(self) -> list[Table]:
+        return [
+            t
+            for t in self.schema.tables
+            if all(f.table == t.name for f in self.schema.referencing(t.name))
+        ]
+
+    def drop_table(self) -> dict[str, Any]:
+        # with its rows kept: the test compares the rows after each downgrade
+        table = self.draw(st.sampled_from(self._droppable_tables()))
+        return {"op": "drop_table", "table": table.name}
+
+    def _purgeable(self) -> list[str]:
+        """Ids of earlier changes with archives a purge can destroy."""
+        out = []
+        for change_id, number in self.resolver.change_numbers.items():
+            prefix = archive_prefix(number)
+            archives = self.schema.archives
+            mine = any(t.name.startswith(prefix) for t in archives) or any(
+                c.name.startswith(prefix) for t in self.schema.tables for _, c in t.aside
+            )
+            inside_later = any(
+                c.name.startswith(prefix) and not t.name.startswith(prefix)
+                for t in archives
+                for _, c in t.aside
+            )
+            if mine and not inside_later:
+                out.append(change_id)
+        return out
+
+    def purge(self) -> dict[str, Any]:
+        return {"op": "purge", "change": self.draw(st.sampled_from(self._purgeable()))}
+
+    def sql(self) -> dict[str, Any]:
+        """Raw SQL that keeps every value (an UPDATE of a column to itself), with a check;
+        sometimes irreversible (the test expects its downgrade to refuse)."""
+        table = self.draw(st.sampled_from(self.schema.tables))
+        column = self.draw(st.sampled_from(table.columns))
+        t, c = dialects.quote_ident(table.name), dialects.quote_ident(column.name)
+        both = {"postgresql": f"UPDATE {t} SET {c} = {c}", "sqlite": f"UPDATE {t} SET {c} = {c}"}
+        check = f"SELECT * FROM {t} WHERE 1 = 0"
+        op: dict[str, Any] = {
+            "op": "sql",
+            "up": both,
+            "checks": [{"postgresql": check, "sqlite": check}],
+        }
+        if self.draw(st.integers(0, 4)) == 0:
+            op["irreversible"] = True
+        else:
+            op["down"] = dict(both)  # a copy: a shared dict would be dumped as a YAML anchor
+        return op
+
+    def rename_table(self) -> dict[str, Any]:
+        table = self.draw(st.sampled_from(self.schema.tables))
+        to = self.fresh_name("t", self.schema.relation_names())
+        op: dict[str, Any] = {"op": "rename_table", "table": table.name, "to": to}
+        renames = dependent_renames(self.schema, table, to, self.resolver.conventions)
+        taken = self.schema.relation_names() - table.relation_names()
+        if self.draw(st.booleans()) and not {n.new for n in renames} & (taken | {to}):
+            op["rename_dependents"] = True
+        return op
+
 
 @st.composite
 def change_sequences(draw: st.DrawFn) -> list[dict[str, Any]]:
@@ -521,7 +621,9 @@ def change_sequences(draw: st.DrawFn) -> list[dict[str, Any]]:
     changes = []
     for number in range(1, draw(st.integers(1, MAX_CHANGES)) + 1):
         drawer.created_here = set()
+        drawer.resolver.change_number = number  # archives are named from their change
         operations = [drawer.operation() for _ in range(draw(st.integers(1, MAX_OPS)))]
+        drawer.resolver.change_numbers[f"step_{number}"] = number
         changes.append(
             {
                 "id": f"step_{number}",
@@ -626,26 +728,51 @@ def row_counts(url: str) -> dict[str, int]:
 # ---------------------------------------------------------------------------------- test
 
 
+def renamed_tables(change: Change) -> dict[str, str]:
+    """Each table the change renames (or archives), by its name before → its name after."""
+    names: dict[str, str] = {}
+    for step in change.steps:
+        if isinstance(step, RenameTableStep | ArchiveTableStep):
+            now = step.to if isinstance(step, RenameTableStep) else step.archive
+            old = next((k for k, v in names.items() if v == step.table_name), step.table_name)
+            names[old] = now
+    return names
+
+
 def check_sequence(specs: list[dict[str, Any]], dialect: str, url: str, workdir: Path) -> None:
     changes, migrations = write_project(workdir, specs)
     parsed = sa.make_url(url)
     reset_database(url)
     migrate.upgrade(migrations, parsed, "0000")
     counts: Counter[str] = Counter()
+    floor = "base"  # the last change that cannot be undone (purge)
     for change in changes[1:]:
         insert_rows(url, dialect, change.before, counts)
         before, rows_before = inspect_schema(url), row_counts(url)
         migrate.upgrade(migrations, parsed, change.revision)
         after, rows_after = inspect_schema(url), row_counts(url)
-        assert {t: rows_after[t] for t in rows_before} == rows_before, f"upgrade {change.name}"
+        names = renamed_tables(change)
+        purged = {s.table.name for s in change.steps if isinstance(s, PurgeTableStep)}
+        kept = {t: n for t, n in rows_before.items() if t not in purged}
+        assert {t: rows_after[names.get(t, t)] for t in kept} == kept, f"upgrade {change.name}"
         assert change.down_revision is not None
+        if any(s.refuses for s in change.inverse_steps):
+            with pytest.raises(runtime.Irreversible, match=change.name):
+                migrate.downgrade(migrations, parsed, change.down_revision)
+            assert inspect_schema(url) == after, f"refused downgrade of {change.name} changed"
+            floor = change.revision
+            continue
         migrate.downgrade(migrations, parsed, change.down_revision)
         assert inspect_schema(url) == before, f"downgrade of {change.name} left a different schema"
         assert row_counts(url) == rows_before, f"downgrade of {change.name} lost rows"
         migrate.upgrade(migrations, parsed, change.revision)
         assert inspect_schema(url) == after, f"second upgrade of {change.name} differs"
-    migrate.downgrade(migrations, parsed, "base")
-    assert inspect_schema(url) == {}
+        # the rows of a renamed table keep counting under its new name
+        moved = {names[t]: counts.pop(t) for t in list(counts) if t in names}
+        counts.update(moved)
+    migrate.downgrade(migrations, parsed, floor)
+    if floor == "base":
+        assert inspect_schema(url) == {}
 
 
 @pytest.mark.slow
