@@ -457,6 +457,16 @@ class Drawer:
         to = self.fresh_name("r", {c.name for c in table.columns})
         return {"op": "rename_column", "table": table.name, "column": column.name, "to": to}
 
+    def set_default(self) -> dict[str, Any]:
+        pairs = [(t, c) for t in self.schema.tables for c in t.columns if not c.identity]
+        table, column = self.draw(st.sampled_from(pairs))
+        new = self.draw(
+            st.one_of(st.none(), defaults(str(column.type))).filter(
+                lambda d: (d, type(d)) != (column.default, type(column.default))
+            )
+        )
+        return {"op": "set_default", "table": table.name, "column": column.name, "default": new}
+
 
 @st.composite
 def change_sequences(draw: st.DrawFn) -> list[dict[str, Any]]:
