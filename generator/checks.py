@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from generator import dialects
 from generator.coltypes import SqlType
-from generator.ops.base import Step
+from generator.ops.base import RowCheck, Step
 from generator.state import ForeignKey, Index, Schema, Table
 
 Row = tuple[str | int | None, ...]
@@ -148,6 +148,8 @@ class DataExpectation:
     conversions: list[Conversion]
     fits: list[Fit]
     orphans: list[ForeignKey]
+    # the steps' own offending-row queries (Step.prechecks), run before any DDL
+    prechecks: tuple[RowCheck, ...] = ()
 
     @property
     def snapshots(self) -> bool:
@@ -203,4 +205,5 @@ def expect_data(steps: Sequence[Step], before: Schema, after: Schema) -> DataExp
         Conversion(t, before.get(t).primary_key, c, _tolerance(types))
         for (t, c), types in chains.items()
     ]
-    return DataExpectation(counted, sorted(conversions, key=str), fits, orphans)
+    prechecks = tuple(c for step in steps for c in step.prechecks(before))
+    return DataExpectation(counted, sorted(conversions, key=str), fits, orphans, prechecks)

@@ -275,6 +275,8 @@ class Drawer:
                 return bool(self._alterable())
             case "swap_fk_action":
                 return any(t.foreign_keys for t in self.schema.tables)
+            case "drop_check":
+                return any(t.checks for t in self.schema.tables)
         return True
 
     def _column_spec(self, name: str, *, new_table: bool) -> dict[str, Any]:
@@ -466,6 +468,28 @@ class Drawer:
             )
         )
         return {"op": "set_default", "table": table.name, "column": column.name, "default": new}
+
+    def add_check(self) -> dict[str, Any]:
+        """A check every row the test inserts (and every default) satisfies."""
+        table = self.draw(st.sampled_from(self.schema.tables))
+        column = self.draw(st.sampled_from(table.columns))
+        c = dialects.quote_ident(column.name) if column.name in KEYWORDS else column.name
+        expression = {
+            "numeric": f"{c} IS NULL OR {c} * 0 = 0",
+            "string": f"length({c}) >= 0 AND lower({c}) = lower({c})",
+            "boolean": f"{c} IN (true, false)",
+        }.get(column.type.family, f"{c} IS NULL OR {c} IS NOT NULL")
+        return {
+            "op": "add_check",
+            "table": table.name,
+            "name": self.fresh("ck"),
+            "expression": expression,
+        }
+
+    def drop_check(self) -> dict[str, Any]:
+        pairs = [(t.name, c.name) for t in self.schema.tables for c in t.checks]
+        table, name = self.draw(st.sampled_from(pairs))
+        return {"op": "drop_check", "table": table, "name": name}
 
 
 @st.composite
