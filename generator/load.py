@@ -234,6 +234,7 @@ def load_changes(
                 )
             )
         before = resolver.schema
+        resolver.change_number = number
         steps: list[Step] = []
         origins: list[int] = []
         for i, op in enumerate(change_spec.operations):

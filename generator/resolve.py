@@ -126,6 +126,9 @@ class Resolver:
 
     def __init__(self, schema: Schema, conventions: Conventions = DEFAULT) -> None:
         self.conventions = conventions
+        # The number of the change being resolved: what an operation names from the change
+        # (the table set_nullable keeps the keys of the rows it fills in).
+        self.change_number = 0
         self._load(schema)
 
     def _load(self, schema: Schema) -> None:

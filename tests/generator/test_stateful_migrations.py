@@ -277,6 +277,8 @@ class Drawer:
                 return any(t.foreign_keys for t in self.schema.tables)
             case "drop_check":
                 return any(t.checks for t in self.schema.tables)
+            case "set_nullable":
+                return bool(self._nullable_flips())
         return True
 
     def _column_spec(self, name: str, *, new_table: bool) -> dict[str, Any]:
@@ -491,6 +493,35 @@ class Drawer:
         table, name = self.draw(st.sampled_from(pairs))
         return {"op": "drop_check", "table": table, "name": name}
 
+    def _nullable_flips(self) -> list[tuple[Table, Column]]:
+        """NOT NULL columns that are no key, and nullable ones of tables with a primary key
+        (the NULLs that rows added by add_column hold are filled)."""
+        return [
+            (t, c)
+            for t in self.schema.tables
+            for c in t.columns
+            if not c.primary_key
+            and (not c.nullable or (t.primary_key and c.name not in self._unique_columns(t)))
+        ]
+
+    @staticmethod
+    def _unique_columns(t: Table) -> set[str]:
+        """Columns of a unique index or key: one fill for many NULLs would repeat."""
+        keys = [i.columns for i in t.indexes if i.unique] + [u.columns for u in t.uniques]
+        return {c for cols in keys for c in cols}
+
+    def set_nullable(self) -> dict[str, Any]:
+        table, column = self.draw(st.sampled_from(self._nullable_flips()))
+        op: dict[str, Any] = {
+            "op": "set_nullable",
+            "table": table.name,
+            "column": column.name,
+            "nullable": not column.nullable,
+        }
+        if column.nullable:
+            op["fill"] = self.draw(defaults(str(column.type)))
+        return op
+
 
 @st.composite
 def change_sequences(draw: st.DrawFn) -> list[dict[str, Any]]:
@@ -499,6 +530,7 @@ def change_sequences(draw: st.DrawFn) -> list[dict[str, Any]]:
     changes = []
     for number in range(1, draw(st.integers(1, MAX_CHANGES)) + 1):
         drawer.created_here = set()
+        drawer.resolver.change_number = number
         operations = [drawer.operation() for _ in range(draw(st.integers(1, MAX_OPS)))]
         changes.append(
             {
