@@ -279,6 +279,10 @@ class Drawer:
                 return any(t.checks for t in self.schema.tables)
             case "set_nullable":
                 return bool(self._nullable_flips())
+            case "add_unique":
+                return bool(self._unique_candidates())
+            case "drop_unique":
+                return bool(self._droppable_uniques())
         return True
 
     def _column_spec(self, name: str, *, new_table: bool) -> dict[str, Any]:
@@ -521,6 +525,52 @@ class Drawer:
         if column.nullable:
             op["fill"] = self.draw(defaults(str(column.type)))
         return op
+
+    def _unique_candidates(self) -> list[Table]:
+        """Tables this change created (empty when it runs; the rows inserted later differ in
+        every column but booleans) with a column that is no boolean."""
+        return [
+            t
+            for t in self.schema.tables
+            if t.name in self.created_here and any(c.type.kind != "boolean" for c in t.columns)
+        ]
+
+    def add_unique(self) -> dict[str, Any]:
+        table = self.draw(st.sampled_from(self._unique_candidates()))
+        first = self.draw(st.sampled_from([c for c in table.columns if c.type.kind != "boolean"]))
+        more = self.draw(
+            st.lists(
+                st.sampled_from([c.name for c in table.columns if c.name != first.name]),
+                max_size=2,
+                unique=True,
+            )
+            if len(table.columns) > 1
+            else st.just([])
+        )
+        columns = [first.name, *more]
+        if table.is_unique_key(tuple(columns)):
+            columns = [*columns, *(c.name for c in table.columns if c.name not in columns)][:4]
+        return {
+            "op": "add_unique",
+            "table": table.name,
+            "name": self.fresh("uq"),
+            "columns": columns,
+        }
+
+    def _droppable_uniques(self) -> list[tuple[str, str]]:
+        referenced = {
+            (f.ref_table, (f.ref_column,)) for t in self.schema.tables for f in t.foreign_keys
+        }
+        return [
+            (t.name, u.name)
+            for t in self.schema.tables
+            for u in t.uniques
+            if (t.name, u.columns) not in referenced
+        ]
+
+    def drop_unique(self) -> dict[str, Any]:
+        table, name = self.draw(st.sampled_from(self._droppable_uniques()))
+        return {"op": "drop_unique", "table": table, "name": name}
 
 
 @st.composite
