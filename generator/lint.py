@@ -62,7 +62,8 @@ RULES = {
             "warning",
             "a new foreign key to an existing table locks that table (SHARE ROW EXCLUSIVE) "
             "while it is validated",
-            "create the table without the key, then add it NOT VALID and validate it apart",
+            "create the table without the key, then add it with `add_foreign_key` in a later "
+            "change (NOT VALID, validated apart)",
         ),
         Rule(
             "SG106",

@@ -283,6 +283,10 @@ class Drawer:
                 return bool(self._unique_candidates())
             case "drop_unique":
                 return bool(self._droppable_uniques())
+            case "add_foreign_key":
+                return bool(self._fk_candidates())
+            case "drop_foreign_key":
+                return any(t.foreign_keys for t in self.schema.tables)
         return True
 
     def _column_spec(self, name: str, *, new_table: bool) -> dict[str, Any]:
@@ -571,6 +575,53 @@ class Drawer:
     def drop_unique(self) -> dict[str, Any]:
         table, name = self.draw(st.sampled_from(self._droppable_uniques()))
         return {"op": "drop_unique", "table": table, "name": name}
+
+    def _fk_candidates(self) -> list[tuple[Table, Column, Table]]:
+        """(child, column, parent): the parent has a single-column `id` key of the column's
+        type and is no younger than the child (so it holds every number the child's rows
+        hold, inserted first); the column has no default (its rows hold their number or
+        NULL) and was never filled."""
+        tables = list(self.schema.tables)
+        names = self.schema.relation_names()
+        out = []
+        for i, child in enumerate(tables):
+            for c in child.columns:
+                if (
+                    c.default is not None
+                    or child.fk_on(c.name)
+                    or c.type.kind
+                    not in (
+                        "integer",
+                        "bigint",
+                    )
+                ):
+                    continue
+                if any(
+                    n.startswith("filled_") and n.endswith(f"_{child.name}_{c.name}") for n in names
+                ):
+                    continue
+                for parent in tables[: i + 1]:
+                    key = parent.column("id")
+                    if parent.primary_key == ("id",) and key is not None and key.type == c.type:
+                        out.append((child, c, parent))
+        return out
+
+    def add_foreign_key(self) -> dict[str, Any]:
+        child, column, parent = self.draw(st.sampled_from(self._fk_candidates()))
+        actions = [a for a in FK_ACTIONS if column.nullable or a != "set_null"]
+        return {
+            "op": "add_foreign_key",
+            "table": child.name,
+            "name": self.fresh("fk"),
+            "columns": [column.name],
+            "references": {"table": parent.name, "columns": ["id"]},
+            "on_delete": self.draw(st.sampled_from(actions)),
+        }
+
+    def drop_foreign_key(self) -> dict[str, Any]:
+        pairs = [(t.name, f.name) for t in self.schema.tables for f in t.foreign_keys]
+        table, name = self.draw(st.sampled_from(pairs))
+        return {"op": "drop_foreign_key", "table": table, "name": name}
 
 
 @st.composite
