@@ -18,7 +18,11 @@ from generator.render import generate
 
 def render_case(case: str, tmp_path: Path) -> tuple[list[Change], Path]:
     """The golden case ``case`` rendered into ``tmp_path/generated_migrations``."""
-    root = GOLDEN / "render" / case
+    return render_project(GOLDEN / "render" / case, tmp_path)
+
+
+def render_project(root: Path, tmp_path: Path) -> tuple[list[Change], Path]:
+    """The changes of ``root/changes`` rendered into ``tmp_path/generated_migrations``."""
     changes = load_changes(root / "changes", display_base=root)
     out_dir = tmp_path / "generated_migrations"
     files.write(generate(changes), out_dir)

@@ -189,9 +189,10 @@ class SetNullableStep(Step):
 
     def prechecks(self, before: Schema) -> Iterator[RowCheck]:
         table = before.table(self.table_name)
-        if self.nullable or self.fill is not None or table is None:
+        if self.nullable or table is None or table.column(self.column.name) is None:
             return
-        if table.column(self.column.name) is None:
+        if self.fill is not None:
+            yield from self._fill_collisions(table)
             return
         shown = [*table.primary_key, self.column.name] if table.primary_key else ["*"]
         cols = ", ".join(c if c == "*" else dialects.quote_ident(c) for c in shown)
@@ -200,6 +201,31 @@ class SetNullableStep(Step):
             f"WHERE {dialects.quote_ident(self.column.name)} IS NULL"
         )
         yield RowCheck(f"{self.table_name}.{self.column.name}.nulls", sql, sql)
+
+    def _fill_collisions(self, table: Table) -> Iterator[RowCheck]:
+        """With ``fill`` on a column that is a unique key by itself: the rows that would hold
+        the same value once filled (every NULL, and a row already holding the fill), when
+        there are two or more."""
+        alone = (self.column.name,)
+        if not table.is_unique_key(alone) and not any(
+            i.unique and i.columns == alone and not i.where for i in table.indexes
+        ):
+            return
+        q = dialects.quote_ident
+        shown = ", ".join(q(c) for c in (*table.primary_key, self.column.name))
+        sql = {}
+        for d in dialects.DIALECTS:
+            fill = dialects.default_sql(self.fill, self.column.type, d)  # type: ignore[arg-type]
+            hit = f"{q(self.column.name)} IS NULL OR {q(self.column.name)} = {fill}"
+            sql[d] = (
+                f"SELECT {shown} FROM {q(self.table_name)}\n"
+                f"WHERE ({hit}) AND (SELECT count(*) FROM {q(self.table_name)} WHERE {hit}) > 1"
+            )
+        yield RowCheck(
+            f"{self.table_name}.{self.column.name}.fill_repeats",
+            sql[POSTGRESQL],
+            sql[SQLITE],
+        )
 
     def interrupted(self, dialect: str) -> Iterator[tuple[str, checks.Row]]:
         if dialect == POSTGRESQL and not self.nullable:

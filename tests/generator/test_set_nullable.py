@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from conftest import pg_url_for
-from ops_support import pg_locks_during, render_case, rows, storage
+from ops_support import pg_locks_during, render_case, render_project, rows, storage
 from support import GOLDEN, execute
 
 from generator import migrate
@@ -144,3 +144,32 @@ def test_postgresql_never_scans_under_access_exclusive(pg_database: str) -> None
         engine.dispose()
     assert any("sufficient to prove" in n for n in notices), notices
     assert storage(url, "t") == before and not declared.rewrites
+
+
+@pytest.mark.db
+def test_a_fill_that_would_repeat_a_unique_value_is_refused_before_any_ddl(
+    db_url: str, tmp_path: Path
+) -> None:
+    root = tmp_path / "project"
+    (root / "changes").mkdir(parents=True)
+    (root / "changes" / "0000_base.yaml").write_text(
+        "id: base\ndescription: b\noperations:\n"
+        "  - op: create_table\n    name: t\n    columns:\n"
+        "      - {name: id, type: integer, primary_key: true}\n"
+        "      - {name: code, type: varchar(8), nullable: true, unique: true}\n"
+    )
+    (root / "changes" / "0001_fill.yaml").write_text(
+        "id: fill\ndescription: f\noperations:\n"
+        "  - {op: set_nullable, table: t, column: code, nullable: false, fill: z}\n"
+    )
+    _, out = render_project(root, tmp_path)
+    url = sa.make_url(db_url)
+    migrate.upgrade(out, url, "0000")
+    execute(db_url, "INSERT INTO t (id, code) VALUES (1, NULL), (2, 'a'), (3, 'z')")
+    with pytest.raises(CheckFailed, match=r"t\.code\.fill_repeats"):
+        migrate.upgrade(out, url, "head")
+    execute(db_url, "DELETE FROM t WHERE id = 3")  # one NULL, no 'z': the fill is unique
+    migrate.upgrade(out, url, "head")
+    assert rows(db_url, "SELECT id, code FROM t ORDER BY id") == [(1, "z"), (2, "a")]
+    migrate.downgrade(out, url, "0000")
+    assert rows(db_url, "SELECT id, code FROM t ORDER BY id") == [(1, None), (2, "a")]
