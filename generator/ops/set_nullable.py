@@ -103,7 +103,7 @@ def _validated_risk(steps: tuple[Step, ...], dialect: str) -> Risk:
         False,
         "CHECK (c IS NOT NULL) NOT VALID, validated after commit while reads and writes go "
         "on; SET NOT NULL uses it instead of a scan"
-        + ("; the fill UPDATEs the NULL rows first (row locks)" if filled else ""),
+        + ("; the fill UPDATEs the NULL rows first, committed apart (row locks)" if filled else ""),
         scans=True,
         blocks="reads and writes, briefly",
     )
@@ -114,6 +114,22 @@ def _validated_risk(steps: tuple[Step, ...], dialect: str) -> Risk:
 VALIDATED_NOT_NULL = Group(
     "validated_not_null", "ops/set_nullable.j2", _validated_risk, transactional=False
 )
+
+
+def _restore_risk(steps: tuple[Step, ...], dialect: str) -> Risk:
+    return Risk(
+        "ACCESS EXCLUSIVE (brief)",
+        False,
+        "DROP NOT NULL (catalogue only), committed; then the kept rows set back to NULL in a "
+        "transaction of their own (row locks)",
+        scans=True,
+        blocks="reads and writes, briefly",
+    )
+
+
+# PostgreSQL, the way back from a fill: DROP NOT NULL committed before the rows it kept are
+# set back to NULL, so the UPDATE never runs under its ACCESS EXCLUSIVE lock.
+RESTORED_NULLS = Group("restored_nulls", "ops/set_nullable.j2", _restore_risk, transactional=False)
 
 
 @dataclass(frozen=True)
@@ -162,7 +178,9 @@ class SetNullableStep(Step):
 
     def group(self, dialect: str) -> Group | None:
         if dialect == POSTGRESQL:
-            return None if self.nullable else VALIDATED_NOT_NULL
+            if self.nullable:
+                return RESTORED_NULLS if self.aside else None
+            return VALIDATED_NOT_NULL
         # SQLite: one rebuild with the table's other changes, unless rows are filled or
         # restored around it (a unit of its own: the fill before the rebuild, the restore after)
         return None if self.aside else RECREATE_TABLE
@@ -178,12 +196,12 @@ class SetNullableStep(Step):
             )
         if not self.nullable:
             return _validated_risk((self,), dialect)
+        if self.aside:
+            return _restore_risk((self,), dialect)
         return Risk(
             "ACCESS EXCLUSIVE (brief)",
             False,
-            "DROP NOT NULL: catalogue only"
-            + ("; the kept rows are set back to NULL (row locks)" if self.aside else ""),
-            scans=self.aside is not None,
+            "DROP NOT NULL: catalogue only",
             blocks="reads and writes, briefly",
         )
 
