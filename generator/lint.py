@@ -104,6 +104,15 @@ RULES = {
             "deploy code that no longer uses the old name first (or reads both), then "
             "acknowledge with that reason",
         ),
+        Rule(
+            "SG120",
+            "constraint-dropped",
+            "warning",
+            "drops a constraint (a CHECK, a unique key, a foreign key, a NOT NULL): rows written "
+            "after it may break it, and the derived downgrade, which adds it back, is refused "
+            "(the rows listed) until they are fixed",
+            "keep the constraint if the way back matters, or acknowledge with the reason it may go",
+        ),
     )
 }
 

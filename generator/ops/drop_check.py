@@ -5,6 +5,7 @@ the table."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -12,12 +13,13 @@ from pydantic import Field, StrictStr
 
 from generator.dialects import POSTGRESQL, SQLITE
 from generator.ops.add_check import EXPRESSION_HELP, AddCheckStep, make_check
-from generator.ops.base import OperationSpec, Problem, Risk, Step
+from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
 from generator.plan import ALTER_TABLE, RECREATE_TABLE, Group
 from generator.spec import Identifier
 from generator.state import CheckConstraint, Schema
 
 if TYPE_CHECKING:
+    from generator.load import Change
     from generator.resolve import Resolver
 
 
@@ -98,6 +100,10 @@ class DropCheckStep(Step):
             scans=True,
             blocks="writes",
         )
+
+    def findings(self, change: Change) -> Iterator[Finding]:
+        if self.online:
+            yield Finding("SG120", f"drops check {self.check.name} on {self.check.table}")
 
     def describe(self) -> str:
         return f"drop check `{self.check.name}` on `{self.check.table}`"

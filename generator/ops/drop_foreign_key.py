@@ -5,17 +5,19 @@ NOT VALID then VALIDATE apart)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from generator.dialects import POSTGRESQL, SQLITE
 from generator.ops.add_foreign_key import AddForeignKeyStep
-from generator.ops.base import OperationSpec, Problem, Risk, Step
+from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
 from generator.plan import RECREATE_TABLE, Group
 from generator.spec import Identifier
 from generator.state import ForeignKey, Schema
 
 if TYPE_CHECKING:
+    from generator.load import Change
     from generator.resolve import Resolver
 
 
@@ -83,6 +85,9 @@ class DropForeignKeyStep(Step):
             scans=True,
             blocks="writes",
         )
+
+    def findings(self, change: Change) -> Iterator[Finding]:
+        yield Finding("SG120", f"drops foreign key {self.fk.name} on {self.fk.table}")
 
     def describe(self) -> str:
         f = self.fk

@@ -5,6 +5,7 @@ sharing a key listed before any DDL, the index built CONCURRENTLY)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -12,12 +13,13 @@ from pydantic import Field
 
 from generator.dialects import POSTGRESQL, SQLITE
 from generator.ops.add_unique import AddUniqueStep
-from generator.ops.base import OperationSpec, Problem, Risk, Step
+from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
 from generator.plan import RECREATE_TABLE, Group
 from generator.spec import Identifier
 from generator.state import Schema, UniqueConstraint
 
 if TYPE_CHECKING:
+    from generator.load import Change
     from generator.resolve import Resolver
 
 
@@ -104,6 +106,9 @@ class DropUniqueStep(Step):
             scans=True,
             blocks="writes",
         )
+
+    def findings(self, change: Change) -> Iterator[Finding]:
+        yield Finding("SG120", f"drops unique {self.unique.name} on {self.unique.table}")
 
     def describe(self) -> str:
         u = self.unique

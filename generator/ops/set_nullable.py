@@ -25,13 +25,14 @@ from pydantic import Field
 
 from generator import checks, dialects
 from generator.dialects import POSTGRESQL, SQLITE
-from generator.ops.base import OperationSpec, Problem, Risk, RowCheck, Step
+from generator.ops.base import Finding, OperationSpec, Problem, Risk, RowCheck, Step
 from generator.plan import RECREATE_TABLE, Group
 from generator.resolve import MAX_NAME, default_problem
 from generator.spec import DefaultValue, Identifier
 from generator.state import Column, Schema, Table
 
 if TYPE_CHECKING:
+    from generator.load import Change
     from generator.resolve import Resolver
 
 
@@ -249,6 +250,10 @@ class SetNullableStep(Step):
         if dialect == POSTGRESQL and not self.nullable:
             for validated in ("NO", "YES"):
                 yield f"{self.table_name}.check_constraints", (self.check_name, validated)
+
+    def findings(self, change: Change) -> Iterator[Finding]:
+        if self.nullable:
+            yield Finding("SG120", f"makes {self.table_name}.{self.column.name} nullable")
 
     def describe(self) -> str:
         where = f"`{self.table_name}.{self.column.name}`"
