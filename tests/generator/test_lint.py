@@ -97,6 +97,11 @@ CASES = {
         "trades.note is renamed to memo: running code that still uses note fails from the "
         "moment the rename commits",
     ),
+    "SG120": (
+        "- {op: set_nullable, table: trades, column: price, nullable: true}",
+        "- {op: set_nullable, table: trades, column: note, nullable: false, fill: x}",
+        "makes trades.price nullable",
+    ),
 }
 
 
