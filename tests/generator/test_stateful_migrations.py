@@ -650,6 +650,8 @@ class Drawer:
         names = self.schema.relation_names()
         out = []
         for i, child in enumerate(tables):
+            if child.name.startswith("filled_"):  # keys of another table's rows: no parent
+                continue
             for c in child.columns:
                 if (
                     c.default is not None
