@@ -10,6 +10,7 @@ import shlex
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from importlib import metadata
@@ -64,6 +65,13 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workdir", type=Path, help="directory for the SQLite scratch files")
     p.add_argument("--keep", action="store_true", help="keep the scratch databases")
+    p.add_argument(
+        "--gencheck-previous",
+        type=Path,
+        metavar="DIR",
+        help="gencheck: also time the tool whose generator/ and templates/ are in DIR "
+        "(e.g. from `git archive REV generator templates`) in the same rounds",
+    )
     p.add_argument(
         "--report",
         type=Path,
@@ -155,6 +163,8 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     if not any(name in SUITES for name in suites):
         dialects = []  # a tool suite alone needs no database
     s = choose(args.quick, args.rows, args.prefill, args.prefill_alerts, args.rounds)
+    if args.gencheck_previous is not None:
+        s = replace(s, gencheck_previous=str(args.gencheck_previous.resolve()))
     pg_url = postgres_admin_url(args.pg_url)
     if "postgresql" in dialects:
         problem = _pg_problem(pg_url)
@@ -183,6 +193,8 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     for name in suites:
         if name in TOOL_SUITES:
             results.setdefault(TOOL, {})[name] = TOOL_SUITES[name](s, progress)
+            # the suite's own command: its result may be merged into another run's page
+            results[TOOL][name]["run_command"] = command_line()
     return {
         "format": FORMAT_VERSION,
         "command": command_line(),

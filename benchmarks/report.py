@@ -643,7 +643,10 @@ def tables(doc: dict[str, Any]) -> str:
             out.append(TABLES[suite](cases))
     gencheck = doc["results"].get(TOOL, {}).get("gencheck")
     if gencheck:
-        out.append("\nTool speed — `schemagen generate --check`\n\n" + gencheck_table(gencheck))
+        out.append("\nTool speed — `schemagen generate --check`\n")
+        for label, part in _gencheck_parts(gencheck):
+            out.append(f"\n{label}\n" if label else "\n")
+            out.append(gencheck_table(part))
     if any(dialect != TOOL for dialect in doc["results"]):
         out.append(
             "\nratio = head median / baseline (0000) median time; below 1: head is faster.\n"
@@ -756,21 +759,38 @@ def gencheck_table(result: dict[str, Any]) -> str:
     return _table(header, rows, "rrrrr") + "\n" + gencheck_fit(result) + "\n"
 
 
-def gencheck_headline(result: dict[str, Any]) -> str:
+def _gencheck_parts(
+    result: dict[str, Any], previous: bool = False
+) -> list[tuple[str, dict[str, Any]]]:
+    """The cold check (the top level) and, where measured, the warm one (cache filled) and
+    (``previous``) the earlier tool timed in the same rounds."""
+    parts = [("cold" if "warm" in result else "", result)]
+    if "warm" in result:
+        parts.append(("warm", result["warm"]))
+    if previous and "previous" in result:
+        parts.append((f"previous tool, {result['previous']['tool']}", result["previous"]))
+    return parts
+
+
+def gencheck_headline(result: dict[str, Any], label: str = "") -> str:
     f, goal, n = result["fit"], result["goal_s"], result["goal_changes"]
     line = f"t = {f['a_s']:.2f} s + {f['b_ms']:.2f} ms * N, R² {f['r2']:.3f}"
+    what = f"**`{result.get('command', 'schemagen generate --check')}`**".replace(
+        "--root REPO ", ""
+    )
+    what += f" ({label})" if label else ""
     if result.get("goal_median_s") is not None:
         median = result["goal_median_s"]
         verdict = "met" if median < goal else "**NOT met**"
         return (
-            f"**`schemagen generate --check`** over {n} changes: {median:.2f} s median "
-            f"(goal: under {goal:.0f} s, {verdict}); linear in the number of changes: {line}."
+            f"{what} over {n} changes: {median:.2f} s median "
+            f"(goal: under {goal:g} s, {verdict}); linear in the number of changes: {line}."
         )
     largest = result["sizes"][-1]
     return (
-        f"**`schemagen generate --check`** over {largest['changes']} changes: "
+        f"{what} over {largest['changes']} changes: "
         f"{largest['median_s']:.2f} s median; {line}; extrapolated to {n} changes: "
-        f"{result['goal_predicted_s']:.2f} s (goal: under {goal:.0f} s; the full sizes "
+        f"{result['goal_predicted_s']:.2f} s (goal: under {goal:g} s; the full sizes "
         "measure it)."
     )
 
@@ -786,10 +806,39 @@ def gencheck_section(result: dict[str, Any], image: str | None) -> str:
         "included), the median of the rounds, and a least-squares line through the medians. "
         "`--suite gencheck` runs it alone (no database).\n\n"
     )
-    out.append("- " + gencheck_headline(result) + "\n\n")
-    out.append(gencheck_table(result))
+    if "warm" in result:
+        out.append(
+            "Cold is `--no-cache`: every spec loaded, validated and rendered. Warm is the same "
+            "check with the project's cache (`.schemagen/cache`, filled by the `generate` that "
+            "wrote the files): no spec parsed, no file rendered; the generated files on disk "
+            "are still read and compared (see [ci.md](ci.md#how-long-generate---check-takes)).\n\n"
+        )
+    if "started" in result:
+        loads = [x for x in result.get("load_average", []) if x is not None]
+        spread = f"; one-minute load average {min(loads):.1f} to {max(loads):.1f}" if loads else ""
+        if "run_command" in result:
+            out.append(f"```sh\n{result['run_command']}\n```\n\n")
+        out.append(
+            f"This suite's run: started {result['started']}{spread} (other jobs shared the "
+            "machine's cores: the numbers are medians of rounds that alternate the checks, "
+            "and compare with each other better than with a quiet machine's).\n\n"
+        )
+    if "previous" in result:
+        out.append(
+            "The previous tool (`--gencheck-previous`: "
+            f"`{result['previous']['tool']}`, run from its own sources) was timed in the same "
+            "rounds, on the same repositories.\n\n"
+        )
+    parts = _gencheck_parts(result, previous=True)
+    for label, part in parts:
+        out.append("- " + gencheck_headline(part, label) + "\n")
+    out.append("\n")
+    for label, part in parts:
+        if label:
+            out.append(f"{label.capitalize()}:\n\n")
+        out.append(gencheck_table(part) + "\n")
     if image:
-        out.append(f"\n![generate --check time against the number of changes]({image})\n")
+        out.append(f"![generate --check time against the number of changes]({image})\n")
     return "".join(out)
 
 
@@ -809,7 +858,7 @@ def gencheck_chart(result: dict[str, Any], path: Path) -> None:
         [c["median_s"] for c in cases],
         s=28,
         color="#2f6db5",
-        label="median",
+        label="median" + (", cold (--no-cache)" if "warm" in result else ""),
         zorder=3,
     )
     top = max(result["goal_changes"], cases[-1]["changes"])
@@ -821,6 +870,17 @@ def gencheck_chart(result: dict[str, Any], path: Path) -> None:
         label=f"fit: {f['a_s']:.3f} s + {f['b_ms']:.3f} ms * N (R² {f['r2']:.4f})",
     )
     ax.axhline(result["goal_s"], color="#c0392b", linestyle="--", linewidth=1, label="goal")
+    warm = result.get("warm")
+    if warm:  # the same check with the cache filled
+        ax.scatter(
+            [c["changes"] for c in warm["sizes"]],
+            [c["median_s"] for c in warm["sizes"]],
+            s=28,
+            color="#2e8b57",
+            label="median, warm (cache filled)",
+            zorder=3,
+        )
+        ax.axhline(warm["goal_s"], color="#2e8b57", linestyle=":", linewidth=1, label="warm goal")
     ax.set_xlim(0, top * 1.04)
     ax.set_ylim(0, max(result["goal_s"], max(max(c["samples_s"]) for c in cases)) * 1.1)
     ax.set_xlabel("changes in the repository (N)")
@@ -926,7 +986,7 @@ def headlines(doc: dict[str, Any]) -> list[str]:
             out.append(migrate_headline(name, suites["migrate"], doc["settings"]))
     gencheck = doc["results"].get(TOOL, {}).get("gencheck")
     if gencheck:
-        out.append(gencheck_headline(gencheck))
+        out.extend(gencheck_headline(part, label) for label, part in _gencheck_parts(gencheck))
     return out
 
 
@@ -1064,16 +1124,18 @@ def goals(doc: dict[str, Any]) -> list[list[str]]:
                 ]
             )
     gencheck = doc["results"].get(TOOL, {}).get("gencheck")
-    if gencheck and gencheck.get("goal_median_s") is not None:
-        f = gencheck["fit"]
+    for label, part in _gencheck_parts(gencheck) if gencheck else []:
+        if part.get("goal_median_s") is None:
+            continue
+        f = part["fit"]
         rows.append(
             [
-                f"`generate --check` over {gencheck['goal_changes']} changes < "
-                f"{gencheck['goal_s']:.0f} s, linear",
+                f"`generate --check`{f' ({label})' if label else ''} over "
+                f"{part['goal_changes']} changes < {part['goal_s']:g} s, linear",
                 "-",
-                f"{gencheck['goal_median_s']:.2f} s; "
+                f"{part['goal_median_s']:.2f} s; "
                 f"t = {f['a_s']:.2f} s + {f['b_ms']:.2f} ms x N, R² {f['r2']:.3f}",
-                _verdict(gencheck["goal_median_s"] < gencheck["goal_s"]),
+                _verdict(part["goal_median_s"] < part["goal_s"]),
             ]
         )
     return rows

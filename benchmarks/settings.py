@@ -24,6 +24,9 @@ class Settings:
     migrate_budget_s: float = 20.0  # migrate suite: no further round once a step's took this
     migrate_reader_s: float = 2.0  # migrate suite: a reader transaction held open this long
     gencheck_sizes: tuple[int, ...] = (50, 100, 200, 300, 400, 500)  # changes per synthetic repo
+    # gencheck: a source tree of an earlier tool (its generator/ and templates/, e.g. from
+    # `git archive REV generator templates`) timed in the same rounds, for comparison
+    gencheck_previous: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

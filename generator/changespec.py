@@ -33,10 +33,22 @@ class PostgresqlSettings(Spec):
     )
 
 
+# An Alembic revision id as alembic_version can hold it (VARCHAR(32)): hash ids and others.
+RevisionId = Annotated[StrictStr, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
+
+
 class ChangeSpec(Spec):
     """One file under ``changes/``: ``NNNN_<id>.yaml``."""
 
     id: Identifier
+    after: RevisionId | None = Field(
+        default=None,
+        description=(
+            "the baseline (change 0000) only: the revision of an existing Alembic history it "
+            "continues (its down_revision). The tables it declares are what that history "
+            "built: its upgrade checks them and creates nothing, its downgrade drops nothing"
+        ),
+    )
     description: Annotated[StrictStr, StringConstraints(min_length=1, strip_whitespace=True)]
     operations: Annotated[list[Operation], Field(min_length=1)]
     postgresql: PostgresqlSettings = PostgresqlSettings()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from generator import dialects
 from generator.coltypes import SqlType
@@ -84,6 +84,8 @@ def expect_table(table: Table, dialect: str, candidates: frozenset[str]) -> Tabl
     ]
     fks: list[Row] = [fk_row(f, dialect) for f in table.foreign_keys]
     checks: list[Row] = [(c.name, "YES") if pg else (c.name,) for c in table.checks]
+    typed = type_check_names(table, dialect)
+    checks += [(name,) for name in typed]
     return TableExpectation(
         table.name,
         columns,
@@ -92,8 +94,15 @@ def expect_table(table: Table, dialect: str, candidates: frozenset[str]) -> Tabl
         sorted(uniques, key=str),
         sorted(fks, key=str),
         sorted(checks, key=str),
-        sorted(candidates | {c.name for c in table.checks}),
+        sorted(candidates | {c.name for c in table.checks} | set(typed)),
     )
+
+
+def type_check_names(table: Table, dialect: str) -> list[str]:
+    """The names of the CHECKs that hold SQLite's uuid and json columns to their form
+    (dialects.type_check): the catalogue check finds them, or finds them gone."""
+    found = (dialects.type_check(c.name, c.type, dialect) for c in table.columns)
+    return [check[0] for check in found if check is not None]
 
 
 def expect_schema(schema: Schema, dialect: str, other: Schema) -> list[TableExpectation]:
@@ -102,7 +111,11 @@ def expect_schema(schema: Schema, dialect: str, other: Schema) -> list[TableExpe
     out = []
     for t in sorted(schema.tables, key=lambda t: t.name):
         twin = other.table(t.name)
-        candidates = frozenset(c.name for c in twin.checks) if twin else frozenset()
+        candidates = (
+            frozenset(c.name for c in twin.checks) | set(type_check_names(twin, dialect))
+            if twin
+            else frozenset()
+        )
         out.append(expect_table(t, dialect, candidates))
     return out
 
@@ -148,6 +161,11 @@ class DataExpectation:
     conversions: list[Conversion]
     fits: list[Fit]
     orphans: list[ForeignKey]
+    # PostgreSQL: the counted tables a type change of this change may rewrite, in either
+    # direction. Their rows are counted before and after (a rewrite gives the table a new
+    # relfilenode, as a TRUNCATE does); every other counted table is checked through the
+    # change's own transaction statistics, which need no scan (templates/validation/_data).
+    rewritten: list[str] = field(default_factory=list)
     # the steps' own offending-row queries (Step.prechecks), run before any DDL
     prechecks: tuple[RowCheck, ...] = ()
 
@@ -205,5 +223,19 @@ def expect_data(steps: Sequence[Step], before: Schema, after: Schema) -> DataExp
         Conversion(t, before.get(t).primary_key, c, _tolerance(types))
         for (t, c), types in chains.items()
     ]
+    rewritten = sorted(
+        {
+            s.table_name
+            for s in steps
+            if s.table_name in counted
+            # the risk model decides (either direction: the checks serve up and down)
+            and (
+                s.risk(dialects.POSTGRESQL).rewrites
+                or s.reverse().risk(dialects.POSTGRESQL).rewrites
+            )
+        }
+    )
     prechecks = tuple(c for step in steps for c in step.prechecks(before))
-    return DataExpectation(counted, sorted(conversions, key=str), fits, orphans, prechecks)
+    return DataExpectation(
+        counted, sorted(conversions, key=str), fits, orphans, rewritten, prechecks
+    )

@@ -23,15 +23,16 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import click
 
-from generator import changespec, files, lint, revision_files, spec
+from generator import files, revision_files
 from generator.config import ConfigError, Project, find_project
 from generator.errors import SpecErrors
-from generator.load import Change, load_changes
-from generator.render import generate as render_all
+
+if TYPE_CHECKING:  # imported where used: a warm `generate --check` loads no spec (cache.py)
+    from generator.load import Change
 
 
 class Exit(IntEnum):
@@ -132,6 +133,14 @@ class GuardedGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
+            return self._invoke(ctx)
+        finally:
+            from generator import version_table
+
+            version_table.use(version_table.DEFAULT)  # the next project in this process
+
+    def _invoke(self, ctx: click.Context) -> Any:
+        try:
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
@@ -184,6 +193,9 @@ def _project(ctx: click.Context) -> Project:
             obj["project"] = find_project(obj["start"])
         except ConfigError as exc:
             fail(Exit.USAGE, f"error: {exc}")
+        from generator import version_table
+
+        version_table.use(obj["project"].version_table)
     return cast(Project, obj["project"])
 
 
@@ -208,6 +220,8 @@ def _alembic_dir(ctx: click.Context) -> Path:
 
 
 def _load_changes(project: Project, lint: bool = True) -> list[Change]:
+    from generator.load import load_changes
+
     return load_changes(
         project.changes_dir,
         display_base=project.root,
@@ -216,25 +230,38 @@ def _load_changes(project: Project, lint: bool = True) -> list[Change]:
     )
 
 
-def _load(project: Project) -> dict[str, str]:
+def render_all(changes: list[Change], output: str, version_table: str) -> dict[str, str]:
+    from generator.render import generate
+
+    return generate(changes, output=output, version_table=version_table)
+
+
+def _load(project: Project, use_cache: bool = True) -> dict[str, str]:
+    from generator import cache
+
     try:
-        changes = _load_changes(project)
+        return cache.render_project(project, use_cache)
     except SpecErrors as exc:
         for error in exc.errors:
             echo(str(error), err=True)
         n = len(exc.errors)
         fail(Exit.INVALID_SPEC, f"{n} error{'s' if n != 1 else ''} in specs; nothing was written")
-    return render_all(changes, output=project.output)
 
 
 @main.command()
 @click.option("--check", is_flag=True, help="Write nothing; fail if any generated file is stale.")
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Render every change afresh; neither read nor write .schemagen/cache "
+    "(also SCHEMAGEN_NO_CACHE=1).",
+)
 @click.pass_context
-def generate(ctx: click.Context, check: bool) -> None:
+def generate(ctx: click.Context, check: bool, no_cache: bool) -> None:
     """Render every spec under changes/ into generated_migrations/ (or the configured paths)."""
     project = _project(ctx)
     out_dir, label = project.output_dir, project.output
-    rendered = _load(project)
+    rendered = _load(project, use_cache=not no_cache)
     # Hand-written revisions on disk and the generated ones about to be written: one chain.
     chain = revision_files.problems(revision_files.read(out_dir, rendered))
     for problem in chain:
@@ -282,6 +309,8 @@ def generate(ctx: click.Context, check: bool) -> None:
 @click.pass_context
 def lint_command(ctx: click.Context) -> None:
     """Report every lint finding; exit 1 while an error is not acknowledged."""
+    from generator import lint
+
     try:
         changes = _load_changes(_project(ctx), lint=False)
     except SpecErrors as exc:
@@ -331,11 +360,13 @@ def _examples() -> str:
 @click.pass_context
 def new(ctx: click.Context, change_id: str) -> None:
     """Scaffold the next numbered change file, changes/NNNN_<CHANGE_ID>.yaml."""
+    from generator import spec
+
     project = _project(ctx)
     changes_dir = project.changes_dir
     if not re.fullmatch(spec.IDENTIFIER_PATTERN, change_id):
         fail(Exit.USAGE, f"error: invalid id {change_id!r} (expected {spec.IDENTIFIER_HELP})")
-    from generator.load import FILE_RE, NON_ASCII_NUMBER
+    from generator.specfiles import FILE_RE, NON_ASCII_NUMBER
 
     names = sorted(p.name for p in changes_dir.iterdir()) if changes_dir.is_dir() else []
     for name in names:
@@ -414,6 +445,8 @@ def schema(ctx: click.Context, check: bool) -> None:
 
 
 def schema_text() -> str:
+    from generator import changespec
+
     return json.dumps(changespec.json_schema(), indent=2, sort_keys=True) + "\n"
 
 
@@ -622,7 +655,9 @@ def _preflight(project: Project, dialect: str, reason: str | None) -> None:
         integrity.preflight(out_dir, dialect, reason)
     except integrity.ModifiedFiles as exc:
         try:
-            rendered = render_all(_load_changes(project), output=project.output)
+            rendered = render_all(
+                _load_changes(project), output=project.output, version_table=project.version_table
+            )
         except SpecErrors:
             rendered = {}
         for problem in exc.problems:
@@ -704,6 +739,294 @@ def downgrade(
 ) -> None:
     """Revert migrations down to a revision, running each change's checks."""
     _migrate(ctx, url, to, "downgrade", allow_modified, options)
+
+
+@main.command(name="check")
+@click.option(
+    "--url",
+    default=None,
+    help="An empty scratch database to build the specs' head in (default: a temporary SQLite "
+    "file).",
+)
+@click.pass_context
+def check_command(ctx: click.Context, url: str | None) -> None:
+    """Compare the application's models (metadata in the configuration) with the schema the
+    specs build at head; exit 1 while they differ (for CI)."""
+    from generator import models
+
+    project = _project(ctx)
+    _alembic_dir(ctx)
+    try:
+        with database_errors():
+            found = models.differences(project, url)
+    except ConfigError as exc:
+        fail(Exit.USAGE, f"error: {exc}")
+    if not found:
+        echo(f"the models ({project.metadata}) and the specs agree")
+        return
+    echo(f"the models ({project.metadata}) differ from the schema the specs build at head:")
+    for line in found:
+        echo(f"  {line.strip()}")
+    fail(Exit.FAILED, "models and specs differ: write a change spec (`schemagen new`)")
+
+
+@main.command(name="autogenerate")
+@click.argument("change_id")
+@click.option(
+    "--url",
+    default=None,
+    help="An empty scratch database to build the specs' head in (default: a temporary SQLite "
+    "file).",
+)
+@click.pass_context
+def autogenerate_command(ctx: click.Context, change_id: str, url: str | None) -> None:
+    """Write the next change spec, changes/NNNN_<CHANGE_ID>.yaml, from what differs between the
+    models (metadata in the configuration) and the specs' head. Review it: renames and what a
+    spec cannot say are questions in comments at its top."""
+    from generator import introspect, models, spec
+    from generator.specfiles import FILE_RE
+
+    project = _project(ctx)
+    _alembic_dir(ctx)
+    if not re.fullmatch(spec.IDENTIFIER_PATTERN, change_id):
+        fail(Exit.USAGE, f"error: invalid id {change_id!r} (expected {spec.IDENTIFIER_HELP})")
+    try:
+        with database_errors():
+            operations, notes = models.autogenerate(project, url)
+    except ConfigError as exc:
+        fail(Exit.USAGE, f"error: {exc}")
+    for note in notes:
+        echo(f"note: {note}", err=True)
+    if not operations:
+        if notes:
+            fail(Exit.FAILED, "nothing a spec can say: no spec was written")
+        echo(f"the models ({project.metadata}) and the specs agree; no spec was written")
+        return
+    names = sorted(p.name for p in project.changes_dir.iterdir())
+    numbers = [int(m["num"]) for n in names if (m := FILE_RE.match(n))]
+    number = max(numbers, default=-1) + 1
+    target = project.changes_dir / f"{number:04d}_{change_id}.yaml"
+    data = {
+        "id": change_id,
+        "description": (
+            "Why: (written by schemagen autogenerate from the models; say why).\n"
+            "Cost: locks and rewrites per dialect (see `schemagen plan`).\n"
+            f"Roll back: `schemagen downgrade --to {max(numbers, default=0):04d}`.\n"
+        ),
+        "operations": operations,
+    }
+    text = introspect.to_yaml(data)
+    if notes:
+        questions = "".join(f"# autogenerate: {note}\n" for note in notes)
+        text = text.replace("\nid: ", f"\n{questions}id: ", 1)
+    try:
+        with target.open("x", encoding="utf-8") as out:
+            out.write(text)
+    except FileExistsError:
+        fail(Exit.USAGE, f"error: {project.changes}/{target.name} already exists")
+    echo(
+        f"wrote {project.changes}/{target.name}: {len(operations)} operation(s); review it, "
+        "then `schemagen generate`"
+    )
+
+
+@main.command(name="inspect")
+@url_option
+@click.option("--id", "change_id", default="baseline", show_default=True, help="The spec's id.")
+@click.option(
+    "--after", default=None, metavar="REVISION", help="The Alembic revision the baseline continues."
+)
+@click.option(
+    "-o",
+    "--output",
+    "target",
+    default=None,
+    help="Where to write the spec (default: changes/0000_<ID>.yaml; - for standard output).",
+)
+@click.option(
+    "--set-naming",
+    is_flag=True,
+    help="Write the naming convention the database follows into schemagen.toml.",
+)
+@click.pass_context
+def inspect_command(
+    ctx: click.Context,
+    url: str | None,
+    change_id: str,
+    after: str | None,
+    target: str | None,
+    set_naming: bool,
+) -> None:
+    """Write the baseline spec of a live database (PostgreSQL or SQLite): its tables, columns,
+    keys, foreign keys and indexes, and the naming convention its constraint names follow.
+    Exit 4, writing nothing, when the spec cannot say something the database holds."""
+    from generator import introspect, migrate, revisions, spec
+
+    project = _project(ctx)
+    if not re.fullmatch(spec.IDENTIFIER_PATTERN, change_id):
+        fail(Exit.USAGE, f"error: invalid id {change_id!r} (expected {spec.IDENTIFIER_HELP})")
+    path: Path | None = None
+    if target != "-":
+        path = Path(target) if target else project.changes_dir / f"0000_{change_id}.yaml"
+        existing = sorted(project.changes_dir.glob("[0-9][0-9][0-9][0-9]_*.y*ml"))
+        if path.exists() or (target is None and existing):
+            fail(
+                Exit.USAGE,
+                f"error: refusing to write {path}: "
+                + ("it exists" if path.exists() else f"{existing[0].name} is a baseline already"),
+            )
+    found: dict[str, Any] = {}
+
+    def read(conn: Any) -> None:
+        found["inspected"] = introspect.inspect_database(conn, project.conventions)
+        found["revisions"] = revisions.read_revisions(conn)
+
+    from generator import db
+
+    try:
+        with database_errors():
+            u = db.resolve_url(_url(ctx, url))
+            db.require_existing(u)
+            migrate.with_connection(u, read)
+    except introspect.InspectError as exc:
+        for problem in exc.problems:
+            echo(f"  {problem}", err=True)
+        n = len(exc.problems)
+        fail(
+            Exit.DATABASE,
+            f"{n} thing{'s' if n != 1 else ''} the spec cannot declare; nothing was written",
+        )
+    inspected = found["inspected"]
+    recorded = found["revisions"]
+    # A database at a hand-written revision of this project: the baseline continues it.
+    in_graph = revision_files.read(project.output_dir)
+    known = {r.revision for r in in_graph}
+    hand_written = {r.revision for r in in_graph if not r.generated}
+    continues = after is None and len(recorded) == 1 and recorded[0] in hand_written
+    if continues:
+        after = recorded[0]
+    text = introspect.to_yaml(inspected.spec(change_id, after))
+    if path is None:
+        click.echo(text, nl=False)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        echo(f"wrote {path}: {len(inspected.tables)} table(s)")
+    out = sys.stderr if path is None else None
+    differ = {k: v for k, v in inspected.naming.items() if getattr(project.conventions, k) != v}
+    if differ and set_naming:
+        config = project.config_file
+        if config is None or config.name != "schemagen.toml":
+            fail(Exit.USAGE, "error: --set-naming writes schemagen.toml; this project has none")
+        config.write_text(_with_naming(config.read_text(encoding="utf-8"), differ), "utf-8")
+        for key, value in differ.items():
+            echo(f'set naming.{key} = "{value}" in {config.name}')
+        differ = {}
+    if differ:
+        echo(
+            f"naming: the database names its constraints by another convention than "
+            f"{project.config_label}'s; set these before `schemagen generate`:",
+            err=out is not None,
+        )
+        pyproject = project.config_file is not None and project.config_file.name == "pyproject.toml"
+        echo("[tool.schemagen.naming]" if pyproject else "[naming]", err=out is not None)
+        for key, value in differ.items():
+            echo(f'{key} = "{value}"', err=out is not None)
+    if continues:
+        echo(
+            f"the database is at revision {after} of {project.output}/versions: the baseline "
+            f"continues it (after: {after}); it runs no DDL, its checks say the tables are there",
+            err=out is not None,
+        )
+    elif recorded and not after and not set(recorded) & known:
+        echo(
+            f"note: the database records revision {', '.join(recorded)}: to continue that "
+            f"history, put its revisions under {project.output}/versions and add "
+            f"`after: {recorded[0]}` to the spec (or `--after`); to stand beside it, set "
+            "version_table",
+            err=out is not None,
+        )
+
+
+def _with_naming(text: str, naming: dict[str, str]) -> str:
+    """``text`` of a schemagen.toml with these keys of its [naming] table set."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip() == "[naming]"), None)
+    if start is None:
+        lines += ["", "[naming]"]
+        start = len(lines) - 1
+    end = next(
+        (i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")),
+        len(lines),
+    )
+    todo = dict(naming)
+    for i in range(start + 1, end):
+        key = lines[i].split("=", 1)[0].strip()
+        if key in todo:
+            lines[i] = f'{key} = "{todo.pop(key)}"'
+    lines[end:end] = [f'{key} = "{value}"' for key, value in todo.items()]
+    return "\n".join(lines) + "\n"
+
+
+@main.command()
+@click.argument("revision", required=False)
+@url_option
+@allow_modified_option
+@click.pass_context
+def stamp(
+    ctx: click.Context, revision: str | None, url: str | None, allow_modified: str | None
+) -> None:
+    """Record that the database is at REVISION (default: the baseline) without running any
+    migration: for a database built before schemagen managed it. The checks describing the
+    schema at REVISION run first; if one fails, nothing is written (exit 1)."""
+    from generator import migrate, redact, revisions, runtime  # lazily: `generate` starts faster
+
+    out_dir = _alembic_dir(ctx)
+    reason = _reason(allow_modified)
+    failed = False
+
+    def go(u: Any) -> None:
+        nonlocal failed
+        try:
+            done = migrate.stamp(out_dir, u, revision, reason, _guard_settings({}))
+        except migrate.UnknownRevision as exc:
+            fail(Exit.USAGE, f"error: {exc}")
+        was = ", ".join(done.before) or "base (no revision recorded)"
+        where = redact.safe_url(u)
+        if done.before == (done.target,):
+            echo(f"{where} is at revision {done.target} already; nothing was written")
+            return
+        echo(f"stamping {where} at revision {done.target} (it records {was})")
+        if done.checks is None:
+            echo(f"no checks: {done.note}")
+        else:
+            echo(f"checks of the schema at {done.target} ({done.checks}.sql):")
+            if done.note:
+                echo(f"note: {done.note}")
+            for result in done.results:
+                echo(f"  {'passed' if result.passed else 'FAILED'}  {result.check.name}")
+                if not result.passed:
+                    for line in runtime.format_rows(result.columns, result.rows):
+                        echo(f"          {line}")
+            bad = sum(not r.passed for r in done.results)
+            echo(f"{len(done.results) - bad} passed, {bad} failed")
+        if not done.stamped:
+            failed = True
+            echo(
+                f"not stamped: the schema is not what revision {done.target} describes; "
+                "alembic_version is unchanged and no DDL ran",
+                err=True,
+            )
+            return
+        after = migrate.with_connection(u, revisions.read_revisions)
+        echo(
+            f"database is at revision {', '.join(after) or 'base'}: only alembic_version "
+            "was written, no migration ran"
+        )
+
+    _with_url(_url(ctx, url), go, out_dir)
+    if failed:
+        sys.exit(int(Exit.FAILED))
 
 
 @main.command()
@@ -804,7 +1127,10 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
             changes = _load_changes(project)
             risks = {c.name: review.change_risk(c) for c in changes}
             units = {c.name: review.change_risks(c) for c in changes}
-            drift = files.compare(render_all(changes, output=project.output), out_dir)
+            drift = files.compare(
+                render_all(changes, output=project.output, version_table=project.version_table),
+                out_dir,
+            )
             current: bool | None = drift.clean and not files.sum_problems(out_dir)
         except SpecErrors:
             current = None

@@ -5,17 +5,40 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-KINDS = ("integer", "bigint", "decimal", "float", "varchar", "text", "boolean", "timestamptz")
-VOCABULARY = "integer, bigint, decimal(p,s), float, varchar(n), text, boolean, timestamptz"
+KINDS = (
+    "smallint",
+    "integer",
+    "bigint",
+    "decimal",
+    "float",
+    "varchar",
+    "text",
+    "boolean",
+    "date",
+    "timestamp",
+    "timestamptz",
+    "uuid",
+    "json",
+    "bytes",
+)
+VOCABULARY = (
+    "smallint, integer, bigint, decimal(p,s), float, varchar(n), text, boolean, date, "
+    "timestamp, timestamptz, uuid, json, bytes"
+)
 
 _TYPE_RE = re.compile(
-    r"^(?P<plain>integer|bigint|float|text|boolean|timestamptz)$"
+    r"^(?P<plain>smallint|integer|bigint|float|text|boolean|date|timestamptz|timestamp|uuid"
+    r"|json|bytes)$"
     r"|^decimal\((?P<p>\d{1,4}),(?P<s>\d{1,4})\)$"
     r"|^varchar\((?P<n>\d{1,8})\)$"
 )
 
-NUMERIC_KINDS = frozenset({"integer", "bigint", "decimal", "float"})
+INTEGER_KINDS = ("smallint", "integer", "bigint")  # narrowest first
+NUMERIC_KINDS = frozenset({*INTEGER_KINDS, "decimal", "float"})
 STRING_KINDS = frozenset({"varchar", "text"})
+TEMPORAL_KINDS = frozenset({"date", "timestamp", "timestamptz"})
+# Characters of a uuid in its canonical form (8-4-4-4-12 lowercase hexadecimal digits).
+UUID_LENGTH = 36
 
 # Largest precision PostgreSQL accepts for NUMERIC, and largest VARCHAR length.
 MAX_PRECISION = 1000
@@ -44,6 +67,8 @@ class SqlType:
             return "numeric"
         if self.kind in STRING_KINDS:
             return "string"
+        if self.kind in TEMPORAL_KINDS:
+            return "temporal"
         return self.kind
 
 
@@ -73,29 +98,55 @@ def parse_type(text: str) -> SqlType:
 
 
 def conversion_problem(old: SqlType, new: SqlType) -> str | None:
-    """Why ``old`` cannot be converted to ``new`` by alter_column_type, or None if it can."""
+    """Why ``old`` cannot be converted to ``new`` by alter_column_type, or None if it can.
+
+    Allowed: within the numeric types, within the string types, within date / timestamp /
+    timestamptz, a string to uuid or json and back (a uuid only to a varchar that holds its
+    36 characters). The table of docs/authoring.md ("Conversions") says which of them narrow
+    and which rewrite on PostgreSQL; every allowed pair's reverse is allowed too, so every
+    derived downgrade is."""
     if old == new:
         return f"column is already of type {new}"
-    if old.family != new.family or old.family not in ("numeric", "string"):
+    families = {old.family, new.family}
+    if old.family == new.family and old.family in ("numeric", "string", "temporal"):
+        return None
+    if families in ({"string", "uuid"}, {"string", "json"}):
+        if old.kind == "uuid" and new.kind == "varchar" and (new.length or 0) < UUID_LENGTH:
+            return (
+                f"cannot convert uuid to {new}: a uuid is {UUID_LENGTH} characters "
+                f"(convert to varchar({UUID_LENGTH}) or longer, or text)"
+            )
+        return None
+    if "bytes" in families:
         return (
-            f"cannot convert {old} to {new} (alter_column_type converts within numeric types "
-            "or within string types)"
+            f"cannot convert {old} to {new}: bytes converts to no other type and no type to "
+            "bytes (add a new column and copy the values in the application)"
         )
-    return None
+    return (
+        f"cannot convert {old} to {new} (alter_column_type converts within numeric types, "
+        "within string types, within date/timestamp/timestamptz, and between a string type "
+        "and uuid or json; see docs/authoring.md, Conversions)"
+    )
 
 
 # Integer kinds: [low, high) of the values each holds.
-INTEGER_RANGE = {"integer": (-(2**31), 2**31), "bigint": (-(2**63), 2**63)}
+INTEGER_RANGE = {
+    "smallint": (-(2**15), 2**15),
+    "integer": (-(2**31), 2**31),
+    "bigint": (-(2**63), 2**63),
+}
 # A double holds every integer up to 2^53 in magnitude, and 15 significant decimal digits.
 FLOAT_EXACT_INTEGER = 2**53
 FLOAT_DIGITS = 15
 # Whole digits each integer kind needs (the most a decimal can need to hold it).
-INTEGER_DIGITS = {"integer": 10, "bigint": 19}
+INTEGER_DIGITS = {"smallint": 5, "integer": 10, "bigint": 19}
 
 
 def narrows(old: SqlType, new: SqlType) -> bool:
     """Whether some value of ``old`` cannot be held by ``new`` unchanged: the conversion
-    would cut, round or overflow it. Every such conversion gets a pre-check naming the rows
+    would cut, round or overflow it, or it is not in the new type's form (a string that is
+    not a uuid or not JSON, a timestamp with a time of day going to a date). Every such
+    conversion gets a pre-check naming the rows
     that do not fit, and its PostgreSQL conversion raises rather than cut a row that slipped
     past (float -> decimal is the one that rounds, to the decimal's scale, by design)."""
     p, s = new.precision or 0, new.scale or 0
@@ -104,15 +155,36 @@ def narrows(old: SqlType, new: SqlType) -> bool:
         case "text":
             return False
         case "varchar":
-            return old.kind == "text" or (old.length or 0) > (new.length or 0)
+            if old.kind == "uuid":
+                return (new.length or 0) < UUID_LENGTH
+            return old.kind in ("text", "json") or (old.length or 0) > (new.length or 0)
+        case "uuid" | "json":
+            return old.family == "string"
+        case "date":
+            return old.kind in ("timestamp", "timestamptz")
+        case "timestamp" | "timestamptz":
+            return False
         case "float":
             return old.kind == "bigint" or (old.kind == "decimal" and p0 > FLOAT_DIGITS)
-        case "integer" | "bigint":
+        case "smallint" | "integer" | "bigint":
             if old.kind == "decimal":
                 return s0 > 0 or p0 > INTEGER_DIGITS[new.kind] - 1
-            return old.kind == "float" or (old.kind == "bigint" and new.kind == "integer")
+            if old.kind in INTEGER_KINDS:
+                return INTEGER_KINDS.index(old.kind) > INTEGER_KINDS.index(new.kind)
+            return old.kind == "float"
         case "decimal":
             if old.kind == "decimal":
                 return s0 > s or p0 - s0 > p - s
             return old.kind == "float" or INTEGER_DIGITS.get(old.kind, 0) > p - s
     return False
+
+
+def narrowing_note(old: SqlType, new: SqlType) -> str:
+    """What a narrowing conversion (see narrows) can refuse, for lint SG103."""
+    if new.kind == "uuid":
+        return "refuses a value that is not a uuid in canonical form"
+    if new.kind == "json":
+        return "refuses a value that is not JSON"
+    if new.kind == "date":
+        return "refuses a time of day other than midnight (it would be lost)"
+    return "can lose precision"

@@ -22,7 +22,16 @@ CONFIG_FILE = "schemagen.toml"
 PYPROJECT = "pyproject.toml"
 DIALECTS = ("postgresql", "sqlite")
 METADATA_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
-KEYS = ("changes", "output", "dialects", "url", "metadata", "soft_delete_column", "naming")
+KEYS = (
+    "changes",
+    "output",
+    "dialects",
+    "url",
+    "metadata",
+    "soft_delete_column",
+    "version_table",
+    "naming",
+)
 
 
 class ConfigError(Exception):
@@ -40,6 +49,9 @@ class Project:
     # "package.module:attribute" of the application's SQLAlchemy MetaData, for env.py's
     # target_metadata and for comparing models with the specs.
     metadata: str | None = None
+    # Where the database's revision is recorded: alembic_version, or a table of the tool's own
+    # when another owner's Alembic history keeps alembic_version (generator.version_table).
+    version_table: str = "alembic_version"
     conventions: Conventions = field(default=DEFAULT)
 
     @property
@@ -146,6 +158,13 @@ def parse(root: Path, config_file: Path | None, settings: dict[str, Any]) -> Pro
         values["metadata"] = _string(
             where, prefix + "metadata", settings["metadata"], METADATA_PATTERN
         )
+    if "version_table" in settings:
+        table = settings["version_table"]
+        if not isinstance(table, str) or not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", table):
+            raise ConfigError(
+                f"{where}: {prefix}version_table: expected a table name, got {table!r}"
+            )
+        values["version_table"] = table
     conventions: dict[str, Any] = {}
     if "soft_delete_column" in settings:
         column = settings["soft_delete_column"]
@@ -197,3 +216,35 @@ def find_project(start: Path | None = None) -> Project:
         f"and no changes/ with generated_migrations/ in {here} or any directory above it; "
         "run `schemagen init` to start one"
     )
+
+
+def load_metadata(project: Project) -> Any:
+    """The application's SQLAlchemy ``MetaData`` named by ``metadata`` in the configuration
+    (``package.module:attribute``), imported with the project's root on ``sys.path``; None
+    when none is configured. Only the Alembic environment and the model comparisons call
+    this: the tool itself never imports an application."""
+    if project.metadata is None:
+        return None
+    import importlib
+    import sys
+
+    from sqlalchemy import MetaData
+
+    module_name, _, attribute = project.metadata.partition(":")
+    where = f"{project.config_file or project.root}: metadata = {project.metadata!r}"
+    root = str(project.root)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    try:
+        value: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            value = getattr(value, part)
+    except ImportError as exc:
+        raise ConfigError(f"{where}: cannot import {module_name}: {exc}") from exc
+    except AttributeError as exc:
+        raise ConfigError(f"{where}: {module_name} has no {attribute}: {exc}") from exc
+    if not isinstance(value, MetaData):
+        raise ConfigError(
+            f"{where}: {attribute} is a {type(value).__name__}, not a SQLAlchemy MetaData"
+        )
+    return value

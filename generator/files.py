@@ -10,6 +10,7 @@ import base64
 import difflib
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,16 +25,21 @@ def _opens_generated(path: Path) -> bool:
         return False
 
 
-def owned_files(out_dir: Path) -> set[str]:
+def owned_files(out_dir: Path, read: Mapping[str, str] | None = None) -> set[str]:
     """The files here that the generator wrote: they open with its header (a hand-written
-    revision beside them does not, and is the operator's)."""
+    revision beside them does not, and is the operator's). ``read``: the texts of files read
+    already (by :func:`compare`), which are not opened again."""
+    read = read or {}
     found: set[str] = set()
     for pattern in OWNED_PATTERNS:
-        found.update(
-            p.relative_to(out_dir).as_posix()
-            for p in out_dir.glob(pattern)
-            if p.is_file() and (p.name == SUM_FILE or _opens_generated(p))
-        )
+        for p in out_dir.glob(pattern):
+            rel = p.relative_to(out_dir).as_posix()
+            if rel in read:  # read as a file already
+                owned = p.name == SUM_FILE or is_generated(read[rel])
+            else:
+                owned = p.is_file() and (p.name == SUM_FILE or _opens_generated(p))
+            if owned:
+                found.add(rel)
     return found
 
 
@@ -74,7 +80,7 @@ def compare(files: dict[str, str], out_dir: Path, label: str = "generated_migrat
                     f"{label}/{path} (rendered from the specs)",
                 )
             )
-    drift.owned = owned_files(out_dir)
+    drift.owned = owned_files(out_dir, drift.on_disk)
     for path in sorted(drift.owned - set(files)):
         drift.orphaned.append(path)
     return drift
@@ -144,7 +150,12 @@ def sum_file(files: dict[str, str]) -> str:
     It catches a hand edit, a swap of two files' contents, and an edit of the sum itself by
     hashes alone, so `generate --check` holds even when a renderer upgrade changes the output.
     """
-    lines = [f"{path} {h1(text)}" for path, text in sorted(files.items()) if path != SUM_FILE]
+    return sum_of_hashes({path: h1(text) for path, text in files.items()})
+
+
+def sum_of_hashes(hashes: dict[str, str]) -> str:
+    """The sum file of files whose hashes (:func:`h1`) are known already (generator.cache)."""
+    lines = [f"{path} {digest}" for path, digest in sorted(hashes.items()) if path != SUM_FILE]
     body = "\n".join(lines) + "\n"
     return f"{h1(body)}\n{body}"
 

@@ -309,6 +309,11 @@ def _lock_file(path: Path, s: Settings) -> Iterator[None]:
 def runner(connection: Connection, settings: Settings | None = None) -> Iterator[None]:
     """The whole run on ``connection``: timeouts set before its first query, the runner lock
     held until the end. Raises :class:`RunnerBusy` when another runner holds it."""
+    if connection.info.get("schemagen.runner"):
+        # Re-entered on the same connection (generator.migrate takes the lock before it moves
+        # a half-applied change, then Alembic runs env.py, which takes it again): held already.
+        yield
+        return
     s = settings or Settings.from_environment()
     connection.info["schemagen.settings"] = s
     if connection.in_transaction():
@@ -322,9 +327,112 @@ def runner(connection: Connection, settings: Settings | None = None) -> Iterator
             yield
             return
         with hold(connection, s):
-            yield
+            connection.info["schemagen.runner"] = True
+            try:
+                yield
+            finally:
+                connection.info.pop("schemagen.runner", None)
     finally:
         connection.info.pop("schemagen.settings", None)
+
+
+# ------------------------------------------------------------------ bounded read-only waits
+
+
+_HOLDERS = (
+    "SELECT a.pid, a.application_name, a.state, a.query_start, "
+    "split_part(a.query, E'\\n', 1) AS query, l.granted, "
+    "coalesce(c.relname::text, l.locktype) AS object "
+    "FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid "
+    "LEFT JOIN pg_class AS c ON c.oid = l.relation "
+    "WHERE l.mode = 'AccessExclusiveLock' AND l.locktype = 'relation' "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND l.pid <> pg_backend_pid() ORDER BY l.granted DESC, a.query_start NULLS LAST"
+)
+
+
+def _pg_exclusive_holders(connection: Connection) -> str:
+    """Who can block a reader: the sessions holding (or queued for) ACCESS EXCLUSIVE on a
+    relation of this database, the only mode that conflicts with a read's ACCESS SHARE."""
+    try:
+        if connection.in_transaction():
+            connection.rollback()
+        rows = connection.exec_driver_sql(_HOLDERS).all()
+        connection.rollback()
+    except sa.exc.SQLAlchemyError:
+        return "a session that could not be looked up"
+    if not rows:
+        return "a session that has finished since"
+    return "; ".join(
+        f"{_describe(r)}, {'holding' if r.granted else 'waiting for'} ACCESS EXCLUSIVE on "
+        f"{r.object}"
+        for r in rows[:5]
+    )
+
+
+@contextlib.contextmanager
+def bounded(connection: Connection, what: str, settings: Settings | None = None) -> Iterator[None]:
+    """A read-only command (``verify``, ``status``) on ``connection``, bounded like a run:
+    its statements wait for a lock at most the run's whole retry budget (:meth:`Settings.bound_s`,
+    in one wait: a waiting read queues no one behind it) and last at most the statement timeout
+    (PostgreSQL), or wait that long on the busy timeout (SQLite); then it fails naming what
+    held the database, as :class:`LockTimeout` / :class:`DatabaseBusy`."""
+    s = settings or Settings.from_environment()
+    bound_ms = read_bound_ms(s)
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        connection.exec_driver_sql(f"SET lock_timeout = {_ms(bound_ms)}")
+        connection.exec_driver_sql(f"SET statement_timeout = {_ms(s.statement_timeout_ms)}")
+        connection.commit()  # kept by the session, whatever the command does with transactions
+    elif dialect == "sqlite":
+        dbapi = connection.connection.dbapi_connection
+        assert dbapi is not None
+        cursor = dbapi.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {bound_ms}")
+        finally:
+            cursor.close()
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        if dialect == "postgresql" and is_lock_timeout(exc):
+            raise LockTimeout(
+                f"{what}: a lock was not available within {bound_ms} ms; blocked by "
+                f"{_pg_exclusive_holders(connection)}. Nothing was changed; run it again once "
+                f"that session is done (the bound: {ENV['lock_timeout']} and "
+                f"{ENV['lock_retries']}, as for a run's retries)"
+            ) from exc
+        if dialect == "postgresql" and sqlstate(exc) == "57014":
+            raise LockTimeout(
+                f"{what}: a statement ran longer than the statement timeout "
+                f"({s.statement_timeout_ms} ms); nothing was changed"
+            ) from exc
+        if dialect == "sqlite" and is_sqlite_busy(exc):
+            raise sqlite_busy(what, bound_ms, _sqlite_file(connection)) from exc
+        raise
+
+
+def read_bound_ms(settings: Settings | None = None) -> int:
+    """How long a read-only command waits for a lock: a run's whole retry budget."""
+    return max(int((settings or Settings.from_environment()).bound_s() * 1000), 1)
+
+
+def sqlite_busy(what: str, bound_ms: int, path: Path | None) -> DatabaseBusy:
+    return DatabaseBusy(
+        f"{what}: another connection held the SQLite database for longer than the busy "
+        f"timeout ({bound_ms} ms){_sqlite_holder(path)}. Nothing was changed; run it again "
+        "once that connection is done"
+    )
+
+
+def _sqlite_holder(path: Path | None) -> str:
+    """The runner holding the database's lock file, if that is who it is."""
+    lock_path = path.with_name(path.name + ".schemagen-lock") if path is not None else None
+    try:
+        holder = lock_path.read_text(encoding="utf-8").strip() if lock_path else ""
+    except OSError:
+        holder = ""
+    return f" (a migration runner holds {lock_path.name}: {holder})" if holder and lock_path else ""
 
 
 # ----------------------------------------------------------------------------- lock retries
@@ -490,7 +598,9 @@ def _sqlite_write_lock(connection: Connection) -> None:
     version table first): it fails at once, to avoid a deadlock. A no-op write shows whether
     the transaction holds the lock; if not, it has written nothing, and is replaced by
     ``BEGIN IMMEDIATE``, which waits."""
-    probe = f"UPDATE {VERSION_TABLE} SET version_num = version_num WHERE 0"
+    from generator import version_table
+
+    probe = f"UPDATE {version_table.get()} SET version_num = version_num WHERE 0"
     try:
         connection.exec_driver_sql(probe)
         return

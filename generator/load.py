@@ -6,8 +6,6 @@ that gets a list of changes back knows every spec is valid against the state bef
 
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
@@ -19,15 +17,16 @@ from generator.conventions import DEFAULT, Conventions
 from generator.errors import Path, SpecError, SpecErrors, format_path
 from generator.ops.base import Step
 from generator.resolve import Resolver
+from generator.specfiles import (
+    FILE_RE,
+    MAX_SPEC_BYTES,
+    NON_ASCII_NUMBER,
+    display_name,
+    spec_files,
+    text_digest,
+)
 from generator.state import Schema
 from generator.yamlpos import Positions, load
-
-# ASCII digits only: \d would take "٠٠٠٦" (Arabic-Indic digits) for 0006.
-FILE_RE = re.compile(r"^(?P<num>[0-9]{4})_(?P<id>[a-z_][a-z0-9_]*)\.yaml$")
-# A number of four non-ASCII digits, to name the mistake instead of "bad file name".
-NON_ASCII_NUMBER = re.compile(r"^(?P<num>\d{4})_")
-# Limits that keep a hostile or runaway spec from exhausting the stack or memory.
-MAX_SPEC_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -44,6 +43,8 @@ class Change:
     origins: tuple[int, ...] = ()  # the index of the operation each step comes from
     positions: Positions = field(default_factory=Positions, compare=False, repr=False)
     conventions: Conventions = field(default=DEFAULT, compare=False, repr=False)
+    # The digest of the spec's text (specfiles.text_digest): what the cache keys it on.
+    source_digest: str = field(default="", compare=False, repr=False)
 
     @property
     def revision(self) -> str:
@@ -51,7 +52,9 @@ class Change:
 
     @property
     def down_revision(self) -> str | None:
-        return None if self.number == 0 else f"{self.number - 1:04d}"
+        if self.number == 0:
+            return self.spec.after  # the revision of an existing history it continues
+        return f"{self.number - 1:04d}"
 
     @property
     def name(self) -> str:
@@ -60,14 +63,6 @@ class Change:
     @property
     def inverse_steps(self) -> tuple[Step, ...]:
         return tuple(step.reverse() for step in reversed(self.steps))
-
-
-def display_name(file: FsPath, base: FsPath | None) -> str:
-    base = base or FsPath.cwd()
-    try:
-        return os.path.relpath(file, base) if file.is_absolute() else str(file)
-    except ValueError:  # another drive on Windows
-        return str(file)
 
 
 def _walk(data: Any, loc: tuple[Any, ...]) -> Path:
@@ -149,7 +144,7 @@ def load_changes(
     if not changes_dir.is_dir():
         where = display_name(changes_dir, display_base)
         raise SpecErrors([SpecError(where, 1, 1, "", "no such directory of change specs")])
-    files = sorted(p for p in changes_dir.iterdir() if p.suffix in (".yaml", ".yml"))
+    files = spec_files(changes_dir)
     if not files:
         errors.append(SpecError(display_name(changes_dir, display_base), 1, 1, "", "no specs"))
     expected_number = 0
@@ -245,6 +240,21 @@ def load_changes(
                 path: Path = ("operations", i, *rel)
                 line, col = positions.of_value(path)
                 errors.append(SpecError(display, line, col, format_path(path), message))
+        if change_spec.after is not None:
+            if number != 0:
+                line, col = positions.of_value(("after",))
+                errors.append(
+                    SpecError(
+                        display,
+                        line,
+                        col,
+                        "after",
+                        "only the baseline (change 0000) can continue an existing history",
+                    )
+                )
+            # The history before it built the declared tables: the baseline runs no DDL,
+            # and its checks before and after are the declared schema.
+            before, steps, origins = resolver.schema, [], []
         change = Change(
             number,
             change_spec,
@@ -256,6 +266,7 @@ def load_changes(
             tuple(origins),
             positions,
             conventions,
+            text_digest(text),
         )
         changes.append(change)
         if lint and len(steps) == len(origins) and not any(e.file == display for e in errors):

@@ -6,6 +6,7 @@ import asyncio
 import io
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -15,7 +16,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Connection
 
-from generator import db, dialects, guard, integrity, revisions, runtime
+from generator import db, dialects, guard, integrity, revisions, runtime, version_table
 
 T = TypeVar("T")
 
@@ -25,6 +26,7 @@ def alembic_config(migrations_dir: Path, url: URL) -> Config:
     config.set_main_option("script_location", str(migrations_dir))
     # Passed as an attribute, not an option: ConfigParser would choke on a '%' in a password.
     config.attributes["url"] = url.render_as_string(hide_password=False)
+    config.attributes["version_table"] = version_table.get()
     return config
 
 
@@ -70,8 +72,7 @@ def upgrade(
     config = _checked(
         _config(migrations_dir, url, connection, allow_modified, settings), preflight_done
     )
-    _take_up_half_applied(config, url, connection, "upgrade", to)
-    command.upgrade(config, to)
+    _locked(config, url, connection, settings, "upgrade", to)
 
 
 def downgrade(
@@ -86,13 +87,37 @@ def downgrade(
     config = _checked(
         _config(migrations_dir, url, connection, allow_modified, settings), preflight_done
     )
-    _take_up_half_applied(config, url, connection, "downgrade", to)
-    command.downgrade(config, to)
+    _locked(config, url, connection, settings, "downgrade", to)
 
 
-def _take_up_half_applied(
-    config: Config, url: URL, connection: Connection | None, direction: str, to: str
+def _locked(
+    config: Config,
+    url: URL,
+    connection: Connection | None,
+    settings: guard.Settings | None,
+    direction: str,
+    to: str,
 ) -> None:
+    """Take the runner lock, then take up a half-applied change and run Alembic, all on one
+    connection under that lock: two runners never both move a half-applied change (env.py
+    takes the lock again on the same connection, which is then a no-op)."""
+
+    def go(conn: Connection) -> None:
+        with guard.runner(conn, settings or config.attributes.get("guard")):
+            _take_up_half_applied(config, conn, direction, to)
+            config.attributes["connection"] = conn
+            if direction == "upgrade":
+                command.upgrade(config, to)
+            else:
+                command.downgrade(config, to)
+
+    if connection is not None:
+        go(connection)
+    else:
+        with_connection(url, go, bounded=False)
+
+
+def _take_up_half_applied(config: Config, conn: Connection, direction: str, to: str) -> None:
     """Point alembic_version at the side of a half-applied change from which ``direction``
     runs it: its upgrade runs from the revision before it, its downgrade from its own.
 
@@ -102,54 +127,49 @@ def _take_up_half_applied(
     runs C again, whose checks tolerate exactly what the interruption left (runtime.run_change).
     """
 
-    def go(conn: Connection) -> None:
-        began = not conn.in_transaction()
-        note = runtime.half_applied(conn)
-        if note is None:
-            if began:
-                conn.rollback()
-            return
-        revision, down = note["revision"], note["down_revision"]
-        at = runtime.current_revision(conn) or "base"
-        script = ScriptDirectory.from_config(config)
-        wanted: str | None = None
-        if direction == "upgrade" and at == revision:
-            wanted = down
-        elif direction == "downgrade" and at == down and _below(script, to, revision):
-            wanted = revision
-        if wanted is not None:
-            runtime.log.warning(
-                "%s is half-applied (an interrupted %s): its %s runs from revision %s "
-                "(alembic_version %s -> %s)",
-                note["change"],
-                note.get("direction"),
-                direction,
-                wanted,
-                at,
-                wanted,
-            )
-            if wanted == "base":
-                conn.exec_driver_sql("DELETE FROM alembic_version")
-            elif at == "base":
-                conn.execute(
-                    sa.text("INSERT INTO alembic_version (version_num) VALUES (:v)"),
-                    {"v": wanted},
-                )
-            else:
-                conn.execute(
-                    sa.text("UPDATE alembic_version SET version_num = :v WHERE version_num = :at"),
-                    {"v": wanted, "at": at},
-                )
-            # the record says what the database now is: the change, half-done, before a run
-            # in this direction (its own run rewrites it the same way)
-            runtime.mark_half_applied(conn, note["change"], direction, (revision, down))
+    began = not conn.in_transaction()
+    note = runtime.half_applied(conn)
+    if note is None:
         if began:
-            conn.commit()
-
-    if connection is not None:
-        go(connection)
-    else:
-        with_connection(url, go)
+            conn.rollback()
+        return
+    revision, down = note["revision"], note["down_revision"]
+    at = runtime.current_revision(conn) or "base"
+    script = ScriptDirectory.from_config(config)
+    wanted: str | None = None
+    table = version_table.get()
+    if direction == "upgrade" and at == revision:
+        wanted = down
+    elif direction == "downgrade" and at == down and _below(script, to, revision):
+        wanted = revision
+    if wanted is not None:
+        runtime.log.warning(
+            "%s is half-applied (an interrupted %s): its %s runs from revision %s "
+            "(alembic_version %s -> %s)",
+            note["change"],
+            note.get("direction"),
+            direction,
+            wanted,
+            at,
+            wanted,
+        )
+        if wanted == "base":
+            conn.exec_driver_sql(f"DELETE FROM {table}")
+        elif at == "base":
+            conn.execute(
+                sa.text(f"INSERT INTO {table} (version_num) VALUES (:v)"),
+                {"v": wanted},
+            )
+        else:
+            conn.execute(
+                sa.text(f"UPDATE {table} SET version_num = :v WHERE version_num = :at"),
+                {"v": wanted, "at": at},
+            )
+        # the record says what the database now is: the change, half-done, before a run
+        # in this direction (its own run rewrites it the same way)
+        runtime.mark_half_applied(conn, note["change"], direction, (revision, down))
+    if began:
+        conn.commit()
 
 
 def _below(script: ScriptDirectory, target: str, revision: str) -> bool:
@@ -176,25 +196,49 @@ def heads(migrations_dir: Path) -> list[str]:
     return list(ScriptDirectory.from_config(config).get_heads())
 
 
-def with_connection(url: URL, fn: Callable[[Connection], T]) -> T:
-    """Call ``fn`` with a connection of either flavour of URL (async URLs via run_sync)."""
-    if db.is_async(url):
+def with_connection(url: URL, fn: Callable[[Connection], T], bounded: bool = True) -> T:
+    """Call ``fn`` with a connection of either flavour of URL (async URLs via run_sync).
 
-        async def go() -> T:
-            engine = db.make_async_engine(url)
-            try:
-                async with engine.connect() as conn:
-                    return await conn.run_sync(fn)
-            finally:
-                await engine.dispose()
+    ``bounded``: its waits for locks and its statements are bounded (generator.guard.bounded,
+    settings from the SCHEMAGEN_* environment); a migration run bounds its own (guard.runner).
+    """
 
-        return asyncio.run(go())
-    engine = db.make_engine(url)
-    try:
-        with engine.connect() as conn:
+    def call(conn: Connection) -> T:
+        if not bounded:
             return fn(conn)
-    finally:
-        engine.dispose()
+        with guard.bounded(conn, "reading the database"):
+            return fn(conn)
+
+    sqlite_bound = bounded and url.get_backend_name() == "sqlite"
+    if sqlite_bound:  # the driver's own wait, for the pragmas of a new connection (5 s)
+        timeout = guard.read_bound_ms() / 1000
+        connect_url = url.update_query_dict({"timeout": f"{timeout:g}"})
+    else:
+        connect_url = url
+    try:
+        if db.is_async(url):
+
+            async def go() -> T:
+                engine = db.make_async_engine(connect_url)
+                try:
+                    async with engine.connect() as conn:
+                        return await conn.run_sync(call)
+                finally:
+                    await engine.dispose()
+
+            return asyncio.run(go())
+        engine = db.make_engine(connect_url)
+        try:
+            with engine.connect() as conn:
+                return call(conn)
+        finally:
+            engine.dispose()
+    except sa.exc.OperationalError as exc:
+        if sqlite_bound and guard.is_sqlite_busy(exc):
+            path = db.sqlite_file(url)
+            busy = guard.sqlite_busy("reading the database", guard.read_bound_ms(), path)
+            raise busy from exc
+        raise
 
 
 def change_for(migrations_dir: Path, revision: str | None) -> tuple[str, str, str | None]:
@@ -229,7 +273,18 @@ def change_for(migrations_dir: Path, revision: str | None) -> tuple[str, str, st
             return stem, "post", note
         down = scripts[current].down_revision
         current = down if down is None or isinstance(down, str) else down[0]
-    raise LookupError(f"no generated revision at or below {revision!r} has validation files")
+    # Below the baseline, in an existing history it continues (`after:`): the baseline's
+    # pre-checks describe the schema at exactly the revision it names.
+    for script_rev in scripts.values():
+        stem = Path(script_rev.path).stem
+        if script_rev.down_revision == revision and any(
+            (migrations_dir / "validation").glob(f"*/{stem}.pre.sql")
+        ):
+            return stem, "pre", None
+    raise LookupError(
+        f"no checks describe revision {revision!r}: neither it nor a revision below it is "
+        "generated, and no baseline continues it"
+    )
 
 
 def verify(
@@ -261,17 +316,96 @@ def verify(
 
 def plan_sql(migrations_dir: Path, dialect: str, direction: str, revision: str) -> str:
     """The SQL one change runs in one direction, rendered offline (no database needed)."""
-    number = int(revision)
-    before = "base" if number == 0 else f"{number - 1:04d}"
     config = Config()
     config.set_main_option("script_location", str(migrations_dir))
+    found = ScriptDirectory.from_config(config).get_revision(revision)
+    down = found.down_revision if found is not None else None
+    before = down if isinstance(down, str) else "base"  # a baseline may continue a history
     buffer = io.StringIO()
     config.attributes.update(dialect=dialect, output_buffer=buffer)
     if direction == "upgrade":
-        command.upgrade(config, f"{before}:{revision}" if number else revision, sql=True)
+        command.upgrade(config, f"{before}:{revision}" if down else revision, sql=True)
     else:
         command.downgrade(config, f"{revision}:{before}", sql=True)
     return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Stamped:
+    before: tuple[str, ...]  # what alembic_version held
+    target: str
+    checks: str | None  # "<change>.<phase>" whose checks describe the target, if any
+    results: list[runtime.CheckResult]
+    note: str | None
+    stamped: bool  # False: the checks failed (or it was there already), nothing written
+
+
+def baseline_revision(migrations_dir: Path) -> str:
+    """The first generated revision of the chain (the baseline)."""
+    from generator import revision_files
+
+    chain = revision_files.chain(revision_files.read(migrations_dir))
+    first = next((r for r in chain if r.generated), None)
+    if first is None:
+        raise LookupError(f"no generated revision in {migrations_dir / 'versions'}")
+    return first.revision
+
+
+def stamp(
+    migrations_dir: Path,
+    url: URL,
+    target: str | None = None,
+    allow_modified: str | None = None,
+    settings: guard.Settings | None = None,
+) -> Stamped:
+    """Record ``target`` (default: the baseline) in alembic_version without running any
+    migration, once the checks describing the schema at ``target`` pass on the database.
+
+    A database at a revision the graph lacks, or a ``target`` it lacks, raises
+    revisions.DatabaseStateError / LookupError: nothing is written."""
+    script = revisions.script_directory(migrations_dir)
+    known = revisions.all_revisions(script)
+    wanted = target or baseline_revision(migrations_dir)
+    if wanted not in known:
+        raise UnknownRevision(
+            f"revision {wanted!r} is not in this project's revision graph "
+            f"({', '.join(sorted(known)) or 'no revisions'}); nothing was stamped"
+        )
+
+    def check(conn: Connection) -> Stamped:
+        current = revisions.read_revisions(conn)
+        state = revisions.classify(script, current)
+        if not state.healthy:
+            raise revisions.DatabaseStateError(state)
+        if current == (wanted,):
+            return Stamped(current, wanted, None, [], "already at this revision", False)
+        try:
+            change, phase, note = change_for(migrations_dir, wanted)
+        except LookupError as exc:
+            return Stamped(current, wanted, None, [], str(exc), True)
+        rel = f"validation/{conn.dialect.name}/{change}.{phase}.sql"
+        runtime.use_verified(
+            migrations_dir / "versions" / f"{change}.py",
+            integrity.check(migrations_dir, [rel], allow_modified),
+        )
+        file = runtime.validation_file(
+            migrations_dir / "versions" / f"{change}.py", conn.dialect.name, change, phase
+        )
+        results = runtime.evaluate(conn, file, change, phase)
+        conn.rollback()
+        ok = all(r.passed for r in results)
+        return Stamped(current, wanted, f"{change}.{phase}", results, note, ok)
+
+    found = with_connection(url, check)
+    if not found.stamped:
+        return found
+    config = _checked(_config(migrations_dir, url, None, allow_modified, settings), True)
+    command.stamp(config, wanted)
+    return found
+
+
+class UnknownRevision(LookupError):
+    """A revision the project's graph does not contain (a usage error)."""
 
 
 _DOLLAR_TAG = re.compile(r"\$[A-Za-z_]*\$")

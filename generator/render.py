@@ -2,41 +2,29 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
-import operator
 import os
-import pickle
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from generator import checks, dialects, lint, ops, plan, resume, review
-from generator.files import SUM_FILE, sum_file
+from generator import checks, dialects, lint, ops, plan, resume, review, revision_files
+from generator.files import SUM_FILE, h1, sum_of_hashes
 from generator.load import Change
 from generator.plan import Unit
+from generator.resources import TEMPLATES_DIR
 
+if TYPE_CHECKING:
+    from generator.cache import Cache
 
-def _templates_dir() -> Path:
-    """Installed from a wheel, the templates are package data (generator/templates, mapped
-    from the repository's top-level templates/ by pyproject.toml); in a checkout, or an
-    editable install of one, they are read where they are kept."""
-    here = Path(__file__).resolve().parent
-    packaged = here / "templates"
-    return packaged if (packaged / "migration.py.j2").is_file() else here.parent / "templates"
-
-
-TEMPLATES_DIR = _templates_dir()
 LINE_LENGTH = 100
 
 
@@ -115,6 +103,9 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "sa_text": _sa_text,
     "fk_lock_order": dialects.fk_lock_order,
     "using_sql": dialects.using_sql,
+    "type_check": lambda c, dialect: dialects.type_check(c.name, c.type, dialect),
+    "sqlite_batch_type": dialects.sqlite_batch_type,
+    "sqlite_convert_sql": dialects.sqlite_convert_sql,
     "fk_action": lambda action: dialects.FK_ACTION_SQL[action],
     "fk_code": lambda action: dialects.PG_FK_ACTION_CODE[action],
     "ddl_type": dialects.ddl_type,
@@ -124,82 +115,22 @@ FILTERS: dict[str, Callable[..., Any]] = {
 }
 
 
-class _TemplateCache(jinja2.FileSystemBytecodeCache):
-    """Compiled templates kept between runs, like ``__pycache__``: a template is parsed and
-    compiled again only when its source changes (each entry carries the source's checksum).
-
-    Keyed also by the Jinja version and the environment's options, which the compiled code
-    depends on; an unreadable entry is a miss and an unwritable directory is no cache.
-    """
-
-    def __init__(self, directory: Path, options: str) -> None:
-        super().__init__(str(directory), "%s.jinja")
-        self.options = f"{jinja2.__version__}|{options}"
-
-    def get_cache_key(self, name: str, filename: str | None = None) -> str:
-        return super().get_cache_key(f"{self.options}|{name}", filename)
-
-    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        try:
-            super().load_bytecode(bucket)
-        except Exception:  # a damaged entry: compile again (and overwrite it)
-            bucket.reset()
-
-    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        with contextlib.suppress(OSError):  # a read-only cache: compile every run
-            super().dump_bytecode(bucket)
-
-
-def _template_cache(options: dict[str, Any]) -> _TemplateCache | None:
-    """``$SCHEMAGEN_CACHE_DIR`` (empty: none), else ``$XDG_CACHE_HOME`` or ``~/.cache``."""
-    configured = os.environ.get("SCHEMAGEN_CACHE_DIR")
-    if configured == "":
-        return None
-    try:
-        if configured:
-            base = Path(configured)
-        else:
-            xdg = os.environ.get("XDG_CACHE_HOME")
-            base = (Path(xdg) if xdg else Path.home() / ".cache") / "schemagen"
-        directory = base / "templates"
-        directory.mkdir(parents=True, exist_ok=True)
-    except (OSError, RuntimeError):  # no home, or a read-only one
-        return None
-    return _TemplateCache(directory, repr(sorted(options.items())))
-
-
-@jinja2.pass_context
-def _selectattr(context: jinja2.runtime.Context, value: Any, *args: Any, **kwargs: Any) -> Any:
-    """Jinja's ``selectattr``, with a fast path for ``selectattr(attr, "equalto", x)``: the
-    same items, without a test call through the environment per item."""
-    env = context.environment
-    if len(args) == 3 and not kwargs and env.tests.get(args[1]) is operator.eq:
-        getter = jinja2.filters.make_attrgetter(env, args[0])
-        other = args[2]
-        return (item for item in value if getter(item) == other) if value else iter(())
-    return jinja2.filters.sync_do_selectattr(context, value, *args, **kwargs)
-
-
 def make_env(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
-    options: dict[str, Any] = {
-        "auto_reload": False,  # templates do not change during a run: no stat per lookup
-        "undefined": jinja2.StrictUndefined,
-        "trim_blocks": True,
-        "lstrip_blocks": True,
-        "keep_trailing_newline": True,
-        "autoescape": False,
-        "extensions": ["jinja2.ext.do"],
-    }
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir)),
-        bytecode_cache=_template_cache(options),
-        **options,
+        auto_reload=False,  # templates do not change during a run: no stat per lookup
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+        extensions=["jinja2.ext.do"],
     )
     env.filters.update(FILTERS)
-    env.filters["selectattr"] = _selectattr
     env.globals["dialects"] = dialects.DIALECTS
     env.globals["table_check_cache"] = {}
     env.globals["output"] = "generated_migrations"  # the project's output folder (generate)
+    env.globals["version_table"] = "alembic_version"  # the project's (generate)
     # Filled after the dict is in the globals: a group's template (recreate_table,
     # alter_table, ...) calls its steps' macros (batch(), alter(), ...) through it.
     modules: dict[str, Any] = {}
@@ -280,19 +211,18 @@ def ruff_format(files: dict[str, str]) -> dict[str, str]:
     return _Formatting(files).result()
 
 
-# A memory-backed file system for the formatter's scratch files, where there is one.
-_MEMORY_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
-
-
 class _Formatting:
-    """``ruff format`` started on files: it runs (on another core) while the caller goes on
-    rendering; :meth:`result` waits for it, :meth:`cancel` stops it."""
+    """``ruff format`` started on the files, in one process for all of them (in a temporary
+    directory): it runs while the caller goes on rendering; :meth:`result` waits for it,
+    :meth:`cancel` stops it."""
 
     def __init__(self, files: dict[str, str]) -> None:
         self._names = {path: f"f{i:05d}.py" for i, path in enumerate(sorted(files))}
         self._proc: subprocess.Popen[str] | None = None
-        self._tmp = self._write(files, _MEMORY_DIR)
+        self._tmp = tempfile.TemporaryDirectory(prefix="schemagen-fmt-")
         try:
+            for path, text in files.items():
+                Path(self._tmp.name, self._names[path]).write_text(text, encoding="utf-8")
             if files:
                 self._proc = subprocess.Popen(
                     [
@@ -313,26 +243,6 @@ class _Formatting:
         except BaseException:
             self._tmp.cleanup()
             raise
-
-    def _write(self, files: dict[str, str], where: str | None) -> tempfile.TemporaryDirectory[str]:
-        """The files in a new temporary directory: in memory where there is room (creating
-        hundreds of files on a disk costs more than rendering them), else on disk."""
-        tmp = None
-        try:
-            tmp = tempfile.TemporaryDirectory(prefix="schemagen-fmt-", dir=where)
-            for path, text in files.items():
-                Path(tmp.name, self._names[path]).write_text(text, encoding="utf-8")
-        except OSError:
-            if tmp is not None:
-                tmp.cleanup()
-            if where is None:
-                raise
-            return self._write(files, None)  # e.g. a small /dev/shm that is full, or read-only
-        except BaseException:
-            if tmp is not None:
-                tmp.cleanup()
-            raise
-        return tmp
 
     def result(self) -> dict[str, str]:
         try:
@@ -379,13 +289,15 @@ def _render_review(
     env: jinja2.Environment, change: Change, units: Plans, validation: dict[str, str]
 ) -> str:
     touched = {s.table_name for s in change.steps}
-    checks_run = {
-        (dialect, phase): _SECTION_RE.findall(
-            "\n" + validation[validation_path(change, dialect, phase)]
-        )
-        for dialect in dialects.DIALECTS
-        for phase in ("pre", "post")
-    }
+    # (dialect, phase) -> kind -> the names of its sections, in order
+    checks_run: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for dialect in dialects.DIALECTS:
+        for phase in ("pre", "post"):
+            by_kind: dict[str, list[str]] = {"check": [], "data-check": [], "fit-check": []}
+            text = "\n" + validation[validation_path(change, dialect, phase)]
+            for kind, name in _SECTION_RE.findall(text):
+                by_kind[kind].append(name)
+            checks_run[(dialect, phase)] = by_kind
     return env.get_template("review.md.j2").render(
         change=change,
         tables=review.diff_tables(change.before, change.after, touched),
@@ -400,97 +312,75 @@ def generate(
     changes: Iterable[Change],
     templates_dir: Path = TEMPLATES_DIR,
     output: str = "generated_migrations",
+    version_table: str = "alembic_version",
+    cache: Cache | None = None,
 ) -> dict[str, str]:
     """Every generated file, keyed by its path relative to ``generated_migrations/`` (the
     project's ``output``, which the files name where they point at each other).
 
-    A long history is rendered in two processes (see :func:`_render_forked`); the files do
-    not depend on it, nor on the order the changes are rendered in.
+    With a ``cache`` (generator.cache, for changes loaded with lint), a change with an entry
+    is not rendered, and each rendered change is stored. A change's files depend on nothing
+    but the change, its states and the templates: not on the other changes, nor on order.
     """
-    env = make_env(templates_dir)
-    env.globals["output"] = output
-    changes = list(changes)
-    out = _render_forked(env, changes) if _fork_helps(len(changes)) else _render(env, changes)
-    out[SUM_FILE] = sum_file(out)
+    out: dict[str, str] = {}
+    hashes: dict[str, str] = {}  # path -> its line's hash in the sum file
+    todo: list[Change] = []
+    for change in changes:
+        entry = cache.lookup(change) if cache is not None else None
+        if entry is None:
+            todo.append(change)
+        else:
+            out.update(entry.files)
+            hashes.update(entry.hashes)
+    if todo:
+        env = make_env(templates_dir)
+        env.globals["output"] = output
+        env.globals["version_table"] = version_table  # not a table of the schema the checks see
+        for change, files in zip(todo, _render(env, todo), strict=True):
+            out.update(files)
+            # The chain check (revision_files) takes the revision from the change rather than
+            # parse the rendered file back (tests/generator/test_cache.py shows they agree).
+            path = migration_path(change)
+            revision_files.remember(path, files[path], _revision(change, path))
+            if cache is not None:
+                hashes.update(cache.store(change, files).hashes)
+            else:
+                hashes.update((path, h1(text)) for path, text in files.items())
+    out[SUM_FILE] = sum_of_hashes(hashes)
     return dict(sorted(out.items()))
 
 
-# Below this many changes a second process costs about what it saves.
-FORK_THRESHOLD = 40
+def _revision(change: Change, path: str) -> revision_files.Revision:
+    """What the change's migration declares (migration.py.j2: revision, down_revision)."""
+    down = () if change.down_revision is None else (change.down_revision,)
+    return revision_files.Revision(change.revision, down, path, generated=True)
 
 
-def _fork_helps(n: int) -> bool:
-    """Two processes on Linux with two cores and nothing running in threads (a forked copy
-    of a threaded process may inherit a lock held by another thread); ``SCHEMAGEN_JOBS=1``
-    renders in one."""
-    if n < FORK_THRESHOLD or not sys.platform.startswith("linux"):
-        return False
-    if threading.active_count() != 1:
-        return False
-    if os.environ.get("SCHEMAGEN_JOBS", "").strip() == "1":
-        return False
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (cores or 1) >= 2
-
-
-def _render_forked(env: jinja2.Environment, changes: list[Change]) -> dict[str, str]:
-    """Render the later changes in a forked child while this process renders the earlier ones.
-
-    The child sends its files back pickled through a pipe. Should it fail for any reason, its
-    changes are rendered here again, so an error is raised (and reads) as in one process.
-    """
-    split = len(changes) // 2
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: render, send, and leave without running any exit handler
-        code = 1
-        try:
-            os.close(read_fd)
-            data = pickle.dumps(_render(env, changes[split:]), pickle.HIGHEST_PROTOCOL)
-            with os.fdopen(write_fd, "wb") as pipe:
-                pipe.write(data)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    try:
-        out = _render(env, changes[:split])
-        with os.fdopen(read_fd, "rb") as pipe:
-            data = pipe.read()
-        _, status = os.waitpid(pid, 0)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        raise
-    if status == 0:
-        out.update(pickle.loads(data))
-    else:
-        out.update(_render(env, changes[split:]))
-    return out
-
-
-def _render(env: jinja2.Environment, changes: list[Change]) -> dict[str, str]:
-    """The migrations (formatted), validation SQL and review summaries of these changes."""
+def _render(env: jinja2.Environment, changes: list[Change]) -> list[dict[str, str]]:
+    """Per change: its migration (formatted), validation SQL and review summary."""
     plans = [_plans(change) for change in changes]
     python = {
         migration_path(change): _render_migration(env, change, change_plans)
         for change, change_plans in zip(changes, plans, strict=True)
     }
     formatting = _Formatting(python)  # ruff formats them while the rest is rendered
-    out: dict[str, str] = {}
+    out: list[dict[str, str]] = []
     try:
         for change, change_plans in zip(changes, plans, strict=True):
+            files: dict[str, str] = {migration_path(change): ""}  # its place, filled below
             for dialect in dialects.DIALECTS:
                 for phase in ("pre", "post"):
-                    out[validation_path(change, dialect, phase)] = _render_validation(
+                    files[validation_path(change, dialect, phase)] = _render_validation(
                         env, change, dialect, phase
                     )
-            out[review_path(change)] = _render_review(env, change, change_plans, out)
+            files[review_path(change)] = _render_review(env, change, change_plans, files)
+            out.append(files)
     except BaseException:
         formatting.cancel()
         raise
-    out.update(formatting.result())
+    formatted = formatting.result()
+    for change, files in zip(changes, out, strict=True):
+        files[migration_path(change)] = formatted[migration_path(change)]
     return out
 
 

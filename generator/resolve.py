@@ -9,10 +9,12 @@ an operation with any problem yields no step.
 
 from __future__ import annotations
 
+import datetime
 import math
+import re
 
 from generator import spec
-from generator.coltypes import SqlType, parse_type
+from generator.coltypes import INTEGER_RANGE, SqlType, parse_type
 from generator.conventions import DEFAULT, Conventions
 from generator.errors import Path
 from generator.ops.base import OperationSpec, Problem, Step
@@ -29,20 +31,64 @@ from generator.state import (
 MAX_NAME = 63
 
 
+# The literal defaults of the types written as text, as the author must write them: the form
+# both databases store and PostgreSQL's catalogue shows back.
+TEXT_FORMS = {
+    "date": "'YYYY-MM-DD'",
+    "timestamp": "'YYYY-MM-DD HH:MM:SS' in UTC (up to 6 digits of a second after a '.', no "
+    "trailing zero), or `now`",
+    "uuid": "8-4-4-4-12 lowercase hexadecimal digits (canonical)",
+    "json": "'{}' or '[]' (another default: set it in the application)",
+    "bytes": "none: a bytes column takes no default",
+}
+_TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{0,5}[1-9])?$")
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def _text_form_problem(value: str, kind: str) -> str | None:
+    """Why the string ``value`` is not a default of ``kind`` (one of TEXT_FORMS)."""
+    wrong = f"default {value!r} is not a {kind} in the form {TEXT_FORMS[kind]}"
+    if kind == "json":
+        return None if value in ("{}", "[]") else f"a json default must be {TEXT_FORMS[kind]}"
+    if kind == "uuid":
+        return None if _UUID_RE.match(value) else wrong
+    if kind == "timestamp":
+        if value == "now":
+            return None
+        if not _TIMESTAMP_RE.match(value):
+            return wrong
+        try:
+            datetime.datetime.fromisoformat(value)
+        except ValueError:
+            return f"default {value!r} is not a valid timestamp"
+        return None
+    try:
+        parsed = datetime.date.fromisoformat(value)
+    except ValueError:
+        return wrong
+    return None if parsed.isoformat() == value else wrong
+
+
 def default_problem(value: DefaultValue, type_: SqlType) -> str | None:
     """Why ``value`` is not a valid literal default for a column of ``type_``."""
     kind = type_.kind
     if kind == "timestamptz":
         return None if value == "now" else "a timestamptz default must be `now`"
+    if kind == "bytes":
+        return "a bytes column takes no default"
+    if kind in TEXT_FORMS:
+        if not isinstance(value, str):
+            return f"a {type_} default must be a string: {TEXT_FORMS[kind]}"
+        return _text_form_problem(value, kind)
     if kind == "boolean":
         return None if isinstance(value, bool) else "a boolean default must be true or false"
     if isinstance(value, bool):
         return f"a {type_} default cannot be a boolean"
-    if kind in ("integer", "bigint"):
+    if kind in INTEGER_RANGE:
         if not isinstance(value, int):
             return f"a {type_} default must be an integer"
-        limit = 2**31 if kind == "integer" else 2**63
-        return None if -limit <= value < limit else f"default {value} is out of range for {type_}"
+        low, high = INTEGER_RANGE[kind]
+        return None if low <= value < high else f"default {value} is out of range for {type_}"
     if kind in ("decimal", "float"):
         if not isinstance(value, int | float):
             return f"a {type_} default must be a number"
@@ -77,6 +123,7 @@ class WorkTable:
         self.foreign_keys = table.foreign_keys
         self.uniques = table.uniques
         self.checks = table.checks
+        self.pk_constraint = table.pk_constraint  # the convention's name, kept on a rebuild
         self.built: Table | None = table
 
     def table(self) -> Table:
@@ -89,6 +136,7 @@ class WorkTable:
                 self.foreign_keys,
                 self.uniques,
                 self.checks,
+                self.pk_constraint,
             )
         return self.built
 

@@ -14,12 +14,13 @@ may report. The runtime refuses any other row before the change's first step.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 from generator import checks, dialects
 from generator.load import Change
 from generator.plan import Unit, plan
-from generator.state import Schema
+from generator.state import Schema, Table
 
 Row = tuple[str | None, ...]
 Tolerance = dict[str, list[Row]]  # check name -> the failing rows it may show
@@ -59,13 +60,32 @@ def _half_done(
         yield schema
 
 
-def _rows(schema: Schema, dialect: str) -> dict[str, set[Row]]:
-    out: dict[str, set[Row]] = {"tables": {(t.name,) for t in schema.tables}}
+def _rows(schema: Schema, dialect: str) -> dict[str, frozenset[Row]]:
+    out: dict[str, frozenset[Row]] = {"tables": frozenset((t.name,) for t in schema.tables)}
     for table in schema.tables:
-        expected = checks.expect_table(table, dialect, frozenset())
-        for name, rows in checks.catalogue_rows(expected).items():
-            out[name] = {_text(r) for r in rows}
+        # The states of a history share their unchanged tables: the very same objects, looked
+        # up by identity before they are hashed (the entry keeps the table, so its id stays).
+        seen = _SEEN.get((id(table), dialect))
+        if seen is None or seen[0] is not table:
+            if len(_SEEN) >= 4096:
+                _SEEN.clear()
+            seen = _SEEN[(id(table), dialect)] = (table, _table_rows(table, dialect))
+        out.update(seen[1])
     return out
+
+
+_SEEN: dict[tuple[int, str], tuple[Table, dict[str, frozenset[Row]]]] = {}
+
+
+@functools.lru_cache(maxsize=4096)
+def _table_rows(table: Table, dialect: str) -> dict[str, frozenset[Row]]:
+    """Cached: the states a history passes through share most of their tables. The caller
+    must not change the dict."""
+    expected = checks.expect_table(table, dialect, frozenset())
+    return {
+        name: frozenset(_text(r) for r in rows)
+        for name, rows in checks.catalogue_rows(expected).items()
+    }
 
 
 def _text(row: checks.Row) -> Row:
@@ -89,7 +109,7 @@ def tolerance(change: Change, direction: str, dialect: str) -> Tolerance:
             if isinstance(state, Schema):
                 rows = _rows(state, dialect)
                 for name, expected in base.items():
-                    found = rows.get(name, set())
+                    found = rows.get(name, frozenset())
                     missing = {(MISSING, *r) for r in expected - found}
                     extra = {(EXTRA, *r) for r in found - expected}
                     if missing | extra:

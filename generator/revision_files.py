@@ -41,8 +41,21 @@ def _literal(node: ast.expr) -> tuple[str, ...] | None:
     return None
 
 
+# What parse() found in a text before, by (path, text): generator.cache keeps the revision of
+# each migration it renders beside the text, and a warm run does not parse it again.
+_known: dict[tuple[str, str], Revision | None] = {}
+
+
+def remember(path: str, text: str, revision: Revision | None) -> None:
+    if len(_known) >= 20_000:  # a long-lived process: keep it bounded
+        _known.clear()
+    _known[(path, text)] = revision
+
+
 def parse(path: str, text: str) -> Revision | None:
     """The revision a script declares, or None when it declares none it can be read from."""
+    if (path, text) in _known:
+        return _known[(path, text)]
     try:
         module = ast.parse(text)
     except SyntaxError:

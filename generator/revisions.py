@@ -18,6 +18,8 @@ from alembic.config import Config
 from alembic.script import Script, ScriptDirectory
 from sqlalchemy.engine import Connection
 
+from generator import version_table
+
 # The states `schemagen status --json` reports (docs/rollback.md says what each one means).
 EMPTY, BEHIND, AT_HEAD, AHEAD, UNKNOWN = "empty", "behind", "at_head", "ahead", "unknown_revision"
 # Generated revisions are numbered; an unknown one numbered past head was most likely
@@ -87,9 +89,10 @@ def all_revisions(script: ScriptDirectory) -> dict[str, Script]:
 
 
 def read_revisions(connection: Connection) -> tuple[str, ...]:
-    if not sa.inspect(connection).has_table("alembic_version"):
+    table = version_table.get()
+    if not sa.inspect(connection).has_table(table):
         return ()
-    rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalars()
+    rows = connection.exec_driver_sql(f"SELECT version_num FROM {table}").scalars()
     return tuple(sorted(str(r) for r in rows))
 
 

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
-from generator import guard, integrity
+from generator import guard, integrity, version_table
 
 log = logging.getLogger("schemagen")
 # A validation file is a series of sections, each opened by one of these markers:
@@ -399,7 +399,7 @@ def half_applied(connection: Connection) -> dict[str, str] | None:
     if connection.dialect.name != "postgresql":
         return None
     text = connection.exec_driver_sql(
-        "SELECT obj_description(to_regclass('alembic_version'), 'pg_class')"
+        f"SELECT obj_description(to_regclass('{version_table.get()}'), 'pg_class')"
     ).scalar()
     try:
         note = json.loads(text) if text else None
@@ -414,7 +414,7 @@ def half_applied(connection: Connection) -> dict[str, str] | None:
 def _comment(connection: Connection, text: str | None) -> None:
     literal = "NULL" if text is None else "'" + text.replace("'", "''") + "'"
     connection.exec_driver_sql(
-        _driver_sql(connection, f"COMMENT ON TABLE alembic_version IS {literal}")
+        _driver_sql(connection, f"COMMENT ON TABLE {version_table.get()} IS {literal}")
     )
 
 
@@ -592,14 +592,54 @@ def run_change(
         note=note,
         revs=_revisions(op, change),
     )
+    counting = dialect == "postgresql"
+    if counting:
+        event.listen(connection, "commit", attempt.carry_deletes)
+        event.listen(connection, "before_cursor_execute", _refuse_uncounted_row_changes)
     try:
         # Lock waits are bounded and retried (generator.guard): a retry runs the change again.
         guard.retrying(connection, change, attempt.run)
     except BaseException as exc:
         attempt.account(exc)
         raise
+    finally:
+        if counting:
+            event.remove(connection, "commit", attempt.carry_deletes)
+            event.remove(connection, "before_cursor_execute", _refuse_uncounted_row_changes)
     if attempt.tolerated is not None or note is not None:
         _comment(connection, None)  # committed with the revision stamp, or not at all
+
+
+# PostgreSQL: the temp table into which the deletes of each transaction a change commits
+# part-way are added (its data check, templates/validation/_data.sql.j2, reads it with the
+# deletes of the transaction still open: pg_stat_xact_* forget a transaction at its end).
+XACT_DELETED = "schemagen_xact_deleted"
+_CARRY_SQL = (
+    f"INSERT INTO {XACT_DELETED} (relid, deleted) "
+    "SELECT relid, n_tup_del FROM pg_stat_xact_user_tables WHERE n_tup_del > 0 "
+    f"ON CONFLICT (relid) DO UPDATE SET deleted = {XACT_DELETED}.deleted + excluded.deleted"
+)
+# Statements that change rows: refused outside a transaction during a change (in a
+# CONCURRENTLY block), where no transaction's statistics would count what they delete.
+_ROW_CHANGES = ("DELETE", "TRUNCATE", "UPDATE", "INSERT", "MERGE", "COPY", "WITH", "DO", "CALL")
+
+
+class UncountedRowChange(RuntimeError):
+    """A change ran a statement that can change rows outside a transaction (PostgreSQL)."""
+
+
+def _refuse_uncounted_row_changes(
+    conn: Connection, cursor: Any, statement: str, *args: Any
+) -> None:
+    if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+        return
+    words = statement.split(None, 1)
+    if words and words[0].upper() in _ROW_CHANGES:
+        raise UncountedRowChange(
+            f"refused to run {' '.join(statement.split())[:120]!r} outside the change's "
+            "transaction (in a CONCURRENTLY / VALIDATE block): the rows it changed could not "
+            "be checked; only index and constraint steps run there"
+        )
 
 
 @dataclass
@@ -617,6 +657,20 @@ class _Attempt:
     revs: tuple[str, str]
     statements: _Statements = field(default_factory=lambda: _Statements())
     stage: str = "before"
+    carrying: bool = False  # the snapshots made schemagen_xact_deleted (PostgreSQL)
+
+    def carry_deletes(self, conn: Connection) -> None:
+        """Before a transaction of the change commits (the one before a CONCURRENTLY block,
+        and each after it): add its deletes per table to schemagen_xact_deleted."""
+        if not self.carrying:
+            return
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        cursor = dbapi.cursor()
+        try:
+            cursor.execute(_CARRY_SQL)
+        finally:
+            cursor.close()
 
     def run(self, from_start: bool) -> None:
         """One attempt; ``from_start`` False: a CONCURRENTLY block of it committed already,
@@ -639,6 +693,9 @@ class _Attempt:
                     connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{snap.name}"')
                     connection.exec_driver_sql(_driver_sql(connection, snap.sql))
                 rec.extra.update(tables=len(snapshots))
+            self.carrying = dialect == "postgresql" and any(
+                snap.name == XACT_DELETED for snap in snapshots
+            )
         self.stage = "ddl"
         event.listen(connection, "after_cursor_execute", self.statements)
         try:
@@ -653,6 +710,7 @@ class _Attempt:
         verify(connection, after_file, change, after, ("check", "data-check"))
         # On failure the rollback takes the snapshots with it (or the session ends); a re-run
         # drops any left by a committed autocommit block before taking new ones.
+        self.carrying = False
         for snap in snapshots:
             connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{snap.name}"')
 
@@ -713,6 +771,7 @@ def queueing_lock_wait(op: Any, queues: bool) -> None:
 
 def current_revision(connection: Connection) -> str | None:
     inspector = sa.inspect(connection)
-    if not inspector.has_table("alembic_version"):
+    table = version_table.get()
+    if not inspector.has_table(table):
         return None
-    return connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    return connection.exec_driver_sql(f"SELECT version_num FROM {table}").scalar()

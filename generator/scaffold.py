@@ -15,7 +15,7 @@ from pathlib import Path
 import jinja2
 
 from generator.config import CONFIG_FILE, PYPROJECT, ConfigError, parse
-from generator.render import TEMPLATES_DIR
+from generator.resources import TEMPLATES_DIR
 
 INIT_DIR = TEMPLATES_DIR / "init"
 SCHEMA_NAME = "change.schema.json"

@@ -37,7 +37,7 @@ def _canonical_type(value: str) -> str:
 # The JSON Schema spells the vocabulary as a pattern so an editor flags a typo as it is typed;
 # the loader's own check gives the friendlier message.
 TYPE_PATTERN = (
-    r"^\s*(integer|bigint|float|text|boolean|timestamptz"
+    r"^\s*(smallint|integer|bigint|float|text|boolean|date|timestamp|timestamptz|uuid|json|bytes"
     r"|decimal\(\s*\d{1,4}\s*,\s*\d{1,4}\s*\)|varchar\(\s*\d{1,8}\s*\))\s*$"
 )
 TypeName = Annotated[
@@ -84,7 +84,8 @@ class ColumnSpec(Spec):
     unique: bool = False
     default: DefaultValue | None = Field(
         default=None,
-        description="a literal of the column's type; `now` on a timestamptz column",
+        description="a literal of the column's type (docs/authoring.md, Defaults); `now` on a "
+        "timestamptz or timestamp column",
     )
     references: References | None = None
 

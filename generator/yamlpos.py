@@ -1,13 +1,9 @@
 """Safe YAML reading that keeps a line and column for every node.
 
 Plain PyYAML keeps the last of two duplicate keys without a word and expands aliases
-without limit; here both are errors, as are explicit tags, so a spec is plain data.
-
-Where PyYAML was built with libyaml, a document is first parsed by libyaml's C parser (the
-same events, about six times faster than the pure-Python scanner and parser) and composed by
-the same strict composer. Any problem at all sends the document through the pure-Python
-loader again, so every message and position of an error is PyYAML's own; so does text with
-a character where the two parsers are known to disagree (see ``_SLOW_TEXT``).
+without limit; here both are errors, as are explicit tags, so a spec is plain data. One
+parser: PyYAML's pure-Python one, whose marks every error message and position relies on
+(a warm ``generate`` does not parse at all: see generator.cache).
 """
 
 from __future__ import annotations
@@ -84,58 +80,8 @@ class _StrictLoader(yaml.SafeLoader):
             self.depth -= 1
 
 
-_FastLoader: Any = None
-if getattr(yaml, "__with_libyaml__", False):
-    from yaml._yaml import CParser
-
-    class _FastStrictLoader(
-        yaml.composer.Composer, CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver
-    ):
-        """libyaml's parser under the same strict composer (Composer's methods come first)."""
-
-        depth = 0
-
-        def __init__(self, stream: str) -> None:
-            CParser.__init__(self, stream)
-            yaml.constructor.SafeConstructor.__init__(self)
-            yaml.resolver.Resolver.__init__(self)
-            yaml.composer.Composer.__init__(self)
-
-        def compose_node(self, parent: Any, index: Any) -> Any:
-            event = self.peek_event()
-            _refuse(event)
-            if isinstance(event, yaml.ScalarEvent) and event.value == "" and not event.style:
-                # An empty plain value (``key:`` or ``{key: ,}``): PyYAML places it elsewhere.
-                raise _Refused(event.start_mark, "an empty value: let the slow path place it")
-            _deeper(self, event)
-            try:
-                return super().compose_node(parent, index)
-            finally:
-                self.depth -= 1
-
-    _FastLoader = _FastStrictLoader
-
-# Text where the two parsers are known to differ takes the slow path: a byte order mark (PyYAML
-# counts it as a column), line breaks other than "\n", tabs and "?" (libyaml accepts them in
-# places PyYAML refuses). tests/generator/test_fast_paths.py compares the two on mutated specs.
-_SLOW_TEXT = ("\ufeff", "\r", "\x85", "\u2028", "\u2029", "\t", "?")
-
-
 def _mark(mark: yaml.Mark | None) -> tuple[int, int]:
     return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-
-
-def load(text: str, file: str) -> tuple[Any, Positions, list[SpecError]]:
-    """Parse one YAML document; return the data, its positions and any errors."""
-    if _FastLoader is not None and not any(s in text for s in _SLOW_TEXT):
-        try:
-            data, positions, errors = _load(_FastLoader, text, file)
-        except Exception:  # whatever it is, the pure-Python loader decides
-            pass
-        else:
-            if not errors:
-                return data, positions, errors
-    return _load(_StrictLoader, text, file)
 
 
 def _reader_error(exc: yaml.YAMLError, text: str, file: str) -> SpecError:
@@ -152,11 +98,13 @@ def _reader_error(exc: yaml.YAMLError, text: str, file: str) -> SpecError:
     return SpecError(file, line, col, "", f"invalid YAML: {what} is not allowed in YAML")
 
 
-def _load(loader_class: Any, text: str, file: str) -> tuple[Any, Positions, list[SpecError]]:
+def load(text: str, file: str) -> tuple[Any, Positions, list[SpecError]]:
+    """Parse one YAML document; return the data, its positions and any errors."""
     try:
-        loader = loader_class(text)  # the reader checks every character here
+        loader = _StrictLoader(text)  # the reader checks every character here
     except yaml.YAMLError as exc:
         return None, Positions(), [_reader_error(exc, text, file)]
+
     try:
         try:
             node = loader.get_single_node()

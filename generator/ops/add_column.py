@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from generator.dialects import POSTGRESQL, SQLITE
+from generator.dialects import POSTGRESQL, SQLITE, default_is_clock
 from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
 from generator.plan import RECREATE_TABLE, Group
 from generator.spec import ColumnSpec, Identifier
@@ -64,7 +64,7 @@ def can_add_natively(column: Column, dialect: str) -> bool:
         return True
     if column.primary_key:
         return False
-    return not (column.default is not None and column.type.kind == "timestamptz")
+    return column.default is None or not default_is_clock(column.default, column.type)
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,8 @@ class AlterColumnTypeStep(Step):
             yield Finding("SG102", f"{where}: {old} -> {new} rewrites {self.table_name}")
         if coltypes.narrows(old, new):
             # the same test that gives the conversion its fit-check
-            yield Finding("SG103", f"{where}: {old} -> {new} can lose precision")
+            note = coltypes.narrowing_note(old, new)
+            yield Finding("SG103", f"{where}: {old} -> {new} {note}")
         range_check = change.conventions.range_check_name(self.table_name, self.column.name)
         final = change.after.table(self.table_name)
         checked = final is not None and any(c.name == range_check for c in final.checks)

@@ -104,7 +104,7 @@ def _validated_risk(steps: tuple[Step, ...], dialect: str) -> Risk:
         False,
         "CHECK (c IS NOT NULL) NOT VALID, validated after commit while reads and writes go "
         "on; SET NOT NULL uses it instead of a scan"
-        + ("; the fill UPDATEs the NULL rows first, committed apart (row locks)" if filled else ""),
+        + ("; the fill UPDATEs the NULL rows first (row locks)" if filled else ""),
         scans=True,
         blocks="reads and writes, briefly",
     )
@@ -121,15 +121,15 @@ def _restore_risk(steps: tuple[Step, ...], dialect: str) -> Risk:
     return Risk(
         "ACCESS EXCLUSIVE (brief)",
         False,
-        "DROP NOT NULL (catalogue only), committed; then the kept rows set back to NULL in a "
-        "transaction of their own (row locks)",
+        "DROP NOT NULL (catalogue only) committed by itself; then the kept rows set back to "
+        "NULL (row locks)",
         scans=True,
         blocks="reads and writes, briefly",
     )
 
 
-# PostgreSQL, the way back from a fill: DROP NOT NULL committed before the rows it kept are
-# set back to NULL, so the UPDATE never runs under its ACCESS EXCLUSIVE lock.
+# PostgreSQL, the way back from a fill: DROP NOT NULL committed by itself before the rows
+# kept are set back to NULL, so the UPDATE never runs under its ACCESS EXCLUSIVE lock.
 RESTORED_NULLS = Group("restored_nulls", "ops/set_nullable.j2", _restore_risk, transactional=False)
 
 

@@ -4,7 +4,10 @@
 keep the two identical. The connection comes from the caller as a Connection or an Engine
 (pytest-alembic passes an Engine), else the URL: the caller's (schemagen passes it in), else
 sqlalchemy.url, else DATABASE_URL, else the project's configured url; sync and async URLs both
-work. Each change runs in its own transaction, and on SQLite with foreign-key enforcement
+work. target_metadata (for `alembic check`, `alembic revision --autogenerate` and
+pytest-alembic) is the caller's, else the MetaData named by `metadata` in the project's
+configuration, imported only when Alembic compares models (never for a migration run).
+Each change runs in its own transaction, and on SQLite with foreign-key enforcement
 switched off around the run (see generator.db).
 """
 
@@ -13,12 +16,57 @@ import os
 from pathlib import Path
 
 from alembic import context
+from alembic.util import CommandError
+from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection, Engine
 
-from generator import db, guard, integrity
-from generator.config import ConfigError, find_project
+from generator import db, guard, integrity, plain_alembic, version_table
+from generator.config import ConfigError, Project, find_project, load_metadata
 
 config = context.config
+
+
+def _project() -> Project | None:
+    start = Path(config.config_file_name).parent if config.config_file_name else None
+    try:
+        return find_project(start)
+    except ConfigError:
+        return None
+
+
+def _version_table() -> str:
+    """schemagen's setting, else the project's (its own table beside another history's)."""
+    project = None if config.attributes.get("version_table") else _project()
+    name = config.attributes.get("version_table") or (
+        project.version_table if project is not None else version_table.DEFAULT
+    )
+    version_table.use(name)
+    return str(name)
+
+
+def _target_metadata() -> MetaData | None:
+    given = config.attributes.get("target_metadata")
+    if given is not None:
+        return given
+    # Alembic hands a revision context to the environment only when it compares the models
+    # with the database (revision --autogenerate, check): a migration run never imports them.
+    options = getattr(getattr(context, "_proxy", None), "context_opts", None)
+    if options is not None and "revision_context" not in options:
+        return None
+    project = _project()
+    if project is None:
+        return None
+    if project.metadata is None:
+        where = project.config_file or project.root / "schemagen.toml"
+        raise CommandError(
+            f'no models to compare with: set metadata = "package.module:attribute" (the '
+            f"application's SQLAlchemy MetaData) in {where}; to write a change, use "
+            "`schemagen new`"
+        )
+    try:
+        return load_metadata(project)
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 def _run(connection: Connection) -> None:
@@ -31,7 +79,12 @@ def _run(connection: Connection) -> None:
     # friends, else SCHEMAGEN_* environment variables for plain alembic): generator.guard.
     settings = config.attributes.get("guard") or guard.Settings.from_environment()
     with guard.runner(connection, settings), db.sqlite_foreign_keys_off(connection):
-        context.configure(connection=connection, transaction_per_migration=True)
+        context.configure(
+            connection=connection,
+            target_metadata=_target_metadata(),
+            version_table=_version_table(),
+            transaction_per_migration=True,
+        )
         with guard.naming_failures(connection):
             with context.begin_transaction():
                 context.run_migrations()
@@ -53,11 +106,8 @@ def _url_text() -> str | None:
     if explicit or os.environ.get("DATABASE_URL"):
         return str(explicit) if explicit else None
     # Plain `alembic`: the url configured for the project that holds alembic.ini.
-    start = Path(config.config_file_name).parent if config.config_file_name else None
-    try:
-        return find_project(start).url
-    except ConfigError:
-        return None
+    project = _project()
+    return project.url if project is not None else None
 
 
 def _run_offline() -> None:
@@ -67,6 +117,7 @@ def _run_offline() -> None:
     context.configure(
         dialect_name=dialect,
         literal_binds=True,
+        version_table=_version_table(),
         transaction_per_migration=True,
         output_buffer=config.attributes.get("output_buffer"),
     )
@@ -98,4 +149,5 @@ def main() -> None:
         engine.dispose()
 
 
-main()
+# From the `alembic` command line a failure is one line and an exit code, not a traceback.
+plain_alembic.run(main, config)

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from benchmarks import cli, gencheck
+from benchmarks import cli, gencheck, report
+from benchmarks.timing import Progress
 from generator.lint import lint
 from generator.load import load_changes
 
@@ -81,6 +82,14 @@ def test_quick_run_reports_the_fit(tmp_path: Path, capsys: pytest.CaptureFixture
     assert result["goal_s"] == 2.0 and result["goal_changes"] == 500
     assert result["goal_median_s"] is None  # 500 changes is not a quick size
     assert result["goal_predicted_s"] == pytest.approx(fit["a_s"] + fit["b_s"] * 500)
+    assert result["command"].endswith("generate --check --no-cache")  # the top level: cold
+    # The same check with the cache filled, timed in the same rounds.
+    warm = result["warm"]
+    assert warm["command"].endswith("generate --check")
+    assert [c["changes"] for c in warm["sizes"]] == sizes
+    assert all(c["rounds"] == 1 and c["files"] == 6 * c["changes"] + 1 for c in warm["sizes"])
+    assert warm["goal_s"] == 0.5 and warm["goal_changes"] == 500
+    assert math.isfinite(warm["fit"]["b_ms"])
 
     # The report: a Tool speed section with the table, the fit and the chart.
     saved = tmp_path / "saved.json"
@@ -89,10 +98,27 @@ def test_quick_run_reports_the_fit(tmp_path: Path, capsys: pytest.CaptureFixture
     assert cli.main(["--from-json", str(saved), "--report", str(page), "--no-progress"]) == 0
     text = page.read_text()
     assert "## Tool speed" in text and "least-squares fit t = a + b·N" in text
-    assert "| 20 | 121 |" in text
+    assert text.count("| 20 | 121 |") == 2  # cold and warm
+    assert "generate --check --no-cache`** (cold) over 20 changes" in text
+    assert "generate --check`** (warm) over 20 changes" in text
     assert "![generate --check time" in text
     png = tmp_path / "perf" / "gencheck-tool.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The terminal tables too.
     assert cli.main(["--from-json", str(saved), "--no-progress"]) == 0
     assert "Tool speed" in capsys.readouterr().out
+
+
+def test_a_previous_tool_is_timed_in_the_same_rounds(tmp_path: Path) -> None:
+    """``--gencheck-previous DIR``: the tool in DIR (here this very tree, run from its
+    sources) is timed beside the cold and warm checks, on the same repositories."""
+    progress = Progress(enabled=False)
+    result = gencheck.measure([2, 3], 1, 0, progress, workdir=tmp_path, previous=gencheck.PROJECT)
+    previous = result["previous"]
+    assert previous["tool"] == gencheck.PROJECT.name
+    assert [c["changes"] for c in previous["sizes"]] == [2, 3]
+    assert all(c["rounds"] == 1 and c["median_s"] > 0 for c in previous["sizes"])
+    assert result["started"] and len(result["load_average"]) == 2
+    section = report.gencheck_section(result, None)
+    assert f"(previous tool, {gencheck.PROJECT.name}) over 3 changes" in section
+    assert section.count("| 3 | 19 |") == 3  # cold, warm, previous

@@ -8,8 +8,11 @@ DDL, with its row's key and value named, and left intact.
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
+import json
 import shutil
+import uuid
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from types import ModuleType
@@ -25,6 +28,7 @@ from support import db_revision as _revision
 
 from generator import db, migrate
 from generator.cli import Exit
+from generator.coltypes import conversion_problem, parse_type
 
 KEY = 4242  # the primary key of the row that does not fit: the message must name it
 
@@ -84,8 +88,8 @@ def _value(url: str) -> Any:
 
 
 def _same(got: Any, want: str) -> bool:
-    if isinstance(got, str):
-        return got == want
+    if isinstance(got, str | datetime.date | uuid.UUID | list | dict):
+        return str(got) == want
     return Decimal(str(got)) == Decimal(want)
 
 
@@ -100,6 +104,10 @@ WIDENINGS = [
     ("decimal(6,2)", "decimal(12,2)", "123456.5"),  # precision
     ("integer", "float", "1.5"),  # float -> integer
     ("decimal(12,4)", "float", "123456789.5"),  # float -> decimal: out of range
+    ("smallint", "integer", "40000"),
+    ("uuid", "text", "not-a-uuid"),
+    ("json", "text", '{"a": }'),
+    ("date", "timestamp", "2020-01-01 10:30:00"),  # timestamp -> date: the time is lost
 ]
 # Narrowed by 0001 itself (SG103 acknowledged).
 NARROWINGS = [
@@ -113,7 +121,28 @@ NARROWINGS = [
     ("float", "decimal(12,4)", "1e10"),
     ("float", "integer", "2.5"),
     ("bigint", "float", "9007199254740993"),
+    ("integer", "smallint", "40000"),
+    ("integer", "smallint", "-32769"),
+    ("text", "uuid", "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"),  # not the canonical form
+    ("varchar(50)", "json", '{"a": }'),
+    ("timestamp", "date", "2020-01-01 10:30:00"),
+    ("json", "varchar(5)", "[1, 2, 3]"),
 ]
+UUID = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+
+
+def _literal(type_: str, value: str) -> str:
+    return value if parse_type(type_).family == "numeric" else f"'{value}'"
+
+
+def _ok(old: str, new: str) -> str:
+    """A value both types hold unchanged (the row that must come through)."""
+    kinds = {parse_type(old).kind, parse_type(new).kind}
+    if "uuid" in kinds:
+        return UUID
+    if kinds & {"date", "timestamp", "timestamptz"}:
+        return "2020-01-01"
+    return "7"
 
 
 def _ids(case: tuple[str, str, str]) -> str:
@@ -135,9 +164,9 @@ def test_a_downgrade_that_narrows_refuses_a_value_that_would_not_fit(
     old, new, value = case
     _project(tmp_path, old, new, acknowledge=False)
     assert cli("upgrade", "--url", db_url, root=tmp_path).exit_code == 0
-    literal = f"'{value}'" if new.startswith(("varchar", "text")) else value
+    literal = _literal(new, value)
     execute(db_url, f"INSERT INTO notes (id, v) VALUES ({KEY}, {literal})")
-    execute(db_url, "INSERT INTO notes (id, v) VALUES (1, '7')")
+    execute(db_url, f"INSERT INTO notes (id, v) VALUES (1, '{_ok(old, new)}')")
     # A value only the wider type holds is no fault of the database: verify passes.
     verified = cli("verify", "--url", db_url, root=tmp_path)
     assert verified.exit_code == 0, verified.output + verified.stderr
@@ -157,16 +186,16 @@ def test_an_acknowledged_narrowing_upgrade_refuses_a_value_that_would_not_fit(
     old, new, value = case
     _project(tmp_path, old, new, acknowledge=True)
     assert cli("upgrade", "--to", "0000", "--url", db_url, root=tmp_path).exit_code == 0
-    literal = f"'{value}'" if old.startswith(("varchar", "text")) else value
+    literal = _literal(old, value)
     execute(db_url, f"INSERT INTO notes (id, v) VALUES ({KEY}, {literal})")
-    execute(db_url, "INSERT INTO notes (id, v) VALUES (1, '7')")
+    execute(db_url, f"INSERT INTO notes (id, v) VALUES (1, '{_ok(old, new)}')")
     result = cli("upgrade", "--url", db_url, root=tmp_path)
     _refused(result, db_url, value, "0000")
     execute(db_url, f"DELETE FROM notes WHERE id = {KEY}")
     result = cli("upgrade", "--url", db_url, root=tmp_path)
     assert result.exit_code == 0, result.stderr
     assert _revision(db_url) == "0001"
-    assert _same(_value_of(db_url, 1), "7")
+    assert _same(_value_of(db_url, 1), _ok(old, new))
 
 
 def _value_of(url: str, key: int) -> Any:
@@ -195,6 +224,10 @@ SLIPS = [
     ("decimal(12,4)", "decimal(12,2)", "1.2345"),
     ("decimal(12,2)", "integer", "1.5"),
     ("float", "bigint", "2.5"),
+    ("integer", "smallint", "40000"),
+    ("text", "uuid", "'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'"),
+    ("timestamp", "date", "'2020-01-01 10:30:00'"),
+    ("json", "varchar(5)", "'[1, 2, 3]'"),
 ]
 
 
@@ -290,6 +323,7 @@ def test_every_change_of_the_project_counts_every_table_it_keeps(tmp_path: Path)
 # Every pair of the vocabulary within a family, and values at and around each type's edges.
 TYPES = {
     "numeric": [
+        "smallint",
         "integer",
         "bigint",
         "float",
@@ -300,6 +334,8 @@ TYPES = {
         "decimal(20,8)",
     ],
     "string": ["varchar(3)", "varchar(5)", "text"],
+    "temporal": ["date", "timestamp", "timestamptz"],
+    "textual": ["varchar(40)", "text", "uuid", "json"],
 }
 PROBES = {
     "numeric": [
@@ -326,11 +362,59 @@ PROBES = {
         "1e15",
     ],
     "string": ["", "ab", "abc", "abcd", "abcde", "abcdef"],
+    "temporal": [
+        "2020-01-01",
+        "2020-01-01 00:00:00",
+        "2020-01-01 10:30:00",
+        "2024-02-29 23:59:59.999999",
+        "1999-12-31 23:00:00+00",
+        "2000-01-01 00:00:00-05",
+        "infinity",
+        "-infinity",
+    ],
+    "textual": [
+        UUID,
+        UUID.upper(),
+        "{" + UUID + "}",
+        UUID.replace("-", ""),
+        "",
+        "not json",
+        '{"b":1,"a":[1,2.50]}',
+        "[1, 2]",
+        '"x"',
+        "1e5",
+        "{",
+        '"\\u0000"',
+        '"\\ud800"',
+        '"\\ud83d\\ude00"',
+        "x" * 41,
+        '["' + "y" * 40 + '"]',
+        "[[[[[1]]]]]",  # deeper than the inline passes: the recursive query decides
+        '[[[[[1]]]],{"a":{"b":{"c":{"d":[]}}}}]',
+        "[[[[[1]]]]",
+        '{"a":{"b":{"c":{"d":[}}}}',
+    ],
+}
+# How a value reads back, the same across date, timestamp and timestamptz: the time in UTC.
+WALL = {
+    "date": "v::timestamp::text",
+    "timestamp": "v::text",
+    "timestamptz": "(v AT TIME ZONE 'UTC')::text",
 }
 
 
 def _pairs() -> list[tuple[str, str]]:
-    return [(a, b) for names in TYPES.values() for a in names for b in names if a != b]
+    return [
+        (a, b)
+        for names in TYPES.values()
+        for a in names
+        for b in names
+        if a != b and conversion_problem(parse_type(a), parse_type(b)) is None
+    ]
+
+
+def _group(pair: tuple[str, str]) -> str:
+    return next(g for g, names in TYPES.items() if pair[0] in names and pair[1] in names)
 
 
 def test_a_conversion_narrows_exactly_when_it_has_a_fit_check() -> None:
@@ -365,7 +449,7 @@ def test_on_postgresql_a_value_is_flagged_exactly_when_its_conversion_raises(
     )
     condition = dialects.misfit_sql(old, new, "v", "postgresql")
     old_sql = dialects.ddl_type(old, "postgresql")
-    family = old.family
+    family = _group(pair)
     engine = db.make_engine(sa.make_url(pg_url_for(pg_database)))
     checked = 0
     try:
@@ -380,7 +464,8 @@ def test_on_postgresql_a_value_is_flagged_exactly_when_its_conversion_raises(
                             conn.exec_driver_sql(f"INSERT INTO t VALUES (1, {literal})")
                     except sa.exc.DBAPIError:
                         continue  # the old type cannot hold it either
-                    stored = conn.exec_driver_sql("SELECT v::text FROM t").scalar_one()
+                    read = WALL.get(old.kind, "v::text")
+                    stored = conn.exec_driver_sql(f"SELECT {read} FROM t").scalar_one()
                     flagged = bool(
                         condition
                         and conn.exec_driver_sql(
@@ -396,8 +481,11 @@ def test_on_postgresql_a_value_is_flagged_exactly_when_its_conversion_raises(
                     assert flagged == raised, (pair, value, stored, flagged, raised)
                     if not raised:
                         checked += 1
-                        got = conn.exec_driver_sql("SELECT v::text FROM t").scalar_one()
-                        if family == "string":
+                        read = WALL.get(new.kind, "v::text")
+                        got = conn.exec_driver_sql(f"SELECT {read} FROM t").scalar_one()
+                        if "json" in (old.kind, new.kind):
+                            assert json.loads(got) == json.loads(stored), (pair, value, got)
+                        elif family in ("string", "temporal", "textual"):
                             assert got == stored, (pair, value)
                         elif old.kind == "float" and new.kind == "decimal":
                             # PostgreSQL reads a double as numeric with 15 significant

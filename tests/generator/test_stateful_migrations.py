@@ -257,7 +257,32 @@ def type_names(
     return st.one_of(options)
 
 
-ALL_TYPES = ("integer", "bigint", "decimal", "float", "varchar", "text", "boolean", "timestamptz")
+ALL_TYPES = (
+    "integer",
+    "bigint",
+    "decimal",
+    "float",
+    "varchar",
+    "text",
+    "boolean",
+    "timestamptz",
+    "smallint",
+    "date",
+    "timestamp",
+    "uuid",
+    "json",
+    "bytes",
+)
+# What alter_column_type may draw from each family, given the rows' values (_literal): a
+# string row ('1'..'9') is JSON but not a uuid; a uuid goes to a string that holds 36
+# characters; temporal rows are at midnight UTC, so they fit a date.
+CONVERTS_TO = {
+    "numeric": tuple(sorted(NUMERIC_KINDS)),
+    "string": (*sorted(STRING_KINDS), "json"),
+    "temporal": ("date", "timestamp", "timestamptz"),
+    "uuid": tuple(sorted(STRING_KINDS)),
+    "json": tuple(sorted(STRING_KINDS)),
+}
 # Any text a YAML spec can hold, control and invisible characters included (not NUL,
 # which the resolver refuses).
 DEFAULT_TEXT = st.text(
@@ -274,6 +299,25 @@ def defaults(type_name: str) -> st.SearchStrategy[DefaultValue]:
             return st.just("now")
         case "boolean":
             return st.booleans()
+        case "smallint":
+            return st.integers(-(2**15), 2**15 - 1)
+        case "date":
+            return st.dates().map(lambda d: d.isoformat())
+        case "timestamp":
+            return st.one_of(
+                st.just("now"),
+                st.datetimes().map(
+                    lambda d: (
+                        d.isoformat(sep=" ").rstrip("0").rstrip(".")
+                        if d.microsecond
+                        else d.isoformat(sep=" ")
+                    )
+                ),
+            )
+        case "uuid":
+            return st.uuids().map(str)
+        case "json":
+            return st.sampled_from(["{}", "[]"])
         case "integer":
             return st.integers(-(2**31), 2**31 - 1)
         case "bigint":
@@ -281,7 +325,9 @@ def defaults(type_name: str) -> st.SearchStrategy[DefaultValue]:
         case "float":
             return st.one_of(
                 st.integers(-(2**70), 2**70),
-                st.floats(allow_nan=False, allow_infinity=False),
+                st.floats(allow_nan=False, allow_infinity=False).filter(
+                    lambda f: abs(f) < 1e308  # the resolver's limit for a float default
+                ),
             )
         case "decimal":
             assert t.precision is not None and t.scale is not None
@@ -356,7 +402,11 @@ class Drawer:
         """A column of a random type; NOT NULL needs a default unless its table is new."""
         type_name = self.draw(type_names(ALL_TYPES))
         nullable = self.draw(st.booleans())
-        column: dict[str, Any] = {"name": name, "type": type_name, "nullable": nullable}
+        if type_name == "bytes":  # takes no default: nullable on a table that has rows
+            column: dict[str, Any] = {"name": name, "type": type_name}
+            column["nullable"] = nullable or not new_table
+            return column
+        column = {"name": name, "type": type_name, "nullable": nullable}
         if (not nullable and not new_table) or self.draw(st.booleans()):
             column["default"] = self.draw(defaults(type_name))
         return column
@@ -462,7 +512,11 @@ class Drawer:
         for t in self.schema.tables:
             referenced = {f.ref_column for f in self.schema.referencing(t.name)}
             for c in t.columns:
-                if c.type.family not in ("numeric", "string") or c.primary_key:
+                if c.type.family not in CONVERTS_TO or c.primary_key:
+                    continue
+                if c.type.kind == "date" and c.default is not None:
+                    continue  # no other temporal type takes a date's default
+                if c.type.kind == "timestamp" and c.default not in (None, "now"):
                     continue
                 if t.fk_on(c.name) is None and c.name not in referenced:
                     out.append((t, c))
@@ -471,7 +525,7 @@ class Drawer:
     def alter_column_type(self) -> dict[str, Any]:
         table, column = self.draw(st.sampled_from(self._alterable()))
         old = column.type
-        kinds = tuple(sorted(NUMERIC_KINDS if old.family == "numeric" else STRING_KINDS))
+        kinds = CONVERTS_TO[old.family]
         value = column.default
         if isinstance(value, float):
             kinds = tuple(k for k in kinds if k not in ("integer", "bigint"))
@@ -479,6 +533,8 @@ class Drawer:
             kinds = tuple(k for k in kinds if k != "integer")
         min_digits = len(str(int(abs(value)))) if isinstance(value, int | float) else 1
         min_length = len(value) if isinstance(value, str) else 1
+        if old.kind == "uuid":
+            min_length = 36
 
         def fits(name: str) -> bool:
             new = parse_type(name)
@@ -756,8 +812,16 @@ def _literal(column: Column, n: int, dialect: str) -> str:
                 ("1" if n % 2 else "0") if dialect == "sqlite" else ("true" if n % 2 else "false")
             )
         case "timestamptz":
-            return f"'2024-01-02 03:04:{n:02d}+00:00'"
-        case "varchar" | "text":
+            return f"'2024-01-{n:02d} 00:00:00+00:00'"  # midnight UTC: fits a date
+        case "timestamp":
+            return f"'2024-01-{n:02d} 00:00:00'"
+        case "date":
+            return f"'2024-01-{n:02d}'"
+        case "uuid":
+            return f"'00000000-0000-0000-0000-{n:012d}'"
+        case "bytes":
+            return f"X'0{n}'" if dialect == "sqlite" else f"'\\x0{n}'"
+        case "varchar" | "text" | "json":
             return f"'{n}'"
     return str(n)
 

@@ -41,7 +41,9 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
     SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
-        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END, pg_get_expr(d.adbin, d.adrelid)
+        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END,
+        CASE WHEN pg_get_expr(d.adbin, d.adrelid) IN ('now()', 'transaction_timestamp()')
+            THEN 'CURRENT_TIMESTAMP' ELSE pg_get_expr(d.adbin, d.adrelid) END
     FROM pg_attribute AS a
     LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -178,7 +180,9 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
     SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
-        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END, pg_get_expr(d.adbin, d.adrelid)
+        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END,
+        CASE WHEN pg_get_expr(d.adbin, d.adrelid) IN ('now()', 'transaction_timestamp()')
+            THEN 'CURRENT_TIMESTAMP' ELSE pg_get_expr(d.adbin, d.adrelid) END
     FROM pg_attribute AS a
     LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -303,7 +307,9 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
     SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
-        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END, pg_get_expr(d.adbin, d.adrelid)
+        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END,
+        CASE WHEN pg_get_expr(d.adbin, d.adrelid) IN ('now()', 'transaction_timestamp()')
+            THEN 'CURRENT_TIMESTAMP' ELSE pg_get_expr(d.adbin, d.adrelid) END
     FROM pg_attribute AS a
     LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -430,7 +436,9 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
     SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
-        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END, pg_get_expr(d.adbin, d.adrelid)
+        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END,
+        CASE WHEN pg_get_expr(d.adbin, d.adrelid) IN ('now()', 'transaction_timestamp()')
+            THEN 'CURRENT_TIMESTAMP' ELSE pg_get_expr(d.adbin, d.adrelid) END
     FROM pg_attribute AS a
     LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -546,25 +554,65 @@ SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT S
 
 -- check: alert_logs.rule_id.orphans
 SELECT c."rule_id" FROM "alert_logs" AS c
-WHERE c."rule_id" IS NOT NULL AND NOT EXISTS (
+WHERE NOT EXISTS (
+    SELECT 1 FROM pg_constraint AS con
+    JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+    JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
+    WHERE con.contype = 'f' AND con.convalidated AND cardinality(con.conkey) = 1
+        AND con.conrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('alert_logs'))
+        AND con.confrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('alert_rules'))
+        AND a.attname = 'rule_id' AND ra.attname = 'id'
+        AND NOT EXISTS (SELECT 1 FROM pg_trigger AS t WHERE t.tgconstraint = con.oid AND t.tgenabled = 'D')
+)
+    AND c."rule_id" IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM "alert_rules" AS p WHERE p."id" = c."rule_id"
 );
 
 -- check: alert_logs.instrument_id.orphans
 SELECT c."instrument_id" FROM "alert_logs" AS c
-WHERE c."instrument_id" IS NOT NULL AND NOT EXISTS (
+WHERE NOT EXISTS (
+    SELECT 1 FROM pg_constraint AS con
+    JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+    JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
+    WHERE con.contype = 'f' AND con.convalidated AND cardinality(con.conkey) = 1
+        AND con.conrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('alert_logs'))
+        AND con.confrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('instruments'))
+        AND a.attname = 'instrument_id' AND ra.attname = 'id'
+        AND NOT EXISTS (SELECT 1 FROM pg_trigger AS t WHERE t.tgconstraint = con.oid AND t.tgenabled = 'D')
+)
+    AND c."instrument_id" IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM "instruments" AS p WHERE p."id" = c."instrument_id"
 );
 
 -- check: alert_rules.instrument_id.orphans
 SELECT c."instrument_id" FROM "alert_rules" AS c
-WHERE c."instrument_id" IS NOT NULL AND NOT EXISTS (
+WHERE NOT EXISTS (
+    SELECT 1 FROM pg_constraint AS con
+    JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+    JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
+    WHERE con.contype = 'f' AND con.convalidated AND cardinality(con.conkey) = 1
+        AND con.conrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('alert_rules'))
+        AND con.confrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('instruments'))
+        AND a.attname = 'instrument_id' AND ra.attname = 'id'
+        AND NOT EXISTS (SELECT 1 FROM pg_trigger AS t WHERE t.tgconstraint = con.oid AND t.tgenabled = 'D')
+)
+    AND c."instrument_id" IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM "instruments" AS p WHERE p."id" = c."instrument_id"
 );
 
 -- check: market_data.instrument_id.orphans
 SELECT c."instrument_id" FROM "market_data" AS c
-WHERE c."instrument_id" IS NOT NULL AND NOT EXISTS (
+WHERE NOT EXISTS (
+    SELECT 1 FROM pg_constraint AS con
+    JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+    JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
+    WHERE con.contype = 'f' AND con.convalidated AND cardinality(con.conkey) = 1
+        AND con.conrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('market_data'))
+        AND con.confrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('instruments'))
+        AND a.attname = 'instrument_id' AND ra.attname = 'id'
+        AND NOT EXISTS (SELECT 1 FROM pg_trigger AS t WHERE t.tgconstraint = con.oid AND t.tgenabled = 'D')
+)
+    AND c."instrument_id" IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM "instruments" AS p WHERE p."id" = c."instrument_id"
 );
 

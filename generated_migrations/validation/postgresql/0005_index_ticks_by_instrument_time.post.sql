@@ -42,7 +42,9 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
     SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
-        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END, pg_get_expr(d.adbin, d.adrelid)
+        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END,
+        CASE WHEN pg_get_expr(d.adbin, d.adrelid) IN ('now()', 'transaction_timestamp()')
+            THEN 'CURRENT_TIMESTAMP' ELSE pg_get_expr(d.adbin, d.adrelid) END
     FROM pg_attribute AS a
     LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -176,7 +178,9 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
     SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
-        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END, pg_get_expr(d.adbin, d.adrelid)
+        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END,
+        CASE WHEN pg_get_expr(d.adbin, d.adrelid) IN ('now()', 'transaction_timestamp()')
+            THEN 'CURRENT_TIMESTAMP' ELSE pg_get_expr(d.adbin, d.adrelid) END
     FROM pg_attribute AS a
     LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -301,7 +305,9 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
     SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
-        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END, pg_get_expr(d.adbin, d.adrelid)
+        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END,
+        CASE WHEN pg_get_expr(d.adbin, d.adrelid) IN ('now()', 'transaction_timestamp()')
+            THEN 'CURRENT_TIMESTAMP' ELSE pg_get_expr(d.adbin, d.adrelid) END
     FROM pg_attribute AS a
     LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -429,7 +435,9 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
     SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
-        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END, pg_get_expr(d.adbin, d.adrelid)
+        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END,
+        CASE WHEN pg_get_expr(d.adbin, d.adrelid) IN ('now()', 'transaction_timestamp()')
+            THEN 'CURRENT_TIMESTAMP' ELSE pg_get_expr(d.adbin, d.adrelid) END
     FROM pg_attribute AS a
     LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -550,48 +558,100 @@ SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT S
 
 -- check: alert_logs.rule_id.orphans
 SELECT c."rule_id" FROM "alert_logs" AS c
-WHERE c."rule_id" IS NOT NULL AND NOT EXISTS (
+WHERE NOT EXISTS (
+    SELECT 1 FROM pg_constraint AS con
+    JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+    JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
+    WHERE con.contype = 'f' AND con.convalidated AND cardinality(con.conkey) = 1
+        AND con.conrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('alert_logs'))
+        AND con.confrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('alert_rules'))
+        AND a.attname = 'rule_id' AND ra.attname = 'id'
+        AND NOT EXISTS (SELECT 1 FROM pg_trigger AS t WHERE t.tgconstraint = con.oid AND t.tgenabled = 'D')
+)
+    AND c."rule_id" IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM "alert_rules" AS p WHERE p."id" = c."rule_id"
 );
 
 -- check: alert_logs.instrument_id.orphans
 SELECT c."instrument_id" FROM "alert_logs" AS c
-WHERE c."instrument_id" IS NOT NULL AND NOT EXISTS (
+WHERE NOT EXISTS (
+    SELECT 1 FROM pg_constraint AS con
+    JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+    JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
+    WHERE con.contype = 'f' AND con.convalidated AND cardinality(con.conkey) = 1
+        AND con.conrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('alert_logs'))
+        AND con.confrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('instruments'))
+        AND a.attname = 'instrument_id' AND ra.attname = 'id'
+        AND NOT EXISTS (SELECT 1 FROM pg_trigger AS t WHERE t.tgconstraint = con.oid AND t.tgenabled = 'D')
+)
+    AND c."instrument_id" IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM "instruments" AS p WHERE p."id" = c."instrument_id"
 );
 
 -- check: market_data.instrument_id.orphans
 SELECT c."instrument_id" FROM "market_data" AS c
-WHERE c."instrument_id" IS NOT NULL AND NOT EXISTS (
+WHERE NOT EXISTS (
+    SELECT 1 FROM pg_constraint AS con
+    JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+    JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
+    WHERE con.contype = 'f' AND con.convalidated AND cardinality(con.conkey) = 1
+        AND con.conrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('market_data'))
+        AND con.confrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('instruments'))
+        AND a.attname = 'instrument_id' AND ra.attname = 'id'
+        AND NOT EXISTS (SELECT 1 FROM pg_trigger AS t WHERE t.tgconstraint = con.oid AND t.tgenabled = 'D')
+)
+    AND c."instrument_id" IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM "instruments" AS p WHERE p."id" = c."instrument_id"
 );
 
 
 
+-- snapshot: schemagen_xact_deleted
+CREATE TEMP TABLE schemagen_xact_deleted (relid oid PRIMARY KEY, deleted bigint NOT NULL);
+
 -- snapshot: schemagen_row_counts
 CREATE TEMP TABLE schemagen_row_counts AS
-SELECT 'alert_logs' AS table_name, (SELECT count(*) FROM "alert_logs") AS row_count
-UNION ALL
-SELECT 'alert_rules' AS table_name, (SELECT count(*) FROM "alert_rules") AS row_count
-UNION ALL
-SELECT 'instruments' AS table_name, (SELECT count(*) FROM "instruments") AS row_count
-UNION ALL
-SELECT 'market_data' AS table_name, (SELECT count(*) FROM "market_data") AS row_count
+SELECT t.table_name, c.oid AS relid, c.relfilenode,
+    pg_stat_get_xact_tuples_deleted(c.oid) AS deleted, t.row_count
+FROM (
+    VALUES
+        ('alert_logs', NULL::bigint),
+        ('alert_rules', NULL::bigint),
+        ('instruments', NULL::bigint),
+        ('market_data', NULL::bigint)
+) AS t(table_name, row_count)
+JOIN pg_class AS c
+    ON c.oid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident(t.table_name));
 
-;
 
 -- data-check: row_counts
-SELECT s.table_name, s.row_count AS before, c.row_count AS after
-FROM schemagen_row_counts AS s
-JOIN (
-    SELECT 'alert_logs' AS table_name, (SELECT count(*) FROM "alert_logs") AS row_count
-    UNION ALL
-    SELECT 'alert_rules' AS table_name, (SELECT count(*) FROM "alert_rules") AS row_count
-    UNION ALL
-    SELECT 'instruments' AS table_name, (SELECT count(*) FROM "instruments") AS row_count
-    UNION ALL
-    SELECT 'market_data' AS table_name, (SELECT count(*) FROM "market_data") AS row_count
-    
-) AS c ON c.table_name = s.table_name
-WHERE c.row_count < s.row_count;
+WITH now(table_name, row_count) AS (
+    VALUES
+        ('alert_logs', NULL::bigint),
+        ('alert_rules', NULL::bigint),
+        ('instruments', NULL::bigint),
+        ('market_data', NULL::bigint)
+),
+seen AS (
+    SELECT s.table_name, s.row_count AS before, n.row_count AS after,
+        pg_stat_get_xact_tuples_deleted(s.relid) - s.deleted + coalesce(
+            (SELECT d.deleted FROM schemagen_xact_deleted AS d WHERE d.relid = s.relid), 0
+        ) AS deleted,
+        c.relfilenode IS DISTINCT FROM s.relfilenode AS new_file
+    FROM schemagen_row_counts AS s
+    JOIN now AS n ON n.table_name = s.table_name
+    LEFT JOIN pg_class AS c ON c.oid = s.relid
+)
+SELECT table_name,
+    CASE
+        WHEN deleted > 0 THEN 'rows deleted by this change'
+        WHEN after < before THEN 'fewer rows after this change'
+        ELSE 'truncated or rewritten by this change, which does not rewrite it'
+    END AS problem,
+    before, after, greatest(deleted, 0) AS deleted
+FROM seen
+WHERE deleted > 0 OR after < before OR (new_file AND before IS NULL)
+UNION ALL
+SELECT '(every table)', 'track_counts is off: deleted rows cannot be seen; turn it on', NULL, NULL, NULL
+WHERE current_setting('track_counts') <> 'on';
 

@@ -40,7 +40,12 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
-    SELECT name, replace(upper(type), ' ', ''), CASE WHEN "notnull" THEN 'NO' ELSE 'YES' END, dflt_value
+    SELECT name, replace(upper(type), ' ', ''),
+        CASE WHEN "notnull" OR (pk = 1 AND upper(type) = 'INTEGER'
+            AND (SELECT count(*) FROM pragma_table_info('alert_logs') WHERE pk > 0) = 1)
+            THEN 'NO' ELSE 'YES' END,
+        CASE WHEN upper(replace(dflt_value, ' ', '')) IN ('CURRENT_TIMESTAMP', '(CURRENT_TIMESTAMP)',
+            'DATETIME(''NOW'')', '(DATETIME(''NOW''))') THEN 'CURRENT_TIMESTAMP' ELSE dflt_value END
     FROM pragma_table_info('alert_logs')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
@@ -148,7 +153,12 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
-    SELECT name, replace(upper(type), ' ', ''), CASE WHEN "notnull" THEN 'NO' ELSE 'YES' END, dflt_value
+    SELECT name, replace(upper(type), ' ', ''),
+        CASE WHEN "notnull" OR (pk = 1 AND upper(type) = 'INTEGER'
+            AND (SELECT count(*) FROM pragma_table_info('alert_rules') WHERE pk > 0) = 1)
+            THEN 'NO' ELSE 'YES' END,
+        CASE WHEN upper(replace(dflt_value, ' ', '')) IN ('CURRENT_TIMESTAMP', '(CURRENT_TIMESTAMP)',
+            'DATETIME(''NOW'')', '(DATETIME(''NOW''))') THEN 'CURRENT_TIMESTAMP' ELSE dflt_value END
     FROM pragma_table_info('alert_rules')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
@@ -244,7 +254,12 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
-    SELECT name, replace(upper(type), ' ', ''), CASE WHEN "notnull" THEN 'NO' ELSE 'YES' END, dflt_value
+    SELECT name, replace(upper(type), ' ', ''),
+        CASE WHEN "notnull" OR (pk = 1 AND upper(type) = 'INTEGER'
+            AND (SELECT count(*) FROM pragma_table_info('instruments') WHERE pk > 0) = 1)
+            THEN 'NO' ELSE 'YES' END,
+        CASE WHEN upper(replace(dflt_value, ' ', '')) IN ('CURRENT_TIMESTAMP', '(CURRENT_TIMESTAMP)',
+            'DATETIME(''NOW'')', '(DATETIME(''NOW''))') THEN 'CURRENT_TIMESTAMP' ELSE dflt_value END
     FROM pragma_table_info('instruments')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
@@ -342,7 +357,12 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
-    SELECT name, replace(upper(type), ' ', ''), CASE WHEN "notnull" THEN 'NO' ELSE 'YES' END, dflt_value
+    SELECT name, replace(upper(type), ' ', ''),
+        CASE WHEN "notnull" OR (pk = 1 AND upper(type) = 'INTEGER'
+            AND (SELECT count(*) FROM pragma_table_info('market_data') WHERE pk > 0) = 1)
+            THEN 'NO' ELSE 'YES' END,
+        CASE WHEN upper(replace(dflt_value, ' ', '')) IN ('CURRENT_TIMESTAMP', '(CURRENT_TIMESTAMP)',
+            'DATETIME(''NOW'')', '(DATETIME(''NOW''))') THEN 'CURRENT_TIMESTAMP' ELSE dflt_value END
     FROM pragma_table_info('market_data')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e

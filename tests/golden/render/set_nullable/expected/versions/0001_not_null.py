@@ -127,24 +127,22 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
-    # The fills first, each statement committed on its own (what ran before is committed first):
-    # no ACCESS EXCLUSIVE is held while they scan and update (row locks only).
-    with op.get_context().autocommit_block():
-        op.execute(
-            sa.text(
-                'CREATE TABLE IF NOT EXISTS "filled_0001_customers_country" (\n'
-                '    "id" integer NOT NULL,\n'
-                '    CONSTRAINT "pk_filled_0001_customers_country" PRIMARY KEY ("id")\n'
-                ")"
-            )
+    op.execute(
+        sa.text(
+            'CREATE TABLE IF NOT EXISTS "filled_0001_customers_country" (\n'
+            '    "id" integer NOT NULL,\n'
+            '    CONSTRAINT "pk_filled_0001_customers_country" PRIMARY KEY ("id")\n'
+            ")"
         )
-        op.execute(
-            sa.text(
-                'INSERT INTO "filled_0001_customers_country" ("id")\n'
-                'SELECT "id" FROM "customers" WHERE "country" IS NULL ON CONFLICT DO NOTHING'
-            )
+    )
+    op.execute(
+        sa.text(
+            'INSERT INTO "filled_0001_customers_country" ("id")\n'
+            'SELECT "id" FROM "customers" WHERE "country" IS NULL ON CONFLICT DO NOTHING'
         )
-        op.execute(sa.text('UPDATE "customers" SET "country" = \'ZZ\' WHERE "country" IS NULL'))
+    )
+    op.execute(sa.text('UPDATE "customers" SET "country" = \'ZZ\' WHERE "country" IS NULL'))
+
     op.execute(
         sa.text(
             'ALTER TABLE "customers"\n'
@@ -271,17 +269,18 @@ def _downgrade_postgresql() -> None:
     op.execute(
         sa.text('ALTER TABLE "customers" DROP CONSTRAINT IF EXISTS "customers_score_notnull"')
     )
-    op.execute(sa.text('ALTER TABLE "customers" ALTER COLUMN "country" DROP NOT NULL'))
-    # The kept rows set back to NULL after DROP NOT NULL has committed, in a transaction of their
-    # own: no ACCESS EXCLUSIVE is held while the UPDATE runs (row locks only).
+    # DROP NOT NULL commits by itself (a brief ACCESS EXCLUSIVE), so the change's transaction
+    # holds no ACCESS EXCLUSIVE lock of it while the kept rows are set back to NULL (row locks;
+    # row changes stay in the change's transaction, where the runner counts them).
     with op.get_context().autocommit_block():
-        op.execute(
-            sa.text(
-                'UPDATE "customers" SET "country" = NULL\n'
-                'WHERE EXISTS (SELECT 1 FROM "filled_0001_customers_country" AS k WHERE k."id" = "customers"."id")'
-            )
+        op.execute(sa.text('ALTER TABLE "customers" ALTER COLUMN "country" DROP NOT NULL'))
+    op.execute(
+        sa.text(
+            'UPDATE "customers" SET "country" = NULL\n'
+            'WHERE EXISTS (SELECT 1 FROM "filled_0001_customers_country" AS k WHERE k."id" = "customers"."id")'
         )
-        op.execute(sa.text('DROP TABLE IF EXISTS "filled_0001_customers_country"'))
+    )
+    op.execute(sa.text('DROP TABLE IF EXISTS "filled_0001_customers_country"'))
     op.execute(sa.text('ALTER TABLE "customers" ALTER COLUMN "email" DROP NOT NULL'))
 
 

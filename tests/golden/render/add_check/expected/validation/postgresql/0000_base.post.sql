@@ -30,7 +30,9 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
     SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
-        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END, pg_get_expr(d.adbin, d.adrelid)
+        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END,
+        CASE WHEN pg_get_expr(d.adbin, d.adrelid) IN ('now()', 'transaction_timestamp()')
+            THEN 'CURRENT_TIMESTAMP' ELSE pg_get_expr(d.adbin, d.adrelid) END
     FROM pg_attribute AS a
     LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -148,7 +150,9 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
     SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
-        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END, pg_get_expr(d.adbin, d.adrelid)
+        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END,
+        CASE WHEN pg_get_expr(d.adbin, d.adrelid) IN ('now()', 'transaction_timestamp()')
+            THEN 'CURRENT_TIMESTAMP' ELSE pg_get_expr(d.adbin, d.adrelid) END
     FROM pg_attribute AS a
     LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -256,7 +260,17 @@ SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT S
 
 -- check: order_items.order_id.orphans
 SELECT c."order_id" FROM "order_items" AS c
-WHERE c."order_id" IS NOT NULL AND NOT EXISTS (
+WHERE NOT EXISTS (
+    SELECT 1 FROM pg_constraint AS con
+    JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+    JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
+    WHERE con.contype = 'f' AND con.convalidated AND cardinality(con.conkey) = 1
+        AND con.conrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('order_items'))
+        AND con.confrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('orders'))
+        AND a.attname = 'order_id' AND ra.attname = 'id'
+        AND NOT EXISTS (SELECT 1 FROM pg_trigger AS t WHERE t.tgconstraint = con.oid AND t.tgenabled = 'D')
+)
+    AND c."order_id" IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM "orders" AS p WHERE p."id" = c."order_id"
 );
 

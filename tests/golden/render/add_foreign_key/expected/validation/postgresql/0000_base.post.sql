@@ -30,7 +30,9 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
     SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
-        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END, pg_get_expr(d.adbin, d.adrelid)
+        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END,
+        CASE WHEN pg_get_expr(d.adbin, d.adrelid) IN ('now()', 'transaction_timestamp()')
+            THEN 'CURRENT_TIMESTAMP' ELSE pg_get_expr(d.adbin, d.adrelid) END
     FROM pg_attribute AS a
     LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -148,7 +150,9 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
     SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
-        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END, pg_get_expr(d.adbin, d.adrelid)
+        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END,
+        CASE WHEN pg_get_expr(d.adbin, d.adrelid) IN ('now()', 'transaction_timestamp()')
+            THEN 'CURRENT_TIMESTAMP' ELSE pg_get_expr(d.adbin, d.adrelid) END
     FROM pg_attribute AS a
     LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -263,7 +267,9 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
     SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
-        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END, pg_get_expr(d.adbin, d.adrelid)
+        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END,
+        CASE WHEN pg_get_expr(d.adbin, d.adrelid) IN ('now()', 'transaction_timestamp()')
+            THEN 'CURRENT_TIMESTAMP' ELSE pg_get_expr(d.adbin, d.adrelid) END
     FROM pg_attribute AS a
     LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace

@@ -29,7 +29,9 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
     SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
-        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END, pg_get_expr(d.adbin, d.adrelid)
+        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END,
+        CASE WHEN pg_get_expr(d.adbin, d.adrelid) IN ('now()', 'transaction_timestamp()')
+            THEN 'CURRENT_TIMESTAMP' ELSE pg_get_expr(d.adbin, d.adrelid) END
     FROM pg_attribute AS a
     LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -149,7 +151,9 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
     SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
-        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END, pg_get_expr(d.adbin, d.adrelid)
+        CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END,
+        CASE WHEN pg_get_expr(d.adbin, d.adrelid) IN ('now()', 'transaction_timestamp()')
+            THEN 'CURRENT_TIMESTAMP' ELSE pg_get_expr(d.adbin, d.adrelid) END
     FROM pg_attribute AS a
     LEFT JOIN pg_attrdef AS d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -260,22 +264,48 @@ SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT S
 
 
 
+-- snapshot: schemagen_xact_deleted
+CREATE TEMP TABLE schemagen_xact_deleted (relid oid PRIMARY KEY, deleted bigint NOT NULL);
+
 -- snapshot: schemagen_row_counts
 CREATE TEMP TABLE schemagen_row_counts AS
-SELECT 'reviews' AS table_name, (SELECT count(*) FROM "reviews") AS row_count
-UNION ALL
-SELECT 'users' AS table_name, (SELECT count(*) FROM "users") AS row_count
+SELECT t.table_name, c.oid AS relid, c.relfilenode,
+    pg_stat_get_xact_tuples_deleted(c.oid) AS deleted, t.row_count
+FROM (
+    VALUES
+        ('reviews', NULL::bigint),
+        ('users', NULL::bigint)
+) AS t(table_name, row_count)
+JOIN pg_class AS c
+    ON c.oid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident(t.table_name));
 
-;
 
 -- data-check: row_counts
-SELECT s.table_name, s.row_count AS before, c.row_count AS after
-FROM schemagen_row_counts AS s
-JOIN (
-    SELECT 'reviews' AS table_name, (SELECT count(*) FROM "reviews") AS row_count
-    UNION ALL
-    SELECT 'users' AS table_name, (SELECT count(*) FROM "users") AS row_count
-    
-) AS c ON c.table_name = s.table_name
-WHERE c.row_count < s.row_count;
+WITH now(table_name, row_count) AS (
+    VALUES
+        ('reviews', NULL::bigint),
+        ('users', NULL::bigint)
+),
+seen AS (
+    SELECT s.table_name, s.row_count AS before, n.row_count AS after,
+        pg_stat_get_xact_tuples_deleted(s.relid) - s.deleted + coalesce(
+            (SELECT d.deleted FROM schemagen_xact_deleted AS d WHERE d.relid = s.relid), 0
+        ) AS deleted,
+        c.relfilenode IS DISTINCT FROM s.relfilenode AS new_file
+    FROM schemagen_row_counts AS s
+    JOIN now AS n ON n.table_name = s.table_name
+    LEFT JOIN pg_class AS c ON c.oid = s.relid
+)
+SELECT table_name,
+    CASE
+        WHEN deleted > 0 THEN 'rows deleted by this change'
+        WHEN after < before THEN 'fewer rows after this change'
+        ELSE 'truncated or rewritten by this change, which does not rewrite it'
+    END AS problem,
+    before, after, greatest(deleted, 0) AS deleted
+FROM seen
+WHERE deleted > 0 OR after < before OR (new_file AND before IS NULL)
+UNION ALL
+SELECT '(every table)', 'track_counts is off: deleted rows cannot be seen; turn it on', NULL, NULL, NULL
+WHERE current_setting('track_counts') <> 'on';
 

@@ -28,7 +28,12 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
-    SELECT name, replace(upper(type), ' ', ''), CASE WHEN "notnull" THEN 'NO' ELSE 'YES' END, dflt_value
+    SELECT name, replace(upper(type), ' ', ''),
+        CASE WHEN "notnull" OR (pk = 1 AND upper(type) = 'INTEGER'
+            AND (SELECT count(*) FROM pragma_table_info('code_tags') WHERE pk > 0) = 1)
+            THEN 'NO' ELSE 'YES' END,
+        CASE WHEN upper(replace(dflt_value, ' ', '')) IN ('CURRENT_TIMESTAMP', '(CURRENT_TIMESTAMP)',
+            'DATETIME(''NOW'')', '(DATETIME(''NOW''))') THEN 'CURRENT_TIMESTAMP' ELSE dflt_value END
     FROM pragma_table_info('code_tags')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
@@ -119,7 +124,12 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
-    SELECT name, replace(upper(type), ' ', ''), CASE WHEN "notnull" THEN 'NO' ELSE 'YES' END, dflt_value
+    SELECT name, replace(upper(type), ' ', ''),
+        CASE WHEN "notnull" OR (pk = 1 AND upper(type) = 'INTEGER'
+            AND (SELECT count(*) FROM pragma_table_info('codes') WHERE pk > 0) = 1)
+            THEN 'NO' ELSE 'YES' END,
+        CASE WHEN upper(replace(dflt_value, ' ', '')) IN ('CURRENT_TIMESTAMP', '(CURRENT_TIMESTAMP)',
+            'DATETIME(''NOW'')', '(DATETIME(''NOW''))') THEN 'CURRENT_TIMESTAMP' ELSE dflt_value END
     FROM pragma_table_info('codes')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
@@ -205,7 +215,12 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
-    SELECT name, replace(upper(type), ' ', ''), CASE WHEN "notnull" THEN 'NO' ELSE 'YES' END, dflt_value
+    SELECT name, replace(upper(type), ' ', ''),
+        CASE WHEN "notnull" OR (pk = 1 AND upper(type) = 'INTEGER'
+            AND (SELECT count(*) FROM pragma_table_info('tags') WHERE pk > 0) = 1)
+            THEN 'NO' ELSE 'YES' END,
+        CASE WHEN upper(replace(dflt_value, ' ', '')) IN ('CURRENT_TIMESTAMP', '(CURRENT_TIMESTAMP)',
+            'DATETIME(''NOW'')', '(DATETIME(''NOW''))') THEN 'CURRENT_TIMESTAMP' ELSE dflt_value END
     FROM pragma_table_info('tags')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e

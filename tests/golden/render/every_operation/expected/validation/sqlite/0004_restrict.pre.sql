@@ -32,7 +32,12 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
-    SELECT name, replace(upper(type), ' ', ''), CASE WHEN "notnull" THEN 'NO' ELSE 'YES' END, dflt_value
+    SELECT name, replace(upper(type), ' ', ''),
+        CASE WHEN "notnull" OR (pk = 1 AND upper(type) = 'INTEGER'
+            AND (SELECT count(*) FROM pragma_table_info('trades') WHERE pk > 0) = 1)
+            THEN 'NO' ELSE 'YES' END,
+        CASE WHEN upper(replace(dflt_value, ' ', '')) IN ('CURRENT_TIMESTAMP', '(CURRENT_TIMESTAMP)',
+            'DATETIME(''NOW'')', '(DATETIME(''NOW''))') THEN 'CURRENT_TIMESTAMP' ELSE dflt_value END
     FROM pragma_table_info('trades')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
@@ -126,7 +131,12 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
 
 ),
 actual(column_name, column_type, is_nullable, column_default) AS (
-    SELECT name, replace(upper(type), ' ', ''), CASE WHEN "notnull" THEN 'NO' ELSE 'YES' END, dflt_value
+    SELECT name, replace(upper(type), ' ', ''),
+        CASE WHEN "notnull" OR (pk = 1 AND upper(type) = 'INTEGER'
+            AND (SELECT count(*) FROM pragma_table_info('venues') WHERE pk > 0) = 1)
+            THEN 'NO' ELSE 'YES' END,
+        CASE WHEN upper(replace(dflt_value, ' ', '')) IN ('CURRENT_TIMESTAMP', '(CURRENT_TIMESTAMP)',
+            'DATETIME(''NOW'')', '(DATETIME(''NOW''))') THEN 'CURRENT_TIMESTAMP' ELSE dflt_value END
     FROM pragma_table_info('venues')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e

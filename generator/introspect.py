@@ -1,0 +1,426 @@
+"""``schemagen inspect``: the baseline spec of a live database (PostgreSQL or SQLite).
+
+Every table becomes a ``create_table`` of the current spec format: columns with their types
+mapped to the vocabulary, nullability, defaults normalised (``now()`` and friends are
+``now``), primary keys (identity or not), single-column uniques and foreign keys with their
+ON DELETE action, indexes with their predicates. What the spec cannot say (a type outside
+the vocabulary, a serial column, a CHECK constraint, a multi-column unique or foreign key, an
+expression index) is a problem naming ``table.column``; nothing is written then.
+
+The spec names no constraints: the generator names them by the project's convention. The
+convention the database's own names follow is inferred (PostgreSQL's defaults, the tool's
+defaults, ...); names that follow no single convention are a problem too.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+import yaml
+from sqlalchemy.engine import Connection
+
+from generator import spec as spec_module
+from generator import version_table
+from generator.coltypes import VOCABULARY
+from generator.conventions import Conventions
+from generator.ops.create_table import CreateTable
+
+# Name templates tried for each kind, the project's own first.
+CANDIDATES = {
+    "primary_key": ["pk_{table}", "{table}_pkey", "{table}_pk", "pk_{table}_id"],
+    "foreign_key": [
+        "fk_{table}_{column}_{referred_table}",
+        "{table}_{column}_fkey",
+        "fk_{table}_{column}",
+        "{table}_{column}_fk",
+        "fk_{table}_{referred_table}",
+    ],
+    "unique": ["uq_{table}_{column}", "{table}_{column}_key", "{table}_{column}_uq", "uq_{column}"],
+}
+NOW_DEFAULTS = {
+    "now()",
+    "current_timestamp",
+    "transaction_timestamp()",
+    "(current_timestamp)",
+    "datetime('now')",
+    "(datetime('now'))",
+}
+PG_TYPES = {
+    "integer": "integer",
+    "bigint": "bigint",
+    "double precision": "float",
+    "text": "text",
+    "boolean": "boolean",
+    "timestamp with time zone": "timestamptz",
+}
+SQLITE_TYPES = {
+    "INTEGER": "integer",
+    "BIGINT": "bigint",
+    "FLOAT": "float",
+    "TEXT": "text",
+    "BOOLEAN": "boolean",
+    "DATETIME": "timestamptz",
+}
+ACTIONS = {
+    None: "no_action",
+    "NO ACTION": "no_action",
+    "CASCADE": "cascade",
+    "RESTRICT": "restrict",
+    "SET NULL": "set_null",
+    "SET DEFAULT": "set_default",
+}
+
+
+class InspectError(Exception):
+    """What the spec cannot say about this database; every problem, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass
+class Inspected:
+    tables: list[dict[str, Any]]
+    # The convention the database's constraint names follow, per kind that has names.
+    naming: dict[str, str] = field(default_factory=dict)
+
+    def spec(self, change_id: str, after: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": change_id}
+        if after:
+            out["after"] = after
+        out["description"] = (
+            "The existing schema, as `schemagen inspect` read it from the database.\n"
+        )
+        out["operations"] = [{"op": CreateTable.tag(), **t} for t in self.tables]
+        return out
+
+
+def _type(dialect: str, text: str) -> str | None:
+    if dialect == "postgresql":
+        if text in PG_TYPES:
+            return PG_TYPES[text]
+        m = re.fullmatch(r"numeric\((\d+),(\d+)\)", text)
+        if m:
+            return f"decimal({m[1]},{m[2]})"
+        m = re.fullmatch(r"character varying\((\d+)\)", text)
+        return f"varchar({m[1]})" if m else None
+    compact = text.upper().replace(" ", "")
+    if compact in SQLITE_TYPES:
+        return SQLITE_TYPES[compact]
+    m = re.fullmatch(r"NUMERIC\((\d+),(\d+)\)", compact)
+    if m:
+        return f"decimal({m[1]},{m[2]})"
+    m = re.fullmatch(r"VARCHAR\((\d+)\)", compact)
+    return f"varchar({m[1]})" if m else None
+
+
+def _default(kind: str, text: str | None) -> tuple[Any, bool]:
+    """(the spec's default, understood); None for no default."""
+    if text is None:
+        return None, True
+    value = text.strip()
+    if kind == "timestamptz":
+        return "now", value.lower().replace(" ", "") in NOW_DEFAULTS
+    if kind == "boolean":
+        found = {"true": True, "1": True, "false": False, "0": False}.get(value.lower())
+        return found, found is not None
+    m = re.fullmatch(r"'((?:[^']|'')*)'(?:::[a-z ]+)?", value)
+    if m:
+        literal = m[1].replace("''", "'")
+        if kind in ("varchar", "text"):
+            return literal, True
+        value = literal
+    if kind in ("integer", "bigint") and re.fullmatch(r"-?\d+", value):
+        return int(value), True
+    if kind in ("decimal", "float") and re.fullmatch(r"-?\d+(\.\d+)?([eE][-+]?\d+)?", value):
+        number = float(value)
+        return (int(number) if number.is_integer() and "." not in value else number), True
+    return None, False
+
+
+def _predicate(text: str) -> str:
+    """``(deleted_at IS NOT NULL)`` / ``"x" is null`` -> the spec's ``x IS NULL`` form."""
+    return re.sub(r"\s+", " ", text.replace('"', "").replace("(", "").replace(")", "")).strip()
+
+
+def _columns(conn: Connection, table: str) -> list[tuple[str, str, bool, str | None, bool]]:
+    """(name, catalogue type, nullable, default expression, identity) in column order."""
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(
+            sa.text(
+                "SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, "
+                "pg_get_expr(d.adbin, d.adrelid), a.attidentity <> '' "
+                "FROM pg_attribute AS a LEFT JOIN pg_attrdef AS d "
+                "ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+                "WHERE a.attrelid = to_regclass(:t) AND a.attnum > 0 AND NOT a.attisdropped "
+                "ORDER BY a.attnum"
+            ),
+            {"t": f'"{table}"'},
+        )
+        return [(r[0], r[1], bool(r[2]), r[3], bool(r[4])) for r in rows]
+    rows = conn.exec_driver_sql(
+        'SELECT name, type, NOT "notnull", dflt_value FROM pragma_table_info(?) ORDER BY cid',
+        (table,),
+    )
+    return [(r[0], r[1], bool(r[2]), r[3], False) for r in rows]
+
+
+def _predicates(conn: Connection, table: str) -> dict[str, str]:
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(
+            sa.text(
+                "SELECT c.relname, pg_get_expr(i.indpred, i.indrelid) FROM pg_index AS i "
+                "JOIN pg_class AS c ON c.oid = i.indexrelid "
+                "WHERE i.indrelid = to_regclass(:t) AND i.indpred IS NOT NULL"
+            ),
+            {"t": f'"{table}"'},
+        )
+        return {r[0]: _predicate(r[1]) for r in rows}
+    out = {}
+    for name, sql in conn.exec_driver_sql(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+        "AND sql IS NOT NULL",
+        (table,),
+    ):
+        at = sql.upper().find(" WHERE ")
+        if at >= 0:
+            out[name] = _predicate(sql[at + 7 :])
+    return out
+
+
+def _foreign_keys(conn: Connection, insp: Any, table: str) -> list[dict[str, Any]]:
+    if conn.dialect.name != "sqlite":
+        return list(insp.get_foreign_keys(table))
+    # SQLite's own account: SQLAlchemy's misses the action of a column-level REFERENCES.
+    by_id: dict[int, dict[str, Any]] = {}
+    for row in conn.exec_driver_sql(
+        'SELECT id, "from", "table", "to", on_delete FROM pragma_foreign_key_list(?) '
+        "ORDER BY id, seq",
+        (table,),
+    ):
+        fk = by_id.setdefault(
+            row[0],
+            {
+                "name": None,
+                "constrained_columns": [],
+                "referred_table": row[2],
+                "referred_columns": [],
+                "options": {"ondelete": row[4]},
+            },
+        )
+        fk["constrained_columns"].append(row[1])
+        fk["referred_columns"].append(row[3])
+    return list(by_id.values())
+
+
+def _order(tables: dict[str, set[str]]) -> list[str]:
+    """Parents before children (a table's referred tables first), else by name."""
+    out: list[str] = []
+    todo = dict(tables)
+    while todo:
+        ready = sorted(t for t, deps in todo.items() if not (deps - {t}) - set(out))
+        if not ready:  # a cycle: the spec cannot declare it; keep going by name
+            ready = sorted(todo)[:1]
+        for name in ready:
+            out.append(name)
+            del todo[name]
+    return out
+
+
+def _infer(
+    samples: dict[str, list[tuple[str, dict[str, str]]]], current: Conventions
+) -> tuple[dict[str, str], list[str]]:
+    naming: dict[str, str] = {}
+    problems: list[str] = []
+    for kind, found in samples.items():
+        if not found:
+            continue
+        mine = getattr(current, kind)
+        candidates = [mine, *(c for c in CANDIDATES[kind] if c != mine)]
+        fits = [c for c in candidates if all(c.format(**values) == n for n, values in found)]
+        if fits:
+            naming[kind] = fits[0]
+            continue
+        best = max(candidates, key=lambda c: sum(c.format(**v) == n for n, v in found))
+        odd = [n for n, v in found if best.format(**v) != n]
+        problems.append(
+            f"{kind.replace('_', ' ')} names follow no single convention: "
+            f"{', '.join(odd[:5])}{' ...' if len(odd) > 5 else ''} "
+            f"{'do' if len(odd) > 1 else 'does'} not follow {best!r} like the others "
+            f"(tried {', '.join(repr(c) for c in candidates)}); rename them so one "
+            "convention names them all, then inspect again"
+        )
+    return naming, problems
+
+
+def inspect_database(conn: Connection, conventions: Conventions) -> Inspected:
+    """The tables of ``conn``'s schema as the spec declares them; InspectError if the spec
+    cannot say something about them."""
+    dialect = conn.dialect.name
+    insp = sa.inspect(conn)
+    skip = {"alembic_version", version_table.get()}
+    names = [t for t in insp.get_table_names() if t not in skip]
+    problems: list[str] = []
+    samples: dict[str, list[tuple[str, dict[str, str]]]] = {k: [] for k in CANDIDATES}
+    tables: dict[str, dict[str, Any]] = {}
+    depends: dict[str, set[str]] = {}
+    for table in names:
+        pk = insp.get_pk_constraint(table)
+        pk_columns = list(pk.get("constrained_columns") or [])
+        if pk.get("name"):
+            samples["primary_key"].append((str(pk["name"]), {"table": table}))
+        uniques: set[str] = set()
+        if dialect == "sqlite":  # column-level UNIQUE too (SQLAlchemy reads table-level only)
+            for (column_name,) in conn.exec_driver_sql(
+                "SELECT min(ii.name) FROM pragma_index_list(?) AS il, pragma_index_info(il.name)"
+                " AS ii WHERE il.origin = 'u' GROUP BY il.name HAVING count(*) = 1",
+                (table,),
+            ):
+                uniques.add(column_name)
+        for uq in insp.get_unique_constraints(table):
+            cols = uq["column_names"]
+            if len(cols) != 1:
+                problems.append(
+                    f"{table}: unique constraint {uq.get('name')} on {', '.join(cols)}: a "
+                    "spec declares single-column uniques only (a unique index can cover several)"
+                )
+                continue
+            uniques.add(cols[0])
+            if uq.get("name"):
+                samples["unique"].append((str(uq["name"]), {"table": table, "column": cols[0]}))
+        references: dict[str, dict[str, Any]] = {}
+        depends[table] = set()
+        for fk in _foreign_keys(conn, insp, table):
+            cols, ref_cols = fk["constrained_columns"], fk["referred_columns"]
+            if len(cols) != 1:
+                problems.append(
+                    f"{table}: foreign key {fk.get('name')} on {', '.join(cols)}: a spec "
+                    "declares single-column foreign keys only"
+                )
+                continue
+            action = (fk.get("options") or {}).get("ondelete")
+            action = action.upper() if isinstance(action, str) else None
+            if action not in ACTIONS:
+                problems.append(f"{table}.{cols[0]}: ON DELETE {action} is not supported")
+                continue
+            ref: dict[str, Any] = {"table": fk["referred_table"], "column": ref_cols[0]}
+            if ACTIONS[action] != "no_action":
+                ref["on_delete"] = ACTIONS[action]
+            references[cols[0]] = ref
+            depends[table].add(fk["referred_table"])
+            if fk.get("name"):
+                samples["foreign_key"].append(
+                    (
+                        str(fk["name"]),
+                        {"table": table, "column": cols[0], "referred_table": fk["referred_table"]},
+                    )
+                )
+        for check in insp.get_check_constraints(table):
+            problems.append(
+                f"{table}: CHECK constraint {check.get('name') or check.get('sqltext')}: a "
+                "spec cannot declare check constraints in create_table yet"
+            )
+        columns: list[dict[str, Any]] = []
+        for name, catalogue, nullable, default_text, identity in _columns(conn, table):
+            where = f"{table}.{name}"
+            kind = _type(dialect, catalogue)
+            if kind is None:
+                problems.append(
+                    f"{where}: type {catalogue!r} is not in the vocabulary ({VOCABULARY})"
+                )
+                continue
+            if default_text and default_text.startswith("nextval("):
+                problems.append(
+                    f"{where}: a serial column (default {default_text}); the spec's generated "
+                    "keys are identity columns (GENERATED BY DEFAULT AS IDENTITY)"
+                )
+                continue
+            value, understood = _default(kind.split("(")[0], default_text)
+            if not understood:
+                problems.append(
+                    f"{where}: default {default_text!r} is not a literal of type {kind} "
+                    "(or now on a timestamptz)"
+                )
+                continue
+            column: dict[str, Any] = {"name": name, "type": kind}
+            is_pk = name in pk_columns
+            if is_pk:
+                column["primary_key"] = True
+                if nullable:
+                    nullable = False
+            else:
+                column["nullable"] = nullable
+            if name in uniques:
+                column["unique"] = True
+            if value is not None:
+                column["default"] = value
+            if name in references:
+                column["references"] = references[name]
+            single_integer_key = is_pk and len(pk_columns) == 1 and kind in ("integer", "bigint")
+            if dialect == "postgresql":
+                if identity and not (is_pk and len(pk_columns) == 1):
+                    problems.append(
+                        f"{where}: an identity column that is not the single-column primary key"
+                    )
+                    continue
+                if single_integer_key and not identity:
+                    column["identity"] = False
+            columns.append(column)
+        indexes: list[dict[str, Any]] = []
+        predicates = _predicates(conn, table)
+        for index in sorted(insp.get_indexes(table), key=lambda i: str(i["name"])):
+            if index.get("duplicates_constraint"):
+                continue
+            cols = [str(c) for c in index["column_names"] if c is not None]
+            if len(cols) != len(index["column_names"]):
+                problems.append(f"{table}: index {index['name']} on an expression")
+                continue
+            entry: dict[str, Any] = {"name": index["name"], "columns": list(cols)}
+            if index.get("unique"):
+                entry["unique"] = True
+            predicate = predicates.get(str(index["name"]))
+            if predicate is not None:
+                if not re.fullmatch(spec_module.WHERE_PATTERN, predicate):
+                    problems.append(
+                        f"{table}: index {index['name']}: predicate {predicate!r} is not "
+                        f"{spec_module.WHERE_HELP}"
+                    )
+                    continue
+                entry["where"] = predicate
+            indexes.append(entry)
+        tables[table] = {"name": table, "columns": columns}
+        if indexes:
+            tables[table]["indexes"] = indexes
+    naming, naming_problems = _infer(samples, conventions)
+    problems.extend(naming_problems)
+    if problems:
+        raise InspectError(problems)
+    return Inspected([tables[t] for t in _order(depends)], naming)
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _flow_small(dumper: yaml.SafeDumper, data: dict[str, Any]) -> yaml.Node:
+    # A column, a reference or an index on one line; a table's mapping in block style.
+    flow = not any(key in data for key in ("op", "operations"))
+    return dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=flow)
+
+
+def _text(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(dict, _flow_small)
+_Dumper.add_representer(str, _text)
+
+
+def to_yaml(data: dict[str, Any]) -> str:
+    body = yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)
+    return "# yaml-language-server: $schema=change.schema.json\n" + body
