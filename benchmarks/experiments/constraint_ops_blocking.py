@@ -11,26 +11,27 @@ reference.
 
     python -m benchmarks.experiments.constraint_ops_blocking [ROWS] [PG_ADMIN_URL]
 
-One run, 2026-12-02, 1,000,000 rows, the shared 2-core machine (ms; upgrade s):
+Two runs, 2026-12-02, 1,000,000 rows, the shared 2-core machine (load average ~2.5-3.5),
+longest INSERT in ms (idle / during the upgrade):
 
-    operation                idle    during  upgrade s
-    set_default               9.8      86.6       0.37
-    add_check                15.0      22.9       0.54
-    set_nullable              9.6     139.6       1.04
-    add_unique                8.1     177.2       3.46
-    add_foreign_key          11.0      19.3       1.06
-    drop_foreign_key         18.4     148.9       0.65
-    drop_unique              15.8     160.2       0.44
-    drop_check                9.6      99.7       0.26
-    set_nullable back        12.5      95.2       0.31
+    operation           run 1 (before main's runner)   run 2       run 3 (after)
+    set_default          9.8 /  86.6                  16.3 /  81.0  14.5 / 78.2
+    add_check           15.0 /  22.9                  30.3 /  41.0  11.9 /  9.1
+    set_nullable         9.6 / 139.6                  12.5 /  55.9   8.6 / 43.8
+    add_unique           8.1 / 177.2                  24.6 /  68.8  11.3 / 38.6
+    add_foreign_key     11.0 /  19.3                  33.5 /  20.0   7.8 / 21.1
+    drop_foreign_key    18.4 / 148.9                  12.9 /  80.8   4.8 / 74.3
+    drop_unique         15.8 / 160.2                  20.2 /  67.6   5.6 / 44.2
+    drop_check           9.6 /  99.7                  10.2 /  63.3  10.9 / 47.9
+    set_nullable back   12.5 /  95.2                  37.9 / 136.3   4.7 / 40.7
 
-The operations whose scan runs apart (add_check, add_foreign_key: VALIDATE after commit)
-block an INSERT for ~20 ms. The others hold their brief ACCESS EXCLUSIVE (a catalogue
-change) until the change's transaction commits, and the runner verifies the change inside
-that transaction (generator.runtime ``run_change``: the post-checks, with a count(*) of every
-table for the row-count data check, run after the DDL and before the commit): 100-180 ms at a
-million rows, growing with the table. Committing the DDL before the post-checks (or checking
-row counts outside the lock) is what would bring them under 100 ms; a runner change.
+Run 1 was before the runner's row checks came from transaction statistics: the catalogue-only
+operations held their brief ACCESS EXCLUSIVE while the post-checks counted every table inside
+the change's transaction (100-180 ms). After it (runs 2 and 3), every operation stays under
+100 ms but one noisy sample (run 2's "set_nullable back", idle 37.9 ms). The operations
+whose scan runs apart (add_check, add_foreign_key: VALIDATE after commit) stay near idle;
+the others hold a brief ACCESS EXCLUSIVE until the change's transaction commits, after the
+post-checks.
 """
 
 from __future__ import annotations
