@@ -11,7 +11,7 @@ reference.
 
     python -m benchmarks.experiments.constraint_ops_blocking [ROWS] [PG_ADMIN_URL]
 
-Two runs, 2026-12-02, 1,000,000 rows, the shared 2-core machine (load average ~2.5-3.5),
+Three runs, 2026-12-02, 1,000,000 rows, the shared 2-core machine (load average ~2.5-3.5),
 longest INSERT in ms (idle / during the upgrade):
 
     operation           run 1 (before main's runner)   run 2       run 3 (after)
