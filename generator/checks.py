@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from generator import dialects
 from generator.coltypes import SqlType
-from generator.ops.base import Step
+from generator.ops.base import RowCheck, Step
 from generator.state import ForeignKey, Index, Schema, Table
 
 Row = tuple[str | int | None, ...]
@@ -167,6 +167,8 @@ class DataExpectation:
     # relfilenode, as a TRUNCATE does); every other counted table is checked through the
     # change's own transaction statistics, which need no scan (templates/validation/_data).
     rewritten: list[str] = field(default_factory=list)
+    # the steps' own offending-row queries (Step.prechecks), run before any DDL
+    prechecks: tuple[RowCheck, ...] = ()
 
     @property
     def snapshots(self) -> bool:
@@ -235,4 +237,7 @@ def expect_data(steps: Sequence[Step], before: Schema, after: Schema) -> DataExp
             )
         }
     )
-    return DataExpectation(counted, sorted(conversions, key=str), fits, orphans, rewritten)
+    prechecks = tuple(c for step in steps for c in step.prechecks(before))
+    return DataExpectation(
+        counted, sorted(conversions, key=str), fits, orphans, rewritten, prechecks
+    )

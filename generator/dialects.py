@@ -544,7 +544,7 @@ def statement_lock(sql: str, dialect: str) -> tuple[str, bool]:
     if text.startswith("ALTER TABLE"):
         if " TYPE " in text:
             return "ACCESS EXCLUSIVE (reads and writes wait)", True
-        if "NOT VALID" in text:
+        if "NOT VALID" in text and "FOREIGN KEY" in text and "DROP CONSTRAINT" not in text:
             return "SHARE ROW EXCLUSIVE on the table and the referenced table (brief)", False
         if "VALIDATE CONSTRAINT" in text:
             return "SHARE UPDATE EXCLUSIVE (reads and writes go on)", False

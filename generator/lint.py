@@ -62,7 +62,8 @@ RULES = {
             "warning",
             "a new foreign key to an existing table locks that table (SHARE ROW EXCLUSIVE) "
             "while it is validated",
-            "create the table without the key, then add it NOT VALID and validate it apart",
+            "create the table without the key, then add it with `add_foreign_key` in a later "
+            "change (NOT VALID, validated apart)",
         ),
         Rule(
             "SG106",
@@ -130,6 +131,15 @@ RULES = {
             "schema effect; the post-checks refuse a change to the modelled schema)",
             "prefer an operation; else review the SQL and its `down`, give it `checks`, and "
             "acknowledge with the reason",
+        ),
+        Rule(
+            "SG120",
+            "constraint-dropped",
+            "warning",
+            "drops a constraint (a CHECK, a unique key, a foreign key, a NOT NULL): rows written "
+            "after it may break it, and the derived downgrade, which adds it back, is refused "
+            "(the rows listed) until they are fixed",
+            "keep the constraint if the way back matters, or acknowledge with the reason it may go",
         ),
     )
 }

@@ -45,6 +45,17 @@ def _facets(t: Table | None) -> dict[str, str]:
     return out
 
 
+def _default_rows(old: Table, new: Table) -> list[tuple[str, str, str]]:
+    """Defaults changed on a column that stays (set_default): shown only when they differ."""
+    rows = []
+    for c in new.columns:
+        was = old.column(c.name)
+        if was is not None and (was.default, type(was.default)) != (c.default, type(c.default)):
+            show = ["—" if d is None else repr(d) for d in (was.default, c.default)]
+            rows.append((f"default of `{c.name}`", show[0], show[1]))
+    return rows
+
+
 def diff_tables(before: Schema, after: Schema, touched: set[str]) -> list[TableDiff]:
     diffs = []
     for name in sorted(touched):
@@ -56,6 +67,8 @@ def diff_tables(before: Schema, after: Schema, touched: set[str]) -> list[TableD
             for key in sorted(set(a) | set(b), key=lambda k: (k.split()[0], k))
             if a.get(key) != b.get(key)
         ]
+        if old is not None and new is not None:
+            rows += _default_rows(old, new)
         if old is not None and new is not None and len(old.indexes) != len(new.indexes):
             rows.append(("index count", str(len(old.indexes)), str(len(new.indexes))))
         diffs.append(TableDiff(name, status, rows))

@@ -6,8 +6,10 @@ The steps that transform it live with their operations (``generator/ops/``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from decimal import Decimal
 
+from generator import expr
 from generator.coltypes import SqlType
 
 DefaultValue = bool | int | float | str
@@ -61,18 +63,69 @@ class UniqueConstraint:
 
 @dataclass(frozen=True)
 class CheckConstraint:
-    """``-bound < column < bound``: keeps a float column finite and inside the range of the
-    decimal it was converted from (NaN and both infinities fail the comparison)."""
+    """``CHECK (expression)``: an expression of the safe grammar (``generator.expr``), kept as
+    its tree and rendered per dialect; ``column_types`` are the type classes of the columns
+    it names (text comparisons are collated on PostgreSQL)."""
 
     name: str
     table: str
-    column: str
-    bound: int
+    expression: expr.Expr
+    column_types: tuple[tuple[str, expr.TypeClass], ...] = ()
+
+    @classmethod
+    def range(cls, name: str, table: str, column: str, bound: int) -> CheckConstraint:
+        """``-bound < column < bound``: keeps a float column finite and inside the range of
+        the decimal it was converted from (NaN and both infinities fail the comparison)."""
+
+        def number(value: int) -> expr.IntLit | expr.DecLit:
+            return expr.IntLit(value) if abs(value) <= expr.MAX_INT else expr.DecLit(Decimal(value))
+
+        col = expr.Column(column)
+        tree = expr.BoolOp(
+            "AND",
+            expr.Compare(">", col, number(-bound)),
+            expr.Compare("<", col, number(bound)),
+        )
+        return cls(name, table, tree, ((column, "number"),))
+
+    @property
+    def text(self) -> str:
+        """The canonical text (review, messages)."""
+        return expr.canonical(self.expression)
+
+    @property
+    def columns(self) -> frozenset[str]:
+        return expr.columns(self.expression)
+
+    def sql_for(self, dialect: str) -> str:
+        return expr.to_sql(self.expression, dialect, dict(self.column_types))  # type: ignore[arg-type]
 
     @property
     def sql(self) -> str:
-        col = '"' + self.column + '"'
-        return f"{col} > -{self.bound} AND {col} < {self.bound}"
+        """The SQL as SQLite runs it (no collations): the review's text."""
+        return self.sql_for("sqlite")
+
+    def renamed(self, old: str, new: str) -> CheckConstraint:
+        if old not in self.columns:
+            return self
+        types = tuple((new if c == old else c, t) for c, t in self.column_types)
+        return replace(self, expression=_rename(self.expression, old, new), column_types=types)
+
+
+def _rename(node: expr.Expr, old: str, new: str) -> expr.Expr:
+    if isinstance(node, expr.Column):
+        return expr.Column(new) if node.name == old else node
+    changes: dict[str, object] = {}
+    for f in fields(node):
+        value = getattr(node, f.name)
+        if isinstance(value, expr.Node):
+            changes[f.name] = _rename(value, old, new)  # type: ignore[arg-type]
+        elif isinstance(value, tuple):
+            changes[f.name] = tuple(
+                _rename(v, old, new) if isinstance(v, expr.Node) else v  # type: ignore[arg-type]
+                for v in value
+            )
+    return replace(node, **changes)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,7 @@ def inspect_schema(url: str) -> dict[str, Any]:
                         )
                         for f in insp.get_foreign_keys(table)
                     ),
+                    "checks": sorted(c["name"] for c in insp.get_check_constraints(table)),
                 }
             return out
     finally:

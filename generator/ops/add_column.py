@@ -48,8 +48,9 @@ class AddColumn(OperationSpec):
                 problems.append(
                     (
                         ("column", field_name),
-                        f"add_column does not support {field_name}; add the column, "
-                        "then constrain it in a later change",
+                        f"add_column does not support {field_name}; add the column, then "
+                        "constrain it in a later change (add_unique, add_foreign_key, "
+                        "set_nullable)",
                     )
                 )
         # A NOT NULL column without a default is lint rule SG108: an error unless acknowledged

@@ -1,6 +1,7 @@
 """``alter_column_type``: convert a column's values to another type of its family; with
-``range_check`` (decimal to float) also a CHECK keeping the decimal's range. The CHECK's steps
-(``add_check``, and ``drop_check`` of the downgrade) live here: only this operation makes them.
+``range_check`` (decimal to float) also a CHECK keeping the decimal's range, added with the
+``add_check`` operation's step inside the table's ALTER TABLE (the ``drop_check`` step undoes
+it).
 
 What a conversion costs is decided by generator.risk (the type facts, kept central and proven
 on a real server); what narrows, by generator.coltypes; the SQL of both, by generator.dialects.
@@ -17,6 +18,7 @@ from pydantic import Field
 from generator import coltypes, risk
 from generator.coltypes import SqlType, conversion_problem, parse_type
 from generator.dialects import POSTGRESQL, SQLITE
+from generator.ops.add_check import AddCheckStep
 from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
 from generator.plan import ALTER_TABLE, RECREATE_TABLE, Group
 from generator.resolve import default_problem
@@ -43,11 +45,7 @@ class AlterColumnType(OperationSpec):
     )
 
     position: ClassVar[int] = 40
-    templates: ClassVar[tuple[str, ...]] = (
-        "ops/alter_column_type.j2",
-        "ops/add_check.j2",
-        "ops/drop_check.j2",
-    )
+    templates: ClassVar[tuple[str, ...]] = ("ops/alter_column_type.j2",)
     example: ClassVar[str] = (
         "{op: alter_column_type, table: t, column: c, from: integer, to: bigint}"
     )
@@ -99,7 +97,9 @@ class AlterColumnType(OperationSpec):
                 name = r.conventions.range_check_name(self.table, self.column)
                 r.free_name(name, ("range_check",), problems)
                 bound = 10 ** (old.precision - old.scale)
-                steps.append(AddCheckStep(CheckConstraint(name, self.table, self.column, bound)))
+                steps.append(
+                    AddCheckStep(CheckConstraint.range(name, self.table, self.column, bound))
+                )
         return steps, problems
 
 
@@ -157,101 +157,11 @@ class AlterColumnTypeStep(Step):
             # the same test that gives the conversion its fit-check
             note = coltypes.narrowing_note(old, new)
             yield Finding("SG103", f"{where}: {old} -> {new} {note}")
-        checked = {
-            (s.check.table, s.check.column) for s in change.steps if isinstance(s, AddCheckStep)
-        }
-        if (
-            old.kind == "decimal"
-            and new.kind == "float"
-            and (self.table_name, self.column.name) not in checked
-        ):
+        range_check = change.conventions.range_check_name(self.table_name, self.column.name)
+        final = change.after.table(self.table_name)
+        checked = final is not None and any(c.name == range_check for c in final.checks)
+        if old.kind == "decimal" and new.kind == "float" and not checked:
             yield Finding("SG104", f"{where}: {old} -> float without range_check")
 
     def describe(self) -> str:
         return f"`{self.table_name}.{self.column.name}`: {self.column.type} → {self.to}"
-
-
-@dataclass(frozen=True)
-class AddCheckStep(Step):
-    check: CheckConstraint
-
-    kind: ClassVar[str] = "add_check"
-    template: ClassVar[str] = "ops/add_check.j2"
-
-    @property
-    def table_name(self) -> str:
-        return self.check.table
-
-    def apply(self, schema: Schema) -> Schema:
-        t = schema.get(self.check.table)
-        return schema.put(replace(t, checks=(*t.checks, self.check)))
-
-    def apply_in(self, r: Resolver) -> None:
-        r.add_check(self.check)
-
-    def reverse(self) -> DropCheckStep:
-        return DropCheckStep(self.check)
-
-    def group(self, dialect: str) -> Group:
-        return _alter_group(dialect)
-
-    def risk(self, dialect: str) -> Risk:
-        if dialect == POSTGRESQL:
-            return Risk(
-                "ACCESS EXCLUSIVE (brief)",
-                False,
-                "the new CHECK scans the table under the lock",
-                scans=True,
-                blocks="reads and writes",
-            )
-        return Risk(
-            "database write lock",
-            True,
-            "SQLite cannot add a CHECK: the table is rebuilt",
-            scans=True,
-            blocks="writes",
-        )
-
-    def describe(self) -> str:
-        return f"add check `{self.check.name}` on `{self.check.table}`"
-
-
-@dataclass(frozen=True)
-class DropCheckStep(Step):
-    check: CheckConstraint
-
-    kind: ClassVar[str] = "drop_check"
-    template: ClassVar[str] = "ops/drop_check.j2"
-
-    @property
-    def table_name(self) -> str:
-        return self.check.table
-
-    def apply(self, schema: Schema) -> Schema:
-        t = schema.get(self.check.table)
-        return schema.put(replace(t, checks=tuple(c for c in t.checks if c != self.check)))
-
-    def reverse(self) -> AddCheckStep:
-        return AddCheckStep(self.check)
-
-    def group(self, dialect: str) -> Group:
-        return _alter_group(dialect)
-
-    def risk(self, dialect: str) -> Risk:
-        if dialect == POSTGRESQL:
-            return Risk(
-                "ACCESS EXCLUSIVE (brief)",
-                False,
-                "catalogue-only change",
-                blocks="reads and writes",
-            )
-        return Risk(
-            "database write lock",
-            True,
-            "SQLite cannot drop a CHECK: the table is rebuilt",
-            scans=True,
-            blocks="writes",
-        )
-
-    def describe(self) -> str:
-        return f"drop check `{self.check.name}` on `{self.check.table}`"

@@ -51,6 +51,21 @@ class Finding:
     message: str
 
 
+@dataclass(frozen=True)
+class RowCheck:
+    """A query for the rows that would make a step fail (a NULL under a new NOT NULL, a row
+    failing a new CHECK, a duplicate under a new unique key, an orphan under a new foreign
+    key), per dialect. The migration runs it before any DDL (a ``fit-check`` section of the
+    validation file) and refuses to start while it returns rows, listing them."""
+
+    name: str
+    postgresql: str
+    sqlite: str
+
+    def sql(self, dialect: str) -> str:
+        return self.postgresql if dialect == "postgresql" else self.sqlite
+
+
 class OperationSpec(Spec):
     """The base of every operation's spec model (``op: <tag>``, ``extra="forbid"``)."""
 
@@ -131,6 +146,11 @@ class Step:
     def interrupted(self, dialect: str) -> Iterator[tuple[str, tuple[str | int | None, ...]]]:
         """Catalogue rows (check name, row) this step can leave when killed part-way in a
         unit that commits on its own (an INVALID index, a key not yet validated)."""
+        return iter(())
+
+    def prechecks(self, before: Schema) -> Iterator[RowCheck]:
+        """The offending-row queries to run before any DDL of the change (``before`` is the
+        schema the change starts from: a step on what the change creates has none)."""
         return iter(())
 
     def describe(self) -> str:

@@ -118,7 +118,12 @@ class DropColumn(OperationSpec):
                 ),
                 any(f.ref_column == self.column for f in r.schema.referencing(self.table)),
             ),
-            ("a range check", any(c.column == self.column for c in table.checks)),
+            (
+                "a check ("
+                + ", ".join(c.name for c in table.checks if self.column in c.columns)
+                + ")",
+                any(self.column in c.columns for c in table.checks),
+            ),
         ]
         for what, holds in holders:
             if holds:

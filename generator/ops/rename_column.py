@@ -80,7 +80,7 @@ def _rename_in(t: Table, table: str, old: str, new: str) -> Table:
         ),
         foreign_keys=tuple(replace(f, column=new) if f.column == old else f for f in fks),
         uniques=tuple(replace(u, columns=_renamed(u.columns, old, new)) for u in t.uniques),
-        checks=tuple(replace(c, column=new) if c.column == old else c for c in t.checks),
+        checks=tuple(c.renamed(old, new) for c in t.checks),
     )
 
 

@@ -136,9 +136,12 @@ def dependent_renames(
             c = u.columns[0]
             follow(UNIQUE, to, u.name, conventions.uq_name(old, c), conventions.uq_name(to, c))
     for ck in table.checks:
+        if len(ck.columns) != 1:
+            continue  # only a one-column check has a conventional name (the range check's)
+        (column,) = ck.columns
         was, now = (
-            conventions.range_check_name(old, ck.column),
-            conventions.range_check_name(to, ck.column),
+            conventions.range_check_name(old, column),
+            conventions.range_check_name(to, column),
         )
         follow(CHECK, to, ck.name, was, now)
     for t in schema.tables:

@@ -146,6 +146,7 @@ def expected_baseline(dialect: str) -> dict[str, object]:
                 (name, cols, parent, ("id",), "CASCADE")
                 for name, cols, parent in spec["foreign_keys"]
             ),
+            "checks": [],  # the baseline declares no CHECK
         }
     return out
 

@@ -119,6 +119,11 @@ CASES = {
         "- {op: drop_column, table: trades, column: qty}",
         "raw SQL: its locks and effects are not checked by the tool; it cannot be undone",
     ),
+    "SG120": (
+        "- {op: set_nullable, table: trades, column: price, nullable: true}",
+        "- {op: set_nullable, table: trades, column: note, nullable: false, fill: x}",
+        "makes trades.price nullable",
+    ),
 }
 
 

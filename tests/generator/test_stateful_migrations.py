@@ -157,6 +157,69 @@ REGRESSIONS: list[dict[str, Any]] = [
     },
 ]
 
+# Every constraint operation at least once, whatever Hypothesis draws (some are drawn only in
+# rare states): added, then dropped or flipped with rows in the tables, and undone.
+CONSTRAINTS: list[dict[str, Any]] = [
+    {
+        "id": "step_1",
+        "description": "A new table constrained: a unique key, checks, a foreign key",
+        "operations": [
+            {
+                "op": "create_table",
+                "name": "t1",
+                "columns": [
+                    {"name": "id", "type": "integer", "primary_key": True},
+                    {"name": "code", "type": "varchar(8)", "nullable": True},
+                    {"name": "qty", "type": "integer", "nullable": True},
+                ],
+            },
+            {"op": "add_unique", "table": "t1", "name": "uq_t1_code", "columns": ["code"]},
+            {"op": "add_check", "table": "t1", "name": "ck_t1_qty", "expression": "qty >= 0"},
+            {
+                "op": "add_check",
+                "table": "instruments",
+                "name": "ck_instruments_symbol",
+                "expression": "length(symbol) > 0 AND lower(currency) <> 'xxx'",
+            },
+        ],
+    },
+    {
+        "id": "step_2",
+        "description": "Constraints of existing tables with rows: flipped, keyed, dropped",
+        "operations": [
+            {"op": "set_nullable", "table": "t1", "column": "qty", "nullable": False, "fill": 0},
+            {"op": "set_default", "table": "t1", "column": "code", "default": "x"},
+            {
+                "op": "add_foreign_key",
+                "table": "t1",
+                "name": "fk_t1_qty",
+                "columns": ["qty"],
+                "references": {"table": "instruments", "columns": ["id"]},
+                "on_delete": "cascade",
+            },
+            {"op": "drop_check", "table": "t1", "name": "ck_t1_qty"},
+            {"op": "drop_unique", "table": "t1", "name": "uq_t1_code"},
+            {
+                "op": "set_nullable",
+                "table": "instruments",
+                "column": "exchange",
+                "nullable": False,
+                "fill": "X",
+            },
+        ],
+    },
+    {
+        "id": "step_3",
+        "description": "Dropped again",
+        "operations": [
+            {"op": "drop_foreign_key", "table": "t1", "name": "fk_t1_qty"},
+            {"op": "drop_check", "table": "instruments", "name": "ck_instruments_symbol"},
+            {"op": "set_nullable", "table": "t1", "column": "qty", "nullable": True},
+            {"op": "set_default", "table": "t1", "column": "code", "default": None},
+        ],
+    },
+]
+
 
 @functools.cache
 def baseline() -> tuple[Schema, dict[str, str]]:
@@ -330,6 +393,18 @@ class Drawer:
                 return bool(self._droppable_tables())
             case "purge":
                 return bool(self._purgeable())
+            case "drop_check":
+                return any(t.checks for t in self.schema.tables)
+            case "set_nullable":
+                return bool(self._nullable_flips())
+            case "add_unique":
+                return bool(self._unique_candidates())
+            case "drop_unique":
+                return bool(self._droppable_uniques())
+            case "add_foreign_key":
+                return bool(self._fk_candidates())
+            case "drop_foreign_key":
+                return any(t.foreign_keys for t in self.schema.tables)
         return True
 
     def _column_spec(self, name: str, *, new_table: bool) -> dict[str, Any]:
@@ -533,7 +608,7 @@ class Drawer:
             if len(t.columns) < 2:
                 continue
             held = {*t.primary_key, *(c for u in t.uniques for c in u.columns)}
-            held |= {f.column for f in t.foreign_keys} | {c.column for c in t.checks}
+            held |= {f.column for f in t.foreign_keys} | {c for ck in t.checks for c in ck.columns}
             held |= {f.ref_column for f in self.schema.referencing(t.name)}
             out += [
                 (t, c)
@@ -613,6 +688,164 @@ class Drawer:
             op["rename_dependents"] = True
         return op
 
+    def set_default(self) -> dict[str, Any]:
+        pairs = [(t, c) for t in self.schema.tables for c in t.columns if not c.identity]
+        table, column = self.draw(st.sampled_from(pairs))
+        new = self.draw(
+            st.one_of(st.none(), defaults(str(column.type))).filter(
+                lambda d: (d, type(d)) != (column.default, type(column.default))
+            )
+        )
+        return {"op": "set_default", "table": table.name, "column": column.name, "default": new}
+
+    def add_check(self) -> dict[str, Any]:
+        """A check every row the test inserts (and every default) satisfies."""
+        table = self.draw(st.sampled_from(self.schema.tables))
+        column = self.draw(st.sampled_from(table.columns))
+        c = dialects.quote_ident(column.name) if column.name in KEYWORDS else column.name
+        expression = {
+            "numeric": f"{c} IS NULL OR {c} * 0 = 0",
+            "string": f"length({c}) >= 0 AND lower({c}) = lower({c})",
+            "boolean": f"{c} IN (true, false)",
+        }.get(column.type.family, f"{c} IS NULL OR {c} IS NOT NULL")
+        return {
+            "op": "add_check",
+            "table": table.name,
+            "name": self.fresh("ck"),
+            "expression": expression,
+        }
+
+    def drop_check(self) -> dict[str, Any]:
+        pairs = [(t.name, c.name) for t in self.schema.tables for c in t.checks]
+        table, name = self.draw(st.sampled_from(pairs))
+        return {"op": "drop_check", "table": table, "name": name}
+
+    def _nullable_flips(self) -> list[tuple[Table, Column]]:
+        """NOT NULL columns that are no key, and nullable ones of tables with a primary key
+        (the NULLs that rows added by add_column hold are filled)."""
+        return [
+            (t, c)
+            for t in self.schema.tables
+            for c in t.columns
+            if not c.primary_key
+            and (not c.nullable or (t.primary_key and c.name not in self._unique_columns(t)))
+        ]
+
+    @staticmethod
+    def _unique_columns(t: Table) -> set[str]:
+        """Columns of a unique index or key: one fill for many NULLs would repeat."""
+        keys = [i.columns for i in t.indexes if i.unique] + [u.columns for u in t.uniques]
+        return {c for cols in keys for c in cols}
+
+    def set_nullable(self) -> dict[str, Any]:
+        table, column = self.draw(st.sampled_from(self._nullable_flips()))
+        op: dict[str, Any] = {
+            "op": "set_nullable",
+            "table": table.name,
+            "column": column.name,
+            "nullable": not column.nullable,
+        }
+        if column.nullable:
+            op["fill"] = self.draw(defaults(str(column.type)))
+        return op
+
+    def _unique_candidates(self) -> list[Table]:
+        """Tables this change created (empty when it runs; the rows inserted later differ in
+        every column but booleans) with a column that is no boolean, and tables with a
+        primary key and another column (a key containing the primary key never repeats)."""
+        return [
+            t
+            for t in self.schema.tables
+            if (t.name in self.created_here and any(c.type.kind != "boolean" for c in t.columns))
+            or (t.primary_key and len(t.columns) > len(t.primary_key))
+        ]
+
+    def add_unique(self) -> dict[str, Any]:
+        table = self.draw(st.sampled_from(self._unique_candidates()))
+        others = [c.name for c in table.columns if c.name not in table.primary_key]
+        if table.name in self.created_here and any(c.type.kind != "boolean" for c in table.columns):
+            first = self.draw(
+                st.sampled_from([c.name for c in table.columns if c.type.kind != "boolean"])
+            )
+            columns = [first]
+        else:
+            columns = list(table.primary_key)
+        if others:
+            columns += [self.draw(st.sampled_from(others))]
+        columns = list(dict.fromkeys(columns))
+        if table.is_unique_key(tuple(columns)):
+            columns = [*columns, *(c for c in others if c not in columns)][:4]
+        return {
+            "op": "add_unique",
+            "table": table.name,
+            "name": self.fresh("uq"),
+            "columns": columns,
+        }
+
+    def _droppable_uniques(self) -> list[tuple[str, str]]:
+        referenced = {
+            (f.ref_table, (f.ref_column,)) for t in self.schema.tables for f in t.foreign_keys
+        }
+        return [
+            (t.name, u.name)
+            for t in self.schema.tables
+            for u in t.uniques
+            if (t.name, u.columns) not in referenced
+        ]
+
+    def drop_unique(self) -> dict[str, Any]:
+        table, name = self.draw(st.sampled_from(self._droppable_uniques()))
+        return {"op": "drop_unique", "table": table, "name": name}
+
+    def _fk_candidates(self) -> list[tuple[Table, Column, Table]]:
+        """(child, column, parent): the parent has a single-column `id` key of the column's
+        type and is no younger than the child (so it holds every number the child's rows
+        hold, inserted first); the column has no default (its rows hold their number or
+        NULL) and was never filled."""
+        tables = list(self.schema.tables)
+        names = self.schema.relation_names()
+        out = []
+        for i, child in enumerate(tables):
+            if child.name.startswith("filled_"):  # keys of another table's rows: no parent
+                continue
+            for c in child.columns:
+                if (
+                    c.default is not None
+                    or child.fk_on(c.name)
+                    or c.type.kind
+                    not in (
+                        "integer",
+                        "bigint",
+                    )
+                ):
+                    continue
+                if any(
+                    n.startswith("filled_") and n.endswith(f"_{child.name}_{c.name}") for n in names
+                ):
+                    continue
+                for parent in tables[: i + 1]:
+                    key = parent.column("id")
+                    if parent.primary_key == ("id",) and key is not None and key.type == c.type:
+                        out.append((child, c, parent))
+        return out
+
+    def add_foreign_key(self) -> dict[str, Any]:
+        child, column, parent = self.draw(st.sampled_from(self._fk_candidates()))
+        actions = [a for a in FK_ACTIONS if column.nullable or a != "set_null"]
+        return {
+            "op": "add_foreign_key",
+            "table": child.name,
+            "name": self.fresh("fk"),
+            "columns": [column.name],
+            "references": {"table": parent.name, "columns": ["id"]},
+            "on_delete": self.draw(st.sampled_from(actions)),
+        }
+
+    def drop_foreign_key(self) -> dict[str, Any]:
+        pairs = [(t.name, f.name) for t in self.schema.tables for f in t.foreign_keys]
+        table, name = self.draw(st.sampled_from(pairs))
+        return {"op": "drop_foreign_key", "table": table, "name": name}
+
 
 @st.composite
 def change_sequences(draw: st.DrawFn) -> list[dict[str, Any]]:
@@ -622,6 +855,7 @@ def change_sequences(draw: st.DrawFn) -> list[dict[str, Any]]:
     for number in range(1, draw(st.integers(1, MAX_CHANGES)) + 1):
         drawer.created_here = set()
         drawer.resolver.change_number = number  # archives are named from their change
+        drawer.resolver.change_number = number
         operations = [drawer.operation() for _ in range(draw(st.integers(1, MAX_OPS)))]
         drawer.resolver.change_numbers[f"step_{number}"] = number
         changes.append(
@@ -797,6 +1031,7 @@ def test_random_change_sequences_upgrade_downgrade_and_upgrade_again(
     )
     @given(specs=change_sequences())
     @example(specs=REGRESSIONS)
+    @example(specs=CONSTRAINTS)
     def run(specs: list[dict[str, Any]]) -> None:
         seen.update(op["op"] for change in specs for op in change["operations"])
         check_sequence(specs, dialect, db_url, next(workdirs))

@@ -1,0 +1,94 @@
+"""``drop_foreign_key``: drop a foreign key. PostgreSQL: a catalogue change (ACCESS EXCLUSIVE
+briefly on the table; the referenced table's triggers go too); SQLite rebuilds the table. The
+derived downgrade adds it back as ``add_foreign_key`` does (orphans listed before any DDL,
+NOT VALID then VALIDATE apart)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+from generator.dialects import POSTGRESQL, SQLITE
+from generator.ops.add_foreign_key import AddForeignKeyStep
+from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
+from generator.plan import RECREATE_TABLE, Group
+from generator.spec import Identifier
+from generator.state import ForeignKey, Schema
+
+if TYPE_CHECKING:
+    from generator.load import Change
+    from generator.resolve import Resolver
+
+
+class DropForeignKey(OperationSpec):
+    op: Literal["drop_foreign_key"]
+    table: Identifier
+    name: Identifier
+
+    position: ClassVar[int] = 241
+    templates: ClassVar[tuple[str, ...]] = ("ops/drop_foreign_key.j2",)
+    example: ClassVar[str] = "{op: drop_foreign_key, table: t, name: fk_t_p}"
+    doc: ClassVar[tuple[str, str, str]] = (
+        "`table`, `name`",
+        "drop the key (PostgreSQL: catalogue only; SQLite rebuilds the table)",
+        "add it back as `add_foreign_key` does (orphans listed before any DDL)",
+    )
+
+    def resolve(self, r: Resolver) -> tuple[list[Step], list[Problem]]:
+        problems: list[Problem] = []
+        table = r.table(self.table, ("table",), problems)
+        if table is None:
+            return [], problems
+        fk = next((f for f in table.foreign_keys if f.name == self.name), None)
+        if fk is None:
+            known = ", ".join(f.name for f in table.foreign_keys) or "none"
+            message = f"table {self.table!r} has no foreign key {self.name!r}"
+            problems.append((("name",), f"{message} (foreign keys: {known})"))
+            return [], problems
+        return [DropForeignKeyStep(fk)], problems
+
+
+@dataclass(frozen=True)
+class DropForeignKeyStep(Step):
+    fk: ForeignKey
+
+    kind: ClassVar[str] = "drop_foreign_key"
+    template: ClassVar[str] = "ops/drop_foreign_key.j2"
+
+    @property
+    def table_name(self) -> str:
+        return self.fk.table
+
+    def apply(self, schema: Schema) -> Schema:
+        t = schema.get(self.fk.table)
+        return schema.put(replace(t, foreign_keys=tuple(f for f in t.foreign_keys if f != self.fk)))
+
+    def reverse(self) -> AddForeignKeyStep:
+        return AddForeignKeyStep(self.fk)
+
+    def group(self, dialect: str) -> Group | None:
+        return RECREATE_TABLE if dialect == SQLITE else None
+
+    def risk(self, dialect: str) -> Risk:
+        if dialect == POSTGRESQL:
+            return Risk(
+                "ACCESS EXCLUSIVE (brief)",
+                False,
+                "catalogue-only change (the key's triggers on both tables dropped)",
+                blocks="reads and writes, briefly",
+            )
+        return Risk(
+            "database write lock",
+            True,
+            "SQLite cannot drop a foreign key: the table is rebuilt",
+            scans=True,
+            blocks="writes",
+        )
+
+    def findings(self, change: Change) -> Iterator[Finding]:
+        yield Finding("SG120", f"drops foreign key {self.fk.name} on {self.fk.table}")
+
+    def describe(self) -> str:
+        f = self.fk
+        return f"drop foreign key `{f.name}` (`{f.table}.{f.column}` → `{f.ref_table}`)"

@@ -1,0 +1,68 @@
+"""The constraint operations that commit part of themselves on PostgreSQL (a CHECK or foreign
+key added NOT VALID then validated apart, a NOT NULL through its transient check, a unique
+index built CONCURRENTLY then attached) tolerate, when resumed, exactly the catalogue rows a
+kill part-way leaves: derived from their steps (``Step.interrupted``) and the schema states."""
+
+from __future__ import annotations
+
+from support import GOLDEN
+
+from generator import resume
+from generator.load import Change, load_changes
+
+
+def _change(case: str, number: int) -> Change:
+    root = GOLDEN / "render" / case
+    return load_changes(root / "changes", display_base=root)[number]
+
+
+def test_add_check_tolerates_each_check_not_yet_validated() -> None:
+    tolerated = resume.tolerance(_change("add_check", 1), "upgrade", "postgresql")
+    rows = set(tolerated["orders.check_constraints"])
+    for name in ("ck_orders_status", "ck_orders_code"):
+        assert ("found, not expected", name, "NO") in rows
+        assert ("found, not expected", name, "YES") in rows
+    assert len(rows) == 4
+    assert set(tolerated) == {"orders.check_constraints", "order_items.check_constraints"}
+    assert resume.tolerance(_change("add_check", 1), "upgrade", "sqlite") == {}
+
+
+def test_set_nullable_tolerates_its_transient_check_and_the_table_of_filled_keys() -> None:
+    tolerated = resume.tolerance(_change("set_nullable", 1), "upgrade", "postgresql")
+    checks = {r[1:] for r in tolerated["customers.check_constraints"]}
+    assert checks == {
+        (name, v)
+        # score's: the derived downgrade makes it NOT NULL again the same way
+        for name in (
+            "customers_email_notnull",
+            "customers_country_notnull",
+            "customers_score_notnull",
+        )
+        for v in ("NO", "YES")
+    }
+    assert ("found, not expected", "filled_0001_customers_country") in tolerated["tables"]
+
+
+def test_add_unique_tolerates_the_index_built_but_not_attached() -> None:
+    tolerated = resume.tolerance(_change("add_unique", 1), "upgrade", "postgresql")
+    rows = set(tolerated["reviews.indexes"])
+    index = ("uq_reviews_user_product", "user_id,product", "YES")
+    assert ("found, not expected", *index, "YES", "") in rows
+    assert ("found, not expected", *index, "NO", "") in rows
+
+
+def test_add_foreign_key_tolerates_each_key_not_yet_validated() -> None:
+    tolerated = resume.tolerance(_change("add_foreign_key", 1), "upgrade", "postgresql")
+    rows = {r[:2] + r[-1:] for r in tolerated["products.foreign_keys"]}
+    assert ("found, not expected", "fk_products_category", "NO") in rows
+    assert ("found, not expected", "fk_products_category", "YES") in rows
+
+
+def test_a_drop_tolerates_what_its_half_done_downgrade_leaves() -> None:
+    assert resume.tolerance(_change("set_default", 1), "upgrade", "postgresql") == {}
+    # drop_check is one transaction; its downgrade (the check added back) is not
+    tolerated = resume.tolerance(_change("add_check", 2), "upgrade", "postgresql")
+    assert {r[1:] for r in tolerated["orders.check_constraints"]} == {
+        ("ck_orders_code", "YES"),
+        ("ck_orders_code", "NO"),
+    }
