@@ -228,7 +228,7 @@ def load_changes(
                     f"id {change_spec.id!r} does not match the file name (expected {m['id']!r})",
                 )
             )
-        before = resolver.schema
+        before = resolver.change_start = resolver.schema
         steps: list[Step] = []
         origins: list[int] = []
         for i, op in enumerate(change_spec.operations):

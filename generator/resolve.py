@@ -174,6 +174,9 @@ class Resolver:
 
     def __init__(self, schema: Schema, conventions: Conventions = DEFAULT) -> None:
         self.conventions = conventions
+        # The schema before the change being resolved (the loader sets it per change): what
+        # an operation tells apart from what earlier operations of the same change added.
+        self.change_start = schema
         self._load(schema)
 
     def _load(self, schema: Schema) -> None:

@@ -633,6 +633,8 @@ def _refuse_uncounted_row_changes(
 ) -> None:
     if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
         return
+    if conn.info.get("schemagen.batches"):  # a backfill's own transactions (generator.batches)
+        return
     words = statement.split(None, 1)
     if words and words[0].upper() in _ROW_CHANGES:
         raise UncountedRowChange(
@@ -744,6 +746,13 @@ class _Attempt:
             exc.schemagen_half_applied = info  # type: ignore[attr-defined]
         except (AttributeError, TypeError):  # an exception type without a __dict__
             log.error("%s", info.describe())
+
+
+def backfill(op: Any, script_file: str, direction: str, **step: Any) -> None:
+    """A backfill step's keyset batches, each committed on its own (generator.batches)."""
+    from generator import batches
+
+    batches.backfill(op, script_file, direction, **step)
 
 
 def timeouts(op: Any, lock_timeout: str, statement_timeout: str) -> None:
