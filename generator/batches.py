@@ -436,6 +436,14 @@ def backfill(
                 else ""
             ),
         )
+        keys = ", ".join(_qi(c) for c in key)
+        batch = f"({keys}) > (<last key done>) AND ({keys}) <= (<batch end>)"
+        if direction == "upgrade" and spec.values:
+            sets = ", ".join(f"{_qi(c)} = {sql}" for c, sql in spec.values.items())
+            cond = f" AND ({where})" if where else ""
+            runtime._note(op, f"per batch: UPDATE {_qi(table)} SET {sets} WHERE {batch}{cond}")
+        elif spec.kept:
+            runtime._note(op, f"per batch: the kept values back from {spec.archive} WHERE {batch}")
         return
     connection: Connection = op.get_bind()
     connection.info["schemagen.batches"] = True

@@ -257,3 +257,85 @@ def test_a_killed_backfill_resumes_without_redoing_a_batch(db_url: str, tmp_path
     assert result.exit_code == Exit.OK, result.output
     assert _rows(db_url, "order_lines") == lines
     assert _progress(db_url) == []
+
+
+def _run_with(root: Path, url: str, marker: str, nth: int, sql: str, *args: str) -> Any:
+    """The CLI, with ``sql`` run by another session right after the nth statement with
+    ``marker`` (tests/kill_after.py's RUN_SQL)."""
+    env = {
+        **os.environ,
+        "KILL_AFTER": marker,
+        "KILL_NTH": str(nth),
+        "KILL_URL": url,
+        "RUN_SQL": sql,
+    }
+    return subprocess.run(
+        [sys.executable, str(KILLER), "--root", str(root), *args, "--url", url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.db
+def test_the_check_after_the_batches_names_a_row_left_behind(db_url: str, tmp_path: Path) -> None:
+    """A row another session inserts behind the batches (below the last key done) is never
+    backfilled: the check after the batches refuses the change and names it."""
+    root = _project(tmp_path, KILL_CHANGE)
+    out, url = root / "generated_migrations", sa.make_url(db_url)
+    migrate.upgrade(out, url, "0000")
+    _seed(db_url)
+    behind = "INSERT INTO order_lines (order_id, line_no, quantity, status) VALUES (0, 7, 5, NULL)"
+    done = _run_with(root, db_url, "COMMIT", 2, behind, "upgrade")  # after the first batch
+    assert done.returncode != 0, done.stdout + done.stderr
+    text = done.stdout + done.stderr
+    assert "rows still differing from the expression: 1 failing row(s)" in text, text
+    assert "0        | 7" in text, text  # the row, by its key
+    assert "Traceback" not in text
+
+
+@pytest.mark.db
+def test_backfill_risk_against_the_database(db_url: str, tmp_path: Path) -> None:
+    """No rewrite (relfilenode / rootpage unchanged); on PostgreSQL, a second session sees
+    only ROW EXCLUSIVE (and the batch's ACCESS SHARE) on the table while a batch runs."""
+    root = _project(tmp_path, KILL_CHANGE)
+    out, url = root / "generated_migrations", sa.make_url(db_url)
+    migrate.upgrade(out, url, "0000")
+    _seed(db_url)
+    postgresql = db_url.startswith("postgresql")
+    storage = (
+        "SELECT relfilenode FROM pg_class WHERE relname = 'order_lines'"
+        if postgresql
+        else "SELECT rootpage FROM sqlite_master WHERE name = 'order_lines'"
+    )
+
+    def stored() -> Any:
+        engine = db.make_engine(url)
+        try:
+            with engine.connect() as conn:
+                return conn.exec_driver_sql(storage).scalar()
+        finally:
+            engine.dispose()
+
+    before = stored()
+    if postgresql:
+        execute(db_url, "CREATE SCHEMA probe", "CREATE TABLE probe.locks (mode text)")
+        probe = (
+            "INSERT INTO probe.locks SELECT mode FROM pg_locks "
+            "WHERE relation = 'order_lines'::regclass AND pid <> pg_backend_pid()"
+        )
+        done = _run_with(root, db_url, 'UPDATE "order_lines"', 2, probe, "upgrade")
+        assert done.returncode == 0, done.stdout + done.stderr
+        engine = db.make_engine(url)
+        try:
+            with engine.connect() as conn:
+                modes = {r[0] for r in conn.exec_driver_sql("SELECT mode FROM probe.locks")}
+        finally:
+            engine.dispose()
+        assert "RowExclusiveLock" in modes
+        assert modes <= {"RowExclusiveLock", "AccessShareLock"}, modes
+    else:
+        result = cli("upgrade", "--url", db_url, root=root)
+        assert result.exit_code == Exit.OK, result.output
+    assert stored() == before
