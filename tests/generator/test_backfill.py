@@ -339,3 +339,28 @@ def test_backfill_risk_against_the_database(db_url: str, tmp_path: Path) -> None
         result = cli("upgrade", "--url", db_url, root=root)
         assert result.exit_code == Exit.OK, result.output
     assert stored() == before
+
+
+@pytest.mark.db
+@pytest.mark.kill
+def test_killed_after_ddl_of_its_own(db_url: str, tmp_path: Path) -> None:
+    """The golden change (a backfill, add_column, two backfills) killed in its last backfill:
+    on PostgreSQL it is half-applied and `upgrade` finishes it (the column added IF NOT
+    EXISTS, the batches resumed); on SQLite, which keeps no half-applied note, the re-run is
+    refused by its checks, clearly, and the values of the batches done stay consistent."""
+    root = _project(tmp_path)
+    out, url = root / "generated_migrations", sa.make_url(db_url)
+    migrate.upgrade(out, url, "0000")
+    _seed(db_url)
+    lines = _rows(db_url, "order_lines")
+    assert _killed(root, db_url, 'UPDATE "order_lines"', 3, "upgrade") == -9
+    result = cli("upgrade", "--url", db_url, root=root)
+    if db_url.startswith("postgresql"):
+        assert result.exit_code == Exit.OK, result.output
+        assert _rows(db_url, "order_lines") == _expected_lines(lines)
+        migrate.downgrade(out, url, "0000")
+        assert _rows(db_url, "order_lines") == lines
+    else:
+        assert result.exit_code != Exit.OK
+        assert "products.columns" in result.output and "list_price" in result.output
+        assert "Traceback" not in result.output
