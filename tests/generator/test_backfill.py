@@ -364,3 +364,58 @@ def test_killed_after_ddl_of_its_own(db_url: str, tmp_path: Path) -> None:
         assert result.exit_code != Exit.OK
         assert "products.columns" in result.output and "list_price" in result.output
         assert "Traceback" not in result.output
+
+
+@pytest.mark.db
+def test_a_batch_waits_for_a_held_row_then_goes_on(db_url: str, tmp_path: Path) -> None:
+    """Another session holds a row of a later batch (PostgreSQL: FOR UPDATE; SQLite: the
+    write lock) for longer than the lock timeout: the batch is rolled back, retried after a
+    pause, and the backfill finishes once the session lets go; the batches done before stay.
+    (SQLite: the runner waits for the write lock within its busy timeout, then finishes.)"""
+    import threading
+
+    root = _project(tmp_path, KILL_CHANGE)
+    out, url = root / "generated_migrations", sa.make_url(db_url)
+    migrate.upgrade(out, url, "0000")
+    _seed(db_url)
+    lines = _rows(db_url, "order_lines")
+    holder = db.make_engine(url)
+    conn = holder.connect()
+    if db_url.startswith("postgresql"):
+        conn.exec_driver_sql(
+            "SELECT * FROM order_lines WHERE order_id = 5 AND line_no = 2 FOR UPDATE"
+        ).all()
+    else:
+        conn.exec_driver_sql("UPDATE order_lines SET line_no = line_no WHERE order_id = 5")
+    release = threading.Timer(1.5, conn.rollback)
+    release.start()
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "generator",
+                "--root",
+                str(root),
+                "upgrade",
+                "--url",
+                db_url,
+                "--lock-timeout",
+                "100ms",
+                "--lock-retries",
+                "20",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
+    finally:
+        release.join()
+        conn.close()
+        holder.dispose()
+    text = done.stdout + done.stderr
+    assert done.returncode == 0, text
+    if db_url.startswith("postgresql"):  # SQLite waits its busy timeout instead, inside
+        assert "backfill of order_lines: lock wait" in text, text  # it did wait, and paced
+    assert _rows(db_url, "order_lines") == _expected_lines(lines)
