@@ -38,7 +38,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from generator import guard
+from generator import guard, runtime
 
 log = logging.getLogger("schemagen")
 
@@ -47,8 +47,13 @@ PROGRESS = "backfill_progress"
 MAX_SHOWN = 20
 
 
-class BackfillFailed(RuntimeError):
-    """A backfill's check after its batches found rows that are not what it wrote."""
+class BackfillFailed(runtime.CheckFailed):
+    """A backfill's check after its batches found rows that are not what it wrote (a check
+    failure like any other: the same report and exit code)."""
+
+
+class ArchiveMissing(RuntimeError):
+    """The archive a downgrade restores from is gone."""
 
 
 def _qi(name: str) -> str:
@@ -283,7 +288,7 @@ def run(connection: Connection, spec: Spec) -> tuple[int, int]:
         return 0, 0
     loop.setup(None)
     if not loop.archive_exists():
-        raise BackfillFailed(
+        raise ArchiveMissing(
             f"{spec.change}: the archive {spec.archive} that holds the values {spec.table} had "
             "before the backfill is missing: they cannot be restored"
         )
@@ -328,18 +333,11 @@ def _failing(loop: Batches, sql: str, what: str) -> None:
     columns, rows = list(result.keys()), result.fetchmany(MAX_SHOWN + 1)
     loop.sql("COMMIT")
     if rows:
-        from generator.runtime import format_rows
-
-        shown = [tuple(r) for r in rows[:MAX_SHOWN]]
-        more = "+" if len(rows) > MAX_SHOWN else ""
-        raise BackfillFailed(
-            "\n".join(
-                [
-                    f"{loop.spec.change}: {what}: {len(rows)}{more} failing row(s)",
-                    *("  " + line for line in format_rows(columns, shown)),
-                ]
-            )
-        )
+        s = loop.spec
+        phase = "post" if s.direction == "upgrade" else "pre"
+        check = runtime.Check(what, sql)
+        result = runtime.CheckResult(check, columns, [tuple(r) for r in rows])
+        raise BackfillFailed(s.change, phase, loop.dialect, [result])
 
 
 def _check_upgrade(loop: Batches) -> None:
@@ -356,7 +354,7 @@ def _check_upgrade(loop: Batches) -> None:
         loop,
         f"SELECT {keys}, {cols} FROM {_qi(s.table)} WHERE {where} ORDER BY {keys} "
         f"LIMIT {MAX_SHOWN + 1}",
-        f"backfill of {s.table}: rows still differing from the expression",
+        f"{s.table}.backfill: rows still differing from the expression",
     )
 
 
@@ -371,7 +369,7 @@ def _check_restore(loop: Batches) -> None:
         loop,
         f"SELECT {keys} FROM {s.archive} AS a LEFT JOIN {table} AS t ON {match} "
         f"WHERE t.{_qi(s.key[0])} IS NULL OR {differs} ORDER BY {keys} LIMIT {MAX_SHOWN + 1}",
-        f"restore of {s.table}: rows whose values differ from the archive (or are gone)",
+        f"{s.table}.restore: rows whose values differ from the archive (or are gone)",
     )
 
 
@@ -409,8 +407,6 @@ def backfill(
     batch_size: int = 1000,
 ) -> None:
     """What a rendered backfill unit calls, inside its autocommit block."""
-    from generator import runtime
-
     change = Path(script_file).stem
     spec = Spec(
         change,
@@ -446,7 +442,12 @@ def backfill(
             runtime._note(op, f"per batch: the kept values back from {spec.archive} WHERE {batch}")
         return
     connection: Connection = op.get_bind()
-    connection.info["schemagen.batches"] = True
+    # Read by runtime: the half-applied report's one line for all batches, and the batches'
+    # own transactions let through its refusal of row changes outside a transaction.
+    connection.info["schemagen.batches"] = (
+        f"{name}: batches, each committed on its own (progress in {SCHEMA}.{PROGRESS}, "
+        f"{change} {step} {direction})"
+    )
     try:
         with runtime.step(change, name, connection.dialect.name) as record:
             batches, rows = run(connection, spec)

@@ -340,6 +340,9 @@ class HalfApplied:
     undone: tuple[str, ...]  # statements this run ran after its last commit (rolled back)
     earlier: bool  # the change was already half-applied when this run started
     stage: str  # "before" (refused by its checks), "ddl" (a step failed), "after" (post-checks)
+    # False: no half-applied note was written (what committed are backfill batches only,
+    # recorded in their own progress table; or SQLite, which has no table comments).
+    noted: bool = True
 
     @property
     def continue_command(self) -> str:
@@ -370,6 +373,16 @@ class HalfApplied:
         if self.undone:
             lines.append("run after the last commit and rolled back with the transaction:")
             lines += [f"  {' '.join(sql.split())}" for sql in self.undone]
+        if not self.noted:
+            lines += [
+                f"the database is at revision {self.revision}; the batches of its backfill that "
+                "committed are recorded in schemagen.backfill_progress.",
+                f"to continue: {self.continue_command} (with the same --url: the backfill "
+                "resumes after its last recorded batch)",
+                "to undo: continue it first, then downgrade (docs/rollback.md, after a killed "
+                "backfill)",
+            ]
+            return "\n".join(lines)
         lines += [
             f"the database is at revision {self.revision}, with {self.change} half-applied "
             "(recorded in the comment of the alembic_version table).",
@@ -511,6 +524,11 @@ class _Statements:
         self.ran: list[tuple[str, bool]] = []
 
     def __call__(self, conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
+        batches = conn.info.get("schemagen.batches")
+        if batches:  # a backfill's batches: one line for all of them (generator.batches)
+            if not self.ran or self.ran[-1][0] != batches:
+                self.ran.append((batches, True))
+            return
         words = statement.split(None, 1)
         if not words or words[0].upper() in self.SKIPPED:
             return
@@ -740,6 +758,7 @@ class _Attempt:
             done=done,
             undone=undone,
             earlier=self.note is not None,
+            noted=self.tolerated is not None or self.note is not None,
             stage=self.stage,
         )
         try:
