@@ -137,19 +137,16 @@ class Batches:
         """Progress table, the step's progress row, the archive (empty, keyed)."""
         s = self.spec
         self.begin()
-        if self.dialect == "postgresql":
-            self.sql(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-        self.sql(
-            f"CREATE TABLE IF NOT EXISTS {SCHEMA}.{PROGRESS} (change_name TEXT NOT NULL, "
-            "step TEXT NOT NULL, direction TEXT NOT NULL, last_key TEXT, batches INTEGER NOT "
-            "NULL, rows_done INTEGER NOT NULL, done INTEGER NOT NULL, "
-            "PRIMARY KEY (change_name, step, direction))"
-        )
-        self.sql(
+        self.ensure()
+        fresh = self.sql(
             f"INSERT INTO {SCHEMA}.{PROGRESS} VALUES (?, ?, ?, NULL, 0, 0, 0) "
             "ON CONFLICT (change_name, step, direction) DO NOTHING",
             (s.change, s.step, s.direction),
-        )
+        ).rowcount
+        if fresh and archive_of is not None:
+            # No batch of this run of the step is recorded: an archive of the same name is
+            # left from another database under the same file or schema (never this run's).
+            self.sql(f"DROP TABLE IF EXISTS {s.archive}")
         if archive_of is not None and not self.archive_exists():
             cols = ", ".join(_qi(c) for c in (*s.key, *s.kept))
             self.sql(f"CREATE TABLE {s.archive} AS SELECT {cols} FROM {archive_of} WHERE 1 = 0")
@@ -161,6 +158,17 @@ class Batches:
                 bare = _qi(archive_name(s.change, s.step))
                 self.sql(f"CREATE UNIQUE INDEX {SCHEMA}.{name} ON {bare} ({keys})")
         self.sql("COMMIT")
+
+    def ensure(self) -> None:
+        """The progress table (and PostgreSQL's schema), in the open transaction."""
+        if self.dialect == "postgresql":
+            self.sql(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        self.sql(
+            f"CREATE TABLE IF NOT EXISTS {SCHEMA}.{PROGRESS} (change_name TEXT NOT NULL, "
+            "step TEXT NOT NULL, direction TEXT NOT NULL, last_key TEXT, batches INTEGER NOT "
+            "NULL, rows_done INTEGER NOT NULL, done INTEGER NOT NULL, "
+            "PRIMARY KEY (change_name, step, direction))"
+        )
 
     def archive_exists(self) -> bool:
         name = archive_name(self.spec.change, self.spec.step)
@@ -284,7 +292,6 @@ def run(connection: Connection, spec: Spec) -> tuple[int, int]:
         _check_upgrade(loop)
         return result
     if not spec.kept:
-        _forget(loop)
         return 0, 0
     loop.setup(None)
     if not loop.archive_exists():
@@ -294,7 +301,6 @@ def run(connection: Connection, spec: Spec) -> tuple[int, int]:
         )
     result = loop.run(spec.archive, lambda cond, params: _restore_batch(loop, cond, params))
     _check_restore(loop)
-    _forget(loop)
     return result
 
 
@@ -373,23 +379,24 @@ def _check_restore(loop: Batches) -> None:
     )
 
 
-def _forget(loop: Batches) -> None:
-    """After a finished restore: the archive and the step's progress rows go."""
-    s = loop.spec
-    loop.begin()
-    if loop.dialect == "postgresql":
-        loop.sql(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-    loop.sql(
-        f"CREATE TABLE IF NOT EXISTS {SCHEMA}.{PROGRESS} (change_name TEXT NOT NULL, "
-        "step TEXT NOT NULL, direction TEXT NOT NULL, last_key TEXT, batches INTEGER NOT "
-        "NULL, rows_done INTEGER NOT NULL, done INTEGER NOT NULL, "
-        "PRIMARY KEY (change_name, step, direction))"
-    )
-    loop.sql(f"DROP TABLE IF EXISTS {s.archive}")
-    loop.sql(
-        f"DELETE FROM {SCHEMA}.{PROGRESS} WHERE change_name = ? AND step = ?", (s.change, s.step)
-    )
-    loop.sql("COMMIT")
+def finish(connection: Connection, specs: Sequence[Spec]) -> None:
+    """In the change's last transaction, which commits with its revision stamp (runtime
+    calls it after the change's steps): an upgrade's progress rows go (a re-run of a stamped
+    change never happens, and a later one starts clean); a downgrade's archive and progress
+    rows go. Until then a killed run resumes from them, never redoing a batch."""
+    for spec in specs:
+        loop = Batches(connection, spec)
+        loop.ensure()
+        params = [spec.change, spec.step]
+        if spec.direction == "upgrade":
+            loop.sql(
+                f"DELETE FROM {SCHEMA}.{PROGRESS} WHERE change_name = ? AND step = ? "
+                "AND direction = 'upgrade'",
+                params,
+            )
+        else:
+            loop.sql(f"DROP TABLE IF EXISTS {spec.archive}")
+            loop.sql(f"DELETE FROM {SCHEMA}.{PROGRESS} WHERE change_name = ? AND step = ?", params)
 
 
 def backfill(
@@ -452,5 +459,7 @@ def backfill(
         with runtime.step(change, name, connection.dialect.name) as record:
             batches, rows = run(connection, spec)
             record.extra.update(batches=batches, rows=rows)
+        # Cleared by runtime.finish_backfills in the transaction of the revision stamp.
+        connection.info.setdefault("schemagen.backfills", {})[(change, step, direction)] = spec
     finally:
         connection.info.pop("schemagen.batches", None)

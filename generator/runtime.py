@@ -721,6 +721,7 @@ class _Attempt:
         try:
             with step(change, self.direction, dialect):
                 self.fn()
+            finish_backfills(connection)
         finally:
             event.remove(connection, "after_cursor_execute", self.statements)
         self.stage = "after"
@@ -772,6 +773,15 @@ def backfill(op: Any, script_file: str, direction: str, **step: Any) -> None:
     from generator import batches
 
     batches.backfill(op, script_file, direction, **step)
+
+
+def finish_backfills(connection: Connection) -> None:
+    """The bookkeeping of the change's finished backfills goes, in its last transaction."""
+    done = connection.info.pop("schemagen.backfills", None)
+    if done:
+        from generator import batches
+
+        batches.finish(connection, list(done.values()))
 
 
 def timeouts(op: Any, lock_timeout: str, statement_timeout: str) -> None:
