@@ -180,6 +180,9 @@ class Resolver:
         # (archives are named from the change that makes them; purge names a change by id).
         self.change_number, self.change_id = 0, ""
         self.change_numbers: dict[str, int] = {}
+        # The schema before the change being resolved (the loader sets it per change): what
+        # an operation tells apart from what earlier operations of the same change added.
+        self.change_start = schema
         self._load(schema)
 
     def _load(self, schema: Schema) -> None:
