@@ -273,3 +273,17 @@ def test_serial_and_identity_are_told_apart_on_postgresql(
     stamped = cli("stamp", "--url", db_url, root=project)
     assert stamped.exit_code != Exit.OK
     assert "nextval('a_id_seq'::regclass)" in stamped.output
+
+
+def test_a_serial_column_off_the_key_is_refused_on_postgresql(
+    db_url: str, dialect: str, tmp_path: Path
+) -> None:
+    if dialect != "postgresql":
+        pytest.skip("PostgreSQL: serial columns")
+    execute(db_url, "CREATE TABLE a (id integer PRIMARY KEY, n serial)")
+    project = tmp_path / "p"
+    assert cli("init", str(project)).exit_code == Exit.OK
+    result = cli("inspect", "--url", db_url, root=project)
+    assert result.exit_code == Exit.DATABASE, result.output
+    assert "a.n: default nextval('a_n_seq'::regclass): a spec's serial column" in result.stderr
+    assert not (project / "changes" / "0000_baseline.yaml").exists()
