@@ -149,6 +149,14 @@ class CreateTable(OperationSpec):
             if c.references is not None:
                 fk = r.make_fk(table, col, c.references, ("columns", i, "references"), problems)
                 if fk is not None:
+                    if fk.name in names:
+                        problems.append(
+                            (
+                                ("columns", i, "references"),
+                                f"name {fk.name!r} is used twice in this table",
+                            )
+                        )
+                    names.add(fk.name)
                     fks.append(fk)
         checks = []
         for i, ck in enumerate(self.checks):
