@@ -351,7 +351,7 @@ class Resolver:
                     f"{ref.table}.{ref.column} ({target.type})",
                 )
             )
-        name = self.conventions.fk_name(table.name, column.name, ref.table)
+        name = ref.name or self.conventions.fk_name(table.name, column.name, ref.table)
         if len(name) > MAX_NAME:
             problems.append((path, f"derived foreign key name {name!r} is too long"))
         return ForeignKey(name, table.name, column.name, ref.table, ref.column, ref.on_delete)
