@@ -83,6 +83,11 @@ HISTORY: list[tuple[str, str]] = [
         "alter_column_type",
         "{op: alter_column_type, table: t, column: code, from: varchar(16), to: varchar(32)}",
     ),
+    (
+        "backfill",
+        "{op: backfill, table: t, set: {qty: 'coalesce(qty, 0)'}, where: qty IS NULL, "
+        "batch_size: 10000}",
+    ),
     ("rename_column", "{op: rename_column, table: t, column: note, to: remark}"),
     ("drop_foreign_key", "{op: drop_foreign_key, table: t, name: fk_t_parent}"),
     ("drop_unique", "{op: drop_unique, table: t, name: uq_t_code}"),

@@ -87,7 +87,11 @@ def after_0005() -> Rows:
         # the keys of the filled rows, for the downgrade to put NULL back
         "filled_0002_users_name": [{"id": u["id"]} for u in SEED["users"] if u["name"] is None],
         "products": [_renamed(p, "note", "description") for p in SEED["products"]],
-        "orders": SEED["orders"],
+        # the backfill of 0002: pending orders are open (the old values kept in its archive)
+        "orders": [
+            {**o, "status": "open" if o["status"] == "pending" else o["status"]}
+            for o in SEED["orders"]
+        ],
         "order_items": SEED["order_items"],
         "product_reviews": SEED["reviews"],
         "_dropped_0004_audit_log": SEED["audit_log"],  # the table set aside with its rows

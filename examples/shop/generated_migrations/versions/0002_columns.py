@@ -7,7 +7,9 @@
 # Cost: catalogue changes on PostgreSQL (NOT NULL through a validated check, varchar to text,
 # a default, a nullable column), one index built CONCURRENTLY; SQLite rebuilds users and
 # products.
-# Roll back: `schemagen downgrade --to 0001`: the filled names go back to NULL.
+# Pending orders are now called open (a backfill in batches; the old values are kept aside).
+# Roll back: `schemagen downgrade --to 0001`: the filled names go back to NULL, the orders'
+# statuses come back from the backfill's archive.
 """Change 0002_columns: upgrade and downgrade for PostgreSQL and SQLite."""
 
 import sqlalchemy as sa
@@ -182,6 +184,23 @@ def _upgrade_postgresql() -> None:
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_orders_user_status" ON "orders" ("user_id", "status")'
             )
         )
+    # Batches commit one by one outside the change's transaction: what ran before is committed.
+    with op.get_context().autocommit_block():
+        runtime.backfill(
+            op,
+            __file__,
+            "upgrade",
+            step="605c50c8ba",
+            table="orders",
+            key=["id"],
+            values={
+                "status": "'open'",
+            },
+            where="\"status\" = 'pending'",
+            checked=["status"],
+            kept=["status"],
+            batch_size=2,
+        )
 
 
 def _upgrade_sqlite() -> None:
@@ -260,11 +279,40 @@ def _upgrade_sqlite() -> None:
             existing_nullable=False,
         )
     op.create_index("ix_orders_user_status", "orders", ["user_id", "status"], unique=False)
+    # Batches commit one by one outside the change's transaction: what ran before is committed.
+    with op.get_context().autocommit_block():
+        runtime.backfill(
+            op,
+            __file__,
+            "upgrade",
+            step="605c50c8ba",
+            table="orders",
+            key=["id"],
+            values={
+                "status": "'open'",
+            },
+            where="\"status\" = 'pending'",
+            checked=["status"],
+            kept=["status"],
+            batch_size=2,
+        )
 
 
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    # Batches commit one by one outside the change's transaction: what ran before is committed.
+    with op.get_context().autocommit_block():
+        runtime.backfill(
+            op,
+            __file__,
+            "downgrade",
+            step="605c50c8ba",
+            table="orders",
+            key=["id"],
+            kept=["status"],
+            batch_size=2,
+        )
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
@@ -287,6 +335,18 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    # Batches commit one by one outside the change's transaction: what ran before is committed.
+    with op.get_context().autocommit_block():
+        runtime.backfill(
+            op,
+            __file__,
+            "downgrade",
+            step="605c50c8ba",
+            table="orders",
+            key=["id"],
+            kept=["status"],
+            batch_size=2,
+        )
     op.drop_index("ix_orders_user_status", table_name="orders")
     with op.batch_alter_table(
         "products",
