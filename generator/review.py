@@ -24,7 +24,7 @@ class TableDiff:
 def _index(t: Table) -> dict[str, str]:
     return {
         i.name: f"({', '.join(i.columns)}){' unique' if i.unique else ''}"
-        + (f" WHERE {i.where}" if i.where else "")
+        + (f" WHERE {i.where_text}" if i.where else "")
         for i in t.indexes
     }
 

@@ -121,12 +121,15 @@ def _canonical_where(value: str) -> str:
     return " AND ".join(out)
 
 
-Where = Annotated[
-    StrictStr,
-    StringConstraints(pattern=WHERE_PATTERN),
-    AfterValidator(_canonical_where),
-    WithJsonSchema({"type": "string", "pattern": WHERE_PATTERN, "description": WHERE_HELP}),
-]
+# What ``schemagen adopt`` can read back from a database (generator/introspect.py).
+ADOPTED_WHERE_HELP = WHERE_HELP
+WHERE_HELP = (
+    "a partial index's predicate, a condition of the expression grammar "
+    "(docs/authoring.md#expressions): columns, literals, comparisons, IS [NOT] NULL, IN, "
+    "BETWEEN, AND/OR/NOT, arithmetic, lower/upper/coalesce/length; not now"
+)
+# Parsed and checked against the table by the operation (generator.expr), refused at its line.
+Where = Annotated[StrictStr, WithJsonSchema({"type": "string", "description": WHERE_HELP})]
 
 
 class IndexSpec(Spec):

@@ -48,9 +48,7 @@ class CreateIndex(OperationSpec):
         if table is None:
             return [], problems
         r.free_name(self.name, ("name",), problems)
-        r.index_columns(table, self.columns, ("columns",), problems)
-        r.where_columns(table, self.where, ("where",), problems)
-        index = Index(self.name, self.table, tuple(self.columns), self.unique, self.where)
+        index = r.make_index(table, self.name, self.columns, self.unique, self.where, (), problems)
         return [CreateIndexStep(index, self.concurrently)], problems
 
 

@@ -14,7 +14,7 @@ from generator.errors import Path
 from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
 from generator.resolve import MAX_NAME
 from generator.spec import ColumnSpec, Identifier, IndexSpec
-from generator.state import Column, Index, Schema, Table, UniqueConstraint
+from generator.state import Column, Schema, Table, UniqueConstraint
 
 if TYPE_CHECKING:
     from generator.load import Change
@@ -118,9 +118,9 @@ class CreateTable(OperationSpec):
             else:
                 r.free_name(ix.name, (*path, "name"), problems)
             names.add(ix.name)
-            r.index_columns(table, ix.columns, (*path, "columns"), problems)
-            r.where_columns(table, ix.where, (*path, "where"), problems)
-            indexes.append(Index(ix.name, self.name, tuple(ix.columns), ix.unique, ix.where))
+            indexes.append(
+                r.make_index(table, ix.name, ix.columns, ix.unique, ix.where, path, problems)
+            )
         table = Table(
             self.name,
             tuple(columns),
