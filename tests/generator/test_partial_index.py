@@ -1,0 +1,133 @@
+"""Partial indexes whose ``where`` is a condition of the expression grammar: built, checked by
+the validation's catalogue queries (the predicate as each database reads it back), used by the
+planner, renamed with a column, dropped on the way down; refusals at their YAML line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from ops_support import render_case, rows
+from support import GOLDEN, execute
+
+from generator import migrate
+from generator.errors import SpecErrors
+from generator.load import load_changes
+
+CASE = GOLDEN / "render" / "partial_index"
+
+
+def _verify(out: Path, url: str) -> str:
+    revision, source, results, _ = migrate.verify(out, sa.make_url(url))
+    failing = [(r.check.name, r.rows) for r in results if not r.passed]
+    assert failing == [], f"verify at {revision} ({source}): {failing}"
+    assert any(r.check.name == "orders.indexes" for r in results)
+    return source
+
+
+def _indexes(url: str, table: str) -> set[str]:
+    if url.startswith("postgresql"):
+        sql = f"SELECT indexname FROM pg_indexes WHERE tablename = '{table}'"
+    else:
+        sql = f"SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = '{table}'"
+    return {r[0] for r in rows(url, sql) if not str(r[0]).startswith(("sqlite_", "pk_"))}
+
+
+def _plan(url: str, query: str) -> str:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            if url.startswith("postgresql"):
+                conn.exec_driver_sql("ANALYZE orders")
+                conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+                plan = conn.exec_driver_sql(f"EXPLAIN {query}").scalars().all()
+            else:
+                conn.exec_driver_sql("ANALYZE")
+                plan = [r[-1] for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}")]
+        return "\n".join(str(p) for p in plan)
+    finally:
+        engine.dispose()
+
+
+def test_the_state_keeps_trees_and_renames_through_them() -> None:
+    changes = load_changes(CASE / "changes", display_base=CASE)
+    orders = changes[1].after.get("orders")
+    pending = orders.index("ix_orders_pending")
+    assert pending is not None and pending.where_text == "status = 'pending'"
+    renamed = changes[2].after.get("orders")
+    after = renamed.index("ix_orders_pending")
+    open_note = renamed.index("ix_orders_open_note")
+    assert after is not None and after.where_text == "state = 'pending'"
+    assert open_note is not None and "state < 'm'" in str(open_note.where_text)
+    assert dict(open_note.column_types)["state"] == dict(pending.column_types)["status"]
+    # the derived downgrade of the rename gives the predicate back
+    schema = changes[2].after
+    for step in changes[2].inverse_steps:
+        schema = step.apply(schema)
+    assert schema == changes[2].before
+
+
+def test_refusals_at_their_line(tmp_path: Path) -> None:
+    changes = tmp_path / "changes"
+    changes.mkdir()
+    (changes / "0000_base.yaml").write_text((CASE / "changes" / "0000_base.yaml").read_text())
+    (changes / "0001_bad.yaml").write_text(
+        "id: bad\ndescription: b\noperations:\n"
+        "  - {op: create_index, table: orders, name: ix_a, columns: [id], where: 'qty >'}\n"
+        "  - {op: create_index, table: orders, name: ix_b, columns: [id], where: 'lower(note) = 1'}\n"
+        "  - {op: create_index, table: orders, name: ix_c, columns: [id], where: 'qty + 1 > 2'}\n"
+        "  - {op: create_index, table: orders, name: ix_d, columns: [id], where: 'nope IS NULL'}\n"
+        "  - {op: create_index, table: orders, name: ix_e, columns: [id], where: 'deleted_at > now'}\n"
+        "  - {op: create_index, table: orders, name: ix_f, columns: [id], where: 'qty'}\n"
+    )
+    with pytest.raises(SpecErrors) as info:
+        load_changes(changes, display_base=tmp_path)
+    text = str(info.value)
+    assert "0001_bad.yaml:4:" in text and "operations[0].where: expected" in text
+    assert "0001_bad.yaml:5:" in text and "operations[1].where:" in text
+    assert "0001_bad.yaml:6:" in text and "operations[2].where: an index predicate takes" in text
+    assert "operations[3].where: column 'nope' does not exist" in text
+    assert "0001_bad.yaml:8:" in text and "operations[4].where:" in text
+    assert "0001_bad.yaml:9:" in text and "operations[5].where:" in text
+
+
+@pytest.mark.db
+def test_up_verify_planner_rename_down_up(db_url: str, dialect: str, tmp_path: Path) -> None:
+    _, out = render_case("partial_index", tmp_path)
+    url = sa.make_url(db_url)
+    migrate.upgrade(out, url, "0000")
+    assert _verify(out, db_url) == "0000_base.post"
+    values = ", ".join(
+        f"({i}, '{'pending' if i % 50 == 0 else 'done'}', 'n{i}', {i % 7 - 3}, {i % 11}.5, "
+        f"{'true' if i % 2 else 'false'}, NULL)"
+        for i in range(1, 2001)
+    )
+    execute(db_url, f"INSERT INTO orders VALUES {values}")
+    data = rows(db_url, "SELECT * FROM orders ORDER BY id")
+    migrate.upgrade(out, url, "0001")
+    assert _verify(out, db_url) == "0001_partial.post"
+    assert {"ix_orders_pending", "ix_orders_live_qty", "ix_orders_open_note"} <= _indexes(
+        db_url, "orders"
+    )
+    plan = _plan(db_url, "SELECT id FROM orders WHERE status = 'pending'")
+    assert "ix_orders_pending" in plan, plan
+    plan = _plan(db_url, "SELECT qty FROM orders WHERE deleted_at IS NULL AND qty > 0 AND qty = 2")
+    assert "ix_orders_live_qty" in plan, plan
+    # the unique partial index holds only where its predicate does
+    execute(db_url, "INSERT INTO orders VALUES (5001, 'a', 'dup', -5, 1, true, NULL)")
+    with pytest.raises(sa.exc.IntegrityError):
+        execute(db_url, "INSERT INTO orders VALUES (5002, 'a', 'dup', -5, 1, true, NULL)")
+    execute(db_url, "INSERT INTO orders VALUES (5003, 'z', 'dup', -5, 1, true, NULL)")
+    execute(db_url, "DELETE FROM orders WHERE id > 5000")
+    migrate.upgrade(out, url, "head")
+    assert _verify(out, db_url) == "0002_rename.post"
+    plan = _plan(db_url, "SELECT id FROM orders WHERE state = 'pending'")
+    assert "ix_orders_pending" in plan, plan
+    migrate.downgrade(out, url, "0000")
+    assert _verify(out, db_url) == "0000_base.post"
+    assert _indexes(db_url, "orders") == set()
+    assert rows(db_url, "SELECT * FROM orders ORDER BY id") == data
+    migrate.upgrade(out, url, "head")
+    assert _verify(out, db_url) == "0002_rename.post"
+    assert rows(db_url, "SELECT * FROM orders ORDER BY id") == data
