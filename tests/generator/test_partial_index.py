@@ -75,10 +75,10 @@ def test_refusals_at_their_line(tmp_path: Path) -> None:
     (changes / "0001_bad.yaml").write_text(
         "id: bad\ndescription: b\noperations:\n"
         "  - {op: create_index, table: orders, name: ix_a, columns: [id], where: 'qty >'}\n"
-        "  - {op: create_index, table: orders, name: ix_b, columns: [id], where: 'lower(note) = 1'}\n"
+        "  - {op: create_index, table: orders, name: ix_b, columns: [id], where: 'lower(note)=1'}\n"
         "  - {op: create_index, table: orders, name: ix_c, columns: [id], where: 'qty + 1 > 2'}\n"
         "  - {op: create_index, table: orders, name: ix_d, columns: [id], where: 'nope IS NULL'}\n"
-        "  - {op: create_index, table: orders, name: ix_e, columns: [id], where: 'deleted_at > now'}\n"
+        "  - {op: create_index, table: orders, name: ix_e, columns: [id], where: 'deleted_at>now'}\n"
         "  - {op: create_index, table: orders, name: ix_f, columns: [id], where: 'qty'}\n"
     )
     with pytest.raises(SpecErrors) as info:
