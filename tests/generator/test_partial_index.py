@@ -78,7 +78,7 @@ def test_refusals_at_their_line(tmp_path: Path) -> None:
         "  - {op: create_index, table: orders, name: ix_b, columns: [id], where: 'lower(note)=1'}\n"
         "  - {op: create_index, table: orders, name: ix_c, columns: [id], where: 'qty + 1 > 2'}\n"
         "  - {op: create_index, table: orders, name: ix_d, columns: [id], where: 'nope IS NULL'}\n"
-        "  - {op: create_index, table: orders, name: ix_e, columns: [id], where: 'deleted_at>now'}\n"
+        "  - {op: create_index, table: orders, name: e, columns: [id], where: 'deleted_at>now'}\n"
         "  - {op: create_index, table: orders, name: ix_f, columns: [id], where: 'qty'}\n"
     )
     with pytest.raises(SpecErrors) as info:
