@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import math
 import re
+from dataclasses import replace
 
 from generator import expr, indexexpr, spec
 from generator.coltypes import INTEGER_RANGE, SqlType, parse_type
@@ -305,12 +306,18 @@ class Resolver:
         where: str | None,
         path: Path,
         problems: list[Problem],
+        descending: list[str] | None = None,
     ) -> Index:
         """The index, its predicate ``where`` parsed and type-checked against ``table`` by the
         expression grammar (a problem at ``path + ("where",)`` saying what it expected)."""
         self.index_columns(table, columns, (*path, "columns"), problems)
+        desc = tuple(c for c in columns if c in (descending or []))
+        for i, c in enumerate(descending or []):
+            if c not in columns:
+                problems.append(((*path, "descending", i), f"{c!r} is not one of the columns"))
+        index = Index(name, table.name, tuple(columns), unique, descending=desc)
         if where is None:
-            return Index(name, table.name, tuple(columns), unique)
+            return index
         types = {c.name: expr.type_class(str(c.type)) for c in table.columns}
         try:
             tree = expr.parse(where)
@@ -318,19 +325,19 @@ class Resolver:
             for column in missing:
                 self.column(table, column, (*path, "where"), problems)
             if missing:
-                return Index(name, table.name, tuple(columns), unique)
+                return index
             expr.check(tree, "boolean", types, deterministic=True)
         except expr.ExprError as error:
             problems.append(
                 ((*path, "where"), f"{error.message} (at offset {error.offset} of {where!r})")
             )
-            return Index(name, table.name, tuple(columns), unique)
+            return index
         sql_types = {c.name: c.type for c in table.columns}
         why = indexexpr.unsupported(tree, sql_types)
         if why:
             problems.append(((*path, "where"), f"{why} (got {where!r})"))
         used = tuple(sorted((c, sql_types[c]) for c in expr.columns(tree)))
-        return Index(name, table.name, tuple(columns), unique, tree, used)
+        return replace(index, where=tree, column_types=used)
 
     def make_column(
         self, table_name: str, c: spec.ColumnSpec, path: Path, problems: list[Problem]

@@ -23,7 +23,8 @@ class TableDiff:
 
 def _index(t: Table) -> dict[str, str]:
     return {
-        i.name: f"({', '.join(i.columns)}){' unique' if i.unique else ''}"
+        i.name: f"({', '.join(c + (' DESC' if c in i.descending else '') for c in i.columns)})"
+        + (" unique" if i.unique else "")
         + (f" WHERE {i.where_text}" if i.where else "")
         for i in t.indexes
     }

@@ -137,6 +137,9 @@ class IndexSpec(Spec):
     columns: Annotated[list[Identifier], Field(min_length=1)]
     unique: bool = False
     where: Where | None = Field(default=None, description=WHERE_HELP)
+    descending: list[Identifier] = Field(
+        default_factory=list, description="key columns in descending order (DESC)"
+    )
 
 
 # The operations' own models live in their modules (generator/ops/); the change file's model,

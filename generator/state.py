@@ -38,6 +38,7 @@ class Index:
     unique: bool = False
     where: expr.Expr | None = None
     column_types: tuple[tuple[str, SqlType], ...] = ()
+    descending: tuple[str, ...] = ()  # the key columns in descending order (DESC)
 
     @property
     def where_text(self) -> str | None:
@@ -67,6 +68,7 @@ class Index:
             columns=tuple(new if c == old else c for c in self.columns),
             where=None if self.where is None else _rename(self.where, old, new),
             column_types=tuple((new if c == old else c, t) for c, t in self.column_types),
+            descending=tuple(new if c == old else c for c in self.descending),
         )
 
 

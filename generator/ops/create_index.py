@@ -29,6 +29,9 @@ class CreateIndex(OperationSpec):
     columns: Annotated[list[Identifier], Field(min_length=1)]
     unique: bool = False
     where: Where | None = Field(default=None, description=WHERE_HELP)
+    descending: list[Identifier] = Field(
+        default_factory=list, description="key columns in descending order (DESC)"
+    )
     concurrently: bool = Field(
         default=True, description="PostgreSQL: CREATE INDEX CONCURRENTLY (false: blocks writes)"
     )
@@ -37,7 +40,8 @@ class CreateIndex(OperationSpec):
     templates: ClassVar[tuple[str, ...]] = ("ops/create_index.j2",)
     example: ClassVar[str] = "{op: create_index, table: t, name: ix_t_c, columns: [c]}"
     doc: ClassVar[tuple[str, str, str]] = (
-        "`table`, `name`, `columns`, `unique` (default false), `where` (partial index)",
+        "`table`, `name`, `columns`, `unique` (default false), `where` (partial index), "
+        "`descending` (key columns in DESC order)",
         "create it",
         "drop it",
     )
@@ -48,7 +52,9 @@ class CreateIndex(OperationSpec):
         if table is None:
             return [], problems
         r.free_name(self.name, ("name",), problems)
-        index = r.make_index(table, self.name, self.columns, self.unique, self.where, (), problems)
+        index = r.make_index(
+            table, self.name, self.columns, self.unique, self.where, (), problems, self.descending
+        )
         return [CreateIndexStep(index, self.concurrently)], problems
 
 

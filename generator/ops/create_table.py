@@ -35,7 +35,7 @@ class CreateTable(OperationSpec):
         "op: create_table\nname: t\ncolumns: [{name: id, type: bigint, primary_key: true}]"
     )
     doc: ClassVar[tuple[str, str, str]] = (
-        "`name`, `columns` (list of column), `indexes` (list of `{name, columns, unique, where}`)",
+        "`name`, `columns` (list of column), `indexes` (list of `{name, columns, unique, where, descending}`)",
         "create table, keys and indexes",
         "drop the table",
     )
@@ -119,7 +119,9 @@ class CreateTable(OperationSpec):
                 r.free_name(ix.name, (*path, "name"), problems)
             names.add(ix.name)
             indexes.append(
-                r.make_index(table, ix.name, ix.columns, ix.unique, ix.where, path, problems)
+                r.make_index(
+                    table, ix.name, ix.columns, ix.unique, ix.where, path, problems, ix.descending
+                )
             )
         table = Table(
             self.name,

@@ -50,6 +50,20 @@ def _plan(url: str, query: str) -> str:
         engine.dispose()
 
 
+def _descending(url: str, index: str) -> list[str]:
+    """The index's key columns the database keeps in descending order."""
+    if url.startswith("postgresql"):
+        sql = (
+            "SELECT a.attname FROM pg_index AS x JOIN pg_class AS i ON i.oid = x.indexrelid "
+            "CROSS JOIN LATERAL unnest(x.indkey::int2[], x.indoption::int2[]) AS k(attnum, opt) "
+            "JOIN pg_attribute AS a ON a.attrelid = x.indrelid AND a.attnum = k.attnum "
+            f"WHERE i.relname = '{index}' AND k.opt & 1 = 1"
+        )
+    else:
+        sql = f"SELECT name FROM pragma_index_xinfo('{index}') WHERE key AND \"desc\""
+    return sorted(r[0] for r in rows(url, sql))
+
+
 def test_the_state_keeps_trees_and_renames_through_them() -> None:
     changes = load_changes(CASE / "changes", display_base=CASE)
     orders = changes[1].after.get("orders")
@@ -112,6 +126,11 @@ def test_up_verify_planner_rename_down_up(db_url: str, dialect: str, tmp_path: P
     )
     plan = _plan(db_url, "SELECT id FROM orders WHERE status = 'pending'")
     assert "ix_orders_pending" in plan, plan
+    assert _descending(db_url, "ix_orders_recent") == ["price"]
+    assert _descending(db_url, "ix_coupons_mid") == ["amount"]
+    assert _descending(db_url, "ix_orders_live_qty") == []
+    plan = _plan(db_url, "SELECT price, id FROM orders ORDER BY price DESC, id LIMIT 3")
+    assert "ix_orders_recent" in plan, plan
     plan = _plan(db_url, "SELECT qty FROM orders WHERE deleted_at IS NULL AND qty > 0 AND qty = 2")
     assert "ix_orders_live_qty" in plan, plan
     # the unique partial index holds only where its predicate does

@@ -71,7 +71,7 @@ def _upgrade_postgresql() -> None:
     op.create_index(
         "ix_coupons_mid",
         "coupons",
-        ["amount"],
+        [sa.text('"amount" DESC'), "code"],
         unique=False,
         postgresql_where=sa.text('"amount" BETWEEN 0.5 AND 100 OR NOT "active"'),
     )
@@ -103,7 +103,7 @@ def _upgrade_sqlite() -> None:
     op.create_index(
         "ix_coupons_mid",
         "coupons",
-        ["amount"],
+        [sa.text('"amount" DESC'), "code"],
         unique=False,
         sqlite_where=sa.text('"amount" BETWEEN 0.5 AND 100 OR NOT "active"'),
     )

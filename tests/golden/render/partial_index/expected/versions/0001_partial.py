@@ -79,6 +79,8 @@ def upgrade() -> None:
                         "YES",
                         "status::text = 'pending'::text",
                     ],
+                    ["found, not expected", "ix_orders_recent", "price,id", "NO", "NO", ""],
+                    ["found, not expected", "ix_orders_recent", "price,id", "NO", "YES", ""],
                 ],
             },
         },
@@ -125,6 +127,7 @@ def downgrade() -> None:
                         "YES",
                         "status::text = 'pending'::text",
                     ],
+                    ["expected, not found", "ix_orders_recent", "price,id", "NO", "YES", ""],
                     [
                         "found, not expected",
                         "ix_orders_live_qty",
@@ -149,6 +152,7 @@ def downgrade() -> None:
                         "NO",
                         "status::text = 'pending'::text",
                     ],
+                    ["found, not expected", "ix_orders_recent", "price,id", "NO", "NO", ""],
                 ],
             },
         },
@@ -181,6 +185,13 @@ def _upgrade_postgresql() -> None:
                 'CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "ix_orders_open_note" ON "orders" ("note") WHERE "note" <> \'x\' AND "price" >= -2.5 AND "qty" < -3 AND "status" COLLATE "C" < \'m\''
             )
         )
+        runtime.queueing_lock_wait(op, False)
+        runtime.drop_invalid_index(op, "ix_orders_recent")
+        op.execute(
+            sa.text(
+                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_orders_recent" ON "orders" ("price" DESC, "id")'
+            )
+        )
 
 
 def _upgrade_sqlite() -> None:
@@ -207,6 +218,7 @@ def _upgrade_sqlite() -> None:
             '"note" <> \'x\' AND "price" >= -2.5 AND "qty" < -3 AND "status" < \'m\''
         ),
     )
+    op.create_index("ix_orders_recent", "orders", [sa.text('"price" DESC'), "id"], unique=False)
 
 
 def _downgrade_postgresql() -> None:
@@ -214,6 +226,8 @@ def _downgrade_postgresql() -> None:
     runtime.timeouts(op, "5s", "30min")
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
+        runtime.queueing_lock_wait(op, True)
+        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_recent"'))
         runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_open_note"'))
         runtime.queueing_lock_wait(op, True)
@@ -223,6 +237,7 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    op.drop_index("ix_orders_recent", table_name="orders")
     op.drop_index("ix_orders_open_note", table_name="orders")
     op.drop_index("ix_orders_live_qty", table_name="orders")
     op.drop_index("ix_orders_pending", table_name="orders")

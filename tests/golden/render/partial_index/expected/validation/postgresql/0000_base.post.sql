@@ -65,7 +65,7 @@ SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT S
 WITH expected(index_name, columns, is_unique, is_valid, predicate) AS (
     VALUES
         ('ix_coupons_live_code', 'code', 'YES', 'YES', 'active'),
-        ('ix_coupons_mid', 'amount', 'NO', 'YES', 'amount >= 0.5::double precision AND amount <= 100::double precision OR NOT active')
+        ('ix_coupons_mid', 'amount,code', 'NO', 'YES', 'amount >= 0.5::double precision AND amount <= 100::double precision OR NOT active')
 
 ),
 actual(index_name, columns, is_unique, is_valid, predicate) AS (

@@ -65,7 +65,7 @@ SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT S
 WITH expected(index_name, columns, is_unique, is_valid, predicate) AS (
     VALUES
         ('ix_coupons_live_code', 'code', 'YES', 'YES', 'active'),
-        ('ix_coupons_mid', 'amount', 'NO', 'YES', 'amount >= 0.5::double precision AND amount <= 100::double precision OR NOT active')
+        ('ix_coupons_mid', 'amount,code', 'NO', 'YES', 'amount >= 0.5::double precision AND amount <= 100::double precision OR NOT active')
 
 ),
 actual(index_name, columns, is_unique, is_valid, predicate) AS (
@@ -191,7 +191,8 @@ WITH expected(index_name, columns, is_unique, is_valid, predicate) AS (
     VALUES
         ('ix_orders_live_qty', 'qty', 'NO', 'YES', 'deleted_at IS NULL AND qty > 0'),
         ('ix_orders_open_note', 'note', 'YES', 'YES', 'note <> ''x''::text AND price >= ''-2.5''::numeric AND qty < ''-3''::integer AND state::text COLLATE C < ''m''::text'),
-        ('ix_orders_pending', 'id', 'NO', 'YES', 'state::text = ''pending''::text')
+        ('ix_orders_pending', 'id', 'NO', 'YES', 'state::text = ''pending''::text'),
+        ('ix_orders_recent', 'price,id', 'NO', 'YES', '')
 
 ),
 actual(index_name, columns, is_unique, is_valid, predicate) AS (

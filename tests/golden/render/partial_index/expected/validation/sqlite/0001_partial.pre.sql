@@ -60,7 +60,7 @@ SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT S
 WITH expected(index_name, columns, is_unique, predicate) AS (
     VALUES
         ('ix_coupons_live_code', 'code', 'YES', 'active'),
-        ('ix_coupons_mid', 'amount', 'NO', 'amount BETWEEN 0.5 AND 100 OR NOT active')
+        ('ix_coupons_mid', 'amount,code', 'NO', 'amount BETWEEN 0.5 AND 100 OR NOT active')
 
 ),
 actual(index_name, columns, is_unique, predicate) AS (

@@ -60,7 +60,7 @@ SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT S
 WITH expected(index_name, columns, is_unique, predicate) AS (
     VALUES
         ('ix_coupons_live_code', 'code', 'YES', 'active'),
-        ('ix_coupons_mid', 'amount', 'NO', 'amount BETWEEN 0.5 AND 100 OR NOT active')
+        ('ix_coupons_mid', 'amount,code', 'NO', 'amount BETWEEN 0.5 AND 100 OR NOT active')
 
 ),
 actual(index_name, columns, is_unique, predicate) AS (
@@ -160,7 +160,8 @@ WITH expected(index_name, columns, is_unique, predicate) AS (
     VALUES
         ('ix_orders_live_qty', 'qty', 'NO', 'deleted_at IS NULL AND qty > 0'),
         ('ix_orders_open_note', 'note', 'YES', 'note <> ''x'' AND price >= -2.5 AND qty < -3 AND state < ''m'''),
-        ('ix_orders_pending', 'id', 'NO', 'state = ''pending''')
+        ('ix_orders_pending', 'id', 'NO', 'state = ''pending'''),
+        ('ix_orders_recent', 'price,id', 'NO', '')
 
 ),
 actual(index_name, columns, is_unique, predicate) AS (
