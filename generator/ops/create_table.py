@@ -35,7 +35,8 @@ class CreateTable(OperationSpec):
         "op: create_table\nname: t\ncolumns: [{name: id, type: bigint, primary_key: true}]"
     )
     doc: ClassVar[tuple[str, str, str]] = (
-        "`name`, `columns` (list of column), `indexes` (list of `{name, columns, unique, where, descending}`)",
+        "`name`, `columns` (list of column), `indexes` (list of "
+        "`{name, columns, unique, where, descending}`)",
         "create table, keys and indexes",
         "drop the table",
     )
