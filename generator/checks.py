@@ -39,7 +39,9 @@ def index_row(index: Index, dialect: str, valid: bool = True) -> Row:
     """``valid=False``: the row of an index a killed concurrent build or drop left INVALID."""
     where = index_predicate(index, dialect)
     if dialect == dialects.POSTGRESQL:
-        return (index.name, _csv(index.columns), _yes(index.unique), _yes(valid), where)
+        # pg_index.indkey lists the INCLUDE columns after the key's
+        columns = _csv((*index.columns, *index.include))
+        return (index.name, columns, _yes(index.unique), _yes(valid), where)
     return (index.name, _csv(index.columns), _yes(index.unique), where)
 
 

@@ -307,6 +307,7 @@ class Resolver:
         path: Path,
         problems: list[Problem],
         descending: list[str] | None = None,
+        include: list[str] | None = None,
     ) -> Index:
         """The index, its predicate ``where`` parsed and type-checked against ``table`` by the
         expression grammar (a problem at ``path + ("where",)`` saying what it expected)."""
@@ -315,7 +316,14 @@ class Resolver:
         for i, c in enumerate(descending or []):
             if c not in columns:
                 problems.append(((*path, "descending", i), f"{c!r} is not one of the columns"))
-        index = Index(name, table.name, tuple(columns), unique, descending=desc)
+        for i, c in enumerate(include or []):
+            if c in columns:
+                problems.append(((*path, "include", i), f"{c!r} is already a key column"))
+            else:
+                self.column(table, c, (*path, "include", i), problems)
+        index = Index(
+            name, table.name, tuple(columns), unique, descending=desc, include=tuple(include or [])
+        )
         if where is None:
             return index
         types = {c.name: expr.type_class(str(c.type)) for c in table.columns}

@@ -25,6 +25,7 @@ def _index(t: Table) -> dict[str, str]:
     return {
         i.name: f"({', '.join(c + (' DESC' if c in i.descending else '') for c in i.columns)})"
         + (" unique" if i.unique else "")
+        + (f" INCLUDE ({', '.join(i.include)}) on PostgreSQL" if i.include else "")
         + (f" WHERE {i.where_text}" if i.where else "")
         for i in t.indexes
     }

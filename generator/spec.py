@@ -140,6 +140,11 @@ class IndexSpec(Spec):
     descending: list[Identifier] = Field(
         default_factory=list, description="key columns in descending order (DESC)"
     )
+    include: list[Identifier] = Field(
+        default_factory=list,
+        description="PostgreSQL: non-key columns stored in the index (INCLUDE); SQLite builds "
+        "the index without them",
+    )
 
 
 # The operations' own models live in their modules (generator/ops/); the change file's model,

@@ -39,6 +39,9 @@ class Index:
     where: expr.Expr | None = None
     column_types: tuple[tuple[str, SqlType], ...] = ()
     descending: tuple[str, ...] = ()  # the key columns in descending order (DESC)
+    # PostgreSQL: non-key columns stored in the index (INCLUDE, a covering index); SQLite has
+    # no INCLUDE and builds the index on the key columns alone.
+    include: tuple[str, ...] = ()
 
     @property
     def where_text(self) -> str | None:
@@ -52,7 +55,7 @@ class Index:
     @property
     def all_columns(self) -> frozenset[str]:
         """Every column the index names: its keys and its predicate's."""
-        return frozenset(self.columns) | self.where_columns
+        return frozenset(self.columns) | frozenset(self.include) | self.where_columns
 
     def where_sql(self, dialect: str) -> str:
         assert self.where is not None
@@ -69,6 +72,7 @@ class Index:
             where=None if self.where is None else _rename(self.where, old, new),
             column_types=tuple((new if c == old else c, t) for c, t in self.column_types),
             descending=tuple(new if c == old else c for c in self.descending),
+            include=tuple(new if c == old else c for c in self.include),
         )
 
 

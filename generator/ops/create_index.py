@@ -32,6 +32,11 @@ class CreateIndex(OperationSpec):
     descending: list[Identifier] = Field(
         default_factory=list, description="key columns in descending order (DESC)"
     )
+    include: list[Identifier] = Field(
+        default_factory=list,
+        description="PostgreSQL: non-key columns stored in the index (INCLUDE); SQLite builds "
+        "the index without them",
+    )
     concurrently: bool = Field(
         default=True, description="PostgreSQL: CREATE INDEX CONCURRENTLY (false: blocks writes)"
     )
@@ -41,7 +46,8 @@ class CreateIndex(OperationSpec):
     example: ClassVar[str] = "{op: create_index, table: t, name: ix_t_c, columns: [c]}"
     doc: ClassVar[tuple[str, str, str]] = (
         "`table`, `name`, `columns`, `unique` (default false), `where` (partial index), "
-        "`descending` (key columns in DESC order)",
+        "`descending` (key columns in DESC order), `include` (PostgreSQL covering columns; "
+        "SQLite builds the index without them)",
         "create it",
         "drop it",
     )
@@ -53,7 +59,15 @@ class CreateIndex(OperationSpec):
             return [], problems
         r.free_name(self.name, ("name",), problems)
         index = r.make_index(
-            table, self.name, self.columns, self.unique, self.where, (), problems, self.descending
+            table,
+            self.name,
+            self.columns,
+            self.unique,
+            self.where,
+            (),
+            problems,
+            self.descending,
+            self.include,
         )
         return [CreateIndexStep(index, self.concurrently)], problems
 

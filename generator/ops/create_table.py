@@ -36,7 +36,7 @@ class CreateTable(OperationSpec):
     )
     doc: ClassVar[tuple[str, str, str]] = (
         "`name`, `columns` (list of column), `indexes` (list of "
-        "`{name, columns, unique, where, descending}`)",
+        "`{name, columns, unique, where, descending, include}`)",
         "create table, keys and indexes",
         "drop the table",
     )
@@ -121,7 +121,15 @@ class CreateTable(OperationSpec):
             names.add(ix.name)
             indexes.append(
                 r.make_index(
-                    table, ix.name, ix.columns, ix.unique, ix.where, path, problems, ix.descending
+                    table,
+                    ix.name,
+                    ix.columns,
+                    ix.unique,
+                    ix.where,
+                    path,
+                    problems,
+                    ix.descending,
+                    ix.include,
                 )
             )
         table = Table(

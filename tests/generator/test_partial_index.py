@@ -129,6 +129,16 @@ def test_up_verify_planner_rename_down_up(db_url: str, dialect: str, tmp_path: P
     assert _descending(db_url, "ix_orders_recent") == ["price"]
     assert _descending(db_url, "ix_coupons_mid") == ["amount"]
     assert _descending(db_url, "ix_orders_live_qty") == []
+    # INCLUDE on PostgreSQL (the catalogue check above compared indkey: active,status,note);
+    # SQLite has no INCLUDE: the index holds its key alone
+    if dialect == "postgresql":
+        (definition,) = rows(
+            db_url, "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_orders_active_cover'"
+        )[0]
+        assert definition.endswith("(active) INCLUDE (status, note)"), definition
+    else:
+        info = rows(db_url, "SELECT name FROM pragma_index_info('ix_orders_active_cover')")
+        assert info == [("active",)]
     plan = _plan(db_url, "SELECT price, id FROM orders ORDER BY price DESC, id LIMIT 3")
     assert "ix_orders_recent" in plan, plan
     plan = _plan(db_url, "SELECT qty FROM orders WHERE deleted_at IS NULL AND qty > 0 AND qty = 2")

@@ -33,6 +33,22 @@ def upgrade() -> None:
                 "orders.indexes": [
                     [
                         "found, not expected",
+                        "ix_orders_active_cover",
+                        "active,status,note",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_orders_active_cover",
+                        "active,status,note",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    [
+                        "found, not expected",
                         "ix_orders_live_qty",
                         "qty",
                         "NO",
@@ -105,6 +121,14 @@ def downgrade() -> None:
                 "orders.indexes": [
                     [
                         "expected, not found",
+                        "ix_orders_active_cover",
+                        "active,status,note",
+                        "NO",
+                        "YES",
+                        "",
+                    ],
+                    [
+                        "expected, not found",
                         "ix_orders_live_qty",
                         "qty",
                         "NO",
@@ -128,6 +152,14 @@ def downgrade() -> None:
                         "status::text = 'pending'::text",
                     ],
                     ["expected, not found", "ix_orders_recent", "price,id", "NO", "YES", ""],
+                    [
+                        "found, not expected",
+                        "ix_orders_active_cover",
+                        "active,status,note",
+                        "NO",
+                        "NO",
+                        "",
+                    ],
                     [
                         "found, not expected",
                         "ix_orders_live_qty",
@@ -192,6 +224,13 @@ def _upgrade_postgresql() -> None:
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_orders_recent" ON "orders" ("price" DESC, "id")'
             )
         )
+        runtime.queueing_lock_wait(op, False)
+        runtime.drop_invalid_index(op, "ix_orders_active_cover")
+        op.execute(
+            sa.text(
+                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_orders_active_cover" ON "orders" ("active") INCLUDE ("status", "note")'
+            )
+        )
 
 
 def _upgrade_sqlite() -> None:
@@ -219,6 +258,7 @@ def _upgrade_sqlite() -> None:
         ),
     )
     op.create_index("ix_orders_recent", "orders", [sa.text('"price" DESC'), "id"], unique=False)
+    op.create_index("ix_orders_active_cover", "orders", ["active"], unique=False)
 
 
 def _downgrade_postgresql() -> None:
@@ -226,6 +266,8 @@ def _downgrade_postgresql() -> None:
     runtime.timeouts(op, "5s", "30min")
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
+        runtime.queueing_lock_wait(op, True)
+        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_active_cover"'))
         runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_recent"'))
         runtime.queueing_lock_wait(op, True)
@@ -237,6 +279,7 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    op.drop_index("ix_orders_active_cover", table_name="orders")
     op.drop_index("ix_orders_recent", table_name="orders")
     op.drop_index("ix_orders_open_note", table_name="orders")
     op.drop_index("ix_orders_live_qty", table_name="orders")
