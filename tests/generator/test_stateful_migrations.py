@@ -539,6 +539,11 @@ class Drawer:
                 chosen = self.draw(st.lists(st.sampled_from(terms), min_size=1, max_size=2))
                 joiner = self.draw(st.sampled_from([" AND ", " OR "]))
                 op["where"] = joiner.join(dict.fromkeys(chosen))
+        if self.draw(st.integers(0, 3)) == 0:
+            op["descending"] = [cols[0]]
+        rest = [c.name for c in table.columns if c.name not in cols]
+        if rest and self.draw(st.integers(0, 3)) == 0:
+            op["include"] = [self.draw(st.sampled_from(rest))]
         return op
 
     def _alterable(self) -> list[tuple[Table, Column]]:
