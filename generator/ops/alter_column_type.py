@@ -84,6 +84,16 @@ class AlterColumnType(OperationSpec):
         ]
         if fk is not None or referencing:
             problems.append((("column",), "cannot change the type of a column in a foreign key"))
+        partial = [i.name for i in table.indexes if column.name in i.where_columns]
+        if partial:
+            # its predicate is rendered (and read back from the catalogue) by the column's type
+            problems.append(
+                (
+                    ("column",),
+                    f"the predicate of index {', '.join(partial)} names the column: drop the "
+                    "index first, then change the type",
+                )
+            )
         if column.default is not None and (problem := default_problem(column.default, new)):
             problems.append((("to",), f"the column's default no longer fits: {problem}"))
         steps: list[Step] = [AlterColumnTypeStep(self.table, column, new)]

@@ -94,6 +94,10 @@ def test_refusals_at_their_line(tmp_path: Path) -> None:
         "  - {op: create_index, table: orders, name: ix_d, columns: [id], where: 'nope IS NULL'}\n"
         "  - {op: create_index, table: orders, name: e, columns: [id], where: 'deleted_at>now'}\n"
         "  - {op: create_index, table: orders, name: ix_f, columns: [id], where: 'qty'}\n"
+        "  - {op: create_index, table: orders, name: ix_g, columns: [id], where: 'qty > 0'}\n"
+        "  - {op: alter_column_type, table: orders, column: qty, from: integer, to: bigint}\n"
+        "  - {op: create_index, table: orders, name: ix_h, columns: [id], descending: [qty]}\n"
+        "  - {op: create_index, table: orders, name: ix_i, columns: [id], include: [id, nope]}\n"
     )
     with pytest.raises(SpecErrors) as info:
         load_changes(changes, display_base=tmp_path)
@@ -104,6 +108,10 @@ def test_refusals_at_their_line(tmp_path: Path) -> None:
     assert "operations[3].where: column 'nope' does not exist" in text
     assert "0001_bad.yaml:8:" in text and "operations[4].where:" in text
     assert "0001_bad.yaml:9:" in text and "operations[5].where:" in text
+    assert "0001_bad.yaml:11:" in text and "the predicate of index ix_g names the column" in text
+    assert "operations[8].descending[0]: 'qty' is not one of the columns" in text
+    assert "operations[9].include[0]: 'id' is already a key column" in text
+    assert "operations[9].include[1]: column 'nope' does not exist" in text
 
 
 @pytest.mark.db
