@@ -93,12 +93,17 @@ def pg_deparsed(node: expr.Expr, types: dict[str, SqlType]) -> str:
             assert isinstance(column, expr.Column)
             kind = types[column.name].kind
             left, right = _side(a, kind, types), _side(b, kind, types)
-            if op not in ("=", "<>") and kind in ("text", "varchar"):
-                # the rendering collates a text comparison: COLLATE "C" on the column's side
-                if isinstance(a, expr.Column):
-                    left += " COLLATE C"
+            if kind in ("smallint", "integer", "bigint") and isinstance(
+                b if column is a else a, expr.DecLit
+            ):
+                if column is a:
+                    left += "::numeric"
                 else:
-                    right += " COLLATE C"
+                    right += "::numeric"
+            if op not in ("=", "<>") and kind in ("text", "varchar"):
+                # the rendering collates a text comparison (COLLATE "C" on the column's side);
+                # PostgreSQL shows the clause after the left operand, whichever side it is on
+                left += " COLLATE C"
             return f"{left} {op} {right}"
         case expr.Between(operand=o, low=lo, high=hi):
             low = expr.Compare(">=", o, lo)
@@ -111,20 +116,21 @@ def _side(node: expr.Expr, kind: str, types: dict[str, SqlType]) -> str:
     cast = _PG_CAST[kind]
     match node:
         case expr.Column(name=name):
-            # a varchar is compared as text
-            return f"{name}::text" if types[name].kind == "varchar" else name
+            if types[name].kind == "varchar":
+                return f"{name}::text"  # a varchar is compared as text
+            return name
         case expr.StrLit(value=v):
             return "'" + v.replace("'", "''") + "'::text"
         case expr.BoolLit(value=v):
             return "true" if v else "false"
         case expr.IntLit(value=v):
-            if cast in ("numeric", "double precision"):
-                return f"'{v}'::{cast}" if v < 0 else f"{v}::{cast}"
             own = "integer" if abs(v) <= _INT4 else "bigint"
-            return f"'{v}'::{own}" if v < 0 else str(v)
+            literal = f"'{v}'::{own}" if v < 0 or own == "bigint" else str(v)
+            if cast in ("numeric", "double precision"):
+                return f"{literal}::{cast}"
+            return literal
         case expr.DecLit(value=v):
             text = format(v, "f")
-            if cast == "double precision":
-                return f"'{text}'::{cast}" if v < 0 else f"{text}::{cast}"
-            return f"'{text}'::numeric" if v < 0 else text
+            literal = f"'{text}'::numeric" if v < 0 else text
+            return f"{literal}::{cast}" if cast == "double precision" else literal
     raise AssertionError(f"not an operand of an index predicate: {node!r}")

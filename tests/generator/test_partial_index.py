@@ -168,3 +168,65 @@ def test_up_verify_planner_rename_down_up(db_url: str, dialect: str, tmp_path: P
     migrate.upgrade(out, url, "head")
     assert _verify(out, db_url) == "0002_rename.post"
     assert rows(db_url, "SELECT * FROM orders ORDER BY id") == data
+
+
+PREDICATES = [
+    "qty > 3000000000",
+    "qty > 1.5",
+    "-1.5 < qty",
+    "sm > 3 AND big > -3 AND f > 1.5 AND f > -2",
+    "price > -5 AND f > -1.5 AND sm > 3000000000 AND f > 2 AND sm < -3",
+    "status = 'pending' OR note <> 'it''s'",
+    "status < 'm' AND 'a' < note",
+    "qty = big",
+    "NOT active OR active = false",
+    "deleted_at IS NULL AND qty BETWEEN 1 AND 5",
+    "price BETWEEN -1 AND 2.5",
+]
+
+
+@pytest.mark.db
+def test_the_catalogue_reads_back_the_predicted_predicate(db_url: str, dialect: str) -> None:
+    """Every predicate shape the tool accepts, as the validation's query reads it back from
+    the database, equals what the tool predicts (checks.index_predicate)."""
+    from generator import checks, expr
+    from generator.coltypes import parse_type
+    from generator.state import Index
+
+    cols = {
+        "qty": "integer",
+        "big": "bigint",
+        "sm": "smallint",
+        "f": "float",
+        "price": "decimal(10,2)",
+        "status": "varchar(20)",
+        "note": "text",
+        "active": "boolean",
+        "deleted_at": "timestamptz",
+    }
+    pg = {"decimal(10,2)": "numeric(10,2)", "float": "double precision"}
+    lite = {"bigint": "BIGINT", "smallint": "SMALLINT", "timestamptz": "DATETIME"}
+    ddl = ", ".join(
+        f'"{n}" {(pg if dialect == "postgresql" else lite).get(t, t)}' for n, t in cols.items()
+    )
+    execute(db_url, f"CREATE TABLE t (id integer PRIMARY KEY, {ddl})")
+    resolver_table = "t"
+    for n, text in enumerate(PREDICATES):
+        tree = expr.parse(text)
+        used = tuple(sorted((c, parse_type(cols[c])) for c in expr.columns(tree)))
+        index = Index(f"ix_{n}", resolver_table, ("id",), where=tree, column_types=used)
+        execute(db_url, f'CREATE INDEX "ix_{n}" ON t (id) WHERE {index.where_sql(dialect)}')
+        if dialect == "postgresql":
+            sql = (
+                "SELECT coalesce(translate(pg_get_expr(x.indpred, x.indrelid), '\"()', ''), '') "
+                "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+                f"WHERE i.relname = 'ix_{n}'"
+            )
+        else:
+            sql = (
+                "SELECT trim(replace(replace(replace(substr(sql, instr(upper(sql), ' WHERE ') + 7),"
+                " '\"', ''), '(', ''), ')', '')) FROM sqlite_master WHERE name = "
+                f"'ix_{n}'"
+            )
+        (actual,) = rows(db_url, sql)[0]
+        assert actual == checks.index_predicate(index, dialect), text
