@@ -76,6 +76,16 @@ def _operands(a: expr.Expr, b: expr.Expr, types: dict[str, SqlType]) -> str | No
     return None if isinstance(b, _LITERALS) else _HELP
 
 
+def compared_columns(node: expr.Expr) -> frozenset[str]:
+    """The columns the predicate uses otherwise than in ``IS [NOT] NULL`` (its rendering and
+    PostgreSQL's text depend on their types)."""
+    if isinstance(node, expr.IsNull):
+        return frozenset()
+    if isinstance(node, expr.Column):
+        return frozenset({node.name})
+    return frozenset().union(*(compared_columns(c) for c in expr.children(node)))
+
+
 def pg_deparsed(node: expr.Expr, types: dict[str, SqlType]) -> str:
     """``pg_get_expr`` of the predicate (as PostgreSQL 15 writes it), before its quotes and
     parentheses are taken out."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from generator import coltypes, risk
+from generator import coltypes, indexexpr, risk
 from generator.coltypes import SqlType, conversion_problem, parse_type
 from generator.dialects import POSTGRESQL, SQLITE
 from generator.ops.add_check import AddCheckStep
@@ -84,9 +84,14 @@ class AlterColumnType(OperationSpec):
         ]
         if fk is not None or referencing:
             problems.append((("column",), "cannot change the type of a column in a foreign key"))
-        partial = [i.name for i in table.indexes if column.name in i.where_columns]
+        partial = [
+            i.name
+            for i in table.indexes
+            if i.where is not None and column.name in indexexpr.compared_columns(i.where)
+        ]
         if partial:
-            # its predicate is rendered (and read back from the catalogue) by the column's type
+            # a comparison in its predicate is rendered (and read back from the catalogue) by
+            # the column's type
             problems.append(
                 (
                     ("column",),
