@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 from support import ROOT, execute, inspect_schema
 
-from generator import db, dialects, expr, migrate, ops, runtime, spec
+from generator import db, dialects, expr, indexexpr, migrate, ops, runtime, spec
 from generator.coltypes import (
     MAX_VARCHAR,
     NUMERIC_KINDS,
@@ -557,7 +557,10 @@ class Drawer:
                     continue  # no other temporal type takes a date's default
                 if c.type.kind == "timestamp" and c.default not in (None, "now"):
                     continue
-                if t.fk_on(c.name) is None and c.name not in referenced:
+                compared = {
+                    n for i in t.indexes if i.where for n in indexexpr.compared_columns(i.where)
+                }
+                if t.fk_on(c.name) is None and c.name not in referenced | compared:
                     out.append((t, c))
         return out
 
