@@ -6,7 +6,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from generator import dialects
+from generator import dialects, indexexpr
 from generator.coltypes import SqlType
 from generator.ops.base import RowCheck, Step
 from generator.state import ForeignKey, Index, Schema, Table
@@ -37,9 +37,25 @@ def _csv(columns: tuple[str, ...]) -> str:
 
 def index_row(index: Index, dialect: str, valid: bool = True) -> Row:
     """``valid=False``: the row of an index a killed concurrent build or drop left INVALID."""
+    where = index_predicate(index, dialect)
     if dialect == dialects.POSTGRESQL:
-        return (index.name, _csv(index.columns), _yes(index.unique), _yes(valid), index.where or "")
-    return (index.name, _csv(index.columns), _yes(index.unique), index.where or "")
+        # pg_index.indkey lists the INCLUDE columns after the key's
+        columns = _csv((*index.columns, *index.include))
+        return (index.name, columns, _yes(index.unique), _yes(valid), where)
+    return (index.name, _csv(index.columns), _yes(index.unique), where)
+
+
+def index_predicate(index: Index, dialect: str) -> str:
+    """A partial index's predicate as the catalogue query reads it back, without quotes and
+    parentheses: SQLite keeps the text the migration wrote; PostgreSQL deparses its tree."""
+    if index.where is None:
+        return ""
+    if dialect == dialects.POSTGRESQL:
+        return indexexpr.pg_deparsed(index.where, dict(index.column_types)).translate(_UNWRAP)
+    return index.where_sql(dialect).translate(_UNWRAP).strip()
+
+
+_UNWRAP = str.maketrans("", "", '"()')
 
 
 def fk_row(fk: ForeignKey, dialect: str, validated: bool = True) -> Row:

@@ -65,12 +65,9 @@ def fk_lock_order(fks: list[ForeignKey]) -> list[str]:
     return order + sorted(t for t in parents if t not in order)  # a cycle: the rest by name
 
 
-def where_sql(index: Index) -> str:
-    """A partial index's predicate as SQL, the same on both dialects."""
-    return " AND ".join(
-        f"{quote_ident(column)} IS {'' if is_null else 'NOT '}NULL"
-        for column, is_null in index.where_terms
-    )
+def where_sql(index: Index, dialect: str) -> str:
+    """A partial index's predicate as the dialect's SQL (generator.expr)."""
+    return index.where_sql(dialect)
 
 
 def sql_string(value: str) -> str:

@@ -435,7 +435,7 @@ def inspect_database(conn: Connection, conventions: Conventions) -> Inspected:
                 if not re.fullmatch(spec_module.WHERE_PATTERN, predicate):
                     problems.append(
                         f"{table}: index {index['name']}: predicate {predicate!r} is not "
-                        f"{spec_module.WHERE_HELP}"
+                        f"{spec_module.ADOPTED_WHERE_HELP}"
                     )
                     continue
                 entry["where"] = predicate

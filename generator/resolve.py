@@ -12,8 +12,9 @@ from __future__ import annotations
 import datetime
 import math
 import re
+from dataclasses import replace
 
-from generator import spec
+from generator import expr, indexexpr, spec
 from generator.coltypes import INTEGER_RANGE, SqlType, parse_type
 from generator.conventions import DEFAULT, Conventions
 from generator.errors import Path
@@ -299,11 +300,55 @@ class Resolver:
             seen.add(col)
             self.column(table, col, (*path, i), problems)
 
-    def where_columns(
-        self, table: TableLike, where: str | None, path: Path, problems: list[Problem]
-    ) -> None:
-        for column, _ in Index("", table.name, (), where=where).where_terms:
-            self.column(table, column, path, problems)
+    def make_index(
+        self,
+        table: TableLike,
+        name: str,
+        columns: list[str],
+        unique: bool,
+        where: str | None,
+        path: Path,
+        problems: list[Problem],
+        descending: list[str] | None = None,
+        include: list[str] | None = None,
+    ) -> Index:
+        """The index, its predicate ``where`` parsed and type-checked against ``table`` by the
+        expression grammar (a problem at ``path + ("where",)`` saying what it expected)."""
+        self.index_columns(table, columns, (*path, "columns"), problems)
+        desc = tuple(c for c in columns if c in (descending or []))
+        for i, c in enumerate(descending or []):
+            if c not in columns:
+                problems.append(((*path, "descending", i), f"{c!r} is not one of the columns"))
+        for i, c in enumerate(include or []):
+            if c in columns:
+                problems.append(((*path, "include", i), f"{c!r} is already a key column"))
+            else:
+                self.column(table, c, (*path, "include", i), problems)
+        index = Index(
+            name, table.name, tuple(columns), unique, descending=desc, include=tuple(include or [])
+        )
+        if where is None:
+            return index
+        types = {c.name: expr.type_class(str(c.type)) for c in table.columns}
+        try:
+            tree = expr.parse(where)
+            missing = [c for c in sorted(expr.columns(tree)) if table.column(c) is None]
+            for column in missing:
+                self.column(table, column, (*path, "where"), problems)
+            if missing:
+                return index
+            expr.check(tree, "boolean", types, deterministic=True)
+        except expr.ExprError as error:
+            problems.append(
+                ((*path, "where"), f"{error.message} (at offset {error.offset} of {where!r})")
+            )
+            return index
+        sql_types = {c.name: c.type for c in table.columns}
+        why = indexexpr.unsupported(tree, sql_types)
+        if why:
+            problems.append(((*path, "where"), f"{why} (got {where!r})"))
+        used = tuple(sorted((c, sql_types[c]) for c in expr.columns(tree)))
+        return replace(index, where=tree, column_types=used)
 
     def make_column(
         self, table_name: str, c: spec.ColumnSpec, path: Path, problems: list[Problem]

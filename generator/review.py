@@ -23,8 +23,10 @@ class TableDiff:
 
 def _index(t: Table) -> dict[str, str]:
     return {
-        i.name: f"({', '.join(i.columns)}){' unique' if i.unique else ''}"
-        + (f" WHERE {i.where}" if i.where else "")
+        i.name: f"({', '.join(c + (' DESC' if c in i.descending else '') for c in i.columns)})"
+        + (" unique" if i.unique else "")
+        + (f" INCLUDE ({', '.join(i.include)}) on PostgreSQL" if i.include else "")
+        + (f" WHERE {i.where_text}" if i.where else "")
         for i in t.indexes
     }
 

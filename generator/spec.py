@@ -148,12 +148,15 @@ def _canonical_where(value: str) -> str:
     return " AND ".join(out)
 
 
-Where = Annotated[
-    StrictStr,
-    StringConstraints(pattern=WHERE_PATTERN),
-    AfterValidator(_canonical_where),
-    WithJsonSchema({"type": "string", "pattern": WHERE_PATTERN, "description": WHERE_HELP}),
-]
+# What ``schemagen adopt`` can read back from a database (generator/introspect.py).
+ADOPTED_WHERE_HELP = WHERE_HELP
+WHERE_HELP = (
+    "a partial index's predicate, a condition of the expression grammar "
+    "(docs/authoring.md#expressions): columns, literals, comparisons, IS [NOT] NULL, IN, "
+    "BETWEEN, AND/OR/NOT, arithmetic, lower/upper/coalesce/length; not now"
+)
+# Parsed and checked against the table by the operation (generator.expr), refused at its line.
+Where = Annotated[StrictStr, WithJsonSchema({"type": "string", "description": WHERE_HELP})]
 
 
 class IndexSpec(Spec):
@@ -161,6 +164,14 @@ class IndexSpec(Spec):
     columns: Annotated[list[Identifier], Field(min_length=1)]
     unique: bool = False
     where: Where | None = Field(default=None, description=WHERE_HELP)
+    descending: list[Identifier] = Field(
+        default_factory=list, description="key columns in descending order (DESC)"
+    )
+    include: list[Identifier] = Field(
+        default_factory=list,
+        description="PostgreSQL: non-key columns stored in the index (INCLUDE); SQLite builds "
+        "the index without them",
+    )
 
 
 # The operations' own models live in their modules (generator/ops/); the change file's model,

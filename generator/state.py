@@ -31,19 +31,51 @@ class Column:
 
 @dataclass(frozen=True)
 class Index:
+    """An index on ``columns``; ``where`` (a partial index's predicate) is an expression of the
+    safe grammar (``generator.expr``) kept as its tree, like a check's, and rendered per
+    dialect; ``column_types`` are the types of the columns the predicate names."""
+
     name: str
     table: str
     columns: tuple[str, ...]
     unique: bool = False
-    where: str | None = None  # a partial index's predicate, canonical (spec.Where)
+    where: expr.Expr | None = None
+    column_types: tuple[tuple[str, SqlType], ...] = ()
+    descending: tuple[str, ...] = ()  # the key columns in descending order (DESC)
+    # PostgreSQL: non-key columns stored in the index (INCLUDE, a covering index); SQLite has
+    # no INCLUDE and builds the index on the key columns alone.
+    include: tuple[str, ...] = ()
 
     @property
-    def where_terms(self) -> tuple[tuple[str, bool], ...]:
-        """The predicate as (column, is_null) terms: ``a IS NULL AND b IS NOT NULL``."""
-        if not self.where:
-            return ()
-        return tuple(
-            (term.split()[0], not term.endswith("NOT NULL")) for term in self.where.split(" AND ")
+    def where_text(self) -> str | None:
+        """The predicate's canonical text (review, catalogue, messages)."""
+        return None if self.where is None else expr.canonical(self.where)
+
+    @property
+    def where_columns(self) -> frozenset[str]:
+        return frozenset() if self.where is None else expr.columns(self.where)
+
+    @property
+    def all_columns(self) -> frozenset[str]:
+        """Every column the index names: its keys and its predicate's."""
+        return frozenset(self.columns) | frozenset(self.include) | self.where_columns
+
+    def where_sql(self, dialect: str) -> str:
+        assert self.where is not None
+        classes = {c: expr.type_class(str(t)) for c, t in self.column_types}
+        return expr.to_sql(self.where, dialect, classes)  # type: ignore[arg-type]
+
+    def renamed(self, old: str, new: str) -> Index:
+        """The index with column ``old`` called ``new`` in its keys and predicate."""
+        if old not in self.all_columns:
+            return self
+        return replace(
+            self,
+            columns=tuple(new if c == old else c for c in self.columns),
+            where=None if self.where is None else _rename(self.where, old, new),
+            column_types=tuple((new if c == old else c, t) for c, t in self.column_types),
+            descending=tuple(new if c == old else c for c in self.descending),
+            include=tuple(new if c == old else c for c in self.include),
         )
 
 

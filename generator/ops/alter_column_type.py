@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from generator import coltypes, risk
+from generator import coltypes, indexexpr, risk
 from generator.coltypes import SqlType, conversion_problem, parse_type
 from generator.dialects import POSTGRESQL, SQLITE
 from generator.ops.add_check import AddCheckStep
@@ -84,6 +84,21 @@ class AlterColumnType(OperationSpec):
         ]
         if fk is not None or referencing:
             problems.append((("column",), "cannot change the type of a column in a foreign key"))
+        partial = [
+            i.name
+            for i in table.indexes
+            if i.where is not None and column.name in indexexpr.compared_columns(i.where)
+        ]
+        if partial:
+            # a comparison in its predicate is rendered (and read back from the catalogue) by
+            # the column's type
+            problems.append(
+                (
+                    ("column",),
+                    f"the predicate of index {', '.join(partial)} names the column: drop the "
+                    "index first, then change the type",
+                )
+            )
         if column.default is not None and (problem := default_problem(column.default, new)):
             problems.append((("to",), f"the column's default no longer fits: {problem}"))
         steps: list[Step] = [AlterColumnTypeStep(self.table, column, new)]

@@ -29,6 +29,14 @@ class CreateIndex(OperationSpec):
     columns: Annotated[list[Identifier], Field(min_length=1)]
     unique: bool = False
     where: Where | None = Field(default=None, description=WHERE_HELP)
+    descending: list[Identifier] = Field(
+        default_factory=list, description="key columns in descending order (DESC)"
+    )
+    include: list[Identifier] = Field(
+        default_factory=list,
+        description="PostgreSQL: non-key columns stored in the index (INCLUDE); SQLite builds "
+        "the index without them",
+    )
     concurrently: bool = Field(
         default=True, description="PostgreSQL: CREATE INDEX CONCURRENTLY (false: blocks writes)"
     )
@@ -37,7 +45,9 @@ class CreateIndex(OperationSpec):
     templates: ClassVar[tuple[str, ...]] = ("ops/create_index.j2",)
     example: ClassVar[str] = "{op: create_index, table: t, name: ix_t_c, columns: [c]}"
     doc: ClassVar[tuple[str, str, str]] = (
-        "`table`, `name`, `columns`, `unique` (default false), `where` (partial index)",
+        "`table`, `name`, `columns`, `unique` (default false), `where` (partial index), "
+        "`descending` (key columns in DESC order), `include` (PostgreSQL covering columns; "
+        "SQLite builds the index without them)",
         "create it",
         "drop it",
     )
@@ -48,9 +58,17 @@ class CreateIndex(OperationSpec):
         if table is None:
             return [], problems
         r.free_name(self.name, ("name",), problems)
-        r.index_columns(table, self.columns, ("columns",), problems)
-        r.where_columns(table, self.where, ("where",), problems)
-        index = Index(self.name, self.table, tuple(self.columns), self.unique, self.where)
+        index = r.make_index(
+            table,
+            self.name,
+            self.columns,
+            self.unique,
+            self.where,
+            (),
+            problems,
+            self.descending,
+            self.include,
+        )
         return [CreateIndexStep(index, self.concurrently)], problems
 
 

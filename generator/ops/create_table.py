@@ -15,7 +15,7 @@ from generator.ops.add_check import EXPRESSION_HELP, make_check
 from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
 from generator.resolve import MAX_NAME
 from generator.spec import ColumnSpec, Identifier, IndexSpec, Spec
-from generator.state import Column, Index, Schema, Table, UniqueConstraint
+from generator.state import Column, Schema, Table, UniqueConstraint
 
 if TYPE_CHECKING:
     from generator.load import Change
@@ -51,7 +51,8 @@ class CreateTable(OperationSpec):
     )
     doc: ClassVar[tuple[str, str, str]] = (
         "`name`, `columns` (list of column), `primary_key_name`, `checks` (list of "
-        "`{name, expression}`), `indexes` (list of `{name, columns, unique, where}`)",
+        "`{name, expression}`), `indexes` (list of "
+        "`{name, columns, unique, where, descending, include}`)",
         "create table, keys, checks and indexes",
         "drop the table",
     )
@@ -177,9 +178,19 @@ class CreateTable(OperationSpec):
             else:
                 r.free_name(ix.name, (*path, "name"), problems)
             names.add(ix.name)
-            r.index_columns(table, ix.columns, (*path, "columns"), problems)
-            r.where_columns(table, ix.where, (*path, "where"), problems)
-            indexes.append(Index(ix.name, self.name, tuple(ix.columns), ix.unique, ix.where))
+            indexes.append(
+                r.make_index(
+                    table,
+                    ix.name,
+                    ix.columns,
+                    ix.unique,
+                    ix.where,
+                    path,
+                    problems,
+                    ix.descending,
+                    ix.include,
+                )
+            )
         table = Table(
             self.name,
             tuple(columns),

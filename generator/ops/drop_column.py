@@ -133,9 +133,7 @@ class DropColumn(OperationSpec):
         if len(table.columns) == 1:
             problems.append((("column",), f"column {name} is the only column of the table"))
         steps: list[Step] = [
-            DropIndexStep(i, True)
-            for i in table.indexes
-            if self.column in i.columns or any(c == self.column for c, _ in i.where_terms)
+            DropIndexStep(i, True) for i in table.indexes if self.column in i.all_columns
         ]
         if not self.keep_data:
             steps.append(DropColumnStep(self.table, column))

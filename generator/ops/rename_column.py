@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from generator.dialects import POSTGRESQL
 from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
 from generator.spec import Identifier
-from generator.state import Index, Schema, Table
+from generator.state import Schema, Table
 
 if TYPE_CHECKING:
     from generator.load import Change
@@ -54,15 +54,6 @@ def _renamed(columns: tuple[str, ...], old: str, new: str) -> tuple[str, ...]:
     return tuple(new if c == old else c for c in columns)
 
 
-def _renamed_where(index: Index, old: str, new: str) -> str | None:
-    if not index.where:
-        return index.where
-    return " AND ".join(
-        f"{new if column == old else column} IS {'' if is_null else 'NOT '}NULL"
-        for column, is_null in index.where_terms
-    )
-
-
 def _rename_in(t: Table, table: str, old: str, new: str) -> Table:
     """``t`` with ``table.old`` called ``new`` wherever ``t`` names it."""
     fks = tuple(
@@ -74,10 +65,7 @@ def _rename_in(t: Table, table: str, old: str, new: str) -> Table:
     return replace(
         t,
         columns=tuple(replace(c, name=new) if c.name == old else c for c in t.columns),
-        indexes=tuple(
-            replace(i, columns=_renamed(i.columns, old, new), where=_renamed_where(i, old, new))
-            for i in t.indexes
-        ),
+        indexes=tuple(i.renamed(old, new) for i in t.indexes),
         foreign_keys=tuple(replace(f, column=new) if f.column == old else f for f in fks),
         uniques=tuple(replace(u, columns=_renamed(u.columns, old, new)) for u in t.uniques),
         checks=tuple(c.renamed(old, new) for c in t.checks),

@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 from support import ROOT, execute, inspect_schema
 
-from generator import db, dialects, expr, migrate, ops, runtime, spec
+from generator import db, dialects, expr, indexexpr, migrate, ops, runtime, spec
 from generator.coltypes import (
     MAX_VARCHAR,
     NUMERIC_KINDS,
@@ -346,6 +346,22 @@ def defaults(type_name: str) -> st.SearchStrategy[DefaultValue]:
     return DEFAULT_TEXT.filter(lambda s: t.length is None or len(s) <= t.length)
 
 
+def _predicate_term(column: Column) -> str | None:
+    """A condition on ``column`` for a partial index's ``where`` (the expression grammar)."""
+    name, kind = column.name, column.type.kind
+    if name in expr.KEYWORDS or name == "now":
+        return None
+    if kind in ("smallint", "integer", "bigint"):
+        return f"{name} > -1"
+    if kind == "boolean":
+        return f"NOT {name}"
+    if kind in ("text", "varchar"):
+        return f"{name} <> 'x'"
+    if column.nullable:
+        return f"{name} IS NOT NULL"
+    return None
+
+
 class Drawer:
     """Draws one valid operation at a time, resolving it to keep the schema current."""
 
@@ -519,6 +535,17 @@ class Drawer:
             cols, [(c.name, c.type.kind) for c in table.columns]
         ):
             op["unique"] = True
+        elif self.draw(st.integers(0, 2)) == 0:
+            terms = [t for t in map(_predicate_term, table.columns) if t]
+            if terms:
+                chosen = self.draw(st.lists(st.sampled_from(terms), min_size=1, max_size=2))
+                joiner = self.draw(st.sampled_from([" AND ", " OR "]))
+                op["where"] = joiner.join(dict.fromkeys(chosen))
+        if self.draw(st.integers(0, 3)) == 0:
+            op["descending"] = [cols[0]]
+        rest = [c.name for c in table.columns if c.name not in cols]
+        if rest and self.draw(st.integers(0, 3)) == 0:
+            op["include"] = [self.draw(st.sampled_from(rest))]
         return op
 
     def _alterable(self) -> list[tuple[Table, Column]]:
@@ -532,7 +559,10 @@ class Drawer:
                     continue  # no other temporal type takes a date's default
                 if c.type.kind == "timestamp" and c.default not in (None, "now"):
                     continue
-                if t.fk_on(c.name) is None and c.name not in referenced:
+                compared = {
+                    n for i in t.indexes if i.where for n in indexexpr.compared_columns(i.where)
+                }
+                if t.fk_on(c.name) is None and c.name not in referenced | compared:
                     out.append((t, c))
         return out
 

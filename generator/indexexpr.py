@@ -1,0 +1,146 @@
+"""A partial index's predicate as PostgreSQL reads it back (``pg_get_expr`` of ``indpred``).
+
+The validation's catalogue check compares an index's predicate with the database's text
+(templates/validation/postgresql_table.sql.j2, without quotes and parentheses). PostgreSQL
+deparses the predicate with its own casts (``'x'::text``, ``status::text`` for a varchar,
+``0::numeric`` for a decimal), so the tool predicts that text from the tree. It can do so for
+the shapes partial indexes are made of, which are the shapes accepted in an index's ``where``:
+
+- ``AND``, ``OR`` and ``NOT`` of the conditions below;
+- ``<column> IS [NOT] NULL``;
+- a boolean column by itself;
+- ``<column> <op> <literal>`` (either side), ``<column> <op> <column>`` of the same type;
+- ``<column> BETWEEN <literal> AND <literal>``.
+
+Anything else of the grammar (``IN``, functions, arithmetic, ``now``) is refused in an index
+predicate with ``unsupported`` naming it (a check or backfill still takes it).
+"""
+
+from __future__ import annotations
+
+from generator import expr
+from generator.coltypes import SqlType
+
+_INT4 = 2**31 - 1
+
+# How PostgreSQL names a type in a cast it shows.
+_PG_CAST = {
+    "smallint": "smallint",
+    "integer": "integer",
+    "bigint": "bigint",
+    "decimal": "numeric",
+    "float": "double precision",
+    "text": "text",
+    "varchar": "text",
+    "boolean": "boolean",
+}
+
+
+def unsupported(node: expr.Expr, types: dict[str, SqlType]) -> str | None:
+    """Why ``node`` cannot be an index predicate (what is accepted), or None."""
+    match node:
+        case expr.BoolOp(left=a, right=b):
+            return unsupported(a, types) or unsupported(b, types)
+        case expr.Not(operand=o):
+            return unsupported(o, types)
+        case expr.IsNull(operand=expr.Column()):
+            return None
+        case expr.Column(name=name):
+            return None if types[name].kind == "boolean" else _HELP
+        case expr.Compare(left=a, right=b):
+            return _operands(a, b, types)
+        case expr.Between(operand=expr.Column() as c, low=lo, high=hi, negated=False):
+            return _operands(c, lo, types) or _operands(c, hi, types)
+    return _HELP
+
+
+_HELP = (
+    "an index predicate takes AND/OR/NOT of `<column> IS [NOT] NULL`, a boolean column, "
+    "`<column> <op> <literal or column>` and `<column> BETWEEN <literal> AND <literal>`"
+)
+_LITERALS = (expr.IntLit, expr.DecLit, expr.StrLit, expr.BoolLit)
+
+
+def _operands(a: expr.Expr, b: expr.Expr, types: dict[str, SqlType]) -> str | None:
+    if isinstance(b, expr.Column) and not isinstance(a, expr.Column):
+        a, b = b, a
+    if not isinstance(a, expr.Column):
+        return _HELP
+    kind = types[a.name].kind
+    if kind not in _PG_CAST:
+        return f"column {a.name!r} ({types[a.name]}) cannot be compared in an index predicate"
+    if isinstance(b, expr.Column):
+        return None if _PG_CAST[types[b.name].kind] == _PG_CAST[kind] else _HELP
+    if isinstance(b, expr.StrLit) and kind not in ("text", "varchar"):
+        return _HELP
+    return None if isinstance(b, _LITERALS) else _HELP
+
+
+def compared_columns(node: expr.Expr) -> frozenset[str]:
+    """The columns the predicate uses otherwise than in ``IS [NOT] NULL`` (its rendering and
+    PostgreSQL's text depend on their types)."""
+    if isinstance(node, expr.IsNull):
+        return frozenset()
+    if isinstance(node, expr.Column):
+        return frozenset({node.name})
+    return frozenset().union(*(compared_columns(c) for c in expr.children(node)))
+
+
+def pg_deparsed(node: expr.Expr, types: dict[str, SqlType]) -> str:
+    """``pg_get_expr`` of the predicate (as PostgreSQL 15 writes it), before its quotes and
+    parentheses are taken out."""
+    match node:
+        case expr.BoolOp(op=op, left=a, right=b):
+            return f"{pg_deparsed(a, types)} {op} {pg_deparsed(b, types)}"
+        case expr.Not(operand=o):
+            return f"NOT {pg_deparsed(o, types)}"
+        case expr.IsNull(operand=expr.Column(name=name), negated=neg):
+            return f"{name} IS {'NOT ' if neg else ''}NULL"
+        case expr.Column(name=name):
+            return name
+        case expr.Compare(op=op, left=a, right=b):
+            column = a if isinstance(a, expr.Column) else b
+            assert isinstance(column, expr.Column)
+            kind = types[column.name].kind
+            left, right = _side(a, kind, types), _side(b, kind, types)
+            if kind in ("smallint", "integer", "bigint") and isinstance(
+                b if column is a else a, expr.DecLit
+            ):
+                if column is a:
+                    left += "::numeric"
+                else:
+                    right += "::numeric"
+            if op not in ("=", "<>") and kind in ("text", "varchar"):
+                # the rendering collates a text comparison (COLLATE "C" on the column's side);
+                # PostgreSQL shows the clause after the left operand, whichever side it is on
+                left += " COLLATE C"
+            return f"{left} {op} {right}"
+        case expr.Between(operand=o, low=lo, high=hi):
+            low = expr.Compare(">=", o, lo)
+            high = expr.Compare("<=", o, hi)
+            return f"{pg_deparsed(low, types)} AND {pg_deparsed(high, types)}"
+    raise AssertionError(f"not an index predicate: {node!r}")  # unsupported() refused it
+
+
+def _side(node: expr.Expr, kind: str, types: dict[str, SqlType]) -> str:
+    cast = _PG_CAST[kind]
+    match node:
+        case expr.Column(name=name):
+            if types[name].kind == "varchar":
+                return f"{name}::text"  # a varchar is compared as text
+            return name
+        case expr.StrLit(value=v):
+            return "'" + v.replace("'", "''") + "'::text"
+        case expr.BoolLit(value=v):
+            return "true" if v else "false"
+        case expr.IntLit(value=v):
+            own = "integer" if abs(v) <= _INT4 else "bigint"
+            literal = f"'{v}'::{own}" if v < 0 or own == "bigint" else str(v)
+            if cast in ("numeric", "double precision"):
+                return f"{literal}::{cast}"
+            return literal
+        case expr.DecLit(value=v):
+            text = format(v, "f")
+            literal = f"'{text}'::numeric" if v < 0 else text
+            return f"{literal}::{cast}" if cast == "double precision" else literal
+    raise AssertionError(f"not an operand of an index predicate: {node!r}")
