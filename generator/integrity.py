@@ -107,7 +107,7 @@ def check(
     return texts
 
 
-_VALIDATION = re.compile(r"^validation/(?P<dialect>[^/]+)/[^/]+\.sql$")
+_VALIDATION = re.compile(r"^validation/(?P<dialect>[^/]+)/[^/]+\.(?:sql|json)$")
 
 
 def preflight(out_dir: Path, dialect: str, reason: str | None) -> None:
@@ -119,7 +119,9 @@ def preflight(out_dir: Path, dialect: str, reason: str | None) -> None:
     listed = read_sum(out_dir)
     on_disk = [p.relative_to(out_dir).as_posix() for p in (out_dir / "versions").glob("*.py")]
     on_disk += [
-        p.relative_to(out_dir).as_posix() for p in (out_dir / "validation" / dialect).glob("*.sql")
+        p.relative_to(out_dir).as_posix()
+        for ext in ("sql", "json")
+        for p in (out_dir / "validation" / dialect).glob(f"*.{ext}")
     ]
     wanted = [
         p
@@ -128,6 +130,16 @@ def preflight(out_dir: Path, dialect: str, reason: str | None) -> None:
         or ((m := _VALIDATION.match(p)) is not None and m["dialect"] == dialect)
     ]
     check(out_dir, sorted({*on_disk, *wanted}), reason, listed)
+
+
+def validation_files(dialect: str, change: str, phases: tuple[str, ...]) -> list[str]:
+    """A change's validation files of these phases: the .json checks the runtime runs and
+    the .sql text of the same checks (reviewers, psql); both must match the sum."""
+    return [
+        f"validation/{dialect}/{change}.{phase}.{ext}"
+        for phase in phases
+        for ext in ("json", "sql")
+    ]
 
 
 def for_change(
@@ -143,7 +155,7 @@ def for_change(
     script = f"versions/{Path(script_file).name}"
     checked = check(out_dir, [script], reason, listed)
     handwritten = script not in listed and not is_generated(checked.get(script, ""))
-    validation = [f"validation/{dialect}/{change}.{phase}.sql" for phase in ("pre", "post")]
+    validation = validation_files(dialect, change, ("pre", "post"))
     if handwritten:
         return {}
     return check(out_dir, validation, reason, listed)
