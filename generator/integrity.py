@@ -148,7 +148,8 @@ def for_change(
     """The verified texts of one change's script and validation files (``validation/...``).
 
     A hand-written script (no generated header, not in the sum) that calls the runtime has
-    hand-written validation files too: those are the operator's, and are not checked.
+    hand-written validation files too (the runtime runs the ``.json`` one: an object with a
+    ``checks`` list, see runtime.load_checks): those are the operator's, and are not checked.
     """
     out_dir = Path(script_file).resolve().parent.parent
     listed = read_sum(out_dir)
