@@ -284,13 +284,13 @@ class Check:
 
     def record(self, dialect: str) -> dict[str, str]:
         """The check's object in a dialect's ``.json`` validation file."""
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "table": self.table,
-            "proves": self.proves,
-            "sql": self.sql[dialect],
-        }
+        return dict(
+            name=self.name,
+            kind=self.kind,
+            table=self.table,
+            proves=self.proves,
+            sql=self.sql[dialect],
+        )
 
 
 def merge(*dialect_checks: Sequence[Check]) -> list[Check]:

@@ -120,8 +120,8 @@ def preflight(out_dir: Path, dialect: str, reason: str | None) -> None:
     on_disk = [p.relative_to(out_dir).as_posix() for p in (out_dir / "versions").glob("*.py")]
     on_disk += [
         p.relative_to(out_dir).as_posix()
-        for ext in ("sql", "json")
-        for p in (out_dir / "validation" / dialect).glob(f"*.{ext}")
+        for pattern in ("*.json", "*.sql")
+        for p in (out_dir / "validation" / dialect).glob(pattern)
     ]
     wanted = [
         p
@@ -135,11 +135,8 @@ def preflight(out_dir: Path, dialect: str, reason: str | None) -> None:
 def validation_files(dialect: str, change: str, phases: tuple[str, ...]) -> list[str]:
     """A change's validation files of these phases: the .json checks the runtime runs and
     the .sql text of the same checks (reviewers, psql); both must match the sum."""
-    return [
-        f"validation/{dialect}/{change}.{phase}.{ext}"
-        for phase in phases
-        for ext in ("json", "sql")
-    ]
+    stems = [f"validation/{dialect}/{change}.{phase}" for phase in phases]
+    return [path for stem in stems for path in (f"{stem}.json", f"{stem}.sql")]
 
 
 def for_change(

@@ -7,6 +7,7 @@ Rendered migrations import this module and nothing else from the project, never 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -95,6 +96,9 @@ def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[s
     return out
 
 
+_CHECK_FIELDS = tuple(f.name for f in dataclasses.fields(Check))
+
+
 class BadChecksFile(ValueError):
     """A validation .json file that is not a list of checks (hand-made, or not JSON)."""
 
@@ -104,10 +108,8 @@ def load_checks(file: Path) -> list[Check]:
     them with :func:`use_verified`): read as data, no SQL text is split."""
     try:
         records = json.loads(read_validation(file))["checks"]
-        found = [
-            Check(r["name"], r["sql"], r["kind"], r.get("table", ""), r.get("proves", ""))
-            for r in records
-        ]
+        # by the fields' names (runtime.Check's are those of checks.Check.record)
+        found = [Check(**{f: r[f] for f in _CHECK_FIELDS if f in r}) for r in records]
     except (ValueError, KeyError, TypeError) as exc:
         raise BadChecksFile(f"{file}: not a validation checks file ({exc})") from exc
     for c in found:
