@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from benchmarks import calc, gencheck, insert, migrate, query, report
+from benchmarks import calc, gencheck, insert, migrate, ops, query, report
 from benchmarks.databases import REVISIONS, Databases, postgres_admin_url
 from benchmarks.settings import Settings, choose
 from benchmarks.timing import Progress
@@ -36,6 +36,11 @@ SUITES: dict[str, Callable[[Databases, Settings, Progress], list[dict[str, Any]]
 TOOL_SUITES: dict[str, Callable[[Settings, Progress], dict[str, Any]]] = {
     "gencheck": gencheck.run,
 }
+# PostgreSQL suites on a scratch database of their own (not the pre-filled market data): run
+# after the others, their results under results["tool"] too.
+OWN_DB_SUITES: dict[str, Callable[[Settings, Progress, str], dict[str, Any]]] = {
+    "ops": ops.run,
+}
 TOOL = "tool"
 DIALECTS = ("sqlite", "postgresql")
 # the suites that also measure revision 0004 (phase 1 as specified) beside baseline and head
@@ -49,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
         description="INSERT, calculation and query benchmarks: revision 0000 (baseline) against "
         "head, in alternating rounds on the same run, SQLite and PostgreSQL.",
     )
-    p.add_argument("--suite", choices=[*SUITES, *TOOL_SUITES, "all"], default="all")
+    p.add_argument("--suite", choices=[*SUITES, *TOOL_SUITES, *OWN_DB_SUITES, "all"], default="all")
     p.add_argument("--dialect", choices=[*DIALECTS, "all"], default="all")
     p.add_argument("--all", action="store_true", help="every suite on every dialect (the default)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of a few seconds")
@@ -81,6 +86,14 @@ def parser() -> argparse.ArgumentParser:
         "--from-json",
         type=Path,
         help="skip the run: report on the results of an earlier --json / results.json",
+    )
+    p.add_argument(
+        "--into",
+        type=Path,
+        metavar="RESULTS",
+        help="merge this run's suites into an earlier results.json (replacing the same "
+        "suites) before reporting, e.g. --suite ops --into docs/performance/results.json "
+        "--report docs/performance.md",
     )
     p.add_argument("--no-progress", action="store_true", help="nothing on stderr")
     return p
@@ -158,7 +171,8 @@ def _pg_problem(url: str) -> str | None:
 
 def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     """Run the chosen suites on the chosen dialects; the result document (see docs)."""
-    suites = [*SUITES, *TOOL_SUITES] if args.all or args.suite == "all" else [args.suite]
+    every = [*SUITES, *TOOL_SUITES, *OWN_DB_SUITES]
+    suites = every if args.all or args.suite == "all" else [args.suite]
     dialects = list(DIALECTS) if args.all or args.dialect == "all" else [args.dialect]
     if not any(name in SUITES for name in suites):
         dialects = []  # a tool suite alone needs no database
@@ -166,7 +180,7 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     if args.gencheck_previous is not None:
         s = replace(s, gencheck_previous=str(args.gencheck_previous.resolve()))
     pg_url = postgres_admin_url(args.pg_url)
-    if "postgresql" in dialects:
+    if "postgresql" in dialects or set(suites) & set(OWN_DB_SUITES):
         problem = _pg_problem(pg_url)
         if problem:
             raise SystemExit(f"error: {problem} (use --dialect sqlite to run without it)")
@@ -195,6 +209,9 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             results.setdefault(TOOL, {})[name] = TOOL_SUITES[name](s, progress)
             # the suite's own command: its result may be merged into another run's page
             results[TOOL][name]["run_command"] = command_line()
+        if name in OWN_DB_SUITES:
+            results.setdefault(TOOL, {})[name] = OWN_DB_SUITES[name](s, progress, pg_url)
+            results[TOOL][name]["run_command"] = command_line()
     return {
         "format": FORMAT_VERSION,
         "command": command_line(),
@@ -208,6 +225,18 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     }
 
 
+def merged(earlier: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``earlier`` with the suites of ``new`` put in (each suite's result replaced whole);
+    the page keeps the earlier run's command, and each merged suite carries its own."""
+    out = dict(earlier)
+    results = {d: dict(suites) for d, suites in earlier["results"].items()}
+    for dialect, suites in new["results"].items():
+        results.setdefault(dialect, {}).update(suites)
+    out["results"] = results
+    out["suites"] = [*earlier["suites"], *(x for x in new["suites"] if x not in earlier["suites"])]
+    return out
+
+
 def command_line() -> str:
     return shlex.join(["python", "-m", "benchmarks", *sys.argv[1:]])
 
@@ -216,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     progress = Progress(enabled=not args.no_progress)
     doc = json.loads(args.from_json.read_text()) if args.from_json else run(args, progress)
+    if args.into:
+        doc = merged(json.loads(args.into.read_text()), doc)
     if args.report:
         written = report.write(doc, args.report)
         progress.note("wrote " + ", ".join(str(p) for p in written))

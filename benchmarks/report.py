@@ -647,6 +647,10 @@ def tables(doc: dict[str, Any]) -> str:
         for label, part in _gencheck_parts(gencheck):
             out.append(f"\n{label}\n" if label else "\n")
             out.append(gencheck_table(part))
+    ops = doc["results"].get(TOOL, {}).get("ops")
+    if ops:
+        out.append("\nOperations under a single-row INSERT loop (PostgreSQL)\n\n")
+        out.append(ops_table(ops))
     if any(dialect != TOOL for dialect in doc["results"]):
         out.append(
             "\nratio = head median / baseline (0000) median time; below 1: head is faster.\n"
@@ -839,6 +843,68 @@ def gencheck_section(result: dict[str, Any], image: str | None) -> str:
         out.append(gencheck_table(part) + "\n")
     if image:
         out.append(f"![generate --check time against the number of changes]({image})\n")
+    return "".join(out)
+
+
+REWRITE_RULE = "SG102"  # the lint rule of a change that rewrites a table
+
+
+def ops_table(result: dict[str, Any]) -> str:
+    """One row per operation: the longest blocked INSERT (median of the rounds) and verdict."""
+    limit = result["limit_ms"]
+    rows = []
+    for c in result["cases"]:
+        if c["rewrites"]:
+            verdict = f"rewrites ({REWRITE_RULE}): no limit"
+        else:
+            verdict = f"ok (≤ {limit:.0f} ms)" if c["ok"] else f"**over {limit:.0f} ms**"
+        rows.append(
+            [
+                f"`{c['op']}`",
+                "yes" if c["rewrites"] else "no",
+                f"{c['median_idle_ms']:.1f}",
+                f"{c['median_blocked_ms']:.1f}",
+                " / ".join(f"{x:.1f}" for x in c["blocked_ms"]),
+                f"{c['median_upgrade_s']:.2f}",
+                verdict,
+            ]
+        )
+    header = [
+        "operation",
+        "rewrites",
+        "idle: longest INSERT (ms)",
+        "during the upgrade (ms)",
+        "rounds (ms)",
+        "upgrade (s)",
+        "verdict",
+    ]
+    return _table(header, rows, "llrrrrl")
+
+
+def ops_section(result: dict[str, Any]) -> str:
+    out = ["\n## Operations under write load (PostgreSQL)\n\n"]
+    out.append(
+        "`benchmarks/ops.py` (`--suite ops`): one change per operation of the registry, run "
+        "in order through `generator.migrate` (its checks, lock timeouts and retries included) "
+        f"on a table of {result['rows']:,} rows, while a thread INSERTs one row at a time into "
+        "it (autocommit); the longest INSERT during each upgrade is the longest a writer was "
+        "blocked. *idle* is the same loop for the same time with no migration, just before: "
+        "the machine's own noise. A fresh database per round; medians of "
+        f"{result['rounds']} round(s). The goal: at most {result['limit_ms']:.0f} ms "
+        "for every operation whose risk is not a rewrite. The writer follows `rename_table` "
+        "(it knows both names); after `drop_table` its INSERTs fail at once, which still "
+        "counts.\n\n"
+    )
+    if "run_command" in result:
+        out.append(f"```sh\n{result['run_command']}\n```\n\n")
+    out.append(f"This suite's run: started {result['started']}.\n\n")
+    out.append(ops_table(result))
+    over = [c["op"] for c in result["cases"] if not c["ok"]]
+    out.append(
+        "\nEvery operation that does not rewrite stayed within the limit.\n"
+        if not over
+        else "\nOver the limit: " + ", ".join(f"`{o}`" for o in over) + ".\n"
+    )
     return "".join(out)
 
 
@@ -1232,10 +1298,14 @@ python -m benchmarks --quick                      # smoke run, both dialects, se
 python -m benchmarks --suite insert --dialect sqlite --rows 50000 --prefill 200000
 python -m benchmarks --all --json > results.json  # every sample, for machines
 python -m benchmarks --all --report docs/performance.md   # this page ({minutes_whole} minutes here)
+python -m benchmarks --suite ops --into docs/performance/results.json --report docs/performance.md
 ```
 
-`--suite insert|calc|query|migrate|gencheck|all`, `--dialect sqlite|postgresql|all`
-(default: all of both),
+`--suite insert|calc|query|migrate|gencheck|ops|all` (`ops`: PostgreSQL only, on a scratch
+database of its own; `--prefill N` rows in its table, by default as many as the ticks),
+`--into RESULTS` (merge this run's suites into an earlier results.json, then report: the
+last line above re-measures the operations and keeps the rest of this page),
+`--dialect sqlite|postgresql|all` (default: all of both),
 `--rows N` (rows per insert round and per calculation), `--prefill N` (ticks in the
 pre-filled tables; alerts: half, or `--prefill-alerts N`), `--rounds N`, `--pg-url URL` (the
 server to create scratch databases on; default `TEST_POSTGRES_URL`, else the local one),
@@ -1535,6 +1605,9 @@ def document(doc: dict[str, Any], images: dict[tuple[str, str], str]) -> str:
     gencheck = doc["results"].get(TOOL, {}).get("gencheck")
     if gencheck:
         out.append(gencheck_section(gencheck, images.get(("gencheck", TOOL))))
+    ops = doc["results"].get(TOOL, {}).get("ops")
+    if ops:
+        out.append(ops_section(ops))
     out.append("\n" + NOTES.format_map(prose_values(doc)))
     return "".join(out)
 
@@ -1548,6 +1621,8 @@ def write(doc: dict[str, Any], path: Path) -> list[Path]:
     for dialect, suites in doc["results"].items():
         for suite, cases in suites.items():
             image = folder / f"{suite}-{dialect}.png"
+            if dialect == TOOL and suite != "gencheck":
+                continue  # no chart: the ops suite is one table
             if dialect == TOOL:
                 gencheck_chart(cases, image)
             else:

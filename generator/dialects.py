@@ -206,6 +206,8 @@ def default_sql(value: DefaultValue, t: SqlType, dialect: str) -> str:
 def catalog_default(column: Column, dialect: str) -> str | None:
     """The default as the catalogue reports it (``pg_get_expr`` / ``dflt_value``)."""
     value, t = column.default, column.type
+    if column.serial and dialect != SQLITE:
+        return f"nextval('{column.serial}'::regclass)"
     if value is None:
         return None
     written = default_sql(value, t, dialect)

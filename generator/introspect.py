@@ -3,17 +3,19 @@
 Every table becomes a ``create_table`` of the current spec format: columns with their types
 mapped to the vocabulary, nullability, defaults normalised (``now()`` and friends are
 ``now``), primary keys (identity or not), single-column uniques and foreign keys with their
-ON DELETE action, indexes with their predicates. What the spec cannot say (a type outside
-the vocabulary, a serial column, a CHECK constraint, a multi-column unique or foreign key, an
-expression index) is a problem naming ``table.column``; nothing is written then.
+ON DELETE action, serial columns (PostgreSQL), CHECK constraints whose expression is of the
+expression grammar (generator/expr.py), indexes with their predicates. What the spec cannot say
+(a type outside the vocabulary, a CHECK outside the grammar, a multi-column unique or foreign
+key, an expression index) is a problem naming ``table.column``; nothing is written then.
 
-The spec names no constraints: the generator names them by the project's convention. The
-convention the database's own names follow is inferred (PostgreSQL's defaults, the tool's
-defaults, ...); names that follow no single convention are a problem too.
+The convention the database's own constraint names follow is inferred (PostgreSQL's
+defaults, the tool's defaults, ...), the one most names follow; a name that does not follow it
+is written into the spec (``primary_key_name``, ``unique_name``, ``references.name``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,9 +24,9 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import Connection
 
+from generator import dialects, expr, version_table
 from generator import spec as spec_module
-from generator import version_table
-from generator.coltypes import VOCABULARY
+from generator.coltypes import VOCABULARY, parse_type
 from generator.conventions import Conventions
 from generator.ops.create_table import CreateTable
 
@@ -192,6 +194,20 @@ def _predicates(conn: Connection, table: str) -> dict[str, str]:
     return out
 
 
+def _checks(conn: Connection, insp: Any, table: str) -> list[tuple[str | None, str]]:
+    """(name, SQL) of each CHECK constraint of ``table``."""
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(
+            sa.text(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = to_regclass(:t) AND contype = 'c' ORDER BY conname"
+            ),
+            {"t": f'"{table}"'},
+        )
+        return [(r[0], r[1]) for r in rows]
+    return [(c.get("name"), c["sqltext"]) for c in insp.get_check_constraints(table)]
+
+
 def _foreign_keys(conn: Connection, insp: Any, table: str) -> list[dict[str, Any]]:
     if conn.dialect.name != "sqlite":
         return list(insp.get_foreign_keys(table))
@@ -233,28 +249,32 @@ def _order(tables: dict[str, set[str]]) -> list[str]:
 
 def _infer(
     samples: dict[str, list[tuple[str, dict[str, str]]]], current: Conventions
-) -> tuple[dict[str, str], list[str]]:
+) -> dict[str, str]:
+    """Per kind, the convention most of the database's names follow (the project's own
+    first on a tie); the names that do not follow it are written into the spec."""
     naming: dict[str, str] = {}
-    problems: list[str] = []
     for kind, found in samples.items():
         if not found:
             continue
         mine = getattr(current, kind)
         candidates = [mine, *(c for c in CANDIDATES[kind] if c != mine)]
-        fits = [c for c in candidates if all(c.format(**values) == n for n, values in found)]
-        if fits:
-            naming[kind] = fits[0]
-            continue
-        best = max(candidates, key=lambda c: sum(c.format(**v) == n for n, v in found))
-        odd = [n for n, v in found if best.format(**v) != n]
-        problems.append(
-            f"{kind.replace('_', ' ')} names follow no single convention: "
-            f"{', '.join(odd[:5])}{' ...' if len(odd) > 5 else ''} "
-            f"{'do' if len(odd) > 1 else 'does'} not follow {best!r} like the others "
-            f"(tried {', '.join(repr(c) for c in candidates)}); rename them so one "
-            "convention names them all, then inspect again"
-        )
-    return naming, problems
+        naming[kind] = max(candidates, key=lambda c: sum(c.format(**v) == n for n, v in found))
+    return naming
+
+
+def _check_expression(dialect: str, text: str) -> str | None:
+    """A CHECK's SQL (``CHECK ((n > 0))`` on PostgreSQL, ``"n" > 0`` on SQLite) as the spec's
+    expression, or None when it is outside the grammar."""
+    body = text.strip()
+    m = re.fullmatch(r"CHECK\s*\((.*)\)(\s+NOT VALID)?", body, flags=re.S)
+    if m:
+        body = m[1]
+    if dialect == "postgresql":  # how PostgreSQL deparses what the grammar renders
+        body = re.sub(r"\bchar_length\(", "length(", body)
+    try:
+        return expr.canonical(expr.parse(body))
+    except expr.ExprError:
+        return None
 
 
 def inspect_database(conn: Connection, conventions: Conventions) -> Inspected:
@@ -268,11 +288,15 @@ def inspect_database(conn: Connection, conventions: Conventions) -> Inspected:
     samples: dict[str, list[tuple[str, dict[str, str]]]] = {k: [] for k in CANDIDATES}
     tables: dict[str, dict[str, Any]] = {}
     depends: dict[str, set[str]] = {}
+    names_of: dict[str, dict[str, Any]] = {}
     for table in names:
+        found: dict[str, Any] = {"unique": {}, "foreign_key": {}}
+        names_of[table] = found
         pk = insp.get_pk_constraint(table)
         pk_columns = list(pk.get("constrained_columns") or [])
         if pk.get("name"):
             samples["primary_key"].append((str(pk["name"]), {"table": table}))
+            found["primary_key"] = str(pk["name"])
         uniques: set[str] = set()
         if dialect == "sqlite":  # column-level UNIQUE too (SQLAlchemy reads table-level only)
             for (column_name,) in conn.exec_driver_sql(
@@ -292,6 +316,7 @@ def inspect_database(conn: Connection, conventions: Conventions) -> Inspected:
             uniques.add(cols[0])
             if uq.get("name"):
                 samples["unique"].append((str(uq["name"]), {"table": table, "column": cols[0]}))
+                found["unique"][cols[0]] = str(uq["name"])
         references: dict[str, dict[str, Any]] = {}
         depends[table] = set()
         for fk in _foreign_keys(conn, insp, table):
@@ -313,17 +338,32 @@ def inspect_database(conn: Connection, conventions: Conventions) -> Inspected:
             references[cols[0]] = ref
             depends[table].add(fk["referred_table"])
             if fk.get("name"):
+                found["foreign_key"][cols[0]] = str(fk["name"])
                 samples["foreign_key"].append(
                     (
                         str(fk["name"]),
                         {"table": table, "column": cols[0], "referred_table": fk["referred_table"]},
                     )
                 )
-        for check in insp.get_check_constraints(table):
-            problems.append(
-                f"{table}: CHECK constraint {check.get('name') or check.get('sqltext')}: a "
-                "spec cannot declare check constraints in create_table yet"
-            )
+        checks: list[dict[str, Any]] = []
+        typed = {
+            check[0]
+            for name, catalogue, *_ in _columns(conn, table)
+            if (kind := _type(dialect, catalogue))
+            and (check := dialects.type_check(name, parse_type(kind), dialect))
+        }
+        for name, sql in _checks(conn, insp, table):
+            if name in typed:  # SQLite's CHECK holding a uuid or json column to its form
+                continue
+            expression = _check_expression(dialect, sql) if name else None
+            if expression is None:
+                problems.append(
+                    f"{table}: CHECK constraint {name or sql}: "
+                    + ("a spec's check needs a name" if not name else f"{sql!r} is not ")
+                    + ("" if not name else "of the expression grammar (docs/authoring.md)")
+                )
+                continue
+            checks.append({"name": name, "expression": expression})
         columns: list[dict[str, Any]] = []
         for name, catalogue, nullable, default_text, identity in _columns(conn, table):
             where = f"{table}.{name}"
@@ -333,12 +373,18 @@ def inspect_database(conn: Connection, conventions: Conventions) -> Inspected:
                     f"{where}: type {catalogue!r} is not in the vocabulary ({VOCABULARY})"
                 )
                 continue
+            serial = False
             if default_text and default_text.startswith("nextval("):
-                problems.append(
-                    f"{where}: a serial column (default {default_text}); the spec's generated "
-                    "keys are identity columns (GENERATED BY DEFAULT AS IDENTITY)"
-                )
-                continue
+                sequence = f"{table}_{name}_seq"
+                if default_text != f"nextval('{sequence}'::regclass)" or not (
+                    name in pk_columns and len(pk_columns) == 1 and kind in ("integer", "bigint")
+                ):
+                    problems.append(
+                        f"{where}: default {default_text}: a spec's serial column is an integer "
+                        f"or bigint single-column primary key with its sequence {sequence}"
+                    )
+                    continue
+                serial, default_text = True, None
             value, understood = _default(kind.split("(")[0], default_text)
             if not understood:
                 problems.append(
@@ -361,7 +407,9 @@ def inspect_database(conn: Connection, conventions: Conventions) -> Inspected:
             if name in references:
                 column["references"] = references[name]
             single_integer_key = is_pk and len(pk_columns) == 1 and kind in ("integer", "bigint")
-            if dialect == "postgresql":
+            if serial:
+                column["serial"] = True
+            elif dialect == "postgresql":
                 if identity and not (is_pk and len(pk_columns) == 1):
                     problems.append(
                         f"{where}: an identity column that is not the single-column primary key"
@@ -393,13 +441,44 @@ def inspect_database(conn: Connection, conventions: Conventions) -> Inspected:
                 entry["where"] = predicate
             indexes.append(entry)
         tables[table] = {"name": table, "columns": columns}
+        if checks:
+            tables[table]["checks"] = sorted(checks, key=lambda c: str(c["name"]))
         if indexes:
             tables[table]["indexes"] = indexes
-    naming, naming_problems = _infer(samples, conventions)
-    problems.extend(naming_problems)
+    naming = _infer(samples, conventions)
     if problems:
         raise InspectError(problems)
+    _name_the_odd_ones(tables, names_of, replace_conventions(conventions, naming))
     return Inspected([tables[t] for t in _order(depends)], naming)
+
+
+def replace_conventions(conventions: Conventions, naming: dict[str, str]) -> Conventions:
+    return dataclasses.replace(conventions, **naming)
+
+
+def _name_the_odd_ones(
+    tables: dict[str, dict[str, Any]], names_of: dict[str, dict[str, Any]], c: Conventions
+) -> None:
+    """Write into the spec each name the inferred convention would not give."""
+    for table, spec in tables.items():
+        found = names_of.get(table, {})
+        pk = found.get("primary_key")
+        if pk and pk != c.pk_name(table):
+            columns = spec.pop("columns")
+            spec["primary_key_name"] = pk
+            spec["columns"] = columns
+            if "checks" in spec:
+                spec["checks"] = spec.pop("checks")
+            if "indexes" in spec:
+                spec["indexes"] = spec.pop("indexes")
+        for column in spec["columns"]:
+            uq = found.get("unique", {}).get(column["name"])
+            if uq and uq != c.uq_name(table, column["name"]):
+                column["unique_name"] = uq
+            fk = found.get("foreign_key", {}).get(column["name"])
+            ref = column.get("references")
+            if fk and ref and fk != c.fk_name(table, column["name"], ref["table"]):
+                ref["name"] = fk
 
 
 class _Dumper(yaml.SafeDumper):

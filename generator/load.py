@@ -231,7 +231,7 @@ def load_changes(
                     f"id {change_spec.id!r} does not match the file name (expected {m['id']!r})",
                 )
             )
-        before = resolver.schema
+        before = resolver.change_start = resolver.schema
         resolver.change_number, resolver.change_id = number, change_spec.id
         steps: list[Step] = []
         origins: list[int] = []

@@ -180,6 +180,9 @@ class Resolver:
         # (archives are named from the change that makes them; purge names a change by id).
         self.change_number, self.change_id = 0, ""
         self.change_numbers: dict[str, int] = {}
+        # The schema before the change being resolved (the loader sets it per change): what
+        # an operation tells apart from what earlier operations of the same change added.
+        self.change_start = schema
         self._load(schema)
 
     def _load(self, schema: Schema) -> None:
@@ -348,7 +351,7 @@ class Resolver:
                     f"{ref.table}.{ref.column} ({target.type})",
                 )
             )
-        name = self.conventions.fk_name(table.name, column.name, ref.table)
+        name = ref.name or self.conventions.fk_name(table.name, column.name, ref.table)
         if len(name) > MAX_NAME:
             problems.append((path, f"derived foreign key name {name!r} is too long"))
         return ForeignKey(name, table.name, column.name, ref.table, ref.column, ref.on_delete)

@@ -359,6 +359,9 @@ class HalfApplied:
     undone: tuple[str, ...]  # statements this run ran after its last commit (rolled back)
     earlier: bool  # the change was already half-applied when this run started
     stage: str  # "before" (refused by its checks), "ddl" (a step failed), "after" (post-checks)
+    # False: no half-applied note was written (what committed are backfill batches only,
+    # recorded in their own progress table; or SQLite, which has no table comments).
+    noted: bool = True
 
     @property
     def continue_command(self) -> str:
@@ -389,6 +392,16 @@ class HalfApplied:
         if self.undone:
             lines.append("run after the last commit and rolled back with the transaction:")
             lines += [f"  {' '.join(sql.split())}" for sql in self.undone]
+        if not self.noted:
+            lines += [
+                f"the database is at revision {self.revision}; the batches of its backfill that "
+                "committed are recorded in schemagen.backfill_progress.",
+                f"to continue: {self.continue_command} (with the same --url: the backfill "
+                "resumes after its last recorded batch)",
+                "to undo: continue it first, then downgrade (docs/rollback.md, after a killed "
+                "backfill)",
+            ]
+            return "\n".join(lines)
         lines += [
             f"the database is at revision {self.revision}, with {self.change} half-applied "
             "(recorded in the comment of the alembic_version table).",
@@ -530,6 +543,11 @@ class _Statements:
         self.ran: list[tuple[str, bool]] = []
 
     def __call__(self, conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
+        batches = conn.info.get("schemagen.batches")
+        if batches:  # a backfill's batches: one line for all of them (generator.batches)
+            if not self.ran or self.ran[-1][0] != batches:
+                self.ran.append((batches, True))
+            return
         words = statement.split(None, 1)
         if not words or words[0].upper() in self.SKIPPED:
             return
@@ -652,6 +670,8 @@ def _refuse_uncounted_row_changes(
 ) -> None:
     if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
         return
+    if conn.info.get("schemagen.batches"):  # a backfill's own transactions (generator.batches)
+        return
     words = statement.split(None, 1)
     if words and words[0].upper() in _ROW_CHANGES:
         raise UncountedRowChange(
@@ -720,6 +740,7 @@ class _Attempt:
         try:
             with step(change, self.direction, dialect):
                 self.fn()
+            finish_backfills(connection)
         finally:
             event.remove(connection, "after_cursor_execute", self.statements)
         self.stage = "after"
@@ -757,12 +778,29 @@ class _Attempt:
             done=done,
             undone=undone,
             earlier=self.note is not None,
+            noted=self.tolerated is not None or self.note is not None,
             stage=self.stage,
         )
         try:
             exc.schemagen_half_applied = info  # type: ignore[attr-defined]
         except (AttributeError, TypeError):  # an exception type without a __dict__
             log.error("%s", info.describe())
+
+
+def backfill(op: Any, script_file: str, direction: str, **step: Any) -> None:
+    """A backfill step's keyset batches, each committed on its own (generator.batches)."""
+    from generator import batches
+
+    batches.backfill(op, script_file, direction, **step)
+
+
+def finish_backfills(connection: Connection) -> None:
+    """The bookkeeping of the change's finished backfills goes, in its last transaction."""
+    done = connection.info.pop("schemagen.backfills", None)
+    if done:
+        from generator import batches
+
+        batches.finish(connection, list(done.values()))
 
 
 def timeouts(op: Any, lock_timeout: str, statement_timeout: str) -> None:

@@ -59,11 +59,16 @@ Acknowledgements = dict[RuleId, Reason]
 
 
 class References(Spec):
-    """A single-column foreign key; its name follows the naming convention."""
+    """A single-column foreign key; its name follows the naming convention unless given."""
 
     table: Identifier
     column: Identifier = "id"
     on_delete: FkAction = "no_action"
+    name: Identifier | None = Field(
+        default=None,
+        description="the foreign key's name as the database has it; defaults to the naming "
+        "convention's",
+    )
 
 
 class ColumnSpec(Spec):
@@ -81,7 +86,20 @@ class ColumnSpec(Spec):
             "primary key, false otherwise"
         ),
     )
+    serial: bool = Field(
+        default=False,
+        description=(
+            "PostgreSQL: a serial column (a sequence owned by the column, DEFAULT nextval(...)), "
+            "as `CREATE TABLE ... id serial` makes it, instead of an identity; SQLite: the "
+            "rowid. For an integer or bigint single-column primary key"
+        ),
+    )
     unique: bool = False
+    unique_name: Identifier | None = Field(
+        default=None,
+        description="the unique constraint's name as the database has it (with unique: true); "
+        "defaults to the naming convention's",
+    )
     default: DefaultValue | None = Field(
         default=None,
         description="a literal of the column's type (docs/authoring.md, Defaults); `now` on a "
@@ -95,6 +113,15 @@ class ColumnSpec(Spec):
             raise ValueError("a primary key column cannot be nullable")
         if self.identity and not self.primary_key:
             raise ValueError("identity is for a primary key column (set primary_key: true)")
+        if self.serial and not self.primary_key:
+            raise ValueError("serial is for a primary key column (set primary_key: true)")
+        if self.serial and self.identity is not None:
+            raise ValueError(
+                "serial and identity exclude each other: a serial column's values "
+                "come from its sequence"
+            )
+        if self.unique_name is not None and not self.unique:
+            raise ValueError("unique_name names the column's unique constraint (set unique: true)")
         return self
 
     @property

@@ -22,6 +22,7 @@ from pydantic import Field, StrictStr
 
 from generator import checks, dialects, expr
 from generator.dialects import POSTGRESQL, SQLITE
+from generator.errors import Path
 from generator.ops.base import OperationSpec, Problem, Risk, RowCheck, Step
 from generator.plan import ALTER_TABLE, RECREATE_TABLE, Group
 from generator.spec import Identifier
@@ -72,7 +73,7 @@ def column_types(table: TableLike) -> dict[str, expr.TypeClass]:
 
 
 def make_check(
-    table: TableLike, name: str, text: str, path: tuple[str, ...], problems: list[Problem]
+    table: TableLike, name: str, text: str, path: Path, problems: list[Problem]
 ) -> CheckConstraint | None:
     """The check ``name`` of ``text`` on ``table``, or a problem saying what the grammar
     expected where (``at offset n`` of the expression)."""

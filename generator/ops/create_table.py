@@ -7,13 +7,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, StrictStr
 
 from generator.dialects import POSTGRESQL
 from generator.errors import Path
+from generator.ops.add_check import EXPRESSION_HELP, make_check
 from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
 from generator.resolve import MAX_NAME
-from generator.spec import ColumnSpec, Identifier, IndexSpec
+from generator.spec import ColumnSpec, Identifier, IndexSpec, Spec
 from generator.state import Column, Index, Schema, Table, UniqueConstraint
 
 if TYPE_CHECKING:
@@ -21,12 +22,26 @@ if TYPE_CHECKING:
     from generator.resolve import Resolver
 
 
+class CheckSpec(Spec):
+    """A CHECK constraint of a new table: ``expression`` in the grammar add_check takes."""
+
+    name: Identifier
+    expression: StrictStr = Field(description=EXPRESSION_HELP)
+
+
 class CreateTable(OperationSpec):
-    """Create a table with its columns, keys and indexes (the baseline uses only this)."""
+    """Create a table with its columns, keys, checks and indexes (the baseline uses only
+    this)."""
 
     op: Literal["create_table"]
     name: Identifier
     columns: Annotated[list[ColumnSpec], Field(min_length=1)]
+    primary_key_name: Identifier | None = Field(
+        default=None,
+        description="the primary key constraint's name as the database has it; defaults to the "
+        "naming convention's",
+    )
+    checks: list[CheckSpec] = []  # noqa: RUF012 (a pydantic field: copied per instance)
     indexes: list[IndexSpec] = []  # noqa: RUF012 (a pydantic field: copied per instance)
 
     position: ClassVar[int] = 10
@@ -35,8 +50,9 @@ class CreateTable(OperationSpec):
         "op: create_table\nname: t\ncolumns: [{name: id, type: bigint, primary_key: true}]"
     )
     doc: ClassVar[tuple[str, str, str]] = (
-        "`name`, `columns` (list of column), `indexes` (list of `{name, columns, unique, where}`)",
-        "create table, keys and indexes",
+        "`name`, `columns` (list of column), `primary_key_name`, `checks` (list of "
+        "`{name, expression}`), `indexes` (list of `{name, columns, unique, where}`)",
+        "create table, keys, checks and indexes",
         "drop the table",
     )
 
@@ -47,6 +63,21 @@ class CreateTable(OperationSpec):
         out = []
         for i, (c, declared) in enumerate(zip(columns, self.columns, strict=True)):
             integer = c.type.kind in ("integer", "bigint")
+            if declared.serial:
+                sequence = f"{self.name}_{c.name}_seq"
+                if not integer or len(keys) > 1:
+                    problems.append(
+                        (
+                            ("columns", i, "serial"),
+                            "serial needs an integer or bigint single-column primary key",
+                        )
+                    )
+                elif len(sequence) > MAX_NAME:
+                    problems.append(
+                        (("columns", i, "serial"), f"sequence name {sequence!r} is too long")
+                    )
+                out.append(replace(c, identity=True, serial=sequence))
+                continue
             identity = declared.identity
             if identity is None:
                 identity = c.primary_key and integer and len(keys) == 1
@@ -82,9 +113,11 @@ class CreateTable(OperationSpec):
             seen.add(c.name)
             columns.append(r.make_column(self.name, c, ("columns", i), problems))
         columns = self._identities(columns, problems)
-        pk = r.conventions.pk_name(self.name)
+        pk = self.primary_key_name or r.conventions.pk_name(self.name)
         table = Table(self.name, tuple(columns), pk_constraint=pk)
         names: set[str] = set()
+        if self.primary_key_name and not table.primary_key:
+            problems.append((("primary_key_name",), "the table has no primary key column"))
         if table.primary_key:
             if len(pk) > MAX_NAME:
                 problems.append((("name",), f"derived primary key name {pk!r} is too long"))
@@ -99,7 +132,14 @@ class CreateTable(OperationSpec):
         uniques = []
         for i, c in enumerate(self.columns):
             if c.unique:
-                name = r.conventions.uq_name(self.name, c.name)
+                name = c.unique_name or r.conventions.uq_name(self.name, c.name)
+                if name in names:
+                    problems.append(
+                        (
+                            ("columns", i, "unique_name"),
+                            f"name {name!r} is used twice in this table",
+                        )
+                    )
                 r.free_name(name, ("columns", i, "unique"), problems)
                 uniques.append(UniqueConstraint(name, self.name, (c.name,)))
                 names.add(name)
@@ -109,7 +149,26 @@ class CreateTable(OperationSpec):
             if c.references is not None:
                 fk = r.make_fk(table, col, c.references, ("columns", i, "references"), problems)
                 if fk is not None:
+                    if fk.name in names:
+                        problems.append(
+                            (
+                                ("columns", i, "references"),
+                                f"name {fk.name!r} is used twice in this table",
+                            )
+                        )
+                    names.add(fk.name)
                     fks.append(fk)
+        checks = []
+        for i, ck in enumerate(self.checks):
+            at: Path = ("checks", i)
+            if ck.name in names:
+                problems.append(((*at, "name"), f"name {ck.name!r} is used twice in this table"))
+            else:
+                r.free_name(ck.name, (*at, "name"), problems)
+            names.add(ck.name)
+            check = make_check(table, ck.name, ck.expression, (*at, "expression"), problems)
+            if check is not None:
+                checks.append(check)
         indexes = []
         for i, ix in enumerate(self.indexes):
             path: Path = ("indexes", i)
@@ -127,6 +186,7 @@ class CreateTable(OperationSpec):
             indexes=tuple(sorted(indexes, key=lambda x: x.name)),
             foreign_keys=tuple(fks),
             uniques=tuple(uniques),
+            checks=tuple(checks),
             pk_constraint=pk,
         )
         return [CreateTableStep(table)], problems

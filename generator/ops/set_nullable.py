@@ -88,7 +88,7 @@ class SetNullable(OperationSpec):
                     problems.append((("fill",), f"the table of filled keys {name!r} is too long"))
                 r.free_name(name, ("fill",), problems)
                 key = tuple(
-                    replace(c, nullable=False, default=None, identity=False)
+                    replace(c, nullable=False, default=None, identity=False, serial=None)
                     for c in table.columns
                     if c.primary_key
                 )

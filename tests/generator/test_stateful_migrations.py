@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 from support import ROOT, execute, inspect_schema
 
-from generator import db, dialects, migrate, ops, runtime, spec
+from generator import db, dialects, expr, migrate, ops, runtime, spec
 from generator.coltypes import (
     MAX_VARCHAR,
     NUMERIC_KINDS,
@@ -405,6 +405,8 @@ class Drawer:
                 return bool(self._fk_candidates())
             case "drop_foreign_key":
                 return any(t.foreign_keys for t in self.schema.tables)
+            case "backfill":
+                return any(self._backfillable(t) for t in self.schema.tables)
         return True
 
     def _column_spec(self, name: str, *, new_table: bool) -> dict[str, Any]:
@@ -845,6 +847,33 @@ class Drawer:
         pairs = [(t.name, f.name) for t in self.schema.tables for f in t.foreign_keys]
         table, name = self.draw(st.sampled_from(pairs))
         return {"op": "drop_foreign_key", "table": table, "name": name}
+
+    @staticmethod
+    def _backfillable(table: Table) -> list[Column]:
+        """Columns a backfill may set: not in the key, named as the grammar reads a column."""
+        if not table.primary_key:
+            return []
+        words = {*expr.KEYWORDS, *expr.FUNCTIONS}
+        return [c for c in table.columns if not c.primary_key and c.name not in words]
+
+    def backfill(self) -> dict[str, Any]:
+        """Sets a column from itself (lowered when it is free text no key or check names),
+        in small batches, sometimes only where it is not NULL."""
+        table = self.draw(st.sampled_from([t for t in self.schema.tables if self._backfillable(t)]))
+        column = self.draw(st.sampled_from(self._backfillable(table)))
+        name = column.name
+        free = (
+            str(column.type).split("(")[0] in ("text", "varchar")
+            and not any(name in i.columns for i in table.indexes if i.unique)
+            and not any(name in u.columns for u in table.uniques)
+            and not any(c.column == name for c in table.checks)
+        )
+        value = f"lower({name})" if free and self.draw(st.booleans()) else name
+        op: dict[str, Any] = {"op": "backfill", "table": table.name, "set": {name: value}}
+        if self.draw(st.booleans()):
+            op["where"] = f"{name} IS NOT NULL"
+        op["batch_size"] = self.draw(st.integers(1, 5))
+        return op
 
 
 @st.composite

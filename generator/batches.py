@@ -1,0 +1,465 @@
+"""Keyset batches outside the change's transaction, resumable after a kill (``backfill``).
+
+A rendered migration calls :func:`run` (through ``runtime.backfill``) inside an autocommit
+block: the change's transaction so far is committed, then each batch is one short
+transaction of its own that
+
+1. picks the next ``batch_size`` primary keys after the last one done (keyset, composite keys
+   compared as row values, so a batch never rescans what is done),
+2. keeps aside the old values of the rows it changes (an archive named from the change, keyed
+   by the primary key) - upgrade only, and only for columns that existed before the change,
+3. updates those rows (upgrade: the expressions; downgrade: the archived values),
+4. records the last key done in the progress table,
+
+and commits. The progress row and the rows' new values commit together, so a run killed at
+any point leaves every batch either done and recorded or not done at all; the next run starts
+after the last recorded key and never redoes a finished batch. Each batch waits for row locks
+at most the runner's ``lock_timeout`` (generator.guard); a batch that times out is rolled back
+and retried after a pause, and the batches after it are paced.
+
+The progress and archive tables live outside the application's schema, so that no table check
+of a change sees them: in the schema ``schemagen`` on PostgreSQL, in a database file attached
+as ``schemagen`` on SQLite (``<database file>-schemagen``, beside it; SQLite commits the two
+files atomically in its default rollback-journal mode, so WAL mode is refused).
+
+This module is reusable for any operation that rewrites values in batches (issue 14's shadow
+columns): :class:`Batches` is the loop, :func:`run` the backfill and its restore.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from generator import guard, runtime
+
+log = logging.getLogger("schemagen")
+
+SCHEMA = "schemagen"
+PROGRESS = "backfill_progress"
+MAX_SHOWN = 20
+
+
+class BackfillFailed(runtime.CheckFailed):
+    """A backfill's check after its batches found rows that are not what it wrote (a check
+    failure like any other: the same report and exit code)."""
+
+
+class ArchiveMissing(RuntimeError):
+    """The archive a downgrade restores from is gone."""
+
+
+def _qi(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def archive_name(change: str, step: str) -> str:
+    """The archive of a backfill step: named from the change's number and the step's key."""
+    return f"archive_{change.split('_', 1)[0]}_{step}"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One backfill step as the migration states it (see generator/ops/backfill.py)."""
+
+    change: str
+    step: str  # the step's key (stable: derived from table, set and where)
+    direction: str  # "upgrade" (run the expressions) or "downgrade" (restore the archive)
+    table: str
+    key: tuple[str, ...]
+    values: dict[str, str]  # column -> SQL of its expression (upgrade)
+    where: str | None  # SQL of the condition (upgrade)
+    kept: tuple[str, ...]  # columns whose old values are archived and restored
+    checked: tuple[str, ...]  # columns the check after the batches compares with the expression
+    batch_size: int
+
+    @property
+    def archive(self) -> str:
+        return f"{SCHEMA}.{_qi(archive_name(self.change, self.step))}"
+
+
+def _attach(connection: Connection) -> None:
+    """SQLite: attach the side database that holds progress and archives (once)."""
+    attached = {row[1] for row in connection.exec_driver_sql("PRAGMA database_list")}
+    if SCHEMA in attached:
+        return
+    main = next(r[2] for r in connection.exec_driver_sql("PRAGMA database_list") if r[1] == "main")
+    mode = str(connection.exec_driver_sql("PRAGMA journal_mode").scalar()).lower()
+    if mode == "wal":
+        raise RuntimeError(
+            "backfill on SQLite needs the rollback journal: in WAL mode a batch and its "
+            "progress, kept in an attached file, would not commit atomically"
+        )
+    side = f"{main}-{SCHEMA}" if main else ":memory:"
+    connection.exec_driver_sql(
+        f"ATTACH DATABASE '{side.replace(chr(39), chr(39) * 2)}' AS {SCHEMA}"
+    )
+
+
+class Batches:
+    """The batch loop: each batch is ``BEGIN``, the caller's statements, progress, ``COMMIT``."""
+
+    def __init__(self, connection: Connection, spec: Spec):
+        self.connection = connection
+        self.spec = spec
+        self.dialect = connection.dialect.name
+        self.settings = guard.settings_of(connection)
+        self.pause_s = 0.0  # pacing after lock waits
+
+    def sql(self, text: str, params: Sequence[Any] = ()) -> Any:
+        connection = self.connection
+        if self.dialect == "postgresql":
+            text = text.replace("%", "%%").replace("?", "%s")
+        return connection.exec_driver_sql(text, tuple(params))
+
+    def begin(self) -> None:
+        if self.dialect == "postgresql":
+            self.sql("BEGIN")
+            # Row locks wait the runner's short lock_timeout, never the change's own.
+            self.sql(f"SET LOCAL lock_timeout = '{self.settings.lock_timeout_ms}ms'")
+        else:
+            self.sql("BEGIN IMMEDIATE")
+
+    def rollback(self) -> None:
+        try:
+            self.sql("ROLLBACK")
+        except Exception:
+            log.debug("no transaction to roll back")
+
+    def setup(self, archive_of: str | None) -> None:
+        """Progress table, the step's progress row, the archive (empty, keyed)."""
+        s = self.spec
+        self.begin()
+        self.ensure()
+        fresh = self.sql(
+            f"INSERT INTO {SCHEMA}.{PROGRESS} VALUES (?, ?, ?, NULL, 0, 0, 0) "
+            "ON CONFLICT (change_name, step, direction) DO NOTHING",
+            (s.change, s.step, s.direction),
+        ).rowcount
+        if fresh and archive_of is not None:
+            # No batch of this run of the step is recorded: an archive of the same name is
+            # left from another database under the same file or schema (never this run's).
+            self.sql(f"DROP TABLE IF EXISTS {s.archive}")
+        if archive_of is not None and not self.archive_exists():
+            cols = ", ".join(_qi(c) for c in (*s.key, *s.kept))
+            self.sql(f"CREATE TABLE {s.archive} AS SELECT {cols} FROM {archive_of} WHERE 1 = 0")
+            name = _qi(f"{archive_name(s.change, s.step)}_key")
+            keys = ", ".join(_qi(c) for c in s.key)
+            if self.dialect == "postgresql":
+                self.sql(f"CREATE UNIQUE INDEX {name} ON {s.archive} ({keys})")
+            else:
+                bare = _qi(archive_name(s.change, s.step))
+                self.sql(f"CREATE UNIQUE INDEX {SCHEMA}.{name} ON {bare} ({keys})")
+        self.sql("COMMIT")
+
+    def ensure(self) -> None:
+        """The progress table (and PostgreSQL's schema), in the open transaction."""
+        if self.dialect == "postgresql":
+            self.sql(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        self.sql(
+            f"CREATE TABLE IF NOT EXISTS {SCHEMA}.{PROGRESS} (change_name TEXT NOT NULL, "
+            "step TEXT NOT NULL, direction TEXT NOT NULL, last_key TEXT, batches INTEGER NOT "
+            "NULL, rows_done INTEGER NOT NULL, done INTEGER NOT NULL, "
+            "PRIMARY KEY (change_name, step, direction))"
+        )
+
+    def archive_exists(self) -> bool:
+        name = archive_name(self.spec.change, self.spec.step)
+        if self.dialect == "postgresql":
+            found = self.sql(
+                "SELECT 1 FROM pg_tables WHERE schemaname = ? AND tablename = ?", (SCHEMA, name)
+            ).first()
+        else:
+            found = self.sql(
+                f"SELECT 1 FROM {SCHEMA}.sqlite_master WHERE type = 'table' AND name = ?", (name,)
+            ).first()
+        return found is not None
+
+    def progress(self) -> tuple[list[Any] | None, bool]:
+        s = self.spec
+        row = self.sql(
+            f"SELECT last_key, done FROM {SCHEMA}.{PROGRESS} "
+            "WHERE change_name = ? AND step = ? AND direction = ?",
+            (s.change, s.step, s.direction),
+        ).first()
+        if row is None:
+            return None, False
+        return (json.loads(row[0]) if row[0] is not None else None), bool(row[1])
+
+    def range_sql(self, last: list[Any] | None, end: list[Any]) -> tuple[str, list[Any]]:
+        """The batch's keys, after ``last`` up to ``end`` (unqualified: the updated table's)."""
+        keys = ", ".join(_qi(c) for c in self.spec.key)
+        marks = ", ".join("?" for _ in self.spec.key)
+        cond, params = f"({keys}) <= ({marks})", list(end)
+        if last is not None:
+            cond = f"({keys}) > ({marks}) AND {cond}"
+            params = [*last, *end]
+        return cond, params
+
+    def run(self, source: str, batch: Any) -> tuple[int, int]:
+        """Batches over the keys of ``source`` until none is left; ``batch(cond, params)``
+        runs one batch's statements and returns the rows it changed. Returns (batches, rows)
+        of this run."""
+        s = self.spec
+        keys = ", ".join(_qi(c) for c in s.key)
+        marks = ", ".join("?" for _ in s.key)
+        batches = rows = 0
+        last, done = self.progress()
+        if done:
+            return 0, 0
+        while True:
+            for attempt in range(1, self.settings.lock_retries + 2):
+                self.begin()
+                try:
+                    after = f"WHERE ({keys}) > ({marks}) " if last is not None else ""
+                    found = self.sql(
+                        f"SELECT {keys} FROM {source} {after}ORDER BY {keys} LIMIT {s.batch_size}",
+                        last or (),
+                    ).fetchall()
+                    if not found:
+                        self.sql(
+                            f"UPDATE {SCHEMA}.{PROGRESS} SET done = 1 "
+                            "WHERE change_name = ? AND step = ? AND direction = ?",
+                            (s.change, s.step, s.direction),
+                        )
+                        self.sql("COMMIT")
+                        return batches, rows
+                    end = [_plain(v) for v in found[-1]]
+                    cond, params = self.range_sql(last, end)
+                    changed = batch(cond, params)
+                    self.sql(
+                        f"UPDATE {SCHEMA}.{PROGRESS} SET last_key = ?, batches = batches + 1, "
+                        "rows_done = rows_done + ? "
+                        "WHERE change_name = ? AND step = ? AND direction = ?",
+                        (json.dumps(end), changed, s.change, s.step, s.direction),
+                    )
+                    self.sql("COMMIT")
+                    last, batches, rows = end, batches + 1, rows + changed
+                    break
+                except Exception as exc:
+                    self.rollback()
+                    if not (guard.is_lock_timeout(exc) or guard.is_sqlite_busy(exc)):
+                        raise
+                    if attempt > self.settings.lock_retries:
+                        raise guard.LockTimeout(
+                            f"{s.change}: backfill of {s.table}: a batch could not get its row "
+                            f"locks in {attempt} attempt(s); the batches before it are done "
+                            "and recorded: run the same command again to continue"
+                        ) from exc
+                    self.pause_s = max(self.pause_s * 2, self.settings.backoff_s(attempt))
+                    log.warning(
+                        "%s: backfill of %s: lock wait (attempt %d), pausing %.0f ms",
+                        s.change,
+                        s.table,
+                        attempt,
+                        self.pause_s * 1000,
+                    )
+                    time.sleep(self.pause_s)
+            if self.pause_s:  # paced after a lock wait, easing off batch by batch
+                time.sleep(self.pause_s)
+                self.pause_s = self.pause_s / 2 if self.pause_s > 0.001 else 0.0
+
+
+def _plain(value: Any) -> Any:
+    """A key value as JSON keeps it (and binds it back): numbers as they are, others as text."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _distinct(dialect: str, a: str, b: str) -> str:
+    return f"{a} IS DISTINCT FROM {b}" if dialect == "postgresql" else f"{a} IS NOT {b}"
+
+
+def run(connection: Connection, spec: Spec) -> tuple[int, int]:
+    """One backfill step in one direction, resumed from its progress; then its check.
+    Returns the (batches, rows) this run did."""
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        _attach(connection)
+    table = _qi(spec.table)
+    loop = Batches(connection, spec)
+    if spec.direction == "upgrade":
+        loop.setup(table if spec.kept else None)
+        result = loop.run(table, lambda cond, params: _upgrade_batch(loop, cond, params))
+        _check_upgrade(loop)
+        return result
+    if not spec.kept:
+        return 0, 0
+    loop.setup(None)
+    if not loop.archive_exists():
+        raise ArchiveMissing(
+            f"{spec.change}: the archive {spec.archive} that holds the values {spec.table} had "
+            "before the backfill is missing: they cannot be restored"
+        )
+    result = loop.run(spec.archive, lambda cond, params: _restore_batch(loop, cond, params))
+    _check_restore(loop)
+    return result
+
+
+def _upgrade_batch(loop: Batches, cond: str, params: list[Any]) -> int:
+    s = loop.spec
+    table = _qi(s.table)
+    where = f"{cond} AND ({s.where})" if s.where else cond
+    if s.kept:
+        cols = ", ".join(_qi(c) for c in (*s.key, *s.kept))
+        loop.sql(
+            f"INSERT INTO {s.archive} ({cols}) SELECT {cols} FROM {table} WHERE {where}", params
+        )
+    sets = ", ".join(f"{_qi(c)} = {sql}" for c, sql in s.values.items())
+    result = loop.sql(f"UPDATE {table} SET {sets} WHERE {where}", params)
+    return int(result.rowcount)
+
+
+def _restore_batch(loop: Batches, cond: str, params: list[Any]) -> int:
+    s = loop.spec
+    table = _qi(s.table)
+    match = " AND ".join(f"a.{_qi(k)} = {table}.{_qi(k)}" for k in s.key)
+    sets = ", ".join(
+        f"{_qi(c)} = (SELECT a.{_qi(c)} FROM {s.archive} AS a WHERE {match})" for c in s.kept
+    )
+    result = loop.sql(
+        f"UPDATE {table} SET {sets} WHERE {cond} "
+        f"AND EXISTS (SELECT 1 FROM {s.archive} AS a WHERE {match})",
+        params,
+    )
+    return int(result.rowcount)
+
+
+def _failing(loop: Batches, sql: str, what: str) -> None:
+    loop.begin()
+    result = loop.sql(sql)
+    columns, rows = list(result.keys()), result.fetchmany(MAX_SHOWN + 1)
+    loop.sql("COMMIT")
+    if rows:
+        s = loop.spec
+        phase = "post" if s.direction == "upgrade" else "pre"
+        check = runtime.Check(what, sql)
+        result = runtime.CheckResult(check, columns, [tuple(r) for r in rows])
+        raise BackfillFailed(s.change, phase, loop.dialect, [result])
+
+
+def _check_upgrade(loop: Batches) -> None:
+    """No row matching ``where`` still differs from its expression (for the columns whose
+    expression reads no column the backfill sets and does not read the clock)."""
+    s = loop.spec
+    if not s.checked:
+        return
+    differs = " OR ".join(_distinct(loop.dialect, _qi(c), f"({s.values[c]})") for c in s.checked)
+    where = f"({s.where}) AND ({differs})" if s.where else differs
+    keys = ", ".join(_qi(c) for c in s.key)
+    cols = ", ".join(_qi(c) for c in s.checked)
+    _failing(
+        loop,
+        f"SELECT {keys}, {cols} FROM {_qi(s.table)} WHERE {where} ORDER BY {keys} "
+        f"LIMIT {MAX_SHOWN + 1}",
+        f"{s.table}.backfill: rows still differing from the expression",
+    )
+
+
+def _check_restore(loop: Batches) -> None:
+    """Every archived row has its old values back."""
+    s = loop.spec
+    table = _qi(s.table)
+    match = " AND ".join(f"a.{_qi(k)} = t.{_qi(k)}" for k in s.key)
+    differs = " OR ".join(_distinct(loop.dialect, f"t.{_qi(c)}", f"a.{_qi(c)}") for c in s.kept)
+    keys = ", ".join(f"a.{_qi(c)}" for c in s.key)
+    _failing(
+        loop,
+        f"SELECT {keys} FROM {s.archive} AS a LEFT JOIN {table} AS t ON {match} "
+        f"WHERE t.{_qi(s.key[0])} IS NULL OR {differs} ORDER BY {keys} LIMIT {MAX_SHOWN + 1}",
+        f"{s.table}.restore: rows whose values differ from the archive (or are gone)",
+    )
+
+
+def finish(connection: Connection, specs: Sequence[Spec]) -> None:
+    """In the change's last transaction, which commits with its revision stamp (runtime
+    calls it after the change's steps): an upgrade's progress rows go (a re-run of a stamped
+    change never happens, and a later one starts clean); a downgrade's archive and progress
+    rows go. Until then a killed run resumes from them, never redoing a batch."""
+    for spec in specs:
+        loop = Batches(connection, spec)
+        loop.ensure()
+        params = [spec.change, spec.step]
+        if spec.direction == "upgrade":
+            loop.sql(
+                f"DELETE FROM {SCHEMA}.{PROGRESS} WHERE change_name = ? AND step = ? "
+                "AND direction = 'upgrade'",
+                params,
+            )
+        else:
+            loop.sql(f"DROP TABLE IF EXISTS {spec.archive}")
+            loop.sql(f"DELETE FROM {SCHEMA}.{PROGRESS} WHERE change_name = ? AND step = ?", params)
+
+
+def backfill(
+    op: Any,
+    script_file: str,
+    direction: str,
+    *,
+    step: str,
+    table: str,
+    key: list[str],
+    values: dict[str, str] | None = None,
+    where: str | None = None,
+    kept: list[str] | None = None,
+    checked: list[str] | None = None,
+    batch_size: int = 1000,
+) -> None:
+    """What a rendered backfill unit calls, inside its autocommit block."""
+    change = Path(script_file).stem
+    spec = Spec(
+        change,
+        step,
+        direction,
+        table,
+        tuple(key),
+        dict(values or {}),
+        where,
+        tuple(kept or ()),
+        tuple(checked or ()),
+        batch_size,
+    )
+    name = f"backfill {table}" if direction == "upgrade" else f"restore {table}"
+    if runtime._offline(op):
+        runtime._note(
+            op,
+            f"{name}: keyset batches of {batch_size} rows on ({', '.join(key)}), each its own "
+            f"transaction; progress in {SCHEMA}.{PROGRESS} ({change}, {step})"
+            + (
+                f"; old values of {', '.join(spec.kept)} kept in {spec.archive}"
+                if spec.kept
+                else ""
+            ),
+        )
+        keys = ", ".join(_qi(c) for c in key)
+        batch = f"({keys}) > (<last key done>) AND ({keys}) <= (<batch end>)"
+        if direction == "upgrade" and spec.values:
+            sets = ", ".join(f"{_qi(c)} = {sql}" for c, sql in spec.values.items())
+            cond = f" AND ({where})" if where else ""
+            runtime._note(op, f"per batch: UPDATE {_qi(table)} SET {sets} WHERE {batch}{cond}")
+        elif spec.kept:
+            runtime._note(op, f"per batch: the kept values back from {spec.archive} WHERE {batch}")
+        return
+    connection: Connection = op.get_bind()
+    # Read by runtime: the half-applied report's one line for all batches, and the batches'
+    # own transactions let through its refusal of row changes outside a transaction.
+    connection.info["schemagen.batches"] = (
+        f"{name}: batches, each committed on its own (progress in {SCHEMA}.{PROGRESS}, "
+        f"{change} {step} {direction})"
+    )
+    try:
+        with runtime.step(change, name, connection.dialect.name) as record:
+            batches, rows = run(connection, spec)
+            record.extra.update(batches=batches, rows=rows)
+        # Cleared by runtime.finish_backfills in the transaction of the revision stamp.
+        connection.info.setdefault("schemagen.backfills", {})[(change, step, direction)] = spec
+    finally:
+        connection.info.pop("schemagen.batches", None)

@@ -1,0 +1,82 @@
+"""The ``ops`` suite (benchmarks/ops.py): every operation of the registry, its change run
+under a single-row INSERT loop on PostgreSQL; the report's table and verdicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import pg_url_for
+
+from benchmarks import ops, report
+from benchmarks.cli import merged
+from benchmarks.settings import QUICK
+from benchmarks.timing import Progress
+from generator.ops import op_names
+
+
+def test_the_history_covers_every_registered_operation() -> None:
+    assert sorted(op for op, _ in ops.HISTORY) == sorted(op_names())
+
+
+@pytest.mark.db
+def test_quick_run_measures_every_operation(pg_database: str) -> None:
+    result = ops.run(QUICK, Progress(enabled=False), pg_url_for(pg_database))
+    cases = result["cases"]
+    assert [c["op"] for c in cases] == [op for op, _ in ops.HISTORY]
+    for c in cases:
+        assert len(c["blocked_ms"]) == QUICK.migrate_rounds
+        assert c["median_blocked_ms"] > 0 and c["median_upgrade_s"] > 0
+        assert c["ok"] == (c["rewrites"] or c["median_blocked_ms"] <= ops.LIMIT_MS)
+    # a catalogue change and a concurrent build: no rewrite by the risk model
+    by_op = {c["op"]: c for c in cases}
+    assert not by_op["add_column"]["rewrites"] and not by_op["create_index"]["rewrites"]
+
+
+def _case(op: str, blocked: float, rewrites: bool = False) -> dict[str, Any]:
+    return {
+        "op": op,
+        "rewrites": rewrites,
+        "idle_ms": [5.0],
+        "blocked_ms": [blocked],
+        "upgrade_s": [0.5],
+        "median_idle_ms": 5.0,
+        "median_blocked_ms": blocked,
+        "median_upgrade_s": 0.5,
+        "ok": rewrites or blocked <= 100,
+    }
+
+
+def test_the_section_names_the_operations_over_the_limit() -> None:
+    result = {
+        "started": "2026-12-02T11:00:00+00:00",
+        "rows": 1_000_000,
+        "rounds": 1,
+        "limit_ms": 100.0,
+        "run_command": "python -m benchmarks --suite ops",
+        "cases": [
+            _case("add_check", 20.0),
+            _case("set_default", 180.0),
+            _case("alter_column_type", 900.0, rewrites=True),
+        ],
+    }
+    text = report.ops_section(result)
+    assert "| `set_default` | no | 5.0 | 180.0 |" in text and "**over 100 ms**" in text
+    assert "rewrites (SG102): no limit" in text
+    assert "Over the limit: `set_default`." in text
+
+
+def test_into_replaces_the_merged_suite_and_keeps_the_rest() -> None:
+    earlier = {
+        "command": "python -m benchmarks --all",
+        "suites": ["insert", "gencheck"],
+        "results": {"sqlite": {"insert": [1]}, "tool": {"gencheck": {"g": 1}, "ops": {"old": 1}}},
+    }
+    new = {"command": "x", "suites": ["ops"], "results": {"tool": {"ops": {"new": 1}}}}
+    out = merged(earlier, new)
+    assert out["command"] == earlier["command"]
+    assert out["results"] == {
+        "sqlite": {"insert": [1]},
+        "tool": {"gencheck": {"g": 1}, "ops": {"new": 1}},
+    }
+    assert out["suites"] == ["insert", "gencheck", "ops"]
