@@ -257,3 +257,65 @@ def expect_data(steps: Sequence[Step], before: Schema, after: Schema) -> DataExp
     return DataExpectation(
         counted, sorted(conversions, key=str), fits, orphans, rewritten, prechecks
     )
+
+
+# ------------------------------------------------------------------------ the check model
+
+# What each kind of check proves, by its aspect (the templates name the aspect they render).
+PROVES = {
+    "tables": "the schema has exactly these tables",
+    "columns": "the table has exactly these columns, with these types, nullability and defaults",
+    "primary_key": "the table's primary key is on these columns",
+    "indexes": "the table has exactly these indexes (columns, uniqueness, validity, predicate)",
+    "unique_constraints": "the table has exactly these unique constraints",
+    "foreign_keys": "the table has exactly these foreign keys, with these ON DELETE actions",
+    "check_constraints": "the table has exactly these CHECK constraints, validated",
+    "orphans": "no row references a missing parent row",
+    "fits": "every value fits the narrower type unchanged",
+    "precheck": "no row would make a step of the change fail",
+    "snapshot": "records what the data checks after the DDL compare with",
+    "row_counts": "the change deleted no rows of a table it keeps",
+    "drift": "no converted value moved by more than the conversion's tolerance",
+}
+
+KINDS = ("check", "snapshot", "data-check", "fit-check")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check of a validation file, as data: the runtime, the review and `verify` read
+    these (from the ``.json`` file rendered beside each ``.sql``), never the SQL text.
+
+    ``kind``: ``check`` (a query returning the rows that break it: migrations and `verify`),
+    ``snapshot`` (CREATE TEMP TABLE ``name``, run before the DDL), ``data-check`` (reads a
+    snapshot: migrations only), ``fit-check`` (rows a step could not keep; before the DDL).
+    ``table`` is empty for a check of the whole schema. ``sql``: the query per dialect.
+    """
+
+    name: str
+    kind: str
+    table: str
+    proves: str
+    sql: dict[str, str]
+
+    def record(self, dialect: str) -> dict[str, str]:
+        """The check's object in a dialect's ``.json`` validation file."""
+        return dict(
+            name=self.name,
+            kind=self.kind,
+            table=self.table,
+            proves=self.proves,
+            sql=self.sql[dialect],
+        )
+
+
+def merge(*dialect_checks: Sequence[Check]) -> list[Check]:
+    """One check per (kind, name), holding the SQL of every dialect that runs it."""
+    out: dict[tuple[str, str], Check] = {}
+    for found in dialect_checks:
+        for c in found:
+            seen = out.get((c.kind, c.name))
+            out[(c.kind, c.name)] = (
+                c if seen is None else Check(c.name, c.kind, c.table, c.proves, seen.sql | c.sql)
+            )
+    return list(out.values())

@@ -107,7 +107,7 @@ def check(
     return texts
 
 
-_VALIDATION = re.compile(r"^validation/(?P<dialect>[^/]+)/[^/]+\.sql$")
+_VALIDATION = re.compile(r"^validation/(?P<dialect>[^/]+)/[^/]+\.(?:sql|json)$")
 
 
 def preflight(out_dir: Path, dialect: str, reason: str | None) -> None:
@@ -119,7 +119,9 @@ def preflight(out_dir: Path, dialect: str, reason: str | None) -> None:
     listed = read_sum(out_dir)
     on_disk = [p.relative_to(out_dir).as_posix() for p in (out_dir / "versions").glob("*.py")]
     on_disk += [
-        p.relative_to(out_dir).as_posix() for p in (out_dir / "validation" / dialect).glob("*.sql")
+        p.relative_to(out_dir).as_posix()
+        for pattern in ("*.json", "*.sql")
+        for p in (out_dir / "validation" / dialect).glob(pattern)
     ]
     wanted = [
         p
@@ -130,20 +132,28 @@ def preflight(out_dir: Path, dialect: str, reason: str | None) -> None:
     check(out_dir, sorted({*on_disk, *wanted}), reason, listed)
 
 
+def validation_files(dialect: str, change: str, phases: tuple[str, ...]) -> list[str]:
+    """A change's validation files of these phases: the .json checks the runtime runs and
+    the .sql text of the same checks (reviewers, psql); both must match the sum."""
+    stems = [f"validation/{dialect}/{change}.{phase}" for phase in phases]
+    return [path for stem in stems for path in (f"{stem}.json", f"{stem}.sql")]
+
+
 def for_change(
     script_file: str | Path, dialect: str, change: str, reason: str | None
 ) -> dict[str, str]:
     """The verified texts of one change's script and validation files (``validation/...``).
 
     A hand-written script (no generated header, not in the sum) that calls the runtime has
-    hand-written validation files too: those are the operator's, and are not checked.
+    hand-written validation files too (the runtime runs the ``.json`` one: an object with a
+    ``checks`` list, see runtime.load_checks): those are the operator's, and are not checked.
     """
     out_dir = Path(script_file).resolve().parent.parent
     listed = read_sum(out_dir)
     script = f"versions/{Path(script_file).name}"
     checked = check(out_dir, [script], reason, listed)
     handwritten = script not in listed and not is_generated(checked.get(script, ""))
-    validation = [f"validation/{dialect}/{change}.{phase}.sql" for phase in ("pre", "post")]
+    validation = validation_files(dialect, change, ("pre", "post"))
     if handwritten:
         return {}
     return check(out_dir, validation, reason, listed)

@@ -305,8 +305,8 @@ def verify(
         change, phase, note = change_for(migrations_dir, revision)
         script = migrations_dir / "versions" / f"{change}.py"
         dialect = conn.dialect.name
-        rel = f"validation/{dialect}/{change}.{phase}.sql"
-        runtime.use_verified(script, integrity.check(migrations_dir, [rel], allow_modified))
+        rels = integrity.validation_files(dialect, change, (phase,))
+        runtime.use_verified(script, integrity.check(migrations_dir, rels, allow_modified))
         file = runtime.validation_file(script, dialect, change, phase)
         results = runtime.evaluate(conn, file, change, phase)
         return revision, f"{change}.{phase}", results, note
@@ -383,10 +383,10 @@ def stamp(
             change, phase, note = change_for(migrations_dir, wanted)
         except LookupError as exc:
             return Stamped(current, wanted, None, [], str(exc), True)
-        rel = f"validation/{conn.dialect.name}/{change}.{phase}.sql"
+        rels = integrity.validation_files(conn.dialect.name, change, (phase,))
         runtime.use_verified(
             migrations_dir / "versions" / f"{change}.py",
-            integrity.check(migrations_dir, [rel], allow_modified),
+            integrity.check(migrations_dir, rels, allow_modified),
         )
         file = runtime.validation_file(
             migrations_dir / "versions" / f"{change}.py", conn.dialect.name, change, phase

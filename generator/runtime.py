@@ -7,6 +7,7 @@ Rendered migrations import this module and nothing else from the project, never 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -23,18 +24,14 @@ from sqlalchemy.engine import Connection
 from generator import guard, integrity, version_table
 
 log = logging.getLogger("schemagen")
-# A validation file is a series of sections, each opened by one of these markers:
+# The checks of a validation file are data (generator.checks.Check), rendered as JSON beside
+# its .sql text (validation/<dialect>/<change>.<phase>.json); each has one of these kinds:
 #   check       a query returning the rows that break it (run by migrations and `verify`)
 #   snapshot    CREATE TEMP TABLE <name> ... run before a change's DDL
 #   data-check  like check, but reads a snapshot: only a migration run can evaluate it
 #   fit-check   the rows a narrowing conversion could not keep unchanged; run by migrations
 #               before the DDL (not by `verify`: a widened column may hold such values)
-MARKERS = {
-    "-- check: ": "check",
-    "-- snapshot: ": "snapshot",
-    "-- data-check: ": "data-check",
-    "-- fit-check: ": "fit-check",
-}
+KINDS = ("check", "snapshot", "data-check", "fit-check")
 MAX_ROWS_SHOWN = 20
 # The validation texts of the running change, as checked against schemagen.sum at its start:
 # what runs is what was checked, not a second read of the file.
@@ -43,9 +40,13 @@ _verified: dict[Path, str] = {}
 
 @dataclass(frozen=True)
 class Check:
+    """A check as the runtime runs it: one dialect's object of a validation .json file."""
+
     name: str
     sql: str
     kind: str = "check"
+    table: str = ""
+    proves: str = ""
 
 
 @dataclass
@@ -95,31 +96,26 @@ def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[s
     return out
 
 
-def parse_checks(text: str) -> list[Check]:
-    """Split a validation file into its sections (see MARKERS)."""
-    checks: list[Check] = []
-    name: str | None = None
-    kind = "check"
-    body: list[str] = []
+_CHECK_FIELDS = tuple(f.name for f in dataclasses.fields(Check))
 
-    def flush() -> None:
-        if name is not None:
-            sql = "\n".join(body).strip().rstrip(";").strip()
-            checks.append(Check(name, sql, kind))
 
-    for line in text.splitlines():
-        marker = (
-            next((m for m in MARKERS if line.startswith(m)), None)
-            if line.startswith("-- ")
-            else None
-        )
-        if marker is not None:
-            flush()
-            name, kind, body = line[len(marker) :].strip(), MARKERS[marker], []
-        elif name is not None:
-            body.append(line)
-    flush()
-    return checks
+class BadChecksFile(ValueError):
+    """A validation .json file that is not a list of checks (hand-made, or not JSON)."""
+
+
+def load_checks(file: Path) -> list[Check]:
+    """The checks of a validation .json file (verified against the sum when the caller set
+    them with :func:`use_verified`): read as data, no SQL text is split."""
+    try:
+        records = json.loads(read_validation(file))["checks"]
+        # by the fields' names (runtime.Check's are those of checks.Check.record)
+        found = [Check(**{f: r[f] for f in _CHECK_FIELDS if f in r}) for r in records]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadChecksFile(f"{file}: not a validation checks file ({exc})") from exc
+    for c in found:
+        if c.kind not in KINDS:
+            raise BadChecksFile(f"{file}: check {c.name!r} has an unknown kind {c.kind!r}")
+    return found
 
 
 def _driver_sql(connection: Connection, sql: str) -> str:
@@ -156,9 +152,9 @@ def allow_modified(op: Any) -> str | None:
 
 
 def validation_file(script_file: str | Path, dialect: str, change: str, phase: str) -> Path:
-    return (
-        Path(script_file).resolve().parent.parent / "validation" / dialect / f"{change}.{phase}.sql"
-    )
+    """The checks the runtime runs: the .json beside the change's .sql validation file."""
+    out_dir = Path(script_file).resolve().parent.parent
+    return out_dir / "validation" / dialect / f"{change}.{phase}.json"
 
 
 @dataclass
@@ -216,7 +212,7 @@ def evaluate(
 ) -> list[CheckResult]:
     """Run the checks of one validation file as a logged step; returns every result."""
     dialect = connection.dialect.name
-    sections = parse_checks(read_validation(file))
+    sections = load_checks(file)
     with step(change, f"{phase}-checks", dialect) as rec:
         results = run_checks(connection, [c for c in sections if c.kind in kinds])
         failing = [r for r in results if not r.passed]
@@ -506,7 +502,7 @@ def _checks_before(
     allowed = {name: {_row_key(r) for r in rows} for name, rows in (tolerated or {}).items()}
     refused, accepted = [], []
     with step(change, f"{phase}-checks", dialect) as rec:
-        sections = parse_checks(read_validation(file))
+        sections = load_checks(file)
         # The fit-checks run here too and are never tolerated (no tolerance names them): a
         # row a narrowing conversion could not keep stops the change before its first DDL.
         chosen = [c for c in sections if c.kind in ("check", "fit-check")]
@@ -729,7 +725,7 @@ class _Attempt:
             _checks_before(connection, before_file, change, before, tolerated)
             if self.tolerated is not None:
                 mark_half_applied(connection, change, self.direction, self.revs)
-        snapshots = [c for c in parse_checks(read_validation(before_file)) if c.kind == "snapshot"]
+        snapshots = [c for c in load_checks(before_file) if c.kind == "snapshot"]
         if snapshots and from_start:
             with step(change, "snapshot", dialect) as rec:
                 for snap in snapshots:

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from benchmarks import data
 from generator import db, migrate
-from generator.runtime import parse_checks, validation_file
+from generator.runtime import load_checks, validation_file
 
 ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS = ROOT / "generated_migrations"
@@ -30,7 +30,7 @@ TICKS, ALERTS, ROUNDS = 1_000_000, 200_000, 7
 
 def _sections(dialect: str) -> tuple[str, str]:
     path = validation_file(MIGRATIONS / "versions" / "x.py", dialect, CHANGE, "pre")
-    found = {c.name: c.sql for c in parse_checks(path.read_text("utf-8"))}
+    found = {c.name: c.sql for c in load_checks(path)}
     return found["schemagen_row_counts"], found["row_counts"]
 
 

@@ -53,7 +53,9 @@ def test_suite_times_a_real_check(tmp_path: Path) -> None:
     root = tmp_path / "repo"
     files = gencheck.build_repo(root, 3)
     out = root / "generated_migrations"
-    assert files == 3 * 6 + 1  # per change a migration, four validation files, a review; the sum
+    # per change a migration, four validation .sql files and their four .json checks, a
+    # review; the sum
+    assert files == 3 * 10 + 1
     assert gencheck.time_check(root) > 0
     review = next((out / "review").glob("0002_*.md"))
     review.write_text(review.read_text() + "hand edit\n")
@@ -75,7 +77,7 @@ def test_quick_run_reports_the_fit(tmp_path: Path, capsys: pytest.CaptureFixture
         assert all(s > 0 for s in c["samples_s"])
         assert c["median_s"] > 0
         assert c["per_change_ms"] == pytest.approx(c["median_s"] / c["changes"] * 1000)
-        assert c["files"] == 6 * c["changes"] + 1
+        assert c["files"] == 10 * c["changes"] + 1
     fit = result["fit"]
     assert all(math.isfinite(fit[k]) for k in ("a_s", "b_s", "b_ms", "r2"))
     assert fit["r2"] <= 1.0
@@ -87,7 +89,7 @@ def test_quick_run_reports_the_fit(tmp_path: Path, capsys: pytest.CaptureFixture
     warm = result["warm"]
     assert warm["command"].endswith("generate --check")
     assert [c["changes"] for c in warm["sizes"]] == sizes
-    assert all(c["rounds"] == 1 and c["files"] == 6 * c["changes"] + 1 for c in warm["sizes"])
+    assert all(c["rounds"] == 1 and c["files"] == 10 * c["changes"] + 1 for c in warm["sizes"])
     assert warm["goal_s"] == 0.5 and warm["goal_changes"] == 500
     assert math.isfinite(warm["fit"]["b_ms"])
 
@@ -98,7 +100,7 @@ def test_quick_run_reports_the_fit(tmp_path: Path, capsys: pytest.CaptureFixture
     assert cli.main(["--from-json", str(saved), "--report", str(page), "--no-progress"]) == 0
     text = page.read_text()
     assert "## Tool speed" in text and "least-squares fit t = a + b·N" in text
-    assert text.count("| 20 | 121 |") == 2  # cold and warm
+    assert text.count("| 20 | 201 |") == 2  # cold and warm (10 files a change, the sum)
     assert "generate --check --no-cache`** (cold) over 20 changes" in text
     assert "generate --check`** (warm) over 20 changes" in text
     assert "![generate --check time" in text
@@ -121,4 +123,4 @@ def test_a_previous_tool_is_timed_in_the_same_rounds(tmp_path: Path) -> None:
     assert result["started"] and len(result["load_average"]) == 2
     section = report.gencheck_section(result, None)
     assert f"(previous tool, {gencheck.PROJECT.name}) over 3 changes" in section
-    assert section.count("| 3 | 19 |") == 3  # cold, warm, previous
+    assert section.count("| 3 | 31 |") == 3  # cold, warm, previous (10 files a change, the sum)

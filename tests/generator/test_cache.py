@@ -80,7 +80,8 @@ def test_a_synthetic_history_from_the_cache_equals_a_cold_render(tmp_path: Path)
     root = _history(tmp_path, 2 * gencheck.CYCLE + 3)
     project = _project(root)
     cold = _cold(project)
-    assert len(cold) == 6 * (2 * gencheck.CYCLE + 3) + 1
+    # per change: a migration, four validation .sql files and their four .json, a review
+    assert len(cold) == 10 * (2 * gencheck.CYCLE + 3) + 1
     _run(project)
     warm, store = _run(project)
     assert warm == cold

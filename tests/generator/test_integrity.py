@@ -164,6 +164,31 @@ def test_an_edited_validation_file_is_refused(tmp_path: Path, db_url: str, diale
     assert _revision(db_url) == "0001"
 
 
+def test_an_edited_checks_file_is_refused(tmp_path: Path, db_url: str, dialect: str) -> None:
+    """The .json beside a validation .sql is what the runtime runs: an edit to it is refused
+    like an edit to the .sql; run anyway (with a reason), the edited checks are the ones run."""
+    root = _seeded_project(tmp_path, db_url)
+    rel = f"validation/{dialect}/{CHANGE}.post.json"
+    path = root / "generated_migrations" / rel
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["checks"].append({"name": "edited", "kind": "check", "table": "", "sql": "SELECT 7"})
+    path.write_text(json.dumps(data), encoding="utf-8")
+    result = cli("upgrade", "--url", db_url, root=root)
+    assert result.exit_code == Exit.FAILED, result.output
+    assert f"generated_migrations/{rel}" in result.output
+    assert _revision(db_url) == "0000"
+    migrate.upgrade(ROOT / "generated_migrations", sa.make_url(db_url), "0001")
+    result = cli("verify", "--url", db_url, root=root)
+    assert result.exit_code == Exit.FAILED, result.output
+    assert rel in result.output
+    result = cli("verify", "--url", db_url, "--allow-modified", "trying a check", root=root)
+    assert result.exit_code == Exit.FAILED, result.output
+    assert "edited" in result.output  # the check added to the .json ran (and returned a row)
+    result = cli("downgrade", "--url", db_url, "--to", "0000", root=root)
+    assert result.exit_code == Exit.FAILED, result.output
+    assert _revision(db_url) == "0001"
+
+
 def test_a_missing_or_edited_sum_is_a_refusal(tmp_path: Path, db_url: str) -> None:
     root = _seeded_project(tmp_path, db_url)
     sum_file = root / "generated_migrations" / "schemagen.sum"

@@ -307,14 +307,14 @@ def test_a_row_deleted_from_an_untouched_table_fails_the_row_count_check(
 def test_every_change_of_the_project_counts_every_table_it_keeps(tmp_path: Path) -> None:
     """The market-data project's 0001 touches market_data only; its row counts cover all four
     tables (and 0000, which creates them, counts none)."""
-    from generator.runtime import parse_checks
+    from generator.runtime import load_checks
 
     project = copy_project(tmp_path)
     for dialect in ("postgresql", "sqlite"):
         for change in ("0001_optimize_market_data_indexes", "0004_add_soft_delete_safety"):
             for phase in ("pre", "post"):
                 path = project / "generated_migrations" / "validation" / dialect
-                sections = parse_checks((path / f"{change}.{phase}.sql").read_text("utf-8"))
+                sections = load_checks(path / f"{change}.{phase}.json")
                 (snap,) = [c for c in sections if c.name == "schemagen_row_counts"]
                 for table in ("instruments", "alert_rules", "market_data", "alert_logs"):
                     assert f"'{table}'" in snap.sql, (dialect, change, phase, table)

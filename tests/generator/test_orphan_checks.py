@@ -19,7 +19,7 @@ POST_0004 = (
     / "generated_migrations"
     / "validation"
     / "postgresql"
-    / "0004_add_soft_delete_safety.post.sql"
+    / "0004_add_soft_delete_safety.post.json"
 )
 CHECK = "market_data.instrument_id.orphans"
 FK = "fk_market_data_instrument_id_instruments"
@@ -30,7 +30,7 @@ ORPHAN = (
 
 
 def _check(name: str) -> runtime.Check:
-    (check,) = [c for c in runtime.parse_checks(POST_0004.read_text("utf-8")) if c.name == name]
+    (check,) = [c for c in runtime.load_checks(POST_0004) if c.name == name]
     return check
 
 
@@ -86,7 +86,7 @@ def test_an_unenforced_key_is_scanned_and_the_orphan_named(
 def test_sqlite_always_scans(tmp_path: Path) -> None:
     """SQLite runs migrations with enforcement off: its check has no catalogue shortcut."""
     sqlite_file = POST_0004.parent.parent / "sqlite" / POST_0004.name
-    (check,) = [c for c in runtime.parse_checks(sqlite_file.read_text("utf-8")) if c.name == CHECK]
+    (check,) = [c for c in runtime.load_checks(sqlite_file) if c.name == CHECK]
     assert "pg_constraint" not in check.sql
     url = f"sqlite:///{tmp_path / 'x.db'}"
     seed_demo(url, "0004")

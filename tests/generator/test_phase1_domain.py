@@ -118,7 +118,7 @@ def test_the_fits_check_range_test_changes_no_answer(at_0003: sa.Engine, dialect
     (99999999.99995 is inside the range CHECK but rounds to 100000000.0000)."""
     import random
 
-    from generator.runtime import parse_checks, validation_file
+    from generator.runtime import load_checks, validation_file
 
     rng = random.Random(3)
     edge = [99999999.9999, 99999999.99994, 99999999.99995, 99999999.99996, 99999999.9999999]
@@ -138,9 +138,7 @@ def test_the_fits_check_range_test_changes_no_answer(at_0003: sa.Engine, dialect
     path = validation_file(
         MIGRATIONS / "versions" / "x.py", dialect, "0003_convert_decimal_to_float", "post"
     )
-    (check,) = [
-        c for c in parse_checks(path.read_text()) if c.name == "market_data.price.fits_decimal_12_4"
-    ]
+    (check,) = [c for c in load_checks(path) if c.name == "market_data.price.fits_decimal_12_4"]
     assert "NOT (" in check.sql  # the range test is there
     exact = "SELECT id, price FROM market_data WHERE " + (
         "abs(round(price::numeric, 4)) >= 100000000 OR price::numeric = 'NaN'"

@@ -136,8 +136,8 @@ def test_every_tolerated_check_is_a_check_of_the_file_it_tolerates() -> None:
     for change in load_changes(ROOT / "changes"):
         for direction, phase in (("upgrade", "pre"), ("downgrade", "post")):
             tolerated = resume.tolerances(change)[direction].get("postgresql", {})
-            file = MIGRATIONS / "validation" / "postgresql" / f"{change.name}.{phase}.sql"
-            names = {c.name for c in runtime.parse_checks(file.read_text("utf-8"))}
+            file = MIGRATIONS / "validation" / "postgresql" / f"{change.name}.{phase}.json"
+            names = {c.name for c in runtime.load_checks(file)}
             assert set(tolerated) <= names, (change.name, direction)
 
 
