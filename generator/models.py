@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic.autogenerate import produce_migrations, render_python_code
@@ -27,6 +28,8 @@ from generator.ops.create_table import CreateTable
 from generator.ops.drop_index import DropIndex
 from generator.ops.swap_fk_action import SwapFkAction
 
+T = TypeVar("T")
+
 
 def _differences(conn: Connection, metadata: Any) -> list[str]:
     context = MigrationContext.configure(
@@ -39,9 +42,11 @@ def _differences(conn: Connection, metadata: Any) -> list[str]:
     return [line for line in code.splitlines() if line.strip() and not line.startswith("#")]
 
 
-def differences(project: Project, scratch_url: str | None = None) -> list[str]:
-    """The operations that would make the specs' head match the models (Alembic's rendering);
-    empty when they agree. ConfigError when no metadata is configured or importable."""
+def _at_head(
+    project: Project, scratch_url: str | None, compare: Callable[[Connection, Any], T]
+) -> T:
+    """``compare(connection, metadata)`` on a scratch database upgraded to the specs' head.
+    ConfigError when no metadata is configured or importable."""
     metadata = load_metadata(project)
     if metadata is None:
         from generator.config import ConfigError
@@ -57,9 +62,15 @@ def differences(project: Project, scratch_url: str | None = None) -> list[str]:
         with tempfile.TemporaryDirectory() as tmp:
             url = sa.make_url(scratch_url or f"sqlite:///{Path(tmp) / 'head.db'}")
             migrate.upgrade(project.output_dir, url, "head")
-            return migrate.with_connection(url, lambda c: _differences(c, metadata))
+            return migrate.with_connection(url, lambda c: compare(c, metadata))
     finally:
         quiet.setLevel(level)
+
+
+def differences(project: Project, scratch_url: str | None = None) -> list[str]:
+    """The operations that would make the specs' head match the models (Alembic's rendering);
+    empty when they agree. ConfigError when no metadata is configured or importable."""
+    return _at_head(project, scratch_url, _differences)
 
 
 # ---------------------------------------------------------------- autogenerate
@@ -266,31 +277,13 @@ def autogenerate(
     could not be written as one (renames as questions)."""
     from alembic.autogenerate import compare_metadata
 
-    metadata = load_metadata(project)
-    if metadata is None:
-        from generator.config import ConfigError
-
-        raise ConfigError(
-            f'no models to compare with: set metadata = "package.module:attribute" in '
-            f"{project.config_file or project.root / 'schemagen.toml'}"
+    def compare(conn: Connection, metadata: Any) -> list[Any]:
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "version_table": version_table.get()}
         )
-    quiet = logging.getLogger("schemagen")
-    level = quiet.level
-    quiet.setLevel(logging.WARNING)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            url = sa.make_url(scratch_url or f"sqlite:///{Path(tmp) / 'head.db'}")
-            migrate.upgrade(project.output_dir, url, "head")
+        return list(compare_metadata(context, metadata))
 
-            def compare(conn: Connection) -> list[Any]:
-                context = MigrationContext.configure(
-                    conn, opts={"compare_type": True, "version_table": version_table.get()}
-                )
-                return list(compare_metadata(context, metadata))
-
-            diffs = migrate.with_connection(url, compare)
-    finally:
-        quiet.setLevel(level)
+    diffs = _at_head(project, scratch_url, compare)
     operations, notes = _operations(diffs)
     return [_plain(op) for op in operations], notes
 
