@@ -246,7 +246,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = Progress(enabled=not args.no_progress)
     doc = json.loads(args.from_json.read_text()) if args.from_json else run(args, progress)
     if args.into:
-        doc = merged(json.loads(args.into.read_text()), doc)
+        if args.into.exists():
+            doc = merged(json.loads(args.into.read_text()), doc)
+        args.into.parent.mkdir(parents=True, exist_ok=True)
+        args.into.write_text(json.dumps(doc, indent=1) + "\n")
     if args.report:
         written = report.write(doc, args.report)
         progress.note("wrote " + ", ".join(str(p) for p in written))
