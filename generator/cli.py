@@ -469,7 +469,8 @@ def plan(ctx: click.Context, change: str | None, dialect: str, direction: str) -
     """Print the SQL each change runs, per dialect, without a database.
 
     CHANGE is a revision (0003), an id (convert_decimal_to_float) or both (0003_convert_...);
-    every change when omitted. Each statement is preceded by the lock it takes.
+    every change when omitted. The SQL of each plan unit is preceded by the lock it takes
+    and whether it rewrites the table (the unit's Risk, as the review and lint state it).
     """
     from generator import migrate  # lazily: `generate` starts faster
 
@@ -488,7 +489,7 @@ def plan(ctx: click.Context, change: str | None, dialect: str, direction: str) -
                 echo(f"-- ==== {name} {way} on {d} ====")
                 with database_errors():
                     text = migrate.plan_sql(out_dir, d, way, name[:4])
-                click.echo(migrate.annotate(text, d))
+                click.echo(text)
 
 
 url_option = click.option(

@@ -255,6 +255,13 @@ def _note(op: Any, text: str) -> None:
     op.get_context().impl.static_output(f"-- {text}")
 
 
+def unit(op: Any, kind: str, lock: str, rewrites: bool) -> None:
+    """Where a plan unit starts, with its Risk (``Unit.risk``, rendered by ``generate``): the
+    plan (``schemagen plan``) prints it above the unit's SQL; a real run does nothing here."""
+    if _offline(op):
+        _note(op, f"lock: {lock}{'; REWRITES THE TABLE' if rewrites else ''} ({kind})")
+
+
 def drop_invalid_index(op: Any, name: str) -> None:
     """Drop an INVALID index left by an interrupted ``CREATE INDEX CONCURRENTLY``.
 

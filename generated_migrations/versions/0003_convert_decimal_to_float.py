@@ -55,6 +55,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
     op.execute(
         sa.text(
             'ALTER TABLE "market_data"\n'
@@ -72,6 +73,7 @@ def _upgrade_postgresql() -> None:
             '    ADD CONSTRAINT "ck_market_data_low_price_range" CHECK ("low_price" > -100000000 AND "low_price" < 100000000)'
         )
     )
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
     op.execute(
         sa.text(
             'ALTER TABLE "alert_logs"\n'
@@ -84,6 +86,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "market_data",
         recreate="always",
@@ -180,6 +183,7 @@ def _upgrade_sqlite() -> None:
             "ck_market_data_low_price_range",
             sa.text('"low_price" > -100000000 AND "low_price" < 100000000'),
         )
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "alert_logs",
         recreate="always",
@@ -255,6 +259,7 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
     op.execute(
         sa.text(
             'ALTER TABLE "alert_logs"\n'
@@ -264,6 +269,7 @@ def _downgrade_postgresql() -> None:
             '    ALTER COLUMN "trigger_value" TYPE numeric(12,4) USING round("trigger_value"::numeric, 4)::numeric(12,4)'
         )
     )
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
     op.execute(
         sa.text(
             'ALTER TABLE "market_data"\n'
@@ -284,6 +290,7 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "alert_logs",
         recreate="always",
@@ -356,6 +363,7 @@ def _downgrade_sqlite() -> None:
             existing_type=sa.Float(),
             existing_nullable=False,
         )
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "market_data",
         recreate="always",

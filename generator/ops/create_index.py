@@ -110,8 +110,13 @@ class CreateIndexStep(Step):
                     scans=True,
                     blocks="nothing",
                 )
-            # The review printed no lock for this unit before the risk model (kept so).
-            return Risk("", False, "", scans=True, blocks="writes")
+            return Risk(
+                "SHARE",
+                False,
+                "without CONCURRENTLY: writes wait while it builds",
+                scans=True,
+                blocks="writes",
+            )
         return Risk("database write lock", False, "scans the table", scans=True, blocks="writes")
 
     def findings(self, change: Change) -> Iterator[Finding]:

@@ -110,8 +110,12 @@ class DropIndexStep(Step):
                     "CONCURRENTLY: reads and writes go on",
                     blocks="nothing",
                 )
-            # The review printed no lock for this unit before the risk model (kept so).
-            return Risk("", False, "", blocks="reads and writes")
+            return Risk(
+                "ACCESS EXCLUSIVE (brief)",
+                False,
+                "without CONCURRENTLY: reads and writes of the table wait for the lock",
+                blocks="reads and writes",
+            )
         return Risk("database write lock", False, "quick", blocks="writes")
 
     def findings(self, change: Change) -> Iterator[Finding]:

@@ -99,15 +99,15 @@ def test_plan_is_what_a_real_run_executes(db_url: str, dialect: str, revision: s
 
 
 def test_plan_cli_annotates_locks_and_rewrites() -> None:
+    # Each unit's SQL under its lock and whether it rewrites: the unit's Risk, which the
+    # migration states where the unit starts (runtime.unit); nothing reads the SQL back.
     result = cli("plan", "0003", "--dialect", "postgresql", "--direction", "upgrade", root=ROOT)
     assert result.exit_code == Exit.OK, result.output
-    lines = result.stdout.splitlines()
+    lines = [line for line in result.stdout.splitlines() if line]
     i = lines.index('ALTER TABLE "market_data"')
-    assert lines[i - 1] == "-- lock: ACCESS EXCLUSIVE (reads and writes wait); REWRITES THE TABLE"
+    assert lines[i - 1] == "-- lock: ACCESS EXCLUSIVE; REWRITES THE TABLE (alter_table)"
     out = cli("plan", "optimize_market_data_indexes", "--dialect", "postgresql", root=ROOT).stdout
-    assert (
-        "-- lock: SHARE UPDATE EXCLUSIVE (reads and writes go on)\nDROP INDEX CONCURRENTLY" in out
-    )
+    assert "-- lock: SHARE UPDATE EXCLUSIVE (concurrent_indexes)\n\nCOMMIT;" in out
     assert "-- ==== 0001_optimize_market_data_indexes downgrade on postgresql ====" in out
 
 

@@ -160,6 +160,12 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(
+        op,
+        "validated_checks",
+        "ACCESS EXCLUSIVE (brief; the NOT VALID constraint), then SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
     op.execute(
         sa.text(
             'ALTER TABLE "products"\n'
@@ -173,6 +179,12 @@ def _upgrade_postgresql() -> None:
         op.execute(
             sa.text('ALTER TABLE "products" VALIDATE CONSTRAINT "ck_products_price_positive"')
         )
+    runtime.unit(
+        op,
+        "validated_checks",
+        "ACCESS EXCLUSIVE (brief; the NOT VALID constraint), then SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
     op.execute(
         sa.text(
             'ALTER TABLE "reviews"\n'
@@ -184,6 +196,12 @@ def _upgrade_postgresql() -> None:
     # EXCLUSIVE, reads and writes go on.
     with op.get_context().autocommit_block():
         op.execute(sa.text('ALTER TABLE "reviews" VALIDATE CONSTRAINT "ck_reviews_rating"'))
+    runtime.unit(
+        op,
+        "unique_using_index",
+        "SHARE UPDATE EXCLUSIVE while the index builds CONCURRENTLY, then ACCESS EXCLUSIVE (brief) to attach it",
+        rewrites=False,
+    )
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
@@ -198,6 +216,12 @@ def _upgrade_postgresql() -> None:
         sa.text(
             'ALTER TABLE "reviews" ADD CONSTRAINT "uq_reviews_user_product" UNIQUE USING INDEX "uq_reviews_user_product"'
         )
+    )
+    runtime.unit(
+        op,
+        "validated_foreign_keys",
+        "ACCESS EXCLUSIVE (brief) on the table, SHARE ROW EXCLUSIVE on the referenced one (the NOT VALID key), then SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
     )
     op.execute(
         sa.text(
@@ -214,6 +238,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "products",
         recreate="always",
@@ -231,6 +256,7 @@ def _upgrade_sqlite() -> None:
         ),
     ) as batch_op:
         batch_op.create_check_constraint("ck_products_price_positive", sa.text('"price" >= 0'))
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "reviews",
         recreate="always",
@@ -258,6 +284,7 @@ def _upgrade_sqlite() -> None:
     ) as batch_op:
         batch_op.create_check_constraint("ck_reviews_rating", sa.text('"rating" BETWEEN 1 AND 5'))
         batch_op.create_unique_constraint("uq_reviews_user_product", ["user_id", "product_id"])
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "order_items",
         recreate="always",
@@ -290,11 +317,15 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "drop_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(
         sa.text('ALTER TABLE "order_items" DROP CONSTRAINT IF EXISTS "fk_order_items_product"')
     )
+    runtime.unit(op, "drop_unique", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "reviews" DROP CONSTRAINT IF EXISTS "uq_reviews_user_product"'))
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "reviews"\n    DROP CONSTRAINT IF EXISTS "ck_reviews_rating"'))
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(
         sa.text(
             'ALTER TABLE "products"\n    DROP CONSTRAINT IF EXISTS "ck_products_price_positive"'
@@ -303,6 +334,7 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "order_items",
         recreate="always",
@@ -327,6 +359,7 @@ def _downgrade_sqlite() -> None:
         ),
     ) as batch_op:
         batch_op.drop_constraint("fk_order_items_product", type_="foreignkey")
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "reviews",
         recreate="always",
@@ -356,6 +389,7 @@ def _downgrade_sqlite() -> None:
     ) as batch_op:
         batch_op.drop_constraint("uq_reviews_user_product", type_="unique")
         batch_op.drop_constraint("ck_reviews_rating", type_="check")
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "products",
         recreate="always",

@@ -80,6 +80,12 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(
+        op,
+        "validated_checks",
+        "ACCESS EXCLUSIVE (brief; the NOT VALID constraint), then SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
     op.execute(
         sa.text(
             'ALTER TABLE "orders"\n'
@@ -99,6 +105,12 @@ def _upgrade_postgresql() -> None:
     with op.get_context().autocommit_block():
         op.execute(sa.text('ALTER TABLE "orders" VALIDATE CONSTRAINT "ck_orders_status"'))
         op.execute(sa.text('ALTER TABLE "orders" VALIDATE CONSTRAINT "ck_orders_code"'))
+    runtime.unit(
+        op,
+        "validated_checks",
+        "ACCESS EXCLUSIVE (brief; the NOT VALID constraint), then SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
     op.execute(
         sa.text(
             'ALTER TABLE "order_items"\n'
@@ -113,6 +125,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "orders",
         recreate="always",
@@ -132,6 +145,7 @@ def _upgrade_sqlite() -> None:
             "ck_orders_code",
             sa.text('"code" IS NULL OR lower("code") = "code" AND length("code") >= 2'),
         )
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "order_items",
         recreate="always",
@@ -162,9 +176,11 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(
         sa.text('ALTER TABLE "order_items"\n    DROP CONSTRAINT IF EXISTS "ck_order_items_amount"')
     )
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(
         sa.text(
             'ALTER TABLE "orders"\n'
@@ -175,6 +191,7 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "order_items",
         recreate="always",
@@ -199,6 +216,7 @@ def _downgrade_sqlite() -> None:
         ),
     ) as batch_op:
         batch_op.drop_constraint("ck_order_items_amount", type_="check")
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "orders",
         recreate="always",

@@ -44,6 +44,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
     op.execute(
         sa.text(
             'ALTER TABLE "events"\n'
@@ -59,10 +60,12 @@ def _upgrade_postgresql() -> None:
             '    ALTER COLUMN "body" TYPE jsonb USING "body"::jsonb'
         )
     )
+    runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "events" ADD COLUMN IF NOT EXISTS "extra" jsonb'))
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "events",
         recreate="always",
@@ -163,6 +166,7 @@ def _upgrade_sqlite() -> None:
         batch_op.create_check_constraint(
             "body_is_json", sa.text('"body" IS NULL OR json_valid("body")')
         )
+    runtime.unit(op, "add_column", "database write lock", rewrites=False)
     op.add_column(
         "events",
         sa.Column(
@@ -177,7 +181,9 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "events" DROP COLUMN IF EXISTS "extra"'))
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
     op.execute(
         sa.text(
             'ALTER TABLE "events"\n'
@@ -196,6 +202,7 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "events",
         recreate="always",

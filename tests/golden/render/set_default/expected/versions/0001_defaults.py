@@ -43,15 +43,20 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "products" ALTER COLUMN "status" SET DEFAULT \'pending\''))
+    runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "products" ALTER COLUMN "price" SET DEFAULT 9.99'))
+    runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "products" ALTER COLUMN "note" DROP DEFAULT'))
+    runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(
         sa.text('ALTER TABLE "products" ALTER COLUMN "created_at" SET DEFAULT CURRENT_TIMESTAMP')
     )
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "products",
         recreate="always",
@@ -95,13 +100,18 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "products" ALTER COLUMN "created_at" DROP DEFAULT'))
+    runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text("ALTER TABLE \"products\" ALTER COLUMN \"note\" SET DEFAULT 'it''s new'"))
+    runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "products" ALTER COLUMN "price" SET DEFAULT 0'))
+    runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "products" ALTER COLUMN "status" DROP DEFAULT'))
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "products",
         recreate="always",
