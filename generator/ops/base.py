@@ -43,6 +43,25 @@ class Risk:
     blocks: str = ""  # what waits while it runs: "reads and writes", "writes", "nothing"
 
 
+def catalogue_only(why: str, blocks: str = "reads and writes, briefly") -> Risk:
+    """PostgreSQL: a catalogue change under a brief ACCESS EXCLUSIVE lock (no row read)."""
+    return Risk("ACCESS EXCLUSIVE (brief)", False, why, blocks=blocks)
+
+
+def sqlite_rebuild(why: str) -> Risk:
+    """SQLite: batch mode copies every row into a new table under the database write lock."""
+    return Risk("database write lock", True, why, scans=True, blocks="writes")
+
+
+def catalogue_only_risk(
+    dialect: str, why: str, sqlite_why: str, blocks: str = "reads and writes, briefly"
+) -> Risk:
+    """Catalogue-only on PostgreSQL (``why``), a table rebuild on SQLite (``sqlite_why``)."""
+    if dialect == "postgresql":
+        return catalogue_only(why, blocks)
+    return sqlite_rebuild(sqlite_why)
+
+
 @dataclass(frozen=True)
 class Finding:
     """A lint finding of one step: a rule of ``generator.lint.RULES`` and what tripped it."""
@@ -156,3 +175,34 @@ class Step:
     def describe(self) -> str:
         """The review's line for this step."""
         raise NotImplementedError
+
+
+class ConstraintDropStep(Step):
+    """A step that drops a constraint of one table (a unique key, a foreign key): a catalogue
+    change on PostgreSQL, a rebuild in SQLite's batch mode, and lint SG120 (its derived
+    downgrade adds it back and is refused while rows break it)."""
+
+    what: ClassVar[str]  # "unique", "foreign key": the constraint's kind, for SG120
+    why_postgresql: ClassVar[str]
+    why_sqlite: ClassVar[str]
+
+    @property
+    def constraint(self) -> Any:
+        """The dropped constraint (it has ``name`` and ``table``)."""
+        raise NotImplementedError
+
+    @property
+    def table_name(self) -> str:
+        return str(self.constraint.table)
+
+    def group(self, dialect: str) -> Group | None:
+        from generator.plan import RECREATE_TABLE
+
+        return RECREATE_TABLE if dialect == "sqlite" else None
+
+    def risk(self, dialect: str) -> Risk:
+        return catalogue_only_risk(dialect, self.why_postgresql, self.why_sqlite)
+
+    def findings(self, change: Change) -> Iterator[Finding]:
+        c = self.constraint
+        yield Finding("SG120", f"drops {self.what} {c.name} on {c.table}")

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from generator.dialects import POSTGRESQL, SQLITE
-from generator.ops.base import OperationSpec, Problem, Risk, Step
+from generator.dialects import SQLITE
+from generator.ops.base import OperationSpec, Problem, Risk, Step, catalogue_only_risk
 from generator.plan import RECREATE_TABLE, Group
 from generator.resolve import default_problem
 from generator.spec import DefaultValue, Identifier
@@ -95,19 +95,10 @@ class SetDefaultStep(Step):
         return RECREATE_TABLE if dialect == SQLITE else None
 
     def risk(self, dialect: str) -> Risk:
-        if dialect == POSTGRESQL:
-            return Risk(
-                "ACCESS EXCLUSIVE (brief)",
-                False,
-                "catalogue-only change: existing rows keep their values",
-                blocks="reads and writes, briefly",
-            )
-        return Risk(
-            "database write lock",
-            True,
+        return catalogue_only_risk(
+            dialect,
+            "catalogue-only change: existing rows keep their values",
             "SQLite cannot alter a default: the table is rebuilt",
-            scans=True,
-            blocks="writes",
         )
 
     def describe(self) -> str:
