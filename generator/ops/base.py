@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from generator.load import Change
     from generator.plan import Group
     from generator.resolve import Resolver
-    from generator.state import Column, Schema
+    from generator.state import Column, Index, Schema
 
 Problem = tuple[Path, str]
 
@@ -206,3 +206,25 @@ class ConstraintDropStep(Step):
     def findings(self, change: Change) -> Iterator[Finding]:
         c = self.constraint
         yield Finding("SG120", f"drops {self.what} {c.name} on {c.table}")
+
+
+class IndexStep(Step):
+    """A step that builds or drops one index: on PostgreSQL CONCURRENTLY by default (a block
+    outside the transaction, shared with its neighbours), lint SG101 without it."""
+
+    index: Index
+    concurrently: bool
+
+    @property
+    def table_name(self) -> str:
+        return self.index.table
+
+    def group(self, dialect: str) -> Group | None:
+        from generator.plan import CONCURRENT_INDEXES
+
+        return CONCURRENT_INDEXES if dialect == "postgresql" and self.concurrently else None
+
+    def findings(self, change: Change) -> Iterator[Finding]:
+        if not self.concurrently:
+            i = self.index
+            yield Finding("SG101", f"index {i.name} on {i.table} runs without CONCURRENTLY")
