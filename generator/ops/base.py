@@ -10,7 +10,7 @@ them. The registry (``generator/ops/__init__.py``) finds the modules; nothing el
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
@@ -228,3 +228,23 @@ class IndexStep(Step):
         if not self.concurrently:
             i = self.index
             yield Finding("SG101", f"index {i.name} on {i.table} runs without CONCURRENTLY")
+
+
+class ColumnChangeStep(Step):
+    """A step that changes one column of one table in place (its default, its type, its
+    nullability): the subclass says what the column becomes (``new_column``)."""
+
+    table_name: str
+    column: Column  # as it is before the step
+
+    @property
+    def new_column(self) -> Column:
+        raise NotImplementedError
+
+    def apply(self, schema: Schema) -> Schema:
+        t = schema.get(self.table_name)
+        cols = tuple(self.new_column if c.name == self.column.name else c for c in t.columns)
+        return schema.put(replace(t, columns=cols))
+
+    def apply_in(self, r: Resolver) -> None:
+        r.put_column(self.table_name, self.new_column)

@@ -15,11 +15,18 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from pydantic import Field
 
 from generator.dialects import SQLITE
-from generator.ops.base import OperationSpec, Problem, Risk, Step, catalogue_only_risk
+from generator.ops.base import (
+    ColumnChangeStep,
+    OperationSpec,
+    Problem,
+    Risk,
+    Step,
+    catalogue_only_risk,
+)
 from generator.plan import RECREATE_TABLE, Group
 from generator.resolve import default_problem
 from generator.spec import DefaultValue, Identifier
-from generator.state import Column, Schema
+from generator.state import Column
 
 if TYPE_CHECKING:
     from generator.resolve import Resolver
@@ -68,7 +75,7 @@ class SetDefault(OperationSpec):
 
 
 @dataclass(frozen=True)
-class SetDefaultStep(Step):
+class SetDefaultStep(ColumnChangeStep):
     table_name: str
     column: Column  # as it is before the step
     default: DefaultValue | None  # the new default (None: none)
@@ -79,14 +86,6 @@ class SetDefaultStep(Step):
     @property
     def new_column(self) -> Column:
         return replace(self.column, default=self.default)
-
-    def apply(self, schema: Schema) -> Schema:
-        t = schema.get(self.table_name)
-        cols = tuple(self.new_column if c.name == self.column.name else c for c in t.columns)
-        return schema.put(replace(t, columns=cols))
-
-    def apply_in(self, r: Resolver) -> None:
-        r.put_column(self.table_name, self.new_column)
 
     def reverse(self) -> SetDefaultStep:
         return SetDefaultStep(self.table_name, self.new_column, self.column.default)
