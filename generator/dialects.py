@@ -25,6 +25,11 @@ FK_ACTION_SQL = {
     "set_null": "SET NULL",
     "set_default": "SET DEFAULT",
 }
+# The spec's action of an ON DELETE clause as a database reports it (None: no clause).
+FK_ACTION_OF_SQL: dict[str | None, str] = {
+    None: "no_action",
+    **{sql: action for action, sql in FK_ACTION_SQL.items()},
+}
 # pg_constraint.confdeltype codes
 PG_FK_ACTION_CODE = {
     "cascade": "c",

@@ -66,14 +66,7 @@ SQLITE_TYPES = {
     "BOOLEAN": "boolean",
     "DATETIME": "timestamptz",
 }
-ACTIONS = {
-    None: "no_action",
-    "NO ACTION": "no_action",
-    "CASCADE": "cascade",
-    "RESTRICT": "restrict",
-    "SET NULL": "set_null",
-    "SET DEFAULT": "set_default",
-}
+ACTIONS = dialects.FK_ACTION_OF_SQL
 
 
 class InspectError(Exception):

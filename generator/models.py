@@ -19,7 +19,7 @@ from alembic.autogenerate import produce_migrations, render_python_code
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
-from generator import migrate, version_table
+from generator import dialects, migrate, version_table
 from generator.config import Project, load_metadata
 from generator.ops.add_column import AddColumn
 from generator.ops.alter_column_type import AlterColumnType
@@ -75,14 +75,7 @@ def differences(project: Project, scratch_url: str | None = None) -> list[str]:
 
 # ---------------------------------------------------------------- autogenerate
 
-ACTIONS = {
-    None: "no_action",
-    "NO ACTION": "no_action",
-    "CASCADE": "cascade",
-    "RESTRICT": "restrict",
-    "SET NULL": "set_null",
-    "SET DEFAULT": "set_default",
-}
+ACTIONS = dialects.FK_ACTION_OF_SQL
 
 
 def spec_type(t: Any) -> str | None:
