@@ -3,6 +3,10 @@ revisions together, read without importing them (importing runs a script's code)
 
 A hand-written revision is one without the generated header; it is the operator's, the
 generator never writes or deletes it, and the chain must still have exactly one head.
+
+``generate`` and its cache use this (no Alembic or SQLAlchemy import: it starts fast);
+where a *database* stands against the graph at run time is :mod:`generator.revisions`, which
+asks Alembic's ``ScriptDirectory`` and the version table.
 """
 
 from __future__ import annotations
