@@ -446,16 +446,16 @@ def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
     runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(
-        sa.text(
-            'ALTER TABLE "market_data" ADD COLUMN IF NOT EXISTS "deleted_at" timestamp with time zone'
-        )
+    op.add_column(
+        "market_data",
+        sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+        if_not_exists=True,
     )
     runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(
-        sa.text(
-            'ALTER TABLE "alert_logs" ADD COLUMN IF NOT EXISTS "deleted_at" timestamp with time zone'
-        )
+    op.add_column(
+        "alert_logs",
+        sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+        if_not_exists=True,
     )
     runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.

@@ -318,11 +318,9 @@ def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
     runtime.unit(op, "drop_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(
-        sa.text('ALTER TABLE "order_items" DROP CONSTRAINT IF EXISTS "fk_order_items_product"')
-    )
+    op.drop_constraint("fk_order_items_product", "order_items", type_="foreignkey", if_exists=True)
     runtime.unit(op, "drop_unique", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "reviews" DROP CONSTRAINT IF EXISTS "uq_reviews_user_product"'))
+    op.drop_constraint("uq_reviews_user_product", "reviews", type_="unique", if_exists=True)
     runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "reviews"\n    DROP CONSTRAINT IF EXISTS "ck_reviews_rating"'))
     runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)

@@ -144,7 +144,7 @@ def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
     runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "users" ADD COLUMN IF NOT EXISTS "phone" varchar(32)'))
+    op.add_column("users", sa.Column("phone", sa.String(32), nullable=True), if_not_exists=True)
     runtime.unit(
         op,
         "validated_not_null",

@@ -295,9 +295,7 @@ def _upgrade_postgresql() -> None:
         runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_status_total"'))
     runtime.unit(op, "drop_unique", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(
-        sa.text('ALTER TABLE "product_reviews" DROP CONSTRAINT IF EXISTS "uq_reviews_user_product"')
-    )
+    op.drop_constraint("uq_reviews_user_product", "product_reviews", type_="unique", if_exists=True)
     runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(
         sa.text(
@@ -305,9 +303,7 @@ def _upgrade_postgresql() -> None:
         )
     )
     runtime.unit(op, "drop_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(
-        sa.text('ALTER TABLE "order_items" DROP CONSTRAINT IF EXISTS "fk_order_items_product"')
-    )
+    op.drop_constraint("fk_order_items_product", "order_items", type_="foreignkey", if_exists=True)
     runtime.unit(
         op,
         "swap_fk_actions",

@@ -45,7 +45,7 @@ def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
     runtime.unit(op, "purge_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "users" DROP COLUMN IF EXISTS "_dropped_0004_legacy_score"'))
+    op.drop_column("users", "_dropped_0004_legacy_score", if_exists=True)
     runtime.unit(op, "purge_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.drop_table("_dropped_0004_audit_log")
 

@@ -283,13 +283,11 @@ def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
     runtime.unit(op, "drop_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(
-        sa.text('ALTER TABLE "order_items" DROP CONSTRAINT IF EXISTS "fk_order_items_product"')
-    )
+    op.drop_constraint("fk_order_items_product", "order_items", type_="foreignkey", if_exists=True)
     runtime.unit(op, "drop_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "products" DROP CONSTRAINT IF EXISTS "fk_products_category"'))
+    op.drop_constraint("fk_products_category", "products", type_="foreignkey", if_exists=True)
     runtime.unit(op, "drop_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "categories" DROP CONSTRAINT IF EXISTS "fk_categories_parent"'))
+    op.drop_constraint("fk_categories_parent", "categories", type_="foreignkey", if_exists=True)
 
 
 def _downgrade_sqlite() -> None:

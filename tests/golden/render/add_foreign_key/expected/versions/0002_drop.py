@@ -99,7 +99,7 @@ def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
     runtime.unit(op, "drop_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "products" DROP CONSTRAINT IF EXISTS "fk_products_category"'))
+    op.drop_constraint("fk_products_category", "products", type_="foreignkey", if_exists=True)
 
 
 def _upgrade_sqlite() -> None:

@@ -189,9 +189,9 @@ def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
     runtime.unit(op, "drop_unique", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "users" DROP CONSTRAINT IF EXISTS "uq_users_handle"'))
+    op.drop_constraint("uq_users_handle", "users", type_="unique", if_exists=True)
     runtime.unit(op, "drop_unique", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "reviews" DROP CONSTRAINT IF EXISTS "uq_reviews_user_product"'))
+    op.drop_constraint("uq_reviews_user_product", "reviews", type_="unique", if_exists=True)
 
 
 def _downgrade_sqlite() -> None:

@@ -86,8 +86,8 @@ def _upgrade_postgresql() -> None:
             batch_size=1000,
         )
     runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(
-        sa.text('ALTER TABLE "products" ADD COLUMN IF NOT EXISTS "list_price" numeric(10,2)')
+    op.add_column(
+        "products", sa.Column("list_price", sa.Numeric(10, 2), nullable=True), if_not_exists=True
     )
     runtime.unit(op, "backfills", "ROW EXCLUSIVE per batch", rewrites=False)
     # Batches commit one by one outside the change's transaction: what ran before is committed.

@@ -43,7 +43,7 @@ def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
     runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "code_tags" ADD COLUMN IF NOT EXISTS "weight" integer'))
+    op.add_column("code_tags", sa.Column("weight", sa.Integer(), nullable=True), if_not_exists=True)
 
 
 def _upgrade_sqlite() -> None:

@@ -83,7 +83,7 @@ def _upgrade_postgresql() -> None:
     runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "books"\n    DROP CONSTRAINT IF EXISTS "books_pages_check"'))
     runtime.unit(op, "drop_unique", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "authors" DROP CONSTRAINT IF EXISTS "authors_email_key"'))
+    op.drop_constraint("authors_email_key", "authors", type_="unique", if_exists=True)
 
 
 def _upgrade_sqlite() -> None:

@@ -187,7 +187,7 @@ def _downgrade_postgresql() -> None:
     runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
     op.execute(sa.text('ALTER TABLE "items"\n    ALTER COLUMN "name" TYPE varchar(20)'))
     runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "items" ADD COLUMN IF NOT EXISTS "legacy" integer'))
+    op.add_column("items", sa.Column("legacy", sa.Integer(), nullable=True), if_not_exists=True)
     runtime.unit(op, "restore_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column("items", "_dropped_0001_note", new_column_name="note")
     runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)

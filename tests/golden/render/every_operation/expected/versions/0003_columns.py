@@ -77,16 +77,21 @@ def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
     runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(
-        sa.text(
-            'ALTER TABLE "trades" ADD COLUMN IF NOT EXISTS "deleted_at" timestamp with time zone'
-        )
+    op.add_column(
+        "trades",
+        sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+        if_not_exists=True,
     )
     runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(
-        sa.text(
-            'ALTER TABLE "trades" ADD COLUMN IF NOT EXISTS "recorded_at" timestamp with time zone DEFAULT CURRENT_TIMESTAMP NOT NULL'
-        )
+    op.add_column(
+        "trades",
+        sa.Column(
+            "recorded_at",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            server_default=sa.text("CURRENT_TIMESTAMP"),
+        ),
+        if_not_exists=True,
     )
     runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.

@@ -61,7 +61,11 @@ def _upgrade_postgresql() -> None:
         )
     )
     runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "events" ADD COLUMN IF NOT EXISTS "extra" jsonb'))
+    op.add_column(
+        "events",
+        sa.Column("extra", sa.dialects.postgresql.JSONB(), nullable=True),
+        if_not_exists=True,
+    )
 
 
 def _upgrade_sqlite() -> None:

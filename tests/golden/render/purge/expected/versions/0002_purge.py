@@ -43,11 +43,11 @@ def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
     runtime.unit(op, "purge_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "items" DROP COLUMN IF EXISTS "_dropped_0001_price"'))
+    op.drop_column("items", "_dropped_0001_price", if_exists=True)
     runtime.unit(op, "purge_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.drop_table("_dropped_0001_events")
     runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "items" ADD COLUMN IF NOT EXISTS "extra" integer'))
+    op.add_column("items", sa.Column("extra", sa.Integer(), nullable=True), if_not_exists=True)
 
 
 def _upgrade_sqlite() -> None:

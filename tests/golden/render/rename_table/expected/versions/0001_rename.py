@@ -65,7 +65,7 @@ def _upgrade_postgresql() -> None:
     runtime.unit(op, "rename_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("orders", "purchases")
     runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "purchases" ADD COLUMN IF NOT EXISTS "note" text'))
+    op.add_column("purchases", sa.Column("note", sa.Text(), nullable=True), if_not_exists=True)
 
 
 def _upgrade_sqlite() -> None:

@@ -43,7 +43,7 @@ def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
     runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "accounts" ADD COLUMN IF NOT EXISTS "note" text'))
+    op.add_column("accounts", sa.Column("note", sa.Text(), nullable=True), if_not_exists=True)
     runtime.unit(op, "sql", "unknown (raw SQL)", rewrites=False)
     op.execute(
         sa.text(
