@@ -561,12 +561,9 @@ def _downgrade_postgresql() -> None:
         "ACCESS EXCLUSIVE (brief; the NOT VALID constraint), then SHARE UPDATE EXCLUSIVE to validate",
         rewrites=False,
     )
-    op.execute(
-        sa.text(
-            'ALTER TABLE "products"\n'
-            '    DROP CONSTRAINT IF EXISTS "ck_products_price_positive",\n'
-            '    ADD CONSTRAINT "ck_products_price_positive" CHECK ("price" >= 0) NOT VALID'
-        )
+    op.drop_constraint("ck_products_price_positive", "products", type_="check", if_exists=True)
+    op.create_check_constraint(
+        "ck_products_price_positive", "products", sa.text('"price" >= 0'), postgresql_not_valid=True
     )
     # VALIDATE scans the table after the NOT VALID constraint has committed: SHARE UPDATE
     # EXCLUSIVE, reads and writes go on.

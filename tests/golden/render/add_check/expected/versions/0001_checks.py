@@ -86,19 +86,21 @@ def _upgrade_postgresql() -> None:
         "ACCESS EXCLUSIVE (brief; the NOT VALID constraint), then SHARE UPDATE EXCLUSIVE to validate",
         rewrites=False,
     )
-    op.execute(
-        sa.text(
-            'ALTER TABLE "orders"\n'
-            '    DROP CONSTRAINT IF EXISTS "ck_orders_status",\n'
-            "    ADD CONSTRAINT \"ck_orders_status\" CHECK (\"status\" IN ('new', 'paid', 'sent')) NOT VALID"
-        )
+    op.drop_constraint("ck_orders_status", "orders", type_="check", if_exists=True)
+    op.create_check_constraint(
+        "ck_orders_status",
+        "orders",
+        sa.text("\"status\" IN ('new', 'paid', 'sent')"),
+        postgresql_not_valid=True,
     )
-    op.execute(
+    op.drop_constraint("ck_orders_code", "orders", type_="check", if_exists=True)
+    op.create_check_constraint(
+        "ck_orders_code",
+        "orders",
         sa.text(
-            'ALTER TABLE "orders"\n'
-            '    DROP CONSTRAINT IF EXISTS "ck_orders_code",\n'
-            '    ADD CONSTRAINT "ck_orders_code" CHECK ("code" IS NULL OR lower("code" COLLATE "C") = "code" AND char_length("code") >= 2) NOT VALID'
-        )
+            '"code" IS NULL OR lower("code" COLLATE "C") = "code" AND char_length("code") >= 2'
+        ),
+        postgresql_not_valid=True,
     )
     # VALIDATE scans the table after the NOT VALID constraint has committed: SHARE UPDATE
     # EXCLUSIVE, reads and writes go on.
@@ -111,12 +113,14 @@ def _upgrade_postgresql() -> None:
         "ACCESS EXCLUSIVE (brief; the NOT VALID constraint), then SHARE UPDATE EXCLUSIVE to validate",
         rewrites=False,
     )
-    op.execute(
+    op.drop_constraint("ck_order_items_amount", "order_items", type_="check", if_exists=True)
+    op.create_check_constraint(
+        "ck_order_items_amount",
+        "order_items",
         sa.text(
-            'ALTER TABLE "order_items"\n'
-            '    DROP CONSTRAINT IF EXISTS "ck_order_items_amount",\n'
-            '    ADD CONSTRAINT "ck_order_items_amount" CHECK ("quantity" > 0 AND ("price" IS NULL OR "quantity" * "price" BETWEEN 0 AND 100000)) NOT VALID'
-        )
+            '"quantity" > 0 AND ("price" IS NULL OR "quantity" * "price" BETWEEN 0 AND 100000)'
+        ),
+        postgresql_not_valid=True,
     )
     # VALIDATE scans the table after the NOT VALID constraint has committed: SHARE UPDATE
     # EXCLUSIVE, reads and writes go on.

@@ -101,12 +101,14 @@ def _downgrade_postgresql() -> None:
         "ACCESS EXCLUSIVE (brief; the NOT VALID constraint), then SHARE UPDATE EXCLUSIVE to validate",
         rewrites=False,
     )
-    op.execute(
+    op.drop_constraint("ck_orders_code", "orders", type_="check", if_exists=True)
+    op.create_check_constraint(
+        "ck_orders_code",
+        "orders",
         sa.text(
-            'ALTER TABLE "orders"\n'
-            '    DROP CONSTRAINT IF EXISTS "ck_orders_code",\n'
-            '    ADD CONSTRAINT "ck_orders_code" CHECK ("code" IS NULL OR lower("code" COLLATE "C") = "code" AND char_length("code") >= 2) NOT VALID'
-        )
+            '"code" IS NULL OR lower("code" COLLATE "C") = "code" AND char_length("code") >= 2'
+        ),
+        postgresql_not_valid=True,
     )
     # VALIDATE scans the table after the NOT VALID constraint has committed: SHARE UPDATE
     # EXCLUSIVE, reads and writes go on.

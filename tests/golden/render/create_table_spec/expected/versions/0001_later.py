@@ -153,12 +153,9 @@ def _downgrade_postgresql() -> None:
         "ACCESS EXCLUSIVE (brief; the NOT VALID constraint), then SHARE UPDATE EXCLUSIVE to validate",
         rewrites=False,
     )
-    op.execute(
-        sa.text(
-            'ALTER TABLE "books"\n'
-            '    DROP CONSTRAINT IF EXISTS "books_pages_check",\n'
-            '    ADD CONSTRAINT "books_pages_check" CHECK ("pages" > 0) NOT VALID'
-        )
+    op.drop_constraint("books_pages_check", "books", type_="check", if_exists=True)
+    op.create_check_constraint(
+        "books_pages_check", "books", sa.text('"pages" > 0'), postgresql_not_valid=True
     )
     # VALIDATE scans the table after the NOT VALID constraint has committed: SHARE UPDATE
     # EXCLUSIVE, reads and writes go on.
