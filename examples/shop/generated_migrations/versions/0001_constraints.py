@@ -220,12 +220,15 @@ def _upgrade_postgresql() -> None:
         "ACCESS EXCLUSIVE (brief) on the table, SHARE ROW EXCLUSIVE on the referenced one (the NOT VALID key), then SHARE UPDATE EXCLUSIVE to validate",
         rewrites=False,
     )
-    op.execute(
-        sa.text(
-            'ALTER TABLE "order_items"\n'
-            '    DROP CONSTRAINT IF EXISTS "fk_order_items_product",\n'
-            '    ADD CONSTRAINT "fk_order_items_product" FOREIGN KEY ("product_id") REFERENCES "products" ("id") ON DELETE RESTRICT NOT VALID'
-        )
+    op.drop_constraint("fk_order_items_product", "order_items", type_="foreignkey", if_exists=True)
+    op.create_foreign_key(
+        "fk_order_items_product",
+        "order_items",
+        "products",
+        ["product_id"],
+        ["id"],
+        ondelete="RESTRICT",
+        postgresql_not_valid=True,
     )
     # VALIDATE scans after the NOT VALID keys have committed: reads and writes go on.
     with op.get_context().autocommit_block():

@@ -186,26 +186,35 @@ def _upgrade_postgresql() -> None:
         "ACCESS EXCLUSIVE (brief) on the table, SHARE ROW EXCLUSIVE on the referenced one (the NOT VALID key), then SHARE UPDATE EXCLUSIVE to validate",
         rewrites=False,
     )
-    op.execute(
-        sa.text(
-            'ALTER TABLE "categories"\n'
-            '    DROP CONSTRAINT IF EXISTS "fk_categories_parent",\n'
-            '    ADD CONSTRAINT "fk_categories_parent" FOREIGN KEY ("parent_id") REFERENCES "categories" ("id") ON DELETE SET NULL NOT VALID'
-        )
+    op.drop_constraint("fk_categories_parent", "categories", type_="foreignkey", if_exists=True)
+    op.create_foreign_key(
+        "fk_categories_parent",
+        "categories",
+        "categories",
+        ["parent_id"],
+        ["id"],
+        ondelete="SET NULL",
+        postgresql_not_valid=True,
     )
-    op.execute(
-        sa.text(
-            'ALTER TABLE "products"\n'
-            '    DROP CONSTRAINT IF EXISTS "fk_products_category",\n'
-            '    ADD CONSTRAINT "fk_products_category" FOREIGN KEY ("category_code") REFERENCES "categories" ("code") ON DELETE NO ACTION NOT VALID'
-        )
+    op.drop_constraint("fk_products_category", "products", type_="foreignkey", if_exists=True)
+    op.create_foreign_key(
+        "fk_products_category",
+        "products",
+        "categories",
+        ["category_code"],
+        ["code"],
+        ondelete="NO ACTION",
+        postgresql_not_valid=True,
     )
-    op.execute(
-        sa.text(
-            'ALTER TABLE "order_items"\n'
-            '    DROP CONSTRAINT IF EXISTS "fk_order_items_product",\n'
-            '    ADD CONSTRAINT "fk_order_items_product" FOREIGN KEY ("product_id") REFERENCES "products" ("id") ON DELETE CASCADE NOT VALID'
-        )
+    op.drop_constraint("fk_order_items_product", "order_items", type_="foreignkey", if_exists=True)
+    op.create_foreign_key(
+        "fk_order_items_product",
+        "order_items",
+        "products",
+        ["product_id"],
+        ["id"],
+        ondelete="CASCADE",
+        postgresql_not_valid=True,
     )
     # VALIDATE scans after the NOT VALID keys have committed: reads and writes go on.
     with op.get_context().autocommit_block():

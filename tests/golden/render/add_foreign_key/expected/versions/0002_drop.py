@@ -133,12 +133,15 @@ def _downgrade_postgresql() -> None:
         "ACCESS EXCLUSIVE (brief) on the table, SHARE ROW EXCLUSIVE on the referenced one (the NOT VALID key), then SHARE UPDATE EXCLUSIVE to validate",
         rewrites=False,
     )
-    op.execute(
-        sa.text(
-            'ALTER TABLE "products"\n'
-            '    DROP CONSTRAINT IF EXISTS "fk_products_category",\n'
-            '    ADD CONSTRAINT "fk_products_category" FOREIGN KEY ("category_code") REFERENCES "categories" ("code") ON DELETE NO ACTION NOT VALID'
-        )
+    op.drop_constraint("fk_products_category", "products", type_="foreignkey", if_exists=True)
+    op.create_foreign_key(
+        "fk_products_category",
+        "products",
+        "categories",
+        ["category_code"],
+        ["code"],
+        ondelete="NO ACTION",
+        postgresql_not_valid=True,
     )
     # VALIDATE scans after the NOT VALID keys have committed: reads and writes go on.
     with op.get_context().autocommit_block():
