@@ -183,7 +183,11 @@ def _upgrade_postgresql() -> None:
     runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "products"\n    ALTER COLUMN "name" TYPE text'))
     runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "products" ALTER COLUMN "stock" SET DEFAULT 10'))
+    op.alter_column(
+        "products",
+        "stock",
+        server_default=sa.text("10"),
+    )
     runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
@@ -336,7 +340,11 @@ def _downgrade_postgresql() -> None:
         runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_user_status"'))
     runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "products" ALTER COLUMN "stock" SET DEFAULT 0'))
+    op.alter_column(
+        "products",
+        "stock",
+        server_default=sa.text("0"),
+    )
     runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
     op.execute(sa.text('ALTER TABLE "products"\n    ALTER COLUMN "name" TYPE varchar(100)'))
     runtime.unit(op, "restored_nulls", "ACCESS EXCLUSIVE (brief)", rewrites=False)

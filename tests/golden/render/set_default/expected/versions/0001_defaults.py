@@ -44,14 +44,28 @@ def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
     runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "products" ALTER COLUMN "status" SET DEFAULT \'pending\''))
+    op.alter_column(
+        "products",
+        "status",
+        server_default=sa.text("'pending'"),
+    )
     runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "products" ALTER COLUMN "price" SET DEFAULT 9.99'))
+    op.alter_column(
+        "products",
+        "price",
+        server_default=sa.text("9.99"),
+    )
     runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "products" ALTER COLUMN "note" DROP DEFAULT'))
+    op.alter_column(
+        "products",
+        "note",
+        server_default=None,
+    )
     runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(
-        sa.text('ALTER TABLE "products" ALTER COLUMN "created_at" SET DEFAULT CURRENT_TIMESTAMP')
+    op.alter_column(
+        "products",
+        "created_at",
+        server_default=sa.text("CURRENT_TIMESTAMP"),
     )
 
 
@@ -101,13 +115,29 @@ def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
     runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "products" ALTER COLUMN "created_at" DROP DEFAULT'))
+    op.alter_column(
+        "products",
+        "created_at",
+        server_default=None,
+    )
     runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text("ALTER TABLE \"products\" ALTER COLUMN \"note\" SET DEFAULT 'it''s new'"))
+    op.alter_column(
+        "products",
+        "note",
+        server_default=sa.text("'it''s new'"),
+    )
     runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "products" ALTER COLUMN "price" SET DEFAULT 0'))
+    op.alter_column(
+        "products",
+        "price",
+        server_default=sa.text("0"),
+    )
     runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "products" ALTER COLUMN "status" DROP DEFAULT'))
+    op.alter_column(
+        "products",
+        "status",
+        server_default=None,
+    )
 
 
 def _downgrade_sqlite() -> None:
