@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection
 from generator import dialects, expr, version_table
 from generator import spec as spec_module
 from generator.coltypes import VOCABULARY, parse_type
+from generator.config import is_foreign
 from generator.conventions import Conventions
 from generator.ops.create_table import CreateTable
 
@@ -277,13 +278,17 @@ def _check_expression(dialect: str, text: str) -> str | None:
         return None
 
 
-def inspect_database(conn: Connection, conventions: Conventions) -> Inspected:
+def inspect_database(
+    conn: Connection, conventions: Conventions, foreign_tables: tuple[str, ...] = ()
+) -> Inspected:
     """The tables of ``conn``'s schema as the spec declares them; InspectError if the spec
     cannot say something about them."""
     dialect = conn.dialect.name
     insp = sa.inspect(conn)
     skip = {"alembic_version", version_table.get()}
-    names = [t for t in insp.get_table_names() if t not in skip]
+    names = [
+        t for t in insp.get_table_names() if t not in skip and not is_foreign(t, foreign_tables)
+    ]
     problems: list[str] = []
     samples: dict[str, list[tuple[str, dict[str, str]]]] = {k: [] for k in CANDIDATES}
     tables: dict[str, dict[str, Any]] = {}

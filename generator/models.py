@@ -20,7 +20,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
 from generator import migrate, version_table
-from generator.config import Project, load_metadata
+from generator.config import Project, is_foreign, load_metadata
 from generator.ops.add_column import AddColumn
 from generator.ops.alter_column_type import AlterColumnType
 from generator.ops.create_index import CreateIndex
@@ -31,10 +31,25 @@ from generator.ops.swap_fk_action import SwapFkAction
 T = TypeVar("T")
 
 
-def _differences(conn: Connection, metadata: Any) -> list[str]:
-    context = MigrationContext.configure(
-        conn, opts={"compare_type": True, "version_table": version_table.get()}
+def _context(conn: Connection, foreign_tables: tuple[str, ...]) -> MigrationContext:
+    """Alembic's comparison, types included, blind to the version table and to another
+    owner's tables (``foreign_tables``)."""
+
+    def include_object(obj: Any, name: str | None, type_: str, *_: Any) -> bool:
+        return not (type_ == "table" and name is not None and is_foreign(name, foreign_tables))
+
+    return MigrationContext.configure(
+        conn,
+        opts={
+            "compare_type": True,
+            "version_table": version_table.get(),
+            "include_object": include_object,
+        },
     )
+
+
+def _differences(conn: Connection, metadata: Any, foreign_tables: tuple[str, ...]) -> list[str]:
+    context = _context(conn, foreign_tables)
     script = produce_migrations(context, metadata)
     if script.upgrade_ops is None or script.upgrade_ops.is_empty():
         return []
@@ -70,7 +85,7 @@ def _at_head(
 def differences(project: Project, scratch_url: str | None = None) -> list[str]:
     """The operations that would make the specs' head match the models (Alembic's rendering);
     empty when they agree. ConfigError when no metadata is configured or importable."""
-    return _at_head(project, scratch_url, _differences)
+    return _at_head(project, scratch_url, lambda c, m: _differences(c, m, project.foreign_tables))
 
 
 # ---------------------------------------------------------------- autogenerate
@@ -278,9 +293,7 @@ def autogenerate(
     from alembic.autogenerate import compare_metadata
 
     def compare(conn: Connection, metadata: Any) -> list[Any]:
-        context = MigrationContext.configure(
-            conn, opts={"compare_type": True, "version_table": version_table.get()}
-        )
+        context = _context(conn, project.foreign_tables)
         return list(compare_metadata(context, metadata))
 
     diffs = _at_head(project, scratch_url, compare)

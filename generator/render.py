@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from generator import checks, dialects, lint, ops, plan, resume, review, revision_files
+from generator import checks, config, dialects, lint, ops, plan, resume, review, revision_files
 from generator.files import SUM_FILE, h1, sum_of_hashes
 from generator.load import Change
 from generator.plan import Unit
@@ -111,6 +111,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "ddl_type": dialects.ddl_type,
     "risk": lambda unit, dialect: unit.risk(dialect),
     "describe": review.describe,
+    "like_pattern": config.like_pattern,
     "mdtext": lambda text: _printable(str(text)).replace("|", "\\|").replace("<", "&lt;"),
 }
 
@@ -171,6 +172,7 @@ def make_env(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
     env.globals["adopt"] = sections.adopt
     env.globals["output"] = "generated_migrations"  # the project's output folder (generate)
     env.globals["version_table"] = "alembic_version"  # the project's (generate)
+    env.globals["foreign_tables"] = ()  # the project's (generate)
     # Filled after the dict is in the globals: a group's template (recreate_table,
     # alter_table, ...) calls its steps' macros (batch(), alter(), ...) through it.
     modules: dict[str, Any] = {}
@@ -375,6 +377,7 @@ def generate(
     output: str = "generated_migrations",
     version_table: str = "alembic_version",
     cache: Cache | None = None,
+    foreign_tables: tuple[str, ...] = (),
 ) -> dict[str, str]:
     """Every generated file, keyed by its path relative to ``generated_migrations/`` (the
     project's ``output``, which the files name where they point at each other).
@@ -397,6 +400,7 @@ def generate(
         env = make_env(templates_dir)
         env.globals["output"] = output
         env.globals["version_table"] = version_table  # not a table of the schema the checks see
+        env.globals["foreign_tables"] = foreign_tables  # nor are another owner's tables
         for change, files in zip(todo, _render(env, todo), strict=True):
             out.update(files)
             # The chain check (revision_files) takes the revision from the change rather than
