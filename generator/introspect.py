@@ -121,7 +121,7 @@ def _type(dialect: str, text: str) -> str | None:
     return f"varchar({m[1]})" if m else None
 
 
-def _default(kind: str, text: str | None) -> tuple[Any, bool]:
+def default_value(kind: str, text: str | None) -> tuple[Any, bool]:
     """(the spec's default, understood); None for no default."""
     if text is None:
         return None, True
@@ -390,7 +390,7 @@ def inspect_database(
                     )
                     continue
                 serial, default_text = True, None
-            value, understood = _default(kind.split("(")[0], default_text)
+            value, understood = default_value(kind.split("(")[0], default_text)
             if not understood:
                 problems.append(
                     f"{where}: default {default_text!r} is not a literal of type {kind} "
