@@ -21,8 +21,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
 from generator import migrate, version_table
+from generator.coltypes import parse_type
 from generator.config import Project, is_foreign, load_metadata
 from generator.conventions import DEFAULT, Conventions
+from generator.dialects import type_check
 from generator.ops.add_check import AddCheck
 from generator.ops.add_column import AddColumn
 from generator.ops.add_foreign_key import AddForeignKey
@@ -58,7 +60,7 @@ def _context(conn: Connection, foreign_tables: tuple[str, ...]) -> MigrationCont
     return MigrationContext.configure(
         conn,
         opts={
-            "compare_type": True,
+            "compare_type": _types_differ,
             "version_table": version_table.get(),
             "include_object": include_object,
         },
@@ -124,7 +126,17 @@ def _check_diffs(
             for ck in table.constraints
             if isinstance(ck, sa.CheckConstraint) and isinstance(ck.name, str)
         }
-        theirs = {str(c["name"]) for c in insp.get_check_constraints(table.name) if c.get("name")}
+        typed = {  # SQLite's CHECK of a uuid, json or enum column: part of its type
+            check[0]
+            for column in table.columns
+            if (kind := spec_type(column.type))
+            and (check := type_check(column.name, parse_type(kind), conn.dialect.name))
+        }
+        theirs = {
+            str(c["name"])
+            for c in insp.get_check_constraints(table.name)
+            if c.get("name") and c["name"] not in typed
+        }
         for name in sorted(set(ours) - theirs):
             out.append(
                 (
@@ -206,6 +218,7 @@ def spec_type(t: Any) -> str | None:
     if isinstance(t, sa.types.TypeDecorator):
         t = t.impl if isinstance(t.impl, sa.types.TypeEngine) else t.impl_instance
     checks: list[tuple[type[Any], Any]] = [
+        (sa.Enum, _enum_type),  # before String, which it is
         (sa.BigInteger, "bigint"),
         (sa.Integer, "integer"),
         (sa.Boolean, "boolean"),
@@ -219,6 +232,46 @@ def spec_type(t: Any) -> str | None:
         if isinstance(t, cls):
             return name(t) if callable(name) else str(name)
     return None
+
+
+def _enum_type(t: sa.Enum) -> str | None:
+    from generator.coltypes import TypeError_
+
+    if not t.name or not t.enums:
+        return None
+    try:
+        return str(parse_type(f"enum({t.name}: {', '.join(t.enums)})"))
+    except TypeError_:
+        return None
+
+
+def _types_differ(
+    context: Any, inspected_column: Any, metadata_column: Any, inspected: Any, metadata: Any
+) -> bool | None:
+    """An enum compared by what the spec says: on PostgreSQL its type's name and labels, on
+    SQLite its text column's ``<column>_is_<type>`` CHECK. None: Alembic's own comparison."""
+    if (
+        not isinstance(metadata, sa.Enum)
+        and not isinstance(inspected, sa.Enum)
+        and (context.dialect.name != "sqlite" or not isinstance(inspected, sa.Text))
+    ):
+        return None
+    model = spec_type(metadata)
+    if context.dialect.name == "sqlite":
+        from generator.introspect import _sqlite_enums
+
+        table = getattr(inspected_column, "table", None)
+        checks: list[tuple[str | None, str]] = [
+            (str(c.name), str(c.sqltext))
+            for c in getattr(table, "constraints", ())
+            if isinstance(c, sa.CheckConstraint) and c.name
+        ]
+        name = str(inspected_column.name)
+        database = _sqlite_enums([(name, "TEXT", True, None, False)], checks).get(name)
+        if database is None and not isinstance(metadata, sa.Enum):
+            return None  # a text column both sides
+        return database != model
+    return spec_type(inspected) != model
 
 
 def _default(column: sa.Column[Any]) -> tuple[Any, bool]:

@@ -50,6 +50,8 @@ def _py(value: Any) -> str:
         return repr(value)
     if isinstance(value, tuple | list):
         return "[" + ", ".join(_py(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_py(k)}: {_py(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot render {type(value).__name__} as a Python literal")
 
 
@@ -173,6 +175,7 @@ def make_env(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
     env.globals["output"] = "generated_migrations"  # the project's output folder (generate)
     env.globals["version_table"] = "alembic_version"  # the project's (generate)
     env.globals["foreign_tables"] = ()  # the project's (generate)
+    env.globals["enum_types"] = enum_types
     # Filled after the dict is in the globals: a group's template (recreate_table,
     # alter_table, ...) calls its steps' macros (batch(), alter(), ...) through it.
     modules: dict[str, Any] = {}
@@ -223,6 +226,17 @@ def _plans(change: Change) -> Plans:
     }
 
 
+def enum_types(change: Change, direction: str) -> tuple[dict[str, list[str]], list[str]]:
+    """PostgreSQL: the enum types a direction of the change creates before its DDL (those its
+    target schema uses and its starting schema does not) and drops after it (the reverse)."""
+    start, target = (
+        (change.before, change.after) if direction == "upgrade" else (change.after, change.before)
+    )
+    had, has = start.enum_types(), target.enum_types()
+    created = {name: list(labels) for name, labels in has.items() if name not in had}
+    return created, [name for name in had if name not in has]
+
+
 def _render_migration(env: jinja2.Environment, change: Change, plans: Plans) -> str:
     return env.get_template("migration.py.j2").render(
         change=change, plans=plans, resumable=resume.tolerances(change)
@@ -269,6 +283,9 @@ def _render_validation(
         path=f"{env.globals['output']}/{validation_path(change, dialect, phase)}",
         expected=expected,
         tables=[(t.table,) for t in expected],
+        # PostgreSQL: checked when either side of the change has enum types
+        enum_types=[(name, ",".join(labels)) for name, labels in schema.enum_types().items()],
+        check_enum_types=bool(schema.enum_types() or other.enum_types()),
     )
     return text, found
 
