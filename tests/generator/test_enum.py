@@ -100,8 +100,7 @@ def test_enum_column_created_filled_refused_inspected_converted_and_rolled_back(
     inspected = cli("inspect", "--url", db_url, "-o", "-", root=root)
     assert inspected.exit_code == Exit.OK, inspected.output
     assert (
-        f"{{name: status, type: '{STATUS}', nullable: false, default: pending}}"
-        in inspected.stdout
+        f"{{name: status, type: '{STATUS}', nullable: false, default: pending}}" in inspected.stdout
     ), inspected.stdout
 
     # text -> enum refuses a value that is not a label, naming it, before any DDL

@@ -133,6 +133,7 @@ def _shop_models(
     customer_column: str = "",
     customer_index: str = "",
     customer_unique: str = "",
+    customer_status: str = "",
     orders_index: str = 'sa.Index("ix_orders_total", "total"),',
     orders_check: str = "",
     total: str = "sa.Integer()",
@@ -149,6 +150,7 @@ sa.Table(
     {customer_column}
     {customer_index}
     {customer_unique}
+    {customer_status}
 )
 sa.Table(
     "orders", metadata,
@@ -212,6 +214,14 @@ KINDS: list[tuple[str, dict[str, str], str]] = [
     ("drop_check", {"orders_check": ""}, "op: drop_check"),
     ("add_foreign_key", {"extra_table": NOTES.format(fk=NOTES_FK)}, "op: add_foreign_key"),
     ("drop_foreign_key", {"extra_table": NOTES.format(fk="")}, "op: drop_foreign_key"),
+    (
+        "add_enum_column",
+        {
+            "customer_status": 'sa.Column("status", sa.Enum("new", "vip", name="customer_kind"), '
+            "nullable=True),"
+        },
+        "type: 'enum(customer_kind: new, vip)'",
+    ),
     ("drop_column", {"customer_column": ""}, "op: drop_column"),
     ("drop_table", {"extra_table": ""}, "op: drop_table"),
 ]
