@@ -114,8 +114,8 @@ class CreateTable(OperationSpec):
             seen.add(c.name)
             columns.append(r.make_column(self.name, c, ("columns", i), problems))
         columns = self._identities(columns, problems)
-        for i, c in enumerate(columns):
-            if c.type.kind == "enum" and c.type.name == self.name:
+        for i, made in enumerate(columns):
+            if made.type.kind == "enum" and made.type.name == self.name:
                 problems.append(
                     (("columns", i, "type"), f"enum type name {self.name!r} is a table's")
                 )
