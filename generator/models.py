@@ -113,8 +113,8 @@ def _check_diffs(
     conn: Connection, metadata: Any, foreign_tables: tuple[str, ...]
 ) -> list[tuple[str, str, Any]]:
     """Named CHECK constraints the models and the database do not share, by name (Alembic's
-    comparison leaves checks out): ("add_check", table, {name, expression}) and
-    ("remove_check", table, name), on tables both have."""
+    comparison leaves checks out): ("add_named_check", table, {name, expression}) and
+    ("remove_named_check", table, name), on tables both have."""
     insp = sa.inspect(conn)
     present = set(insp.get_table_names())
     out: list[tuple[str, str, Any]] = []
@@ -140,13 +140,13 @@ def _check_diffs(
         for name in sorted(set(ours) - theirs):
             out.append(
                 (
-                    "add_check",
+                    "add_named_check",
                     table.name,
                     {"name": name, "expression": _expression(str(ours[name].sqltext))},
                 )
             )
         for name in sorted(theirs - set(ours)):
-            out.append(("remove_check", table.name, name))
+            out.append(("remove_named_check", table.name, name))
     return out
 
 
@@ -163,7 +163,7 @@ def _differences(conn: Connection, metadata: Any, foreign_tables: tuple[str, ...
             f"default of {diff[2]}.{diff[3]}: {diff[5]} in the schema, {new!r} in the models"
         )
     for kind, table, what in _check_diffs(conn, metadata, foreign_tables):
-        if kind == "add_check":
+        if kind == "add_named_check":
             lines.append(f"add check {what['name']} on {table}: {what['expression']}")
         else:
             lines.append(f"drop check {what} on {table}")
@@ -340,23 +340,26 @@ def _fk_target(fk: sa.ForeignKeyConstraint) -> tuple[str, str, str, str] | None:
 
 # The order operations are written in: what goes away before what it stood in the way of
 # (indexes, keys and checks before the columns and tables they are on), additions in between.
-ORDER = (
-    "drop_index",
-    "drop_foreign_key",
-    "drop_unique",
-    "drop_check",
-    "create_table",
-    "add_column",
-    "alter_column_type",
-    "set_default",
-    "set_nullable",
-    "add_unique",
-    "add_check",
-    "add_foreign_key",
-    "swap_fk_action",
-    "create_index",
-    "drop_column",
-    "drop_table",
+ORDER = tuple(
+    op.tag()
+    for op in (
+        DropIndex,
+        DropForeignKey,
+        DropUnique,
+        DropCheck,
+        CreateTable,
+        AddColumn,
+        AlterColumnType,
+        SetDefault,
+        SetNullable,
+        AddUnique,
+        AddCheck,
+        AddForeignKey,
+        SwapFkAction,
+        CreateIndex,
+        DropColumn,
+        DropTable,
+    )
 )
 
 
@@ -445,8 +448,8 @@ def _operations(
             ops.append({"op": DropIndex.tag(), "table": index.table.name, "name": index.name})
         elif kind in ("add_constraint", "remove_constraint"):
             _constraint(diff, ops, notes)
-        elif kind in ("add_check", "remove_check"):
-            if kind == "add_check":
+        elif kind == "add_named_check" or kind == "remove_named_check":
+            if kind == "add_named_check":
                 ops.append({"op": AddCheck.tag(), "table": diff[1], **diff[2]})
             else:
                 ops.append({"op": DropCheck.tag(), "table": diff[1], "name": diff[2]})
