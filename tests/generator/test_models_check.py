@@ -303,3 +303,39 @@ def test_a_rename_is_a_question_not_a_drop_and_an_add(tmp_path: Path) -> None:
     spec = (root / "changes" / "0001_rename_email.yaml").read_text("utf-8")
     assert "# autogenerate: customers: was email renamed to email_address?" in spec
     assert "drop" not in spec.split("operations:")[1]
+
+
+def test_another_owners_tables_in_the_models_are_left_out_with_foreign_tables(
+    tmp_path: Path,
+) -> None:
+    """Models that map another owner's table (a library's, in the same MetaData) ask for it
+    as create_table until foreign_tables names it; then check agrees."""
+    assert cli("init", str(tmp_path / "shop")).exit_code == Exit.OK
+    root = tmp_path / "shop"
+    config = root / "schemagen.toml"
+    config.write_text(
+        config.read_text("utf-8").replace("# metadata = ", 'metadata = "shop_models:metadata"\n# '),
+        "utf-8",
+    )
+    (root / "changes" / "0000_create_shop.yaml").write_text(SHOP, "utf-8")
+    library = (
+        'sa.Table("optuna_studies", metadata, sa.Column("study_id", sa.Integer(), '
+        "primary_key=True))"
+    )
+    (root / "shop_models.py").write_text(_shop_models(extra_table=library), "utf-8")
+    assert _in_process(root, "generate").exit_code == Exit.OK
+    try:
+        done = _in_process(root, "check")
+        assert done.exit_code == Exit.FAILED, done.output
+        assert "optuna_studies" in done.output
+        config.write_text(
+            config.read_text("utf-8").replace(
+                '# foreign_tables = ["optuna_*"]', 'foreign_tables = ["optuna_*"]'
+            ),
+            "utf-8",
+        )
+        assert _in_process(root, "generate").exit_code == Exit.OK
+        done = _in_process(root, "check")
+        assert done.exit_code == Exit.OK, done.output
+    finally:
+        sys.modules.pop("shop_models", None)
