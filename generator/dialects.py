@@ -535,6 +535,8 @@ _PG_STATEMENT_LOCKS: tuple[tuple[str, str, bool], ...] = (
     ("DROP INDEX", "ACCESS EXCLUSIVE", False),
     ("CREATE TABLE", "none on existing tables (SHARE ROW EXCLUSIVE on referenced ones)", False),
     ("DROP TABLE", "ACCESS EXCLUSIVE", False),
+    ("CREATE TYPE", "none on tables (a new enum type)", False),
+    ("DROP TYPE", "none on tables (no column uses the type any more)", False),
     ("LOCK TABLE", "ACCESS EXCLUSIVE on each listed table, in the order listed", False),
     ("SET ", "none", False),
     ("BEGIN", "none", False),

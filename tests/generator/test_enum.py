@@ -210,3 +210,25 @@ def test_one_type_name_one_set_of_labels_and_enum_to_enum_goes_through_text(
     text = "\n".join(str(e) for e in caught.value.errors)
     assert "enum type status_kind has the labels pending, paid, shipped in the schema" in text
     assert "an enum's type or labels change through text" in text
+
+
+def test_plan_shows_the_type_created_before_the_table_and_dropped_after_it(
+    tmp_path: Path,
+) -> None:
+    root = _project(tmp_path, BASE)
+    up = cli("plan", "base", "--dialect", "postgresql", "--direction", "upgrade", root=root)
+    assert up.exit_code == Exit.OK, up.output
+    create = "CREATE TYPE \"status_kind\" AS ENUM ('pending', 'paid', 'shipped');"
+    assert "-- lock: none on tables (a new enum type)\n" + create in up.output
+    assert up.output.index(create) < up.output.index("CREATE TABLE orders")
+    down = cli("plan", "base", "--dialect", "postgresql", "--direction", "downgrade", root=root)
+    assert down.exit_code == Exit.OK, down.output
+    assert down.output.index("DROP TABLE orders") < down.output.index(
+        'DROP TYPE IF EXISTS "status_kind"'
+    )
+    sqlite = cli("plan", "base", "--dialect", "sqlite", "--direction", "upgrade", root=root)
+    assert (
+        "CONSTRAINT status_is_status_kind CHECK (\"status\" IN ('pending', 'paid', 'shipped'))"
+        in sqlite.output
+    )
+    assert "CREATE TYPE" not in sqlite.output
