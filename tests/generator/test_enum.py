@@ -232,3 +232,48 @@ def test_plan_shows_the_type_created_before_the_table_and_dropped_after_it(
         in sqlite.output
     )
     assert "CREATE TYPE" not in sqlite.output
+
+
+RENAME = """\
+id: rename
+description: |
+  The status is a state now, and the reference a key.
+operations:
+  - op: rename_column
+    table: orders
+    column: status
+    to: state
+  - op: rename_column
+    table: orders
+    column: ref
+    to: key
+"""
+
+
+def test_renaming_an_enum_or_uuid_column_renames_sqlites_check_with_it(
+    tmp_path: Path, db_url: str
+) -> None:
+    """SQLite keeps a renamed column's constraint names: the CHECK that holds an enum (or
+    uuid) column to its values is named after the column, so the rename rebuilds the table
+    with the CHECK under its new name; verify passes on both sides, and the values are still
+    held to the labels."""
+    base = BASE.replace(
+        "      - {name: note, type: text, nullable: true}",
+        "      - {name: note, type: text, nullable: true}\n"
+        "      - {name: ref, type: uuid, nullable: true}",
+    )
+    root = _project(tmp_path, base, RENAME)
+    assert cli("upgrade", "--to", "0000", "--url", db_url, root=root).exit_code == Exit.OK
+    execute(db_url, "INSERT INTO orders (id, status) VALUES (1, 'paid')")
+    result = cli("upgrade", "--url", db_url, root=root)
+    assert result.exit_code == Exit.OK, result.output
+    verified = cli("verify", "--url", db_url, root=root)
+    assert verified.exit_code == Exit.OK, verified.output
+    with pytest.raises(sa.exc.DBAPIError):
+        execute(db_url, "INSERT INTO orders (id, state) VALUES (2, 'lost')")
+    with pytest.raises(sa.exc.DBAPIError):
+        execute(db_url, "INSERT INTO orders (id, key) VALUES (3, 'not-a-uuid')")
+    result = cli("downgrade", "--to", "0000", "--url", db_url, root=root)
+    assert result.exit_code == Exit.OK, result.output
+    assert cli("verify", "--url", db_url, root=root).exit_code == Exit.OK
+    assert _rows(db_url, "SELECT id, status FROM orders") == [(1, "paid")]
