@@ -283,9 +283,10 @@ def _render_validation(
         path=f"{env.globals['output']}/{validation_path(change, dialect, phase)}",
         expected=expected,
         tables=[(t.table,) for t in expected],
-        # PostgreSQL: checked when either side of the change has enum types
+        # PostgreSQL: checked when either side of the change has enum types, the types of
         enum_types=[(name, ",".join(labels)) for name, labels in schema.enum_types().items()],
-        check_enum_types=bool(schema.enum_types() or other.enum_types()),
+        # ours only: those of either side (another owner may keep enum types of its own)
+        enum_type_names=sorted({*schema.enum_types(), *other.enum_types()}),
     )
     return text, found
 

@@ -132,6 +132,11 @@ def test_enum_column_created_filled_refused_inspected_converted_and_rolled_back(
     assert result.exit_code == Exit.OK, result.output
     assert _pg_types(db_url) == []  # dropped after the table
     assert cli("upgrade", "--url", db_url, root=root).exit_code == Exit.OK
+    if pg:  # the labels are checked, in order (SQLite: the CHECK by its name)
+        execute(db_url, "ALTER TYPE status_kind ADD VALUE 'lost'")
+        failed = cli("verify", "--url", db_url, root=root)
+        assert failed.exit_code == Exit.FAILED, failed.output
+        assert "enum_types" in failed.output and "pending,paid,shipped,lost" in failed.output
 
 
 def test_inspect_round_trip_of_an_enum_schema(tmp_path: Path, db_url: str) -> None:
