@@ -431,6 +431,7 @@ def settings_of(project: Project) -> dict[str, Any]:
         "dialects": list(project.dialects),
         "metadata": project.metadata,
         "version_table": project.version_table,
+        "foreign_tables": list(project.foreign_tables),
         "conventions": dataclasses.asdict(project.conventions),
     }
 
@@ -464,7 +465,11 @@ def render_project(
         project.changes_dir, display_base=project.root, conventions=project.conventions
     )
     files = render.generate(
-        changes, output=project.output, version_table=project.version_table, cache=store
+        changes,
+        output=project.output,
+        version_table=project.version_table,
+        cache=store,
+        foreign_tables=project.foreign_tables,
     )
     if store is not None and store.rendered and store.writable:
         store.prune()  # only after a run that added entries: a warm run reads, no more

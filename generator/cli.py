@@ -230,10 +230,15 @@ def _load_changes(project: Project, lint: bool = True) -> list[Change]:
     )
 
 
-def render_all(changes: list[Change], output: str, version_table: str) -> dict[str, str]:
+def render_all(changes: list[Change], project: Project) -> dict[str, str]:
     from generator.render import generate
 
-    return generate(changes, output=output, version_table=version_table)
+    return generate(
+        changes,
+        output=project.output,
+        version_table=project.version_table,
+        foreign_tables=project.foreign_tables,
+    )
 
 
 def _load(project: Project, use_cache: bool = True) -> dict[str, str]:
@@ -656,9 +661,7 @@ def _preflight(project: Project, dialect: str, reason: str | None) -> None:
         integrity.preflight(out_dir, dialect, reason)
     except integrity.ModifiedFiles as exc:
         try:
-            rendered = render_all(
-                _load_changes(project), output=project.output, version_table=project.version_table
-            )
+            rendered = render_all(_load_changes(project), project)
         except SpecErrors:
             rendered = {}
         for problem in exc.problems:
@@ -879,7 +882,9 @@ def inspect_command(
     found: dict[str, Any] = {}
 
     def read(conn: Any) -> None:
-        found["inspected"] = introspect.inspect_database(conn, project.conventions)
+        found["inspected"] = introspect.inspect_database(
+            conn, project.conventions, project.foreign_tables
+        )
         found["revisions"] = revisions.read_revisions(conn)
 
     from generator import db
@@ -1129,7 +1134,7 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
             risks = {c.name: review.change_risk(c) for c in changes}
             units = {c.name: review.change_risks(c) for c in changes}
             drift = files.compare(
-                render_all(changes, output=project.output, version_table=project.version_table),
+                render_all(changes, project),
                 out_dir,
             )
             current: bool | None = drift.clean and not files.sum_problems(out_dir)

@@ -129,6 +129,13 @@ def sa_type_of(t: SqlType, dialect: str) -> str:
             return "sa.dialects.postgresql.JSONB()" if pg else "sa.Text()"
         case "bytes":
             return "sa.LargeBinary()"
+        case "enum":
+            # PostgreSQL: the type is created and dropped by the change (runtime.enum_types),
+            # never by SQLAlchemy's table events; SQLite: text held by the column's CHECK
+            if not pg:
+                return "sa.Text()"
+            labels = ", ".join(repr(label) for label in t.labels)
+            return f"sa.dialects.postgresql.ENUM({labels}, name={t.name!r}, create_type=False)"
     raise ValueError(f"no SQLAlchemy type for {t}")
 
 
@@ -156,7 +163,10 @@ def catalog_type(column: Column, dialect: str) -> str:
             "uuid": f"CHAR({coltypes.UUID_LENGTH})",
             "json": "TEXT",
             "bytes": "BLOB",
+            "enum": "TEXT",
         }[t.kind]
+    if t.kind == "enum":
+        return str(t.name)
     return {
         "integer": "integer",
         "bigint": "bigint",
@@ -252,6 +262,8 @@ def ddl_type(t: SqlType, dialect: str) -> str:
     if t.kind == "float":
         return "double precision" if dialect == POSTGRESQL else "FLOAT"
     if dialect == POSTGRESQL:
+        if t.kind == "enum":
+            return str(t.name)
         return {
             "timestamptz": "timestamp with time zone",
             "timestamp": "timestamp without time zone",
@@ -334,7 +346,14 @@ def type_check(column: str, t: SqlType, dialect: str) -> tuple[str, str] | None:
     if t.kind == "json":
         # json_valid(NULL) is 0 before SQLite 3.45: NULL is let through explicitly
         return f"{column}_is_json", f"{col} IS NULL OR json_valid({col})"
+    if t.kind == "enum":
+        return f"{column}_is_{t.name}", f"{col} IN ({labels_sql(t)})"
     return None
+
+
+def labels_sql(t: SqlType) -> str:
+    """An enum's labels as a list of SQL strings: 'a', 'b'."""
+    return ", ".join(sql_string(label) for label in t.labels)
 
 
 def _date_and_time(old: SqlType, new: SqlType) -> bool:
@@ -387,8 +406,10 @@ def misfit_sql(old: SqlType, new: SqlType, column: str, dialect: str) -> str | N
     col = quote_ident(column)
     pg = dialect == POSTGRESQL
     if new.kind == "varchar":
-        text = f"{col}::text" if pg and old.kind == "json" else col
+        text = f"{col}::text" if pg and old.kind in ("json", "enum") else col
         return f"length({text}) > {new.length}"
+    if new.kind == "enum":
+        return f"{col} NOT IN ({labels_sql(new)})"
     if new.kind == "uuid":
         return f"NOT ({col} ~ '{UUID_REGEX}')" if pg else f"NOT ({col} GLOB '{UUID_GLOB}')"
     if new.kind == "json":
@@ -471,8 +492,8 @@ def using_sql(step: TypeChange) -> str | None:
     target = ddl_type(to, POSTGRESQL)
     if to.family == "string":
         return None
-    if to.kind == "json":
-        return f"{col}::{target}"  # raises by itself on a value that is not JSON
+    if to.kind in ("json", "enum"):
+        return f"{col}::{target}"  # raises by itself on a value that is not JSON / a label
     if to.kind in ("timestamp", "timestamptz"):
         if old.kind == "date":
             midnight = f"{col}::timestamp without time zone"

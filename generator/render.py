@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from generator import checks, dialects, lint, ops, plan, resume, review, revision_files
+from generator import checks, config, dialects, lint, ops, plan, resume, review, revision_files
 from generator.files import SUM_FILE, h1, sum_of_hashes
 from generator.load import Change
 from generator.plan import Unit
@@ -50,6 +50,8 @@ def _py(value: Any) -> str:
         return repr(value)
     if isinstance(value, tuple | list):
         return "[" + ", ".join(_py(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_py(k)}: {_py(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot render {type(value).__name__} as a Python literal")
 
 
@@ -111,6 +113,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "ddl_type": dialects.ddl_type,
     "risk": lambda unit, dialect: unit.risk(dialect),
     "describe": review.describe,
+    "like_pattern": config.like_pattern,
     "mdtext": lambda text: _printable(str(text)).replace("|", "\\|").replace("<", "&lt;"),
 }
 
@@ -171,6 +174,8 @@ def make_env(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
     env.globals["adopt"] = sections.adopt
     env.globals["output"] = "generated_migrations"  # the project's output folder (generate)
     env.globals["version_table"] = "alembic_version"  # the project's (generate)
+    env.globals["foreign_tables"] = ()  # the project's (generate)
+    env.globals["enum_types"] = enum_types
     # Filled after the dict is in the globals: a group's template (recreate_table,
     # alter_table, ...) calls its steps' macros (batch(), alter(), ...) through it.
     modules: dict[str, Any] = {}
@@ -221,6 +226,17 @@ def _plans(change: Change) -> Plans:
     }
 
 
+def enum_types(change: Change, direction: str) -> tuple[dict[str, list[str]], list[str]]:
+    """PostgreSQL: the enum types a direction of the change creates before its DDL (those its
+    target schema uses and its starting schema does not) and drops after it (the reverse)."""
+    start, target = (
+        (change.before, change.after) if direction == "upgrade" else (change.after, change.before)
+    )
+    had, has = start.enum_types(), target.enum_types()
+    created = {name: list(labels) for name, labels in has.items() if name not in had}
+    return created, [name for name in had if name not in has]
+
+
 def _render_migration(env: jinja2.Environment, change: Change, plans: Plans) -> str:
     return env.get_template("migration.py.j2").render(
         change=change, plans=plans, resumable=resume.tolerances(change)
@@ -267,6 +283,10 @@ def _render_validation(
         path=f"{env.globals['output']}/{validation_path(change, dialect, phase)}",
         expected=expected,
         tables=[(t.table,) for t in expected],
+        # PostgreSQL: checked when either side of the change has enum types, the types of
+        enum_types=[(name, ",".join(labels)) for name, labels in schema.enum_types().items()],
+        # ours only: those of either side (another owner may keep enum types of its own)
+        enum_type_names=sorted({*schema.enum_types(), *other.enum_types()}),
     )
     return text, found
 
@@ -375,6 +395,7 @@ def generate(
     output: str = "generated_migrations",
     version_table: str = "alembic_version",
     cache: Cache | None = None,
+    foreign_tables: tuple[str, ...] = (),
 ) -> dict[str, str]:
     """Every generated file, keyed by its path relative to ``generated_migrations/`` (the
     project's ``output``, which the files name where they point at each other).
@@ -397,6 +418,7 @@ def generate(
         env = make_env(templates_dir)
         env.globals["output"] = output
         env.globals["version_table"] = version_table  # not a table of the schema the checks see
+        env.globals["foreign_tables"] = foreign_tables  # nor are another owner's tables
         for change, files in zip(todo, _render(env, todo), strict=True):
             out.update(files)
             # The chain check (revision_files) takes the revision from the change rather than
