@@ -877,6 +877,8 @@ def create_enum_types(op: Any, types: Mapping[str, Sequence[str]]) -> None:
                 f"{', '.join(labels)}"
             )
         values = ", ".join(sql_string(label) for label in labels)
+        if _offline(op):  # the plan's lock line (a type is no plan unit: no Risk of its own)
+            _note(op, "lock: none on tables (a new enum type)")
         op.execute(sa.text(f"CREATE TYPE {quote_ident(name)} AS ENUM ({values})"))
 
 
@@ -885,4 +887,6 @@ def drop_enum_types(op: Any, names: Sequence[str]) -> None:
     from generator.dialects import quote_ident
 
     for name in names:
+        if _offline(op):
+            _note(op, "lock: none on tables (no column uses the type any more)")
         op.execute(sa.text(f"DROP TYPE IF EXISTS {quote_ident(name)}"))
