@@ -110,3 +110,21 @@ def test_merge_holds_the_sql_of_each_dialect() -> None:
     lite = checks.Check("t.columns", "check", "t", "p", {"sqlite": "SELECT 2"})
     (both,) = checks.merge([pg], [lite])
     assert both.sql == {"postgresql": "SELECT 1", "sqlite": "SELECT 2"}
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_checks_json_writes_what_json_dumps_writes(
+    rendered: tuple[list[render.Change], dict[str, str]], count: int
+) -> None:
+    """render._record_json lays the records out as json.dumps(indent=2) would, odd text too
+    (quotes, backslashes, control characters, non-ASCII, a lone surrogate)."""
+    changes, _ = rendered
+    odd = 'é "q" \\ \n\t\x00\x1f \u2028 \ud800 ✓'
+    found = [
+        checks.Check(f"c{i}{odd}", "check", f"t{i}", odd, {"sqlite": f"SELECT '{odd}'"})
+        for i in range(count)
+    ]
+    text = render.checks_json(changes[0], found, "sqlite", "pre")
+    records = json.dumps([c.record("sqlite") for c in found], indent=2, ensure_ascii=False)
+    assert text.endswith(f',\n"checks": {records}}}\n')
+    assert render.checks_json(changes[0], found, "sqlite", "pre") == text  # memoized alike
