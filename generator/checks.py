@@ -128,13 +128,26 @@ def expect_schema(schema: Schema, dialect: str, other: Schema) -> list[TableExpe
     # Archived tables (drop_table) are tables of the database too: checked alike.
     for t in sorted((*schema.tables, *schema.archives), key=lambda t: t.name):
         twin = other.table(t.name) or other.archive(t.name)
-        candidates = (
-            frozenset(c.name for c in twin.checks) | set(type_check_names(twin, dialect))
-            if twin
-            else frozenset()
-        )
-        out.append(expect_table(t, dialect, candidates))
+        # The states of a history share their unchanged tables (the very same objects):
+        # looked up by identity before expect_table hashes them, which walks every column.
+        key = (id(t), id(twin), dialect)
+        seen = _EXPECTED.get(key)
+        if seen is None or seen[0] is not t or seen[1] is not twin:
+            candidates = (
+                frozenset(c.name for c in twin.checks) | set(type_check_names(twin, dialect))
+                if twin
+                else frozenset()
+            )
+            if len(_EXPECTED) >= 4096:  # a long-lived process: keep it bounded
+                _EXPECTED.clear()
+            seen = _EXPECTED[key] = (t, twin, expect_table(t, dialect, candidates))
+        out.append(seen[2])
     return out
+
+
+# (id(table), id(twin), dialect) -> (table, twin: kept alive so that their ids are not
+# reused; the expectation)
+_EXPECTED: dict[tuple[int, int, str], tuple[Table, Table | None, TableExpectation]] = {}
 
 
 # ------------------------------------------------------------------------ data checks
