@@ -287,8 +287,25 @@ def _render_validation(
                 cache[key] = _Block(table_template.render(t=t, dialect=dialect), found)
             seen = cache[(dialect, id(t))] = (t, cache[key])
         blocks.append(seen[1])
+    tables = [(t.table,) for t in expected]
+    # The check of the list of tables and the data checks: rendered once each per value
+    # (most changes keep the tables and many share their data checks), then adopted.
+    parts = {}
+    for part, key, context in (
+        ("tables", repr(tables), {"tables": tables}),
+        ("data", repr(data), {"data": data}),
+    ):
+        block = cache.get((part, dialect, key))
+        if block is None:
+            found = sections.start(dialect)
+            text = env.get_template(f"validation/{dialect}_{part}.sql.j2").render(
+                dialect=dialect, **context
+            )
+            block = cache[(part, dialect, key)] = _Block(text, found)
+        parts[f"{part}_block"] = block
     found = sections.start(dialect)
     text = env.get_template(f"validation/{dialect}.sql.j2").render(
+        **parts,
         table_blocks=blocks,
         change=change,
         dialect=dialect,
@@ -296,7 +313,7 @@ def _render_validation(
         phase=phase,
         path=f"{env.globals['output']}/{validation_path(change, dialect, phase)}",
         expected=expected,
-        tables=[(t.table,) for t in expected],
+        tables=tables,
     )
     return text, found
 
