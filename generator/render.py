@@ -172,14 +172,25 @@ def make_env(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
     env.globals["adopt"] = sections.adopt
     env.globals["output"] = "generated_migrations"  # the project's output folder (generate)
     env.globals["version_table"] = "alembic_version"  # the project's (generate)
-    # Filled after the dict is in the globals: a group's template (recreate_table,
-    # alter_table, ...) calls its steps' macros (batch(), alter(), ...) through it.
-    modules: dict[str, Any] = {}
-    env.globals["ops"] = modules
-    modules.update(
-        {kind: env.get_template(name).module for kind, name in ops.unit_templates().items()}
-    )
+    # A group's template (recreate_table, alter_table, ...) calls its steps' macros (batch(),
+    # alter(), ...) through it. Each template is loaded (compiled) when a unit of its kind is
+    # first rendered: a history that uses a few operations compiles a few templates.
+    env.globals["ops"] = _Modules(env, ops.unit_templates())
     return env
+
+
+class _Modules(dict[str, Any]):
+    """``ops[kind]`` in the templates: the module of the kind's template, loaded on first use
+    (an unknown kind is a KeyError, as in a plain dict)."""
+
+    def __init__(self, env: jinja2.Environment, templates: dict[str, str]) -> None:
+        super().__init__()
+        self._env, self._templates = env, templates
+
+    def __missing__(self, kind: str) -> Any:
+        module = self._env.get_template(self._templates[kind]).module
+        self[kind] = module
+        return module
 
 
 def migration_path(change: Change) -> str:
