@@ -128,3 +128,19 @@ def test_checks_json_writes_what_json_dumps_writes(
     records = json.dumps([c.record("sqlite") for c in found], indent=2, ensure_ascii=False)
     assert text.endswith(f',\n"checks": {records}}}\n')
     assert render.checks_json(changes[0], found, "sqlite", "pre") == text  # memoized alike
+
+
+def test_checks_json_from_the_adopted_blocks_is_the_checks_json_of_the_checks(
+    rendered: tuple[list[render.Change], dict[str, str]],
+) -> None:
+    """A validation file's checks are those of the blocks it adopted, in order: the JSON
+    written from the blocks' memoized records is the JSON of the checks themselves."""
+    changes, _ = rendered
+    env = render.make_env()
+    for change in changes:
+        for dialect in dialects.DIALECTS:
+            for phase in ("pre", "post"):
+                _, found, adopted = render._render_validation(env, change, dialect, phase)
+                assert adopted and [c for b in adopted for c in b.checks] == found
+                expected = render.checks_json(change, found, dialect, phase)
+                assert render.checks_json(change, found, dialect, phase, adopted) == expected
