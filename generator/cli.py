@@ -275,14 +275,15 @@ def _generate(ctx: click.Context, check: bool, no_cache: bool) -> None:
     project = _project(ctx)
     out_dir, label = project.output_dir, project.output
     rendered = _load(project, use_cache=not no_cache)
+    drift = files.compare(rendered, out_dir, label) if check else None
     # Hand-written revisions on disk and the generated ones about to be written: one chain.
-    chain = revision_files.problems(revision_files.read(out_dir, rendered))
+    on_disk = drift.on_disk if drift is not None else None
+    chain = revision_files.problems(revision_files.read(out_dir, rendered, on_disk))
     for problem in chain:
         echo(f"revision chain: {label}/{problem}", err=True)
     if chain and not check:
         fail(Exit.FAILED, "the revisions would not form one chain; nothing was written")
-    if check:
-        drift = files.compare(rendered, out_dir, label)
+    if drift is not None:
         integrity = files.sum_problems(out_dir, drift, rendered)
         for problem in integrity:
             echo(f"integrity: {problem}", err=True)
