@@ -1,7 +1,9 @@
 """``rename_column``: rename a column in place. The schema renames it everywhere it is named:
 the table's indexes (and their predicates), primary and unique keys, checks, its own foreign
 key and the foreign keys of other tables that reference it; constraint and index names stay.
-Catalogue-only on both dialects (no rewrite, no rebuild); the derived downgrade renames back.
+Catalogue-only on both dialects (no rewrite, no rebuild), except a SQLite uuid or json column:
+its type CHECK is named after it (``<column>_is_uuid``), and SQLite renames a constraint only
+by rebuilding the table. The derived downgrade renames back.
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Literal
 
+from generator import dialects
+from generator.coltypes import SqlType
 from generator.dialects import POSTGRESQL
 from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
+from generator.plan import RECREATE_TABLE, Group
 from generator.spec import Identifier
 from generator.state import Schema, Table
 
@@ -47,7 +52,9 @@ class RenameColumn(OperationSpec):
             problems.append((("to",), f"column {self.table}.{self.column} is already named so"))
         elif table.column(self.to) is not None:
             problems.append((("to",), f"column {self.to!r} already exists in {self.table!r}"))
-        return [RenameColumnStep(self.table, self.column, self.to)], problems
+        column = table.column(self.column)
+        typed = column.type if column is not None else None
+        return [RenameColumnStep(self.table, self.column, self.to, typed)], problems
 
 
 def _renamed(columns: tuple[str, ...], old: str, new: str) -> tuple[str, ...]:
@@ -77,6 +84,9 @@ class RenameColumnStep(Step):
     table_name: str
     column: str
     to: str
+    # The column's type: a SQLite uuid or json column has a CHECK named after the column
+    # (dialects.type_check), which SQLite cannot rename without a rebuild.
+    type: SqlType | None = None
 
     kind: ClassVar[str] = "rename_column"
     template: ClassVar[str] = "ops/rename_column.j2"
@@ -85,7 +95,19 @@ class RenameColumnStep(Step):
         return schema.map(lambda t: _rename_in(t, self.table_name, self.column, self.to))
 
     def reverse(self) -> RenameColumnStep:
-        return RenameColumnStep(self.table_name, self.to, self.column)
+        return RenameColumnStep(self.table_name, self.to, self.column, self.type)
+
+    def type_checks(self, dialect: str) -> tuple[tuple[str, str], tuple[str, str]] | None:
+        """(the old, the new) (name, SQL) of the column's type CHECK on ``dialect``, if any."""
+        if self.type is None:
+            return None
+        old = dialects.type_check(self.column, self.type, dialect)
+        new = dialects.type_check(self.to, self.type, dialect)
+        return (old, new) if old is not None and new is not None else None
+
+    def group(self, dialect: str) -> Group | None:
+        # SQLite: a type CHECK named after the column is renamed by rebuilding the table
+        return RECREATE_TABLE if self.type_checks(dialect) else None
 
     def risk(self, dialect: str) -> Risk:
         if dialect == POSTGRESQL:
@@ -94,6 +116,14 @@ class RenameColumnStep(Step):
                 False,
                 "catalogue-only rename; held briefly, no rewrite",
                 blocks="reads and writes, briefly",
+            )
+        if self.type_checks(dialect):
+            return Risk(
+                "database write lock",
+                True,
+                "the column's type CHECK is named after it: the table is rebuilt to rename both",
+                scans=True,
+                blocks="writes",
             )
         return Risk(
             "database write lock",
