@@ -1443,6 +1443,20 @@ them before relying on them after a schema change); the numbers quoted here are 
   predicate, and both planners use it: the purge candidates took {pg_purge_head} ms at head
   through the partial index against {pg_purge_0004} ms through 0004's full one on PostgreSQL
   in this run.
+- **Catalogue-only operations hold their lock through the post-checks.** A change's
+  post-checks run inside its transaction (a failing one rolls it back), so the brief ACCESS
+  EXCLUSIVE of `set_nullable`'s SET NOT NULL or `drop_column`'s rename aside lasts until
+  they finish: about 20 catalogue queries, a round trip each, 40-120 ms on the loaded 2-core
+  machine, which is what put both over 100 ms in the ops suite. On PostgreSQL (psycopg) the
+  runner now sends a file's checks as one multi-statement text (`runtime.run_checks`).
+  `python -m benchmarks.experiments.ops_subset --rows 1000000 --rounds 3 set_default
+  set_nullable drop_column` (baseline: a statement each; head: one round trip; rounds
+  alternating in one run, 2026-12-02, load average 7.7-8.9), longest blocked INSERT, medians
+  of 3: `set_nullable` 128.5 → 39.6 ms, `drop_column` 48.0 → 37.6 ms, `set_default` 74.0 →
+  52.2 ms; post-checks of every change 44.3 → 23.4 ms. An earlier run of the same command
+  (the batch then sent past SQLAlchemy's cursor events, which the lock guard needs) gave
+  `drop_column` 254.2 → 92.0 ms and `set_nullable` 103.3 → 100.6 ms, post-checks 79.7 →
+  36.6 ms: the rounds spread widely at this load.
 
 ## Caveats
 
