@@ -10,9 +10,13 @@ the shapes partial indexes are made of, which are the shapes accepted in an inde
 - ``<column> IS [NOT] NULL``;
 - a boolean column by itself;
 - ``<column> <op> <literal>`` (either side), ``<column> <op> <column>`` of the same type;
-- ``<column> BETWEEN <literal> AND <literal>``.
+- ``<column> BETWEEN <literal> AND <literal>``;
+- ``<column> [NOT] IN (<literal>, ...)``: kept as written in the state, rendered (and so read
+  back) as ``<column> = <a> OR <column> = <b> ...`` (``<>`` and ``AND`` for NOT IN), the
+  same three-valued logic: PostgreSQL deparses an IN list as ``= ANY (ARRAY[...])`` with casts
+  that depend on every literal's type together, which the comparisons avoid.
 
-Anything else of the grammar (``IN``, functions, arithmetic, ``now``) is refused in an index
+Anything else of the grammar (functions, arithmetic, ``now``) is refused in an index
 predicate with ``unsupported`` naming it (a check or backfill still takes it).
 """
 
@@ -36,9 +40,28 @@ _PG_CAST = {
 }
 
 
+def expanded(node: expr.Expr) -> expr.Expr:
+    """The predicate with each ``IN`` list as the comparisons it stands for (``x IN (a, b)``:
+    ``x = a OR x = b``; ``x NOT IN (a, b)``: ``x <> a AND x <> b``), as it is rendered."""
+    match node:
+        case expr.In(operand=o, items=items, negated=neg):
+            op, join = ("<>", "AND") if neg else ("=", "OR")
+            out: expr.Expr = expr.Compare(op, o, items[0])
+            for item in items[1:]:
+                out = expr.BoolOp(join, out, expr.Compare(op, o, item))
+            return out
+        case expr.BoolOp(op=op, left=a, right=b):
+            return expr.BoolOp(op, expanded(a), expanded(b))
+        case expr.Not(operand=o):
+            return expr.Not(expanded(o))
+    return node
+
+
 def unsupported(node: expr.Expr, types: dict[str, SqlType]) -> str | None:
     """Why ``node`` cannot be an index predicate (what is accepted), or None."""
     match node:
+        case expr.In(operand=expr.Column() as c, items=items):
+            return next((why for i in items if (why := _operands(c, i, types))), None)
         case expr.BoolOp(left=a, right=b):
             return unsupported(a, types) or unsupported(b, types)
         case expr.Not(operand=o):
@@ -56,7 +79,8 @@ def unsupported(node: expr.Expr, types: dict[str, SqlType]) -> str | None:
 
 _HELP = (
     "an index predicate takes AND/OR/NOT of `<column> IS [NOT] NULL`, a boolean column, "
-    "`<column> <op> <literal or column>` and `<column> BETWEEN <literal> AND <literal>`"
+    "`<column> <op> <literal or column>`, `<column> BETWEEN <literal> AND <literal>` and "
+    "`<column> [NOT] IN (<literal>, ...)`"
 )
 _LITERALS = (expr.IntLit, expr.DecLit, expr.StrLit, expr.BoolLit)
 
@@ -90,6 +114,8 @@ def pg_deparsed(node: expr.Expr, types: dict[str, SqlType]) -> str:
     """``pg_get_expr`` of the predicate (as PostgreSQL 15 writes it), before its quotes and
     parentheses are taken out."""
     match node:
+        case expr.In():
+            return pg_deparsed(expanded(node), types)
         case expr.BoolOp(op=op, left=a, right=b):
             return f"{pg_deparsed(a, types)} {op} {pg_deparsed(b, types)}"
         case expr.Not(operand=o):

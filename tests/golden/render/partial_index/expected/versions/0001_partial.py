@@ -49,6 +49,22 @@ def upgrade() -> None:
                     ],
                     [
                         "found, not expected",
+                        "ix_orders_listed",
+                        "id",
+                        "NO",
+                        "NO",
+                        "status::text = 'pending'::text OR status::text = 'open'::text AND qty <> 0 AND qty <> '-1'::integer AND qty <> '3000000000'::bigint AND price = 1.5 OR price = 2::numeric OR NOT active",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_orders_listed",
+                        "id",
+                        "NO",
+                        "YES",
+                        "status::text = 'pending'::text OR status::text = 'open'::text AND qty <> 0 AND qty <> '-1'::integer AND qty <> '3000000000'::bigint AND price = 1.5 OR price = 2::numeric OR NOT active",
+                    ],
+                    [
+                        "found, not expected",
                         "ix_orders_live_qty",
                         "qty",
                         "NO",
@@ -129,6 +145,14 @@ def downgrade() -> None:
                     ],
                     [
                         "expected, not found",
+                        "ix_orders_listed",
+                        "id",
+                        "NO",
+                        "YES",
+                        "status::text = 'pending'::text OR status::text = 'open'::text AND qty <> 0 AND qty <> '-1'::integer AND qty <> '3000000000'::bigint AND price = 1.5 OR price = 2::numeric OR NOT active",
+                    ],
+                    [
+                        "expected, not found",
                         "ix_orders_live_qty",
                         "qty",
                         "NO",
@@ -159,6 +183,14 @@ def downgrade() -> None:
                         "NO",
                         "NO",
                         "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_orders_listed",
+                        "id",
+                        "NO",
+                        "NO",
+                        "status::text = 'pending'::text OR status::text = 'open'::text AND qty <> 0 AND qty <> '-1'::integer AND qty <> '3000000000'::bigint AND price = 1.5 OR price = 2::numeric OR NOT active",
                     ],
                     [
                         "found, not expected",
@@ -218,6 +250,13 @@ def _upgrade_postgresql() -> None:
             )
         )
         runtime.queueing_lock_wait(op, False)
+        runtime.drop_invalid_index(op, "ix_orders_listed")
+        op.execute(
+            sa.text(
+                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_orders_listed" ON "orders" ("id") WHERE ("status" = \'pending\' OR "status" = \'open\') AND ("qty" <> 0 AND "qty" <> -1 AND "qty" <> 3000000000) AND ("price" = 1.5 OR "price" = 2 OR NOT "active")'
+            )
+        )
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_orders_recent")
         op.execute(
             sa.text(
@@ -257,6 +296,15 @@ def _upgrade_sqlite() -> None:
             '"note" <> \'x\' AND "price" >= -2.5 AND "qty" < -3 AND "status" < \'m\''
         ),
     )
+    op.create_index(
+        "ix_orders_listed",
+        "orders",
+        ["id"],
+        unique=False,
+        sqlite_where=sa.text(
+            '("status" = \'pending\' OR "status" = \'open\') AND ("qty" <> 0 AND "qty" <> -1 AND "qty" <> 3000000000) AND ("price" = 1.5 OR "price" = 2 OR NOT "active")'
+        ),
+    )
     op.create_index("ix_orders_recent", "orders", [sa.text('"price" DESC'), "id"], unique=False)
     op.create_index("ix_orders_active_cover", "orders", ["active"], unique=False)
 
@@ -271,6 +319,8 @@ def _downgrade_postgresql() -> None:
         runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_recent"'))
         runtime.queueing_lock_wait(op, True)
+        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_listed"'))
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_open_note"'))
         runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_live_qty"'))
@@ -281,6 +331,7 @@ def _downgrade_postgresql() -> None:
 def _downgrade_sqlite() -> None:
     op.drop_index("ix_orders_active_cover", table_name="orders")
     op.drop_index("ix_orders_recent", table_name="orders")
+    op.drop_index("ix_orders_listed", table_name="orders")
     op.drop_index("ix_orders_open_note", table_name="orders")
     op.drop_index("ix_orders_live_qty", table_name="orders")
     op.drop_index("ix_orders_pending", table_name="orders")
