@@ -45,10 +45,12 @@ def expanded(node: expr.Expr) -> expr.Expr:
     ``x = a OR x = b``; ``x NOT IN (a, b)``: ``x <> a AND x <> b``), as it is rendered."""
     match node:
         case expr.In(operand=o, items=items, negated=neg):
-            op, join = ("<>", "AND") if neg else ("=", "OR")
-            out: expr.Expr = expr.Compare(op, o, items[0])
+            out: expr.Expr = expr.Compare("<>" if neg else "=", o, items[0])
             for item in items[1:]:
-                out = expr.BoolOp(join, out, expr.Compare(op, o, item))
+                if neg:
+                    out = expr.BoolOp("AND", out, expr.Compare("<>", o, item))
+                else:
+                    out = expr.BoolOp("OR", out, expr.Compare("=", o, item))
             return out
         case expr.BoolOp(op=op, left=a, right=b):
             return expr.BoolOp(op, expanded(a), expanded(b))

@@ -25,9 +25,10 @@ expects it, a later SQLite rebuild keeps it, and ``purge`` can destroy it.
 The derived downgrade renames it back in place and restores its default and NOT NULL (rows
 written since the drop get the default first, as they would have; without a default such
 rows are listed by the downgrade's fit-check before any DDL, which refuses it), then builds
-the indexes again (CONCURRENTLY): every value is the one it had. On PostgreSQL NOT NULL comes back as
-set_nullable does it: CHECK (c IS NOT NULL) NOT VALID, VALIDATE after the commit, then SET NOT
-NULL proven by the check (no scan under ACCESS EXCLUSIVE), the check dropped.
+the indexes again (CONCURRENTLY): every value is the one it had. On PostgreSQL NOT NULL
+comes back as set_nullable does it: CHECK (c IS NOT NULL) NOT VALID, VALIDATE after the
+commit, then SET NOT NULL proven by the check (no scan under ACCESS EXCLUSIVE), the check
+dropped.
 
 ``keep_data: false`` is ``DropColumnStep``, the schema-only drop (also the derived downgrade
 of ``add_column``, whose output it keeps byte for byte); its downgrade adds the column back

@@ -98,8 +98,8 @@ def test_refusals_at_their_line(tmp_path: Path) -> None:
         "  - {op: alter_column_type, table: orders, column: qty, from: integer, to: bigint}\n"
         "  - {op: create_index, table: orders, name: ix_h, columns: [id], descending: [qty]}\n"
         "  - {op: create_index, table: orders, name: ix_i, columns: [id], include: [id, nope]}\n"
-        "  - {op: create_index, table: orders, name: ix_j, columns: [id], where: \"qty IN ('a')\"}\n"
-        "  - {op: create_index, table: orders, name: ix_k, columns: [id], where: 'qty IN (1, qty)'}\n"
+        "  - {op: create_index, table: orders, name: j, columns: [id], where: \"qty IN ('a')\"}\n"
+        "  - {op: create_index, table: orders, name: k, columns: [id], where: 'qty IN (1, qty)'}\n"
     )
     with pytest.raises(SpecErrors) as info:
         load_changes(changes, display_base=tmp_path)
