@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from ops_support import render_case, rows
+from ops_support import declared_mode, pg_locks_during, render_case, rows, storage
 from support import GOLDEN, execute
 
 from generator import migrate
@@ -151,7 +151,7 @@ def _types(url: str, dialect: str) -> dict[tuple[str, str], str]:
 def test_run_for_real_keeps_every_value_and_refuses_a_downgrade_that_does_not_fit(
     db_url: str, dialect: str, tmp_path: Path
 ) -> None:
-    _, out = render_case("widen_key", tmp_path)
+    changes, out = render_case("widen_key", tmp_path)
     url = sa.make_url(db_url)
     migrate.upgrade(out, url, "0000")
     execute(
@@ -163,8 +163,17 @@ def test_run_for_real_keeps_every_value_and_refuses_a_downgrade_that_does_not_fi
         "INSERT INTO tags (label) VALUES ('red'), ('blue')",
     )
     first = _all(db_url)
+    before = {t: storage(db_url, t) for t in SEEN}
     migrate.upgrade(out, url, "head")
     assert _all(db_url) == first
+    # the risk, proven: PostgreSQL rewrites a table exactly when a unit of the plan on it
+    # says so; SQLite keeps the storage of a table no unit declares rebuilt (a table rebuilt
+    # several times can land on its old root page again, so a rebuild is not proven by it)
+    units = plan(changes[1].steps, changes[1].before, dialect)
+    for t in SEEN:
+        declared = any(u.risk(dialect).rewrites for u in units if u.steps[0].table_name == t)
+        moved = storage(db_url, t) != before[t]
+        assert moved == declared if dialect == "postgresql" else declared or not moved, t
     if dialect == "postgresql":
         assert set(_types(db_url, dialect).values()) == {"bigint"}
         seq = rows(
@@ -227,3 +236,22 @@ def test_postgresql_downgrade_refuses_a_serial_sequence_past_integer(
     execute(db_url, "SELECT setval('tags_id_seq', 5)")
     migrate.downgrade(out, url, "0000")
     assert rows(db_url, "SELECT version_num FROM alembic_version") == [("0000",)]
+
+
+@pytest.mark.db
+def test_postgresql_sequence_step_takes_the_declared_lock(pg_database: str) -> None:
+    """The serial sequence's ALTER, held open in a transaction: pg_locks from a second
+    connection shows the mode KeySequenceStep's Risk declares, on the sequence."""
+    from conftest import pg_url_for
+
+    change = load_changes(CASE / "changes", display_base=CASE)[1]
+    (step,) = [s for s in change.steps if isinstance(s, KeySequenceStep) and s.column.serial]
+    declared = step.risk("postgresql").lock.removesuffix(" on the sequence (brief)")
+    modes = pg_locks_during(
+        pg_url_for(pg_database),
+        "tags_id_seq",
+        ["CREATE TABLE tags (id serial PRIMARY KEY)"],
+        ['ALTER SEQUENCE "tags_id_seq" AS bigint'],
+    )
+    assert declared_mode(declared) in modes
+    assert "AccessExclusiveLock" not in modes
