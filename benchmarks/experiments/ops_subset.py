@@ -2,7 +2,8 @@
 of SUBSET's changes in the order given, on the base table), baseline against head in the same
 run, rounds alternating: the longest single-row INSERT into ``t`` while each change upgrades.
 
-    python -m benchmarks.experiments.ops_subset [--rows N] [--rounds R] OP...
+    python -m benchmarks.experiments.ops_subset [--rows N] [--rounds R] OP... \\
+        [--into docs/performance/results.json --report docs/performance.md]
 
 baseline runs the post-checks a statement each (``runtime.run_checks_one_by_one``), head in one
 round trip (``runtime.run_checks``). The post-checks run inside the change's transaction, so a
@@ -15,11 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import sys
 from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
 
-from benchmarks import ops
+from benchmarks import ops, report
 from benchmarks.settings import Settings
 from benchmarks.timing import Progress
 from generator import runtime
@@ -56,7 +60,10 @@ def main(argv: list[str]) -> None:
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    p.add_argument("--into", type=Path, help="results.json to merge the result into")
+    p.add_argument("--report", type=Path, help="with --into: write the Markdown report here")
     args = p.parse_args(argv)
+    started = datetime.now(UTC)
     ops.HISTORY = [(name, SUBSET[name]) for name in args.ops]
     handler = _Phases()
     log = logging.getLogger("schemagen")
@@ -82,16 +89,33 @@ def main(argv: list[str]) -> None:
                 for line in handler.lines
                 if "post-checks ok" in line
             ]
-    summary = {}
-    for variant, by_op in blocked.items():
-        for op, samples in by_op.items():
-            median = statistics.median(samples)
-            summary[f"{variant} {op}"] = median
-            print(f"{variant:<8} {op:<14} longest blocked INSERT {samples} median {median} ms")
-        print(
-            f"{variant:<8} post-checks (every change) median {statistics.median(post[variant])} ms"
-        )
-    print(json.dumps(summary))
+    cases = [
+        {
+            "op": op,
+            "baseline_ms": blocked["baseline"][op],
+            "head_ms": blocked["head"][op],
+            "median_baseline_ms": statistics.median(blocked["baseline"][op]),
+            "median_head_ms": statistics.median(blocked["head"][op]),
+        }
+        for op in args.ops
+    ]
+    result = {
+        "started": started.isoformat(timespec="seconds"),
+        "rows": args.rows,
+        "rounds": args.rounds,
+        "load": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
+        "run_command": "python -m benchmarks.experiments.ops_subset " + " ".join(argv),
+        "cases": cases,
+        "post_checks_baseline_ms": statistics.median(post["baseline"]),
+        "post_checks_head_ms": statistics.median(post["head"]),
+    }
+    print(json.dumps(result, indent=1))
+    if args.into:
+        doc = json.loads(args.into.read_text())
+        doc["results"].setdefault(report.TOOL, {})["ops_checks"] = result
+        args.into.write_text(json.dumps(doc, indent=1) + "\n")
+        if args.report:
+            report.write(doc, args.report)
 
 
 if __name__ == "__main__":
