@@ -16,8 +16,13 @@ the shapes partial indexes are made of, which are the shapes accepted in an inde
   same three-valued logic: PostgreSQL deparses an IN list as ``= ANY (ARRAY[...])`` with casts
   that depend on every literal's type together, which the comparisons avoid.
 
-Anything else of the grammar (functions, arithmetic, ``now``) is refused in an index
-predicate with ``unsupported`` naming it (a check or backfill still takes it).
+- ``lower(<column>)`` / ``upper(<column>)`` ``<op> <string>`` and ``length(<column>) <op>
+  <integer>``, of a text or varchar column (PostgreSQL shows ``lower(c COLLATE "C")``, a
+  varchar cast to text, ``char_length``).
+
+Anything else of the grammar (``coalesce``, a function of anything but a column, arithmetic,
+``now``) is refused in an index predicate with ``unsupported`` naming it (a check or backfill
+still takes it).
 """
 
 from __future__ import annotations
@@ -81,13 +86,33 @@ def unsupported(node: expr.Expr, types: dict[str, SqlType]) -> str | None:
 
 _HELP = (
     "an index predicate takes AND/OR/NOT of `<column> IS [NOT] NULL`, a boolean column, "
-    "`<column> <op> <literal or column>`, `<column> BETWEEN <literal> AND <literal>` and "
-    "`<column> [NOT] IN (<literal>, ...)`"
+    "`<column> <op> <literal or column>`, `<column> BETWEEN <literal> AND <literal>`, "
+    "`<column> [NOT] IN (<literal>, ...)` and `lower/upper(<text column>) <op> <string>`, "
+    "`length(<text column>) <op> <integer>`"
 )
 _LITERALS = (expr.IntLit, expr.DecLit, expr.StrLit, expr.BoolLit)
 
 
+_TEXT_FUNCS = ("lower", "upper", "length")
+
+
+def _text_func(node: expr.Expr, types: dict[str, SqlType]) -> expr.Column | None:
+    """The column of ``lower(c)``, ``upper(c)`` or ``length(c)`` on a text or varchar c."""
+    match node:
+        case expr.Func(name=name, args=(expr.Column(name=c) as column,)) if name in _TEXT_FUNCS:
+            return column if types[c].kind in ("text", "varchar") else None
+    return None
+
+
 def _operands(a: expr.Expr, b: expr.Expr, types: dict[str, SqlType]) -> str | None:
+    if isinstance(b, expr.Func) and not isinstance(a, expr.Func):
+        a, b = b, a
+    if isinstance(a, expr.Func):
+        # lower/upper(<text column>) against a string, length(<text column>) against an integer
+        if _text_func(a, types) is None:
+            return _HELP
+        wanted = expr.IntLit if a.name == "length" else expr.StrLit
+        return None if isinstance(b, wanted) else _HELP
     if isinstance(b, expr.Column) and not isinstance(a, expr.Column):
         a, b = b, a
     if not isinstance(a, expr.Column):
@@ -126,6 +151,16 @@ def pg_deparsed(node: expr.Expr, types: dict[str, SqlType]) -> str:
             return f"{name} IS {'NOT ' if neg else ''}NULL"
         case expr.Column(name=name):
             return name
+        case expr.Compare(op=op, left=a, right=b) if isinstance(a, expr.Func) or isinstance(
+            b, expr.Func
+        ):
+            func = a if isinstance(a, expr.Func) else b
+            assert isinstance(func, expr.Func)
+            kind = "integer" if func.name == "length" else "text"
+            left, right = _side(a, kind, types), _side(b, kind, types)
+            if op not in ("=", "<>") and kind == "text":
+                left += " COLLATE C"
+            return f"{left} {op} {right}"
         case expr.Compare(op=op, left=a, right=b):
             column = a if isinstance(a, expr.Column) else b
             assert isinstance(column, expr.Column)
@@ -153,6 +188,12 @@ def pg_deparsed(node: expr.Expr, types: dict[str, SqlType]) -> str:
 def _side(node: expr.Expr, kind: str, types: dict[str, SqlType]) -> str:
     cast = _PG_CAST[kind]
     match node:
+        case expr.Func(name=name, args=(expr.Column(name=c),)):
+            # PostgreSQL: a varchar argument cast to text; lower/upper of a collated column
+            arg = f"{c}::text" if types[c].kind == "varchar" else c
+            if name == "length":
+                return f"char_length({arg})"
+            return f"{name}({arg} COLLATE C)"
         case expr.Column(name=name):
             if types[name].kind == "varchar":
                 return f"{name}::text"  # a varchar is compared as text

@@ -251,3 +251,21 @@ def test_the_catalogue_reads_back_the_predicted_predicate(db_url: str, dialect: 
             )
         (actual,) = rows(db_url, sql)[0]
         assert actual == checks.index_predicate(index, dialect), text
+
+
+def test_text_functions_of_a_column_are_predicted_as_postgresql_reads_them() -> None:
+    """lower/upper against a string, length against an integer, of a text or varchar column:
+    PostgreSQL casts a varchar to text, collates lower/upper's argument (the rendering's
+    COLLATE "C") and calls length char_length (the golden run compares with the catalogue)."""
+    from generator import expr, indexexpr
+    from generator.coltypes import parse_type
+
+    types = {"s": parse_type("varchar(20)"), "t": parse_type("text"), "n": parse_type("integer")}
+    assert indexexpr.pg_deparsed(expr.parse("lower(s) = 'x' AND length(t) > 3"), types) == (
+        "lower(s::text COLLATE C) = 'x'::text AND char_length(t) > 3"
+    )
+    assert indexexpr.pg_deparsed(expr.parse("upper(t) < 'M'"), types) == (
+        "upper(t COLLATE C) COLLATE C < 'M'::text"
+    )
+    for refused in ("length(n) > 1", "lower(s) = 1", "length(s) = 'x'", "coalesce(s, 'a') = 'a'"):
+        assert indexexpr.unsupported(expr.parse(refused), types), refused
