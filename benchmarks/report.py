@@ -908,6 +908,48 @@ def ops_section(result: dict[str, Any]) -> str:
     return "".join(out)
 
 
+def ops_checks_section(result: dict[str, Any]) -> str:
+    """benchmarks/experiments/ops_subset.py: a few operations of the ops suite, the runner's
+    checks a statement each (baseline) against one round trip (head), rounds alternating."""
+    out = ["\n### Post-checks in one round trip (PostgreSQL)\n\n"]
+    out.append(
+        "A few operations of the ops suite on a table of "
+        f"{result['rows']:,} rows, medians of {result['rounds']} round(s) per side, the sides "
+        "alternating in one run: *baseline* runs a validation file's checks a statement each, "
+        "*head* sends them in one round trip (`runtime.run_checks`). Load average during the "
+        f"run: {result['load']}.\n\n"
+    )
+    out.append(f"```sh\n{result['run_command']}\n```\n\n")
+    out.append(f"This run: started {result['started']}.\n\n")
+    rows = [
+        [
+            f"`{c['op']}`",
+            f"{c['median_baseline_ms']:.1f}",
+            " / ".join(f"{x:.1f}" for x in c["baseline_ms"]),
+            f"{c['median_head_ms']:.1f}",
+            " / ".join(f"{x:.1f}" for x in c["head_ms"]),
+        ]
+        for c in result["cases"]
+    ]
+    rows.append(
+        [
+            "post-checks of every change",
+            f"{result['post_checks_baseline_ms']:.1f}",
+            "",
+            f"{result['post_checks_head_ms']:.1f}",
+            "",
+        ]
+    )
+    header = [
+        "operation",
+        "baseline: longest INSERT (ms)",
+        "rounds (ms)",
+        "head: longest INSERT (ms)",
+        "rounds (ms)",
+    ]
+    return "".join(out) + _table(header, rows, "lrrrr")
+
+
 def gencheck_chart(result: dict[str, Any], path: Path) -> None:
     """Every sample and the medians against N, the fitted line and the goal."""
     import matplotlib
@@ -1443,6 +1485,12 @@ them before relying on them after a schema change); the numbers quoted here are 
   predicate, and both planners use it: the purge candidates took {pg_purge_head} ms at head
   through the partial index against {pg_purge_0004} ms through 0004's full one on PostgreSQL
   in this run.
+- **Catalogue-only operations hold their lock through the post-checks.** A change's
+  post-checks run inside its transaction (a failing one rolls it back), so the brief ACCESS
+  EXCLUSIVE of `set_nullable`'s SET NOT NULL or `drop_column`'s rename aside lasts until they
+  finish: a round trip per check put both over the limit in the ops suite on a loaded
+  machine. On PostgreSQL the runner sends a file's checks as one multi-statement text
+  (`runtime.run_checks`); "Post-checks in one round trip" above measures it.
 
 ## Caveats
 
@@ -1608,6 +1656,9 @@ def document(doc: dict[str, Any], images: dict[tuple[str, str], str]) -> str:
     ops = doc["results"].get(TOOL, {}).get("ops")
     if ops:
         out.append(ops_section(ops))
+    ops_checks = doc["results"].get(TOOL, {}).get("ops_checks")
+    if ops_checks:
+        out.append(ops_checks_section(ops_checks))
     out.append("\n" + NOTES.format_map(prose_values(doc)))
     return "".join(out)
 

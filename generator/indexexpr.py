@@ -10,10 +10,19 @@ the shapes partial indexes are made of, which are the shapes accepted in an inde
 - ``<column> IS [NOT] NULL``;
 - a boolean column by itself;
 - ``<column> <op> <literal>`` (either side), ``<column> <op> <column>`` of the same type;
-- ``<column> BETWEEN <literal> AND <literal>``.
+- ``<column> BETWEEN <literal> AND <literal>``;
+- ``<column> [NOT] IN (<literal>, ...)``: kept as written in the state, rendered (and so read
+  back) as ``<column> = <a> OR <column> = <b> ...`` (``<>`` and ``AND`` for NOT IN), the
+  same three-valued logic: PostgreSQL deparses an IN list as ``= ANY (ARRAY[...])`` with casts
+  that depend on every literal's type together, which the comparisons avoid.
 
-Anything else of the grammar (``IN``, functions, arithmetic, ``now``) is refused in an index
-predicate with ``unsupported`` naming it (a check or backfill still takes it).
+- ``lower(<column>)`` / ``upper(<column>)`` ``<op> <string>`` and ``length(<column>) <op>
+  <integer>``, of a text or varchar column (PostgreSQL shows ``lower(c COLLATE "C")``, a
+  varchar cast to text, ``char_length``).
+
+Anything else of the grammar (``coalesce``, a function of anything but a column, arithmetic,
+``now``) is refused in an index predicate with ``unsupported`` naming it (a check or backfill
+still takes it).
 """
 
 from __future__ import annotations
@@ -36,9 +45,30 @@ _PG_CAST = {
 }
 
 
+def expanded(node: expr.Expr) -> expr.Expr:
+    """The predicate with each ``IN`` list as the comparisons it stands for (``x IN (a, b)``:
+    ``x = a OR x = b``; ``x NOT IN (a, b)``: ``x <> a AND x <> b``), as it is rendered."""
+    match node:
+        case expr.In(operand=o, items=items, negated=neg):
+            out: expr.Expr = expr.Compare("<>" if neg else "=", o, items[0])
+            for item in items[1:]:
+                if neg:
+                    out = expr.BoolOp("AND", out, expr.Compare("<>", o, item))
+                else:
+                    out = expr.BoolOp("OR", out, expr.Compare("=", o, item))
+            return out
+        case expr.BoolOp(op=op, left=a, right=b):
+            return expr.BoolOp(op, expanded(a), expanded(b))
+        case expr.Not(operand=o):
+            return expr.Not(expanded(o))
+    return node
+
+
 def unsupported(node: expr.Expr, types: dict[str, SqlType]) -> str | None:
     """Why ``node`` cannot be an index predicate (what is accepted), or None."""
     match node:
+        case expr.In(operand=expr.Column() as c, items=items):
+            return next((why for i in items if (why := _operands(c, i, types))), None)
         case expr.BoolOp(left=a, right=b):
             return unsupported(a, types) or unsupported(b, types)
         case expr.Not(operand=o):
@@ -56,12 +86,33 @@ def unsupported(node: expr.Expr, types: dict[str, SqlType]) -> str | None:
 
 _HELP = (
     "an index predicate takes AND/OR/NOT of `<column> IS [NOT] NULL`, a boolean column, "
-    "`<column> <op> <literal or column>` and `<column> BETWEEN <literal> AND <literal>`"
+    "`<column> <op> <literal or column>`, `<column> BETWEEN <literal> AND <literal>`, "
+    "`<column> [NOT] IN (<literal>, ...)` and `lower/upper(<text column>) <op> <string>`, "
+    "`length(<text column>) <op> <integer>`"
 )
 _LITERALS = (expr.IntLit, expr.DecLit, expr.StrLit, expr.BoolLit)
 
 
+_TEXT_FUNCS = ("lower", "upper", "length")
+
+
+def _text_func(node: expr.Expr, types: dict[str, SqlType]) -> expr.Column | None:
+    """The column of ``lower(c)``, ``upper(c)`` or ``length(c)`` on a text or varchar c."""
+    match node:
+        case expr.Func(name=name, args=(expr.Column(name=c) as column,)) if name in _TEXT_FUNCS:
+            return column if types[c].kind in ("text", "varchar") else None
+    return None
+
+
 def _operands(a: expr.Expr, b: expr.Expr, types: dict[str, SqlType]) -> str | None:
+    if isinstance(b, expr.Func) and not isinstance(a, expr.Func):
+        a, b = b, a
+    if isinstance(a, expr.Func):
+        # lower/upper(<text column>) against a string, length(<text column>) against an integer
+        if _text_func(a, types) is None:
+            return _HELP
+        wanted = expr.IntLit if a.name == "length" else expr.StrLit
+        return None if isinstance(b, wanted) else _HELP
     if isinstance(b, expr.Column) and not isinstance(a, expr.Column):
         a, b = b, a
     if not isinstance(a, expr.Column):
@@ -90,6 +141,8 @@ def pg_deparsed(node: expr.Expr, types: dict[str, SqlType]) -> str:
     """``pg_get_expr`` of the predicate (as PostgreSQL 15 writes it), before its quotes and
     parentheses are taken out."""
     match node:
+        case expr.In():
+            return pg_deparsed(expanded(node), types)
         case expr.BoolOp(op=op, left=a, right=b):
             return f"{pg_deparsed(a, types)} {op} {pg_deparsed(b, types)}"
         case expr.Not(operand=o):
@@ -98,6 +151,16 @@ def pg_deparsed(node: expr.Expr, types: dict[str, SqlType]) -> str:
             return f"{name} IS {'NOT ' if neg else ''}NULL"
         case expr.Column(name=name):
             return name
+        case expr.Compare(op=op, left=a, right=b) if isinstance(a, expr.Func) or isinstance(
+            b, expr.Func
+        ):
+            func = a if isinstance(a, expr.Func) else b
+            assert isinstance(func, expr.Func)
+            kind = "integer" if func.name == "length" else "text"
+            left, right = _side(a, kind, types), _side(b, kind, types)
+            if op not in ("=", "<>") and kind == "text":
+                left += " COLLATE C"
+            return f"{left} {op} {right}"
         case expr.Compare(op=op, left=a, right=b):
             column = a if isinstance(a, expr.Column) else b
             assert isinstance(column, expr.Column)
@@ -125,6 +188,12 @@ def pg_deparsed(node: expr.Expr, types: dict[str, SqlType]) -> str:
 def _side(node: expr.Expr, kind: str, types: dict[str, SqlType]) -> str:
     cast = _PG_CAST[kind]
     match node:
+        case expr.Func(name=name, args=(expr.Column(name=c),)):
+            # PostgreSQL: a varchar argument cast to text; lower/upper of a collated column
+            arg = f"{c}::text" if types[c].kind == "varchar" else c
+            if name == "length":
+                return f"char_length({arg})"
+            return f"{name}({arg} COLLATE C)"
         case expr.Column(name=name):
             if types[name].kind == "varchar":
                 return f"{name}::text"  # a varchar is compared as text

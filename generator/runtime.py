@@ -125,11 +125,46 @@ def _driver_sql(connection: Connection, sql: str) -> str:
 
 
 def run_checks(connection: Connection, checks: Sequence[Check]) -> list[CheckResult]:
+    """Every check's rows. With psycopg (PostgreSQL) all of them in one round trip: the
+    post-checks run inside the change's transaction, while its DDL's lock is held, and a
+    statement each cost a round trip each (20 checks: 40-120 ms on a loaded 2-core machine,
+    writers waiting all along; benchmarks/experiments/ops_subset.py)."""
+    if connection.dialect.driver == "psycopg" and len(checks) > 1:
+        return _run_checks_at_once(connection, checks)
+    return run_checks_one_by_one(connection, checks)
+
+
+def run_checks_one_by_one(connection: Connection, checks: Sequence[Check]) -> list[CheckResult]:
     results = []
     for check in checks:
         result = connection.exec_driver_sql(_driver_sql(connection, check.sql))
         results.append(CheckResult(check, list(result.keys()), [tuple(r) for r in result]))
     return results
+
+
+def _run_checks_at_once(connection: Connection, checks: Sequence[Check]) -> list[CheckResult]:
+    """The checks as one multi-statement text through SQLAlchemy (so the runner's cursor
+    events, its lock guard among them, see it), one result set per statement read with the
+    driver cursor's ``nextset``. It opens with a SELECT so that SQLAlchemy keeps the cursor
+    open. A check's SQL is one statement; a check that fails to run fails the batch, as it
+    would alone."""
+    text = ";\n".join(
+        ["SELECT 1 AS schemagen_checks", *(c.sql.strip().rstrip(";") for c in checks)]
+    )
+    result = connection.exec_driver_sql(_driver_sql(connection, text))
+    try:
+        cursor: Any = result.context.cursor
+        results = []
+        for check in checks:
+            if not cursor.nextset():
+                raise RuntimeError(f"no result for check {check.name!r}")
+            description = cursor.description
+            columns = [d.name for d in description] if description else []
+            rows = [tuple(r) for r in cursor.fetchall()] if description else []
+            results.append(CheckResult(check, columns, rows))
+        return results
+    finally:
+        result.close()
 
 
 def use_verified(script_file: str | Path, texts: Mapping[str, str]) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 
-from generator import expr
+from generator import expr, indexexpr
 from generator.coltypes import SqlType
 
 DefaultValue = bool | int | float | str
@@ -63,7 +63,10 @@ class Index:
     def where_sql(self, dialect: str) -> str:
         assert self.where is not None
         classes = {c: expr.type_class(str(t)) for c, t in self.column_types}
-        return expr.to_sql(self.where, dialect, classes)  # type: ignore[arg-type]
+        # an IN list as its comparisons (generator.indexexpr: PostgreSQL reads those back as
+        # written)
+        tree = indexexpr.expanded(self.where)
+        return expr.to_sql(tree, dialect, classes)  # type: ignore[arg-type]
 
     def renamed(self, old: str, new: str) -> Index:
         """The index with column ``old`` called ``new`` in its keys and predicate."""

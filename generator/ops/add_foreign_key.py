@@ -194,6 +194,8 @@ class AddForeignKeyStep(Step):
 
     def prechecks(self, before: Schema) -> Iterator[RowCheck]:
         table, parent = before.table(self.fk.table), before.table(self.fk.ref_table)
+        if table is not None and self.fk in table.foreign_keys:
+            return  # the key holds already (widen_key adds back the key it dropped)
         if (
             table is not None
             and parent is not None

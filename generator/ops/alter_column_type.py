@@ -80,7 +80,13 @@ class AlterColumnType(OperationSpec):
                     (("to",), f"the column's default {column.default!r} is not one of its labels")
                 )
         if column.primary_key:
-            problems.append((("column",), "cannot change the type of a primary key column"))
+            problems.append(
+                (
+                    ("column",),
+                    "cannot change the type of a primary key column (widen_key widens an "
+                    "integer key with the columns that reference it)",
+                )
+            )
         fk = table.fk_on(column.name)
         referencing = [
             f
@@ -89,7 +95,13 @@ class AlterColumnType(OperationSpec):
             if f.ref_table == table.name and f.ref_column == column.name
         ]
         if fk is not None or referencing:
-            problems.append((("column",), "cannot change the type of a column in a foreign key"))
+            problems.append(
+                (
+                    ("column",),
+                    "cannot change the type of a column in a foreign key (widen_key widens an "
+                    "integer key with the columns that reference it)",
+                )
+            )
         partial = [
             i.name
             for i in table.indexes

@@ -25,8 +25,10 @@ expects it, a later SQLite rebuild keeps it, and ``purge`` can destroy it.
 The derived downgrade renames it back in place and restores its default and NOT NULL (rows
 written since the drop get the default first, as they would have; without a default such
 rows are listed by the downgrade's fit-check before any DDL, which refuses it), then builds
-the indexes again (CONCURRENTLY): every value is the one it had. Its Risk says SET NOT NULL
-scans the table under ACCESS EXCLUSIVE.
+the indexes again (CONCURRENTLY): every value is the one it had. On PostgreSQL NOT NULL
+comes back as set_nullable does it: CHECK (c IS NOT NULL) NOT VALID, VALIDATE after the
+commit, then SET NOT NULL proven by the check (no scan under ACCESS EXCLUSIVE), the check
+dropped.
 
 ``keep_data: false`` is ``DropColumnStep``, the schema-only drop (also the derived downgrade
 of ``add_column``, whose output it keeps byte for byte); its downgrade adds the column back
@@ -44,7 +46,8 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from generator.dialects import POSTGRESQL, SQLITE, quote_ident
+from generator import checks
+from generator.dialects import POSTGRESQL, SQLITE, catalog_default, catalog_type, quote_ident
 from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
 from generator.ops.drop_index import DropIndexStep
 from generator.plan import RECREATE_TABLE, Group
@@ -218,6 +221,26 @@ class DropColumnStep(Step):
 REBUILD_ASIDE = replace(RECREATE_TABLE, kind="recreate_table_aside")
 
 
+def _restored_risk(steps: tuple[Step, ...], dialect: str) -> Risk:
+    return Risk(
+        "ACCESS EXCLUSIVE (brief: the rename back and a NOT VALID check, then SET NOT NULL "
+        "proven by it), SHARE UPDATE EXCLUSIVE to validate",
+        False,
+        "renamed back; NOT NULL through CHECK (c IS NOT NULL) NOT VALID, validated after "
+        "commit while reads and writes go on, so SET NOT NULL does not scan under its lock",
+        scans=True,
+        blocks="reads and writes, briefly",
+    )
+
+
+# PostgreSQL, restoring a NOT NULL column: the renames back and the NOT VALID checks in the
+# change's transaction, each VALIDATE after its commit, then SET NOT NULL and the checks
+# dropped (set_nullable's way: no scan under ACCESS EXCLUSIVE).
+RESTORED_NOT_NULL = Group(
+    "restored_not_null", "ops/restore_column.j2", _restored_risk, transactional=False
+)
+
+
 def _needs_rebuild(column: Column) -> bool:
     """SQLite alters nullability and defaults only by rebuilding the table."""
     return not column.nullable or column.default is not None
@@ -321,20 +344,32 @@ class RestoreColumnStep(Step):
     def reverse(self) -> SetColumnAsideStep:
         return SetColumnAsideStep(self.table_name, self.column, self.aside, self.key)
 
+    @property
+    def check_name(self) -> str:
+        """PostgreSQL: the transient CHECK (c IS NOT NULL) that proves NOT NULL (as
+        set_nullable's)."""
+        return f"{self.table_name}_{self.column.name}"[: MAX_NAME - 8] + "_notnull"
+
     def group(self, dialect: str) -> Group | None:
-        return REBUILD_ASIDE if dialect == SQLITE and _needs_rebuild(self.column) else None
+        if dialect == POSTGRESQL:
+            return None if self.column.nullable else RESTORED_NOT_NULL
+        return REBUILD_ASIDE if _needs_rebuild(self.column) else None
+
+    def interrupted(self, dialect: str) -> Iterator[tuple[str, checks.Row]]:
+        """Killed in its VALIDATE: renamed back with its default, still nullable, the
+        transient check there (not yet valid, or valid)."""
+        if dialect != POSTGRESQL or self.column.nullable:
+            return
+        c = self.column
+        row = (c.name, catalog_type(c, dialect), "YES", catalog_default(c, dialect))
+        yield f"{self.table_name}.columns", row
+        for validated in ("NO", "YES"):
+            yield f"{self.table_name}.check_constraints", (self.check_name, validated)
 
     def risk(self, dialect: str) -> Risk:
         if dialect == POSTGRESQL:
             if not self.column.nullable:
-                return Risk(
-                    "ACCESS EXCLUSIVE",
-                    False,
-                    "renamed back; SET NOT NULL scans the table under the lock (127 ms at 1M "
-                    "rows, measured)",
-                    scans=True,
-                    blocks="reads and writes",
-                )
+                return _restored_risk((self,), dialect)
             return Risk(
                 "ACCESS EXCLUSIVE (brief)",
                 False,

@@ -66,3 +66,20 @@ def test_a_drop_tolerates_what_its_half_done_downgrade_leaves() -> None:
         ("ck_orders_code", "YES"),
         ("ck_orders_code", "NO"),
     }
+
+
+def test_drop_column_tolerates_its_downgrade_killed_in_the_not_null_validation() -> None:
+    """drop_column's downgrade restores NOT NULL through a transient check validated after a
+    commit: killed there, the column is back with its default but still nullable, the check
+    there (not yet valid, or valid). Both directions tolerate exactly that."""
+    change = _change("drop_column", 1)
+    for direction in ("upgrade", "downgrade"):
+        tolerated = resume.tolerance(change, direction, "postgresql")
+        assert {r[1:] for r in tolerated["items.check_constraints"]} == {
+            ("items_price_notnull", "NO"),
+            ("items_price_notnull", "YES"),
+        }
+        assert ("found, not expected", "price", "numeric(10,2)", "YES", "0") in tolerated[
+            "items.columns"
+        ]
+    assert resume.tolerance(change, "downgrade", "sqlite") == {}

@@ -503,3 +503,53 @@ def test_on_postgresql_a_value_is_flagged_exactly_when_its_conversion_raises(
     finally:
         engine.dispose()
     assert checked  # some value of every pair converts
+
+
+CHAIN_BASE = (
+    "id: base\ndescription: b\noperations:\n"
+    "  - op: create_table\n    name: t\n    columns:\n"
+    "      - {name: id, type: integer, primary_key: true}\n"
+    "      - {name: u, type: uuid, nullable: true}\n"
+    "      - {name: s, type: text, nullable: true}\n"
+)
+CHAIN = (
+    "id: chain\ndescription: c\nacknowledge: {SG103: test}\noperations:\n"
+    "  - {op: alter_column_type, table: t, column: u, from: uuid, to: text}\n"
+    "  - {op: alter_column_type, table: t, column: u, from: text, to: uuid}\n"
+    "  - {op: alter_column_type, table: t, column: s, from: text, to: uuid}\n"
+    "  - {op: alter_column_type, table: t, column: s, from: uuid, to: text}\n"
+)
+
+
+@pytest.mark.db
+def test_a_chain_through_another_type_is_fit_checked_on_the_values_as_they_are(
+    db_url: str, tmp_path: Path
+) -> None:
+    """uuid -> text -> uuid in one change: the fit-check runs before any DDL, on a uuid
+    column (PostgreSQL once failed: operator does not exist: uuid ~ unknown); text -> uuid ->
+    text still refuses a text that is no uuid, its row named."""
+    (tmp_path / "changes").mkdir()
+    (tmp_path / "changes" / "0000_base.yaml").write_text(CHAIN_BASE)
+    (tmp_path / "changes" / "0001_chain.yaml").write_text(CHAIN)
+    (tmp_path / "generated_migrations").mkdir()
+    shutil.copy(ROOT / "generated_migrations" / "env.py", tmp_path / "generated_migrations")
+    assert cli("generate", root=tmp_path).exit_code == 0
+    assert cli("upgrade", "--to", "0000", "--url", db_url, root=tmp_path).exit_code == 0
+    good = "00000000-0000-0000-0000-000000000001"
+    execute(db_url, f"INSERT INTO t (id, u, s) VALUES (1, '{good}', '{good}')")
+    execute(db_url, f"INSERT INTO t (id, u, s) VALUES ({KEY}, NULL, 'no uuid')")
+    result = cli("upgrade", "--url", db_url, root=tmp_path)
+    assert result.exit_code != 0 and str(KEY) in result.stderr, result.stderr
+    assert "no uuid" in result.stderr
+    execute(db_url, f"DELETE FROM t WHERE id = {KEY}")
+    result = cli("upgrade", "--url", db_url, root=tmp_path)
+    assert result.exit_code == 0, result.stderr
+    engine = db.make_engine(sa.make_url(db_url))
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(sa.text("SELECT u, s FROM t")).one()
+    finally:
+        engine.dispose()
+    assert [str(v) for v in row] == [good, good]
+    result = cli("downgrade", "--to", "0000", "--url", db_url, root=tmp_path)
+    assert result.exit_code == 0, result.stderr

@@ -98,6 +98,8 @@ def test_refusals_at_their_line(tmp_path: Path) -> None:
         "  - {op: alter_column_type, table: orders, column: qty, from: integer, to: bigint}\n"
         "  - {op: create_index, table: orders, name: ix_h, columns: [id], descending: [qty]}\n"
         "  - {op: create_index, table: orders, name: ix_i, columns: [id], include: [id, nope]}\n"
+        "  - {op: create_index, table: orders, name: j, columns: [id], where: \"qty IN ('a')\"}\n"
+        "  - {op: create_index, table: orders, name: k, columns: [id], where: 'qty IN (1, qty)'}\n"
     )
     with pytest.raises(SpecErrors) as info:
         load_changes(changes, display_base=tmp_path)
@@ -112,6 +114,25 @@ def test_refusals_at_their_line(tmp_path: Path) -> None:
     assert "operations[8].descending[0]: 'qty' is not one of the columns" in text
     assert "operations[9].include[0]: 'id' is already a key column" in text
     assert "operations[9].include[1]: column 'nope' does not exist" in text
+    assert "operations[10].where:" in text and "operations[11].where:" in text
+
+
+def test_an_in_list_is_rendered_as_its_comparisons() -> None:
+    """IN / NOT IN keep their tree (the review shows them as written) and render as the OR /
+    AND of comparisons PostgreSQL reads back as written (the golden run proves the catalogue
+    agrees on both dialects)."""
+    from generator import expr, indexexpr
+    from generator.coltypes import parse_type
+
+    types = {"s": parse_type("varchar(20)"), "n": parse_type("integer")}
+    tree = expr.parse("s IN ('a', 'b') AND NOT n NOT IN (1, -2)")
+    assert indexexpr.unsupported(tree, types) is None
+    assert expr.canonical(indexexpr.expanded(tree)) == (
+        "(s = 'a' OR s = 'b') AND NOT (n <> 1 AND n <> -2)"
+    )
+    assert indexexpr.pg_deparsed(tree, types) == (
+        "s::text = 'a'::text OR s::text = 'b'::text AND NOT n <> 1 AND n <> '-2'::integer"
+    )
 
 
 @pytest.mark.db
@@ -230,3 +251,21 @@ def test_the_catalogue_reads_back_the_predicted_predicate(db_url: str, dialect: 
             )
         (actual,) = rows(db_url, sql)[0]
         assert actual == checks.index_predicate(index, dialect), text
+
+
+def test_text_functions_of_a_column_are_predicted_as_postgresql_reads_them() -> None:
+    """lower/upper against a string, length against an integer, of a text or varchar column:
+    PostgreSQL casts a varchar to text, collates lower/upper's argument (the rendering's
+    COLLATE "C") and calls length char_length (the golden run compares with the catalogue)."""
+    from generator import expr, indexexpr
+    from generator.coltypes import parse_type
+
+    types = {"s": parse_type("varchar(20)"), "t": parse_type("text"), "n": parse_type("integer")}
+    assert indexexpr.pg_deparsed(expr.parse("lower(s) = 'x' AND length(t) > 3"), types) == (
+        "lower(s::text COLLATE C) = 'x'::text AND char_length(t) > 3"
+    )
+    assert indexexpr.pg_deparsed(expr.parse("upper(t) < 'M'"), types) == (
+        "upper(t COLLATE C) COLLATE C < 'M'::text"
+    )
+    for refused in ("length(n) > 1", "lower(s) = 1", "length(s) = 'x'", "coalesce(s, 'a') = 'a'"):
+        assert indexexpr.unsupported(expr.parse(refused), types), refused

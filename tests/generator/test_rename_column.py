@@ -195,3 +195,59 @@ def test_postgresql_takes_the_declared_lock_briefly(pg_database: str) -> None:
         engine.dispose()
     assert "AccessExclusiveLock" in modes and declared.lock.startswith("ACCESS EXCLUSIVE")
     assert (_storage(url, "t") != before) == declared.rewrites
+
+
+TYPED = {
+    "0000_base.yaml": (
+        "id: base\ndescription: b\noperations:\n"
+        "  - op: create_table\n    name: t\n    columns:\n"
+        "      - {name: id, type: integer, primary_key: true}\n"
+        "      - {name: u, type: uuid, nullable: true}\n"
+        "      - {name: j, type: json, nullable: true}\n"
+    ),
+    "0001_rn.yaml": (
+        "id: rn\ndescription: r\nacknowledge: {SG110: test}\noperations:\n"
+        "  - {op: rename_column, table: t, column: u, to: u2}\n"
+        "  - {op: rename_column, table: t, column: j, to: j2}\n"
+    ),
+}
+UUID = "00000000-0000-0000-0000-000000000001"
+
+
+@pytest.mark.db
+def test_a_uuid_or_json_column_keeps_its_type_check_under_its_new_name(
+    db_url: str, dialect: str, tmp_path: Path
+) -> None:
+    """SQLite holds a uuid or json column to its form with a CHECK named after the column: the
+    rename renames the CHECK too (a rebuild), the checks after it pass, a malformed value is
+    still refused, and the downgrade renames both back."""
+    (tmp_path / "changes").mkdir()
+    for name, text in TYPED.items():
+        (tmp_path / "changes" / name).write_text(text)
+    changes = load_changes(tmp_path / "changes", display_base=tmp_path)
+    out_dir = tmp_path / "generated_migrations"
+    files.write(generate(changes), out_dir)
+    shutil.copy(ROOT / "generated_migrations" / "env.py", out_dir / "env.py")
+    url = sa.make_url(db_url)
+    migrate.upgrade(out_dir, url, "0000")
+    execute(db_url, f"INSERT INTO t (id, u, j) VALUES (1, '{UUID}', '{{\"a\": 1}}')")
+    migrate.upgrade(out_dir, url, "head")  # its post-checks expect u2_is_uuid, j2_is_json
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            assert str(conn.execute(sa.text("SELECT u2 FROM t")).scalar_one()) == UUID
+            if dialect == "sqlite":
+                ddl = conn.execute(
+                    sa.text("SELECT sql FROM sqlite_master WHERE name = 't'")
+                ).scalar_one()
+                assert "u2_is_uuid" in ddl and "j2_is_json" in ddl and "u_is_uuid" not in ddl
+    finally:
+        engine.dispose()
+    with pytest.raises(sa.exc.DBAPIError):
+        execute(db_url, "INSERT INTO t (id, u2) VALUES (2, 'not a uuid')")
+    with pytest.raises(sa.exc.DBAPIError):
+        execute(db_url, "INSERT INTO t (id, j2) VALUES (3, '{not json')")
+    migrate.downgrade(out_dir, url, "0000")
+    with pytest.raises(sa.exc.DBAPIError):
+        execute(db_url, "INSERT INTO t (id, u) VALUES (2, 'not a uuid')")
+    migrate.upgrade(out_dir, url, "head")

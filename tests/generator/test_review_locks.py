@@ -81,6 +81,7 @@ _DOCUMENTED: tuple[tuple[str, str], ...] = (
     ("CREATE TABLE", "SHARE ROW EXCLUSIVE on referenced tables"),
     ("DROP TABLE", "ACCESS EXCLUSIVE"),
     ("LOCK TABLE", "ACCESS EXCLUSIVE"),
+    ("ALTER SEQUENCE", "SHARE ROW EXCLUSIVE"),  # on the sequence (pg_locks shows it: widen_key)
     ("SET ", ""),
     ("BEGIN", ""),
     ("COMMIT", ""),

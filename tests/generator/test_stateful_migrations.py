@@ -370,6 +370,8 @@ class Drawer:
         self.resolver = Resolver(schema)
         self.counter = itertools.count(1)
         self.created_here: set[str] = set()
+        # The kinds still to draw, first possible first (covering_sequences); empty: any kind.
+        self.pending: list[str] = []
 
     @property
     def schema(self) -> Schema:
@@ -389,7 +391,10 @@ class Drawer:
 
     def operation(self) -> dict[str, Any]:
         kinds = [k for k in OP_KINDS if self._possible(k)]
-        kind = self.draw(st.sampled_from(kinds))
+        first = [k for k in self.pending if k in kinds]
+        kind = first[0] if first else self.draw(st.sampled_from(kinds))
+        if kind in self.pending:
+            self.pending.remove(kind)
         op: dict[str, Any] = getattr(self, kind)()
         _, problems = self.resolver.resolve(OPERATION.validate_python(op))
         assert not problems, f"test bug: the strategy drew an invalid operation {op}: {problems}"
@@ -423,6 +428,8 @@ class Drawer:
                 return any(t.foreign_keys for t in self.schema.tables)
             case "backfill":
                 return any(self._backfillable(t) for t in self.schema.tables)
+            case "widen_key":
+                return bool(self._widenable())
         return True
 
     def _column_spec(self, name: str, *, new_table: bool) -> dict[str, Any]:
@@ -905,6 +912,29 @@ class Drawer:
         op["batch_size"] = self.draw(st.integers(1, 5))
         return op
 
+    def _widenable(self) -> list[dict[str, Any]]:
+        """widen_key on each integer key it accepts (a primary key or a referenced column,
+        every column referencing it of its type, no partial index comparing one of them)."""
+        out = []
+        for t in self.schema.tables:
+            for c in t.columns:
+                if c.type.kind not in ("smallint", "integer") or t.fk_on(c.name) is not None:
+                    continue
+                for to in ("integer", "bigint")[("smallint", "integer").index(c.type.kind) :]:
+                    op = {
+                        "op": "widen_key",
+                        "table": t.name,
+                        "column": c.name,
+                        "from": str(c.type),
+                        "to": to,
+                    }
+                    if not OPERATION.validate_python(op).resolve(self.resolver)[1]:
+                        out.append(op)
+        return out
+
+    def widen_key(self) -> dict[str, Any]:
+        return dict(self.draw(st.sampled_from(self._widenable())))
+
 
 @st.composite
 def change_sequences(draw: st.DrawFn) -> list[dict[str, Any]]:
@@ -921,6 +951,39 @@ def change_sequences(draw: st.DrawFn) -> list[dict[str, Any]]:
             {
                 "id": f"step_{number}",
                 "description": f"Random change {number}: " + ", ".join(o["op"] for o in operations),
+                "operations": operations,
+            }
+        )
+    return changes
+
+
+COVER_OPS = 8  # operations per change of a covering sequence: MAX_CHANGES of them hold every kind
+
+
+@st.composite
+def covering_sequences(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Change specs that draw every operation of the registry, by construction: the Drawer
+    takes the kinds in a drawn order, each as soon as it is possible (``purge`` last: it needs
+    an archive of an earlier change), the operations around them and every operation's
+    fields drawn as usual. Up to MAX_CHANGES changes of COVER_OPS operations (the row values
+    stay one digit), ending once every kind was drawn (a kind not yet possible waits for one
+    that enables it: add_check before drop_check, a drop with its data kept before purge)."""
+    drawer = Drawer(draw, baseline()[0])
+    order = draw(st.permutations([k for k in OP_KINDS if k != "purge"]))
+    drawer.pending = [*order, "purge"]
+    changes = []
+    for number in range(1, MAX_CHANGES + 1):
+        if not drawer.pending:
+            break
+        drawer.created_here = set()
+        drawer.resolver.change_number = number
+        operations = [drawer.operation() for _ in range(COVER_OPS)]
+        drawer.resolver.change_numbers[f"step_{number}"] = number
+        changes.append(
+            {
+                "id": f"step_{number}",
+                "description": f"Covering change {number}: "
+                + ", ".join(o["op"] for o in operations),
                 "operations": operations,
             }
         )
@@ -1096,5 +1159,34 @@ def test_random_change_sequences_upgrade_downgrade_and_upgrade_again(
         check_sequence(specs, dialect, db_url, next(workdirs))
 
     run()
-    if EXAMPLES >= 10:
-        assert set(seen) == set(OP_KINDS), f"op kinds exercised: {dict(seen)}"
+    # Which kinds these examples drew is up to Hypothesis (a random run once drew no purge in
+    # 12 examples): the covering test below draws every kind by construction.
+    print(f"op kinds drawn ({dialect}): {dict(sorted(seen.items()))}")
+
+
+@pytest.mark.slow
+@pytest.mark.db
+def test_a_sequence_drawing_every_operation_upgrades_downgrades_and_upgrades_again(
+    dialect: str, db_url: str, tmp_path: Path
+) -> None:
+    """One covering sequence (covering_sequences) through the same cycle as above."""
+    seen: Counter[str] = Counter()
+    workdirs = (tmp_path / f"example_{n}" for n in itertools.count())
+
+    @settings(
+        max_examples=1,
+        deadline=None,
+        derandomize=not RANDOM,
+        database=None,
+        phases=tuple(Phase) if SHRINK else (Phase.explicit, Phase.generate),
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(specs=covering_sequences())
+    def run(specs: list[dict[str, Any]]) -> None:
+        kinds = Counter(op["op"] for change in specs for op in change["operations"])
+        assert set(kinds) == set(OP_KINDS), f"not drawn: {set(OP_KINDS) - set(kinds)}"
+        seen.update(kinds)
+        check_sequence(specs, dialect, db_url, next(workdirs))
+
+    run()
+    print(f"op kinds drawn ({dialect}, covering): {dict(sorted(seen.items()))}")

@@ -3,10 +3,12 @@
 #
 # Why: users get a phone number, every user has a display name (the missing ones become
 # 'anonymous'), names may be longer, new products start with 10 in stock, and an index serves
-# the lookup of a user's orders by status.
+# the lookup of a user's orders by status. Order lines are numbered in bigint (the line is in
+# order_items' primary key, so widen_key converts it).
 # Cost: catalogue changes on PostgreSQL (NOT NULL through a validated check, varchar to text,
-# a default, a nullable column), one index built CONCURRENTLY; SQLite rebuilds users and
-# products.
+# a default, a nullable column), one index built CONCURRENTLY; order_items rewritten for its
+# line's new type (PostgreSQL: ACCESS EXCLUSIVE while it runs); SQLite rebuilds users,
+# products and order_items.
 # Pending orders are now called open (a backfill in batches; the old values are kept aside).
 # Roll back: `schemagen downgrade --to 0001`: the filled names go back to NULL, the orders'
 # statuses come back from the backfill's archive.
@@ -99,6 +101,10 @@ def downgrade() -> None:
                 ],
                 "filled_0002_users_name.primary_key": [
                     ["expected, not found", "pk_filled_0002_users_name", "id"],
+                ],
+                "order_items.columns": [
+                    ["expected, not found", "line", "bigint", "NO", None],
+                    ["found, not expected", "line", "integer", "NO", None],
                 ],
                 "orders.indexes": [
                     [
@@ -216,6 +222,12 @@ def _upgrade_postgresql() -> None:
             kept=["status"],
             batch_size=2,
         )
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
+    op.execute(
+        sa.text(
+            'ALTER TABLE "order_items"\n    ALTER COLUMN "line" TYPE bigint USING "line"::bigint'
+        )
+    )
 
 
 def _upgrade_sqlite() -> None:
@@ -316,11 +328,47 @@ def _upgrade_sqlite() -> None:
             kept=["status"],
             batch_size=2,
         )
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
+    with op.batch_alter_table(
+        "order_items",
+        recreate="always",
+        copy_from=sa.Table(
+            "order_items",
+            sa.MetaData(),
+            sa.Column("order_id", sa.BigInteger(), autoincrement=False, nullable=False),
+            sa.Column("line", sa.Integer(), autoincrement=False, nullable=False),
+            sa.Column("product_id", sa.BigInteger(), nullable=False),
+            sa.Column("quantity", sa.Integer(), nullable=False, server_default=sa.text("1")),
+            sa.PrimaryKeyConstraint("order_id", "line", name="pk_order_items"),
+            sa.ForeignKeyConstraint(
+                ["order_id"],
+                ["orders.id"],
+                name="fk_order_items_order_id_orders",
+                ondelete="CASCADE",
+            ),
+            sa.ForeignKeyConstraint(
+                ["product_id"], ["products.id"], name="fk_order_items_product", ondelete="RESTRICT"
+            ),
+            sa.Index("ix_order_items_product_id", "product_id"),
+        ),
+    ) as batch_op:
+        batch_op.alter_column(
+            "line",
+            type_=sa.BigInteger(),
+            existing_type=sa.Integer(),
+            existing_nullable=False,
+        )
 
 
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
+    op.execute(
+        sa.text(
+            'ALTER TABLE "order_items"\n    ALTER COLUMN "line" TYPE integer USING "line"::integer'
+        )
+    )
     runtime.unit(op, "backfills", "ROW EXCLUSIVE per batch", rewrites=False)
     # Batches commit one by one outside the change's transaction: what ran before is committed.
     with op.get_context().autocommit_block():
@@ -365,6 +413,36 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
+    with op.batch_alter_table(
+        "order_items",
+        recreate="always",
+        copy_from=sa.Table(
+            "order_items",
+            sa.MetaData(),
+            sa.Column("order_id", sa.BigInteger(), autoincrement=False, nullable=False),
+            sa.Column("line", sa.BigInteger(), autoincrement=False, nullable=False),
+            sa.Column("product_id", sa.BigInteger(), nullable=False),
+            sa.Column("quantity", sa.Integer(), nullable=False, server_default=sa.text("1")),
+            sa.PrimaryKeyConstraint("order_id", "line", name="pk_order_items"),
+            sa.ForeignKeyConstraint(
+                ["order_id"],
+                ["orders.id"],
+                name="fk_order_items_order_id_orders",
+                ondelete="CASCADE",
+            ),
+            sa.ForeignKeyConstraint(
+                ["product_id"], ["products.id"], name="fk_order_items_product", ondelete="RESTRICT"
+            ),
+            sa.Index("ix_order_items_product_id", "product_id"),
+        ),
+    ) as batch_op:
+        batch_op.alter_column(
+            "line",
+            type_=sa.Integer(),
+            existing_type=sa.BigInteger(),
+            existing_nullable=False,
+        )
     runtime.unit(op, "backfills", "database write lock per batch", rewrites=False)
     # Batches commit one by one outside the change's transaction: what ran before is committed.
     with op.get_context().autocommit_block():

@@ -147,9 +147,14 @@ def upgrade() -> None:
                 "tables": [
                     ["expected, not found", "audit_log"],
                 ],
+                "users.check_constraints": [
+                    ["found, not expected", "users_legacy_score_notnull", "NO"],
+                    ["found, not expected", "users_legacy_score_notnull", "YES"],
+                ],
                 "users.columns": [
                     ["expected, not found", "legacy_score", "integer", "NO", "0"],
                     ["found, not expected", "_dropped_0004_legacy_score", "integer", "YES", None],
+                    ["found, not expected", "legacy_score", "integer", "YES", "0"],
                 ],
             },
         },
@@ -271,6 +276,18 @@ def downgrade() -> None:
                 "products.check_constraints": [
                     ["found, not expected", "ck_products_price_positive", "NO"],
                     ["found, not expected", "ck_products_price_positive", "YES"],
+                ],
+                "tables": [
+                    ["found, not expected", "audit_log"],
+                ],
+                "users.check_constraints": [
+                    ["found, not expected", "users_legacy_score_notnull", "NO"],
+                    ["found, not expected", "users_legacy_score_notnull", "YES"],
+                ],
+                "users.columns": [
+                    ["expected, not found", "_dropped_0004_legacy_score", "integer", "YES", None],
+                    ["found, not expected", "legacy_score", "integer", "NO", "0"],
+                    ["found, not expected", "legacy_score", "integer", "YES", "0"],
                 ],
             },
         },
@@ -443,7 +460,7 @@ def _upgrade_sqlite() -> None:
             "order_items",
             sa.MetaData(),
             sa.Column("order_id", sa.BigInteger(), autoincrement=False, nullable=False),
-            sa.Column("line", sa.Integer(), autoincrement=False, nullable=False),
+            sa.Column("line", sa.BigInteger(), autoincrement=False, nullable=False),
             sa.Column("product_id", sa.BigInteger(), nullable=False),
             sa.Column("quantity", sa.Integer(), nullable=False, server_default=sa.text("1")),
             sa.PrimaryKeyConstraint("order_id", "line", name="pk_order_items"),
@@ -607,7 +624,12 @@ def _downgrade_postgresql() -> None:
         )
     runtime.unit(op, "restore_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("_dropped_0004_audit_log", "audit_log")
-    runtime.unit(op, "restore_column", "ACCESS EXCLUSIVE", rewrites=False)
+    runtime.unit(
+        op,
+        "restored_not_null",
+        "ACCESS EXCLUSIVE (brief: the rename back and a NOT VALID check, then SET NOT NULL proven by it), SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
     op.execute(
         sa.text(
             'UPDATE "users" SET "_dropped_0004_legacy_score" = 0 WHERE "_dropped_0004_legacy_score" IS NULL'
@@ -616,8 +638,15 @@ def _downgrade_postgresql() -> None:
     op.alter_column("users", "_dropped_0004_legacy_score", new_column_name="legacy_score")
     op.execute(
         sa.text(
-            'ALTER TABLE "users" ALTER COLUMN "legacy_score" SET DEFAULT 0, ALTER COLUMN "legacy_score" SET NOT NULL'
+            'ALTER TABLE "users" ALTER COLUMN "legacy_score" SET DEFAULT 0, DROP CONSTRAINT IF EXISTS "users_legacy_score_notnull", ADD CONSTRAINT "users_legacy_score_notnull" CHECK ("legacy_score" IS NOT NULL) NOT VALID'
         )
+    )
+    # VALIDATE scans after the NOT VALID check has committed: reads and writes go on.
+    with op.get_context().autocommit_block():
+        op.execute(sa.text('ALTER TABLE "users" VALIDATE CONSTRAINT "users_legacy_score_notnull"'))
+    op.execute(sa.text('ALTER TABLE "users" ALTER COLUMN "legacy_score" SET NOT NULL'))
+    op.execute(
+        sa.text('ALTER TABLE "users" DROP CONSTRAINT IF EXISTS "users_legacy_score_notnull"')
     )
 
 
@@ -657,7 +686,7 @@ def _downgrade_sqlite() -> None:
             "order_items",
             sa.MetaData(),
             sa.Column("order_id", sa.BigInteger(), autoincrement=False, nullable=False),
-            sa.Column("line", sa.Integer(), autoincrement=False, nullable=False),
+            sa.Column("line", sa.BigInteger(), autoincrement=False, nullable=False),
             sa.Column("product_id", sa.BigInteger(), nullable=False),
             sa.Column("quantity", sa.Integer(), nullable=False, server_default=sa.text("1")),
             sa.PrimaryKeyConstraint("order_id", "line", name="pk_order_items"),

@@ -261,7 +261,7 @@ SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT S
 WITH expected(column_name, column_type, is_nullable, column_default) AS (
     VALUES
         ('order_id', 'bigint', 'NO', NULL),
-        ('line', 'integer', 'NO', NULL),
+        ('line', 'bigint', 'NO', NULL),
         ('product_id', 'bigint', 'NO', NULL),
         ('quantity', 'integer', 'NO', '1')
 
@@ -888,6 +888,38 @@ SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT
 UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
+-- check: order_items.order_id.orphans
+SELECT c."order_id" FROM "order_items" AS c
+WHERE NOT EXISTS (
+    SELECT 1 FROM pg_constraint AS con
+    JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+    JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
+    WHERE con.contype = 'f' AND con.convalidated AND cardinality(con.conkey) = 1
+        AND con.conrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('order_items'))
+        AND con.confrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('orders'))
+        AND a.attname = 'order_id' AND ra.attname = 'id'
+        AND NOT EXISTS (SELECT 1 FROM pg_trigger AS t WHERE t.tgconstraint = con.oid AND t.tgenabled = 'D')
+)
+    AND c."order_id" IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM "orders" AS p WHERE p."id" = c."order_id"
+);
+
+-- check: order_items.product_id.orphans
+SELECT c."product_id" FROM "order_items" AS c
+WHERE NOT EXISTS (
+    SELECT 1 FROM pg_constraint AS con
+    JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+    JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
+    WHERE con.contype = 'f' AND con.convalidated AND cardinality(con.conkey) = 1
+        AND con.conrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('order_items'))
+        AND con.confrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('products'))
+        AND a.attname = 'product_id' AND ra.attname = 'id'
+        AND NOT EXISTS (SELECT 1 FROM pg_trigger AS t WHERE t.tgconstraint = con.oid AND t.tgenabled = 'D')
+)
+    AND c."product_id" IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM "products" AS p WHERE p."id" = c."product_id"
+);
+
 -- check: orders.user_id.orphans
 SELECT c."user_id" FROM "orders" AS c
 WHERE NOT EXISTS (
@@ -921,6 +953,10 @@ WHERE NOT EXISTS (
 );
 
 
+-- fit-check: order_items.line.fits_integer
+SELECT "order_id", "line", "line" FROM "order_items"
+WHERE NOT ("line" >= -2147483648 AND "line" < 2147483648);
+
 -- fit-check: products.name.fits_varchar_100
 SELECT "id", "name" FROM "products"
 WHERE length("name") > 100;
@@ -936,7 +972,7 @@ SELECT t.table_name, c.oid AS relid, c.relfilenode,
 FROM (
     VALUES
         ('audit_log', NULL::bigint),
-        ('order_items', NULL::bigint),
+        ('order_items', (SELECT count(*) FROM "order_items")::bigint),
         ('orders', NULL::bigint),
         ('products', (SELECT count(*) FROM "products")::bigint),
         ('reviews', NULL::bigint),
@@ -945,12 +981,16 @@ FROM (
 JOIN pg_class AS c
     ON c.oid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident(t.table_name));
 
+-- snapshot: schemagen_values_order_items
+CREATE TEMP TABLE "schemagen_values_order_items" AS
+SELECT "order_id", "line" FROM "order_items";
+
 
 -- data-check: row_counts
 WITH now(table_name, row_count) AS (
     VALUES
         ('audit_log', NULL::bigint),
-        ('order_items', NULL::bigint),
+        ('order_items', (SELECT count(*) FROM "order_items")::bigint),
         ('orders', NULL::bigint),
         ('products', (SELECT count(*) FROM "products")::bigint),
         ('reviews', NULL::bigint),
@@ -978,4 +1018,12 @@ WHERE deleted > 0 OR after < before OR (new_file AND before IS NULL)
 UNION ALL
 SELECT '(every table)', 'track_counts is off: deleted rows cannot be seen; turn it on', NULL, NULL, NULL
 WHERE current_setting('track_counts') <> 'on';
+
+-- data-check: order_items.drift
+SELECT s."order_id", s."line",
+    s."line" AS "line_before", t."line" AS "line_after"
+FROM "schemagen_values_order_items" AS s
+LEFT JOIN "order_items" AS t ON t."order_id" = s."order_id" AND t."line" = s."line"
+WHERE (t."line" IS NULL) <> (s."line" IS NULL)
+    OR t."line" <> s."line";
 

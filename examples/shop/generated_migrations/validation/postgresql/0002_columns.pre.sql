@@ -769,6 +769,38 @@ SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT
 UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
+-- check: order_items.order_id.orphans
+SELECT c."order_id" FROM "order_items" AS c
+WHERE NOT EXISTS (
+    SELECT 1 FROM pg_constraint AS con
+    JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+    JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
+    WHERE con.contype = 'f' AND con.convalidated AND cardinality(con.conkey) = 1
+        AND con.conrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('order_items'))
+        AND con.confrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('orders'))
+        AND a.attname = 'order_id' AND ra.attname = 'id'
+        AND NOT EXISTS (SELECT 1 FROM pg_trigger AS t WHERE t.tgconstraint = con.oid AND t.tgenabled = 'D')
+)
+    AND c."order_id" IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM "orders" AS p WHERE p."id" = c."order_id"
+);
+
+-- check: order_items.product_id.orphans
+SELECT c."product_id" FROM "order_items" AS c
+WHERE NOT EXISTS (
+    SELECT 1 FROM pg_constraint AS con
+    JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+    JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
+    WHERE con.contype = 'f' AND con.convalidated AND cardinality(con.conkey) = 1
+        AND con.conrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('order_items'))
+        AND con.confrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident('products'))
+        AND a.attname = 'product_id' AND ra.attname = 'id'
+        AND NOT EXISTS (SELECT 1 FROM pg_trigger AS t WHERE t.tgconstraint = con.oid AND t.tgenabled = 'D')
+)
+    AND c."product_id" IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM "products" AS p WHERE p."id" = c."product_id"
+);
+
 -- check: orders.user_id.orphans
 SELECT c."user_id" FROM "orders" AS c
 WHERE NOT EXISTS (
@@ -813,7 +845,7 @@ SELECT t.table_name, c.oid AS relid, c.relfilenode,
 FROM (
     VALUES
         ('audit_log', NULL::bigint),
-        ('order_items', NULL::bigint),
+        ('order_items', (SELECT count(*) FROM "order_items")::bigint),
         ('orders', NULL::bigint),
         ('products', (SELECT count(*) FROM "products")::bigint),
         ('reviews', NULL::bigint),
@@ -822,12 +854,16 @@ FROM (
 JOIN pg_class AS c
     ON c.oid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident(t.table_name));
 
+-- snapshot: schemagen_values_order_items
+CREATE TEMP TABLE "schemagen_values_order_items" AS
+SELECT "order_id", "line" FROM "order_items";
+
 
 -- data-check: row_counts
 WITH now(table_name, row_count) AS (
     VALUES
         ('audit_log', NULL::bigint),
-        ('order_items', NULL::bigint),
+        ('order_items', (SELECT count(*) FROM "order_items")::bigint),
         ('orders', NULL::bigint),
         ('products', (SELECT count(*) FROM "products")::bigint),
         ('reviews', NULL::bigint),
@@ -855,4 +891,12 @@ WHERE deleted > 0 OR after < before OR (new_file AND before IS NULL)
 UNION ALL
 SELECT '(every table)', 'track_counts is off: deleted rows cannot be seen; turn it on', NULL, NULL, NULL
 WHERE current_setting('track_counts') <> 'on';
+
+-- data-check: order_items.drift
+SELECT s."order_id", s."line",
+    s."line" AS "line_before", t."line" AS "line_after"
+FROM "schemagen_values_order_items" AS s
+LEFT JOIN "order_items" AS t ON t."order_id" = s."order_id" AND t."line" = s."line"
+WHERE (t."line" IS NULL) <> (s."line" IS NULL)
+    OR t."line" <> s."line";
 

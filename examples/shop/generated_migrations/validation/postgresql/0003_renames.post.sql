@@ -261,7 +261,7 @@ SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT S
 WITH expected(column_name, column_type, is_nullable, column_default) AS (
     VALUES
         ('order_id', 'bigint', 'NO', NULL),
-        ('line', 'integer', 'NO', NULL),
+        ('line', 'bigint', 'NO', NULL),
         ('product_id', 'bigint', 'NO', NULL),
         ('quantity', 'integer', 'NO', '1')
 

@@ -209,7 +209,7 @@ SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT S
 WITH expected(column_name, column_type, is_nullable, column_default) AS (
     VALUES
         ('order_id', 'BIGINT', 'NO', NULL),
-        ('line', 'INTEGER', 'NO', NULL),
+        ('line', 'BIGINT', 'NO', NULL),
         ('product_id', 'BIGINT', 'NO', NULL),
         ('quantity', 'INTEGER', 'NO', '1')
 
@@ -710,6 +710,18 @@ SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT
 UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
+-- check: order_items.order_id.orphans
+SELECT c."order_id" FROM "order_items" AS c
+WHERE c."order_id" IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM "orders" AS p WHERE p."id" = c."order_id"
+);
+
+-- check: order_items.product_id.orphans
+SELECT c."product_id" FROM "order_items" AS c
+WHERE c."product_id" IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM "products" AS p WHERE p."id" = c."product_id"
+);
+
 -- check: orders.user_id.orphans
 SELECT c."user_id" FROM "orders" AS c
 WHERE c."user_id" IS NOT NULL AND NOT EXISTS (
@@ -722,6 +734,10 @@ WHERE c."referred_by" IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM "users" AS p WHERE p."id" = c."referred_by"
 );
 
+
+-- fit-check: order_items.line.fits_integer
+SELECT "order_id", "line", "line" FROM "order_items"
+WHERE NOT ("line" >= -2147483648 AND "line" < 2147483648);
 
 -- fit-check: products.name.fits_varchar_100
 SELECT "id", "name" FROM "products"
@@ -744,6 +760,10 @@ SELECT 'users' AS table_name, (SELECT count(*) FROM "users") AS row_count
 
 ;
 
+-- snapshot: schemagen_values_order_items
+CREATE TEMP TABLE "schemagen_values_order_items" AS
+SELECT "order_id", "line" FROM "order_items";
+
 -- data-check: row_counts
 SELECT s.table_name, s.row_count AS before, c.row_count AS after
 FROM schemagen_row_counts AS s
@@ -762,4 +782,12 @@ JOIN (
     
 ) AS c ON c.table_name = s.table_name
 WHERE c.row_count < s.row_count;
+
+-- data-check: order_items.drift
+SELECT s."order_id", s."line",
+    s."line" AS "line_before", t."line" AS "line_after"
+FROM "schemagen_values_order_items" AS s
+LEFT JOIN "order_items" AS t ON t."order_id" = s."order_id" AND t."line" = s."line"
+WHERE (t."line" IS NULL) <> (s."line" IS NULL)
+    OR t."line" <> s."line";
 

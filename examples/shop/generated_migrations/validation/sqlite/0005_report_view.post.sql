@@ -209,7 +209,7 @@ SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT S
 WITH expected(column_name, column_type, is_nullable, column_default) AS (
     VALUES
         ('order_id', 'BIGINT', 'NO', NULL),
-        ('line', 'INTEGER', 'NO', NULL),
+        ('line', 'BIGINT', 'NO', NULL),
         ('product_id', 'BIGINT', 'NO', NULL),
         ('quantity', 'INTEGER', 'NO', '1')
 

@@ -33,9 +33,14 @@ def upgrade() -> None:
         # other difference is refused before the first step; the checks after it are strict.
         resumable={
             "postgresql": {
+                "items.check_constraints": [
+                    ["found, not expected", "items_price_notnull", "NO"],
+                    ["found, not expected", "items_price_notnull", "YES"],
+                ],
                 "items.columns": [
                     ["expected, not found", "price", "numeric(10,2)", "NO", "0"],
                     ["found, not expected", "_dropped_0001_price", "numeric(10,2)", "YES", None],
+                    ["found, not expected", "price", "numeric(10,2)", "YES", "0"],
                 ],
                 "items.indexes": [
                     [
@@ -70,6 +75,10 @@ def downgrade() -> None:
         # other difference is refused before the first step; the checks after it are strict.
         resumable={
             "postgresql": {
+                "items.check_constraints": [
+                    ["found, not expected", "items_price_notnull", "NO"],
+                    ["found, not expected", "items_price_notnull", "YES"],
+                ],
                 "items.columns": [
                     ["expected, not found", "_dropped_0001_note", "text", "YES", None],
                     ["expected, not found", "_dropped_0001_price", "numeric(10,2)", "YES", None],
@@ -78,6 +87,7 @@ def downgrade() -> None:
                     ["found, not expected", "name", "character varying(20)", "YES", None],
                     ["found, not expected", "note", "text", "YES", None],
                     ["found, not expected", "price", "numeric(10,2)", "NO", "0"],
+                    ["found, not expected", "price", "numeric(10,2)", "YES", "0"],
                 ],
                 "items.indexes": [
                     ["found, not expected", "ix_items_noted", "id", "NO", "NO", "note IS NOT NULL"],
@@ -200,16 +210,26 @@ def _downgrade_postgresql() -> None:
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_items_noted" ON "items" ("id") WHERE "note" IS NOT NULL'
             )
         )
-    runtime.unit(op, "restore_column", "ACCESS EXCLUSIVE", rewrites=False)
+    runtime.unit(
+        op,
+        "restored_not_null",
+        "ACCESS EXCLUSIVE (brief: the rename back and a NOT VALID check, then SET NOT NULL proven by it), SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
     op.execute(
         sa.text('UPDATE "items" SET "_dropped_0001_price" = 0 WHERE "_dropped_0001_price" IS NULL')
     )
     op.alter_column("items", "_dropped_0001_price", new_column_name="price")
     op.execute(
         sa.text(
-            'ALTER TABLE "items" ALTER COLUMN "price" SET DEFAULT 0, ALTER COLUMN "price" SET NOT NULL'
+            'ALTER TABLE "items" ALTER COLUMN "price" SET DEFAULT 0, DROP CONSTRAINT IF EXISTS "items_price_notnull", ADD CONSTRAINT "items_price_notnull" CHECK ("price" IS NOT NULL) NOT VALID'
         )
     )
+    # VALIDATE scans after the NOT VALID check has committed: reads and writes go on.
+    with op.get_context().autocommit_block():
+        op.execute(sa.text('ALTER TABLE "items" VALIDATE CONSTRAINT "items_price_notnull"'))
+    op.execute(sa.text('ALTER TABLE "items" ALTER COLUMN "price" SET NOT NULL'))
+    op.execute(sa.text('ALTER TABLE "items" DROP CONSTRAINT IF EXISTS "items_price_notnull"'))
     runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():

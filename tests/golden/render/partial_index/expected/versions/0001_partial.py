@@ -49,6 +49,38 @@ def upgrade() -> None:
                     ],
                     [
                         "found, not expected",
+                        "ix_orders_folded",
+                        "id",
+                        "NO",
+                        "NO",
+                        "lowerstatus::text COLLATE C = 'pending'::text AND char_lengthnote > 3 AND 'M'::text COLLATE C > uppernote COLLATE C",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_orders_folded",
+                        "id",
+                        "NO",
+                        "YES",
+                        "lowerstatus::text COLLATE C = 'pending'::text AND char_lengthnote > 3 AND 'M'::text COLLATE C > uppernote COLLATE C",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_orders_listed",
+                        "id",
+                        "NO",
+                        "NO",
+                        "status::text = 'pending'::text OR status::text = 'open'::text AND qty <> 0 AND qty <> '-1'::integer AND qty <> '3000000000'::bigint AND price = 1.5 OR price = 2::numeric OR NOT active",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_orders_listed",
+                        "id",
+                        "NO",
+                        "YES",
+                        "status::text = 'pending'::text OR status::text = 'open'::text AND qty <> 0 AND qty <> '-1'::integer AND qty <> '3000000000'::bigint AND price = 1.5 OR price = 2::numeric OR NOT active",
+                    ],
+                    [
+                        "found, not expected",
                         "ix_orders_live_qty",
                         "qty",
                         "NO",
@@ -129,6 +161,22 @@ def downgrade() -> None:
                     ],
                     [
                         "expected, not found",
+                        "ix_orders_folded",
+                        "id",
+                        "NO",
+                        "YES",
+                        "lowerstatus::text COLLATE C = 'pending'::text AND char_lengthnote > 3 AND 'M'::text COLLATE C > uppernote COLLATE C",
+                    ],
+                    [
+                        "expected, not found",
+                        "ix_orders_listed",
+                        "id",
+                        "NO",
+                        "YES",
+                        "status::text = 'pending'::text OR status::text = 'open'::text AND qty <> 0 AND qty <> '-1'::integer AND qty <> '3000000000'::bigint AND price = 1.5 OR price = 2::numeric OR NOT active",
+                    ],
+                    [
+                        "expected, not found",
                         "ix_orders_live_qty",
                         "qty",
                         "NO",
@@ -159,6 +207,22 @@ def downgrade() -> None:
                         "NO",
                         "NO",
                         "",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_orders_folded",
+                        "id",
+                        "NO",
+                        "NO",
+                        "lowerstatus::text COLLATE C = 'pending'::text AND char_lengthnote > 3 AND 'M'::text COLLATE C > uppernote COLLATE C",
+                    ],
+                    [
+                        "found, not expected",
+                        "ix_orders_listed",
+                        "id",
+                        "NO",
+                        "NO",
+                        "status::text = 'pending'::text OR status::text = 'open'::text AND qty <> 0 AND qty <> '-1'::integer AND qty <> '3000000000'::bigint AND price = 1.5 OR price = 2::numeric OR NOT active",
                     ],
                     [
                         "found, not expected",
@@ -219,6 +283,20 @@ def _upgrade_postgresql() -> None:
             )
         )
         runtime.queueing_lock_wait(op, False)
+        runtime.drop_invalid_index(op, "ix_orders_listed")
+        op.execute(
+            sa.text(
+                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_orders_listed" ON "orders" ("id") WHERE ("status" = \'pending\' OR "status" = \'open\') AND ("qty" <> 0 AND "qty" <> -1 AND "qty" <> 3000000000) AND ("price" = 1.5 OR "price" = 2 OR NOT "active")'
+            )
+        )
+        runtime.queueing_lock_wait(op, False)
+        runtime.drop_invalid_index(op, "ix_orders_folded")
+        op.execute(
+            sa.text(
+                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_orders_folded" ON "orders" ("id") WHERE lower("status" COLLATE "C") = \'pending\' AND char_length("note") > 3 AND \'M\' COLLATE "C" > upper("note" COLLATE "C")'
+            )
+        )
+        runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_orders_recent")
         op.execute(
             sa.text(
@@ -262,6 +340,26 @@ def _upgrade_sqlite() -> None:
         ),
     )
     runtime.unit(op, "create_index", "database write lock", rewrites=False)
+    op.create_index(
+        "ix_orders_listed",
+        "orders",
+        ["id"],
+        unique=False,
+        sqlite_where=sa.text(
+            '("status" = \'pending\' OR "status" = \'open\') AND ("qty" <> 0 AND "qty" <> -1 AND "qty" <> 3000000000) AND ("price" = 1.5 OR "price" = 2 OR NOT "active")'
+        ),
+    )
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
+    op.create_index(
+        "ix_orders_folded",
+        "orders",
+        ["id"],
+        unique=False,
+        sqlite_where=sa.text(
+            'lower("status") = \'pending\' AND length("note") > 3 AND \'M\' > upper("note")'
+        ),
+    )
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index("ix_orders_recent", "orders", [sa.text('"price" DESC'), "id"], unique=False)
     runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index("ix_orders_active_cover", "orders", ["active"], unique=False)
@@ -278,6 +376,10 @@ def _downgrade_postgresql() -> None:
         runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_recent"'))
         runtime.queueing_lock_wait(op, True)
+        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_folded"'))
+        runtime.queueing_lock_wait(op, True)
+        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_listed"'))
+        runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_open_note"'))
         runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_live_qty"'))
@@ -290,6 +392,10 @@ def _downgrade_sqlite() -> None:
     op.drop_index("ix_orders_active_cover", table_name="orders")
     runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_orders_recent", table_name="orders")
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
+    op.drop_index("ix_orders_folded", table_name="orders")
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
+    op.drop_index("ix_orders_listed", table_name="orders")
     runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_orders_open_note", table_name="orders")
     runtime.unit(op, "drop_index", "database write lock", rewrites=False)

@@ -24,6 +24,23 @@ def upgrade() -> None:
             "postgresql": _upgrade_postgresql,
             "sqlite": _upgrade_sqlite,
         },
+        # Steps that commit on their own can leave this change half-applied (a kill, a failed
+        # step). Then, and only then, the checks before the DDL tolerate exactly these rows:
+        # each is one object in a state such a step (of either direction) leaves it in. Any
+        # other difference is refused before the first step; the checks after it are strict.
+        resumable={
+            "postgresql": {
+                "items.check_constraints": [
+                    ["found, not expected", "items_price_notnull", "NO"],
+                    ["found, not expected", "items_price_notnull", "YES"],
+                ],
+                "items.columns": [
+                    ["expected, not found", "price", "numeric(10,2)", "NO", "0"],
+                    ["found, not expected", "_dropped_0001_price", "numeric(10,2)", "YES", None],
+                    ["found, not expected", "price", "numeric(10,2)", "YES", "0"],
+                ],
+            },
+        },
     )
 
 
@@ -35,6 +52,26 @@ def downgrade() -> None:
         {
             "postgresql": _downgrade_postgresql,
             "sqlite": _downgrade_sqlite,
+        },
+        # Steps that commit on their own can leave this change half-applied (a kill, a failed
+        # step). Then, and only then, the checks before the DDL tolerate exactly these rows:
+        # each is one object in a state such a step (of either direction) leaves it in. Any
+        # other difference is refused before the first step; the checks after it are strict.
+        resumable={
+            "postgresql": {
+                "items.check_constraints": [
+                    ["found, not expected", "items_price_notnull", "NO"],
+                    ["found, not expected", "items_price_notnull", "YES"],
+                ],
+                "items.columns": [
+                    ["expected, not found", "_dropped_0001_price", "numeric(10,2)", "YES", None],
+                    ["found, not expected", "price", "numeric(10,2)", "NO", "0"],
+                    ["found, not expected", "price", "numeric(10,2)", "YES", "0"],
+                ],
+                "tables": [
+                    ["found, not expected", "events"],
+                ],
+            },
         },
     )
 
@@ -83,16 +120,26 @@ def _downgrade_postgresql() -> None:
     runtime.timeouts(op, "5s", "30min")
     runtime.unit(op, "restore_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("_dropped_0001_events", "events")
-    runtime.unit(op, "restore_column", "ACCESS EXCLUSIVE", rewrites=False)
+    runtime.unit(
+        op,
+        "restored_not_null",
+        "ACCESS EXCLUSIVE (brief: the rename back and a NOT VALID check, then SET NOT NULL proven by it), SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
     op.execute(
         sa.text('UPDATE "items" SET "_dropped_0001_price" = 0 WHERE "_dropped_0001_price" IS NULL')
     )
     op.alter_column("items", "_dropped_0001_price", new_column_name="price")
     op.execute(
         sa.text(
-            'ALTER TABLE "items" ALTER COLUMN "price" SET DEFAULT 0, ALTER COLUMN "price" SET NOT NULL'
+            'ALTER TABLE "items" ALTER COLUMN "price" SET DEFAULT 0, DROP CONSTRAINT IF EXISTS "items_price_notnull", ADD CONSTRAINT "items_price_notnull" CHECK ("price" IS NOT NULL) NOT VALID'
         )
     )
+    # VALIDATE scans after the NOT VALID check has committed: reads and writes go on.
+    with op.get_context().autocommit_block():
+        op.execute(sa.text('ALTER TABLE "items" VALIDATE CONSTRAINT "items_price_notnull"'))
+    op.execute(sa.text('ALTER TABLE "items" ALTER COLUMN "price" SET NOT NULL'))
+    op.execute(sa.text('ALTER TABLE "items" DROP CONSTRAINT IF EXISTS "items_price_notnull"'))
 
 
 def _downgrade_sqlite() -> None:

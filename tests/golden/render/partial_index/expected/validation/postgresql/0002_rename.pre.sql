@@ -190,6 +190,8 @@ SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT S
 WITH expected(index_name, columns, is_unique, is_valid, predicate) AS (
     VALUES
         ('ix_orders_active_cover', 'active,status,note', 'NO', 'YES', ''),
+        ('ix_orders_folded', 'id', 'NO', 'YES', 'lowerstatus::text COLLATE C = ''pending''::text AND char_lengthnote > 3 AND ''M''::text COLLATE C > uppernote COLLATE C'),
+        ('ix_orders_listed', 'id', 'NO', 'YES', 'status::text = ''pending''::text OR status::text = ''open''::text AND qty <> 0 AND qty <> ''-1''::integer AND qty <> ''3000000000''::bigint AND price = 1.5 OR price = 2::numeric OR NOT active'),
         ('ix_orders_live_qty', 'qty', 'NO', 'YES', 'deleted_at IS NULL AND qty > 0'),
         ('ix_orders_open_note', 'note', 'YES', 'YES', 'note <> ''x''::text AND price >= ''-2.5''::numeric AND qty < ''-3''::integer AND status::text COLLATE C < ''m''::text'),
         ('ix_orders_pending', 'id', 'NO', 'YES', 'status::text = ''pending''::text'),

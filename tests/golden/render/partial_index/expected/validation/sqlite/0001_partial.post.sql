@@ -159,6 +159,8 @@ SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT S
 WITH expected(index_name, columns, is_unique, predicate) AS (
     VALUES
         ('ix_orders_active_cover', 'active', 'NO', ''),
+        ('ix_orders_folded', 'id', 'NO', 'lowerstatus = ''pending'' AND lengthnote > 3 AND ''M'' > uppernote'),
+        ('ix_orders_listed', 'id', 'NO', 'status = ''pending'' OR status = ''open'' AND qty <> 0 AND qty <> -1 AND qty <> 3000000000 AND price = 1.5 OR price = 2 OR NOT active'),
         ('ix_orders_live_qty', 'qty', 'NO', 'deleted_at IS NULL AND qty > 0'),
         ('ix_orders_open_note', 'note', 'YES', 'note <> ''x'' AND price >= -2.5 AND qty < -3 AND status < ''m'''),
         ('ix_orders_pending', 'id', 'NO', 'status = ''pending'''),
