@@ -112,6 +112,9 @@ class Batches:
         self.dialect = connection.dialect.name
         self.settings = guard.settings_of(connection)
         self.pause_s = 0.0  # pacing after lock waits
+        self.size = spec.batch_size  # rows per batch; adapted when target_s is set
+        self.target_s: float | None = None  # a batch's target time (online type changes)
+        self.max_size = 50_000
 
     def sql(self, text: str, params: Sequence[Any] = ()) -> Any:
         connection = self.connection
@@ -216,11 +219,12 @@ class Batches:
             return 0, 0
         while True:
             for attempt in range(1, self.settings.lock_retries + 2):
+                started = time.perf_counter()
                 self.begin()
                 try:
                     after = f"WHERE ({keys}) > ({marks}) " if last is not None else ""
                     found = self.sql(
-                        f"SELECT {keys} FROM {source} {after}ORDER BY {keys} LIMIT {s.batch_size}",
+                        f"SELECT {keys} FROM {source} {after}ORDER BY {keys} LIMIT {self.size}",
                         last or (),
                     ).fetchall()
                     if not found:
@@ -242,6 +246,7 @@ class Batches:
                     )
                     self.sql("COMMIT")
                     last, batches, rows = end, batches + 1, rows + changed
+                    self.adapt(time.perf_counter() - started, len(found))
                     break
                 except Exception as exc:
                     self.rollback()
@@ -265,6 +270,17 @@ class Batches:
             if self.pause_s:  # paced after a lock wait, easing off batch by batch
                 time.sleep(self.pause_s)
                 self.pause_s = self.pause_s / 2 if self.pause_s > 0.001 else 0.0
+
+    def adapt(self, elapsed_s: float, found: int) -> None:
+        """Batch size toward the target batch time: at most doubled, at least halved, per
+        batch; smaller after a lock wait (pacing)."""
+        if self.target_s is None or found < self.size:
+            return
+        ratio = self.target_s / max(elapsed_s, 1e-4)
+        ratio = min(2.0, max(0.5, ratio))
+        if self.pause_s:
+            ratio = min(ratio, 1.0)
+        self.size = int(min(self.max_size, max(self.spec.batch_size // 10 or 1, self.size * ratio)))
 
 
 def _plain(value: Any) -> Any:

@@ -238,9 +238,9 @@ def _render_validation(
     # The data checks of the side that runs before the DDL: the upgrade's from pre.sql, the
     # downgrade's from post.sql. Row counts and drift are symmetric; fits are the side's own.
     if phase == "pre":
-        data = checks.expect_data(change.steps, change.before, change.after)
+        data = checks.expect_data(change.steps, change.before, change.after, dialect)
     else:
-        data = checks.expect_data(change.inverse_steps, change.after, change.before)
+        data = checks.expect_data(change.inverse_steps, change.after, change.before, dialect)
     table_template = env.get_template(f"validation/{dialect}_table.sql.j2")
     cache: dict[Any, Any] = env.globals["table_check_cache"]  # type: ignore[assignment]
     sections: _Sections = env.globals["sections"]  # type: ignore[assignment]

@@ -794,6 +794,13 @@ def backfill(op: Any, script_file: str, direction: str, **step: Any) -> None:
     batches.backfill(op, script_file, direction, **step)
 
 
+def online_type_change(op: Any, script_file: str, direction: str, **unit: Any) -> None:
+    """An online type change of one table's columns (PostgreSQL; generator.online)."""
+    from generator import online
+
+    online.online_type_change(op, script_file, direction, **unit)
+
+
 def finish_backfills(connection: Connection) -> None:
     """The bookkeeping of the change's finished backfills goes, in its last transaction."""
     done = connection.info.pop("schemagen.backfills", None)

@@ -151,18 +151,6 @@ UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
 
--- fit-check: events.body.fits_varchar_200
-SELECT "id", "body" FROM "events"
-WHERE length("body"::text) > 200;
-
--- fit-check: events.born.fits_date
-SELECT "id", "born" FROM "events"
-WHERE ("born" AT TIME ZONE 'UTC') <> date_trunc('day', ("born" AT TIME ZONE 'UTC'));
-
--- fit-check: events.priority.fits_smallint
-SELECT "id", "priority" FROM "events"
-WHERE NOT ("priority" >= -32768 AND "priority" < 32768);
-
 
 -- snapshot: schemagen_xact_deleted
 CREATE TEMP TABLE schemagen_xact_deleted (relid oid PRIMARY KEY, deleted bigint NOT NULL);
@@ -173,20 +161,16 @@ SELECT t.table_name, c.oid AS relid, c.relfilenode,
     pg_stat_get_xact_tuples_deleted(c.oid) AS deleted, t.row_count
 FROM (
     VALUES
-        ('events', (SELECT count(*) FROM "events")::bigint)
+        ('events', NULL::bigint)
 ) AS t(table_name, row_count)
 JOIN pg_class AS c
     ON c.oid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident(t.table_name));
-
--- snapshot: schemagen_values_events
-CREATE TEMP TABLE "schemagen_values_events" AS
-SELECT "id", "priority" FROM "events";
 
 
 -- data-check: row_counts
 WITH now(table_name, row_count) AS (
     VALUES
-        ('events', (SELECT count(*) FROM "events")::bigint)
+        ('events', NULL::bigint)
 ),
 seen AS (
     SELECT s.table_name, s.row_count AS before, n.row_count AS after,
@@ -210,12 +194,4 @@ WHERE deleted > 0 OR after < before OR (new_file AND before IS NULL)
 UNION ALL
 SELECT '(every table)', 'track_counts is off: deleted rows cannot be seen; turn it on', NULL, NULL, NULL
 WHERE current_setting('track_counts') <> 'on';
-
--- data-check: events.drift
-SELECT s."id",
-    s."priority" AS "priority_before", t."priority" AS "priority_after"
-FROM "schemagen_values_events" AS s
-LEFT JOIN "events" AS t ON t."id" = s."id"
-WHERE (t."priority" IS NULL) <> (s."priority" IS NULL)
-    OR t."priority" <> s."priority";
 

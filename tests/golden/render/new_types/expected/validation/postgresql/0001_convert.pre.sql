@@ -150,33 +150,6 @@ UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
 
--- fit-check: events.due_at.fits_date
-SELECT "id", "due_at" FROM "events"
-WHERE "due_at" <> date_trunc('day', "due_at");
-
--- fit-check: events.ref.fits_uuid
-SELECT "id", "ref" FROM "events"
-WHERE NOT ("ref" ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$');
-
--- fit-check: events.body.fits_json
-SELECT "id", "body" FROM "events"
-WHERE "body" IS NOT NULL AND (strpos("body", chr(1)) + strpos("body", chr(2)) > 0 OR (
-    NOT regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace("body", '"([^"\\' || chr(1) || '-' || chr(31) || ']|\\(["\\/bfnrt]|u(?!0000)(?![dD][89a-fA-F])[0-9a-fA-F]{4}|u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}))*"', chr(1), 'g'),
-        '-?(0|[1-9][0-9]*)([.][0-9]+)?([eE][+-]?[0-9]+)?|true|false|null', chr(2), 'g'), '\[[ \t\n\r]*([' || chr(1) || chr(2) || ']([ \t\n\r]*,[ \t\n\r]*[' || chr(1) || chr(2) || '])*)?[ \t\n\r]*\]', chr(2), 'g'),
-        '\{[ \t\n\r]*(' || chr(1) || '[ \t\n\r]*:[ \t\n\r]*[' || chr(1) || chr(2) || ']([ \t\n\r]*,[ \t\n\r]*' || chr(1) || '[ \t\n\r]*:[ \t\n\r]*[' || chr(1) || chr(2) || '])*)?[ \t\n\r]*\}', chr(2), 'g'), '\[[ \t\n\r]*([' || chr(1) || chr(2) || ']([ \t\n\r]*,[ \t\n\r]*[' || chr(1) || chr(2) || '])*)?[ \t\n\r]*\]', chr(2), 'g'),
-        '\{[ \t\n\r]*(' || chr(1) || '[ \t\n\r]*:[ \t\n\r]*[' || chr(1) || chr(2) || ']([ \t\n\r]*,[ \t\n\r]*' || chr(1) || '[ \t\n\r]*:[ \t\n\r]*[' || chr(1) || chr(2) || '])*)?[ \t\n\r]*\}', chr(2), 'g'), '\[[ \t\n\r]*([' || chr(1) || chr(2) || ']([ \t\n\r]*,[ \t\n\r]*[' || chr(1) || chr(2) || '])*)?[ \t\n\r]*\]', chr(2), 'g'),
-        '\{[ \t\n\r]*(' || chr(1) || '[ \t\n\r]*:[ \t\n\r]*[' || chr(1) || chr(2) || ']([ \t\n\r]*,[ \t\n\r]*' || chr(1) || '[ \t\n\r]*:[ \t\n\r]*[' || chr(1) || chr(2) || '])*)?[ \t\n\r]*\}', chr(2), 'g') ~ ('^[ \t\n\r]*[' || chr(1) || chr(2) || '][ \t\n\r]*$')
-    AND NOT EXISTS (
-    WITH RECURSIVE r(s, last) AS (
-        SELECT regexp_replace(regexp_replace("body", '"([^"\\' || chr(1) || '-' || chr(31) || ']|\\(["\\/bfnrt]|u(?!0000)(?![dD][89a-fA-F])[0-9a-fA-F]{4}|u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}))*"', chr(1), 'g'),
-        '-?(0|[1-9][0-9]*)([.][0-9]+)?([eE][+-]?[0-9]+)?|true|false|null', chr(2), 'g'), NULL::text
-        UNION ALL
-        SELECT regexp_replace(regexp_replace(r.s, '\[[ \t\n\r]*([' || chr(1) || chr(2) || ']([ \t\n\r]*,[ \t\n\r]*[' || chr(1) || chr(2) || '])*)?[ \t\n\r]*\]', chr(2), 'g'),
-        '\{[ \t\n\r]*(' || chr(1) || '[ \t\n\r]*:[ \t\n\r]*[' || chr(1) || chr(2) || ']([ \t\n\r]*,[ \t\n\r]*' || chr(1) || '[ \t\n\r]*:[ \t\n\r]*[' || chr(1) || chr(2) || '])*)?[ \t\n\r]*\}', chr(2), 'g'), r.s FROM r WHERE r.s IS DISTINCT FROM r.last
-    )
-    SELECT 1 FROM r WHERE r.s ~ ('^[ \t\n\r]*[' || chr(1) || chr(2) || '][ \t\n\r]*$')
-)));
-
 
 -- snapshot: schemagen_xact_deleted
 CREATE TEMP TABLE schemagen_xact_deleted (relid oid PRIMARY KEY, deleted bigint NOT NULL);
@@ -187,20 +160,16 @@ SELECT t.table_name, c.oid AS relid, c.relfilenode,
     pg_stat_get_xact_tuples_deleted(c.oid) AS deleted, t.row_count
 FROM (
     VALUES
-        ('events', (SELECT count(*) FROM "events")::bigint)
+        ('events', NULL::bigint)
 ) AS t(table_name, row_count)
 JOIN pg_class AS c
     ON c.oid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident(t.table_name));
-
--- snapshot: schemagen_values_events
-CREATE TEMP TABLE "schemagen_values_events" AS
-SELECT "id", "priority" FROM "events";
 
 
 -- data-check: row_counts
 WITH now(table_name, row_count) AS (
     VALUES
-        ('events', (SELECT count(*) FROM "events")::bigint)
+        ('events', NULL::bigint)
 ),
 seen AS (
     SELECT s.table_name, s.row_count AS before, n.row_count AS after,
@@ -224,12 +193,4 @@ WHERE deleted > 0 OR after < before OR (new_file AND before IS NULL)
 UNION ALL
 SELECT '(every table)', 'track_counts is off: deleted rows cannot be seen; turn it on', NULL, NULL, NULL
 WHERE current_setting('track_counts') <> 'on';
-
--- data-check: events.drift
-SELECT s."id",
-    s."priority" AS "priority_before", t."priority" AS "priority_after"
-FROM "schemagen_values_events" AS s
-LEFT JOIN "events" AS t ON t."id" = s."id"
-WHERE (t."priority" IS NULL) <> (s."priority" IS NULL)
-    OR t."priority" <> s."priority";
 
