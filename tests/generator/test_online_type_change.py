@@ -244,10 +244,10 @@ def test_a_drifting_shadow_fails_its_batch_naming_the_row(pg_url: str) -> None:
 
 
 def test_squawk_finds_no_column_type_change_in_0003(tmp_path: Any) -> None:
+    from support import cli
     from test_shop_squawk import _squawk
 
     from generator.cli import Exit
-    from support import cli
 
     result = cli("plan", "0003", "--dialect", "postgresql", "--direction", "upgrade", root=ROOT)
     assert result.exit_code == Exit.OK, result.output
