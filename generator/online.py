@@ -279,31 +279,11 @@ class _Run:
 
     def expand(self) -> None:
         s = self.spec
-        clauses = [f"ADD COLUMN IF NOT EXISTS {_qi(c.shadow)} {c.type}" for c in s.columns]
-        checks = dict(s.checks)
-        for c in s.columns:
-            if not c.nullable:
-                checks[s.notnull(c)] = f"{_qi(c.shadow)} IS NOT NULL"
-        for name, sql in checks.items():
-            clauses.append(f"DROP CONSTRAINT IF EXISTS {_qi(name)}")
-            clauses.append(f"ADD CONSTRAINT {_qi(name)} CHECK ({sql}) NOT VALID")
-        olds = ", ".join(f"NEW.{_qi(c.column)} AS {_qi(c.column)}" for c in s.columns)
-        values = ", ".join(c.using for c in s.columns)
-        into = ", ".join(f"NEW.{_qi(c.shadow)}" for c in s.columns)
-        body = f"BEGIN SELECT {values} INTO {into} FROM (SELECT {olds}) AS sg_old; RETURN NEW; END"
 
         def run() -> None:
             self.sql(f"CREATE SCHEMA IF NOT EXISTS {batches.SCHEMA}")
-            self.sql(f"ALTER TABLE {self.table} {', '.join(clauses)}")
-            self.sql(
-                f"CREATE OR REPLACE FUNCTION {s.function()}() RETURNS trigger "
-                f"LANGUAGE plpgsql AS $sg$ {body} $sg$"
-            )
-            self.sql(f"DROP TRIGGER IF EXISTS {_qi(s.trigger)} ON {self.table}")
-            self.sql(
-                f"CREATE TRIGGER {_qi(s.trigger)} BEFORE INSERT OR UPDATE ON {self.table} "
-                f"FOR EACH ROW EXECUTE FUNCTION {s.function()}()"
-            )
+            for statement in expand_sql(s):
+                self.sql(statement)
 
         with runtime.step(s.change, f"expand {s.table}", "postgresql"):
             self.short("expand", run)
@@ -359,13 +339,11 @@ class _Run:
         s = self.spec
         with runtime.step(s.change, f"prepare {s.table}", "postgresql"):
             guard.set_block_lock_wait(self.connection, short=False)
-            for _, (shadow, create) in s.indexes.items():
+            for _, (shadow, _create) in s.indexes.items():
                 if self.index_state(shadow) is False:
                     self.sql(f"DROP INDEX CONCURRENTLY IF EXISTS {_qi(shadow)}")
-                self.sql(create)
-            names = list(s.checks) + [s.notnull(c) for c in s.columns if not c.nullable]
-            for name in names:
-                self.sql(f"ALTER TABLE {self.table} VALIDATE CONSTRAINT {_qi(name)}")
+            for statement in prepare_sql(s):
+                self.sql(statement)
 
     def contract(self) -> None:
         s = self.spec
@@ -379,28 +357,66 @@ class _Run:
                     f"{s.change}: contract of {s.table} refused: the backfill is not recorded "
                     "as finished or the trigger is missing"
                 )
-            drops = ", ".join(f"DROP COLUMN {_qi(c.column)}" for c in s.columns)
-            self.sql(f"ALTER TABLE {self.table} {drops}")
-            self.sql(f"DROP TRIGGER {_qi(s.trigger)} ON {self.table}")
-            self.sql(f"DROP FUNCTION {s.function()}()")
-            for c in s.columns:
-                self.sql(
-                    f"ALTER TABLE {self.table} RENAME COLUMN {_qi(c.shadow)} TO {_qi(c.column)}"
-                )
-            after = []
-            for c in s.columns:
-                if not c.nullable:
-                    after.append(f"ALTER COLUMN {_qi(c.column)} SET NOT NULL")
-                    after.append(f"DROP CONSTRAINT {_qi(s.notnull(c))}")
-                if c.default is not None:
-                    after.append(f"ALTER COLUMN {_qi(c.column)} SET DEFAULT {c.default}")
-            if after:
-                self.sql(f"ALTER TABLE {self.table} {', '.join(after)}")
-            for index, (shadow, _) in s.indexes.items():
-                self.sql(f"ALTER INDEX {_qi(shadow)} RENAME TO {_qi(index)}")
+            for statement in contract_sql(s):
+                self.sql(statement)
 
         with runtime.step(s.change, f"contract {s.table}", "postgresql"):
             self.short("contract", run)
+
+
+def expand_sql(s: Spec) -> list[str]:
+    """The expand's DDL: shadow columns and NOT VALID checks in one ALTER TABLE, the trigger."""
+    table = _qi(s.table)
+    clauses = [f"ADD COLUMN IF NOT EXISTS {_qi(c.shadow)} {c.type}" for c in s.columns]
+    checks = dict(s.checks)
+    for c in s.columns:
+        if not c.nullable:
+            checks[s.notnull(c)] = f"{_qi(c.shadow)} IS NOT NULL"
+    for name, sql in checks.items():
+        clauses.append(f"DROP CONSTRAINT IF EXISTS {_qi(name)}")
+        clauses.append(f"ADD CONSTRAINT {_qi(name)} CHECK ({sql}) NOT VALID")
+    olds = ", ".join(f"NEW.{_qi(c.column)} AS {_qi(c.column)}" for c in s.columns)
+    values = ", ".join(c.using for c in s.columns)
+    into = ", ".join(f"NEW.{_qi(c.shadow)}" for c in s.columns)
+    body = f"BEGIN SELECT {values} INTO {into} FROM (SELECT {olds}) AS sg_old; RETURN NEW; END"
+    return [
+        f"ALTER TABLE {table} {', '.join(clauses)}",
+        f"CREATE OR REPLACE FUNCTION {s.function()}() RETURNS trigger LANGUAGE plpgsql "
+        f"AS $$ {body} $$",
+        f"DROP TRIGGER IF EXISTS {_qi(s.trigger)} ON {table}",
+        f"CREATE TRIGGER {_qi(s.trigger)} BEFORE INSERT OR UPDATE ON {table} "
+        f"FOR EACH ROW EXECUTE FUNCTION {s.function()}()",
+    ]
+
+
+def prepare_sql(s: Spec) -> list[str]:
+    """Shadow indexes CONCURRENTLY, then VALIDATE of each NOT VALID check."""
+    out = [create for _, create in s.indexes.values()]
+    names = list(s.checks) + [s.notnull(c) for c in s.columns if not c.nullable]
+    out += [f"ALTER TABLE {_qi(s.table)} VALIDATE CONSTRAINT {_qi(n)}" for n in names]
+    return out
+
+
+def contract_sql(s: Spec) -> list[str]:
+    """The contract's statements, one transaction: catalogue changes only."""
+    table = _qi(s.table)
+    out = [f"ALTER TABLE {table} {', '.join(f'DROP COLUMN {_qi(c.column)}' for c in s.columns)}"]
+    out.append(f"DROP TRIGGER {_qi(s.trigger)} ON {table}")
+    out.append(f"DROP FUNCTION {s.function()}()")
+    out += [
+        f"ALTER TABLE {table} RENAME COLUMN {_qi(c.shadow)} TO {_qi(c.column)}" for c in s.columns
+    ]
+    after = []
+    for c in s.columns:
+        if not c.nullable:
+            after.append(f"ALTER COLUMN {_qi(c.column)} SET NOT NULL")
+            after.append(f"DROP CONSTRAINT {_qi(s.notnull(c))}")
+        if c.default is not None:
+            after.append(f"ALTER COLUMN {_qi(c.column)} SET DEFAULT {c.default}")
+    if after:
+        out.append(f"ALTER TABLE {table} {', '.join(after)}")
+    out += [f"ALTER INDEX {_qi(shadow)} RENAME TO {_qi(i)}" for i, (shadow, _) in s.indexes.items()]
+    return out
 
 
 def _same_type(found: str | None, wanted: str) -> bool:
@@ -476,40 +492,40 @@ def online_type_change(
 
 
 def _plan(op: Any, spec: Spec) -> None:
+    """The phases with their locks, and the DDL each runs (printed as it would run)."""
+
     def note(text: str) -> None:
         runtime._note(op, text)
 
+    def out(statements: list[str]) -> None:
+        for statement in statements:
+            op.get_context().impl.static_output(f"{statement};\n")
+
     cols = ", ".join(f"{c.column} -> {c.type}" for c in spec.columns)
-    note(f"online type change of {spec.table} ({cols}); an empty table takes instead:")
+    note(f"online type change of {spec.table} ({cols}); a table with no row takes instead:")
     for line in spec.blocking.splitlines():
         note(f"    {line}")
     note(
         "phase expand [ACCESS EXCLUSIVE, brief, catalogue only; lock_timeout, retried]: "
-        + ", ".join(f"ADD COLUMN {c.shadow} {c.type}" for c in spec.columns)
-        + "".join(f"; ADD CONSTRAINT {n} CHECK ({sql}) NOT VALID" for n, sql in spec.checks.items())
-        + f"; trigger {spec.trigger} keeps each shadow = its conversion on INSERT/UPDATE"
+        "shadow columns, NOT VALID checks, a trigger keeping each shadow converted"
     )
+    out(expand_sql(spec))
     keys = ", ".join(spec.key)
     note(
         f"phase backfill [ROW EXCLUSIVE per batch]: keyset batches on ({keys}), size adapted "
-        f"to {TARGET_BATCH_S * 1000:.0f} ms, each: fit check, "
+        f"to {TARGET_BATCH_S * 1000:.0f} ms, each its own transaction: fit check, UPDATE "
+        f"{spec.table} SET "
         + ", ".join(f"{c.shadow} = {c.using}" for c in spec.columns)
         + ", drift check row by row; progress in "
         f"{batches.SCHEMA}.{batches.PROGRESS} ({spec.change}, {spec.step})"
     )
-    note(
-        "phase prepare [SHARE UPDATE EXCLUSIVE]: "
-        + "".join(f"{create}; " for _, create in spec.indexes.values())
-        + "VALIDATE the NOT VALID checks"
-    )
+    note("phase prepare [SHARE UPDATE EXCLUSIVE]: shadow indexes CONCURRENTLY, VALIDATE")
+    out(prepare_sql(spec))
     note(
         "phase contract [ACCESS EXCLUSIVE, brief, catalogue only; lock_timeout, retried]: "
-        + ", ".join(
-            f"DROP COLUMN {c.column}, RENAME {c.shadow} TO {c.column}" for c in spec.columns
-        )
-        + f", DROP TRIGGER {spec.trigger}"
-        + "".join(f", RENAME INDEX {s} TO {i}" for i, (s, _) in spec.indexes.items())
+        "one transaction, proved by the finished backfill and the trigger (no scan)"
     )
+    out(contract_sql(spec))
 
 
 def progress(connection: Connection) -> list[dict[str, Any]]:

@@ -90,9 +90,17 @@ def risk_line(units_by_dialect: dict[str, list[Unit]]) -> str:
         rewrites = sorted(
             {s.table_name for u in units if u.risk(dialect).rewrites for s in u.steps}
         )
+        online = sorted(
+            {s.table_name for u in units if u.kind == "online_type_change" for s in u.steps}
+        )
         if rewrites:
             verb = "rewrites" if dialect == "postgresql" else "rebuilds"
             parts.append(f"{name} {verb} {', '.join(rewrites)}")
+        elif online:
+            parts.append(
+                f"{name}: online type change of {', '.join(online)} (expand, backfill, "
+                "prepare, contract), no rewrite under a lock"
+            )
         elif any(u.group is CONCURRENT_INDEXES for u in units):
             parts.append(f"{name}: online (CONCURRENTLY), no rewrite")
         else:
