@@ -115,6 +115,9 @@ class Batches:
         self.size = spec.batch_size  # rows per batch; adapted when target_s is set
         self.target_s: float | None = None  # a batch's target time (online type changes)
         self.max_size = 50_000
+        # PostgreSQL: add each batch's deletes to the change's count (runtime.XACT_DELETED)
+        # before it commits, as the change's own transactions do
+        self.carry = False
 
     def sql(self, text: str, params: Sequence[Any] = ()) -> Any:
         connection = self.connection
@@ -129,6 +132,11 @@ class Batches:
             self.sql(f"SET LOCAL lock_timeout = '{self.settings.lock_timeout_ms}ms'")
         else:
             self.sql("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        if self.carry and self.dialect == "postgresql":
+            self.sql(runtime._CARRY_SQL)
+        self.sql("COMMIT")
 
     def rollback(self) -> None:
         try:
@@ -233,7 +241,7 @@ class Batches:
                             "WHERE change_name = ? AND step = ? AND direction = ?",
                             (s.change, s.step, s.direction),
                         )
-                        self.sql("COMMIT")
+                        self.commit()
                         return batches, rows
                     end = [_plain(v) for v in found[-1]]
                     cond, params = self.range_sql(last, end)
@@ -244,7 +252,7 @@ class Batches:
                         "WHERE change_name = ? AND step = ? AND direction = ?",
                         (json.dumps(end), changed, s.change, s.step, s.direction),
                     )
-                    self.sql("COMMIT")
+                    self.commit()
                     last, batches, rows = end, batches + 1, rows + changed
                     self.adapt(time.perf_counter() - started, len(found))
                     break

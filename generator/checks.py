@@ -220,15 +220,18 @@ def expect_data(
     chains: dict[tuple[str, str], list[SqlType]] = {}
     for step in steps:
         change = step.type_change()
-        if change is None or (dialect is not None and step.checked_in_batches(dialect)):
+        if change is None:
             continue
+        # an online conversion checks drift per batch (no snapshot); its fit-check stays,
+        # run before the direction that narrows (and per batch as well)
+        batched = dialect is not None and step.checked_in_batches(dialect)
         column, new = change
         old = column.type
         table, final = before.table(step.table_name), after.table(step.table_name)
         if table is None or table.column(column.name) is None:
             continue  # created by these steps: it holds no rows from before them
         survives = final is not None and final.column(column.name) is not None
-        if old.family == "numeric" and table.primary_key and survives:
+        if old.family == "numeric" and table.primary_key and survives and not batched:
             chains.setdefault((table.name, column.name), [old]).append(new)
         condition = {d: dialects.misfit_sql(old, new, column.name, d) for d in dialects.DIALECTS}
         if condition[dialects.POSTGRESQL] is not None:

@@ -86,6 +86,7 @@ class OnlineColumn:
     default: str | None  # the new column's default, SQL
     misfit: str | None  # the rows that do not fit the new type (condition on the old column)
     tolerance: str | None  # drift allowed between old value and shadow (None: not compared)
+    fit_name: str = "fits"  # the fit check's name after table.column. (fits_<new type>)
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,9 @@ class _Run:
         self.connection = connection
         self.spec = spec
         self.loop = batches.Batches(connection, spec.progress_spec())
+        self.loop.carry = bool(
+            self.loop.sql(f"SELECT to_regclass('pg_temp.{runtime.XACT_DELETED}')").scalar()
+        )
         self.settings = self.loop.settings
         self.table = _qi(spec.table)
 
@@ -174,7 +178,7 @@ class _Run:
             self.loop.begin()
             try:
                 statements()
-                self.sql("COMMIT")
+                self.loop.commit()
                 return
             except Exception as exc:
                 self.loop.rollback()
@@ -301,15 +305,16 @@ class _Run:
     def _batch(self, cond: str, params: list[Any]) -> int:
         s = self.spec
         keys = ", ".join(_qi(k) for k in s.key)
-        misfit = [f"({c.misfit})" for c in s.columns if c.misfit]
-        if misfit:
-            cols = ", ".join(_qi(c.column) for c in s.columns)
+        for c in s.columns:
+            if c.misfit is None:
+                continue
+            # named as the blocking path's fit-check (checks.Fit.name)
             found = self.sql(
-                f"SELECT {keys}, {cols} FROM {self.table} WHERE {cond} AND "
-                f"({' OR '.join(misfit)}) ORDER BY {keys} LIMIT {batches.MAX_SHOWN + 1}",
+                f"SELECT {keys}, {_qi(c.column)} FROM {self.table} WHERE {cond} AND "
+                f"({c.misfit}) ORDER BY {keys} LIMIT {batches.MAX_SHOWN + 1}",
                 params,
             )
-            self._refuse(found, f"{s.table}.fits: rows that do not fit the new type", "pre")
+            self._refuse(found, f"{s.table}.{c.column}.{c.fit_name}", "pre")
         sets = ", ".join(f"{_qi(c.shadow)} = {c.using}" for c in s.columns)
         changed = int(self.sql(f"UPDATE {self.table} SET {sets} WHERE {cond}", params).rowcount)
         drift = []
@@ -379,13 +384,16 @@ def expand_sql(s: Spec) -> list[str]:
     values = ", ".join(c.using for c in s.columns)
     into = ", ".join(f"NEW.{_qi(c.shadow)}" for c in s.columns)
     body = f"BEGIN SELECT {values} INTO {into} FROM (SELECT {olds}) AS sg_old; RETURN NEW; END"
+    # The lock first (one request, under lock_timeout), the trigger before the columns: no
+    # row is written without its shadow, not even by this transaction.
     return [
-        f"ALTER TABLE {table} {', '.join(clauses)}",
+        f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE",
         f"CREATE OR REPLACE FUNCTION {s.function()}() RETURNS trigger LANGUAGE plpgsql "
         f"AS $$ {body} $$",
         f"DROP TRIGGER IF EXISTS {_qi(s.trigger)} ON {table}",
         f"CREATE TRIGGER {_qi(s.trigger)} BEFORE INSERT OR UPDATE ON {table} "
         f"FOR EACH ROW EXECUTE FUNCTION {s.function()}()",
+        f"ALTER TABLE {table} {', '.join(clauses)}",
     ]
 
 

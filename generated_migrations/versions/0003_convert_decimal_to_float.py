@@ -329,6 +329,7 @@ def _upgrade_postgresql() -> None:
                     "default": None,
                     "misfit": None,
                     "tolerance": "0.0001",
+                    "fit_name": "fits_float",
                 },
                 {
                     "column": "bid",
@@ -339,6 +340,7 @@ def _upgrade_postgresql() -> None:
                     "default": None,
                     "misfit": None,
                     "tolerance": "0.0001",
+                    "fit_name": "fits_float",
                 },
                 {
                     "column": "ask",
@@ -349,6 +351,7 @@ def _upgrade_postgresql() -> None:
                     "default": None,
                     "misfit": None,
                     "tolerance": "0.0001",
+                    "fit_name": "fits_float",
                 },
                 {
                     "column": "open_price",
@@ -359,6 +362,7 @@ def _upgrade_postgresql() -> None:
                     "default": None,
                     "misfit": None,
                     "tolerance": "0.0001",
+                    "fit_name": "fits_float",
                 },
                 {
                     "column": "high_price",
@@ -369,6 +373,7 @@ def _upgrade_postgresql() -> None:
                     "default": None,
                     "misfit": None,
                     "tolerance": "0.0001",
+                    "fit_name": "fits_float",
                 },
                 {
                     "column": "low_price",
@@ -379,6 +384,7 @@ def _upgrade_postgresql() -> None:
                     "default": None,
                     "misfit": None,
                     "tolerance": "0.0001",
+                    "fit_name": "fits_float",
                 },
             ],
             checks={
@@ -415,6 +421,7 @@ def _upgrade_postgresql() -> None:
                     "default": None,
                     "misfit": None,
                     "tolerance": "0.0001",
+                    "fit_name": "fits_float",
                 },
                 {
                     "column": "threshold_value",
@@ -425,6 +432,7 @@ def _upgrade_postgresql() -> None:
                     "default": None,
                     "misfit": None,
                     "tolerance": "0.0001",
+                    "fit_name": "fits_float",
                 },
             ],
             checks={
@@ -626,6 +634,7 @@ def _downgrade_postgresql() -> None:
                     "default": None,
                     "misfit": 'NOT ("threshold_value" > -99999999.9999 AND "threshold_value" < 99999999.9999)\n    AND (abs(round("threshold_value"::numeric, 4)) >= 100000000 OR "threshold_value"::numeric = \'NaN\')',
                     "tolerance": "0.0001",
+                    "fit_name": "fits_decimal_12_4",
                 },
                 {
                     "column": "trigger_value",
@@ -636,6 +645,7 @@ def _downgrade_postgresql() -> None:
                     "default": None,
                     "misfit": 'NOT ("trigger_value" > -99999999.9999 AND "trigger_value" < 99999999.9999)\n    AND (abs(round("trigger_value"::numeric, 4)) >= 100000000 OR "trigger_value"::numeric = \'NaN\')',
                     "tolerance": "0.0001",
+                    "fit_name": "fits_decimal_12_4",
                 },
             ],
             checks={},
@@ -660,6 +670,7 @@ def _downgrade_postgresql() -> None:
                     "default": None,
                     "misfit": 'NOT ("low_price" > -99999999.9999 AND "low_price" < 99999999.9999)\n    AND (abs(round("low_price"::numeric, 4)) >= 100000000 OR "low_price"::numeric = \'NaN\')',
                     "tolerance": "0.0001",
+                    "fit_name": "fits_decimal_12_4",
                 },
                 {
                     "column": "high_price",
@@ -670,6 +681,7 @@ def _downgrade_postgresql() -> None:
                     "default": None,
                     "misfit": 'NOT ("high_price" > -99999999.9999 AND "high_price" < 99999999.9999)\n    AND (abs(round("high_price"::numeric, 4)) >= 100000000 OR "high_price"::numeric = \'NaN\')',
                     "tolerance": "0.0001",
+                    "fit_name": "fits_decimal_12_4",
                 },
                 {
                     "column": "open_price",
@@ -680,6 +692,7 @@ def _downgrade_postgresql() -> None:
                     "default": None,
                     "misfit": 'NOT ("open_price" > -99999999.9999 AND "open_price" < 99999999.9999)\n    AND (abs(round("open_price"::numeric, 4)) >= 100000000 OR "open_price"::numeric = \'NaN\')',
                     "tolerance": "0.0001",
+                    "fit_name": "fits_decimal_12_4",
                 },
                 {
                     "column": "ask",
@@ -690,6 +703,7 @@ def _downgrade_postgresql() -> None:
                     "default": None,
                     "misfit": 'NOT ("ask" > -99999999.9999 AND "ask" < 99999999.9999)\n    AND (abs(round("ask"::numeric, 4)) >= 100000000 OR "ask"::numeric = \'NaN\')',
                     "tolerance": "0.0001",
+                    "fit_name": "fits_decimal_12_4",
                 },
                 {
                     "column": "bid",
@@ -700,6 +714,7 @@ def _downgrade_postgresql() -> None:
                     "default": None,
                     "misfit": 'NOT ("bid" > -99999999.9999 AND "bid" < 99999999.9999)\n    AND (abs(round("bid"::numeric, 4)) >= 100000000 OR "bid"::numeric = \'NaN\')',
                     "tolerance": "0.0001",
+                    "fit_name": "fits_decimal_12_4",
                 },
                 {
                     "column": "price",
@@ -710,6 +725,7 @@ def _downgrade_postgresql() -> None:
                     "default": None,
                     "misfit": 'NOT ("price" > -99999999.9999 AND "price" < 99999999.9999)\n    AND (abs(round("price"::numeric, 4)) >= 100000000 OR "price"::numeric = \'NaN\')',
                     "tolerance": "0.0001",
+                    "fit_name": "fits_decimal_12_4",
                 },
             ],
             checks={},

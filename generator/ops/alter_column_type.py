@@ -290,6 +290,12 @@ class AlterColumnTypeStep(Step):
         return dialects.misfit_sql(self.column.type, self.to, self.column.name, POSTGRESQL)
 
     @property
+    def fit_name(self) -> str:
+        """As checks.Fit names the blocking path's fit-check: fits_<new type>."""
+        kind = str(self.to).replace("(", "_").replace(",", "_").replace(")", "")
+        return f"fits_{kind}"
+
+    @property
     def tolerance(self) -> str | None:
         """Drift allowed between an old value and its shadow (None: not compared)."""
         if self.column.type.family != "numeric" or self.to.family != "numeric":

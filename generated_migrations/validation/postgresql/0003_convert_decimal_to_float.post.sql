@@ -601,6 +601,46 @@ WHERE NOT EXISTS (
 );
 
 
+-- fit-check: alert_logs.threshold_value.fits_decimal_12_4
+SELECT "id", "threshold_value" FROM "alert_logs"
+WHERE NOT ("threshold_value" > -99999999.9999 AND "threshold_value" < 99999999.9999)
+    AND (abs(round("threshold_value"::numeric, 4)) >= 100000000 OR "threshold_value"::numeric = 'NaN');
+
+-- fit-check: alert_logs.trigger_value.fits_decimal_12_4
+SELECT "id", "trigger_value" FROM "alert_logs"
+WHERE NOT ("trigger_value" > -99999999.9999 AND "trigger_value" < 99999999.9999)
+    AND (abs(round("trigger_value"::numeric, 4)) >= 100000000 OR "trigger_value"::numeric = 'NaN');
+
+-- fit-check: market_data.low_price.fits_decimal_12_4
+SELECT "id", "low_price" FROM "market_data"
+WHERE NOT ("low_price" > -99999999.9999 AND "low_price" < 99999999.9999)
+    AND (abs(round("low_price"::numeric, 4)) >= 100000000 OR "low_price"::numeric = 'NaN');
+
+-- fit-check: market_data.high_price.fits_decimal_12_4
+SELECT "id", "high_price" FROM "market_data"
+WHERE NOT ("high_price" > -99999999.9999 AND "high_price" < 99999999.9999)
+    AND (abs(round("high_price"::numeric, 4)) >= 100000000 OR "high_price"::numeric = 'NaN');
+
+-- fit-check: market_data.open_price.fits_decimal_12_4
+SELECT "id", "open_price" FROM "market_data"
+WHERE NOT ("open_price" > -99999999.9999 AND "open_price" < 99999999.9999)
+    AND (abs(round("open_price"::numeric, 4)) >= 100000000 OR "open_price"::numeric = 'NaN');
+
+-- fit-check: market_data.ask.fits_decimal_12_4
+SELECT "id", "ask" FROM "market_data"
+WHERE NOT ("ask" > -99999999.9999 AND "ask" < 99999999.9999)
+    AND (abs(round("ask"::numeric, 4)) >= 100000000 OR "ask"::numeric = 'NaN');
+
+-- fit-check: market_data.bid.fits_decimal_12_4
+SELECT "id", "bid" FROM "market_data"
+WHERE NOT ("bid" > -99999999.9999 AND "bid" < 99999999.9999)
+    AND (abs(round("bid"::numeric, 4)) >= 100000000 OR "bid"::numeric = 'NaN');
+
+-- fit-check: market_data.price.fits_decimal_12_4
+SELECT "id", "price" FROM "market_data"
+WHERE NOT ("price" > -99999999.9999 AND "price" < 99999999.9999)
+    AND (abs(round("price"::numeric, 4)) >= 100000000 OR "price"::numeric = 'NaN');
+
 
 -- snapshot: schemagen_xact_deleted
 CREATE TEMP TABLE schemagen_xact_deleted (relid oid PRIMARY KEY, deleted bigint NOT NULL);

@@ -257,6 +257,7 @@ def _upgrade_postgresql() -> None:
                     "default": None,
                     "misfit": None,
                     "tolerance": "0.0001",
+                    "fit_name": "fits_float",
                 },
                 {
                     "column": "size",
@@ -267,6 +268,7 @@ def _upgrade_postgresql() -> None:
                     "default": "0",
                     "misfit": None,
                     "tolerance": "0",
+                    "fit_name": "fits_bigint",
                 },
             ],
             checks={},
@@ -368,6 +370,7 @@ def _downgrade_postgresql() -> None:
                     "default": "0",
                     "misfit": 'NOT ("size" >= -2147483648 AND "size" < 2147483648)',
                     "tolerance": "0",
+                    "fit_name": "fits_integer",
                 },
                 {
                     "column": "price",
@@ -378,6 +381,7 @@ def _downgrade_postgresql() -> None:
                     "default": None,
                     "misfit": 'NOT ("price" > -99999999.9999 AND "price" < 99999999.9999)\n    AND (abs(round("price"::numeric, 4)) >= 100000000 OR "price"::numeric = \'NaN\')',
                     "tolerance": "0.0001",
+                    "fit_name": "fits_decimal_12_4",
                 },
             ],
             checks={},

@@ -211,6 +211,7 @@ def _upgrade_postgresql() -> None:
                     "default": "3",
                     "misfit": None,
                     "tolerance": "0",
+                    "fit_name": "fits_integer",
                 },
                 {
                     "column": "born",
@@ -221,6 +222,7 @@ def _upgrade_postgresql() -> None:
                     "default": None,
                     "misfit": None,
                     "tolerance": None,
+                    "fit_name": "fits_timestamptz",
                 },
                 {
                     "column": "seen_at",
@@ -231,6 +233,7 @@ def _upgrade_postgresql() -> None:
                     "default": "CURRENT_TIMESTAMP",
                     "misfit": None,
                     "tolerance": None,
+                    "fit_name": "fits_timestamptz",
                 },
                 {
                     "column": "due_at",
@@ -241,6 +244,7 @@ def _upgrade_postgresql() -> None:
                     "default": None,
                     "misfit": '"due_at" <> date_trunc(\'day\', "due_at")',
                     "tolerance": None,
+                    "fit_name": "fits_date",
                 },
                 {
                     "column": "ref",
@@ -251,6 +255,7 @@ def _upgrade_postgresql() -> None:
                     "default": None,
                     "misfit": "NOT (\"ref\" ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')",
                     "tolerance": None,
+                    "fit_name": "fits_uuid",
                 },
                 {
                     "column": "body",
@@ -261,6 +266,7 @@ def _upgrade_postgresql() -> None:
                     "default": None,
                     "misfit": "\"body\" IS NOT NULL AND (strpos(\"body\", chr(1)) + strpos(\"body\", chr(2)) > 0 OR (\n    NOT regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(\"body\", '\"([^\"\\\\' || chr(1) || '-' || chr(31) || ']|\\\\([\"\\\\/bfnrt]|u(?!0000)(?![dD][89a-fA-F])[0-9a-fA-F]{4}|u[dD][89abAB][0-9a-fA-F]{2}\\\\u[dD][c-fC-F][0-9a-fA-F]{2}))*\"', chr(1), 'g'),\n        '-?(0|[1-9][0-9]*)([.][0-9]+)?([eE][+-]?[0-9]+)?|true|false|null', chr(2), 'g'), '\\[[ \\t\\n\\r]*([' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\]', chr(2), 'g'),\n        '\\{[ \\t\\n\\r]*(' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\}', chr(2), 'g'), '\\[[ \\t\\n\\r]*([' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\]', chr(2), 'g'),\n        '\\{[ \\t\\n\\r]*(' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\}', chr(2), 'g'), '\\[[ \\t\\n\\r]*([' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\]', chr(2), 'g'),\n        '\\{[ \\t\\n\\r]*(' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\}', chr(2), 'g') ~ ('^[ \\t\\n\\r]*[' || chr(1) || chr(2) || '][ \\t\\n\\r]*$')\n    AND NOT EXISTS (\n    WITH RECURSIVE r(s, last) AS (\n        SELECT regexp_replace(regexp_replace(\"body\", '\"([^\"\\\\' || chr(1) || '-' || chr(31) || ']|\\\\([\"\\\\/bfnrt]|u(?!0000)(?![dD][89a-fA-F])[0-9a-fA-F]{4}|u[dD][89abAB][0-9a-fA-F]{2}\\\\u[dD][c-fC-F][0-9a-fA-F]{2}))*\"', chr(1), 'g'),\n        '-?(0|[1-9][0-9]*)([.][0-9]+)?([eE][+-]?[0-9]+)?|true|false|null', chr(2), 'g'), NULL::text\n        UNION ALL\n        SELECT regexp_replace(regexp_replace(r.s, '\\[[ \\t\\n\\r]*([' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\]', chr(2), 'g'),\n        '\\{[ \\t\\n\\r]*(' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\}', chr(2), 'g'), r.s FROM r WHERE r.s IS DISTINCT FROM r.last\n    )\n    SELECT 1 FROM r WHERE r.s ~ ('^[ \\t\\n\\r]*[' || chr(1) || chr(2) || '][ \\t\\n\\r]*$')\n)))",
                     "tolerance": None,
+                    "fit_name": "fits_json",
                 },
             ],
             checks={},
@@ -404,6 +410,7 @@ def _downgrade_postgresql() -> None:
                     "default": None,
                     "misfit": 'length("body"::text) > 200',
                     "tolerance": None,
+                    "fit_name": "fits_varchar_200",
                 },
                 {
                     "column": "ref",
@@ -414,6 +421,7 @@ def _downgrade_postgresql() -> None:
                     "default": None,
                     "misfit": None,
                     "tolerance": None,
+                    "fit_name": "fits_text",
                 },
                 {
                     "column": "due_at",
@@ -424,6 +432,7 @@ def _downgrade_postgresql() -> None:
                     "default": None,
                     "misfit": None,
                     "tolerance": None,
+                    "fit_name": "fits_timestamp",
                 },
                 {
                     "column": "seen_at",
@@ -434,6 +443,7 @@ def _downgrade_postgresql() -> None:
                     "default": "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC')",
                     "misfit": None,
                     "tolerance": None,
+                    "fit_name": "fits_timestamp",
                 },
                 {
                     "column": "born",
@@ -444,6 +454,7 @@ def _downgrade_postgresql() -> None:
                     "default": None,
                     "misfit": "(\"born\" AT TIME ZONE 'UTC') <> date_trunc('day', (\"born\" AT TIME ZONE 'UTC'))",
                     "tolerance": None,
+                    "fit_name": "fits_date",
                 },
                 {
                     "column": "priority",
@@ -454,6 +465,7 @@ def _downgrade_postgresql() -> None:
                     "default": "3",
                     "misfit": 'NOT ("priority" >= -32768 AND "priority" < 32768)',
                     "tolerance": "0",
+                    "fit_name": "fits_smallint",
                 },
             ],
             checks={},

@@ -286,6 +286,15 @@ WHERE NOT EXISTS (
 SELECT "id", "note" FROM "trades"
 WHERE length("note") > 20;
 
+-- fit-check: trades.size.fits_integer
+SELECT "id", "size" FROM "trades"
+WHERE NOT ("size" >= -2147483648 AND "size" < 2147483648);
+
+-- fit-check: trades.price.fits_decimal_12_4
+SELECT "id", "price" FROM "trades"
+WHERE NOT ("price" > -99999999.9999 AND "price" < 99999999.9999)
+    AND (abs(round("price"::numeric, 4)) >= 100000000 OR "price"::numeric = 'NaN');
+
 
 -- snapshot: schemagen_xact_deleted
 CREATE TEMP TABLE schemagen_xact_deleted (relid oid PRIMARY KEY, deleted bigint NOT NULL);

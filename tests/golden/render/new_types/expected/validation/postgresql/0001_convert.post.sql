@@ -151,6 +151,18 @@ UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
 
+-- fit-check: events.body.fits_varchar_200
+SELECT "id", "body" FROM "events"
+WHERE length("body"::text) > 200;
+
+-- fit-check: events.born.fits_date
+SELECT "id", "born" FROM "events"
+WHERE ("born" AT TIME ZONE 'UTC') <> date_trunc('day', ("born" AT TIME ZONE 'UTC'));
+
+-- fit-check: events.priority.fits_smallint
+SELECT "id", "priority" FROM "events"
+WHERE NOT ("priority" >= -32768 AND "priority" < 32768);
+
 
 -- snapshot: schemagen_xact_deleted
 CREATE TEMP TABLE schemagen_xact_deleted (relid oid PRIMARY KEY, deleted bigint NOT NULL);

@@ -150,6 +150,33 @@ UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
 
+-- fit-check: events.due_at.fits_date
+SELECT "id", "due_at" FROM "events"
+WHERE "due_at" <> date_trunc('day', "due_at");
+
+-- fit-check: events.ref.fits_uuid
+SELECT "id", "ref" FROM "events"
+WHERE NOT ("ref" ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$');
+
+-- fit-check: events.body.fits_json
+SELECT "id", "body" FROM "events"
+WHERE "body" IS NOT NULL AND (strpos("body", chr(1)) + strpos("body", chr(2)) > 0 OR (
+    NOT regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace("body", '"([^"\\' || chr(1) || '-' || chr(31) || ']|\\(["\\/bfnrt]|u(?!0000)(?![dD][89a-fA-F])[0-9a-fA-F]{4}|u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}))*"', chr(1), 'g'),
+        '-?(0|[1-9][0-9]*)([.][0-9]+)?([eE][+-]?[0-9]+)?|true|false|null', chr(2), 'g'), '\[[ \t\n\r]*([' || chr(1) || chr(2) || ']([ \t\n\r]*,[ \t\n\r]*[' || chr(1) || chr(2) || '])*)?[ \t\n\r]*\]', chr(2), 'g'),
+        '\{[ \t\n\r]*(' || chr(1) || '[ \t\n\r]*:[ \t\n\r]*[' || chr(1) || chr(2) || ']([ \t\n\r]*,[ \t\n\r]*' || chr(1) || '[ \t\n\r]*:[ \t\n\r]*[' || chr(1) || chr(2) || '])*)?[ \t\n\r]*\}', chr(2), 'g'), '\[[ \t\n\r]*([' || chr(1) || chr(2) || ']([ \t\n\r]*,[ \t\n\r]*[' || chr(1) || chr(2) || '])*)?[ \t\n\r]*\]', chr(2), 'g'),
+        '\{[ \t\n\r]*(' || chr(1) || '[ \t\n\r]*:[ \t\n\r]*[' || chr(1) || chr(2) || ']([ \t\n\r]*,[ \t\n\r]*' || chr(1) || '[ \t\n\r]*:[ \t\n\r]*[' || chr(1) || chr(2) || '])*)?[ \t\n\r]*\}', chr(2), 'g'), '\[[ \t\n\r]*([' || chr(1) || chr(2) || ']([ \t\n\r]*,[ \t\n\r]*[' || chr(1) || chr(2) || '])*)?[ \t\n\r]*\]', chr(2), 'g'),
+        '\{[ \t\n\r]*(' || chr(1) || '[ \t\n\r]*:[ \t\n\r]*[' || chr(1) || chr(2) || ']([ \t\n\r]*,[ \t\n\r]*' || chr(1) || '[ \t\n\r]*:[ \t\n\r]*[' || chr(1) || chr(2) || '])*)?[ \t\n\r]*\}', chr(2), 'g') ~ ('^[ \t\n\r]*[' || chr(1) || chr(2) || '][ \t\n\r]*$')
+    AND NOT EXISTS (
+    WITH RECURSIVE r(s, last) AS (
+        SELECT regexp_replace(regexp_replace("body", '"([^"\\' || chr(1) || '-' || chr(31) || ']|\\(["\\/bfnrt]|u(?!0000)(?![dD][89a-fA-F])[0-9a-fA-F]{4}|u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}))*"', chr(1), 'g'),
+        '-?(0|[1-9][0-9]*)([.][0-9]+)?([eE][+-]?[0-9]+)?|true|false|null', chr(2), 'g'), NULL::text
+        UNION ALL
+        SELECT regexp_replace(regexp_replace(r.s, '\[[ \t\n\r]*([' || chr(1) || chr(2) || ']([ \t\n\r]*,[ \t\n\r]*[' || chr(1) || chr(2) || '])*)?[ \t\n\r]*\]', chr(2), 'g'),
+        '\{[ \t\n\r]*(' || chr(1) || '[ \t\n\r]*:[ \t\n\r]*[' || chr(1) || chr(2) || ']([ \t\n\r]*,[ \t\n\r]*' || chr(1) || '[ \t\n\r]*:[ \t\n\r]*[' || chr(1) || chr(2) || '])*)?[ \t\n\r]*\}', chr(2), 'g'), r.s FROM r WHERE r.s IS DISTINCT FROM r.last
+    )
+    SELECT 1 FROM r WHERE r.s ~ ('^[ \t\n\r]*[' || chr(1) || chr(2) || '][ \t\n\r]*$')
+)));
+
 
 -- snapshot: schemagen_xact_deleted
 CREATE TEMP TABLE schemagen_xact_deleted (relid oid PRIMARY KEY, deleted bigint NOT NULL);
