@@ -161,9 +161,9 @@ def _type_change_marker(dialect: str) -> str:
 def test_a_row_lost_during_the_change_fails_it(db_url: str, dialect: str) -> None:
     """A row that disappears between the snapshot and the data checks fails the row-count
     check (and the drift check: its value is gone); the change rolls back."""
-    from generator.runtime import CheckFailed, current_revision
-
     from support import inspect_schema
+
+    from generator.runtime import CheckFailed, current_revision
 
     engine = _seeded_at(db_url, "0002")
     original, schema = dump(db_url), inspect_schema(db_url)
