@@ -266,3 +266,29 @@ def test_squawk_finds_no_column_type_change_in_0003(tmp_path: Any) -> None:
     assert run.returncode in (0, 1), run.stderr
     rules = {f["rule_name"] for f in json.loads(run.stdout or "[]")}
     assert "changing-column-type" not in rules
+
+
+@pytest.mark.kill
+def test_status_shows_the_backfill_and_a_rerun_redoes_no_finished_batch(pg_url: str) -> None:
+    import re
+
+    from support import cli
+
+    _seed(pg_url, ticks=2500)
+    # killed after the second batch's progress row is written: the first batch committed
+    killed = _run_killed(pg_url, "UPDATE schemagen.backfill_progress SET last_key", 2, "upgrade")
+    assert killed.returncode == -9, killed.stderr
+    status = cli("status", "--url", pg_url, root=ROOT)
+    assert "online type change of market_data:" in status.stdout
+    assert "            contract: ACCESS EXCLUSIVE" in status.stdout
+    line = next(ln for ln in status.stdout.splitlines() if ln.startswith("online:"))
+    assert "0003_convert_decimal_to_float (upgrade) market_data: backfill, 1 batches" in line
+    done = int(re.search(r"(\d+) rows", line).group(1))  # type: ignore[union-attr]
+    assert 0 < done < 2500
+    again = _run(pg_url, "upgrade", "--to", "0003")
+    assert again.returncode == 0, again.stderr
+    logs = again.stdout + again.stderr
+    rows = re.search(r"backfill market_data ok \(.*?rows: (\d+)", logs)
+    assert rows is not None, logs
+    assert int(rows.group(1)) == 2500 - done  # the finished batch is not redone
+    assert db_revision(pg_url) == "0003"
