@@ -166,11 +166,16 @@ class StepRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+_depth = [0]  # steps open around the current one (a step inside a step is logged as such)
+
+
 @contextmanager
 def step(change: str, name: str, dialect: str) -> Iterator[StepRecord]:
     """Log a step as it starts and as it ends, with its duration and result."""
     record = StepRecord(change, name, dialect)
     guard.note_step(name)
+    depth = _depth[0]
+    _depth[0] += 1
     log.info(
         "%s: %s ...",
         change,
@@ -184,6 +189,7 @@ def step(change: str, name: str, dialect: str) -> Iterator[StepRecord]:
         record.result = "failed"
         raise
     finally:
+        _depth[0] -= 1
         result = record.result
         ms = round((time.perf_counter() - started) * 1000, 1)
         detail = "".join(f", {k.replace('_', ' ')}: {v}" for k, v in record.extra.items())
@@ -202,6 +208,7 @@ def step(change: str, name: str, dialect: str) -> Iterator[StepRecord]:
                 "dialect": dialect,
                 "duration_ms": ms,
                 "result": result,
+                "depth": depth,  # 0: a phase of the change; more: inside one (online phases)
                 **record.extra,
             },
         )
