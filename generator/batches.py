@@ -121,8 +121,12 @@ class Batches:
 
     def sql(self, text: str, params: Sequence[Any] = ()) -> Any:
         connection = self.connection
-        if self.dialect == "postgresql":
+        style = connection.dialect.paramstyle
+        if style in ("format", "pyformat"):  # psycopg
             text = text.replace("%", "%%").replace("?", "%s")
+        elif style == "numeric_dollar":  # asyncpg: $1, $2, ...
+            parts = text.split("?")
+            text = parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], start=1))
         return connection.exec_driver_sql(text, tuple(params))
 
     def begin(self) -> None:

@@ -538,16 +538,14 @@ def _plan(op: Any, spec: Spec) -> None:
 
 def progress(connection: Connection) -> list[dict[str, Any]]:
     """Online changes in their backfill phase (for `schemagen status`)."""
-    found = connection.exec_driver_sql(
-        "SELECT to_regclass(%s)", (f"{batches.SCHEMA}.{batches.PROGRESS}",)
-    ).scalar()
-    if not found:
+    table = f"{batches.SCHEMA}.{batches.PROGRESS}"
+    if not connection.exec_driver_sql(f"SELECT to_regclass('{table}')").scalar():
         return []
-    rows = connection.exec_driver_sql(
-        f"SELECT change_name, step, direction, last_key, batches, rows_done, done "
-        f"FROM {batches.SCHEMA}.{batches.PROGRESS} WHERE step LIKE 'online_%%' "
-        "ORDER BY change_name, step"
-    ).fetchall()
+    sql = (
+        "SELECT change_name, step, direction, last_key, batches, rows_done, done "
+        f"FROM {table} WHERE step LIKE 'online_%' ORDER BY change_name, step"
+    )
+    rows = connection.exec_driver_sql(runtime._driver_sql(connection, sql)).fetchall()
     return [
         {
             "change": r[0],
