@@ -554,7 +554,7 @@ def progress(connection: Connection) -> list[dict[str, Any]]:
             "last_key": json.loads(r[3]) if r[3] else None,
             "batches": r[4],
             "rows": r[5],
-            "phase": "backfill done" if r[6] else "backfill",
+            "phase": "backfill finished" if r[6] else "backfill running",
         }
         for r in rows
     ]

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from generator.ops.alter_column_type import ONLINE_TYPE_CHANGE
 from generator.ops.base import Step
 from generator.plan import CONCURRENT_INDEXES, Unit, plan
 from generator.state import Schema, Table
@@ -91,7 +92,7 @@ def risk_line(units_by_dialect: dict[str, list[Unit]]) -> str:
             {s.table_name for u in units if u.risk(dialect).rewrites for s in u.steps}
         )
         online = sorted(
-            {s.table_name for u in units if u.kind == "online_type_change" for s in u.steps}
+            {s.table_name for u in units if u.group is ONLINE_TYPE_CHANGE for s in u.steps}
         )
         if rewrites:
             verb = "rewrites" if dialect == "postgresql" else "rebuilds"

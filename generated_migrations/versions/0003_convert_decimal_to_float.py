@@ -4,10 +4,11 @@
 # Why: price arithmetic on DECIMAL goes through Python's Decimal; FLOAT (double precision)
 # values are native floats, several times faster to compute with. A decimal(12,4) holds at
 # most 12 significant digits and a double carries 15, so every value converts exactly after
-# rounding to 4 places: no value drifts by 0.0001 or more (checked after the conversion).
-# Cost: PostgreSQL rewrites market_data and alert_logs (one rewrite per table, all columns of
-# a table in one ALTER TABLE) under an ACCESS EXCLUSIVE lock; SQLite rebuilds both tables.
-# Plan a maintenance window sized by the market_data row count.
+# rounding to 4 places: no value drifts by 0.0001 or more (checked row by row).
+# Cost: PostgreSQL converts market_data and alert_logs online (docs/online.md): shadow
+# columns kept converted by a trigger, keyset batches checked for drift as they go, the
+# indexes built CONCURRENTLY, then a short catalogue-only swap; reads and writes go on, and a
+# killed run resumes. SQLite rebuilds both tables (a write lock for the rebuild).
 # Roll back: `schemagen downgrade --to 0002` converts back to decimal(12,4) with rounding to
 # 4 places; values must still fit decimal(12,4).
 # alert_rules.threshold stays decimal: it is rule configuration, not a measured price.

@@ -120,6 +120,7 @@ class AlterColumnType(OperationSpec):
             and risk.type_change(old, new, POSTGRESQL).rewrites
         )
         steps: list[Step] = [AlterColumnTypeStep(self.table, column, new)]
+        range_checks: list[CheckConstraint] = []
         if self.range_check:
             if old.kind != "decimal" or new.kind != "float":
                 problems.append(
@@ -130,12 +131,12 @@ class AlterColumnType(OperationSpec):
                 name = r.conventions.range_check_name(self.table, self.column)
                 r.free_name(name, ("range_check",), problems)
                 bound = 10 ** (old.precision - old.scale)
-                steps.append(
-                    AddCheckStep(CheckConstraint.range(name, self.table, self.column, bound))
-                )
+                check = CheckConstraint.range(name, self.table, self.column, bound)
+                range_checks.append(check)
+                steps.append(AddCheckStep(check))
         if online and not problems:
             # one step: the range check goes on the shadow column, in the same phases
-            added = tuple(s.check for s in steps if isinstance(s, AddCheckStep))
+            added = tuple(range_checks)
             indexes = tuple(i for i in table.indexes if column.name in i.all_columns)
             steps = [
                 AlterColumnTypeStep(
@@ -159,11 +160,15 @@ ONLINE_TYPE_CHANGE = Group(
     "online_type_change", "ops/alter_column_type.j2", _online_risk, transactional=False
 )
 
-ONLINE_LOCKS = (
-    ("expand", "ACCESS EXCLUSIVE (brief, catalogue only; lock_timeout, retried)"),
-    ("backfill", "ROW EXCLUSIVE per batch (keyset batches, each its own transaction)"),
-    ("prepare", "SHARE UPDATE EXCLUSIVE (indexes CONCURRENTLY, VALIDATE)"),
-    ("contract", "ACCESS EXCLUSIVE (brief, catalogue only; lock_timeout, retried)"),
+# The phases of an online type change and the lock each takes (plan, review, status).
+ONLINE_LOCKS = tuple(
+    tuple(line.split(": ", 1))
+    for line in (
+        "expand: ACCESS EXCLUSIVE (brief, catalogue only; lock_timeout, retried)",
+        "backfill: ROW EXCLUSIVE per batch (keyset batches, each its own transaction)",
+        "prepare: SHARE UPDATE EXCLUSIVE (indexes CONCURRENTLY, VALIDATE)",
+        "contract: ACCESS EXCLUSIVE (brief, catalogue only; lock_timeout, retried)",
+    )
 )
 
 
@@ -288,6 +293,14 @@ class AlterColumnTypeStep(Step):
     def misfit_sql(self) -> str | None:
         """The rows of a batch the conversion could not keep (the fit-check's condition)."""
         return dialects.misfit_sql(self.column.type, self.to, self.column.name, POSTGRESQL)
+
+    @property
+    def check_kinds(self) -> tuple[str, str]:
+        """The kinds of the steps whose template macros render the added and the dropped
+        checks (the blocking path's clauses, SQLite's rebuild)."""
+        from generator.ops.drop_check import DropCheckStep
+
+        return AddCheckStep.kind, DropCheckStep.kind
 
     @property
     def fit_name(self) -> str:

@@ -282,7 +282,9 @@ def test_status_shows_the_backfill_and_a_rerun_redoes_no_finished_batch(pg_url: 
     assert "online type change of market_data:" in status.stdout
     assert "            contract: ACCESS EXCLUSIVE" in status.stdout
     line = next(ln for ln in status.stdout.splitlines() if ln.startswith("online:"))
-    assert "0003_convert_decimal_to_float (upgrade) market_data: backfill, 1 batches" in line
+    assert (
+        "0003_convert_decimal_to_float (upgrade) market_data: backfill running, 1 batches" in line
+    )
     done = int(re.search(r"(\d+) rows", line).group(1))  # type: ignore[union-attr]
     assert 0 < done < 2500
     again = _run(pg_url, "upgrade", "--to", "0003")
