@@ -50,7 +50,7 @@ CASES = {
     "SG102": (
         '- {op: alter_column_type, table: trades, column: qty, from: bigint, to: "decimal(20,0)"}',
         "- {op: alter_column_type, table: trades, column: note, from: varchar(20), to: text}",
-        "trades.qty: bigint -> decimal(20,0) rewrites trades",
+        "trades.qty: bigint -> decimal(20,0) rewrites trades (online: shadow column, batches)",
     ),
     "SG103": (
         '- {op: alter_column_type, table: trades, column: wide, from: "decimal(20,8)", to: float,'
