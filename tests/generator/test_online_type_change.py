@@ -4,6 +4,7 @@ continues and a downgrade works from each; a tampered shadow is a drift naming i
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -65,6 +66,7 @@ class _Writers:
         self.lock = threading.Lock()
         self.ids = ids
         self.writes = 0
+        self.spans: list[tuple[float, float]] = []  # (start, end) of each write
         self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(2)]
 
     def __enter__(self) -> _Writers:
@@ -86,6 +88,7 @@ class _Writers:
                 instrument = conn.execute("SELECT min(id) FROM instruments").fetchone()
                 assert instrument is not None
                 while not self.stop.is_set():
+                    began = time.monotonic()
                     kind = rng.random()
                     price = Decimal(rng.randint(1, 10**9)) / 10000
                     if kind < 0.4 and mine:
@@ -113,6 +116,7 @@ class _Writers:
                         with self.lock:
                             self.expected[int(got[0])] = price
                     self.writes += 1
+                    self.spans.append((began, time.monotonic()))
                     time.sleep(0.001)
         except BaseException as exc:  # reported by the test
             self.errors.append(exc)
@@ -134,17 +138,48 @@ def _assert_rows(url: str, before: dict[int, Decimal | None], w: _Writers) -> No
     assert drifting == []
 
 
+class _Phases(logging.Handler):
+    """When each online phase of market_data started and ended (the runtime's step log)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.open: dict[str, float] = {}
+        self.spans: dict[str, tuple[float, float]] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        name = str(getattr(record, "step", ""))
+        if not name.endswith(" market_data"):
+            return
+        if getattr(record, "event", None) == "start":
+            self.open[name] = time.monotonic()
+        elif getattr(record, "event", None) == "end":
+            self.spans[name] = (self.open.pop(name), time.monotonic())
+
+
 def test_concurrent_writers_lose_no_row_and_no_value_drifts(pg_url: str) -> None:
     _seed(pg_url, ticks=4000)
     before = _prices(pg_url)
     u = sa.make_url(pg_url)
-    with _Writers(pg_url, sorted(before)) as w:
-        time.sleep(0.2)
-        migrate.upgrade(MIGRATIONS, u, "0003")
-        mid = w.writes
-        time.sleep(0.2)
+    phases = _Phases()
+    logger = logging.getLogger("schemagen")
+    logger.addHandler(phases)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        with _Writers(pg_url, sorted(before)) as w:
+            time.sleep(0.2)
+            migrate.upgrade(MIGRATIONS, u, "0003")
+            mid = w.writes
+            time.sleep(0.2)
+    finally:
+        logger.removeHandler(phases)
+        logger.setLevel(level)
     assert not w.errors, w.errors
     assert w.writes > mid > 0
+    # writes overlapped every phase (a write waiting on a phase's lock overlaps it too)
+    for phase in ("expand", "backfill", "prepare", "contract"):
+        start, end = phases.spans[f"{phase} market_data"]
+        assert any(a <= end and b >= start for a, b in w.spans), phase
     assert db_revision(pg_url) == "0003"
     _assert_rows(pg_url, before, w)
     # and back, online too, with the writers again
