@@ -361,3 +361,52 @@ def test_killed_at_random_moments_then_finished_loses_nothing(pg_url: str) -> No
     assert down.returncode == 0, down.stderr
     assert dump(pg_url) == original
     assert time.monotonic() - started < 60
+
+
+def test_online_false_keeps_the_blocking_alter(tmp_path: Any) -> None:
+    """`online: false` renders the blocking ALTER TABLE (range check in the same statement),
+    the default renders the online unit; SQLite is the same table rebuild either way."""
+    import shutil
+
+    from generator.load import load_changes
+    from generator.render import generate
+
+    rendered = {}
+    for online in ("true", "false"):
+        changes = tmp_path / online / "changes"
+        changes.mkdir(parents=True)
+        for name in ("0000_baseline.yaml", "0001_optimize_market_data_indexes.yaml"):
+            shutil.copy(ROOT / "changes" / name, changes)
+        (changes / "0002_convert.yaml").write_text(
+            "id: convert\ndescription: x\nacknowledge: {SG102: x}\noperations:\n"
+            "  - {op: alter_column_type, table: market_data, column: price, "
+            f'from: "decimal(12,4)", to: float, range_check: true, online: {online}}}\n',
+            encoding="utf-8",
+        )
+        files = generate(load_changes(changes, display_base=tmp_path / online))
+        rendered[online] = files["versions/0002_convert.py"]
+    online_py, blocking_py = rendered["true"], rendered["false"]
+    assert "runtime.online_type_change(" in online_py
+    assert "runtime.online_type_change(" not in blocking_py
+    assert 'ALTER COLUMN "price" TYPE double precision USING "price"::double precision,' in (
+        blocking_py
+    )
+    assert 'ADD CONSTRAINT "ck_market_data_price_range" CHECK' in blocking_py
+    sqlite = [
+        t.split("def _upgrade_sqlite", 1)[1].split("def _downgrade", 1)[0]
+        for t in rendered.values()
+    ]
+    assert sqlite[0] == sqlite[1]
+
+
+def test_an_empty_table_takes_the_blocking_alter(pg_url: str, caplog: Any) -> None:
+    u = sa.make_url(pg_url)
+    migrate.upgrade(MIGRATIONS, u, "0002")
+    with caplog.at_level(logging.INFO, logger="schemagen"):
+        migrate.upgrade(MIGRATIONS, u, "0003")
+    paths = [getattr(r, "path", None) for r in caplog.records if getattr(r, "path", None)]
+    assert paths == ["blocking ALTER (empty table)"] * 2, paths
+    assert db_revision(pg_url) == "0003"
+    with caplog.at_level(logging.INFO, logger="schemagen"):
+        migrate.downgrade(MIGRATIONS, u, "0002")
+    assert db_revision(pg_url) == "0002"
