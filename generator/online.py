@@ -81,6 +81,7 @@ class OnlineColumn:
     column: str
     shadow: str
     type: str  # the new type's DDL
+    catalog: str  # the new type as the catalogue spells it (format_type)
     using: str  # the conversion of the old column (the blocking ALTER's USING)
     nullable: bool
     default: str | None  # the new column's default, SQL
@@ -247,7 +248,7 @@ class _Run:
         """Every column has its new type and no shadow is left: contracted (or never needed)."""
         types = self.column_types()
         return all(c.shadow not in types for c in self.spec.columns) and all(
-            _same_type(types.get(c.column), c.type) for c in self.spec.columns
+            types.get(c.column) == c.catalog for c in self.spec.columns
         )
 
     def expanded(self) -> bool:
@@ -425,14 +426,6 @@ def contract_sql(s: Spec) -> list[str]:
         out.append(f"ALTER TABLE {table} {', '.join(after)}")
     out += [f"ALTER INDEX {_qi(shadow)} RENAME TO {_qi(i)}" for i, (shadow, _) in s.indexes.items()]
     return out
-
-
-def _same_type(found: str | None, wanted: str) -> bool:
-    if found is None:
-        return False
-    aliases = {"float": "double precision", "double precision": "double precision"}
-    norm = [aliases.get(t, t).replace(" ", "") for t in (found, wanted)]
-    return norm[0] == norm[1]
 
 
 def run(connection: Connection, spec: Spec) -> str:

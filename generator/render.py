@@ -109,6 +109,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "fk_action": lambda action: dialects.FK_ACTION_SQL[action],
     "fk_code": lambda action: dialects.PG_FK_ACTION_CODE[action],
     "ddl_type": dialects.ddl_type,
+    "catalog_type": dialects.catalog_type,
     "risk": lambda unit, dialect: unit.risk(dialect),
     "describe": review.describe,
     "mdtext": lambda text: _printable(str(text)).replace("|", "\\|").replace("<", "&lt;"),
