@@ -415,15 +415,20 @@ def contract_sql(s: Spec) -> list[str]:
     out += [
         f"ALTER TABLE {table} RENAME COLUMN {_qi(c.shadow)} TO {_qi(c.column)}" for c in s.columns
     ]
+    # SET NOT NULL while the validated CHECK (shadow IS NOT NULL) is still there, so it is
+    # proved without a scan; the check goes in a statement after it (in the same ALTER TABLE,
+    # PostgreSQL would drop it first, then scan the table under the lock).
     after = []
     for c in s.columns:
         if not c.nullable:
             after.append(f"ALTER COLUMN {_qi(c.column)} SET NOT NULL")
-            after.append(f"DROP CONSTRAINT {_qi(s.notnull(c))}")
         if c.default is not None:
             after.append(f"ALTER COLUMN {_qi(c.column)} SET DEFAULT {c.default}")
     if after:
         out.append(f"ALTER TABLE {table} {', '.join(after)}")
+    helpers = [f"DROP CONSTRAINT {_qi(s.notnull(c))}" for c in s.columns if not c.nullable]
+    if helpers:
+        out.append(f"ALTER TABLE {table} {', '.join(helpers)}")
     out += [f"ALTER INDEX {_qi(shadow)} RENAME TO {_qi(i)}" for i, (shadow, _) in s.indexes.items()]
     return out
 
