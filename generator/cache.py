@@ -63,6 +63,7 @@ MAGIC = b"schemagen-cache"
 CACHE_DIR = Path(".schemagen") / "cache"
 NO_CACHE_ENV = "SCHEMAGEN_NO_CACHE"
 ENTRY_SUFFIX = ".entry"
+EMPTY_STATE = "empty"  # Cache.state_digest of the empty schema
 MAX_AGE_S = 30 * 24 * 3600  # an entry unused this long is deleted (after a run that renders)
 TMP_AGE_S = 3600  # a temporary file this old was left by a killed run
 # The distributions whose behaviour reaches the generated files.
@@ -307,6 +308,13 @@ class Cache:
         return h.hexdigest()
 
     def state_digest(self, state: object) -> str:
+        from generator.state import Schema  # imported already by whoever built the state
+
+        if state == Schema():
+            # A fixed digest for the state before a history's first change: a warm run
+            # (replay) keys that change without importing the state model, and SQLAlchemy
+            # with it. The tool's fingerprint covers the model's code.
+            return EMPTY_STATE
         return self._digester.hexdigest(state)
 
     def path(self, key: str) -> Path:
@@ -389,15 +397,13 @@ class Cache:
     def replay(self, changes_dir: Path, display_base: Path | None) -> dict[str, str] | None:
         """Every generated file of the history, all from entries; None at the first change
         without one (or at anything the loader would have to report)."""
-        from generator.state import Schema
-
         try:
             specs = spec_files(changes_dir)
         except OSError:
             return None
         if not specs:
             return None
-        before = self.state_digest(Schema())
+        before = EMPTY_STATE
         out: dict[str, str] = {}
         hashes: dict[str, str] = {}
         names: list[str] = []
@@ -431,6 +437,7 @@ def settings_of(project: Project) -> dict[str, Any]:
         "dialects": list(project.dialects),
         "metadata": project.metadata,
         "version_table": project.version_table,
+        "foreign_tables": list(project.foreign_tables),
         "conventions": dataclasses.asdict(project.conventions),
     }
 
@@ -464,7 +471,11 @@ def render_project(
         project.changes_dir, display_base=project.root, conventions=project.conventions
     )
     files = render.generate(
-        changes, output=project.output, version_table=project.version_table, cache=store
+        changes,
+        output=project.output,
+        version_table=project.version_table,
+        cache=store,
+        foreign_tables=project.foreign_tables,
     )
     if store is not None and store.rendered and store.writable:
         store.prune()  # only after a run that added entries: a warm run reads, no more

@@ -128,13 +128,43 @@ def expect_schema(schema: Schema, dialect: str, other: Schema) -> list[TableExpe
     # Archived tables (drop_table) are tables of the database too: checked alike.
     for t in sorted((*schema.tables, *schema.archives), key=lambda t: t.name):
         twin = other.table(t.name) or other.archive(t.name)
-        candidates = (
-            frozenset(c.name for c in twin.checks) | set(type_check_names(twin, dialect))
-            if twin
-            else frozenset()
-        )
-        out.append(expect_table(t, dialect, candidates))
+        # The states of a history share their unchanged tables (the very same objects):
+        # looked up by identity before expect_table hashes them, which walks every column.
+        key = (id(t), id(twin), dialect)
+        seen = _EXPECTED.get(key)
+        if seen is None or seen[0] is not t or seen[1] is not twin:
+            candidates = _check_names(twin, dialect) if twin else frozenset()
+            # the same table with another twin of the same CHECK names: no hash of the table
+            by_table = _EXPECTED.get((id(t), candidates, dialect))
+            if by_table is None or by_table[0] is not t:
+                by_table = (t, None, expect_table(t, dialect, candidates))
+            if len(_EXPECTED) >= 4096:  # a long-lived process: keep it bounded
+                _EXPECTED.clear()
+            _EXPECTED[(id(t), candidates, dialect)] = by_table
+            seen = _EXPECTED[key] = (t, twin, by_table[2])
+        out.append(seen[2])
     return out
+
+
+# (id(table), id(twin), dialect) or (id(table), the twin's CHECK names, dialect) -> (table,
+# twin: kept alive so that their ids are not reused; the expectation)
+_EXPECTED: dict[
+    tuple[int, int | frozenset[str], str], tuple[Table, Table | None, TableExpectation]
+] = {}
+
+
+def _check_names(table: Table, dialect: str) -> frozenset[str]:
+    """The names of the table's CHECKs, its type checks' too (memoized by identity)."""
+    seen = _CHECK_NAMES.get((id(table), dialect))
+    if seen is None or seen[0] is not table:
+        names = frozenset(c.name for c in table.checks) | set(type_check_names(table, dialect))
+        if len(_CHECK_NAMES) >= 4096:
+            _CHECK_NAMES.clear()
+        seen = _CHECK_NAMES[(id(table), dialect)] = (table, names)
+    return seen[1]
+
+
+_CHECK_NAMES: dict[tuple[int, str], tuple[Table, frozenset[str]]] = {}
 
 
 # ------------------------------------------------------------------------ data checks

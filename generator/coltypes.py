@@ -20,10 +20,11 @@ KINDS = (
     "uuid",
     "json",
     "bytes",
+    "enum",
 )
 VOCABULARY = (
     "smallint, integer, bigint, decimal(p,s), float, varchar(n), text, boolean, date, "
-    "timestamp, timestamptz, uuid, json, bytes"
+    "timestamp, timestamptz, uuid, json, bytes, enum(name: label, ...)"
 )
 
 _TYPE_RE = re.compile(
@@ -31,7 +32,12 @@ _TYPE_RE = re.compile(
     r"|json|bytes)$"
     r"|^decimal\((?P<p>\d{1,4}),(?P<s>\d{1,4})\)$"
     r"|^varchar\((?P<n>\d{1,8})\)$"
+    r"|^enum\((?P<enum>[a-z_][a-z0-9_]{0,62}):(?P<labels>[^()]*)\)$"
 )
+# An enum's label: lowercase letters, digits and _ (safe in SQL and YAML without quotes).
+LABEL_RE = re.compile(r"[a-z0-9_]{1,63}")
+# Names an enum type cannot have: SQLite's CHECK of a uuid or json column is <column>_is_<kind>.
+RESERVED_ENUM_NAMES = frozenset({"uuid", "json"})
 
 INTEGER_KINDS = ("smallint", "integer", "bigint")  # narrowest first
 NUMERIC_KINDS = frozenset({*INTEGER_KINDS, "decimal", "float"})
@@ -53,8 +59,12 @@ class SqlType:
     length: int | None = None
     precision: int | None = None
     scale: int | None = None
+    name: str | None = None  # enum: the PostgreSQL type's name
+    labels: tuple[str, ...] = ()  # enum: its values, in order
 
     def __str__(self) -> str:
+        if self.kind == "enum":
+            return f"enum({self.name}: {', '.join(self.labels)})"
         if self.kind == "decimal":
             return f"decimal({self.precision},{self.scale})"
         if self.kind == "varchar":
@@ -80,10 +90,26 @@ def parse_type(text: str) -> SqlType:
     """Parse a portable type name; whitespace inside the parentheses is ignored."""
     compact = re.sub(r"\s+", "", text.strip().lower()) if isinstance(text, str) else ""
     m = _TYPE_RE.match(compact)
+    if m and m["enum"] is not None and re.sub(r"\s+", "", text.strip()) != compact:
+        raise TypeError_(f"enum {text!r}: its name and labels are lowercase")
     if not m:
         raise TypeError_(f"unknown type {text!r} (expected one of {VOCABULARY})")
     if m["plain"]:
         return SqlType(m["plain"])
+    if m["enum"] is not None:
+        labels = tuple(m["labels"].split(",")) if m["labels"] else ()
+        if not labels:
+            raise TypeError_(f"enum {m['enum']} has no labels (enum(name: label, ...))")
+        for label in labels:
+            if not LABEL_RE.fullmatch(label):
+                raise TypeError_(
+                    f"enum label {label!r}: expected lowercase letters, digits and _ (at most 63)"
+                )
+        if len(set(labels)) != len(labels):
+            raise TypeError_(f"enum {m['enum']} lists a label twice")
+        if m["enum"] in RESERVED_ENUM_NAMES:
+            raise TypeError_(f"an enum type cannot be named {m['enum']!r}")
+        return SqlType("enum", name=m["enum"], labels=labels)
     if m["n"] is not None:
         n = int(m["n"])
         if not 1 <= n <= MAX_VARCHAR:
@@ -110,6 +136,13 @@ def conversion_problem(old: SqlType, new: SqlType) -> str | None:
     families = {old.family, new.family}
     if old.family == new.family and old.family in ("numeric", "string", "temporal"):
         return None
+    if families == {"string", "enum"}:
+        return None
+    if old.kind == new.kind == "enum":
+        return (
+            f"cannot convert {old} to {new}: an enum's type or labels change through text "
+            "(alter_column_type to text, then to the new enum)"
+        )
     if families in ({"string", "uuid"}, {"string", "json"}):
         if old.kind == "uuid" and new.kind == "varchar" and (new.length or 0) < UUID_LENGTH:
             return (
@@ -125,7 +158,7 @@ def conversion_problem(old: SqlType, new: SqlType) -> str | None:
     return (
         f"cannot convert {old} to {new} (alter_column_type converts within numeric types, "
         "within string types, within date/timestamp/timestamptz, and between a string type "
-        "and uuid or json; see docs/authoring.md, Conversions)"
+        "and uuid, json or an enum; see docs/authoring.md, Conversions)"
     )
 
 
@@ -154,9 +187,13 @@ def narrows(old: SqlType, new: SqlType) -> bool:
     match new.kind:
         case "text":
             return False
+        case "enum":
+            return True  # a string that is not one of its labels
         case "varchar":
             if old.kind == "uuid":
                 return (new.length or 0) < UUID_LENGTH
+            if old.kind == "enum":
+                return (new.length or 0) < max(len(label) for label in old.labels)
             return old.kind in ("text", "json") or (old.length or 0) > (new.length or 0)
         case "uuid" | "json":
             return old.family == "string"
@@ -185,6 +222,8 @@ def narrowing_note(old: SqlType, new: SqlType) -> str:
         return "refuses a value that is not a uuid in canonical form"
     if new.kind == "json":
         return "refuses a value that is not JSON"
+    if new.kind == "enum":
+        return f"refuses a value that is not one of {', '.join(new.labels)}"
     if new.kind == "date":
         return "refuses a time of day other than midnight (it would be lost)"
     return "can lose precision"

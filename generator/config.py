@@ -10,6 +10,7 @@ a directory of its own, so it never writes into its installation.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -30,8 +31,11 @@ KEYS = (
     "metadata",
     "soft_delete_column",
     "version_table",
+    "foreign_tables",
     "naming",
 )
+# A table name, or a glob of them: ``*`` any run of characters, ``?`` one character.
+FOREIGN_TABLE_PATTERN = r"[A-Za-z0-9_*?]{1,63}"
 
 
 class ConfigError(Exception):
@@ -52,7 +56,14 @@ class Project:
     # Where the database's revision is recorded: alembic_version, or a table of the tool's own
     # when another owner's Alembic history keeps alembic_version (generator.version_table).
     version_table: str = "alembic_version"
+    # Tables of other owners in the same schema (names or globs): the checks, inspect and the
+    # model comparisons leave them out rather than expect only the declared tables.
+    foreign_tables: tuple[str, ...] = ()
     conventions: Conventions = field(default=DEFAULT)
+
+    def is_foreign(self, table: str) -> bool:
+        """Whether ``table`` is another owner's (``foreign_tables``)."""
+        return is_foreign(table, self.foreign_tables)
 
     @property
     def changes_dir(self) -> Path:
@@ -68,6 +79,16 @@ class Project:
             return "no configuration file"
         table = "[tool.schemagen] in " if self.config_file.name == PYPROJECT else ""
         return table + self.config_file.name
+
+
+def is_foreign(table: str, globs: tuple[str, ...]) -> bool:
+    """Whether ``table`` matches one of the globs (case-sensitive, as PostgreSQL's names)."""
+    return any(fnmatch.fnmatchcase(table, glob) for glob in globs)
+
+
+def like_pattern(glob: str) -> str:
+    """A glob of ``foreign_tables`` as a LIKE pattern with ``\\`` as its escape."""
+    return glob.replace("_", "\\_").replace("*", "%").replace("?", "_")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -165,6 +186,16 @@ def parse(root: Path, config_file: Path | None, settings: dict[str, Any]) -> Pro
                 f"{where}: {prefix}version_table: expected a table name, got {table!r}"
             )
         values["version_table"] = table
+    if "foreign_tables" in settings:
+        globs = settings["foreign_tables"]
+        if not isinstance(globs, list) or any(
+            not isinstance(g, str) or not re.fullmatch(FOREIGN_TABLE_PATTERN, g) for g in globs
+        ):
+            raise ConfigError(
+                f"{where}: {prefix}foreign_tables: expected a list of table names or globs "
+                f'(letters, digits, _, * and ?; e.g. ["optuna_*"]), got {globs!r}'
+            )
+        values["foreign_tables"] = tuple(globs)
     conventions: dict[str, Any] = {}
     if "soft_delete_column" in settings:
         column = settings["soft_delete_column"]

@@ -25,6 +25,11 @@ FK_ACTION_SQL = {
     "set_null": "SET NULL",
     "set_default": "SET DEFAULT",
 }
+# The spec's action of an ON DELETE clause as a database reports it (None: no clause).
+FK_ACTION_OF_SQL: dict[str | None, str] = {
+    None: "no_action",
+    **{sql: action for action, sql in FK_ACTION_SQL.items()},
+}
 # pg_constraint.confdeltype codes
 PG_FK_ACTION_CODE = {
     "cascade": "c",
@@ -124,6 +129,13 @@ def sa_type_of(t: SqlType, dialect: str) -> str:
             return "sa.dialects.postgresql.JSONB()" if pg else "sa.Text()"
         case "bytes":
             return "sa.LargeBinary()"
+        case "enum":
+            # PostgreSQL: the type is created and dropped by the change (runtime.enum_types),
+            # never by SQLAlchemy's table events; SQLite: text held by the column's CHECK
+            if not pg:
+                return "sa.Text()"
+            labels = ", ".join(repr(label) for label in t.labels)
+            return f"sa.dialects.postgresql.ENUM({labels}, name={t.name!r}, create_type=False)"
     raise ValueError(f"no SQLAlchemy type for {t}")
 
 
@@ -151,7 +163,10 @@ def catalog_type(column: Column, dialect: str) -> str:
             "uuid": f"CHAR({coltypes.UUID_LENGTH})",
             "json": "TEXT",
             "bytes": "BLOB",
+            "enum": "TEXT",
         }[t.kind]
+    if t.kind == "enum":
+        return str(t.name)
     return {
         "integer": "integer",
         "bigint": "bigint",
@@ -247,6 +262,8 @@ def ddl_type(t: SqlType, dialect: str) -> str:
     if t.kind == "float":
         return "double precision" if dialect == POSTGRESQL else "FLOAT"
     if dialect == POSTGRESQL:
+        if t.kind == "enum":
+            return str(t.name)
         return {
             "timestamptz": "timestamp with time zone",
             "timestamp": "timestamp without time zone",
@@ -329,7 +346,14 @@ def type_check(column: str, t: SqlType, dialect: str) -> tuple[str, str] | None:
     if t.kind == "json":
         # json_valid(NULL) is 0 before SQLite 3.45: NULL is let through explicitly
         return f"{column}_is_json", f"{col} IS NULL OR json_valid({col})"
+    if t.kind == "enum":
+        return f"{column}_is_{t.name}", f"{col} IN ({labels_sql(t)})"
     return None
+
+
+def labels_sql(t: SqlType) -> str:
+    """An enum's labels as a list of SQL strings: 'a', 'b'."""
+    return ", ".join(sql_string(label) for label in t.labels)
 
 
 def _date_and_time(old: SqlType, new: SqlType) -> bool:
@@ -382,8 +406,10 @@ def misfit_sql(old: SqlType, new: SqlType, column: str, dialect: str) -> str | N
     col = quote_ident(column)
     pg = dialect == POSTGRESQL
     if new.kind == "varchar":
-        text = f"{col}::text" if pg and old.kind == "json" else col
+        text = f"{col}::text" if pg and old.kind in ("json", "enum") else col
         return f"length({text}) > {new.length}"
+    if new.kind == "enum":
+        return f"{col} NOT IN ({labels_sql(new)})"
     if new.kind == "uuid":
         return f"NOT ({col} ~ '{UUID_REGEX}')" if pg else f"NOT ({col} GLOB '{UUID_GLOB}')"
     if new.kind == "json":
@@ -466,8 +492,8 @@ def using_sql(step: TypeChange) -> str | None:
     target = ddl_type(to, POSTGRESQL)
     if to.family == "string":
         return None
-    if to.kind == "json":
-        return f"{col}::{target}"  # raises by itself on a value that is not JSON
+    if to.kind in ("json", "enum"):
+        return f"{col}::{target}"  # raises by itself on a value that is not JSON / a label
     if to.kind in ("timestamp", "timestamptz"):
         if old.kind == "date":
             midnight = f"{col}::timestamp without time zone"
@@ -501,51 +527,3 @@ def using_sql(step: TypeChange) -> str | None:
         + sql_string(f" does not fit {to} unchanged")
     )
     return f"CASE WHEN {keeps} THEN {cast} ELSE ({message})::{target} END"
-
-
-# Lock taken by a PostgreSQL statement, by what it starts with (first match wins), and
-# whether it rewrites the table. Documented in PostgreSQL's "Explicit Locking".
-_PG_STATEMENT_LOCKS: tuple[tuple[str, str, bool], ...] = (
-    ("CREATE INDEX CONCURRENTLY", "SHARE UPDATE EXCLUSIVE (reads and writes go on)", False),
-    ("CREATE UNIQUE INDEX CONCURRENTLY", "SHARE UPDATE EXCLUSIVE (reads and writes go on)", False),
-    ("DROP INDEX CONCURRENTLY", "SHARE UPDATE EXCLUSIVE (reads and writes go on)", False),
-    ("CREATE INDEX", "SHARE (blocks writes)", False),
-    ("CREATE UNIQUE INDEX", "SHARE (blocks writes)", False),
-    ("DROP INDEX", "ACCESS EXCLUSIVE", False),
-    ("CREATE TABLE", "none on existing tables (SHARE ROW EXCLUSIVE on referenced ones)", False),
-    ("DROP TABLE", "ACCESS EXCLUSIVE", False),
-    ("LOCK TABLE", "ACCESS EXCLUSIVE on each listed table, in the order listed", False),
-    ("SET ", "none", False),
-    ("BEGIN", "none", False),
-    ("COMMIT", "none", False),
-    ("INSERT INTO alembic_version", "ROW EXCLUSIVE on alembic_version", False),
-    ("UPDATE alembic_version", "ROW EXCLUSIVE on alembic_version", False),
-    ("DELETE FROM alembic_version", "ROW EXCLUSIVE on alembic_version", False),
-)
-
-
-def statement_lock(sql: str, dialect: str) -> tuple[str, bool]:
-    """(lock, rewrites the table) for one statement of a plan."""
-    text = " ".join(sql.split())
-    if dialect == SQLITE:
-        if text.startswith(("BEGIN", "COMMIT")):
-            return "none", False
-        return "database write lock", text.startswith("INSERT INTO _alembic_tmp_")
-    if text.startswith("DO ") and "LOCK TABLE" in text:
-        return (
-            "ACCESS EXCLUSIVE on each table of its LOCK TABLE (each wait bounded by "
-            "lock_timeout), until commit",
-            False,
-        )
-    for prefix, lock, rewrites in _PG_STATEMENT_LOCKS:
-        if text.startswith(prefix):
-            return lock, rewrites
-    if text.startswith("ALTER TABLE"):
-        if " TYPE " in text:
-            return "ACCESS EXCLUSIVE (reads and writes wait)", True
-        if "NOT VALID" in text and "FOREIGN KEY" in text and "DROP CONSTRAINT" not in text:
-            return "SHARE ROW EXCLUSIVE on the table and the referenced table (brief)", False
-        if "VALIDATE CONSTRAINT" in text:
-            return "SHARE UPDATE EXCLUSIVE (reads and writes go on)", False
-        return "ACCESS EXCLUSIVE (brief, catalogue only)", False
-    return "see statement", False

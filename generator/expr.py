@@ -35,17 +35,15 @@ The grammar, loosest binding first (see docs/authoring.md, "Expressions")::
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql import sqltypes
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.type_api import TypeEngine
+if TYPE_CHECKING:  # imported by to_sqlalchemy: rendering never needs SQLAlchemy
+    from sqlalchemy.sql.elements import ColumnElement
 
 MAX_LENGTH: Final = 4000
 MAX_DEPTH: Final = 64
@@ -1070,31 +1068,43 @@ def to_sql(expr: Expr, dialect: Dialect, columns: Mapping[str, TypeClass] | None
     return _Renderer(dialect, types, _quote_ident).render(expr)
 
 
-class _Clause(ColumnElement[Any]):
-    """An expression as a SQLAlchemy clause, compiled by ``to_sql`` for the statement's
-    dialect (so a backfill can run it through the application's engine)."""
+@functools.cache
+def _clause_class() -> type[ColumnElement[Any]]:
+    """The SQLAlchemy clause class of an expression, defined on first use: importing
+    SQLAlchemy costs a tenth of a second that `generate` has no use for."""
+    from sqlalchemy.ext.compiler import compiles
+    from sqlalchemy.sql.compiler import SQLCompiler
+    from sqlalchemy.sql.elements import ColumnElement
+    from sqlalchemy.sql.type_api import TypeEngine
 
-    inherit_cache = False  # the tree is not part of SQLAlchemy's cache key
+    class _Clause(ColumnElement[Any]):
+        """An expression as a SQLAlchemy clause, compiled by ``to_sql`` for the statement's
+        dialect (so a backfill can run it through the application's engine)."""
 
-    def __init__(
-        self, expr: Expr, columns: Mapping[str, TypeClass] | None, type_: TypeEngine[Any]
-    ) -> None:
-        self.expr = expr
-        self.column_types = columns
-        self.type = type_
+        inherit_cache = False  # the tree is not part of SQLAlchemy's cache key
 
+        def __init__(
+            self, expr: Expr, columns: Mapping[str, TypeClass] | None, type_: TypeEngine[Any]
+        ) -> None:
+            self.expr = expr
+            self.column_types = columns
+            self.type = type_
 
-@compiles(_Clause)
-def _compile_clause(element: _Clause, compiler: SQLCompiler, **kw: Any) -> str:
-    name = compiler.dialect.name
-    if name not in ("postgresql", "sqlite"):
-        raise ValueError(f"unknown dialect {name!r}")
-    return to_sql(element.expr, name, element.column_types)  # type: ignore[arg-type]
+    @compiles(_Clause)
+    def _compile_clause(element: _Clause, compiler: SQLCompiler, **kw: Any) -> str:
+        name = compiler.dialect.name
+        if name not in ("postgresql", "sqlite"):
+            raise ValueError(f"unknown dialect {name!r}")
+        return to_sql(element.expr, name, element.column_types)  # type: ignore[arg-type]
+
+    return _Clause
 
 
 def to_sqlalchemy(expr: Expr, columns: Mapping[str, TypeClass] | None = None) -> ColumnElement[Any]:
     """``expr`` as a SQLAlchemy clause for ``select(...).where(...)`` or an UPDATE's values,
     rendered by ``to_sql`` for whichever dialect the statement is compiled for."""
+    from sqlalchemy.sql import sqltypes
+
     t = infer(expr, columns)
-    type_: TypeEngine[Any] = sqltypes.Boolean() if t == "boolean" else sqltypes.NullType()
-    return _Clause(expr, columns, type_)
+    type_ = sqltypes.Boolean() if t == "boolean" else sqltypes.NullType()
+    return _clause_class()(expr, columns, type_)  # type: ignore[call-arg]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import difflib
 import hashlib
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,33 @@ def _opens_generated(path: Path) -> bool:
         return False
 
 
+def _matching(out_dir: Path, pattern: str) -> list[tuple[str, str]]:
+    """``(relative path, path)`` of the entries ``out_dir.glob(pattern)`` finds for one of
+    OWNED_PATTERNS (literal names and ``*`` or ``*.ext`` parts), listed with os.scandir: a
+    pattern's inner ``*`` takes directories only, its last part files and folders alike."""
+    found = [("", os.fspath(out_dir))]
+    parts = pattern.split("/")
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        deeper: list[tuple[str, str]] = []
+        for rel, path in found:
+            if "*" not in part:
+                child = os.path.join(path, part)
+                if os.path.exists(child) if last else os.path.isdir(child):
+                    deeper.append((f"{rel}{part}", child))
+                continue
+            suffix = part[1:]  # "*" or "*.ext"
+            try:
+                with os.scandir(path) as entries:
+                    for entry in entries:
+                        if entry.name.endswith(suffix) and (last or entry.is_dir()):
+                            deeper.append((f"{rel}{entry.name}", entry.path))
+            except OSError:  # not a folder, or gone
+                continue
+        found = [(f"{rel}/", path) for rel, path in deeper] if not last else deeper
+    return found
+
+
 def owned_files(out_dir: Path, read: Mapping[str, str] | None = None) -> set[str]:
     """The files here that the generator wrote: they open with its header (a hand-written
     revision beside them does not, and is the operator's). ``read``: the texts of files read
@@ -38,15 +66,25 @@ def owned_files(out_dir: Path, read: Mapping[str, str] | None = None) -> set[str
     read = read or {}
     found: set[str] = set()
     for pattern in OWNED_PATTERNS:
-        for p in out_dir.glob(pattern):
-            rel = p.relative_to(out_dir).as_posix()
+        for rel, path in _matching(out_dir, pattern):
+            name = rel.rpartition("/")[2]
             if rel in read:  # read as a file already
-                owned = p.name == SUM_FILE or is_generated(read[rel])
+                owned = name == SUM_FILE or is_generated(read[rel])
             else:
-                owned = p.is_file() and (p.name == SUM_FILE or _opens_generated(p))
+                owned = os.path.isfile(path) and (name == SUM_FILE or _opens_generated(Path(path)))
             if owned:
                 found.add(rel)
     return found
+
+
+def read_text(path: str) -> str:
+    """``Path(path).read_text(encoding="utf-8")``: the bytes decoded, then universal newlines
+    (``\r\n`` and ``\r`` read as ``\n``), the translation skipped when there is no ``\r``."""
+    with open(path, "rb") as fh:
+        text = fh.read().decode("utf-8")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
 
 
 @dataclass
@@ -66,9 +104,10 @@ class Drift:
 
 def compare(files: dict[str, str], out_dir: Path, label: str = "generated_migrations") -> Drift:
     drift = Drift()
+    base = os.fspath(out_dir)
     for path, text in sorted(files.items()):
         try:
-            current = (out_dir / path).read_text(encoding="utf-8")
+            current = read_text(os.path.join(base, path))
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             drift.missing.append(path)
             drift.diff.extend(

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection
 from generator import dialects, expr, version_table
 from generator import spec as spec_module
 from generator.coltypes import VOCABULARY, parse_type
+from generator.config import is_foreign
 from generator.conventions import Conventions
 from generator.ops.create_table import CreateTable
 
@@ -66,14 +67,7 @@ SQLITE_TYPES = {
     "BOOLEAN": "boolean",
     "DATETIME": "timestamptz",
 }
-ACTIONS = {
-    None: "no_action",
-    "NO ACTION": "no_action",
-    "CASCADE": "cascade",
-    "RESTRICT": "restrict",
-    "SET NULL": "set_null",
-    "SET DEFAULT": "set_default",
-}
+ACTIONS = dialects.FK_ACTION_OF_SQL
 
 
 class InspectError(Exception):
@@ -101,7 +95,12 @@ class Inspected:
         return out
 
 
-def _type(dialect: str, text: str) -> str | None:
+def _type(dialect: str, text: str, enums: dict[str, str] | None = None) -> str | None:
+    """The vocabulary's name of a catalogue type; ``enums``: the spec's ``enum(...)`` of the
+    PostgreSQL enum types, and on SQLite of the columns a ``<column>_is_<type> IN`` CHECK
+    holds, by the catalogue's type name or column name (see :func:`_enums`)."""
+    if enums and text in enums:
+        return enums[text]
     if dialect == "postgresql":
         if text in PG_TYPES:
             return PG_TYPES[text]
@@ -120,7 +119,7 @@ def _type(dialect: str, text: str) -> str | None:
     return f"varchar({m[1]})" if m else None
 
 
-def _default(kind: str, text: str | None) -> tuple[Any, bool]:
+def default_value(kind: str, text: str | None) -> tuple[Any, bool]:
     """(the spec's default, understood); None for no default."""
     if text is None:
         return None, True
@@ -130,10 +129,10 @@ def _default(kind: str, text: str | None) -> tuple[Any, bool]:
     if kind == "boolean":
         found = {"true": True, "1": True, "false": False, "0": False}.get(value.lower())
         return found, found is not None
-    m = re.fullmatch(r"'((?:[^']|'')*)'(?:::[a-z ]+)?", value)
+    m = re.fullmatch(r"'((?:[^']|'')*)'(?:::[a-z_ ]+)?", value)
     if m:
         literal = m[1].replace("''", "'")
-        if kind in ("varchar", "text"):
+        if kind in ("varchar", "text", "enum"):
             return literal, True
         value = literal
     if kind in ("integer", "bigint") and re.fullmatch(r"-?\d+", value):
@@ -191,6 +190,47 @@ def _predicates(conn: Connection, table: str) -> dict[str, str]:
         at = sql.upper().find(" WHERE ")
         if at >= 0:
             out[name] = _predicate(sql[at + 7 :])
+    return out
+
+
+def _pg_enums(conn: Connection) -> dict[str, str]:
+    """PostgreSQL: the enum types of the current schema as the spec writes them, by name."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT t.typname, array_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_type AS t "
+            "JOIN pg_namespace AS n ON n.oid = t.typnamespace "
+            "JOIN pg_enum AS e ON e.enumtypid = t.oid "
+            "WHERE n.nspname = current_schema() GROUP BY t.typname"
+        )
+    )
+    return {str(r[0]): f"enum({r[0]}: {', '.join(r[1])})" for r in rows}
+
+
+def _sqlite_enums(
+    columns: list[tuple[str, str, bool, str | None, bool]], checks: list[tuple[str | None, str]]
+) -> dict[str, str]:
+    """SQLite: the text columns held to a list of labels by the CHECK an enum column has
+    (``<column>_is_<type>``: ``"column" IN ('a', 'b')``), as the spec writes their type, by
+    the column's name. A CHECK of another form is left to the checks."""
+    out: dict[str, str] = {}
+    for column, catalogue, *_ in columns:
+        if catalogue.upper() != "TEXT":
+            continue
+        for name, sql in checks:
+            if not name or not name.startswith(f"{column}_is_"):
+                continue
+            m = re.fullmatch(
+                rf'\s*\(?\s*"?{re.escape(column)}"?\s+IN\s*\(([^()]*)\)\s*\)?\s*', sql, re.I
+            )
+            labels = re.findall(r"'([a-z0-9_]+)'", m[1]) if m else []
+            type_name = name[len(f"{column}_is_") :]
+            spelled = f"enum({type_name}: {', '.join(labels)})"
+            if labels and m and m[1].count(",") == len(labels) - 1:
+                try:
+                    parse_type(spelled)
+                except ValueError:
+                    continue
+                out[column] = spelled
     return out
 
 
@@ -277,13 +317,18 @@ def _check_expression(dialect: str, text: str) -> str | None:
         return None
 
 
-def inspect_database(conn: Connection, conventions: Conventions) -> Inspected:
+def inspect_database(
+    conn: Connection, conventions: Conventions, foreign_tables: tuple[str, ...] = ()
+) -> Inspected:
     """The tables of ``conn``'s schema as the spec declares them; InspectError if the spec
     cannot say something about them."""
     dialect = conn.dialect.name
     insp = sa.inspect(conn)
     skip = {"alembic_version", version_table.get()}
-    names = [t for t in insp.get_table_names() if t not in skip]
+    names = [
+        t for t in insp.get_table_names() if t not in skip and not is_foreign(t, foreign_tables)
+    ]
+    pg_enums = _pg_enums(conn) if dialect == "postgresql" else {}
     problems: list[str] = []
     samples: dict[str, list[tuple[str, dict[str, str]]]] = {k: [] for k in CANDIDATES}
     tables: dict[str, dict[str, Any]] = {}
@@ -346,10 +391,16 @@ def inspect_database(conn: Connection, conventions: Conventions) -> Inspected:
                     )
                 )
         checks: list[dict[str, Any]] = []
+        table_columns = _columns(conn, table)
+        if dialect == "sqlite":
+            enums = _sqlite_enums(table_columns, _checks(conn, insp, table))
+            typename = {name: name for name, *_ in table_columns if name in enums}
+        else:
+            enums, typename = pg_enums, {name: catalogue for name, catalogue, *_ in table_columns}
         typed = {
             check[0]
-            for name, catalogue, *_ in _columns(conn, table)
-            if (kind := _type(dialect, catalogue))
+            for name, catalogue, *_ in table_columns
+            if (kind := _type(dialect, typename.get(name, catalogue), enums))
             and (check := dialects.type_check(name, parse_type(kind), dialect))
         }
         for name, sql in _checks(conn, insp, table):
@@ -365,9 +416,9 @@ def inspect_database(conn: Connection, conventions: Conventions) -> Inspected:
                 continue
             checks.append({"name": name, "expression": expression})
         columns: list[dict[str, Any]] = []
-        for name, catalogue, nullable, default_text, identity in _columns(conn, table):
+        for name, catalogue, nullable, default_text, identity in table_columns:
             where = f"{table}.{name}"
-            kind = _type(dialect, catalogue)
+            kind = _type(dialect, typename.get(name, catalogue), enums)
             if kind is None:
                 problems.append(
                     f"{where}: type {catalogue!r} is not in the vocabulary ({VOCABULARY})"
@@ -385,7 +436,7 @@ def inspect_database(conn: Connection, conventions: Conventions) -> Inspected:
                     )
                     continue
                 serial, default_text = True, None
-            value, understood = _default(kind.split("(")[0], default_text)
+            value, understood = default_value(kind.split("(")[0], default_text)
             if not understood:
                 problems.append(
                     f"{where}: default {default_text!r} is not a literal of type {kind} "

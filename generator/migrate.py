@@ -16,7 +16,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Connection
 
-from generator import db, dialects, guard, integrity, revisions, runtime, version_table
+from generator import db, guard, integrity, revisions, runtime, version_table
 
 T = TypeVar("T")
 
@@ -433,23 +433,3 @@ def statements(plan_text: str) -> list[str]:
             out.append("\n".join(current).strip().rstrip(";").strip())
             current = []
     return [s for s in out if s]
-
-
-def annotate(plan_text: str, dialect: str) -> str:
-    """The plan with each statement preceded by the lock it takes and whether it rewrites."""
-    out: list[str] = []
-    statement: list[str] = []
-    quoted = False
-    for line in plan_text.splitlines():
-        if not statement and (not line.strip() or line.startswith("--")):
-            out.append(line)
-            continue
-        statement.append(line)
-        quoted = _in_dollar_quote(line, quoted)
-        if not quoted and line.rstrip().endswith(";"):
-            lock, rewrites = dialects.statement_lock("\n".join(statement), dialect)
-            if lock != "none":
-                out.append(f"-- lock: {lock}{'; REWRITES THE TABLE' if rewrites else ''}")
-            out.extend(statement)
-            statement = []
-    return "\n".join(out + statement) + "\n"

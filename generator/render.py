@@ -10,13 +10,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from generator import checks, dialects, lint, ops, plan, resume, review, revision_files
+from generator import checks, config, dialects, lint, ops, plan, resume, review, revision_files
 from generator.files import SUM_FILE, h1, sum_of_hashes
 from generator.load import Change
 from generator.plan import Unit
@@ -50,6 +51,8 @@ def _py(value: Any) -> str:
         return repr(value)
     if isinstance(value, tuple | list):
         return "[" + ", ".join(_py(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_py(k)}: {_py(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot render {type(value).__name__} as a Python literal")
 
 
@@ -112,6 +115,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "catalog_type": dialects.catalog_type,
     "risk": lambda unit, dialect: unit.risk(dialect),
     "describe": review.describe,
+    "like_pattern": config.like_pattern,
     "mdtext": lambda text: _printable(str(text)).replace("|", "\\|").replace("<", "&lt;"),
 }
 
@@ -126,9 +130,10 @@ class _Sections:
     def __init__(self) -> None:
         self.dialect = ""
         self.found: list[checks.Check] = []
+        self.adopted: list[_Block] = []
 
     def start(self, dialect: str) -> list[checks.Check]:
-        self.dialect, self.found = dialect, []
+        self.dialect, self.found, self.adopted = dialect, [], []
         return self.found
 
     def section(self, kind: str, name: str, table: str, aspect: str, sql: str) -> str:
@@ -142,14 +147,23 @@ class _Sections:
     def adopt(self, block: _Block) -> str:
         """A table's block rendered earlier (and cached): its checks join the file's."""
         self.found.extend(block.checks)
+        self.adopted.append(block)
         return block.text
 
 
 class _Block:
-    """The rendered checks of one table state (text and model), reused across changes."""
+    """Rendered checks (text and model) of one table state, of the list of tables or of the
+    data checks, reused across changes; ``json``: its records in a ``.json`` file."""
 
     def __init__(self, text: str, found: list[checks.Check]) -> None:
         self.text, self.checks = text, tuple(found)
+        self._json: str | None = None
+
+    def json(self, dialect: str) -> str:
+        """Its checks as items of the ``checks`` list (each block is of one dialect)."""
+        if self._json is None:
+            self._json = ",\n".join(_record_json(c, dialect) for c in self.checks)
+        return self._json
 
 
 def make_env(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
@@ -172,14 +186,27 @@ def make_env(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
     env.globals["adopt"] = sections.adopt
     env.globals["output"] = "generated_migrations"  # the project's output folder (generate)
     env.globals["version_table"] = "alembic_version"  # the project's (generate)
-    # Filled after the dict is in the globals: a group's template (recreate_table,
-    # alter_table, ...) calls its steps' macros (batch(), alter(), ...) through it.
-    modules: dict[str, Any] = {}
-    env.globals["ops"] = modules
-    modules.update(
-        {kind: env.get_template(name).module for kind, name in ops.unit_templates().items()}
-    )
+    env.globals["foreign_tables"] = ()  # the project's (generate)
+    env.globals["enum_types"] = enum_types
+    # A group's template (recreate_table, alter_table, ...) calls its steps' macros (batch(),
+    # alter(), ...) through it. Each template is loaded (compiled) when a unit of its kind is
+    # first rendered: a history that uses a few operations compiles a few templates.
+    env.globals["ops"] = _Modules(env, ops.unit_templates())
     return env
+
+
+class _Modules(dict[str, Any]):
+    """``ops[kind]`` in the templates: the module of the kind's template, loaded on first use
+    (an unknown kind is a KeyError, as in a plain dict)."""
+
+    def __init__(self, env: jinja2.Environment, templates: dict[str, str]) -> None:
+        super().__init__()
+        self._env, self._templates = env, templates
+
+    def __missing__(self, kind: str) -> Any:
+        module = self._env.get_template(self._templates[kind]).module
+        self[kind] = module
+        return module
 
 
 def migration_path(change: Change) -> str:
@@ -195,17 +222,57 @@ def checks_path(change: Change, dialect: str, phase: str) -> str:
     return f"validation/{dialect}/{change.name}.{phase}.json"
 
 
-def checks_json(change: Change, found: list[checks.Check], dialect: str, phase: str) -> str:
+def checks_json(
+    change: Change,
+    found: list[checks.Check],
+    dialect: str,
+    phase: str,
+    blocks: list[_Block] | None = None,
+) -> str:
     """The runtime's form of a validation file: one object per check (name, kind, table,
-    proves, sql), in the .sql file's order, under the generated header (files.is_generated)."""
+    proves, sql), in the .sql file's order, under the generated header (files.is_generated).
+    ``blocks``: the blocks the file adopted, whose checks are ``found`` in that order."""
     header = (
         f"Generated by schemagen from {change.display} (the checks of "
         f"{validation_path(change, dialect, phase)}, as data). Do not edit: change the spec "
         "and run `schemagen generate`."
     )
     # The header on the first line, as every generated file has it; valid JSON all the same.
-    records = json.dumps([c.record(dialect) for c in found], indent=2, ensure_ascii=False)
+    if blocks is not None:
+        items = ",\n".join(b.json(dialect) for b in blocks if b.checks)
+    else:
+        items = ",\n".join(_record_json(c, dialect) for c in found)
+    records = f"[\n{items}\n]" if found else "[]"
     return f'{{"//": {json.dumps(header, ensure_ascii=False)},\n"checks": {records}}}\n'
+
+
+# id(check), dialect -> (the check, kept alive so that its id is not reused; its JSON text).
+# The checks of an unchanged table are the very same objects from one change to the next.
+_RECORDS: dict[tuple[int, str], tuple[checks.Check, str]] = {}
+
+
+def _record_json(check: checks.Check, dialect: str) -> str:
+    """``check.record(dialect)`` as ``json.dumps([...], indent=2, ensure_ascii=False)``
+    writes a list item (tests/generator/test_check_model.py compares the two)."""
+    seen = _RECORDS.get((id(check), dialect))
+    if seen is not None and seen[0] is check:
+        return seen[1]
+    record = check.record(dialect)
+    if all(isinstance(v, str) for v in record.values()):
+        text = (
+            "  {\n"
+            + ",\n".join(f"    {_json_str(k)}: {_json_str(v)}" for k, v in record.items())
+            + "\n  }"
+        )
+    else:  # not what Check.record returns today: the library's own layout
+        text = textwrap.indent(json.dumps(record, indent=2, ensure_ascii=False), "  ")
+    if len(_RECORDS) >= 50_000:  # a long-lived process: keep it bounded
+        _RECORDS.clear()
+    _RECORDS[(id(check), dialect)] = (check, text)
+    return text
+
+
+_json_str: Callable[[str], str] = json.encoder.encode_basestring
 
 
 Plans = dict[str, dict[str, list[Unit]]]
@@ -222,6 +289,17 @@ def _plans(change: Change) -> Plans:
     }
 
 
+def enum_types(change: Change, direction: str) -> tuple[dict[str, list[str]], list[str]]:
+    """PostgreSQL: the enum types a direction of the change creates before its DDL (those its
+    target schema uses and its starting schema does not) and drops after it (the reverse)."""
+    start, target = (
+        (change.before, change.after) if direction == "upgrade" else (change.after, change.before)
+    )
+    had, has = start.enum_types(), target.enum_types()
+    created = {name: list(labels) for name, labels in has.items() if name not in had}
+    return created, [name for name in had if name not in has]
+
+
 def _render_migration(env: jinja2.Environment, change: Change, plans: Plans) -> str:
     return env.get_template("migration.py.j2").render(
         change=change, plans=plans, resumable=resume.tolerances(change)
@@ -230,8 +308,9 @@ def _render_migration(env: jinja2.Environment, change: Change, plans: Plans) -> 
 
 def _render_validation(
     env: jinja2.Environment, change: Change, dialect: str, phase: str
-) -> tuple[str, list[checks.Check]]:
-    """The validation file's text and its checks (the model the text was written from)."""
+) -> tuple[str, list[checks.Check], list[_Block]]:
+    """The validation file's text, its checks (the model the text was written from) and the
+    blocks it adopted (their checks are all of its checks, in order)."""
     schema, other = (
         (change.before, change.after) if phase == "pre" else (change.after, change.before)
     )
@@ -258,8 +337,31 @@ def _render_validation(
                 cache[key] = _Block(table_template.render(t=t, dialect=dialect), found)
             seen = cache[(dialect, id(t))] = (t, cache[key])
         blocks.append(seen[1])
+    tables = [(t.table,) for t in expected]
+    # PostgreSQL: checked when either side of the change has enum types, the types of ours
+    # only: those of either side (another owner may keep enum types of its own)
+    enums = {
+        "enum_types": [(name, ",".join(labels)) for name, labels in schema.enum_types().items()],
+        "enum_type_names": sorted({*schema.enum_types(), *other.enum_types()}),
+    }
+    # The check of the list of tables and the data checks: rendered once each per value
+    # (most changes keep the tables and many share their data checks), then adopted.
+    parts = {}
+    for part, key, context in (
+        ("tables", repr((tables, enums)), {"tables": tables, **enums}),
+        ("data", repr(data), {"data": data}),
+    ):
+        block = cache.get((part, dialect, key))
+        if block is None:
+            found = sections.start(dialect)
+            text = env.get_template(f"validation/{dialect}_{part}.sql.j2").render(
+                dialect=dialect, **context
+            )
+            block = cache[(part, dialect, key)] = _Block(text, found)
+        parts[f"{part}_block"] = block
     found = sections.start(dialect)
     text = env.get_template(f"validation/{dialect}.sql.j2").render(
+        **parts,
         table_blocks=blocks,
         change=change,
         dialect=dialect,
@@ -267,9 +369,12 @@ def _render_validation(
         phase=phase,
         path=f"{env.globals['output']}/{validation_path(change, dialect, phase)}",
         expected=expected,
-        tables=[(t.table,) for t in expected],
+        tables=tables,
     )
-    return text, found
+    adopted = sections.adopted
+    if len(found) != sum(len(b.checks) for b in adopted):  # a check outside any block
+        adopted = []
+    return text, found, adopted
 
 
 def ruff_format(files: dict[str, str]) -> dict[str, str]:
@@ -376,6 +481,7 @@ def generate(
     output: str = "generated_migrations",
     version_table: str = "alembic_version",
     cache: Cache | None = None,
+    foreign_tables: tuple[str, ...] = (),
 ) -> dict[str, str]:
     """Every generated file, keyed by its path relative to ``generated_migrations/`` (the
     project's ``output``, which the files name where they point at each other).
@@ -398,6 +504,7 @@ def generate(
         env = make_env(templates_dir)
         env.globals["output"] = output
         env.globals["version_table"] = version_table  # not a table of the schema the checks see
+        env.globals["foreign_tables"] = foreign_tables  # nor are another owner's tables
         for change, files in zip(todo, _render(env, todo), strict=True):
             out.update(files)
             # The chain check (revision_files) takes the revision from the change rather than
@@ -433,10 +540,10 @@ def _render(env: jinja2.Environment, changes: list[Change]) -> list[dict[str, st
             model: dict[tuple[str, str], list[checks.Check]] = {}
             for dialect in dialects.DIALECTS:
                 for phase in ("pre", "post"):
-                    text, found = _render_validation(env, change, dialect, phase)
+                    text, found, adopted = _render_validation(env, change, dialect, phase)
                     files[validation_path(change, dialect, phase)] = text
                     files[checks_path(change, dialect, phase)] = checks_json(
-                        change, found, dialect, phase
+                        change, found, dialect, phase, adopted or None
                     )
                     model[(dialect, phase)] = found
             files[review_path(change)] = _render_review(env, change, change_plans, model)

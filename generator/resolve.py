@@ -77,6 +77,10 @@ def default_problem(value: DefaultValue, type_: SqlType) -> str | None:
         return None if value == "now" else "a timestamptz default must be `now`"
     if kind == "bytes":
         return "a bytes column takes no default"
+    if kind == "enum":
+        if value in type_.labels:
+            return None
+        return f"default {value!r} is not one of {type_.name}'s labels ({', '.join(type_.labels)})"
     if kind in TEXT_FORMS:
         if not isinstance(value, str):
             return f"a {type_} default must be a string: {TEXT_FORMS[kind]}"
@@ -282,6 +286,21 @@ class Resolver:
             )
         return column
 
+    def check_enum(self, type_: SqlType, path: Path, problems: list[Problem]) -> None:
+        """An enum type's name names one set of labels, in every column of the schema (and on
+        PostgreSQL it must not be a table's or an index's name: types share their names)."""
+        labels = {**self.change_start.enum_types(), **self.schema.enum_types()}.get(str(type_.name))
+        if labels is not None and labels != type_.labels:
+            problems.append(
+                (
+                    path,
+                    f"enum type {type_.name} has the labels {', '.join(labels)} in the schema "
+                    "(a type's labels do not change; name a new type)",
+                )
+            )
+        elif type_.name in self.relation_names():
+            problems.append((path, f"enum type name {type_.name!r} is a table's or index's"))
+
     def free_name(self, name: str, path: Path, problems: list[Problem]) -> None:
         if len(name) > MAX_NAME:
             problems.append((path, f"name {name!r} is longer than {MAX_NAME} characters"))
@@ -360,6 +379,8 @@ class Resolver:
                 problems.append(((*path, "default"), problem))
         if c.primary_key and c.unique:
             problems.append(((*path, "unique"), "a primary key column is already unique"))
+        if type_.kind == "enum":
+            self.check_enum(type_, (*path, "type"), problems)
         return Column(c.name, type_, c.is_nullable, c.primary_key, c.default)
 
     def make_fk(

@@ -93,31 +93,53 @@ def _text(row: checks.Row) -> Row:
     return tuple(None if v is None else str(v) for v in row)
 
 
-def tolerance(change: Change, direction: str, dialect: str) -> Tolerance:
-    """The failing rows the checks before ``direction``'s DDL may show when ``change`` was
-    interrupted half-applied, in either direction (a half-done upgrade can be undone by the
-    downgrade and the other way round); empty when no step of it commits on its own."""
+def _interrupted(change: Change, dialect: str) -> list[Schema | tuple[str, checks.Row]]:
+    """What ``change`` interrupted half-applied can leave, in either direction (a half-done
+    upgrade can be undone by the downgrade and the other way round): :func:`_half_done` of
+    both sides."""
     sides = (
         (change.steps, change.before),
         (change.inverse_steps, change.after),
     )
+    return [
+        state
+        for steps, start in sides
+        for state in _half_done(plan(steps, start, dialect), start, dialect)
+    ]
+
+
+def tolerance(
+    change: Change,
+    direction: str,
+    dialect: str,
+    interrupted: list[Schema | tuple[str, checks.Row]] | None = None,
+) -> Tolerance:
+    """The failing rows the checks before ``direction``'s DDL may show when ``change`` was
+    interrupted half-applied, in either direction (a half-done upgrade can be undone by the
+    downgrade and the other way round); empty when no step of it commits on its own.
+    ``interrupted``: :func:`_interrupted` of the change, when known already."""
+    if interrupted is None:
+        interrupted = _interrupted(change, dialect)
+    if not interrupted:
+        return {}
     base_schema = change.before if direction == "upgrade" else change.after
     base = _rows(base_schema, dialect)
     tolerated: dict[str, set[Row]] = {}
-    for steps, start in sides:
-        for state in _half_done(plan(steps, start, dialect), start, dialect):
-            if isinstance(state, Schema):
-                rows = _rows(state, dialect)
-                for name, expected in base.items():
-                    found = rows.get(name, frozenset())
-                    missing = {(MISSING, *r) for r in expected - found}
-                    extra = {(EXTRA, *r) for r in found - expected}
-                    if missing | extra:
-                        tolerated.setdefault(name, set()).update(missing | extra)
-            else:
-                name, row = state
-                if name in base and _text(row) not in base[name]:
-                    tolerated.setdefault(name, set()).add((EXTRA, *_text(row)))
+    for state in interrupted:
+        if isinstance(state, Schema):
+            rows = _rows(state, dialect)
+            for name, expected in base.items():
+                found = rows.get(name, frozenset())
+                if found is expected:  # an unchanged table's rows: the very same set
+                    continue
+                missing = {(MISSING, *r) for r in expected - found}
+                extra = {(EXTRA, *r) for r in found - expected}
+                if missing | extra:
+                    tolerated.setdefault(name, set()).update(missing | extra)
+        else:
+            name, row = state
+            if name in base and _text(row) not in base[name]:
+                tolerated.setdefault(name, set()).add((EXTRA, *_text(row)))
     return {name: sorted(rows, key=_order) for name, rows in sorted(tolerated.items())}
 
 
@@ -132,11 +154,14 @@ def tolerances(change: Change) -> dict[str, dict[str, Tolerance]]:
     only units that commit on their own are backfills, which resume from their own progress
     (generator.batches); a change killed in a backfill after DDL of its own is refused by its
     checks on a re-run there (give such a backfill a change of its own on SQLite)."""
+    # the same interrupted states serve both directions
+    interrupted = {dialects.POSTGRESQL: _interrupted(change, dialects.POSTGRESQL)}
     return {
         direction: {
             dialect: tol
             for dialect in dialects.DIALECTS
-            if dialect == dialects.POSTGRESQL and (tol := tolerance(change, direction, dialect))
+            if dialect == dialects.POSTGRESQL
+            and (tol := tolerance(change, direction, dialect, interrupted[dialect]))
         }
         for direction in ("upgrade", "downgrade")
     }

@@ -38,7 +38,8 @@ def _facets(t: Table | None) -> dict[str, str]:
         return {}
     out: dict[str, str] = {}
     for c in t.columns:
-        out[f"column `{c.name}`"] = f"{c.type}{'' if c.nullable else ' NOT NULL'}"
+        serial = f" serial (sequence `{c.serial}` on PostgreSQL)" if c.serial else ""
+        out[f"column `{c.name}`"] = f"{c.type}{'' if c.nullable else ' NOT NULL'}{serial}"
     for name, cols in _index(t).items():
         out[f"index `{name}`"] = cols
     for f in t.foreign_keys:

@@ -3,6 +3,10 @@ revisions together, read without importing them (importing runs a script's code)
 
 A hand-written revision is one without the generated header; it is the operator's, the
 generator never writes or deletes it, and the chain must still have exactly one head.
+
+``generate`` and its cache use this (no Alembic or SQLAlchemy import: it starts fast);
+where a *database* stands against the graph at run time is :mod:`generator.revisions`, which
+asks Alembic's ``ScriptDirectory`` and the version table.
 """
 
 from __future__ import annotations
@@ -76,13 +80,23 @@ def parse(path: str, text: str) -> Revision | None:
     return Revision(revision[0], down, path, is_generated(text))
 
 
-def read(out_dir: Path, rendered: Mapping[str, str] | None = None) -> list[Revision]:
+def read(
+    out_dir: Path,
+    rendered: Mapping[str, str] | None = None,
+    on_disk: Mapping[str, str] | None = None,
+) -> list[Revision]:
     """Every revision: the generated ones from ``rendered`` when given (what generate is about
-    to write), else from disk, and the hand-written ones from disk."""
+    to write), else from disk, and the hand-written ones from disk. ``on_disk``: texts of
+    files read from disk already (files.compare), not read again."""
     texts: dict[str, str] = {}
+    on_disk = on_disk or {}
     for file in sorted((out_dir / "versions").glob("*.py")):
+        path = f"versions/{file.name}"
+        if path in on_disk:
+            texts[path] = on_disk[path]
+            continue
         try:
-            texts[f"versions/{file.name}"] = file.read_text(encoding="utf-8")
+            texts[path] = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             continue
     if rendered is not None:

@@ -3,7 +3,8 @@ or at a revision the project does not know.
 
 Revisions are compared through Alembic's graph (``ScriptDirectory``), never as strings or
 file names: hand-written revisions in ``versions/`` count like generated ones, and a
-revision id the graph lacks is reported, not mistaken for "at head".
+revision id the graph lacks is reported, not mistaken for "at head". (The chain as files,
+read without importing them, for ``generate``: :mod:`generator.revision_files`.)
 """
 
 from __future__ import annotations

@@ -262,6 +262,13 @@ def _note(op: Any, text: str) -> None:
     op.get_context().impl.static_output(f"-- {text}")
 
 
+def unit(op: Any, kind: str, lock: str, rewrites: bool) -> None:
+    """Where a plan unit starts, with its Risk (``Unit.risk``, rendered by ``generate``): the
+    plan (``schemagen plan``) prints it above the unit's SQL; a real run does nothing here."""
+    if _offline(op):
+        _note(op, f"lock: {lock}{'; REWRITES THE TABLE' if rewrites else ''} ({kind})")
+
+
 def drop_invalid_index(op: Any, name: str) -> None:
     """Drop an INVALID index left by an interrupted ``CREATE INDEX CONCURRENTLY``.
 
@@ -846,3 +853,54 @@ def current_revision(connection: Connection) -> str | None:
     if not inspector.has_table(table):
         return None
     return connection.exec_driver_sql(f"SELECT version_num FROM {table}").scalar()
+
+
+def _enum_labels(op: Any, name: str) -> list[str] | None:
+    """The labels of the enum type ``name`` in the current schema, or None when it has none."""
+    rows = (
+        op.get_bind()
+        .execute(
+            sa.text(
+                "SELECT e.enumlabel FROM pg_type AS t "
+                "JOIN pg_namespace AS n ON n.oid = t.typnamespace "
+                "JOIN pg_enum AS e ON e.enumtypid = t.oid "
+                "WHERE n.nspname = current_schema() AND t.typname = :name "
+                "ORDER BY e.enumsortorder"
+            ),
+            {"name": name},
+        )
+        .scalars()
+        .all()
+    )
+    return [str(r) for r in rows] or None
+
+
+def create_enum_types(op: Any, types: Mapping[str, Sequence[str]]) -> None:
+    """PostgreSQL, before a change's DDL: the enum types its columns need that do not exist
+    yet. One that exists with the same labels is kept (a change resumed after its types were
+    created); with other labels it is an error naming both."""
+    from generator.dialects import quote_ident, sql_string
+
+    for name, labels in types.items():
+        found = None if _offline(op) else _enum_labels(op, name)
+        if found == list(labels):
+            continue
+        if found is not None:
+            raise RuntimeError(
+                f"enum type {name} exists with the labels {', '.join(found)}, not "
+                f"{', '.join(labels)}"
+            )
+        values = ", ".join(sql_string(label) for label in labels)
+        if _offline(op):  # the plan's lock line (a type is no plan unit: no Risk of its own)
+            _note(op, "lock: none on tables (a new enum type)")
+        op.execute(sa.text(f"CREATE TYPE {quote_ident(name)} AS ENUM ({values})"))
+
+
+def drop_enum_types(op: Any, names: Sequence[str]) -> None:
+    """PostgreSQL, after a change's DDL: the enum types no column uses any more."""
+    from generator.dialects import quote_ident
+
+    for name in names:
+        if _offline(op):
+            _note(op, "lock: none on tables (no column uses the type any more)")
+        op.execute(sa.text(f"DROP TYPE IF EXISTS {quote_ident(name)}"))

@@ -38,7 +38,8 @@ def _canonical_type(value: str) -> str:
 # the loader's own check gives the friendlier message.
 TYPE_PATTERN = (
     r"^\s*(smallint|integer|bigint|float|text|boolean|date|timestamp|timestamptz|uuid|json|bytes"
-    r"|decimal\(\s*\d{1,4}\s*,\s*\d{1,4}\s*\)|varchar\(\s*\d{1,8}\s*\))\s*$"
+    r"|decimal\(\s*\d{1,4}\s*,\s*\d{1,4}\s*\)|varchar\(\s*\d{1,8}\s*\)"
+    r"|enum\(\s*[a-z_][a-z0-9_]{0,62}\s*:\s*[a-z0-9_]{1,63}(\s*,\s*[a-z0-9_]{1,63})*\s*\))\s*$"
 )
 TypeName = Annotated[
     StrictStr,

@@ -251,6 +251,16 @@ class Schema:
     def archive(self, name: str) -> Table | None:
         return next((t for t in self.archives if t.name == name), None)
 
+    def enum_types(self) -> dict[str, tuple[str, ...]]:
+        """The enum types the schema's columns use (those of archives and of columns set
+        aside too: their values are kept), by name: their labels."""
+        out: dict[str, tuple[str, ...]] = {}
+        for table in (*self.tables, *self.archives):
+            for column in table.physical():
+                if column.type.kind == "enum" and column.type.name is not None:
+                    out.setdefault(column.type.name, column.type.labels)
+        return dict(sorted(out.items()))
+
     def relation_names(self) -> set[str]:
         every = (*self.tables, *self.archives)
         return set().union(*(t.relation_names() for t in every)) if every else set()

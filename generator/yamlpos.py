@@ -2,8 +2,10 @@
 
 Plain PyYAML keeps the last of two duplicate keys without a word and expands aliases
 without limit; here both are errors, as are explicit tags, so a spec is plain data. One
-parser: PyYAML's pure-Python one, whose marks every error message and position relies on
-(a warm ``generate`` does not parse at all: see generator.cache).
+parser: libyaml's (PyYAML's C extension, CParser) where PyYAML was built with it, as its
+wheels are; PyYAML's pure-Python one otherwise. Either way the nodes are composed here, in
+Python, from the parser's events, so the checks above and every position (the events'
+marks) are the same code (a warm ``generate`` does not parse at all: see generator.cache).
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 
 from generator.errors import Path, SpecError, format_path
 
@@ -64,14 +69,26 @@ def _deeper(loader: Any, event: Any) -> None:
         raise _Refused(event.start_mark, f"nested deeper than {MAX_DEPTH} levels")
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """A SafeLoader whose composer refuses aliases, anchors, explicit tags and nesting
-    deeper than MAX_DEPTH."""
+try:
+    from yaml._yaml import CParser as _Parser  # libyaml: scans and parses in C
+
+    LIBYAML = True
+except ImportError:  # PyYAML built without libyaml
+    from yaml.parser import Parser as _Parser  # type: ignore[assignment]
+    from yaml.reader import Reader
+    from yaml.scanner import Scanner
+
+    LIBYAML = False
+
+
+class _Strict(Composer):
+    """A composer that refuses aliases, anchors, explicit tags and nesting deeper than
+    MAX_DEPTH, over whichever parser's events."""
 
     depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
+        event = self.peek_event()  # type: ignore[attr-defined]
         _refuse(event)
         _deeper(self, event)
         try:
@@ -80,15 +97,38 @@ class _StrictLoader(yaml.SafeLoader):
             self.depth -= 1
 
 
+if LIBYAML:
+
+    class _StrictLoader(_Strict, _Parser, SafeConstructor, Resolver):
+        def __init__(self, text: str) -> None:
+            _Parser.__init__(self, text)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+            Composer.__init__(self)
+
+else:  # the pure-Python reader, scanner and parser: yaml.SafeLoader's
+
+    class _StrictLoader(_Strict, Reader, Scanner, _Parser, SafeConstructor, Resolver):  # type: ignore[no-redef]
+        def __init__(self, text: str) -> None:
+            Reader.__init__(self, text)  # checks every character here
+            Scanner.__init__(self)
+            _Parser.__init__(self)  # type: ignore[call-arg]
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+
 def _mark(mark: yaml.Mark | None) -> tuple[int, int]:
     return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
 
 
-def _reader_error(exc: yaml.YAMLError, text: str, file: str) -> SpecError:
+def _reader_error(exc: yaml.YAMLError, text: str, file: str, chars: bool = False) -> SpecError:
     """A reader error (a control character, say) at its line and column."""
     position = getattr(exc, "position", None)
     if not isinstance(position, int):
         return SpecError(file, 1, 1, "", f"invalid YAML: {exc}")
+    if LIBYAML and not chars:  # libyaml reads UTF-8: its position is a byte offset
+        position = len(text.encode("utf-8")[:position].decode("utf-8", errors="ignore"))
     line = text.count("\n", 0, position) + 1
     col = position - (text.rfind("\n", 0, position) + 1) + 1
     character = getattr(exc, "character", None)
@@ -101,9 +141,12 @@ def _reader_error(exc: yaml.YAMLError, text: str, file: str) -> SpecError:
 def load(text: str, file: str) -> tuple[Any, Positions, list[SpecError]]:
     """Parse one YAML document; return the data, its positions and any errors."""
     try:
-        loader = _StrictLoader(text)  # the reader checks every character here
+        loader = _StrictLoader(text)  # the pure-Python reader checks every character here
     except yaml.YAMLError as exc:
         return None, Positions(), [_reader_error(exc, text, file)]
+    except UnicodeEncodeError as exc:  # libyaml: a lone surrogate has no UTF-8
+        error = yaml.reader.ReaderError(file, exc.start, ord(text[exc.start]), "utf-8", "")
+        return None, Positions(), [_reader_error(error, text, file, chars=True)]
 
     try:
         try:
@@ -130,7 +173,7 @@ def load(text: str, file: str) -> tuple[Any, Positions, list[SpecError]]:
 def _convert(
     node: yaml.Node,
     path: Path,
-    loader: yaml.SafeLoader,
+    loader: SafeConstructor,
     positions: Positions,
     errors: list[SpecError],
     file: str,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -181,3 +183,49 @@ def seed_demo(db_url: str, revision: str = "0000", ticks: int = 400, alerts: int
     with engine.begin() as conn:
         demo.seed(conn, ticks=ticks, alerts=alerts)
     engine.dispose()
+
+
+@dataclass(frozen=True)
+class PlannedUnit:
+    """One plan unit as ``schemagen plan`` prints it: the lock line the migration's
+    ``runtime.unit`` marker emits, and the statements up to the next unit or the checks."""
+
+    kind: str
+    lock: str
+    rewrites: bool
+    statements: tuple[str, ...]
+
+
+_UNIT_LINE = re.compile(r"^-- lock: (?P<lock>.*?)(?P<rw>; REWRITES THE TABLE)? \((?P<kind>\w+)\)$")
+
+
+def planned_units(plan_text: str) -> list[PlannedUnit]:
+    """The units of an offline plan (``migrate.plan_sql``), in order."""
+    from generator import migrate
+
+    units: list[PlannedUnit] = []
+    head: re.Match[str] | None = None
+    body: list[str] = []
+
+    def close() -> None:
+        if head is not None:
+            units.append(
+                PlannedUnit(
+                    head["kind"],
+                    head["lock"],
+                    bool(head["rw"]),
+                    tuple(migrate.statements("\n".join(body))),
+                )
+            )
+
+    for line in plan_text.splitlines():
+        match = _UNIT_LINE.match(line)
+        if match is not None or line.startswith(
+            ("-- checks: validation/", "-- PRAGMA foreign_key_check")
+        ):
+            close()
+            head, body = match, []
+        elif head is not None:
+            body.append(line)
+    close()
+    return units

@@ -44,6 +44,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "instruments",
         sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
@@ -67,6 +68,7 @@ def _upgrade_postgresql() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_instruments"),
         sa.UniqueConstraint("symbol", name="uq_instruments_symbol"),
     )
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "alert_rules",
         sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
@@ -97,6 +99,7 @@ def _upgrade_postgresql() -> None:
         ),
     )
     op.create_index("ix_alert_rules_instrument", "alert_rules", ["instrument_id"], unique=False)
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "market_data",
         sa.Column("id", sa.BigInteger(), sa.Identity(), nullable=False),
@@ -144,6 +147,7 @@ def _upgrade_postgresql() -> None:
         ["timestamp", "instrument_id"],
         unique=False,
     )
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "alert_logs",
         sa.Column("id", sa.BigInteger(), sa.Identity(), nullable=False),
@@ -208,6 +212,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "instruments",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -231,6 +236,7 @@ def _upgrade_sqlite() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_instruments"),
         sa.UniqueConstraint("symbol", name="uq_instruments_symbol"),
     )
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "alert_rules",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -261,6 +267,7 @@ def _upgrade_sqlite() -> None:
         ),
     )
     op.create_index("ix_alert_rules_instrument", "alert_rules", ["instrument_id"], unique=False)
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "market_data",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -308,6 +315,7 @@ def _upgrade_sqlite() -> None:
         ["timestamp", "instrument_id"],
         unique=False,
     )
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "alert_logs",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -374,14 +382,22 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("alert_logs")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("market_data")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("alert_rules")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("instruments")
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("alert_logs")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("market_data")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("alert_rules")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("instruments")

@@ -203,6 +203,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
@@ -223,10 +224,15 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_market_data_timestamp", table_name="market_data")
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_market_data_instrument", table_name="market_data")
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_market_data_price", table_name="market_data")
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_market_data_latest", table_name="market_data")
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index(
         "ix_market_data_instrument_price", "market_data", ["instrument_id", "price"], unique=False
     )
@@ -235,6 +241,7 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
@@ -270,13 +277,18 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_market_data_instrument_price", table_name="market_data")
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index(
         "ix_market_data_latest",
         "market_data",
         ["instrument_id", "timestamp", "price", "bid", "ask"],
         unique=False,
     )
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index("ix_market_data_price", "market_data", ["price"], unique=False)
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index("ix_market_data_instrument", "market_data", ["instrument_id"], unique=False)
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index("ix_market_data_timestamp", "market_data", ["timestamp"], unique=False)

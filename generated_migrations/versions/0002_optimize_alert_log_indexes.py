@@ -238,6 +238,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
@@ -259,18 +260,26 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_alert_logs_rule", table_name="alert_logs")
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_alert_logs_severity", table_name="alert_logs")
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_alert_logs_instrument_timestamp", table_name="alert_logs")
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_alert_logs_status_timestamp", table_name="alert_logs")
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_alert_logs_trigger_value", table_name="alert_logs")
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_alert_logs_acknowledged_at", table_name="alert_logs")
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_alert_logs_created_at", table_name="alert_logs")
 
 
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
@@ -325,19 +334,26 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index("ix_alert_logs_created_at", "alert_logs", ["created_at"], unique=False)
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index(
         "ix_alert_logs_acknowledged_at", "alert_logs", ["acknowledged_at"], unique=False
     )
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index("ix_alert_logs_trigger_value", "alert_logs", ["trigger_value"], unique=False)
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index(
         "ix_alert_logs_status_timestamp", "alert_logs", ["status", "timestamp"], unique=False
     )
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index(
         "ix_alert_logs_instrument_timestamp",
         "alert_logs",
         ["instrument_id", "timestamp"],
         unique=False,
     )
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index("ix_alert_logs_severity", "alert_logs", ["severity"], unique=False)
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index("ix_alert_logs_rule", "alert_logs", ["rule_id"], unique=False)

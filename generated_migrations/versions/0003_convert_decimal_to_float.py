@@ -312,6 +312,12 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(
+        op,
+        "online_type_change",
+        "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
+        rewrites=False,
+    )
     # Online: each phase commits on its own and a re-run resumes; what ran before is committed.
     with op.get_context().autocommit_block():
         runtime.online_type_change(
@@ -410,6 +416,12 @@ def _upgrade_postgresql() -> None:
             },
             blocking='ALTER TABLE "market_data"\n    ALTER COLUMN "price" TYPE double precision USING "price"::double precision,\n    ADD CONSTRAINT "ck_market_data_price_range" CHECK ("price" > -100000000 AND "price" < 100000000),\n    ALTER COLUMN "bid" TYPE double precision USING "bid"::double precision,\n    ADD CONSTRAINT "ck_market_data_bid_range" CHECK ("bid" > -100000000 AND "bid" < 100000000),\n    ALTER COLUMN "ask" TYPE double precision USING "ask"::double precision,\n    ADD CONSTRAINT "ck_market_data_ask_range" CHECK ("ask" > -100000000 AND "ask" < 100000000),\n    ALTER COLUMN "open_price" TYPE double precision USING "open_price"::double precision,\n    ADD CONSTRAINT "ck_market_data_open_price_range" CHECK ("open_price" > -100000000 AND "open_price" < 100000000),\n    ALTER COLUMN "high_price" TYPE double precision USING "high_price"::double precision,\n    ADD CONSTRAINT "ck_market_data_high_price_range" CHECK ("high_price" > -100000000 AND "high_price" < 100000000),\n    ALTER COLUMN "low_price" TYPE double precision USING "low_price"::double precision,\n    ADD CONSTRAINT "ck_market_data_low_price_range" CHECK ("low_price" > -100000000 AND "low_price" < 100000000)',
         )
+    runtime.unit(
+        op,
+        "online_type_change",
+        "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
+        rewrites=False,
+    )
     # Online: each phase commits on its own and a re-run resumes; what ran before is committed.
     with op.get_context().autocommit_block():
         runtime.online_type_change(
@@ -454,6 +466,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "market_data",
         recreate="always",
@@ -550,6 +563,7 @@ def _upgrade_sqlite() -> None:
             "ck_market_data_low_price_range",
             sa.text('"low_price" > -100000000 AND "low_price" < 100000000'),
         )
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "alert_logs",
         recreate="always",
@@ -625,6 +639,12 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(
+        op,
+        "online_type_change",
+        "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
+        rewrites=False,
+    )
     # Online: each phase commits on its own and a re-run resumes; what ran before is committed.
     with op.get_context().autocommit_block():
         runtime.online_type_change(
@@ -663,6 +683,12 @@ def _downgrade_postgresql() -> None:
             indexes={},
             blocking='ALTER TABLE "alert_logs"\n    DROP CONSTRAINT IF EXISTS "ck_alert_logs_threshold_value_range",\n    ALTER COLUMN "threshold_value" TYPE numeric(12,4) USING round("threshold_value"::numeric, 4)::numeric(12,4),\n    DROP CONSTRAINT IF EXISTS "ck_alert_logs_trigger_value_range",\n    ALTER COLUMN "trigger_value" TYPE numeric(12,4) USING round("trigger_value"::numeric, 4)::numeric(12,4)',
         )
+    runtime.unit(
+        op,
+        "online_type_change",
+        "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
+        rewrites=False,
+    )
     # Online: each phase commits on its own and a re-run resumes; what ran before is committed.
     with op.get_context().autocommit_block():
         runtime.online_type_change(
@@ -757,6 +783,7 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "alert_logs",
         recreate="always",
@@ -829,6 +856,7 @@ def _downgrade_sqlite() -> None:
             existing_type=sa.Float(),
             existing_nullable=False,
         )
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "market_data",
         recreate="always",

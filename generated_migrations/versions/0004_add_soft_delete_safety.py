@@ -445,16 +445,19 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
-    op.execute(
-        sa.text(
-            'ALTER TABLE "market_data" ADD COLUMN IF NOT EXISTS "deleted_at" timestamp with time zone'
-        )
+    runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.add_column(
+        "market_data",
+        sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+        if_not_exists=True,
     )
-    op.execute(
-        sa.text(
-            'ALTER TABLE "alert_logs" ADD COLUMN IF NOT EXISTS "deleted_at" timestamp with time zone'
-        )
+    runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.add_column(
+        "alert_logs",
+        sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+        if_not_exists=True,
     )
+    runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
@@ -471,6 +474,12 @@ def _upgrade_postgresql() -> None:
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_deleted_at" ON "alert_logs" ("deleted_at")'
             )
         )
+    runtime.unit(
+        op,
+        "swap_fk_actions",
+        "ACCESS EXCLUSIVE on every table of the swap (brief; LOCK TABLE first, referencing tables before referenced ones), then SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
     # One statement, one round trip: the four tables stay locked only while the server runs the
     # swap, not for a dozen round trips, each of which a loaded machine can stretch. The
     # tables are locked first, referencing tables before the ones they reference (the order an
@@ -562,10 +571,15 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "add_column", "database write lock", rewrites=False)
     op.add_column("market_data", sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
+    runtime.unit(op, "add_column", "database write lock", rewrites=False)
     op.add_column("alert_logs", sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index("ix_market_data_deleted_at", "market_data", ["deleted_at"], unique=False)
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index("ix_alert_logs_deleted_at", "alert_logs", ["deleted_at"], unique=False)
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "market_data",
         recreate="always",
@@ -636,6 +650,7 @@ def _upgrade_sqlite() -> None:
             ["id"],
             ondelete="RESTRICT",
         )
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "alert_rules",
         recreate="always",
@@ -681,6 +696,7 @@ def _upgrade_sqlite() -> None:
             ["id"],
             ondelete="RESTRICT",
         )
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "alert_logs",
         recreate="always",
@@ -762,6 +778,12 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(
+        op,
+        "swap_fk_actions",
+        "ACCESS EXCLUSIVE on every table of the swap (brief; LOCK TABLE first, referencing tables before referenced ones), then SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
     # One statement, one round trip: the four tables stay locked only while the server runs the
     # swap, not for a dozen round trips, each of which a loaded machine can stretch. The
     # tables are locked first, referencing tables before the ones they reference (the order an
@@ -850,17 +872,21 @@ def _downgrade_postgresql() -> None:
                 'ALTER TABLE "market_data" VALIDATE CONSTRAINT "fk_market_data_instrument_id_instruments"'
             )
         )
+    runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_deleted_at"'))
         runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_deleted_at"'))
+    runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "alert_logs" DROP COLUMN IF EXISTS "deleted_at"'))
+    runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "market_data" DROP COLUMN IF EXISTS "deleted_at"'))
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "alert_logs",
         recreate="always",
@@ -937,6 +963,7 @@ def _downgrade_sqlite() -> None:
             ["id"],
             ondelete="CASCADE",
         )
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "alert_rules",
         recreate="always",
@@ -982,6 +1009,7 @@ def _downgrade_sqlite() -> None:
             ["id"],
             ondelete="CASCADE",
         )
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "market_data",
         recreate="always",
@@ -1052,8 +1080,11 @@ def _downgrade_sqlite() -> None:
             ["id"],
             ondelete="CASCADE",
         )
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_alert_logs_deleted_at", table_name="alert_logs")
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_market_data_deleted_at", table_name="market_data")
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "alert_logs",
         recreate="always",
@@ -1114,6 +1145,7 @@ def _downgrade_sqlite() -> None:
         ),
     ) as batch_op:
         batch_op.drop_column("deleted_at")
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "market_data",
         recreate="always",

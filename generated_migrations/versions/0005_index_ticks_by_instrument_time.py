@@ -279,6 +279,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
@@ -311,14 +312,18 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index(
         "ix_market_data_instrument_timestamp",
         "market_data",
         ["instrument_id", "timestamp"],
         unique=False,
     )
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_market_data_instrument_price", table_name="market_data")
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_market_data_deleted_at", table_name="market_data")
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index(
         "ix_market_data_deleted_at",
         "market_data",
@@ -326,7 +331,9 @@ def _upgrade_sqlite() -> None:
         unique=False,
         sqlite_where=sa.text('"deleted_at" IS NOT NULL'),
     )
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_alert_logs_deleted_at", table_name="alert_logs")
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index(
         "ix_alert_logs_deleted_at",
         "alert_logs",
@@ -339,6 +346,7 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
@@ -373,11 +381,17 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_alert_logs_deleted_at", table_name="alert_logs")
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index("ix_alert_logs_deleted_at", "alert_logs", ["deleted_at"], unique=False)
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_market_data_deleted_at", table_name="market_data")
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index("ix_market_data_deleted_at", "market_data", ["deleted_at"], unique=False)
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index(
         "ix_market_data_instrument_price", "market_data", ["instrument_id", "price"], unique=False
     )
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_market_data_instrument_timestamp", table_name="market_data")

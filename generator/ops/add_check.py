@@ -23,7 +23,7 @@ from pydantic import Field, StrictStr
 from generator import checks, dialects, expr
 from generator.dialects import POSTGRESQL, SQLITE
 from generator.errors import Path
-from generator.ops.base import OperationSpec, Problem, Risk, RowCheck, Step
+from generator.ops.base import OperationSpec, Problem, Risk, RowCheck, Step, sqlite_rebuild
 from generator.plan import ALTER_TABLE, RECREATE_TABLE, Group
 from generator.spec import Identifier
 from generator.state import CheckConstraint, Schema, Table
@@ -159,13 +159,7 @@ class AddCheckStep(Step):
                 scans=True,
                 blocks="reads and writes",
             )
-        return Risk(
-            "database write lock",
-            True,
-            "SQLite cannot add a CHECK: the table is rebuilt",
-            scans=True,
-            blocks="writes",
-        )
+        return sqlite_rebuild("SQLite cannot add a CHECK: the table is rebuilt")
 
     def prechecks(self, before: Schema) -> Iterator[RowCheck]:
         table = before.table(self.check.table)

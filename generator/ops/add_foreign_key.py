@@ -21,7 +21,7 @@ from pydantic import Field
 
 from generator import checks, dialects
 from generator.dialects import POSTGRESQL
-from generator.ops.base import OperationSpec, Problem, Risk, RowCheck, Step
+from generator.ops.base import OperationSpec, Problem, Risk, RowCheck, Step, sqlite_rebuild
 from generator.plan import RECREATE_TABLE, Group
 from generator.resolve import MAX_NAME
 from generator.spec import FkAction, Identifier, Spec
@@ -190,13 +190,7 @@ class AddForeignKeyStep(Step):
     def risk(self, dialect: str) -> Risk:
         if dialect == POSTGRESQL:
             return _validated_risk((self,), dialect)
-        return Risk(
-            "database write lock",
-            True,
-            "SQLite cannot add a foreign key: the table is rebuilt",
-            scans=True,
-            blocks="writes",
-        )
+        return sqlite_rebuild("SQLite cannot add a foreign key: the table is rebuilt")
 
     def prechecks(self, before: Schema) -> Iterator[RowCheck]:
         table, parent = before.table(self.fk.table), before.table(self.fk.ref_table)

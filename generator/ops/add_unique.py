@@ -20,7 +20,7 @@ from pydantic import Field
 
 from generator import checks, dialects
 from generator.dialects import POSTGRESQL
-from generator.ops.base import OperationSpec, Problem, Risk, RowCheck, Step
+from generator.ops.base import OperationSpec, Problem, Risk, RowCheck, Step, sqlite_rebuild
 from generator.plan import RECREATE_TABLE, Group
 from generator.spec import Identifier
 from generator.state import Index, Schema, Table, UniqueConstraint
@@ -120,13 +120,7 @@ class AddUniqueStep(Step):
     def risk(self, dialect: str) -> Risk:
         if dialect == POSTGRESQL:
             return _online_risk((self,), dialect)
-        return Risk(
-            "database write lock",
-            True,
-            "SQLite cannot add a constraint: the table is rebuilt",
-            scans=True,
-            blocks="writes",
-        )
+        return sqlite_rebuild("SQLite cannot add a constraint: the table is rebuilt")
 
     def prechecks(self, before: Schema) -> Iterator[RowCheck]:
         table = before.table(self.unique.table)

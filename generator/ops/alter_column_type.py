@@ -86,6 +86,12 @@ class AlterColumnType(OperationSpec):
             )
         elif problem := conversion_problem(old, new):
             problems.append((("to",), problem))
+        elif new.kind == "enum":
+            r.check_enum(new, ("to",), problems)
+            if column.default is not None and column.default not in new.labels:
+                problems.append(
+                    (("to",), f"the column's default {column.default!r} is not one of its labels")
+                )
         if column.primary_key:
             problems.append((("column",), "cannot change the type of a primary key column"))
         fk = table.fk_on(column.name)

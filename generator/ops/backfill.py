@@ -10,7 +10,7 @@ column added earlier in the same change has nothing to restore: its drop takes i
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from pydantic import Field, StrictStr
@@ -152,16 +152,12 @@ class BackfillStep(Step):
     def apply(self, schema: Schema) -> Schema:
         return schema  # values only: the schema is unchanged
 
+    def _as(self, cls: type[BackfillStep]) -> BackfillStep:
+        """The same batches in the other direction (the step and its reverse share fields)."""
+        return cls(**{f.name: getattr(self, f.name) for f in fields(self)})
+
     def reverse(self) -> Step:
-        return RestoreBackfillStep(
-            self.table_name,
-            self.key,
-            self.values,
-            self.where,
-            self.batch_size,
-            self.kept,
-            self.types,
-        )
+        return self._as(RestoreBackfillStep)
 
     def group(self, dialect: str) -> Group:
         return BACKFILLS
@@ -200,15 +196,7 @@ class RestoreBackfillStep(BackfillStep):
     direction: ClassVar[str] = "downgrade"
 
     def reverse(self) -> Step:
-        return BackfillStep(
-            self.table_name,
-            self.key,
-            self.values,
-            self.where,
-            self.batch_size,
-            self.kept,
-            self.types,
-        )
+        return self._as(BackfillStep)
 
     def describe(self) -> str:
         if not self.kept:

@@ -10,7 +10,7 @@ them. The registry (``generator/ops/__init__.py``) finds the modules; nothing el
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from generator.load import Change
     from generator.plan import Group
     from generator.resolve import Resolver
-    from generator.state import Column, Schema
+    from generator.state import Column, Index, Schema
 
 Problem = tuple[Path, str]
 
@@ -41,6 +41,25 @@ class Risk:
     why: str  # the review's note
     scans: bool = False  # reads every row (a CHECK validated, an index built)
     blocks: str = ""  # what waits while it runs: "reads and writes", "writes", "nothing"
+
+
+def catalogue_only(why: str, blocks: str = "reads and writes, briefly") -> Risk:
+    """PostgreSQL: a catalogue change under a brief ACCESS EXCLUSIVE lock (no row read)."""
+    return Risk("ACCESS EXCLUSIVE (brief)", False, why, blocks=blocks)
+
+
+def sqlite_rebuild(why: str) -> Risk:
+    """SQLite: batch mode copies every row into a new table under the database write lock."""
+    return Risk("database write lock", True, why, scans=True, blocks="writes")
+
+
+def catalogue_only_risk(
+    dialect: str, why: str, sqlite_why: str, blocks: str = "reads and writes, briefly"
+) -> Risk:
+    """Catalogue-only on PostgreSQL (``why``), a table rebuild on SQLite (``sqlite_why``)."""
+    if dialect == "postgresql":
+        return catalogue_only(why, blocks)
+    return sqlite_rebuild(sqlite_why)
 
 
 @dataclass(frozen=True)
@@ -161,3 +180,76 @@ class Step:
     def describe(self) -> str:
         """The review's line for this step."""
         raise NotImplementedError
+
+
+class ConstraintDropStep(Step):
+    """A step that drops a constraint of one table (a unique key, a foreign key): a catalogue
+    change on PostgreSQL, a rebuild in SQLite's batch mode, and lint SG120 (its derived
+    downgrade adds it back and is refused while rows break it)."""
+
+    what: ClassVar[str]  # "unique", "foreign key": the constraint's kind, for SG120
+    why_postgresql: ClassVar[str]
+    why_sqlite: ClassVar[str]
+
+    @property
+    def constraint(self) -> Any:
+        """The dropped constraint (it has ``name`` and ``table``)."""
+        raise NotImplementedError
+
+    @property
+    def table_name(self) -> str:
+        return str(self.constraint.table)
+
+    def group(self, dialect: str) -> Group | None:
+        from generator.plan import RECREATE_TABLE
+
+        return RECREATE_TABLE if dialect == "sqlite" else None
+
+    def risk(self, dialect: str) -> Risk:
+        return catalogue_only_risk(dialect, self.why_postgresql, self.why_sqlite)
+
+    def findings(self, change: Change) -> Iterator[Finding]:
+        c = self.constraint
+        yield Finding("SG120", f"drops {self.what} {c.name} on {c.table}")
+
+
+class IndexStep(Step):
+    """A step that builds or drops one index: on PostgreSQL CONCURRENTLY by default (a block
+    outside the transaction, shared with its neighbours), lint SG101 without it."""
+
+    index: Index
+    concurrently: bool
+
+    @property
+    def table_name(self) -> str:
+        return self.index.table
+
+    def group(self, dialect: str) -> Group | None:
+        from generator.plan import CONCURRENT_INDEXES
+
+        return CONCURRENT_INDEXES if dialect == "postgresql" and self.concurrently else None
+
+    def findings(self, change: Change) -> Iterator[Finding]:
+        if not self.concurrently:
+            i = self.index
+            yield Finding("SG101", f"index {i.name} on {i.table} runs without CONCURRENTLY")
+
+
+class ColumnChangeStep(Step):
+    """A step that changes one column of one table in place (its default, its type, its
+    nullability): the subclass says what the column becomes (``new_column``)."""
+
+    table_name: str
+    column: Column  # as it is before the step
+
+    @property
+    def new_column(self) -> Column:
+        raise NotImplementedError
+
+    def apply(self, schema: Schema) -> Schema:
+        t = schema.get(self.table_name)
+        cols = tuple(self.new_column if c.name == self.column.name else c for c in t.columns)
+        return schema.put(replace(t, columns=cols))
+
+    def apply_in(self, r: Resolver) -> None:
+        r.put_column(self.table_name, self.new_column)

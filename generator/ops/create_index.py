@@ -11,13 +11,11 @@ from pydantic import Field
 
 from generator import checks
 from generator.dialects import POSTGRESQL
-from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
-from generator.plan import CONCURRENT_INDEXES, Group
+from generator.ops.base import IndexStep, OperationSpec, Problem, Risk, Step
 from generator.spec import WHERE_HELP, Identifier, Where
 from generator.state import Index, Schema
 
 if TYPE_CHECKING:
-    from generator.load import Change
     from generator.ops.drop_index import DropIndexStep
     from generator.resolve import Resolver
 
@@ -73,16 +71,12 @@ class CreateIndex(OperationSpec):
 
 
 @dataclass(frozen=True)
-class CreateIndexStep(Step):
+class CreateIndexStep(IndexStep):
     index: Index
     concurrently: bool = True  # PostgreSQL: outside a transaction, without blocking writes
 
     kind: ClassVar[str] = "create_index"
     template: ClassVar[str] = "ops/create_index.j2"
-
-    @property
-    def table_name(self) -> str:
-        return self.index.table
 
     def apply(self, schema: Schema) -> Schema:
         t = schema.get(self.index.table)
@@ -97,9 +91,6 @@ class CreateIndexStep(Step):
 
         return DropIndexStep(self.index, self.concurrently)
 
-    def group(self, dialect: str) -> Group | None:
-        return CONCURRENT_INDEXES if dialect == POSTGRESQL and self.concurrently else None
-
     def risk(self, dialect: str) -> Risk:
         if dialect == POSTGRESQL:
             if self.concurrently:
@@ -110,14 +101,14 @@ class CreateIndexStep(Step):
                     scans=True,
                     blocks="nothing",
                 )
-            # The review printed no lock for this unit before the risk model (kept so).
-            return Risk("", False, "", scans=True, blocks="writes")
+            return Risk(
+                "SHARE",
+                False,
+                "without CONCURRENTLY: writes wait while it builds",
+                scans=True,
+                blocks="writes",
+            )
         return Risk("database write lock", False, "scans the table", scans=True, blocks="writes")
-
-    def findings(self, change: Change) -> Iterator[Finding]:
-        if not self.concurrently:
-            i = self.index
-            yield Finding("SG101", f"index {i.name} on {i.table} runs without CONCURRENTLY")
 
     def interrupted(self, dialect: str) -> Iterator[tuple[str, checks.Row]]:
         yield f"{self.index.table}.indexes", checks.index_row(self.index, dialect, False)

@@ -114,6 +114,13 @@ class CreateTable(OperationSpec):
             seen.add(c.name)
             columns.append(r.make_column(self.name, c, ("columns", i), problems))
         columns = self._identities(columns, problems)
+        for i, made in enumerate(columns):
+            if made.type.kind == "enum" and made.type.name == self.name:
+                problems.append(
+                    (("columns", i, "type"), f"enum type name {self.name!r} is a table's")
+                )
+        if self.name in r.schema.enum_types():
+            problems.append((("name",), f"{self.name!r} is the name of an enum type"))
         pk = self.primary_key_name or r.conventions.pk_name(self.name)
         table = Table(self.name, tuple(columns), pk_constraint=pk)
         names: set[str] = set()

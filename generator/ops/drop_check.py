@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, StrictStr
 
-from generator.dialects import POSTGRESQL, SQLITE
+from generator.dialects import SQLITE
 from generator.ops.add_check import EXPRESSION_HELP, AddCheckStep, make_check
-from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
+from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step, catalogue_only_risk
 from generator.plan import ALTER_TABLE, RECREATE_TABLE, Group
 from generator.spec import Identifier
 from generator.state import CheckConstraint, Schema
@@ -86,19 +86,11 @@ class DropCheckStep(Step):
         return RECREATE_TABLE if dialect == SQLITE else ALTER_TABLE
 
     def risk(self, dialect: str) -> Risk:
-        if dialect == POSTGRESQL:
-            return Risk(
-                "ACCESS EXCLUSIVE (brief)",
-                False,
-                "catalogue-only change",
-                blocks="reads and writes",
-            )
-        return Risk(
-            "database write lock",
-            True,
+        return catalogue_only_risk(
+            dialect,
+            "catalogue-only change",
             "SQLite cannot drop a CHECK: the table is rebuilt",
-            scans=True,
-            blocks="writes",
+            blocks="reads and writes",
         )
 
     def findings(self, change: Change) -> Iterator[Finding]:

@@ -5,19 +5,15 @@ NOT VALID then VALIDATE apart)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from generator.dialects import POSTGRESQL, SQLITE
 from generator.ops.add_foreign_key import AddForeignKeyStep
-from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
-from generator.plan import RECREATE_TABLE, Group
+from generator.ops.base import ConstraintDropStep, OperationSpec, Problem, Step
 from generator.spec import Identifier
 from generator.state import ForeignKey, Schema
 
 if TYPE_CHECKING:
-    from generator.load import Change
     from generator.resolve import Resolver
 
 
@@ -50,15 +46,20 @@ class DropForeignKey(OperationSpec):
 
 
 @dataclass(frozen=True)
-class DropForeignKeyStep(Step):
+class DropForeignKeyStep(ConstraintDropStep):
     fk: ForeignKey
 
     kind: ClassVar[str] = "drop_foreign_key"
     template: ClassVar[str] = "ops/drop_foreign_key.j2"
+    what: ClassVar[str] = "foreign key"
+    why_postgresql: ClassVar[str] = (
+        "catalogue-only change (the key's triggers on both tables dropped)"
+    )
+    why_sqlite: ClassVar[str] = "SQLite cannot drop a foreign key: the table is rebuilt"
 
     @property
-    def table_name(self) -> str:
-        return self.fk.table
+    def constraint(self) -> ForeignKey:
+        return self.fk
 
     def apply(self, schema: Schema) -> Schema:
         t = schema.get(self.fk.table)
@@ -66,28 +67,6 @@ class DropForeignKeyStep(Step):
 
     def reverse(self) -> AddForeignKeyStep:
         return AddForeignKeyStep(self.fk)
-
-    def group(self, dialect: str) -> Group | None:
-        return RECREATE_TABLE if dialect == SQLITE else None
-
-    def risk(self, dialect: str) -> Risk:
-        if dialect == POSTGRESQL:
-            return Risk(
-                "ACCESS EXCLUSIVE (brief)",
-                False,
-                "catalogue-only change (the key's triggers on both tables dropped)",
-                blocks="reads and writes, briefly",
-            )
-        return Risk(
-            "database write lock",
-            True,
-            "SQLite cannot drop a foreign key: the table is rebuilt",
-            scans=True,
-            blocks="writes",
-        )
-
-    def findings(self, change: Change) -> Iterator[Finding]:
-        yield Finding("SG120", f"drops foreign key {self.fk.name} on {self.fk.table}")
 
     def describe(self) -> str:
         f = self.fk

@@ -11,8 +11,7 @@ from pydantic import Field
 
 from generator import checks
 from generator.dialects import POSTGRESQL
-from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
-from generator.plan import CONCURRENT_INDEXES, Group
+from generator.ops.base import Finding, IndexStep, OperationSpec, Problem, Risk, Step
 from generator.spec import Identifier
 from generator.state import Index, Schema
 
@@ -73,16 +72,12 @@ def _fk_columns_without_index(schema: Schema) -> set[tuple[str, str]]:
 
 
 @dataclass(frozen=True)
-class DropIndexStep(Step):
+class DropIndexStep(IndexStep):
     index: Index
     concurrently: bool = True
 
     kind: ClassVar[str] = "drop_index"
     template: ClassVar[str] = "ops/drop_index.j2"
-
-    @property
-    def table_name(self) -> str:
-        return self.index.table
 
     def apply(self, schema: Schema) -> Schema:
         t = schema.get(self.index.table)
@@ -98,9 +93,6 @@ class DropIndexStep(Step):
 
         return CreateIndexStep(self.index, self.concurrently)
 
-    def group(self, dialect: str) -> Group | None:
-        return CONCURRENT_INDEXES if dialect == POSTGRESQL and self.concurrently else None
-
     def risk(self, dialect: str) -> Risk:
         if dialect == POSTGRESQL:
             if self.concurrently:
@@ -110,14 +102,16 @@ class DropIndexStep(Step):
                     "CONCURRENTLY: reads and writes go on",
                     blocks="nothing",
                 )
-            # The review printed no lock for this unit before the risk model (kept so).
-            return Risk("", False, "", blocks="reads and writes")
+            return Risk(
+                "ACCESS EXCLUSIVE (brief)",
+                False,
+                "without CONCURRENTLY: reads and writes of the table wait for the lock",
+                blocks="reads and writes",
+            )
         return Risk("database write lock", False, "quick", blocks="writes")
 
     def findings(self, change: Change) -> Iterator[Finding]:
-        if not self.concurrently:
-            i = self.index
-            yield Finding("SG101", f"index {i.name} on {i.table} runs without CONCURRENTLY")
+        yield from super().findings(change)  # SG101
         # SG106 once per table, at the first of the change's index drops on it.
         first = next(
             s

@@ -5,21 +5,17 @@ sharing a key listed before any DDL, the index built CONCURRENTLY)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from generator.dialects import POSTGRESQL, SQLITE
 from generator.ops.add_unique import AddUniqueStep
-from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
-from generator.plan import RECREATE_TABLE, Group
+from generator.ops.base import ConstraintDropStep, OperationSpec, Problem, Step
 from generator.spec import Identifier
 from generator.state import Schema, UniqueConstraint
 
 if TYPE_CHECKING:
-    from generator.load import Change
     from generator.resolve import Resolver
 
 
@@ -71,15 +67,18 @@ class DropUnique(OperationSpec):
 
 
 @dataclass(frozen=True)
-class DropUniqueStep(Step):
+class DropUniqueStep(ConstraintDropStep):
     unique: UniqueConstraint
 
     kind: ClassVar[str] = "drop_unique"
     template: ClassVar[str] = "ops/drop_unique.j2"
+    what: ClassVar[str] = "unique"
+    why_postgresql: ClassVar[str] = "catalogue-only change (the constraint's index dropped with it)"
+    why_sqlite: ClassVar[str] = "SQLite cannot drop a constraint: the table is rebuilt"
 
     @property
-    def table_name(self) -> str:
-        return self.unique.table
+    def constraint(self) -> UniqueConstraint:
+        return self.unique
 
     def apply(self, schema: Schema) -> Schema:
         t = schema.get(self.unique.table)
@@ -87,28 +86,6 @@ class DropUniqueStep(Step):
 
     def reverse(self) -> AddUniqueStep:
         return AddUniqueStep(self.unique)
-
-    def group(self, dialect: str) -> Group | None:
-        return RECREATE_TABLE if dialect == SQLITE else None
-
-    def risk(self, dialect: str) -> Risk:
-        if dialect == POSTGRESQL:
-            return Risk(
-                "ACCESS EXCLUSIVE (brief)",
-                False,
-                "catalogue-only change (the constraint's index dropped with it)",
-                blocks="reads and writes, briefly",
-            )
-        return Risk(
-            "database write lock",
-            True,
-            "SQLite cannot drop a constraint: the table is rebuilt",
-            scans=True,
-            blocks="writes",
-        )
-
-    def findings(self, change: Change) -> Iterator[Finding]:
-        yield Finding("SG120", f"drops unique {self.unique.name} on {self.unique.table}")
 
     def describe(self) -> str:
         u = self.unique

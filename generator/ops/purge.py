@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from generator.dialects import POSTGRESQL, SQLITE
-from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
+from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step, catalogue_only_risk
 from generator.ops.drop_column import archive_prefix, without_column
 from generator.plan import RECREATE_TABLE, Group
 from generator.spec import Identifier
@@ -114,19 +114,10 @@ class PurgeColumnStep(Step):
         return RECREATE_TABLE if dialect == SQLITE else None
 
     def risk(self, dialect: str) -> Risk:
-        if dialect == POSTGRESQL:
-            return Risk(
-                "ACCESS EXCLUSIVE (brief)",
-                False,
-                "catalogue-only DROP COLUMN (space reclaimed later)",
-                blocks="reads and writes, briefly",
-            )
-        return Risk(
-            "database write lock",
-            True,
+        return catalogue_only_risk(
+            dialect,
+            "catalogue-only DROP COLUMN (space reclaimed later)",
             "SQLite drops a column by rebuilding the table",
-            scans=True,
-            blocks="writes",
         )
 
     def findings(self, change: Change) -> Iterator[Finding]:

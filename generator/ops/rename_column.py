@@ -1,7 +1,9 @@
 """``rename_column``: rename a column in place. The schema renames it everywhere it is named:
 the table's indexes (and their predicates), primary and unique keys, checks, its own foreign
 key and the foreign keys of other tables that reference it; constraint and index names stay.
-Catalogue-only on both dialects (no rewrite, no rebuild); the derived downgrade renames back.
+Catalogue-only on both dialects (no rewrite, no rebuild), except on SQLite for a uuid, json or
+enum column, whose CHECK is named after it: that table is rebuilt with the CHECK renamed. The
+derived downgrade renames back.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from generator.dialects import POSTGRESQL
+from generator.coltypes import SqlType
+from generator.dialects import POSTGRESQL, SQLITE, type_check
 from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
+from generator.plan import RECREATE_TABLE, Group
 from generator.spec import Identifier
 from generator.state import Schema, Table
 
@@ -41,13 +45,17 @@ class RenameColumn(OperationSpec):
         table = r.table(self.table, ("table",), problems)
         if table is None:
             return [], problems
-        if r.column(table, self.column, ("column",), problems) is None:
+        column = r.column(table, self.column, ("column",), problems)
+        if column is None:
             return [], problems
         if self.to == self.column:
             problems.append((("to",), f"column {self.table}.{self.column} is already named so"))
         elif table.column(self.to) is not None:
             problems.append((("to",), f"column {self.to!r} already exists in {self.table!r}"))
-        return [RenameColumnStep(self.table, self.column, self.to)], problems
+        # SQLite keeps a renamed column's constraint names: a uuid, json or enum column's CHECK
+        # (named after the column, dialects.type_check) is renamed in a table rebuild.
+        typed = column.type if type_check(column.name, column.type, SQLITE) else None
+        return [RenameColumnStep(self.table, self.column, self.to, typed)], problems
 
 
 def _renamed(columns: tuple[str, ...], old: str, new: str) -> tuple[str, ...]:
@@ -77,6 +85,9 @@ class RenameColumnStep(Step):
     table_name: str
     column: str
     to: str
+    # The column's type when SQLite holds it by a CHECK named after the column (uuid, json,
+    # enum): then SQLite renames it in a table rebuild, the CHECK renamed with it.
+    typed: SqlType | None = None
 
     kind: ClassVar[str] = "rename_column"
     template: ClassVar[str] = "ops/rename_column.j2"
@@ -85,7 +96,18 @@ class RenameColumnStep(Step):
         return schema.map(lambda t: _rename_in(t, self.table_name, self.column, self.to))
 
     def reverse(self) -> RenameColumnStep:
-        return RenameColumnStep(self.table_name, self.to, self.column)
+        return RenameColumnStep(self.table_name, self.to, self.column, self.typed)
+
+    def group(self, dialect: str) -> Group | None:
+        return RECREATE_TABLE if dialect == SQLITE and self.typed is not None else None
+
+    def type_checks(self) -> tuple[tuple[str, str], tuple[str, str]] | None:
+        """SQLite: (name, SQL) of the column's CHECK before and after the rename."""
+        if self.typed is None:
+            return None
+        before = type_check(self.column, self.typed, SQLITE)
+        after = type_check(self.to, self.typed, SQLITE)
+        return (before, after) if before and after else None
 
     def risk(self, dialect: str) -> Risk:
         if dialect == POSTGRESQL:
@@ -94,6 +116,14 @@ class RenameColumnStep(Step):
                 False,
                 "catalogue-only rename; held briefly, no rewrite",
                 blocks="reads and writes, briefly",
+            )
+        if self.typed is not None:
+            return Risk(
+                "database write lock",
+                True,
+                "rebuilds the table: its CHECK is named after the column",
+                scans=True,
+                blocks="writes",
             )
         return Risk(
             "database write lock",

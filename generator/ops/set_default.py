@@ -14,12 +14,19 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from generator.dialects import POSTGRESQL, SQLITE
-from generator.ops.base import OperationSpec, Problem, Risk, Step
+from generator.dialects import SQLITE
+from generator.ops.base import (
+    ColumnChangeStep,
+    OperationSpec,
+    Problem,
+    Risk,
+    Step,
+    catalogue_only_risk,
+)
 from generator.plan import RECREATE_TABLE, Group
 from generator.resolve import default_problem
 from generator.spec import DefaultValue, Identifier
-from generator.state import Column, Schema
+from generator.state import Column
 
 if TYPE_CHECKING:
     from generator.resolve import Resolver
@@ -68,7 +75,7 @@ class SetDefault(OperationSpec):
 
 
 @dataclass(frozen=True)
-class SetDefaultStep(Step):
+class SetDefaultStep(ColumnChangeStep):
     table_name: str
     column: Column  # as it is before the step
     default: DefaultValue | None  # the new default (None: none)
@@ -80,14 +87,6 @@ class SetDefaultStep(Step):
     def new_column(self) -> Column:
         return replace(self.column, default=self.default)
 
-    def apply(self, schema: Schema) -> Schema:
-        t = schema.get(self.table_name)
-        cols = tuple(self.new_column if c.name == self.column.name else c for c in t.columns)
-        return schema.put(replace(t, columns=cols))
-
-    def apply_in(self, r: Resolver) -> None:
-        r.put_column(self.table_name, self.new_column)
-
     def reverse(self) -> SetDefaultStep:
         return SetDefaultStep(self.table_name, self.new_column, self.column.default)
 
@@ -95,19 +94,10 @@ class SetDefaultStep(Step):
         return RECREATE_TABLE if dialect == SQLITE else None
 
     def risk(self, dialect: str) -> Risk:
-        if dialect == POSTGRESQL:
-            return Risk(
-                "ACCESS EXCLUSIVE (brief)",
-                False,
-                "catalogue-only change: existing rows keep their values",
-                blocks="reads and writes, briefly",
-            )
-        return Risk(
-            "database write lock",
-            True,
+        return catalogue_only_risk(
+            dialect,
+            "catalogue-only change: existing rows keep their values",
             "SQLite cannot alter a default: the table is rebuilt",
-            scans=True,
-            blocks="writes",
         )
 
     def describe(self) -> str:

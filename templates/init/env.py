@@ -13,6 +13,7 @@ switched off around the run (see generator.db).
 
 import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import context
@@ -21,7 +22,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection, Engine
 
 from generator import db, guard, integrity, plain_alembic, version_table
-from generator.config import ConfigError, Project, find_project, load_metadata
+from generator.config import ConfigError, Project, find_project, is_foreign, load_metadata
 
 config = context.config
 
@@ -42,6 +43,17 @@ def _version_table() -> str:
     )
     version_table.use(name)
     return str(name)
+
+
+def _include_object() -> Callable[..., bool]:
+    """Another owner's tables (foreign_tables in the configuration) are not compared."""
+    project = _project()
+    foreign = project.foreign_tables if project is not None else ()
+
+    def include(obj: object, name: str | None, type_: str, *_: object) -> bool:
+        return not (type_ == "table" and name is not None and is_foreign(name, foreign))
+
+    return include
 
 
 def _target_metadata() -> MetaData | None:
@@ -82,6 +94,7 @@ def _run(connection: Connection) -> None:
         context.configure(
             connection=connection,
             target_metadata=_target_metadata(),
+            include_object=_include_object(),
             version_table=_version_table(),
             transaction_per_migration=True,
         )

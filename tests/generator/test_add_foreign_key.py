@@ -136,13 +136,15 @@ def test_postgresql_locks_the_declared_way(pg_database: str) -> None:
         "INSERT INTO c SELECT g, g FROM generate_series(1, 1000) g",
     )
     before = {t: storage(url, t) for t in ("p", "c")}
-    add = (
-        "ALTER TABLE c DROP CONSTRAINT IF EXISTS fk_c_p, ADD CONSTRAINT fk_c_p FOREIGN KEY "
-        "(p_id) REFERENCES p (id) ON DELETE CASCADE NOT VALID"
-    )
-    on_child = pg_locks_during(url, "c", [], [add])
+    # The statements the template runs, in one transaction (a leftover dropped, then added).
+    add = [
+        "ALTER TABLE c DROP CONSTRAINT IF EXISTS fk_c_p",
+        "ALTER TABLE c ADD CONSTRAINT fk_c_p FOREIGN KEY(p_id) REFERENCES p (id) "
+        "ON DELETE CASCADE NOT VALID",
+    ]
+    on_child = pg_locks_during(url, "c", [], add)
     execute(url, "ALTER TABLE c DROP CONSTRAINT fk_c_p")
-    on_parent = pg_locks_during(url, "p", [], [add])
+    on_parent = pg_locks_during(url, "p", [], add)
     validating_child = pg_locks_during(url, "c", [], ["ALTER TABLE c VALIDATE CONSTRAINT fk_c_p"])
     assert "AccessExclusiveLock" in on_child and declared.lock.startswith("ACCESS EXCLUSIVE")
     assert "ShareRowExclusiveLock" in on_parent and "AccessExclusiveLock" not in on_parent

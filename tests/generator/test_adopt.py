@@ -226,6 +226,8 @@ def test_naming_convention_and_soft_delete_column_from_the_configuration(tmp_pat
         ('[naming]\nprimary_key = "pk_{tabel}"', "naming.primary_key: 'pk_{tabel}': unknown"),
         ('[naming]\nforeign_key = "fk_{table}"', "naming.foreign_key: 'fk_{table}': must contain"),
         ("soft_delete_column = 3", "soft_delete_column: expected a column name"),
+        ('foreign_tables = "optuna_*"', "foreign_tables: expected a list of table names"),
+        ('foreign_tables = ["optuna_%"]', "foreign_tables: expected a list of table names"),
         ('changes = "/abs"', "changes: '/abs' must be a path inside the project"),
         ("changes = [", "invalid TOML"),
     ],

@@ -10,6 +10,8 @@ import random
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -382,6 +384,28 @@ def test_killed_after_ddl_of_its_own(db_url: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.db
+def _release_after_a_wait(url: sa.URL, let_go: Callable[[], None]) -> None:
+    """Call ``let_go`` once another backend has waited on a lock, plus 0.5 s (several of the
+    runner's 100 ms lock timeouts); at most 60 s after starting."""
+    watcher = db.make_engine(url)
+    try:
+        with watcher.connect() as watch:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                waiting = watch.exec_driver_sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                ).scalar_one()
+                watch.rollback()
+                if waiting:
+                    time.sleep(0.5)
+                    break
+                time.sleep(0.02)
+    finally:
+        watcher.dispose()
+        let_go()
+
+
 def test_a_batch_waits_for_a_held_row_then_goes_on(db_url: str, tmp_path: Path) -> None:
     """Another session holds a row of a later batch (PostgreSQL: FOR UPDATE; SQLite: the
     write lock) for longer than the lock timeout: the batch is rolled back, retried after a
@@ -402,7 +426,13 @@ def test_a_batch_waits_for_a_held_row_then_goes_on(db_url: str, tmp_path: Path) 
         ).all()
     else:
         conn.exec_driver_sql("UPDATE order_lines SET line_no = line_no WHERE order_id = 5")
-    release = threading.Timer(1.5, conn.rollback)
+    if db_url.startswith("postgresql"):
+        # Let go only once the runner's batch was seen waiting for the row and has had time
+        # to time out (lock_timeout 100ms) at least once: a fixed delay raced the runner's
+        # start-up on a loaded machine and released the row before the batch got there.
+        release = threading.Thread(target=_release_after_a_wait, args=(url, conn.rollback))
+    else:
+        release = threading.Timer(1.5, conn.rollback)
     release.start()
     try:
         done = subprocess.run(

@@ -110,3 +110,37 @@ def test_merge_holds_the_sql_of_each_dialect() -> None:
     lite = checks.Check("t.columns", "check", "t", "p", {"sqlite": "SELECT 2"})
     (both,) = checks.merge([pg], [lite])
     assert both.sql == {"postgresql": "SELECT 1", "sqlite": "SELECT 2"}
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_checks_json_writes_what_json_dumps_writes(
+    rendered: tuple[list[render.Change], dict[str, str]], count: int
+) -> None:
+    """render._record_json lays the records out as json.dumps(indent=2) would, odd text too
+    (quotes, backslashes, control characters, non-ASCII, a lone surrogate)."""
+    changes, _ = rendered
+    odd = 'é "q" \\ \n\t\x00\x1f \u2028 \ud800 ✓'
+    found = [
+        checks.Check(f"c{i}{odd}", "check", f"t{i}", odd, {"sqlite": f"SELECT '{odd}'"})
+        for i in range(count)
+    ]
+    text = render.checks_json(changes[0], found, "sqlite", "pre")
+    records = json.dumps([c.record("sqlite") for c in found], indent=2, ensure_ascii=False)
+    assert text.endswith(f',\n"checks": {records}}}\n')
+    assert render.checks_json(changes[0], found, "sqlite", "pre") == text  # memoized alike
+
+
+def test_checks_json_from_the_adopted_blocks_is_the_checks_json_of_the_checks(
+    rendered: tuple[list[render.Change], dict[str, str]],
+) -> None:
+    """A validation file's checks are those of the blocks it adopted, in order: the JSON
+    written from the blocks' memoized records is the JSON of the checks themselves."""
+    changes, _ = rendered
+    env = render.make_env()
+    for change in changes:
+        for dialect in dialects.DIALECTS:
+            for phase in ("pre", "post"):
+                _, found, adopted = render._render_validation(env, change, dialect, phase)
+                assert adopted and [c for b in adopted for c in b.checks] == found
+                expected = render.checks_json(change, found, dialect, phase)
+                assert render.checks_json(change, found, dialect, phase, adopted) == expected

@@ -150,3 +150,38 @@ def test_the_sum_alone_catches_a_hand_edit(project: Path) -> None:
     assert sum_problems(out_dir) == [
         "versions/0002_optimize_alert_log_indexes.py differs from its hash in schemagen.sum"
     ]
+
+
+def test_owned_patterns_find_what_pathlib_glob_finds(tmp_path: Path) -> None:
+    """files._matching (os.scandir) lists exactly what Path.glob lists for each pattern,
+    odd entries included: a hidden file, a folder named like a file, a file where a folder
+    is expected, symlinks (one dangling)."""
+    out = tmp_path / "out"
+    for rel in (
+        "versions/0001_a.py",
+        "versions/.hidden.py",
+        "versions/notes.txt",
+        "validation/postgresql/0001_a.pre.sql",
+        "validation/postgresql/0001_a.pre.json",
+        "validation/sqlite/0001_a.post.sql",
+        "validation/README.md",
+        "review/0001_a.md",
+        "schemagen.sum",
+    ):
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_text("x", encoding="utf-8")
+    (out / "versions" / "folder.py").mkdir()
+    (out / "validation" / "plain.sql").write_text("x", encoding="utf-8")
+    (out / "validation" / "linked").symlink_to(out / "validation" / "sqlite")
+    (out / "review" / "dangling.md").symlink_to(out / "review" / "gone.md")
+    for pattern in files.OWNED_PATTERNS:
+        expected = sorted((p.relative_to(out).as_posix(), str(p)) for p in out.glob(pattern))
+        assert sorted(files._matching(out, pattern)) == expected, pattern
+    assert files._matching(tmp_path / "missing", "versions/*.py") == []
+
+
+@pytest.mark.parametrize("data", [b"a\nb\n", b"a\r\nb\r\n", b"a\rb\r", b"a\r\n\rb", b""])
+def test_read_text_reads_as_path_read_text(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "f.sql"
+    path.write_bytes(data)
+    assert files.read_text(str(path)) == path.read_text(encoding="utf-8")

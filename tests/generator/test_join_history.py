@@ -271,3 +271,64 @@ def test_a_version_table_of_its_own_beside_another_owners(tmp_path: Path, db_url
             assert list(own) == ["0000"]
     finally:
         engine.dispose()
+
+
+NOTES = """\
+id: create_notes
+description: |
+  Notes.
+operations:
+  - op: create_table
+    name: notes
+    columns: [{name: id, type: integer, primary_key: true}]
+"""
+
+
+def test_another_owners_tables_beside_ours_with_foreign_tables(tmp_path: Path, db_url: str) -> None:
+    """A library's tables in the same schema: without foreign_tables the tables check names
+    the stranger and verify, stamp and upgrade's pre-checks fail; with it they pass, inspect
+    leaves the stranger out, and a table outside the globs still fails."""
+    root = tmp_path / "beside"
+    assert cli("init", str(root)).exit_code == Exit.OK
+    (root / "changes" / "0000_create_notes.yaml").write_text(NOTES, "utf-8")
+    assert cli("generate", root=root).exit_code == Exit.OK
+    execute(db_url, "CREATE TABLE optuna_studies (study_id INTEGER PRIMARY KEY, name TEXT)")
+    result = cli("upgrade", "--url", db_url, root=root)
+    assert result.exit_code == Exit.FAILED, result.output
+    assert "optuna_studies" in result.output
+
+    config = root / "schemagen.toml"
+    config.write_text(
+        config.read_text("utf-8").replace(
+            '# foreign_tables = ["optuna_*"]', 'foreign_tables = ["optuna_*", "lib?_meta"]'
+        ),
+        "utf-8",
+    )
+    assert cli("generate", "--check", root=root).exit_code != Exit.OK  # the checks changed
+    assert cli("generate", root=root).exit_code == Exit.OK
+    result = cli("upgrade", "--url", db_url, root=root)
+    assert result.exit_code == Exit.OK, result.output
+    assert cli("verify", "--url", db_url, root=root).exit_code == Exit.OK
+    execute(db_url, "CREATE TABLE lib1_meta (k TEXT)")
+    assert cli("verify", "--url", db_url, root=root).exit_code == Exit.OK
+    inspected = cli("inspect", "--url", db_url, "-o", "-", root=root)
+    assert inspected.exit_code == Exit.OK, inspected.output
+    assert "name: notes" in inspected.stdout and "optuna" not in inspected.stdout
+
+    execute(db_url, "CREATE TABLE optuna2 (k TEXT)")  # not optuna_*: `_` is not a wildcard
+    result = cli("verify", "--url", db_url, root=root)
+    assert result.exit_code == Exit.FAILED, result.output
+    assert "optuna2" in result.output
+    assert "optuna_studies" not in result.output
+
+    # The stranger's rows are no business of the downgrade either.
+    execute(db_url, "DROP TABLE optuna2")
+    execute(db_url, "INSERT INTO optuna_studies VALUES (1, 'study')")
+    assert cli("downgrade", "--to", "base", "--url", db_url, root=root).exit_code == Exit.OK
+    engine = db.make_engine(sa.make_url(db_url))
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT name FROM optuna_studies").scalars()
+            assert list(rows) == ["study"]
+    finally:
+        engine.dispose()

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import ROOT
+from click.testing import Result
+from support import ROOT, cli
 
 from generator.cli import Exit
 
@@ -131,7 +132,10 @@ def _shop_models(
     extra_table: str = "",
     customer_column: str = "",
     customer_index: str = "",
+    customer_unique: str = "",
+    customer_status: str = "",
     orders_index: str = 'sa.Index("ix_orders_total", "total"),',
+    orders_check: str = "",
     total: str = "sa.Integer()",
     ondelete: str = "RESTRICT",
 ) -> str:
@@ -145,6 +149,8 @@ sa.Table(
     sa.Column("email", sa.String(255), nullable=False),
     {customer_column}
     {customer_index}
+    {customer_unique}
+    {customer_status}
 )
 sa.Table(
     "orders", metadata,
@@ -154,31 +160,122 @@ sa.Table(
     sa.Column("total", {total}, nullable=False),
     sa.Index("ix_orders_customer", "customer_id"),
     {orders_index}
+    {orders_check}
 )
 {extra_table}
 """
 
 
-KINDS = {
-    "create_table": (
-        {
-            "extra_table": 'sa.Table("notes", metadata, sa.Column("id", sa.Integer(), '
-            'sa.Identity(), primary_key=True), sa.Column("body", sa.Text(), nullable=False))'
-        },
-        "op: create_table",
-    ),
-    "add_column": (
+NOTES = (
+    'sa.Table("notes", metadata, sa.Column("id", sa.Integer(), sa.Identity(), primary_key=True), '
+    'sa.Column("body", sa.Text(), nullable=False), sa.Column("customer_id", sa.Integer(){fk}, '
+    "nullable=True))"
+)
+NOTES_FK = ', sa.ForeignKey("customers.id", name="fk_notes_customer", ondelete="CASCADE")'
+
+# Every kind of model change autogenerate writes, in the order one project walks through them:
+# (the models' arguments from here on, what the spec holds). Each step keeps the ones before.
+KINDS: list[tuple[str, dict[str, str], str]] = [
+    ("create_table", {"extra_table": NOTES.format(fk="")}, "op: create_table"),
+    (
+        "add_column",
         {"customer_column": 'sa.Column("note", sa.Text(), nullable=True),'},
         "op: add_column",
     ),
-    "create_index": (
+    (
+        "create_index",
         {"customer_index": 'sa.Index("ix_customers_email", "email"),'},
         "op: create_index",
     ),
-    "drop_index": ({"orders_index": ""}, "op: drop_index"),
-    "alter_column_type": ({"total": "sa.BigInteger()"}, "op: alter_column_type"),
-    "swap_fk_action": ({"ondelete": "CASCADE"}, "op: swap_fk_action"),
-}
+    ("drop_index", {"orders_index": ""}, "op: drop_index"),
+    ("alter_column_type", {"total": "sa.BigInteger()"}, "op: alter_column_type"),
+    ("swap_fk_action", {"ondelete": "CASCADE"}, "op: swap_fk_action"),
+    (
+        "set_default",
+        {"customer_column": 'sa.Column("note", sa.Text(), nullable=True, server_default="none"),'},
+        "op: set_default",
+    ),
+    (
+        "set_nullable",
+        {"customer_column": 'sa.Column("note", sa.Text(), nullable=False, server_default="none"),'},
+        "op: set_nullable",
+    ),
+    (
+        "add_unique",
+        {"customer_unique": 'sa.UniqueConstraint("email", name="uq_customers_email"),'},
+        "op: add_unique",
+    ),
+    ("drop_unique", {"customer_unique": ""}, "op: drop_unique"),
+    (
+        "add_check",
+        {"orders_check": 'sa.CheckConstraint("total >= 0", name="ck_orders_total"),'},
+        "op: add_check",
+    ),
+    ("drop_check", {"orders_check": ""}, "op: drop_check"),
+    ("add_foreign_key", {"extra_table": NOTES.format(fk=NOTES_FK)}, "op: add_foreign_key"),
+    ("drop_foreign_key", {"extra_table": NOTES.format(fk="")}, "op: drop_foreign_key"),
+    (
+        "add_enum_column",
+        {
+            "customer_status": 'sa.Column("status", sa.Enum("new", "vip", name="customer_kind"), '
+            "nullable=True),"
+        },
+        "type: 'enum(customer_kind: new, vip)'",
+    ),
+    ("drop_column", {"customer_column": ""}, "op: drop_column"),
+    ("drop_table", {"extra_table": ""}, "op: drop_table"),
+]
+
+
+def _in_process(root: Path, *args: str) -> Result:
+    """``schemagen ARGS`` in this process (the models module imported afresh each time)."""
+    sys.modules.pop("shop_models", None)
+    return cli(*args, root=root)
+
+
+def test_autogenerate_writes_the_spec_that_brings_check_back_to_0(
+    tmp_path: Path, db_url: str
+) -> None:
+    """For each kind of model change in turn, on each dialect: check exits 1, autogenerate
+    writes a spec with that operation, and after generate and upgrade check exits 0 again."""
+    assert cli("init", str(tmp_path / "shop")).exit_code == Exit.OK
+    root = tmp_path / "shop"
+    config = root / "schemagen.toml"
+    config.write_text(
+        config.read_text("utf-8").replace("# metadata = ", 'metadata = "shop_models:metadata"\n# '),
+        "utf-8",
+    )
+    (root / "changes" / "0000_create_shop.yaml").write_text(SHOP, "utf-8")
+    models = root / "shop_models.py"
+    models.write_text(_shop_models(), "utf-8")
+    assert _in_process(root, "generate").exit_code == Exit.OK
+    assert _in_process(root, "upgrade", "--url", db_url).exit_code == Exit.OK
+    done = _in_process(root, "check", "--url", db_url)
+    assert done.exit_code == Exit.OK, done.output
+    arguments: dict[str, str] = {}
+    try:
+        for number, (kind, change, expected) in enumerate(KINDS, start=1):
+            arguments.update(change)
+            models.write_text(_shop_models(**arguments), "utf-8")
+            done = _in_process(root, "check", "--url", db_url)
+            assert done.exit_code == Exit.FAILED, (kind, done.output)
+            done = _in_process(root, "autogenerate", f"model_{kind}")
+            assert done.exit_code == Exit.OK, (kind, done.output)
+            spec = (root / "changes" / f"{number:04d}_model_{kind}.yaml").read_text("utf-8")
+            assert expected in spec, spec
+            generated = _in_process(root, "generate")
+            assert generated.exit_code == Exit.OK, (kind, spec, generated.output)
+            upgraded = _in_process(root, "upgrade", "--url", db_url)
+            assert upgraded.exit_code == Exit.OK, (kind, spec, upgraded.output)
+            done = _in_process(root, "check", "--url", db_url)
+            assert done.exit_code == Exit.OK, (kind, spec, done.output)
+        assert _in_process(root, "autogenerate", "again").exit_code == Exit.OK
+        assert not (root / "changes" / f"{len(KINDS) + 1:04d}_again.yaml").exists()
+        # What the drops kept is still there, aside (keep_data's default).
+        verified = _in_process(root, "verify", "--url", db_url)
+        assert verified.exit_code == Exit.OK, verified.output
+    finally:
+        sys.modules.pop("shop_models", None)
 
 
 def _shop(tmp_path: Path) -> Path:
@@ -197,29 +294,6 @@ def _shop(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_autogenerate_writes_the_spec_that_brings_check_back_to_0(
-    kind: str, tmp_path: Path
-) -> None:
-    root = _shop(tmp_path)
-    changes, expected = KINDS[kind]
-    (root / "models.py").write_text(_shop_models(**changes), "utf-8")
-    assert _run(root, "check").returncode == Exit.FAILED
-    done = _run(root, "autogenerate", f"model_{kind}")
-    assert done.returncode == Exit.OK, done.stdout + done.stderr
-    spec = (root / "changes" / f"0001_model_{kind}.yaml").read_text("utf-8")
-    assert expected in spec, spec
-    generated = _run(root, "generate")
-    assert generated.returncode == 0, generated.stdout + generated.stderr
-    db = f"sqlite:///{tmp_path / 'app.db'}"
-    upgraded = _run(root, "upgrade", "--url", db)
-    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
-    done = _run(root, "check")
-    assert done.returncode == Exit.OK, done.stdout + done.stderr
-    assert _run(root, "autogenerate", "again").returncode == Exit.OK
-    assert not (root / "changes" / "0002_again.yaml").exists()
-
-
 def test_a_rename_is_a_question_not_a_drop_and_an_add(tmp_path: Path) -> None:
     root = _shop(tmp_path)
     models = (root / "models.py").read_text("utf-8")
@@ -229,3 +303,39 @@ def test_a_rename_is_a_question_not_a_drop_and_an_add(tmp_path: Path) -> None:
     spec = (root / "changes" / "0001_rename_email.yaml").read_text("utf-8")
     assert "# autogenerate: customers: was email renamed to email_address?" in spec
     assert "drop" not in spec.split("operations:")[1]
+
+
+def test_another_owners_tables_in_the_models_are_left_out_with_foreign_tables(
+    tmp_path: Path,
+) -> None:
+    """Models that map another owner's table (a library's, in the same MetaData) ask for it
+    as create_table until foreign_tables names it; then check agrees."""
+    assert cli("init", str(tmp_path / "shop")).exit_code == Exit.OK
+    root = tmp_path / "shop"
+    config = root / "schemagen.toml"
+    config.write_text(
+        config.read_text("utf-8").replace("# metadata = ", 'metadata = "shop_models:metadata"\n# '),
+        "utf-8",
+    )
+    (root / "changes" / "0000_create_shop.yaml").write_text(SHOP, "utf-8")
+    library = (
+        'sa.Table("optuna_studies", metadata, sa.Column("study_id", sa.Integer(), '
+        "primary_key=True))"
+    )
+    (root / "shop_models.py").write_text(_shop_models(extra_table=library), "utf-8")
+    assert _in_process(root, "generate").exit_code == Exit.OK
+    try:
+        done = _in_process(root, "check")
+        assert done.exit_code == Exit.FAILED, done.output
+        assert "optuna_studies" in done.output
+        config.write_text(
+            config.read_text("utf-8").replace(
+                '# foreign_tables = ["optuna_*"]', 'foreign_tables = ["optuna_*"]'
+            ),
+            "utf-8",
+        )
+        assert _in_process(root, "generate").exit_code == Exit.OK
+        done = _in_process(root, "check")
+        assert done.exit_code == Exit.OK, done.output
+    finally:
+        sys.modules.pop("shop_models", None)

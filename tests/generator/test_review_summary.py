@@ -51,3 +51,13 @@ def test_foreign_key_swap_and_lossy_rollback_are_spelled_out() -> None:
     ) in text
     assert "1. drop column `market_data.deleted_at` (**its values are lost**)" in text
     assert "added NOT VALID, validated after commit" in text
+
+
+def test_a_serial_column_is_shown_with_its_sequence() -> None:
+    review = ROOT / "tests" / "golden" / "render" / "create_table_spec" / "expected" / "review"
+    text = (review / "0000_base.md").read_text("utf-8")
+    assert (
+        "| column `id` | — | integer NOT NULL serial (sequence `authors_id_seq` on PostgreSQL) |"
+        in text
+    )
+    assert "| column `author_id` | — | integer NOT NULL |" in text  # not serial: as before

@@ -105,3 +105,21 @@ def test_broken_and_odd_yaml_is_an_error_with_a_position_never_an_exception() ->
         else:
             valid += 1
     assert valid > 100 and broken > 100  # valid mutants too, not only broken ones
+
+
+def test_nesting_is_bounded_by_the_composer() -> None:
+    """MAX_DEPTH levels (the document's mapping is the first) parse; one more is an error
+    naming the limit (libyaml's own limit, a thousand levels, is far above it)."""
+    n = yamlpos.MAX_DEPTH - 1
+    deep = "a: " + "[" * n + "]" * n + "\n"
+    assert not yamlpos.load(deep, "f.yaml")[2]
+    deeper = "a: " + "[" * (n + 1) + "]" * (n + 1) + "\n"
+    (error,) = yamlpos.load(deeper, "f.yaml")[2]
+    assert (error.line, error.message) == (1, f"nested deeper than {yamlpos.MAX_DEPTH} levels")
+
+
+def test_a_reader_error_points_at_the_character_after_non_ascii_text() -> None:
+    """libyaml reports a byte offset: the column counts characters all the same."""
+    (error,) = yamlpos.load('id: x\nname: "éé→\x07"\n', "f.yaml")[2]
+    assert (error.line, error.column) == (2, 11)
+    assert "U+0007" in error.message

@@ -43,6 +43,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "users",
         sa.Column("id", sa.BigInteger(), sa.Identity(), nullable=False),
@@ -57,6 +58,7 @@ def _upgrade_postgresql() -> None:
         ),
     )
     op.create_index("ix_users_referred_by", "users", ["referred_by"], unique=False)
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "products",
         sa.Column("id", sa.BigInteger(), sa.Identity(), nullable=False),
@@ -68,6 +70,7 @@ def _upgrade_postgresql() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_products"),
         sa.UniqueConstraint("sku", name="uq_products_sku"),
     )
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "orders",
         sa.Column("id", sa.BigInteger(), sa.Identity(), nullable=False),
@@ -81,6 +84,7 @@ def _upgrade_postgresql() -> None:
     )
     op.create_index("ix_orders_status_total", "orders", ["status", "total"], unique=False)
     op.create_index("ix_orders_user_id", "orders", ["user_id"], unique=False)
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "order_items",
         sa.Column("order_id", sa.BigInteger(), autoincrement=False, nullable=False),
@@ -93,6 +97,7 @@ def _upgrade_postgresql() -> None:
         ),
     )
     op.create_index("ix_order_items_product_id", "order_items", ["product_id"], unique=False)
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "reviews",
         sa.Column("id", sa.BigInteger(), sa.Identity(), nullable=False),
@@ -113,6 +118,7 @@ def _upgrade_postgresql() -> None:
     )
     op.create_index("ix_reviews_product_id", "reviews", ["product_id"], unique=False)
     op.create_index("ix_reviews_user_id", "reviews", ["user_id"], unique=False)
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "audit_log",
         sa.Column("id", sa.BigInteger(), sa.Identity(), nullable=False),
@@ -122,6 +128,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "users",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -136,6 +143,7 @@ def _upgrade_sqlite() -> None:
         ),
     )
     op.create_index("ix_users_referred_by", "users", ["referred_by"], unique=False)
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "products",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -147,6 +155,7 @@ def _upgrade_sqlite() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_products"),
         sa.UniqueConstraint("sku", name="uq_products_sku"),
     )
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "orders",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -160,6 +169,7 @@ def _upgrade_sqlite() -> None:
     )
     op.create_index("ix_orders_status_total", "orders", ["status", "total"], unique=False)
     op.create_index("ix_orders_user_id", "orders", ["user_id"], unique=False)
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "order_items",
         sa.Column("order_id", sa.BigInteger(), autoincrement=False, nullable=False),
@@ -172,6 +182,7 @@ def _upgrade_sqlite() -> None:
         ),
     )
     op.create_index("ix_order_items_product_id", "order_items", ["product_id"], unique=False)
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "reviews",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -192,6 +203,7 @@ def _upgrade_sqlite() -> None:
     )
     op.create_index("ix_reviews_product_id", "reviews", ["product_id"], unique=False)
     op.create_index("ix_reviews_user_id", "reviews", ["user_id"], unique=False)
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "audit_log",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -203,18 +215,30 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("audit_log")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("reviews")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("order_items")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("orders")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("products")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("users")
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("audit_log")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("reviews")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("order_items")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("orders")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("products")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("users")

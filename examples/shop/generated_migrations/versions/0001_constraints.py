@@ -160,12 +160,15 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
-    op.execute(
-        sa.text(
-            'ALTER TABLE "products"\n'
-            '    DROP CONSTRAINT IF EXISTS "ck_products_price_positive",\n'
-            '    ADD CONSTRAINT "ck_products_price_positive" CHECK ("price" >= 0) NOT VALID'
-        )
+    runtime.unit(
+        op,
+        "validated_checks",
+        "ACCESS EXCLUSIVE (brief; the NOT VALID constraint), then SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
+    op.drop_constraint("ck_products_price_positive", "products", type_="check", if_exists=True)
+    op.create_check_constraint(
+        "ck_products_price_positive", "products", sa.text('"price" >= 0'), postgresql_not_valid=True
     )
     # VALIDATE scans the table after the NOT VALID constraint has committed: SHARE UPDATE
     # EXCLUSIVE, reads and writes go on.
@@ -173,17 +176,29 @@ def _upgrade_postgresql() -> None:
         op.execute(
             sa.text('ALTER TABLE "products" VALIDATE CONSTRAINT "ck_products_price_positive"')
         )
-    op.execute(
-        sa.text(
-            'ALTER TABLE "reviews"\n'
-            '    DROP CONSTRAINT IF EXISTS "ck_reviews_rating",\n'
-            '    ADD CONSTRAINT "ck_reviews_rating" CHECK ("rating" BETWEEN 1 AND 5) NOT VALID'
-        )
+    runtime.unit(
+        op,
+        "validated_checks",
+        "ACCESS EXCLUSIVE (brief; the NOT VALID constraint), then SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
+    op.drop_constraint("ck_reviews_rating", "reviews", type_="check", if_exists=True)
+    op.create_check_constraint(
+        "ck_reviews_rating",
+        "reviews",
+        sa.text('"rating" BETWEEN 1 AND 5'),
+        postgresql_not_valid=True,
     )
     # VALIDATE scans the table after the NOT VALID constraint has committed: SHARE UPDATE
     # EXCLUSIVE, reads and writes go on.
     with op.get_context().autocommit_block():
         op.execute(sa.text('ALTER TABLE "reviews" VALIDATE CONSTRAINT "ck_reviews_rating"'))
+    runtime.unit(
+        op,
+        "unique_using_index",
+        "SHARE UPDATE EXCLUSIVE while the index builds CONCURRENTLY, then ACCESS EXCLUSIVE (brief) to attach it",
+        rewrites=False,
+    )
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
@@ -199,12 +214,21 @@ def _upgrade_postgresql() -> None:
             'ALTER TABLE "reviews" ADD CONSTRAINT "uq_reviews_user_product" UNIQUE USING INDEX "uq_reviews_user_product"'
         )
     )
-    op.execute(
-        sa.text(
-            'ALTER TABLE "order_items"\n'
-            '    DROP CONSTRAINT IF EXISTS "fk_order_items_product",\n'
-            '    ADD CONSTRAINT "fk_order_items_product" FOREIGN KEY ("product_id") REFERENCES "products" ("id") ON DELETE RESTRICT NOT VALID'
-        )
+    runtime.unit(
+        op,
+        "validated_foreign_keys",
+        "ACCESS EXCLUSIVE (brief) on the table, SHARE ROW EXCLUSIVE on the referenced one (the NOT VALID key), then SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
+    op.drop_constraint("fk_order_items_product", "order_items", type_="foreignkey", if_exists=True)
+    op.create_foreign_key(
+        "fk_order_items_product",
+        "order_items",
+        "products",
+        ["product_id"],
+        ["id"],
+        ondelete="RESTRICT",
+        postgresql_not_valid=True,
     )
     # VALIDATE scans after the NOT VALID keys have committed: reads and writes go on.
     with op.get_context().autocommit_block():
@@ -214,6 +238,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "products",
         recreate="always",
@@ -231,6 +256,7 @@ def _upgrade_sqlite() -> None:
         ),
     ) as batch_op:
         batch_op.create_check_constraint("ck_products_price_positive", sa.text('"price" >= 0'))
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "reviews",
         recreate="always",
@@ -258,6 +284,7 @@ def _upgrade_sqlite() -> None:
     ) as batch_op:
         batch_op.create_check_constraint("ck_reviews_rating", sa.text('"rating" BETWEEN 1 AND 5'))
         batch_op.create_unique_constraint("uq_reviews_user_product", ["user_id", "product_id"])
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "order_items",
         recreate="always",
@@ -290,11 +317,13 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
-    op.execute(
-        sa.text('ALTER TABLE "order_items" DROP CONSTRAINT IF EXISTS "fk_order_items_product"')
-    )
-    op.execute(sa.text('ALTER TABLE "reviews" DROP CONSTRAINT IF EXISTS "uq_reviews_user_product"'))
+    runtime.unit(op, "drop_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.drop_constraint("fk_order_items_product", "order_items", type_="foreignkey", if_exists=True)
+    runtime.unit(op, "drop_unique", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.drop_constraint("uq_reviews_user_product", "reviews", type_="unique", if_exists=True)
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "reviews"\n    DROP CONSTRAINT IF EXISTS "ck_reviews_rating"'))
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(
         sa.text(
             'ALTER TABLE "products"\n    DROP CONSTRAINT IF EXISTS "ck_products_price_positive"'
@@ -303,6 +332,7 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "order_items",
         recreate="always",
@@ -327,6 +357,7 @@ def _downgrade_sqlite() -> None:
         ),
     ) as batch_op:
         batch_op.drop_constraint("fk_order_items_product", type_="foreignkey")
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "reviews",
         recreate="always",
@@ -356,6 +387,7 @@ def _downgrade_sqlite() -> None:
     ) as batch_op:
         batch_op.drop_constraint("uq_reviews_user_product", type_="unique")
         batch_op.drop_constraint("ck_reviews_rating", type_="check")
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "products",
         recreate="always",

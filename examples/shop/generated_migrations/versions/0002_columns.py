@@ -143,7 +143,14 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
-    op.execute(sa.text('ALTER TABLE "users" ADD COLUMN IF NOT EXISTS "phone" varchar(32)'))
+    runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.add_column("users", sa.Column("phone", sa.String(32), nullable=True), if_not_exists=True)
+    runtime.unit(
+        op,
+        "validated_not_null",
+        "ACCESS EXCLUSIVE (brief: the NOT VALID check, then SET NOT NULL proven by it), SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
     op.execute(
         sa.text(
             'CREATE TABLE IF NOT EXISTS "filled_0002_users_name" (\n'
@@ -173,8 +180,15 @@ def _upgrade_postgresql() -> None:
         op.execute(sa.text('ALTER TABLE "users" VALIDATE CONSTRAINT "users_name_notnull"'))
     op.execute(sa.text('ALTER TABLE "users" ALTER COLUMN "name" SET NOT NULL'))
     op.execute(sa.text('ALTER TABLE "users" DROP CONSTRAINT IF EXISTS "users_name_notnull"'))
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "products"\n    ALTER COLUMN "name" TYPE text'))
-    op.execute(sa.text('ALTER TABLE "products" ALTER COLUMN "stock" SET DEFAULT 10'))
+    runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.alter_column(
+        "products",
+        "stock",
+        server_default=sa.text("10"),
+    )
+    runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
@@ -184,6 +198,7 @@ def _upgrade_postgresql() -> None:
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_orders_user_status" ON "orders" ("user_id", "status")'
             )
         )
+    runtime.unit(op, "backfills", "ROW EXCLUSIVE per batch", rewrites=False)
     # Batches commit one by one outside the change's transaction: what ran before is committed.
     with op.get_context().autocommit_block():
         runtime.backfill(
@@ -204,7 +219,9 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "add_column", "database write lock", rewrites=False)
     op.add_column("users", sa.Column("phone", sa.String(32), nullable=True))
+    runtime.unit(op, "set_nullable", "database write lock", rewrites=True)
     op.execute(
         sa.text(
             'CREATE TABLE IF NOT EXISTS "filled_0002_users_name" (\n'
@@ -249,6 +266,7 @@ def _upgrade_sqlite() -> None:
             nullable=False,
             existing_type=sa.String(100),
         )
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "products",
         recreate="always",
@@ -278,7 +296,9 @@ def _upgrade_sqlite() -> None:
             existing_type=sa.Integer(),
             existing_nullable=False,
         )
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index("ix_orders_user_status", "orders", ["user_id", "status"], unique=False)
+    runtime.unit(op, "backfills", "database write lock per batch", rewrites=False)
     # Batches commit one by one outside the change's transaction: what ran before is committed.
     with op.get_context().autocommit_block():
         runtime.backfill(
@@ -301,6 +321,7 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "backfills", "ROW EXCLUSIVE per batch", rewrites=False)
     # Batches commit one by one outside the change's transaction: what ran before is committed.
     with op.get_context().autocommit_block():
         runtime.backfill(
@@ -313,12 +334,20 @@ def _downgrade_postgresql() -> None:
             kept=["status"],
             batch_size=2,
         )
+    runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_user_status"'))
-    op.execute(sa.text('ALTER TABLE "products" ALTER COLUMN "stock" SET DEFAULT 0'))
+    runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.alter_column(
+        "products",
+        "stock",
+        server_default=sa.text("0"),
+    )
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
     op.execute(sa.text('ALTER TABLE "products"\n    ALTER COLUMN "name" TYPE varchar(100)'))
+    runtime.unit(op, "restored_nulls", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     # DROP NOT NULL commits by itself (a brief ACCESS EXCLUSIVE), so the change's transaction
     # holds no ACCESS EXCLUSIVE lock of it while the kept rows are set back to NULL (row locks;
     # row changes stay in the change's transaction, where the runner counts them).
@@ -331,10 +360,12 @@ def _downgrade_postgresql() -> None:
         )
     )
     op.execute(sa.text('DROP TABLE IF EXISTS "filled_0002_users_name"'))
+    runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "users" DROP COLUMN IF EXISTS "phone"'))
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "backfills", "database write lock per batch", rewrites=False)
     # Batches commit one by one outside the change's transaction: what ran before is committed.
     with op.get_context().autocommit_block():
         runtime.backfill(
@@ -347,7 +378,9 @@ def _downgrade_sqlite() -> None:
             kept=["status"],
             batch_size=2,
         )
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_orders_user_status", table_name="orders")
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "products",
         recreate="always",
@@ -377,6 +410,7 @@ def _downgrade_sqlite() -> None:
             existing_type=sa.Text(),
             existing_nullable=False,
         )
+    runtime.unit(op, "set_nullable", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "users",
         recreate="always",
@@ -412,6 +446,7 @@ def _downgrade_sqlite() -> None:
         )
     )
     op.execute(sa.text('DROP TABLE IF EXISTS "filled_0002_users_name"'))
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "users",
         recreate="always",

@@ -44,22 +44,30 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "rename_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column("products", "note", new_column_name="description")
+    runtime.unit(op, "rename_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("reviews", "product_reviews")
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "rename_column", "database write lock", rewrites=False)
     op.alter_column("products", "note", new_column_name="description")
+    runtime.unit(op, "rename_table", "database write lock", rewrites=False)
     op.rename_table("reviews", "product_reviews")
 
 
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "rename_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("product_reviews", "reviews")
+    runtime.unit(op, "rename_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column("products", "description", new_column_name="note")
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "rename_table", "database write lock", rewrites=False)
     op.rename_table("product_reviews", "reviews")
+    runtime.unit(op, "rename_column", "database write lock", rewrites=False)
     op.alter_column("products", "description", new_column_name="note")

@@ -280,27 +280,35 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "set_column_aside", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column("users", "legacy_score", new_column_name="_dropped_0004_legacy_score")
     op.execute(
         sa.text(
             'ALTER TABLE "users" ALTER COLUMN "_dropped_0004_legacy_score" DROP NOT NULL, ALTER COLUMN "_dropped_0004_legacy_score" DROP DEFAULT'
         )
     )
+    runtime.unit(op, "archive_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("audit_log", "_dropped_0004_audit_log")
+    runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_status_total"'))
-    op.execute(
-        sa.text('ALTER TABLE "product_reviews" DROP CONSTRAINT IF EXISTS "uq_reviews_user_product"')
-    )
+    runtime.unit(op, "drop_unique", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.drop_constraint("uq_reviews_user_product", "product_reviews", type_="unique", if_exists=True)
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(
         sa.text(
             'ALTER TABLE "products"\n    DROP CONSTRAINT IF EXISTS "ck_products_price_positive"'
         )
     )
-    op.execute(
-        sa.text('ALTER TABLE "order_items" DROP CONSTRAINT IF EXISTS "fk_order_items_product"')
+    runtime.unit(op, "drop_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.drop_constraint("fk_order_items_product", "order_items", type_="foreignkey", if_exists=True)
+    runtime.unit(
+        op,
+        "swap_fk_actions",
+        "ACCESS EXCLUSIVE on every table of the swap (brief; LOCK TABLE first, referencing tables before referenced ones), then SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
     )
     # One statement, one round trip: the four tables stay locked only while the server runs the
     # swap, not for a dozen round trips, each of which a loaded machine can stretch. The
@@ -344,6 +352,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table_aside", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "users",
         recreate="always",
@@ -374,8 +383,11 @@ def _upgrade_sqlite() -> None:
             nullable=True,
             server_default=None,
         )
+    runtime.unit(op, "archive_table", "database write lock", rewrites=False)
     op.rename_table("audit_log", "_dropped_0004_audit_log")
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_orders_status_total", table_name="orders")
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "product_reviews",
         recreate="always",
@@ -404,6 +416,7 @@ def _upgrade_sqlite() -> None:
         ),
     ) as batch_op:
         batch_op.drop_constraint("uq_reviews_user_product", type_="unique")
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "products",
         recreate="always",
@@ -422,6 +435,7 @@ def _upgrade_sqlite() -> None:
         ),
     ) as batch_op:
         batch_op.drop_constraint("ck_products_price_positive", type_="check")
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "order_items",
         recreate="always",
@@ -446,6 +460,7 @@ def _upgrade_sqlite() -> None:
         ),
     ) as batch_op:
         batch_op.drop_constraint("fk_order_items_product", type_="foreignkey")
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "orders",
         recreate="always",
@@ -477,6 +492,12 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(
+        op,
+        "swap_fk_actions",
+        "ACCESS EXCLUSIVE on every table of the swap (brief; LOCK TABLE first, referencing tables before referenced ones), then SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
     # One statement, one round trip: the four tables stay locked only while the server runs the
     # swap, not for a dozen round trips, each of which a loaded machine can stretch. The
     # tables are locked first, referencing tables before the ones they reference (the order an
@@ -516,24 +537,36 @@ def _downgrade_postgresql() -> None:
     # VALIDATE runs after the swap has committed, so the locks above are held only briefly.
     with op.get_context().autocommit_block():
         op.execute(sa.text('ALTER TABLE "orders" VALIDATE CONSTRAINT "fk_orders_user_id_users"'))
-    op.execute(
-        sa.text(
-            'ALTER TABLE "order_items"\n'
-            '    DROP CONSTRAINT IF EXISTS "fk_order_items_product",\n'
-            '    ADD CONSTRAINT "fk_order_items_product" FOREIGN KEY ("product_id") REFERENCES "products" ("id") ON DELETE RESTRICT NOT VALID'
-        )
+    runtime.unit(
+        op,
+        "validated_foreign_keys",
+        "ACCESS EXCLUSIVE (brief) on the table, SHARE ROW EXCLUSIVE on the referenced one (the NOT VALID key), then SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
+    op.drop_constraint("fk_order_items_product", "order_items", type_="foreignkey", if_exists=True)
+    op.create_foreign_key(
+        "fk_order_items_product",
+        "order_items",
+        "products",
+        ["product_id"],
+        ["id"],
+        ondelete="RESTRICT",
+        postgresql_not_valid=True,
     )
     # VALIDATE scans after the NOT VALID keys have committed: reads and writes go on.
     with op.get_context().autocommit_block():
         op.execute(
             sa.text('ALTER TABLE "order_items" VALIDATE CONSTRAINT "fk_order_items_product"')
         )
-    op.execute(
-        sa.text(
-            'ALTER TABLE "products"\n'
-            '    DROP CONSTRAINT IF EXISTS "ck_products_price_positive",\n'
-            '    ADD CONSTRAINT "ck_products_price_positive" CHECK ("price" >= 0) NOT VALID'
-        )
+    runtime.unit(
+        op,
+        "validated_checks",
+        "ACCESS EXCLUSIVE (brief; the NOT VALID constraint), then SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
+    op.drop_constraint("ck_products_price_positive", "products", type_="check", if_exists=True)
+    op.create_check_constraint(
+        "ck_products_price_positive", "products", sa.text('"price" >= 0'), postgresql_not_valid=True
     )
     # VALIDATE scans the table after the NOT VALID constraint has committed: SHARE UPDATE
     # EXCLUSIVE, reads and writes go on.
@@ -541,6 +574,12 @@ def _downgrade_postgresql() -> None:
         op.execute(
             sa.text('ALTER TABLE "products" VALIDATE CONSTRAINT "ck_products_price_positive"')
         )
+    runtime.unit(
+        op,
+        "unique_using_index",
+        "SHARE UPDATE EXCLUSIVE while the index builds CONCURRENTLY, then ACCESS EXCLUSIVE (brief) to attach it",
+        rewrites=False,
+    )
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
@@ -556,6 +595,7 @@ def _downgrade_postgresql() -> None:
             'ALTER TABLE "product_reviews" ADD CONSTRAINT "uq_reviews_user_product" UNIQUE USING INDEX "uq_reviews_user_product"'
         )
     )
+    runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
@@ -565,7 +605,9 @@ def _downgrade_postgresql() -> None:
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_orders_status_total" ON "orders" ("status", "total")'
             )
         )
+    runtime.unit(op, "restore_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("_dropped_0004_audit_log", "audit_log")
+    runtime.unit(op, "restore_column", "ACCESS EXCLUSIVE", rewrites=False)
     op.execute(
         sa.text(
             'UPDATE "users" SET "_dropped_0004_legacy_score" = 0 WHERE "_dropped_0004_legacy_score" IS NULL'
@@ -580,6 +622,7 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "orders",
         recreate="always",
@@ -606,6 +649,7 @@ def _downgrade_sqlite() -> None:
             ["id"],
             ondelete="RESTRICT",
         )
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "order_items",
         recreate="always",
@@ -633,6 +677,7 @@ def _downgrade_sqlite() -> None:
             ["id"],
             ondelete="RESTRICT",
         )
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "products",
         recreate="always",
@@ -650,6 +695,7 @@ def _downgrade_sqlite() -> None:
         ),
     ) as batch_op:
         batch_op.create_check_constraint("ck_products_price_positive", sa.text('"price" >= 0'))
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "product_reviews",
         recreate="always",
@@ -677,8 +723,11 @@ def _downgrade_sqlite() -> None:
         ),
     ) as batch_op:
         batch_op.create_unique_constraint("uq_reviews_user_product", ["user_id", "product_id"])
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index("ix_orders_status_total", "orders", ["status", "total"], unique=False)
+    runtime.unit(op, "restore_table", "database write lock", rewrites=False)
     op.rename_table("_dropped_0004_audit_log", "audit_log")
+    runtime.unit(op, "recreate_table_aside", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "users",
         recreate="always",

@@ -44,11 +44,14 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
-    op.execute(sa.text('ALTER TABLE "users" DROP COLUMN IF EXISTS "_dropped_0004_legacy_score"'))
+    runtime.unit(op, "purge_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.drop_column("users", "_dropped_0004_legacy_score", if_exists=True)
+    runtime.unit(op, "purge_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.drop_table("_dropped_0004_audit_log")
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "users",
         recreate="always",
@@ -73,16 +76,19 @@ def _upgrade_sqlite() -> None:
         ),
     ) as batch_op:
         batch_op.drop_column("_dropped_0004_legacy_score")
+    runtime.unit(op, "purge_table", "database write lock", rewrites=False)
     op.drop_table("_dropped_0004_audit_log")
 
 
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "refusal", "none", rewrites=False)
     runtime.irreversible(
         op,
         "change 0006_purge_retired cannot be downgraded: it destroyed table _dropped_0004_audit_log, kept by change retire. Nothing was changed; the database stays at this change",
     )
+    runtime.unit(op, "refusal", "none", rewrites=False)
     runtime.irreversible(
         op,
         "change 0006_purge_retired cannot be downgraded: it destroyed column users._dropped_0004_legacy_score, kept by change retire. Nothing was changed; the database stays at this change",
@@ -90,10 +96,12 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "refusal", "none", rewrites=False)
     runtime.irreversible(
         op,
         "change 0006_purge_retired cannot be downgraded: it destroyed table _dropped_0004_audit_log, kept by change retire. Nothing was changed; the database stays at this change",
     )
+    runtime.unit(op, "refusal", "none", rewrites=False)
     runtime.irreversible(
         op,
         "change 0006_purge_retired cannot be downgraded: it destroyed column users._dropped_0004_legacy_score, kept by change retire. Nothing was changed; the database stays at this change",

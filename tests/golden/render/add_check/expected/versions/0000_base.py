@@ -42,6 +42,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "orders",
         sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
@@ -49,6 +50,7 @@ def _upgrade_postgresql() -> None:
         sa.Column("code", sa.String(16), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_orders"),
     )
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "order_items",
         sa.Column("order_id", sa.Integer(), autoincrement=False, nullable=False),
@@ -63,6 +65,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "orders",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -70,6 +73,7 @@ def _upgrade_sqlite() -> None:
         sa.Column("code", sa.String(16), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_orders"),
     )
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "order_items",
         sa.Column("order_id", sa.Integer(), autoincrement=False, nullable=False),
@@ -86,10 +90,14 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("order_items")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("orders")
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("order_items")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("orders")

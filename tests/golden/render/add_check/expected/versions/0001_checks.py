@@ -80,31 +80,47 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
-    op.execute(
-        sa.text(
-            'ALTER TABLE "orders"\n'
-            '    DROP CONSTRAINT IF EXISTS "ck_orders_status",\n'
-            "    ADD CONSTRAINT \"ck_orders_status\" CHECK (\"status\" IN ('new', 'paid', 'sent')) NOT VALID"
-        )
+    runtime.unit(
+        op,
+        "validated_checks",
+        "ACCESS EXCLUSIVE (brief; the NOT VALID constraint), then SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
     )
-    op.execute(
+    op.drop_constraint("ck_orders_status", "orders", type_="check", if_exists=True)
+    op.create_check_constraint(
+        "ck_orders_status",
+        "orders",
+        sa.text("\"status\" IN ('new', 'paid', 'sent')"),
+        postgresql_not_valid=True,
+    )
+    op.drop_constraint("ck_orders_code", "orders", type_="check", if_exists=True)
+    op.create_check_constraint(
+        "ck_orders_code",
+        "orders",
         sa.text(
-            'ALTER TABLE "orders"\n'
-            '    DROP CONSTRAINT IF EXISTS "ck_orders_code",\n'
-            '    ADD CONSTRAINT "ck_orders_code" CHECK ("code" IS NULL OR lower("code" COLLATE "C") = "code" AND char_length("code") >= 2) NOT VALID'
-        )
+            '"code" IS NULL OR lower("code" COLLATE "C") = "code" AND char_length("code") >= 2'
+        ),
+        postgresql_not_valid=True,
     )
     # VALIDATE scans the table after the NOT VALID constraint has committed: SHARE UPDATE
     # EXCLUSIVE, reads and writes go on.
     with op.get_context().autocommit_block():
         op.execute(sa.text('ALTER TABLE "orders" VALIDATE CONSTRAINT "ck_orders_status"'))
         op.execute(sa.text('ALTER TABLE "orders" VALIDATE CONSTRAINT "ck_orders_code"'))
-    op.execute(
+    runtime.unit(
+        op,
+        "validated_checks",
+        "ACCESS EXCLUSIVE (brief; the NOT VALID constraint), then SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
+    op.drop_constraint("ck_order_items_amount", "order_items", type_="check", if_exists=True)
+    op.create_check_constraint(
+        "ck_order_items_amount",
+        "order_items",
         sa.text(
-            'ALTER TABLE "order_items"\n'
-            '    DROP CONSTRAINT IF EXISTS "ck_order_items_amount",\n'
-            '    ADD CONSTRAINT "ck_order_items_amount" CHECK ("quantity" > 0 AND ("price" IS NULL OR "quantity" * "price" BETWEEN 0 AND 100000)) NOT VALID'
-        )
+            '"quantity" > 0 AND ("price" IS NULL OR "quantity" * "price" BETWEEN 0 AND 100000)'
+        ),
+        postgresql_not_valid=True,
     )
     # VALIDATE scans the table after the NOT VALID constraint has committed: SHARE UPDATE
     # EXCLUSIVE, reads and writes go on.
@@ -113,6 +129,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "orders",
         recreate="always",
@@ -132,6 +149,7 @@ def _upgrade_sqlite() -> None:
             "ck_orders_code",
             sa.text('"code" IS NULL OR lower("code") = "code" AND length("code") >= 2'),
         )
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "order_items",
         recreate="always",
@@ -162,9 +180,11 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(
         sa.text('ALTER TABLE "order_items"\n    DROP CONSTRAINT IF EXISTS "ck_order_items_amount"')
     )
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(
         sa.text(
             'ALTER TABLE "orders"\n'
@@ -175,6 +195,7 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "order_items",
         recreate="always",
@@ -199,6 +220,7 @@ def _downgrade_sqlite() -> None:
         ),
     ) as batch_op:
         batch_op.drop_constraint("ck_order_items_amount", type_="check")
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "orders",
         recreate="always",

@@ -66,10 +66,12 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "orders"\n    DROP CONSTRAINT IF EXISTS "ck_orders_code"'))
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "orders",
         recreate="always",
@@ -93,12 +95,20 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
-    op.execute(
+    runtime.unit(
+        op,
+        "validated_checks",
+        "ACCESS EXCLUSIVE (brief; the NOT VALID constraint), then SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
+    op.drop_constraint("ck_orders_code", "orders", type_="check", if_exists=True)
+    op.create_check_constraint(
+        "ck_orders_code",
+        "orders",
         sa.text(
-            'ALTER TABLE "orders"\n'
-            '    DROP CONSTRAINT IF EXISTS "ck_orders_code",\n'
-            '    ADD CONSTRAINT "ck_orders_code" CHECK ("code" IS NULL OR lower("code" COLLATE "C") = "code" AND char_length("code") >= 2) NOT VALID'
-        )
+            '"code" IS NULL OR lower("code" COLLATE "C") = "code" AND char_length("code") >= 2'
+        ),
+        postgresql_not_valid=True,
     )
     # VALIDATE scans the table after the NOT VALID constraint has committed: SHARE UPDATE
     # EXCLUSIVE, reads and writes go on.
@@ -107,6 +117,7 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "orders",
         recreate="always",

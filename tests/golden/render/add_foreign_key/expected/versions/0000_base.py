@@ -42,6 +42,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "categories",
         sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
@@ -50,12 +51,14 @@ def _upgrade_postgresql() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_categories"),
         sa.UniqueConstraint("code", name="uq_categories_code"),
     )
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "products",
         sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
         sa.Column("category_code", sa.String(8), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_products"),
     )
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "order_items",
         sa.Column("order_id", sa.Integer(), autoincrement=False, nullable=False),
@@ -66,6 +69,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "categories",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -74,12 +78,14 @@ def _upgrade_sqlite() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_categories"),
         sa.UniqueConstraint("code", name="uq_categories_code"),
     )
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "products",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("category_code", sa.String(8), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_products"),
     )
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "order_items",
         sa.Column("order_id", sa.Integer(), autoincrement=False, nullable=False),
@@ -92,12 +98,18 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("order_items")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("products")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("categories")
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("order_items")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("products")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("categories")

@@ -180,26 +180,41 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
-    op.execute(
-        sa.text(
-            'ALTER TABLE "categories"\n'
-            '    DROP CONSTRAINT IF EXISTS "fk_categories_parent",\n'
-            '    ADD CONSTRAINT "fk_categories_parent" FOREIGN KEY ("parent_id") REFERENCES "categories" ("id") ON DELETE SET NULL NOT VALID'
-        )
+    runtime.unit(
+        op,
+        "validated_foreign_keys",
+        "ACCESS EXCLUSIVE (brief) on the table, SHARE ROW EXCLUSIVE on the referenced one (the NOT VALID key), then SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
     )
-    op.execute(
-        sa.text(
-            'ALTER TABLE "products"\n'
-            '    DROP CONSTRAINT IF EXISTS "fk_products_category",\n'
-            '    ADD CONSTRAINT "fk_products_category" FOREIGN KEY ("category_code") REFERENCES "categories" ("code") ON DELETE NO ACTION NOT VALID'
-        )
+    op.drop_constraint("fk_categories_parent", "categories", type_="foreignkey", if_exists=True)
+    op.create_foreign_key(
+        "fk_categories_parent",
+        "categories",
+        "categories",
+        ["parent_id"],
+        ["id"],
+        ondelete="SET NULL",
+        postgresql_not_valid=True,
     )
-    op.execute(
-        sa.text(
-            'ALTER TABLE "order_items"\n'
-            '    DROP CONSTRAINT IF EXISTS "fk_order_items_product",\n'
-            '    ADD CONSTRAINT "fk_order_items_product" FOREIGN KEY ("product_id") REFERENCES "products" ("id") ON DELETE CASCADE NOT VALID'
-        )
+    op.drop_constraint("fk_products_category", "products", type_="foreignkey", if_exists=True)
+    op.create_foreign_key(
+        "fk_products_category",
+        "products",
+        "categories",
+        ["category_code"],
+        ["code"],
+        ondelete="NO ACTION",
+        postgresql_not_valid=True,
+    )
+    op.drop_constraint("fk_order_items_product", "order_items", type_="foreignkey", if_exists=True)
+    op.create_foreign_key(
+        "fk_order_items_product",
+        "order_items",
+        "products",
+        ["product_id"],
+        ["id"],
+        ondelete="CASCADE",
+        postgresql_not_valid=True,
     )
     # VALIDATE scans after the NOT VALID keys have committed: reads and writes go on.
     with op.get_context().autocommit_block():
@@ -211,6 +226,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "categories",
         recreate="always",
@@ -231,6 +247,7 @@ def _upgrade_sqlite() -> None:
             ["id"],
             ondelete="SET NULL",
         )
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "products",
         recreate="always",
@@ -249,6 +266,7 @@ def _upgrade_sqlite() -> None:
             ["code"],
             ondelete="NO ACTION",
         )
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "order_items",
         recreate="always",
@@ -273,14 +291,16 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
-    op.execute(
-        sa.text('ALTER TABLE "order_items" DROP CONSTRAINT IF EXISTS "fk_order_items_product"')
-    )
-    op.execute(sa.text('ALTER TABLE "products" DROP CONSTRAINT IF EXISTS "fk_products_category"'))
-    op.execute(sa.text('ALTER TABLE "categories" DROP CONSTRAINT IF EXISTS "fk_categories_parent"'))
+    runtime.unit(op, "drop_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.drop_constraint("fk_order_items_product", "order_items", type_="foreignkey", if_exists=True)
+    runtime.unit(op, "drop_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.drop_constraint("fk_products_category", "products", type_="foreignkey", if_exists=True)
+    runtime.unit(op, "drop_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.drop_constraint("fk_categories_parent", "categories", type_="foreignkey", if_exists=True)
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "order_items",
         recreate="always",
@@ -297,6 +317,7 @@ def _downgrade_sqlite() -> None:
         ),
     ) as batch_op:
         batch_op.drop_constraint("fk_order_items_product", type_="foreignkey")
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "products",
         recreate="always",
@@ -315,6 +336,7 @@ def _downgrade_sqlite() -> None:
         ),
     ) as batch_op:
         batch_op.drop_constraint("fk_products_category", type_="foreignkey")
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "categories",
         recreate="always",

@@ -98,10 +98,12 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
-    op.execute(sa.text('ALTER TABLE "products" DROP CONSTRAINT IF EXISTS "fk_products_category"'))
+    runtime.unit(op, "drop_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.drop_constraint("fk_products_category", "products", type_="foreignkey", if_exists=True)
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "products",
         recreate="always",
@@ -125,12 +127,21 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
-    op.execute(
-        sa.text(
-            'ALTER TABLE "products"\n'
-            '    DROP CONSTRAINT IF EXISTS "fk_products_category",\n'
-            '    ADD CONSTRAINT "fk_products_category" FOREIGN KEY ("category_code") REFERENCES "categories" ("code") ON DELETE NO ACTION NOT VALID'
-        )
+    runtime.unit(
+        op,
+        "validated_foreign_keys",
+        "ACCESS EXCLUSIVE (brief) on the table, SHARE ROW EXCLUSIVE on the referenced one (the NOT VALID key), then SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
+    op.drop_constraint("fk_products_category", "products", type_="foreignkey", if_exists=True)
+    op.create_foreign_key(
+        "fk_products_category",
+        "products",
+        "categories",
+        ["category_code"],
+        ["code"],
+        ondelete="NO ACTION",
+        postgresql_not_valid=True,
     )
     # VALIDATE scans after the NOT VALID keys have committed: reads and writes go on.
     with op.get_context().autocommit_block():
@@ -138,6 +149,7 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "products",
         recreate="always",

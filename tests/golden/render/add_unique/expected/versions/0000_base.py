@@ -42,6 +42,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "users",
         sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
@@ -50,6 +51,7 @@ def _upgrade_postgresql() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_users"),
         sa.UniqueConstraint("email", name="uq_users_email"),
     )
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "reviews",
         sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
@@ -63,6 +65,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "users",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -71,6 +74,7 @@ def _upgrade_sqlite() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_users"),
         sa.UniqueConstraint("email", name="uq_users_email"),
     )
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "reviews",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -86,10 +90,14 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("reviews")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("users")
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("reviews")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("users")

@@ -115,6 +115,12 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(
+        op,
+        "unique_using_index",
+        "SHARE UPDATE EXCLUSIVE while the index builds CONCURRENTLY, then ACCESS EXCLUSIVE (brief) to attach it",
+        rewrites=False,
+    )
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
@@ -145,6 +151,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "reviews",
         recreate="always",
@@ -161,6 +168,7 @@ def _upgrade_sqlite() -> None:
         ),
     ) as batch_op:
         batch_op.create_unique_constraint("uq_reviews_user_product", ["user_id", "product"])
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "users",
         recreate="always",
@@ -180,11 +188,14 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
-    op.execute(sa.text('ALTER TABLE "users" DROP CONSTRAINT IF EXISTS "uq_users_handle"'))
-    op.execute(sa.text('ALTER TABLE "reviews" DROP CONSTRAINT IF EXISTS "uq_reviews_user_product"'))
+    runtime.unit(op, "drop_unique", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.drop_constraint("uq_users_handle", "users", type_="unique", if_exists=True)
+    runtime.unit(op, "drop_unique", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.drop_constraint("uq_reviews_user_product", "reviews", type_="unique", if_exists=True)
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "users",
         recreate="always",
@@ -200,6 +211,7 @@ def _downgrade_sqlite() -> None:
         ),
     ) as batch_op:
         batch_op.drop_constraint("uq_users_handle", type_="unique")
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "reviews",
         recreate="always",

@@ -72,10 +72,12 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
-    op.execute(sa.text('ALTER TABLE "users" DROP CONSTRAINT IF EXISTS "uq_users_handle"'))
+    runtime.unit(op, "drop_unique", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.drop_constraint("uq_users_handle", "users", type_="unique", if_exists=True)
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "users",
         recreate="always",
@@ -96,6 +98,12 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(
+        op,
+        "unique_using_index",
+        "SHARE UPDATE EXCLUSIVE while the index builds CONCURRENTLY, then ACCESS EXCLUSIVE (brief) to attach it",
+        rewrites=False,
+    )
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
@@ -114,6 +122,7 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "users",
         recreate="always",

@@ -42,6 +42,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "products",
         sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
@@ -50,6 +51,7 @@ def _upgrade_postgresql() -> None:
         sa.Column("price", sa.Numeric(10, 2), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_products"),
     )
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "order_lines",
         sa.Column("order_id", sa.Integer(), autoincrement=False, nullable=False),
@@ -61,6 +63,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "products",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -69,6 +72,7 @@ def _upgrade_sqlite() -> None:
         sa.Column("price", sa.Numeric(10, 2), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_products"),
     )
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "order_lines",
         sa.Column("order_id", sa.Integer(), autoincrement=False, nullable=False),
@@ -82,10 +86,14 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("order_lines")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("products")
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("order_lines")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("products")

@@ -67,6 +67,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "backfills", "ROW EXCLUSIVE per batch", rewrites=False)
     # Batches commit one by one outside the change's transaction: what ran before is committed.
     with op.get_context().autocommit_block():
         runtime.backfill(
@@ -84,9 +85,11 @@ def _upgrade_postgresql() -> None:
             kept=["slug"],
             batch_size=1000,
         )
-    op.execute(
-        sa.text('ALTER TABLE "products" ADD COLUMN IF NOT EXISTS "list_price" numeric(10,2)')
+    runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.add_column(
+        "products", sa.Column("list_price", sa.Numeric(10, 2), nullable=True), if_not_exists=True
     )
+    runtime.unit(op, "backfills", "ROW EXCLUSIVE per batch", rewrites=False)
     # Batches commit one by one outside the change's transaction: what ran before is committed.
     with op.get_context().autocommit_block():
         runtime.backfill(
@@ -104,6 +107,7 @@ def _upgrade_postgresql() -> None:
             kept=[],
             batch_size=2,
         )
+    runtime.unit(op, "backfills", "ROW EXCLUSIVE per batch", rewrites=False)
     # Batches commit one by one outside the change's transaction: what ran before is committed.
     with op.get_context().autocommit_block():
         runtime.backfill(
@@ -125,6 +129,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "backfills", "database write lock per batch", rewrites=False)
     # Batches commit one by one outside the change's transaction: what ran before is committed.
     with op.get_context().autocommit_block():
         runtime.backfill(
@@ -142,7 +147,9 @@ def _upgrade_sqlite() -> None:
             kept=["slug"],
             batch_size=1000,
         )
+    runtime.unit(op, "add_column", "database write lock", rewrites=False)
     op.add_column("products", sa.Column("list_price", sa.Numeric(10, 2), nullable=True))
+    runtime.unit(op, "backfills", "database write lock per batch", rewrites=False)
     # Batches commit one by one outside the change's transaction: what ran before is committed.
     with op.get_context().autocommit_block():
         runtime.backfill(
@@ -160,6 +167,7 @@ def _upgrade_sqlite() -> None:
             kept=[],
             batch_size=2,
         )
+    runtime.unit(op, "backfills", "database write lock per batch", rewrites=False)
     # Batches commit one by one outside the change's transaction: what ran before is committed.
     with op.get_context().autocommit_block():
         runtime.backfill(
@@ -183,6 +191,7 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "backfills", "ROW EXCLUSIVE per batch", rewrites=False)
     # Batches commit one by one outside the change's transaction: what ran before is committed.
     with op.get_context().autocommit_block():
         runtime.backfill(
@@ -195,6 +204,7 @@ def _downgrade_postgresql() -> None:
             kept=["quantity", "status"],
             batch_size=3,
         )
+    runtime.unit(op, "backfills", "ROW EXCLUSIVE per batch", rewrites=False)
     # Batches commit one by one outside the change's transaction: what ran before is committed.
     with op.get_context().autocommit_block():
         runtime.backfill(
@@ -207,7 +217,9 @@ def _downgrade_postgresql() -> None:
             kept=[],
             batch_size=2,
         )
+    runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "products" DROP COLUMN IF EXISTS "list_price"'))
+    runtime.unit(op, "backfills", "ROW EXCLUSIVE per batch", rewrites=False)
     # Batches commit one by one outside the change's transaction: what ran before is committed.
     with op.get_context().autocommit_block():
         runtime.backfill(
@@ -223,6 +235,7 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "backfills", "database write lock per batch", rewrites=False)
     # Batches commit one by one outside the change's transaction: what ran before is committed.
     with op.get_context().autocommit_block():
         runtime.backfill(
@@ -235,6 +248,7 @@ def _downgrade_sqlite() -> None:
             kept=["quantity", "status"],
             batch_size=3,
         )
+    runtime.unit(op, "backfills", "database write lock per batch", rewrites=False)
     # Batches commit one by one outside the change's transaction: what ran before is committed.
     with op.get_context().autocommit_block():
         runtime.backfill(
@@ -247,6 +261,7 @@ def _downgrade_sqlite() -> None:
             kept=[],
             batch_size=2,
         )
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "products",
         recreate="always",
@@ -262,6 +277,7 @@ def _downgrade_sqlite() -> None:
         ),
     ) as batch_op:
         batch_op.drop_column("list_price")
+    runtime.unit(op, "backfills", "database write lock per batch", rewrites=False)
     # Batches commit one by one outside the change's transaction: what ran before is committed.
     with op.get_context().autocommit_block():
         runtime.backfill(

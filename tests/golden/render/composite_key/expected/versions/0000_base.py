@@ -44,6 +44,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "tags",
         sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
@@ -51,12 +52,14 @@ def _upgrade_postgresql() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_tags"),
         sa.UniqueConstraint("label", name="uq_tags_label"),
     )
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "codes",
         sa.Column("id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_codes"),
     )
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "code_tags",
         sa.Column("code_id", sa.BigInteger(), autoincrement=False, nullable=False),
@@ -73,6 +76,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "tags",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -80,12 +84,14 @@ def _upgrade_sqlite() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_tags"),
         sa.UniqueConstraint("label", name="uq_tags_label"),
     )
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "codes",
         sa.Column("id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_codes"),
     )
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "code_tags",
         sa.Column("code_id", sa.BigInteger(), autoincrement=False, nullable=False),
@@ -104,12 +110,18 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("code_tags")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("codes")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("tags")
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("code_tags")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("codes")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("tags")

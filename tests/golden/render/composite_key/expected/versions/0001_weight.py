@@ -42,20 +42,24 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
-    op.execute(sa.text('ALTER TABLE "code_tags" ADD COLUMN IF NOT EXISTS "weight" integer'))
+    runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.add_column("code_tags", sa.Column("weight", sa.Integer(), nullable=True), if_not_exists=True)
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "add_column", "database write lock", rewrites=False)
     op.add_column("code_tags", sa.Column("weight", sa.Integer(), nullable=True))
 
 
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "code_tags" DROP COLUMN IF EXISTS "weight"'))
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "code_tags",
         recreate="always",

@@ -44,6 +44,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "authors",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -51,6 +52,7 @@ def _upgrade_postgresql() -> None:
         sa.PrimaryKeyConstraint("id", name="authors_pkey"),
         sa.UniqueConstraint("email", name="authors_email_key"),
     )
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "books",
         sa.Column("id", sa.BigInteger(), nullable=False),
@@ -67,6 +69,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "authors",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -74,6 +77,7 @@ def _upgrade_sqlite() -> None:
         sa.PrimaryKeyConstraint("id", name="authors_pkey"),
         sa.UniqueConstraint("email", name="authors_email_key"),
     )
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "books",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -92,10 +96,14 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("books")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("authors")
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("books")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("authors")

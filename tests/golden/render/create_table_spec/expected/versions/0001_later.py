@@ -80,11 +80,14 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "books"\n    DROP CONSTRAINT IF EXISTS "books_pages_check"'))
-    op.execute(sa.text('ALTER TABLE "authors" DROP CONSTRAINT IF EXISTS "authors_email_key"'))
+    runtime.unit(op, "drop_unique", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.drop_constraint("authors_email_key", "authors", type_="unique", if_exists=True)
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "books",
         recreate="always",
@@ -104,6 +107,7 @@ def _upgrade_sqlite() -> None:
         ),
     ) as batch_op:
         batch_op.drop_constraint("books_pages_check", type_="check")
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "authors",
         recreate="always",
@@ -122,6 +126,12 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(
+        op,
+        "unique_using_index",
+        "SHARE UPDATE EXCLUSIVE while the index builds CONCURRENTLY, then ACCESS EXCLUSIVE (brief) to attach it",
+        rewrites=False,
+    )
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
@@ -137,12 +147,15 @@ def _downgrade_postgresql() -> None:
             'ALTER TABLE "authors" ADD CONSTRAINT "authors_email_key" UNIQUE USING INDEX "authors_email_key"'
         )
     )
-    op.execute(
-        sa.text(
-            'ALTER TABLE "books"\n'
-            '    DROP CONSTRAINT IF EXISTS "books_pages_check",\n'
-            '    ADD CONSTRAINT "books_pages_check" CHECK ("pages" > 0) NOT VALID'
-        )
+    runtime.unit(
+        op,
+        "validated_checks",
+        "ACCESS EXCLUSIVE (brief; the NOT VALID constraint), then SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
+    op.drop_constraint("books_pages_check", "books", type_="check", if_exists=True)
+    op.create_check_constraint(
+        "books_pages_check", "books", sa.text('"pages" > 0'), postgresql_not_valid=True
     )
     # VALIDATE scans the table after the NOT VALID constraint has committed: SHARE UPDATE
     # EXCLUSIVE, reads and writes go on.
@@ -151,6 +164,7 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "authors",
         recreate="always",
@@ -163,6 +177,7 @@ def _downgrade_sqlite() -> None:
         ),
     ) as batch_op:
         batch_op.create_unique_constraint("authors_email_key", ["email"])
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "books",
         recreate="always",

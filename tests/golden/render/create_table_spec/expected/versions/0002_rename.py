@@ -43,18 +43,22 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "rename_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("books", "volumes")
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "rename_table", "database write lock", rewrites=False)
     op.rename_table("books", "volumes")
 
 
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "rename_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("volumes", "books")
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "rename_table", "database write lock", rewrites=False)
     op.rename_table("volumes", "books")

@@ -42,6 +42,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "items",
         sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
@@ -60,6 +61,7 @@ def _upgrade_postgresql() -> None:
         postgresql_where=sa.text('"note" IS NOT NULL'),
     )
     op.create_index("ix_items_price", "items", ["price", "name"], unique=False)
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "orders",
         sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
@@ -72,6 +74,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "items",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -86,6 +89,7 @@ def _upgrade_sqlite() -> None:
         "ix_items_noted", "items", ["id"], unique=False, sqlite_where=sa.text('"note" IS NOT NULL')
     )
     op.create_index("ix_items_price", "items", ["price", "name"], unique=False)
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "orders",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -100,10 +104,14 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("orders")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("items")
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("orders")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("items")

@@ -100,27 +100,35 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_items_price"'))
+    runtime.unit(op, "set_column_aside", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column("items", "price", new_column_name="_dropped_0001_price")
     op.execute(
         sa.text(
             'ALTER TABLE "items" ALTER COLUMN "_dropped_0001_price" DROP NOT NULL, ALTER COLUMN "_dropped_0001_price" DROP DEFAULT'
         )
     )
+    runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_items_noted"'))
+    runtime.unit(op, "set_column_aside", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column("items", "note", new_column_name="_dropped_0001_note")
+    runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "items" DROP COLUMN IF EXISTS "legacy"'))
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "items"\n    ALTER COLUMN "name" TYPE varchar(40)'))
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_items_price", table_name="items")
+    runtime.unit(op, "recreate_table_aside", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "items",
         recreate="always",
@@ -144,8 +152,11 @@ def _upgrade_sqlite() -> None:
             nullable=True,
             server_default=None,
         )
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_items_noted", table_name="items")
+    runtime.unit(op, "set_column_aside", "database write lock", rewrites=False)
     op.alter_column("items", "note", new_column_name="_dropped_0001_note")
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "items",
         recreate="always",
@@ -173,9 +184,13 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
     op.execute(sa.text('ALTER TABLE "items"\n    ALTER COLUMN "name" TYPE varchar(20)'))
-    op.execute(sa.text('ALTER TABLE "items" ADD COLUMN IF NOT EXISTS "legacy" integer'))
+    runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.add_column("items", sa.Column("legacy", sa.Integer(), nullable=True), if_not_exists=True)
+    runtime.unit(op, "restore_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column("items", "_dropped_0001_note", new_column_name="note")
+    runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
@@ -185,6 +200,7 @@ def _downgrade_postgresql() -> None:
                 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_items_noted" ON "items" ("id") WHERE "note" IS NOT NULL'
             )
         )
+    runtime.unit(op, "restore_column", "ACCESS EXCLUSIVE", rewrites=False)
     op.execute(
         sa.text('UPDATE "items" SET "_dropped_0001_price" = 0 WHERE "_dropped_0001_price" IS NULL')
     )
@@ -194,6 +210,7 @@ def _downgrade_postgresql() -> None:
             'ALTER TABLE "items" ALTER COLUMN "price" SET DEFAULT 0, ALTER COLUMN "price" SET NOT NULL'
         )
     )
+    runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
@@ -206,6 +223,7 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "items",
         recreate="always",
@@ -226,11 +244,15 @@ def _downgrade_sqlite() -> None:
             existing_type=sa.String(40),
             existing_nullable=True,
         )
+    runtime.unit(op, "add_column", "database write lock", rewrites=False)
     op.add_column("items", sa.Column("legacy", sa.Integer(), nullable=True))
+    runtime.unit(op, "restore_column", "database write lock", rewrites=False)
     op.alter_column("items", "_dropped_0001_note", new_column_name="note")
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index(
         "ix_items_noted", "items", ["id"], unique=False, sqlite_where=sa.text('"note" IS NOT NULL')
     )
+    runtime.unit(op, "recreate_table_aside", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "items",
         recreate="always",
@@ -259,4 +281,5 @@ def _downgrade_sqlite() -> None:
             nullable=False,
             server_default=sa.text("0"),
         )
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index("ix_items_price", "items", ["price", "name"], unique=False)

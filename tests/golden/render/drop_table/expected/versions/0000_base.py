@@ -42,6 +42,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "customers",
         sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
@@ -57,6 +58,7 @@ def _upgrade_postgresql() -> None:
         ),
     )
     op.create_index("ix_customers_referrer", "customers", ["referrer_id"], unique=False)
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "orders",
         sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
@@ -78,6 +80,7 @@ def _upgrade_postgresql() -> None:
         unique=False,
         postgresql_where=sa.text('"customer_id" IS NOT NULL'),
     )
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "audit",
         sa.Column("id", sa.BigInteger(), sa.Identity(), nullable=False),
@@ -87,6 +90,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "customers",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -102,6 +106,7 @@ def _upgrade_sqlite() -> None:
         ),
     )
     op.create_index("ix_customers_referrer", "customers", ["referrer_id"], unique=False)
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "orders",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -123,6 +128,7 @@ def _upgrade_sqlite() -> None:
         unique=False,
         sqlite_where=sa.text('"customer_id" IS NOT NULL'),
     )
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "audit",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -134,12 +140,18 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("audit")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("orders")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("customers")
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("audit")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("orders")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("customers")

@@ -44,36 +44,48 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "archive_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("orders", "_dropped_0001_orders")
+    runtime.unit(op, "archive_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("customers", "_dropped_0001_customers")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("audit")
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "archive_table", "database write lock", rewrites=False)
     op.rename_table("orders", "_dropped_0001_orders")
+    runtime.unit(op, "archive_table", "database write lock", rewrites=False)
     op.rename_table("customers", "_dropped_0001_customers")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("audit")
 
 
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "audit",
         sa.Column("id", sa.BigInteger(), sa.Identity(), nullable=False),
         sa.Column("message", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_audit"),
     )
+    runtime.unit(op, "restore_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("_dropped_0001_customers", "customers")
+    runtime.unit(op, "restore_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("_dropped_0001_orders", "orders")
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "audit",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("message", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_audit"),
     )
+    runtime.unit(op, "restore_table", "database write lock", rewrites=False)
     op.rename_table("_dropped_0001_customers", "customers")
+    runtime.unit(op, "restore_table", "database write lock", rewrites=False)
     op.rename_table("_dropped_0001_orders", "orders")

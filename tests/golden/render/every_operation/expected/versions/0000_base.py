@@ -42,6 +42,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "venues",
         sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
@@ -50,6 +51,7 @@ def _upgrade_postgresql() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_venues"),
         sa.UniqueConstraint("code", name="uq_venues_code"),
     )
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "trades",
         sa.Column("id", sa.BigInteger(), sa.Identity(), nullable=False),
@@ -67,6 +69,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "venues",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -75,6 +78,7 @@ def _upgrade_sqlite() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_venues"),
         sa.UniqueConstraint("code", name="uq_venues_code"),
     )
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "trades",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -94,10 +98,14 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("trades")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("venues")
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("trades")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("venues")

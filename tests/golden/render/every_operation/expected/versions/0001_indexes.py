@@ -130,6 +130,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
@@ -151,8 +152,11 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_trades_price", table_name="trades")
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index("ix_trades_venue_price", "trades", ["venue_id", "price"], unique=False)
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index(
         "ix_trades_unpriced_note",
         "trades",
@@ -165,6 +169,7 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
@@ -181,6 +186,9 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_trades_unpriced_note", table_name="trades")
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_trades_venue_price", table_name="trades")
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index("ix_trades_price", "trades", ["price"], unique=False)

@@ -239,6 +239,12 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "1s", "2min")
+    runtime.unit(
+        op,
+        "online_type_change",
+        "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
+        rewrites=False,
+    )
     # Online: each phase commits on its own and a re-run resumes; what ran before is committed.
     with op.get_context().autocommit_block():
         runtime.online_type_change(
@@ -286,6 +292,7 @@ def _upgrade_postgresql() -> None:
             },
             blocking='ALTER TABLE "trades"\n    ALTER COLUMN "price" TYPE double precision USING "price"::double precision,\n    ALTER COLUMN "size" DROP DEFAULT,\n    ALTER COLUMN "size" TYPE bigint USING "size"::bigint,\n    ALTER COLUMN "size" SET DEFAULT 0',
         )
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(
         sa.text(
             'ALTER TABLE "trades"\n'
@@ -297,6 +304,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "trades",
         recreate="always",
@@ -346,6 +354,7 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "1s", "2min")
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
     op.execute(
         sa.text(
             'ALTER TABLE "trades"\n'
@@ -353,6 +362,12 @@ def _downgrade_postgresql() -> None:
             '    ALTER COLUMN "note" TYPE varchar(20),\n'
             "    ALTER COLUMN \"note\" SET DEFAULT 'it''s \\:x %s'"
         )
+    )
+    runtime.unit(
+        op,
+        "online_type_change",
+        "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
+        rewrites=False,
     )
     # Online: each phase commits on its own and a re-run resumes; what ran before is committed.
     with op.get_context().autocommit_block():
@@ -404,6 +419,7 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "trades",
         recreate="always",

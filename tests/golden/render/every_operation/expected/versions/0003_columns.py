@@ -76,16 +76,24 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
-    op.execute(
-        sa.text(
-            'ALTER TABLE "trades" ADD COLUMN IF NOT EXISTS "deleted_at" timestamp with time zone'
-        )
+    runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.add_column(
+        "trades",
+        sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+        if_not_exists=True,
     )
-    op.execute(
-        sa.text(
-            'ALTER TABLE "trades" ADD COLUMN IF NOT EXISTS "recorded_at" timestamp with time zone DEFAULT CURRENT_TIMESTAMP NOT NULL'
-        )
+    runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.add_column(
+        "trades",
+        sa.Column(
+            "recorded_at",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            server_default=sa.text("CURRENT_TIMESTAMP"),
+        ),
+        if_not_exists=True,
     )
+    runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
@@ -98,7 +106,9 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "add_column", "database write lock", rewrites=False)
     op.add_column("trades", sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "trades",
         recreate="always",
@@ -132,22 +142,28 @@ def _upgrade_sqlite() -> None:
                 server_default=sa.text("CURRENT_TIMESTAMP"),
             )
         )
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index("ix_trades_deleted_at", "trades", ["deleted_at"], unique=False)
 
 
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_trades_deleted_at"'))
+    runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "trades" DROP COLUMN IF EXISTS "recorded_at"'))
+    runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "trades" DROP COLUMN IF EXISTS "deleted_at"'))
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_trades_deleted_at", table_name="trades")
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "trades",
         recreate="always",

@@ -134,6 +134,12 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(
+        op,
+        "swap_fk_actions",
+        "ACCESS EXCLUSIVE on every table of the swap (brief; LOCK TABLE first, referencing tables before referenced ones), then SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
     # One statement, one round trip: the four tables stay locked only while the server runs the
     # swap, not for a dozen round trips, each of which a loaded machine can stretch. The
     # tables are locked first, referencing tables before the ones they reference (the order an
@@ -176,6 +182,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "trades",
         recreate="always",
@@ -221,6 +228,12 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(
+        op,
+        "swap_fk_actions",
+        "ACCESS EXCLUSIVE on every table of the swap (brief; LOCK TABLE first, referencing tables before referenced ones), then SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
     # One statement, one round trip: the four tables stay locked only while the server runs the
     # swap, not for a dozen round trips, each of which a loaded machine can stretch. The
     # tables are locked first, referencing tables before the ones they reference (the order an
@@ -263,6 +276,7 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "trades",
         recreate="always",

@@ -193,6 +193,12 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(
+        op,
+        "online_type_change",
+        "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
+        rewrites=False,
+    )
     # Online: each phase commits on its own and a re-run resumes; what ran before is committed.
     with op.get_context().autocommit_block():
         runtime.online_type_change(
@@ -279,10 +285,16 @@ def _upgrade_postgresql() -> None:
             indexes={},
             blocking='ALTER TABLE "events"\n    ALTER COLUMN "priority" DROP DEFAULT,\n    ALTER COLUMN "priority" TYPE integer USING "priority"::integer,\n    ALTER COLUMN "priority" SET DEFAULT 3,\n    ALTER COLUMN "born" TYPE timestamp with time zone USING "born"::timestamp without time zone AT TIME ZONE \'UTC\',\n    ALTER COLUMN "seen_at" DROP DEFAULT,\n    ALTER COLUMN "seen_at" TYPE timestamp with time zone USING "seen_at" AT TIME ZONE \'UTC\',\n    ALTER COLUMN "seen_at" SET DEFAULT CURRENT_TIMESTAMP,\n    ALTER COLUMN "due_at" TYPE date USING CASE WHEN "due_at" = date_trunc(\'day\', "due_at") THEN "due_at"::date ELSE (\'schemagen: events.due_at = \' || "due_at"::text || \' does not fit date unchanged\')::date END,\n    ALTER COLUMN "ref" TYPE uuid USING CASE WHEN "ref" ~ \'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$\' THEN "ref"::uuid ELSE (\'schemagen: events.ref = \' || "ref"::text || \' does not fit uuid unchanged\')::uuid END,\n    ALTER COLUMN "body" TYPE jsonb USING "body"::jsonb',
         )
-    op.execute(sa.text('ALTER TABLE "events" ADD COLUMN IF NOT EXISTS "extra" jsonb'))
+    runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.add_column(
+        "events",
+        sa.Column("extra", sa.dialects.postgresql.JSONB(), nullable=True),
+        if_not_exists=True,
+    )
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "events",
         recreate="always",
@@ -383,6 +395,7 @@ def _upgrade_sqlite() -> None:
         batch_op.create_check_constraint(
             "body_is_json", sa.text('"body" IS NULL OR json_valid("body")')
         )
+    runtime.unit(op, "add_column", "database write lock", rewrites=False)
     op.add_column(
         "events",
         sa.Column(
@@ -397,7 +410,14 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "events" DROP COLUMN IF EXISTS "extra"'))
+    runtime.unit(
+        op,
+        "online_type_change",
+        "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
+        rewrites=False,
+    )
     # Online: each phase commits on its own and a re-run resumes; what ran before is committed.
     with op.get_context().autocommit_block():
         runtime.online_type_change(
@@ -487,6 +507,7 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "events",
         recreate="always",

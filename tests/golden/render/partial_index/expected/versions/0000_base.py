@@ -42,6 +42,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "orders",
         sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
@@ -53,6 +54,7 @@ def _upgrade_postgresql() -> None:
         sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_orders"),
     )
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "coupons",
         sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
@@ -78,6 +80,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "orders",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -89,6 +92,7 @@ def _upgrade_sqlite() -> None:
         sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_orders"),
     )
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "coupons",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -112,10 +116,14 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("coupons")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("orders")
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("coupons")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("orders")

@@ -194,6 +194,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
@@ -234,6 +235,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index(
         "ix_orders_pending",
         "orders",
@@ -241,6 +243,7 @@ def _upgrade_sqlite() -> None:
         unique=False,
         sqlite_where=sa.text("\"status\" = 'pending'"),
     )
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index(
         "ix_orders_live_qty",
         "orders",
@@ -248,6 +251,7 @@ def _upgrade_sqlite() -> None:
         unique=False,
         sqlite_where=sa.text('"deleted_at" IS NULL AND "qty" > 0'),
     )
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index(
         "ix_orders_open_note",
         "orders",
@@ -257,13 +261,16 @@ def _upgrade_sqlite() -> None:
             '"note" <> \'x\' AND "price" >= -2.5 AND "qty" < -3 AND "status" < \'m\''
         ),
     )
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index("ix_orders_recent", "orders", [sa.text('"price" DESC'), "id"], unique=False)
+    runtime.unit(op, "create_index", "database write lock", rewrites=False)
     op.create_index("ix_orders_active_cover", "orders", ["active"], unique=False)
 
 
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
@@ -279,8 +286,13 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_orders_active_cover", table_name="orders")
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_orders_recent", table_name="orders")
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_orders_open_note", table_name="orders")
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_orders_live_qty", table_name="orders")
+    runtime.unit(op, "drop_index", "database write lock", rewrites=False)
     op.drop_index("ix_orders_pending", table_name="orders")

@@ -42,18 +42,22 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "rename_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column("orders", "status", new_column_name="state")
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "rename_column", "database write lock", rewrites=False)
     op.alter_column("orders", "status", new_column_name="state")
 
 
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "rename_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column("orders", "state", new_column_name="status")
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "rename_column", "database write lock", rewrites=False)
     op.alter_column("orders", "state", new_column_name="status")

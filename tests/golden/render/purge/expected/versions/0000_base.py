@@ -42,6 +42,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "items",
         sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
@@ -49,6 +50,7 @@ def _upgrade_postgresql() -> None:
         sa.Column("note", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_items"),
     )
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "events",
         sa.Column("id", sa.BigInteger(), sa.Identity(), nullable=False),
@@ -62,6 +64,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "items",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -69,6 +72,7 @@ def _upgrade_sqlite() -> None:
         sa.Column("note", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_items"),
     )
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "events",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -84,10 +88,14 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("events")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("items")
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("events")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("items")

@@ -42,16 +42,19 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "set_column_aside", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column("items", "price", new_column_name="_dropped_0001_price")
     op.execute(
         sa.text(
             'ALTER TABLE "items" ALTER COLUMN "_dropped_0001_price" DROP NOT NULL, ALTER COLUMN "_dropped_0001_price" DROP DEFAULT'
         )
     )
+    runtime.unit(op, "archive_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("events", "_dropped_0001_events")
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table_aside", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "items",
         recreate="always",
@@ -71,13 +74,16 @@ def _upgrade_sqlite() -> None:
             nullable=True,
             server_default=None,
         )
+    runtime.unit(op, "archive_table", "database write lock", rewrites=False)
     op.rename_table("events", "_dropped_0001_events")
 
 
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "restore_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("_dropped_0001_events", "events")
+    runtime.unit(op, "restore_column", "ACCESS EXCLUSIVE", rewrites=False)
     op.execute(
         sa.text('UPDATE "items" SET "_dropped_0001_price" = 0 WHERE "_dropped_0001_price" IS NULL')
     )
@@ -90,7 +96,9 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "restore_table", "database write lock", rewrites=False)
     op.rename_table("_dropped_0001_events", "events")
+    runtime.unit(op, "recreate_table_aside", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "items",
         recreate="always",

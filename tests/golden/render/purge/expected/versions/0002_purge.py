@@ -42,12 +42,16 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
-    op.execute(sa.text('ALTER TABLE "items" DROP COLUMN IF EXISTS "_dropped_0001_price"'))
+    runtime.unit(op, "purge_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.drop_column("items", "_dropped_0001_price", if_exists=True)
+    runtime.unit(op, "purge_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.drop_table("_dropped_0001_events")
-    op.execute(sa.text('ALTER TABLE "items" ADD COLUMN IF NOT EXISTS "extra" integer'))
+    runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.add_column("items", sa.Column("extra", sa.Integer(), nullable=True), if_not_exists=True)
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "items",
         recreate="always",
@@ -61,17 +65,21 @@ def _upgrade_sqlite() -> None:
         ),
     ) as batch_op:
         batch_op.drop_column("_dropped_0001_price")
+    runtime.unit(op, "purge_table", "database write lock", rewrites=False)
     op.drop_table("_dropped_0001_events")
+    runtime.unit(op, "add_column", "database write lock", rewrites=False)
     op.add_column("items", sa.Column("extra", sa.Integer(), nullable=True))
 
 
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "refusal", "none", rewrites=False)
     runtime.irreversible(
         op,
         "change 0002_purge cannot be downgraded: it destroyed table _dropped_0001_events, kept by change drop. Nothing was changed; the database stays at this change",
     )
+    runtime.unit(op, "refusal", "none", rewrites=False)
     runtime.irreversible(
         op,
         "change 0002_purge cannot be downgraded: it destroyed column items._dropped_0001_price, kept by change drop. Nothing was changed; the database stays at this change",
@@ -79,10 +87,12 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "refusal", "none", rewrites=False)
     runtime.irreversible(
         op,
         "change 0002_purge cannot be downgraded: it destroyed table _dropped_0001_events, kept by change drop. Nothing was changed; the database stays at this change",
     )
+    runtime.unit(op, "refusal", "none", rewrites=False)
     runtime.irreversible(
         op,
         "change 0002_purge cannot be downgraded: it destroyed column items._dropped_0001_price, kept by change drop. Nothing was changed; the database stays at this change",

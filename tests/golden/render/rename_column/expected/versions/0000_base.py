@@ -42,6 +42,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "accounts",
         sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
@@ -57,6 +58,7 @@ def _upgrade_postgresql() -> None:
         unique=False,
         postgresql_where=sa.text('"closed_at" IS NOT NULL'),
     )
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "orders",
         sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
@@ -74,6 +76,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "accounts",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -89,6 +92,7 @@ def _upgrade_sqlite() -> None:
         unique=False,
         sqlite_where=sa.text('"closed_at" IS NOT NULL'),
     )
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "orders",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -108,10 +112,14 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("orders")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("accounts")
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("orders")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("accounts")

@@ -44,10 +44,15 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "rename_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column("accounts", "id", new_column_name="account_no")
+    runtime.unit(op, "rename_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column("accounts", "email", new_column_name="email_address")
+    runtime.unit(op, "rename_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column("accounts", "closed_at", new_column_name="deleted_at")
+    runtime.unit(op, "rename_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column("orders", "account_id", new_column_name="customer_no")
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(
         sa.text(
             'ALTER TABLE "orders"\n'
@@ -57,10 +62,15 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "rename_column", "database write lock", rewrites=False)
     op.alter_column("accounts", "id", new_column_name="account_no")
+    runtime.unit(op, "rename_column", "database write lock", rewrites=False)
     op.alter_column("accounts", "email", new_column_name="email_address")
+    runtime.unit(op, "rename_column", "database write lock", rewrites=False)
     op.alter_column("accounts", "closed_at", new_column_name="deleted_at")
+    runtime.unit(op, "rename_column", "database write lock", rewrites=False)
     op.alter_column("orders", "account_id", new_column_name="customer_no")
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "orders",
         recreate="always",
@@ -91,19 +101,25 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
     op.execute(
         sa.text(
             'ALTER TABLE "orders"\n'
             '    ALTER COLUMN "total" TYPE numeric(10,2) USING "total"::numeric(10,2)'
         )
     )
+    runtime.unit(op, "rename_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column("orders", "customer_no", new_column_name="account_id")
+    runtime.unit(op, "rename_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column("accounts", "deleted_at", new_column_name="closed_at")
+    runtime.unit(op, "rename_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column("accounts", "email_address", new_column_name="email")
+    runtime.unit(op, "rename_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column("accounts", "account_no", new_column_name="id")
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "orders",
         recreate="always",
@@ -129,7 +145,11 @@ def _downgrade_sqlite() -> None:
             existing_type=sa.Numeric(12, 2),
             existing_nullable=True,
         )
+    runtime.unit(op, "rename_column", "database write lock", rewrites=False)
     op.alter_column("orders", "customer_no", new_column_name="account_id")
+    runtime.unit(op, "rename_column", "database write lock", rewrites=False)
     op.alter_column("accounts", "deleted_at", new_column_name="closed_at")
+    runtime.unit(op, "rename_column", "database write lock", rewrites=False)
     op.alter_column("accounts", "email_address", new_column_name="email")
+    runtime.unit(op, "rename_column", "database write lock", rewrites=False)
     op.alter_column("accounts", "account_no", new_column_name="id")

@@ -45,6 +45,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "rename_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("accounts", "customers")
     op.execute(sa.text('ALTER TABLE "customers" RENAME CONSTRAINT "pk_accounts" TO "pk_customers"'))
     op.execute(
@@ -61,11 +62,14 @@ def _upgrade_postgresql() -> None:
         sa.text('ALTER INDEX "accounts_by_email_closed" RENAME TO "customers_by_email_closed"')
     )
     op.execute(sa.text('ALTER INDEX "ix_accounts_closed" RENAME TO "ix_customers_closed"'))
+    runtime.unit(op, "rename_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("orders", "purchases")
-    op.execute(sa.text('ALTER TABLE "purchases" ADD COLUMN IF NOT EXISTS "note" text'))
+    runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.add_column("purchases", sa.Column("note", sa.Text(), nullable=True), if_not_exists=True)
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "rename_table", "database write lock", rewrites=True)
     op.rename_table("accounts", "customers")
     with op.batch_alter_table(
         "customers",
@@ -105,15 +109,20 @@ def _upgrade_sqlite() -> None:
         ),
     ):
         pass  # rebuilt from its definition after the rename: the constraints' new names
+    runtime.unit(op, "rename_table", "database write lock", rewrites=False)
     op.rename_table("orders", "purchases")
+    runtime.unit(op, "add_column", "database write lock", rewrites=False)
     op.add_column("purchases", sa.Column("note", sa.Text(), nullable=True))
 
 
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "purchases" DROP COLUMN IF EXISTS "note"'))
+    runtime.unit(op, "rename_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("purchases", "orders")
+    runtime.unit(op, "rename_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("customers", "accounts")
     op.execute(sa.text('ALTER TABLE "accounts" RENAME CONSTRAINT "pk_customers" TO "pk_accounts"'))
     op.execute(
@@ -133,6 +142,7 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "purchases",
         recreate="always",
@@ -154,7 +164,9 @@ def _downgrade_sqlite() -> None:
         ),
     ) as batch_op:
         batch_op.drop_column("note")
+    runtime.unit(op, "rename_table", "database write lock", rewrites=False)
     op.rename_table("purchases", "orders")
+    runtime.unit(op, "rename_table", "database write lock", rewrites=True)
     op.rename_table("customers", "accounts")
     with op.batch_alter_table(
         "accounts",

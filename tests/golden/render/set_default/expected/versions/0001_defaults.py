@@ -43,15 +43,34 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
-    op.execute(sa.text('ALTER TABLE "products" ALTER COLUMN "status" SET DEFAULT \'pending\''))
-    op.execute(sa.text('ALTER TABLE "products" ALTER COLUMN "price" SET DEFAULT 9.99'))
-    op.execute(sa.text('ALTER TABLE "products" ALTER COLUMN "note" DROP DEFAULT'))
-    op.execute(
-        sa.text('ALTER TABLE "products" ALTER COLUMN "created_at" SET DEFAULT CURRENT_TIMESTAMP')
+    runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.alter_column(
+        "products",
+        "status",
+        server_default=sa.text("'pending'"),
+    )
+    runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.alter_column(
+        "products",
+        "price",
+        server_default=sa.text("9.99"),
+    )
+    runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.alter_column(
+        "products",
+        "note",
+        server_default=None,
+    )
+    runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.alter_column(
+        "products",
+        "created_at",
+        server_default=sa.text("CURRENT_TIMESTAMP"),
     )
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "products",
         recreate="always",
@@ -95,13 +114,34 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
-    op.execute(sa.text('ALTER TABLE "products" ALTER COLUMN "created_at" DROP DEFAULT'))
-    op.execute(sa.text("ALTER TABLE \"products\" ALTER COLUMN \"note\" SET DEFAULT 'it''s new'"))
-    op.execute(sa.text('ALTER TABLE "products" ALTER COLUMN "price" SET DEFAULT 0'))
-    op.execute(sa.text('ALTER TABLE "products" ALTER COLUMN "status" DROP DEFAULT'))
+    runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.alter_column(
+        "products",
+        "created_at",
+        server_default=None,
+    )
+    runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.alter_column(
+        "products",
+        "note",
+        server_default=sa.text("'it''s new'"),
+    )
+    runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.alter_column(
+        "products",
+        "price",
+        server_default=sa.text("0"),
+    )
+    runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.alter_column(
+        "products",
+        "status",
+        server_default=None,
+    )
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "products",
         recreate="always",

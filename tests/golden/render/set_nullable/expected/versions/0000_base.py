@@ -42,6 +42,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "customers",
         sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
@@ -51,6 +52,7 @@ def _upgrade_postgresql() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_customers"),
     )
     op.create_index("ix_customers_email", "customers", ["email"], unique=False)
+    runtime.unit(op, "create_table", "SHARE ROW EXCLUSIVE on referenced tables", rewrites=False)
     op.create_table(
         "orders",
         sa.Column("id", sa.Integer(), sa.Identity(), nullable=False),
@@ -66,6 +68,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "customers",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -75,6 +78,7 @@ def _upgrade_sqlite() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_customers"),
     )
     op.create_index("ix_customers_email", "customers", ["email"], unique=False)
+    runtime.unit(op, "create_table", "database write lock", rewrites=False)
     op.create_table(
         "orders",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -92,10 +96,14 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("orders")
+    runtime.unit(op, "drop_table", "ACCESS EXCLUSIVE", rewrites=False)
     op.drop_table("customers")
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("orders")
+    runtime.unit(op, "drop_table", "database write lock", rewrites=False)
     op.drop_table("customers")

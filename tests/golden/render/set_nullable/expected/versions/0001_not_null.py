@@ -127,6 +127,12 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(
+        op,
+        "validated_not_null",
+        "ACCESS EXCLUSIVE (brief: the NOT VALID check, then SET NOT NULL proven by it), SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
     op.execute(
         sa.text(
             'CREATE TABLE IF NOT EXISTS "filled_0001_customers_country" (\n'
@@ -172,10 +178,12 @@ def _upgrade_postgresql() -> None:
     op.execute(
         sa.text('ALTER TABLE "customers" DROP CONSTRAINT IF EXISTS "customers_country_notnull"')
     )
+    runtime.unit(op, "set_nullable", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "customers" ALTER COLUMN "score" DROP NOT NULL'))
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "customers",
         recreate="always",
@@ -195,6 +203,7 @@ def _upgrade_sqlite() -> None:
             nullable=False,
             existing_type=sa.String(64),
         )
+    runtime.unit(op, "set_nullable", "database write lock", rewrites=True)
     op.execute(
         sa.text(
             'CREATE TABLE IF NOT EXISTS "filled_0001_customers_country" (\n'
@@ -230,6 +239,7 @@ def _upgrade_sqlite() -> None:
             nullable=False,
             existing_type=sa.String(2),
         )
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "customers",
         recreate="always",
@@ -254,6 +264,12 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(
+        op,
+        "validated_not_null",
+        "ACCESS EXCLUSIVE (brief: the NOT VALID check, then SET NOT NULL proven by it), SHARE UPDATE EXCLUSIVE to validate",
+        rewrites=False,
+    )
     op.execute(
         sa.text(
             'ALTER TABLE "customers"\n'
@@ -269,6 +285,7 @@ def _downgrade_postgresql() -> None:
     op.execute(
         sa.text('ALTER TABLE "customers" DROP CONSTRAINT IF EXISTS "customers_score_notnull"')
     )
+    runtime.unit(op, "restored_nulls", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     # DROP NOT NULL commits by itself (a brief ACCESS EXCLUSIVE), so the change's transaction
     # holds no ACCESS EXCLUSIVE lock of it while the kept rows are set back to NULL (row locks;
     # row changes stay in the change's transaction, where the runner counts them).
@@ -281,10 +298,12 @@ def _downgrade_postgresql() -> None:
         )
     )
     op.execute(sa.text('DROP TABLE IF EXISTS "filled_0001_customers_country"'))
+    runtime.unit(op, "set_nullable", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "customers" ALTER COLUMN "email" DROP NOT NULL'))
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "customers",
         recreate="always",
@@ -304,6 +323,7 @@ def _downgrade_sqlite() -> None:
             nullable=False,
             existing_type=sa.Integer(),
         )
+    runtime.unit(op, "set_nullable", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "customers",
         recreate="always",
@@ -330,6 +350,7 @@ def _downgrade_sqlite() -> None:
         )
     )
     op.execute(sa.text('DROP TABLE IF EXISTS "filled_0001_customers_country"'))
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "customers",
         recreate="always",

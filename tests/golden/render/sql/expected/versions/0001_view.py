@@ -42,7 +42,9 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
-    op.execute(sa.text('ALTER TABLE "accounts" ADD COLUMN IF NOT EXISTS "note" text'))
+    runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
+    op.add_column("accounts", sa.Column("note", sa.Text(), nullable=True), if_not_exists=True)
+    runtime.unit(op, "sql", "unknown (raw SQL)", rewrites=False)
     op.execute(
         sa.text(
             "CREATE VIEW open_accounts AS SELECT id, balance FROM accounts WHERE status = 'open'"
@@ -58,7 +60,9 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "add_column", "database write lock", rewrites=False)
     op.add_column("accounts", sa.Column("note", sa.Text(), nullable=True))
+    runtime.unit(op, "sql", "unknown (raw SQL)", rewrites=False)
     op.execute(
         sa.text(
             "CREATE VIEW open_accounts AS SELECT id, balance FROM accounts WHERE status = 'open'"
@@ -76,12 +80,16 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "sql", "unknown (raw SQL)", rewrites=False)
     op.execute(sa.text("DROP VIEW open_accounts"))
+    runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "accounts" DROP COLUMN IF EXISTS "note"'))
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "sql", "unknown (raw SQL)", rewrites=False)
     op.execute(sa.text("DROP VIEW open_accounts"))
+    runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "accounts",
         recreate="always",

@@ -42,6 +42,7 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "sql", "unknown (raw SQL)", rewrites=False)
     op.execute(sa.text("UPDATE accounts SET status = lower(status) WHERE status <> lower(status)"))
     runtime.sql_checks(
         op,
@@ -53,6 +54,7 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    runtime.unit(op, "sql", "unknown (raw SQL)", rewrites=False)
     op.execute(sa.text("UPDATE accounts SET status = lower(status) WHERE status <> lower(status)"))
     runtime.sql_checks(
         op,
@@ -66,6 +68,7 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
+    runtime.unit(op, "refusal", "none", rewrites=False)
     runtime.irreversible(
         op,
         "change 0002_fix cannot be downgraded: its raw SQL is marked irreversible. Nothing was changed; the database stays at this change",
@@ -73,6 +76,7 @@ def _downgrade_postgresql() -> None:
 
 
 def _downgrade_sqlite() -> None:
+    runtime.unit(op, "refusal", "none", rewrites=False)
     runtime.irreversible(
         op,
         "change 0002_fix cannot be downgraded: its raw SQL is marked irreversible. Nothing was changed; the database stays at this change",
