@@ -349,9 +349,8 @@ class AlterColumnTypeStep(Step):
     def findings(self, change: Change) -> Iterator[Finding]:
         old, new = self.column.type, self.to
         where = f"{self.table_name}.{self.column.name}"
-        if risk.type_change(old, new, POSTGRESQL).rewrites:
-            how = " (online: shadow column, batches)" if self.online else ""
-            yield Finding("SG102", f"{where}: {old} -> {new} rewrites {self.table_name}{how}")
+        if self.risk(POSTGRESQL).rewrites:  # online: no rewrite under ACCESS EXCLUSIVE
+            yield Finding("SG102", f"{where}: {old} -> {new} rewrites {self.table_name}")
         if coltypes.narrows(old, new):
             # the same test that gives the conversion its fit-check
             note = coltypes.narrowing_note(old, new)

@@ -217,7 +217,9 @@ def test_lint_and_the_review_say_what_the_risk_model_says(tmp_path: Path) -> Non
     for i, (old, new) in enumerate(ALL_PAIRS, start=1):
         declared = _declared(old, new).rewrites
         name = f"{i:04d}_c{i}"
-        assert (f"changes/{name}.yaml" in sg102) == declared, (old, new)
+        # SG102 is a rewrite under ACCESS EXCLUSIVE: an online conversion (the default for a
+        # table with a primary key) trips it no more
+        assert f"changes/{name}.yaml" not in sg102, (old, new)
         review = rendered[f"review/{name}.md"]
         risk_line = next(ln for ln in review.splitlines() if ln.startswith("**Risk:**"))
         # a conversion that rewrites runs online (the default): no rewrite under a lock
