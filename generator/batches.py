@@ -43,6 +43,15 @@ from generator import guard, runtime
 log = logging.getLogger("schemagen")
 
 SCHEMA = "schemagen"
+# A question mark of the SQL itself (the jsonb ? operator), not a placeholder: see literal()
+LITERAL_QM = "\x00qm\x00"
+
+
+def literal(sql: str) -> str:
+    """Generated SQL put into a batch statement: its question marks stay question marks."""
+    return sql.replace("?", LITERAL_QM)
+
+
 PROGRESS = "backfill_progress"
 MAX_SHOWN = 20
 
@@ -127,7 +136,7 @@ class Batches:
         elif style == "numeric_dollar":  # asyncpg: $1, $2, ...
             parts = text.split("?")
             text = parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], start=1))
-        return connection.exec_driver_sql(text, tuple(params))
+        return connection.exec_driver_sql(text.replace(LITERAL_QM, "?"), tuple(params))
 
     def begin(self) -> None:
         if self.dialect == "postgresql":

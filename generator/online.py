@@ -312,17 +312,19 @@ class _Run:
             # named as the blocking path's fit-check (checks.Fit.name)
             found = self.sql(
                 f"SELECT {keys}, {_qi(c.column)} FROM {self.table} WHERE {cond} AND "
-                f"({c.misfit}) ORDER BY {keys} LIMIT {batches.MAX_SHOWN + 1}",
+                f"({batches.literal(c.misfit)}) ORDER BY {keys} LIMIT {batches.MAX_SHOWN + 1}",
                 params,
             )
             self._refuse(found, f"{s.table}.{c.column}.{c.fit_name}", "pre")
-        sets = ", ".join(f"{_qi(c.shadow)} = {c.using}" for c in s.columns)
+        sets = ", ".join(f"{_qi(c.shadow)} = {batches.literal(c.using)}" for c in s.columns)
         changed = int(self.sql(f"UPDATE {self.table} SET {sets} WHERE {cond}", params).rowcount)
         drift = []
         for c in s.columns:
             old, new = _qi(c.column), _qi(c.shadow)
             terms = f"({old} IS NULL) <> ({new} IS NULL)"
-            if c.tolerance is not None:
+            if c.tolerance == "0":  # must be equal (an integer type, the same scale)
+                terms += f" OR {new} <> {old}"
+            elif c.tolerance is not None:
                 terms += f" OR abs({new} - {old}) >= {c.tolerance}"
             drift.append(terms)
         shown = ", ".join(f"{_qi(c.column)}, {_qi(c.shadow)}" for c in s.columns)

@@ -63,7 +63,8 @@ def inspect_schema(url: str) -> dict[str, Any]:
                     continue
                 pk = insp.get_pk_constraint(table)
                 out[table] = {
-                    "columns": [
+                    # by name: an online type change moves its column to the table's end
+                    "columns": sorted(
                         (
                             c["name"],
                             c["type"].compile(dialect=conn.dialect),
@@ -71,7 +72,7 @@ def inspect_schema(url: str) -> dict[str, Any]:
                             _default(c.get("default")),
                         )
                         for c in insp.get_columns(table)
-                    ],
+                    ),
                     "primary_key": tuple(pk["constrained_columns"]),
                     "indexes": sorted(
                         (i["name"], tuple(i["column_names"]), bool(i["unique"]))

@@ -120,8 +120,14 @@ class AlterColumnType(OperationSpec):
             )
         if column.default is not None and (problem := default_problem(column.default, new)):
             problems.append((("to",), f"the column's default no longer fits: {problem}"))
+        # Online for the column's first conversion in the change only (a second one of the
+        # same column, or one of a column the change added, is the blocking ALTER: one
+        # online unit per column and change keeps a resumed run unambiguous).
+        start = r.change_start.table(self.table)
+        first = start is not None and (c := start.column(self.column)) is not None and c.type == old
         online = (
             self.online
+            and first
             and bool(table.primary_key)
             and risk.type_change(old, new, POSTGRESQL).rewrites
         )
