@@ -98,9 +98,13 @@ class Step:
         touched = tuple(t for t in TIME_SERIES if t in self.tables)
         return touched or TIME_SERIES
 
+    blocking: tuple[str, ...] = ()  # ops run with `online: false` (a maintenance window)
+
     @property
     def goal_applies(self) -> bool:
-        return not EXEMPT_OPS.intersection(self.operations)
+        """A type change is online by default (generator/online.py): the goal applies to it;
+        only one declared `online: false` is exempt."""
+        return not EXEMPT_OPS.intersection(self.blocking)
 
 
 def steps(migrations_dir: Path = MIGRATIONS, changes_dir: Path = CHANGES) -> list[Step]:
@@ -119,7 +123,8 @@ def steps(migrations_dir: Path = MIGRATIONS, changes_dir: Path = CHANGES) -> lis
             raise RuntimeError(f"revision {script.revision} is a merge or a root: {down!r}")
         name = Path(script.path).stem
         ops, tables = _change_ops(changes_dir / f"{name}.yaml")
-        out.append(Step(script.revision, down, name, ops, tables))
+        blocking = _blocking_ops(changes_dir / f"{name}.yaml")
+        out.append(Step(script.revision, down, name, ops, tables, blocking))
     return out
 
 
@@ -131,6 +136,14 @@ def _change_ops(spec: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
     kinds = tuple(str(o.get("op")) for o in ops)
     tables = tuple(dict.fromkeys(str(o["table"]) for o in ops if "table" in o))
     return kinds, tables
+
+
+def _blocking_ops(spec: Path) -> tuple[str, ...]:
+    if not spec.exists():
+        return ()
+    doc = yaml.safe_load(spec.read_text(encoding="utf-8")) or {}
+    ops = [o for o in doc.get("operations") or [] if isinstance(o, dict)]
+    return tuple(str(o.get("op")) for o in ops if o.get("online") is False)
 
 
 # --- scratch databases: templates and clones ----------------------------------------------
@@ -224,6 +237,8 @@ class _Phases(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if getattr(record, "event", None) == "end":
             name = str(getattr(record, "step", "?"))
+            if getattr(record, "depth", 0):  # inside a phase (an online type change's own)
+                name = INNER + name
             self.ms[name] = self.ms.get(name, 0.0) + float(getattr(record, "duration_ms", 0.0))
 
 
@@ -254,14 +269,23 @@ def timed_migration(url: URL, direction: str, to: str) -> tuple[float, dict[str,
     return seconds, dict(phases)
 
 
+INNER = "> "  # the name prefix of a step logged inside another
+
+
 def _runtime(samples: list[float], phases: list[dict[str, float]]) -> dict[str, Any]:
     names = list(dict.fromkeys(n for p in phases for n in p))
+
+    def median(n: str) -> float:
+        return statistics.median(p.get(n, 0.0) for p in phases)
+
     return {
         "median_s": statistics.median(samples),
         "samples_s": samples,
         "rounds": len(samples),
         # Median per logged phase: pre-checks, snapshot, the DDL (upgrade / downgrade), ...
-        "phases_ms": {n: statistics.median(p.get(n, 0.0) for p in phases) for n in names},
+        "phases_ms": {n: median(n) for n in names if not n.startswith(INNER)},
+        # and of the steps inside them (an online type change's expand, backfill, ...)
+        "inner_phases_ms": {n[len(INNER) :]: median(n) for n in names if n.startswith(INNER)},
     }
 
 

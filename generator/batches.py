@@ -43,6 +43,15 @@ from generator import guard, runtime
 log = logging.getLogger("schemagen")
 
 SCHEMA = "schemagen"
+# A question mark of the SQL itself (the jsonb ? operator), not a placeholder: see literal()
+LITERAL_QM = "\x00qm\x00"
+
+
+def literal(sql: str) -> str:
+    """Generated SQL put into a batch statement: its question marks stay question marks."""
+    return sql.replace("?", LITERAL_QM)
+
+
 PROGRESS = "backfill_progress"
 MAX_SHOWN = 20
 
@@ -112,12 +121,22 @@ class Batches:
         self.dialect = connection.dialect.name
         self.settings = guard.settings_of(connection)
         self.pause_s = 0.0  # pacing after lock waits
+        self.size = spec.batch_size  # rows per batch; adapted when target_s is set
+        self.target_s: float | None = None  # a batch's target time (online type changes)
+        self.max_size = 50_000
+        # PostgreSQL: add each batch's deletes to the change's count (runtime.XACT_DELETED)
+        # before it commits, as the change's own transactions do
+        self.carry = False
 
     def sql(self, text: str, params: Sequence[Any] = ()) -> Any:
         connection = self.connection
-        if self.dialect == "postgresql":
+        style = connection.dialect.paramstyle
+        if style in ("format", "pyformat"):  # psycopg
             text = text.replace("%", "%%").replace("?", "%s")
-        return connection.exec_driver_sql(text, tuple(params))
+        elif style == "numeric_dollar":  # asyncpg: $1, $2, ...
+            parts = text.split("?")
+            text = parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], start=1))
+        return connection.exec_driver_sql(text.replace(LITERAL_QM, "?"), tuple(params))
 
     def begin(self) -> None:
         if self.dialect == "postgresql":
@@ -126,6 +145,11 @@ class Batches:
             self.sql(f"SET LOCAL lock_timeout = '{self.settings.lock_timeout_ms}ms'")
         else:
             self.sql("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        if self.carry and self.dialect == "postgresql":
+            self.sql(runtime._CARRY_SQL)
+        self.sql("COMMIT")
 
     def rollback(self) -> None:
         try:
@@ -216,11 +240,12 @@ class Batches:
             return 0, 0
         while True:
             for attempt in range(1, self.settings.lock_retries + 2):
+                started = time.perf_counter()
                 self.begin()
                 try:
                     after = f"WHERE ({keys}) > ({marks}) " if last is not None else ""
                     found = self.sql(
-                        f"SELECT {keys} FROM {source} {after}ORDER BY {keys} LIMIT {s.batch_size}",
+                        f"SELECT {keys} FROM {source} {after}ORDER BY {keys} LIMIT {self.size}",
                         last or (),
                     ).fetchall()
                     if not found:
@@ -229,7 +254,7 @@ class Batches:
                             "WHERE change_name = ? AND step = ? AND direction = ?",
                             (s.change, s.step, s.direction),
                         )
-                        self.sql("COMMIT")
+                        self.commit()
                         return batches, rows
                     end = [_plain(v) for v in found[-1]]
                     cond, params = self.range_sql(last, end)
@@ -240,8 +265,9 @@ class Batches:
                         "WHERE change_name = ? AND step = ? AND direction = ?",
                         (json.dumps(end), changed, s.change, s.step, s.direction),
                     )
-                    self.sql("COMMIT")
+                    self.commit()
                     last, batches, rows = end, batches + 1, rows + changed
+                    self.adapt(time.perf_counter() - started, len(found))
                     break
                 except Exception as exc:
                     self.rollback()
@@ -265,6 +291,17 @@ class Batches:
             if self.pause_s:  # paced after a lock wait, easing off batch by batch
                 time.sleep(self.pause_s)
                 self.pause_s = self.pause_s / 2 if self.pause_s > 0.001 else 0.0
+
+    def adapt(self, elapsed_s: float, found: int) -> None:
+        """Batch size toward the target batch time: at most doubled, at least halved, per
+        batch; smaller after a lock wait (pacing)."""
+        if self.target_s is None or found < self.size:
+            return
+        ratio = self.target_s / max(elapsed_s, 1e-4)
+        ratio = min(2.0, max(0.5, ratio))
+        if self.pause_s:
+            ratio = min(ratio, 1.0)
+        self.size = int(min(self.max_size, max(self.spec.batch_size // 10 or 1, self.size * ratio)))
 
 
 def _plain(value: Any) -> Any:

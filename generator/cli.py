@@ -1156,6 +1156,11 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
             current = None
         for name in pending:
             risks.setdefault(name, "unknown (no spec for it: a hand-written revision?)")
+        online: list[dict[str, Any]] = []
+        if u.get_backend_name() == "postgresql":
+            from generator import online as online_changes
+
+            online = migrate.with_connection(u, online_changes.progress)
         try:
             last = json.loads((root / VERIFY_LOG).read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -1173,6 +1178,7 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
             ],
             files_current=current,
             last_verify=last.get(redact.safe_url(u)),
+            online=online,
         )
 
     _with_url(_url(ctx, url), go, out_dir)
@@ -1185,6 +1191,18 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
         echo(f"state:    {report['state']}: {report['message']}")
         for item in report["pending"]:
             echo(f"pending:  {item['change']}: {item['risk']}")
+            for unit in item.get("units", {}).get("postgresql", []):
+                if unit["unit"] == "online_type_change":
+                    from generator.ops.alter_column_type import ONLINE_LOCKS
+
+                    echo(f"          online type change of {', '.join(unit['tables'])}:")
+                    for phase, lock in ONLINE_LOCKS:
+                        echo(f"            {phase}: {lock}")
+        for run in report["online"]:
+            echo(
+                f"online:   {run['change']} ({run['direction']}) {run['table']}: {run['phase']}, "
+                f"{run['batches']} batches, {run['rows']} rows, last key {run['last_key']}"
+            )
         if healthy and not report["pending"]:
             echo("pending:  none")
         elif not healthy:

@@ -112,6 +112,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "fk_action": lambda action: dialects.FK_ACTION_SQL[action],
     "fk_code": lambda action: dialects.PG_FK_ACTION_CODE[action],
     "ddl_type": dialects.ddl_type,
+    "catalog_type": dialects.catalog_type,
     "risk": lambda unit, dialect: unit.risk(dialect),
     "describe": review.describe,
     "like_pattern": config.like_pattern,
@@ -317,9 +318,9 @@ def _render_validation(
     # The data checks of the side that runs before the DDL: the upgrade's from pre.sql, the
     # downgrade's from post.sql. Row counts and drift are symmetric; fits are the side's own.
     if phase == "pre":
-        data = checks.expect_data(change.steps, change.before, change.after)
+        data = checks.expect_data(change.steps, change.before, change.after, dialect)
     else:
-        data = checks.expect_data(change.inverse_steps, change.after, change.before)
+        data = checks.expect_data(change.inverse_steps, change.after, change.before, dialect)
     table_template = env.get_template(f"validation/{dialect}_table.sql.j2")
     cache: dict[Any, Any] = env.globals["table_check_cache"]  # type: ignore[assignment]
     sections: _Sections = env.globals["sections"]  # type: ignore[assignment]

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from generator.ops.alter_column_type import ONLINE_TYPE_CHANGE
 from generator.ops.base import Step
 from generator.plan import CONCURRENT_INDEXES, Unit, plan
 from generator.state import Schema, Table
@@ -91,9 +92,17 @@ def risk_line(units_by_dialect: dict[str, list[Unit]]) -> str:
         rewrites = sorted(
             {s.table_name for u in units if u.risk(dialect).rewrites for s in u.steps}
         )
+        online = sorted(
+            {s.table_name for u in units if u.group is ONLINE_TYPE_CHANGE for s in u.steps}
+        )
         if rewrites:
             verb = "rewrites" if dialect == "postgresql" else "rebuilds"
             parts.append(f"{name} {verb} {', '.join(rewrites)}")
+        elif online:
+            parts.append(
+                f"{name}: online type change of {', '.join(online)} (expand, backfill, "
+                "prepare, contract), no rewrite under a lock"
+            )
         elif any(u.group is CONCURRENT_INDEXES for u in units):
             parts.append(f"{name}: online (CONCURRENTLY), no rewrite")
         else:

@@ -201,11 +201,16 @@ class StepRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+_depth = [0]  # steps open around the current one (a step inside a step is logged as such)
+
+
 @contextmanager
 def step(change: str, name: str, dialect: str) -> Iterator[StepRecord]:
     """Log a step as it starts and as it ends, with its duration and result."""
     record = StepRecord(change, name, dialect)
     guard.note_step(name)
+    depth = _depth[0]
+    _depth[0] += 1
     log.info(
         "%s: %s ...",
         change,
@@ -219,6 +224,7 @@ def step(change: str, name: str, dialect: str) -> Iterator[StepRecord]:
         record.result = "failed"
         raise
     finally:
+        _depth[0] -= 1
         result = record.result
         ms = round((time.perf_counter() - started) * 1000, 1)
         detail = "".join(f", {k.replace('_', ' ')}: {v}" for k, v in record.extra.items())
@@ -237,6 +243,7 @@ def step(change: str, name: str, dialect: str) -> Iterator[StepRecord]:
                 "dialect": dialect,
                 "duration_ms": ms,
                 "result": result,
+                "depth": depth,  # 0: a phase of the change; more: inside one (online phases)
                 **record.extra,
             },
         )
@@ -834,6 +841,13 @@ def backfill(op: Any, script_file: str, direction: str, **step: Any) -> None:
     from generator import batches
 
     batches.backfill(op, script_file, direction, **step)
+
+
+def online_type_change(op: Any, script_file: str, direction: str, **unit: Any) -> None:
+    """An online type change of one table's columns (PostgreSQL; generator.online)."""
+    from generator import online
+
+    online.online_type_change(op, script_file, direction, **unit)
 
 
 def finish_backfills(connection: Connection) -> None:

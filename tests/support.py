@@ -63,7 +63,8 @@ def inspect_schema(url: str) -> dict[str, Any]:
                     continue
                 pk = insp.get_pk_constraint(table)
                 out[table] = {
-                    "columns": [
+                    # by name: an online type change moves its column to the table's end
+                    "columns": sorted(
                         (
                             c["name"],
                             c["type"].compile(dialect=conn.dialect),
@@ -71,7 +72,7 @@ def inspect_schema(url: str) -> dict[str, Any]:
                             _default(c.get("default")),
                         )
                         for c in insp.get_columns(table)
-                    ],
+                    ),
                     "primary_key": tuple(pk["constrained_columns"]),
                     "indexes": sorted(
                         (i["name"], tuple(i["column_names"]), bool(i["unique"]))
@@ -121,13 +122,14 @@ TABLES = ["instruments", "alert_rules", "market_data", "alert_logs"]
 
 
 def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, by id, with the columns all revisions share."""
+    """Every row of every table, by id, with the columns all revisions share, in name order
+    (an online type change moves a converted column to the end of its table)."""
     engine = db.make_engine(sa.make_url(url))
     out = {}
     with engine.connect() as conn:
         for table in TABLES:
             cols = [c["name"] for c in sa.inspect(conn).get_columns(table)]
-            cols = [c for c in cols if c != "deleted_at"]
+            cols = sorted(c for c in cols if c != "deleted_at")
             quoted = ", ".join(f'"{c}"' for c in cols)
             rows = conn.exec_driver_sql(f'SELECT {quoted} FROM "{table}" ORDER BY id').all()
             out[table] = [tuple(r) for r in rows]
@@ -150,7 +152,9 @@ def assert_prices_within(
     engine = db.make_engine(sa.make_url(url))
     with engine.connect() as conn:
         for table, columns in PRICE_COLUMNS.items():
-            names = [c["name"] for c in sa.inspect(conn).get_columns(table)]
+            names = sorted(
+                c["name"] for c in sa.inspect(conn).get_columns(table) if c["name"] != "deleted_at"
+            )
             for old, new in zip(before[table], after[table], strict=True):
                 for col in columns:
                     i = names.index(col)

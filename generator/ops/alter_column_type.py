@@ -9,13 +9,14 @@ on a real server); what narrows, by generator.coltypes; the SQL of both, by gene
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from generator import coltypes, indexexpr, risk
+from generator import checks, coltypes, dialects, indexexpr, risk
 from generator.coltypes import SqlType, conversion_problem, parse_type
 from generator.dialects import POSTGRESQL, SQLITE
 from generator.ops.add_check import AddCheckStep
@@ -23,7 +24,7 @@ from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
 from generator.plan import ALTER_TABLE, RECREATE_TABLE, Group
 from generator.resolve import default_problem
 from generator.spec import Identifier, TypeName
-from generator.state import CheckConstraint, Column, Schema
+from generator.state import CheckConstraint, Column, Index, Schema, Table
 
 if TYPE_CHECKING:
     from generator.load import Change
@@ -43,6 +44,15 @@ class AlterColumnType(OperationSpec):
             "and inside the range the decimal allowed"
         ),
     )
+    online: bool = Field(
+        default=True,
+        description=(
+            "PostgreSQL, a conversion that rewrites the table: expand (shadow column, trigger), "
+            "backfill in keyset batches, contract, without blocking reads and writes (an empty "
+            "table takes the blocking ALTER, decided at run time); false: the blocking ALTER "
+            "TABLE (a maintenance window)"
+        ),
+    )
 
     position: ClassVar[int] = 40
     templates: ClassVar[tuple[str, ...]] = ("ops/alter_column_type.j2",)
@@ -50,12 +60,15 @@ class AlterColumnType(OperationSpec):
         "{op: alter_column_type, table: t, column: c, from: integer, to: bigint}"
     )
     doc: ClassVar[tuple[str, str, str]] = (
-        "`table`, `column`, `from`, `to`, `range_check` (default false)",
+        "`table`, `column`, `from`, `to`, `range_check` (default false), `online` (default true)",
         "convert (numeric ↔ numeric, string ↔ string); with `range_check` on a decimal → float "
         "conversion, add `CHECK ck_<table>_<column>_range` keeping values finite and inside the "
-        "decimal's range",
-        "drop the check; convert back to `from`; a conversion that narrows (see "
-        "[Conversions](#conversions)) is refused before any DDL while a row does not fit",
+        "decimal's range; on PostgreSQL a conversion that rewrites a non-empty table runs online "
+        "(shadow column, trigger, resumable checked batches, short contract; see "
+        "docs/online.md) unless `online: false`",
+        "drop the check; convert back to `from` (online alike); a conversion that narrows (see "
+        "[Conversions](#conversions)) is refused while a row does not fit (online: per batch, "
+        "before the contract)",
     )
 
     def resolve(self, r: Resolver) -> tuple[list[Step], list[Problem]]:
@@ -119,7 +132,19 @@ class AlterColumnType(OperationSpec):
             )
         if column.default is not None and (problem := default_problem(column.default, new)):
             problems.append((("to",), f"the column's default no longer fits: {problem}"))
+        # Online for the column's first conversion in the change only (a second one of the
+        # same column, or one of a column the change added, is the blocking ALTER: one
+        # online unit per column and change keeps a resumed run unambiguous).
+        start = r.change_start.table(self.table)
+        first = start is not None and (c := start.column(self.column)) is not None and c.type == old
+        online = (
+            self.online
+            and first
+            and bool(table.primary_key)
+            and risk.type_change(old, new, POSTGRESQL).rewrites
+        )
         steps: list[Step] = [AlterColumnTypeStep(self.table, column, new)]
+        range_checks: list[CheckConstraint] = []
         if self.range_check:
             if old.kind != "decimal" or new.kind != "float":
                 problems.append(
@@ -130,9 +155,18 @@ class AlterColumnType(OperationSpec):
                 name = r.conventions.range_check_name(self.table, self.column)
                 r.free_name(name, ("range_check",), problems)
                 bound = 10 ** (old.precision - old.scale)
-                steps.append(
-                    AddCheckStep(CheckConstraint.range(name, self.table, self.column, bound))
+                check = CheckConstraint.range(name, self.table, self.column, bound)
+                range_checks.append(check)
+                steps.append(AddCheckStep(check))
+        if online and not problems:
+            # one step: the range check goes on the shadow column, in the same phases
+            added = tuple(range_checks)
+            indexes = tuple(i for i in table.indexes if column.name in i.all_columns)
+            steps = [
+                AlterColumnTypeStep(
+                    self.table, column, new, True, table.primary_key, added, (), "upgrade", indexes
                 )
+            ]
         return steps, problems
 
 
@@ -141,11 +175,49 @@ def _alter_group(dialect: str) -> Group:
     return RECREATE_TABLE if dialect == SQLITE else ALTER_TABLE
 
 
+def _online_risk(steps: tuple[Step, ...], dialect: str) -> Risk:
+    return steps[0].risk(dialect)
+
+
+# PostgreSQL: the online type changes of one table (generator/online.py runs the phases).
+ONLINE_TYPE_CHANGE = Group(
+    "online_type_change", "ops/alter_column_type.j2", _online_risk, transactional=False
+)
+
+# The phases of an online type change and the lock each takes (plan, review, status).
+ONLINE_LOCKS = tuple(
+    tuple(line.split(": ", 1))
+    for line in (
+        "expand: ACCESS EXCLUSIVE (brief, catalogue only; lock_timeout, retried)",
+        "backfill: ROW EXCLUSIVE per batch (keyset batches, each its own transaction)",
+        "prepare: SHARE UPDATE EXCLUSIVE (indexes CONCURRENTLY, VALIDATE)",
+        "contract: ACCESS EXCLUSIVE (brief, catalogue only; lock_timeout, retried)",
+    )
+)
+
+
+def shadow_name(direction: str, name: str) -> str:
+    """A shadow column's (or index's, trigger's) name: ``sg_up__<name>`` / ``sg_down__<name>``
+    (hashed when over PostgreSQL's 63 bytes)."""
+    full = f"sg_{'up' if direction == 'upgrade' else 'down'}__{name}"
+    if len(full.encode()) <= 63:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
+    return f"{full.encode()[:54].decode(errors='ignore')}_{digest}"
+
+
 @dataclass(frozen=True)
 class AlterColumnTypeStep(Step):
     table_name: str
     column: Column  # as it is before the step
     to: SqlType
+    # PostgreSQL online path (expand, backfill, prepare, contract); SQLite rebuilds as ever
+    online: bool = False
+    key: tuple[str, ...] = ()  # the primary key the batches follow (online)
+    added: tuple[CheckConstraint, ...] = ()  # range checks added with it (online)
+    dropped: tuple[CheckConstraint, ...] = ()  # and dropped before it (its reverse)
+    direction: str = "upgrade"
+    indexes: tuple[Index, ...] = ()  # the table's indexes naming the column (online)
 
     kind: ClassVar[str] = "alter_column_type"
     template: ClassVar[str] = "ops/alter_column_type.j2"
@@ -154,24 +226,135 @@ class AlterColumnTypeStep(Step):
     def new_column(self) -> Column:
         return replace(self.column, type=self.to)
 
+    @property
+    def shadow(self) -> str:
+        return shadow_name(self.direction, self.column.name)
+
+    def shadow_checks(self) -> tuple[CheckConstraint, ...]:
+        """The added checks as they go on the shadow column (same rendering, renamed column)."""
+        return tuple(c.renamed(self.column.name, self.shadow) for c in self.added)
+
     def apply(self, schema: Schema) -> Schema:
         t = schema.get(self.table_name)
         cols = tuple(self.new_column if c.name == self.column.name else c for c in t.columns)
-        return schema.put(replace(t, columns=cols))
+        gone = {c.name for c in self.dropped}
+        kept = tuple(c for c in t.checks if c.name not in gone)
+        return schema.put(replace(t, columns=cols, checks=(*kept, *self.added)))
 
     def apply_in(self, r: Resolver) -> None:
         r.put_column(self.table_name, self.new_column)
+        for check in self.added:
+            r.add_check(check)
 
     def reverse(self) -> AlterColumnTypeStep:
-        return AlterColumnTypeStep(self.table_name, self.new_column, self.column.type)
+        return AlterColumnTypeStep(
+            self.table_name,
+            self.new_column,
+            self.column.type,
+            self.online,
+            self.key,
+            self.dropped,
+            self.added,
+            "downgrade" if self.direction == "upgrade" else "upgrade",
+            self.indexes,
+        )
 
     def group(self, dialect: str) -> Group:
+        if self.online and dialect == POSTGRESQL:
+            return ONLINE_TYPE_CHANGE
         return _alter_group(dialect)
+
+    def checked_in_batches(self, dialect: str) -> bool:
+        return self.online and dialect == POSTGRESQL
+
+    def interrupted(self, dialect: str) -> Iterator[tuple[str, tuple[str | int | None, ...]]]:
+        """An online change killed before its contract: the shadow column, its checks (not
+        yet validated or validated), its NOT NULL helper and its indexes (built or not)."""
+        if not self.online or dialect != POSTGRESQL:
+            return
+        t = self.table_name
+        shadow = replace(self.new_column, name=self.shadow, nullable=True, default=None)
+        yield (
+            f"{t}.columns",
+            (
+                self.shadow,
+                dialects.catalog_type(shadow, dialect),
+                "YES",
+                None,
+            ),
+        )
+        names = [c.name for c in self.added]
+        if not self.column.nullable:
+            names.append(notnull_name(self.shadow))
+        for name in names:
+            for valid in ("NO", "YES"):
+                yield f"{t}.check_constraints", (name, valid)
+        for index in self.indexes:
+            twin = replace(
+                index.renamed(self.column.name, self.shadow),
+                name=shadow_name(self.direction, index.name),
+            )
+            for ok in (False, True):
+                yield f"{t}.indexes", checks.index_row(twin, dialect, ok)
+
+    def shadow_indexes(self, steps: tuple[Step, ...], table: Table) -> list[tuple[Index, Index]]:
+        """(index, its twin on the shadow columns) for each index naming a column converted
+        by ``steps`` (the unit's), listed once, at the unit's first step (self)."""
+        if steps[0] is not self:
+            return []
+        shadows = {s.column.name: s.shadow for s in steps if isinstance(s, AlterColumnTypeStep)}
+        out = []
+        for index in table.indexes:
+            named = [c for c in index.all_columns if c in shadows]
+            if not named:
+                continue
+            twin = index
+            for c in named:
+                twin = twin.renamed(c, shadows[c])
+            out.append((index, replace(twin, name=shadow_name(self.direction, index.name))))
+        return out
+
+    def misfit_sql(self) -> str | None:
+        """The rows of a batch the conversion could not keep (the fit-check's condition)."""
+        return dialects.misfit_sql(self.column.type, self.to, self.column.name, POSTGRESQL)
+
+    @property
+    def check_kinds(self) -> tuple[str, str]:
+        """The kinds of the steps whose template macros render the added and the dropped
+        checks (the blocking path's clauses, SQLite's rebuild)."""
+        from generator.ops.drop_check import DropCheckStep
+
+        return AddCheckStep.kind, DropCheckStep.kind
+
+    @property
+    def fit_name(self) -> str:
+        """As checks.Fit names the blocking path's fit-check: fits_<new type>."""
+        kind = str(self.to).replace("(", "_").replace(",", "_").replace(")", "")
+        return f"fits_{kind}"
+
+    @property
+    def tolerance(self) -> str | None:
+        """Drift allowed between an old value and its shadow (None: not compared)."""
+        if self.column.type.family != "numeric" or self.to.family != "numeric":
+            return None
+        from generator.checks import tolerance_of
+
+        return tolerance_of((self.column.type, self.to))
 
     def type_change(self) -> tuple[Column, SqlType]:
         return self.column, self.to
 
     def risk(self, dialect: str) -> Risk:
+        if self.online and dialect == POSTGRESQL:
+            return Risk(
+                "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
+                False,
+                "online: "
+                + "; ".join(f"{phase}: {lock}" for phase, lock in ONLINE_LOCKS)
+                + "; no row is read under the ACCESS EXCLUSIVE locks",
+                scans=True,
+                blocks="reads and writes, for the catalogue changes only",
+            )
         decided = risk.type_change(self.column.type, self.to, dialect)
         return Risk(
             decided.lock,
@@ -184,7 +367,7 @@ class AlterColumnTypeStep(Step):
     def findings(self, change: Change) -> Iterator[Finding]:
         old, new = self.column.type, self.to
         where = f"{self.table_name}.{self.column.name}"
-        if self.risk(POSTGRESQL).rewrites:
+        if self.risk(POSTGRESQL).rewrites:  # online: no rewrite under ACCESS EXCLUSIVE
             yield Finding("SG102", f"{where}: {old} -> {new} rewrites {self.table_name}")
         if coltypes.narrows(old, new):
             # the same test that gives the conversion its fit-check
@@ -197,4 +380,14 @@ class AlterColumnTypeStep(Step):
             yield Finding("SG104", f"{where}: {old} -> float without range_check")
 
     def describe(self) -> str:
-        return f"`{self.table_name}.{self.column.name}`: {self.column.type} → {self.to}"
+        text = f"`{self.table_name}.{self.column.name}`: {self.column.type} → {self.to}"
+        if self.added:
+            text += "; " + ", ".join(f"add check `{c.name}`" for c in self.added)
+        if self.dropped:
+            text += "; " + ", ".join(f"drop check `{c.name}`" for c in self.dropped)
+        return text + (" (online)" if self.online else "")
+
+
+def notnull_name(shadow: str) -> str:
+    """The CHECK (shadow IS NOT NULL) that lets the contract SET NOT NULL without a scan."""
+    return f"{shadow}_nn" if len(shadow) <= 60 else shadow_name("upgrade", f"nn_{shadow}")

@@ -162,6 +162,11 @@ class Step:
         """Rows that would make this step fail, listed before any DDL (fit-checks)."""
         return iter(())
 
+    def checked_in_batches(self, dialect: str) -> bool:
+        """True when the step converts values online, checking fit and drift per batch
+        (generator/online.py): no snapshot, drift or fit check of the whole table for it."""
+        return False
+
     def interrupted(self, dialect: str) -> Iterator[tuple[str, tuple[str | int | None, ...]]]:
         """Catalogue rows (check name, row) this step can leave when killed part-way in a
         unit that commits on its own (an INVALID index, a key not yet validated)."""

@@ -34,8 +34,10 @@ def test_steps_follow_the_generated_migrations() -> None:
     for before, after in itertools.pairwise(chain):
         assert after.down_revision == before.revision
     by_name = {s.name: s for s in chain}
-    # The type change is the one step the goal exempts; an index step is not exempt.
-    assert not by_name["0003_convert_decimal_to_float"].goal_applies
+    # The type change is online now: the goal applies to it (only `online: false` is exempt)
+    assert by_name["0003_convert_decimal_to_float"].goal_applies
+    blocking = migrate.Step("9", "8", "x", ("alter_column_type",), ("t",), ("alter_column_type",))
+    assert not blocking.goal_applies
     assert by_name["0001_optimize_market_data_indexes"].goal_applies
     assert by_name["0001_optimize_market_data_indexes"].load_tables == ("market_data",)
     assert by_name["0002_optimize_alert_log_indexes"].load_tables == ("alert_logs",)

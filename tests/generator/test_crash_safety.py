@@ -31,7 +31,8 @@ KILL_POINTS = [
     ("postgresql", "DROP INDEX CONCURRENTLY", 2, "0001: between two concurrent drops"),
     ("postgresql", "CREATE INDEX CONCURRENTLY", 1, "0001: index built, revision not stamped"),
     ("postgresql", "DROP INDEX CONCURRENTLY", 6, "0002: half of the seven drops done"),
-    ("postgresql", 'ALTER TABLE "market_data"\n    ALTER COLUMN', 1, "0003: inside the rewrite"),
+    # 0003 is online: killed mid-backfill (a batch's update done, not committed)
+    ("postgresql", 'UPDATE "market_data" SET "sg_up__price"', 1, "0003: inside the backfill"),
     # The swap is one DO block: killed after it ran, before its transaction committed.
     ("postgresql", "RENAME CONSTRAINT", 1, "0004: foreign keys swapped, not committed"),
     ("postgresql", "VALIDATE CONSTRAINT", 2, "0004: keys swapped, half validated"),

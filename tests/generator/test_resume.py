@@ -113,8 +113,34 @@ def test_0001_upgrade_tolerates_each_index_in_the_states_its_step_leaves() -> No
 
 
 def test_a_transactional_change_tolerates_nothing() -> None:
-    assert _tolerance("0003", "upgrade") == {}
-    assert _tolerance("0003", "downgrade") == {}
+    assert _tolerance("0000", "upgrade") == {}
+    assert _tolerance("0000", "downgrade") == {}
+
+
+def test_0003_online_tolerates_its_shadows_and_the_contracted_state() -> None:
+    """0003 is online on PostgreSQL: killed before a table's contract, that table has its
+    shadow columns, their checks (validated or not) and the shadow index; after it, the new
+    types. Nothing else, and no table the change does not touch."""
+    for direction in ("upgrade", "downgrade"):
+        tolerated = _tolerance("0003", direction)
+        assert set(tolerated) == {
+            f"{t}.{aspect}"
+            for t in ("market_data", "alert_logs")
+            for aspect in ("columns", "check_constraints")
+        } | {"market_data.indexes"}, direction
+        columns = {row[1] for row in tolerated["market_data.columns"]}
+        assert "sg_up__price" in columns and "sg_down__price" in columns
+        assert columns <= {
+            *(f"{p}{c}" for p in ("", "sg_up__", "sg_down__") for c in PRICE_COLUMNS)
+        }
+        indexes = {row[1] for row in tolerated["market_data.indexes"]}
+        assert indexes == {
+            "sg_up__ix_market_data_instrument_price",
+            "sg_down__ix_market_data_instrument_price",
+        }
+
+
+PRICE_COLUMNS = ("price", "bid", "ask", "open_price", "high_price", "low_price")
 
 
 def test_0004_tolerates_the_swapped_keys_not_yet_validated() -> None:

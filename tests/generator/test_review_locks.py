@@ -144,7 +144,7 @@ def test_each_unit_declares_the_strongest_lock_its_statements_take(tmp_path: Pat
 
 
 @pytest.mark.parametrize(
-    "kind", ["swap_fk_actions", "alter_table", "drop_table", "concurrent_indexes"]
+    "kind", ["swap_fk_actions", "online_type_change", "drop_table", "concurrent_indexes"]
 )
 def test_the_unit_lines_name_a_postgresql_lock_mode(kind: str) -> None:
     # A unit of this kind from the phase-1 history (either direction), and its Risk.

@@ -24,8 +24,9 @@ def test_status_of_a_database_behind_and_at_head(db_url: str, tmp_path: Path) ->
     assert result.exit_code == Exit.FAILED  # not at head
     assert "revision: 0002 (head: 0005)" in result.stdout
     assert (
-        "pending:  0003_convert_decimal_to_float: PostgreSQL rewrites alert_logs, market_data; "
-        "SQLite rebuilds alert_logs, market_data" in result.stdout
+        "pending:  0003_convert_decimal_to_float: PostgreSQL: online type change of "
+        "alert_logs, market_data (expand, backfill, prepare, contract), no rewrite under a "
+        "lock; SQLite rebuilds alert_logs, market_data" in result.stdout
     )
     assert "generated files: current" in result.stdout
     assert "last verify: none recorded" in result.stdout
@@ -180,14 +181,17 @@ def test_the_risk_comes_from_the_risk_model_not_the_review_file(
     report = json.loads(result.stdout)
     risks = {p["change"]: p["risk"] for p in report["pending"]}
     assert risks["0003_convert_decimal_to_float"] == (
-        "PostgreSQL rewrites alert_logs, market_data; SQLite rebuilds alert_logs, market_data"
+        "PostgreSQL: online type change of alert_logs, market_data (expand, backfill, "
+        "prepare, contract), no rewrite under a lock; SQLite rebuilds alert_logs, market_data"
     )
     assert risks["0004_add_soft_delete_safety"].startswith("PostgreSQL")
     assert report["files_current"] is False
-    # the same Risk objects, as data: 0003's ALTER TABLEs rewrite, its lock is ACCESS EXCLUSIVE
+    # the same Risk objects, as data: 0003 is online on PostgreSQL (nothing rewritten under a
+    # lock; brief ACCESS EXCLUSIVE at expand and contract)
     (pending,) = [p for p in report["pending"] if p["change"] == "0003_convert_decimal_to_float"]
     pg = pending["units"]["postgresql"]
-    rewriting = sorted(t for u in pg if u["rewrites"] for t in u["tables"])
-    assert rewriting == ["alert_logs", "market_data"]
-    assert {u["lock"] for u in pg if u["rewrites"]} == {"ACCESS EXCLUSIVE"}
+    online = sorted(t for u in pg if u["unit"] == "online_type_change" for t in u["tables"])
+    assert online == ["alert_logs", "market_data"]
+    assert not any(u["rewrites"] for u in pg)
+    assert all(u["lock"].startswith("ACCESS EXCLUSIVE (brief") for u in pg)
     assert all(u["unit"] == "recreate_table" for u in pending["units"]["sqlite"] if u["rewrites"])

@@ -601,30 +601,22 @@ SELECT t.table_name, c.oid AS relid, c.relfilenode,
     pg_stat_get_xact_tuples_deleted(c.oid) AS deleted, t.row_count
 FROM (
     VALUES
-        ('alert_logs', (SELECT count(*) FROM "alert_logs")::bigint),
+        ('alert_logs', NULL::bigint),
         ('alert_rules', NULL::bigint),
         ('instruments', NULL::bigint),
-        ('market_data', (SELECT count(*) FROM "market_data")::bigint)
+        ('market_data', NULL::bigint)
 ) AS t(table_name, row_count)
 JOIN pg_class AS c
     ON c.oid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident(t.table_name));
-
--- snapshot: schemagen_values_alert_logs
-CREATE TEMP TABLE "schemagen_values_alert_logs" AS
-SELECT "id", "threshold_value", "trigger_value" FROM "alert_logs";
-
--- snapshot: schemagen_values_market_data
-CREATE TEMP TABLE "schemagen_values_market_data" AS
-SELECT "id", "ask", "bid", "high_price", "low_price", "open_price", "price" FROM "market_data";
 
 
 -- data-check: row_counts
 WITH now(table_name, row_count) AS (
     VALUES
-        ('alert_logs', (SELECT count(*) FROM "alert_logs")::bigint),
+        ('alert_logs', NULL::bigint),
         ('alert_rules', NULL::bigint),
         ('instruments', NULL::bigint),
-        ('market_data', (SELECT count(*) FROM "market_data")::bigint)
+        ('market_data', NULL::bigint)
 ),
 seen AS (
     SELECT s.table_name, s.row_count AS before, n.row_count AS after,
@@ -648,38 +640,4 @@ WHERE deleted > 0 OR after < before OR (new_file AND before IS NULL)
 UNION ALL
 SELECT '(every table)', 'track_counts is off: deleted rows cannot be seen; turn it on', NULL, NULL, NULL
 WHERE current_setting('track_counts') <> 'on';
-
--- data-check: alert_logs.drift
-SELECT s."id",
-    s."threshold_value" AS "threshold_value_before", t."threshold_value" AS "threshold_value_after",
-    s."trigger_value" AS "trigger_value_before", t."trigger_value" AS "trigger_value_after"
-FROM "schemagen_values_alert_logs" AS s
-LEFT JOIN "alert_logs" AS t ON t."id" = s."id"
-WHERE (t."threshold_value" IS NULL) <> (s."threshold_value" IS NULL)
-    OR abs(t."threshold_value" - s."threshold_value") >= 0.0001
-    OR (t."trigger_value" IS NULL) <> (s."trigger_value" IS NULL)
-    OR abs(t."trigger_value" - s."trigger_value") >= 0.0001;
-
--- data-check: market_data.drift
-SELECT s."id",
-    s."ask" AS "ask_before", t."ask" AS "ask_after",
-    s."bid" AS "bid_before", t."bid" AS "bid_after",
-    s."high_price" AS "high_price_before", t."high_price" AS "high_price_after",
-    s."low_price" AS "low_price_before", t."low_price" AS "low_price_after",
-    s."open_price" AS "open_price_before", t."open_price" AS "open_price_after",
-    s."price" AS "price_before", t."price" AS "price_after"
-FROM "schemagen_values_market_data" AS s
-LEFT JOIN "market_data" AS t ON t."id" = s."id"
-WHERE (t."ask" IS NULL) <> (s."ask" IS NULL)
-    OR abs(t."ask" - s."ask") >= 0.0001
-    OR (t."bid" IS NULL) <> (s."bid" IS NULL)
-    OR abs(t."bid" - s."bid") >= 0.0001
-    OR (t."high_price" IS NULL) <> (s."high_price" IS NULL)
-    OR abs(t."high_price" - s."high_price") >= 0.0001
-    OR (t."low_price" IS NULL) <> (s."low_price" IS NULL)
-    OR abs(t."low_price" - s."low_price") >= 0.0001
-    OR (t."open_price" IS NULL) <> (s."open_price" IS NULL)
-    OR abs(t."open_price" - s."open_price") >= 0.0001
-    OR (t."price" IS NULL) <> (s."price" IS NULL)
-    OR abs(t."price" - s."price") >= 0.0001;
 

@@ -26,6 +26,80 @@ def upgrade() -> None:
             "postgresql": _upgrade_postgresql,
             "sqlite": _upgrade_sqlite,
         },
+        # Steps that commit on their own can leave this change half-applied (a kill, a failed
+        # step). Then, and only then, the checks before the DDL tolerate exactly these rows:
+        # each is one object in a state such a step (of either direction) leaves it in. Any
+        # other difference is refused before the first step; the checks after it are strict.
+        resumable={
+            "postgresql": {
+                "events.check_constraints": [
+                    ["found, not expected", "sg_down__priority_nn", "NO"],
+                    ["found, not expected", "sg_down__priority_nn", "YES"],
+                    ["found, not expected", "sg_down__seen_at_nn", "NO"],
+                    ["found, not expected", "sg_down__seen_at_nn", "YES"],
+                    ["found, not expected", "sg_up__priority_nn", "NO"],
+                    ["found, not expected", "sg_up__priority_nn", "YES"],
+                    ["found, not expected", "sg_up__seen_at_nn", "NO"],
+                    ["found, not expected", "sg_up__seen_at_nn", "YES"],
+                ],
+                "events.columns": [
+                    ["expected, not found", "body", "character varying(200)", "YES", None],
+                    ["expected, not found", "born", "date", "YES", None],
+                    ["expected, not found", "due_at", "timestamp without time zone", "YES", None],
+                    ["expected, not found", "priority", "smallint", "NO", "3"],
+                    ["expected, not found", "ref", "text", "YES", None],
+                    [
+                        "expected, not found",
+                        "seen_at",
+                        "timestamp without time zone",
+                        "NO",
+                        "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC'::text)",
+                    ],
+                    ["found, not expected", "body", "jsonb", "YES", None],
+                    ["found, not expected", "born", "timestamp with time zone", "YES", None],
+                    ["found, not expected", "due_at", "date", "YES", None],
+                    ["found, not expected", "priority", "integer", "NO", "3"],
+                    ["found, not expected", "ref", "uuid", "YES", None],
+                    [
+                        "found, not expected",
+                        "seen_at",
+                        "timestamp with time zone",
+                        "NO",
+                        "CURRENT_TIMESTAMP",
+                    ],
+                    ["found, not expected", "sg_down__body", "character varying(200)", "YES", None],
+                    ["found, not expected", "sg_down__born", "date", "YES", None],
+                    [
+                        "found, not expected",
+                        "sg_down__due_at",
+                        "timestamp without time zone",
+                        "YES",
+                        None,
+                    ],
+                    ["found, not expected", "sg_down__priority", "smallint", "YES", None],
+                    ["found, not expected", "sg_down__ref", "text", "YES", None],
+                    [
+                        "found, not expected",
+                        "sg_down__seen_at",
+                        "timestamp without time zone",
+                        "YES",
+                        None,
+                    ],
+                    ["found, not expected", "sg_up__body", "jsonb", "YES", None],
+                    ["found, not expected", "sg_up__born", "timestamp with time zone", "YES", None],
+                    ["found, not expected", "sg_up__due_at", "date", "YES", None],
+                    ["found, not expected", "sg_up__priority", "integer", "YES", None],
+                    ["found, not expected", "sg_up__ref", "uuid", "YES", None],
+                    [
+                        "found, not expected",
+                        "sg_up__seen_at",
+                        "timestamp with time zone",
+                        "YES",
+                        None,
+                    ],
+                ],
+            },
+        },
     )
 
 
@@ -38,28 +112,179 @@ def downgrade() -> None:
             "postgresql": _downgrade_postgresql,
             "sqlite": _downgrade_sqlite,
         },
+        # Steps that commit on their own can leave this change half-applied (a kill, a failed
+        # step). Then, and only then, the checks before the DDL tolerate exactly these rows:
+        # each is one object in a state such a step (of either direction) leaves it in. Any
+        # other difference is refused before the first step; the checks after it are strict.
+        resumable={
+            "postgresql": {
+                "events.check_constraints": [
+                    ["found, not expected", "sg_down__priority_nn", "NO"],
+                    ["found, not expected", "sg_down__priority_nn", "YES"],
+                    ["found, not expected", "sg_down__seen_at_nn", "NO"],
+                    ["found, not expected", "sg_down__seen_at_nn", "YES"],
+                    ["found, not expected", "sg_up__priority_nn", "NO"],
+                    ["found, not expected", "sg_up__priority_nn", "YES"],
+                    ["found, not expected", "sg_up__seen_at_nn", "NO"],
+                    ["found, not expected", "sg_up__seen_at_nn", "YES"],
+                ],
+                "events.columns": [
+                    ["expected, not found", "body", "jsonb", "YES", None],
+                    ["expected, not found", "born", "timestamp with time zone", "YES", None],
+                    ["expected, not found", "due_at", "date", "YES", None],
+                    ["expected, not found", "extra", "jsonb", "YES", None],
+                    ["expected, not found", "priority", "integer", "NO", "3"],
+                    ["expected, not found", "ref", "uuid", "YES", None],
+                    [
+                        "expected, not found",
+                        "seen_at",
+                        "timestamp with time zone",
+                        "NO",
+                        "CURRENT_TIMESTAMP",
+                    ],
+                    ["found, not expected", "body", "character varying(200)", "YES", None],
+                    ["found, not expected", "born", "date", "YES", None],
+                    ["found, not expected", "due_at", "timestamp without time zone", "YES", None],
+                    ["found, not expected", "priority", "smallint", "NO", "3"],
+                    ["found, not expected", "ref", "text", "YES", None],
+                    [
+                        "found, not expected",
+                        "seen_at",
+                        "timestamp without time zone",
+                        "NO",
+                        "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC'::text)",
+                    ],
+                    ["found, not expected", "sg_down__body", "character varying(200)", "YES", None],
+                    ["found, not expected", "sg_down__born", "date", "YES", None],
+                    [
+                        "found, not expected",
+                        "sg_down__due_at",
+                        "timestamp without time zone",
+                        "YES",
+                        None,
+                    ],
+                    ["found, not expected", "sg_down__priority", "smallint", "YES", None],
+                    ["found, not expected", "sg_down__ref", "text", "YES", None],
+                    [
+                        "found, not expected",
+                        "sg_down__seen_at",
+                        "timestamp without time zone",
+                        "YES",
+                        None,
+                    ],
+                    ["found, not expected", "sg_up__body", "jsonb", "YES", None],
+                    ["found, not expected", "sg_up__born", "timestamp with time zone", "YES", None],
+                    ["found, not expected", "sg_up__due_at", "date", "YES", None],
+                    ["found, not expected", "sg_up__priority", "integer", "YES", None],
+                    ["found, not expected", "sg_up__ref", "uuid", "YES", None],
+                    [
+                        "found, not expected",
+                        "sg_up__seen_at",
+                        "timestamp with time zone",
+                        "YES",
+                        None,
+                    ],
+                ],
+            },
+        },
     )
 
 
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
-    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
-    op.execute(
-        sa.text(
-            'ALTER TABLE "events"\n'
-            '    ALTER COLUMN "priority" DROP DEFAULT,\n'
-            '    ALTER COLUMN "priority" TYPE integer USING "priority"::integer,\n'
-            '    ALTER COLUMN "priority" SET DEFAULT 3,\n'
-            '    ALTER COLUMN "born" TYPE timestamp with time zone USING "born"::timestamp without time zone AT TIME ZONE \'UTC\',\n'
-            '    ALTER COLUMN "seen_at" DROP DEFAULT,\n'
-            '    ALTER COLUMN "seen_at" TYPE timestamp with time zone USING "seen_at" AT TIME ZONE \'UTC\',\n'
-            '    ALTER COLUMN "seen_at" SET DEFAULT CURRENT_TIMESTAMP,\n'
-            '    ALTER COLUMN "due_at" TYPE date USING CASE WHEN "due_at" = date_trunc(\'day\', "due_at") THEN "due_at"::date ELSE (\'schemagen: events.due_at = \' || "due_at"::text || \' does not fit date unchanged\')::date END,\n'
-            '    ALTER COLUMN "ref" TYPE uuid USING CASE WHEN "ref" ~ \'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$\' THEN "ref"::uuid ELSE (\'schemagen: events.ref = \' || "ref"::text || \' does not fit uuid unchanged\')::uuid END,\n'
-            '    ALTER COLUMN "body" TYPE jsonb USING "body"::jsonb'
-        )
+    runtime.unit(
+        op,
+        "online_type_change",
+        "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
+        rewrites=False,
     )
+    # Online: each phase commits on its own and a re-run resumes; what ran before is committed.
+    with op.get_context().autocommit_block():
+        runtime.online_type_change(
+            op,
+            __file__,
+            "upgrade",
+            table="events",
+            key=["id"],
+            columns=[
+                {
+                    "column": "priority",
+                    "shadow": "sg_up__priority",
+                    "type": "integer",
+                    "catalog": "integer",
+                    "using": '"priority"::integer',
+                    "nullable": False,
+                    "default": "3",
+                    "misfit": None,
+                    "tolerance": "0",
+                    "fit_name": "fits_integer",
+                },
+                {
+                    "column": "born",
+                    "shadow": "sg_up__born",
+                    "type": "timestamp with time zone",
+                    "catalog": "timestamp with time zone",
+                    "using": "\"born\"::timestamp without time zone AT TIME ZONE 'UTC'",
+                    "nullable": True,
+                    "default": None,
+                    "misfit": None,
+                    "tolerance": None,
+                    "fit_name": "fits_timestamptz",
+                },
+                {
+                    "column": "seen_at",
+                    "shadow": "sg_up__seen_at",
+                    "type": "timestamp with time zone",
+                    "catalog": "timestamp with time zone",
+                    "using": "\"seen_at\" AT TIME ZONE 'UTC'",
+                    "nullable": False,
+                    "default": "CURRENT_TIMESTAMP",
+                    "misfit": None,
+                    "tolerance": None,
+                    "fit_name": "fits_timestamptz",
+                },
+                {
+                    "column": "due_at",
+                    "shadow": "sg_up__due_at",
+                    "type": "date",
+                    "catalog": "date",
+                    "using": 'CASE WHEN "due_at" = date_trunc(\'day\', "due_at") THEN "due_at"::date ELSE (\'schemagen: events.due_at = \' || "due_at"::text || \' does not fit date unchanged\')::date END',
+                    "nullable": True,
+                    "default": None,
+                    "misfit": '"due_at" <> date_trunc(\'day\', "due_at")',
+                    "tolerance": None,
+                    "fit_name": "fits_date",
+                },
+                {
+                    "column": "ref",
+                    "shadow": "sg_up__ref",
+                    "type": "uuid",
+                    "catalog": "uuid",
+                    "using": "CASE WHEN \"ref\" ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN \"ref\"::uuid ELSE ('schemagen: events.ref = ' || \"ref\"::text || ' does not fit uuid unchanged')::uuid END",
+                    "nullable": True,
+                    "default": None,
+                    "misfit": "NOT (\"ref\" ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')",
+                    "tolerance": None,
+                    "fit_name": "fits_uuid",
+                },
+                {
+                    "column": "body",
+                    "shadow": "sg_up__body",
+                    "type": "jsonb",
+                    "catalog": "jsonb",
+                    "using": '"body"::jsonb',
+                    "nullable": True,
+                    "default": None,
+                    "misfit": "\"body\" IS NOT NULL AND (strpos(\"body\", chr(1)) + strpos(\"body\", chr(2)) > 0 OR (\n    NOT regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(\"body\", '\"([^\"\\\\' || chr(1) || '-' || chr(31) || ']|\\\\([\"\\\\/bfnrt]|u(?!0000)(?![dD][89a-fA-F])[0-9a-fA-F]{4}|u[dD][89abAB][0-9a-fA-F]{2}\\\\u[dD][c-fC-F][0-9a-fA-F]{2}))*\"', chr(1), 'g'),\n        '-?(0|[1-9][0-9]*)([.][0-9]+)?([eE][+-]?[0-9]+)?|true|false|null', chr(2), 'g'), '\\[[ \\t\\n\\r]*([' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\]', chr(2), 'g'),\n        '\\{[ \\t\\n\\r]*(' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\}', chr(2), 'g'), '\\[[ \\t\\n\\r]*([' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\]', chr(2), 'g'),\n        '\\{[ \\t\\n\\r]*(' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\}', chr(2), 'g'), '\\[[ \\t\\n\\r]*([' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\]', chr(2), 'g'),\n        '\\{[ \\t\\n\\r]*(' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\}', chr(2), 'g') ~ ('^[ \\t\\n\\r]*[' || chr(1) || chr(2) || '][ \\t\\n\\r]*$')\n    AND NOT EXISTS (\n    WITH RECURSIVE r(s, last) AS (\n        SELECT regexp_replace(regexp_replace(\"body\", '\"([^\"\\\\' || chr(1) || '-' || chr(31) || ']|\\\\([\"\\\\/bfnrt]|u(?!0000)(?![dD][89a-fA-F])[0-9a-fA-F]{4}|u[dD][89abAB][0-9a-fA-F]{2}\\\\u[dD][c-fC-F][0-9a-fA-F]{2}))*\"', chr(1), 'g'),\n        '-?(0|[1-9][0-9]*)([.][0-9]+)?([eE][+-]?[0-9]+)?|true|false|null', chr(2), 'g'), NULL::text\n        UNION ALL\n        SELECT regexp_replace(regexp_replace(r.s, '\\[[ \\t\\n\\r]*([' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\]', chr(2), 'g'),\n        '\\{[ \\t\\n\\r]*(' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\}', chr(2), 'g'), r.s FROM r WHERE r.s IS DISTINCT FROM r.last\n    )\n    SELECT 1 FROM r WHERE r.s ~ ('^[ \\t\\n\\r]*[' || chr(1) || chr(2) || '][ \\t\\n\\r]*$')\n)))",
+                    "tolerance": None,
+                    "fit_name": "fits_json",
+                },
+            ],
+            checks={},
+            indexes={},
+            blocking='ALTER TABLE "events"\n    ALTER COLUMN "priority" DROP DEFAULT,\n    ALTER COLUMN "priority" TYPE integer USING "priority"::integer,\n    ALTER COLUMN "priority" SET DEFAULT 3,\n    ALTER COLUMN "born" TYPE timestamp with time zone USING "born"::timestamp without time zone AT TIME ZONE \'UTC\',\n    ALTER COLUMN "seen_at" DROP DEFAULT,\n    ALTER COLUMN "seen_at" TYPE timestamp with time zone USING "seen_at" AT TIME ZONE \'UTC\',\n    ALTER COLUMN "seen_at" SET DEFAULT CURRENT_TIMESTAMP,\n    ALTER COLUMN "due_at" TYPE date USING CASE WHEN "due_at" = date_trunc(\'day\', "due_at") THEN "due_at"::date ELSE (\'schemagen: events.due_at = \' || "due_at"::text || \' does not fit date unchanged\')::date END,\n    ALTER COLUMN "ref" TYPE uuid USING CASE WHEN "ref" ~ \'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$\' THEN "ref"::uuid ELSE (\'schemagen: events.ref = \' || "ref"::text || \' does not fit uuid unchanged\')::uuid END,\n    ALTER COLUMN "body" TYPE jsonb USING "body"::jsonb',
+        )
     runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.add_column(
         "events",
@@ -187,22 +412,98 @@ def _downgrade_postgresql() -> None:
     runtime.timeouts(op, "5s", "30min")
     runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "events" DROP COLUMN IF EXISTS "extra"'))
-    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
-    op.execute(
-        sa.text(
-            'ALTER TABLE "events"\n'
-            '    ALTER COLUMN "body" TYPE varchar(200),\n'
-            '    ALTER COLUMN "ref" TYPE text,\n'
-            '    ALTER COLUMN "due_at" TYPE timestamp without time zone USING "due_at"::timestamp without time zone,\n'
-            '    ALTER COLUMN "seen_at" DROP DEFAULT,\n'
-            '    ALTER COLUMN "seen_at" TYPE timestamp without time zone USING "seen_at" AT TIME ZONE \'UTC\',\n'
-            "    ALTER COLUMN \"seen_at\" SET DEFAULT (CURRENT_TIMESTAMP AT TIME ZONE 'UTC'),\n"
-            "    ALTER COLUMN \"born\" TYPE date USING CASE WHEN (\"born\" AT TIME ZONE 'UTC') = date_trunc('day', (\"born\" AT TIME ZONE 'UTC')) THEN (\"born\" AT TIME ZONE 'UTC')::date ELSE ('schemagen: events.born = ' || \"born\"::text || ' does not fit date unchanged')::date END,\n"
-            '    ALTER COLUMN "priority" DROP DEFAULT,\n'
-            '    ALTER COLUMN "priority" TYPE smallint USING "priority"::smallint,\n'
-            '    ALTER COLUMN "priority" SET DEFAULT 3'
-        )
+    runtime.unit(
+        op,
+        "online_type_change",
+        "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
+        rewrites=False,
     )
+    # Online: each phase commits on its own and a re-run resumes; what ran before is committed.
+    with op.get_context().autocommit_block():
+        runtime.online_type_change(
+            op,
+            __file__,
+            "downgrade",
+            table="events",
+            key=["id"],
+            columns=[
+                {
+                    "column": "body",
+                    "shadow": "sg_down__body",
+                    "type": "varchar(200)",
+                    "catalog": "character varying(200)",
+                    "using": '"body"',
+                    "nullable": True,
+                    "default": None,
+                    "misfit": 'length("body"::text) > 200',
+                    "tolerance": None,
+                    "fit_name": "fits_varchar_200",
+                },
+                {
+                    "column": "ref",
+                    "shadow": "sg_down__ref",
+                    "type": "text",
+                    "catalog": "text",
+                    "using": '"ref"',
+                    "nullable": True,
+                    "default": None,
+                    "misfit": None,
+                    "tolerance": None,
+                    "fit_name": "fits_text",
+                },
+                {
+                    "column": "due_at",
+                    "shadow": "sg_down__due_at",
+                    "type": "timestamp without time zone",
+                    "catalog": "timestamp without time zone",
+                    "using": '"due_at"::timestamp without time zone',
+                    "nullable": True,
+                    "default": None,
+                    "misfit": None,
+                    "tolerance": None,
+                    "fit_name": "fits_timestamp",
+                },
+                {
+                    "column": "seen_at",
+                    "shadow": "sg_down__seen_at",
+                    "type": "timestamp without time zone",
+                    "catalog": "timestamp without time zone",
+                    "using": "\"seen_at\" AT TIME ZONE 'UTC'",
+                    "nullable": False,
+                    "default": "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC')",
+                    "misfit": None,
+                    "tolerance": None,
+                    "fit_name": "fits_timestamp",
+                },
+                {
+                    "column": "born",
+                    "shadow": "sg_down__born",
+                    "type": "date",
+                    "catalog": "date",
+                    "using": "CASE WHEN (\"born\" AT TIME ZONE 'UTC') = date_trunc('day', (\"born\" AT TIME ZONE 'UTC')) THEN (\"born\" AT TIME ZONE 'UTC')::date ELSE ('schemagen: events.born = ' || \"born\"::text || ' does not fit date unchanged')::date END",
+                    "nullable": True,
+                    "default": None,
+                    "misfit": "(\"born\" AT TIME ZONE 'UTC') <> date_trunc('day', (\"born\" AT TIME ZONE 'UTC'))",
+                    "tolerance": None,
+                    "fit_name": "fits_date",
+                },
+                {
+                    "column": "priority",
+                    "shadow": "sg_down__priority",
+                    "type": "smallint",
+                    "catalog": "smallint",
+                    "using": '"priority"::smallint',
+                    "nullable": False,
+                    "default": "3",
+                    "misfit": 'NOT ("priority" >= -32768 AND "priority" < 32768)',
+                    "tolerance": "0",
+                    "fit_name": "fits_smallint",
+                },
+            ],
+            checks={},
+            indexes={},
+            blocking='ALTER TABLE "events"\n    ALTER COLUMN "body" TYPE varchar(200),\n    ALTER COLUMN "ref" TYPE text,\n    ALTER COLUMN "due_at" TYPE timestamp without time zone USING "due_at"::timestamp without time zone,\n    ALTER COLUMN "seen_at" DROP DEFAULT,\n    ALTER COLUMN "seen_at" TYPE timestamp without time zone USING "seen_at" AT TIME ZONE \'UTC\',\n    ALTER COLUMN "seen_at" SET DEFAULT (CURRENT_TIMESTAMP AT TIME ZONE \'UTC\'),\n    ALTER COLUMN "born" TYPE date USING CASE WHEN ("born" AT TIME ZONE \'UTC\') = date_trunc(\'day\', ("born" AT TIME ZONE \'UTC\')) THEN ("born" AT TIME ZONE \'UTC\')::date ELSE (\'schemagen: events.born = \' || "born"::text || \' does not fit date unchanged\')::date END,\n    ALTER COLUMN "priority" DROP DEFAULT,\n    ALTER COLUMN "priority" TYPE smallint USING "priority"::smallint,\n    ALTER COLUMN "priority" SET DEFAULT 3',
+        )
 
 
 def _downgrade_sqlite() -> None:

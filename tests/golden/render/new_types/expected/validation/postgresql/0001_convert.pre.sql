@@ -187,20 +187,16 @@ SELECT t.table_name, c.oid AS relid, c.relfilenode,
     pg_stat_get_xact_tuples_deleted(c.oid) AS deleted, t.row_count
 FROM (
     VALUES
-        ('events', (SELECT count(*) FROM "events")::bigint)
+        ('events', NULL::bigint)
 ) AS t(table_name, row_count)
 JOIN pg_class AS c
     ON c.oid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident(t.table_name));
-
--- snapshot: schemagen_values_events
-CREATE TEMP TABLE "schemagen_values_events" AS
-SELECT "id", "priority" FROM "events";
 
 
 -- data-check: row_counts
 WITH now(table_name, row_count) AS (
     VALUES
-        ('events', (SELECT count(*) FROM "events")::bigint)
+        ('events', NULL::bigint)
 ),
 seen AS (
     SELECT s.table_name, s.row_count AS before, n.row_count AS after,
@@ -224,12 +220,4 @@ WHERE deleted > 0 OR after < before OR (new_file AND before IS NULL)
 UNION ALL
 SELECT '(every table)', 'track_counts is off: deleted rows cannot be seen; turn it on', NULL, NULL, NULL
 WHERE current_setting('track_counts') <> 'on';
-
--- data-check: events.drift
-SELECT s."id",
-    s."priority" AS "priority_before", t."priority" AS "priority_after"
-FROM "schemagen_values_events" AS s
-LEFT JOIN "events" AS t ON t."id" = s."id"
-WHERE (t."priority" IS NULL) <> (s."priority" IS NULL)
-    OR t."priority" <> s."priority";
 

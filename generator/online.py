@@ -1,0 +1,560 @@
+"""Online column type changes on PostgreSQL: expand, backfill, prepare, contract.
+
+A rendered migration calls :func:`online_type_change` (through ``runtime``) inside an
+autocommit block, once per table, for the columns of that table a change converts. The
+change's transaction so far is committed first; then each phase commits on its own:
+
+1. **expand** (one short transaction under the runner's ``lock_timeout``, retried with
+   backoff): a shadow column of the new type per converted column (all in one ALTER TABLE), the
+   new checks on the shadows ``NOT VALID`` (and ``CHECK (shadow IS NOT NULL) NOT VALID`` for a
+   NOT NULL column), and a trigger keeping every shadow equal to the conversion of its old
+   column on INSERT and UPDATE. Catalogue changes only: no row is read under the lock.
+2. **backfill**: keyset batches on the primary key (generator.batches.Batches, its progress in
+   ``schemagen.backfill_progress``: a killed run resumes after the last finished batch), each
+   one short transaction that lists the rows that would not fit the new type (refusing with
+   their keys), sets the shadows and compares, row by row, each old value with its shadow
+   (drift below the conversion's tolerance). The rows of a batch are locked by its UPDATE
+   until it commits, so the comparison sees the old and the shadow value of the same row at
+   the same moment: a row the application updates or deletes is never a false failure. The
+   batch size follows a target batch time; lock waits pace the batches.
+3. **prepare**: the indexes naming a converted column are built again on the shadows
+   ``CONCURRENTLY``; the NOT VALID checks are validated (SHARE UPDATE EXCLUSIVE).
+4. **contract**: one short transaction under ``lock_timeout``, retried with backoff: the
+   finished backfill (its progress row) and the trigger (which has converted every row written
+   since the expand) prove every row converted, read from the catalogue and the progress
+   table only; the old columns are dropped (their indexes and checks with them), the shadows
+   renamed, NOT NULL set (proved by the validated check, no scan), the trigger dropped, the
+   shadow indexes renamed.
+
+Rolling back: a run of the other direction first drops what this one left before its
+contract (trigger, function, shadow columns, shadow indexes, progress); after the contract the
+derived downgrade is itself an online type change. A table with no row takes the blocking
+ALTER TABLE instead (instant), proved empty under its lock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from generator import batches, guard, runtime
+
+log = logging.getLogger("schemagen")
+
+TARGET_BATCH_S = 0.2
+FIRST_BATCH = 1000
+STATE_SQL = (
+    "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute AS a "
+    "WHERE a.attrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident(?)) "
+    "AND a.attnum > 0 AND NOT a.attisdropped"
+)
+
+
+class OnlineCheckFailed(runtime.CheckFailed):
+    """A batch found rows that do not fit the new type, or shadows drifting from their old
+    value: the batch is rolled back; the batches before it stay done."""
+
+
+def _qi(name: str) -> str:
+    return batches._qi(name)
+
+
+def shadow_name(direction: str, name: str) -> str:
+    from generator.ops.alter_column_type import shadow_name as name_of
+
+    return name_of(direction, name)
+
+
+def other(direction: str) -> str:
+    return "downgrade" if direction == "upgrade" else "upgrade"
+
+
+@dataclass(frozen=True)
+class OnlineColumn:
+    column: str
+    shadow: str
+    type: str  # the new type's DDL
+    catalog: str  # the new type as the catalogue spells it (format_type)
+    using: str  # the conversion of the old column (the blocking ALTER's USING)
+    nullable: bool
+    default: str | None  # the new column's default, SQL
+    misfit: str | None  # the rows that do not fit the new type (condition on the old column)
+    tolerance: str | None  # drift allowed between old value and shadow (None: not compared)
+    fit_name: str = "fits"  # the fit check's name after table.column. (fits_<new type>)
+
+
+@dataclass(frozen=True)
+class Spec:
+    change: str
+    direction: str
+    table: str
+    key: tuple[str, ...]
+    columns: tuple[OnlineColumn, ...]
+    checks: Mapping[str, str]  # name -> SQL on the shadow column
+    indexes: Mapping[str, tuple[str, str]]  # index -> (shadow index, its CREATE ... CONCURRENTLY)
+    blocking: str  # the ALTER TABLE an empty table takes
+
+    @property
+    def step(self) -> str:
+        return f"online_{self.table}"
+
+    @property
+    def trigger(self) -> str:
+        return shadow_name(self.direction, self.table)
+
+    def function(self, direction: str | None = None) -> str:
+        name = shadow_name(direction or self.direction, self.table)
+        return f"{batches.SCHEMA}.{_qi(name)}"
+
+    def notnull(self, col: OnlineColumn) -> str:
+        from generator.ops.alter_column_type import notnull_name
+
+        return notnull_name(col.shadow)
+
+    def progress_spec(self, direction: str | None = None) -> batches.Spec:
+        return batches.Spec(
+            self.change,
+            self.step,
+            direction or self.direction,
+            self.table,
+            self.key,
+            {},
+            None,
+            (),
+            (),
+            FIRST_BATCH,
+        )
+
+
+class _Run:
+    def __init__(self, connection: Connection, spec: Spec):
+        self.connection = connection
+        self.spec = spec
+        self.loop = batches.Batches(connection, spec.progress_spec())
+        self.loop.carry = bool(
+            self.loop.sql(f"SELECT to_regclass('pg_temp.{runtime.XACT_DELETED}')").scalar()
+        )
+        self.settings = self.loop.settings
+        self.table = _qi(spec.table)
+
+    def sql(self, text: str, params: Sequence[Any] = ()) -> Any:
+        return self.loop.sql(text, params)
+
+    # --------------------------------------------------------------- catalogue
+
+    def column_types(self) -> dict[str, str]:
+        return {r[0]: r[1] for r in self.sql(STATE_SQL, (self.spec.table,))}
+
+    def has_trigger(self, name: str) -> bool:
+        found = self.sql(
+            "SELECT 1 FROM pg_trigger WHERE tgname = ? AND tgrelid = "
+            "to_regclass(quote_ident(current_schema()) || '.' || quote_ident(?))",
+            (name, self.spec.table),
+        ).first()
+        return found is not None
+
+    def index_state(self, name: str) -> bool | None:
+        """None: no such index; else whether it is valid."""
+        row = self.sql(
+            "SELECT x.indisvalid FROM pg_index AS x JOIN pg_class AS i ON i.oid = x.indexrelid "
+            "JOIN pg_namespace AS n ON n.oid = i.relnamespace "
+            "WHERE n.nspname = current_schema() AND i.relname = ?",
+            (name,),
+        ).first()
+        return None if row is None else bool(row[0])
+
+    # --------------------------------------------------------------- transactions
+
+    def short(self, what: str, statements: Any) -> None:
+        """One transaction under the runner's short lock_timeout, retried with backoff."""
+        s = self.settings
+        for attempt in range(1, s.lock_retries + 2):
+            self.loop.begin()
+            try:
+                statements()
+                self.loop.commit()
+                return
+            except Exception as exc:
+                self.loop.rollback()
+                if not guard.is_lock_timeout(exc):
+                    raise
+                if attempt > s.lock_retries:
+                    raise guard.LockTimeout(
+                        f"{self.spec.change}: {what} of {self.spec.table} could not get its "
+                        f"lock in {attempt} attempt(s) of {s.lock_timeout_ms} ms; what ran "
+                        "before is kept: run the same command again to continue"
+                    ) from exc
+                pause = s.backoff_s(attempt)
+                log.warning(
+                    "%s: %s of %s: lock wait (attempt %d), retrying in %.0f ms",
+                    self.spec.change,
+                    what,
+                    self.spec.table,
+                    attempt,
+                    pause * 1000,
+                )
+                time.sleep(pause)
+
+    # --------------------------------------------------------------- phases
+
+    def undo_other(self) -> bool:
+        """Drop what a run of the other direction left before its contract."""
+        s = self.spec
+        back = other(s.direction)
+        shadows = [shadow_name(back, c.column) for c in s.columns]
+        present = [c for c in shadows if c in self.column_types()]
+        trigger = shadow_name(back, s.table)
+        indexes = [shadow_name(back, name) for name in s.indexes]
+        built = [i for i in indexes if self.index_state(i) is not None]
+        if not (present or built or self.has_trigger(trigger)):
+            self._forget(back)
+            return False
+        with runtime.step(
+            s.change, f"undo the {back} of {s.table} (before its contract)", "postgresql"
+        ):
+            guard.set_block_lock_wait(self.connection, short=True)
+            for index in built:
+                self.sql(f"DROP INDEX CONCURRENTLY IF EXISTS {_qi(index)}")
+
+            def drop() -> None:
+                self.sql(f"DROP TRIGGER IF EXISTS {_qi(trigger)} ON {self.table}")
+                self.sql(f"DROP FUNCTION IF EXISTS {s.function(back)}()")
+                if present:
+                    drops = ", ".join(f"DROP COLUMN IF EXISTS {_qi(c)}" for c in present)
+                    self.sql(f"ALTER TABLE {self.table} {drops}")
+
+            self.short("undo", drop)
+        self._forget(back)
+        return True
+
+    def _forget(self, direction: str) -> None:
+        self.loop.begin()
+        self.loop.ensure()
+        self.sql(
+            f"DELETE FROM {batches.SCHEMA}.{batches.PROGRESS} "
+            "WHERE change_name = ? AND step = ? AND direction = ?",
+            (self.spec.change, self.spec.step, direction),
+        )
+        self.sql("COMMIT")
+
+    def converted(self) -> bool:
+        """Every column has its new type and no shadow is left: contracted (or never needed)."""
+        types = self.column_types()
+        return all(c.shadow not in types for c in self.spec.columns) and all(
+            types.get(c.column) == c.catalog for c in self.spec.columns
+        )
+
+    def expanded(self) -> bool:
+        types = self.column_types()
+        return all(c.shadow in types for c in self.spec.columns) and self.has_trigger(
+            self.spec.trigger
+        )
+
+    def blocking_if_empty(self) -> bool:
+        """An empty table takes the blocking ALTER (instant), proved empty under its lock."""
+        if self.sql(f"SELECT 1 FROM {self.table} LIMIT 1").first() is not None:
+            return False
+        done = False
+
+        def alter() -> None:
+            nonlocal done
+            self.sql(f"LOCK TABLE {self.table} IN ACCESS EXCLUSIVE MODE")
+            if self.sql(f"SELECT 1 FROM {self.table} LIMIT 1").first() is not None:
+                return  # rows came meanwhile: online after all
+            self.sql(self.spec.blocking)
+            # The rewrite of an empty table loses nothing: the row-count check's snapshot
+            # follows the table's new file (it compares relfilenodes).
+            if self.sql("SELECT to_regclass('pg_temp.schemagen_row_counts')").scalar():
+                self.sql(
+                    "UPDATE pg_temp.schemagen_row_counts AS s SET relfilenode = c.relfilenode "
+                    "FROM pg_class AS c WHERE c.oid = s.relid AND s.table_name = ?",
+                    (self.spec.table,),
+                )
+            done = True
+
+        self.short("blocking ALTER of the empty table", alter)
+        return done
+
+    def expand(self) -> None:
+        s = self.spec
+
+        def run() -> None:
+            self.sql(f"CREATE SCHEMA IF NOT EXISTS {batches.SCHEMA}")
+            for statement in expand_sql(s):
+                self.sql(statement)
+
+        with runtime.step(s.change, f"expand {s.table}", "postgresql"):
+            self.short("expand", run)
+
+    def backfill(self) -> tuple[int, int]:
+        s = self.spec
+        loop = self.loop
+        loop.setup(None)
+        loop.target_s = TARGET_BATCH_S
+        with runtime.step(s.change, f"backfill {s.table}", "postgresql") as record:
+            done, rows = loop.run(self.table, self._batch)
+            record.extra.update(batches=done, rows=rows, last_batch_size=loop.size)
+        return done, rows
+
+    def _batch(self, cond: str, params: list[Any]) -> int:
+        s = self.spec
+        keys = ", ".join(_qi(k) for k in s.key)
+        for c in s.columns:
+            if c.misfit is None:
+                continue
+            # named as the blocking path's fit-check (checks.Fit.name)
+            found = self.sql(
+                f"SELECT {keys}, {_qi(c.column)} FROM {self.table} WHERE {cond} AND "
+                f"({batches.literal(c.misfit)}) ORDER BY {keys} LIMIT {batches.MAX_SHOWN + 1}",
+                params,
+            )
+            self._refuse(found, f"{s.table}.{c.column}.{c.fit_name}", "pre")
+        sets = ", ".join(f"{_qi(c.shadow)} = {batches.literal(c.using)}" for c in s.columns)
+        changed = int(self.sql(f"UPDATE {self.table} SET {sets} WHERE {cond}", params).rowcount)
+        drift = []
+        for c in s.columns:
+            old, new = _qi(c.column), _qi(c.shadow)
+            terms = f"({old} IS NULL) <> ({new} IS NULL)"
+            if c.tolerance == "0":  # must be equal (an integer type, the same scale)
+                terms += f" OR {new} <> {old}"
+            elif c.tolerance is not None:
+                terms += f" OR abs({new} - {old}) >= {c.tolerance}"
+            drift.append(terms)
+        shown = ", ".join(f"{_qi(c.column)}, {_qi(c.shadow)}" for c in s.columns)
+        found = self.sql(
+            f"SELECT {keys}, {shown} FROM {self.table} WHERE {cond} AND "
+            f"({' OR '.join(drift)}) ORDER BY {keys} LIMIT {batches.MAX_SHOWN + 1}",
+            params,
+        )
+        self._refuse(found, f"{s.table}.drift: shadow values drifting from the old", "post")
+        return changed
+
+    def _refuse(self, result: Any, what: str, phase: str) -> None:
+        columns, rows = list(result.keys()), result.fetchmany(batches.MAX_SHOWN + 1)
+        if rows:
+            check = runtime.Check(what, "(per batch)")
+            failure = runtime.CheckResult(check, columns, [tuple(r) for r in rows])
+            raise OnlineCheckFailed(self.spec.change, phase, "postgresql", [failure])
+
+    def prepare(self) -> None:
+        s = self.spec
+        with runtime.step(s.change, f"prepare {s.table}", "postgresql"):
+            guard.set_block_lock_wait(self.connection, short=False)
+            for _, (shadow, _create) in s.indexes.items():
+                if self.index_state(shadow) is False:
+                    self.sql(f"DROP INDEX CONCURRENTLY IF EXISTS {_qi(shadow)}")
+            for statement in prepare_sql(s):
+                self.sql(statement)
+
+    def contract(self) -> None:
+        s = self.spec
+
+        def run() -> None:
+            # The proof, from the catalogue and the progress table only (no scan under the
+            # lock): the backfill finished, and the trigger converted every row since.
+            _, finished = self.loop.progress()
+            if not finished or not self.has_trigger(s.trigger):
+                raise RuntimeError(
+                    f"{s.change}: contract of {s.table} refused: the backfill is not recorded "
+                    "as finished or the trigger is missing"
+                )
+            for statement in contract_sql(s):
+                self.sql(statement)
+
+        with runtime.step(s.change, f"contract {s.table}", "postgresql"):
+            self.short("contract", run)
+
+
+def expand_sql(s: Spec) -> list[str]:
+    """The expand's DDL: shadow columns and NOT VALID checks in one ALTER TABLE, the trigger."""
+    table = _qi(s.table)
+    clauses = [f"ADD COLUMN IF NOT EXISTS {_qi(c.shadow)} {c.type}" for c in s.columns]
+    checks = dict(s.checks)
+    for c in s.columns:
+        if not c.nullable:
+            checks[s.notnull(c)] = f"{_qi(c.shadow)} IS NOT NULL"
+    for name, sql in checks.items():
+        clauses.append(f"DROP CONSTRAINT IF EXISTS {_qi(name)}")
+        clauses.append(f"ADD CONSTRAINT {_qi(name)} CHECK ({sql}) NOT VALID")
+    olds = ", ".join(f"NEW.{_qi(c.column)} AS {_qi(c.column)}" for c in s.columns)
+    values = ", ".join(c.using for c in s.columns)
+    into = ", ".join(f"NEW.{_qi(c.shadow)}" for c in s.columns)
+    body = f"BEGIN SELECT {values} INTO {into} FROM (SELECT {olds}) AS sg_old; RETURN NEW; END"
+    # The lock first (one request, under lock_timeout), the trigger before the columns: no
+    # row is written without its shadow, not even by this transaction.
+    return [
+        f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE",
+        f"CREATE OR REPLACE FUNCTION {s.function()}() RETURNS trigger LANGUAGE plpgsql "
+        f"AS $$ {body} $$",
+        f"DROP TRIGGER IF EXISTS {_qi(s.trigger)} ON {table}",
+        f"CREATE TRIGGER {_qi(s.trigger)} BEFORE INSERT OR UPDATE ON {table} "
+        f"FOR EACH ROW EXECUTE FUNCTION {s.function()}()",
+        f"ALTER TABLE {table} {', '.join(clauses)}",
+    ]
+
+
+def prepare_sql(s: Spec) -> list[str]:
+    """Shadow indexes CONCURRENTLY, then VALIDATE of each NOT VALID check."""
+    out = [create for _, create in s.indexes.values()]
+    names = list(s.checks) + [s.notnull(c) for c in s.columns if not c.nullable]
+    out += [f"ALTER TABLE {_qi(s.table)} VALIDATE CONSTRAINT {_qi(n)}" for n in names]
+    return out
+
+
+def contract_sql(s: Spec) -> list[str]:
+    """The contract's statements, one transaction: catalogue changes only."""
+    table = _qi(s.table)
+    out = [f"ALTER TABLE {table} {', '.join(f'DROP COLUMN {_qi(c.column)}' for c in s.columns)}"]
+    out.append(f"DROP TRIGGER {_qi(s.trigger)} ON {table}")
+    out.append(f"DROP FUNCTION {s.function()}()")
+    out += [
+        f"ALTER TABLE {table} RENAME COLUMN {_qi(c.shadow)} TO {_qi(c.column)}" for c in s.columns
+    ]
+    # SET NOT NULL while the validated CHECK (shadow IS NOT NULL) is still there, so it is
+    # proved without a scan; the check goes in a statement after it (in the same ALTER TABLE,
+    # PostgreSQL would drop it first, then scan the table under the lock).
+    after = []
+    for c in s.columns:
+        if not c.nullable:
+            after.append(f"ALTER COLUMN {_qi(c.column)} SET NOT NULL")
+        if c.default is not None:
+            after.append(f"ALTER COLUMN {_qi(c.column)} SET DEFAULT {c.default}")
+    if after:
+        out.append(f"ALTER TABLE {table} {', '.join(after)}")
+    helpers = [f"DROP CONSTRAINT {_qi(s.notnull(c))}" for c in s.columns if not c.nullable]
+    if helpers:
+        out.append(f"ALTER TABLE {table} {', '.join(helpers)}")
+    out += [f"ALTER INDEX {_qi(shadow)} RENAME TO {_qi(i)}" for i, (shadow, _) in s.indexes.items()]
+    return out
+
+
+def run(connection: Connection, spec: Spec) -> str:
+    """Every phase not done yet; returns how the table was converted."""
+    r = _Run(connection, spec)
+    r.loop.begin()
+    r.loop.ensure()
+    r.sql("COMMIT")
+    r.undo_other()
+    if r.converted():
+        r._forget(spec.direction)
+        return "already converted"
+    if not r.expanded():
+        if r.blocking_if_empty():
+            r._forget(spec.direction)
+            return "blocking ALTER (empty table)"
+        r._forget(spec.direction)  # a new expand starts a new backfill
+        r.expand()
+    r.backfill()
+    r.prepare()
+    r.contract()
+    return "online"
+
+
+def online_type_change(
+    op: Any,
+    script_file: str,
+    direction: str,
+    *,
+    table: str,
+    key: list[str],
+    columns: list[dict[str, Any]],
+    checks: dict[str, str],
+    indexes: dict[str, tuple[str, str]],
+    blocking: str,
+) -> None:
+    """What a rendered online_type_change unit calls, inside its autocommit block."""
+    change = Path(script_file).stem
+    spec = Spec(
+        change,
+        direction,
+        table,
+        tuple(key),
+        tuple(OnlineColumn(**c) for c in columns),
+        dict(checks),
+        {k: (v[0], v[1]) for k, v in indexes.items()},
+        blocking,
+    )
+    if runtime._offline(op):
+        _plan(op, spec)
+        return
+    connection: Connection = op.get_bind()
+    connection.info["schemagen.batches"] = (
+        f"online type change of {table}: phases committed one by one (progress in "
+        f"{batches.SCHEMA}.{batches.PROGRESS}, {change} {spec.step} {direction})"
+    )
+    try:
+        with runtime.step(change, f"online type change of {table}", "postgresql") as record:
+            record.extra.update(path=run(connection, spec))
+        connection.info.setdefault("schemagen.backfills", {})[(change, spec.step, direction)] = (
+            spec.progress_spec()
+        )
+    finally:
+        connection.info.pop("schemagen.batches", None)
+
+
+def _plan(op: Any, spec: Spec) -> None:
+    """The phases with their locks, and the DDL each runs (printed as it would run)."""
+
+    def note(text: str) -> None:
+        runtime._note(op, text)
+
+    def out(statements: list[str]) -> None:
+        for statement in statements:
+            op.get_context().impl.static_output(f"{statement};\n")
+
+    cols = ", ".join(f"{c.column} -> {c.type}" for c in spec.columns)
+    note(f"online type change of {spec.table} ({cols}); a table with no row takes instead:")
+    for line in spec.blocking.splitlines():
+        note(f"    {line}")
+    note(
+        "phase expand [ACCESS EXCLUSIVE, brief, catalogue only; lock_timeout, retried]: "
+        "shadow columns, NOT VALID checks, a trigger keeping each shadow converted"
+    )
+    out(expand_sql(spec))
+    keys = ", ".join(spec.key)
+    note(
+        f"phase backfill [ROW EXCLUSIVE per batch]: keyset batches on ({keys}), size adapted "
+        f"to {TARGET_BATCH_S * 1000:.0f} ms, each its own transaction: fit check, UPDATE "
+        f"{spec.table} SET "
+        + ", ".join(f"{c.shadow} = {c.using}" for c in spec.columns)
+        + ", drift check row by row; progress in "
+        f"{batches.SCHEMA}.{batches.PROGRESS} ({spec.change}, {spec.step})"
+    )
+    note("phase prepare [SHARE UPDATE EXCLUSIVE]: shadow indexes CONCURRENTLY, VALIDATE")
+    out(prepare_sql(spec))
+    note(
+        "phase contract [ACCESS EXCLUSIVE, brief, catalogue only; lock_timeout, retried]: "
+        "one transaction, proved by the finished backfill and the trigger (no scan)"
+    )
+    out(contract_sql(spec))
+
+
+def progress(connection: Connection) -> list[dict[str, Any]]:
+    """Online changes in their backfill phase (for `schemagen status`)."""
+    table = f"{batches.SCHEMA}.{batches.PROGRESS}"
+    if not connection.exec_driver_sql(f"SELECT to_regclass('{table}')").scalar():
+        return []
+    sql = (
+        "SELECT change_name, step, direction, last_key, batches, rows_done, done "
+        f"FROM {table} WHERE step LIKE 'online_%' ORDER BY change_name, step"
+    )
+    rows = connection.exec_driver_sql(runtime._driver_sql(connection, sql)).fetchall()
+    return [
+        {
+            "change": r[0],
+            "table": r[1][len("online_") :],
+            "direction": r[2],
+            "last_key": json.loads(r[3]) if r[3] else None,
+            "batches": r[4],
+            "rows": r[5],
+            "phase": "backfill finished" if r[6] else "backfill running",
+        }
+        for r in rows
+    ]
