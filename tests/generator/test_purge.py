@@ -107,7 +107,11 @@ def test_a_downgrade_past_a_purge_refuses_and_changes_nothing(
     migrate.upgrade(out_dir, url, "head")
     tables = set(inspect_schema(db_url))
     assert tables == {"items"}
-    assert [c[0] for c in inspect_schema(db_url)["items"]["columns"]] == ["id", "note", "extra"]
+    assert [c[0] for c in inspect_schema(db_url, by_name=False)["items"]["columns"]] == [
+        "id",
+        "note",
+        "extra",
+    ]
     execute(db_url, "INSERT INTO items (id, note, extra) VALUES (3, 'c', 7)")
     head = inspect_schema(db_url)
     with pytest.raises(runtime.Irreversible) as info:

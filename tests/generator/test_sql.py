@@ -168,7 +168,7 @@ def test_sql_that_alters_the_modelled_schema_is_refused(db_url: str, tmp_path: P
     migrate.upgrade(out_dir, url, "0000")
     with pytest.raises(runtime.CheckFailed, match=r"accounts\.columns"):
         migrate.upgrade(out_dir, url, "head")
-    assert [c[0] for c in inspect_schema(db_url)["accounts"]["columns"]] == [
+    assert [c[0] for c in inspect_schema(db_url, by_name=False)["accounts"]["columns"]] == [
         "id",
         "balance",
         "status",
