@@ -286,6 +286,17 @@ class Resolver:
             )
         return column
 
+    def table_column(
+        self, table: str, column: str, problems: list[Problem]
+    ) -> tuple[WorkTable, Column] | None:
+        """The table and column an operation's ``table`` and ``column`` fields name, or None
+        with the problem (at the field that names what is missing)."""
+        work = self.table(table, ("table",), problems)
+        if work is None:
+            return None
+        found = self.column(work, column, ("column",), problems)
+        return None if found is None else (work, found)
+
     def check_enum(self, type_: SqlType, path: Path, problems: list[Problem]) -> None:
         """An enum type's name names one set of labels, in every column of the schema (and on
         PostgreSQL it must not be a table's or an index's name: types share their names)."""

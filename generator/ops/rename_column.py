@@ -42,12 +42,10 @@ class RenameColumn(OperationSpec):
 
     def resolve(self, r: Resolver) -> tuple[list[Step], list[Problem]]:
         problems: list[Problem] = []
-        table = r.table(self.table, ("table",), problems)
-        if table is None:
+        found = r.table_column(self.table, self.column, problems)
+        if found is None:
             return [], problems
-        column = r.column(table, self.column, ("column",), problems)
-        if column is None:
-            return [], problems
+        table, column = found
         if self.to == self.column:
             problems.append((("to",), f"column {self.table}.{self.column} is already named so"))
         elif table.column(self.to) is not None:

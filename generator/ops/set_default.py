@@ -53,12 +53,10 @@ class SetDefault(OperationSpec):
 
     def resolve(self, r: Resolver) -> tuple[list[Step], list[Problem]]:
         problems: list[Problem] = []
-        table = r.table(self.table, ("table",), problems)
-        if table is None:
+        found = r.table_column(self.table, self.column, problems)
+        if found is None:
             return [], problems
-        column = r.column(table, self.column, ("column",), problems)
-        if column is None:
-            return [], problems
+        _, column = found
         if column.identity:
             problems.append(
                 (

@@ -61,12 +61,10 @@ class SetNullable(OperationSpec):
 
     def resolve(self, r: Resolver) -> tuple[list[Step], list[Problem]]:
         problems: list[Problem] = []
-        table = r.table(self.table, ("table",), problems)
-        if table is None:
+        found = r.table_column(self.table, self.column, problems)
+        if found is None:
             return [], problems
-        column = r.column(table, self.column, ("column",), problems)
-        if column is None:
-            return [], problems
+        table, column = found
         if column.nullable == self.nullable:
             now = "nullable" if self.nullable else "NOT NULL"
             problems.append((("nullable",), f"{self.table}.{self.column} is already {now}"))

@@ -75,12 +75,10 @@ class WidenKey(OperationSpec):
 
     def resolve(self, r: Resolver) -> tuple[list[Step], list[Problem]]:
         problems: list[Problem] = []
-        table = r.table(self.table, ("table",), problems)
-        if table is None:
+        found = r.table_column(self.table, self.column, problems)
+        if found is None:
             return [], problems
-        column = r.column(table, self.column, ("column",), problems)
-        if column is None:
-            return [], problems
+        table, column = found
         old, new = parse_type(self.from_), parse_type(self.to)
         if column.type != old:
             problems.append(
