@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import gc
 import json
 import logging
 import os
@@ -265,15 +264,8 @@ def _load(project: Project, use_cache: bool = True) -> dict[str, str]:
 @click.pass_context
 def generate(ctx: click.Context, check: bool, no_cache: bool) -> None:
     """Render every spec under changes/ into generated_migrations/ (or the configured paths)."""
-    # A render allocates a few hundred thousand small objects, nearly none in a cycle: at the
-    # default threshold (700) the collector ran some 300 times over the growing heap, a
-    # tenth of a cold check over 500 changes. Restored after (CliRunner runs in-process).
-    threshold = gc.get_threshold()
-    gc.set_threshold(50_000, 20, 20)
-    try:
+    with files.few_collections():
         _generate(ctx, check, no_cache)
-    finally:
-        gc.set_threshold(*threshold)
 
 
 def _generate(ctx: click.Context, check: bool, no_cache: bool) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from generator.files import few_collections
 from generator.load import load_changes
 
 BASE = """\
@@ -51,17 +52,15 @@ def cpu_seconds_to_load(root: Path, operations: int, runs: int = 3) -> float:
     # The objects earlier tests left in this (xdist worker) process are frozen out of the
     # collector's reach: a full collection would walk them all, growing with the worker's heap,
     # not with the spec (in the full suite that made 8k look 15x 1k; alone it is about 8x).
-    # And the collector runs at the threshold `schemagen generate` sets (generator/cli.py):
-    # at the default one its full collections over the growing heap of the load itself made
-    # 8k look 12-15x 1k on an 8x algorithm.
+    # And the collector runs as `schemagen generate` runs it (files.few_collections): at the
+    # default threshold its full collections over the load's own growing heap made 8k look
+    # 12-15x 1k on an 8x algorithm.
     gc.collect()
     gc.freeze()
-    threshold = gc.get_threshold()
-    gc.set_threshold(50_000, 20, 20)
     try:
-        return _median_load(changes, operations, runs)
+        with few_collections():
+            return _median_load(changes, operations, runs)
     finally:
-        gc.set_threshold(*threshold)
         gc.unfreeze()
 
 
