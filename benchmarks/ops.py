@@ -5,8 +5,9 @@ it rewrites the table).
 
 One scratch project, one change per operation (``HISTORY``, in an order that lets each apply:
 the drops after the adds, purge after drop_column), rendered by the generator and run through
-``generator.migrate`` (checks, locks and retries included) while a thread INSERTs one row at a
-time into the table (autocommit, psycopg), every INSERT timed. The same loop runs for
+``generator.migrate`` (checks, locks and retries included) while a process of its own INSERTs
+one row at a time into the table (autocommit, psycopg), every INSERT timed, and samples how long
+its backend waited on a lock (``pg_stat_activity``). The same loop runs for
 ``migrate_idle_s`` before each change with no migration: the idle reference of the machine.
 Each round builds a fresh database; the medians of the rounds are reported.
 
@@ -16,6 +17,7 @@ code that knows both names does, lint SG110); after ``drop_table`` its INSERTs f
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 import statistics
 import tempfile
@@ -128,17 +130,23 @@ def project(tmp: Path) -> tuple[list[Any], Path]:
 
 
 class Writer:
-    """Single-row INSERTs, one at a time, each timed, until stopped."""
+    """Single-row INSERTs, one at a time, each timed, in a process of their own (so the
+    migration's Python work in this process never delays them: no shared interpreter lock),
+    with a second connection there sampling the writer's backend in ``pg_stat_activity``: the
+    longest span it waited on a lock (``wait_event_type = 'Lock'``), which a busy machine's
+    scheduling does not lengthen. One process per round, told to run and stop by a pipe."""
 
     def __init__(self, dsn: str, next_id: int) -> None:
-        self.dsn = dsn
-        self.next_id = next_id
-        self.table = "t"
+        ctx = multiprocessing.get_context("spawn")
+        self._pipe, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_writer_process, args=(dsn, next_id, child), daemon=True)
+        self._proc.start()
+        if self._pipe.recv() != "ready":  # pragma: no cover - the child failed to connect
+            raise RuntimeError("the ops writer process did not start")
 
-    def longest_ms(self, run: Callable[[], None] | None, idle_s: float) -> float:
-        stop, samples = threading.Event(), list[float]()
-        thread = threading.Thread(target=self._loop, args=(stop, samples))
-        thread.start()
+    def measure(self, run: Callable[[], None] | None, idle_s: float) -> tuple[float, float]:
+        """(longest INSERT, longest lock wait) in ms while ``run`` runs (or ``idle_s``)."""
+        self._pipe.send("go")
         try:
             if run is None:
                 time.sleep(idle_s)
@@ -147,26 +155,68 @@ class Writer:
                 run()
                 time.sleep(0.2)
         finally:
-            stop.set()
-            thread.join()
-        return max(samples) * 1000 if samples else 0.0
+            self._pipe.send("stop")
+        longest, lock_wait = self._pipe.recv()
+        return float(longest) * 1000, float(lock_wait) * 1000
 
-    def _loop(self, stop: threading.Event, out: list[float]) -> None:
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            while not stop.is_set():
-                self.next_id += 1
+    def close(self) -> None:
+        self._pipe.send("exit")
+        self._proc.join(30)
+
+
+def _writer_process(dsn: str, next_id: int, pipe: Any) -> None:
+    table = "t"
+    with (
+        psycopg.connect(dsn, autocommit=True) as conn,
+        psycopg.connect(dsn, autocommit=True) as watch,
+    ):
+        pid = conn.info.backend_pid
+        pipe.send("ready")
+        while (msg := pipe.recv()) != "exit":
+            if msg != "go":
+                continue
+            stop = threading.Event()
+            waits: list[float] = []
+            sampler = threading.Thread(target=_lock_waits, args=(watch, pid, stop, waits))
+            sampler.start()
+            samples: list[float] = []
+            while not pipe.poll():
+                next_id += 1
                 start = time.perf_counter()
                 try:
                     conn.execute(
-                        f'INSERT INTO "{self.table}" (id, code) VALUES (%s, %s)',
-                        (self.next_id, f"n{self.next_id}"),
+                        f'INSERT INTO "{table}" (id, code) VALUES (%s, %s)',
+                        (next_id, f"n{next_id}"),
                     )
                 except psycopg.errors.UndefinedTable:
-                    out.append(time.perf_counter() - start)
-                    self.table = "t_renamed" if self.table == "t" else "t"
+                    samples.append(time.perf_counter() - start)
+                    table = "t_renamed" if table == "t" else "t"
                     time.sleep(0.001)
                     continue
-                out.append(time.perf_counter() - start)
+                samples.append(time.perf_counter() - start)
+            pipe.recv()  # "stop"
+            stop.set()
+            sampler.join()
+            pipe.send((max(samples, default=0.0), max(waits, default=0.0)))
+
+
+def _lock_waits(
+    watch: psycopg.Connection[Any], pid: int, stop: threading.Event, out: list[float]
+) -> None:
+    """Spans during which backend ``pid`` waited on a heavyweight lock, polled back to back."""
+    since: float | None = None
+    while not stop.is_set():
+        row = watch.execute(
+            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", (pid,)
+        ).fetchone()
+        now = time.perf_counter()
+        if row is not None and row[0]:
+            since = now if since is None else since
+        elif since is not None:
+            out.append(now - since)
+            since = None
+    if since is not None:
+        out.append(time.perf_counter() - since)
 
 
 def _round(pg_url: str, s: Settings, progress: Progress, label: str) -> list[dict[str, Any]]:
@@ -192,36 +242,53 @@ def _round(pg_url: str, s: Settings, progress: Progress, label: str) -> list[dic
             raw.execute("VACUUM ANALYZE t")
         writer = Writer(dsn, rows + 10)
         cases = []
-        for change, (op, _) in zip(changes[1:], HISTORY, strict=True):
-            progress.step(f"ops {label}: {op}")
-            idle = writer.longest_ms(None, s.migrate_idle_s)
-            took = [0.0]
-
-            def up(revision: str = change.revision, took: list[float] = took) -> None:
-                start = time.perf_counter()
-                migrate.upgrade(out, url, revision)
-                took[0] = time.perf_counter() - start
-
-            during = writer.longest_ms(up, s.migrate_idle_s)
-            rewrites = any(
-                u.risk("postgresql").rewrites
-                for u in plan(change.steps, change.before, "postgresql")
-            )
-            cases.append(
-                {
-                    "op": op,
-                    "rewrites": rewrites,
-                    "idle_ms": idle,
-                    "blocked_ms": during,
-                    "upgrade_s": took[0],
-                }
-            )
+        try:
+            cases = _cases(changes, out, url, writer, s, progress, label)
+        finally:
+            writer.close()
         return cases
     finally:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _cases(
+    changes: list[Any],
+    out: Path,
+    url: sa.URL,
+    writer: Writer,
+    s: Settings,
+    progress: Progress,
+    label: str,
+) -> list[dict[str, Any]]:
+    cases = []
+    for change, (op, _) in zip(changes[1:], HISTORY, strict=True):
+        progress.step(f"ops {label}: {op}")
+        idle, _ = writer.measure(None, s.migrate_idle_s)
+        took = [0.0]
+
+        def up(revision: str = change.revision, took: list[float] = took) -> None:
+            start = time.perf_counter()
+            migrate.upgrade(out, url, revision)
+            took[0] = time.perf_counter() - start
+
+        during, lock_wait = writer.measure(up, s.migrate_idle_s)
+        rewrites = any(
+            u.risk("postgresql").rewrites for u in plan(change.steps, change.before, "postgresql")
+        )
+        cases.append(
+            {
+                "op": op,
+                "rewrites": rewrites,
+                "idle_ms": idle,
+                "blocked_ms": during,
+                "lock_wait_ms": lock_wait,
+                "upgrade_s": took[0],
+            }
+        )
+    return cases
 
 
 def run(s: Settings, progress: Progress, pg_url: str) -> dict[str, Any]:
@@ -235,7 +302,7 @@ def run(s: Settings, progress: Progress, pg_url: str) -> dict[str, Any]:
     for i, (op, _) in enumerate(HISTORY):
         samples = [r[i] for r in rounds]
         blocked = [c["blocked_ms"] for c in samples]
-        median = statistics.median(blocked)
+        median = round(statistics.median(blocked), 1)
         rewrites = samples[0]["rewrites"]
         cases.append(
             {
@@ -247,6 +314,10 @@ def run(s: Settings, progress: Progress, pg_url: str) -> dict[str, Any]:
                 "median_idle_ms": round(statistics.median(c["idle_ms"] for c in samples), 1),
                 "median_blocked_ms": round(median, 1),
                 "median_upgrade_s": round(statistics.median(c["upgrade_s"] for c in samples), 2),
+                "lock_wait_ms": [round(c["lock_wait_ms"], 1) for c in samples],
+                "median_lock_wait_ms": round(
+                    statistics.median(c["lock_wait_ms"] for c in samples), 1
+                ),
                 "ok": rewrites or median <= LIMIT_MS,
             }
         )

@@ -865,6 +865,7 @@ def ops_table(result: dict[str, Any]) -> str:
                 f"{c['median_idle_ms']:.1f}",
                 f"{c['median_blocked_ms']:.1f}",
                 " / ".join(f"{x:.1f}" for x in c["blocked_ms"]),
+                f"{c['median_lock_wait_ms']:.1f}" if "median_lock_wait_ms" in c else "",
                 f"{c['median_upgrade_s']:.2f}",
                 verdict,
             ]
@@ -875,10 +876,11 @@ def ops_table(result: dict[str, Any]) -> str:
         "idle: longest INSERT (ms)",
         "during the upgrade (ms)",
         "rounds (ms)",
+        "of it waiting on a lock (ms)",
         "upgrade (s)",
         "verdict",
     ]
-    return _table(header, rows, "llrrrrl")
+    return _table(header, rows, "llrrrrrl")
 
 
 def ops_section(result: dict[str, Any]) -> str:
@@ -886,9 +888,12 @@ def ops_section(result: dict[str, Any]) -> str:
     out.append(
         "`benchmarks/ops.py` (`--suite ops`): one change per operation of the registry, run "
         "in order through `generator.migrate` (its checks, lock timeouts and retries included) "
-        f"on a table of {result['rows']:,} rows, while a thread INSERTs one row at a time into "
-        "it (autocommit); the longest INSERT during each upgrade is the longest a writer was "
-        "blocked. *idle* is the same loop for the same time with no migration, just before: "
+        f"on a table of {result['rows']:,} rows, while a process of its own INSERTs one row at "
+        "a time into it (autocommit); the longest INSERT during each upgrade is the longest a "
+        "writer was blocked, and *waiting on a lock* the longest span its backend showed "
+        "`wait_event_type = 'Lock'` in `pg_stat_activity` (sampled back to back from a second "
+        "connection; the part of the delay that is the migration's locks, not the machine's "
+        "scheduling). *idle* is the same loop for the same time with no migration, just before: "
         "the machine's own noise. A fresh database per round; medians of "
         f"{result['rounds']} round(s). The goal: at most {result['limit_ms']:.0f} ms "
         "for every operation whose risk is not a rewrite. The writer follows `rename_table` "

@@ -3,9 +3,12 @@ under a single-row INSERT loop on PostgreSQL; the report's table and verdicts.""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import psycopg
 import pytest
+import sqlalchemy as sa
 from conftest import pg_url_for
 
 from benchmarks import ops, report
@@ -31,6 +34,32 @@ def test_quick_run_measures_every_operation(pg_database: str) -> None:
     # a catalogue change and a concurrent build: no rewrite by the risk model
     by_op = {c["op"]: c for c in cases}
     assert not by_op["add_column"]["rewrites"] and not by_op["create_index"]["rewrites"]
+
+
+@pytest.mark.db
+def test_the_writer_times_inserts_apart_and_sees_a_lock_wait(pg_database: str) -> None:
+    """The writer process's longest INSERT includes a lock another session holds for 0.4 s,
+    and its sampler attributes that span to a lock wait; idle, there is none."""
+    url = sa.make_url(pg_url_for(pg_database))
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id bigint PRIMARY KEY, code text)")
+    writer = ops.Writer(dsn, 1)
+    try:
+        idle, idle_wait = writer.measure(None, 0.3)
+
+        def hold() -> None:
+            with psycopg.connect(dsn) as other:
+                other.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+                time.sleep(0.4)
+
+        during, wait = writer.measure(hold, 0.0)
+    finally:
+        writer.close()
+    assert idle_wait == 0.0 and idle < 300
+    assert during >= 380 and 300 <= wait <= during + 50
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] > 2  # type: ignore[index]
 
 
 def _case(op: str, blocked: float, rewrites: bool = False) -> dict[str, Any]:
