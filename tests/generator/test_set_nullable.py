@@ -343,3 +343,44 @@ def test_postgresql_fill_under_a_live_writer_of_nulls(pg_database: str, tmp_path
     for i, q in restored.items():
         if i not in made_null:  # untouched: the rows before, the writer's own values
             assert q == (before[i] if i in before else writer.values[i]), i
+
+
+@pytest.mark.db
+def test_postgresql_an_upgrade_failing_after_the_trigger_is_undone_by_the_downgrade(
+    pg_database: str, tmp_path: Path
+) -> None:
+    """The upgrade fails at VALIDATE, after its trigger and fill have committed: the trigger
+    stays (writes of NULL go on succeeding, filled); the downgrade drops it first, then sets
+    back to NULL the rows kept, the fill's and the trigger's."""
+    db_url = pg_url_for(pg_database)
+    root = tmp_path / "project"
+    _fill_project(root)
+    _, out = render_project(root, tmp_path)
+    url = sa.make_url(db_url)
+    migrate.upgrade(out, url, "0000")
+    execute(db_url, "INSERT INTO t (id, qty) VALUES (1, NULL), (2, 0), (3, 4)")
+
+    def fail_at_validate(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "VALIDATE CONSTRAINT" in statement:
+            raise RuntimeError("killed at VALIDATE")
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", fail_at_validate)
+    try:
+        with pytest.raises(RuntimeError, match="killed at VALIDATE"):
+            migrate.upgrade(out, url, "head")
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", fail_at_validate)
+    seen = "SELECT id, qty FROM t ORDER BY id"
+    assert rows(db_url, seen) == [(1, 0), (2, 0), (3, 4)]
+    execute(
+        db_url, "INSERT INTO t (id, qty) VALUES (4, NULL)", "UPDATE t SET qty = NULL WHERE id = 3"
+    )
+    assert rows(db_url, seen) == [(1, 0), (2, 0), (3, 0), (4, 0)]  # the trigger, still there
+    migrate.downgrade(out, url, "0000")
+    assert rows(db_url, seen) == [(1, None), (2, 0), (3, None), (4, None)]
+    assert rows(db_url, "SELECT count(*) FROM pg_trigger WHERE left(tgname, 7) = 'filled_'") == [
+        (0,)
+    ]
+    execute(db_url, "INSERT INTO t (id, qty) VALUES (5, NULL)")  # no trigger, no check left
+    migrate.upgrade(out, url, "head")
+    assert rows(db_url, seen) == [(1, 0), (2, 0), (3, 0), (4, 0), (5, 0)]

@@ -429,12 +429,17 @@ def _downgrade_postgresql() -> None:
     # DROP NOT NULL commits by itself (a brief ACCESS EXCLUSIVE), so the change's transaction
     # holds no ACCESS EXCLUSIVE lock of it while the kept rows are set back to NULL (row locks;
     # row changes stay in the change's transaction, where the runner counts them). The fill's
-    # trigger first, if an interrupted upgrade left it: it would fill what is set back to NULL.
+    # trigger first, if an interrupted upgrade left it: it would fill what is set back to NULL;
+    # and its NOT VALID check, which would refuse the NULLs.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
         op.execute(sa.text('DROP TRIGGER IF EXISTS "filled_0002_users_name" ON "users"'))
         op.execute(sa.text('DROP FUNCTION IF EXISTS schemagen."filled_0002_users_name"()'))
-        op.execute(sa.text('ALTER TABLE "users" ALTER COLUMN "name" DROP NOT NULL'))
+        op.execute(
+            sa.text(
+                'ALTER TABLE "users" DROP CONSTRAINT IF EXISTS "users_name_notnull", ALTER COLUMN "name" DROP NOT NULL'
+            )
+        )
     op.execute(
         sa.text(
             'UPDATE "users" SET "name" = NULL\n'
