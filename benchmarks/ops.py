@@ -167,9 +167,10 @@ class Writer:
     In a process of its own (``process=True``, the suite's way): a thread of the process that
     runs the migration shares its interpreter lock, and psycopg converts a result (a
     backfill batch's 10,000 keys) without releasing it, so on a loaded machine the thread's
-    INSERT waited for the migration's Python code, not for the database: up to 0.68 s with
-    no lock wait and the server done in under 20 ms (benchmarks/experiments/ops_blockers.py).
-    ``process=False``: the thread, for comparison."""
+    INSERT waited for the migration's Python code, not for the database: during backfill,
+    INSERTs of 0.6-1.6 s right after a batch's SELECT of its keys, with no lock wait and the
+    server's own time, commit included, under 30 ms (benchmarks/experiments/ops_blockers.py,
+    load 10-17). ``process=False``: the thread, for comparison."""
 
     def __init__(self, dsn: str, next_id: int, process: bool = True) -> None:
         self.dsn = dsn

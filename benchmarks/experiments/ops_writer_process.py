@@ -3,8 +3,8 @@ process of its own (now), rounds alternating in one run, for a few cases of ``op
 
 A thread shares the interpreter lock with the migration's Python code (psycopg converts a
 result without releasing it), so it can measure its own process rather than the database:
-benchmarks/experiments/ops_blockers.py found backfill INSERTs of 0.6-0.7 s with no lock wait
-and the server done in under 20 ms.
+benchmarks/experiments/ops_blockers.py found backfill INSERTs of 0.6-1.6 s with no lock wait
+and the server's own time, commit included, under 30 ms.
 
     python -m benchmarks.experiments.ops_writer_process [--rows N] [--rounds R] CASE...
 """
