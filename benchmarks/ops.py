@@ -57,8 +57,12 @@ operations:
       - {name: qty, type: integer, nullable: true}
       - {name: code, type: varchar(16), nullable: true}
       - {name: note, type: text, nullable: true}
+      - {name: status, type: text, nullable: true}
 """
-# (operation, the change's operation in YAML); every operation of generator.ops once
+# An operation measured twice: the label of its second case (the table's row).
+ENUM_CASE = "alter_column_type (text to enum)"
+# (operation, the change's operation in YAML); every operation of generator.ops, and
+# ENUM_CASE
 HISTORY: list[tuple[str, str]] = [
     (
         "create_table",
@@ -87,6 +91,13 @@ HISTORY: list[tuple[str, str]] = [
         "alter_column_type",
         "{op: alter_column_type, table: t, column: code, from: varchar(16), to: varchar(32)}",
     ),
+    # an enum type change: text -> enum converts every value, online on PostgreSQL (shadow
+    # column, trigger, batches, a short contract), which rewrites no table: held to the limit
+    (
+        ENUM_CASE,
+        "{op: alter_column_type, table: t, column: status, from: text, "
+        "to: 'enum(t_status: new, paid, shipped)'}",
+    ),
     (
         "backfill",
         "{op: backfill, table: t, set: {qty: 'coalesce(qty, 0)'}, where: qty IS NULL, "
@@ -108,9 +119,29 @@ HISTORY: list[tuple[str, str]] = [
     ("drop_table", "{op: drop_table, table: t_renamed}"),
 ]
 ACKNOWLEDGE = (
-    "acknowledge: {SG102: benchmark, SG107: benchmark, SG110: benchmark, SG112: benchmark, "
+    "acknowledge: {SG102: benchmark, SG103: benchmark, SG107: benchmark, SG110: benchmark, "
+    "SG112: benchmark, "
     "SG113: benchmark, SG120: benchmark}\n"
 )
+
+
+def change_id(label: str) -> str:
+    """A case's label as a change id: ``alter_column_type (text to enum)`` ->
+    ``alter_column_type_text_to_enum``."""
+    return "_".join("".join(c if c.isalnum() else " " for c in label).split())
+
+
+def prefill(raw: psycopg.Connection[Any], rows: int) -> None:
+    """The parents and ``rows`` rows of ``t`` (1% NULL qty; status one of the enum's labels),
+    vacuumed and analysed."""
+    raw.execute("INSERT INTO parents SELECT g FROM generate_series(1, 1000) g")
+    raw.execute(
+        "INSERT INTO t SELECT g, 1 + g %% 1000, CASE WHEN g %% 100 = 0 THEN NULL "
+        "ELSE g %% 50 END, 'c' || g, 'note ' || g, "
+        "(ARRAY['new', 'paid', 'shipped'])[1 + g %% 3] FROM generate_series(1, %s) g",
+        (rows,),
+    )
+    raw.execute("VACUUM ANALYZE t")
 
 
 def project(tmp: Path) -> tuple[list[Any], Path]:
@@ -118,9 +149,10 @@ def project(tmp: Path) -> tuple[list[Any], Path]:
     changes_dir = tmp / "changes"
     changes_dir.mkdir()
     (changes_dir / "0000_base.yaml").write_text(BASE)
-    for i, (name, op) in enumerate(HISTORY, 1):
+    for i, (label, op) in enumerate(HISTORY, 1):
+        name = change_id(label)
         (changes_dir / f"{i:04d}_{name}.yaml").write_text(
-            f"id: {name}\ndescription: {name}\n{ACKNOWLEDGE}operations:\n  - {op}\n"
+            f"id: {name}\ndescription: {label}\n{ACKNOWLEDGE}operations:\n  - {op}\n"
         )
     changes = load_changes(changes_dir, display_base=tmp)
     out = tmp / "generated_migrations"
@@ -130,74 +162,131 @@ def project(tmp: Path) -> tuple[list[Any], Path]:
 
 
 class Writer:
-    """Single-row INSERTs, one at a time, each timed, in a process of their own (so the
-    migration's Python work in this process never delays them: no shared interpreter lock),
-    with a second connection there sampling the writer's backend in ``pg_stat_activity``: the
-    longest span it waited on a lock (``wait_event_type = 'Lock'``), which a busy machine's
-    scheduling does not lengthen. One process per round, told to run and stop by a pipe."""
+    """Single-row INSERTs, one at a time, each timed, until stopped, with a second connection
+    sampling the writer's backend in ``pg_stat_activity``: the longest span it waited on a
+    heavyweight lock (``wait_event_type = 'Lock'``), which a busy machine's scheduling does not
+    lengthen.
 
-    def __init__(self, dsn: str, next_id: int) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self._pipe, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_writer_process, args=(dsn, next_id, child), daemon=True)
-        self._proc.start()
-        if self._pipe.recv() != "ready":  # pragma: no cover - the child failed to connect
-            raise RuntimeError("the ops writer process did not start")
+    In a process of its own (``process=True``, the suite's way): a thread of the process that
+    runs the migration shares its interpreter lock, and psycopg converts a result (a
+    backfill batch's 10,000 keys) without releasing it, so on a loaded machine the thread's
+    INSERT waited for the migration's Python code, not for the database: during backfill,
+    INSERTs of 0.6-1.6 s right after a batch's SELECT of its keys, with no lock wait and the
+    server's own time, commit included, under 30 ms (benchmarks/experiments/ops_blockers.py,
+    load 10-17). ``process=False``: a thread, for comparison."""
 
-    def measure(self, run: Callable[[], None] | None, idle_s: float) -> tuple[float, float]:
-        """(longest INSERT, longest lock wait) in ms while ``run`` runs (or ``idle_s``)."""
-        self._pipe.send("go")
-        try:
-            if run is None:
-                time.sleep(idle_s)
-            else:
-                time.sleep(0.2)
-                run()
-                time.sleep(0.2)
-        finally:
-            self._pipe.send("stop")
-        longest, lock_wait = self._pipe.recv()
-        return float(longest) * 1000, float(lock_wait) * 1000
+    def __init__(self, dsn: str, next_id: int, process: bool = True) -> None:
+        self.dsn = dsn
+        self.next_id = next_id
+        self.process: Any = None
+        if process:
+            ctx = multiprocessing.get_context("spawn")
+            self.pipe, child = ctx.Pipe()
+            self.process = ctx.Process(
+                target=_writer_process, args=(dsn, next_id, child), daemon=True
+            )
+            self.process.start()
+            if self.pipe.recv() != "ready":  # pragma: no cover - the child failed to connect
+                raise RuntimeError("the ops writer process did not start")
 
     def close(self) -> None:
-        self._pipe.send("exit")
-        self._proc.join(30)
+        if self.process is not None:
+            self.pipe.send("exit")
+            self.process.join(timeout=30)
+            self.process = None
+
+    def measure(self, run: Callable[[], None] | None, idle_s: float) -> tuple[float, float]:
+        """(longest INSERT, longest lock wait) in ms while ``run`` runs (or for ``idle_s``)."""
+        if self.process is not None:
+            self.pipe.send("run")
+            try:
+                _run_or_idle(run, idle_s)
+            finally:
+                self.pipe.send("stop")
+            longest, lock_wait = self.pipe.recv()
+            return float(longest) * 1000, float(lock_wait) * 1000
+        stop, out = threading.Event(), [0.0, 0.0]
+        thread = threading.Thread(target=self._loop, args=(stop, out))
+        thread.start()
+        try:
+            _run_or_idle(run, idle_s)
+        finally:
+            stop.set()
+            thread.join()
+        return out[0] * 1000, out[1] * 1000
+
+    def _loop(self, stop: threading.Event, out: list[float]) -> None:
+        with (
+            psycopg.connect(self.dsn, autocommit=True) as conn,
+            psycopg.connect(self.dsn, autocommit=True) as watch,
+        ):
+            self.next_id, out[0], out[1] = _write_until(conn, watch, self.next_id, stop.is_set)
+
+
+def _run_or_idle(run: Callable[[], None] | None, idle_s: float) -> None:
+    if run is None:
+        time.sleep(idle_s)
+    else:
+        time.sleep(0.2)
+        run()
+        time.sleep(0.2)
+
+
+def _insert(conn: psycopg.Connection[Any], next_id: int, table: list[str]) -> float:
+    """One timed INSERT into ``table[0]`` (``t``, or ``t_renamed`` once rename_table ran):
+    after ``rename_table``/``drop_table`` the other name next time."""
+    start = time.perf_counter()
+    try:
+        conn.execute(
+            f'INSERT INTO "{table[0]}" (id, code) VALUES (%s, %s)', (next_id, f"n{next_id}")
+        )
+    except psycopg.errors.UndefinedTable:
+        took = time.perf_counter() - start
+        table[0] = "t_renamed" if table[0] == "t" else "t"
+        time.sleep(0.001)
+        return took
+    except psycopg.Error:  # refused (a constraint): timed like any other, the loop goes on
+        took = time.perf_counter() - start
+        time.sleep(0.001)
+        return took
+    return time.perf_counter() - start
+
+
+def _write_until(
+    conn: psycopg.Connection[Any],
+    watch: psycopg.Connection[Any],
+    next_id: int,
+    stopped: Callable[[], bool],
+) -> tuple[int, float, float]:
+    """INSERTs until ``stopped()``, a sampler thread watching their lock waits; returns the
+    next id, the longest INSERT and the longest lock wait (seconds)."""
+    stop = threading.Event()
+    waits: list[float] = []
+    sampler = threading.Thread(target=_lock_waits, args=(watch, conn.info.backend_pid, stop, waits))
+    sampler.start()
+    longest, table = 0.0, ["t"]
+    try:
+        while not stopped():
+            next_id += 1
+            longest = max(longest, _insert(conn, next_id, table))
+    finally:
+        stop.set()
+        sampler.join()
+    return next_id, longest, max(waits, default=0.0)
 
 
 def _writer_process(dsn: str, next_id: int, pipe: Any) -> None:
-    table = "t"
+    """The writer's own process: on "run", INSERTs until "stop", then sends (longest INSERT,
+    longest lock wait) in seconds."""
     with (
         psycopg.connect(dsn, autocommit=True) as conn,
         psycopg.connect(dsn, autocommit=True) as watch,
     ):
-        pid = conn.info.backend_pid
         pipe.send("ready")
-        while (msg := pipe.recv()) != "exit":
-            if msg != "go":
-                continue
-            stop = threading.Event()
-            waits: list[float] = []
-            sampler = threading.Thread(target=_lock_waits, args=(watch, pid, stop, waits))
-            sampler.start()
-            samples: list[float] = []
-            while not pipe.poll():
-                next_id += 1
-                start = time.perf_counter()
-                try:
-                    conn.execute(
-                        f'INSERT INTO "{table}" (id, code) VALUES (%s, %s)',
-                        (next_id, f"n{next_id}"),
-                    )
-                except psycopg.errors.UndefinedTable:
-                    samples.append(time.perf_counter() - start)
-                    table = "t_renamed" if table == "t" else "t"
-                    time.sleep(0.001)
-                    continue
-                samples.append(time.perf_counter() - start)
+        while pipe.recv() == "run":
+            next_id, longest, lock_wait = _write_until(conn, watch, next_id, pipe.poll)
             pipe.recv()  # "stop"
-            stop.set()
-            sampler.join()
-            pipe.send((max(samples, default=0.0), max(waits, default=0.0)))
+            pipe.send((longest, lock_wait))
 
 
 def _lock_waits(
@@ -227,27 +316,19 @@ def _round(pg_url: str, s: Settings, progress: Progress, label: str) -> list[dic
     url = sa.make_url(pg_url).set(database=name)
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     tmp = Path(tempfile.mkdtemp(prefix="bench-ops-"))
+    writer: Writer | None = None
     try:
         changes, out = project(tmp)
         migrate.upgrade(out, url, "0000")
         rows = s.prefill
         progress.step(f"ops {label}: filling t with {rows:,} rows")
         with psycopg.connect(dsn, autocommit=True) as raw:
-            raw.execute("INSERT INTO parents SELECT g FROM generate_series(1, 1000) g")
-            raw.execute(
-                "INSERT INTO t SELECT g, 1 + g %% 1000, CASE WHEN g %% 100 = 0 THEN NULL "
-                "ELSE g %% 50 END, 'c' || g, 'note ' || g FROM generate_series(1, %s) g",
-                (rows,),
-            )
-            raw.execute("VACUUM ANALYZE t")
-        writer = Writer(dsn, rows + 10)
-        cases = []
-        try:
-            cases = _cases(changes, out, url, writer, s, progress, label)
-        finally:
-            writer.close()
-        return cases
+            prefill(raw, rows)
+        writer = Writer(dsn, rows + 10, process=s.writer_process)
+        return _cases(changes, out, url, writer, s, progress, label)
     finally:
+        if writer is not None:
+            writer.close()
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()

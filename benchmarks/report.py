@@ -888,8 +888,9 @@ def ops_section(result: dict[str, Any]) -> str:
     out.append(
         "`benchmarks/ops.py` (`--suite ops`): one change per operation of the registry, run "
         "in order through `generator.migrate` (its checks, lock timeouts and retries included) "
-        f"on a table of {result['rows']:,} rows, while a process of its own INSERTs one row at "
-        "a time into it (autocommit); the longest INSERT during each upgrade is the longest a "
+        f"on a table of {result['rows']:,} rows, while a writer INSERTs one row at a time into "
+        "it (autocommit; in a process of its own, so that the migration's Python code never "
+        "holds up its interpreter); the longest INSERT during each upgrade is the longest a "
         "writer was blocked, and *waiting on a lock* the longest span its backend showed "
         "`wait_event_type = 'Lock'` in `pg_stat_activity` (sampled back to back from a second "
         "connection; the part of the delay that is the migration's locks, not the machine's "

@@ -23,6 +23,9 @@ class Settings:
     migrate_pause_s: float = 0.001  # migrate suite: pause between two loader statements
     migrate_budget_s: float = 20.0  # migrate suite: no further round once a step's took this
     migrate_reader_s: float = 2.0  # migrate suite: a reader transaction held open this long
+    # ops suite: the writer in a process of its own (False: a thread of the migrating process,
+    # which shares its interpreter lock; benchmarks/ops.py Writer)
+    writer_process: bool = True
     gencheck_sizes: tuple[int, ...] = (50, 100, 200, 300, 400, 500)  # changes per synthetic repo
     # gencheck: a source tree of an earlier tool (its generator/ and templates/, e.g. from
     # `git archive REV generator templates`) timed in the same rounds, for comparison

@@ -65,3 +65,20 @@ def type_change(old: SqlType, new: SqlType, dialect: str) -> TypeChangeRisk:
     return TypeChangeRisk(
         "database write lock", True, "the table is rebuilt (every row copied into a new table)"
     )
+
+
+# A row trigger created (or replaced) on a live table: CREATE TRIGGER takes SHARE ROW
+# EXCLUSIVE, a catalogue change that reads no row; writers wait only while it commits, and it
+# waits (the runner's short lock_timeout, retried) for the writes already running. DROP
+# TRIGGER takes ACCESS EXCLUSIVE, as briefly. tests/generator/test_set_nullable.py shows both
+# in pg_locks from a second connection.
+TRIGGER_LOCK = "SHARE ROW EXCLUSIVE"
+DROP_TRIGGER_LOCK = ACCESS_EXCLUSIVE
+
+
+def trigger_risk(purpose: str) -> str:
+    """The review's words for a temporary row trigger that ``purpose``."""
+    return (
+        f"a temporary BEFORE INSERT OR UPDATE trigger that {purpose}: {TRIGGER_LOCK} to create "
+        f"it, {DROP_TRIGGER_LOCK} to drop it, each catalogue-only and brief"
+    )

@@ -800,8 +800,7 @@ class _Attempt:
         # On failure the rollback takes the snapshots with it (or the session ends); a re-run
         # drops any left by a committed autocommit block before taking new ones.
         self.carrying = False
-        for snap in snapshots:
-            connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{snap.name}"')
+        _drop_snapshots(connection, [snap.name for snap in snapshots])
 
     def account(self, exc: BaseException) -> None:
         """Leave on ``exc`` what a failed run committed and how to go on (a HalfApplied)."""
@@ -834,6 +833,17 @@ class _Attempt:
             exc.schemagen_half_applied = info  # type: ignore[attr-defined]
         except (AttributeError, TypeError):  # an exception type without a __dict__
             log.error("%s", info.describe())
+
+
+def _drop_snapshots(connection: Connection, names: list[str]) -> None:
+    """The snapshots go before the commit: on PostgreSQL in one statement (this runs under the
+    DDL's lock, where each round trip is a wait for every writer), SQLite one by one."""
+    if connection.dialect.name == "postgresql" and names:
+        tables = ", ".join(f'"{name}"' for name in names)
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {tables}")
+        return
+    for name in names:
+        connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}"')
 
 
 def backfill(op: Any, script_file: str, direction: str, **step: Any) -> None:

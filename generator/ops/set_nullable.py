@@ -13,6 +13,29 @@ table named from the change (``filled_<change>_<table>_<column>``, part of the s
 validation expects it) before they are updated, and the derived downgrade sets exactly those
 rows back to NULL, then drops the table. Keeping the keys, not a guess: a row whose value
 equals the fill may have held it before; only the keys tell which were NULL.
+
+Live writers (PostgreSQL): the application may go on writing NULL into the column while the
+change runs (it is the old version of the application, which still may). Before the fill, a
+temporary ``BEFORE INSERT OR UPDATE`` trigger is created and committed on its own (SHARE ROW
+EXCLUSIVE, catalogue only, the runner's short lock_timeout): it replaces a NULL written into
+the column with the fill and keeps the row's key aside like the fill's. So no NULL can appear
+after the fill, VALIDATE and SET NOT NULL succeed, and no writer's statement fails on the NOT
+VALID check. The trigger is dropped with the check, in the transaction of SET NOT NULL; the
+way back drops it too (first, so that it cannot fill what the restore sets back to NULL),
+which also cleans up after an upgrade interrupted half-way.
+
+Which rows the downgrade sets back to NULL: every row whose NULL this change replaced, the
+fill's and the trigger's alike, as long as it still holds the fill. A NULL the application
+wrote while the change ran is a NULL of the old application, which the downgrade brings back;
+the change replaced it, so undoing the change restores it. A value the application wrote
+itself is never touched: not an explicit value equal to the fill (the trigger keeps only the
+keys of the NULLs it replaced), and not a value written since into a kept row (the restore
+skips a row no longer holding the fill; with a clock fill, ``now``, which differs at each
+write, that guard cannot apply and every kept row is restored).
+
+SQLite: one writer at a time. The fill, the table rebuild and the kept keys commit in one
+transaction under the database write lock; a writer waits for it (its busy timeout) and
+cannot write a NULL in between, so no trigger is needed there.
 """
 
 from __future__ import annotations
@@ -23,7 +46,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from generator import checks, dialects
+from generator import checks, dialects, risk
 from generator.dialects import POSTGRESQL, SQLITE
 from generator.ops.base import Finding, OperationSpec, Problem, Risk, RowCheck, Step
 from generator.plan import RECREATE_TABLE, Group
@@ -55,8 +78,11 @@ class SetNullable(OperationSpec):
         "PostgreSQL NOT NULL: `CHECK (c IS NOT NULL) NOT VALID` → `VALIDATE` → `SET NOT NULL` → "
         "drop the check (no full scan under ACCESS EXCLUSIVE); SQLite rebuilds the table; "
         "without `fill` the NULL rows are listed before any DDL; with it the filled rows' keys "
-        "are kept in `filled_<change>_<table>_<column>`",
-        "the inverse; filled values restored to NULL (by the kept keys), the table of keys dropped",
+        "are kept in `filled_<change>_<table>_<column>`, and on PostgreSQL a temporary trigger "
+        "(committed before the fill, dropped with the check) fills the NULLs the application "
+        "writes meanwhile (see [set_nullable](#set_nullable-with-fill-under-live-writers))",
+        "the inverse; the kept rows still holding the fill restored to NULL, the table of keys "
+        "dropped",
     )
 
     def resolve(self, r: Resolver) -> tuple[list[Step], list[Problem]]:
@@ -98,11 +124,18 @@ def _validated_risk(steps: tuple[Step, ...], dialect: str) -> Risk:
     filled = any(isinstance(s, SetNullableStep) and s.aside for s in steps)
     return Risk(
         "ACCESS EXCLUSIVE (brief: the NOT VALID check, then SET NOT NULL proven by it), "
-        "SHARE UPDATE EXCLUSIVE to validate",
+        + (f"{risk.TRIGGER_LOCK} (brief) for the fill's trigger, " if filled else "")
+        + "SHARE UPDATE EXCLUSIVE to validate",
         False,
         "CHECK (c IS NOT NULL) NOT VALID, validated after commit while reads and writes go "
         "on; SET NOT NULL uses it instead of a scan"
-        + ("; the fill UPDATEs the NULL rows first (row locks)" if filled else ""),
+        + (
+            "; first "
+            + risk.trigger_risk("replaces a NULL the application writes with the fill")
+            + ", committed before the fill UPDATEs the NULL rows (row locks)"
+            if filled
+            else ""
+        ),
         scans=True,
         blocks="reads and writes, briefly",
     )
@@ -119,8 +152,9 @@ def _restore_risk(steps: tuple[Step, ...], dialect: str) -> Risk:
     return Risk(
         "ACCESS EXCLUSIVE (brief)",
         False,
-        "DROP NOT NULL (catalogue only) committed by itself; then the kept rows set back to "
-        "NULL (row locks)",
+        "DROP NOT NULL (catalogue only, with the fill's trigger if an interrupted upgrade left "
+        "it) committed by itself; then the kept rows still holding the fill set back to NULL "
+        "(row locks)",
         scans=True,
         blocks="reads and writes, briefly",
     )
@@ -157,6 +191,22 @@ class SetNullableStep(Step):
     def check_name(self) -> str:
         """The transient CHECK (c IS NOT NULL) of PostgreSQL's NOT NULL."""
         return f"{self.table_name}_{self.column.name}"[: MAX_NAME - 8] + "_notnull"
+
+    @property
+    def trigger_name(self) -> str:
+        """The fill's temporary trigger (PostgreSQL), named as its table of kept keys (a name
+        the change holds); its function is ``schemagen.<that name>``."""
+        assert self.aside is not None
+        return self.aside.name
+
+    @property
+    def constant_fill(self) -> bool:
+        """The fill is the same value at every write (not the clock): the restore can tell a
+        kept row still holding it from one the application has written since."""
+        return self.fill is not None and not (
+            self.column.type.kind == "timestamptz"
+            or (self.column.type.kind == "timestamp" and self.fill == "now")
+        )
 
     @property
     def key(self) -> tuple[str, ...]:

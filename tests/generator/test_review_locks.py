@@ -82,6 +82,12 @@ _DOCUMENTED: tuple[tuple[str, str], ...] = (
     ("DROP TABLE", "ACCESS EXCLUSIVE"),
     ("LOCK TABLE", "ACCESS EXCLUSIVE"),
     ("ALTER SEQUENCE", "SHARE ROW EXCLUSIVE"),  # on the sequence (pg_locks shows it: widen_key)
+    ("CREATE OR REPLACE TRIGGER", "SHARE ROW EXCLUSIVE"),  # set_nullable's fill trigger
+    ("CREATE TRIGGER", "SHARE ROW EXCLUSIVE"),
+    ("DROP TRIGGER", "ACCESS EXCLUSIVE"),
+    ("CREATE OR REPLACE FUNCTION", ""),  # no table lock
+    ("DROP FUNCTION", ""),
+    ("CREATE SCHEMA", ""),
     ("SET ", ""),
     ("BEGIN", ""),
     ("COMMIT", ""),

@@ -5,6 +5,8 @@ word that SET NOT NULL was proven by the validated check instead of a scan)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from conftest import pg_url_for
 from ops_support import pg_locks_during, render_case, render_project, rows, storage
 from support import GOLDEN, execute
 
-from generator import migrate
+from generator import migrate, risk
 from generator.errors import SpecErrors
 from generator.load import load_changes
 from generator.ops.set_nullable import SetNullableStep
@@ -144,6 +146,29 @@ def test_postgresql_never_scans_under_access_exclusive(pg_database: str) -> None
         engine.dispose()
     assert any("sufficient to prove" in n for n in notices), notices
     assert storage(url, "t") == before and not declared.rewrites
+    # The fill's trigger: created under SHARE ROW EXCLUSIVE (writers wait only while it
+    # commits), dropped under ACCESS EXCLUSIVE (in SET NOT NULL's transaction); no rewrite.
+    filled = load_changes(CASE / "changes", display_base=CASE)[1].steps[1]
+    assert isinstance(filled, SetNullableStep) and filled.aside is not None
+    with_trigger = filled.risk("postgresql")
+    execute(
+        url,
+        "CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$",
+    )
+    created = pg_locks_during(
+        url,
+        "t",
+        [],
+        [
+            "CREATE OR REPLACE TRIGGER tr BEFORE INSERT OR UPDATE ON t "
+            "FOR EACH ROW EXECUTE FUNCTION f()"
+        ],
+    )
+    assert "ShareRowExclusiveLock" in created and "AccessExclusiveLock" not in created
+    assert risk.TRIGGER_LOCK in with_trigger.lock and "trigger" in with_trigger.why
+    dropped = pg_locks_during(url, "t", [], ["DROP TRIGGER tr ON t"])
+    assert "AccessExclusiveLock" in dropped and with_trigger.lock.startswith("ACCESS EXCLUSIVE")
+    assert storage(url, "t") == before and not with_trigger.rewrites
 
 
 @pytest.mark.db
@@ -173,3 +198,189 @@ def test_a_fill_that_would_repeat_a_unique_value_is_refused_before_any_ddl(
     assert rows(db_url, "SELECT id, code FROM t ORDER BY id") == [(1, "z"), (2, "a")]
     migrate.downgrade(out, url, "0000")
     assert rows(db_url, "SELECT id, code FROM t ORDER BY id") == [(1, None), (2, "a")]
+
+
+def _fill_project(root: Path) -> None:
+    (root / "changes").mkdir(parents=True)
+    (root / "changes" / "0000_base.yaml").write_text(
+        "id: base\ndescription: b\noperations:\n"
+        "  - op: create_table\n    name: t\n    columns:\n"
+        "      - {name: id, type: bigint, primary_key: true}\n"
+        "      - {name: qty, type: integer, nullable: true}\n"
+        "      - {name: note, type: text, nullable: true}\n"
+    )
+    (root / "changes" / "0001_fill.yaml").write_text(
+        "id: fill\ndescription: f\noperations:\n"
+        "  - {op: set_nullable, table: t, column: qty, nullable: false, fill: 0}\n"
+    )
+
+
+@pytest.mark.db
+def test_a_row_written_since_the_fill_keeps_its_value_on_the_way_back(
+    db_url: str, tmp_path: Path
+) -> None:
+    # The downgrade sets back to NULL the kept rows that still hold the fill: a value the
+    # application wrote into a kept row after the change is its own, and stays.
+    root = tmp_path / "project"
+    _fill_project(root)
+    _, out = render_project(root, tmp_path)
+    url = sa.make_url(db_url)
+    migrate.upgrade(out, url, "0000")
+    execute(db_url, "INSERT INTO t (id, qty) VALUES (1, NULL), (2, NULL), (3, 0), (4, 5)")
+    migrate.upgrade(out, url, "head")
+    seen = "SELECT id, qty FROM t ORDER BY id"
+    assert rows(db_url, seen) == [(1, 0), (2, 0), (3, 0), (4, 5)]
+    execute(db_url, "UPDATE t SET qty = 9 WHERE id = 2")  # the new application's own value
+    migrate.downgrade(out, url, "0000")
+    assert rows(db_url, seen) == [(1, None), (2, 9), (3, 0), (4, 5)]
+
+
+class _NullWriter:
+    """The old application, still running: single statements in autocommit that write NULL
+    into ``t.qty`` (INSERTs of new rows, UPDATEs of existing ones) and, between them, explicit
+    values (one equal to the fill). Every statement's error is recorded."""
+
+    def __init__(self, dsn: str, first_id: int, victims: list[int]) -> None:
+        self.dsn, self.next_id, self.victims = dsn, first_id, list(victims)
+        self.stop = threading.Event()
+        self.errors: list[str] = []
+        self.null_ids: set[int] = set()  # rows the writer made NULL (inserted or updated)
+        self.values: dict[int, int] = {}  # rows the writer inserted with a value of its own
+        self.filled_at_once = 0  # INSERTs of NULL that read back the fill (the trigger)
+        self.thread = threading.Thread(target=self._loop)
+
+    def _loop(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            n = 0
+            while not self.stop.is_set():
+                n += 1
+                self.next_id += 1
+                try:
+                    if n % 5 == 0 and self.victims:
+                        victim = self.victims.pop()
+                        conn.execute("UPDATE t SET qty = NULL WHERE id = %s", (victim,))
+                        self.null_ids.add(victim)
+                    elif n % 7 == 0:
+                        value = 0 if n % 2 else 7  # an explicit 0: the application's own
+                        conn.execute(
+                            "INSERT INTO t (id, qty) VALUES (%s, %s)", (self.next_id, value)
+                        )
+                        self.values[self.next_id] = value
+                    else:
+                        got = conn.execute(
+                            "INSERT INTO t (id, qty, note) VALUES (%s, NULL, 'w') RETURNING qty",
+                            (self.next_id,),
+                        ).fetchone()
+                        self.null_ids.add(self.next_id)
+                        self.filled_at_once += got is not None and got[0] == 0
+                except Exception as exc:  # every failure is the finding
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
+                time.sleep(0.0005)
+
+
+@pytest.mark.db
+def test_postgresql_fill_under_a_live_writer_of_nulls(pg_database: str, tmp_path: Path) -> None:
+    """A writer keeps inserting NULLs and updating rows to NULL while the change runs: the
+    upgrade succeeds, no writer statement fails, every NULL it wrote ends up as the fill, and
+    the downgrade sets back to NULL exactly the rows this change filled (the NULLs before it
+    and the writer's), no row the writer gave a value of its own."""
+    db_url = pg_url_for(pg_database)
+    root = tmp_path / "project"
+    _fill_project(root)
+    _, out = render_project(root, tmp_path)
+    url = sa.make_url(db_url)
+    migrate.upgrade(out, url, "0000")
+    size = 200_000
+    execute(
+        db_url,
+        "INSERT INTO t SELECT g, CASE WHEN mod(g, 50) = 0 THEN NULL WHEN mod(g, 50) = 1 THEN 0 "
+        f"ELSE mod(g, 50) END, 'n' FROM generate_series(1, {size}) g",
+    )
+    before = dict(rows(db_url, "SELECT id, qty FROM t"))
+    nulls_before = {i for i, q in before.items() if q is None}
+    victims = [i for i in range(3, size, 97) if before[i] is not None][:400]
+    dsn = sa.make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    writer = _NullWriter(dsn, size + 1000, victims)
+
+    # The writer runs until the statement that makes the column NOT NULL (after the trigger,
+    # the fill, the NOT VALID check and its VALIDATE): from then on a NULL is refused, which
+    # is the change's purpose, not a failure of the way it gets there.
+    def stop_before_set_not_null(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if 'ALTER COLUMN "qty" SET NOT NULL' in statement:
+            writer.stop.set()
+            writer.thread.join(timeout=30)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", stop_before_set_not_null)
+    try:
+        writer.thread.start()
+        time.sleep(0.3)  # writes before the change starts, too
+        migrate.upgrade(out, url, "head")
+    finally:
+        writer.stop.set()
+        writer.thread.join(timeout=30)
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", stop_before_set_not_null)
+    assert writer.errors == []
+    assert len(writer.null_ids) > 100 and writer.filled_at_once > 10, (
+        len(writer.null_ids),
+        writer.filled_at_once,
+    )
+    after = dict(rows(db_url, "SELECT id, qty FROM t"))
+    for i in writer.null_ids | nulls_before:
+        assert after[i] == 0, i
+    for i, value in writer.values.items():
+        assert after[i] == value, i
+    assert rows(db_url, "SELECT count(*) FROM pg_trigger WHERE left(tgname, 7) = 'filled_'") == [
+        (0,)
+    ]
+    assert rows(db_url, "SELECT count(*) FROM pg_proc WHERE left(proname, 7) = 'filled_'") == [(0,)]
+
+    migrate.downgrade(out, url, "0000")
+    restored = dict(rows(db_url, "SELECT id, qty FROM t"))
+    made_null = writer.null_ids | nulls_before
+    assert {i for i, q in restored.items() if q is None} == made_null
+    for i, q in restored.items():
+        if i not in made_null:  # untouched: the rows before, the writer's own values
+            assert q == (before[i] if i in before else writer.values[i]), i
+
+
+@pytest.mark.db
+def test_postgresql_an_upgrade_failing_after_the_trigger_is_undone_by_the_downgrade(
+    pg_database: str, tmp_path: Path
+) -> None:
+    """The upgrade fails at VALIDATE, after its trigger and fill have committed: the trigger
+    stays (writes of NULL go on succeeding, filled); the downgrade drops it first, then sets
+    back to NULL the rows kept, the fill's and the trigger's."""
+    db_url = pg_url_for(pg_database)
+    root = tmp_path / "project"
+    _fill_project(root)
+    _, out = render_project(root, tmp_path)
+    url = sa.make_url(db_url)
+    migrate.upgrade(out, url, "0000")
+    execute(db_url, "INSERT INTO t (id, qty) VALUES (1, NULL), (2, 0), (3, 4)")
+
+    def fail_at_validate(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "VALIDATE CONSTRAINT" in statement:
+            raise RuntimeError("killed at VALIDATE")
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", fail_at_validate)
+    try:
+        with pytest.raises(RuntimeError, match="killed at VALIDATE"):
+            migrate.upgrade(out, url, "head")
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", fail_at_validate)
+    seen = "SELECT id, qty FROM t ORDER BY id"
+    assert rows(db_url, seen) == [(1, 0), (2, 0), (3, 4)]
+    execute(
+        db_url, "INSERT INTO t (id, qty) VALUES (4, NULL)", "UPDATE t SET qty = NULL WHERE id = 3"
+    )
+    assert rows(db_url, seen) == [(1, 0), (2, 0), (3, 0), (4, 0)]  # the trigger, still there
+    migrate.downgrade(out, url, "0000")
+    assert rows(db_url, seen) == [(1, None), (2, 0), (3, None), (4, None)]
+    assert rows(db_url, "SELECT count(*) FROM pg_trigger WHERE left(tgname, 7) = 'filled_'") == [
+        (0,)
+    ]
+    execute(db_url, "INSERT INTO t (id, qty) VALUES (5, NULL)")  # no trigger, no check left
+    migrate.upgrade(out, url, "head")
+    assert rows(db_url, seen) == [(1, 0), (2, 0), (3, 0), (4, 0), (5, 0)]

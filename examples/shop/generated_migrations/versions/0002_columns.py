@@ -154,17 +154,44 @@ def _upgrade_postgresql() -> None:
     runtime.unit(
         op,
         "validated_not_null",
-        "ACCESS EXCLUSIVE (brief: the NOT VALID check, then SET NOT NULL proven by it), SHARE UPDATE EXCLUSIVE to validate",
+        "ACCESS EXCLUSIVE (brief: the NOT VALID check, then SET NOT NULL proven by it), SHARE ROW EXCLUSIVE (brief) for the fill's trigger, SHARE UPDATE EXCLUSIVE to validate",
         rewrites=False,
     )
-    op.execute(
-        sa.text(
-            'CREATE TABLE IF NOT EXISTS "filled_0002_users_name" (\n'
-            '    "id" bigint NOT NULL,\n'
-            '    CONSTRAINT "pk_filled_0002_users_name" PRIMARY KEY ("id")\n'
-            ")"
+    # The fill's trigger, committed on its own before the fill (SHARE ROW EXCLUSIVE, catalogue
+    # only, the runner's short lock_timeout): from then on a NULL the application writes becomes
+    # the fill, its key kept, so no NULL appears after the fill and no write fails on the check.
+    with op.get_context().autocommit_block():
+        runtime.queueing_lock_wait(op, True)
+        op.execute(
+            sa.text(
+                'CREATE TABLE IF NOT EXISTS "filled_0002_users_name" (\n'
+                '    "id" bigint NOT NULL,\n'
+                '    CONSTRAINT "pk_filled_0002_users_name" PRIMARY KEY ("id")\n'
+                ")"
+            )
         )
-    )
+        op.execute(sa.text("CREATE SCHEMA IF NOT EXISTS schemagen"))
+        op.execute(
+            sa.text(
+                'CREATE OR REPLACE FUNCTION schemagen."filled_0002_users_name"() RETURNS trigger\n'
+                "LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $schemagen$\n"
+                "BEGIN\n"
+                '    IF NEW."name" IS NULL THEN\n'
+                "        NEW.\"name\" := 'anonymous';\n"
+                '        INSERT INTO "filled_0002_users_name" ("id") VALUES (NEW."id") ON CONFLICT DO NOTHING;\n'
+                "    END IF;\n"
+                "    RETURN NEW;\n"
+                "END\n"
+                "$schemagen$"
+            )
+        )
+        op.execute(
+            sa.text(
+                'CREATE OR REPLACE TRIGGER "filled_0002_users_name" BEFORE INSERT OR UPDATE ON "users"\n'
+                'FOR EACH ROW EXECUTE FUNCTION schemagen."filled_0002_users_name"()'
+            )
+        )
+
     op.execute(
         sa.text(
             'INSERT INTO "filled_0002_users_name" ("id")\n'
@@ -186,6 +213,8 @@ def _upgrade_postgresql() -> None:
         op.execute(sa.text('ALTER TABLE "users" VALIDATE CONSTRAINT "users_name_notnull"'))
     op.execute(sa.text('ALTER TABLE "users" ALTER COLUMN "name" SET NOT NULL'))
     op.execute(sa.text('ALTER TABLE "users" DROP CONSTRAINT IF EXISTS "users_name_notnull"'))
+    op.execute(sa.text('DROP TRIGGER IF EXISTS "filled_0002_users_name" ON "users"'))
+    op.execute(sa.text('DROP FUNCTION IF EXISTS schemagen."filled_0002_users_name"()'))
     runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "products"\n    ALTER COLUMN "name" TYPE text'))
     runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
@@ -242,6 +271,7 @@ def _upgrade_sqlite() -> None:
             ")"
         )
     )
+
     op.execute(
         sa.text(
             'INSERT OR IGNORE INTO "filled_0002_users_name" ("id")\n'
@@ -398,13 +428,23 @@ def _downgrade_postgresql() -> None:
     runtime.unit(op, "restored_nulls", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     # DROP NOT NULL commits by itself (a brief ACCESS EXCLUSIVE), so the change's transaction
     # holds no ACCESS EXCLUSIVE lock of it while the kept rows are set back to NULL (row locks;
-    # row changes stay in the change's transaction, where the runner counts them).
+    # row changes stay in the change's transaction, where the runner counts them). The fill's
+    # trigger first, if an interrupted upgrade left it: it would fill what is set back to NULL;
+    # and its NOT VALID check, which would refuse the NULLs.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "users" ALTER COLUMN "name" DROP NOT NULL'))
+        runtime.queueing_lock_wait(op, True)
+        op.execute(sa.text('DROP TRIGGER IF EXISTS "filled_0002_users_name" ON "users"'))
+        op.execute(sa.text('DROP FUNCTION IF EXISTS schemagen."filled_0002_users_name"()'))
+        op.execute(
+            sa.text(
+                'ALTER TABLE "users" DROP CONSTRAINT IF EXISTS "users_name_notnull", ALTER COLUMN "name" DROP NOT NULL'
+            )
+        )
     op.execute(
         sa.text(
             'UPDATE "users" SET "name" = NULL\n'
-            'WHERE EXISTS (SELECT 1 FROM "filled_0002_users_name" AS k WHERE k."id" = "users"."id")'
+            'WHERE EXISTS (SELECT 1 FROM "filled_0002_users_name" AS k WHERE k."id" = "users"."id")\n'
+            "    AND \"name\" = 'anonymous'"
         )
     )
     op.execute(sa.text('DROP TABLE IF EXISTS "filled_0002_users_name"'))
@@ -520,7 +560,8 @@ def _downgrade_sqlite() -> None:
     op.execute(
         sa.text(
             'UPDATE "users" SET "name" = NULL\n'
-            'WHERE EXISTS (SELECT 1 FROM "filled_0002_users_name" AS k WHERE k."id" = "users"."id")'
+            'WHERE EXISTS (SELECT 1 FROM "filled_0002_users_name" AS k WHERE k."id" = "users"."id")\n'
+            "    AND \"name\" = 'anonymous'"
         )
     )
     op.execute(sa.text('DROP TABLE IF EXISTS "filled_0002_users_name"'))

@@ -863,9 +863,17 @@ SELECT "order_id", "line" FROM "order_items";
 WITH now(table_name, row_count) AS (
     VALUES
         ('audit_log', NULL::bigint),
-        ('order_items', (SELECT count(*) FROM "order_items")::bigint),
+        ('order_items', CASE WHEN (
+            SELECT s.relfilenode IS DISTINCT FROM c.relfilenode
+            FROM schemagen_row_counts AS s LEFT JOIN pg_class AS c ON c.oid = s.relid
+            WHERE s.table_name = 'order_items'
+        ) THEN (SELECT count(*) FROM "order_items") END::bigint),
         ('orders', NULL::bigint),
-        ('products', (SELECT count(*) FROM "products")::bigint),
+        ('products', CASE WHEN (
+            SELECT s.relfilenode IS DISTINCT FROM c.relfilenode
+            FROM schemagen_row_counts AS s LEFT JOIN pg_class AS c ON c.oid = s.relid
+            WHERE s.table_name = 'products'
+        ) THEN (SELECT count(*) FROM "products") END::bigint),
         ('reviews', NULL::bigint),
         ('users', NULL::bigint)
 ),

@@ -130,17 +130,44 @@ def _upgrade_postgresql() -> None:
     runtime.unit(
         op,
         "validated_not_null",
-        "ACCESS EXCLUSIVE (brief: the NOT VALID check, then SET NOT NULL proven by it), SHARE UPDATE EXCLUSIVE to validate",
+        "ACCESS EXCLUSIVE (brief: the NOT VALID check, then SET NOT NULL proven by it), SHARE ROW EXCLUSIVE (brief) for the fill's trigger, SHARE UPDATE EXCLUSIVE to validate",
         rewrites=False,
     )
-    op.execute(
-        sa.text(
-            'CREATE TABLE IF NOT EXISTS "filled_0001_customers_country" (\n'
-            '    "id" integer NOT NULL,\n'
-            '    CONSTRAINT "pk_filled_0001_customers_country" PRIMARY KEY ("id")\n'
-            ")"
+    # The fill's trigger, committed on its own before the fill (SHARE ROW EXCLUSIVE, catalogue
+    # only, the runner's short lock_timeout): from then on a NULL the application writes becomes
+    # the fill, its key kept, so no NULL appears after the fill and no write fails on the check.
+    with op.get_context().autocommit_block():
+        runtime.queueing_lock_wait(op, True)
+        op.execute(
+            sa.text(
+                'CREATE TABLE IF NOT EXISTS "filled_0001_customers_country" (\n'
+                '    "id" integer NOT NULL,\n'
+                '    CONSTRAINT "pk_filled_0001_customers_country" PRIMARY KEY ("id")\n'
+                ")"
+            )
         )
-    )
+        op.execute(sa.text("CREATE SCHEMA IF NOT EXISTS schemagen"))
+        op.execute(
+            sa.text(
+                'CREATE OR REPLACE FUNCTION schemagen."filled_0001_customers_country"() RETURNS trigger\n'
+                "LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $schemagen$\n"
+                "BEGIN\n"
+                '    IF NEW."country" IS NULL THEN\n'
+                "        NEW.\"country\" := 'ZZ';\n"
+                '        INSERT INTO "filled_0001_customers_country" ("id") VALUES (NEW."id") ON CONFLICT DO NOTHING;\n'
+                "    END IF;\n"
+                "    RETURN NEW;\n"
+                "END\n"
+                "$schemagen$"
+            )
+        )
+        op.execute(
+            sa.text(
+                'CREATE OR REPLACE TRIGGER "filled_0001_customers_country" BEFORE INSERT OR UPDATE ON "customers"\n'
+                'FOR EACH ROW EXECUTE FUNCTION schemagen."filled_0001_customers_country"()'
+            )
+        )
+
     op.execute(
         sa.text(
             'INSERT INTO "filled_0001_customers_country" ("id")\n'
@@ -178,6 +205,8 @@ def _upgrade_postgresql() -> None:
     op.execute(
         sa.text('ALTER TABLE "customers" DROP CONSTRAINT IF EXISTS "customers_country_notnull"')
     )
+    op.execute(sa.text('DROP TRIGGER IF EXISTS "filled_0001_customers_country" ON "customers"'))
+    op.execute(sa.text('DROP FUNCTION IF EXISTS schemagen."filled_0001_customers_country"()'))
     runtime.unit(op, "set_nullable", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "customers" ALTER COLUMN "score" DROP NOT NULL'))
 
@@ -212,6 +241,7 @@ def _upgrade_sqlite() -> None:
             ")"
         )
     )
+
     op.execute(
         sa.text(
             'INSERT OR IGNORE INTO "filled_0001_customers_country" ("id")\n'
@@ -288,13 +318,23 @@ def _downgrade_postgresql() -> None:
     runtime.unit(op, "restored_nulls", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     # DROP NOT NULL commits by itself (a brief ACCESS EXCLUSIVE), so the change's transaction
     # holds no ACCESS EXCLUSIVE lock of it while the kept rows are set back to NULL (row locks;
-    # row changes stay in the change's transaction, where the runner counts them).
+    # row changes stay in the change's transaction, where the runner counts them). The fill's
+    # trigger first, if an interrupted upgrade left it: it would fill what is set back to NULL;
+    # and its NOT VALID check, which would refuse the NULLs.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "customers" ALTER COLUMN "country" DROP NOT NULL'))
+        runtime.queueing_lock_wait(op, True)
+        op.execute(sa.text('DROP TRIGGER IF EXISTS "filled_0001_customers_country" ON "customers"'))
+        op.execute(sa.text('DROP FUNCTION IF EXISTS schemagen."filled_0001_customers_country"()'))
+        op.execute(
+            sa.text(
+                'ALTER TABLE "customers" DROP CONSTRAINT IF EXISTS "customers_country_notnull", ALTER COLUMN "country" DROP NOT NULL'
+            )
+        )
     op.execute(
         sa.text(
             'UPDATE "customers" SET "country" = NULL\n'
-            'WHERE EXISTS (SELECT 1 FROM "filled_0001_customers_country" AS k WHERE k."id" = "customers"."id")'
+            'WHERE EXISTS (SELECT 1 FROM "filled_0001_customers_country" AS k WHERE k."id" = "customers"."id")\n'
+            "    AND \"country\" = 'ZZ'"
         )
     )
     op.execute(sa.text('DROP TABLE IF EXISTS "filled_0001_customers_country"'))
@@ -346,7 +386,8 @@ def _downgrade_sqlite() -> None:
     op.execute(
         sa.text(
             'UPDATE "customers" SET "country" = NULL\n'
-            'WHERE EXISTS (SELECT 1 FROM "filled_0001_customers_country" AS k WHERE k."id" = "customers"."id")'
+            'WHERE EXISTS (SELECT 1 FROM "filled_0001_customers_country" AS k WHERE k."id" = "customers"."id")\n'
+            "    AND \"country\" = 'ZZ'"
         )
     )
     op.execute(sa.text('DROP TABLE IF EXISTS "filled_0001_customers_country"'))

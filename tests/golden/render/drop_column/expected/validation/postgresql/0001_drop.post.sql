@@ -283,7 +283,11 @@ JOIN pg_class AS c
 -- data-check: row_counts
 WITH now(table_name, row_count) AS (
     VALUES
-        ('items', (SELECT count(*) FROM "items")::bigint),
+        ('items', CASE WHEN (
+            SELECT s.relfilenode IS DISTINCT FROM c.relfilenode
+            FROM schemagen_row_counts AS s LEFT JOIN pg_class AS c ON c.oid = s.relid
+            WHERE s.table_name = 'items'
+        ) THEN (SELECT count(*) FROM "items") END::bigint),
         ('orders', NULL::bigint)
 ),
 seen AS (

@@ -305,7 +305,11 @@ SELECT "id", "total" FROM "orders";
 WITH now(table_name, row_count) AS (
     VALUES
         ('accounts', NULL::bigint),
-        ('orders', (SELECT count(*) FROM "orders")::bigint)
+        ('orders', CASE WHEN (
+            SELECT s.relfilenode IS DISTINCT FROM c.relfilenode
+            FROM schemagen_row_counts AS s LEFT JOIN pg_class AS c ON c.oid = s.relid
+            WHERE s.table_name = 'orders'
+        ) THEN (SELECT count(*) FROM "orders") END::bigint)
 ),
 seen AS (
     SELECT s.table_name, s.row_count AS before, n.row_count AS after,

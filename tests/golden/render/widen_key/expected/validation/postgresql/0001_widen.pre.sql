@@ -730,11 +730,31 @@ SELECT "id" FROM "tags";
 -- data-check: row_counts
 WITH now(table_name, row_count) AS (
     VALUES
-        ('accounts', (SELECT count(*) FROM "accounts")::bigint),
-        ('notes', (SELECT count(*) FROM "notes")::bigint),
-        ('orders', (SELECT count(*) FROM "orders")::bigint),
-        ('profiles', (SELECT count(*) FROM "profiles")::bigint),
-        ('tags', (SELECT count(*) FROM "tags")::bigint)
+        ('accounts', CASE WHEN (
+            SELECT s.relfilenode IS DISTINCT FROM c.relfilenode
+            FROM schemagen_row_counts AS s LEFT JOIN pg_class AS c ON c.oid = s.relid
+            WHERE s.table_name = 'accounts'
+        ) THEN (SELECT count(*) FROM "accounts") END::bigint),
+        ('notes', CASE WHEN (
+            SELECT s.relfilenode IS DISTINCT FROM c.relfilenode
+            FROM schemagen_row_counts AS s LEFT JOIN pg_class AS c ON c.oid = s.relid
+            WHERE s.table_name = 'notes'
+        ) THEN (SELECT count(*) FROM "notes") END::bigint),
+        ('orders', CASE WHEN (
+            SELECT s.relfilenode IS DISTINCT FROM c.relfilenode
+            FROM schemagen_row_counts AS s LEFT JOIN pg_class AS c ON c.oid = s.relid
+            WHERE s.table_name = 'orders'
+        ) THEN (SELECT count(*) FROM "orders") END::bigint),
+        ('profiles', CASE WHEN (
+            SELECT s.relfilenode IS DISTINCT FROM c.relfilenode
+            FROM schemagen_row_counts AS s LEFT JOIN pg_class AS c ON c.oid = s.relid
+            WHERE s.table_name = 'profiles'
+        ) THEN (SELECT count(*) FROM "profiles") END::bigint),
+        ('tags', CASE WHEN (
+            SELECT s.relfilenode IS DISTINCT FROM c.relfilenode
+            FROM schemagen_row_counts AS s LEFT JOIN pg_class AS c ON c.oid = s.relid
+            WHERE s.table_name = 'tags'
+        ) THEN (SELECT count(*) FROM "tags") END::bigint)
 ),
 seen AS (
     SELECT s.table_name, s.row_count AS before, n.row_count AS after,
