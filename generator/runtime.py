@@ -218,6 +218,7 @@ _depth = [0]  # steps open around the current one (a step inside a step is logge
 def step(change: str, name: str, dialect: str) -> Iterator[StepRecord]:
     """Log a step as it starts and as it ends, with its duration and result."""
     record = StepRecord(change, name, dialect)
+    enclosing = guard.CURRENT_STEP[0]
     guard.note_step(name)
     depth = _depth[0]
     _depth[0] += 1
@@ -230,6 +231,9 @@ def step(change: str, name: str, dialect: str) -> Iterator[StepRecord]:
     started = time.perf_counter()
     try:
         yield record
+        # A lock timeout after a step that ended is the enclosing step's (one that raises
+        # leaves its own name for the retry's message).
+        guard.note_step(enclosing)
     except BaseException:
         record.result = "failed"
         raise
