@@ -2,7 +2,9 @@
 
 A rendered migration calls :func:`online_type_change` (through ``runtime``) inside an
 autocommit block, once per table, for the columns of that table a change converts. The
-change's transaction so far is committed first; then each phase commits on its own:
+change's transaction so far is committed first (after the runner's data checks of what it
+did, which refuse that commit on a deleted or truncated row: runtime._Attempt.check_so_far);
+then each phase commits on its own:
 
 1. **expand** (one short transaction under the runner's ``lock_timeout``, retried with
    backoff): a shadow column of the new type per converted column (all in one ALTER TABLE), the

@@ -67,7 +67,9 @@ class UnsupportedDialect(RuntimeError):
 class CheckFailed(RuntimeError):
     """A validation check returned rows: the state is not what the change expects.
 
-    ``before_ddl``: the checks of the state before the change failed, so no step of it ran."""
+    ``before_ddl``: the checks of the state before the change failed, so no step of it ran.
+    ``before_commit``: its data checks failed on what its steps did before a commit in their
+    middle (see ``_Attempt.check_so_far``); that transaction was rolled back."""
 
     def __init__(
         self,
@@ -76,10 +78,18 @@ class CheckFailed(RuntimeError):
         dialect: str,
         failures: Sequence[CheckResult],
         before_ddl: bool = False,
+        before_commit: bool = False,
     ):
         self.change, self.phase, self.dialect, self.failures = change, phase, dialect, failures
         self.before_ddl = before_ddl
-        lines = [f"{phase}-checks of {change} failed on {dialect}:"]
+        self.before_commit = before_commit
+        if before_commit:
+            lines = [
+                f"{phase}-checks of {change} failed on {dialect} on what its steps did before "
+                "their first commit (refused before that commit):"
+            ]
+        else:
+            lines = [f"{phase}-checks of {change} failed on {dialect}:"]
         for result in failures:
             lines.append(f"  check {result.check.name}: {len(result.rows)} failing row(s)")
             lines.extend("    " + line for line in format_rows(result.columns, result.rows))
@@ -208,6 +218,7 @@ _depth = [0]  # steps open around the current one (a step inside a step is logge
 def step(change: str, name: str, dialect: str) -> Iterator[StepRecord]:
     """Log a step as it starts and as it ends, with its duration and result."""
     record = StepRecord(change, name, dialect)
+    enclosing = guard.CURRENT_STEP[0]
     guard.note_step(name)
     depth = _depth[0]
     _depth[0] += 1
@@ -220,6 +231,9 @@ def step(change: str, name: str, dialect: str) -> Iterator[StepRecord]:
     started = time.perf_counter()
     try:
         yield record
+        # A lock timeout after a step that ended is the enclosing step's (one that raises
+        # leaves its own name for the retry's message).
+        guard.note_step(enclosing)
     except BaseException:
         record.result = "failed"
         raise
@@ -407,7 +421,9 @@ class HalfApplied:
     done: tuple[str, ...]  # statements this run committed
     undone: tuple[str, ...]  # statements this run ran after its last commit (rolled back)
     earlier: bool  # the change was already half-applied when this run started
-    stage: str  # "before" (refused by its checks), "ddl" (a step failed), "after" (post-checks)
+    # "before" (refused by its checks), "ddl" (a step failed), "commit" (the data checks before
+    # a commit in the middle of its steps), "after" (post-checks)
+    stage: str
     # False: no half-applied note was written (what committed are backfill batches only,
     # recorded in their own progress table; or SQLite, which has no table comments).
     noted: bool = True
@@ -435,6 +451,8 @@ class HalfApplied:
         not_done = {
             "before": "not done: no step of this run (it was refused by the checks above)",
             "ddl": "not done: the statement that failed and every step after it",
+            "commit": "not done: the steps since the last commit (rolled back: the data "
+            "checks of what they did failed before their commit) and every step after them",
             "after": "not done: every step ran, but the checks of the result failed",
         }[self.stage]
         lines.append(f"{not_done}; the revision stamp was not written.")
@@ -592,6 +610,8 @@ class _Statements:
         self.ran: list[tuple[str, bool]] = []
 
     def __call__(self, conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
+        if conn.info.get("schemagen.checking"):  # the runner's checks (_Attempt.check_so_far)
+            return
         batches = conn.info.get("schemagen.batches")
         if batches:  # a backfill's batches: one line for all of them (generator.batches)
             if not self.ran or self.ran[-1][0] != batches:
@@ -680,7 +700,7 @@ def run_change(
     )
     counting = dialect == "postgresql"
     if counting:
-        event.listen(connection, "commit", attempt.carry_deletes)
+        event.listen(connection, "commit", attempt.before_commit)
         event.listen(connection, "before_cursor_execute", _refuse_uncounted_row_changes)
     try:
         # Lock waits are bounded and retried (generator.guard): a retry runs the change again.
@@ -690,7 +710,7 @@ def run_change(
         raise
     finally:
         if counting:
-            event.remove(connection, "commit", attempt.carry_deletes)
+            event.remove(connection, "commit", attempt.before_commit)
             event.remove(connection, "before_cursor_execute", _refuse_uncounted_row_changes)
     if attempt.tolerated is not None or note is not None:
         _comment(connection, None)  # committed with the revision stamp, or not at all
@@ -747,9 +767,15 @@ class _Attempt:
     stage: str = "before"
     carrying: bool = False  # the snapshots made schemagen_xact_deleted (PostgreSQL)
 
-    def carry_deletes(self, conn: Connection) -> None:
-        """Before a transaction of the change commits (the one before a CONCURRENTLY block,
-        and each after it): add its deletes per table to schemagen_xact_deleted."""
+    def before_commit(self, conn: Connection) -> None:
+        """Before a transaction of the change commits in the middle of its steps (the one
+        before a CONCURRENTLY / online block, and each after one): first the data checks of
+        what ran so far (:meth:`check_so_far`), then its deletes per table are added to
+        schemagen_xact_deleted."""
+        if self.stage == "ddl" and conn.get_execution_options().get("isolation_level") != (
+            "AUTOCOMMIT"
+        ):
+            self.check_so_far(conn)
         if not self.carrying:
             return
         dbapi = conn.connection.dbapi_connection
@@ -759,6 +785,44 @@ class _Attempt:
             cursor.execute(_CARRY_SQL)
         finally:
             cursor.close()
+
+    def check_so_far(self, conn: Connection) -> None:
+        """The data checks of the state after the change (row counts: no row deleted, no
+        table truncated or rewritten that the change does not rewrite; drift of converted
+        values), run on what the change's steps did so far, before that transaction commits.
+
+        Every data check only ever gets worse as a change goes on (deletes add up, a new
+        file stays new, a converted value does not come back), so what fails here would fail
+        after the change too; here it fails while everything the change did is still in its
+        transaction. On failure that transaction is rolled back at once (the DBAPI
+        connection's own rollback: SQLAlchemy's commit was refused in its ``commit`` event,
+        after which its transaction object issues no rollback) and the checks' failure
+        raised: nothing is committed, a hand-edited TRUNCATE before an online type change
+        included."""
+        after = "post" if self.direction == "upgrade" else "pre"
+        file = validation_file(self.script_file, self.dialect, self.change, after)
+        checks = [c for c in load_checks(file) if c.kind == "data-check"]
+        if not checks:
+            return
+        conn.info["schemagen.checking"] = True
+        try:
+            with step(self.change, f"{after}-data-checks before a commit", self.dialect) as rec:
+                results = run_checks(conn, checks)
+                failing = [r for r in results if not r.passed]
+                rec.extra.update(
+                    checks=len(results), failing_rows=sum(len(r.rows) for r in failing)
+                )
+                if failing:
+                    rec.result = "failed"
+        finally:
+            conn.info.pop("schemagen.checking", None)
+        if not failing:
+            return
+        self.stage = "commit"
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        dbapi.rollback()
+        raise CheckFailed(self.change, after, self.dialect, failing, before_commit=True)
 
     def run(self, from_start: bool) -> None:
         """One attempt; ``from_start`` False: a CONCURRENTLY block of it committed already,
@@ -807,7 +871,12 @@ class _Attempt:
         done, undone = self.statements.split()
         if not done and self.note is None:
             at = "the revision before it" if self.direction == "upgrade" else "its revision"
-            where = {"before": "its checks", "ddl": "its steps", "after": "its checks after"}
+            where = {
+                "before": "its checks",
+                "ddl": "its steps",
+                "commit": "the data checks of its steps before their first commit",
+                "after": "its checks after",
+            }
             sentence = (
                 f"{self.change}: its {self.direction} failed in {where[self.stage]} on "
                 f"{self.dialect}; its transaction was rolled back and nothing of it was kept "

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from support import ROOT, execute, seed_demo
 from support import db_revision as _revision
 
-from generator import db, migrate
+from generator import db, migrate, runtime
 from generator.cli import Exit
 
 KILLER = ROOT / "tests" / "kill_after.py"
@@ -204,32 +204,23 @@ def test_a_writer_deleting_during_every_change(db_url: str, dialect: str, tmp_pa
     ("old", "new", "emptied"),
     [
         ("varchar(50)", "varchar(200)", "others"),  # no rewrite: the statistics and relfilenode
-        ("integer", "bigint", "notes"),  # a rewritten table: counted before and after
-        ("integer", "bigint", "others"),  # untouched beside a rewrite
+        # PostgreSQL: an online conversion (it commits part-way), the truncated table being
+        # the converted one or one beside it; SQLite: a rewritten table, counted
+        ("integer", "bigint", "notes"),
+        ("integer", "bigint", "others"),
     ],
 )
 def test_a_hand_edited_truncate_is_caught(
-    db_url: str,
-    dialect: str,
-    tmp_path: Path,
-    old: str,
-    new: str,
-    emptied: str,
-    request: pytest.FixtureRequest,
+    db_url: str, dialect: str, tmp_path: Path, old: str, new: str, emptied: str
 ) -> None:
     """A TRUNCATE resets PostgreSQL's per-transaction counters (no delete is counted): the
-    table's new relfilenode shows it, or its count when the change rewrites it. SQLite has no
-    TRUNCATE: its DELETE without WHERE is counted like any other."""
-    if dialect == "postgresql" and new == "bigint":
-        # Known gap, recorded so that a fix flips it: integer -> bigint now runs online, and
-        # the online phases commit the change's transaction so far before its post-checks.
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="an online type change commits what ran before it in its change "
-                "(here a hand-edited TRUNCATE) before the post-checks can roll it back",
-            )
-        )
+    table's new relfilenode shows it. SQLite has no TRUNCATE: its DELETE without WHERE is
+    counted like any other.
+
+    integer -> bigint runs online on PostgreSQL, and the online path commits the change's
+    transaction so far before its first phase. Defect: the row-count check ran only after
+    the change, so the TRUNCATE was committed by then (the change failed, the rows were
+    gone). The data checks now run before that commit, and refuse it with nothing kept."""
     from test_narrowing import _project
 
     out = _project(tmp_path, old, new, acknowledge=False)
@@ -256,12 +247,15 @@ def test_a_hand_edited_truncate_is_caught(
     message = str(raised.value)
     assert emptied in message
     if dialect == "postgresql":
-        rewritten = emptied == "notes"
-        assert (
-            "fewer rows after this change" if rewritten else "truncated or rewritten"
-        ) in message
+        assert "truncated or rewritten" in message
+        if new == "bigint":  # refused before the online path's first commit
+            assert "before their first commit" in message, message
+            assert "nothing of it was kept" in str(runtime.rolled_back_of(raised.value))
     assert _revision(db_url) == "0000"
     assert _count(db_url, emptied) == (10 if emptied == "others" else 5)
+    assert _count(db_url, "others" if emptied == "notes" else "notes") == (
+        5 if emptied == "others" else 10
+    )
 
 
 def test_row_changes_outside_the_transaction_are_refused(pg_database: str, tmp_path: Path) -> None:

@@ -1,11 +1,15 @@
 """Change 0003 online on PostgreSQL (generator/online.py): concurrent writers during every
-phase lose no row and no value drifts; killed at points across the phases, a re-run
-continues and a downgrade works from each; a tampered shadow is a drift naming its row."""
+phase lose no row and no value drifts; killed at points across the phases, and at 20 random
+moments over every phase of both directions, a re-run continues (no finished batch redone)
+and an undo works from each; a tampered shadow is a drift naming its row."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import random
+import re
 import threading
 import time
 from decimal import Decimal
@@ -331,36 +335,207 @@ def test_status_shows_the_backfill_and_a_rerun_redoes_no_finished_batch(pg_url: 
     assert db_revision(pg_url) == "0003"
 
 
+PHASES = ("expand", "backfill", "prepare", "contract")
+ONLINE_TABLES = ("market_data", "alert_logs")
+
+
+def _phase_steps(url: str, direction: str, target: str) -> list[tuple[str, int]]:
+    """Run ``direction`` to ``target`` in this process, uncut: the online phases in the order
+    they ran (``expand market_data``, ...), each with the number of statements it ran."""
+    from kill_after import counting
+
+    counts: dict[str, int] = {}
+
+    def on_statement(statement: str, step: str | None) -> None:
+        if step is not None and step.split(" ", 1)[0] in PHASES:
+            counts[step] = counts.get(step, 0) + 1
+
+    run = migrate.upgrade if direction == "upgrade" else migrate.downgrade
+    with counting(on_statement):
+        run(MIGRATIONS, sa.make_url(url), target)
+    return list(counts.items())
+
+
+def _forked(url: str, out: Any, *args: str, step: str | None = None, nth: int = 0) -> Any:
+    """``schemagen ARGS --url URL`` in a process forked from this one (the interpreter and
+    its imports are ready: a run costs the migration, not seconds of start-up), killed with
+    SIGKILL after the ``nth`` statement of ``step`` (or at its end). Returns (exit code, or
+    minus the signal; its output)."""
+    import sys
+    import traceback
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child never returns into pytest
+        code = 70
+        try:
+            log = open(out, "w", buffering=1)  # noqa: SIM115 (closed by the exit)
+            sys.stdout = sys.stderr = log
+            if step is not None:
+                from kill_after import arm
+
+                arm("", nth, step)
+            from generator.cli import main
+
+            try:
+                main(["--root", str(ROOT), *args, "--url", url], prog_name="schemagen")
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    return code, out.read_text()
+
+
+def _progress(url: str) -> dict[tuple[str, str], tuple[Any, int, int, bool]]:
+    """0003's backfill progress rows: (table, direction) -> (last key, batches, rows, done)."""
+    engine = db.make_engine(sa.make_url(url))
+    try:
+        with engine.connect() as conn:
+            if not conn.exec_driver_sql(
+                "SELECT to_regclass('schemagen.backfill_progress')"
+            ).scalar():
+                return {}
+            rows = conn.exec_driver_sql(
+                "SELECT step, direction, last_key, batches, rows_done, done "
+                "FROM schemagen.backfill_progress WHERE change_name LIKE '0003%%'"
+            ).all()
+    finally:
+        engine.dispose()
+    return {
+        (r[0].removeprefix("online_"), r[1]): (
+            None if r[2] is None else json.loads(r[2])[0],
+            int(r[3]),
+            int(r[4]),
+            bool(r[5]),
+        )
+        for r in rows
+    }
+
+
+def _keys_up_to(url: str, table: str, last: Any) -> tuple[int, int]:
+    """(rows of ``table`` with id <= last, all its rows)."""
+    engine = db.make_engine(sa.make_url(url))
+    try:
+        with engine.connect() as conn:
+            row = conn.exec_driver_sql(
+                f"SELECT count(*) FILTER (WHERE id <= {int(last) if last is not None else -1}), "
+                f'count(*) FROM "{table}"'
+            ).one()
+    finally:
+        engine.dispose()
+    return int(row[0]), int(row[1])
+
+
+def _kill_plan(steps: list[tuple[str, int]], rng: random.Random) -> list[tuple[str, int, bool]]:
+    """Ten moments along one direction's phases: one in each of its eight online phases (a
+    random statement of it, or its end, after its commit), two more in a backfill or a
+    prepare (which a resumed run opens again); in the order a run meets them. Each with
+    whether the run after it undoes the change (one per phase kind, never the last) instead of
+    continuing it."""
+    kills = [(i, rng.randint(1, n + 1)) for i, (_, n) in enumerate(steps)]
+    again = [i for i, (name, _) in enumerate(steps) if name.split()[0] in ("backfill", "prepare")]
+    for _ in range(2):
+        i = rng.choice(again)
+        kills.append((i, rng.randint(1, steps[i][1])))
+    kills.sort()
+    undo = set()
+    for phase in PHASES:
+        mine = [j for j, (i, _) in enumerate(kills[:-1]) if steps[i][0].startswith(phase)]
+        undo.add(rng.choice(mine))
+    return [(steps[i][0], nth, j in undo) for j, (i, nth) in enumerate(kills)]
+
+
+def _last_phase(output: str) -> str | None:
+    """The online phase the runtime's log last started or ended."""
+    phases, tables = "|".join(PHASES), "|".join(ONLINE_TABLES)
+    found = re.findall(rf": ((?:{phases}) (?:{tables})) (?:\.\.\.|ok)", output)
+    return found[-1] if found else None
+
+
 @pytest.mark.kill
-def test_killed_at_random_moments_then_finished_loses_nothing(pg_url: str) -> None:
-    """Twelve SIGKILLs at random statements, each run taking up where the last one died
-    (whatever phase that was); then the upgrade finishes, every value is within 0.0001 of
-    its original, and the downgrade gives back exactly the original rows."""
+def test_killed_at_random_moments_then_finished_loses_nothing(pg_url: str, tmp_path: Any) -> None:
+    """Twenty SIGKILLs at random moments spread over every online phase of both tables, ten
+    in the upgrade and ten in the downgrade (each phase at least once: a random statement of
+    it, or its end). After a kill the next run either continues where it stopped (the
+    backfill's progress record shows no batch done twice: rows done = rows up to the last
+    key, and a resumed backfill converts only the rows after it) or undoes it (once from
+    each phase kind in each direction), which gives back exactly the rows it started from.
+    Each direction then finishes: row by row, the upgrade ends with exactly the values an
+    uncut upgrade gives (within 0.0001 of the originals), the downgrade with the originals."""
     from support import assert_prices_within
 
-    _seed(pg_url, ticks=1500)
+    _seed(pg_url, ticks=1500)  # market_data: two batches and the last, empty one
     original = dump(pg_url)
-    rng = random.Random(1414)
     started = time.monotonic()
-    kills = 0
-    for _ in range(12):
-        run = _run_killed(pg_url, "", rng.randint(5, 220), "upgrade", "--to", "0003")
-        if run.returncode == 0:  # finished before the chosen statement: start over
-            assert db_revision(pg_url) == "0003"
-            down = _run(pg_url, "downgrade", "--to", "0002")
-            assert down.returncode == 0, down.stderr
-            continue
-        assert run.returncode == -9, (run.stdout, run.stderr)
-        kills += 1
-    assert kills >= 8
-    final = _run(pg_url, "upgrade", "--to", "0003")
-    assert final.returncode == 0, final.stderr
-    assert db_revision(pg_url) == "0003"
-    assert_prices_within(original, dump(pg_url), pg_url)
-    down = _run(pg_url, "downgrade", "--to", "0002")
-    assert down.returncode == 0, down.stderr
+    # an uncut run each way, counting each phase's statements (the kills' ranges)
+    steps = {"upgrade": _phase_steps(pg_url, "upgrade", "0003")}
+    at_head = dump(pg_url)
+    assert_prices_within(original, at_head, pg_url)
+    steps["downgrade"] = _phase_steps(pg_url, "downgrade", "0002")
     assert dump(pg_url) == original
-    assert time.monotonic() - started < 60
+    for direction, found in steps.items():
+        assert sorted(name for name, _ in found) == sorted(
+            f"{p} {t}" for p in PHASES for t in ONLINE_TABLES
+        ), (direction, found)
+    seed = int(os.environ.get("KILL_SEED", "1414"))  # another seed: other moments
+    rng = random.Random(seed)
+    commands = {"upgrade": ("upgrade", "--to", "0003"), "downgrade": ("downgrade", "--to", "0002")}
+    start = {"upgrade": ("0002", original), "downgrade": ("0003", at_head)}
+    kills, undone, log = 0, set(), []
+    for direction, back in (("upgrade", "downgrade"), ("downgrade", "upgrade")):
+        revision, state = start[direction]
+        if direction == "downgrade":
+            done = _forked(pg_url, tmp_path / "to-head.log", *commands["upgrade"])
+            assert done[0] == 0, done[1]
+            assert dump(pg_url) == at_head
+        seen: dict[str, tuple[Any, int, int, bool]] = {}  # progress, since the last undo
+        for step, nth, undo in _kill_plan(steps[direction], rng):
+            out = tmp_path / f"kill{kills}.log"
+            code, output = _forked(pg_url, out, *commands[direction], step=step, nth=nth)
+            assert code == -9, (seed, step, nth, code, output)
+            assert _last_phase(output) == step, (step, nth, output)
+            kills += 1
+            log.append(f"{direction} {step} #{nth}{' (undone)' if undo else ''}")
+            assert db_revision(pg_url) == revision
+            # the progress record: no batch done twice; a resumed backfill did only the rest
+            progress = {t: p for (t, d), p in _progress(pg_url).items() if d == direction}
+            for table, (last, batches, rows, finished) in progress.items():
+                upto, total = _keys_up_to(pg_url, table, last)
+                assert rows == (total if finished else upto), (step, table, progress)
+                if table in seen:
+                    _, was_batches, was_rows, _ = seen[table]
+                    assert batches >= was_batches and rows >= was_rows, (step, table)
+                    ran = re.search(
+                        rf"backfill {table} ok \(.*?batches: (\d+), rows: (\d+)", output
+                    )
+                    if ran:  # the resumed backfill converted only the rows not done yet
+                        log.append(f"  resumed: {ran.group(0)} after {was_rows}")
+                        assert int(ran.group(2)) == total - was_rows, (step, output)
+            seen.update(progress)
+            if undo:
+                code, output = _forked(pg_url, tmp_path / f"undo{kills}.log", *commands[back])
+                assert code == 0, (step, output)
+                assert db_revision(pg_url) == revision
+                assert dump(pg_url) == state, ("undo after a kill in", step)
+                undone.add((direction, step.split()[0]))
+                seen = {}
+        code, output = _forked(pg_url, tmp_path / f"finish-{direction}.log", *commands[direction])
+        assert code == 0, output
+        assert db_revision(pg_url) == ("0003" if direction == "upgrade" else "0002")
+        assert dump(pg_url) == (at_head if direction == "upgrade" else original)
+        assert _progress(pg_url) == {}
+    assert kills == 20, log
+    assert undone == {(d, p) for d in ("upgrade", "downgrade") for p in PHASES}, undone
+    assert_prices_within(original, dump(pg_url), pg_url)
+    print("\n".join(log), f"\n{time.monotonic() - started:.1f} s")
+    assert time.monotonic() - started < 300, log
 
 
 def test_online_false_keeps_the_blocking_alter(tmp_path: Any) -> None:
