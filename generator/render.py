@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
+import pickle
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -505,16 +509,17 @@ def generate(
         env.globals["output"] = output
         env.globals["version_table"] = version_table  # not a table of the schema the checks see
         env.globals["foreign_tables"] = foreign_tables  # nor are another owner's tables
-        for change, files in zip(todo, _render(env, todo), strict=True):
+        rendered = _render_in_parallel(env, todo, jobs())
+        for change, (files, file_hashes) in zip(todo, rendered, strict=True):
             out.update(files)
             # The chain check (revision_files) takes the revision from the change rather than
             # parse the rendered file back (tests/generator/test_cache.py shows they agree).
             path = migration_path(change)
             revision_files.remember(path, files[path], _revision(change, path))
             if cache is not None:
-                hashes.update(cache.store(change, files).hashes)
+                hashes.update(cache.store(change, files, file_hashes).hashes)
             else:
-                hashes.update((path, h1(text)) for path, text in files.items())
+                hashes.update(file_hashes)
     out[SUM_FILE] = sum_of_hashes(hashes)
     return dict(sorted(out.items()))
 
@@ -523,6 +528,85 @@ def _revision(change: Change, path: str) -> revision_files.Revision:
     """What the change's migration declares (migration.py.j2: revision, down_revision)."""
     down = () if change.down_revision is None else (change.down_revision,)
     return revision_files.Revision(change.revision, down, path, generated=True)
+
+
+JOBS_ENV = "SCHEMAGEN_JOBS"
+# Fewer changes than this to render: one process (a fork and the transfer cost more).
+PARALLEL_MIN = 100
+
+
+def jobs() -> int:
+    """How many processes render a long history: the CPUs this process may use (at most
+    four), or ``SCHEMAGEN_JOBS``; 1 where fork is unsafe or unavailable (only Linux forks
+    here) or other threads run in this process (a fork copies none of them, nor the locks
+    they hold)."""
+    if sys.platform != "linux" or not hasattr(os, "fork") or threading.active_count() > 1:
+        return 1
+    wanted = os.environ.get(JOBS_ENV, "").strip()
+    if wanted:
+        return max(1, int(wanted)) if wanted.isdigit() else 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except OSError:
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 4))
+
+
+Rendered = list[tuple[dict[str, str], dict[str, str]]]  # per change: its files, their hashes
+
+
+def _hashed(files: list[dict[str, str]]) -> Rendered:
+    return [(f, {path: h1(text) for path, text in f.items()}) for f in files]
+
+
+def _render_in_parallel(env: jinja2.Environment, changes: list[Change], n: int) -> Rendered:
+    """:func:`_render` of ``changes`` with their files' hashes, split over ``n`` processes:
+    this one renders the first share while forked children render the others (each with its
+    own ruff), pickle them to a pipe and exit. A change's files depend on nothing but the
+    change (see :func:`generate`), so the output is the same bytes as in one process; a
+    child that fails leaves its share to this process, which renders it (and raises what
+    rendering raises)."""
+    if n < 2 or len(changes) < PARALLEL_MIN:
+        return _hashed(_render(env, changes))
+    size = -(-len(changes) // n)
+    shares = [changes[i : i + size] for i in range(0, len(changes), size)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pids: list[int] = []  # forked, not yet waited for
+    reads: list[int] = []  # the read ends of their pipes, not yet closed
+    try:
+        for share in shares[1:]:
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: render, send, exit without running anything else
+                status = 1
+                try:
+                    os.close(read)
+                    data = pickle.dumps(_hashed(_render(env, share)), pickle.HIGHEST_PROTOCOL)
+                    with os.fdopen(write, "wb") as fh:
+                        fh.write(data)
+                    status = 0
+                finally:
+                    os._exit(status)
+            os.close(write)
+            pids.append(pid)
+            reads.append(read)
+        out = _hashed(_render(env, shares[0]))
+        for share in shares[1:]:
+            with os.fdopen(reads.pop(0), "rb") as fh:
+                data = fh.read()
+            _, status = os.waitpid(pids.pop(0), 0)
+            got: Rendered = pickle.loads(data) if status == 0 and data else []
+            out += got if len(got) == len(share) else _hashed(_render(env, share))
+        return out
+    finally:
+        for read in reads:  # an error here: stop the children still running
+            with contextlib.suppress(OSError):
+                os.close(read)
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
 
 
 def _render(env: jinja2.Environment, changes: list[Change]) -> list[dict[str, str]]:
