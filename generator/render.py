@@ -569,20 +569,25 @@ def _render_in_parallel(env: jinja2.Environment, changes: list[Change], n: int) 
     if n < 2 or len(changes) < PARALLEL_MIN:
         return _hashed(_render(env, changes))
     size = -(-len(changes) // n)
-    shares = [changes[i : i + size] for i in range(0, len(changes), size)]
+    plans = [_plans(change) for change in changes]
+    _preload(env, plans)
+    cuts = range(0, len(changes), size)
+    shares = [changes[i : i + size] for i in cuts]
+    share_plans = [plans[i : i + size] for i in cuts]
     sys.stdout.flush()
     sys.stderr.flush()
     pids: list[int] = []  # forked, not yet waited for
     reads: list[int] = []  # the read ends of their pipes, not yet closed
     try:
-        for share in shares[1:]:
+        for share, share_plan in zip(shares[1:], share_plans[1:], strict=True):
             read, write = os.pipe()
             pid = os.fork()
             if pid == 0:  # the child: render, send, exit without running anything else
                 status = 1
                 try:
                     os.close(read)
-                    data = pickle.dumps(_hashed(_render(env, share)), pickle.HIGHEST_PROTOCOL)
+                    files = _hashed(_render(env, share, share_plan))
+                    data = pickle.dumps(files, pickle.HIGHEST_PROTOCOL)
                     with os.fdopen(write, "wb") as fh:
                         fh.write(data)
                     status = 0
@@ -591,7 +596,7 @@ def _render_in_parallel(env: jinja2.Environment, changes: list[Change], n: int) 
             os.close(write)
             pids.append(pid)
             reads.append(read)
-        out = _hashed(_render(env, shares[0]))
+        out = _hashed(_render(env, shares[0], share_plans[0]))
         for share in shares[1:]:
             with os.fdopen(reads.pop(0), "rb") as fh:
                 data = fh.read()
@@ -609,9 +614,34 @@ def _render_in_parallel(env: jinja2.Environment, changes: list[Change], n: int) 
                 os.waitpid(pid, 0)
 
 
-def _render(env: jinja2.Environment, changes: list[Change]) -> list[dict[str, str]]:
+def _preload(env: jinja2.Environment, plans: list[Plans]) -> None:
+    """Compile the templates these plans render with, once, before the processes fork
+    (each would compile them again); a template another loads by name while rendering is
+    compiled where it is first needed."""
+    for name in env.list_templates(filter_func=lambda n: n.startswith("validation/")):
+        env.get_template(name)
+    env.get_template("migration.py.j2")
+    env.get_template("review.md.j2")
+    modules: _Modules = env.globals["ops"]  # type: ignore[assignment]
+    kinds = {
+        kind
+        for change_plans in plans
+        for by_dialect in change_plans.values()
+        for units in by_dialect.values()
+        for unit in units
+        for kind in (unit.kind, *(step.kind for step in unit.steps))
+    }
+    for kind in sorted(kinds):
+        with contextlib.suppress(KeyError):
+            modules[kind]  # loads the kind's template module
+
+
+def _render(
+    env: jinja2.Environment, changes: list[Change], plans: list[Plans] | None = None
+) -> list[dict[str, str]]:
     """Per change: its migration (formatted), validation SQL and review summary."""
-    plans = [_plans(change) for change in changes]
+    if plans is None:
+        plans = [_plans(change) for change in changes]
     python = {
         migration_path(change): _render_migration(env, change, change_plans)
         for change, change_plans in zip(changes, plans, strict=True)
