@@ -771,8 +771,15 @@ def _gencheck_parts(
     parts = [("cold" if "warm" in result else "", result)]
     if "warm" in result:
         parts.append(("warm", result["warm"]))
+    if previous and "previous_cold" in result:
+        tool = result["previous_cold"]["tool"]
+        parts.append((f"previous tool, {tool}, cold", result["previous_cold"]))
     if previous and "previous" in result:
-        parts.append((f"previous tool, {result['previous']['tool']}", result["previous"]))
+        label = "warm" if "previous_cold" in result else ""
+        tool = result["previous"]["tool"]
+        parts.append(
+            (f"previous tool, {tool}" + (f", {label}" if label else ""), result["previous"])
+        )
     return parts
 
 
