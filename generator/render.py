@@ -533,11 +533,12 @@ def _revision(change: Change, path: str) -> revision_files.Revision:
 JOBS_ENV = "SCHEMAGEN_JOBS"
 # Fewer changes than this to render: one process (a fork and the transfer cost more).
 PARALLEL_MIN = 100
+MAX_JOBS = 4  # processes at most, whatever the CPUs
 
 
 def jobs() -> int:
     """How many processes render a long history: the CPUs this process may use (at most
-    four), or ``SCHEMAGEN_JOBS``; 1 where fork is unsafe or unavailable (only Linux forks
+    MAX_JOBS), or ``SCHEMAGEN_JOBS``; 1 where fork is unsafe or unavailable (only Linux forks
     here) or other threads run in this process (a fork copies none of them, nor the locks
     they hold)."""
     if sys.platform != "linux" or not hasattr(os, "fork") or threading.active_count() > 1:
@@ -549,7 +550,7 @@ def jobs() -> int:
         cpus = len(os.sched_getaffinity(0))
     except OSError:
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus, 4))
+    return max(1, min(cpus, MAX_JOBS))
 
 
 Rendered = list[tuple[dict[str, str], dict[str, str]]]  # per change: its files, their hashes
