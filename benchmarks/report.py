@@ -9,7 +9,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from benchmarks import calc, data, migrate
+from benchmarks import calc, data, gencheck, migrate
+from generator import render
 from marketdata.db import SQLITE_CACHE_KIB
 
 REGRESSION = 1.10  # a query this much slower at head is called a regression
@@ -771,8 +772,15 @@ def _gencheck_parts(
     parts = [("cold" if "warm" in result else "", result)]
     if "warm" in result:
         parts.append(("warm", result["warm"]))
+    if previous and "previous_cold" in result:
+        tool = result["previous_cold"]["tool"]
+        parts.append((f"previous tool, {tool}, cold", result["previous_cold"]))
     if previous and "previous" in result:
-        parts.append((f"previous tool, {result['previous']['tool']}", result["previous"]))
+        label = "warm" if "previous_cold" in result else ""
+        tool = result["previous"]["tool"]
+        parts.append(
+            (f"previous tool, {tool}" + (f", {label}" if label else ""), result["previous"])
+        )
     return parts
 
 
@@ -799,6 +807,50 @@ def gencheck_headline(result: dict[str, Any], label: str = "") -> str:
     )
 
 
+GENCHECK_WHY = """\
+Where the time went, and what was done (the issue's "fast by not working"; cProfile,
+`python -X importtime` and timers per phase over the {goal_n}-change repository, cold and
+warm, on a machine shared with other jobs, so as shares of the run rather than seconds):
+
+- **Warm: reading.** The check read every cache entry whole (each one hashed to be trusted)
+  and every committed generated file to compare them, about as many bytes again: some three
+  quarters of its time. Now an entry's first line holds the hash of its JSON line, which
+  lists each file's hash (`schemagen.sum`'s), so the warm check reads two lines per entry and
+  compares hashes; and a stat index of the output folder (size, mtime, ctime, inode, device
+  -> hash, as git's index; a file is recorded only when its mtime and ctime are older than a
+  stamp taken before it was read: git's racy-clean rule, made strict) spares reading a file
+  whose stat is the recorded one. A same-size hand edit with the mtime put back is still
+  caught (the ctime moves: `tests/generator/test_warmcheck.py`), and so are a deleted or an
+  extra file and a broken chain: anything the quick path cannot prove goes to the full
+  check. What is left is start-up (Python, click, the tool's fingerprint: its sources and the
+  templates hashed), reading each spec and the head of its entry, and a `stat` per file.
+- **Cold: rendering, on one core.** The validation files were the largest share (a third:
+  the table blocks of each new table state, the data checks, the JSON records), then the
+  migrations (a quarter, a third of it `resume.tolerance`, which compared every table of
+  every half-applied state), then, near a tenth each, the imports (pydantic's models of the
+  operations most of it), reading and comparing the files on disk, the reviews and loading
+  the specs; hashing for the sum and ruff's temporary files a few hundredths each (ruff is
+  still run once on temporary files, beside the rest: `ruff format -` takes one file per
+  process). The output is what it costs: every change's validation files check the whole
+  schema. Done: a history of {parallel_min} changes or more is split over up to
+  {max_jobs} processes (forked after the templates are compiled; each renders and hashes its
+  share with its own ruff; the same bytes: `tests/generator/test_parallel_render.py`), the
+  enum types of a state are computed once, and `resume.tolerance` skips the tables a state
+  shares with the base. The processes cost CPU time (each builds its own table blocks): they
+  shorten the check where a second core is free, not on a machine busy with other jobs.
+- **Not done: validation files that check only the tables a change touches.** It would
+  shrink the output (and the rendering, reading and hashing that grow with it), but not
+  soundly as things stand: `schemagen verify` and `stamp` run the post-checks of the change a
+  database is at as the check of the whole schema (`migrate.change_for`), so they would have
+  to compose them from the last file that touched each table; a change's pre-checks would no
+  longer refuse a hand edit of another table before its DDL runs; a change depends on tables
+  it does not alter (`add_foreign_key` on its parent's key), which would have to be included;
+  and on this history (four tables, foreign keys between most of them) it would save at most
+  about half of the validation output.
+
+"""
+
+
 def gencheck_section(result: dict[str, Any], image: str | None) -> str:
     out = ["\n## Tool speed: `schemagen generate --check`\n\n"]
     out.append(
@@ -812,10 +864,20 @@ def gencheck_section(result: dict[str, Any], image: str | None) -> str:
     )
     if "warm" in result:
         out.append(
-            "Cold is `--no-cache`: every spec loaded, validated and rendered. Warm is the same "
+            "Cold is `--no-cache`: every spec loaded, validated and rendered (a long history "
+            "by several processes: see below). Warm is the same "
             "check with the project's cache (`.schemagen/cache`, filled by the `generate` that "
-            "wrote the files): no spec parsed, no file rendered; the generated files on disk "
-            "are still read and compared (see [ci.md](ci.md#how-long-generate---check-takes)).\n\n"
+            "wrote the files): no spec parsed, no file rendered, no cached text read (the "
+            "first two lines of each entry: the files' hashes), and no generated file read "
+            "that the stat index proves unchanged (after the untimed warm-up round: none; see "
+            "[ci.md](ci.md#how-long-generate---check-takes)).\n\n"
+        )
+        out.append(
+            GENCHECK_WHY.format(
+                goal_n=result.get("goal_changes", gencheck.GOAL_N),
+                parallel_min=render.PARALLEL_MIN,
+                max_jobs=render.MAX_JOBS,
+            )
         )
     if "started" in result:
         loads = [x for x in result.get("load_average", []) if x is not None]

@@ -33,6 +33,7 @@ An entry no run has used for 30 days is deleted after a run that adds entries (:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import enum
@@ -43,10 +44,10 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from generator import revision_files
 from generator.files import SUM_FILE, h1, sum_of_hashes
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
     from generator.config import Project
     from generator.load import Change
 
-FORMAT = 1
+FORMAT = 2  # 2: the JSON line's hash on the first line, each file's in it
 MAGIC = b"schemagen-cache"
 CACHE_DIR = Path(".schemagen") / "cache"
 NO_CACHE_ENV = "SCHEMAGEN_NO_CACHE"
@@ -67,6 +68,7 @@ EMPTY_STATE = "empty"  # Cache.state_digest of the empty schema
 MAX_AGE_S = 30 * 24 * 3600  # an entry unused this long is deleted (after a run that renders)
 TMP_AGE_S = 3600  # a temporary file this old was left by a killed run
 # The distributions whose behaviour reaches the generated files.
+_E = TypeVar("_E", "Entry", "Head")
 DISTRIBUTIONS = ("schemagen", "jinja2", "ruff", "pyyaml", "pydantic", "pydantic-core")
 
 
@@ -179,8 +181,9 @@ class Entry:
     revisions: dict[str, Revision | None]
 
     @classmethod
-    def of(cls, after: str, files: dict[str, str]) -> Entry:
-        hashes = {path: h1(text) for path, text in files.items()}
+    def of(cls, after: str, files: dict[str, str], hashes: dict[str, str] | None = None) -> Entry:
+        if hashes is None:
+            hashes = {path: h1(text) for path, text in files.items()}
         revisions = {
             path: revision_files.parse(path, text)
             for path, text in files.items()
@@ -216,7 +219,11 @@ def _revision_of(path: str, value: Any) -> Revision | None:
 
 def encode_entry(key: str, entry: Entry) -> bytes:
     """``MAGIC FORMAT KEY SHA256\\n`` then a JSON line (the state after, each file's path,
-    length in bytes and hash), then the files' bytes one after another."""
+    length in bytes and hash, the revisions its migrations declare), then the files' bytes one
+    after another. The SHA-256 on the first line is the JSON line's; each file's bytes are
+    covered by their own hash in it (``h1`` is the SHA-256 of the text's UTF-8 bytes), so a
+    warm ``generate --check`` reads the two lines alone (:meth:`Cache.head`) and the texts only
+    when it needs them."""
     blobs = [entry.files[path].encode("utf-8") for path in entry.files]
     meta = {
         "after": entry.after,
@@ -226,46 +233,84 @@ def encode_entry(key: str, entry: Entry) -> bytes:
         ],
         "revisions": {path: _revision_json(rev) for path, rev in entry.revisions.items()},
     }
-    body = json.dumps(meta, ensure_ascii=True).encode() + b"\n" + b"".join(blobs)
+    line = json.dumps(meta, ensure_ascii=True).encode() + b"\n"
     head = b"%s %d %s %s\n" % (
         MAGIC,
         FORMAT,
         key.encode(),
-        hashlib.sha256(body).hexdigest().encode(),
+        hashlib.sha256(line).hexdigest().encode(),
     )
-    return head + body
+    return head + line + b"".join(blobs)
 
 
-def decode_entry(key: str, data: bytes) -> Entry | None:
-    """The entry in ``data`` if it is whole, of this format and for ``key``; else None."""
-    end = data.find(b"\n")
-    head = data[:end].split(b" ") if end >= 0 else []
-    if len(head) != 4 or head[:3] != [MAGIC, b"%d" % FORMAT, key.encode()]:
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """What an entry says of its files without their texts: enough to check files on disk
+    against (their hashes) and the revision chain (generator.quick)."""
+
+    after: str
+    hashes: dict[str, str]  # path -> its schemagen.sum hash (files.h1)
+    sizes: dict[str, int]  # path -> its length in bytes (UTF-8)
+    revisions: dict[str, Revision | None]
+
+
+def decode_head(key: str, head: bytes, line: bytes) -> Head | None:
+    """The head of an entry from its first two lines, if it is of this format, for ``key``
+    and whole (its JSON line's SHA-256); else None."""
+    parts = head.rstrip(b"\n").split(b" ")
+    if len(parts) != 4 or parts[:3] != [MAGIC, b"%d" % FORMAT, key.encode()]:
         return None
-    body = memoryview(data)[end + 1 :]
-    if hashlib.sha256(body).hexdigest().encode() != head[3]:
+    if not line.endswith(b"\n") or hashlib.sha256(line).hexdigest().encode() != parts[3]:
         return None
     try:
-        split = data.index(b"\n", end + 1)
-        meta = json.loads(data[end + 1 : split])
+        meta = json.loads(line)
         after, listed, parsed = meta["after"], meta["files"], meta["revisions"]
         if not (isinstance(after, str) and isinstance(listed, list) and isinstance(parsed, dict)):
             return None
-        files: dict[str, str] = {}
         hashes: dict[str, str] = {}
-        at = split + 1
+        sizes: dict[str, int] = {}
         for path, size, digest in listed:
             if not (isinstance(path, str) and isinstance(size, int) and isinstance(digest, str)):
                 return None
-            files[path] = data[at : at + size].decode("utf-8")
             hashes[path] = digest
-            at += size
-        if at != len(data) or not set(parsed) <= set(files):
+            sizes[path] = size
+        if not set(parsed) <= set(hashes):
             return None
         revisions = {path: _revision_of(path, value) for path, value in parsed.items()}
     except (ValueError, KeyError, TypeError):  # JSONDecodeError and UnicodeDecodeError too
         return None
-    return Entry(after, files, hashes, revisions)
+    return Head(after, hashes, sizes, revisions)
+
+
+def _hash_of(blob: bytes | memoryview) -> str:
+    return "h1:" + base64.b64encode(hashlib.sha256(blob).digest()).decode()
+
+
+def decode_entry(key: str, data: bytes) -> Entry | None:
+    """The entry in ``data`` if it is whole (its head, and every file's bytes against their
+    hash), of this format and for ``key``; else None."""
+    end = data.find(b"\n")
+    split = data.find(b"\n", end + 1) if end >= 0 else -1
+    if split < 0:
+        return None
+    head = decode_head(key, data[: end + 1], data[end + 1 : split + 1])
+    if head is None:
+        return None
+    files: dict[str, str] = {}
+    view = memoryview(data)
+    at = split + 1
+    try:
+        for path, size in head.sizes.items():
+            blob = view[at : at + size]
+            if len(blob) != size or _hash_of(blob) != head.hashes[path]:
+                return None
+            files[path] = str(blob, "utf-8")
+            at += size
+    except UnicodeDecodeError:
+        return None
+    if at != len(data):
+        return None
+    return Entry(head.after, files, head.hashes, head.revisions)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -327,13 +372,28 @@ class Cache:
         except OSError:  # none yet, or unreadable: a miss
             return None
         entry = decode_entry(key, data)
-        if entry is None:
+        self._used(path, entry is not None)
+        return entry
+
+    def head(self, key: str) -> Head | None:
+        """The entry's head (:class:`Head`): its first two lines, not its texts."""
+        path = self.path(key)
+        try:
+            with open(path, "rb") as fh:
+                first = fh.readline(4096)
+                found = decode_head(key, first, fh.readline())
+        except OSError:
+            return None
+        self._used(path, found is not None)
+        return found
+
+    def _used(self, path: Path, valid: bool) -> None:
+        if not valid:
             if path not in self.rejected:
                 self.rejected.append(path)
         elif self.writable:
             with contextlib.suppress(OSError):
                 os.utime(path)  # used: its age counts from now (see prune)
-        return entry
 
     def prune(self, max_age_s: float = MAX_AGE_S) -> list[Path]:
         """Delete entries no run has used for ``max_age_s`` (an edited change leaves its old
@@ -382,10 +442,13 @@ class Cache:
         self.hits.append(change.display)
         return entry
 
-    def store(self, change: Change, files: dict[str, str]) -> Entry:
-        """Keep the files rendered for ``change``; the entry (its files' hashes too)."""
+    def store(
+        self, change: Change, files: dict[str, str], hashes: dict[str, str] | None = None
+    ) -> Entry:
+        """Keep the files rendered for ``change``; the entry (its files' hashes too: given
+        or computed)."""
         self.rendered.append(change.display)
-        entry = Entry.of(self.state_digest(change.after), files)
+        entry = Entry.of(self.state_digest(change.after), files, hashes)
         entry.remember()
         key = self._key_of(change)
         if key is not None:
@@ -397,6 +460,28 @@ class Cache:
     def replay(self, changes_dir: Path, display_base: Path | None) -> dict[str, str] | None:
         """Every generated file of the history, all from entries; None at the first change
         without one (or at anything the loader would have to report)."""
+        entries = self._chain(changes_dir, display_base, self.get)
+        if entries is None:
+            return None
+        out: dict[str, str] = {}
+        hashes: dict[str, str] = {}
+        for entry in entries:
+            out.update(entry.files)
+            hashes.update(entry.hashes)
+            entry.remember()
+        out[SUM_FILE] = sum_of_hashes(hashes)
+        return dict(sorted(out.items()))
+
+    def replay_heads(self, changes_dir: Path, display_base: Path | None) -> list[Head] | None:
+        """Like :meth:`replay`, the entries' heads only (no text is read)."""
+        return self._chain(changes_dir, display_base, self.head)
+
+    def _chain(
+        self, changes_dir: Path, display_base: Path | None, fetch: Callable[[str], _E | None]
+    ) -> list[_E] | None:
+        """Each change's entry (or head), keyed from its spec's text and the state after the
+        entry before it; None at the first change without one, or at anything the loader
+        would have to report."""
         try:
             specs = spec_files(changes_dir)
         except OSError:
@@ -404,8 +489,7 @@ class Cache:
         if not specs:
             return None
         before = EMPTY_STATE
-        out: dict[str, str] = {}
-        hashes: dict[str, str] = {}
+        found: list[_E] = []
         names: list[str] = []
         for number, file in enumerate(specs):
             m = FILE_RE.match(file.name)
@@ -416,17 +500,14 @@ class Cache:
             except (OSError, UnicodeDecodeError):
                 return None
             display = display_name(file, display_base)
-            entry = self.get(self.key(display, text_digest(text), before))
+            entry = fetch(self.key(display, text_digest(text), before))
             if entry is None:
                 return None
-            out.update(entry.files)
-            hashes.update(entry.hashes)
-            entry.remember()
+            found.append(entry)
             names.append(display)
             before = entry.after
         self.hits.extend(names)
-        out[SUM_FILE] = sum_of_hashes(hashes)
-        return dict(sorted(out.items()))
+        return found
 
 
 def settings_of(project: Project) -> dict[str, Any]:

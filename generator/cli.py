@@ -32,6 +32,7 @@ from generator.config import ConfigError, Project, find_project
 from generator.errors import SpecErrors
 
 if TYPE_CHECKING:  # imported where used: a warm `generate --check` loads no spec (cache.py)
+    from generator.cache import Cache
     from generator.load import Change
 
 
@@ -241,11 +242,11 @@ def render_all(changes: list[Change], project: Project) -> dict[str, str]:
     )
 
 
-def _load(project: Project, use_cache: bool = True) -> dict[str, str]:
+def _load(project: Project, use_cache: bool = True, store: Cache | None = None) -> dict[str, str]:
     from generator import cache
 
     try:
-        return cache.render_project(project, use_cache)
+        return cache.render_project(project, use_cache, store)
     except SpecErrors as exc:
         for error in exc.errors:
             echo(str(error), err=True)
@@ -269,10 +270,27 @@ def generate(ctx: click.Context, check: bool, no_cache: bool) -> None:
 
 
 def _generate(ctx: click.Context, check: bool, no_cache: bool) -> None:
+    from generator import cache, warmcheck
+
     project = _project(ctx)
     out_dir, label = project.output_dir, project.output
-    rendered = _load(project, use_cache=not no_cache)
-    drift = files.compare(rendered, out_dir, label) if check else None
+    store = cache.open_cache(project) if not no_cache and cache.enabled() else None
+    index: warmcheck.StatIndex | None = None
+    if check and store is not None:
+        # Every file provably current by hashes and the stat index: nothing to render, read
+        # or report (generator.warmcheck); else the full check below decides.
+        known = warmcheck.quick_check(project, store)
+        if known is not None:
+            echo(f"generated files are current ({known} files)")
+            return
+        store.hits.clear()
+        index = warmcheck.StatIndex.load(store.directory, out_dir)
+        index.take_stamp()  # before compare reads the files it records
+    rendered = _load(project, use_cache=not no_cache, store=store)
+    stats: dict[str, tuple[os.stat_result, os.stat_result]] | None = (
+        {} if index is not None else None
+    )
+    drift = files.compare(rendered, out_dir, label, stats) if check else None
     # Hand-written revisions on disk and the generated ones about to be written: one chain.
     on_disk = drift.on_disk if drift is not None else None
     chain = revision_files.problems(revision_files.read(out_dir, rendered, on_disk))
@@ -285,6 +303,8 @@ def _generate(ctx: click.Context, check: bool, no_cache: bool) -> None:
         for problem in integrity:
             echo(f"integrity: {problem}", err=True)
         if drift.clean and not integrity and not chain:
+            if index is not None and stats is not None and store is not None and store.writable:
+                warmcheck.record_compared(index, stats, rendered)
             echo(f"generated files are current ({len(rendered)} files)")
             return
         for line in drift.diff:

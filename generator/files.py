@@ -34,7 +34,7 @@ def _opens_generated(path: Path) -> bool:
         return False
 
 
-def _matching(out_dir: Path, pattern: str) -> list[tuple[str, str]]:
+def matching(out_dir: Path, pattern: str) -> list[tuple[str, str]]:
     """``(relative path, path)`` of the entries ``out_dir.glob(pattern)`` finds for one of
     OWNED_PATTERNS (literal names and ``*`` or ``*.ext`` parts), listed with os.scandir: a
     pattern's inner ``*`` takes directories only, its last part files and folders alike."""
@@ -68,7 +68,7 @@ def owned_files(out_dir: Path, read: Mapping[str, str] | None = None) -> set[str
     read = read or {}
     found: set[str] = set()
     for pattern in OWNED_PATTERNS:
-        for rel, path in _matching(out_dir, pattern):
+        for rel, path in matching(out_dir, pattern):
             name = rel.rpartition("/")[2]
             if rel in read:  # read as a file already
                 owned = name == SUM_FILE or is_generated(read[rel])
@@ -89,6 +89,18 @@ def read_text(path: str) -> str:
     return text
 
 
+def read_stable(path: str) -> tuple[str, os.stat_result, os.stat_result]:
+    """:func:`read_text` with the file's stat before and after the read."""
+    with open(path, "rb") as fh:
+        before = os.fstat(fh.fileno())
+        data = fh.read()
+        after = os.fstat(fh.fileno())
+    text = data.decode("utf-8")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text, before, after
+
+
 @dataclass
 class Drift:
     changed: list[str] = field(default_factory=list)
@@ -104,12 +116,23 @@ class Drift:
         return not (self.changed or self.missing or self.orphaned)
 
 
-def compare(files: dict[str, str], out_dir: Path, label: str = "generated_migrations") -> Drift:
+def compare(
+    files: dict[str, str],
+    out_dir: Path,
+    label: str = "generated_migrations",
+    stats: dict[str, tuple[os.stat_result, os.stat_result]] | None = None,
+) -> Drift:
+    """What differs between ``files`` and the output folder. ``stats``: filled with each file
+    read, its stat before and after the read (generator.warmcheck records them)."""
     drift = Drift()
     base = os.fspath(out_dir)
     for path, text in sorted(files.items()):
         try:
-            current = read_text(os.path.join(base, path))
+            if stats is None:
+                current = read_text(os.path.join(base, path))
+            else:
+                current, before, after = read_stable(os.path.join(base, path))
+                stats[path] = (before, after)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             drift.missing.append(path)
             drift.diff.extend(

@@ -5,6 +5,7 @@ The steps that transform it live with their operations (``generator/ops/``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from decimal import Decimal
@@ -257,12 +258,17 @@ class Schema:
     def enum_types(self) -> dict[str, tuple[str, ...]]:
         """The enum types the schema's columns use (those of archives and of columns set
         aside too: their values are kept), by name: their labels."""
+        return dict(self._enum_types)
+
+    @functools.cached_property
+    def _enum_types(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        # Once per state (it is frozen): rendering asks each state several times.
         out: dict[str, tuple[str, ...]] = {}
         for table in (*self.tables, *self.archives):
             for column in table.physical():
                 if column.type.kind == "enum" and column.type.name is not None:
                     out.setdefault(column.type.name, column.type.labels)
-        return dict(sorted(out.items()))
+        return tuple(sorted(out.items()))
 
     def relation_names(self) -> set[str]:
         every = (*self.tables, *self.archives)

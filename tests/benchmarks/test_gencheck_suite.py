@@ -116,11 +116,15 @@ def test_a_previous_tool_is_timed_in_the_same_rounds(tmp_path: Path) -> None:
     sources) is timed beside the cold and warm checks, on the same repositories."""
     progress = Progress(enabled=False)
     result = gencheck.measure([2, 3], 1, 0, progress, workdir=tmp_path, previous=gencheck.PROJECT)
-    previous = result["previous"]
-    assert previous["tool"] == gencheck.PROJECT.name
-    assert [c["changes"] for c in previous["sizes"]] == [2, 3]
-    assert all(c["rounds"] == 1 and c["median_s"] > 0 for c in previous["sizes"])
+    for key in ("previous_cold", "previous"):  # its cold check and its warm one
+        previous = result[key]
+        assert previous["tool"] == gencheck.PROJECT.name
+        assert [c["changes"] for c in previous["sizes"]] == [2, 3]
+        assert all(c["rounds"] == 1 and c["median_s"] > 0 for c in previous["sizes"])
+    assert result["previous_cold"]["command"].endswith("--check --no-cache")
     assert result["started"] and len(result["load_average"]) == 2
     section = report.gencheck_section(result, None)
-    assert f"(previous tool, {gencheck.PROJECT.name}) over 3 changes" in section
-    assert section.count("| 3 | 31 |") == 3  # cold, warm, previous (10 files a change, the sum)
+    assert f"(previous tool, {gencheck.PROJECT.name}, cold) over 3 changes" in section
+    assert f"(previous tool, {gencheck.PROJECT.name}, warm) over 3 changes" in section
+    # cold, warm, previous cold and warm (10 files a change, the sum)
+    assert section.count("| 3 | 31 |") == 4

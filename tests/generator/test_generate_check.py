@@ -153,7 +153,7 @@ def test_the_sum_alone_catches_a_hand_edit(project: Path) -> None:
 
 
 def test_owned_patterns_find_what_pathlib_glob_finds(tmp_path: Path) -> None:
-    """files._matching (os.scandir) lists exactly what Path.glob lists for each pattern,
+    """files.matching (os.scandir) lists exactly what Path.glob lists for each pattern,
     odd entries included: a hidden file, a folder named like a file, a file where a folder
     is expected, symlinks (one dangling)."""
     out = tmp_path / "out"
@@ -176,8 +176,8 @@ def test_owned_patterns_find_what_pathlib_glob_finds(tmp_path: Path) -> None:
     (out / "review" / "dangling.md").symlink_to(out / "review" / "gone.md")
     for pattern in files.OWNED_PATTERNS:
         expected = sorted((p.relative_to(out).as_posix(), str(p)) for p in out.glob(pattern))
-        assert sorted(files._matching(out, pattern)) == expected, pattern
-    assert files._matching(tmp_path / "missing", "versions/*.py") == []
+        assert sorted(files.matching(out, pattern)) == expected, pattern
+    assert files.matching(tmp_path / "missing", "versions/*.py") == []
 
 
 @pytest.mark.parametrize("data", [b"a\nb\n", b"a\r\nb\r\n", b"a\rb\r", b"a\r\n\rb", b""])
