@@ -10,7 +10,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from benchmarks import calc, data, gencheck, migrate
-from generator import render
 from marketdata.db import SQLITE_CACHE_KIB
 
 REGRESSION = 1.10  # a query this much slower at head is called a regression
@@ -832,12 +831,10 @@ warm, on a machine shared with other jobs, so as shares of the run rather than s
   the specs; hashing for the sum and ruff's temporary files a few hundredths each (ruff is
   still run once on temporary files, beside the rest: `ruff format -` takes one file per
   process). The output is what it costs: every change's validation files check the whole
-  schema. Done: a history of {parallel_min} changes or more is split over up to
-  {max_jobs} processes (forked after the templates are compiled; each renders and hashes its
-  share with its own ruff; the same bytes: `tests/generator/test_parallel_render.py`), the
-  enum types of a state are computed once, and `resume.tolerance` skips the tables a state
-  shares with the base. The processes cost CPU time (each builds its own table blocks): they
-  shorten the check where a second core is free, not on a machine busy with other jobs.
+  schema. Done: the enum types of a state are computed once, and `resume.tolerance` skips
+  the tables a state shares with the base. Tried and taken out again: splitting a long
+  history over forked processes (the same bytes, on both cores); the registry's issue asks for speed by
+  not working, not for process machinery, and a loaded machine gained nothing from it.
 - **Not done: validation files that check only the tables a change touches.** It would
   shrink the output (and the rendering, reading and hashing that grow with it), but not
   soundly as things stand: `schemagen verify` and `stamp` run the post-checks of the change a
@@ -864,8 +861,8 @@ def gencheck_section(result: dict[str, Any], image: str | None) -> str:
     )
     if "warm" in result:
         out.append(
-            "Cold is `--no-cache`: every spec loaded, validated and rendered (a long history "
-            "by several processes: see below). Warm is the same "
+            "Cold is `--no-cache`: every spec loaded, validated and rendered, in one process. "
+            "Warm is the same "
             "check with the project's cache (`.schemagen/cache`, filled by the `generate` that "
             "wrote the files): no spec parsed, no file rendered, no cached text read (the "
             "first two lines of each entry: the files' hashes), and no generated file read "
@@ -875,8 +872,6 @@ def gencheck_section(result: dict[str, Any], image: str | None) -> str:
         out.append(
             GENCHECK_WHY.format(
                 goal_n=result.get("goal_changes", gencheck.GOAL_N),
-                parallel_min=render.PARALLEL_MIN,
-                max_jobs=render.MAX_JOBS,
             )
         )
     if "started" in result:

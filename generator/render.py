@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
-import pickle
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -509,7 +505,7 @@ def generate(
         env.globals["output"] = output
         env.globals["version_table"] = version_table  # not a table of the schema the checks see
         env.globals["foreign_tables"] = foreign_tables  # nor are another owner's tables
-        rendered = _render_in_parallel(env, todo, jobs())
+        rendered = _hashed(_render(env, todo))
         for change, (files, file_hashes) in zip(todo, rendered, strict=True):
             out.update(files)
             # The chain check (revision_files) takes the revision from the change rather than
@@ -530,29 +526,6 @@ def _revision(change: Change, path: str) -> revision_files.Revision:
     return revision_files.Revision(change.revision, down, path, generated=True)
 
 
-JOBS_ENV = "SCHEMAGEN_JOBS"
-# Fewer changes than this to render: one process (a fork and the transfer cost more).
-PARALLEL_MIN = 100
-MAX_JOBS = 4  # processes at most, whatever the CPUs
-
-
-def jobs() -> int:
-    """How many processes render a long history: the CPUs this process may use (at most
-    MAX_JOBS), or ``SCHEMAGEN_JOBS``; 1 where fork is unsafe or unavailable (only Linux forks
-    here) or other threads run in this process (a fork copies none of them, nor the locks
-    they hold)."""
-    if sys.platform != "linux" or not hasattr(os, "fork") or threading.active_count() > 1:
-        return 1
-    wanted = os.environ.get(JOBS_ENV, "").strip()
-    if wanted:
-        return max(1, int(wanted)) if wanted.isdigit() else 1
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except OSError:
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, MAX_JOBS))
-
-
 Rendered = list[tuple[dict[str, str], dict[str, str]]]  # per change: its files, their hashes
 
 
@@ -560,89 +533,9 @@ def _hashed(files: list[dict[str, str]]) -> Rendered:
     return [(f, {path: h1(text) for path, text in f.items()}) for f in files]
 
 
-def _render_in_parallel(env: jinja2.Environment, changes: list[Change], n: int) -> Rendered:
-    """:func:`_render` of ``changes`` with their files' hashes, split over ``n`` processes:
-    this one renders the first share while forked children render the others (each with its
-    own ruff), pickle them to a pipe and exit. A change's files depend on nothing but the
-    change (see :func:`generate`), so the output is the same bytes as in one process; a
-    child that fails leaves its share to this process, which renders it (and raises what
-    rendering raises)."""
-    if n < 2 or len(changes) < PARALLEL_MIN:
-        return _hashed(_render(env, changes))
-    size = -(-len(changes) // n)
-    plans = [_plans(change) for change in changes]
-    _preload(env, plans)
-    cuts = range(0, len(changes), size)
-    shares = [changes[i : i + size] for i in cuts]
-    share_plans = [plans[i : i + size] for i in cuts]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pids: list[int] = []  # forked, not yet waited for
-    reads: list[int] = []  # the read ends of their pipes, not yet closed
-    try:
-        for share, share_plan in zip(shares[1:], share_plans[1:], strict=True):
-            read, write = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # the child: render, send, exit without running anything else
-                status = 1
-                try:
-                    os.close(read)
-                    files = _hashed(_render(env, share, share_plan))
-                    data = pickle.dumps(files, pickle.HIGHEST_PROTOCOL)
-                    with os.fdopen(write, "wb") as fh:
-                        fh.write(data)
-                    status = 0
-                finally:
-                    os._exit(status)
-            os.close(write)
-            pids.append(pid)
-            reads.append(read)
-        out = _hashed(_render(env, shares[0], share_plans[0]))
-        for share in shares[1:]:
-            with os.fdopen(reads.pop(0), "rb") as fh:
-                data = fh.read()
-            _, status = os.waitpid(pids.pop(0), 0)
-            got: Rendered = pickle.loads(data) if status == 0 and data else []
-            out += got if len(got) == len(share) else _hashed(_render(env, share))
-        return out
-    finally:
-        for read in reads:  # an error here: stop the children still running
-            with contextlib.suppress(OSError):
-                os.close(read)
-        for pid in pids:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-
-
-def _preload(env: jinja2.Environment, plans: list[Plans]) -> None:
-    """Compile the templates these plans render with, once, before the processes fork
-    (each would compile them again); a template another loads by name while rendering is
-    compiled where it is first needed."""
-    for name in env.list_templates(filter_func=lambda n: n.startswith("validation/")):
-        env.get_template(name)
-    env.get_template("migration.py.j2")
-    env.get_template("review.md.j2")
-    modules: _Modules = env.globals["ops"]  # type: ignore[assignment]
-    kinds = {
-        kind
-        for change_plans in plans
-        for by_dialect in change_plans.values()
-        for units in by_dialect.values()
-        for unit in units
-        for kind in (unit.kind, *(step.kind for step in unit.steps))
-    }
-    for kind in sorted(kinds):
-        with contextlib.suppress(KeyError):
-            modules[kind]  # loads the kind's template module
-
-
-def _render(
-    env: jinja2.Environment, changes: list[Change], plans: list[Plans] | None = None
-) -> list[dict[str, str]]:
+def _render(env: jinja2.Environment, changes: list[Change]) -> list[dict[str, str]]:
     """Per change: its migration (formatted), validation SQL and review summary."""
-    if plans is None:
-        plans = [_plans(change) for change in changes]
+    plans = [_plans(change) for change in changes]
     python = {
         migration_path(change): _render_migration(env, change, change_plans)
         for change, change_plans in zip(changes, plans, strict=True)
