@@ -184,6 +184,9 @@ class Conversion:
     key: tuple[str, ...]
     column: str
     tolerance: str
+    # PostgreSQL: the column's type is a domain (state.Domain): the snapshot keeps its base
+    # type, so that no temporary table holds the domain a downgrade drops
+    base: str | None = None
 
 
 @dataclass(frozen=True)
@@ -291,7 +294,13 @@ def expect_data(
     fits += [fit for step in steps for fit in step.fits()]
     orphans = [f for t in sorted(touched) if (tab := before.table(t)) for f in tab.foreign_keys]
     conversions = [
-        Conversion(t, before.get(t).primary_key, c, _tolerance(types))
+        Conversion(
+            t,
+            before.get(t).primary_key,
+            c,
+            _tolerance(types),
+            (d.base if (col := before.get(t).column(c)) and (d := col.domain) else None),
+        )
         for (t, c), types in chains.items()
     ]
     rewritten = sorted(

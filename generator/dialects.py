@@ -319,9 +319,11 @@ def domain_constraint_sql(domain: Domain) -> str:
 def domain_drop_sql(domain: Domain) -> str:
     """PostgreSQL: drop the domain once no column uses it (a dropped column's type is 0)."""
     return (
-        f"DO $sg$ BEGIN IF {_domain_exists(domain.name)} AND NOT EXISTS (SELECT 1 FROM "
-        f"pg_attribute WHERE atttypid = {sql_string(quote_ident(domain.name))}::regtype) THEN "
-        f"DROP DOMAIN {quote_ident(domain.name)}; END IF; END $sg$"
+        "DO $sg$ DECLARE d oid; BEGIN SELECT t.oid INTO d FROM pg_type AS t JOIN pg_namespace "
+        "AS n ON n.oid = t.typnamespace WHERE n.nspname = current_schema() AND t.typname = "
+        f"{sql_string(domain.name)} AND t.typtype = 'd'; IF d IS NOT NULL AND NOT EXISTS "
+        f"(SELECT 1 FROM pg_attribute WHERE atttypid = d) THEN DROP DOMAIN "
+        f"{quote_ident(domain.name)}; END IF; END $sg$"
     )
 
 

@@ -8,7 +8,11 @@ change's transaction so far is committed first; then each phase commits on its o
    backoff): a shadow column of the new type per converted column (all in one ALTER TABLE), the
    new checks on the shadows ``NOT VALID`` (and ``CHECK (shadow IS NOT NULL) NOT VALID`` for a
    NOT NULL column), and a trigger keeping every shadow equal to the conversion of its old
-   column on INSERT and UPDATE. Catalogue changes only: no row is read under the lock.
+   column on INSERT and UPDATE. Catalogue changes only: no row is read under the lock. A
+   range check is the shadow's type, a domain (state.Domain): it loses its CHECK for the ADD
+   COLUMN (PostgreSQL 15 rewrites the table to add a column of a domain with a CHECK) and
+   gets it back NOT VALID in the same transaction; it is never VALIDATEd (SHARE on every
+   table using it, for a scan): the backfill's checks prove the rows.
 2. **backfill**: keyset batches on the primary key (generator.batches.Batches, its progress in
    ``schemagen.backfill_progress``: a killed run resumes after the last finished batch), each
    one short transaction that lists the rows that would not fit the new type (refusing with

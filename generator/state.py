@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from typing import ClassVar
 from decimal import Decimal
+from typing import ClassVar
 
 from generator import expr, indexexpr
 from generator.coltypes import SqlType

@@ -15,7 +15,9 @@
 # Domain: decimal(12,4) silently kept every value finite and below 10^8 in magnitude; a float
 # column would accept 1e300, NaN and infinities, which a later downgrade (or a 4-place API
 # response) could not represent. Each converted column gets CHECK ck_<table>_<column>_range
-# (-10^8 < value < 10^8, which NaN and both infinities fail); the downgrade drops them.
+# (-10^8 < value < 10^8, which NaN and both infinities fail); the downgrade drops them. On
+# PostgreSQL the check is the columns' type, domain float_within_1e8 (a table CHECK made
+# asyncpg's executemany slower than at baseline; docs/online.md, docs/performance.md).
 """Change 0003_convert_decimal_to_float: upgrade and downgrade for PostgreSQL and SQLite."""
 
 import sqlalchemy as sa

@@ -41,7 +41,9 @@ class AlterColumnType(OperationSpec):
         default=False,
         description=(
             "decimal to float only: add CHECK ck_<table>_<column>_range keeping values finite "
-            "and inside the range the decimal allowed"
+            "and inside the range the decimal allowed (SQLite: a table CHECK; PostgreSQL: the "
+            "column's type, a domain per bound set, float_within_1e<digits> by the naming "
+            "convention range_domain, its CHECK added NOT VALID and proved by the migration)"
         ),
     )
     online: bool = Field(
@@ -63,10 +65,12 @@ class AlterColumnType(OperationSpec):
         "`table`, `column`, `from`, `to`, `range_check` (default false), `online` (default true)",
         "convert (numeric ↔ numeric, string ↔ string); with `range_check` on a decimal → float "
         "conversion, add `CHECK ck_<table>_<column>_range` keeping values finite and inside the "
-        "decimal's range; on PostgreSQL a conversion that rewrites a non-empty table runs online "
+        "decimal's range (PostgreSQL: the column's type, domain `float_within_1e<digits>`, see "
+        "docs/online.md); on PostgreSQL a conversion that rewrites a non-empty table runs online "
         "(shadow column, trigger, resumable checked batches, short contract; see "
         "docs/online.md) unless `online: false`",
-        "drop the check; convert back to `from` (online alike); a conversion that narrows (see "
+        "drop the check (PostgreSQL: the domain, once no column uses it); convert back to "
+        "`from` (online alike); a conversion that narrows (see "
         "[Conversions](#conversions)) is refused while a row does not fit (online: per batch, "
         "before the contract)",
     )
@@ -197,7 +201,9 @@ ONLINE_TYPE_CHANGE = Group(
 ONLINE_LOCKS = tuple(
     tuple(line.split(": ", 1))
     for line in (
-        "expand: ACCESS EXCLUSIVE (brief, catalogue only; lock_timeout, retried)",
+        "expand: ACCESS EXCLUSIVE (brief, catalogue only; lock_timeout, retried; a range "
+        "check's domain loses its CHECK for the ADD COLUMN and gets it back NOT VALID in the "
+        "same transaction)",
         "backfill: ROW EXCLUSIVE per batch (keyset batches, each its own transaction)",
         "prepare: SHARE UPDATE EXCLUSIVE (indexes CONCURRENTLY, VALIDATE)",
         "contract: ACCESS EXCLUSIVE (brief, catalogue only; lock_timeout, retried)",
@@ -396,6 +402,11 @@ class AlterColumnTypeStep(Step):
         text = f"`{self.table_name}.{self.column.name}`: {self.column.type} → {self.to}"
         if self.added:
             text += "; " + ", ".join(f"add check `{c.name}`" for c in self.added)
+        if self.domain is not None:
+            text += (
+                f" (PostgreSQL: the column's type, domain `{self.domain.name}`, its CHECK "
+                f"`{self.domain.constraint}` NOT VALID, the rows proved by the conversion)"
+            )
         if self.dropped:
             text += "; " + ", ".join(f"drop check `{c.name}`" for c in self.dropped)
         return text + (" (online)" if self.online else "")
