@@ -1424,17 +1424,21 @@ runs and small scripts under `benchmarks/experiments/`, which print their own nu
 them before relying on them after a schema change); the numbers quoted here are this run's.
 
 - **PostgreSQL CHECK constraints cost per statement, not per row: the decision.** 0003's six
-  `ck_market_data_*_range` checks made a row-at-a-time INSERT (asyncpg executemany: one
+  `ck_market_data_*_range` table checks made a row-at-a-time INSERT (asyncpg executemany: one
   executor run per row) several times slower, while COPY hardly noticed them, and one combined
   check cost as much as six (`python -m benchmarks.experiments.check_cost`). PostgreSQL
   prepares a table's CHECK expressions once per statement execution. The checks stay (they
-  are the domain DECIMAL(12,4) gave for free); instead the application's engine sends many
-  rows as multi-row `INSERT ... VALUES` (`create_app_engine(multirow_inserts=True)`, the
-  default: SQLAlchemy's insertmanyvalues without RETURNING; with and without the checks:
-  `python -m benchmarks.experiments.multirow_inserts`), and the bulk path uses COPY. Into the
-  pre-filled `market_data` at head, this run: {pg_md_driver} rows/s for the `driver` case
-  (asyncpg executemany, one row per execution: the per-row cost), {pg_md_core} for `core`
-  (multi-row statements), {pg_md_copy} for COPY.
+  are the domain DECIMAL(12,4) gave for free), but on PostgreSQL as the columns' type: domain
+  `float_within_1e8` (`CREATE DOMAIN ... AS double precision CHECK (...)`, checked per value
+  at its input, see docs/online.md), so the driver's executemany is no longer slower than at
+  the baseline: {pg_md_driver_empty_x}x the baseline's speed into the empty `market_data`,
+  {pg_md_driver_filled_x}x into the pre-filled one, this run (with table CHECKs it was 0.62x
+  and 0.75x). The application's engine also sends many rows as multi-row `INSERT ... VALUES`
+  (`create_app_engine(multirow_inserts=True)`, the default: SQLAlchemy's insertmanyvalues
+  without RETURNING; `python -m benchmarks.experiments.multirow_inserts`), and the bulk path
+  uses COPY. Into the pre-filled `market_data` at head, this run: {pg_md_driver} rows/s for
+  the `driver` case (asyncpg executemany, one row per execution: the per-row cost),
+  {pg_md_core} for `core` (multi-row statements), {pg_md_copy} for COPY.
 - **`ix_market_data_instrument_price` was the costly index.** Prices arrive in random
   order, so every INSERT landed on a random leaf of a large index
   (`python -m benchmarks.experiments.index_variants sqlite|postgresql` compares it with
@@ -1553,6 +1557,10 @@ def prose_values(doc: dict[str, Any]) -> _Values:
                 if "phase1" in c:
                     v[f"{short}_md_{path}_0004"] = _rate(c["phase1"]["rows_per_s"])
                 v[f"{short}_md_{path}_head"] = _rate(c["head"]["rows_per_s"])
+            for fill in ("empty", "filled"):
+                c = _find(insert, table="market_data", path=path, fill=fill)
+                if c:  # speed at head against the baseline, same path (above 1: faster)
+                    v[f"{short}_md_{path}_{fill}_x"] = f"{1 / c['ratio']:.2f}"
         for table, key in (("market_data", "md"), ("alert_logs", "al")):
             c = _find(insert, table=table, path="bulk", fill="filled")
             if c:
