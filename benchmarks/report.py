@@ -1428,12 +1428,12 @@ them before relying on them after a schema change); the numbers quoted here are 
   executor run per row) several times slower, while COPY hardly noticed them, and one combined
   check cost as much as six (`python -m benchmarks.experiments.check_cost`). PostgreSQL
   prepares a table's CHECK expressions once per statement execution. The checks stay (they
-  are the domain DECIMAL(12,4) gave for free), but on PostgreSQL as the columns' type: domain
-  `float_within_1e8` (`CREATE DOMAIN ... AS double precision CHECK (...)`, checked per value
-  at its input, see docs/online.md), so the driver's executemany is no longer slower than at
-  the baseline: {pg_md_driver_empty_x}x the baseline's speed into the empty `market_data`,
-  {pg_md_driver_filled_x}x into the pre-filled one, this run (with table CHECKs it was 0.62x
-  and 0.75x). The application's engine also sends many rows as multi-row `INSERT ... VALUES`
+  are the domain DECIMAL(12,4) gave for free), but on PostgreSQL as the columns' type, a
+  domain (`CREATE DOMAIN ... AS double precision CHECK (...)`, checked per value at its input;
+  docs/online.md, with the table CHECKs' numbers), so the driver's executemany is no longer
+  slower than at the baseline: {pg_md_driver_empty_x}x the baseline's speed into the empty
+  `market_data`, {pg_md_driver_filled_x}x into the pre-filled one, this run. The
+  application's engine also sends many rows as multi-row `INSERT ... VALUES`
   (`create_app_engine(multirow_inserts=True)`, the default: SQLAlchemy's insertmanyvalues
   without RETURNING; `python -m benchmarks.experiments.multirow_inserts`), and the bulk path
   uses COPY. Into the pre-filled `market_data` at head, this run: {pg_md_driver} rows/s for
