@@ -16,6 +16,8 @@ import pytest
 import sqlalchemy as sa
 from ops_support import render_project, rows, storage
 from support import ROOT, db_revision, dump
+from test_online_type_change import _run
+from test_resume import _run_killed
 
 from generator import db, migrate
 from marketdata import demo
@@ -203,3 +205,25 @@ def test_online_false_converts_with_the_domain_and_back(pg_url: str, tmp_path: P
     migrate.downgrade(out, sa.make_url(pg_url), "0001")
     assert dump(pg_url) == original
     assert rows(pg_url, f"SELECT to_regtype('{DOMAIN}')") == [(None,)]
+
+
+def test_killed_between_dropping_and_adding_back_the_domains_check(pg_url: str) -> None:
+    """alert_logs' expand is killed after dropping the domain's CHECK (for the ADD COLUMN),
+    before adding it back: the transaction dies, the domain keeps its CHECK (market_data's
+    columns stay guarded), and a re-run finishes."""
+    _seed(pg_url, MIGRATIONS, "0002")
+    killed = _run_killed(
+        pg_url, f'ALTER DOMAIN "{DOMAIN}" ADD CONSTRAINT', 2, "upgrade", "--to", "0003"
+    )
+    assert killed.returncode == -9, (killed.stdout, killed.stderr)
+    assert [r[0] for r in _domain(pg_url)] == [f"{DOMAIN}_check"]
+    with (
+        psycopg.connect(_plain(pg_url), autocommit=True) as conn,
+        pytest.raises(psycopg.errors.CheckViolation, match=f"{DOMAIN}_check"),
+    ):
+        conn.execute("UPDATE market_data SET price = 'NaN' WHERE id = 1")
+    again = _run(pg_url, "upgrade", "--to", "0003")
+    assert again.returncode == 0, again.stderr
+    assert db_revision(pg_url) == "0003"
+    assert _typed(pg_url) == CONVERTED
+    _assert_refused(pg_url)
