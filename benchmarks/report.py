@@ -833,8 +833,9 @@ warm, on a machine shared with other jobs, so as shares of the run rather than s
   process). The output is what it costs: every change's validation files check the whole
   schema. Done: the enum types of a state are computed once, and `resume.tolerance` skips
   the tables a state shares with the base. Tried and taken out again: splitting a long
-  history over forked processes (the same bytes, on both cores); the registry's issue asks for speed by
-  not working, not for process machinery, and a loaded machine gained nothing from it.
+  history over forked processes (the same bytes, on both cores); the registry's issue asks
+  for speed by not working, not for process machinery, and a loaded machine gained nothing
+  from it.
 - **Not done: validation files that check only the tables a change touches.** It would
   shrink the output (and the rendering, reading and hashing that grow with it), but not
   soundly as things stand: `schemagen verify` and `stamp` run the post-checks of the change a
@@ -1487,17 +1488,21 @@ runs and small scripts under `benchmarks/experiments/`, which print their own nu
 them before relying on them after a schema change); the numbers quoted here are this run's.
 
 - **PostgreSQL CHECK constraints cost per statement, not per row: the decision.** 0003's six
-  `ck_market_data_*_range` checks made a row-at-a-time INSERT (asyncpg executemany: one
+  `ck_market_data_*_range` table checks made a row-at-a-time INSERT (asyncpg executemany: one
   executor run per row) several times slower, while COPY hardly noticed them, and one combined
   check cost as much as six (`python -m benchmarks.experiments.check_cost`). PostgreSQL
   prepares a table's CHECK expressions once per statement execution. The checks stay (they
-  are the domain DECIMAL(12,4) gave for free); instead the application's engine sends many
-  rows as multi-row `INSERT ... VALUES` (`create_app_engine(multirow_inserts=True)`, the
-  default: SQLAlchemy's insertmanyvalues without RETURNING; with and without the checks:
-  `python -m benchmarks.experiments.multirow_inserts`), and the bulk path uses COPY. Into the
-  pre-filled `market_data` at head, this run: {pg_md_driver} rows/s for the `driver` case
-  (asyncpg executemany, one row per execution: the per-row cost), {pg_md_core} for `core`
-  (multi-row statements), {pg_md_copy} for COPY.
+  are the domain DECIMAL(12,4) gave for free), but on PostgreSQL as the columns' type, a
+  domain (`CREATE DOMAIN ... AS double precision CHECK (...)`, checked per value at its input;
+  docs/online.md, with the table CHECKs' numbers), so the driver's executemany is no longer
+  slower than at the baseline: {pg_md_driver_empty_x}x the baseline's speed into the empty
+  `market_data`, {pg_md_driver_filled_x}x into the pre-filled one, this run. The
+  application's engine also sends many rows as multi-row `INSERT ... VALUES`
+  (`create_app_engine(multirow_inserts=True)`, the default: SQLAlchemy's insertmanyvalues
+  without RETURNING; `python -m benchmarks.experiments.multirow_inserts`), and the bulk path
+  uses COPY. Into the pre-filled `market_data` at head, this run: {pg_md_driver} rows/s for
+  the `driver` case (asyncpg executemany, one row per execution: the per-row cost),
+  {pg_md_core} for `core` (multi-row statements), {pg_md_copy} for COPY.
 - **`ix_market_data_instrument_price` was the costly index.** Prices arrive in random
   order, so every INSERT landed on a random leaf of a large index
   (`python -m benchmarks.experiments.index_variants sqlite|postgresql` compares it with
@@ -1616,6 +1621,10 @@ def prose_values(doc: dict[str, Any]) -> _Values:
                 if "phase1" in c:
                     v[f"{short}_md_{path}_0004"] = _rate(c["phase1"]["rows_per_s"])
                 v[f"{short}_md_{path}_head"] = _rate(c["head"]["rows_per_s"])
+            for fill in ("empty", "filled"):
+                c = _find(insert, table="market_data", path=path, fill=fill)
+                if c:  # speed at head against the baseline, same path (above 1: faster)
+                    v[f"{short}_md_{path}_{fill}_x"] = f"{1 / c['ratio']:.2f}"
         for table, key in (("market_data", "md"), ("alert_logs", "al")):
             c = _find(insert, table=table, path="bulk", fill="filled")
             if c:

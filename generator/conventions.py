@@ -13,6 +13,9 @@ PLACEHOLDERS = {
     "foreign_key": ("table", "column", "referred_table"),
     "unique": ("table", "column"),
     "range_check": ("table", "column"),
+    # PostgreSQL: the domain holding a decimal->float column to the decimal's range, one per
+    # bound set (digits: the decimal's integer digits, precision - scale)
+    "range_domain": ("digits",),
 }
 
 
@@ -22,6 +25,7 @@ class Conventions:
     foreign_key: str = "fk_{table}_{column}_{referred_table}"
     unique: str = "uq_{table}_{column}"
     range_check: str = "ck_{table}_{column}_range"
+    range_domain: str = "float_within_1e{digits}"
     # None: the project has no soft-delete column and SG109 never fires.
     soft_delete_column: str | None = "deleted_at"
 
@@ -37,6 +41,11 @@ class Conventions:
     def range_check_name(self, table: str, column: str) -> str:
         return self.range_check.format(table=table, column=column)
 
+    def range_domain_name(self, digits: int) -> str:
+        """PostgreSQL: the domain (double precision, -10^digits < VALUE < 10^digits) a
+        decimal->float column with a range check takes; its CHECK is ``<domain>_check``."""
+        return self.range_domain.format(digits=digits)
+
 
 def template_problem(key: str, template: str) -> str | None:
     """Why ``template`` cannot name constraints of kind ``key`` (None when it can)."""
@@ -51,6 +60,10 @@ def template_problem(key: str, template: str) -> str | None:
             f"unknown placeholder {{{unknown[0]}}} "
             f"(allowed: {', '.join('{' + a + '}' for a in allowed)})"
         )
+    if key == "range_domain":
+        if "digits" not in fields:
+            return "must contain {digits}: two bound sets would otherwise get the same name"
+        return None
     if "table" not in fields:
         return "must contain {table}: two tables would otherwise get the same name"
     if key != "primary_key" and "column" not in fields:

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from generator import coltypes
 from generator.coltypes import SqlType
-from generator.state import Column, DefaultValue, ForeignKey, Index
+from generator.state import Column, DefaultValue, Domain, ForeignKey, Index
 
 POSTGRESQL = "postgresql"
 SQLITE = "sqlite"
@@ -90,6 +90,12 @@ def sa_type(column: Column, dialect: str) -> str:
     t = column.type
     if _is_rowid_alias(column, dialect):
         return "sa.Integer()"
+    if column.domain is not None and dialect == POSTGRESQL:
+        # created and dropped by the change (domain_sql), never by SQLAlchemy's table events
+        return (
+            f"sa.dialects.postgresql.DOMAIN({column.domain.name!r}, {sa_type_of(t, dialect)}, "
+            "create_type=False)"
+        )
     return sa_type_of(t, dialect)
 
 
@@ -167,6 +173,8 @@ def catalog_type(column: Column, dialect: str) -> str:
         }[t.kind]
     if t.kind == "enum":
         return str(t.name)
+    if column.domain is not None:
+        return column.domain.name
     return {
         "integer": "integer",
         "bigint": "bigint",
@@ -255,6 +263,68 @@ def _pg_number_default(value: int | float) -> str:
     if "." in text and not text.startswith("-"):
         return text
     return f"'{text}'::numeric"
+
+
+def column_ddl_type(column: Column, dialect: str) -> str:
+    """A column's type as written in DDL: its domain on PostgreSQL if it has one."""
+    if column.domain is not None and dialect == POSTGRESQL:
+        return quote_ident(column.domain.name)
+    return ddl_type(column.type, dialect)
+
+
+def _domain_exists(name: str) -> str:
+    return (
+        "EXISTS (SELECT 1 FROM pg_type AS t JOIN pg_namespace AS n ON n.oid = t.typnamespace "
+        f"WHERE n.nspname = current_schema() AND t.typname = {sql_string(name)} "
+        "AND t.typtype = 'd')"
+    )
+
+
+def domain_create_sql(domain: Domain) -> str:
+    """PostgreSQL: the domain, created if missing, without its constraint (re-runnable)."""
+    return (
+        f"DO $sg$ BEGIN IF NOT {_domain_exists(domain.name)} THEN "
+        f"CREATE DOMAIN {quote_ident(domain.name)} AS {domain.base}; END IF; END $sg$"
+    )
+
+
+def domain_add_sql(domain: Domain) -> str:
+    """PostgreSQL: ALTER DOMAIN ADD its CHECK NOT VALID (catalogue only: every row written
+    from then on is checked; see state.Domain)."""
+    name, con = quote_ident(domain.name), quote_ident(domain.constraint)
+    return f"ALTER DOMAIN {name} ADD CONSTRAINT {con} CHECK ({domain.check_sql}) NOT VALID"
+
+
+def domain_unconstrain_sql(domain: Domain) -> str:
+    """PostgreSQL: the domain without its CHECK, for the expand's ADD COLUMN of a shadow of it
+    (PostgreSQL 15 rewrites the table to add a column of a constrained domain, even a NOT VALID
+    constraint; put back by domain_add_sql in the same transaction)."""
+    return (
+        f"ALTER DOMAIN {quote_ident(domain.name)} DROP CONSTRAINT IF EXISTS "
+        f"{quote_ident(domain.constraint)}"
+    )
+
+
+def domain_constraint_sql(domain: Domain) -> str:
+    """PostgreSQL: the domain's CHECK, added NOT VALID if missing (re-runnable)."""
+    add = domain_add_sql(domain)
+    return (
+        "DO $sg$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint AS c JOIN pg_type AS t "
+        "ON t.oid = c.contypid JOIN pg_namespace AS n ON n.oid = t.typnamespace WHERE "
+        f"n.nspname = current_schema() AND t.typname = {sql_string(domain.name)} AND "
+        f"c.conname = {sql_string(domain.constraint)}) THEN {add}; END IF; END $sg$"
+    )
+
+
+def domain_drop_sql(domain: Domain) -> str:
+    """PostgreSQL: drop the domain once no column uses it (a dropped column's type is 0)."""
+    return (
+        "DO $sg$ DECLARE d oid; BEGIN SELECT t.oid INTO d FROM pg_type AS t JOIN pg_namespace "
+        "AS n ON n.oid = t.typnamespace WHERE n.nspname = current_schema() AND t.typname = "
+        f"{sql_string(domain.name)} AND t.typtype = 'd'; IF d IS NOT NULL AND NOT EXISTS "
+        f"(SELECT 1 FROM pg_attribute WHERE atttypid = d) THEN DROP DOMAIN "
+        f"{quote_ident(domain.name)}; END IF; END $sg$"
+    )
 
 
 def ddl_type(t: SqlType, dialect: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from alembic.autogenerate import produce_migrations, render_python_code
 from alembic.migration import MigrationContext
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from generator import dialects, migrate, version_table
@@ -109,6 +110,12 @@ def _default_diffs(
     return out
 
 
+def _named_columns(ck: sa.CheckConstraint, table: sa.Table) -> set[str]:
+    """The table's columns a CHECK's text names (quoted or not)."""
+    text = str(ck.sqltext)
+    return {c.name for c in table.columns if re.search(rf'(?<![\w"])"?{c.name}"?(?![\w"])', text)}
+
+
 def _check_diffs(
     conn: Connection, metadata: Any, foreign_tables: tuple[str, ...]
 ) -> list[tuple[str, str, Any]]:
@@ -136,6 +143,19 @@ def _check_diffs(
             str(c["name"])
             for c in insp.get_check_constraints(table.name)
             if c.get("name") and c["name"] not in typed
+        }
+        # PostgreSQL: a one-column check of the models held by the column's domain (a range
+        # check's, state.Domain: the domain's CHECK is the table's, not listed with it)
+        domained = {
+            str(c["name"])
+            for c in insp.get_columns(table.name)
+            if isinstance(c["type"], postgresql.DOMAIN) and c["type"].check is not None
+        }
+        theirs |= {
+            name
+            for name, ck in ours.items()
+            if (cols := {c.name for c in ck.columns} or _named_columns(ck, table)) <= domained
+            and len(cols) == 1
         }
         for name in sorted(set(ours) - theirs):
             out.append(
@@ -242,7 +262,10 @@ def _types_differ(
     context: Any, inspected_column: Any, metadata_column: Any, inspected: Any, metadata: Any
 ) -> bool | None:
     """An enum compared by what the spec says: on PostgreSQL its type's name and labels, on
-    SQLite its text column's ``<column>_is_<type>`` CHECK. None: Alembic's own comparison."""
+    SQLite its text column's ``<column>_is_<type>`` CHECK; a PostgreSQL domain (a range
+    check's, state.Domain) by its base type. None: Alembic's own comparison."""
+    if isinstance(inspected, postgresql.DOMAIN):
+        return spec_type(inspected.data_type) != spec_type(metadata)
     if (
         not isinstance(metadata, sa.Enum)
         and not isinstance(inspected, sa.Enum)

@@ -10,7 +10,11 @@ then each phase commits on its own:
    backoff): a shadow column of the new type per converted column (all in one ALTER TABLE), the
    new checks on the shadows ``NOT VALID`` (and ``CHECK (shadow IS NOT NULL) NOT VALID`` for a
    NOT NULL column), and a trigger keeping every shadow equal to the conversion of its old
-   column on INSERT and UPDATE. Catalogue changes only: no row is read under the lock.
+   column on INSERT and UPDATE. Catalogue changes only: no row is read under the lock. A
+   range check is the shadow's type, a domain (state.Domain): it loses its CHECK for the ADD
+   COLUMN (PostgreSQL 15 rewrites the table to add a column of a domain with a CHECK) and
+   gets it back NOT VALID in the same transaction; it is never VALIDATEd (SHARE on every
+   table using it, for a scan): the backfill's checks prove the rows.
 2. **backfill**: keyset batches on the primary key (generator.batches.Batches, its progress in
    ``schemagen.backfill_progress``: a killed run resumes after the last finished batch), each
    one short transaction that lists the rows that would not fit the new type (refusing with
@@ -47,6 +51,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from generator import batches, guard, runtime
+from generator.state import Domain
 
 log = logging.getLogger("schemagen")
 
@@ -90,6 +95,14 @@ class OnlineColumn:
     misfit: str | None  # the rows that do not fit the new type (condition on the old column)
     tolerance: str | None  # drift allowed between old value and shadow (None: not compared)
     fit_name: str = "fits"  # the fit check's name after table.column. (fits_<new type>)
+    # PostgreSQL: the new column's domain (name, its CHECK's name, the CHECK's SQL), the old
+    # column's domain (dropped at the contract once no column uses it)
+    domain: tuple[str, str, int] | None = None
+    old_domain: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.domain is not None:  # read from the rendered migration: a list
+            object.__setattr__(self, "domain", tuple(self.domain))
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,15 @@ class Spec:
     checks: Mapping[str, str]  # name -> SQL on the shadow column
     indexes: Mapping[str, tuple[str, str]]  # index -> (shadow index, its CREATE ... CONCURRENTLY)
     blocking: str  # the ALTER TABLE an empty table takes
+
+    def domains(self) -> list[Domain]:
+        """The new columns' domains (one per bound set)."""
+        found = {c.domain[0]: Domain(*c.domain) for c in self.columns if c.domain}
+        return list(found.values())
+
+    def old_domains(self) -> list[str]:
+        new = {d.name for d in self.domains()}
+        return sorted({c.old_domain for c in self.columns if c.old_domain} - new)
 
     @property
     def step(self) -> str:
@@ -270,7 +292,11 @@ class _Run:
             self.sql(f"LOCK TABLE {self.table} IN ACCESS EXCLUSIVE MODE")
             if self.sql(f"SELECT 1 FROM {self.table} LIMIT 1").first() is not None:
                 return  # rows came meanwhile: online after all
+            for statement in domain_sql(self.spec, "create"):
+                self.sql(statement)
             self.sql(self.spec.blocking)
+            for statement in domain_sql(self.spec, "drop"):
+                self.sql(statement)
             # The rewrite of an empty table loses nothing: the row-count check's snapshot
             # follows the table's new file (it compares relfilenodes).
             if self.sql("SELECT to_regclass('pg_temp.schemagen_row_counts')").scalar():
@@ -374,8 +400,32 @@ class _Run:
             self.short("contract", run)
 
 
+def domain_sql(s: Spec, what: str) -> list[str]:
+    """The domains' DDL (state.Domain, dialects.domain_*_sql). ``create``: each new column's
+    domain with its CHECK (NOT VALID), if missing; ``unconstrain``: each without its CHECK
+    (PostgreSQL 15 rewrites the table to add a column of a domain with a CHECK, even one NOT
+    VALID); ``constrain``: each CHECK put back NOT VALID, in the same transaction (the other
+    sessions never see the domain without it); ``drop``: the old columns' domains, once no
+    column uses them."""
+    from generator import dialects
+
+    out: list[str] = []
+    for domain in s.domains():
+        if what == "create":
+            out += [dialects.domain_create_sql(domain), dialects.domain_constraint_sql(domain)]
+        elif what == "unconstrain":
+            out += [dialects.domain_create_sql(domain), dialects.domain_unconstrain_sql(domain)]
+        elif what == "constrain":
+            out.append(dialects.domain_add_sql(domain))
+    if what == "drop":
+        out += [dialects.domain_drop_sql(Domain(name, "", 0)) for name in s.old_domains()]
+    return out
+
+
 def expand_sql(s: Spec) -> list[str]:
-    """The expand's DDL: shadow columns and NOT VALID checks in one ALTER TABLE, the trigger."""
+    """The expand's DDL: shadow columns and NOT VALID checks in one ALTER TABLE, the trigger;
+    a shadow's domain (state.Domain) loses its CHECK for the ADD COLUMN and gets it back NOT
+    VALID in the same transaction (no rewrite; new rows are checked from then on)."""
     table = _qi(s.table)
     clauses = [f"ADD COLUMN IF NOT EXISTS {_qi(c.shadow)} {c.type}" for c in s.columns]
     checks = dict(s.checks)
@@ -398,7 +448,9 @@ def expand_sql(s: Spec) -> list[str]:
         f"DROP TRIGGER IF EXISTS {_qi(s.trigger)} ON {table}",
         f"CREATE TRIGGER {_qi(s.trigger)} BEFORE INSERT OR UPDATE ON {table} "
         f"FOR EACH ROW EXECUTE FUNCTION {s.function()}()",
+        *domain_sql(s, "unconstrain"),
         f"ALTER TABLE {table} {', '.join(clauses)}",
+        *domain_sql(s, "constrain"),
     ]
 
 
@@ -434,7 +486,7 @@ def contract_sql(s: Spec) -> list[str]:
     if helpers:
         out.append(f"ALTER TABLE {table} {', '.join(helpers)}")
     out += [f"ALTER INDEX {_qi(shadow)} RENAME TO {_qi(i)}" for i, (shadow, _) in s.indexes.items()]
-    return out
+    return out + domain_sql(s, "drop")
 
 
 def run(connection: Connection, spec: Spec) -> str:

@@ -24,7 +24,7 @@ from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
 from generator.plan import ALTER_TABLE, RECREATE_TABLE, Group
 from generator.resolve import default_problem
 from generator.spec import Identifier, TypeName
-from generator.state import CheckConstraint, Column, Index, Schema, Table
+from generator.state import CheckConstraint, Column, Domain, Index, Schema, Table
 
 if TYPE_CHECKING:
     from generator.load import Change
@@ -41,7 +41,9 @@ class AlterColumnType(OperationSpec):
         default=False,
         description=(
             "decimal to float only: add CHECK ck_<table>_<column>_range keeping values finite "
-            "and inside the range the decimal allowed"
+            "and inside the range the decimal allowed (SQLite: a table CHECK; PostgreSQL: the "
+            "column's type, a domain per bound set, float_within_1e<digits> by the naming "
+            "convention range_domain, its CHECK added NOT VALID and proved by the migration)"
         ),
     )
     online: bool = Field(
@@ -63,10 +65,12 @@ class AlterColumnType(OperationSpec):
         "`table`, `column`, `from`, `to`, `range_check` (default false), `online` (default true)",
         "convert (numeric ↔ numeric, string ↔ string); with `range_check` on a decimal → float "
         "conversion, add `CHECK ck_<table>_<column>_range` keeping values finite and inside the "
-        "decimal's range; on PostgreSQL a conversion that rewrites a non-empty table runs online "
+        "decimal's range (PostgreSQL: the column's type, domain `float_within_1e<digits>`, see "
+        "docs/online.md); on PostgreSQL a conversion that rewrites a non-empty table runs online "
         "(shadow column, trigger, resumable checked batches, short contract; see "
         "docs/online.md) unless `online: false`",
-        "drop the check; convert back to `from` (online alike); a conversion that narrows (see "
+        "drop the check (PostgreSQL: the domain, once no column uses it); convert back to "
+        "`from` (online alike); a conversion that narrows (see "
         "[Conversions](#conversions)) is refused while a row does not fit (online: per batch, "
         "before the contract)",
     )
@@ -141,8 +145,8 @@ class AlterColumnType(OperationSpec):
             and bool(table.primary_key)
             and risk.type_change(old, new, POSTGRESQL).rewrites
         )
-        steps: list[Step] = [AlterColumnTypeStep(self.table, column, new)]
         range_checks: list[CheckConstraint] = []
+        domain: Domain | None = None
         if self.range_check:
             if old.kind != "decimal" or new.kind != "float":
                 problems.append(
@@ -152,20 +156,31 @@ class AlterColumnType(OperationSpec):
                 assert old.precision is not None and old.scale is not None
                 name = r.conventions.range_check_name(self.table, self.column)
                 r.free_name(name, ("range_check",), problems)
-                bound = 10 ** (old.precision - old.scale)
-                check = CheckConstraint.range(name, self.table, self.column, bound)
+                digits = old.precision - old.scale
+                domain = range_domain(r.conventions.range_domain_name(digits), 10**digits)
+                check = CheckConstraint.range(name, self.table, self.column, 10**digits, domain)
                 range_checks.append(check)
-                steps.append(AddCheckStep(check))
-        if online and not problems:
-            # one step: the range check goes on the shadow column, in the same phases
-            added = tuple(range_checks)
-            indexes = tuple(i for i in table.indexes if column.name in i.all_columns)
-            steps = [
-                AlterColumnTypeStep(
-                    self.table, column, new, True, table.primary_key, added, (), "upgrade", indexes
-                )
-            ]
-        return steps, problems
+        # One step: on PostgreSQL the range check is the new column's domain (its type), on
+        # SQLite a table CHECK of the rebuild; online, both go on the shadow column.
+        indexes = tuple(i for i in table.indexes if column.name in i.all_columns)
+        step = AlterColumnTypeStep(
+            self.table,
+            column,
+            new,
+            online and not problems,
+            table.primary_key if online else (),
+            tuple(range_checks),
+            (),
+            "upgrade",
+            indexes if online else (),
+            domain,
+        )
+        return [step], problems
+
+
+def range_domain(name: str, bound: int) -> Domain:
+    """The domain of a range check (state.Domain), its CHECK named ``<domain>_check``."""
+    return Domain(name, f"{name}_check", bound)
 
 
 def _alter_group(dialect: str) -> Group:
@@ -186,7 +201,9 @@ ONLINE_TYPE_CHANGE = Group(
 ONLINE_LOCKS = tuple(
     tuple(line.split(": ", 1))
     for line in (
-        "expand: ACCESS EXCLUSIVE (brief, catalogue only; lock_timeout, retried)",
+        "expand: ACCESS EXCLUSIVE (brief, catalogue only; lock_timeout, retried; a range "
+        "check's domain loses its CHECK for the ADD COLUMN and gets it back NOT VALID in the "
+        "same transaction)",
         "backfill: ROW EXCLUSIVE per batch (keyset batches, each its own transaction)",
         "prepare: SHARE UPDATE EXCLUSIVE (indexes CONCURRENTLY, VALIDATE)",
         "contract: ACCESS EXCLUSIVE (brief, catalogue only; lock_timeout, retried)",
@@ -216,13 +233,14 @@ class AlterColumnTypeStep(Step):
     dropped: tuple[CheckConstraint, ...] = ()  # and dropped before it (its reverse)
     direction: str = "upgrade"
     indexes: tuple[Index, ...] = ()  # the table's indexes naming the column (online)
+    domain: Domain | None = None  # PostgreSQL: the new column's domain (its range check)
 
     kind: ClassVar[str] = "alter_column_type"
     template: ClassVar[str] = "ops/alter_column_type.j2"
 
     @property
     def new_column(self) -> Column:
-        return replace(self.column, type=self.to)
+        return replace(self.column, type=self.to, domain=self.domain)
 
     @property
     def shadow(self) -> str:
@@ -255,6 +273,7 @@ class AlterColumnTypeStep(Step):
             self.added,
             "downgrade" if self.direction == "upgrade" else "upgrade",
             self.indexes,
+            self.column.domain,
         )
 
     def group(self, dialect: str) -> Group:
@@ -281,7 +300,9 @@ class AlterColumnTypeStep(Step):
                 None,
             ),
         )
-        names = [c.name for c in self.added]
+        names = [c.name for c in self.added if c.on_table(dialect)]
+        if self.domain is not None:
+            names.append(self.domain.constraint)
         if not self.column.nullable:
             names.append(notnull_name(self.shadow))
         for name in names:
@@ -381,6 +402,11 @@ class AlterColumnTypeStep(Step):
         text = f"`{self.table_name}.{self.column.name}`: {self.column.type} → {self.to}"
         if self.added:
             text += "; " + ", ".join(f"add check `{c.name}`" for c in self.added)
+        if self.domain is not None:
+            text += (
+                f" (PostgreSQL: the column's type, domain `{self.domain.name}`, its CHECK "
+                f"`{self.domain.constraint}` NOT VALID, the rows proved by the conversion)"
+            )
         if self.dropped:
             text += "; " + ", ".join(f"drop check `{c.name}`" for c in self.dropped)
         return text + (" (online)" if self.online else "")

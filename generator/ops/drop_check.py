@@ -54,6 +54,16 @@ class DropCheck(OperationSpec):
                 (("name",), f"table {self.table!r} has no check {self.name!r} (checks: {known})")
             )
             return [], problems
+        if check.domain is not None:
+            problems.append(
+                (
+                    ("name",),
+                    f"check {self.name} is a range check held on PostgreSQL by its column's "
+                    f"type, domain {check.domain.name}: convert the column back "
+                    "(alter_column_type) to drop it",
+                )
+            )
+            return [], problems
         if self.expression is not None:
             given = make_check(table, self.name, self.expression, ("expression",), problems)
             if given is not None and given.expression != check.expression:

@@ -47,10 +47,13 @@ class Rename:
     table: str
     old: str
     new: str
+    # False: a range check held on PostgreSQL by its column's domain (state.Domain), no
+    # table constraint there to rename
+    on_pg_table: bool = True
 
     def reverse(self, old_table: str, new_table: str) -> Rename:
         table = old_table if self.table == new_table else self.table
-        return Rename(self.kind, table, self.new, self.old)
+        return Rename(self.kind, table, self.new, self.old, self.on_pg_table)
 
 
 class RenameTable(OperationSpec):
@@ -125,9 +128,9 @@ def dependent_renames(
     old = table.name
     out: list[Rename] = []
 
-    def follow(kind: str, on: str, name: str, was: str, now: str) -> None:
+    def follow(kind: str, on: str, name: str, was: str, now: str, pg: bool = True) -> None:
         if name == was and was != now:
-            out.append(Rename(kind, on, was, now))
+            out.append(Rename(kind, on, was, now, pg))
 
     if table.primary_key:
         follow(PRIMARY_KEY, to, table.pk_name, conventions.pk_name(old), conventions.pk_name(to))
@@ -143,7 +146,7 @@ def dependent_renames(
             conventions.range_check_name(old, column),
             conventions.range_check_name(to, column),
         )
-        follow(CHECK, to, ck.name, was, now)
+        follow(CHECK, to, ck.name, was, now, ck.on_table("postgresql"))
     for t in schema.tables:
         for f in t.foreign_keys:
             if f.table != old and f.ref_table != old:
@@ -233,6 +236,12 @@ class RenameTableStep(Step):
     @property
     def constraint_renames(self) -> tuple[Rename, ...]:
         return tuple(n for n in self.renames if n.kind != INDEX)
+
+    @property
+    def pg_constraint_renames(self) -> tuple[Rename, ...]:
+        """The constraints PostgreSQL renames in its catalogue (a domain's CHECK is not the
+        table's)."""
+        return tuple(n for n in self.constraint_renames if n.on_pg_table)
 
     def renamed_index(self, before: Table, n: Rename) -> Index:
         """Index ``n.old`` of ``before`` (the table before the step), as the step leaves it."""

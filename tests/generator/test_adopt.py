@@ -225,6 +225,8 @@ def test_naming_convention_and_soft_delete_column_from_the_configuration(tmp_pat
         ('metadata = "myapp.models"', "metadata: 'myapp.models' is not of the form"),
         ('[naming]\nprimary_key = "pk_{tabel}"', "naming.primary_key: 'pk_{tabel}': unknown"),
         ('[naming]\nforeign_key = "fk_{table}"', "naming.foreign_key: 'fk_{table}': must contain"),
+        ('[naming]\nrange_domain = "dom_{table}"', "naming.range_domain: 'dom_{table}': unknown"),
+        ('[naming]\nrange_domain = "dom"', "naming.range_domain: 'dom': must contain {digits}"),
         ("soft_delete_column = 3", "soft_delete_column: expected a column name"),
         ('foreign_tables = "optuna_*"', "foreign_tables: expected a list of table names"),
         ('foreign_tables = ["optuna_%"]', "foreign_tables: expected a list of table names"),

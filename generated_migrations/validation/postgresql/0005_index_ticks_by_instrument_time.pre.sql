@@ -28,8 +28,8 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
         ('rule_id', 'integer', 'NO', NULL),
         ('instrument_id', 'integer', 'NO', NULL),
         ('timestamp', 'timestamp with time zone', 'NO', NULL),
-        ('trigger_value', 'double precision', 'NO', NULL),
-        ('threshold_value', 'double precision', 'NO', NULL),
+        ('trigger_value', 'float_within_1e8', 'NO', NULL),
+        ('threshold_value', 'float_within_1e8', 'NO', NULL),
         ('status', 'character varying(16)', 'NO', '''triggered''::character varying'),
         ('severity', 'character varying(16)', 'NO', NULL),
         ('message', 'text', 'YES', NULL),
@@ -148,14 +148,20 @@ SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT S
 -- check: alert_logs.check_constraints
 WITH expected(constraint_name, is_validated) AS (
     VALUES
-        ('ck_alert_logs_threshold_value_range', 'YES'),
-        ('ck_alert_logs_trigger_value_range', 'YES')
+        ('float_within_1e8_check', 'NO')
 
 ),
 actual(constraint_name, is_validated) AS (
     SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
     FROM pg_constraint AS con
     WHERE con.contype = 'c' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relname = 'alert_logs')
+    UNION
+    -- the CHECKs of the domains the table's columns take (a range check's, see state.Domain)
+    SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
+    FROM pg_attribute AS a
+    JOIN pg_constraint AS con ON con.contypid = a.atttypid
+    WHERE con.contype = 'c' AND a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
             WHERE n.nspname = current_schema() AND c.relname = 'alert_logs')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
@@ -285,6 +291,13 @@ actual(constraint_name, is_validated) AS (
     FROM pg_constraint AS con
     WHERE con.contype = 'c' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
             WHERE n.nspname = current_schema() AND c.relname = 'alert_rules')
+    UNION
+    -- the CHECKs of the domains the table's columns take (a range check's, see state.Domain)
+    SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
+    FROM pg_attribute AS a
+    JOIN pg_constraint AS con ON con.contypid = a.atttypid
+    WHERE con.contype = 'c' AND a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relname = 'alert_rules')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
 UNION ALL
@@ -410,6 +423,13 @@ actual(constraint_name, is_validated) AS (
     FROM pg_constraint AS con
     WHERE con.contype = 'c' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
             WHERE n.nspname = current_schema() AND c.relname = 'instruments')
+    UNION
+    -- the CHECKs of the domains the table's columns take (a range check's, see state.Domain)
+    SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
+    FROM pg_attribute AS a
+    JOIN pg_constraint AS con ON con.contypid = a.atttypid
+    WHERE con.contype = 'c' AND a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relname = 'instruments')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
 UNION ALL
@@ -421,12 +441,12 @@ WITH expected(column_name, column_type, is_nullable, column_default) AS (
         ('id', 'bigint', 'NO', NULL),
         ('instrument_id', 'integer', 'NO', NULL),
         ('timestamp', 'timestamp with time zone', 'NO', NULL),
-        ('price', 'double precision', 'NO', NULL),
-        ('bid', 'double precision', 'YES', NULL),
-        ('ask', 'double precision', 'YES', NULL),
-        ('open_price', 'double precision', 'YES', NULL),
-        ('high_price', 'double precision', 'YES', NULL),
-        ('low_price', 'double precision', 'YES', NULL),
+        ('price', 'float_within_1e8', 'NO', NULL),
+        ('bid', 'float_within_1e8', 'YES', NULL),
+        ('ask', 'float_within_1e8', 'YES', NULL),
+        ('open_price', 'float_within_1e8', 'YES', NULL),
+        ('high_price', 'float_within_1e8', 'YES', NULL),
+        ('low_price', 'float_within_1e8', 'YES', NULL),
         ('volume', 'bigint', 'YES', NULL),
         ('created_at', 'timestamp with time zone', 'NO', 'CURRENT_TIMESTAMP'),
         ('updated_at', 'timestamp with time zone', 'NO', 'CURRENT_TIMESTAMP'),
@@ -538,18 +558,20 @@ SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT S
 -- check: market_data.check_constraints
 WITH expected(constraint_name, is_validated) AS (
     VALUES
-        ('ck_market_data_ask_range', 'YES'),
-        ('ck_market_data_bid_range', 'YES'),
-        ('ck_market_data_high_price_range', 'YES'),
-        ('ck_market_data_low_price_range', 'YES'),
-        ('ck_market_data_open_price_range', 'YES'),
-        ('ck_market_data_price_range', 'YES')
+        ('float_within_1e8_check', 'NO')
 
 ),
 actual(constraint_name, is_validated) AS (
     SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
     FROM pg_constraint AS con
     WHERE con.contype = 'c' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relname = 'market_data')
+    UNION
+    -- the CHECKs of the domains the table's columns take (a range check's, see state.Domain)
+    SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
+    FROM pg_attribute AS a
+    JOIN pg_constraint AS con ON con.contypid = a.atttypid
+    WHERE con.contype = 'c' AND a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
             WHERE n.nspname = current_schema() AND c.relname = 'market_data')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e

@@ -136,6 +136,13 @@ actual(constraint_name, is_validated) AS (
     FROM pg_constraint AS con
     WHERE con.contype = 'c' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
             WHERE n.nspname = current_schema() AND c.relname = '_dropped_0004_audit_log')
+    UNION
+    -- the CHECKs of the domains the table's columns take (a range check's, see state.Domain)
+    SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
+    FROM pg_attribute AS a
+    JOIN pg_constraint AS con ON con.contypid = a.atttypid
+    WHERE con.contype = 'c' AND a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relname = '_dropped_0004_audit_log')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
 UNION ALL
@@ -251,6 +258,13 @@ actual(constraint_name, is_validated) AS (
     SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
     FROM pg_constraint AS con
     WHERE con.contype = 'c' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relname = 'filled_0002_users_name')
+    UNION
+    -- the CHECKs of the domains the table's columns take (a range check's, see state.Domain)
+    SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
+    FROM pg_attribute AS a
+    JOIN pg_constraint AS con ON con.contypid = a.atttypid
+    WHERE con.contype = 'c' AND a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
             WHERE n.nspname = current_schema() AND c.relname = 'filled_0002_users_name')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
@@ -375,6 +389,13 @@ actual(constraint_name, is_validated) AS (
     FROM pg_constraint AS con
     WHERE con.contype = 'c' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
             WHERE n.nspname = current_schema() AND c.relname = 'order_items')
+    UNION
+    -- the CHECKs of the domains the table's columns take (a range check's, see state.Domain)
+    SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
+    FROM pg_attribute AS a
+    JOIN pg_constraint AS con ON con.contypid = a.atttypid
+    WHERE con.contype = 'c' AND a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relname = 'order_items')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
 UNION ALL
@@ -498,6 +519,13 @@ actual(constraint_name, is_validated) AS (
     SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
     FROM pg_constraint AS con
     WHERE con.contype = 'c' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relname = 'orders')
+    UNION
+    -- the CHECKs of the domains the table's columns take (a range check's, see state.Domain)
+    SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
+    FROM pg_attribute AS a
+    JOIN pg_constraint AS con ON con.contypid = a.atttypid
+    WHERE con.contype = 'c' AND a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
             WHERE n.nspname = current_schema() AND c.relname = 'orders')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
@@ -627,6 +655,13 @@ actual(constraint_name, is_validated) AS (
     FROM pg_constraint AS con
     WHERE con.contype = 'c' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
             WHERE n.nspname = current_schema() AND c.relname = 'product_reviews')
+    UNION
+    -- the CHECKs of the domains the table's columns take (a range check's, see state.Domain)
+    SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
+    FROM pg_attribute AS a
+    JOIN pg_constraint AS con ON con.contypid = a.atttypid
+    WHERE con.contype = 'c' AND a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relname = 'product_reviews')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
 UNION ALL
@@ -749,6 +784,13 @@ actual(constraint_name, is_validated) AS (
     SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
     FROM pg_constraint AS con
     WHERE con.contype = 'c' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relname = 'products')
+    UNION
+    -- the CHECKs of the domains the table's columns take (a range check's, see state.Domain)
+    SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
+    FROM pg_attribute AS a
+    JOIN pg_constraint AS con ON con.contypid = a.atttypid
+    WHERE con.contype = 'c' AND a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
             WHERE n.nspname = current_schema() AND c.relname = 'products')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
@@ -876,6 +918,13 @@ actual(constraint_name, is_validated) AS (
     SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
     FROM pg_constraint AS con
     WHERE con.contype = 'c' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relname = 'users')
+    UNION
+    -- the CHECKs of the domains the table's columns take (a range check's, see state.Domain)
+    SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
+    FROM pg_attribute AS a
+    JOIN pg_constraint AS con ON con.contypid = a.atttypid
+    WHERE con.contype = 'c' AND a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
             WHERE n.nspname = current_schema() AND c.relname = 'users')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e

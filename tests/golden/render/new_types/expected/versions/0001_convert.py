@@ -219,6 +219,8 @@ def _upgrade_postgresql() -> None:
                     "misfit": None,
                     "tolerance": "0",
                     "fit_name": "fits_integer",
+                    "domain": None,
+                    "old_domain": None,
                 },
                 {
                     "column": "born",
@@ -231,6 +233,8 @@ def _upgrade_postgresql() -> None:
                     "misfit": None,
                     "tolerance": None,
                     "fit_name": "fits_timestamptz",
+                    "domain": None,
+                    "old_domain": None,
                 },
                 {
                     "column": "seen_at",
@@ -243,6 +247,8 @@ def _upgrade_postgresql() -> None:
                     "misfit": None,
                     "tolerance": None,
                     "fit_name": "fits_timestamptz",
+                    "domain": None,
+                    "old_domain": None,
                 },
                 {
                     "column": "due_at",
@@ -255,6 +261,8 @@ def _upgrade_postgresql() -> None:
                     "misfit": '"due_at" <> date_trunc(\'day\', "due_at")',
                     "tolerance": None,
                     "fit_name": "fits_date",
+                    "domain": None,
+                    "old_domain": None,
                 },
                 {
                     "column": "ref",
@@ -267,6 +275,8 @@ def _upgrade_postgresql() -> None:
                     "misfit": "NOT (\"ref\" ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')",
                     "tolerance": None,
                     "fit_name": "fits_uuid",
+                    "domain": None,
+                    "old_domain": None,
                 },
                 {
                     "column": "body",
@@ -279,6 +289,8 @@ def _upgrade_postgresql() -> None:
                     "misfit": "\"body\" IS NOT NULL AND (strpos(\"body\", chr(1)) + strpos(\"body\", chr(2)) > 0 OR (\n    NOT regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(regexp_replace(\"body\", '\"([^\"\\\\' || chr(1) || '-' || chr(31) || ']|\\\\([\"\\\\/bfnrt]|u(?!0000)(?![dD][89a-fA-F])[0-9a-fA-F]{4}|u[dD][89abAB][0-9a-fA-F]{2}\\\\u[dD][c-fC-F][0-9a-fA-F]{2}))*\"', chr(1), 'g'),\n        '-?(0|[1-9][0-9]*)([.][0-9]+)?([eE][+-]?[0-9]+)?|true|false|null', chr(2), 'g'), '\\[[ \\t\\n\\r]*([' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\]', chr(2), 'g'),\n        '\\{[ \\t\\n\\r]*(' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\}', chr(2), 'g'), '\\[[ \\t\\n\\r]*([' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\]', chr(2), 'g'),\n        '\\{[ \\t\\n\\r]*(' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\}', chr(2), 'g'), '\\[[ \\t\\n\\r]*([' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\]', chr(2), 'g'),\n        '\\{[ \\t\\n\\r]*(' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\}', chr(2), 'g') ~ ('^[ \\t\\n\\r]*[' || chr(1) || chr(2) || '][ \\t\\n\\r]*$')\n    AND NOT EXISTS (\n    WITH RECURSIVE r(s, last) AS (\n        SELECT regexp_replace(regexp_replace(\"body\", '\"([^\"\\\\' || chr(1) || '-' || chr(31) || ']|\\\\([\"\\\\/bfnrt]|u(?!0000)(?![dD][89a-fA-F])[0-9a-fA-F]{4}|u[dD][89abAB][0-9a-fA-F]{2}\\\\u[dD][c-fC-F][0-9a-fA-F]{2}))*\"', chr(1), 'g'),\n        '-?(0|[1-9][0-9]*)([.][0-9]+)?([eE][+-]?[0-9]+)?|true|false|null', chr(2), 'g'), NULL::text\n        UNION ALL\n        SELECT regexp_replace(regexp_replace(r.s, '\\[[ \\t\\n\\r]*([' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\]', chr(2), 'g'),\n        '\\{[ \\t\\n\\r]*(' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || ']([ \\t\\n\\r]*,[ \\t\\n\\r]*' || chr(1) || '[ \\t\\n\\r]*:[ \\t\\n\\r]*[' || chr(1) || chr(2) || '])*)?[ \\t\\n\\r]*\\}', chr(2), 'g'), r.s FROM r WHERE r.s IS DISTINCT FROM r.last\n    )\n    SELECT 1 FROM r WHERE r.s ~ ('^[ \\t\\n\\r]*[' || chr(1) || chr(2) || '][ \\t\\n\\r]*$')\n)))",
                     "tolerance": None,
                     "fit_name": "fits_json",
+                    "domain": None,
+                    "old_domain": None,
                 },
             ],
             checks={},
@@ -438,6 +450,8 @@ def _downgrade_postgresql() -> None:
                     "misfit": 'length("body"::text) > 200',
                     "tolerance": None,
                     "fit_name": "fits_varchar_200",
+                    "domain": None,
+                    "old_domain": None,
                 },
                 {
                     "column": "ref",
@@ -450,6 +464,8 @@ def _downgrade_postgresql() -> None:
                     "misfit": None,
                     "tolerance": None,
                     "fit_name": "fits_text",
+                    "domain": None,
+                    "old_domain": None,
                 },
                 {
                     "column": "due_at",
@@ -462,6 +478,8 @@ def _downgrade_postgresql() -> None:
                     "misfit": None,
                     "tolerance": None,
                     "fit_name": "fits_timestamp",
+                    "domain": None,
+                    "old_domain": None,
                 },
                 {
                     "column": "seen_at",
@@ -474,6 +492,8 @@ def _downgrade_postgresql() -> None:
                     "misfit": None,
                     "tolerance": None,
                     "fit_name": "fits_timestamp",
+                    "domain": None,
+                    "old_domain": None,
                 },
                 {
                     "column": "born",
@@ -486,6 +506,8 @@ def _downgrade_postgresql() -> None:
                     "misfit": "(\"born\" AT TIME ZONE 'UTC') <> date_trunc('day', (\"born\" AT TIME ZONE 'UTC'))",
                     "tolerance": None,
                     "fit_name": "fits_date",
+                    "domain": None,
+                    "old_domain": None,
                 },
                 {
                     "column": "priority",
@@ -498,6 +520,8 @@ def _downgrade_postgresql() -> None:
                     "misfit": 'NOT ("priority" >= -32768 AND "priority" < 32768)',
                     "tolerance": "0",
                     "fit_name": "fits_smallint",
+                    "domain": None,
+                    "old_domain": None,
                 },
             ],
             checks={},

@@ -145,6 +145,13 @@ actual(constraint_name, is_validated) AS (
     FROM pg_constraint AS con
     WHERE con.contype = 'c' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
             WHERE n.nspname = current_schema() AND c.relname = 'events')
+    UNION
+    -- the CHECKs of the domains the table's columns take (a range check's, see state.Domain)
+    SELECT con.conname::text, CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
+    FROM pg_attribute AS a
+    JOIN pg_constraint AS con ON con.contypid = a.atttypid
+    WHERE con.contype = 'c' AND a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relname = 'events')
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
 UNION ALL
