@@ -25,6 +25,9 @@ class TableExpectation:
     checks: list[Row]  # (name, validated YES/NO) on PostgreSQL; (name,) on SQLite
     # SQLite cannot list a table's CHECK constraints: it looks for these names in its DDL.
     check_candidates: list[str]
+    # An index with an expression key: the index check reads each key's text back
+    # (pg_get_indexdef of the key on PostgreSQL, the DDL's key list on SQLite).
+    expression_indexes: bool = False
 
 
 def _yes(flag: bool) -> str:
@@ -40,9 +43,27 @@ def index_row(index: Index, dialect: str, valid: bool = True) -> Row:
     where = index_predicate(index, dialect)
     if dialect == dialects.POSTGRESQL:
         # pg_index.indkey lists the INCLUDE columns after the key's
-        columns = _csv((*index.columns, *index.include))
+        columns = _csv((*(pg_key_text(index, k) for k in index.columns), *index.include))
         return (index.name, columns, _yes(index.unique), _yes(valid), where)
+    if index.expressions:
+        # the key list of the DDL the migration wrote, without quotes, parentheses and spaces
+        keys = (
+            (index.key_sql(k) if index.key_expr(k) is not None else k)
+            + (" DESC" if k in index.descending else "")
+            for k in index.columns
+        )
+        columns = ",".join(keys).translate(_UNWRAP_KEY)
+        return (index.name, columns, _yes(index.unique), where)
     return (index.name, _csv(index.columns), _yes(index.unique), where)
+
+
+def pg_key_text(index: Index, key: str) -> str:
+    """A key as the PostgreSQL index check reads it: a column's name, or an expression key's
+    ``pg_get_indexdef`` text without quotes and parentheses."""
+    tree = index.key_expr(key)
+    if tree is None:
+        return key
+    return indexexpr.pg_key(tree, dict(index.column_types)).translate(_UNWRAP)
 
 
 def index_predicate(index: Index, dialect: str) -> str:
@@ -56,6 +77,7 @@ def index_predicate(index: Index, dialect: str) -> str:
 
 
 _UNWRAP = str.maketrans("", "", '"()')
+_UNWRAP_KEY = str.maketrans("", "", '"() ')
 
 
 def fk_row(fk: ForeignKey, dialect: str, validated: bool = True) -> Row:
@@ -111,6 +133,7 @@ def expect_table(table: Table, dialect: str, candidates: frozenset[str]) -> Tabl
         sorted(fks, key=str),
         sorted(checks, key=str),
         sorted(candidates | {c.name for c in table.checks} | set(typed)),
+        any(i.expressions for i in table.indexes),
     )
 
 
