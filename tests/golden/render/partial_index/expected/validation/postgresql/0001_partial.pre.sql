@@ -264,6 +264,15 @@ UNION ALL
 SELECT 'found, not expected' AS problem, a.* FROM (SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a;
 
 
+-- fit-check: orders.ix_orders_open_note.duplicates
+SELECT r."id", r."note" FROM (
+    SELECT "id", "note", "note" AS k0
+    FROM "orders" WHERE ("note" <> 'x' AND "price" >= -2.5 AND "qty" < -3 AND "status" COLLATE "C" < 'm')) AS r
+JOIN (SELECT "note" AS k0 FROM "orders"
+    WHERE "note" IS NOT NULL AND ("note" <> 'x' AND "price" >= -2.5 AND "qty" < -3 AND "status" COLLATE "C" < 'm')
+    GROUP BY "note" HAVING count(*) > 1) AS d
+ON r.k0 = d.k0;
+
 
 -- snapshot: schemagen_xact_deleted
 CREATE TEMP TABLE schemagen_xact_deleted (relid oid PRIMARY KEY, deleted bigint NOT NULL);
