@@ -25,7 +25,7 @@ CASE = GOLDEN / "render" / "expression_index"
 
 
 def _failing(out: Path, url: str) -> tuple[str, list[tuple[str, object]]]:
-    revision, source, results, _ = migrate.verify(out, sa.make_url(url))
+    _revision, source, results, _ = migrate.verify(out, sa.make_url(url))
     assert any(r.check.name == "users.indexes" for r in results)
     return source, [(r.check.name, r.rows) for r in results if not r.passed]
 
@@ -116,7 +116,8 @@ def test_refusals_at_their_line(tmp_path: Path) -> None:
         "  - {op: create_index, table: users, name: ix_f, columns: ['lower(upper(email))']}\n"
         "  - {op: create_index, table: users, name: ix_g, columns: ['email', 'lower(email)'],"
         " descending: ['upper(email)']}\n"
-        "  - {op: create_index, table: users, name: ix_h, columns: ['LOWER(email)', 'lower(email)']}\n"
+        "  - {op: create_index, table: users, name: ix_h,"
+        " columns: ['LOWER(email)', 'lower(email)']}\n"
         "  - {op: create_index, table: users, name: ix_i, columns: ['now']}\n"
         "  - {op: create_index, table: users, name: ix_j, columns: ['lower(email)']}\n"
         "  - {op: alter_column_type, table: users, column: email, from: text, to: varchar(90)}\n"
@@ -143,9 +144,8 @@ def test_the_precheck_query_names_colliding_rows_only() -> None:
     and rows outside a partial index's predicate never collide."""
     import sqlite3
 
-    from generator.state import Column, Table
-
     from generator.ops.create_index import duplicate_rows
+    from generator.state import Column, Table
 
     text, boolean = parse_type("text"), parse_type("boolean")
     table = Table(
@@ -233,8 +233,9 @@ def test_the_catalogue_reads_back_the_predicted_keys(db_url: str, dialect: str) 
             sql = (
                 "SELECT string_agg(CASE WHEN k.attnum = 0 THEN translate(pg_get_indexdef("
                 "x.indexrelid, k.ord::int, true), '\"()', '') ELSE a.attname::text END, ',' "
-                "ORDER BY k.ord) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid CROSS JOIN "
-                "LATERAL unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) LEFT JOIN "
+                "ORDER BY k.ord) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+                "CROSS JOIN LATERAL unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) "
+                "LEFT JOIN "
                 "pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum "
                 f"WHERE i.relname = 'ix_{n}'"
             )
@@ -299,7 +300,7 @@ def test_up_verify_planner_rename_down_up(db_url: str, dialect: str, tmp_path: P
             "DROP INDEX ux_users_lower_email",
             'CREATE UNIQUE INDEX ux_users_lower_email ON users ((upper("email")))',
         )
-    source, failing = _failing(out, db_url)
+    _source, failing = _failing(out, db_url)
     assert [name for name, _ in failing] == ["users.indexes"], failing
     execute(
         db_url,
