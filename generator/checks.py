@@ -28,6 +28,8 @@ class TableExpectation:
     # An index with an expression key: the index check reads each key's text back
     # (pg_get_indexdef of the key on PostgreSQL, the DDL's key list on SQLite).
     expression_indexes: bool = False
+    # A composite foreign key: the foreign-key check lists each key's columns in order.
+    composite_fks: bool = False
 
 
 def _yes(flag: bool) -> str:
@@ -82,7 +84,13 @@ _UNWRAP_KEY = str.maketrans("", "", '"() ')
 
 def fk_row(fk: ForeignKey, dialect: str, validated: bool = True) -> Row:
     """``validated=False``: a key added NOT VALID whose VALIDATE has not run yet."""
-    row: Row = (fk.column, fk.ref_table, fk.ref_column, dialects.FK_ACTION_SQL[fk.on_delete])
+    # a composite key: its columns and the referenced ones, comma-separated in order
+    row: Row = (
+        _csv(fk.columns),
+        fk.ref_table,
+        _csv(fk.ref_columns),
+        dialects.FK_ACTION_SQL[fk.on_delete],
+    )
     return (fk.name, *row, _yes(validated)) if dialect == dialects.POSTGRESQL else row
 
 
@@ -134,6 +142,7 @@ def expect_table(table: Table, dialect: str, candidates: frozenset[str]) -> Tabl
         sorted(checks, key=str),
         sorted(candidates | {c.name for c in table.checks} | set(typed)),
         any(i.expressions for i in table.indexes),
+        any(f.composite for f in table.foreign_keys),
     )
 
 

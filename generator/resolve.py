@@ -169,6 +169,9 @@ class WorkTable:
     def fk_on(self, column: str) -> ForeignKey | None:
         return next((f for f in self.foreign_keys if f.column == column), None)
 
+    def fks_using(self, column: str) -> list[ForeignKey]:
+        return [f for f in self.foreign_keys if column in f.columns]
+
     def is_unique_key(self, columns: tuple[str, ...]) -> bool:
         return self.table().is_unique_key(columns)
 

@@ -110,12 +110,53 @@ class Index:
 
 @dataclass(frozen=True)
 class ForeignKey:
+    """``column`` references ``ref_column`` of ``ref_table``; a composite key has its further
+    column pairs in ``more`` (``columns`` and ``ref_columns`` list them all, in order)."""
+
     name: str
     table: str
     column: str
     ref_table: str
     ref_column: str
     on_delete: str
+    more: tuple[tuple[str, str], ...] = ()  # (column, referenced column) after the first
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (self.column, *(c for c, _ in self.more))
+
+    @property
+    def ref_columns(self) -> tuple[str, ...]:
+        return (self.ref_column, *(r for _, r in self.more))
+
+    @property
+    def composite(self) -> bool:
+        return bool(self.more)
+
+    @property
+    def label(self) -> str:
+        """The key's columns as check names and messages show them (``a`` or ``a_b``)."""
+        return "_".join(self.columns)
+
+    def renamed(self, old: str, new: str) -> ForeignKey:
+        """The key with its own column ``old`` called ``new``."""
+        if old not in self.columns:
+            return self
+        return replace(
+            self,
+            column=new if self.column == old else self.column,
+            more=tuple((new if c == old else c, r) for c, r in self.more),
+        )
+
+    def ref_renamed(self, table: str, old: str, new: str) -> ForeignKey:
+        """The key with column ``old`` of the referenced ``table`` called ``new``."""
+        if self.ref_table != table or old not in self.ref_columns:
+            return self
+        return replace(
+            self,
+            ref_column=new if self.ref_column == old else self.ref_column,
+            more=tuple((c, new if r == old else r) for c, r in self.more),
+        )
 
 
 @dataclass(frozen=True)
@@ -231,7 +272,12 @@ class Table:
         return next((i for i in self.indexes if i.name == name), None)
 
     def fk_on(self, column: str) -> ForeignKey | None:
+        """The foreign key whose (first) column is ``column``."""
         return next((f for f in self.foreign_keys if f.column == column), None)
+
+    def fks_using(self, column: str) -> list[ForeignKey]:
+        """The foreign keys of which ``column`` is one of the columns."""
+        return [f for f in self.foreign_keys if column in f.columns]
 
     def is_unique_key(self, columns: tuple[str, ...]) -> bool:
         return columns == self.primary_key or any(u.columns == columns for u in self.uniques)

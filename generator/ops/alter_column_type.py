@@ -98,14 +98,14 @@ class AlterColumnType(OperationSpec):
                     "integer key with the columns that reference it)",
                 )
             )
-        fk = table.fk_on(column.name)
+        own = table.fks_using(column.name)
         referencing = [
             f
             for t in r.tables()
             for f in t.foreign_keys
-            if f.ref_table == table.name and f.ref_column == column.name
+            if f.ref_table == table.name and column.name in f.ref_columns
         ]
-        if fk is not None or referencing:
+        if own or referencing:
             problems.append(
                 (
                     ("column",),
