@@ -113,14 +113,19 @@ WITH expected(constraint_name, column_name, ref_table, ref_column, on_delete, is
     SELECT CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT) WHERE 1 = 0
 ),
 actual(constraint_name, column_name, ref_table, ref_column, on_delete, is_validated) AS (
-    SELECT con.conname::text, a.attname::text, rt.relname::text, ra.attname::text,
+    SELECT con.conname::text,
+        (SELECT string_agg(a.attname, ',' ORDER BY k.ord)
+         FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+         JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = k.attnum),
+        rt.relname::text,
+        (SELECT string_agg(a.attname, ',' ORDER BY k.ord)
+         FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord)
+         JOIN pg_attribute AS a ON a.attrelid = con.confrelid AND a.attnum = k.attnum),
         CASE con.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'r' THEN 'RESTRICT' WHEN 'a' THEN 'NO ACTION'
             WHEN 'n' THEN 'SET NULL' WHEN 'd' THEN 'SET DEFAULT' END,
         CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
     FROM pg_constraint AS con
-    JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
     JOIN pg_class AS rt ON rt.oid = con.confrelid
-    JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
     WHERE con.contype = 'f' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
             WHERE n.nspname = current_schema() AND c.relname = 'tags')
 )
@@ -242,14 +247,19 @@ WITH expected(constraint_name, column_name, ref_table, ref_column, on_delete, is
     SELECT CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT) WHERE 1 = 0
 ),
 actual(constraint_name, column_name, ref_table, ref_column, on_delete, is_validated) AS (
-    SELECT con.conname::text, a.attname::text, rt.relname::text, ra.attname::text,
+    SELECT con.conname::text,
+        (SELECT string_agg(a.attname, ',' ORDER BY k.ord)
+         FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+         JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = k.attnum),
+        rt.relname::text,
+        (SELECT string_agg(a.attname, ',' ORDER BY k.ord)
+         FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord)
+         JOIN pg_attribute AS a ON a.attrelid = con.confrelid AND a.attnum = k.attnum),
         CASE con.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'r' THEN 'RESTRICT' WHEN 'a' THEN 'NO ACTION'
             WHEN 'n' THEN 'SET NULL' WHEN 'd' THEN 'SET DEFAULT' END,
         CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
     FROM pg_constraint AS con
-    JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
     JOIN pg_class AS rt ON rt.oid = con.confrelid
-    JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
     WHERE con.contype = 'f' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
             WHERE n.nspname = current_schema() AND c.relname = 'users')
 )

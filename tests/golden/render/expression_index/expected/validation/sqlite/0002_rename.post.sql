@@ -63,7 +63,8 @@ WITH expected(index_name, columns, is_unique, predicate) AS (
 ),
 actual(index_name, columns, is_unique, predicate) AS (
     SELECT il.name,
-        -- an index with an expression key: the key list of its DDL, without quotes, parentheses and spaces
+        -- an index with an expression key: the key list of its DDL, without quotes, parentheses and spaces;
+        -- any other: its columns
         CASE WHEN EXISTS (SELECT 1 FROM pragma_index_xinfo(il.name) WHERE cid = -2) THEN (
             SELECT replace(replace(replace(replace(
                 CASE WHEN il.partial THEN substr(k.keys, 1, instr(upper(k.keys), ' WHERE ') - 1) ELSE k.keys END,
@@ -104,7 +105,9 @@ WITH expected(column_name, ref_table, ref_column, on_delete) AS (
     SELECT CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT) WHERE 1 = 0
 ),
 actual(column_name, ref_table, ref_column, on_delete) AS (
-    SELECT "from", "table", "to", on_delete FROM pragma_foreign_key_list('tags')
+    SELECT group_concat("from", ','), "table", group_concat("to", ','), on_delete
+    FROM (SELECT * FROM pragma_foreign_key_list('tags') ORDER BY id, seq)
+    GROUP BY id
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
 UNION ALL
@@ -171,7 +174,8 @@ WITH expected(index_name, columns, is_unique, predicate) AS (
 ),
 actual(index_name, columns, is_unique, predicate) AS (
     SELECT il.name,
-        -- an index with an expression key: the key list of its DDL, without quotes, parentheses and spaces
+        -- an index with an expression key: the key list of its DDL, without quotes, parentheses and spaces;
+        -- any other: its columns
         CASE WHEN EXISTS (SELECT 1 FROM pragma_index_xinfo(il.name) WHERE cid = -2) THEN (
             SELECT replace(replace(replace(replace(
                 CASE WHEN il.partial THEN substr(k.keys, 1, instr(upper(k.keys), ' WHERE ') - 1) ELSE k.keys END,
@@ -212,7 +216,9 @@ WITH expected(column_name, ref_table, ref_column, on_delete) AS (
     SELECT CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT) WHERE 1 = 0
 ),
 actual(column_name, ref_table, ref_column, on_delete) AS (
-    SELECT "from", "table", "to", on_delete FROM pragma_foreign_key_list('users')
+    SELECT group_concat("from", ','), "table", group_concat("to", ','), on_delete
+    FROM (SELECT * FROM pragma_foreign_key_list('users') ORDER BY id, seq)
+    GROUP BY id
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
 UNION ALL
