@@ -40,9 +40,27 @@ def index_row(index: Index, dialect: str, valid: bool = True) -> Row:
     where = index_predicate(index, dialect)
     if dialect == dialects.POSTGRESQL:
         # pg_index.indkey lists the INCLUDE columns after the key's
-        columns = _csv((*index.columns, *index.include))
+        columns = _csv((*(pg_key_text(index, k) for k in index.columns), *index.include))
         return (index.name, columns, _yes(index.unique), _yes(valid), where)
+    if index.expressions:
+        # the key list of the DDL the migration wrote, without quotes, parentheses and spaces
+        keys = (
+            (index.key_sql(k) if index.key_expr(k) is not None else k)
+            + (" DESC" if k in index.descending else "")
+            for k in index.columns
+        )
+        columns = ",".join(keys).translate(_UNWRAP_KEY)
+        return (index.name, columns, _yes(index.unique), where)
     return (index.name, _csv(index.columns), _yes(index.unique), where)
+
+
+def pg_key_text(index: Index, key: str) -> str:
+    """A key as the PostgreSQL index check reads it: a column's name, or an expression key's
+    ``pg_get_indexdef`` text without quotes and parentheses."""
+    tree = index.key_expr(key)
+    if tree is None:
+        return key
+    return indexexpr.pg_key(tree, dict(index.column_types)).translate(_UNWRAP)
 
 
 def index_predicate(index: Index, dialect: str) -> str:
@@ -56,11 +74,18 @@ def index_predicate(index: Index, dialect: str) -> str:
 
 
 _UNWRAP = str.maketrans("", "", '"()')
+_UNWRAP_KEY = str.maketrans("", "", '"() ')
 
 
 def fk_row(fk: ForeignKey, dialect: str, validated: bool = True) -> Row:
     """``validated=False``: a key added NOT VALID whose VALIDATE has not run yet."""
-    row: Row = (fk.column, fk.ref_table, fk.ref_column, dialects.FK_ACTION_SQL[fk.on_delete])
+    # a composite key: its columns and the referenced ones, comma-separated in order
+    row: Row = (
+        _csv(fk.columns),
+        fk.ref_table,
+        _csv(fk.ref_columns),
+        dialects.FK_ACTION_SQL[fk.on_delete],
+    )
     return (fk.name, *row, _yes(validated)) if dialect == dialects.POSTGRESQL else row
 
 

@@ -213,3 +213,89 @@ def _side(node: expr.Expr, kind: str, types: dict[str, SqlType]) -> str:
             literal = f"'{text}'::numeric" if v < 0 else text
             return f"{literal}::{cast}" if cast == "double precision" else literal
     raise AssertionError(f"not an operand of an index predicate: {node!r}")
+
+
+# --- expression keys of an index (``create_index`` columns such as ``lower(email)``) --------
+
+KEY_HELP = (
+    "an index key is a column or an expression of one of the shapes `lower(<text column>)`, "
+    "`upper(<text column>)`, `length(<text column>)`, `coalesce(<column>, <literal of its "
+    "type>)` or `coalesce(<column>, <column of the same type>)` (integer, text, varchar or "
+    "boolean columns)"
+)
+# coalesce(<column>, ...): the column kinds whose deparsed text the tool predicts, and the
+# literal each takes.
+_COALESCE_LITERALS: dict[str, type[expr.Node]] = {
+    "integer": expr.IntLit,
+    "text": expr.StrLit,
+    "varchar": expr.StrLit,
+    "boolean": expr.BoolLit,
+}
+
+
+def key_unsupported(node: expr.Expr, types: dict[str, SqlType]) -> str | None:
+    """Why ``node`` cannot be an index key (what is accepted), or None."""
+    match node:
+        case expr.Func(name=name, args=(expr.Column(),)) if name in _TEXT_FUNCS:
+            if _text_func(node, types) is None:
+                col = node.args[0]
+                assert isinstance(col, expr.Column)
+                return f"{name}() takes a text or varchar column ({col.name} is {types[col.name]})"
+            return None
+        case expr.Func(name="coalesce", args=(expr.Column(name=c), second)):
+            kind = types[c].kind
+            if kind not in _COALESCE_LITERALS:
+                return f"coalesce() of a {types[c]} column is not supported as a key; {KEY_HELP}"
+            if isinstance(second, expr.Column):
+                return None if types[second.name].kind == kind else KEY_HELP
+            if isinstance(second, _COALESCE_LITERALS[kind]):
+                if isinstance(second, expr.IntLit) and abs(second.value) > _INT4:
+                    return f"{second.value} is out of the range of an integer"
+                return None
+            return KEY_HELP
+    return KEY_HELP
+
+
+def key_sql(node: expr.Expr) -> str:
+    """The key's SQL, the same on both dialects (no collation: a query's ``lower(email)``
+    is the expression the index holds)."""
+    q = expr._quote_ident
+    match node:
+        case expr.Func(name=name, args=(expr.Column(name=c),)):
+            return f"{name}({q(c)})"
+        case expr.Func(name="coalesce", args=(expr.Column(name=c), second)):
+            return f"coalesce({q(c)}, {key_sql(second)})"
+        case expr.Column(name=c):
+            return q(c)
+        case expr.StrLit(value=v):
+            return "'" + v.replace("'", "''") + "'"
+        case expr.BoolLit(value=v):
+            return "TRUE" if v else "FALSE"
+        case expr.IntLit(value=v):
+            return str(v)
+    raise AssertionError(f"not an index key: {node!r}")  # key_unsupported() refused it
+
+
+def pg_key(node: expr.Expr, types: dict[str, SqlType]) -> str:
+    """``pg_get_indexdef(index, n, true)`` of the key (PostgreSQL 15), before its quotes and
+    parentheses are taken out."""
+    match node:
+        case expr.Func(name=name, args=(expr.Column(name=c),)):
+            arg = f"{c}::text" if types[c].kind == "varchar" else c
+            return f"{name}({arg})"
+        case expr.Func(name="coalesce", args=(expr.Column(name=c), second)):
+            kind = types[c].kind
+            match second:
+                case expr.Column(name=other):
+                    tail = other
+                case expr.StrLit(value=v):
+                    cast = "character varying" if kind == "varchar" else "text"
+                    tail = "'" + v.replace("'", "''") + f"'::{cast}"
+                case expr.BoolLit(value=v):
+                    tail = "true" if v else "false"
+                case expr.IntLit(value=v):
+                    tail = f"'{v}'::integer" if v < 0 else str(v)
+                case _:
+                    raise AssertionError(f"not an index key: {node!r}")
+            return f"COALESCE({c}, {tail})"
+    raise AssertionError(f"not an index key: {node!r}")

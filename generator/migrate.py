@@ -109,6 +109,7 @@ def _locked(
             if direction == "upgrade":
                 command.upgrade(config, to)
             else:
+                _refuse_irreversible_on_the_way(config, conn, to)
                 command.downgrade(config, to)
 
     if connection is not None:
@@ -170,6 +171,51 @@ def _take_up_half_applied(config: Config, conn: Connection, direction: str, to: 
         runtime.mark_half_applied(conn, note["change"], direction, (revision, down))
     if began:
         conn.commit()
+
+
+def _refuse_irreversible_on_the_way(config: Config, conn: Connection, to: str) -> None:
+    """Refuse a downgrade whose path passes an irreversible change (``purge``, irreversible
+    ``sql``) before any change of it runs: otherwise the changes above it would be downgraded
+    and committed first, and the refusal leave the database between where it was and where
+    it was asked to go. The refusal is the change's own (its first ``runtime.irreversible``)."""
+    began = not conn.in_transaction()
+    at = runtime.current_revision(conn)
+    if began:
+        conn.rollback()
+    if at is None:
+        return
+    script = ScriptDirectory.from_config(config)
+    try:
+        path = list(script.iterate_revisions(at, to))
+    except Exception:  # an unknown or upward target: Alembic reports it in its own words
+        return
+    # the first change of the path refuses by itself (runtime.irreversible, in its transaction)
+    for rev in path[1:]:
+        if rev.revision == to or rev.path is None:
+            continue
+        message = _irreversible_message(Path(rev.path))
+        if message is not None:
+            raise runtime.Irreversible(
+                f"{message}. The downgrade to {to} passes it: refused before any change ran, "
+                f"the database stays at {at}"
+            )
+
+
+def _irreversible_message(path: Path) -> str | None:
+    """The message of the first ``runtime.irreversible(op, "...")`` of a migration file."""
+    import ast
+
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "irreversible"
+            and len(node.args) == 2
+            and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
+        ):
+            return node.args[1].value
+    return None
 
 
 def _below(script: ScriptDirectory, target: str, revision: str) -> bool:

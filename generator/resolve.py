@@ -169,6 +169,9 @@ class WorkTable:
     def fk_on(self, column: str) -> ForeignKey | None:
         return next((f for f in self.foreign_keys if f.column == column), None)
 
+    def fks_using(self, column: str) -> list[ForeignKey]:
+        return [f for f in self.foreign_keys if column in f.columns]
+
     def is_unique_key(self, columns: tuple[str, ...]) -> bool:
         return self.table().is_unique_key(columns)
 
@@ -343,19 +346,38 @@ class Resolver:
         include: list[str] | None = None,
     ) -> Index:
         """The index, its predicate ``where`` parsed and type-checked against ``table`` by the
-        expression grammar (a problem at ``path + ("where",)`` saying what it expected)."""
-        self.index_columns(table, columns, (*path, "columns"), problems)
-        desc = tuple(c for c in columns if c in (descending or []))
+        expression grammar (a problem at ``path + ("where",)`` saying what it expected); a key
+        of ``columns`` that is not a column name is an expression key (``lower(email)``),
+        parsed and held to the shapes of ``indexexpr.key_unsupported`` (a problem at
+        ``path + ("columns", i)``)."""
+        keys, expressions = self.index_keys(table, columns, (*path, "columns"), problems)
+        desc_keys = []
         for i, c in enumerate(descending or []):
-            if c not in columns:
+            key = c if expr.IDENTIFIER.match(c) else _canonical_key(c)
+            if key not in keys:
                 problems.append(((*path, "descending", i), f"{c!r} is not one of the columns"))
+            desc_keys.append(key)
+        desc = tuple(k for k in keys if k in desc_keys)
         for i, c in enumerate(include or []):
-            if c in columns:
+            if c in keys:
                 problems.append(((*path, "include", i), f"{c!r} is already a key column"))
+            elif not expr.IDENTIFIER.match(c):
+                problems.append(((*path, "include", i), f"{c!r} is not a column name"))
             else:
                 self.column(table, c, (*path, "include", i), problems)
+        used = {c for _, tree in expressions for c in expr.columns(tree)}
+        key_types = tuple(
+            sorted((c, col.type) for c in used if (col := table.column(c)) is not None)
+        )
         index = Index(
-            name, table.name, tuple(columns), unique, descending=desc, include=tuple(include or [])
+            name,
+            table.name,
+            tuple(keys),
+            unique,
+            descending=desc,
+            include=tuple(include or []),
+            expressions=tuple(expressions),
+            column_types=key_types,
         )
         if where is None:
             return index
@@ -377,8 +399,46 @@ class Resolver:
         why = indexexpr.unsupported(tree, sql_types)
         if why:
             problems.append(((*path, "where"), f"{why} (got {where!r})"))
-        used = tuple(sorted((c, sql_types[c]) for c in expr.columns(tree)))
-        return replace(index, where=tree, column_types=used)
+        used_types = dict(index.column_types) | {c: sql_types[c] for c in expr.columns(tree)}
+        return replace(index, where=tree, column_types=tuple(sorted(used_types.items())))
+
+    def index_keys(
+        self, table: TableLike, columns: list[str], path: Path, problems: list[Problem]
+    ) -> tuple[list[str], list[tuple[str, expr.Expr]]]:
+        """The keys of an index (a column name, or the canonical text of an expression key)
+        and the trees of its expression keys."""
+        keys: list[str] = []
+        expressions: list[tuple[str, expr.Expr]] = []
+        for i, key in enumerate(columns):
+            if expr.IDENTIFIER.match(key):
+                if key in keys:
+                    problems.append(((*path, i), f"column {key!r} is listed twice"))
+                self.column(table, key, (*path, i), problems)
+                keys.append(key)
+                continue
+            try:
+                tree = expr.parse(key)
+                missing = [c for c in sorted(expr.columns(tree)) if table.column(c) is None]
+                for column in missing:
+                    self.column(table, column, (*path, i), problems)
+                if missing:
+                    continue
+                expr.infer(tree, {c.name: expr.type_class(str(c.type)) for c in table.columns})
+            except expr.ExprError as error:
+                problems.append(
+                    ((*path, i), f"{error.message} (at offset {error.offset} of {key!r})")
+                )
+                continue
+            why = indexexpr.key_unsupported(tree, {c.name: c.type for c in table.columns})
+            if why:
+                problems.append(((*path, i), f"{why} (got {key!r})"))
+                continue
+            text = expr.canonical(tree)
+            if text in keys:
+                problems.append(((*path, i), f"key {text!r} is listed twice"))
+            keys.append(text)
+            expressions.append((text, tree))
+        return keys, expressions
 
     def make_column(
         self, table_name: str, c: spec.ColumnSpec, path: Path, problems: list[Problem]
@@ -435,3 +495,12 @@ class Resolver:
 
     def tables(self) -> list[WorkTable]:
         return list(self._works.values())
+
+
+def _canonical_key(text: str) -> str:
+    """An expression key's canonical text (as ``Resolver.index_keys`` keeps it), or the text
+    as given when it does not parse (then it matches no key)."""
+    try:
+        return expr.canonical(expr.parse(text))
+    except expr.ExprError:
+        return text

@@ -43,7 +43,15 @@ def _facets(t: Table | None) -> dict[str, str]:
     for name, cols in _index(t).items():
         out[f"index `{name}`"] = cols
     for f in t.foreign_keys:
-        out[f"foreign key `{f.name}`"] = f"→ {f.ref_table}.{f.ref_column} ON DELETE {f.on_delete}"
+        if f.composite:
+            out[f"foreign key `{f.name}`"] = (
+                f"({', '.join(f.columns)}) → {f.ref_table}.({', '.join(f.ref_columns)}) "
+                f"ON DELETE {f.on_delete}"
+            )
+        else:
+            out[f"foreign key `{f.name}`"] = (
+                f"→ {f.ref_table}.{f.ref_column} ON DELETE {f.on_delete}"
+            )
     for ck in t.checks:
         out[f"check `{ck.name}`"] = ck.sql
     return out

@@ -160,14 +160,26 @@ WHERE_HELP = (
 Where = Annotated[StrictStr, WithJsonSchema({"type": "string", "description": WHERE_HELP})]
 
 
+INDEX_KEY_HELP = (
+    "a column, or an expression key of the grammar: `lower(<text column>)`, "
+    "`upper(<text column>)`, `length(<text column>)`, `coalesce(<column>, <literal or column of "
+    "its type>)`"
+)
+# A column name or an expression key, parsed and checked by the operation (generator.indexexpr).
+IndexKey = Annotated[StrictStr, WithJsonSchema({"type": "string", "description": INDEX_KEY_HELP})]
+IndexKeys = Annotated[
+    list[IndexKey],
+    Field(min_length=1, description="the index's keys: " + INDEX_KEY_HELP),
+]
+DESCENDING_HELP = "keys in descending order (DESC): columns or expression keys of `columns`"
+
+
 class IndexSpec(Spec):
     name: Identifier
-    columns: Annotated[list[Identifier], Field(min_length=1)]
+    columns: IndexKeys
     unique: bool = False
     where: Where | None = Field(default=None, description=WHERE_HELP)
-    descending: list[Identifier] = Field(
-        default_factory=list, description="key columns in descending order (DESC)"
-    )
+    descending: list[IndexKey] = Field(default_factory=list, description=DESCENDING_HELP)
     include: list[Identifier] = Field(
         default_factory=list,
         description="PostgreSQL: non-key columns stored in the index (INCLUDE); SQLite builds "

@@ -74,6 +74,28 @@ class Index:
     # PostgreSQL: non-key columns stored in the index (INCLUDE, a covering index); SQLite has
     # no INCLUDE and builds the index on the key columns alone.
     include: tuple[str, ...] = ()
+    # Expression keys (``lower(email)``): a key of ``columns`` that is not a column name is the
+    # canonical text of an expression of the grammar (generator.indexexpr.key_unsupported
+    # says which), mapped here to its tree; ``column_types`` has the types of its columns.
+    expressions: tuple[tuple[str, expr.Expr], ...] = ()
+
+    def key_expr(self, key: str) -> expr.Expr | None:
+        """The tree of an expression key, None for a column."""
+        return next((tree for text, tree in self.expressions if text == key), None)
+
+    def key_sql(self, key: str) -> str:
+        """A key as SQL (the same on both dialects): a quoted column or the expression."""
+        tree = self.key_expr(key)
+        if tree is None:
+            return '"' + key.replace('"', '""') + '"'
+        return indexexpr.key_sql(tree)
+
+    @property
+    def key_columns(self) -> frozenset[str]:
+        """The columns the keys use: key columns and those inside expression keys."""
+        inside = (expr.columns(tree) for _, tree in self.expressions)
+        plain = (c for c in self.columns if self.key_expr(c) is None)
+        return frozenset(plain).union(*inside)
 
     @property
     def where_text(self) -> str | None:
@@ -87,7 +109,7 @@ class Index:
     @property
     def all_columns(self) -> frozenset[str]:
         """Every column the index names: its keys and its predicate's."""
-        return frozenset(self.columns) | frozenset(self.include) | self.where_columns
+        return self.key_columns | frozenset(self.include) | self.where_columns
 
     def where_sql(self, dialect: str) -> str:
         assert self.where is not None
@@ -98,27 +120,72 @@ class Index:
         return expr.to_sql(tree, dialect, classes)  # type: ignore[arg-type]
 
     def renamed(self, old: str, new: str) -> Index:
-        """The index with column ``old`` called ``new`` in its keys and predicate."""
+        """The index with column ``old`` called ``new`` in its keys (inside expression keys
+        too) and predicate."""
         if old not in self.all_columns:
             return self
+        trees = {text: _rename(tree, old, new) for text, tree in self.expressions}
+        texts = {text: expr.canonical(tree) for text, tree in trees.items()}
         return replace(
             self,
-            columns=tuple(new if c == old else c for c in self.columns),
+            columns=tuple(texts.get(c, new if c == old else c) for c in self.columns),
+            expressions=tuple((texts[text], tree) for text, tree in trees.items()),
             where=None if self.where is None else _rename(self.where, old, new),
             column_types=tuple((new if c == old else c, t) for c, t in self.column_types),
-            descending=tuple(new if c == old else c for c in self.descending),
+            descending=tuple(texts.get(c, new if c == old else c) for c in self.descending),
             include=tuple(new if c == old else c for c in self.include),
         )
 
 
 @dataclass(frozen=True)
 class ForeignKey:
+    """``column`` references ``ref_column`` of ``ref_table``; a composite key has its further
+    column pairs in ``more`` (``columns`` and ``ref_columns`` list them all, in order)."""
+
     name: str
     table: str
     column: str
     ref_table: str
     ref_column: str
     on_delete: str
+    more: tuple[tuple[str, str], ...] = ()  # (column, referenced column) after the first
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (self.column, *(c for c, _ in self.more))
+
+    @property
+    def ref_columns(self) -> tuple[str, ...]:
+        return (self.ref_column, *(r for _, r in self.more))
+
+    @property
+    def composite(self) -> bool:
+        return bool(self.more)
+
+    @property
+    def label(self) -> str:
+        """The key's columns as check names and messages show them (``a`` or ``a_b``)."""
+        return "_".join(self.columns)
+
+    def renamed(self, old: str, new: str) -> ForeignKey:
+        """The key with its own column ``old`` called ``new``."""
+        if old not in self.columns:
+            return self
+        return replace(
+            self,
+            column=new if self.column == old else self.column,
+            more=tuple((new if c == old else c, r) for c, r in self.more),
+        )
+
+    def ref_renamed(self, table: str, old: str, new: str) -> ForeignKey:
+        """The key with column ``old`` of the referenced ``table`` called ``new``."""
+        if self.ref_table != table or old not in self.ref_columns:
+            return self
+        return replace(
+            self,
+            ref_column=new if self.ref_column == old else self.ref_column,
+            more=tuple((c, new if r == old else r) for c, r in self.more),
+        )
 
 
 @dataclass(frozen=True)
@@ -242,7 +309,12 @@ class Table:
         return next((i for i in self.indexes if i.name == name), None)
 
     def fk_on(self, column: str) -> ForeignKey | None:
+        """The foreign key whose (first) column is ``column``."""
         return next((f for f in self.foreign_keys if f.column == column), None)
+
+    def fks_using(self, column: str) -> list[ForeignKey]:
+        """The foreign keys of which ``column`` is one of the columns."""
+        return [f for f in self.foreign_keys if column in f.columns]
 
     def is_unique_key(self, columns: tuple[str, ...]) -> bool:
         return columns == self.primary_key or any(u.columns == columns for u in self.uniques)

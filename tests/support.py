@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import warnings
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -51,6 +52,41 @@ def _default(text: str | None) -> Any:
     return {"true": True, "1": True, "false": False, "0": False}.get(value, value)
 
 
+def _indexes(conn: sa.Connection, insp: Any, table: str) -> list[tuple[Any, ...]]:
+    """(name, keys, unique) of a table's indexes; an expression key as the database writes
+    it (PostgreSQL's reflection gives it; SQLAlchemy skips SQLite's expression indexes, with
+    a warning: read from sqlite_master)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", "Skipped unsupported reflection of expression-based index"
+        )
+        reflected = insp.get_indexes(table)
+    out = [
+        (i["name"], tuple(i.get("expressions") or i["column_names"]), bool(i["unique"]))
+        for i in reflected
+        if not i.get("duplicates_constraint")
+    ]
+    if conn.dialect.name == "sqlite":
+        seen = {i["name"] for i in reflected}
+        for name, sql, unique in conn.exec_driver_sql(
+            'SELECT s.name, s.sql, il."unique" FROM sqlite_master AS s '
+            "JOIN pragma_index_list(?) AS il ON il.name = s.name "
+            "WHERE s.type = 'index' AND s.tbl_name = ? AND il.origin = 'c'",
+            (table, table),
+        ):
+            if name not in seen:
+                out.append((name, (sql[sql.index("(") :],), bool(unique)))
+    return sorted(out)
+
+
+def _unique_constraints(insp: Any, table: str) -> list[Any]:
+    with warnings.catch_warnings():  # SQLite's reads the indexes (see _indexes)
+        warnings.filterwarnings(
+            "ignore", "Skipped unsupported reflection of expression-based index"
+        )
+        return list(insp.get_unique_constraints(table))
+
+
 def inspect_schema(url: str, by_name: bool = True) -> dict[str, Any]:
     """Everything the tests compare about a live schema, in one plain dict; its columns in
     name order (an online type change moves its column to the table's end), or with
@@ -75,17 +111,13 @@ def inspect_schema(url: str, by_name: bool = True) -> dict[str, Any]:
                         for c in insp.get_columns(table)
                     ),
                     "primary_key": tuple(pk["constrained_columns"]),
-                    "indexes": sorted(
-                        (i["name"], tuple(i["column_names"]), bool(i["unique"]))
-                        for i in insp.get_indexes(table)
-                        if not i.get("duplicates_constraint")
-                    ),
+                    "indexes": _indexes(conn, insp, table),
                     "unique": sorted(
                         (
                             u["name"] if conn.dialect.name == "postgresql" else None,
                             tuple(u["column_names"]),
                         )
-                        for u in insp.get_unique_constraints(table)
+                        for u in _unique_constraints(insp, table)
                     ),
                     "foreign_keys": sorted(
                         (

@@ -1,6 +1,7 @@
-"""``add_foreign_key``: a foreign key on an existing column; its inverse is
-``drop_foreign_key``'s step. One column per key (the schema state's keys are single-column):
-``columns`` and ``references.columns`` are lists of one.
+"""``add_foreign_key``: a foreign key on existing columns; its inverse is
+``drop_foreign_key``'s step. Several ``columns`` make a composite key, paired in order with
+``references.columns``, which must be the referenced table's primary key or one of its unique
+constraints (in that order).
 
 PostgreSQL: ``ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID`` (a catalogue change: ACCESS
 EXCLUSIVE on the table briefly, the statement also drops a leftover of a killed run; SHARE ROW
@@ -8,7 +9,8 @@ EXCLUSIVE on the referenced table), committed, then ``VALIDATE CONSTRAINT`` in i
 transaction (SHARE UPDATE EXCLUSIVE on the table, ROW SHARE on the referenced one: reads and
 writes go on while it scans). SQLite rebuilds the table with the key (batch mode, foreign keys
 off during the copy, then PRAGMA foreign_key_check). Before any DDL the migration lists the
-orphans (rows whose value has no parent) and does not start while there are any.
+orphans (rows whose key columns are all non-NULL and match no parent row: MATCH SIMPLE)
+and does not start while there are any.
 """
 
 from __future__ import annotations
@@ -31,22 +33,36 @@ if TYPE_CHECKING:
     from generator.ops.drop_foreign_key import DropForeignKeyStep
     from generator.resolve import Resolver, TableLike
 
-OneColumn = Annotated[
+KeyColumns = Annotated[
     list[Identifier],
-    Field(min_length=1, description="the key's column (one: composite keys are not supported)"),
+    Field(
+        min_length=1,
+        description="the key's columns (several: a composite key, paired in order with the "
+        "referenced columns of a primary key or unique constraint)",
+    ),
 ]
 
 
 class Target(Spec):
     table: Identifier
-    columns: OneColumn
+    columns: KeyColumns
+
+
+class TableForeignKey(Spec):
+    """A foreign key of a new table (``create_table``'s ``foreign_keys``), composite or not:
+    the shape of ``add_foreign_key`` without its ``op`` and ``table``."""
+
+    name: Identifier
+    columns: KeyColumns
+    references: Target
+    on_delete: FkAction = "no_action"
 
 
 class AddForeignKey(OperationSpec):
     op: Literal["add_foreign_key"]
     table: Identifier
     name: Identifier
-    columns: OneColumn
+    columns: KeyColumns
     references: Target
     on_delete: FkAction = "no_action"
 
@@ -57,9 +73,11 @@ class AddForeignKey(OperationSpec):
         "references: {table: p, columns: [id]}\non_delete: cascade"
     )
     doc: ClassVar[tuple[str, str, str]] = (
-        "`table`, `name`, `columns`, `references: {table, columns}`, `on_delete` (one column)",
+        "`table`, `name`, `columns`, `references: {table, columns}`, `on_delete` (several "
+        "columns: a composite key referencing a primary key or unique constraint)",
         "PostgreSQL: `NOT VALID`, then `VALIDATE` in its own transaction; SQLite rebuilds the "
-        "table (foreign-key safe); orphans listed before any DDL",
+        "table (foreign-key safe); orphans (MATCH SIMPLE: every key column non-NULL, no parent) "
+        "listed before any DDL",
         "drop the key",
     )
 
@@ -83,61 +101,94 @@ def constraint_names(table: TableLike) -> set[str]:
 
 
 def make_foreign_key(
-    r: Resolver, table: TableLike, op: AddForeignKey, problems: list[Problem]
+    r: Resolver, table: TableLike, op: AddForeignKey | TableForeignKey, problems: list[Problem]
 ) -> ForeignKey | None:
+    if len(op.columns) != len(op.references.columns):
+        problems.append(
+            (
+                ("references", "columns"),
+                f"{len(op.columns)} column(s) cannot reference {len(op.references.columns)}: "
+                "a key's columns pair with the referenced columns in order",
+            )
+        )
+        return None
     for path, cols in (
         (("columns",), op.columns),
         (("references", "columns"), op.references.columns),
     ):
-        if len(cols) != 1:
-            problems.append((path, "a foreign key of several columns is not supported yet"))
-    if problems:
-        return None
-    column = r.column(table, op.columns[0], ("columns", 0), problems)
+        for i, c in enumerate(cols):
+            if c in cols[:i]:
+                problems.append(((*path, i), f"column {c!r} is listed twice"))
+    columns = [r.column(table, c, ("columns", i), problems) for i, c in enumerate(op.columns)]
     parent = table if op.references.table == table.name else r.table_named(op.references.table)
     if parent is None:
         r.table(op.references.table, ("references", "table"), problems)
         return None
-    ref = op.references.columns[0]
-    target = r.column(parent, ref, ("references", "columns", 0), problems)
-    if column is None or target is None:
+    targets = [
+        r.column(parent, c, ("references", "columns", i), problems)
+        for i, c in enumerate(op.references.columns)
+    ]
+    if problems:
         return None
-    if not parent.is_unique_key((ref,)):
+    refs = tuple(op.references.columns)
+    if not parent.is_unique_key(refs) and len(refs) == 1:
         problems.append(
             (
                 ("references", "columns", 0),
-                f"{parent.name}.{ref} is neither a primary key nor unique, so it cannot be "
+                f"{parent.name}.{refs[0]} is neither a primary key nor unique, so it cannot be "
                 "referenced",
             )
         )
-    if target.type != column.type:
+    elif not parent.is_unique_key(refs):
         problems.append(
             (
-                ("columns", 0),
-                f"column type {column.type} does not match the referenced {parent.name}.{ref} "
-                f"({target.type})",
+                ("references", "columns"),
+                f"{parent.name}.({', '.join(refs)}) is neither the primary key nor a unique "
+                "constraint (columns in this order), so it cannot be referenced",
             )
         )
-    if table.fk_on(column.name) is not None:
-        problems.append((("columns", 0), f"{table.name}.{column.name} already has a foreign key"))
-    if op.on_delete == "set_null" and not column.nullable:
-        problems.append((("on_delete",), "ON DELETE set_null needs a nullable column"))
-    if dialects.FK_ACTION_SQL[op.on_delete] == "SET DEFAULT" and column.default is None:
-        problems.append((("on_delete",), "ON DELETE set_default needs a column default"))
+    for i, (column, target) in enumerate(zip(columns, targets, strict=True)):
+        assert column is not None and target is not None
+        if target.type != column.type:
+            problems.append(
+                (
+                    ("columns", i),
+                    f"column type {column.type} does not match the referenced "
+                    f"{parent.name}.{target.name} ({target.type})",
+                )
+            )
+    taken = [f.name for f in table.foreign_keys if f.columns == tuple(op.columns)]
+    if taken:
+        problems.append(
+            (("columns",), f"{table.name}.({', '.join(op.columns)}) already has a foreign key")
+        )
+    if op.on_delete == "set_null" and not all(c is not None and c.nullable for c in columns):
+        problems.append((("on_delete",), "ON DELETE set_null needs a nullable column (each)"))
+    if dialects.FK_ACTION_SQL[op.on_delete] == "SET DEFAULT" and any(
+        c is not None and c.default is None for c in columns
+    ):
+        problems.append((("on_delete",), "ON DELETE set_default needs a default on each column"))
     if len(op.name) > MAX_NAME - 5:  # room for a swap's temporary name
         problems.append((("name",), f"name {op.name!r} is too long"))
     elif op.name in constraint_names(table):
         problems.append((("name",), f"{table.name} already has a constraint {op.name!r}"))
-    return ForeignKey(op.name, table.name, column.name, parent.name, ref, op.on_delete)
+    pairs = tuple(zip(op.columns, refs, strict=True))
+    return ForeignKey(
+        op.name, table.name, pairs[0][0], parent.name, pairs[0][1], op.on_delete, pairs[1:]
+    )
 
 
 def orphans(fk: ForeignKey, table: Table) -> RowCheck:
+    """The rows whose key has no parent: every column of the key non-NULL (MATCH SIMPLE: a
+    row with a NULL in any of them is not checked) and no referenced row equal on all."""
     q = dialects.quote_ident
-    shown = [*(k for k in table.primary_key if k != fk.column), fk.column]
+    shown = [*(k for k in table.primary_key if k not in fk.columns), *fk.columns]
+    pairs = list(zip(fk.columns, fk.ref_columns, strict=True))
     sql = (
         f"SELECT {', '.join('c.' + q(k) for k in shown)} FROM {q(fk.table)} AS c\n"
-        f"WHERE c.{q(fk.column)} IS NOT NULL AND NOT EXISTS (\n"
-        f"    SELECT 1 FROM {q(fk.ref_table)} AS p WHERE p.{q(fk.ref_column)} = c.{q(fk.column)}\n"
+        f"WHERE {' AND '.join(f'c.{q(c)} IS NOT NULL' for c, _ in pairs)} AND NOT EXISTS (\n"
+        f"    SELECT 1 FROM {q(fk.ref_table)} AS p WHERE "
+        f"{' AND '.join(f'p.{q(r)} = c.{q(c)}' for c, r in pairs)}\n"
         ")"
     )
     return RowCheck(f"{fk.table}.{fk.name}.orphans", sql, sql)
@@ -199,8 +250,8 @@ class AddForeignKeyStep(Step):
         if (
             table is not None
             and parent is not None
-            and table.column(self.fk.column)
-            and parent.column(self.fk.ref_column)
+            and all(table.column(c) for c in self.fk.columns)
+            and all(parent.column(c) for c in self.fk.ref_columns)
         ):
             yield orphans(self.fk, table)
 
@@ -209,8 +260,13 @@ class AddForeignKeyStep(Step):
             yield f"{self.fk.table}.foreign_keys", checks.fk_row(self.fk, dialect, validated=False)
 
     def describe(self) -> str:
-        f = self.fk
-        return (
-            f"add foreign key `{f.name}`: `{f.table}.{f.column}` → `{f.ref_table}.{f.ref_column}` "
-            f"ON DELETE {f.on_delete}"
-        )
+        return f"add foreign key {describe_fk(self.fk)}"
+
+
+def describe_fk(f: ForeignKey) -> str:
+    """A key as the review shows it: `t.c` → `p.id`, or `t.(a, b)` → `p.(x, y)`."""
+    if f.composite:
+        mine, theirs = f"({', '.join(f.columns)})", f"({', '.join(f.ref_columns)})"
+    else:
+        mine, theirs = f.column, f.ref_column
+    return f"`{f.name}`: `{f.table}.{mine}` → `{f.ref_table}.{theirs}` ON DELETE {f.on_delete}"

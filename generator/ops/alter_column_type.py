@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from generator import checks, coltypes, dialects, indexexpr, risk
+from generator import checks, coltypes, dialects, expr, indexexpr, risk
 from generator.coltypes import SqlType, conversion_problem, parse_type
 from generator.dialects import POSTGRESQL, SQLITE
 from generator.ops.add_check import AddCheckStep
@@ -102,14 +102,14 @@ class AlterColumnType(OperationSpec):
                     "integer key with the columns that reference it)",
                 )
             )
-        fk = table.fk_on(column.name)
+        own = table.fks_using(column.name)
         referencing = [
             f
             for t in r.tables()
             for f in t.foreign_keys
-            if f.ref_table == table.name and f.ref_column == column.name
+            if f.ref_table == table.name and column.name in f.ref_columns
         ]
-        if fk is not None or referencing:
+        if own or referencing:
             problems.append(
                 (
                     ("column",),
@@ -129,6 +129,20 @@ class AlterColumnType(OperationSpec):
                 (
                     ("column",),
                     f"the predicate of index {', '.join(partial)} names the column: drop the "
+                    "index first, then change the type",
+                )
+            )
+        keyed = [
+            i.name
+            for i in table.indexes
+            if any(column.name in expr.columns(tree) for _, tree in i.expressions)
+        ]
+        if keyed:
+            # an expression key is rendered (and read back from the catalogue) by the type
+            problems.append(
+                (
+                    ("column",),
+                    f"an expression key of index {', '.join(keyed)} uses the column: drop the "
                     "index first, then change the type",
                 )
             )

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from generator import checks
+from generator import checks, dialects
 from generator.dialects import POSTGRESQL
-from generator.ops.base import IndexStep, OperationSpec, Problem, Risk, Step
-from generator.spec import WHERE_HELP, Identifier, Where
-from generator.state import Index, Schema
+from generator.ops.base import IndexStep, OperationSpec, Problem, Risk, RowCheck, Step
+from generator.spec import DESCENDING_HELP, WHERE_HELP, Identifier, IndexKey, IndexKeys, Where
+from generator.state import Index, Schema, Table
 
 if TYPE_CHECKING:
     from generator.ops.drop_index import DropIndexStep
@@ -24,12 +24,10 @@ class CreateIndex(OperationSpec):
     op: Literal["create_index"]
     table: Identifier
     name: Identifier
-    columns: Annotated[list[Identifier], Field(min_length=1)]
+    columns: IndexKeys
     unique: bool = False
     where: Where | None = Field(default=None, description=WHERE_HELP)
-    descending: list[Identifier] = Field(
-        default_factory=list, description="key columns in descending order (DESC)"
-    )
+    descending: list[IndexKey] = Field(default_factory=list, description=DESCENDING_HELP)
     include: list[Identifier] = Field(
         default_factory=list,
         description="PostgreSQL: non-key columns stored in the index (INCLUDE); SQLite builds "
@@ -43,10 +41,11 @@ class CreateIndex(OperationSpec):
     templates: ClassVar[tuple[str, ...]] = ("ops/create_index.j2",)
     example: ClassVar[str] = "{op: create_index, table: t, name: ix_t_c, columns: [c]}"
     doc: ClassVar[tuple[str, str, str]] = (
-        "`table`, `name`, `columns`, `unique` (default false), `where` (partial index), "
-        "`descending` (key columns in DESC order), `include` (PostgreSQL covering columns; "
+        "`table`, `name`, `columns` (columns or expression keys: `lower(email)`, `upper`, "
+        "`length`, `coalesce`), `unique` (default false), `where` (partial index), "
+        "`descending` (keys in DESC order), `include` (PostgreSQL covering columns; "
         "SQLite builds the index without them)",
-        "create it",
+        "create it (unique: duplicates listed before any DDL)",
         "drop it",
     )
 
@@ -110,9 +109,52 @@ class CreateIndexStep(IndexStep):
             )
         return Risk("database write lock", False, "scans the table", scans=True, blocks="writes")
 
+    def prechecks(self, before: Schema) -> Iterator[RowCheck]:
+        table = before.table(self.index.table)
+        if (
+            self.index.unique
+            and table is not None
+            and self.index.all_columns <= {c.name for c in table.columns}
+        ):
+            yield duplicate_rows(self.index, table)
+
     def interrupted(self, dialect: str) -> Iterator[tuple[str, checks.Row]]:
         yield f"{self.index.table}.indexes", checks.index_row(self.index, dialect, False)
 
     def describe(self) -> str:
         i = self.index
-        return f"create index `{i.name}` on `{i.table}` ({', '.join(i.columns)})"
+        keys = ", ".join(k + (" DESC" if k in i.descending else "") for k in i.columns)
+        return (
+            f"create {'unique ' if i.unique else ''}index `{i.name}` on `{i.table}` ({keys})"
+            + (f" INCLUDE ({', '.join(i.include)})" if i.include else "")
+            + (f" WHERE {i.where_text}" if i.where is not None else "")
+        )
+
+
+def duplicate_rows(index: Index, table: Table) -> RowCheck:
+    """The rows that share a value of a unique index's keys (expression keys evaluated; rows
+    with a NULL key never collide; a partial index's rows only), with the table's primary key
+    and the key columns, per dialect (the predicate is rendered per dialect)."""
+    q = dialects.quote_ident
+    keys = [index.key_sql(k) for k in index.columns]
+    used = [c.name for c in table.columns if c.name in index.key_columns]
+    shown = [*table.primary_key, *(c for c in used if c not in table.primary_key)]
+    aliases = [f"k{n}" for n in range(len(keys))]
+    named = ", ".join(f"{k} AS {a}" for k, a in zip(keys, aliases, strict=True))
+    table_q = q(table.name)
+
+    def sql(dialect: str) -> str:
+        where = f"({index.where_sql(dialect)})" if index.where is not None else None
+        only = f" WHERE {where}" if where else ""
+        not_null = " AND ".join([*(f"{k} IS NOT NULL" for k in keys), *([where] if where else [])])
+        return (
+            f"SELECT {', '.join('r.' + q(c) for c in shown)} FROM (\n"
+            f"    SELECT {', '.join(q(c) for c in shown)}, {named}\n"
+            f"    FROM {table_q}{only}) AS r\n"
+            f"JOIN (SELECT {named} FROM {table_q}\n"
+            f"    WHERE {not_null}\n"
+            f"    GROUP BY {', '.join(keys)} HAVING count(*) > 1) AS d\n"
+            f"ON {' AND '.join(f'r.{a} = d.{a}' for a in aliases)}"
+        )
+
+    return RowCheck(f"{table.name}.{index.name}.duplicates", sql("postgresql"), sql("sqlite"))

@@ -12,6 +12,7 @@ from pydantic import Field, StrictStr
 from generator.dialects import POSTGRESQL
 from generator.errors import Path
 from generator.ops.add_check import EXPRESSION_HELP, make_check
+from generator.ops.add_foreign_key import TableForeignKey, make_foreign_key
 from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
 from generator.resolve import MAX_NAME
 from generator.spec import ColumnSpec, Identifier, IndexSpec, Spec
@@ -43,6 +44,12 @@ class CreateTable(OperationSpec):
     )
     checks: list[CheckSpec] = []  # noqa: RUF012 (a pydantic field: copied per instance)
     indexes: list[IndexSpec] = []  # noqa: RUF012 (a pydantic field: copied per instance)
+    foreign_keys: list[TableForeignKey] = Field(
+        default_factory=list,
+        description="foreign keys of several columns (composite), or of one with a name and "
+        "action given apart from the column: `{name, columns, references: {table, columns}, "
+        "on_delete}`",
+    )
 
     position: ClassVar[int] = 10
     templates: ClassVar[tuple[str, ...]] = ("ops/create_table.j2",)
@@ -52,7 +59,8 @@ class CreateTable(OperationSpec):
     doc: ClassVar[tuple[str, str, str]] = (
         "`name`, `columns` (list of column), `primary_key_name`, `checks` (list of "
         "`{name, expression}`), `indexes` (list of "
-        "`{name, columns, unique, where, descending, include}`)",
+        "`{name, columns, unique, where, descending, include}`), `foreign_keys` (list of "
+        "`{name, columns, references: {table, columns}, on_delete}`: composite keys)",
         "create table, keys, checks and indexes",
         "drop the table",
     )
@@ -166,6 +174,22 @@ class CreateTable(OperationSpec):
                         )
                     names.add(fk.name)
                     fks.append(fk)
+        for i, spec_fk in enumerate(self.foreign_keys):
+            local: list[Problem] = []
+            with_keys = replace(table, foreign_keys=tuple(fks))
+            fk_made = make_foreign_key(r, with_keys, spec_fk, local)
+            problems += [(("foreign_keys", i, *path), message) for path, message in local]
+            if fk_made is None:
+                continue
+            if fk_made.name in names:
+                problems.append(
+                    (
+                        ("foreign_keys", i, "name"),
+                        f"name {fk_made.name!r} is used twice in this table",
+                    )
+                )
+            names.add(fk_made.name)
+            fks.append(fk_made)
         checks = []
         for i, ck in enumerate(self.checks):
             at: Path = ("checks", i)

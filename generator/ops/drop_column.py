@@ -113,13 +113,15 @@ class DropColumn(OperationSpec):
                 + ", ".join(u.name for u in table.uniques if self.column in u.columns),
                 any(self.column in u.columns for u in table.uniques),
             ),
-            ("its foreign key", table.fk_on(self.column) is not None),
+            ("its foreign key", bool(table.fks_using(self.column))),
             (
                 "a foreign key of "
                 + ", ".join(
-                    f.table for f in r.schema.referencing(self.table) if f.ref_column == self.column
+                    f.table
+                    for f in r.schema.referencing(self.table)
+                    if self.column in f.ref_columns
                 ),
-                any(f.ref_column == self.column for f in r.schema.referencing(self.table)),
+                any(self.column in f.ref_columns for f in r.schema.referencing(self.table)),
             ),
             (
                 "a check ("

@@ -70,4 +70,5 @@ class DropForeignKeyStep(ConstraintDropStep):
 
     def describe(self) -> str:
         f = self.fk
-        return f"drop foreign key `{f.name}` (`{f.table}.{f.column}` → `{f.ref_table}`)"
+        mine = f"({', '.join(f.columns)})" if f.composite else f.column
+        return f"drop foreign key `{f.name}` (`{f.table}.{mine}` → `{f.ref_table}`)"

@@ -57,7 +57,7 @@ class DropUnique(OperationSpec):
             f.name
             for t in r.tables()
             for f in t.foreign_keys
-            if f.ref_table == self.table and (f.ref_column,) == unique.columns
+            if f.ref_table == self.table and f.ref_columns == unique.columns
         ]
         if referencing and unique.columns != table.primary_key:
             problems.append(

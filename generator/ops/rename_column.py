@@ -62,17 +62,14 @@ def _renamed(columns: tuple[str, ...], old: str, new: str) -> tuple[str, ...]:
 
 def _rename_in(t: Table, table: str, old: str, new: str) -> Table:
     """``t`` with ``table.old`` called ``new`` wherever ``t`` names it."""
-    fks = tuple(
-        replace(f, ref_column=new) if f.ref_table == table and f.ref_column == old else f
-        for f in t.foreign_keys
-    )
+    fks = tuple(f.ref_renamed(table, old, new) for f in t.foreign_keys)
     if t.name != table:
         return replace(t, foreign_keys=fks) if fks != t.foreign_keys else t
     return replace(
         t,
         columns=tuple(replace(c, name=new) if c.name == old else c for c in t.columns),
         indexes=tuple(i.renamed(old, new) for i in t.indexes),
-        foreign_keys=tuple(replace(f, column=new) if f.column == old else f for f in fks),
+        foreign_keys=tuple(f.renamed(old, new) for f in fks),
         uniques=tuple(replace(u, columns=_renamed(u.columns, old, new)) for u in t.uniques),
         checks=tuple(c.renamed(old, new) for c in t.checks),
     )

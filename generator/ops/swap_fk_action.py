@@ -36,7 +36,8 @@ class SwapFkAction(OperationSpec):
         "{op: swap_fk_action, table: t, column: parent_id, from: cascade, to: restrict}"
     )
     doc: ClassVar[tuple[str, str, str]] = (
-        "`table`, `column`, `from`, `to` (ON DELETE action)",
+        "`table`, `column` (of the key; a composite key by any of its columns), `from`, `to` "
+        "(ON DELETE action)",
         "replace the foreign key",
         "restore the old action",
     )
@@ -48,7 +49,15 @@ class SwapFkAction(OperationSpec):
             return [], problems
         if r.column(table, self.column, ("column",), problems) is None:
             return [], problems
-        fk = table.fk_on(self.column)
+        # a composite key is named by any of its columns (the first one's key first)
+        using = table.fks_using(self.column)
+        fk = table.fk_on(self.column) or (using[0] if len(using) == 1 else None)
+        if fk is None and len(using) > 1:
+            names = ", ".join(f.name for f in using)
+            problems.append(
+                (("column",), f"column {self.table}.{self.column} is in several keys: {names}")
+            )
+            return [], problems
         if fk is None:
             problems.append((("column",), f"column {self.table}.{self.column} has no foreign key"))
             return [], problems
@@ -58,9 +67,9 @@ class SwapFkAction(OperationSpec):
             )
         elif self.to == self.from_:
             problems.append((("to",), f"foreign key {fk.name} is already ON DELETE {self.to}"))
-        column = table.column(self.column)
-        if self.to == "set_null" and column is not None and not column.nullable:
-            problems.append((("to",), "ON DELETE set_null needs a nullable column"))
+        columns = [table.column(c) for c in fk.columns]
+        if self.to == "set_null" and any(c is not None and not c.nullable for c in columns):
+            problems.append((("to",), "ON DELETE set_null needs a nullable column (each)"))
         return [SwapFkActionStep(fk, self.to)], problems
 
 

@@ -98,6 +98,25 @@ class WidenKey(OperationSpec):
                 )
             )
             return [], problems
+        composite = [
+            f.name
+            for t in r.tables()
+            for f in t.foreign_keys
+            if f.composite
+            and (
+                (t.name == table.name and column.name in f.columns)
+                or (f.ref_table == table.name and column.name in f.ref_columns)
+            )
+        ]
+        if composite:
+            problems.append(
+                (
+                    ("column",),
+                    f"{self.table}.{self.column} is in composite foreign key "
+                    f"{', '.join(composite)}: widen_key follows single-column keys only",
+                )
+            )
+            return [], problems
         own = table.fk_on(column.name)
         if own is not None:
             problems.append(
@@ -118,7 +137,16 @@ class WidenKey(OperationSpec):
             i += 1
             for t in r.tables():
                 for fk in t.foreign_keys:
-                    if fk.ref_table != parent or fk.ref_column != key.name:
+                    if fk.ref_table != parent or key.name not in fk.ref_columns:
+                        continue
+                    if fk.composite:
+                        problems.append(
+                            (
+                                ("column",),
+                                f"{parent}.{key.name} is referenced by composite foreign key "
+                                f"{fk.name}: widen_key follows single-column keys only",
+                            )
+                        )
                         continue
                     keys.append(fk)
                     child = t.column(fk.column)

@@ -65,7 +65,7 @@ def test_refusals(tmp_path: Path) -> None:
     text = str(info.value)
     assert "0001_bad.yaml:4:" in text
     assert "operations[0].columns[0]: column type varchar(8) does not match" in text
-    assert "operations[1].columns: a foreign key of several columns is not supported yet" in text
+    assert "operations[1].references.columns: products.(id, category_code) is neither" in text
     assert "operations[2].references.table: table 'nope' does not exist" in text
     assert "operations[3].references.columns[0]: products.category_code is neither" in text
     assert "operations[4].on_delete: ON DELETE set_null needs a nullable column" in text

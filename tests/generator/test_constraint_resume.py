@@ -83,3 +83,23 @@ def test_drop_column_tolerates_its_downgrade_killed_in_the_not_null_validation()
             "items.columns"
         ]
     assert resume.tolerance(change, "downgrade", "sqlite") == {}
+
+
+def test_a_composite_key_and_an_expression_index_are_tolerated_column_by_column() -> None:
+    """The rows read back as the catalogue queries (the same on every table) write them: a
+    composite key's columns in order, an expression key as pg_get_indexdef deparses it."""
+    tolerated = resume.tolerance(_change("composite_fk", 1), "upgrade", "postgresql")
+    rows = set(tolerated["returns.foreign_keys"])
+    key = ("fk_returns_item", "order_id,line", "order_items", "order_id,line", "SET NULL")
+    assert ("found, not expected", *key, "NO") in rows
+    tolerated = resume.tolerance(_change("expression_index", 1), "upgrade", "postgresql")
+    rows = set(tolerated["users.indexes"])
+    assert ("found, not expected", "ux_users_lower_email", "loweremail", "YES", "NO", "") in rows
+    assert (
+        "found, not expected",
+        "ix_users_tenant_name",
+        "tenant_id,uppername::text,email",
+        "NO",
+        "NO",
+        "",
+    ) in rows

@@ -3,9 +3,11 @@ baseline, upgrade again, every row and value compared with what it should be aft
 (issue 12). The values drop_column and drop_table set aside and set_nullable's fill are
 followed: aside after the upgrade, back in place after the downgrade.
 
-The history ends with a purge (0006), past which no downgrade goes: the round trip runs to the
-change before it (0005), downgrades to the baseline, then upgrades to the head; a downgrade from
-the head is refused before any step runs, nothing changed."""
+The history has a purge (0006), past which no downgrade goes: the round trip runs to the
+change before it (0005), downgrades to the baseline, then upgrades to the head; a downgrade to
+the baseline from the head is refused before any step runs, nothing changed. 0007 (a unique
+index on lower(email), a composite foreign key from reviews to order lines) goes down to 0006
+and up again; addresses equal but for their case refuse it with nothing changed."""
 
 from __future__ import annotations
 
@@ -98,12 +100,21 @@ def after_0005() -> Rows:
     }
 
 
-def at_head() -> Rows:
+def after_0006() -> Rows:
     """0006 purges what 0004 kept aside."""
     rows = after_0005()
     del rows["_dropped_0004_audit_log"]
     rows["users"] = [
         {k: v for k, v in u.items() if k != "_dropped_0004_legacy_score"} for u in rows["users"]
+    ]
+    return rows
+
+
+def at_head() -> Rows:
+    """0007 gives reviews the order line they review (empty until set)."""
+    rows = after_0006()
+    rows["product_reviews"] = [
+        {**r, "order_id": None, "line": None} for r in rows["product_reviews"]
     ]
     return rows
 
@@ -185,9 +196,63 @@ def test_upgrade_verify_downgrade_upgrade_keeps_every_value(
 
     migrate.upgrade(out_dir, url, "head")
     assert snapshot(db_url) == _norm(at_head())
-    _verified(out_dir, url, "0006")
+    _verified(out_dir, url, "0007")
 
     with pytest.raises(runtime.Irreversible, match="0006_purge_retired cannot be downgraded"):
         migrate.downgrade(out_dir, url, "0000")
     assert snapshot(db_url) == _norm(at_head())
+    _verified(out_dir, url, "0007")
+
+    # 0007: a review names its order line (the composite key holds: an orphan pair is
+    # refused, a half-NULL pair is not checked), an address in another case is refused
+    execute(db_url, "UPDATE product_reviews SET order_id = 1, line = 2 WHERE id = 1")
+    execute(db_url, "UPDATE product_reviews SET order_id = 2, line = NULL WHERE id = 2")
+    with pytest.raises(sa.exc.IntegrityError):
+        execute(db_url, "UPDATE product_reviews SET order_id = 2, line = 5 WHERE id = 3")
+    with pytest.raises(sa.exc.IntegrityError):
+        execute(
+            db_url,
+            "INSERT INTO users (id, email, name) VALUES (9, 'ANN@example.com', 'Ann again')",
+        )
+    linked = at_head()
+    linked["product_reviews"][0].update(order_id=1, line=2)
+    linked["product_reviews"][1].update(order_id=2, line=None)
+    assert snapshot(db_url) == _norm(linked)
+    _verified(out_dir, url, "0007")
+
+    # down to 0006 (the key, the columns and the index go) and up again: the links are lost
+    # with their columns, every other value stays
+    migrate.downgrade(out_dir, url, "0006")
+    assert snapshot(db_url) == _norm(after_0006())
     _verified(out_dir, url, "0006")
+    migrate.upgrade(out_dir, url, "head")
+    assert snapshot(db_url) == _norm(at_head())
+    _verified(out_dir, url, "0007")
+
+
+@pytest.mark.slow
+def test_case_duplicates_refuse_0007_with_nothing_changed(
+    db_url: str, dialect: str, tmp_path: Path
+) -> None:
+    """Addresses equal but for their case refuse the unique index on lower(email), naming
+    both rows; nothing of 0007 runs and every value stays."""
+    project = tmp_path / "shop"
+    shutil.copytree(SHOP, project, ignore=shutil.ignore_patterns(".schemagen", "__pycache__"))
+    out_dir = project / "generated_migrations"
+    url = sa.make_url(db_url)
+    migrate.upgrade(out_dir, url, "0000")
+    execute(db_url, *_seed_sql(dialect))
+    migrate.upgrade(out_dir, url, "0006")
+    execute(db_url, "UPDATE users SET email = 'ANN@Example.com' WHERE id = 4")
+    before = snapshot(db_url)
+    with pytest.raises(runtime.CheckFailed) as refused:
+        migrate.upgrade(out_dir, url, "head")
+    message = str(refused.value)
+    assert "users.ux_users_lower_email.duplicates" in message
+    assert "ann@example.com" in message and "ANN@Example.com" in message
+    assert "bob@example.com" not in message
+    assert snapshot(db_url) == before
+    _verified(out_dir, url, "0006")
+    execute(db_url, "UPDATE users SET email = 'dee@example.com' WHERE id = 4")
+    migrate.upgrade(out_dir, url, "head")
+    _verified(out_dir, url, "0007")

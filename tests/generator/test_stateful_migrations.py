@@ -362,6 +362,18 @@ def _predicate_term(column: Column) -> str | None:
     return None
 
 
+def _expression_key(table: Table, name: str) -> str | None:
+    """An expression key on column ``name`` of ``table`` (generator.indexexpr), or None."""
+    column = table.column(name)
+    if column is None or name in expr.KEYWORDS or name in expr.FUNCTIONS:
+        return None
+    if column.type.kind in ("text", "varchar"):
+        return f"lower({name})" if len(name) % 2 else f"upper({name})"
+    if column.type.kind == "boolean":
+        return f"coalesce({name}, false)"
+    return None
+
+
 class Drawer:
     """Draws one valid operation at a time, resolving it to keep the schema current."""
 
@@ -553,6 +565,14 @@ class Drawer:
         rest = [c.name for c in table.columns if c.name not in cols]
         if rest and self.draw(st.integers(0, 3)) == 0:
             op["include"] = [self.draw(st.sampled_from(rest))]
+        if not op.get("unique") and self.draw(st.integers(0, 2)) == 0:
+            # an expression key in place of a key column (lower/upper of a text column,
+            # coalesce of a boolean one): a non-unique index, so that rows never collide
+            keyed = [(n, key) for n, c in enumerate(cols) if (key := _expression_key(table, c))]
+            if keyed:
+                n, key = self.draw(st.sampled_from(keyed))
+                op["columns"] = [key if i == n else c for i, c in enumerate(cols)]
+                op["descending"] = [key if c == cols[n] else c for c in op.get("descending", [])]
         return op
 
     def _alterable(self) -> list[tuple[Table, Column]]:
@@ -568,6 +588,10 @@ class Drawer:
                     continue
                 compared = {
                     n for i in t.indexes if i.where for n in indexexpr.compared_columns(i.where)
+                }
+                # a column an expression key uses keeps its type (the key is read back by it)
+                compared |= {
+                    n for i in t.indexes for _, tree in i.expressions for n in expr.columns(tree)
                 }
                 if t.fk_on(c.name) is None and c.name not in referenced | compared:
                     out.append((t, c))

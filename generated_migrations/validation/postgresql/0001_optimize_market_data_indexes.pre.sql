@@ -90,9 +90,12 @@ WITH expected(index_name, columns, is_unique, is_valid, predicate) AS (
 ),
 actual(index_name, columns, is_unique, is_valid, predicate) AS (
     SELECT i.relname::text,
-        (SELECT string_agg(a.attname, ',' ORDER BY k.ord)
+        -- an expression key as pg_get_indexdef deparses it, without quotes and parentheses
+        (SELECT string_agg(CASE WHEN k.attnum = 0
+                THEN translate(pg_get_indexdef(x.indexrelid, k.ord::int, true), '"()', '')
+                ELSE a.attname::text END, ',' ORDER BY k.ord)
          FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
-         JOIN pg_attribute AS a ON a.attrelid = x.indrelid AND a.attnum = k.attnum),
+         LEFT JOIN pg_attribute AS a ON a.attrelid = x.indrelid AND a.attnum = k.attnum),
         CASE WHEN x.indisunique THEN 'YES' ELSE 'NO' END,
         CASE WHEN x.indisvalid THEN 'YES' ELSE 'NO' END,
         -- a partial index's predicate, as the spec writes it: deparsed without quotes and parentheses
@@ -135,14 +138,19 @@ WITH expected(constraint_name, column_name, ref_table, ref_column, on_delete, is
 
 ),
 actual(constraint_name, column_name, ref_table, ref_column, on_delete, is_validated) AS (
-    SELECT con.conname::text, a.attname::text, rt.relname::text, ra.attname::text,
+    SELECT con.conname::text,
+        (SELECT string_agg(a.attname, ',' ORDER BY k.ord)
+         FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+         JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = k.attnum),
+        rt.relname::text,
+        (SELECT string_agg(a.attname, ',' ORDER BY k.ord)
+         FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord)
+         JOIN pg_attribute AS a ON a.attrelid = con.confrelid AND a.attnum = k.attnum),
         CASE con.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'r' THEN 'RESTRICT' WHEN 'a' THEN 'NO ACTION'
             WHEN 'n' THEN 'SET NULL' WHEN 'd' THEN 'SET DEFAULT' END,
         CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
     FROM pg_constraint AS con
-    JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
     JOIN pg_class AS rt ON rt.oid = con.confrelid
-    JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
     WHERE con.contype = 'f' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
             WHERE n.nspname = current_schema() AND c.relname = 'alert_logs')
 )
@@ -226,9 +234,12 @@ WITH expected(index_name, columns, is_unique, is_valid, predicate) AS (
 ),
 actual(index_name, columns, is_unique, is_valid, predicate) AS (
     SELECT i.relname::text,
-        (SELECT string_agg(a.attname, ',' ORDER BY k.ord)
+        -- an expression key as pg_get_indexdef deparses it, without quotes and parentheses
+        (SELECT string_agg(CASE WHEN k.attnum = 0
+                THEN translate(pg_get_indexdef(x.indexrelid, k.ord::int, true), '"()', '')
+                ELSE a.attname::text END, ',' ORDER BY k.ord)
          FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
-         JOIN pg_attribute AS a ON a.attrelid = x.indrelid AND a.attnum = k.attnum),
+         LEFT JOIN pg_attribute AS a ON a.attrelid = x.indrelid AND a.attnum = k.attnum),
         CASE WHEN x.indisunique THEN 'YES' ELSE 'NO' END,
         CASE WHEN x.indisvalid THEN 'YES' ELSE 'NO' END,
         -- a partial index's predicate, as the spec writes it: deparsed without quotes and parentheses
@@ -270,14 +281,19 @@ WITH expected(constraint_name, column_name, ref_table, ref_column, on_delete, is
 
 ),
 actual(constraint_name, column_name, ref_table, ref_column, on_delete, is_validated) AS (
-    SELECT con.conname::text, a.attname::text, rt.relname::text, ra.attname::text,
+    SELECT con.conname::text,
+        (SELECT string_agg(a.attname, ',' ORDER BY k.ord)
+         FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+         JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = k.attnum),
+        rt.relname::text,
+        (SELECT string_agg(a.attname, ',' ORDER BY k.ord)
+         FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord)
+         JOIN pg_attribute AS a ON a.attrelid = con.confrelid AND a.attnum = k.attnum),
         CASE con.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'r' THEN 'RESTRICT' WHEN 'a' THEN 'NO ACTION'
             WHEN 'n' THEN 'SET NULL' WHEN 'd' THEN 'SET DEFAULT' END,
         CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
     FROM pg_constraint AS con
-    JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
     JOIN pg_class AS rt ON rt.oid = con.confrelid
-    JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
     WHERE con.contype = 'f' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
             WHERE n.nspname = current_schema() AND c.relname = 'alert_rules')
 )
@@ -358,9 +374,12 @@ WITH expected(index_name, columns, is_unique, is_valid, predicate) AS (
 ),
 actual(index_name, columns, is_unique, is_valid, predicate) AS (
     SELECT i.relname::text,
-        (SELECT string_agg(a.attname, ',' ORDER BY k.ord)
+        -- an expression key as pg_get_indexdef deparses it, without quotes and parentheses
+        (SELECT string_agg(CASE WHEN k.attnum = 0
+                THEN translate(pg_get_indexdef(x.indexrelid, k.ord::int, true), '"()', '')
+                ELSE a.attname::text END, ',' ORDER BY k.ord)
          FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
-         JOIN pg_attribute AS a ON a.attrelid = x.indrelid AND a.attnum = k.attnum),
+         LEFT JOIN pg_attribute AS a ON a.attrelid = x.indrelid AND a.attnum = k.attnum),
         CASE WHEN x.indisunique THEN 'YES' ELSE 'NO' END,
         CASE WHEN x.indisvalid THEN 'YES' ELSE 'NO' END,
         -- a partial index's predicate, as the spec writes it: deparsed without quotes and parentheses
@@ -402,14 +421,19 @@ WITH expected(constraint_name, column_name, ref_table, ref_column, on_delete, is
     SELECT CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT) WHERE 1 = 0
 ),
 actual(constraint_name, column_name, ref_table, ref_column, on_delete, is_validated) AS (
-    SELECT con.conname::text, a.attname::text, rt.relname::text, ra.attname::text,
+    SELECT con.conname::text,
+        (SELECT string_agg(a.attname, ',' ORDER BY k.ord)
+         FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+         JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = k.attnum),
+        rt.relname::text,
+        (SELECT string_agg(a.attname, ',' ORDER BY k.ord)
+         FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord)
+         JOIN pg_attribute AS a ON a.attrelid = con.confrelid AND a.attnum = k.attnum),
         CASE con.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'r' THEN 'RESTRICT' WHEN 'a' THEN 'NO ACTION'
             WHEN 'n' THEN 'SET NULL' WHEN 'd' THEN 'SET DEFAULT' END,
         CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
     FROM pg_constraint AS con
-    JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
     JOIN pg_class AS rt ON rt.oid = con.confrelid
-    JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
     WHERE con.contype = 'f' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
             WHERE n.nspname = current_schema() AND c.relname = 'instruments')
 )
@@ -500,9 +524,12 @@ WITH expected(index_name, columns, is_unique, is_valid, predicate) AS (
 ),
 actual(index_name, columns, is_unique, is_valid, predicate) AS (
     SELECT i.relname::text,
-        (SELECT string_agg(a.attname, ',' ORDER BY k.ord)
+        -- an expression key as pg_get_indexdef deparses it, without quotes and parentheses
+        (SELECT string_agg(CASE WHEN k.attnum = 0
+                THEN translate(pg_get_indexdef(x.indexrelid, k.ord::int, true), '"()', '')
+                ELSE a.attname::text END, ',' ORDER BY k.ord)
          FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
-         JOIN pg_attribute AS a ON a.attrelid = x.indrelid AND a.attnum = k.attnum),
+         LEFT JOIN pg_attribute AS a ON a.attrelid = x.indrelid AND a.attnum = k.attnum),
         CASE WHEN x.indisunique THEN 'YES' ELSE 'NO' END,
         CASE WHEN x.indisvalid THEN 'YES' ELSE 'NO' END,
         -- a partial index's predicate, as the spec writes it: deparsed without quotes and parentheses
@@ -544,14 +571,19 @@ WITH expected(constraint_name, column_name, ref_table, ref_column, on_delete, is
 
 ),
 actual(constraint_name, column_name, ref_table, ref_column, on_delete, is_validated) AS (
-    SELECT con.conname::text, a.attname::text, rt.relname::text, ra.attname::text,
+    SELECT con.conname::text,
+        (SELECT string_agg(a.attname, ',' ORDER BY k.ord)
+         FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+         JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = k.attnum),
+        rt.relname::text,
+        (SELECT string_agg(a.attname, ',' ORDER BY k.ord)
+         FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord)
+         JOIN pg_attribute AS a ON a.attrelid = con.confrelid AND a.attnum = k.attnum),
         CASE con.confdeltype WHEN 'c' THEN 'CASCADE' WHEN 'r' THEN 'RESTRICT' WHEN 'a' THEN 'NO ACTION'
             WHEN 'n' THEN 'SET NULL' WHEN 'd' THEN 'SET DEFAULT' END,
         CASE WHEN con.convalidated THEN 'YES' ELSE 'NO' END
     FROM pg_constraint AS con
-    JOIN pg_attribute AS a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
     JOIN pg_class AS rt ON rt.oid = con.confrelid
-    JOIN pg_attribute AS ra ON ra.attrelid = con.confrelid AND ra.attnum = con.confkey[1]
     WHERE con.contype = 'f' AND con.conrelid = (SELECT c.oid FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
             WHERE n.nspname = current_schema() AND c.relname = 'market_data')
 )

@@ -78,7 +78,17 @@ WITH expected(index_name, columns, is_unique, predicate) AS (
 ),
 actual(index_name, columns, is_unique, predicate) AS (
     SELECT il.name,
-        (SELECT group_concat(ii.name, ',') FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno) AS ii),
+        -- an index with an expression key: the key list of its DDL, without quotes, parentheses and spaces;
+        -- any other: its columns
+        CASE WHEN EXISTS (SELECT 1 FROM pragma_index_xinfo(il.name) WHERE cid = -2) THEN (
+            SELECT replace(replace(replace(replace(
+                CASE WHEN il.partial THEN substr(k.keys, 1, instr(upper(k.keys), ' WHERE ') - 1) ELSE k.keys END,
+                '"', ''), '(', ''), ')', ''), ' ', '')
+            FROM (SELECT substr(s.sql, instr(s.sql, '(') + 1) AS keys
+                  FROM sqlite_master AS s WHERE s.type = 'index' AND s.name = il.name) AS k
+        ) ELSE
+        (SELECT group_concat(ii.name, ',') FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno) AS ii)
+        END,
         CASE WHEN il."unique" THEN 'YES' ELSE 'NO' END,
         -- a partial index's predicate: the text after WHERE in its DDL, without quotes and parentheses
         coalesce((
@@ -113,7 +123,9 @@ WITH expected(column_name, ref_table, ref_column, on_delete) AS (
 
 ),
 actual(column_name, ref_table, ref_column, on_delete) AS (
-    SELECT "from", "table", "to", on_delete FROM pragma_foreign_key_list('alert_logs')
+    SELECT group_concat("from", ','), "table", group_concat("to", ','), on_delete
+    FROM (SELECT * FROM pragma_foreign_key_list('alert_logs') ORDER BY id, seq)
+    GROUP BY id
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
 UNION ALL
@@ -189,7 +201,17 @@ WITH expected(index_name, columns, is_unique, predicate) AS (
 ),
 actual(index_name, columns, is_unique, predicate) AS (
     SELECT il.name,
-        (SELECT group_concat(ii.name, ',') FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno) AS ii),
+        -- an index with an expression key: the key list of its DDL, without quotes, parentheses and spaces;
+        -- any other: its columns
+        CASE WHEN EXISTS (SELECT 1 FROM pragma_index_xinfo(il.name) WHERE cid = -2) THEN (
+            SELECT replace(replace(replace(replace(
+                CASE WHEN il.partial THEN substr(k.keys, 1, instr(upper(k.keys), ' WHERE ') - 1) ELSE k.keys END,
+                '"', ''), '(', ''), ')', ''), ' ', '')
+            FROM (SELECT substr(s.sql, instr(s.sql, '(') + 1) AS keys
+                  FROM sqlite_master AS s WHERE s.type = 'index' AND s.name = il.name) AS k
+        ) ELSE
+        (SELECT group_concat(ii.name, ',') FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno) AS ii)
+        END,
         CASE WHEN il."unique" THEN 'YES' ELSE 'NO' END,
         -- a partial index's predicate: the text after WHERE in its DDL, without quotes and parentheses
         coalesce((
@@ -223,7 +245,9 @@ WITH expected(column_name, ref_table, ref_column, on_delete) AS (
 
 ),
 actual(column_name, ref_table, ref_column, on_delete) AS (
-    SELECT "from", "table", "to", on_delete FROM pragma_foreign_key_list('alert_rules')
+    SELECT group_concat("from", ','), "table", group_concat("to", ','), on_delete
+    FROM (SELECT * FROM pragma_foreign_key_list('alert_rules') ORDER BY id, seq)
+    GROUP BY id
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
 UNION ALL
@@ -288,7 +312,17 @@ WITH expected(index_name, columns, is_unique, predicate) AS (
 ),
 actual(index_name, columns, is_unique, predicate) AS (
     SELECT il.name,
-        (SELECT group_concat(ii.name, ',') FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno) AS ii),
+        -- an index with an expression key: the key list of its DDL, without quotes, parentheses and spaces;
+        -- any other: its columns
+        CASE WHEN EXISTS (SELECT 1 FROM pragma_index_xinfo(il.name) WHERE cid = -2) THEN (
+            SELECT replace(replace(replace(replace(
+                CASE WHEN il.partial THEN substr(k.keys, 1, instr(upper(k.keys), ' WHERE ') - 1) ELSE k.keys END,
+                '"', ''), '(', ''), ')', ''), ' ', '')
+            FROM (SELECT substr(s.sql, instr(s.sql, '(') + 1) AS keys
+                  FROM sqlite_master AS s WHERE s.type = 'index' AND s.name = il.name) AS k
+        ) ELSE
+        (SELECT group_concat(ii.name, ',') FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno) AS ii)
+        END,
         CASE WHEN il."unique" THEN 'YES' ELSE 'NO' END,
         -- a partial index's predicate: the text after WHERE in its DDL, without quotes and parentheses
         coalesce((
@@ -322,7 +356,9 @@ WITH expected(column_name, ref_table, ref_column, on_delete) AS (
     SELECT CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT), CAST(NULL AS TEXT) WHERE 1 = 0
 ),
 actual(column_name, ref_table, ref_column, on_delete) AS (
-    SELECT "from", "table", "to", on_delete FROM pragma_foreign_key_list('instruments')
+    SELECT group_concat("from", ','), "table", group_concat("to", ','), on_delete
+    FROM (SELECT * FROM pragma_foreign_key_list('instruments') ORDER BY id, seq)
+    GROUP BY id
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
 UNION ALL
@@ -394,7 +430,17 @@ WITH expected(index_name, columns, is_unique, predicate) AS (
 ),
 actual(index_name, columns, is_unique, predicate) AS (
     SELECT il.name,
-        (SELECT group_concat(ii.name, ',') FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno) AS ii),
+        -- an index with an expression key: the key list of its DDL, without quotes, parentheses and spaces;
+        -- any other: its columns
+        CASE WHEN EXISTS (SELECT 1 FROM pragma_index_xinfo(il.name) WHERE cid = -2) THEN (
+            SELECT replace(replace(replace(replace(
+                CASE WHEN il.partial THEN substr(k.keys, 1, instr(upper(k.keys), ' WHERE ') - 1) ELSE k.keys END,
+                '"', ''), '(', ''), ')', ''), ' ', '')
+            FROM (SELECT substr(s.sql, instr(s.sql, '(') + 1) AS keys
+                  FROM sqlite_master AS s WHERE s.type = 'index' AND s.name = il.name) AS k
+        ) ELSE
+        (SELECT group_concat(ii.name, ',') FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno) AS ii)
+        END,
         CASE WHEN il."unique" THEN 'YES' ELSE 'NO' END,
         -- a partial index's predicate: the text after WHERE in its DDL, without quotes and parentheses
         coalesce((
@@ -428,7 +474,9 @@ WITH expected(column_name, ref_table, ref_column, on_delete) AS (
 
 ),
 actual(column_name, ref_table, ref_column, on_delete) AS (
-    SELECT "from", "table", "to", on_delete FROM pragma_foreign_key_list('market_data')
+    SELECT group_concat("from", ','), "table", group_concat("to", ','), on_delete
+    FROM (SELECT * FROM pragma_foreign_key_list('market_data') ORDER BY id, seq)
+    GROUP BY id
 )
 SELECT 'expected, not found' AS problem, e.* FROM (SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e
 UNION ALL
