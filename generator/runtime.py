@@ -310,7 +310,8 @@ def drop_invalid_index(op: Any, name: str) -> None:
     ``CREATE INDEX CONCURRENTLY IF NOT EXISTS`` would otherwise keep the broken one.
     """
     if _offline(op):
-        _note(op, f'if "{name}" is INVALID: DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
+        quoted = op.get_context().dialect.identifier_preparer.quote(name)
+        _note(op, f"if {quoted} is INVALID: DROP INDEX CONCURRENTLY IF EXISTS {quoted}")
         return
     connection: Connection = op.get_bind()
     invalid = connection.execute(
@@ -323,7 +324,7 @@ def drop_invalid_index(op: Any, name: str) -> None:
     ).first()
     if invalid:
         log.warning("index %s is INVALID (an interrupted concurrent build): rebuilding it", name)
-        op.execute(sa.text(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"'))
+        op.drop_index(name, postgresql_concurrently=True, if_exists=True)
 
 
 def fk_action(op: Any, table: str, name: str) -> str | None:
@@ -914,7 +915,7 @@ def create_enum_types(op: Any, types: Mapping[str, Sequence[str]]) -> None:
     """PostgreSQL, before a change's DDL: the enum types its columns need that do not exist
     yet. One that exists with the same labels is kept (a change resumed after its types were
     created); with other labels it is an error naming both."""
-    from generator.dialects import quote_ident, sql_string
+    from sqlalchemy.dialects import postgresql
 
     for name, labels in types.items():
         found = None if _offline(op) else _enum_labels(op, name)
@@ -925,17 +926,16 @@ def create_enum_types(op: Any, types: Mapping[str, Sequence[str]]) -> None:
                 f"enum type {name} exists with the labels {', '.join(found)}, not "
                 f"{', '.join(labels)}"
             )
-        values = ", ".join(sql_string(label) for label in labels)
         if _offline(op):  # the plan's lock line (a type is no plan unit: no Risk of its own)
             _note(op, "lock: none on tables (a new enum type)")
-        op.execute(sa.text(f"CREATE TYPE {quote_ident(name)} AS ENUM ({values})"))
+        op.execute(postgresql.CreateEnumType(postgresql.ENUM(*labels, name=name)))
 
 
 def drop_enum_types(op: Any, names: Sequence[str]) -> None:
     """PostgreSQL, after a change's DDL: the enum types no column uses any more."""
-    from generator.dialects import quote_ident
+    from generator import ddl
 
     for name in names:
         if _offline(op):
             _note(op, "lock: none on tables (no column uses the type any more)")
-        op.execute(sa.text(f"DROP TYPE IF EXISTS {quote_ident(name)}"))
+        op.execute(ddl.DropType(name))

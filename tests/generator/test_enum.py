@@ -223,13 +223,13 @@ def test_plan_shows_the_type_created_before_the_table_and_dropped_after_it(
     root = _project(tmp_path, BASE)
     up = cli("plan", "base", "--dialect", "postgresql", "--direction", "upgrade", root=root)
     assert up.exit_code == Exit.OK, up.output
-    create = "CREATE TYPE \"status_kind\" AS ENUM ('pending', 'paid', 'shipped');"
+    create = "CREATE TYPE status_kind AS ENUM ('pending', 'paid', 'shipped');"
     assert "-- lock: none on tables (a new enum type)\n\n" + create in up.output
     assert up.output.index(create) < up.output.index("CREATE TABLE orders")
     down = cli("plan", "base", "--dialect", "postgresql", "--direction", "downgrade", root=root)
     assert down.exit_code == Exit.OK, down.output
     assert down.output.index("DROP TABLE orders") < down.output.index(
-        'DROP TYPE IF EXISTS "status_kind"'
+        "DROP TYPE IF EXISTS status_kind"
     )
     sqlite = cli("plan", "base", "--dialect", "sqlite", "--direction", "upgrade", root=root)
     assert (

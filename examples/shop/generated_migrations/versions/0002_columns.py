@@ -17,7 +17,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0002"
 down_revision = "0001"
@@ -183,9 +183,9 @@ def _upgrade_postgresql() -> None:
     # VALIDATE scans after the NOT VALID check has committed (SHARE UPDATE EXCLUSIVE: reads and
     # writes go on); SET NOT NULL then finds the valid check and skips its own scan.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "users" VALIDATE CONSTRAINT "users_name_notnull"'))
-    op.execute(sa.text('ALTER TABLE "users" ALTER COLUMN "name" SET NOT NULL'))
-    op.execute(sa.text('ALTER TABLE "users" DROP CONSTRAINT IF EXISTS "users_name_notnull"'))
+        op.execute(ddl.ValidateConstraint("users", "users_name_notnull"))
+    op.alter_column("users", "name", nullable=False)
+    op.drop_constraint("users_name_notnull", "users", type_="check", if_exists=True)
     runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "products"\n    ALTER COLUMN "name" TYPE text'))
     runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
@@ -199,10 +199,13 @@ def _upgrade_postgresql() -> None:
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_orders_user_status")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_orders_user_status" ON "orders" ("user_id", "status")'
-            )
+        op.create_index(
+            "ix_orders_user_status",
+            "orders",
+            ["user_id", "status"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
     runtime.unit(op, "backfills", "ROW EXCLUSIVE per batch", rewrites=False)
     # Batches commit one by one outside the change's transaction: what ran before is committed.
@@ -386,7 +389,12 @@ def _downgrade_postgresql() -> None:
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_user_status"'))
+        op.drop_index(
+            "ix_orders_user_status",
+            table_name="orders",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
     runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column(
         "products",
@@ -400,7 +408,7 @@ def _downgrade_postgresql() -> None:
     # holds no ACCESS EXCLUSIVE lock of it while the kept rows are set back to NULL (row locks;
     # row changes stay in the change's transaction, where the runner counts them).
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "users" ALTER COLUMN "name" DROP NOT NULL'))
+        op.alter_column("users", "name", nullable=True)
     op.execute(
         sa.text(
             'UPDATE "users" SET "name" = NULL\n'
@@ -409,7 +417,7 @@ def _downgrade_postgresql() -> None:
     )
     op.execute(sa.text('DROP TABLE IF EXISTS "filled_0002_users_name"'))
     runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "users" DROP COLUMN IF EXISTS "phone"'))
+    op.drop_column("users", "phone", if_exists=True)
 
 
 def _downgrade_sqlite() -> None:
