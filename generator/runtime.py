@@ -7,6 +7,7 @@ Rendered migrations import this module and nothing else from the project, never 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import json
 import logging
@@ -199,18 +200,22 @@ class StepRecord:
     dialect: str
     result: str = "ok"
     extra: dict[str, Any] = field(default_factory=dict)
+    depth: int = 0  # the steps open around this one (0: a phase of the change)
 
 
-_depth = [0]  # steps open around the current one (a step inside a step is logged as such)
+# The innermost step open in this context (a step inside a step is logged as such).
+_open_step: contextvars.ContextVar[StepRecord | None] = contextvars.ContextVar(
+    "schemagen_open_step", default=None
+)
 
 
 @contextmanager
 def step(change: str, name: str, dialect: str) -> Iterator[StepRecord]:
     """Log a step as it starts and as it ends, with its duration and result."""
-    record = StepRecord(change, name, dialect)
+    outer = _open_step.get()
+    record = StepRecord(change, name, dialect, depth=0 if outer is None else outer.depth + 1)
     guard.note_step(name)
-    depth = _depth[0]
-    _depth[0] += 1
+    token = _open_step.set(record)
     log.info(
         "%s: %s ...",
         change,
@@ -224,7 +229,7 @@ def step(change: str, name: str, dialect: str) -> Iterator[StepRecord]:
         record.result = "failed"
         raise
     finally:
-        _depth[0] -= 1
+        _open_step.reset(token)
         result = record.result
         ms = round((time.perf_counter() - started) * 1000, 1)
         detail = "".join(f", {k.replace('_', ' ')}: {v}" for k, v in record.extra.items())
@@ -243,7 +248,7 @@ def step(change: str, name: str, dialect: str) -> Iterator[StepRecord]:
                 "dialect": dialect,
                 "duration_ms": ms,
                 "result": result,
-                "depth": depth,  # 0: a phase of the change; more: inside one (online phases)
+                "depth": record.depth,  # 0: a phase of the change; more: inside one (online)
                 **record.extra,
             },
         )
