@@ -916,31 +916,24 @@ def _enum_labels(op: Any, name: str) -> list[str] | None:
     return [str(r) for r in rows] or None
 
 
-def create_enum_types(op: Any, types: Mapping[str, Sequence[str]]) -> None:
-    """PostgreSQL, before a change's DDL: the enum types its columns need that do not exist
-    yet. One that exists with the same labels is kept (a change resumed after its types were
-    created); with other labels it is an error naming both."""
+def create_enum_type(op: Any, name: str, labels: Sequence[str]) -> None:
+    """PostgreSQL, before a change's DDL (a create_enum_type unit, generator.enum_types): an
+    enum type its columns need. One that exists with the same labels is kept (a change resumed
+    after its types were created); with other labels it is an error naming both."""
     from sqlalchemy.dialects import postgresql
 
-    for name, labels in types.items():
-        found = None if _offline(op) else _enum_labels(op, name)
-        if found == list(labels):
-            continue
-        if found is not None:
-            raise RuntimeError(
-                f"enum type {name} exists with the labels {', '.join(found)}, not "
-                f"{', '.join(labels)}"
-            )
-        if _offline(op):  # the plan's lock line (a type is no plan unit: no Risk of its own)
-            _note(op, "lock: none on tables (a new enum type)")
-        op.execute(postgresql.CreateEnumType(postgresql.ENUM(*labels, name=name)))
+    found = None if _offline(op) else _enum_labels(op, name)
+    if found == list(labels):
+        return
+    if found is not None:
+        raise RuntimeError(
+            f"enum type {name} exists with the labels {', '.join(found)}, not {', '.join(labels)}"
+        )
+    op.execute(postgresql.CreateEnumType(postgresql.ENUM(*labels, name=name)))
 
 
-def drop_enum_types(op: Any, names: Sequence[str]) -> None:
-    """PostgreSQL, after a change's DDL: the enum types no column uses any more."""
+def drop_enum_type(op: Any, name: str) -> None:
+    """PostgreSQL, after a change's DDL (a drop_enum_type unit): a type no column uses any more."""
     from generator import ddl
 
-    for name in names:
-        if _offline(op):
-            _note(op, "lock: none on tables (no column uses the type any more)")
-        op.execute(ddl.DropType(name))
+    op.execute(ddl.DropType(name))
