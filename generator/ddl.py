@@ -60,6 +60,14 @@ class RenameIndex(_Statement):
         self.old, self.new = old, new
 
 
+class AlterSequenceType(_Statement):
+    """``ALTER SEQUENCE s AS type``: a serial key's sequence follows its column's new integer
+    type (its maximum with it). ``type_sql`` is the type as the dialect spells it."""
+
+    def __init__(self, sequence: str, type_sql: str) -> None:
+        self.sequence, self.type_sql = sequence, type_sql
+
+
 class DropType(_Statement):
     """``DROP TYPE IF EXISTS name`` (SQLAlchemy's ``DropEnumType`` has no IF EXISTS)."""
 
@@ -130,6 +138,11 @@ def _rename_constraint(element: RenameConstraint, compiler: DDLCompiler, **kw: A
 @compiles(RenameIndex, "postgresql")
 def _rename_index(element: RenameIndex, compiler: DDLCompiler, **kw: Any) -> str:
     return f"ALTER INDEX {_q(compiler, element.old)} RENAME TO {_q(compiler, element.new)}"
+
+
+@compiles(AlterSequenceType, "postgresql")
+def _alter_sequence_type(element: AlterSequenceType, compiler: DDLCompiler, **kw: Any) -> str:
+    return f"ALTER SEQUENCE {_q(compiler, element.sequence)} AS {element.type_sql}"
 
 
 @compiles(DropType, "postgresql")

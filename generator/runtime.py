@@ -1,7 +1,8 @@
 """What a rendered migration calls at run time: dispatch on the dialect, run the change's
 pre- and post-checks around its DDL, and log every step with its duration.
 
-Rendered migrations import this module and nothing else from the project, never the models.
+Rendered migrations import this module and generator.ddl (the DDL elements they run), nothing
+else from the project, never the models.
 """
 
 from __future__ import annotations

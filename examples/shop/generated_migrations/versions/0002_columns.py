@@ -415,7 +415,7 @@ def _downgrade_postgresql() -> None:
             'WHERE EXISTS (SELECT 1 FROM "filled_0002_users_name" AS k WHERE k."id" = "users"."id")'
         )
     )
-    op.execute(sa.text('DROP TABLE IF EXISTS "filled_0002_users_name"'))
+    op.drop_table("filled_0002_users_name", if_exists=True)
     runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.drop_column("users", "phone", if_exists=True)
 
@@ -531,7 +531,7 @@ def _downgrade_sqlite() -> None:
             'WHERE EXISTS (SELECT 1 FROM "filled_0002_users_name" AS k WHERE k."id" = "users"."id")'
         )
     )
-    op.execute(sa.text('DROP TABLE IF EXISTS "filled_0002_users_name"'))
+    op.drop_table("filled_0002_users_name", if_exists=True)
     runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "users",

@@ -289,7 +289,7 @@ def _downgrade_postgresql() -> None:
             'WHERE EXISTS (SELECT 1 FROM "filled_0001_customers_country" AS k WHERE k."id" = "customers"."id")'
         )
     )
-    op.execute(sa.text('DROP TABLE IF EXISTS "filled_0001_customers_country"'))
+    op.drop_table("filled_0001_customers_country", if_exists=True)
     runtime.unit(op, "set_nullable", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column("customers", "email", nullable=True)
 
@@ -341,7 +341,7 @@ def _downgrade_sqlite() -> None:
             'WHERE EXISTS (SELECT 1 FROM "filled_0001_customers_country" AS k WHERE k."id" = "customers"."id")'
         )
     )
-    op.execute(sa.text('DROP TABLE IF EXISTS "filled_0001_customers_country"'))
+    op.drop_table("filled_0001_customers_country", if_exists=True)
     runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "customers",

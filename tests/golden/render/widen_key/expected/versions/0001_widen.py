@@ -378,7 +378,7 @@ def _upgrade_postgresql() -> None:
     runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
     op.execute(sa.text('ALTER TABLE "tags"\n    ALTER COLUMN "id" TYPE bigint USING "id"::bigint'))
     runtime.unit(op, "key_sequence", "SHARE ROW EXCLUSIVE on the sequence (brief)", rewrites=False)
-    op.execute(sa.text('ALTER SEQUENCE "tags_id_seq" AS bigint'))
+    op.execute(ddl.AlterSequenceType("tags_id_seq", "bigint"))
 
 
 def _upgrade_sqlite() -> None:
@@ -641,7 +641,7 @@ def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
     runtime.unit(op, "key_sequence", "SHARE ROW EXCLUSIVE on the sequence (brief)", rewrites=False)
-    op.execute(sa.text('ALTER SEQUENCE "tags_id_seq" AS integer'))
+    op.execute(ddl.AlterSequenceType("tags_id_seq", "integer"))
     runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
     op.execute(
         sa.text('ALTER TABLE "tags"\n    ALTER COLUMN "id" TYPE integer USING "id"::integer')
