@@ -16,13 +16,11 @@ from typing import ClassVar
 from generator.ops.base import Risk, Step
 from generator.state import Schema
 
-TEMPLATE = "ops/enum_type.j2"
-
 
 @dataclass(frozen=True)
 class CreateEnumType(Step):
     kind: ClassVar[str] = "create_enum_type"
-    template: ClassVar[str] = TEMPLATE
+    template: ClassVar[str] = "ops/create_enum_type.j2"
 
     name: str
     labels: tuple[str, ...]
@@ -52,7 +50,7 @@ class CreateEnumType(Step):
 @dataclass(frozen=True)
 class DropEnumType(Step):
     kind: ClassVar[str] = "drop_enum_type"
-    template: ClassVar[str] = TEMPLATE
+    template: ClassVar[str] = "ops/drop_enum_type.j2"
 
     name: str
 
