@@ -31,7 +31,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -486,17 +487,30 @@ def backfill(
             runtime._note(op, f"per batch: the kept values back from {spec.archive} WHERE {batch}")
         return
     connection: Connection = op.get_bind()
-    # Read by runtime: the half-applied report's one line for all batches, and the batches'
-    # own transactions let through its refusal of row changes outside a transaction.
+    with committed_phase(connection, name, "batches, each committed on its own", spec) as record:
+        batches, rows = run(connection, spec)
+        record.extra.update(batches=batches, rows=rows)
+
+
+@contextmanager
+def committed_phase(
+    connection: Connection, name: str, commits: str, progress: Spec
+) -> Iterator[runtime.StepRecord]:
+    """A step of a change that commits on its own, in its autocommit block (a backfill's
+    batches, an online type change's phases), its progress in the progress table under
+    ``progress``'s (change, step, direction): logged as ``runtime.step`` ``name``. While it
+    runs, ``connection.info["schemagen.batches"]`` says so (read by runtime: the half-applied
+    report's one line for all of it, and its own transactions let through the refusal of row
+    changes outside a transaction); once it is done, its progress is recorded for
+    ``runtime.finish_backfills`` to clear in the transaction of the revision stamp."""
     connection.info["schemagen.batches"] = (
-        f"{name}: batches, each committed on its own (progress in {SCHEMA}.{PROGRESS}, "
-        f"{change} {step} {direction})"
+        f"{name}: {commits} (progress in {SCHEMA}.{PROGRESS}, "
+        f"{progress.change} {progress.step} {progress.direction})"
     )
     try:
-        with runtime.step(change, name, connection.dialect.name) as record:
-            batches, rows = run(connection, spec)
-            record.extra.update(batches=batches, rows=rows)
-        # Cleared by runtime.finish_backfills in the transaction of the revision stamp.
-        connection.info.setdefault("schemagen.backfills", {})[(change, step, direction)] = spec
+        with runtime.step(progress.change, name, connection.dialect.name) as record:
+            yield record
+        key = (progress.change, progress.step, progress.direction)
+        connection.info.setdefault("schemagen.backfills", {})[key] = progress
     finally:
         connection.info.pop("schemagen.batches", None)

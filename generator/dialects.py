@@ -6,13 +6,14 @@ here. What a step costs on each dialect is the step's own ``risk`` (generator/op
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from decimal import Decimal
 from typing import Protocol
 
 from generator import coltypes
 from generator.coltypes import SqlType
-from generator.state import Column, DefaultValue, Domain, ForeignKey, Index
+from generator.state import Column, DefaultValue, Domain, Index
 
 POSTGRESQL = "postgresql"
 SQLITE = "sqlite"
@@ -45,7 +46,17 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def fk_lock_order(fks: list[ForeignKey]) -> list[str]:
+class _Reference(Protocol):
+    """A foreign key as fk_lock_order sees it: the table it is on, the table it references."""
+
+    @property
+    def table(self) -> str: ...
+
+    @property
+    def ref_table(self) -> str: ...
+
+
+def fk_lock_order(fks: Sequence[_Reference]) -> list[str]:
     """The tables of these foreign keys, each referencing table before the tables it
     references: the order an INSERT takes them (its table, then its foreign-key checks).
     Locking them in this order up front means a concurrent writer waits instead of

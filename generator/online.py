@@ -539,18 +539,9 @@ def online_type_change(
         _plan(op, spec)
         return
     connection: Connection = op.get_bind()
-    connection.info["schemagen.batches"] = (
-        f"online type change of {table}: phases committed one by one (progress in "
-        f"{batches.SCHEMA}.{batches.PROGRESS}, {change} {spec.step} {direction})"
-    )
-    try:
-        with runtime.step(change, f"online type change of {table}", "postgresql") as record:
-            record.extra.update(path=run(connection, spec))
-        connection.info.setdefault("schemagen.backfills", {})[(change, spec.step, direction)] = (
-            spec.progress_spec()
-        )
-    finally:
-        connection.info.pop("schemagen.batches", None)
+    name, commits = f"online type change of {table}", "phases committed one by one"
+    with batches.committed_phase(connection, name, commits, spec.progress_spec()) as record:
+        record.extra.update(path=run(connection, spec))
 
 
 def _plan(op: Any, spec: Spec) -> None:

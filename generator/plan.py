@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from generator import enum_types
 from generator.ops.base import Risk, Step
 from generator.state import Schema, Table
 
@@ -137,4 +138,8 @@ def plan(steps: tuple[Step, ...], before: Schema, dialect: str) -> list[Unit]:
             kind = group.kind if group else step.kind
             units.append(Unit(kind, (step,), table, group))
         schema = step.apply(schema)
+    if dialect == POSTGRESQL:  # its named enum types: before the DDL, dropped after it
+        created = [Unit(s.kind, (s,), None) for s in enum_types.created(before, schema)]
+        dropped = [Unit(s.kind, (s,), None) for s in enum_types.dropped(before, schema)]
+        units = [*created, *units, *dropped]
     return units

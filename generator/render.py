@@ -191,7 +191,6 @@ def make_env(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
     env.globals["output"] = "generated_migrations"  # the project's output folder (generate)
     env.globals["version_table"] = "alembic_version"  # the project's (generate)
     env.globals["foreign_tables"] = ()  # the project's (generate)
-    env.globals["enum_types"] = enum_types
     # A group's template (recreate_table, alter_table, ...) calls its steps' macros (batch(),
     # alter(), ...) through it. Each template is loaded (compiled) when a unit of its kind is
     # first rendered: a history that uses a few operations compiles a few templates.
@@ -291,17 +290,6 @@ def _plans(change: Change) -> Plans:
             ("downgrade", change.inverse_steps, change.after),
         )
     }
-
-
-def enum_types(change: Change, direction: str) -> tuple[dict[str, list[str]], list[str]]:
-    """PostgreSQL: the enum types a direction of the change creates before its DDL (those its
-    target schema uses and its starting schema does not) and drops after it (the reverse)."""
-    start, target = (
-        (change.before, change.after) if direction == "upgrade" else (change.after, change.before)
-    )
-    had, has = start.enum_types(), target.enum_types()
-    created = {name: list(labels) for name, labels in has.items() if name not in had}
-    return created, [name for name in had if name not in has]
 
 
 def _render_migration(env: jinja2.Environment, change: Change, plans: Plans) -> str:

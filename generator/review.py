@@ -133,7 +133,7 @@ def change_risks(change: Change) -> dict[str, list[dict[str, object]]]:
         dialect: [
             {
                 "unit": u.kind,
-                "tables": sorted({s.table_name for s in u.steps}),
+                "tables": sorted({s.table_name for s in u.steps if s.table_name}),
                 **dataclasses.asdict(u.risk(dialect)),
             }
             for u in units

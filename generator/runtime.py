@@ -1,12 +1,14 @@
 """What a rendered migration calls at run time: dispatch on the dialect, run the change's
 pre- and post-checks around its DDL, and log every step with its duration.
 
-Rendered migrations import this module and nothing else from the project, never the models.
+Rendered migrations import this module and generator.ddl (the DDL elements they run), nothing
+else from the project, never the models.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import json
 import logging
@@ -209,19 +211,23 @@ class StepRecord:
     dialect: str
     result: str = "ok"
     extra: dict[str, Any] = field(default_factory=dict)
+    depth: int = 0  # the steps open around this one (0: a phase of the change)
 
 
-_depth = [0]  # steps open around the current one (a step inside a step is logged as such)
+# The innermost step open in this context (a step inside a step is logged as such).
+_open_step: contextvars.ContextVar[StepRecord | None] = contextvars.ContextVar(
+    "schemagen_open_step", default=None
+)
 
 
 @contextmanager
 def step(change: str, name: str, dialect: str) -> Iterator[StepRecord]:
     """Log a step as it starts and as it ends, with its duration and result."""
-    record = StepRecord(change, name, dialect)
+    outer = _open_step.get()
+    record = StepRecord(change, name, dialect, depth=0 if outer is None else outer.depth + 1)
     enclosing = guard.CURRENT_STEP[0]
     guard.note_step(name)
-    depth = _depth[0]
-    _depth[0] += 1
+    token = _open_step.set(record)
     log.info(
         "%s: %s ...",
         change,
@@ -238,7 +244,7 @@ def step(change: str, name: str, dialect: str) -> Iterator[StepRecord]:
         record.result = "failed"
         raise
     finally:
-        _depth[0] -= 1
+        _open_step.reset(token)
         result = record.result
         ms = round((time.perf_counter() - started) * 1000, 1)
         detail = "".join(f", {k.replace('_', ' ')}: {v}" for k, v in record.extra.items())
@@ -257,7 +263,7 @@ def step(change: str, name: str, dialect: str) -> Iterator[StepRecord]:
                 "dialect": dialect,
                 "duration_ms": ms,
                 "result": result,
-                "depth": depth,  # 0: a phase of the change; more: inside one (online phases)
+                "depth": record.depth,  # 0: a phase of the change; more: inside one (online)
                 **record.extra,
             },
         )
@@ -324,7 +330,8 @@ def drop_invalid_index(op: Any, name: str) -> None:
     ``CREATE INDEX CONCURRENTLY IF NOT EXISTS`` would otherwise keep the broken one.
     """
     if _offline(op):
-        _note(op, f'if "{name}" is INVALID: DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
+        quoted = op.get_context().dialect.identifier_preparer.quote(name)
+        _note(op, f"if {quoted} is INVALID: DROP INDEX CONCURRENTLY IF EXISTS {quoted}")
         return
     connection: Connection = op.get_bind()
     invalid = connection.execute(
@@ -337,7 +344,7 @@ def drop_invalid_index(op: Any, name: str) -> None:
     ).first()
     if invalid:
         log.warning("index %s is INVALID (an interrupted concurrent build): rebuilding it", name)
-        op.execute(sa.text(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"'))
+        op.drop_index(name, postgresql_concurrently=True, if_exists=True)
 
 
 def fk_action(op: Any, table: str, name: str) -> str | None:
@@ -989,32 +996,24 @@ def _enum_labels(op: Any, name: str) -> list[str] | None:
     return [str(r) for r in rows] or None
 
 
-def create_enum_types(op: Any, types: Mapping[str, Sequence[str]]) -> None:
-    """PostgreSQL, before a change's DDL: the enum types its columns need that do not exist
-    yet. One that exists with the same labels is kept (a change resumed after its types were
-    created); with other labels it is an error naming both."""
-    from generator.dialects import quote_ident, sql_string
+def create_enum_type(op: Any, name: str, labels: Sequence[str]) -> None:
+    """PostgreSQL, before a change's DDL (a create_enum_type unit, generator.enum_types): an
+    enum type its columns need. One that exists with the same labels is kept (a change resumed
+    after its types were created); with other labels it is an error naming both."""
+    from sqlalchemy.dialects import postgresql
 
-    for name, labels in types.items():
-        found = None if _offline(op) else _enum_labels(op, name)
-        if found == list(labels):
-            continue
-        if found is not None:
-            raise RuntimeError(
-                f"enum type {name} exists with the labels {', '.join(found)}, not "
-                f"{', '.join(labels)}"
-            )
-        values = ", ".join(sql_string(label) for label in labels)
-        if _offline(op):  # the plan's lock line (a type is no plan unit: no Risk of its own)
-            _note(op, "lock: none on tables (a new enum type)")
-        op.execute(sa.text(f"CREATE TYPE {quote_ident(name)} AS ENUM ({values})"))
+    found = None if _offline(op) else _enum_labels(op, name)
+    if found == list(labels):
+        return
+    if found is not None:
+        raise RuntimeError(
+            f"enum type {name} exists with the labels {', '.join(found)}, not {', '.join(labels)}"
+        )
+    op.execute(postgresql.CreateEnumType(postgresql.ENUM(*labels, name=name)))
 
 
-def drop_enum_types(op: Any, names: Sequence[str]) -> None:
-    """PostgreSQL, after a change's DDL: the enum types no column uses any more."""
-    from generator.dialects import quote_ident
+def drop_enum_type(op: Any, name: str) -> None:
+    """PostgreSQL, after a change's DDL (a drop_enum_type unit): a type no column uses any more."""
+    from generator import ddl
 
-    for name in names:
-        if _offline(op):
-            _note(op, "lock: none on tables (no column uses the type any more)")
-        op.execute(sa.text(f"DROP TYPE IF EXISTS {quote_ident(name)}"))
+    op.execute(ddl.DropType(name))

@@ -16,7 +16,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0001"
 down_revision = "0000"
@@ -207,19 +207,42 @@ def _upgrade_postgresql() -> None:
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_timestamp"'))
+        op.drop_index(
+            "ix_market_data_timestamp",
+            table_name="market_data",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_instrument"'))
+        op.drop_index(
+            "ix_market_data_instrument",
+            table_name="market_data",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_price"'))
+        op.drop_index(
+            "ix_market_data_price",
+            table_name="market_data",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_latest"'))
+        op.drop_index(
+            "ix_market_data_latest",
+            table_name="market_data",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_market_data_instrument_price")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_instrument_price" ON "market_data" ("instrument_id", "price")'
-            )
+        op.create_index(
+            "ix_market_data_instrument_price",
+            "market_data",
+            ["instrument_id", "price"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
 
 
@@ -245,34 +268,51 @@ def _downgrade_postgresql() -> None:
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_instrument_price"'))
+        op.drop_index(
+            "ix_market_data_instrument_price",
+            table_name="market_data",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_market_data_latest")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_latest" ON "market_data" ("instrument_id", "timestamp", "price", "bid", "ask")'
-            )
+        op.create_index(
+            "ix_market_data_latest",
+            "market_data",
+            ["instrument_id", "timestamp", "price", "bid", "ask"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_market_data_price")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_price" ON "market_data" ("price")'
-            )
+        op.create_index(
+            "ix_market_data_price",
+            "market_data",
+            ["price"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_market_data_instrument")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_instrument" ON "market_data" ("instrument_id")'
-            )
+        op.create_index(
+            "ix_market_data_instrument",
+            "market_data",
+            ["instrument_id"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_market_data_timestamp")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_timestamp" ON "market_data" ("timestamp")'
-            )
+        op.create_index(
+            "ix_market_data_timestamp",
+            "market_data",
+            ["timestamp"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
 
 

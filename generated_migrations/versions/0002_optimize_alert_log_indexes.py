@@ -15,7 +15,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0002"
 down_revision = "0001"
@@ -242,21 +242,54 @@ def _upgrade_postgresql() -> None:
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_rule"'))
-        runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_severity"'))
-        runtime.queueing_lock_wait(op, True)
-        op.execute(
-            sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_instrument_timestamp"')
+        op.drop_index(
+            "ix_alert_logs_rule",
+            table_name="alert_logs",
+            postgresql_concurrently=True,
+            if_exists=True,
         )
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_status_timestamp"'))
+        op.drop_index(
+            "ix_alert_logs_severity",
+            table_name="alert_logs",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_trigger_value"'))
+        op.drop_index(
+            "ix_alert_logs_instrument_timestamp",
+            table_name="alert_logs",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_acknowledged_at"'))
+        op.drop_index(
+            "ix_alert_logs_status_timestamp",
+            table_name="alert_logs",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_created_at"'))
+        op.drop_index(
+            "ix_alert_logs_trigger_value",
+            table_name="alert_logs",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
+        runtime.queueing_lock_wait(op, True)
+        op.drop_index(
+            "ix_alert_logs_acknowledged_at",
+            table_name="alert_logs",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
+        runtime.queueing_lock_wait(op, True)
+        op.drop_index(
+            "ix_alert_logs_created_at",
+            table_name="alert_logs",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
 
 
 def _upgrade_sqlite() -> None:
@@ -284,52 +317,73 @@ def _downgrade_postgresql() -> None:
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_alert_logs_created_at")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_created_at" ON "alert_logs" ("created_at")'
-            )
+        op.create_index(
+            "ix_alert_logs_created_at",
+            "alert_logs",
+            ["created_at"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_alert_logs_acknowledged_at")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_acknowledged_at" ON "alert_logs" ("acknowledged_at")'
-            )
+        op.create_index(
+            "ix_alert_logs_acknowledged_at",
+            "alert_logs",
+            ["acknowledged_at"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_alert_logs_trigger_value")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_trigger_value" ON "alert_logs" ("trigger_value")'
-            )
+        op.create_index(
+            "ix_alert_logs_trigger_value",
+            "alert_logs",
+            ["trigger_value"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_alert_logs_status_timestamp")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_status_timestamp" ON "alert_logs" ("status", "timestamp")'
-            )
+        op.create_index(
+            "ix_alert_logs_status_timestamp",
+            "alert_logs",
+            ["status", "timestamp"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_alert_logs_instrument_timestamp")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_instrument_timestamp" ON "alert_logs" ("instrument_id", "timestamp")'
-            )
+        op.create_index(
+            "ix_alert_logs_instrument_timestamp",
+            "alert_logs",
+            ["instrument_id", "timestamp"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_alert_logs_severity")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_severity" ON "alert_logs" ("severity")'
-            )
+        op.create_index(
+            "ix_alert_logs_severity",
+            "alert_logs",
+            ["severity"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_alert_logs_rule")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_rule" ON "alert_logs" ("rule_id")'
-            )
+        op.create_index(
+            "ix_alert_logs_rule",
+            "alert_logs",
+            ["rule_id"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
 
 

@@ -16,7 +16,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0004"
 down_revision = "0003"
@@ -462,17 +462,23 @@ def _upgrade_postgresql() -> None:
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_market_data_deleted_at")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_deleted_at" ON "market_data" ("deleted_at")'
-            )
+        op.create_index(
+            "ix_market_data_deleted_at",
+            "market_data",
+            ["deleted_at"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_alert_logs_deleted_at")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_deleted_at" ON "alert_logs" ("deleted_at")'
-            )
+        op.create_index(
+            "ix_alert_logs_deleted_at",
+            "alert_logs",
+            ["deleted_at"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
     runtime.unit(
         op,
@@ -480,94 +486,64 @@ def _upgrade_postgresql() -> None:
         "ACCESS EXCLUSIVE on every table of the swap (brief; LOCK TABLE first, referencing tables before referenced ones), then SHARE UPDATE EXCLUSIVE to validate",
         rewrites=False,
     )
-    # One statement, one round trip: the four tables stay locked only while the server runs the
-    # swap, not for a dozen round trips, each of which a loaded machine can stretch. The
-    # tables are locked first, referencing tables before the ones they reference (the order an
-    # INSERT takes them), the runner's short lock_timeout shared among them (lock_timeout / N per
-    # table, so the whole LOCK TABLE waits at most lock_timeout while it holds the tables it got),
-    # then retried (generator.guard). Not NOWAIT: under steady traffic some transaction nearly
-    # always holds one of the tables, and a lock that never queues never gets its turn (the load
-    # test's 0004 downgrade gave up after 11 attempts). A re-run skips keys that already have the
-    # new action.
+    # One statement (generator.ddl.SwapForeignKeyActions, a DO block), one round trip: the tables
+    # stay locked only while the server runs the swap, not for a dozen round trips, each of which
+    # a loaded machine can stretch. The tables are locked first, referencing tables before the
+    # ones they reference (the order an INSERT takes them), the runner's short lock_timeout shared
+    # among them (lock_timeout / N per table, so the whole LOCK TABLE waits at most lock_timeout
+    # while it holds the tables it got), then retried (generator.guard). Not NOWAIT: under steady
+    # traffic some transaction nearly always holds one of the tables, and a lock that never queues
+    # never gets its turn (the load test's 0004 downgrade gave up after 11 attempts). Each key is
+    # added NOT VALID under a temporary name, the old one dropped, the new one renamed; a re-run
+    # skips keys that already have the new action.
     op.execute(
-        sa.text(
-            "DO $swap$\n"
-            "DECLARE\n"
-            "  wait_ms integer := (SELECT setting::integer FROM pg_settings WHERE name = 'lock_timeout');\n"
-            "BEGIN\n"
-            "  IF wait_ms > 0 THEN\n"
-            "    PERFORM set_config('lock_timeout', greatest(1, wait_ms / 4)::text || 'ms', true);\n"
-            "  END IF;\n"
-            '  LOCK TABLE "alert_logs", "alert_rules", "market_data", "instruments" IN ACCESS EXCLUSIVE MODE;\n'
-            "  IF wait_ms > 0 THEN\n"
-            "    PERFORM set_config('lock_timeout', wait_ms::text || 'ms', true);\n"
-            "  END IF;\n"
-            "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
-            "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
-            "      AND c.relname = 'market_data' AND con.conname = 'fk_market_data_instrument_id_instruments'\n"
-            "      AND con.contype = 'f' AND con.confdeltype = 'r') THEN\n"
-            '    ALTER TABLE "market_data" ADD CONSTRAINT "fk_market_data_instrument_id_instruments_swap"\n'
-            '      FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
-            "      ON DELETE RESTRICT NOT VALID;\n"
-            '    ALTER TABLE "market_data" DROP CONSTRAINT "fk_market_data_instrument_id_instruments";\n'
-            '    ALTER TABLE "market_data" RENAME CONSTRAINT "fk_market_data_instrument_id_instruments_swap" TO "fk_market_data_instrument_id_instruments";\n'
-            "  END IF;\n"
-            "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
-            "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
-            "      AND c.relname = 'alert_rules' AND con.conname = 'fk_alert_rules_instrument_id_instruments'\n"
-            "      AND con.contype = 'f' AND con.confdeltype = 'r') THEN\n"
-            '    ALTER TABLE "alert_rules" ADD CONSTRAINT "fk_alert_rules_instrument_id_instruments_swap"\n'
-            '      FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
-            "      ON DELETE RESTRICT NOT VALID;\n"
-            '    ALTER TABLE "alert_rules" DROP CONSTRAINT "fk_alert_rules_instrument_id_instruments";\n'
-            '    ALTER TABLE "alert_rules" RENAME CONSTRAINT "fk_alert_rules_instrument_id_instruments_swap" TO "fk_alert_rules_instrument_id_instruments";\n'
-            "  END IF;\n"
-            "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
-            "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
-            "      AND c.relname = 'alert_logs' AND con.conname = 'fk_alert_logs_rule_id_alert_rules'\n"
-            "      AND con.contype = 'f' AND con.confdeltype = 'r') THEN\n"
-            '    ALTER TABLE "alert_logs" ADD CONSTRAINT "fk_alert_logs_rule_id_alert_rules_swap"\n'
-            '      FOREIGN KEY ("rule_id") REFERENCES "alert_rules" ("id")\n'
-            "      ON DELETE RESTRICT NOT VALID;\n"
-            '    ALTER TABLE "alert_logs" DROP CONSTRAINT "fk_alert_logs_rule_id_alert_rules";\n'
-            '    ALTER TABLE "alert_logs" RENAME CONSTRAINT "fk_alert_logs_rule_id_alert_rules_swap" TO "fk_alert_logs_rule_id_alert_rules";\n'
-            "  END IF;\n"
-            "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
-            "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
-            "      AND c.relname = 'alert_logs' AND con.conname = 'fk_alert_logs_instrument_id_instruments'\n"
-            "      AND con.contype = 'f' AND con.confdeltype = 'r') THEN\n"
-            '    ALTER TABLE "alert_logs" ADD CONSTRAINT "fk_alert_logs_instrument_id_instruments_swap"\n'
-            '      FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
-            "      ON DELETE RESTRICT NOT VALID;\n"
-            '    ALTER TABLE "alert_logs" DROP CONSTRAINT "fk_alert_logs_instrument_id_instruments";\n'
-            '    ALTER TABLE "alert_logs" RENAME CONSTRAINT "fk_alert_logs_instrument_id_instruments_swap" TO "fk_alert_logs_instrument_id_instruments";\n'
-            "  END IF;\n"
-            "END\n"
-            "$swap$"
+        ddl.SwapForeignKeyActions(
+            [
+                ddl.NewAction(
+                    table="market_data",
+                    name="fk_market_data_instrument_id_instruments",
+                    columns=["instrument_id"],
+                    ref_table="instruments",
+                    ref_columns=["id"],
+                    on_delete="restrict",
+                ),
+                ddl.NewAction(
+                    table="alert_rules",
+                    name="fk_alert_rules_instrument_id_instruments",
+                    columns=["instrument_id"],
+                    ref_table="instruments",
+                    ref_columns=["id"],
+                    on_delete="restrict",
+                ),
+                ddl.NewAction(
+                    table="alert_logs",
+                    name="fk_alert_logs_rule_id_alert_rules",
+                    columns=["rule_id"],
+                    ref_table="alert_rules",
+                    ref_columns=["id"],
+                    on_delete="restrict",
+                ),
+                ddl.NewAction(
+                    table="alert_logs",
+                    name="fk_alert_logs_instrument_id_instruments",
+                    columns=["instrument_id"],
+                    ref_table="instruments",
+                    ref_columns=["id"],
+                    on_delete="restrict",
+                ),
+            ]
         )
     )
     # VALIDATE runs after the swap has committed, so the locks above are held only briefly.
     with op.get_context().autocommit_block():
         op.execute(
-            sa.text(
-                'ALTER TABLE "market_data" VALIDATE CONSTRAINT "fk_market_data_instrument_id_instruments"'
-            )
+            ddl.ValidateConstraint("market_data", "fk_market_data_instrument_id_instruments")
         )
         op.execute(
-            sa.text(
-                'ALTER TABLE "alert_rules" VALIDATE CONSTRAINT "fk_alert_rules_instrument_id_instruments"'
-            )
+            ddl.ValidateConstraint("alert_rules", "fk_alert_rules_instrument_id_instruments")
         )
-        op.execute(
-            sa.text(
-                'ALTER TABLE "alert_logs" VALIDATE CONSTRAINT "fk_alert_logs_rule_id_alert_rules"'
-            )
-        )
-        op.execute(
-            sa.text(
-                'ALTER TABLE "alert_logs" VALIDATE CONSTRAINT "fk_alert_logs_instrument_id_instruments"'
-            )
-        )
+        op.execute(ddl.ValidateConstraint("alert_logs", "fk_alert_logs_rule_id_alert_rules"))
+        op.execute(ddl.ValidateConstraint("alert_logs", "fk_alert_logs_instrument_id_instruments"))
 
 
 def _upgrade_sqlite() -> None:
@@ -784,105 +760,85 @@ def _downgrade_postgresql() -> None:
         "ACCESS EXCLUSIVE on every table of the swap (brief; LOCK TABLE first, referencing tables before referenced ones), then SHARE UPDATE EXCLUSIVE to validate",
         rewrites=False,
     )
-    # One statement, one round trip: the four tables stay locked only while the server runs the
-    # swap, not for a dozen round trips, each of which a loaded machine can stretch. The
-    # tables are locked first, referencing tables before the ones they reference (the order an
-    # INSERT takes them), the runner's short lock_timeout shared among them (lock_timeout / N per
-    # table, so the whole LOCK TABLE waits at most lock_timeout while it holds the tables it got),
-    # then retried (generator.guard). Not NOWAIT: under steady traffic some transaction nearly
-    # always holds one of the tables, and a lock that never queues never gets its turn (the load
-    # test's 0004 downgrade gave up after 11 attempts). A re-run skips keys that already have the
-    # new action.
+    # One statement (generator.ddl.SwapForeignKeyActions, a DO block), one round trip: the tables
+    # stay locked only while the server runs the swap, not for a dozen round trips, each of which
+    # a loaded machine can stretch. The tables are locked first, referencing tables before the
+    # ones they reference (the order an INSERT takes them), the runner's short lock_timeout shared
+    # among them (lock_timeout / N per table, so the whole LOCK TABLE waits at most lock_timeout
+    # while it holds the tables it got), then retried (generator.guard). Not NOWAIT: under steady
+    # traffic some transaction nearly always holds one of the tables, and a lock that never queues
+    # never gets its turn (the load test's 0004 downgrade gave up after 11 attempts). Each key is
+    # added NOT VALID under a temporary name, the old one dropped, the new one renamed; a re-run
+    # skips keys that already have the new action.
     op.execute(
-        sa.text(
-            "DO $swap$\n"
-            "DECLARE\n"
-            "  wait_ms integer := (SELECT setting::integer FROM pg_settings WHERE name = 'lock_timeout');\n"
-            "BEGIN\n"
-            "  IF wait_ms > 0 THEN\n"
-            "    PERFORM set_config('lock_timeout', greatest(1, wait_ms / 4)::text || 'ms', true);\n"
-            "  END IF;\n"
-            '  LOCK TABLE "alert_logs", "alert_rules", "market_data", "instruments" IN ACCESS EXCLUSIVE MODE;\n'
-            "  IF wait_ms > 0 THEN\n"
-            "    PERFORM set_config('lock_timeout', wait_ms::text || 'ms', true);\n"
-            "  END IF;\n"
-            "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
-            "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
-            "      AND c.relname = 'alert_logs' AND con.conname = 'fk_alert_logs_instrument_id_instruments'\n"
-            "      AND con.contype = 'f' AND con.confdeltype = 'c') THEN\n"
-            '    ALTER TABLE "alert_logs" ADD CONSTRAINT "fk_alert_logs_instrument_id_instruments_swap"\n'
-            '      FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
-            "      ON DELETE CASCADE NOT VALID;\n"
-            '    ALTER TABLE "alert_logs" DROP CONSTRAINT "fk_alert_logs_instrument_id_instruments";\n'
-            '    ALTER TABLE "alert_logs" RENAME CONSTRAINT "fk_alert_logs_instrument_id_instruments_swap" TO "fk_alert_logs_instrument_id_instruments";\n'
-            "  END IF;\n"
-            "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
-            "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
-            "      AND c.relname = 'alert_logs' AND con.conname = 'fk_alert_logs_rule_id_alert_rules'\n"
-            "      AND con.contype = 'f' AND con.confdeltype = 'c') THEN\n"
-            '    ALTER TABLE "alert_logs" ADD CONSTRAINT "fk_alert_logs_rule_id_alert_rules_swap"\n'
-            '      FOREIGN KEY ("rule_id") REFERENCES "alert_rules" ("id")\n'
-            "      ON DELETE CASCADE NOT VALID;\n"
-            '    ALTER TABLE "alert_logs" DROP CONSTRAINT "fk_alert_logs_rule_id_alert_rules";\n'
-            '    ALTER TABLE "alert_logs" RENAME CONSTRAINT "fk_alert_logs_rule_id_alert_rules_swap" TO "fk_alert_logs_rule_id_alert_rules";\n'
-            "  END IF;\n"
-            "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
-            "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
-            "      AND c.relname = 'alert_rules' AND con.conname = 'fk_alert_rules_instrument_id_instruments'\n"
-            "      AND con.contype = 'f' AND con.confdeltype = 'c') THEN\n"
-            '    ALTER TABLE "alert_rules" ADD CONSTRAINT "fk_alert_rules_instrument_id_instruments_swap"\n'
-            '      FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
-            "      ON DELETE CASCADE NOT VALID;\n"
-            '    ALTER TABLE "alert_rules" DROP CONSTRAINT "fk_alert_rules_instrument_id_instruments";\n'
-            '    ALTER TABLE "alert_rules" RENAME CONSTRAINT "fk_alert_rules_instrument_id_instruments_swap" TO "fk_alert_rules_instrument_id_instruments";\n'
-            "  END IF;\n"
-            "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
-            "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
-            "      AND c.relname = 'market_data' AND con.conname = 'fk_market_data_instrument_id_instruments'\n"
-            "      AND con.contype = 'f' AND con.confdeltype = 'c') THEN\n"
-            '    ALTER TABLE "market_data" ADD CONSTRAINT "fk_market_data_instrument_id_instruments_swap"\n'
-            '      FOREIGN KEY ("instrument_id") REFERENCES "instruments" ("id")\n'
-            "      ON DELETE CASCADE NOT VALID;\n"
-            '    ALTER TABLE "market_data" DROP CONSTRAINT "fk_market_data_instrument_id_instruments";\n'
-            '    ALTER TABLE "market_data" RENAME CONSTRAINT "fk_market_data_instrument_id_instruments_swap" TO "fk_market_data_instrument_id_instruments";\n'
-            "  END IF;\n"
-            "END\n"
-            "$swap$"
+        ddl.SwapForeignKeyActions(
+            [
+                ddl.NewAction(
+                    table="alert_logs",
+                    name="fk_alert_logs_instrument_id_instruments",
+                    columns=["instrument_id"],
+                    ref_table="instruments",
+                    ref_columns=["id"],
+                    on_delete="cascade",
+                ),
+                ddl.NewAction(
+                    table="alert_logs",
+                    name="fk_alert_logs_rule_id_alert_rules",
+                    columns=["rule_id"],
+                    ref_table="alert_rules",
+                    ref_columns=["id"],
+                    on_delete="cascade",
+                ),
+                ddl.NewAction(
+                    table="alert_rules",
+                    name="fk_alert_rules_instrument_id_instruments",
+                    columns=["instrument_id"],
+                    ref_table="instruments",
+                    ref_columns=["id"],
+                    on_delete="cascade",
+                ),
+                ddl.NewAction(
+                    table="market_data",
+                    name="fk_market_data_instrument_id_instruments",
+                    columns=["instrument_id"],
+                    ref_table="instruments",
+                    ref_columns=["id"],
+                    on_delete="cascade",
+                ),
+            ]
         )
     )
     # VALIDATE runs after the swap has committed, so the locks above are held only briefly.
     with op.get_context().autocommit_block():
+        op.execute(ddl.ValidateConstraint("alert_logs", "fk_alert_logs_instrument_id_instruments"))
+        op.execute(ddl.ValidateConstraint("alert_logs", "fk_alert_logs_rule_id_alert_rules"))
         op.execute(
-            sa.text(
-                'ALTER TABLE "alert_logs" VALIDATE CONSTRAINT "fk_alert_logs_instrument_id_instruments"'
-            )
+            ddl.ValidateConstraint("alert_rules", "fk_alert_rules_instrument_id_instruments")
         )
         op.execute(
-            sa.text(
-                'ALTER TABLE "alert_logs" VALIDATE CONSTRAINT "fk_alert_logs_rule_id_alert_rules"'
-            )
-        )
-        op.execute(
-            sa.text(
-                'ALTER TABLE "alert_rules" VALIDATE CONSTRAINT "fk_alert_rules_instrument_id_instruments"'
-            )
-        )
-        op.execute(
-            sa.text(
-                'ALTER TABLE "market_data" VALIDATE CONSTRAINT "fk_market_data_instrument_id_instruments"'
-            )
+            ddl.ValidateConstraint("market_data", "fk_market_data_instrument_id_instruments")
         )
     runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_deleted_at"'))
+        op.drop_index(
+            "ix_alert_logs_deleted_at",
+            table_name="alert_logs",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_deleted_at"'))
+        op.drop_index(
+            "ix_market_data_deleted_at",
+            table_name="market_data",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
     runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "alert_logs" DROP COLUMN IF EXISTS "deleted_at"'))
+    op.drop_column("alert_logs", "deleted_at", if_exists=True)
     runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "market_data" DROP COLUMN IF EXISTS "deleted_at"'))
+    op.drop_column("market_data", "deleted_at", if_exists=True)
 
 
 def _downgrade_sqlite() -> None:

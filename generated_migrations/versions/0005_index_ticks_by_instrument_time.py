@@ -28,7 +28,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0005"
 down_revision = "0004"
@@ -284,30 +284,56 @@ def _upgrade_postgresql() -> None:
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_market_data_instrument_timestamp")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_instrument_timestamp" ON "market_data" ("instrument_id", "timestamp")'
-            )
+        op.create_index(
+            "ix_market_data_instrument_timestamp",
+            "market_data",
+            ["instrument_id", "timestamp"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_instrument_price"'))
+        op.drop_index(
+            "ix_market_data_instrument_price",
+            table_name="market_data",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_deleted_at"'))
+        op.drop_index(
+            "ix_market_data_deleted_at",
+            table_name="market_data",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_market_data_deleted_at")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_deleted_at" ON "market_data" ("deleted_at") WHERE "deleted_at" IS NOT NULL'
-            )
+        op.create_index(
+            "ix_market_data_deleted_at",
+            "market_data",
+            ["deleted_at"],
+            unique=False,
+            postgresql_where=sa.text('"deleted_at" IS NOT NULL'),
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_deleted_at"'))
+        op.drop_index(
+            "ix_alert_logs_deleted_at",
+            table_name="alert_logs",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_alert_logs_deleted_at")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_deleted_at" ON "alert_logs" ("deleted_at") WHERE "deleted_at" IS NOT NULL'
-            )
+        op.create_index(
+            "ix_alert_logs_deleted_at",
+            "alert_logs",
+            ["deleted_at"],
+            unique=False,
+            postgresql_where=sa.text('"deleted_at" IS NOT NULL'),
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
 
 
@@ -350,33 +376,55 @@ def _downgrade_postgresql() -> None:
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_alert_logs_deleted_at"'))
+        op.drop_index(
+            "ix_alert_logs_deleted_at",
+            table_name="alert_logs",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_alert_logs_deleted_at")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_alert_logs_deleted_at" ON "alert_logs" ("deleted_at")'
-            )
+        op.create_index(
+            "ix_alert_logs_deleted_at",
+            "alert_logs",
+            ["deleted_at"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_deleted_at"'))
+        op.drop_index(
+            "ix_market_data_deleted_at",
+            table_name="market_data",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_market_data_deleted_at")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_deleted_at" ON "market_data" ("deleted_at")'
-            )
+        op.create_index(
+            "ix_market_data_deleted_at",
+            "market_data",
+            ["deleted_at"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_market_data_instrument_price")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_instrument_price" ON "market_data" ("instrument_id", "price")'
-            )
+        op.create_index(
+            "ix_market_data_instrument_price",
+            "market_data",
+            ["instrument_id", "price"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, True)
-        op.execute(
-            sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_instrument_timestamp"')
+        op.drop_index(
+            "ix_market_data_instrument_timestamp",
+            table_name="market_data",
+            postgresql_concurrently=True,
+            if_exists=True,
         )
 
 

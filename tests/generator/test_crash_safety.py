@@ -38,7 +38,7 @@ KILL_POINTS = [
     ("postgresql", "VALIDATE CONSTRAINT", 2, "0004: keys swapped, half validated"),
     (
         "postgresql",
-        'DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_deleted_at"',
+        "DROP INDEX CONCURRENTLY IF EXISTS ix_market_data_deleted_at",
         1,
         "0005: full deleted_at index dropped, partial one not yet built",
     ),

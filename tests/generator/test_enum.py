@@ -223,14 +223,20 @@ def test_plan_shows_the_type_created_before_the_table_and_dropped_after_it(
     root = _project(tmp_path, BASE)
     up = cli("plan", "base", "--dialect", "postgresql", "--direction", "upgrade", root=root)
     assert up.exit_code == Exit.OK, up.output
-    create = "CREATE TYPE \"status_kind\" AS ENUM ('pending', 'paid', 'shipped');"
-    assert "-- lock: none on tables (a new enum type)\n\n" + create in up.output
+    create = "CREATE TYPE status_kind AS ENUM ('pending', 'paid', 'shipped');"
+    assert "-- lock: none on tables (create_enum_type)\n\n" + create in up.output
     assert up.output.index(create) < up.output.index("CREATE TABLE orders")
     down = cli("plan", "base", "--dialect", "postgresql", "--direction", "downgrade", root=root)
     assert down.exit_code == Exit.OK, down.output
     assert down.output.index("DROP TABLE orders") < down.output.index(
-        'DROP TYPE IF EXISTS "status_kind"'
+        "DROP TYPE IF EXISTS status_kind"
     )
+    # The type's creation and removal are plan units with their Risk, as every step is.
+    assert "-- lock: none on tables (drop_enum_type)\n\nDROP TYPE IF EXISTS status_kind" in (
+        down.output
+    )
+    review = (root / "generated_migrations" / "review" / "0000_base.md").read_text("utf-8")
+    assert "| create enum type (1 op) |  | none on tables | no |" in review
     sqlite = cli("plan", "base", "--dialect", "sqlite", "--direction", "upgrade", root=root)
     assert (
         "CONSTRAINT status_is_status_kind CHECK (\"status\" IN ('pending', 'paid', 'shipped'))"

@@ -45,11 +45,17 @@ def test_index_changes_run_concurrently_outside_a_transaction() -> None:
     text = (MIGRATIONS / "versions" / "0001_optimize_market_data_indexes.py").read_text()
     pg = text.split("def _upgrade_postgresql", 1)[1].split("def _upgrade_sqlite", 1)[0]
     assert "with op.get_context().autocommit_block():" in pg
-    assert 'DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_latest"' in pg
+    assert "postgresql_concurrently=True" in pg
+    sql = migrate.plan_sql(MIGRATIONS, "postgresql", "upgrade", "0001")
+    commit = sql.index("COMMIT;")
+    assert sql.index("DROP INDEX CONCURRENTLY IF EXISTS ix_market_data_latest;") > commit
     assert (
-        'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_instrument_price" '
-        'ON "market_data" ("instrument_id", "price")'
-    ) in pg
+        sql.index(
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_market_data_instrument_price "
+            "ON market_data (instrument_id, price);"
+        )
+        > commit
+    )
     assert 'runtime.timeouts(op, "5s", "30min")' in pg
 
 
@@ -155,14 +161,13 @@ def test_ddl_gives_up_after_lock_timeout_and_changes_nothing(pg_url: str, tmp_pa
 
 
 def test_foreign_keys_are_swapped_not_valid_then_validated() -> None:
-    text = (MIGRATIONS / "versions" / "0004_add_soft_delete_safety.py").read_text()
-    pg = text.split("def _upgrade_postgresql", 1)[1].split("def _upgrade_sqlite", 1)[0]
+    pg = migrate.plan_sql(MIGRATIONS, "postgresql", "upgrade", "0004")
     add = pg.index("ON DELETE RESTRICT NOT VALID")
-    drop = pg.index('DROP CONSTRAINT "fk_alert_logs_rule_id_alert_rules"')
-    validate = pg.index('VALIDATE CONSTRAINT "fk_alert_logs_rule_id_alert_rules"')
+    drop = pg.index("DROP CONSTRAINT fk_alert_logs_rule_id_alert_rules;")
+    validate = pg.index("VALIDATE CONSTRAINT fk_alert_logs_rule_id_alert_rules;")
     assert add < drop < validate
     assert pg.count("VALIDATE CONSTRAINT") == 4
-    assert pg.rindex("autocommit_block()") < validate
+    assert pg.rindex("COMMIT;", 0, validate) > drop  # validated after the swap committed
 
 
 def test_a_swap_interrupted_before_validation_is_completed_by_the_next_run(pg_url: str) -> None:

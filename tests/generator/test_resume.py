@@ -242,14 +242,14 @@ KILLS = [
     ("CREATE INDEX CONCURRENTLY", 1, "upgrade", "0000", "0001 upgrade: index built"),
     ("VALIDATE CONSTRAINT", 2, "upgrade", "0003", "0004 upgrade: keys swapped, half validated"),
     (
-        'DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_deleted_at"',
+        "DROP INDEX CONCURRENTLY IF EXISTS ix_market_data_deleted_at",
         1,
         "upgrade",
         "0004",
         "0005 upgrade: full index dropped, partial one not built",
     ),
     (
-        'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_deleted_at"',
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_market_data_deleted_at",
         1,
         "downgrade",
         "0004",
@@ -339,8 +339,8 @@ def test_failed_post_check_after_committed_steps_says_what_was_done(pg_database:
     assert "post-checks of 0001_optimize_market_data_indexes failed" in message
     assert "ix_intruder" in message
     assert "rolled back" not in message
-    assert 'DROP INDEX CONCURRENTLY IF EXISTS "ix_market_data_timestamp"' in message
-    assert 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_market_data_instrument_price"' in message
+    assert "DROP INDEX CONCURRENTLY IF EXISTS ix_market_data_timestamp" in message
+    assert "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_market_data_instrument_price" in message
     assert "revision 0000" in message
     assert "schemagen upgrade" in message
     assert "schemagen downgrade --to 0000" in message

@@ -11,7 +11,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0001"
 down_revision = "0000"
@@ -173,9 +173,7 @@ def _upgrade_postgresql() -> None:
     # VALIDATE scans the table after the NOT VALID constraint has committed: SHARE UPDATE
     # EXCLUSIVE, reads and writes go on.
     with op.get_context().autocommit_block():
-        op.execute(
-            sa.text('ALTER TABLE "products" VALIDATE CONSTRAINT "ck_products_price_positive"')
-        )
+        op.execute(ddl.ValidateConstraint("products", "ck_products_price_positive"))
     runtime.unit(
         op,
         "validated_checks",
@@ -192,7 +190,7 @@ def _upgrade_postgresql() -> None:
     # VALIDATE scans the table after the NOT VALID constraint has committed: SHARE UPDATE
     # EXCLUSIVE, reads and writes go on.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "reviews" VALIDATE CONSTRAINT "ck_reviews_rating"'))
+        op.execute(ddl.ValidateConstraint("reviews", "ck_reviews_rating"))
     runtime.unit(
         op,
         "unique_using_index",
@@ -203,17 +201,16 @@ def _upgrade_postgresql() -> None:
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "uq_reviews_user_product")
-        op.execute(
-            sa.text(
-                'CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "uq_reviews_user_product" ON "reviews" ("user_id", "product_id")'
-            )
+        op.create_index(
+            "uq_reviews_user_product",
+            "reviews",
+            ["user_id", "product_id"],
+            unique=True,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
     runtime.queueing_lock_wait(op, True)
-    op.execute(
-        sa.text(
-            'ALTER TABLE "reviews" ADD CONSTRAINT "uq_reviews_user_product" UNIQUE USING INDEX "uq_reviews_user_product"'
-        )
-    )
+    op.execute(ddl.AddUniqueUsingIndex("reviews", "uq_reviews_user_product"))
     runtime.unit(
         op,
         "validated_foreign_keys",
@@ -232,9 +229,7 @@ def _upgrade_postgresql() -> None:
     )
     # VALIDATE scans after the NOT VALID keys have committed: reads and writes go on.
     with op.get_context().autocommit_block():
-        op.execute(
-            sa.text('ALTER TABLE "order_items" VALIDATE CONSTRAINT "fk_order_items_product"')
-        )
+        op.execute(ddl.ValidateConstraint("order_items", "fk_order_items_product"))
 
 
 def _upgrade_sqlite() -> None:

@@ -17,7 +17,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0002"
 down_revision = "0001"
@@ -210,9 +210,9 @@ def _upgrade_postgresql() -> None:
     # VALIDATE scans after the NOT VALID check has committed (SHARE UPDATE EXCLUSIVE: reads and
     # writes go on); SET NOT NULL then finds the valid check and skips its own scan.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "users" VALIDATE CONSTRAINT "users_name_notnull"'))
-    op.execute(sa.text('ALTER TABLE "users" ALTER COLUMN "name" SET NOT NULL'))
-    op.execute(sa.text('ALTER TABLE "users" DROP CONSTRAINT IF EXISTS "users_name_notnull"'))
+        op.execute(ddl.ValidateConstraint("users", "users_name_notnull"))
+    op.alter_column("users", "name", nullable=False)
+    op.drop_constraint("users_name_notnull", "users", type_="check", if_exists=True)
     op.execute(sa.text('DROP TRIGGER IF EXISTS "filled_0002_users_name" ON "users"'))
     op.execute(sa.text('DROP FUNCTION IF EXISTS schemagen."filled_0002_users_name"()'))
     runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
@@ -228,10 +228,13 @@ def _upgrade_postgresql() -> None:
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_orders_user_status")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_orders_user_status" ON "orders" ("user_id", "status")'
-            )
+        op.create_index(
+            "ix_orders_user_status",
+            "orders",
+            ["user_id", "status"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
     runtime.unit(op, "backfills", "ROW EXCLUSIVE per batch", rewrites=False)
     # Batches commit one by one outside the change's transaction: what ran before is committed.
@@ -416,7 +419,12 @@ def _downgrade_postgresql() -> None:
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_user_status"'))
+        op.drop_index(
+            "ix_orders_user_status",
+            table_name="orders",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
     runtime.unit(op, "set_default", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column(
         "products",
@@ -447,9 +455,9 @@ def _downgrade_postgresql() -> None:
             "    AND \"name\" = 'anonymous'"
         )
     )
-    op.execute(sa.text('DROP TABLE IF EXISTS "filled_0002_users_name"'))
+    op.drop_table("filled_0002_users_name", if_exists=True)
     runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "users" DROP COLUMN IF EXISTS "phone"'))
+    op.drop_column("users", "phone", if_exists=True)
 
 
 def _downgrade_sqlite() -> None:
@@ -564,7 +572,7 @@ def _downgrade_sqlite() -> None:
             "    AND \"name\" = 'anonymous'"
         )
     )
-    op.execute(sa.text('DROP TABLE IF EXISTS "filled_0002_users_name"'))
+    op.drop_table("filled_0002_users_name", if_exists=True)
     runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "users",

@@ -13,7 +13,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0004"
 down_revision = "0003"
@@ -310,7 +310,12 @@ def _upgrade_postgresql() -> None:
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_status_total"'))
+        op.drop_index(
+            "ix_orders_status_total",
+            table_name="orders",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
     runtime.unit(op, "drop_unique", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.drop_constraint("uq_reviews_user_product", "product_reviews", type_="unique", if_exists=True)
     runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
@@ -327,45 +332,33 @@ def _upgrade_postgresql() -> None:
         "ACCESS EXCLUSIVE on every table of the swap (brief; LOCK TABLE first, referencing tables before referenced ones), then SHARE UPDATE EXCLUSIVE to validate",
         rewrites=False,
     )
-    # One statement, one round trip: the four tables stay locked only while the server runs the
-    # swap, not for a dozen round trips, each of which a loaded machine can stretch. The
-    # tables are locked first, referencing tables before the ones they reference (the order an
-    # INSERT takes them), the runner's short lock_timeout shared among them (lock_timeout / N per
-    # table, so the whole LOCK TABLE waits at most lock_timeout while it holds the tables it got),
-    # then retried (generator.guard). Not NOWAIT: under steady traffic some transaction nearly
-    # always holds one of the tables, and a lock that never queues never gets its turn (the load
-    # test's 0004 downgrade gave up after 11 attempts). A re-run skips keys that already have the
-    # new action.
+    # One statement (generator.ddl.SwapForeignKeyActions, a DO block), one round trip: the tables
+    # stay locked only while the server runs the swap, not for a dozen round trips, each of which
+    # a loaded machine can stretch. The tables are locked first, referencing tables before the
+    # ones they reference (the order an INSERT takes them), the runner's short lock_timeout shared
+    # among them (lock_timeout / N per table, so the whole LOCK TABLE waits at most lock_timeout
+    # while it holds the tables it got), then retried (generator.guard). Not NOWAIT: under steady
+    # traffic some transaction nearly always holds one of the tables, and a lock that never queues
+    # never gets its turn (the load test's 0004 downgrade gave up after 11 attempts). Each key is
+    # added NOT VALID under a temporary name, the old one dropped, the new one renamed; a re-run
+    # skips keys that already have the new action.
     op.execute(
-        sa.text(
-            "DO $swap$\n"
-            "DECLARE\n"
-            "  wait_ms integer := (SELECT setting::integer FROM pg_settings WHERE name = 'lock_timeout');\n"
-            "BEGIN\n"
-            "  IF wait_ms > 0 THEN\n"
-            "    PERFORM set_config('lock_timeout', greatest(1, wait_ms / 2)::text || 'ms', true);\n"
-            "  END IF;\n"
-            '  LOCK TABLE "orders", "users" IN ACCESS EXCLUSIVE MODE;\n'
-            "  IF wait_ms > 0 THEN\n"
-            "    PERFORM set_config('lock_timeout', wait_ms::text || 'ms', true);\n"
-            "  END IF;\n"
-            "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
-            "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
-            "      AND c.relname = 'orders' AND con.conname = 'fk_orders_user_id_users'\n"
-            "      AND con.contype = 'f' AND con.confdeltype = 'c') THEN\n"
-            '    ALTER TABLE "orders" ADD CONSTRAINT "fk_orders_user_id_users_swap"\n'
-            '      FOREIGN KEY ("user_id") REFERENCES "users" ("id")\n'
-            "      ON DELETE CASCADE NOT VALID;\n"
-            '    ALTER TABLE "orders" DROP CONSTRAINT "fk_orders_user_id_users";\n'
-            '    ALTER TABLE "orders" RENAME CONSTRAINT "fk_orders_user_id_users_swap" TO "fk_orders_user_id_users";\n'
-            "  END IF;\n"
-            "END\n"
-            "$swap$"
+        ddl.SwapForeignKeyActions(
+            [
+                ddl.NewAction(
+                    table="orders",
+                    name="fk_orders_user_id_users",
+                    columns=["user_id"],
+                    ref_table="users",
+                    ref_columns=["id"],
+                    on_delete="cascade",
+                ),
+            ]
         )
     )
     # VALIDATE runs after the swap has committed, so the locks above are held only briefly.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "orders" VALIDATE CONSTRAINT "fk_orders_user_id_users"'))
+        op.execute(ddl.ValidateConstraint("orders", "fk_orders_user_id_users"))
 
 
 def _upgrade_sqlite() -> None:
@@ -515,45 +508,33 @@ def _downgrade_postgresql() -> None:
         "ACCESS EXCLUSIVE on every table of the swap (brief; LOCK TABLE first, referencing tables before referenced ones), then SHARE UPDATE EXCLUSIVE to validate",
         rewrites=False,
     )
-    # One statement, one round trip: the four tables stay locked only while the server runs the
-    # swap, not for a dozen round trips, each of which a loaded machine can stretch. The
-    # tables are locked first, referencing tables before the ones they reference (the order an
-    # INSERT takes them), the runner's short lock_timeout shared among them (lock_timeout / N per
-    # table, so the whole LOCK TABLE waits at most lock_timeout while it holds the tables it got),
-    # then retried (generator.guard). Not NOWAIT: under steady traffic some transaction nearly
-    # always holds one of the tables, and a lock that never queues never gets its turn (the load
-    # test's 0004 downgrade gave up after 11 attempts). A re-run skips keys that already have the
-    # new action.
+    # One statement (generator.ddl.SwapForeignKeyActions, a DO block), one round trip: the tables
+    # stay locked only while the server runs the swap, not for a dozen round trips, each of which
+    # a loaded machine can stretch. The tables are locked first, referencing tables before the
+    # ones they reference (the order an INSERT takes them), the runner's short lock_timeout shared
+    # among them (lock_timeout / N per table, so the whole LOCK TABLE waits at most lock_timeout
+    # while it holds the tables it got), then retried (generator.guard). Not NOWAIT: under steady
+    # traffic some transaction nearly always holds one of the tables, and a lock that never queues
+    # never gets its turn (the load test's 0004 downgrade gave up after 11 attempts). Each key is
+    # added NOT VALID under a temporary name, the old one dropped, the new one renamed; a re-run
+    # skips keys that already have the new action.
     op.execute(
-        sa.text(
-            "DO $swap$\n"
-            "DECLARE\n"
-            "  wait_ms integer := (SELECT setting::integer FROM pg_settings WHERE name = 'lock_timeout');\n"
-            "BEGIN\n"
-            "  IF wait_ms > 0 THEN\n"
-            "    PERFORM set_config('lock_timeout', greatest(1, wait_ms / 2)::text || 'ms', true);\n"
-            "  END IF;\n"
-            '  LOCK TABLE "orders", "users" IN ACCESS EXCLUSIVE MODE;\n'
-            "  IF wait_ms > 0 THEN\n"
-            "    PERFORM set_config('lock_timeout', wait_ms::text || 'ms', true);\n"
-            "  END IF;\n"
-            "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
-            "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
-            "      AND c.relname = 'orders' AND con.conname = 'fk_orders_user_id_users'\n"
-            "      AND con.contype = 'f' AND con.confdeltype = 'r') THEN\n"
-            '    ALTER TABLE "orders" ADD CONSTRAINT "fk_orders_user_id_users_swap"\n'
-            '      FOREIGN KEY ("user_id") REFERENCES "users" ("id")\n'
-            "      ON DELETE RESTRICT NOT VALID;\n"
-            '    ALTER TABLE "orders" DROP CONSTRAINT "fk_orders_user_id_users";\n'
-            '    ALTER TABLE "orders" RENAME CONSTRAINT "fk_orders_user_id_users_swap" TO "fk_orders_user_id_users";\n'
-            "  END IF;\n"
-            "END\n"
-            "$swap$"
+        ddl.SwapForeignKeyActions(
+            [
+                ddl.NewAction(
+                    table="orders",
+                    name="fk_orders_user_id_users",
+                    columns=["user_id"],
+                    ref_table="users",
+                    ref_columns=["id"],
+                    on_delete="restrict",
+                ),
+            ]
         )
     )
     # VALIDATE runs after the swap has committed, so the locks above are held only briefly.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "orders" VALIDATE CONSTRAINT "fk_orders_user_id_users"'))
+        op.execute(ddl.ValidateConstraint("orders", "fk_orders_user_id_users"))
     runtime.unit(
         op,
         "validated_foreign_keys",
@@ -572,9 +553,7 @@ def _downgrade_postgresql() -> None:
     )
     # VALIDATE scans after the NOT VALID keys have committed: reads and writes go on.
     with op.get_context().autocommit_block():
-        op.execute(
-            sa.text('ALTER TABLE "order_items" VALIDATE CONSTRAINT "fk_order_items_product"')
-        )
+        op.execute(ddl.ValidateConstraint("order_items", "fk_order_items_product"))
     runtime.unit(
         op,
         "validated_checks",
@@ -588,9 +567,7 @@ def _downgrade_postgresql() -> None:
     # VALIDATE scans the table after the NOT VALID constraint has committed: SHARE UPDATE
     # EXCLUSIVE, reads and writes go on.
     with op.get_context().autocommit_block():
-        op.execute(
-            sa.text('ALTER TABLE "products" VALIDATE CONSTRAINT "ck_products_price_positive"')
-        )
+        op.execute(ddl.ValidateConstraint("products", "ck_products_price_positive"))
     runtime.unit(
         op,
         "unique_using_index",
@@ -601,26 +578,28 @@ def _downgrade_postgresql() -> None:
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "uq_reviews_user_product")
-        op.execute(
-            sa.text(
-                'CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "uq_reviews_user_product" ON "product_reviews" ("user_id", "product_id")'
-            )
+        op.create_index(
+            "uq_reviews_user_product",
+            "product_reviews",
+            ["user_id", "product_id"],
+            unique=True,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
     runtime.queueing_lock_wait(op, True)
-    op.execute(
-        sa.text(
-            'ALTER TABLE "product_reviews" ADD CONSTRAINT "uq_reviews_user_product" UNIQUE USING INDEX "uq_reviews_user_product"'
-        )
-    )
+    op.execute(ddl.AddUniqueUsingIndex("product_reviews", "uq_reviews_user_product"))
     runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_orders_status_total")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_orders_status_total" ON "orders" ("status", "total")'
-            )
+        op.create_index(
+            "ix_orders_status_total",
+            "orders",
+            ["status", "total"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
     runtime.unit(op, "restore_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("_dropped_0004_audit_log", "audit_log")
@@ -643,11 +622,9 @@ def _downgrade_postgresql() -> None:
     )
     # VALIDATE scans after the NOT VALID check has committed: reads and writes go on.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "users" VALIDATE CONSTRAINT "users_legacy_score_notnull"'))
-    op.execute(sa.text('ALTER TABLE "users" ALTER COLUMN "legacy_score" SET NOT NULL'))
-    op.execute(
-        sa.text('ALTER TABLE "users" DROP CONSTRAINT IF EXISTS "users_legacy_score_notnull"')
-    )
+        op.execute(ddl.ValidateConstraint("users", "users_legacy_score_notnull"))
+    op.alter_column("users", "legacy_score", nullable=False)
+    op.drop_constraint("users_legacy_score_notnull", "users", type_="check", if_exists=True)
 
 
 def _downgrade_sqlite() -> None:

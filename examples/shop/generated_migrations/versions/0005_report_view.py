@@ -9,7 +9,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0005"
 down_revision = "0004"

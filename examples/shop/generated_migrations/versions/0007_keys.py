@@ -14,7 +14,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0007"
 down_revision = "0006"
@@ -190,10 +190,13 @@ def _upgrade_postgresql() -> None:
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ux_users_lower_email")
-        op.execute(
-            sa.text(
-                'CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "ux_users_lower_email" ON "users" ((lower("email")))'
-            )
+        op.create_index(
+            "ux_users_lower_email",
+            "users",
+            [sa.text('(lower("email"))')],
+            unique=True,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
     runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.add_column(
@@ -223,20 +226,19 @@ def _upgrade_postgresql() -> None:
     )
     # VALIDATE scans after the NOT VALID keys have committed: reads and writes go on.
     with op.get_context().autocommit_block():
-        op.execute(
-            sa.text(
-                'ALTER TABLE "product_reviews" VALIDATE CONSTRAINT "fk_product_reviews_order_item"'
-            )
-        )
+        op.execute(ddl.ValidateConstraint("product_reviews", "fk_product_reviews_order_item"))
     runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_product_reviews_order_item")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_product_reviews_order_item" ON "product_reviews" ("order_id", "line")'
-            )
+        op.create_index(
+            "ix_product_reviews_order_item",
+            "product_reviews",
+            ["order_id", "line"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
 
 
@@ -296,20 +298,27 @@ def _downgrade_postgresql() -> None:
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_product_reviews_order_item"'))
+        op.drop_index(
+            "ix_product_reviews_order_item",
+            table_name="product_reviews",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
     runtime.unit(op, "drop_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.drop_constraint(
         "fk_product_reviews_order_item", "product_reviews", type_="foreignkey", if_exists=True
     )
     runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "product_reviews" DROP COLUMN IF EXISTS "line"'))
+    op.drop_column("product_reviews", "line", if_exists=True)
     runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "product_reviews" DROP COLUMN IF EXISTS "order_id"'))
+    op.drop_column("product_reviews", "order_id", if_exists=True)
     runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ux_users_lower_email"'))
+        op.drop_index(
+            "ux_users_lower_email", table_name="users", postgresql_concurrently=True, if_exists=True
+        )
 
 
 def _downgrade_sqlite() -> None:

@@ -9,7 +9,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0001"
 down_revision = "0000"
@@ -105,8 +105,8 @@ def _upgrade_postgresql() -> None:
     # VALIDATE scans the table after the NOT VALID constraint has committed: SHARE UPDATE
     # EXCLUSIVE, reads and writes go on.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "orders" VALIDATE CONSTRAINT "ck_orders_status"'))
-        op.execute(sa.text('ALTER TABLE "orders" VALIDATE CONSTRAINT "ck_orders_code"'))
+        op.execute(ddl.ValidateConstraint("orders", "ck_orders_status"))
+        op.execute(ddl.ValidateConstraint("orders", "ck_orders_code"))
     runtime.unit(
         op,
         "validated_checks",
@@ -125,7 +125,7 @@ def _upgrade_postgresql() -> None:
     # VALIDATE scans the table after the NOT VALID constraint has committed: SHARE UPDATE
     # EXCLUSIVE, reads and writes go on.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "order_items" VALIDATE CONSTRAINT "ck_order_items_amount"'))
+        op.execute(ddl.ValidateConstraint("order_items", "ck_order_items_amount"))
 
 
 def _upgrade_sqlite() -> None:

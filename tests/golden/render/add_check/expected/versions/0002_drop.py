@@ -7,7 +7,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0002"
 down_revision = "0001"
@@ -113,7 +113,7 @@ def _downgrade_postgresql() -> None:
     # VALIDATE scans the table after the NOT VALID constraint has committed: SHARE UPDATE
     # EXCLUSIVE, reads and writes go on.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "orders" VALIDATE CONSTRAINT "ck_orders_code"'))
+        op.execute(ddl.ValidateConstraint("orders", "ck_orders_code"))
 
 
 def _downgrade_sqlite() -> None:

@@ -9,7 +9,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0001"
 down_revision = "0000"
@@ -218,11 +218,9 @@ def _upgrade_postgresql() -> None:
     )
     # VALIDATE scans after the NOT VALID keys have committed: reads and writes go on.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "categories" VALIDATE CONSTRAINT "fk_categories_parent"'))
-        op.execute(sa.text('ALTER TABLE "products" VALIDATE CONSTRAINT "fk_products_category"'))
-        op.execute(
-            sa.text('ALTER TABLE "order_items" VALIDATE CONSTRAINT "fk_order_items_product"')
-        )
+        op.execute(ddl.ValidateConstraint("categories", "fk_categories_parent"))
+        op.execute(ddl.ValidateConstraint("products", "fk_products_category"))
+        op.execute(ddl.ValidateConstraint("order_items", "fk_order_items_product"))
 
 
 def _upgrade_sqlite() -> None:

@@ -7,7 +7,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0002"
 down_revision = "0001"
@@ -145,7 +145,7 @@ def _downgrade_postgresql() -> None:
     )
     # VALIDATE scans after the NOT VALID keys have committed: reads and writes go on.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "products" VALIDATE CONSTRAINT "fk_products_category"'))
+        op.execute(ddl.ValidateConstraint("products", "fk_products_category"))
 
 
 def _downgrade_sqlite() -> None:

@@ -8,7 +8,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0001"
 down_revision = "0000"
@@ -125,29 +125,27 @@ def _upgrade_postgresql() -> None:
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "uq_reviews_user_product")
-        op.execute(
-            sa.text(
-                'CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "uq_reviews_user_product" ON "reviews" ("user_id", "product")'
-            )
+        op.create_index(
+            "uq_reviews_user_product",
+            "reviews",
+            ["user_id", "product"],
+            unique=True,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "uq_users_handle")
-        op.execute(
-            sa.text(
-                'CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "uq_users_handle" ON "users" ("handle")'
-            )
+        op.create_index(
+            "uq_users_handle",
+            "users",
+            ["handle"],
+            unique=True,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
     runtime.queueing_lock_wait(op, True)
-    op.execute(
-        sa.text(
-            'ALTER TABLE "reviews" ADD CONSTRAINT "uq_reviews_user_product" UNIQUE USING INDEX "uq_reviews_user_product"'
-        )
-    )
-    op.execute(
-        sa.text(
-            'ALTER TABLE "users" ADD CONSTRAINT "uq_users_handle" UNIQUE USING INDEX "uq_users_handle"'
-        )
-    )
+    op.execute(ddl.AddUniqueUsingIndex("reviews", "uq_reviews_user_product"))
+    op.execute(ddl.AddUniqueUsingIndex("users", "uq_users_handle"))
 
 
 def _upgrade_sqlite() -> None:

@@ -7,7 +7,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0002"
 down_revision = "0001"
@@ -108,17 +108,16 @@ def _downgrade_postgresql() -> None:
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "uq_users_handle")
-        op.execute(
-            sa.text(
-                'CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "uq_users_handle" ON "users" ("handle")'
-            )
+        op.create_index(
+            "uq_users_handle",
+            "users",
+            ["handle"],
+            unique=True,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
     runtime.queueing_lock_wait(op, True)
-    op.execute(
-        sa.text(
-            'ALTER TABLE "users" ADD CONSTRAINT "uq_users_handle" UNIQUE USING INDEX "uq_users_handle"'
-        )
-    )
+    op.execute(ddl.AddUniqueUsingIndex("users", "uq_users_handle"))
 
 
 def _downgrade_sqlite() -> None:

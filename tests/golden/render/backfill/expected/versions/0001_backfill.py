@@ -10,7 +10,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0001"
 down_revision = "0000"
@@ -218,7 +218,7 @@ def _downgrade_postgresql() -> None:
             batch_size=2,
         )
     runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "products" DROP COLUMN IF EXISTS "list_price"'))
+    op.drop_column("products", "list_price", if_exists=True)
     runtime.unit(op, "backfills", "ROW EXCLUSIVE per batch", rewrites=False)
     # Batches commit one by one outside the change's transaction: what ran before is committed.
     with op.get_context().autocommit_block():

@@ -7,7 +7,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0001"
 down_revision = "0000"
@@ -192,52 +192,40 @@ def _upgrade_postgresql() -> None:
     )
     # VALIDATE scans after the NOT VALID keys have committed: reads and writes go on.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "returns" VALIDATE CONSTRAINT "fk_returns_item"'))
+        op.execute(ddl.ValidateConstraint("returns", "fk_returns_item"))
     runtime.unit(
         op,
         "swap_fk_actions",
         "ACCESS EXCLUSIVE on every table of the swap (brief; LOCK TABLE first, referencing tables before referenced ones), then SHARE UPDATE EXCLUSIVE to validate",
         rewrites=False,
     )
-    # One statement, one round trip: the four tables stay locked only while the server runs the
-    # swap, not for a dozen round trips, each of which a loaded machine can stretch. The
-    # tables are locked first, referencing tables before the ones they reference (the order an
-    # INSERT takes them), the runner's short lock_timeout shared among them (lock_timeout / N per
-    # table, so the whole LOCK TABLE waits at most lock_timeout while it holds the tables it got),
-    # then retried (generator.guard). Not NOWAIT: under steady traffic some transaction nearly
-    # always holds one of the tables, and a lock that never queues never gets its turn (the load
-    # test's 0004 downgrade gave up after 11 attempts). A re-run skips keys that already have the
-    # new action.
+    # One statement (generator.ddl.SwapForeignKeyActions, a DO block), one round trip: the tables
+    # stay locked only while the server runs the swap, not for a dozen round trips, each of which
+    # a loaded machine can stretch. The tables are locked first, referencing tables before the
+    # ones they reference (the order an INSERT takes them), the runner's short lock_timeout shared
+    # among them (lock_timeout / N per table, so the whole LOCK TABLE waits at most lock_timeout
+    # while it holds the tables it got), then retried (generator.guard). Not NOWAIT: under steady
+    # traffic some transaction nearly always holds one of the tables, and a lock that never queues
+    # never gets its turn (the load test's 0004 downgrade gave up after 11 attempts). Each key is
+    # added NOT VALID under a temporary name, the old one dropped, the new one renamed; a re-run
+    # skips keys that already have the new action.
     op.execute(
-        sa.text(
-            "DO $swap$\n"
-            "DECLARE\n"
-            "  wait_ms integer := (SELECT setting::integer FROM pg_settings WHERE name = 'lock_timeout');\n"
-            "BEGIN\n"
-            "  IF wait_ms > 0 THEN\n"
-            "    PERFORM set_config('lock_timeout', greatest(1, wait_ms / 2)::text || 'ms', true);\n"
-            "  END IF;\n"
-            '  LOCK TABLE "shipments", "order_items" IN ACCESS EXCLUSIVE MODE;\n'
-            "  IF wait_ms > 0 THEN\n"
-            "    PERFORM set_config('lock_timeout', wait_ms::text || 'ms', true);\n"
-            "  END IF;\n"
-            "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
-            "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
-            "      AND c.relname = 'shipments' AND con.conname = 'fk_shipments_item'\n"
-            "      AND con.contype = 'f' AND con.confdeltype = 'r') THEN\n"
-            '    ALTER TABLE "shipments" ADD CONSTRAINT "fk_shipments_item_swap"\n'
-            '      FOREIGN KEY ("order_id", "line") REFERENCES "order_items" ("order_id", "line")\n'
-            "      ON DELETE RESTRICT NOT VALID;\n"
-            '    ALTER TABLE "shipments" DROP CONSTRAINT "fk_shipments_item";\n'
-            '    ALTER TABLE "shipments" RENAME CONSTRAINT "fk_shipments_item_swap" TO "fk_shipments_item";\n'
-            "  END IF;\n"
-            "END\n"
-            "$swap$"
+        ddl.SwapForeignKeyActions(
+            [
+                ddl.NewAction(
+                    table="shipments",
+                    name="fk_shipments_item",
+                    columns=["order_id", "line"],
+                    ref_table="order_items",
+                    ref_columns=["order_id", "line"],
+                    on_delete="restrict",
+                ),
+            ]
         )
     )
     # VALIDATE runs after the swap has committed, so the locks above are held only briefly.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "shipments" VALIDATE CONSTRAINT "fk_shipments_item"'))
+        op.execute(ddl.ValidateConstraint("shipments", "fk_shipments_item"))
 
 
 def _upgrade_sqlite() -> None:
@@ -302,45 +290,33 @@ def _downgrade_postgresql() -> None:
         "ACCESS EXCLUSIVE on every table of the swap (brief; LOCK TABLE first, referencing tables before referenced ones), then SHARE UPDATE EXCLUSIVE to validate",
         rewrites=False,
     )
-    # One statement, one round trip: the four tables stay locked only while the server runs the
-    # swap, not for a dozen round trips, each of which a loaded machine can stretch. The
-    # tables are locked first, referencing tables before the ones they reference (the order an
-    # INSERT takes them), the runner's short lock_timeout shared among them (lock_timeout / N per
-    # table, so the whole LOCK TABLE waits at most lock_timeout while it holds the tables it got),
-    # then retried (generator.guard). Not NOWAIT: under steady traffic some transaction nearly
-    # always holds one of the tables, and a lock that never queues never gets its turn (the load
-    # test's 0004 downgrade gave up after 11 attempts). A re-run skips keys that already have the
-    # new action.
+    # One statement (generator.ddl.SwapForeignKeyActions, a DO block), one round trip: the tables
+    # stay locked only while the server runs the swap, not for a dozen round trips, each of which
+    # a loaded machine can stretch. The tables are locked first, referencing tables before the
+    # ones they reference (the order an INSERT takes them), the runner's short lock_timeout shared
+    # among them (lock_timeout / N per table, so the whole LOCK TABLE waits at most lock_timeout
+    # while it holds the tables it got), then retried (generator.guard). Not NOWAIT: under steady
+    # traffic some transaction nearly always holds one of the tables, and a lock that never queues
+    # never gets its turn (the load test's 0004 downgrade gave up after 11 attempts). Each key is
+    # added NOT VALID under a temporary name, the old one dropped, the new one renamed; a re-run
+    # skips keys that already have the new action.
     op.execute(
-        sa.text(
-            "DO $swap$\n"
-            "DECLARE\n"
-            "  wait_ms integer := (SELECT setting::integer FROM pg_settings WHERE name = 'lock_timeout');\n"
-            "BEGIN\n"
-            "  IF wait_ms > 0 THEN\n"
-            "    PERFORM set_config('lock_timeout', greatest(1, wait_ms / 2)::text || 'ms', true);\n"
-            "  END IF;\n"
-            '  LOCK TABLE "shipments", "order_items" IN ACCESS EXCLUSIVE MODE;\n'
-            "  IF wait_ms > 0 THEN\n"
-            "    PERFORM set_config('lock_timeout', wait_ms::text || 'ms', true);\n"
-            "  END IF;\n"
-            "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
-            "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
-            "      AND c.relname = 'shipments' AND con.conname = 'fk_shipments_item'\n"
-            "      AND con.contype = 'f' AND con.confdeltype = 'c') THEN\n"
-            '    ALTER TABLE "shipments" ADD CONSTRAINT "fk_shipments_item_swap"\n'
-            '      FOREIGN KEY ("order_id", "line") REFERENCES "order_items" ("order_id", "line")\n'
-            "      ON DELETE CASCADE NOT VALID;\n"
-            '    ALTER TABLE "shipments" DROP CONSTRAINT "fk_shipments_item";\n'
-            '    ALTER TABLE "shipments" RENAME CONSTRAINT "fk_shipments_item_swap" TO "fk_shipments_item";\n'
-            "  END IF;\n"
-            "END\n"
-            "$swap$"
+        ddl.SwapForeignKeyActions(
+            [
+                ddl.NewAction(
+                    table="shipments",
+                    name="fk_shipments_item",
+                    columns=["order_id", "line"],
+                    ref_table="order_items",
+                    ref_columns=["order_id", "line"],
+                    on_delete="cascade",
+                ),
+            ]
         )
     )
     # VALIDATE runs after the swap has committed, so the locks above are held only briefly.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "shipments" VALIDATE CONSTRAINT "fk_shipments_item"'))
+        op.execute(ddl.ValidateConstraint("shipments", "fk_shipments_item"))
     runtime.unit(op, "drop_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.drop_constraint("fk_returns_item", "returns", type_="foreignkey", if_exists=True)
 

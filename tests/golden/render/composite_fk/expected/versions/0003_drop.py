@@ -7,7 +7,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0003"
 down_revision = "0002"
@@ -148,7 +148,7 @@ def _downgrade_postgresql() -> None:
     )
     # VALIDATE scans after the NOT VALID keys have committed: reads and writes go on.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "returns" VALIDATE CONSTRAINT "fk_returns_item"'))
+        op.execute(ddl.ValidateConstraint("returns", "fk_returns_item"))
 
 
 def _downgrade_sqlite() -> None:

@@ -7,7 +7,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0001"
 down_revision = "0000"
@@ -136,17 +136,16 @@ def _downgrade_postgresql() -> None:
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "authors_email_key")
-        op.execute(
-            sa.text(
-                'CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "authors_email_key" ON "authors" ("email")'
-            )
+        op.create_index(
+            "authors_email_key",
+            "authors",
+            ["email"],
+            unique=True,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
     runtime.queueing_lock_wait(op, True)
-    op.execute(
-        sa.text(
-            'ALTER TABLE "authors" ADD CONSTRAINT "authors_email_key" UNIQUE USING INDEX "authors_email_key"'
-        )
-    )
+    op.execute(ddl.AddUniqueUsingIndex("authors", "authors_email_key"))
     runtime.unit(
         op,
         "validated_checks",
@@ -160,7 +159,7 @@ def _downgrade_postgresql() -> None:
     # VALIDATE scans the table after the NOT VALID constraint has committed: SHARE UPDATE
     # EXCLUSIVE, reads and writes go on.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "books" VALIDATE CONSTRAINT "books_pages_check"'))
+        op.execute(ddl.ValidateConstraint("books", "books_pages_check"))
 
 
 def _downgrade_sqlite() -> None:

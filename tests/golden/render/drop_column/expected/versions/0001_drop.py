@@ -10,7 +10,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0001"
 down_revision = "0000"
@@ -114,7 +114,9 @@ def _upgrade_postgresql() -> None:
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_items_price"'))
+        op.drop_index(
+            "ix_items_price", table_name="items", postgresql_concurrently=True, if_exists=True
+        )
     runtime.unit(op, "set_column_aside", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column("items", "price", new_column_name="_dropped_0001_price")
     op.execute(
@@ -126,11 +128,13 @@ def _upgrade_postgresql() -> None:
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_items_noted"'))
+        op.drop_index(
+            "ix_items_noted", table_name="items", postgresql_concurrently=True, if_exists=True
+        )
     runtime.unit(op, "set_column_aside", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column("items", "note", new_column_name="_dropped_0001_note")
     runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "items" DROP COLUMN IF EXISTS "legacy"'))
+    op.drop_column("items", "legacy", if_exists=True)
     runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.execute(sa.text('ALTER TABLE "items"\n    ALTER COLUMN "name" TYPE varchar(40)'))
 
@@ -205,10 +209,14 @@ def _downgrade_postgresql() -> None:
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_items_noted")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_items_noted" ON "items" ("id") WHERE "note" IS NOT NULL'
-            )
+        op.create_index(
+            "ix_items_noted",
+            "items",
+            ["id"],
+            unique=False,
+            postgresql_where=sa.text('"note" IS NOT NULL'),
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
     runtime.unit(
         op,
@@ -227,18 +235,21 @@ def _downgrade_postgresql() -> None:
     )
     # VALIDATE scans after the NOT VALID check has committed: reads and writes go on.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "items" VALIDATE CONSTRAINT "items_price_notnull"'))
-    op.execute(sa.text('ALTER TABLE "items" ALTER COLUMN "price" SET NOT NULL'))
-    op.execute(sa.text('ALTER TABLE "items" DROP CONSTRAINT IF EXISTS "items_price_notnull"'))
+        op.execute(ddl.ValidateConstraint("items", "items_price_notnull"))
+    op.alter_column("items", "price", nullable=False)
+    op.drop_constraint("items_price_notnull", "items", type_="check", if_exists=True)
     runtime.unit(op, "concurrent_indexes", "SHARE UPDATE EXCLUSIVE", rewrites=False)
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_items_price")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_items_price" ON "items" ("price", "name")'
-            )
+        op.create_index(
+            "ix_items_price",
+            "items",
+            ["price", "name"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
 
 

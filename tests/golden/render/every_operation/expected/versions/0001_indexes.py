@@ -7,7 +7,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0001"
 down_revision = "0000"
@@ -134,20 +134,29 @@ def _upgrade_postgresql() -> None:
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_trades_price"'))
+        op.drop_index(
+            "ix_trades_price", table_name="trades", postgresql_concurrently=True, if_exists=True
+        )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_trades_venue_price")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_trades_venue_price" ON "trades" ("venue_id", "price")'
-            )
+        op.create_index(
+            "ix_trades_venue_price",
+            "trades",
+            ["venue_id", "price"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_trades_unpriced_note")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_trades_unpriced_note" ON "trades" ("note") WHERE "note" IS NOT NULL AND "size" IS NULL'
-            )
+        op.create_index(
+            "ix_trades_unpriced_note",
+            "trades",
+            ["note"],
+            unique=False,
+            postgresql_where=sa.text('"note" IS NOT NULL AND "size" IS NULL'),
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
 
 
@@ -173,15 +182,28 @@ def _downgrade_postgresql() -> None:
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_trades_unpriced_note"'))
+        op.drop_index(
+            "ix_trades_unpriced_note",
+            table_name="trades",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_trades_venue_price"'))
+        op.drop_index(
+            "ix_trades_venue_price",
+            table_name="trades",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_trades_price")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_trades_price" ON "trades" ("price")'
-            )
+        op.create_index(
+            "ix_trades_price",
+            "trades",
+            ["price"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
 
 

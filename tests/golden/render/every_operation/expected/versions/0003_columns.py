@@ -7,7 +7,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0003"
 down_revision = "0002"
@@ -98,10 +98,13 @@ def _upgrade_postgresql() -> None:
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_trades_deleted_at")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_trades_deleted_at" ON "trades" ("deleted_at")'
-            )
+        op.create_index(
+            "ix_trades_deleted_at",
+            "trades",
+            ["deleted_at"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
 
 
@@ -153,11 +156,16 @@ def _downgrade_postgresql() -> None:
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_trades_deleted_at"'))
+        op.drop_index(
+            "ix_trades_deleted_at",
+            table_name="trades",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
     runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "trades" DROP COLUMN IF EXISTS "recorded_at"'))
+    op.drop_column("trades", "recorded_at", if_exists=True)
     runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "trades" DROP COLUMN IF EXISTS "deleted_at"'))
+    op.drop_column("trades", "deleted_at", if_exists=True)
 
 
 def _downgrade_sqlite() -> None:

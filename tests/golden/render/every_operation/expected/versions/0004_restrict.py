@@ -7,7 +7,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0004"
 down_revision = "0003"
@@ -140,45 +140,33 @@ def _upgrade_postgresql() -> None:
         "ACCESS EXCLUSIVE on every table of the swap (brief; LOCK TABLE first, referencing tables before referenced ones), then SHARE UPDATE EXCLUSIVE to validate",
         rewrites=False,
     )
-    # One statement, one round trip: the four tables stay locked only while the server runs the
-    # swap, not for a dozen round trips, each of which a loaded machine can stretch. The
-    # tables are locked first, referencing tables before the ones they reference (the order an
-    # INSERT takes them), the runner's short lock_timeout shared among them (lock_timeout / N per
-    # table, so the whole LOCK TABLE waits at most lock_timeout while it holds the tables it got),
-    # then retried (generator.guard). Not NOWAIT: under steady traffic some transaction nearly
-    # always holds one of the tables, and a lock that never queues never gets its turn (the load
-    # test's 0004 downgrade gave up after 11 attempts). A re-run skips keys that already have the
-    # new action.
+    # One statement (generator.ddl.SwapForeignKeyActions, a DO block), one round trip: the tables
+    # stay locked only while the server runs the swap, not for a dozen round trips, each of which
+    # a loaded machine can stretch. The tables are locked first, referencing tables before the
+    # ones they reference (the order an INSERT takes them), the runner's short lock_timeout shared
+    # among them (lock_timeout / N per table, so the whole LOCK TABLE waits at most lock_timeout
+    # while it holds the tables it got), then retried (generator.guard). Not NOWAIT: under steady
+    # traffic some transaction nearly always holds one of the tables, and a lock that never queues
+    # never gets its turn (the load test's 0004 downgrade gave up after 11 attempts). Each key is
+    # added NOT VALID under a temporary name, the old one dropped, the new one renamed; a re-run
+    # skips keys that already have the new action.
     op.execute(
-        sa.text(
-            "DO $swap$\n"
-            "DECLARE\n"
-            "  wait_ms integer := (SELECT setting::integer FROM pg_settings WHERE name = 'lock_timeout');\n"
-            "BEGIN\n"
-            "  IF wait_ms > 0 THEN\n"
-            "    PERFORM set_config('lock_timeout', greatest(1, wait_ms / 2)::text || 'ms', true);\n"
-            "  END IF;\n"
-            '  LOCK TABLE "trades", "venues" IN ACCESS EXCLUSIVE MODE;\n'
-            "  IF wait_ms > 0 THEN\n"
-            "    PERFORM set_config('lock_timeout', wait_ms::text || 'ms', true);\n"
-            "  END IF;\n"
-            "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
-            "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
-            "      AND c.relname = 'trades' AND con.conname = 'fk_trades_venue_id_venues'\n"
-            "      AND con.contype = 'f' AND con.confdeltype = 'r') THEN\n"
-            '    ALTER TABLE "trades" ADD CONSTRAINT "fk_trades_venue_id_venues_swap"\n'
-            '      FOREIGN KEY ("venue_id") REFERENCES "venues" ("id")\n'
-            "      ON DELETE RESTRICT NOT VALID;\n"
-            '    ALTER TABLE "trades" DROP CONSTRAINT "fk_trades_venue_id_venues";\n'
-            '    ALTER TABLE "trades" RENAME CONSTRAINT "fk_trades_venue_id_venues_swap" TO "fk_trades_venue_id_venues";\n'
-            "  END IF;\n"
-            "END\n"
-            "$swap$"
+        ddl.SwapForeignKeyActions(
+            [
+                ddl.NewAction(
+                    table="trades",
+                    name="fk_trades_venue_id_venues",
+                    columns=["venue_id"],
+                    ref_table="venues",
+                    ref_columns=["id"],
+                    on_delete="restrict",
+                ),
+            ]
         )
     )
     # VALIDATE runs after the swap has committed, so the locks above are held only briefly.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "trades" VALIDATE CONSTRAINT "fk_trades_venue_id_venues"'))
+        op.execute(ddl.ValidateConstraint("trades", "fk_trades_venue_id_venues"))
 
 
 def _upgrade_sqlite() -> None:
@@ -234,45 +222,33 @@ def _downgrade_postgresql() -> None:
         "ACCESS EXCLUSIVE on every table of the swap (brief; LOCK TABLE first, referencing tables before referenced ones), then SHARE UPDATE EXCLUSIVE to validate",
         rewrites=False,
     )
-    # One statement, one round trip: the four tables stay locked only while the server runs the
-    # swap, not for a dozen round trips, each of which a loaded machine can stretch. The
-    # tables are locked first, referencing tables before the ones they reference (the order an
-    # INSERT takes them), the runner's short lock_timeout shared among them (lock_timeout / N per
-    # table, so the whole LOCK TABLE waits at most lock_timeout while it holds the tables it got),
-    # then retried (generator.guard). Not NOWAIT: under steady traffic some transaction nearly
-    # always holds one of the tables, and a lock that never queues never gets its turn (the load
-    # test's 0004 downgrade gave up after 11 attempts). A re-run skips keys that already have the
-    # new action.
+    # One statement (generator.ddl.SwapForeignKeyActions, a DO block), one round trip: the tables
+    # stay locked only while the server runs the swap, not for a dozen round trips, each of which
+    # a loaded machine can stretch. The tables are locked first, referencing tables before the
+    # ones they reference (the order an INSERT takes them), the runner's short lock_timeout shared
+    # among them (lock_timeout / N per table, so the whole LOCK TABLE waits at most lock_timeout
+    # while it holds the tables it got), then retried (generator.guard). Not NOWAIT: under steady
+    # traffic some transaction nearly always holds one of the tables, and a lock that never queues
+    # never gets its turn (the load test's 0004 downgrade gave up after 11 attempts). Each key is
+    # added NOT VALID under a temporary name, the old one dropped, the new one renamed; a re-run
+    # skips keys that already have the new action.
     op.execute(
-        sa.text(
-            "DO $swap$\n"
-            "DECLARE\n"
-            "  wait_ms integer := (SELECT setting::integer FROM pg_settings WHERE name = 'lock_timeout');\n"
-            "BEGIN\n"
-            "  IF wait_ms > 0 THEN\n"
-            "    PERFORM set_config('lock_timeout', greatest(1, wait_ms / 2)::text || 'ms', true);\n"
-            "  END IF;\n"
-            '  LOCK TABLE "trades", "venues" IN ACCESS EXCLUSIVE MODE;\n'
-            "  IF wait_ms > 0 THEN\n"
-            "    PERFORM set_config('lock_timeout', wait_ms::text || 'ms', true);\n"
-            "  END IF;\n"
-            "  IF NOT EXISTS (SELECT 1 FROM pg_constraint AS con JOIN pg_class AS c ON c.oid = con.conrelid\n"
-            "      JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()\n"
-            "      AND c.relname = 'trades' AND con.conname = 'fk_trades_venue_id_venues'\n"
-            "      AND con.contype = 'f' AND con.confdeltype = 'c') THEN\n"
-            '    ALTER TABLE "trades" ADD CONSTRAINT "fk_trades_venue_id_venues_swap"\n'
-            '      FOREIGN KEY ("venue_id") REFERENCES "venues" ("id")\n'
-            "      ON DELETE CASCADE NOT VALID;\n"
-            '    ALTER TABLE "trades" DROP CONSTRAINT "fk_trades_venue_id_venues";\n'
-            '    ALTER TABLE "trades" RENAME CONSTRAINT "fk_trades_venue_id_venues_swap" TO "fk_trades_venue_id_venues";\n'
-            "  END IF;\n"
-            "END\n"
-            "$swap$"
+        ddl.SwapForeignKeyActions(
+            [
+                ddl.NewAction(
+                    table="trades",
+                    name="fk_trades_venue_id_venues",
+                    columns=["venue_id"],
+                    ref_table="venues",
+                    ref_columns=["id"],
+                    on_delete="cascade",
+                ),
+            ]
         )
     )
     # VALIDATE runs after the swap has committed, so the locks above are held only briefly.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "trades" VALIDATE CONSTRAINT "fk_trades_venue_id_venues"'))
+        op.execute(ddl.ValidateConstraint("trades", "fk_trades_venue_id_venues"))
 
 
 def _downgrade_sqlite() -> None:

@@ -7,7 +7,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0001"
 down_revision = "0000"
@@ -187,24 +187,35 @@ def _upgrade_postgresql() -> None:
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ux_users_lower_email")
-        op.execute(
-            sa.text(
-                'CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "ux_users_lower_email" ON "users" ((lower("email")))'
-            )
+        op.create_index(
+            "ux_users_lower_email",
+            "users",
+            [sa.text('(lower("email"))')],
+            unique=True,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_users_tenant_name")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_users_tenant_name" ON "users" ("tenant_id", (upper("name")) DESC) INCLUDE ("email")'
-            )
+        op.create_index(
+            "ix_users_tenant_name",
+            "users",
+            ["tenant_id", sa.text('(upper("name")) DESC')],
+            unique=False,
+            postgresql_include=["email"],
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_users_nick")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_users_nick" ON "users" ((coalesce("nickname", \'it\'\'s\')), (length("name"))) WHERE "active"'
-            )
+        op.create_index(
+            "ix_users_nick",
+            "users",
+            [sa.text("(coalesce(\"nickname\", 'it''s'))"), sa.text('(length("name"))')],
+            unique=False,
+            postgresql_where=sa.text('"active"'),
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
     runtime.unit(op, "create_index", "SHARE", rewrites=False)
     op.create_index(
@@ -214,7 +225,9 @@ def _upgrade_postgresql() -> None:
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_tags_pinned"'))
+        op.drop_index(
+            "ix_tags_pinned", table_name="tags", postgresql_concurrently=True, if_exists=True
+        )
 
 
 def _upgrade_sqlite() -> None:
@@ -251,10 +264,13 @@ def _downgrade_postgresql() -> None:
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_tags_pinned")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_tags_pinned" ON "tags" ((coalesce("pinned", FALSE)), "id" DESC)'
-            )
+        op.create_index(
+            "ix_tags_pinned",
+            "tags",
+            [sa.text('(coalesce("pinned", FALSE))'), sa.text('"id" DESC')],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
     runtime.unit(op, "drop_index", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.drop_index("ix_users_tenant_or_zero", table_name="users")
@@ -262,11 +278,17 @@ def _downgrade_postgresql() -> None:
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_users_nick"'))
+        op.drop_index(
+            "ix_users_nick", table_name="users", postgresql_concurrently=True, if_exists=True
+        )
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_users_tenant_name"'))
+        op.drop_index(
+            "ix_users_tenant_name", table_name="users", postgresql_concurrently=True, if_exists=True
+        )
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ux_users_lower_email"'))
+        op.drop_index(
+            "ux_users_lower_email", table_name="users", postgresql_concurrently=True, if_exists=True
+        )
 
 
 def _downgrade_sqlite() -> None:

@@ -7,7 +7,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0002"
 down_revision = "0001"
@@ -136,7 +136,9 @@ def _upgrade_postgresql() -> None:
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_users_nick"'))
+        op.drop_index(
+            "ix_users_nick", table_name="users", postgresql_concurrently=True, if_exists=True
+        )
     runtime.unit(op, "set_column_aside", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column("users", "nickname", new_column_name="_dropped_0002_nickname")
 
@@ -162,10 +164,14 @@ def _downgrade_postgresql() -> None:
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_users_nick")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_users_nick" ON "users" ((coalesce("nickname", \'it\'\'s\')), (length("name"))) WHERE "active"'
-            )
+        op.create_index(
+            "ix_users_nick",
+            "users",
+            [sa.text("(coalesce(\"nickname\", 'it''s'))"), sa.text('(length("name"))')],
+            unique=False,
+            postgresql_where=sa.text('"active"'),
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
     runtime.unit(op, "rename_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.alter_column("tags", "title", new_column_name="label")

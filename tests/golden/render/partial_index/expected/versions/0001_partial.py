@@ -7,7 +7,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0001"
 down_revision = "0000"
@@ -263,52 +263,85 @@ def _upgrade_postgresql() -> None:
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_orders_pending")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_orders_pending" ON "orders" ("id") WHERE "status" = \'pending\''
-            )
+        op.create_index(
+            "ix_orders_pending",
+            "orders",
+            ["id"],
+            unique=False,
+            postgresql_where=sa.text("\"status\" = 'pending'"),
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_orders_live_qty")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_orders_live_qty" ON "orders" ("qty") WHERE "deleted_at" IS NULL AND "qty" > 0'
-            )
+        op.create_index(
+            "ix_orders_live_qty",
+            "orders",
+            ["qty"],
+            unique=False,
+            postgresql_where=sa.text('"deleted_at" IS NULL AND "qty" > 0'),
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_orders_open_note")
-        op.execute(
-            sa.text(
-                'CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "ix_orders_open_note" ON "orders" ("note") WHERE "note" <> \'x\' AND "price" >= -2.5 AND "qty" < -3 AND "status" COLLATE "C" < \'m\''
-            )
+        op.create_index(
+            "ix_orders_open_note",
+            "orders",
+            ["note"],
+            unique=True,
+            postgresql_where=sa.text(
+                '"note" <> \'x\' AND "price" >= -2.5 AND "qty" < -3 AND "status" COLLATE "C" < \'m\''
+            ),
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_orders_listed")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_orders_listed" ON "orders" ("id") WHERE ("status" = \'pending\' OR "status" = \'open\') AND ("qty" <> 0 AND "qty" <> -1 AND "qty" <> 3000000000) AND ("price" = 1.5 OR "price" = 2 OR NOT "active")'
-            )
+        op.create_index(
+            "ix_orders_listed",
+            "orders",
+            ["id"],
+            unique=False,
+            postgresql_where=sa.text(
+                '("status" = \'pending\' OR "status" = \'open\') AND ("qty" <> 0 AND "qty" <> -1 AND "qty" <> 3000000000) AND ("price" = 1.5 OR "price" = 2 OR NOT "active")'
+            ),
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_orders_folded")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_orders_folded" ON "orders" ("id") WHERE lower("status" COLLATE "C") = \'pending\' AND char_length("note") > 3 AND \'M\' COLLATE "C" > upper("note" COLLATE "C")'
-            )
+        op.create_index(
+            "ix_orders_folded",
+            "orders",
+            ["id"],
+            unique=False,
+            postgresql_where=sa.text(
+                'lower("status" COLLATE "C") = \'pending\' AND char_length("note") > 3 AND \'M\' COLLATE "C" > upper("note" COLLATE "C")'
+            ),
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_orders_recent")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_orders_recent" ON "orders" ("price" DESC, "id")'
-            )
+        op.create_index(
+            "ix_orders_recent",
+            "orders",
+            [sa.text('"price" DESC'), "id"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
         runtime.queueing_lock_wait(op, False)
         runtime.drop_invalid_index(op, "ix_orders_active_cover")
-        op.execute(
-            sa.text(
-                'CREATE INDEX CONCURRENTLY IF NOT EXISTS "ix_orders_active_cover" ON "orders" ("active") INCLUDE ("status", "note")'
-            )
+        op.create_index(
+            "ix_orders_active_cover",
+            "orders",
+            ["active"],
+            unique=False,
+            postgresql_include=["status", "note"],
+            postgresql_concurrently=True,
+            if_not_exists=True,
         )
 
 
@@ -372,19 +405,36 @@ def _downgrade_postgresql() -> None:
     # CONCURRENTLY cannot run in a transaction: what ran before this block is committed first.
     with op.get_context().autocommit_block():
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_active_cover"'))
+        op.drop_index(
+            "ix_orders_active_cover",
+            table_name="orders",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_recent"'))
+        op.drop_index(
+            "ix_orders_recent", table_name="orders", postgresql_concurrently=True, if_exists=True
+        )
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_folded"'))
+        op.drop_index(
+            "ix_orders_folded", table_name="orders", postgresql_concurrently=True, if_exists=True
+        )
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_listed"'))
+        op.drop_index(
+            "ix_orders_listed", table_name="orders", postgresql_concurrently=True, if_exists=True
+        )
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_open_note"'))
+        op.drop_index(
+            "ix_orders_open_note", table_name="orders", postgresql_concurrently=True, if_exists=True
+        )
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_live_qty"'))
+        op.drop_index(
+            "ix_orders_live_qty", table_name="orders", postgresql_concurrently=True, if_exists=True
+        )
         runtime.queueing_lock_wait(op, True)
-        op.execute(sa.text('DROP INDEX CONCURRENTLY IF EXISTS "ix_orders_pending"'))
+        op.drop_index(
+            "ix_orders_pending", table_name="orders", postgresql_concurrently=True, if_exists=True
+        )
 
 
 def _downgrade_sqlite() -> None:

@@ -7,7 +7,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0001"
 down_revision = "0000"
@@ -137,9 +137,9 @@ def _downgrade_postgresql() -> None:
     )
     # VALIDATE scans after the NOT VALID check has committed: reads and writes go on.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "items" VALIDATE CONSTRAINT "items_price_notnull"'))
-    op.execute(sa.text('ALTER TABLE "items" ALTER COLUMN "price" SET NOT NULL'))
-    op.execute(sa.text('ALTER TABLE "items" DROP CONSTRAINT IF EXISTS "items_price_notnull"'))
+        op.execute(ddl.ValidateConstraint("items", "items_price_notnull"))
+    op.alter_column("items", "price", nullable=False)
+    op.drop_constraint("items_price_notnull", "items", type_="check", if_exists=True)
 
 
 def _downgrade_sqlite() -> None:

@@ -10,7 +10,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0001"
 down_revision = "0000"
@@ -47,21 +47,15 @@ def _upgrade_postgresql() -> None:
     runtime.timeouts(op, "5s", "30min")
     runtime.unit(op, "rename_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("accounts", "customers")
-    op.execute(sa.text('ALTER TABLE "customers" RENAME CONSTRAINT "pk_accounts" TO "pk_customers"'))
+    op.execute(ddl.RenameConstraint("customers", "pk_accounts", "pk_customers"))
+    op.execute(ddl.RenameConstraint("customers", "uq_accounts_email", "uq_customers_email"))
     op.execute(
-        sa.text(
-            'ALTER TABLE "customers" RENAME CONSTRAINT "uq_accounts_email" TO "uq_customers_email"'
+        ddl.RenameConstraint(
+            "orders", "fk_orders_account_id_accounts", "fk_orders_account_id_customers"
         )
     )
-    op.execute(
-        sa.text(
-            'ALTER TABLE "orders" RENAME CONSTRAINT "fk_orders_account_id_accounts" TO "fk_orders_account_id_customers"'
-        )
-    )
-    op.execute(
-        sa.text('ALTER INDEX "accounts_by_email_closed" RENAME TO "customers_by_email_closed"')
-    )
-    op.execute(sa.text('ALTER INDEX "ix_accounts_closed" RENAME TO "ix_customers_closed"'))
+    op.execute(ddl.RenameIndex("accounts_by_email_closed", "customers_by_email_closed"))
+    op.execute(ddl.RenameIndex("ix_accounts_closed", "ix_customers_closed"))
     runtime.unit(op, "rename_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("orders", "purchases")
     runtime.unit(op, "add_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
@@ -119,26 +113,20 @@ def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
     runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "purchases" DROP COLUMN IF EXISTS "note"'))
+    op.drop_column("purchases", "note", if_exists=True)
     runtime.unit(op, "rename_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("purchases", "orders")
     runtime.unit(op, "rename_table", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     op.rename_table("customers", "accounts")
-    op.execute(sa.text('ALTER TABLE "accounts" RENAME CONSTRAINT "pk_customers" TO "pk_accounts"'))
+    op.execute(ddl.RenameConstraint("accounts", "pk_customers", "pk_accounts"))
+    op.execute(ddl.RenameConstraint("accounts", "uq_customers_email", "uq_accounts_email"))
     op.execute(
-        sa.text(
-            'ALTER TABLE "accounts" RENAME CONSTRAINT "uq_customers_email" TO "uq_accounts_email"'
+        ddl.RenameConstraint(
+            "orders", "fk_orders_account_id_customers", "fk_orders_account_id_accounts"
         )
     )
-    op.execute(
-        sa.text(
-            'ALTER TABLE "orders" RENAME CONSTRAINT "fk_orders_account_id_customers" TO "fk_orders_account_id_accounts"'
-        )
-    )
-    op.execute(
-        sa.text('ALTER INDEX "customers_by_email_closed" RENAME TO "accounts_by_email_closed"')
-    )
-    op.execute(sa.text('ALTER INDEX "ix_customers_closed" RENAME TO "ix_accounts_closed"'))
+    op.execute(ddl.RenameIndex("customers_by_email_closed", "accounts_by_email_closed"))
+    op.execute(ddl.RenameIndex("ix_customers_closed", "ix_accounts_closed"))
 
 
 def _downgrade_sqlite() -> None:

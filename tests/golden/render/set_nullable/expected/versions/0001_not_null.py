@@ -8,7 +8,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0001"
 down_revision = "0000"
@@ -193,22 +193,16 @@ def _upgrade_postgresql() -> None:
     # VALIDATE scans after the NOT VALID check has committed (SHARE UPDATE EXCLUSIVE: reads and
     # writes go on); SET NOT NULL then finds the valid check and skips its own scan.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "customers" VALIDATE CONSTRAINT "customers_email_notnull"'))
-        op.execute(
-            sa.text('ALTER TABLE "customers" VALIDATE CONSTRAINT "customers_country_notnull"')
-        )
-    op.execute(sa.text('ALTER TABLE "customers" ALTER COLUMN "email" SET NOT NULL'))
-    op.execute(
-        sa.text('ALTER TABLE "customers" DROP CONSTRAINT IF EXISTS "customers_email_notnull"')
-    )
-    op.execute(sa.text('ALTER TABLE "customers" ALTER COLUMN "country" SET NOT NULL'))
-    op.execute(
-        sa.text('ALTER TABLE "customers" DROP CONSTRAINT IF EXISTS "customers_country_notnull"')
-    )
+        op.execute(ddl.ValidateConstraint("customers", "customers_email_notnull"))
+        op.execute(ddl.ValidateConstraint("customers", "customers_country_notnull"))
+    op.alter_column("customers", "email", nullable=False)
+    op.drop_constraint("customers_email_notnull", "customers", type_="check", if_exists=True)
+    op.alter_column("customers", "country", nullable=False)
+    op.drop_constraint("customers_country_notnull", "customers", type_="check", if_exists=True)
     op.execute(sa.text('DROP TRIGGER IF EXISTS "filled_0001_customers_country" ON "customers"'))
     op.execute(sa.text('DROP FUNCTION IF EXISTS schemagen."filled_0001_customers_country"()'))
     runtime.unit(op, "set_nullable", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "customers" ALTER COLUMN "score" DROP NOT NULL'))
+    op.alter_column("customers", "score", nullable=True)
 
 
 def _upgrade_sqlite() -> None:
@@ -310,11 +304,9 @@ def _downgrade_postgresql() -> None:
     # VALIDATE scans after the NOT VALID check has committed (SHARE UPDATE EXCLUSIVE: reads and
     # writes go on); SET NOT NULL then finds the valid check and skips its own scan.
     with op.get_context().autocommit_block():
-        op.execute(sa.text('ALTER TABLE "customers" VALIDATE CONSTRAINT "customers_score_notnull"'))
-    op.execute(sa.text('ALTER TABLE "customers" ALTER COLUMN "score" SET NOT NULL'))
-    op.execute(
-        sa.text('ALTER TABLE "customers" DROP CONSTRAINT IF EXISTS "customers_score_notnull"')
-    )
+        op.execute(ddl.ValidateConstraint("customers", "customers_score_notnull"))
+    op.alter_column("customers", "score", nullable=False)
+    op.drop_constraint("customers_score_notnull", "customers", type_="check", if_exists=True)
     runtime.unit(op, "restored_nulls", "ACCESS EXCLUSIVE (brief)", rewrites=False)
     # DROP NOT NULL commits by itself (a brief ACCESS EXCLUSIVE), so the change's transaction
     # holds no ACCESS EXCLUSIVE lock of it while the kept rows are set back to NULL (row locks;
@@ -337,9 +329,9 @@ def _downgrade_postgresql() -> None:
             "    AND \"country\" = 'ZZ'"
         )
     )
-    op.execute(sa.text('DROP TABLE IF EXISTS "filled_0001_customers_country"'))
+    op.drop_table("filled_0001_customers_country", if_exists=True)
     runtime.unit(op, "set_nullable", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "customers" ALTER COLUMN "email" DROP NOT NULL'))
+    op.alter_column("customers", "email", nullable=True)
 
 
 def _downgrade_sqlite() -> None:
@@ -390,7 +382,7 @@ def _downgrade_sqlite() -> None:
             "    AND \"country\" = 'ZZ'"
         )
     )
-    op.execute(sa.text('DROP TABLE IF EXISTS "filled_0001_customers_country"'))
+    op.drop_table("filled_0001_customers_country", if_exists=True)
     runtime.unit(op, "recreate_table", "database write lock", rewrites=True)
     with op.batch_alter_table(
         "customers",

@@ -7,7 +7,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0001"
 down_revision = "0000"
@@ -83,7 +83,7 @@ def _downgrade_postgresql() -> None:
     runtime.unit(op, "sql", "unknown (raw SQL)", rewrites=False)
     op.execute(sa.text("DROP VIEW open_accounts"))
     runtime.unit(op, "drop_column", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(sa.text('ALTER TABLE "accounts" DROP COLUMN IF EXISTS "note"'))
+    op.drop_column("accounts", "note", if_exists=True)
 
 
 def _downgrade_sqlite() -> None:

@@ -9,7 +9,7 @@
 import sqlalchemy as sa
 from alembic import op
 
-from generator import runtime
+from generator import ddl, runtime
 
 revision = "0001"
 down_revision = "0000"
@@ -273,25 +273,19 @@ def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
     runtime.unit(op, "release_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(
-        sa.text(
-            'ALTER TABLE "accounts" DROP CONSTRAINT IF EXISTS "fk_accounts_referrer_id_accounts"'
-        )
+    op.drop_constraint(
+        "fk_accounts_referrer_id_accounts", "accounts", type_="foreignkey", if_exists=True
     )
     runtime.unit(op, "release_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(
-        sa.text(
-            'ALTER TABLE "profiles" DROP CONSTRAINT IF EXISTS "fk_profiles_account_id_accounts"'
-        )
+    op.drop_constraint(
+        "fk_profiles_account_id_accounts", "profiles", type_="foreignkey", if_exists=True
     )
     runtime.unit(op, "release_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(
-        sa.text('ALTER TABLE "orders" DROP CONSTRAINT IF EXISTS "fk_orders_account_id_accounts"')
+    op.drop_constraint(
+        "fk_orders_account_id_accounts", "orders", type_="foreignkey", if_exists=True
     )
     runtime.unit(op, "release_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.execute(
-        sa.text('ALTER TABLE "notes" DROP CONSTRAINT IF EXISTS "fk_notes_profile_id_profiles"')
-    )
+    op.drop_constraint("fk_notes_profile_id_profiles", "notes", type_="foreignkey", if_exists=True)
     runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
     op.execute(
         sa.text(
@@ -377,22 +371,14 @@ def _upgrade_postgresql() -> None:
     )
     # VALIDATE scans after the NOT VALID keys have committed: reads and writes go on.
     with op.get_context().autocommit_block():
-        op.execute(
-            sa.text('ALTER TABLE "accounts" VALIDATE CONSTRAINT "fk_accounts_referrer_id_accounts"')
-        )
-        op.execute(
-            sa.text('ALTER TABLE "profiles" VALIDATE CONSTRAINT "fk_profiles_account_id_accounts"')
-        )
-        op.execute(
-            sa.text('ALTER TABLE "orders" VALIDATE CONSTRAINT "fk_orders_account_id_accounts"')
-        )
-        op.execute(
-            sa.text('ALTER TABLE "notes" VALIDATE CONSTRAINT "fk_notes_profile_id_profiles"')
-        )
+        op.execute(ddl.ValidateConstraint("accounts", "fk_accounts_referrer_id_accounts"))
+        op.execute(ddl.ValidateConstraint("profiles", "fk_profiles_account_id_accounts"))
+        op.execute(ddl.ValidateConstraint("orders", "fk_orders_account_id_accounts"))
+        op.execute(ddl.ValidateConstraint("notes", "fk_notes_profile_id_profiles"))
     runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
     op.execute(sa.text('ALTER TABLE "tags"\n    ALTER COLUMN "id" TYPE bigint USING "id"::bigint'))
     runtime.unit(op, "key_sequence", "SHARE ROW EXCLUSIVE on the sequence (brief)", rewrites=False)
-    op.execute(sa.text('ALTER SEQUENCE "tags_id_seq" AS bigint'))
+    op.execute(ddl.AlterSequenceType("tags_id_seq", "bigint"))
 
 
 def _upgrade_sqlite() -> None:
@@ -655,7 +641,7 @@ def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
     runtime.unit(op, "key_sequence", "SHARE ROW EXCLUSIVE on the sequence (brief)", rewrites=False)
-    op.execute(sa.text('ALTER SEQUENCE "tags_id_seq" AS integer'))
+    op.execute(ddl.AlterSequenceType("tags_id_seq", "integer"))
     runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
     op.execute(
         sa.text('ALTER TABLE "tags"\n    ALTER COLUMN "id" TYPE integer USING "id"::integer')
@@ -759,18 +745,10 @@ def _downgrade_postgresql() -> None:
     )
     # VALIDATE scans after the NOT VALID keys have committed: reads and writes go on.
     with op.get_context().autocommit_block():
-        op.execute(
-            sa.text('ALTER TABLE "notes" VALIDATE CONSTRAINT "fk_notes_profile_id_profiles"')
-        )
-        op.execute(
-            sa.text('ALTER TABLE "orders" VALIDATE CONSTRAINT "fk_orders_account_id_accounts"')
-        )
-        op.execute(
-            sa.text('ALTER TABLE "profiles" VALIDATE CONSTRAINT "fk_profiles_account_id_accounts"')
-        )
-        op.execute(
-            sa.text('ALTER TABLE "accounts" VALIDATE CONSTRAINT "fk_accounts_referrer_id_accounts"')
-        )
+        op.execute(ddl.ValidateConstraint("notes", "fk_notes_profile_id_profiles"))
+        op.execute(ddl.ValidateConstraint("orders", "fk_orders_account_id_accounts"))
+        op.execute(ddl.ValidateConstraint("profiles", "fk_profiles_account_id_accounts"))
+        op.execute(ddl.ValidateConstraint("accounts", "fk_accounts_referrer_id_accounts"))
 
 
 def _downgrade_sqlite() -> None:
