@@ -23,6 +23,9 @@ class Settings:
     migrate_pause_s: float = 0.001  # migrate suite: pause between two loader statements
     migrate_budget_s: float = 20.0  # migrate suite: no further round once a step's took this
     migrate_reader_s: float = 2.0  # migrate suite: a reader transaction held open this long
+    # migrate suite, PostgreSQL: change 0003's online and blocking paths side by side, under
+    # concurrent clients, at each (ticks, alerts) size (benchmarks/typechange.py)
+    paths_sizes: tuple[tuple[int, int], ...] = ((1_000_000, 500_000),)
     gencheck_sizes: tuple[int, ...] = (50, 100, 200, 300, 400, 500)  # changes per synthetic repo
     # gencheck: a source tree of an earlier tool (its generator/ and templates/, e.g. from
     # `git archive REV generator templates`) timed in the same rounds, for comparison
@@ -45,6 +48,7 @@ QUICK = Settings(
     migrate_rounds=1,
     migrate_idle_s=0.2,
     migrate_reader_s=1.0,
+    paths_sizes=((2_000, 1_000),),
     gencheck_sizes=(5, 10, 20),
 )
 
