@@ -1542,10 +1542,15 @@ python -m benchmarks --suite insert --dialect sqlite --rows 50000 --prefill 2000
 python -m benchmarks --all --json > results.json  # every sample, for machines
 python -m benchmarks --all --report docs/performance.md   # this page ({minutes_whole} minutes here)
 python -m benchmarks --suite ops --into docs/performance/results.json --report docs/performance.md
+python -m benchmarks --suite migrate --paths-only --prefill 1000000 \\
+    --into docs/performance/results.json --report docs/performance.md   # 0003's two paths
 ```
 
 `--suite insert|calc|query|migrate|gencheck|ops|all` (`ops`: PostgreSQL only, on a scratch
-database of its own; `--prefill N` rows in its table, by default as many as the ticks),
+database of its own; `--prefill N` rows in its table, by default as many as the ticks;
+`migrate` on PostgreSQL also runs change 0003's online and blocking paths side by side under
+concurrent clients, at `--paths-sizes TICKS:ALERTS[,...]`, by default the pre-filled size;
+`--paths-only` runs that part alone, its result under `results.tool.migrate_paths`),
 `--into RESULTS` (merge this run's suites into an earlier results.json, then report: the
 last line above re-measures the operations and keeps the rest of this page),
 `--dialect sqlite|postgresql|all` (default: all of both),

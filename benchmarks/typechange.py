@@ -352,6 +352,68 @@ class Clients:
         return lambda: self.written.deleted[table].add(key)
 
 
+class Monitor:
+    """Why a client waited: a thread of this process sleeping 5 ms at a time (its longest
+    overshoot is a stall of the process or the machine, not of the database), and a
+    connection polling ``pg_stat_activity`` every 25 ms for sessions waiting on a lock, with
+    the statement of the session blocking them (the longest wait seen per pair)."""
+
+    def __init__(self, dsn: str):
+        self.dsn = dsn
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.started = clock()
+        self.stall = {"max_ms": 0.0, "at_s": 0.0}
+        self.waits: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def __enter__(self) -> Monitor:
+        self.started = clock()
+        for target in (self._heartbeat, self._locks):
+            thread = threading.Thread(target=target, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.is_set():
+            before = clock()
+            self._stop.wait(0.005)
+            over = (clock() - before - 0.005) * 1000
+            if over > self.stall["max_ms"]:
+                self.stall = {"max_ms": over, "at_s": before - self.started}
+
+    def _locks(self) -> None:
+        sql = (
+            "SELECT left(a.query, 80), extract(epoch FROM now() - a.query_start) * 1000, "
+            "coalesce((SELECT left(b.query, 120) FROM pg_stat_activity AS b "
+            "WHERE b.pid = (pg_blocking_pids(a.pid))[1]), '?') "
+            "FROM pg_stat_activity AS a WHERE a.datname = current_database() "
+            "AND a.wait_event_type = 'Lock' AND a.pid <> pg_backend_pid()"
+        )
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            while not self._stop.is_set():
+                for waiter, ms, blocker in conn.execute(sql).fetchall():
+                    key = (str(waiter), str(blocker))
+                    seen = self.waits.get(key)
+                    if seen is None or float(ms) > seen["ms"]:
+                        self.waits[key] = {
+                            "waiter": key[0],
+                            "blocker": key[1],
+                            "ms": float(ms),
+                            "at_s": clock() - self.started,
+                        }
+                self._stop.wait(0.025)
+
+    def result(self) -> dict[str, Any]:
+        longest = sorted(self.waits.values(), key=lambda w: -w["ms"])[:5]
+        return {"stall": self.stall, "lock_waits": longest}
+
+
 # --- verification ----------------------------------------------------------------------------
 
 
@@ -444,6 +506,7 @@ class _Log(logging.Handler):
             return
         self.ends.append(
             {
+                "end_at": clock(),
                 "step": str(getattr(record, "step", "?")),
                 "depth": int(getattr(record, "depth", 0)),
                 "ms": float(getattr(record, "duration_ms", 0.0)),
@@ -484,13 +547,13 @@ def one_path(
         threading.Event().wait(s.migrate_idle_s)
         idle = clients.take()
         say(f"{path}: upgrading to {CHANGE.split('_', 1)[0]} under the clients")
-        with _logged() as ends:
-            started = clock()
+        with _logged() as ends, Monitor(dsn) as monitor:
+            change_started = clock()
             try:
                 migrate.upgrade(migrations, url, CHANGE.split("_", 1)[0])
             except Exception as exc:  # reported: the path failed under the clients
                 error = f"{type(exc).__name__}: {exc}"
-            seconds = clock() - started
+            seconds = clock() - change_started
         during = clients.take()
         threading.Event().wait(s.migrate_idle_s)  # the clients go on after the change
         clients.stop()
@@ -510,6 +573,17 @@ def one_path(
         "clients": list(kinds),
         "phases_ms": {e["step"]: e["ms"] for e in ends if e["depth"] == 0},
         "inner_phases_ms": {e["step"]: e["ms"] for e in ends if e["depth"] > 0},
+        # when each step ran, seconds from the change's start (to place a blocked statement)
+        "windows_s": [
+            [
+                e["step"],
+                e["end_at"] - change_started - e["ms"] / 1000,
+                e["end_at"] - change_started,
+            ]
+            for e in ends
+            if not e["step"].startswith("online type change of ")
+        ],
+        "monitor": monitor.result(),
         "backfill": (
             {
                 "rows": rows,
