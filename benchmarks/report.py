@@ -1033,6 +1033,17 @@ def migrate_paths_goals(result: dict[str, Any], size: dict[str, Any]) -> str:
     return _table(["goal (issue 14)", "measured", "verdict"], rows, "llr")
 
 
+def _phase_at(path: dict[str, Any], at: float | None) -> str:
+    """The innermost logged step of the change running ``at`` seconds into it."""
+    if at is None:
+        return "-"
+    inside = [w for w in path.get("windows_s", []) if w[1] <= at <= w[2]]
+    if not inside:
+        return "outside the logged steps"
+    step = min(inside, key=lambda w: w[2] - w[1])
+    return f"during `{step[0]}`"
+
+
 def migrate_paths_findings(size: dict[str, Any]) -> list[str]:
     """What the numbers say, in words: every figure rendered from the results."""
     out = []
@@ -1049,16 +1060,13 @@ def migrate_paths_findings(size: dict[str, Any]) -> list[str]:
             "drifting in that database). The time comparison uses the run under INSERTs and "
             "SELECTs only, which those checks pass."
         )
-    worst = max(
-        (k for k in ("insert", "select")),
-        key=lambda k: online["during"][k]["max_ms"] or 0.0,
-    )
+    worst = max(("insert", "select"), key=lambda k: online["during"][k]["max_ms"] or 0.0)
     at = online["during"][worst]["max_at_s"]
     phases = online["inner_phases_ms"]
     out.append(
-        f"Online path: the longest blocked statement was a {worst.upper()} of "
-        f"{_opt_ms(online['during'][worst]['max_ms'])} ms, "
-        f"{at:,.1f} s into the change; the catalogue-only locks took "
+        f"Online path: the longest blocked statement was an {worst.upper()} of "
+        f"{_opt_ms(online['during'][worst]['max_ms'])} ms, started "
+        f"{at:,.1f} s into the change, {_phase_at(online, at)}; the catalogue-only locks took "
         + ", ".join(
             f"{k} {_opt_ms(v)} ms"
             for k, v in phases.items()
@@ -1069,6 +1077,27 @@ def migrate_paths_findings(size: dict[str, Any]) -> list[str]:
         f"{_paths_cell(online, 'insert', 'idle')} ms, SELECT "
         f"{_paths_cell(online, 'select', 'idle')} ms."
     )
+    for name, path in paths.items():
+        monitor = path.get("monitor")
+        if not monitor:
+            continue
+        waits = [w for w in monitor["lock_waits"] if w["waiter"].startswith(("INSERT", "SELECT"))]
+        stall = monitor["stall"]
+        text = (
+            f"Monitor, {name.replace('_', ' ')} path: the benchmark process's own longest stall "
+            f"(a thread sleeping 5 ms at a time, overshoot) was {_opt_ms(stall['max_ms'])} ms "
+            f"at {stall['at_s']:,.1f} s, {_phase_at(path, stall['at_s'])}; "
+        )
+        if waits:
+            w = waits[0]
+            text += (
+                f"the longest lock wait of an INSERT or SELECT seen (polled every 25 ms) was "
+                f"{_opt_ms(w['ms'])} ms at {w['at_s']:,.1f} s, {_phase_at(path, w['at_s'])}, "
+                f"`{_first_line(w['waiter'])}` waiting for `{_first_line(w['blocker'])}`."
+            )
+        else:
+            text += "no INSERT or SELECT was seen waiting on a lock (polled every 25 ms)."
+        out.append(text)
     return out
 
 
