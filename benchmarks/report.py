@@ -1086,8 +1086,16 @@ def migrate_paths_findings(size: dict[str, Any]) -> list[str]:
         text = (
             f"Monitor, {name.replace('_', ' ')} path: the benchmark process's own longest stall "
             f"(a thread sleeping 5 ms at a time, overshoot) was {_opt_ms(stall['max_ms'])} ms "
-            f"at {stall['at_s']:,.1f} s, {_phase_at(path, stall['at_s'])}; "
+            f"at {stall['at_s']:,.1f} s, {_phase_at(path, stall['at_s'])}"
         )
+        collector = monitor.get("gc")
+        if collector:
+            text += (
+                f" (Python's collector, which pauses every thread of the process: "
+                f"{collector['collections']:,} collections, the longest "
+                f"{_opt_ms(collector['max_ms'])} ms at {collector['at_s']:,.1f} s)"
+            )
+        text += "; "
         if waits:
             w = waits[0]
             text += (

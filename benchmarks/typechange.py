@@ -29,6 +29,7 @@ the tolerance or more, and the client statements that failed.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import random
@@ -364,10 +365,23 @@ class Monitor:
         self._threads: list[threading.Thread] = []
         self.started = clock()
         self.stall = {"max_ms": 0.0, "at_s": 0.0}
+        self.gc = {"max_ms": 0.0, "at_s": 0.0, "collections": 0}
+        self._gc_started = 0.0
         self.waits: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        """Python's collector pauses every thread of this process (the clients' too)."""
+        if phase == "start":
+            self._gc_started = clock()
+            return
+        took = (clock() - self._gc_started) * 1000
+        self.gc["collections"] += 1
+        if took > self.gc["max_ms"]:
+            self.gc.update(max_ms=took, at_s=self._gc_started - self.started)
 
     def __enter__(self) -> Monitor:
         self.started = clock()
+        gc.callbacks.append(self._on_gc)
         for target in (self._heartbeat, self._locks):
             thread = threading.Thread(target=target, daemon=True)
             thread.start()
@@ -375,6 +389,7 @@ class Monitor:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._on_gc)
         self._stop.set()
         for thread in self._threads:
             thread.join()
@@ -411,7 +426,7 @@ class Monitor:
 
     def result(self) -> dict[str, Any]:
         longest = sorted(self.waits.values(), key=lambda w: -w["ms"])[:5]
-        return {"stall": self.stall, "lock_waits": longest}
+        return {"stall": self.stall, "gc": self.gc, "lock_waits": longest}
 
 
 # --- verification ----------------------------------------------------------------------------
