@@ -1033,6 +1033,10 @@ def migrate_paths_goals(result: dict[str, Any], size: dict[str, Any]) -> str:
     return _table(["goal (issue 14)", "measured", "verdict"], rows, "llr")
 
 
+STALL_NEAR_S = 0.1  # a blocked statement this close to the process's longest stall is that stall
+STALL_SHARE = 0.8  # ... when the stall is at least this share of the statement's time
+
+
 def _phase_at(path: dict[str, Any], at: float | None) -> str:
     """The innermost logged step of the change running ``at`` seconds into it."""
     if at is None:
@@ -1077,6 +1081,29 @@ def migrate_paths_findings(size: dict[str, Any]) -> list[str]:
         f"{_paths_cell(online, 'insert', 'idle')} ms, SELECT "
         f"{_paths_cell(online, 'select', 'idle')} ms."
     )
+    stall = (online.get("monitor") or {}).get("stall")
+    longest = online["during"][worst]["max_ms"] or 0.0
+    if stall and at is not None and abs(stall["at_s"] - at) < STALL_NEAR_S:
+        out.append(
+            f"That {worst.upper()} coincides with the longest stall of the benchmark process "
+            f"itself ({_opt_ms(stall['max_ms'])} ms at {stall['at_s']:,.1f} s, a thread "
+            "that only sleeps): every client thread waited at once, whatever its table or "
+            "statement; and "
+            + (
+                "no INSERT or SELECT was seen waiting on a lock: the machine or the process "
+                "stalled, not the database's locks."
+                if not any(
+                    w["waiter"].startswith(("INSERT", "SELECT"))
+                    for w in online["monitor"]["lock_waits"]
+                )
+                else "the lock waits below were seen as well."
+            )
+            + (
+                ""
+                if stall["max_ms"] >= longest * STALL_SHARE
+                else " The stall explains only part of it."
+            )
+        )
     for name, path in paths.items():
         monitor = path.get("monitor")
         if not monitor:
@@ -1085,7 +1112,8 @@ def migrate_paths_findings(size: dict[str, Any]) -> list[str]:
         stall = monitor["stall"]
         text = (
             f"Monitor, {name.replace('_', ' ')} path: the benchmark process's own longest stall "
-            f"(a thread sleeping 5 ms at a time, overshoot) was {_opt_ms(stall['max_ms'])} ms "
+            f"(a thread sleeping {typechange.HEARTBEAT_S * 1000:g} ms at a time, overshoot) "
+            f"was {_opt_ms(stall['max_ms'])} ms "
             f"at {stall['at_s']:,.1f} s, {_phase_at(path, stall['at_s'])}"
         )
         collector = monitor.get("gc")
@@ -1099,12 +1127,16 @@ def migrate_paths_findings(size: dict[str, Any]) -> list[str]:
         if waits:
             w = waits[0]
             text += (
-                f"the longest lock wait of an INSERT or SELECT seen (polled every 25 ms) was "
+                f"the longest lock wait of an INSERT or SELECT seen (polled every "
+                f"{typechange.POLL_S * 1000:g} ms) was "
                 f"{_opt_ms(w['ms'])} ms at {w['at_s']:,.1f} s, {_phase_at(path, w['at_s'])}, "
                 f"`{_first_line(w['waiter'])}` waiting for `{_first_line(w['blocker'])}`."
             )
         else:
-            text += "no INSERT or SELECT was seen waiting on a lock (polled every 25 ms)."
+            text += (
+                "no INSERT or SELECT was seen waiting on a lock (polled every "
+                f"{typechange.POLL_S * 1000:g} ms)."
+            )
         out.append(text)
     return out
 

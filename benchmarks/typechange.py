@@ -67,6 +67,8 @@ GOAL_BLOCKED_MS = 100.0  # the longest blocked single-row INSERT and SELECT, onl
 GOAL_BACKFILL_ROWS_S = 50_000.0  # backfill rate at 1M rows
 GOAL_TIME_RATIO = 3.0  # the whole online change against the blocking path's
 KINDS = ("insert", "select", "update", "delete")
+HEARTBEAT_S = 0.005  # the monitor's sleeping thread: its overshoot is a stall of the process
+POLL_S = 0.025  # the monitor's poll of pg_stat_activity for lock waits
 # The runs per size, in order: (migrations, client kinds). The blocking path's whole-table data
 # checks (value snapshot, row counts) are taken before its ALTER gets its lock, so concurrent
 # UPDATEs and DELETEs fail them (false failures, reported); its time is measured once more
@@ -397,8 +399,8 @@ class Monitor:
     def _heartbeat(self) -> None:
         while not self._stop.is_set():
             before = clock()
-            self._stop.wait(0.005)
-            over = (clock() - before - 0.005) * 1000
+            self._stop.wait(HEARTBEAT_S)
+            over = (clock() - before - HEARTBEAT_S) * 1000
             if over > self.stall["max_ms"]:
                 self.stall = {"max_ms": over, "at_s": before - self.started}
 
@@ -422,7 +424,7 @@ class Monitor:
                             "ms": float(ms),
                             "at_s": clock() - self.started,
                         }
-                self._stop.wait(0.025)
+                self._stop.wait(POLL_S)
 
     def result(self) -> dict[str, Any]:
         longest = sorted(self.waits.values(), key=lambda w: -w["ms"])[:5]
