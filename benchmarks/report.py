@@ -1104,6 +1104,13 @@ def migrate_paths_findings(size: dict[str, Any]) -> list[str]:
                 else " The stall explains only part of it."
             )
         )
+        collector = online["monitor"].get("gc") or {}
+        if collector.get("collections") and abs(collector["at_s"] - stall["at_s"]) < STALL_NEAR_S:
+            out[-1] += (
+                f" The stall was a collection of Python's collector ("
+                f"{_opt_ms(collector['max_ms'])} ms), which pauses every thread of the "
+                "benchmark process: an artefact of the measurement, not of the migration."
+            )
     for name, path in paths.items():
         monitor = path.get("monitor")
         if not monitor:
