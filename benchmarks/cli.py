@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from benchmarks import calc, gencheck, insert, migrate, ops, query, report
+from benchmarks import calc, gencheck, insert, migrate, ops, query, report, typechange
 from benchmarks.databases import REVISIONS, Databases, postgres_admin_url
 from benchmarks.settings import Settings, choose
 from benchmarks.timing import Progress
@@ -94,6 +94,17 @@ def parser() -> argparse.ArgumentParser:
         help="merge this run's suites into an earlier results.json (replacing the same "
         "suites) before reporting, e.g. --suite ops --into docs/performance/results.json "
         "--report docs/performance.md",
+    )
+    p.add_argument(
+        "--paths-sizes",
+        metavar="TICKS:ALERTS[,TICKS:ALERTS]",
+        help="migrate suite on PostgreSQL: the sizes at which change 0003's online and blocking "
+        "paths run side by side under concurrent clients (default: the --prefill size)",
+    )
+    p.add_argument(
+        "--paths-only",
+        action="store_true",
+        help="migrate suite: only the side-by-side run of 0003's two paths (not every step)",
     )
     p.add_argument("--no-progress", action="store_true", help="nothing on stderr")
     return p
@@ -177,10 +188,18 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
     if not any(name in SUITES for name in suites):
         dialects = []  # a tool suite alone needs no database
     s = choose(args.quick, args.rows, args.prefill, args.prefill_alerts, args.rounds)
+    if args.paths_sizes:
+        s = replace(s, paths_sizes=_sizes(args.paths_sizes))
+    elif args.prefill is not None or args.prefill_alerts is not None:
+        s = replace(s, paths_sizes=((s.prefill, s.prefill_alerts),))
+    paths = "migrate" in suites and (args.paths_only or "postgresql" in dialects)
+    if args.paths_only:
+        suites = [x for x in suites if x != "migrate"] if args.suite == "all" else suites
+        dialects = [] if suites == ["migrate"] else dialects
     if args.gencheck_previous is not None:
         s = replace(s, gencheck_previous=str(args.gencheck_previous.resolve()))
     pg_url = postgres_admin_url(args.pg_url)
-    if "postgresql" in dialects or set(suites) & set(OWN_DB_SUITES):
+    if "postgresql" in dialects or set(suites) & set(OWN_DB_SUITES) or paths:
         problem = _pg_problem(pg_url)
         if problem:
             raise SystemExit(f"error: {problem} (use --dialect sqlite to run without it)")
@@ -198,12 +217,17 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
             )
             results[dialect] = {}
             for name in suites:
-                if name in SUITES:
+                if name in SUITES and not (name == "migrate" and args.paths_only):
                     results[dialect][name] = SUITES[name](dbs, s, progress)
         finally:
             if args.keep:
                 progress.note(f"{dialect}: kept {dbs.describe()}")
             dbs.drop()
+    if paths:
+        # 0003's two paths side by side, on databases of their own (results["tool"], so a
+        # --paths-only run merges into a page without replacing the per-step results)
+        results.setdefault(TOOL, {})["migrate_paths"] = typechange.run(s, progress, pg_url)
+        results[TOOL]["migrate_paths"]["run_command"] = command_line()
     for name in suites:
         if name in TOOL_SUITES:
             results.setdefault(TOOL, {})[name] = TOOL_SUITES[name](s, progress)
@@ -223,6 +247,19 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         "environment": environment(dialects, pg_url),
         "results": results,
     }
+
+
+def _sizes(text: str) -> tuple[tuple[int, int], ...]:
+    out = []
+    for part in text.split(","):
+        ticks, sep, alerts = part.strip().partition(":")
+        try:
+            out.append((int(ticks), int(alerts) if sep else int(ticks) // 2))
+        except ValueError:
+            raise SystemExit(
+                f"error: --paths-sizes: {part!r} is not TICKS:ALERTS (e.g. 1000000:500000)"
+            ) from None
+    return tuple(out)
 
 
 def merged(earlier: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from benchmarks import calc, data, gencheck, migrate
+from benchmarks import calc, data, gencheck, migrate, typechange
 from marketdata.db import SQLITE_CACHE_KIB
 
 REGRESSION = 1.10  # a query this much slower at head is called a regression
@@ -972,6 +974,281 @@ def ops_section(result: dict[str, Any]) -> str:
     return "".join(out)
 
 
+def _paths_cell(path: dict[str, Any], kind: str, when: str = "during") -> str:
+    side = path[when].get(kind)
+    return "-" if side is None else _opt_ms(side["max_ms"])
+
+
+def _first_line(text: str | None) -> str:
+    return "-" if not text else text.splitlines()[0].replace("|", "/")
+
+
+def _failed_checks(error: str | None) -> list[str]:
+    """The names of the checks a runtime CheckFailed lists (``check <name>: N failing``)."""
+    return re.findall(r"check (\S+): \d+ failing", error or "")
+
+
+def migrate_paths_table(size: dict[str, Any]) -> str:
+    paths = size["paths"]
+    names = list(paths)
+    rows: list[list[str]] = []
+
+    def row(label: str, cell: Any) -> None:
+        rows.append([label, *(cell(paths[n]) for n in names)])
+
+    row("clients", lambda p: ", ".join(p["clients"]))
+    row("whole change (s)", lambda p: f"{p['change_s']:,.1f}")
+    row("change finished", lambda p: "yes" if p["error"] is None else "**no**: checks failed")
+    for kind in ("insert", "select", "update", "delete"):
+        row(f"longest {kind.upper()} during the change (ms)", partial(_paths_cell, kind=kind))
+    for kind in ("insert", "select"):
+        row(
+            f"longest {kind.upper()}, idle reference (ms)",
+            partial(_paths_cell, kind=kind, when="idle"),
+        )
+    row(
+        "backfill rows/s (rows, batches)",
+        lambda p: (
+            "-"
+            if not p.get("backfill")
+            else f"{p['backfill']['rows_per_s']:,.0f} ({p['backfill']['rows']:,}, "
+            f"{p['backfill']['batches']:,})"
+        ),
+    )
+    row(
+        "online phases (ms): expand / backfill / prepare / contract",
+        lambda p: (
+            "<br>".join(
+                f"{t}: "
+                + " / ".join(
+                    _opt_ms(p["inner_phases_ms"].get(f"{ph} {t}"))
+                    for ph in ("expand", "backfill", "prepare", "contract")
+                )
+                for t in dict.fromkeys(
+                    k.split(" ", 1)[1] for k in p["inner_phases_ms"] if k.startswith("backfill ")
+                )
+            )
+            or "-"
+        ),
+    )
+    row(
+        "client statements ok (during the change)",
+        lambda p: ", ".join(f"{k} {v['count']:,}" for k, v in p["during"].items()),
+    )
+    row(
+        "client statements failed",
+        lambda p: ", ".join(f"{k} {v}" for k, v in p["failed_statements"].items()),
+    )
+    row(
+        "rows written by the clients (ins / upd / del)",
+        lambda p: " / ".join(
+            f"{sum(t[k] for t in p['verify'].values()):,}"
+            for k in ("inserted", "updated", "deleted")
+        ),
+    )
+    row(
+        "rows checked afterwards",
+        lambda p: f"{sum(t['rows_checked'] for t in p['verify'].values()):,}",
+    )
+    row("rows lost", lambda p: f"{p['rows_lost']:,}")
+    row("rows that should not be there", lambda p: f"{p['rows_unexpected']:,}")
+    row("values drifting", lambda p: f"{p['values_drifting']:,}")
+    row("checks that refused the change", lambda p: ", ".join(_failed_checks(p["error"])) or "-")
+    header = ["", *(n.replace("_", " ") for n in names)]
+    return _table(header, rows, "l" + "r" * len(names))
+
+
+def migrate_paths_goals(result: dict[str, Any], size: dict[str, Any]) -> str:
+    online = size["paths"]["online"]
+    ref = typechange.reference(size)
+    blocking = size["paths"][ref]
+    g = typechange.goals(size)  # judged here, by the code of this revision
+    bf = online.get("backfill") or {}
+    blocked = [online["during"][k]["max_ms"] for k in ("insert", "select")]
+    rows = [
+        [
+            f"longest blocked INSERT and SELECT, online path <= {result['goal_blocked_ms']:g} ms",
+            f"{_opt_ms(blocked[0])} / {_opt_ms(blocked[1])} ms (blocking path: "
+            f"{_paths_cell(size['paths']['blocking'], 'insert')} / "
+            f"{_paths_cell(size['paths']['blocking'], 'select')} ms)",
+            _verdict(g["blocked_ms"]),
+        ],
+        [
+            f"backfill >= {result['goal_backfill_rows_s']:,.0f} rows/s",
+            "-" if not bf else f"{bf['rows_per_s']:,.0f} rows/s",
+            _verdict(g["backfill_rows_s"]),
+        ],
+        [
+            f"whole online change <= {result['goal_time_ratio']:g}x the blocking path's",
+            f"{online['change_s']:,.1f} s against {blocking['change_s']:,.1f} s "
+            f"(`{ref}`): {online['change_s'] / blocking['change_s']:.2f}x",
+            _verdict(g["time_ratio"]),
+        ],
+        [
+            f"no row lost, no value drifting by {result['tolerance']:g} or more, every path",
+            ", ".join(
+                f"{n.replace('_', ' ')}: {p['rows_lost']:,} lost, {p['values_drifting']:,} "
+                "drifting" + ("" if p["error"] is None else " (change refused)")
+                for n, p in size["paths"].items()
+            ),
+            _verdict(g["no_loss"]),
+        ],
+    ]
+    return _table(["goal (issue 14)", "measured", "verdict"], rows, "llr")
+
+
+STALL_NEAR_S = 0.1  # a blocked statement this close to the process's longest stall is that stall
+STALL_SHARE = 0.8  # ... when the stall is at least this share of the statement's time
+
+
+def _phase_at(path: dict[str, Any], at: float | None) -> str:
+    """The innermost logged step of the change running ``at`` seconds into it."""
+    if at is None:
+        return "-"
+    inside = [w for w in path.get("windows_s", []) if w[1] <= at <= w[2]]
+    if not inside:
+        return "outside the logged steps"
+    step = min(inside, key=lambda w: w[2] - w[1])
+    return f"during `{step[0]}`"
+
+
+def migrate_paths_findings(size: dict[str, Any]) -> list[str]:
+    """What the numbers say, in words: every figure rendered from the results."""
+    out = []
+    paths = size["paths"]
+    blocking, online = paths["blocking"], paths["online"]
+    if blocking["error"]:
+        checks = ", ".join(f"`{c}`" for c in _failed_checks(blocking["error"])) or "its checks"
+        out.append(
+            "The blocking path under UPDATE and DELETE clients did the whole rewrite and was "
+            f"then refused by {checks} and rolled back: its value snapshot and row counts are "
+            "read before the ALTER gets its lock, so a client's committed UPDATE or DELETE "
+            "in between reads as drift or loss (a false failure: the verification found "
+            f"{blocking['rows_lost']:,} rows lost and {blocking['values_drifting']:,} values "
+            "drifting in that database). The time comparison uses the run under INSERTs and "
+            "SELECTs only, which those checks pass."
+        )
+    worst = max(("insert", "select"), key=lambda k: online["during"][k]["max_ms"] or 0.0)
+    at = online["during"][worst]["max_at_s"]
+    phases = online["inner_phases_ms"]
+    out.append(
+        f"Online path: the longest blocked statement was an {worst.upper()} of "
+        f"{_opt_ms(online['during'][worst]['max_ms'])} ms, started "
+        f"{at:,.1f} s into the change, {_phase_at(online, at)}; the catalogue-only locks took "
+        + ", ".join(
+            f"{k} {_opt_ms(v)} ms"
+            for k, v in phases.items()
+            if k.startswith(("expand ", "contract "))
+        )
+        + " (each statement holding them waits at most the runner's `lock_timeout` per "
+        f"attempt). Idle reference before the change: INSERT "
+        f"{_paths_cell(online, 'insert', 'idle')} ms, SELECT "
+        f"{_paths_cell(online, 'select', 'idle')} ms."
+    )
+    stall = (online.get("monitor") or {}).get("stall")
+    longest = online["during"][worst]["max_ms"] or 0.0
+    if stall and at is not None and abs(stall["at_s"] - at) < STALL_NEAR_S:
+        out.append(
+            f"That {worst.upper()} coincides with the longest stall of the benchmark process "
+            f"itself ({_opt_ms(stall['max_ms'])} ms at {stall['at_s']:,.1f} s, a thread "
+            "that only sleeps): every client thread waited at once, whatever its table or "
+            "statement; and "
+            + (
+                "no INSERT or SELECT was seen waiting on a lock: the machine or the process "
+                "stalled, not the database's locks."
+                if not any(
+                    w["waiter"].startswith(("INSERT", "SELECT"))
+                    for w in online["monitor"]["lock_waits"]
+                )
+                else "the lock waits below were seen as well."
+            )
+            + (
+                ""
+                if stall["max_ms"] >= longest * STALL_SHARE
+                else " The stall explains only part of it."
+            )
+        )
+        collector = online["monitor"].get("gc") or {}
+        if collector.get("collections") and abs(collector["at_s"] - stall["at_s"]) < STALL_NEAR_S:
+            out[-1] += (
+                f" The stall was a collection of Python's collector ("
+                f"{_opt_ms(collector['max_ms'])} ms), which pauses every thread of the "
+                "benchmark process: an artefact of the measurement, not of the migration."
+            )
+    for name, path in paths.items():
+        monitor = path.get("monitor")
+        if not monitor:
+            continue
+        waits = [w for w in monitor["lock_waits"] if w["waiter"].startswith(("INSERT", "SELECT"))]
+        stall = monitor["stall"]
+        text = (
+            f"Monitor, {name.replace('_', ' ')} path: the benchmark process's own longest stall "
+            f"(a thread sleeping {typechange.HEARTBEAT_S * 1000:g} ms at a time, overshoot) "
+            f"was {_opt_ms(stall['max_ms'])} ms "
+            f"at {stall['at_s']:,.1f} s, {_phase_at(path, stall['at_s'])}"
+        )
+        collector = monitor.get("gc")
+        if collector:
+            text += (
+                f" (Python's collector, which pauses every thread of the process: "
+                f"{collector['collections']:,} collections, the longest "
+                f"{_opt_ms(collector['max_ms'])} ms at {collector['at_s']:,.1f} s)"
+            )
+        text += "; "
+        if waits:
+            w = waits[0]
+            text += (
+                f"the longest lock wait of an INSERT or SELECT seen (polled every "
+                f"{typechange.POLL_S * 1000:g} ms) was "
+                f"{_opt_ms(w['ms'])} ms at {w['at_s']:,.1f} s, {_phase_at(path, w['at_s'])}, "
+                f"`{_first_line(w['waiter'])}` waiting for `{_first_line(w['blocker'])}`."
+            )
+        else:
+            text += (
+                "no INSERT or SELECT was seen waiting on a lock (polled every "
+                f"{typechange.POLL_S * 1000:g} ms)."
+            )
+        out.append(text)
+    return out
+
+
+def migrate_paths_section(result: dict[str, Any]) -> str:
+    out = ["\n## Change 0003: online against blocking path (PostgreSQL)\n\n"]
+    out.append(
+        "`benchmarks/typechange.py` (part of `--suite migrate`; `--paths-only` runs it alone, "
+        "`--paths-sizes` sets its sizes). The blocking variant of the change is rendered by "
+        "the tool: the project's `changes/` copied into a scratch project, `online: false` "
+        "set on the type changes there, `schemagen generate` run in it. Per size, a base "
+        f"database at {result['start_revision']} is filled once; each path upgrades a fresh "
+        f"copy of it to {result['change'].split('_', 1)[0]} while client threads (autocommit, "
+        "one connection each) run single-row INSERTs, SELECTs (a point lookup and a range, "
+        "alternately), UPDATEs of the converted columns and DELETEs of existing rows on "
+        "both tables, every statement timed, from "
+        f"{result['idle_s']:g} s before the change (the idle reference) to "
+        f"{result['idle_s']:g} s after it. Afterwards every row of both tables is compared "
+        "with what it should be: the base's row with the clients' committed updates, "
+        "deletes and inserts applied; a value drifting by "
+        f"{result['tolerance']:g} or more counts. One round per path; the paths run one "
+        "after the other.\n\n"
+    )
+    if "run_command" in result:
+        out.append(f"```sh\n{result['run_command']}\n```\n\n")
+    load = result.get("load_average")
+    out.append(
+        f"This run: started {result.get('started', '-')}; load average at its end "
+        + (" / ".join(f"{x:.2f}" for x in load) if load else "-")
+        + " (one, five, fifteen minutes; the machine's two cores are shared with other "
+        "sessions).\n"
+    )
+    for size in result["sizes"]:
+        out.append(f"\n### {size['ticks']:,} ticks, {size['alerts']:,} alerts\n\n")
+        out.append(f"Fill of the base: {size['fill_s']:,.0f} s (outside the timing).\n\n")
+        out.append(migrate_paths_table(size))
+        out.append("\n" + migrate_paths_goals(result, size))
+        out += [f"\n{text}\n" for text in migrate_paths_findings(size)]
+    return "".join(out)
+
+
 def ops_checks_section(result: dict[str, Any]) -> str:
     """benchmarks/experiments/ops_subset.py: a few operations of the ops suite, the runner's
     checks a statement each (baseline) against one round trip (head), rounds alternating."""
@@ -1405,10 +1682,15 @@ python -m benchmarks --suite insert --dialect sqlite --rows 50000 --prefill 2000
 python -m benchmarks --all --json > results.json  # every sample, for machines
 python -m benchmarks --all --report docs/performance.md   # this page ({minutes_whole} minutes here)
 python -m benchmarks --suite ops --into docs/performance/results.json --report docs/performance.md
+python -m benchmarks --suite migrate --paths-only --prefill 1000000 \\
+    --into docs/performance/results.json --report docs/performance.md   # 0003's two paths
 ```
 
 `--suite insert|calc|query|migrate|gencheck|ops|all` (`ops`: PostgreSQL only, on a scratch
-database of its own; `--prefill N` rows in its table, by default as many as the ticks),
+database of its own; `--prefill N` rows in its table, by default as many as the ticks;
+`migrate` on PostgreSQL also runs change 0003's online and blocking paths side by side under
+concurrent clients, at `--paths-sizes TICKS:ALERTS[,...]`, by default the pre-filled size;
+`--paths-only` runs that part alone, its result under `results.tool.migrate_paths`),
 `--into RESULTS` (merge this run's suites into an earlier results.json, then report: the
 last line above re-measures the operations and keeps the rest of this page),
 `--dialect sqlite|postgresql|all` (default: all of both),
@@ -1731,6 +2013,9 @@ def document(doc: dict[str, Any], images: dict[tuple[str, str], str]) -> str:
     ops_checks = doc["results"].get(TOOL, {}).get("ops_checks")
     if ops_checks:
         out.append(ops_checks_section(ops_checks))
+    paths = doc["results"].get(TOOL, {}).get("migrate_paths")
+    if paths:
+        out.append(migrate_paths_section(paths))
     out.append("\n" + NOTES.format_map(prose_values(doc)))
     return "".join(out)
 

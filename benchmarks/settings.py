@@ -26,6 +26,9 @@ class Settings:
     # ops suite: the writer in a process of its own (False: a thread of the migrating process,
     # which shares its interpreter lock; benchmarks/ops.py Writer)
     writer_process: bool = True
+    # migrate suite, PostgreSQL: change 0003's online and blocking paths side by side, under
+    # concurrent clients, at each (ticks, alerts) size (benchmarks/typechange.py)
+    paths_sizes: tuple[tuple[int, int], ...] = ((1_000_000, 500_000),)
     gencheck_sizes: tuple[int, ...] = (50, 100, 200, 300, 400, 500)  # changes per synthetic repo
     # gencheck: a source tree of an earlier tool (its generator/ and templates/, e.g. from
     # `git archive REV generator templates`) timed in the same rounds, for comparison
@@ -48,6 +51,7 @@ QUICK = Settings(
     migrate_rounds=1,
     migrate_idle_s=0.2,
     migrate_reader_s=1.0,
+    paths_sizes=((2_000, 1_000),),
     gencheck_sizes=(5, 10, 20),
 )
 
