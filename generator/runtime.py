@@ -848,6 +848,7 @@ class _Attempt:
         snapshots = [c for c in load_checks(before_file) if c.kind == "snapshot"]
         if snapshots and from_start:
             with step(change, "snapshot", dialect) as rec:
+                _lock_converted(connection, snapshots)
                 for snap in snapshots:
                     connection.exec_driver_sql(f'DROP TABLE IF EXISTS "{snap.name}"')
                     connection.exec_driver_sql(_driver_sql(connection, snap.sql))
@@ -909,6 +910,25 @@ class _Attempt:
             exc.schemagen_half_applied = info  # type: ignore[attr-defined]
         except (AttributeError, TypeError):  # an exception type without a __dict__
             log.error("%s", info.describe())
+
+
+VALUES_SNAPSHOT = "schemagen_values_"  # the value snapshot of a table a change converts
+
+
+def _lock_converted(connection: Connection, snapshots: list[Check]) -> None:
+    """PostgreSQL: the tables whose values a blocking conversion snapshots are locked (ACCESS
+    EXCLUSIVE, the lock its ALTER takes anyway; under the runner's lock_timeout, retried like
+    any lock) before the first snapshot, so no other session changes a row between the
+    snapshots (row counts, values) and the conversion: an UPDATE or DELETE the application
+    commits in that gap would otherwise read as drift or lost rows and refuse a sound change.
+    The online path takes no value snapshot (it checks each batch), so it locks nothing here."""
+    tables = [s.table for s in snapshots if s.name.startswith(VALUES_SNAPSHOT) and s.table]
+    if not tables or connection.dialect.name != "postgresql":
+        return
+    quote = connection.dialect.identifier_preparer.quote
+    connection.exec_driver_sql(
+        f"LOCK TABLE {', '.join(quote(t) for t in tables)} IN ACCESS EXCLUSIVE MODE"
+    )
 
 
 def _drop_snapshots(connection: Connection, names: list[str]) -> None:

@@ -557,3 +557,68 @@ def test_a_chain_through_another_type_is_fit_checked_on_the_values_as_they_are(
     assert [str(v) for v in row] == [good, good]
     result = cli("downgrade", "--to", "0000", "--url", db_url, root=tmp_path)
     assert result.exit_code == 0, result.stderr
+
+
+def test_a_blocking_conversion_locks_its_table_before_its_snapshots(
+    pg_database: str, tmp_path: Path
+) -> None:
+    """PostgreSQL, ``online: false``: an application's UPDATE and DELETE that arrive just after
+    the value snapshot (before the ALTER) must neither be read as drift or lost rows (a false
+    failure that refused a sound change under live writes) nor be lost: the table is locked
+    before the snapshots, so they wait for the change and land after it."""
+    import threading
+
+    from conftest import pg_url_for
+
+    url = pg_url_for(pg_database)
+    out = _project(tmp_path, "decimal(12,4)", "float", acknowledge=True, online=False)
+    migrate.upgrade(out, sa.make_url(url), "0000")
+    execute(url, "INSERT INTO notes (id, v) SELECT g, g + 0.25 FROM generate_series(1, 2000) g")
+    landed: list[str] = []
+    threads: list[threading.Thread] = []
+
+    def application(sql: str) -> None:
+        engine = db.make_engine(sa.make_url(url))
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(sql)
+            landed.append(sql)
+        finally:
+            engine.dispose()
+
+    def after_snapshot(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "schemagen_values_notes" in statement and statement.lstrip().startswith("CREATE"):
+            for sql in (
+                "UPDATE notes SET v = 7.5 WHERE id = 10",
+                "DELETE FROM notes WHERE id = 11",
+            ):
+                thread = threading.Thread(target=application, args=(sql,))
+                thread.start()
+                threads.append(thread)
+            for thread in threads:
+                thread.join(1.0)  # committed at once when nothing holds the table
+
+    sa.event.listen(sa.engine.Engine, "after_cursor_execute", after_snapshot)
+    try:
+        migrate.upgrade(out, sa.make_url(url), "0001")
+    finally:
+        sa.event.remove(sa.engine.Engine, "after_cursor_execute", after_snapshot)
+        for thread in threads:
+            thread.join(30)
+    assert threads, "the value snapshot was not taken: nothing was tested"
+    assert _revision(url) == "0001"
+    assert sorted(landed) == sorted(
+        ["UPDATE notes SET v = 7.5 WHERE id = 10", "DELETE FROM notes WHERE id = 11"]
+    )
+    engine = db.make_engine(sa.make_url(url))
+    try:
+        with engine.connect() as conn:
+            rows = dict(conn.exec_driver_sql("SELECT id, v FROM notes").all())
+    finally:
+        engine.dispose()
+    assert len(rows) == 1999 and 11 not in rows and rows[10] == 7.5
+    assert all(
+        abs(Decimal(str(v)) - Decimal(k) - Decimal("0.25")) < Decimal("0.0001")
+        for k, v in rows.items()
+        if k != 10
+    )
