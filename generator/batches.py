@@ -39,7 +39,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from generator import guard, runtime
+from generator import dialects, guard, runtime
 
 log = logging.getLogger("schemagen")
 
@@ -67,7 +67,7 @@ class ArchiveMissing(RuntimeError):
 
 
 def _qi(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+    return dialects.quote_ident(name)
 
 
 def archive_name(change: str, step: str) -> str:

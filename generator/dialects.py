@@ -42,7 +42,10 @@ PG_FK_ACTION_CODE = {
 
 
 def quote_ident(name: str) -> str:
-    """Double-quote an identifier (names are validated, so quoting is belt and braces)."""
+    """Double-quote an identifier (names are validated, so quoting is belt and braces): what
+    the PostgreSQL and SQLite dialects' ``IdentifierPreparer.quote_identifier`` return
+    (tests/generator/test_quote_ident.py compares them), without importing SQLAlchemy into
+    ``generate`` (docs/ci.md: a cold check imports neither SQLAlchemy nor Alembic)."""
     return '"' + name.replace('"', '""') + '"'
 
 
