@@ -61,7 +61,7 @@ def _context(conn: Connection, foreign_tables: tuple[str, ...]) -> MigrationCont
     return MigrationContext.configure(
         conn,
         opts={
-            "compare_type": _types_differ,
+            "compare_type": types_differ,
             "version_table": version_table.get(),
             "include_object": include_object,
         },
@@ -258,7 +258,7 @@ def _enum_type(t: sa.Enum) -> str | None:
         return None
 
 
-def _types_differ(
+def types_differ(
     context: Any, inspected_column: Any, metadata_column: Any, inspected: Any, metadata: Any
 ) -> bool | None:
     """An enum compared by what the spec says: on PostgreSQL its type's name and labels, on

@@ -180,9 +180,13 @@ async def _sqlite_types(raw: Any) -> dict[str, str]:
 
 
 async def _pg_types(raw: Any) -> dict[str, str]:
+    # a domain column (a range check's domain, docs/online.md) as its base type: binary COPY
+    # sends the base type's format
     rows = await raw.fetch(
-        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
-        "WHERE attrelid = to_regclass('market_data') AND attnum > 0 AND NOT attisdropped"
+        "SELECT a.attname, format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype "
+        "ELSE a.atttypid END, a.atttypmod) FROM pg_attribute AS a "
+        "JOIN pg_type AS t ON t.oid = a.atttypid "
+        "WHERE a.attrelid = to_regclass('market_data') AND a.attnum > 0 AND NOT a.attisdropped"
     )
     return {str(r[0]): str(r[1]) for r in rows}
 

@@ -45,8 +45,10 @@ def compare_server_default(
 
 def compare_options(dialect_name: str) -> dict[str, Any]:
     """``MigrationContext`` options comparing types and server defaults on ``dialect_name``."""
+    from generator.models import types_differ  # a range check's domain as its base type
+
     hook = compare_server_default if dialect_name == "sqlite" else True
-    return {"compare_type": True, "compare_server_default": hook}
+    return {"compare_type": types_differ, "compare_server_default": hook}
 
 
 def schema_differences(conn: Connection, metadata: MetaData | None = None) -> list[Any]:

@@ -97,12 +97,23 @@ def _run(connection: Connection) -> None:
             include_object=_include_object(),
             version_table=_version_table(),
             transaction_per_migration=True,
+            # autogenerate / `alembic check`: a range check's domain (PostgreSQL) compares as
+            # its base type, an enum as the spec says (generator.models)
+            compare_type=_types_differ,
         )
         with guard.naming_failures(connection):
             with context.begin_transaction():
                 context.run_migrations()
             if connection.in_transaction():
                 connection.commit()
+
+
+def _types_differ(*args: object) -> bool | None:
+    """Alembic's compare_type hook (autogenerate, `alembic check`): generator.models', imported
+    only when a comparison runs (it loads every operation's module)."""
+    from generator import models
+
+    return models.types_differ(*args)
 
 
 async def _run_async(url: object) -> None:
