@@ -113,7 +113,14 @@ def _locked(
                 command.downgrade(config, to)
 
     if connection is not None:
-        go(connection)
+        try:
+            go(connection)
+        except BaseException:
+            # The caller's connection stays usable: a change refused before a commit was
+            # rolled back on the driver's connection (runtime), which leaves SQLAlchemy's
+            # transaction to be rolled back here.
+            connection.rollback()  # a no-op without a transaction
+            raise
     else:
         with_connection(url, go, bounded=False)
 
