@@ -149,30 +149,16 @@ class CreateTable(OperationSpec):
         for i, c in enumerate(self.columns):
             if c.unique:
                 name = c.unique_name or r.conventions.uq_name(self.name, c.name)
-                if name in names:
-                    problems.append(
-                        (
-                            ("columns", i, "unique_name"),
-                            f"name {name!r} is used twice in this table",
-                        )
-                    )
+                _claim(names, name, ("columns", i, "unique_name"), problems)
                 r.free_name(name, ("columns", i, "unique"), problems)
                 uniques.append(UniqueConstraint(name, self.name, (c.name,)))
-                names.add(name)
         table = Table(self.name, tuple(columns), uniques=tuple(uniques), pk_constraint=pk)
         fks = []
         for i, (c, col) in enumerate(zip(self.columns, columns, strict=True)):
             if c.references is not None:
                 fk = r.make_fk(table, col, c.references, ("columns", i, "references"), problems)
                 if fk is not None:
-                    if fk.name in names:
-                        problems.append(
-                            (
-                                ("columns", i, "references"),
-                                f"name {fk.name!r} is used twice in this table",
-                            )
-                        )
-                    names.add(fk.name)
+                    _claim(names, fk.name, ("columns", i, "references"), problems)
                     fks.append(fk)
         for i, spec_fk in enumerate(self.foreign_keys):
             local: list[Problem] = []
@@ -181,34 +167,21 @@ class CreateTable(OperationSpec):
             problems += [(("foreign_keys", i, *path), message) for path, message in local]
             if fk_made is None:
                 continue
-            if fk_made.name in names:
-                problems.append(
-                    (
-                        ("foreign_keys", i, "name"),
-                        f"name {fk_made.name!r} is used twice in this table",
-                    )
-                )
-            names.add(fk_made.name)
+            _claim(names, fk_made.name, ("foreign_keys", i, "name"), problems)
             fks.append(fk_made)
         checks = []
         for i, ck in enumerate(self.checks):
             at: Path = ("checks", i)
-            if ck.name in names:
-                problems.append(((*at, "name"), f"name {ck.name!r} is used twice in this table"))
-            else:
+            if _claim(names, ck.name, (*at, "name"), problems):
                 r.free_name(ck.name, (*at, "name"), problems)
-            names.add(ck.name)
             check = make_check(table, ck.name, ck.expression, (*at, "expression"), problems)
             if check is not None:
                 checks.append(check)
         indexes = []
         for i, ix in enumerate(self.indexes):
             path: Path = ("indexes", i)
-            if ix.name in names:
-                problems.append(((*path, "name"), f"name {ix.name!r} is used twice in this table"))
-            else:
+            if _claim(names, ix.name, (*path, "name"), problems):
                 r.free_name(ix.name, (*path, "name"), problems)
-            names.add(ix.name)
             indexes.append(
                 r.make_index(
                     table,
@@ -277,3 +250,13 @@ class CreateTableStep(Step):
 
     def describe(self) -> str:
         return f"create table `{self.table.name}`"
+
+
+def _claim(names: set[str], name: str, at: Path, problems: list[Problem]) -> bool:
+    """Take ``name`` for one of the table's constraints and indexes; False (and a problem at
+    ``at``) when the table has used it already."""
+    if name in names:
+        problems.append((at, f"name {name!r} is used twice in this table"))
+        return False
+    names.add(name)
+    return True
