@@ -181,9 +181,8 @@ class Entry:
     revisions: dict[str, Revision | None]
 
     @classmethod
-    def of(cls, after: str, files: dict[str, str], hashes: dict[str, str] | None = None) -> Entry:
-        if hashes is None:
-            hashes = {path: h1(text) for path, text in files.items()}
+    def of(cls, after: str, files: dict[str, str]) -> Entry:
+        hashes = {path: h1(text) for path, text in files.items()}
         revisions = {
             path: revision_files.parse(path, text)
             for path, text in files.items()
@@ -442,13 +441,10 @@ class Cache:
         self.hits.append(change.display)
         return entry
 
-    def store(
-        self, change: Change, files: dict[str, str], hashes: dict[str, str] | None = None
-    ) -> Entry:
-        """Keep the files rendered for ``change``; the entry (its files' hashes too: given
-        or computed)."""
+    def store(self, change: Change, files: dict[str, str]) -> Entry:
+        """Keep the files rendered for ``change``; the entry (its files' hashes too)."""
         self.rendered.append(change.display)
-        entry = Entry.of(self.state_digest(change.after), files, hashes)
+        entry = Entry.of(self.state_digest(change.after), files)
         entry.remember()
         key = self._key_of(change)
         if key is not None:

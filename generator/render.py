@@ -497,17 +497,16 @@ def generate(
         env.globals["output"] = output
         env.globals["version_table"] = version_table  # not a table of the schema the checks see
         env.globals["foreign_tables"] = foreign_tables  # nor are another owner's tables
-        rendered = _hashed(_render(env, todo))
-        for change, (files, file_hashes) in zip(todo, rendered, strict=True):
+        for change, files in zip(todo, _render(env, todo), strict=True):
             out.update(files)
             # The chain check (revision_files) takes the revision from the change rather than
             # parse the rendered file back (tests/generator/test_cache.py shows they agree).
             path = migration_path(change)
             revision_files.remember(path, files[path], _revision(change, path))
             if cache is not None:
-                hashes.update(cache.store(change, files, file_hashes).hashes)
+                hashes.update(cache.store(change, files).hashes)
             else:
-                hashes.update(file_hashes)
+                hashes.update((path, h1(text)) for path, text in files.items())
     out[SUM_FILE] = sum_of_hashes(hashes)
     return dict(sorted(out.items()))
 
@@ -516,13 +515,6 @@ def _revision(change: Change, path: str) -> revision_files.Revision:
     """What the change's migration declares (migration.py.j2: revision, down_revision)."""
     down = () if change.down_revision is None else (change.down_revision,)
     return revision_files.Revision(change.revision, down, path, generated=True)
-
-
-Rendered = list[tuple[dict[str, str], dict[str, str]]]  # per change: its files, their hashes
-
-
-def _hashed(files: list[dict[str, str]]) -> Rendered:
-    return [(f, {path: h1(text) for path, text in f.items()}) for f in files]
 
 
 def _render(env: jinja2.Environment, changes: list[Change]) -> list[dict[str, str]]:
