@@ -10,4 +10,4 @@ scripts/setup.sh
 .venv/bin/mypy
 .venv/bin/schemagen generate --check > /dev/null
 .venv/bin/schemagen schema --check > /dev/null
-.venv/bin/pytest -m "" -n "${PYTEST_WORKERS:-2}" --durations=25 "$@"
+.venv/bin/pytest -m "" -n "${PYTEST_WORKERS:-2}" --dist loadgroup --durations=25 "$@"

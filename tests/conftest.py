@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -110,12 +111,41 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 # Fixtures that open a real database: a test using any of them is a database test.
-_DB_FIXTURES = {"db_url", "async_db_url", "pg_database", "dialect"}
+_DB_FIXTURES = {"db_url", "async_db_url", "pg_database", "dialect", "quick_bench"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test that needs a database ``db``, whether or not it says so, so that the
     quick default selection (``pytest`` alone: no database, no load) can leave it out."""
     for item in items:
         if _DB_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.db)
+        if "quick_bench" in getattr(item, "fixturenames", ()):
+            # one worker runs the shared quick benchmark run and every test that reads it
+            item.add_marker(pytest.mark.xdist_group("quick-bench"))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Under ``--dist loadgroup`` xdist has put each grouped test's group in its node id by
+    now; if it has not (pytest-dev/pytest-xdist#1386), the group would silently be split over
+    the workers, each repeating the shared run: fail instead."""
+    if not session.config.getvalue("loadgroup"):
+        return
+    for item in session.items:
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid.rsplit("]", 1)[-1]:
+            raise pytest.UsageError(
+                f"--dist loadgroup did not group {item.nodeid} (pytest-xdist#1386: "
+                "pytest 9.2 node ids); install pytest<9.2 (scripts/setup.sh does)"
+            )
+
+
+@pytest.fixture(scope="session")
+def quick_bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    """One ``python -m benchmarks --quick`` run of every suite on every dialect (per test
+    process), and the directory its SQLite scratch files were in (tests/bench_support.py)."""
+    from bench_support import quick_all
+
+    workdir = tmp_path_factory.mktemp("quick-bench")
+    return quick_all(workdir), workdir

@@ -9,21 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bench_support import quick_run
+from bench_support import one_dialect, quick_results
 
 from benchmarks import insert, report
 
 pytestmark = pytest.mark.db
 
 
-def _quick_insert(dialect: str, workdir: Path, capsys: pytest.CaptureFixture[str]) -> Any:
-    return quick_run(dialect, workdir, capsys, "insert")
-
-
 def test_quick_insert_has_the_bulk_case(
-    dialect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    dialect: str, quick_bench: tuple[dict[str, Any], Path]
 ) -> None:
-    doc = _quick_insert(dialect, tmp_path, capsys)
+    doc = one_dialect(quick_results(quick_bench, dialect), dialect)
     settings = doc["settings"]
     cases = doc["results"][dialect]["insert"]
     bulk = [c for c in cases if c["path"] == insert.BULK]

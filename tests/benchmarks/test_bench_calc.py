@@ -6,10 +6,11 @@ from __future__ import annotations
 import math
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from bench_support import quick_run
+from bench_support import quick_results
 
 from benchmarks import calc, data, report
 
@@ -33,8 +34,8 @@ def test_compute_analytics_agrees_with_decimal() -> None:
 
 
 @pytest.mark.db
-def test_quick_calc_suite(dialect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    doc = quick_run(dialect, tmp_path, capsys, "calc")
+def test_quick_calc_suite(dialect: str, quick_bench: tuple[dict[str, Any], Path]) -> None:
+    doc = quick_results(quick_bench, dialect)
     cases = {c["name"]: c for c in doc["results"][dialect]["calc"]}
     settings = doc["settings"]
     assert set(ANALYTICS) <= set(cases)

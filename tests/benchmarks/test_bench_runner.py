@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bench_support import quick_run
+from bench_support import quick_results
 
 from benchmarks import cli, insert
 from marketdata import queries
@@ -25,10 +25,6 @@ CATALOGUE = {
 }
 
 
-def _quick(dialect: str, workdir: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
-    return quick_run(dialect, workdir, capsys)
-
-
 def _check_side(side: dict[str, Any]) -> None:
     assert side["median_s"] > 0
     assert side["latency_ms"] > 0
@@ -37,11 +33,13 @@ def _check_side(side: dict[str, Any]) -> None:
     assert side["timed_out"] is False
 
 
-def test_quick_json_run(dialect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    doc = _quick(dialect, tmp_path, capsys)
-    assert doc["dialects"] == [dialect]
+def test_quick_json_run(
+    dialect: str, tmp_path: Path, quick_bench: tuple[dict[str, Any], Path]
+) -> None:
+    doc = quick_results(quick_bench, dialect)
     assert doc["suites"][:4] == ["query", "calc", "insert", "migrate"]
-    assert set(doc["results"]) == {dialect, "tool"}  # tool: gencheck, test_gencheck_suite.py
+    # tool: gencheck (test_gencheck_suite.py), ops (test_ops_suite.py)
+    assert set(doc["results"]) == {*doc["dialects"], "tool"}
     results = doc["results"][dialect]
     assert set(results) == {"insert", "calc", "query", "migrate"}
     settings = doc["settings"]
@@ -112,7 +110,7 @@ def test_quick_json_run(dialect: str, tmp_path: Path, capsys: pytest.CaptureFixt
     assert "ix_market_data_instrument_timestamp" in used["head"]
     assert {"ix_market_data_deleted_at", "ix_alert_logs_deleted_at"} <= used["head"]
 
-    assert not list(tmp_path.iterdir())  # the SQLite scratch files are gone
+    assert not list(quick_bench[1].iterdir())  # the SQLite scratch files are gone
 
     # The report from those results: Markdown, one chart per suite, results.json beside it.
     saved = tmp_path / "saved.json"
@@ -122,7 +120,7 @@ def test_quick_json_run(dialect: str, tmp_path: Path, capsys: pytest.CaptureFixt
     assert {p.name for p in (tmp_path / "perf").iterdir()} == {
         "results.json",
         "gencheck-tool.png",
-        *(f"{s}-{dialect}.png" for s in ("insert", "calc", "query", "migrate")),
+        *(f"{s}-{d}.png" for s in ("insert", "calc", "query", "migrate") for d in doc["dialects"]),
     }
     text = page.read_text()
     assert "## Headlines" in text and "latest_ticks" in text

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy as sa
-from bench_support import quick_run
+from bench_support import quick_results
 from conftest import pg_url_for
 
 from benchmarks import cli, migrate, report, typechange
@@ -44,10 +44,6 @@ def test_steps_follow_the_generated_migrations() -> None:
     assert by_name["0002_optimize_alert_log_indexes"].load_tables == ("alert_logs",)
 
 
-def _run(dialect: str, workdir: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
-    return quick_run(dialect, workdir, capsys, "migrate")
-
-
 def _check_stats(stats: dict[str, Any], *, deadlocks: bool = False) -> None:
     assert stats["count"] > 0
     if deadlocks and stats["errors"]:
@@ -62,10 +58,10 @@ def _check_stats(stats: dict[str, Any], *, deadlocks: bool = False) -> None:
 
 
 def test_quick_migrate_run(
-    dialect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    dialect: str, tmp_path: Path, quick_bench: tuple[dict[str, Any], Path]
 ) -> None:
-    doc = _run(dialect, tmp_path, capsys)
-    assert doc["suites"] == ["migrate"]
+    doc = quick_results(quick_bench, dialect)
+    assert "migrate" in doc["suites"]
     cases = doc["results"][dialect]["migrate"]
     assert [c["name"] for c in cases] == _generated_steps()
     rounds = doc["settings"]["migrate_rounds"]
@@ -102,7 +98,7 @@ def test_quick_migrate_run(
             all(m <= migrate.GOAL_MS for m in longest) if c["goal_applies"] else None
         )
 
-    assert not list(tmp_path.iterdir())  # the SQLite scratch files are gone
+    assert not list(quick_bench[1].iterdir())  # the SQLite scratch files are gone
 
     saved = tmp_path / "saved.json"
     saved.write_text(json.dumps(doc))

@@ -4,17 +4,18 @@ under a single-row INSERT loop on PostgreSQL; the report's table and verdicts.""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 import sqlalchemy as sa
+from bench_support import quick_results
 from conftest import pg_url_for
 
 from benchmarks import ops, report
 from benchmarks.cli import merged
 from benchmarks.settings import QUICK
-from benchmarks.timing import Progress
 from generator.ops import op_names
 
 
@@ -28,9 +29,9 @@ def test_the_history_covers_every_registered_operation() -> None:
     assert ops.change_id(ops.ENUM_CASE) == "alter_column_type_text_to_enum"
 
 
-@pytest.mark.db
-def test_quick_run_measures_every_operation(pg_database: str) -> None:
-    result = ops.run(QUICK, Progress(enabled=False), pg_url_for(pg_database))
+def test_quick_run_measures_every_operation(quick_bench: tuple[dict[str, Any], Path]) -> None:
+    doc = quick_results(quick_bench, "postgresql")  # the shared quick run (tests/bench_support.py)
+    result = doc["results"]["tool"]["ops"]
     cases = result["cases"]
     assert [c["op"] for c in cases] == [op for op, _ in ops.HISTORY]
     for c in cases:
