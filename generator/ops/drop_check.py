@@ -92,6 +92,9 @@ class DropCheckStep(Step):
     def reverse(self) -> AddCheckStep:
         return AddCheckStep(self.check, self.online)
 
+    def runs_on(self, dialect: str) -> bool:
+        return self.check.on_table(dialect)  # PostgreSQL: a range check is its column's domain
+
     def group(self, dialect: str) -> Group:
         return RECREATE_TABLE if dialect == SQLITE else ALTER_TABLE
 
