@@ -398,6 +398,11 @@ class AlterColumnTypeStep(Step):
             return gained is not None and gained.name == name and gained != lost
         return lost is not None and lost.name == name and lost != gained
 
+    @property
+    def domain_only(self) -> bool:
+        """The type stays; only its range check's domain goes or comes (drop_check's)."""
+        return self.column.type == self.to and self.column.domain != self.domain
+
     def prechecks(self, before: Schema) -> Iterator[RowCheck]:
         """A column going (back) to a range check's domain from a type whose values may be
         out of its range (a float, a wider decimal: the downgrade of a conversion away from
@@ -419,6 +424,22 @@ class AlterColumnTypeStep(Step):
                 yield failing_rows(check, table)
 
     def risk(self, dialect: str) -> Risk:
+        if self.domain_only and dialect == POSTGRESQL:
+            if self.domain is None:
+                return Risk(
+                    "ACCESS EXCLUSIVE (brief)",
+                    False,
+                    "catalogue only: a domain to its base type is binary coercible, no row read",
+                    blocks="reads and writes",
+                )
+            return Risk(
+                "ACCESS EXCLUSIVE",
+                True,
+                "PostgreSQL rewrites the table to convert a column to a domain with a CHECK, "
+                "every row checked; reads and writes wait",
+                scans=True,
+                blocks="reads and writes",
+            )
         if self.online and dialect == POSTGRESQL:
             return Risk(
                 "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
@@ -441,6 +462,10 @@ class AlterColumnTypeStep(Step):
     def findings(self, change: Change) -> Iterator[Finding]:
         old, new = self.column.type, self.to
         where = f"{self.table_name}.{self.column.name}"
+        if self.domain_only and self.domain is None:  # drop_check of a range check
+            for check in self.dropped:
+                yield Finding("SG120", f"drops check {check.name} on {self.table_name}")
+            return
         if self.risk(POSTGRESQL).rewrites:  # online: no rewrite under ACCESS EXCLUSIVE
             yield Finding("SG102", f"{where}: {old} -> {new} rewrites {self.table_name}")
         if coltypes.narrows(old, new):
@@ -454,6 +479,20 @@ class AlterColumnTypeStep(Step):
             yield Finding("SG104", f"{where}: {old} -> float without range_check")
 
     def describe(self) -> str:
+        if self.domain_only:
+            where = f"`{self.table_name}.{self.column.name}`"
+            if self.domain is None:
+                assert self.column.domain is not None
+                checks = ", ".join(f"`{c.name}`" for c in self.dropped)
+                return (
+                    f"drop check {checks} on `{self.table_name}` (PostgreSQL: {where} from "
+                    f"domain `{self.column.domain.name}` to {self.column.domain.base})"
+                )
+            checks = ", ".join(f"`{c.name}`" for c in self.added)
+            return (
+                f"add check {checks} on `{self.table_name}` (PostgreSQL: {where} converted "
+                f"to domain `{self.domain.name}`)"
+            )
         text = f"`{self.table_name}.{self.column.name}`: {self.column.type} → {self.to}"
         if self.added:
             text += "; " + ", ".join(f"add check `{c.name}`" for c in self.added)

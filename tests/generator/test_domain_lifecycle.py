@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from ops_support import render_project, rows
+from ops_support import render_project, rows, storage
 from support import execute, inspect_schema
 
-from generator import migrate
+from generator import lint, migrate
+from generator.load import Change
 from generator.runtime import CheckFailed
 
 DOMAIN = "float_within_1e8"
@@ -173,3 +174,92 @@ def test_the_domain_goes_with_its_last_column_and_comes_back_with_it(
         migrate.upgrade(out_dir, url, "head")
         if pg:
             assert not _has_domain(db_url)
+
+
+UNCHECKED = """id: unchecked
+description: The prices without their range checks.
+operations:
+  - {op: drop_check, table: quotes, name: ck_quotes_bid_range}
+  - {op: drop_check, table: quotes, name: ck_quotes_ask_range}
+  - {op: drop_check, table: trades, name: ck_trades_price_range,
+     expression: "price > -100000000 AND price < 100000000"}
+"""
+
+
+def _unchecked(tmp_path: Path) -> tuple[list[Change], Path]:
+    changes = tmp_path / "project" / "changes"
+    changes.mkdir(parents=True)
+    for number, text in enumerate((BASE, FLOATS, UNCHECKED)):
+        name = text.split("\n", 1)[0].removeprefix("id: ")
+        (changes / f"{number:04d}_{name}.yaml").write_text(text)
+    return render_project(tmp_path / "project", tmp_path)
+
+
+def test_drop_check_of_a_range_check_releases_the_domain(tmp_path: Path) -> None:
+    changes, _ = _unchecked(tmp_path)
+    change = changes[-1]
+    after = change.after
+    assert after.domains() == {}
+    assert [c.name for c in after.get("quotes").checks] == []
+    assert {c.name: c.domain for c in after.get("quotes").columns} == {
+        "id": None,
+        "bid": None,
+        "ask": None,
+    }
+    assert change.steps[0].describe() == (
+        "drop check `ck_quotes_bid_range` on `quotes` (PostgreSQL: `quotes.bid` from domain "
+        "`float_within_1e8` to double precision)"
+    )
+    assert {(f.rule.id, f.blocks) for f in lint.lint_change(change)} == {("SG120", False)}
+    # the derived downgrade gives back the very schema (the columns of the domain, the checks)
+    schema = after
+    for step in change.inverse_steps:
+        schema = step.apply(schema)
+    for name in ("quotes", "trades"):  # the checks come back in the reverse order
+        back, was = schema.get(name), change.before.get(name)
+        assert back.columns == was.columns and set(back.checks) == set(was.checks)
+    pg = [s.risk("postgresql") for s in change.steps]
+    assert [r.rewrites for r in pg] == [False] * 3
+    assert [s.risk("postgresql").rewrites for s in change.inverse_steps] == [True] * 3
+
+
+@pytest.mark.db
+def test_drop_check_of_a_range_check_up_down_up(db_url: str, dialect: str, tmp_path: Path) -> None:
+    _, out_dir = _unchecked(tmp_path)
+    url = sa.make_url(db_url)
+    migrate.upgrade(out_dir, url, "0001")
+    execute(
+        db_url,
+        *(
+            f"INSERT INTO quotes (id, bid, ask) VALUES ({i}, {b or 'NULL'}, {a})"
+            for i, b, a in VALUES
+        ),
+        *(f"INSERT INTO trades (id, price) VALUES ({i}, {a})" for i, _, a in VALUES),
+    )
+    before = _values(db_url)
+    pg = dialect == "postgresql"
+    for _ in range(2):
+        stored = storage(db_url, "quotes")
+        migrate.upgrade(out_dir, url, "0002")
+        if pg:  # catalogue only: domain -> double precision; the unused domain dropped
+            assert storage(db_url, "quotes") == stored
+            assert not _has_domain(db_url)
+        assert _values(db_url) == before
+        # out of the range is accepted now; the way back lists it before any DDL
+        execute(db_url, "INSERT INTO trades (id, price) VALUES (9, 1e300)")
+        schema = inspect_schema(db_url)
+        with pytest.raises(CheckFailed, match=r"trades\.ck_trades_price_range\.failing_rows"):
+            migrate.downgrade(out_dir, url, "0001")
+        assert inspect_schema(db_url) == schema
+        execute(db_url, "DELETE FROM trades WHERE id = 9")
+        migrate.downgrade(out_dir, url, "0001")
+        if pg:
+            assert _has_domain(db_url)
+        assert _values(db_url) == before
+        assert _refused(db_url, "INSERT INTO quotes (id, bid, ask) VALUES (9, 1e8, 0)")
+        assert _refused(
+            db_url,
+            "INSERT INTO trades (id, price) VALUES (9, 'NaN')"
+            if pg
+            else "INSERT INTO trades (id, price) VALUES (9, -1e8)",
+        )
