@@ -15,8 +15,9 @@ import sqlalchemy as sa
 from ops_support import render_project, rows, storage
 from support import execute, inspect_schema
 
-from generator import lint, migrate
+from generator import lint, migrate, plan
 from generator.load import Change
+from generator.ops.drop_table import DropTableStep
 from generator.runtime import CheckFailed
 
 DOMAIN = "float_within_1e8"
@@ -263,3 +264,29 @@ def test_drop_check_of_a_range_check_up_down_up(db_url: str, dialect: str, tmp_p
             if pg
             else "INSERT INTO trades (id, price) VALUES (9, -1e8)",
         )
+
+
+RENAMES = """id: renames
+description: The columns and a table of the domain renamed.
+operations:
+  - {op: rename_column, table: quotes, column: bid, to: bid_price}
+  - {op: rename_table, table: trades, to: fills}
+"""
+
+
+def test_renames_keep_the_domain(tmp_path: Path) -> None:
+    """A rename keeps its column's type: no domain is created or dropped, either way."""
+    changes = tmp_path / "project" / "changes"
+    changes.mkdir(parents=True)
+    for number, text in enumerate((BASE, FLOATS, RENAMES)):
+        name = text.split("\n", 1)[0].removeprefix("id: ")
+        (changes / f"{number:04d}_{name}.yaml").write_text(text)
+    change = render_project(tmp_path / "project", tmp_path)[0][-1]
+    assert change.after.domains() == change.before.domains() != {}
+    assert change.after.get("quotes").column("bid_price").domain is not None  # type: ignore[union-attr]
+    for steps, start in ((change.steps, change.before), (change.inverse_steps, change.after)):
+        kinds = {u.kind for u in plan.plan(steps, start, "postgresql")}
+        assert not kinds & {"create_domain", "drop_domain"}, kinds
+    # the same plan of a drop does drop it (the test above can fail)
+    drop = (*change.steps, *(DropTableStep(t) for t in change.after.tables))
+    assert "drop_domain" in {u.kind for u in plan.plan(drop, change.before, "postgresql")}
