@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from generator import enum_types
+from generator import domains, enum_types
 from generator.ops.base import Risk, Step
 from generator.state import Schema, Table
 
@@ -122,7 +122,12 @@ def _alters_again(unit: Unit, step: Step) -> bool:
 def plan(steps: tuple[Step, ...], before: Schema, dialect: str) -> list[Unit]:
     units: list[Unit] = []
     schema = before
+    states = [before]  # the schema before each step and after the last
     for step in steps:
+        if not step.runs_on(dialect):
+            schema = step.apply(schema)
+            states.append(schema)
+            continue
         table = schema.table(step.table_name)
         group = step.group(dialect)
         last = units[-1] if units else None
@@ -138,8 +143,14 @@ def plan(steps: tuple[Step, ...], before: Schema, dialect: str) -> list[Unit]:
             kind = group.kind if group else step.kind
             units.append(Unit(kind, (step,), table, group))
         schema = step.apply(schema)
-    if dialect == POSTGRESQL:  # its named enum types: before the DDL, dropped after it
-        created = [Unit(s.kind, (s,), None) for s in enum_types.created(before, schema)]
-        dropped = [Unit(s.kind, (s,), None) for s in enum_types.dropped(before, schema)]
-        units = [*created, *units, *dropped]
+        states.append(schema)
+    if dialect == POSTGRESQL:  # its named enum types and domains: before the DDL, dropped after
+        new_domains, old_domains = domains.changed(steps, states)
+        created = [*enum_types.created(before, schema), *new_domains]
+        dropped = [*enum_types.dropped(before, schema), *old_domains]
+        units = [
+            *(Unit(s.kind, (s,), None) for s in created),
+            *units,
+            *(Unit(s.kind, (s,), None) for s in dropped),
+        ]
     return units

@@ -378,6 +378,20 @@ class Schema:
                     out.setdefault(column.type.name, column.type.labels)
         return tuple(sorted(out.items()))
 
+    def domains(self) -> dict[str, Domain]:
+        """PostgreSQL: the domains the schema's columns use (those of archives and of columns
+        set aside too: their values keep the type), by name."""
+        return dict(self._domains)
+
+    @functools.cached_property
+    def _domains(self) -> tuple[tuple[str, Domain], ...]:
+        out: dict[str, Domain] = {}
+        for table in (*self.tables, *self.archives):
+            for column in table.physical():
+                if column.domain is not None:
+                    out.setdefault(column.domain.name, column.domain)
+        return tuple(sorted(out.items()))
+
     def relation_names(self) -> set[str]:
         every = (*self.tables, *self.archives)
         return set().union(*(t.relation_names() for t in every)) if every else set()

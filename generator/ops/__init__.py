@@ -79,13 +79,13 @@ def steps() -> dict[str, type[Step]]:
 
 def unit_templates() -> dict[str, str]:
     """The template of each kind of plan unit: every step's own, and every group's."""
-    from generator import enum_types
+    from generator import domains, enum_types
     from generator.plan import GROUPS
 
     groups = (*GROUPS, *(g for o in registry() for g in o.groups))
     return {
         **{kind: step.template for kind, step in steps().items()},
-        **{step.kind: step.template for step in enum_types.STEPS},
+        **{step.kind: step.template for step in (*enum_types.STEPS, *domains.STEPS)},
         **{g.kind: g.template for g in groups},
     }
 

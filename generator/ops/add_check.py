@@ -143,6 +143,9 @@ class AddCheckStep(Step):
 
         return DropCheckStep(self.check, self.online)
 
+    def runs_on(self, dialect: str) -> bool:
+        return self.check.on_table(dialect)  # PostgreSQL: a range check is its column's domain
+
     def group(self, dialect: str) -> Group:
         if dialect == SQLITE:
             return RECREATE_TABLE

@@ -91,6 +91,16 @@ class AddColumnStep(Step):
         return None if can_add_natively(self.column, dialect) else RECREATE_TABLE
 
     def risk(self, dialect: str) -> Risk:
+        if dialect == POSTGRESQL and self.column.domain is not None:
+            # the derived downgrade of a range-checked column's drop (state.Domain)
+            return Risk(
+                "ACCESS EXCLUSIVE",
+                True,
+                "PostgreSQL 15 rewrites the table to add a column of a domain with a CHECK "
+                "(docs/online.md)",
+                scans=True,
+                blocks="reads and writes",
+            )
         if dialect == POSTGRESQL:
             return Risk(
                 "ACCESS EXCLUSIVE (brief)",

@@ -19,8 +19,8 @@ from pydantic import Field
 from generator import checks, coltypes, dialects, expr, indexexpr, risk
 from generator.coltypes import SqlType, conversion_problem, parse_type
 from generator.dialects import POSTGRESQL, SQLITE
-from generator.ops.add_check import AddCheckStep
-from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
+from generator.ops.add_check import AddCheckStep, failing_rows
+from generator.ops.base import Finding, OperationSpec, Problem, Risk, RowCheck, Step
 from generator.plan import ALTER_TABLE, RECREATE_TABLE, Group
 from generator.resolve import default_problem
 from generator.spec import Identifier, TypeName
@@ -174,6 +174,16 @@ class AlterColumnType(OperationSpec):
                 domain = range_domain(r.conventions.range_domain_name(digits), 10**digits)
                 check = CheckConstraint.range(name, self.table, self.column, 10**digits, domain)
                 range_checks.append(check)
+        # A column leaving its domain (a range check's, state.Domain) loses the check with it
+        # (SQLite: the table CHECK; PostgreSQL: the domain, dropped once no column uses it).
+        left = tuple(
+            c
+            for c in table.checks
+            if column.domain is not None
+            and c.domain == column.domain
+            and c.columns == {column.name}
+            and domain != column.domain
+        )
         # One step: on PostgreSQL the range check is the new column's domain (its type), on
         # SQLite a table CHECK of the rebuild; online, both go on the shadow column.
         indexes = tuple(i for i in table.indexes if column.name in i.all_columns)
@@ -184,7 +194,7 @@ class AlterColumnType(OperationSpec):
             online and not problems,
             table.primary_key if online else (),
             tuple(range_checks),
-            (),
+            left,
             "upgrade",
             indexes if online else (),
             domain,
@@ -272,6 +282,9 @@ class AlterColumnTypeStep(Step):
         return schema.put(replace(t, columns=cols, checks=(*kept, *self.added)))
 
     def apply_in(self, r: Resolver) -> None:
+        if self.dropped:  # the checks it drops (a domain's range check) from every index
+            r.apply_slow(self)
+            return
         r.put_column(self.table_name, self.new_column)
         for check in self.added:
             r.add_check(check)
@@ -377,7 +390,56 @@ class AlterColumnTypeStep(Step):
     def type_change(self) -> tuple[Column, SqlType]:
         return self.column, self.to
 
+    def renders_domain(self, name: str, created: bool) -> bool:
+        """Its template creates the new column's domain before the ALTER TABLE (online: the
+        expand) and drops the old column's after it (online: the contract)."""
+        gained, lost = self.domain, self.column.domain
+        if created:
+            return gained is not None and gained.name == name and gained != lost
+        return lost is not None and lost.name == name and lost != gained
+
+    @property
+    def domain_only(self) -> bool:
+        """The type stays; only its range check's domain goes or comes (drop_check's)."""
+        return self.column.type == self.to and self.column.domain != self.domain
+
+    def prechecks(self, before: Schema) -> Iterator[RowCheck]:
+        """A column going (back) to a range check's domain from a type whose values may be
+        out of its range (a float, a wider decimal: the downgrade of a conversion away from
+        it, of drop_check): the rows out of the range, before any DDL. From a decimal that
+        holds only values inside the range (0003's decimal(12,4)), none: no scan."""
+        table = before.table(self.table_name)
+        if self.domain is None or self.domain == self.column.domain or table is None:
+            return
+        old = self.column.type
+        if (
+            old.kind == "decimal"
+            and old.precision is not None
+            and old.scale is not None
+            and 10 ** (old.precision - old.scale) <= self.domain.bound
+        ):
+            return
+        for check in self.added:
+            if table.column(self.column.name) is not None:
+                yield failing_rows(check, table)
+
     def risk(self, dialect: str) -> Risk:
+        if self.domain_only and dialect == POSTGRESQL:
+            if self.domain is None:
+                return Risk(
+                    "ACCESS EXCLUSIVE (brief)",
+                    False,
+                    "catalogue only: a domain to its base type is binary coercible, no row read",
+                    blocks="reads and writes",
+                )
+            return Risk(
+                "ACCESS EXCLUSIVE",
+                True,
+                "PostgreSQL rewrites the table to convert a column to a domain with a CHECK, "
+                "every row checked; reads and writes wait",
+                scans=True,
+                blocks="reads and writes",
+            )
         if self.online and dialect == POSTGRESQL:
             return Risk(
                 "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
@@ -400,6 +462,10 @@ class AlterColumnTypeStep(Step):
     def findings(self, change: Change) -> Iterator[Finding]:
         old, new = self.column.type, self.to
         where = f"{self.table_name}.{self.column.name}"
+        if self.domain_only and self.domain is None:  # drop_check of a range check
+            for check in self.dropped:
+                yield Finding("SG120", f"drops check {check.name} on {self.table_name}")
+            return
         if self.risk(POSTGRESQL).rewrites:  # online: no rewrite under ACCESS EXCLUSIVE
             yield Finding("SG102", f"{where}: {old} -> {new} rewrites {self.table_name}")
         if coltypes.narrows(old, new):
@@ -413,6 +479,20 @@ class AlterColumnTypeStep(Step):
             yield Finding("SG104", f"{where}: {old} -> float without range_check")
 
     def describe(self) -> str:
+        if self.domain_only:
+            where = f"`{self.table_name}.{self.column.name}`"
+            if self.domain is None:
+                assert self.column.domain is not None
+                checks = ", ".join(f"`{c.name}`" for c in self.dropped)
+                return (
+                    f"drop check {checks} on `{self.table_name}` (PostgreSQL: {where} from "
+                    f"domain `{self.column.domain.name}` to {self.column.domain.base})"
+                )
+            checks = ", ".join(f"`{c.name}`" for c in self.added)
+            return (
+                f"add check {checks} on `{self.table_name}` (PostgreSQL: {where} converted "
+                f"to domain `{self.domain.name}`)"
+            )
         text = f"`{self.table_name}.{self.column.name}`: {self.column.type} → {self.to}"
         if self.added:
             text += "; " + ", ".join(f"add check `{c.name}`" for c in self.added)

@@ -147,6 +147,16 @@ class Step:
         of its own)."""
         return None
 
+    def renders_domain(self, name: str, created: bool) -> bool:
+        """PostgreSQL: whether the step's own DDL creates (``created``) or drops the domain
+        ``name`` (state.Domain); generator.domains renders the others."""
+        return False
+
+    def runs_on(self, dialect: str) -> bool:
+        """Whether the step has DDL on ``dialect`` (False: a state change only, no plan unit;
+        a range check held by its column's domain on PostgreSQL, state.Domain)."""
+        return True
+
     def findings(self, change: Change) -> Iterator[Finding]:
         return iter(())
 

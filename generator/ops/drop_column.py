@@ -35,7 +35,10 @@ of ``add_column``, whose output it keeps byte for byte); its downgrade adds the 
 empty, and lint SG111 (an error) says so until it is acknowledged.
 
 A column in the primary key, a unique key, a foreign key (its own or one that references
-it) or a range check is refused: drop the constraint first.
+it) or a check is refused: drop the constraint first. The range check of a decimal converted
+to float is the exception: it goes with the column (a ``drop_check`` step first: SQLite's
+table CHECK; on PostgreSQL the column's type, its domain, stays with the archived column, and
+is dropped with the last column using it, generator/domains.py).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from pydantic import Field
 from generator import checks
 from generator.dialects import POSTGRESQL, SQLITE, catalog_default, catalog_type, quote_ident
 from generator.ops.base import Finding, OperationSpec, Problem, Risk, Step
+from generator.ops.drop_check import DropCheckStep
 from generator.ops.drop_index import DropIndexStep
 from generator.plan import RECREATE_TABLE, Group
 from generator.resolve import MAX_NAME
@@ -106,6 +110,11 @@ class DropColumn(OperationSpec):
             return [], problems
         table = work.table()
         name = f"{self.table}.{self.column}"
+        # a range check of the column's type (PostgreSQL: its domain, state.Domain) goes with
+        # the column: dropped first (SQLite: a table CHECK; PostgreSQL: nothing to do, the
+        # column keeps its type aside, or the domain is dropped once unused, generator.domains)
+        own = [c for c in table.checks if c.domain is not None and c.columns == {self.column}]
+        checked = [c for c in table.checks if c not in own]
         holders = [
             ("the primary key", column.primary_key),
             (
@@ -124,10 +133,8 @@ class DropColumn(OperationSpec):
                 any(self.column in f.ref_columns for f in r.schema.referencing(self.table)),
             ),
             (
-                "a check ("
-                + ", ".join(c.name for c in table.checks if self.column in c.columns)
-                + ")",
-                any(self.column in c.columns for c in table.checks),
+                "a check (" + ", ".join(c.name for c in checked if self.column in c.columns) + ")",
+                any(self.column in c.columns for c in checked),
             ),
         ]
         for what, holds in holders:
@@ -140,6 +147,7 @@ class DropColumn(OperationSpec):
         steps: list[Step] = [
             DropIndexStep(i, True) for i in table.indexes if self.column in i.all_columns
         ]
+        steps += [DropCheckStep(c) for c in own]
         if not self.keep_data:
             steps.append(DropColumnStep(self.table, column))
             return steps, problems
@@ -260,8 +268,9 @@ class SetColumnAsideStep(Step):
 
     @property
     def kept(self) -> Column:
-        """The column as it stays in the table: renamed, nullable, no default, no key."""
-        return Column(self.aside, self.column.type, True)
+        """The column as it stays in the table: renamed, nullable, no default, no key; of its
+        type's domain still (PostgreSQL, state.Domain: its values keep the type)."""
+        return Column(self.aside, self.column.type, True, domain=self.column.domain)
 
     def apply(self, schema: Schema) -> Schema:
         t = schema.get(self.table_name)

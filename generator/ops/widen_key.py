@@ -27,6 +27,11 @@ generator.risk, as for alter_column_type: lint SG102 names each table). The deri
 downgrade narrows back: before any DDL its fit-check lists the rows whose value does not fit
 (generator.checks, from the conversion), and ``KeySequenceStep`` lists a sequence that has
 gone past the narrower type's maximum; nothing runs while either returns rows.
+
+Refused at the operation's line: a member column that a partial index's predicate compares or
+that an expression key uses (``coalesce(parent_id, 0)``): both are rendered, and read back
+from the catalogue, by the columns' types, as ``alter_column_type`` refuses them (drop the
+index first, widen, create it again).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from generator import indexexpr
+from generator import expr, indexexpr
 from generator.coltypes import INTEGER_KINDS, INTEGER_RANGE, SqlType, parse_type
 from generator.dialects import POSTGRESQL, SQLITE, quote_ident, sql_string
 from generator.ops.add_foreign_key import AddForeignKeyStep
@@ -185,6 +190,22 @@ class WidenKey(OperationSpec):
                         ("column",),
                         f"the predicate of index {', '.join(partial)} names {name}.{member.name}: "
                         "drop the index first, then widen the key",
+                    )
+                )
+            # an expression key is rendered (and read back from the catalogue) by its
+            # columns' types, as alter_column_type refuses it
+            keyed = [
+                ix.name
+                for ix in work.indexes
+                if any(member.name in expr.columns(tree) for _, tree in ix.expressions)
+            ]
+            if keyed:
+                problems.append(
+                    (
+                        ("column",),
+                        f"an expression key of index {', '.join(keyed)} uses "
+                        f"{name}.{member.name}: drop the index first, widen the key, then "
+                        "create the index again",
                     )
                 )
         if problems:

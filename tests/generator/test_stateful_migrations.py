@@ -71,6 +71,9 @@ FK_ACTIONS = ("cascade", "restrict", "no_action", "set_null")
 KEYWORDS = ("order", "user", "group", "select", "check", "default")
 
 OPERATION: TypeAdapter[spec.Operation] = TypeAdapter(spec.Operation)
+# The second column of a composite primary key (id, k) that composite foreign keys reference:
+# types a key compares exactly on both dialects and that hold the row's number.
+COMPOSITE_KEY_TYPES = ("integer", "bigint", "text", "varchar(8)", "date", "uuid")
 
 # Always run first: sequences that once failed (defaults PostgreSQL shows with another
 # literal type, a default with line breaks and invisible characters, a column converted
@@ -435,7 +438,7 @@ class Drawer:
             case "drop_unique":
                 return bool(self._droppable_uniques())
             case "add_foreign_key":
-                return bool(self._fk_candidates())
+                return bool(self._fk_candidates() or self._composite_fk_candidates())
             case "drop_foreign_key":
                 return any(t.foreign_keys for t in self.schema.tables)
             case "backfill":
@@ -466,6 +469,7 @@ class Drawer:
         name = self.fresh_name("t", tables | names | kept)
         columns: list[dict[str, Any]] = []
         has_id = draw(st.integers(0, 9)) > 0
+        composite = False
         if has_id:
             columns.append(
                 {
@@ -474,13 +478,17 @@ class Drawer:
                     "primary_key": True,
                 }
             )
+            composite = draw(st.integers(0, 2)) == 0
+            if composite:  # a composite key (id, k), which composite foreign keys reference
+                key_type = draw(st.sampled_from(COMPOSITE_KEY_TYPES))
+                columns.append({"name": "k", "type": key_type, "primary_key": True})
         # parents: tables with a single-column `id` key, and this table itself
         parents = [(t.name, t.column("id")) for t in self.schema.tables if t.primary_key == ("id",)]
-        taken = {"id"}
+        taken = {"id", "k"}
         for _ in range(draw(st.integers(1, 5))):
             col_name = self.fresh_name("c", taken)
             taken.add(col_name)
-            candidates = parents + ([(name, None)] if has_id else [])
+            candidates = parents + ([(name, None)] if has_id and not composite else [])
             if candidates and draw(st.integers(0, 3)) == 0:
                 parent, target = draw(st.sampled_from(candidates))
                 type_name = str(target.type) if target is not None else columns[0]["type"]
@@ -502,6 +510,33 @@ class Drawer:
             if column["type"] != "boolean" and draw(st.integers(0, 5)) == 0:
                 column["unique"] = True
             columns.append(column)
+        foreign_keys = []
+        if composite and draw(st.booleans()):
+            # a composite foreign key to its own key (row n references itself), or to an older
+            # table's composite key (its rows hold every number this table's will)
+            older = [t for t in self.schema.tables if len(t.primary_key) == 2]
+            parent = draw(st.sampled_from([None, *older]))
+            key = columns[:2] if parent is None else [parent.column(n) for n in parent.primary_key]
+            types = [c["type"] if isinstance(c, dict) else str(c.type) for c in key if c]
+            nullable = draw(st.booleans())
+            refs = []
+            for type_name in types:
+                col_name = self.fresh_name("c", taken)
+                taken.add(col_name)
+                refs.append(col_name)
+                columns.append({"name": col_name, "type": type_name, "nullable": nullable})
+            actions = [a for a in FK_ACTIONS if nullable or a != "set_null"]
+            foreign_keys.append(
+                {
+                    "name": self.fresh("fk"),
+                    "columns": refs,
+                    "references": {
+                        "table": name if parent is None else parent.name,
+                        "columns": ["id", "k"] if parent is None else list(parent.primary_key),
+                    },
+                    "on_delete": draw(st.sampled_from(actions)),
+                }
+            )
         indexes = []
         for _ in range(draw(st.integers(0, 2))):
             cols = draw(
@@ -520,6 +555,8 @@ class Drawer:
         op: dict[str, Any] = {"op": "create_table", "name": name, "columns": columns}
         if indexes:
             op["indexes"] = indexes
+        if foreign_keys:
+            op["foreign_keys"] = foreign_keys
         return op
 
     def _may_be_unique(self, cols: list[str], types: list[tuple[str, str]]) -> bool:
@@ -578,7 +615,7 @@ class Drawer:
     def _alterable(self) -> list[tuple[Table, Column]]:
         out = []
         for t in self.schema.tables:
-            referenced = {f.ref_column for f in self.schema.referencing(t.name)}
+            referenced = {c for f in self.schema.referencing(t.name) for c in f.ref_columns}
             for c in t.columns:
                 if c.type.family not in CONVERTS_TO or c.primary_key:
                     continue
@@ -593,7 +630,7 @@ class Drawer:
                 compared |= {
                     n for i in t.indexes for _, tree in i.expressions for n in expr.columns(tree)
                 }
-                if t.fk_on(c.name) is None and c.name not in referenced | compared:
+                if not t.fks_using(c.name) and c.name not in referenced | compared:
                     out.append((t, c))
         return out
 
@@ -644,11 +681,9 @@ class Drawer:
     def swap_fk_action(self) -> dict[str, Any]:
         fks = [f for t in self.schema.tables for f in t.foreign_keys]
         fk = self.draw(st.sampled_from(fks))
-        column = self.schema.get(fk.table).column(fk.column)
-        assert column is not None
-        actions = [
-            a for a in FK_ACTIONS if a != fk.on_delete and (column.nullable or a != "set_null")
-        ]
+        table = self.schema.get(fk.table)
+        nullable = all(c.nullable for c in table.columns if c.name in fk.columns)
+        actions = [a for a in FK_ACTIONS if a != fk.on_delete and (nullable or a != "set_null")]
         return {
             "op": "swap_fk_action",
             "table": fk.table,
@@ -671,8 +706,9 @@ class Drawer:
             if len(t.columns) < 2:
                 continue
             held = {*t.primary_key, *(c for u in t.uniques for c in u.columns)}
-            held |= {f.column for f in t.foreign_keys} | {c for ck in t.checks for c in ck.columns}
-            held |= {f.ref_column for f in self.schema.referencing(t.name)}
+            held |= {c for f in t.foreign_keys for c in f.columns}
+            held |= {c for ck in t.checks for c in ck.columns}
+            held |= {c for f in self.schema.referencing(t.name) for c in f.ref_columns}
             out += [
                 (t, c)
                 for c in t.columns
@@ -847,7 +883,7 @@ class Drawer:
 
     def _droppable_uniques(self) -> list[tuple[str, str]]:
         referenced = {
-            (f.ref_table, (f.ref_column,)) for t in self.schema.tables for f in t.foreign_keys
+            (f.ref_table, f.ref_columns) for t in self.schema.tables for f in t.foreign_keys
         }
         return [
             (t.name, u.name)
@@ -874,7 +910,7 @@ class Drawer:
             for c in child.columns:
                 if (
                     c.default is not None
-                    or child.fk_on(c.name)
+                    or child.fks_using(c.name)
                     or c.type.kind
                     not in (
                         "integer",
@@ -892,7 +928,62 @@ class Drawer:
                         out.append((child, c, parent))
         return out
 
+    def _composite_fk_candidates(self) -> list[tuple[Table, tuple[Column, ...], Table]]:
+        """(child, columns, parent): the parent has a composite primary key (id, k), there
+        since its creation (every row holds its number in both), and is no younger than the
+        child; the child's columns are of the key's types one by one, in no foreign key, with
+        no default (their rows hold their number or NULL) and never filled; a self-reference
+        uses other columns than the key's."""
+        tables = list(self.schema.tables)
+        names = self.schema.relation_names()
+        out = []
+        for i, child in enumerate(tables):
+            if child.name.startswith("filled_"):
+                continue
+            free = [
+                c
+                for c in child.columns
+                if c.default is None
+                and not child.fks_using(c.name)
+                and not any(
+                    n.startswith("filled_") and n.endswith(f"_{child.name}_{c.name}") for n in names
+                )
+            ]
+            for parent in tables[: i + 1]:
+                key = [parent.column(n) for n in parent.primary_key]
+                if len(key) != 2:
+                    continue
+                slots = [
+                    [
+                        c
+                        for c in free
+                        if k is not None
+                        and c.type == k.type
+                        and (parent is not child or c.name not in parent.primary_key)
+                    ]
+                    for k in key
+                ]
+                for first in slots[0]:
+                    for second in slots[1]:
+                        if first.name != second.name:
+                            out.append((child, (first, second), parent))
+        return out
+
     def add_foreign_key(self) -> dict[str, Any]:
+        composite = self._composite_fk_candidates()
+        if composite and (not self._fk_candidates() or self.draw(st.booleans())):
+            child, columns, parent = self.draw(st.sampled_from(composite))
+            nullable = all(c.nullable for c in columns)
+            return {
+                "op": "add_foreign_key",
+                "table": child.name,
+                "name": self.fresh("fk"),
+                "columns": [c.name for c in columns],
+                "references": {"table": parent.name, "columns": list(parent.primary_key)},
+                "on_delete": self.draw(
+                    st.sampled_from([a for a in FK_ACTIONS if nullable or a != "set_null"])
+                ),
+            }
         child, column, parent = self.draw(st.sampled_from(self._fk_candidates()))
         actions = [a for a in FK_ACTIONS if column.nullable or a != "set_null"]
         return {
@@ -1155,6 +1246,14 @@ def check_sequence(specs: list[dict[str, Any]], dialect: str, url: str, workdir:
         assert inspect_schema(url) == {}
 
 
+def composite_fks(specs: list[dict[str, Any]]) -> int:
+    """The composite foreign keys the changes add (create_table's or add_foreign_key's)."""
+    ops = [op for change in specs for op in change["operations"]]
+    keys = [fk for op in ops for fk in op.get("foreign_keys", [])]
+    keys += [op for op in ops if op["op"] == "add_foreign_key"]
+    return sum(len(fk["columns"]) > 1 for fk in keys)
+
+
 @pytest.mark.slow
 @pytest.mark.db
 def test_random_change_sequences_upgrade_downgrade_and_upgrade_again(
@@ -1180,6 +1279,7 @@ def test_random_change_sequences_upgrade_downgrade_and_upgrade_again(
     @example(specs=CONSTRAINTS)
     def run(specs: list[dict[str, Any]]) -> None:
         seen.update(op["op"] for change in specs for op in change["operations"])
+        seen["composite foreign keys"] += composite_fks(specs)
         check_sequence(specs, dialect, db_url, next(workdirs))
 
     run()

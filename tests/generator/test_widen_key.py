@@ -118,6 +118,41 @@ def test_a_plain_column_or_a_partial_index_is_refused(tmp_path: Path) -> None:
     assert "operations[1].column: the predicate of index ix_c_big names c.p_id" in text
 
 
+def test_a_key_in_an_expression_index_is_refused(tmp_path: Path) -> None:
+    """An expression key is rendered and read back by its columns' types (coalesce(a, b)
+    takes two columns of one type): widening a column inside one is refused at the line,
+    whether it is the key itself or a column that references it; nothing is written."""
+    (tmp_path / "changes").mkdir()
+    (tmp_path / "changes" / "0000_base.yaml").write_text(
+        "id: base\ndescription: b\noperations:\n"
+        "  - op: create_table\n    name: p\n    columns:\n"
+        "      - {name: id, type: integer, primary_key: true}\n"
+        "      - {name: n, type: integer}\n"
+        "    indexes:\n      - {name: ix_p_id_n, columns: ['coalesce(n, id)']}\n"
+        "  - op: create_table\n    name: c\n    columns:\n"
+        "      - {name: id, type: integer, primary_key: true}\n"
+        "      - {name: p_id, type: integer, references: {table: p}}\n"
+        "    indexes:\n      - {name: ix_c_p, columns: ['coalesce(p_id, 0)']}\n"
+    )
+    (tmp_path / "changes" / "0001_bad.yaml").write_text(
+        "id: bad\ndescription: b\noperations:\n"
+        "  - {op: widen_key, table: p, column: id, from: integer, to: bigint}\n"
+    )
+    with pytest.raises(SpecErrors) as info:
+        load_changes(tmp_path / "changes", display_base=tmp_path)
+    text = str(info.value)
+    assert "0001_bad.yaml:4:39: operations[0].column: an expression key of index ix_p_id_n" in text
+    assert "uses p.id: drop the index first, widen the key, then create the index again" in text
+    assert "operations[0].column: an expression key of index ix_c_p uses c.p_id" in text
+    # without the indexes the same widening is accepted
+    base = (tmp_path / "changes" / "0000_base.yaml").read_text()
+    (tmp_path / "changes" / "0000_base.yaml").write_text(
+        "\n".join(line for line in base.splitlines() if "index" not in line and "ix_" not in line)
+        + "\n"
+    )
+    load_changes(tmp_path / "changes", display_base=tmp_path)
+
+
 SEEN = {
     "accounts": "SELECT id, referrer_id, email FROM accounts ORDER BY id",
     "profiles": "SELECT account_id, bio FROM profiles ORDER BY account_id",
