@@ -131,7 +131,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Under ``--dist loadgroup`` xdist has put each grouped test's group in its node id by
     now; if it has not (pytest-dev/pytest-xdist#1386), the group would silently be split over
     the workers, each repeating the shared run: fail instead."""
-    if not session.config.getvalue("loadgroup"):
+    if not getattr(session.config.option, "loadgroup", False):  # set in xdist workers only
         return
     for item in session.items:
         if item.get_closest_marker("xdist_group") and "@" not in item.nodeid.rsplit("]", 1)[-1]:
