@@ -133,6 +133,10 @@ class Spec:
     def trigger(self) -> str:
         return shadow_name(self.direction, self.table)
 
+    def fill_trigger(self, direction: str | None = None) -> str:
+        """The second trigger: an UPDATE of other columns of a row not backfilled yet."""
+        return shadow_name(direction or self.direction, f"{self.table}__fill")
+
     def function(self, direction: str | None = None) -> str:
         name = shadow_name(direction or self.direction, self.table)
         return f"{batches.SCHEMA}.{_qi(name)}"
@@ -235,6 +239,7 @@ class _Run:
         shadows = [shadow_name(back, c.column) for c in s.columns]
         present = [c for c in shadows if c in self.column_types()]
         trigger = shadow_name(back, s.table)
+        fill = s.fill_trigger(back)
         indexes = [shadow_name(back, name) for name in s.indexes]
         built = [i for i in indexes if self.index_state(i) is not None]
         if not (present or built or self.has_trigger(trigger)):
@@ -249,6 +254,7 @@ class _Run:
 
             def drop() -> None:
                 self.sql(f"DROP TRIGGER IF EXISTS {_qi(trigger)} ON {self.table}")
+                self.sql(f"DROP TRIGGER IF EXISTS {_qi(fill)} ON {self.table}")
                 self.sql(f"DROP FUNCTION IF EXISTS {s.function(back)}()")
                 if present:
                     drops = ", ".join(f"DROP COLUMN IF EXISTS {_qi(c)}" for c in present)
@@ -439,17 +445,31 @@ def expand_sql(s: Spec) -> list[str]:
     values = ", ".join(c.using for c in s.columns)
     into = ", ".join(f"NEW.{_qi(c.shadow)}" for c in s.columns)
     body = f"BEGIN SELECT {values} INTO {into} FROM (SELECT {olds}) AS sg_old; RETURN NEW; END"
-    # The lock first (one request, under lock_timeout), the trigger before the columns: no
-    # row is written without its shadow, not even by this transaction.
+    # The lock first (one request, under lock_timeout), the triggers before the columns: no
+    # row is written without its shadow, not even by this transaction. The first trigger
+    # fires on every INSERT and on an UPDATE that sets an old column (UPDATE OF); the second
+    # on any other UPDATE of a row whose shadow is still missing (not backfilled yet: its
+    # new version must have its shadows, the NOT NULL helper check is enforced on it). An
+    # UPDATE of other columns of a backfilled row keeps its shadows, its old columns'
+    # conversion; the backfill's own UPDATE sets only the shadows (a NULL shadow only for a
+    # NULL old value), so it fires neither: no function call per row.
+    columns = ", ".join(_qi(c.column) for c in s.columns)
+    missing = " OR ".join(
+        f"(NEW.{_qi(c.shadow)} IS NULL AND NEW.{_qi(c.column)} IS NOT NULL)" for c in s.columns
+    )
     return [
         f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE",
         f"CREATE OR REPLACE FUNCTION {s.function()}() RETURNS trigger LANGUAGE plpgsql "
         f"AS $$ {body} $$",
         f"DROP TRIGGER IF EXISTS {_qi(s.trigger)} ON {table}",
-        f"CREATE TRIGGER {_qi(s.trigger)} BEFORE INSERT OR UPDATE ON {table} "
+        f"CREATE TRIGGER {_qi(s.trigger)} BEFORE INSERT OR UPDATE OF {columns} ON {table} "
         f"FOR EACH ROW EXECUTE FUNCTION {s.function()}()",
         *domain_sql(s, "unconstrain"),
         f"ALTER TABLE {table} {', '.join(clauses)}",
+        # after the columns it reads (same transaction, the table locked: no row between)
+        f"DROP TRIGGER IF EXISTS {_qi(s.fill_trigger())} ON {table}",
+        f"CREATE TRIGGER {_qi(s.fill_trigger())} BEFORE UPDATE ON {table} FOR EACH ROW "
+        f"WHEN ({missing}) EXECUTE FUNCTION {s.function()}()",
         *domain_sql(s, "constrain"),
     ]
 
@@ -465,9 +485,16 @@ def prepare_sql(s: Spec) -> list[str]:
 def contract_sql(s: Spec) -> list[str]:
     """The contract's statements, one transaction: catalogue changes only."""
     table = _qi(s.table)
-    out = [f"ALTER TABLE {table} {', '.join(f'DROP COLUMN {_qi(c.column)}' for c in s.columns)}"]
-    out.append(f"DROP TRIGGER {_qi(s.trigger)} ON {table}")
+    # The triggers first: they name the old columns, which cannot go before them (the
+    # second IF EXISTS: an expand of an earlier version had one trigger only)
+    out = [
+        f"DROP TRIGGER {_qi(s.trigger)} ON {table}",
+        f"DROP TRIGGER IF EXISTS {_qi(s.fill_trigger())} ON {table}",
+    ]
     out.append(f"DROP FUNCTION {s.function()}()")
+    out.append(
+        f"ALTER TABLE {table} {', '.join(f'DROP COLUMN {_qi(c.column)}' for c in s.columns)}"
+    )
     out += [
         f"ALTER TABLE {table} RENAME COLUMN {_qi(c.shadow)} TO {_qi(c.column)}" for c in s.columns
     ]

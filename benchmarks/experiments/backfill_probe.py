@@ -50,11 +50,13 @@ def _child(tree: Path, url: str, migrations: Path) -> dict[str, Any]:
         [sys.executable, "-c", CHILD, url, str(migrations)],
         cwd=tree,
         env=env,
-        check=True,
+        check=False,
         capture_output=True,
         text=True,
-    ).stdout
-    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{tree}: {out.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["generator"].startswith(str(tree)), result["generator"]
     return result
 
