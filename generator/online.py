@@ -351,7 +351,6 @@ class _Run:
             )
             self._refuse(found, f"{s.table}.{c.column}.{c.fit_name}", "pre")
         sets = ", ".join(f"{_qi(c.shadow)} = {batches.literal(c.using)}" for c in s.columns)
-        changed = int(self.sql(f"UPDATE {self.table} SET {sets} WHERE {cond}", params).rowcount)
         drift = []
         for c in s.columns:
             old, new = _qi(c.column), _qi(c.shadow)
@@ -362,19 +361,38 @@ class _Run:
                 terms += f" OR abs({new} - {old}) >= {c.tolerance}"
             drift.append(terms)
         shown = ", ".join(f"{_qi(c.column)}, {_qi(c.shadow)}" for c in s.columns)
+        # One scan: the UPDATE returns each row it wrote (old and shadow of the same row
+        # version, locked to the commit); the rows drifting are picked from that, and the
+        # first result row carries how many rows the UPDATE changed (a LEFT JOIN: one row
+        # even when none drifts; a drifting row always has its key, never NULL).
         found = self.sql(
-            f"SELECT {keys}, {shown} FROM {self.table} WHERE {cond} AND "
-            f"({' OR '.join(drift)}) ORDER BY {keys} LIMIT {batches.MAX_SHOWN + 1}",
+            f"WITH sg_u AS (UPDATE {self.table} SET {sets} WHERE {cond} "
+            f"RETURNING {keys}, {shown}), "
+            f"sg_drift AS (SELECT {keys}, {shown} FROM sg_u WHERE {' OR '.join(drift)} "
+            f"ORDER BY {keys} LIMIT {batches.MAX_SHOWN + 1}) "
+            "SELECT (SELECT count(*) FROM sg_u) AS sg_changed, sg_drift.* "
+            "FROM (SELECT 1) AS sg_one LEFT JOIN sg_drift ON true",
             params,
         )
-        self._refuse(found, f"{s.table}.drift: shadow values drifting from the old", "post")
+        columns = list(found.keys())[1:]
+        rows = found.fetchall()
+        changed = int(rows[0][0])
+        failing = [tuple(r[1:]) for r in rows if r[1] is not None]
+        self._refuse_rows(
+            columns, failing, f"{s.table}.drift: shadow values drifting from the old", "post"
+        )
         return changed
 
     def _refuse(self, result: Any, what: str, phase: str) -> None:
         columns, rows = list(result.keys()), result.fetchmany(batches.MAX_SHOWN + 1)
+        self._refuse_rows(columns, [tuple(r) for r in rows], what, phase)
+
+    def _refuse_rows(
+        self, columns: list[str], rows: list[tuple[Any, ...]], what: str, phase: str
+    ) -> None:
         if rows:
             check = runtime.Check(what, "(per batch)")
-            failure = runtime.CheckResult(check, columns, [tuple(r) for r in rows])
+            failure = runtime.CheckResult(check, columns, rows)
             raise OnlineCheckFailed(self.spec.change, phase, "postgresql", [failure])
 
     def prepare(self) -> None:
