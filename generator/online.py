@@ -332,6 +332,11 @@ class _Run:
         loop = self.loop
         loop.setup(None)
         loop.target_s = TARGET_BATCH_S
+        # A batch and its progress row commit together: a crash that loses a batch's commit
+        # loses its progress with it (the re-run redoes that batch), and any later commit
+        # that waits for its flush (the contract, an application's write to a batch's row)
+        # flushes the WAL before it, the batch's included.
+        loop.async_commit = True
         with runtime.step(s.change, f"backfill {s.table}", "postgresql") as record:
             done, rows = loop.run(self.table, self._batch)
             record.extra.update(batches=done, rows=rows, last_batch_size=loop.size)
