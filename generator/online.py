@@ -610,7 +610,8 @@ def _plan(op: Any, spec: Spec) -> None:
         note(f"    {line}")
     note(
         "phase expand [ACCESS EXCLUSIVE, brief, catalogue only; lock_timeout, retried]: "
-        "shadow columns, NOT VALID checks, a trigger keeping each shadow converted"
+        "shadow columns, NOT VALID checks, triggers keeping each shadow converted (on INSERT "
+        "and an UPDATE of an old column; on other UPDATEs of a row not backfilled yet)"
     )
     out(expand_sql(spec))
     keys = ", ".join(spec.key)

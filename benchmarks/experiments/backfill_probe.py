@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import typechange
-from benchmarks.databases import postgres_admin_url
+from benchmarks.databases import admin_sql, postgres_admin_url
 
 CHILD = """
 import json, sys, time
@@ -106,7 +106,7 @@ def main() -> None:
                     phases = _phases(_child(tree, url.render_as_string(False), migrations))
                     runs[label].append(phases)
                     print(f"round {n} {label}: {json.dumps(phases)}", file=sys.stderr)
-                    typechange.admin_sql(
+                    admin_sql(
                         base.admin_url, f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'
                     )
                     base.made.remove(url)
