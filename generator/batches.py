@@ -128,6 +128,9 @@ class Batches:
         # PostgreSQL: add each batch's deletes to the change's count (runtime.XACT_DELETED)
         # before it commits, as the change's own transactions do
         self.carry = False
+        # PostgreSQL: the batches commit without waiting for their WAL flush (online type
+        # changes: docs/online.md "Backfill speed" says why nothing is lost)
+        self.async_commit = False
 
     def sql(self, text: str, params: Sequence[Any] = ()) -> Any:
         connection = self.connection
@@ -244,6 +247,8 @@ class Batches:
                 started = time.perf_counter()
                 self.begin()
                 try:
+                    if self.async_commit and self.dialect == "postgresql":
+                        self.sql("SET LOCAL synchronous_commit = off")
                     after = f"WHERE ({keys}) > ({marks}) " if last is not None else ""
                     found = self.sql(
                         f"SELECT {keys} FROM {source} {after}ORDER BY {keys} LIMIT {self.size}",

@@ -133,6 +133,10 @@ class Spec:
     def trigger(self) -> str:
         return shadow_name(self.direction, self.table)
 
+    def fill_trigger(self, direction: str | None = None) -> str:
+        """The second trigger: an UPDATE of other columns of a row not backfilled yet."""
+        return shadow_name(direction or self.direction, f"{self.table}__fill")
+
     def function(self, direction: str | None = None) -> str:
         name = shadow_name(direction or self.direction, self.table)
         return f"{batches.SCHEMA}.{_qi(name)}"
@@ -235,6 +239,7 @@ class _Run:
         shadows = [shadow_name(back, c.column) for c in s.columns]
         present = [c for c in shadows if c in self.column_types()]
         trigger = shadow_name(back, s.table)
+        fill = s.fill_trigger(back)
         indexes = [shadow_name(back, name) for name in s.indexes]
         built = [i for i in indexes if self.index_state(i) is not None]
         if not (present or built or self.has_trigger(trigger)):
@@ -249,6 +254,7 @@ class _Run:
 
             def drop() -> None:
                 self.sql(f"DROP TRIGGER IF EXISTS {_qi(trigger)} ON {self.table}")
+                self.sql(f"DROP TRIGGER IF EXISTS {_qi(fill)} ON {self.table}")
                 self.sql(f"DROP FUNCTION IF EXISTS {s.function(back)}()")
                 if present:
                     drops = ", ".join(f"DROP COLUMN IF EXISTS {_qi(c)}" for c in present)
@@ -326,6 +332,11 @@ class _Run:
         loop = self.loop
         loop.setup(None)
         loop.target_s = TARGET_BATCH_S
+        # A batch and its progress row commit together: a crash that loses a batch's commit
+        # loses its progress with it (the re-run redoes that batch), and any later commit
+        # that waits for its flush (the contract, an application's write to a batch's row)
+        # flushes the WAL before it, the batch's included.
+        loop.async_commit = True
         with runtime.step(s.change, f"backfill {s.table}", "postgresql") as record:
             done, rows = loop.run(self.table, self._batch)
             record.extra.update(batches=done, rows=rows, last_batch_size=loop.size)
@@ -345,7 +356,6 @@ class _Run:
             )
             self._refuse(found, f"{s.table}.{c.column}.{c.fit_name}", "pre")
         sets = ", ".join(f"{_qi(c.shadow)} = {batches.literal(c.using)}" for c in s.columns)
-        changed = int(self.sql(f"UPDATE {self.table} SET {sets} WHERE {cond}", params).rowcount)
         drift = []
         for c in s.columns:
             old, new = _qi(c.column), _qi(c.shadow)
@@ -356,19 +366,38 @@ class _Run:
                 terms += f" OR abs({new} - {old}) >= {c.tolerance}"
             drift.append(terms)
         shown = ", ".join(f"{_qi(c.column)}, {_qi(c.shadow)}" for c in s.columns)
+        # One scan: the UPDATE returns each row it wrote (old and shadow of the same row
+        # version, locked to the commit); the rows drifting are picked from that, and the
+        # first result row carries how many rows the UPDATE changed (a LEFT JOIN: one row
+        # even when none drifts; a drifting row always has its key, never NULL).
         found = self.sql(
-            f"SELECT {keys}, {shown} FROM {self.table} WHERE {cond} AND "
-            f"({' OR '.join(drift)}) ORDER BY {keys} LIMIT {batches.MAX_SHOWN + 1}",
+            f"WITH sg_u AS (UPDATE {self.table} SET {sets} WHERE {cond} "
+            f"RETURNING {keys}, {shown}), "
+            f"sg_drift AS (SELECT {keys}, {shown} FROM sg_u WHERE {' OR '.join(drift)} "
+            f"ORDER BY {keys} LIMIT {batches.MAX_SHOWN + 1}) "
+            "SELECT (SELECT count(*) FROM sg_u) AS sg_changed, sg_drift.* "
+            "FROM (SELECT 1) AS sg_one LEFT JOIN sg_drift ON true",
             params,
         )
-        self._refuse(found, f"{s.table}.drift: shadow values drifting from the old", "post")
+        columns = list(found.keys())[1:]
+        rows = found.fetchall()
+        changed = int(rows[0][0])
+        failing = [tuple(r[1:]) for r in rows if r[1] is not None]
+        self._refuse_rows(
+            columns, failing, f"{s.table}.drift: shadow values drifting from the old", "post"
+        )
         return changed
 
     def _refuse(self, result: Any, what: str, phase: str) -> None:
         columns, rows = list(result.keys()), result.fetchmany(batches.MAX_SHOWN + 1)
+        self._refuse_rows(columns, [tuple(r) for r in rows], what, phase)
+
+    def _refuse_rows(
+        self, columns: list[str], rows: list[tuple[Any, ...]], what: str, phase: str
+    ) -> None:
         if rows:
             check = runtime.Check(what, "(per batch)")
-            failure = runtime.CheckResult(check, columns, [tuple(r) for r in rows])
+            failure = runtime.CheckResult(check, columns, rows)
             raise OnlineCheckFailed(self.spec.change, phase, "postgresql", [failure])
 
     def prepare(self) -> None:
@@ -439,17 +468,31 @@ def expand_sql(s: Spec) -> list[str]:
     values = ", ".join(c.using for c in s.columns)
     into = ", ".join(f"NEW.{_qi(c.shadow)}" for c in s.columns)
     body = f"BEGIN SELECT {values} INTO {into} FROM (SELECT {olds}) AS sg_old; RETURN NEW; END"
-    # The lock first (one request, under lock_timeout), the trigger before the columns: no
-    # row is written without its shadow, not even by this transaction.
+    # The lock first (one request, under lock_timeout), the triggers before the columns: no
+    # row is written without its shadow, not even by this transaction. The first trigger
+    # fires on every INSERT and on an UPDATE that sets an old column (UPDATE OF); the second
+    # on any other UPDATE of a row whose shadow is still missing (not backfilled yet: its
+    # new version must have its shadows, the NOT NULL helper check is enforced on it). An
+    # UPDATE of other columns of a backfilled row keeps its shadows, its old columns'
+    # conversion; the backfill's own UPDATE sets only the shadows (a NULL shadow only for a
+    # NULL old value), so it fires neither: no function call per row.
+    columns = ", ".join(_qi(c.column) for c in s.columns)
+    missing = " OR ".join(
+        f"(NEW.{_qi(c.shadow)} IS NULL AND NEW.{_qi(c.column)} IS NOT NULL)" for c in s.columns
+    )
     return [
         f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE",
         f"CREATE OR REPLACE FUNCTION {s.function()}() RETURNS trigger LANGUAGE plpgsql "
         f"AS $$ {body} $$",
         f"DROP TRIGGER IF EXISTS {_qi(s.trigger)} ON {table}",
-        f"CREATE TRIGGER {_qi(s.trigger)} BEFORE INSERT OR UPDATE ON {table} "
+        f"CREATE TRIGGER {_qi(s.trigger)} BEFORE INSERT OR UPDATE OF {columns} ON {table} "
         f"FOR EACH ROW EXECUTE FUNCTION {s.function()}()",
         *domain_sql(s, "unconstrain"),
         f"ALTER TABLE {table} {', '.join(clauses)}",
+        # after the columns it reads (same transaction, the table locked: no row between)
+        f"DROP TRIGGER IF EXISTS {_qi(s.fill_trigger())} ON {table}",
+        f"CREATE TRIGGER {_qi(s.fill_trigger())} BEFORE UPDATE ON {table} FOR EACH ROW "
+        f"WHEN ({missing}) EXECUTE FUNCTION {s.function()}()",
         *domain_sql(s, "constrain"),
     ]
 
@@ -465,9 +508,16 @@ def prepare_sql(s: Spec) -> list[str]:
 def contract_sql(s: Spec) -> list[str]:
     """The contract's statements, one transaction: catalogue changes only."""
     table = _qi(s.table)
-    out = [f"ALTER TABLE {table} {', '.join(f'DROP COLUMN {_qi(c.column)}' for c in s.columns)}"]
-    out.append(f"DROP TRIGGER {_qi(s.trigger)} ON {table}")
+    # The triggers first: they name the old columns, which cannot go before them (the
+    # second IF EXISTS: an expand of an earlier version had one trigger only)
+    out = [
+        f"DROP TRIGGER {_qi(s.trigger)} ON {table}",
+        f"DROP TRIGGER IF EXISTS {_qi(s.fill_trigger())} ON {table}",
+    ]
     out.append(f"DROP FUNCTION {s.function()}()")
+    out.append(
+        f"ALTER TABLE {table} {', '.join(f'DROP COLUMN {_qi(c.column)}' for c in s.columns)}"
+    )
     out += [
         f"ALTER TABLE {table} RENAME COLUMN {_qi(c.shadow)} TO {_qi(c.column)}" for c in s.columns
     ]
@@ -560,7 +610,8 @@ def _plan(op: Any, spec: Spec) -> None:
         note(f"    {line}")
     note(
         "phase expand [ACCESS EXCLUSIVE, brief, catalogue only; lock_timeout, retried]: "
-        "shadow columns, NOT VALID checks, a trigger keeping each shadow converted"
+        "shadow columns, NOT VALID checks, triggers keeping each shadow converted (on INSERT "
+        "and an UPDATE of an old column; on other UPDATEs of a row not backfilled yet)"
     )
     out(expand_sql(spec))
     keys = ", ".join(spec.key)

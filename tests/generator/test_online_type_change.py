@@ -335,6 +335,57 @@ def test_status_shows_the_backfill_and_a_rerun_redoes_no_finished_batch(pg_url: 
     assert db_revision(pg_url) == "0003"
 
 
+@pytest.mark.kill
+def test_application_updates_mid_backfill_keep_every_shadow_converted(pg_url: str) -> None:
+    """The trigger fires on INSERT and on an UPDATE that sets an old column (UPDATE OF), not
+    on the backfill's own UPDATE of the shadows. Killed after the first batch committed: the
+    application updates the old column of a row already backfilled and of one not yet, and
+    only another column of two more; each shadow is then its old column's conversion, and
+    the finished change holds every row's value."""
+    _seed(pg_url, ticks=4000)
+    before = _prices(pg_url)
+    ids = sorted(before)
+    killed = _run_killed(pg_url, "UPDATE schemagen.backfill_progress SET last_key", 2, "upgrade")
+    assert killed.returncode == -9, killed.stderr
+    done, later = ids[0], ids[-1]  # the first batch is the first 1000 keys; the last is not
+    other_done, other_later = ids[1], ids[-2]
+    with psycopg.connect(_plain(pg_url), autocommit=True) as conn:
+        (last_key,) = conn.execute(  # type: ignore[misc]
+            "SELECT last_key FROM schemagen.backfill_progress WHERE step = 'online_market_data'"
+        ).fetchone()
+        assert done <= json.loads(last_key)[0] < other_later
+        shadow = "SELECT sg_up__price FROM market_data WHERE id = %s"
+        assert conn.execute(shadow, (later,)).fetchone() == (None,)
+        for row, price in ((done, Decimal("1234.5678")), (later, Decimal("8765.4321"))):
+            conn.execute("UPDATE market_data SET price = %s WHERE id = %s", (price, row))
+            before[row] = price
+        for row in (other_done, other_later):
+            conn.execute("UPDATE market_data SET volume = 7 WHERE id = %s", (row,))
+        rows = conn.execute(
+            "SELECT id, price, sg_up__price FROM market_data WHERE id = ANY(%s)",
+            ([done, later, other_done, other_later],),
+        ).fetchall()
+    got = {r[0]: (r[1], r[2]) for r in rows}
+    assert got[done] == (Decimal("1234.5678"), 1234.5678)
+    assert got[later] == (Decimal("8765.4321"), 8765.4321)
+    # another column only: the backfilled row keeps its shadow; the row not backfilled yet
+    # gets it from the second trigger (its new version must hold it: the NOT NULL helper
+    # check is enforced on every new row version; UPDATE OF alone failed this UPDATE)
+    for row in (other_done, other_later):
+        assert got[row] == (before[row], float(before[row]))  # type: ignore[arg-type]
+    again = _run(pg_url, "upgrade", "--to", "0003")
+    assert again.returncode == 0, again.stderr
+    assert db_revision(pg_url) == "0003"
+    after = _prices(pg_url)
+    assert set(after) == set(before)
+    assert [k for k in before if abs(after[k] - before[k]) >= Decimal("0.0001")] == []  # type: ignore[operator]
+    with psycopg.connect(_plain(pg_url), autocommit=True) as conn:
+        volumes = conn.execute(
+            "SELECT id, volume FROM market_data WHERE id = ANY(%s)", ([other_done, other_later],)
+        ).fetchall()
+    assert sorted(volumes) == sorted([(other_done, 7), (other_later, 7)])
+
+
 PHASES = ("expand", "backfill", "prepare", "contract")
 ONLINE_TABLES = ("market_data", "alert_logs")
 
