@@ -294,7 +294,7 @@ def _plans(change: Change) -> Plans:
 
 def _render_migration(env: jinja2.Environment, change: Change, plans: Plans) -> str:
     return env.get_template("migration.py.j2").render(
-        change=change, plans=plans, resumable=resume.tolerances(change)
+        change=change, plans=plans, resumable=resume.tolerances(change, plans)
     )
 
 
