@@ -195,7 +195,32 @@ def make_env(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
     # alter(), ...) through it. Each template is loaded (compiled) when a unit of its kind is
     # first rendered: a history that uses a few operations compiles a few templates.
     env.globals["ops"] = _Modules(env, ops.unit_templates())
+    env.globals["table_source"] = _TableSources(env)
     return env
+
+
+class _TableSources:
+    """``table_source(t, dialect)`` in the templates: ops/_schema.j2's ``table`` macro (a whole
+    table as ``sa.Table`` source: SQLite's ``copy_from``), rendered once per table state and
+    dialect. A history rebuilds the same states again and again (a change and its downgrade,
+    a cycle of swaps); the macro's text depends on nothing but its arguments (the module is
+    imported without context). Looked up by identity first (the table is kept in the entry, so
+    its id is never reused), then by value (states are frozen dataclasses)."""
+
+    def __init__(self, env: jinja2.Environment) -> None:
+        self._env = env
+        self._by_id: dict[tuple[int, str], tuple[Any, str]] = {}
+        self._by_value: dict[tuple[Any, str], str] = {}
+
+    def __call__(self, table: Any, dialect: str) -> str:
+        seen = self._by_id.get((id(table), dialect))
+        if seen is None or seen[0] is not table:
+            text = self._by_value.get((table, dialect))
+            if text is None:
+                macro = self._env.get_template("ops/_schema.j2").module.table  # type: ignore[attr-defined]
+                text = self._by_value[(table, dialect)] = str(macro(table, dialect))
+            seen = self._by_id[(id(table), dialect)] = (table, text)
+        return seen[1]
 
 
 class _Modules(dict[str, Any]):
