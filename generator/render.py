@@ -205,20 +205,22 @@ class _TableSources:
     dialect. A history rebuilds the same states again and again (a change and its downgrade,
     a cycle of swaps); the macro's text depends on nothing but its arguments (the module is
     imported without context). Looked up by identity first (the table is kept in the entry, so
-    its id is never reused), then by value (states are frozen dataclasses)."""
+    its id is never reused), then by its repr, as the validation files' table blocks are (not
+    by ==: a default of 1 equals one of True, and they render differently)."""
 
     def __init__(self, env: jinja2.Environment) -> None:
         self._env = env
         self._by_id: dict[tuple[int, str], tuple[Any, str]] = {}
-        self._by_value: dict[tuple[Any, str], str] = {}
+        self._by_value: dict[tuple[str, str], str] = {}
 
     def __call__(self, table: Any, dialect: str) -> str:
         seen = self._by_id.get((id(table), dialect))
         if seen is None or seen[0] is not table:
-            text = self._by_value.get((table, dialect))
+            key = (repr(table), dialect)
+            text = self._by_value.get(key)
             if text is None:
                 macro = self._env.get_template("ops/_schema.j2").module.table  # type: ignore[attr-defined]
-                text = self._by_value[(table, dialect)] = str(macro(table, dialect))
+                text = self._by_value[key] = str(macro(table, dialect))
             seen = self._by_id[(id(table), dialect)] = (table, text)
         return seen[1]
 
