@@ -57,6 +57,8 @@ def _py(value: Any) -> str:
 
 
 def _sqlval(value: Any, dialect: str) -> str:
+    if type(value) is str and value.isprintable():  # most values: a printable string
+        return dialects.sql_string(value)
     if value is None:
         return "NULL"
     if isinstance(value, bool):
@@ -268,12 +270,21 @@ def checks_json(
         "and run `schemagen generate`."
     )
     # The header on the first line, as every generated file has it; valid JSON all the same.
+    # One join for the whole file: its records are most of it (tens of kilobytes), copied once.
+    head = f'{{"//": {json.dumps(header, ensure_ascii=False)},\n"checks": '
+    if not found:
+        return f"{head}[]}}\n"
     if blocks is not None:
-        items = ",\n".join(b.json(dialect) for b in blocks if b.checks)
+        items = [b.json(dialect) for b in blocks if b.checks]
     else:
-        items = ",\n".join(_record_json(c, dialect) for c in found)
-    records = f"[\n{items}\n]" if found else "[]"
-    return f'{{"//": {json.dumps(header, ensure_ascii=False)},\n"checks": {records}}}\n'
+        items = [_record_json(c, dialect) for c in found]
+    parts = [head, "[\n"]
+    for item in items:
+        parts += (item, ",\n")
+    if items:
+        parts.pop()  # the last separator
+    parts.append("\n]}\n")
+    return "".join(parts)
 
 
 # id(check), dialect -> (the check, kept alive so that its id is not reused; its JSON text).
