@@ -47,6 +47,8 @@ def _comment(text: str, prefix: str) -> str:
 
 def _py(value: Any) -> str:
     """A Python literal; ``repr`` of str/int/bool/None is safe to paste into source."""
+    if type(value) is str:  # most values (the tolerated rows are tuples of them)
+        return repr(value)
     if isinstance(value, str | int | float | bool) or value is None:
         return repr(value)
     if isinstance(value, tuple | list):
