@@ -837,8 +837,10 @@ warm, on a machine shared with other jobs, so as shares of the run rather than s
   allocate its blocks at once (its rule for files truncated and written again), and the
   filesystem is mounted with `discard`, so each unlink frees real blocks while the process
   waits on the disk: next to no CPU, yet a quarter to a third of a quiet run's wall time at
-  the largest size. Not addressed yet (`ruff format --diff` would leave the files
-  unwritten, at the price of applying its diffs). The output is what it costs: every
+  the largest size, and varying from run to run with the disk. Not addressed yet: `ruff
+  format --diff` leaves the files unwritten (their removal then costs nothing), but ruff
+  spends about twice the CPU on it and applying the diffs takes about a tenth of a second,
+  and on a busy machine that was no faster. The output is what it costs: every
   change's validation files check the whole schema. Done: the enum types of a state are
   computed once; `resume.tolerance` reuses the plans the migration was rendered from and
   compares a half-applied state's tables only where they are not the base's; SQLite's
