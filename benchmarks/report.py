@@ -832,12 +832,28 @@ warm, on a machine shared with other jobs, so as shares of the run rather than s
   operations most of it), reading and comparing the files on disk, the reviews and loading
   the specs; hashing for the sum and ruff's temporary files a few hundredths each (ruff is
   still run once on temporary files, beside the rest: `ruff format -` takes one file per
-  process). The output is what it costs: every change's validation files check the whole
-  schema. Done: the enum types of a state are computed once, and `resume.tolerance` skips
-  the tables a state shares with the base. Tried and taken out again: splitting a long
-  history over forked processes (the same bytes, on both cores); the registry's issue asks
-  for speed by not working, not for process machinery, and a loaded machine gained nothing
-  from it.
+  process). In wall time, though, removing ruff's temporary files is one of the longest
+  waits on this machine: ruff rewrites each file in place, which makes the filesystem
+  allocate its blocks at once (its rule for files truncated and written again), and the
+  filesystem is mounted with `discard`, so each unlink frees real blocks while the process
+  waits on the disk: next to no CPU, yet a quarter to a third of a quiet run's wall time at
+  the largest size, and varying from run to run with the disk. Not addressed yet: `ruff
+  format --diff` leaves the files unwritten (their removal then costs nothing), but ruff
+  spends about twice the CPU on it and applying the diffs takes about a tenth of a second,
+  and on a busy machine that was no faster. The output is what it costs: every
+  change's validation files check the whole schema. Done: the enum types of a state are
+  computed once; `resume.tolerance` reuses the plans the migration was rendered from and
+  compares a half-applied state's tables only where they are not the base's; SQLite's
+  `copy_from` source of a table (the shared `table` macro of the operations' templates) is
+  rendered once per table state, as the validation files' table blocks are; and each file
+  on disk is compared as bytes with the rendered text encoded, its text then the rendered
+  one (no decoding, no second copy, and the sum check's comparison of the two becomes one
+  of identity). Tried, no gain: deferring the build of the operations' pydantic models (the
+  union's validator costs the same), and importing `importlib.metadata` only for the
+  cache's key (pydantic's plugin loader imports it anyway). Tried and taken out again:
+  splitting a long history over forked processes (the same bytes, on both cores); the
+  registry's issue asks for speed by not working, not for process machinery, and a loaded
+  machine gained nothing from it.
 - **Not done: validation files that check only the tables a change touches.** It would
   shrink the output (and the rendering, reading and hashing that grow with it), but not
   soundly as things stand: `schemagen verify` and `stamp` run the post-checks of the change a

@@ -79,26 +79,37 @@ def owned_files(out_dir: Path, read: Mapping[str, str] | None = None) -> set[str
     return found
 
 
-def read_text(path: str) -> str:
+def read_text(path: str, expected: str | None = None) -> str:
     """``Path(path).read_text(encoding="utf-8")``: the bytes decoded, then universal newlines
-    (``\r\n`` and ``\r`` read as ``\n``), the translation skipped when there is no ``\r``."""
+    (``\r\n`` and ``\r`` read as ``\n``), the translation skipped when there is no ``\r``.
+
+    ``expected``: the text the caller will compare the file with; when the file's bytes are
+    that text's (and hold no ``\r``), that very object is returned, nothing decoded."""
     with open(path, "rb") as fh:
-        text = fh.read().decode("utf-8")
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return text
+        return _text_of(fh.read(), expected)
 
 
-def read_stable(path: str) -> tuple[str, os.stat_result, os.stat_result]:
+def read_stable(
+    path: str, expected: str | None = None
+) -> tuple[str, os.stat_result, os.stat_result]:
     """:func:`read_text` with the file's stat before and after the read."""
     with open(path, "rb") as fh:
         before = os.fstat(fh.fileno())
         data = fh.read()
         after = os.fstat(fh.fileno())
+    return _text_of(data, expected), before, after
+
+
+def _text_of(data: bytes, expected: str | None) -> str:
+    # Comparing bytes with the expected text encoded is cheaper than decoding the file (and
+    # a current file then costs no second copy of its text): the two are equal exactly when
+    # the decoded file, without a \r to translate, equals the text.
+    if expected is not None and b"\r" not in data and data == expected.encode("utf-8"):
+        return expected
     text = data.decode("utf-8")
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return text, before, after
+    return text
 
 
 @dataclass
@@ -129,9 +140,9 @@ def compare(
     for path, text in sorted(files.items()):
         try:
             if stats is None:
-                current = read_text(os.path.join(base, path))
+                current = read_text(os.path.join(base, path), text)
             else:
-                current, before, after = read_stable(os.path.join(base, path))
+                current, before, after = read_stable(os.path.join(base, path), text)
                 stats[path] = (before, after)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             drift.missing.append(path)

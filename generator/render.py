@@ -47,6 +47,8 @@ def _comment(text: str, prefix: str) -> str:
 
 def _py(value: Any) -> str:
     """A Python literal; ``repr`` of str/int/bool/None is safe to paste into source."""
+    if type(value) is str:  # most values (the tolerated rows are tuples of them)
+        return repr(value)
     if isinstance(value, str | int | float | bool) or value is None:
         return repr(value)
     if isinstance(value, tuple | list):
@@ -57,6 +59,8 @@ def _py(value: Any) -> str:
 
 
 def _sqlval(value: Any, dialect: str) -> str:
+    if type(value) is str and value.isprintable():  # most values: a printable string
+        return dialects.sql_string(value)
     if value is None:
         return "NULL"
     if isinstance(value, bool):
@@ -195,7 +199,34 @@ def make_env(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
     # alter(), ...) through it. Each template is loaded (compiled) when a unit of its kind is
     # first rendered: a history that uses a few operations compiles a few templates.
     env.globals["ops"] = _Modules(env, ops.unit_templates())
+    env.globals["table_source"] = _TableSources(env)
     return env
+
+
+class _TableSources:
+    """``table_source(t, dialect)`` in the templates: ops/_schema.j2's ``table`` macro (a whole
+    table as ``sa.Table`` source: SQLite's ``copy_from``), rendered once per table state and
+    dialect. A history rebuilds the same states again and again (a change and its downgrade,
+    a cycle of swaps); the macro's text depends on nothing but its arguments (the module is
+    imported without context). Looked up by identity first (the table is kept in the entry, so
+    its id is never reused), then by its repr, as the validation files' table blocks are (not
+    by ==: a default of 1 equals one of True, and they render differently)."""
+
+    def __init__(self, env: jinja2.Environment) -> None:
+        self._env = env
+        self._by_id: dict[tuple[int, str], tuple[Any, str]] = {}
+        self._by_value: dict[tuple[str, str], str] = {}
+
+    def __call__(self, table: Any, dialect: str) -> str:
+        seen = self._by_id.get((id(table), dialect))
+        if seen is None or seen[0] is not table:
+            key = (repr(table), dialect)
+            text = self._by_value.get(key)
+            if text is None:
+                macro = self._env.get_template("ops/_schema.j2").module.table  # type: ignore[attr-defined]
+                text = self._by_value[key] = str(macro(table, dialect))
+            seen = self._by_id[(id(table), dialect)] = (table, text)
+        return seen[1]
 
 
 class _Modules(dict[str, Any]):
@@ -241,12 +272,21 @@ def checks_json(
         "and run `schemagen generate`."
     )
     # The header on the first line, as every generated file has it; valid JSON all the same.
+    # One join for the whole file: its records are most of it (tens of kilobytes), copied once.
+    head = f'{{"//": {json.dumps(header, ensure_ascii=False)},\n"checks": '
+    if not found:
+        return f"{head}[]}}\n"
     if blocks is not None:
-        items = ",\n".join(b.json(dialect) for b in blocks if b.checks)
+        items = [b.json(dialect) for b in blocks if b.checks]
     else:
-        items = ",\n".join(_record_json(c, dialect) for c in found)
-    records = f"[\n{items}\n]" if found else "[]"
-    return f'{{"//": {json.dumps(header, ensure_ascii=False)},\n"checks": {records}}}\n'
+        items = [_record_json(c, dialect) for c in found]
+    parts = [head, "[\n"]
+    for item in items:
+        parts += (item, ",\n")
+    if items:
+        parts.pop()  # the last separator
+    parts.append("\n]}\n")
+    return "".join(parts)
 
 
 # id(check), dialect -> (the check, kept alive so that its id is not reused; its JSON text).
@@ -294,7 +334,7 @@ def _plans(change: Change) -> Plans:
 
 def _render_migration(env: jinja2.Environment, change: Change, plans: Plans) -> str:
     return env.get_template("migration.py.j2").render(
-        change=change, plans=plans, resumable=resume.tolerances(change)
+        change=change, plans=plans, resumable=resume.tolerances(change, plans)
     )
 
 

@@ -24,6 +24,7 @@ from generator.state import Schema, Table
 
 Row = tuple[str | None, ...]
 Tolerance = dict[str, list[Row]]  # check name -> the failing rows it may show
+Plans = dict[str, dict[str, list[Unit]]]  # direction -> dialect -> units (as render's)
 MISSING, EXTRA = "expected, not found", "found, not expected"
 
 
@@ -61,10 +62,14 @@ def _half_done(
 
 
 def _rows(schema: Schema, dialect: str) -> dict[str, frozenset[Row]]:
-    out: dict[str, frozenset[Row]] = {"tables": frozenset((t.name,) for t in schema.tables)}
+    out: dict[str, frozenset[Row]] = {"tables": _table_names(schema)}
     for table in schema.tables:
         out.update(_table_rows_of(table, dialect))
     return out
+
+
+def _table_names(schema: Schema) -> frozenset[Row]:
+    return frozenset((t.name,) for t in schema.tables)
 
 
 def _table_rows_of(table: Table, dialect: str) -> dict[str, frozenset[Row]]:
@@ -97,18 +102,24 @@ def _text(row: checks.Row) -> Row:
     return tuple(None if v is None else str(v) for v in row)
 
 
-def _interrupted(change: Change, dialect: str) -> list[Schema | tuple[str, checks.Row]]:
+def _interrupted(
+    change: Change, dialect: str, plans: Plans | None = None
+) -> list[Schema | tuple[str, checks.Row]]:
     """What ``change`` interrupted half-applied can leave, in either direction (a half-done
     upgrade can be undone by the downgrade and the other way round): :func:`_half_done` of
-    both sides."""
+    both sides. ``plans``: the units of each direction per dialect, when planned already."""
     sides = (
-        (change.steps, change.before),
-        (change.inverse_steps, change.after),
+        ("upgrade", change.steps, change.before),
+        ("downgrade", change.inverse_steps, change.after),
     )
     return [
         state
-        for steps, start in sides
-        for state in _half_done(plan(steps, start, dialect), start, dialect)
+        for direction, steps, start in sides
+        for state in _half_done(
+            plans[direction][dialect] if plans is not None else plan(steps, start, dialect),
+            start,
+            dialect,
+        )
     ]
 
 
@@ -127,32 +138,38 @@ def tolerance(
     if not interrupted:
         return {}
     base_schema = change.before if direction == "upgrade" else change.after
-    base = _rows(base_schema, dialect)
+    base_tables = _table_names(base_schema)
+    base: dict[str, frozenset[Row]] | None = None  # every check's rows: for single rows only
     tolerated: dict[str, set[Row]] = {}
+
+    def differ(name: str, expected: frozenset[Row], found: frozenset[Row]) -> None:
+        if found is expected:  # an unchanged table's rows: the very same set
+            return
+        rows = {(MISSING, *r) for r in expected - found} | {(EXTRA, *r) for r in found - expected}
+        if rows:
+            tolerated.setdefault(name, set()).update(rows)
+
     for state in interrupted:
         if isinstance(state, Schema):
+            differ("tables", base_tables, _table_names(state))
             # A table the state shares with the base (the very same object) has the very
-            # same rows: only the others and the list of tables are compared.
-            shared = {id(t) for t in state.tables} & {id(t) for t in base_schema.tables}
-            names = ["tables"]
-            names += [
-                name
-                for t in base_schema.tables
-                if id(t) not in shared
-                for name in _table_rows_of(t, dialect)
-            ]
-            rows = _rows(state, dialect)
-            for name in names:
-                expected = base[name]
-                found = rows.get(name, frozenset())
-                if found is expected:  # an unchanged table's rows: the very same set
+            # same rows: only the others are compared, each with the state's table of its
+            # name (the checks of a table are named after it; one the state lacks has none).
+            mine = {id(t) for t in state.tables}
+            for t in base_schema.tables:
+                if id(t) in mine:
                     continue
-                missing = {(MISSING, *r) for r in expected - found}
-                extra = {(EXTRA, *r) for r in found - expected}
-                if missing | extra:
-                    tolerated.setdefault(name, set()).update(missing | extra)
+                twin = state.table(t.name)
+                found_rows = _table_rows_of(twin, dialect) if twin is not None else {}
+                expected_rows = _table_rows_of(t, dialect)
+                if found_rows is expected_rows:  # an equal table: the very same rows
+                    continue
+                for name, expected in expected_rows.items():
+                    differ(name, expected, found_rows.get(name, frozenset()))
         else:
             name, row = state
+            if base is None:
+                base = _rows(base_schema, dialect)
             if name in base and _text(row) not in base[name]:
                 tolerated.setdefault(name, set()).add((EXTRA, *_text(row)))
     return {name: sorted(rows, key=_order) for name, rows in sorted(tolerated.items())}
@@ -162,15 +179,16 @@ def _order(row: Row) -> tuple[str, ...]:
     return tuple("" if v is None else v for v in row)
 
 
-def tolerances(change: Change) -> dict[str, dict[str, Tolerance]]:
+def tolerances(change: Change, plans: Plans | None = None) -> dict[str, dict[str, Tolerance]]:
     """Per direction, per dialect with a step that commits on its own: the tolerance.
+    ``plans``: the units of each direction per dialect, when planned already (render).
 
     PostgreSQL only: the half-applied note is a table comment, which SQLite has not. SQLite's
     only units that commit on their own are backfills, which resume from their own progress
     (generator.batches); a change killed in a backfill after DDL of its own is refused by its
     checks on a re-run there (give such a backfill a change of its own on SQLite)."""
     # the same interrupted states serve both directions
-    interrupted = {dialects.POSTGRESQL: _interrupted(change, dialects.POSTGRESQL)}
+    interrupted = {dialects.POSTGRESQL: _interrupted(change, dialects.POSTGRESQL, plans)}
     return {
         direction: {
             dialect: tol

@@ -185,3 +185,10 @@ def test_read_text_reads_as_path_read_text(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "f.sql"
     path.write_bytes(data)
     assert files.read_text(str(path)) == path.read_text(encoding="utf-8")
+    # With the text the caller expects (compare's byte comparison): the same answer, whether
+    # the expectation is the file's bytes, the file as read, or something else.
+    for expected in (data.decode(), path.read_text(encoding="utf-8"), "a\nb\n", "é"):
+        got = files.read_text(str(path), expected)
+        assert got == path.read_text(encoding="utf-8"), (data, expected)
+        stable, _, _ = files.read_stable(str(path), expected)
+        assert stable == got
