@@ -485,6 +485,7 @@ class _Run:
                 f"{s.change}: backfill of {s.table}: not every slice is recorded as finished "
                 f"({report}); run the same command again to continue"
             )
+        log.info("%s: backfill of %s: %s", s.change, s.table, report)
         return sum(b for b, _ in done.values()), sum(r for _, r in done.values())
 
     def slice_rows(self) -> list[tuple[int, Any, int, int, bool]]:
@@ -844,7 +845,9 @@ def progress(connection: Connection) -> list[dict[str, Any]]:
             "rows": r[5],
             "phase": "backfill finished" if r[6] else "backfill running",
         }
-        mine = sorted(slices.get((r[0], r[1], r[2]), []), key=lambda x: int(x[1].rsplit(SLICE, 1)[1]))
+        mine = sorted(
+            slices.get((r[0], r[1], r[2]), []), key=lambda x: int(x[1].rsplit(SLICE, 1)[1])
+        )
         if isinstance(last, dict) and mine:
             entry.update(
                 last_key=[json.loads(x[3])[0] if x[3] else None for x in mine],
