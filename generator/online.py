@@ -22,11 +22,14 @@ then each phase commits on its own:
    (drift below the conversion's tolerance). The rows of a batch are locked by its UPDATE
    until it commits, so the comparison sees the old and the shadow value of the same row at
    the same moment: a row the application updates or deletes is never a false failure. The
-   batch size follows a target batch time; lock waits pace the batches.
+   batch size follows a target batch time; lock waits pace the batches. A table keyed by one
+   integer column is backfilled in slices of its key range at once (the runner's
+   ``backfill_workers``, default 2), each such a loop on a connection of its own, each with
+   its own progress row (:meth:`_Run.slices`, docs/online.md "Parallel slices").
 3. **prepare**: the indexes naming a converted column are built again on the shadows
    ``CONCURRENTLY``; the NOT VALID checks are validated (SHARE UPDATE EXCLUSIVE).
 4. **contract**: one short transaction under ``lock_timeout``, retried with backoff: the
-   finished backfill (its progress row) and the trigger (which has converted every row written
+   finished backfill (its progress row, and each slice's) and the trigger (which has converted every row written
    since the expand) prove every row converted, read from the catalogue and the progress
    table only; the old columns are dropped (their indexes and checks with them), the shadows
    renamed, NOT NULL set (proved by the validated check, no scan), the trigger dropped, the

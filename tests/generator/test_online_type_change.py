@@ -160,7 +160,9 @@ class _Phases(logging.Handler):
             self.spans[name] = (self.open.pop(name), time.monotonic())
 
 
-def test_concurrent_writers_lose_no_row_and_no_value_drifts(pg_url: str) -> None:
+def test_concurrent_writers_lose_no_row_and_no_value_drifts(pg_url: str, caplog: Any) -> None:
+    """Two application sessions writing through every phase, the backfill in two slices."""
+    caplog.set_level(logging.INFO, logger="schemagen")
     _seed(pg_url, ticks=4000)
     before = _prices(pg_url)
     u = sa.make_url(pg_url)
@@ -185,6 +187,7 @@ def test_concurrent_writers_lose_no_row_and_no_value_drifts(pg_url: str) -> None
         start, end = phases.spans[f"{phase} market_data"]
         assert any(a <= end and b >= start for a, b in w.spans), phase
     assert db_revision(pg_url) == "0003"
+    assert "backfill of market_data in 2 slices" in caplog.text
     _assert_rows(pg_url, before, w)
     # and back, online too, with the writers again
     before = _prices(pg_url)
@@ -308,11 +311,15 @@ def test_squawk_finds_no_column_type_change_in_0003(tmp_path: Any) -> None:
 
 
 @pytest.mark.kill
-def test_status_shows_the_backfill_and_a_rerun_redoes_no_finished_batch(pg_url: str) -> None:
+def test_status_shows_the_backfill_and_a_rerun_redoes_no_finished_batch(
+    pg_url: str, monkeypatch: Any
+) -> None:
+    """One loop (a backfill in slices: the slices' resume test below)."""
     import re
 
     from support import cli
 
+    monkeypatch.setenv("SCHEMAGEN_BACKFILL_WORKERS", "1")
     _seed(pg_url, ticks=2500)
     # killed after the second batch's progress row is written: the first batch committed
     killed = _run_killed(pg_url, "UPDATE schemagen.backfill_progress SET last_key", 2, "upgrade")
@@ -336,12 +343,16 @@ def test_status_shows_the_backfill_and_a_rerun_redoes_no_finished_batch(pg_url: 
 
 
 @pytest.mark.kill
-def test_application_updates_mid_backfill_keep_every_shadow_converted(pg_url: str) -> None:
+def test_application_updates_mid_backfill_keep_every_shadow_converted(
+    pg_url: str, monkeypatch: Any
+) -> None:
     """The trigger fires on INSERT and on an UPDATE that sets an old column (UPDATE OF), not
     on the backfill's own UPDATE of the shadows. Killed after the first batch committed: the
     application updates the old column of a row already backfilled and of one not yet, and
     only another column of two more; each shadow is then its old column's conversion, and
-    the finished change holds every row's value."""
+    the finished change holds every row's value. One loop: the first batch is the first
+    keys (slices: test_concurrent_writers_lose_no_row_and_no_value_drifts)."""
+    monkeypatch.setenv("SCHEMAGEN_BACKFILL_WORKERS", "1")
     _seed(pg_url, ticks=4000)
     before = _prices(pg_url)
     ids = sorted(before)
@@ -825,6 +836,13 @@ def test_killed_mid_backfill_resumes_each_slice_and_redoes_no_finished_one(pg_ur
     assert done["online_market_data#1"] == seen["online_market_data#1"]
     assert done["online_market_data#1"][1] == first  # the whole first slice, once
     assert 0 < done["online_market_data#2"][1] < len(before) - first
+    from support import cli
+
+    status = cli("status", "--url", pg_url, root=ROOT)
+    line = next(ln for ln in status.stdout.splitlines() if "market_data: backfill" in ln)
+    assert "backfill running" in line and "1/2 slices finished" in line, line
+    rows_done = first + done["online_market_data#2"][1]
+    assert f" {rows_done} rows" in line, line
     engine = db.make_engine(sa.make_url(pg_url))
     with engine.begin() as conn:
         conn.exec_driver_sql("DROP TRIGGER zz_slow ON market_data")
