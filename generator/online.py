@@ -30,8 +30,8 @@ then each phase commits on its own:
    ``CONCURRENTLY``; the NOT VALID checks are validated (SHARE UPDATE EXCLUSIVE).
 4. **contract**: one short transaction under ``lock_timeout``, retried with backoff: the
    finished backfill (its progress row, and each slice's) and the trigger (which has
-   converted every row written since the expand) prove every row converted, read from the catalogue and the progress
-   table only; the old columns are dropped (their indexes and checks with them), the shadows
+   converted every row written since the expand) prove every row converted, read from the
+   catalogue and the progress table only; the old columns are dropped (their indexes and checks with them), the shadows
    renamed, NOT NULL set (proved by the validated check, no scan), the trigger dropped, the
    shadow indexes renamed.
 
