@@ -29,11 +29,11 @@ then each phase commits on its own:
 3. **prepare**: the indexes naming a converted column are built again on the shadows
    ``CONCURRENTLY``; the NOT VALID checks are validated (SHARE UPDATE EXCLUSIVE).
 4. **contract**: one short transaction under ``lock_timeout``, retried with backoff: the
-   finished backfill (its progress row, and each slice's) and the trigger (which has
-   converted every row written since the expand) prove every row converted, read from the
-   catalogue and the progress table only; the old columns are dropped (their indexes and checks with them), the shadows
-   renamed, NOT NULL set (proved by the validated check, no scan), the trigger dropped, the
-   shadow indexes renamed.
+   finished backfill (its progress row, and each slice's) and the trigger (which has converted
+   every row written since the expand) prove every row converted, read from the catalogue and
+   the progress table only; the old columns are dropped (their indexes and checks with them),
+   the shadows renamed, NOT NULL set (proved by the validated check, no scan), the trigger
+   dropped, the shadow indexes renamed.
 
 Rolling back: a run of the other direction first drops what this one left before its
 contract (trigger, function, shadow columns, shadow indexes, progress); after the contract the
