@@ -494,10 +494,11 @@ def _progress(url: str) -> dict[tuple[str, str], tuple[list[Span], int, int, boo
             if r[5] or end is not None:
                 spans.append((start, end if end is not None else float("inf")))
             total_b, total_r = total_b + r[3], total_r + r[4]
-        assert bool(done) == all(
-            slices[(f"{step}#{k}", direction)][5] for k in range(1, len(uppers) + 1)
-        )
-        out[key] = (spans, total_b, total_r, bool(done))
+        # the table's row is finished only once every slice is (a kill between the last
+        # slice's end and that row's update leaves them all finished, the table's not yet)
+        every = all(slices[(f"{step}#{k}", direction)][5] for k in range(1, len(uppers) + 1))
+        assert every or not done
+        out[key] = (spans, total_b, total_r, every)
     return out
 
 
