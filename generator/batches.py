@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -113,6 +114,18 @@ def _attach(connection: Connection) -> None:
     )
 
 
+def slice_family(step: str) -> tuple[str, list[Any]]:
+    """SQL (and its parameters) matching the progress rows of a step's slices
+    (``<step>#<k>``, generator.online)."""
+    return "substr(step, 1, ?) = ?", [len(step) + 1, f"{step}#"]
+
+
+def step_family(step: str) -> tuple[str, list[Any]]:
+    """SQL (and its parameters) matching a step's progress row and its slices' rows."""
+    cond, params = slice_family(step)
+    return f"(step = ? OR {cond})", [step, *params]
+
+
 class Batches:
     """The batch loop: each batch is ``BEGIN``, the caller's statements, progress, ``COMMIT``."""
 
@@ -131,6 +144,12 @@ class Batches:
         # PostgreSQL: the batches commit without waiting for their WAL flush (online type
         # changes: docs/online.md "Backfill speed" says why nothing is lost)
         self.async_commit = False
+        # A slice of the keys (online type changes, generator.online): the last key it covers
+        # (None: every key after its start); ``stop`` set by another slice's failure ends the
+        # loop before its next batch (what is done stays recorded)
+        self.upper: list[Any] | None = None
+        self.stop: threading.Event | None = None
+        self.last: list[Any] | None = None  # the last key done, as recorded
 
     def sql(self, text: str, params: Sequence[Any] = ()) -> Any:
         connection = self.connection
@@ -240,19 +259,27 @@ class Batches:
         marks = ", ".join("?" for _ in s.key)
         batches = rows = 0
         last, done = self.progress()
+        self.last = last
         if done:
             return 0, 0
+        below = ""
+        if self.upper is not None:
+            below = f"({keys}) <= ({marks}) "
         while True:
+            if self.stop is not None and self.stop.is_set():
+                return batches, rows
             for attempt in range(1, self.settings.lock_retries + 2):
                 started = time.perf_counter()
                 self.begin()
                 try:
                     if self.async_commit and self.dialect == "postgresql":
                         self.sql("SET LOCAL synchronous_commit = off")
-                    after = f"WHERE ({keys}) > ({marks}) " if last is not None else ""
+                    bounds = [f"({keys}) > ({marks}) "] if last is not None else []
+                    bounds += [below] if below else []
+                    where = f"WHERE {'AND '.join(bounds)}" if bounds else ""
                     found = self.sql(
-                        f"SELECT {keys} FROM {source} {after}ORDER BY {keys} LIMIT {self.size}",
-                        last or (),
+                        f"SELECT {keys} FROM {source} {where}ORDER BY {keys} LIMIT {self.size}",
+                        [*(last or ()), *(self.upper or ())],
                     ).fetchall()
                     if not found:
                         self.sql(
@@ -273,6 +300,7 @@ class Batches:
                     )
                     self.commit()
                     last, batches, rows = end, batches + 1, rows + changed
+                    self.last = last
                     self.adapt(time.perf_counter() - started, len(found))
                     break
                 except Exception as exc:
@@ -293,10 +321,17 @@ class Batches:
                         attempt,
                         self.pause_s * 1000,
                     )
-                    time.sleep(self.pause_s)
+                    self._sleep(self.pause_s)
             if self.pause_s:  # paced after a lock wait, easing off batch by batch
-                time.sleep(self.pause_s)
+                self._sleep(self.pause_s)
                 self.pause_s = self.pause_s / 2 if self.pause_s > 0.001 else 0.0
+
+    def _sleep(self, seconds: float) -> None:
+        """A pause, cut short when another slice stops the run."""
+        if self.stop is not None:
+            self.stop.wait(seconds)
+        else:
+            time.sleep(seconds)
 
     def adapt(self, elapsed_s: float, found: int) -> None:
         """Batch size toward the target batch time: at most doubled, at least halved, per
@@ -430,16 +465,17 @@ def finish(connection: Connection, specs: Sequence[Spec]) -> None:
     for spec in specs:
         loop = Batches(connection, spec)
         loop.ensure()
-        params = [spec.change, spec.step]
+        family, params = step_family(spec.step)  # the step's row and its slices' (online)
+        params = [spec.change, *params]
         if spec.direction == "upgrade":
             loop.sql(
-                f"DELETE FROM {SCHEMA}.{PROGRESS} WHERE change_name = ? AND step = ? "
+                f"DELETE FROM {SCHEMA}.{PROGRESS} WHERE change_name = ? AND {family} "
                 "AND direction = 'upgrade'",
                 params,
             )
         else:
             loop.sql(f"DROP TABLE IF EXISTS {spec.archive}")
-            loop.sql(f"DELETE FROM {SCHEMA}.{PROGRESS} WHERE change_name = ? AND step = ?", params)
+            loop.sql(f"DELETE FROM {SCHEMA}.{PROGRESS} WHERE change_name = ? AND {family}", params)
 
 
 def backfill(

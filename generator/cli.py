@@ -641,7 +641,8 @@ def _guard_settings(options: dict[str, Any]) -> Any:
 
 
 def guard_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--lock-timeout, --lock-retries, --statement-timeout, --wait-for-runner."""
+    """--lock-timeout, --lock-retries, --statement-timeout, --wait-for-runner,
+    --backfill-workers."""
     options = [
         click.option(
             "--lock-timeout",
@@ -670,6 +671,14 @@ def guard_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             metavar="SECONDS",
             help="How long to wait while another migration runs, then exit 5 "
             "(default 0, or $SCHEMAGEN_WAIT_FOR_RUNNER).",
+        ),
+        click.option(
+            "--backfill-workers",
+            default=None,
+            metavar="N",
+            help="PostgreSQL online type changes: backfill a table keyed by one integer "
+            "column in N slices at once, each on its own connection (default 2, or "
+            "$SCHEMAGEN_BACKFILL_WORKERS; 1: one loop).",
         ),
     ]
     for option in reversed(options):
@@ -1214,6 +1223,7 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
             echo(
                 f"online:   {run['change']} ({run['direction']}) {run['table']}: {run['phase']}, "
                 f"{run['batches']} batches, {run['rows']} rows, last key {run['last_key']}"
+                + (f", {run['slices']}" if run.get("slices") else "")
             )
         if healthy and not report["pending"]:
             echo("pending:  none")

@@ -52,7 +52,9 @@ ENV = {
     "lock_retries": "SCHEMAGEN_LOCK_RETRIES",
     "statement_timeout": "SCHEMAGEN_STATEMENT_TIMEOUT",
     "wait_for_runner": "SCHEMAGEN_WAIT_FOR_RUNNER",
+    "backfill_workers": "SCHEMAGEN_BACKFILL_WORKERS",
 }
+MAX_BACKFILL_WORKERS = 16
 _UNITS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
 
 
@@ -91,6 +93,10 @@ class Settings:
     wait_for_runner_s: float = 0.0  # how long a second runner waits for the first, then exit 5
     backoff_ms: int = 100  # first backoff; doubled per attempt up to backoff_max_ms, jittered
     backoff_max_ms: int = 2_000
+    # PostgreSQL online type changes: the backfill of a table keyed by one integer column runs
+    # in this many slices of the key range at once, each on a connection of its own
+    # (generator.online; docs/online.md "Parallel slices"); 1: one loop, as before
+    backfill_workers: int = 2
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -100,6 +106,7 @@ class Settings:
             lock_retries=env.get(ENV["lock_retries"]),
             statement_timeout=env.get(ENV["statement_timeout"]),
             wait_for_runner=env.get(ENV["wait_for_runner"]),
+            backfill_workers=env.get(ENV["backfill_workers"]),
         )
 
     def with_options(
@@ -108,6 +115,7 @@ class Settings:
         lock_retries: str | int | None = None,
         statement_timeout: str | None = None,
         wait_for_runner: str | float | None = None,
+        backfill_workers: str | int | None = None,
     ) -> Settings:
         """These settings with the given ones (CLI or environment text) replaced; a bad value
         raises ValueError naming the setting."""
@@ -134,6 +142,14 @@ class Settings:
             if not 0 <= seconds <= 86_400:
                 raise ValueError(f"wait for runner: {wait_for_runner!r} is not 0 to 86400 seconds")
             out = replace(out, wait_for_runner_s=seconds)
+        if backfill_workers not in (None, ""):
+            text = str(backfill_workers).strip()
+            if not re.fullmatch(r"[0-9]{1,2}", text) or not 1 <= int(text) <= MAX_BACKFILL_WORKERS:
+                raise ValueError(
+                    f"backfill workers: {backfill_workers!r} is not a number from 1 to "
+                    f"{MAX_BACKFILL_WORKERS}"
+                )
+            out = replace(out, backfill_workers=int(text))
         return out
 
     def backoff_s(self, attempt: int) -> float:
@@ -186,14 +202,48 @@ def _pg_key(connection: Connection) -> int:
     return zlib.crc32(f"{schema}.{VERSION_TABLE}".encode()) & 0x7FFFFFFF
 
 
+def _pg_session(connection: Connection, lock_timeout_ms: int, statement_timeout: str) -> None:
+    """The session's waits: the runner's ``lock_timeout``, the ``statement_timeout`` (SQL)."""
+    connection.exec_driver_sql(f"SET lock_timeout = {_ms(lock_timeout_ms)}")
+    connection.exec_driver_sql(f"SET statement_timeout = {statement_timeout}")
+
+
+@contextlib.contextmanager
+def worker(connection: Connection, label: str) -> Iterator[Connection]:
+    """A second session of the run beside the migration connection (PostgreSQL, autocommit:
+    its caller issues BEGIN/COMMIT): the same database URL (a plain sync driver, as the
+    Probe's), the same waits (the runner's lock_timeout; the statement_timeout and
+    search_path the migration session has now, a change's own included), named
+    ``schemagen pid=N <label>`` in pg_stat_activity; the runner's settings in its info."""
+    s = settings_of(connection)
+    statement_timeout = str(connection.exec_driver_sql("SHOW statement_timeout").scalar())
+    search_path = str(connection.exec_driver_sql("SHOW search_path").scalar())
+    url = connection.engine.url.set(drivername="postgresql+psycopg")
+    engine = sa.create_engine(
+        url,
+        poolclass=sa.pool.NullPool,
+        isolation_level="AUTOCOMMIT",
+        connect_args={"application_name": f"schemagen pid={os.getpid()} {label}"},
+    )
+    try:
+        with engine.connect() as conn:
+            conn.info["schemagen.settings"] = s
+            _pg_session(conn, s.lock_timeout_ms, "'" + statement_timeout.replace("'", "''") + "'")
+            conn.exec_driver_sql(
+                "SELECT set_config('search_path', %(p)s, false)", {"p": search_path}
+            )
+            yield conn
+    finally:
+        engine.dispose()
+
+
 @contextlib.contextmanager
 def _pg_runner(connection: Connection, s: Settings) -> Iterator[None]:
     name = connection.exec_driver_sql("SHOW application_name").scalar()
     if not name:
         # Named after the process, so that "another migration is running" names the process.
         connection.exec_driver_sql(f"SET application_name = 'schemagen pid={os.getpid()}'")
-    connection.exec_driver_sql(f"SET lock_timeout = {_ms(s.lock_timeout_ms)}")
-    connection.exec_driver_sql(f"SET statement_timeout = {_ms(s.statement_timeout_ms)}")
+    _pg_session(connection, s.lock_timeout_ms, _ms(s.statement_timeout_ms))
     key = _pg_key(connection)
     deadline = time.monotonic() + s.wait_for_runner_s
     waited = False

@@ -22,15 +22,18 @@ then each phase commits on its own:
    (drift below the conversion's tolerance). The rows of a batch are locked by its UPDATE
    until it commits, so the comparison sees the old and the shadow value of the same row at
    the same moment: a row the application updates or deletes is never a false failure. The
-   batch size follows a target batch time; lock waits pace the batches.
+   batch size follows a target batch time; lock waits pace the batches. A table keyed by one
+   integer column is backfilled in slices of its key range at once (the runner's
+   ``backfill_workers``, default 2), each such a loop on a connection of its own, each with
+   its own progress row (:meth:`_Run.slices`, docs/online.md "Parallel slices").
 3. **prepare**: the indexes naming a converted column are built again on the shadows
    ``CONCURRENTLY``; the NOT VALID checks are validated (SHARE UPDATE EXCLUSIVE).
 4. **contract**: one short transaction under ``lock_timeout``, retried with backoff: the
-   finished backfill (its progress row) and the trigger (which has converted every row written
-   since the expand) prove every row converted, read from the catalogue and the progress
-   table only; the old columns are dropped (their indexes and checks with them), the shadows
-   renamed, NOT NULL set (proved by the validated check, no scan), the trigger dropped, the
-   shadow indexes renamed.
+   finished backfill (its progress row, and each slice's) and the trigger (which has converted
+   every row written since the expand) prove every row converted, read from the catalogue and
+   the progress table only; the old columns are dropped (their indexes and checks with them),
+   the shadows renamed, NOT NULL set (proved by the validated check, no scan), the trigger
+   dropped, the shadow indexes renamed.
 
 Rolling back: a run of the other direction first drops what this one left before its
 contract (trigger, function, shadow columns, shadow indexes, progress); after the contract the
@@ -42,9 +45,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +61,9 @@ log = logging.getLogger("schemagen")
 
 TARGET_BATCH_S = 0.2
 FIRST_BATCH = 1000
+# The key types a backfill splits into slices (format_type of the single key column)
+SLICED_TYPES = ("smallint", "integer", "bigint")
+SLICE = "#"  # a slice's progress row: step online_<table>#<k>
 STATE_SQL = (
     "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute AS a "
     "WHERE a.attrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident(?)) "
@@ -267,10 +274,11 @@ class _Run:
     def _forget(self, direction: str) -> None:
         self.loop.begin()
         self.loop.ensure()
+        family, params = batches.step_family(self.spec.step)
         self.sql(
             f"DELETE FROM {batches.SCHEMA}.{batches.PROGRESS} "
-            "WHERE change_name = ? AND step = ? AND direction = ?",
-            (self.spec.change, self.spec.step, direction),
+            f"WHERE change_name = ? AND {family} AND direction = ?",
+            (self.spec.change, *params, direction),
         )
         self.sql("COMMIT")
 
@@ -338,18 +346,190 @@ class _Run:
         # flushes the WAL before it, the batch's included.
         loop.async_commit = True
         with runtime.step(s.change, f"backfill {s.table}", "postgresql") as record:
-            done, rows = loop.run(self.table, self._batch)
-            record.extra.update(batches=done, rows=rows, last_batch_size=loop.size)
+            uppers = self.slices()
+            if uppers is None:
+                done, rows = loop.run(self.table, lambda c, p: self._batch(loop, c, p))
+                record.extra.update(batches=done, rows=rows, last_batch_size=loop.size)
+            else:
+                done, rows = self.run_slices(uppers)
+                record.extra.update(batches=done, rows=rows, slices=len(uppers))
         return done, rows
 
-    def _batch(self, cond: str, params: list[Any]) -> int:
+    # --------------------------------------------------------------- slices
+
+    def _coordinator(self) -> tuple[Any, int, bool]:
+        """The table's own progress row: (last_key as recorded, batches, done)."""
+        s = self.spec
+        row = self.sql(
+            f"SELECT last_key, batches, done FROM {batches.SCHEMA}.{batches.PROGRESS} "
+            "WHERE change_name = ? AND step = ? AND direction = ?",
+            (s.change, s.step, s.direction),
+        ).one()
+        return (json.loads(row[0]) if row[0] else None), int(row[1]), bool(row[2])
+
+    def slices(self) -> list[int | None] | None:
+        """The slices of this backfill: each one's last key (the last one None: no upper
+        bound), or None for one loop. A backfill's first run decides, and records the split
+        in the table's progress row (``{"slices": [...]}`` as its last_key) together with a
+        progress row per slice (``online_<table>#<k>``, its last key the slice's start) in
+        one transaction; a resumed run follows what is recorded, whatever the setting now."""
+        s = self.spec
+        recorded, done_batches, done = self._coordinator()
+        if isinstance(recorded, dict):
+            return [None if u is None else int(u) for u in recorded["slices"]]
+        workers = self.settings.backfill_workers
+        if done or recorded is not None or done_batches or workers < 2 or len(s.key) != 1:
+            return None  # finished, or started as one loop (resumed as one), or one wanted
+        if self.column_types().get(s.key[0]) not in SLICED_TYPES:
+            return None
+        key = _qi(s.key[0])
+        low, high = self.sql(f"SELECT min({key}), max({key}) FROM {self.table}").one()
+        if low is None:
+            return None
+        n = int(min(workers, high - low + 1))
+        if n < 2:
+            return None
+        # Contiguous slices of [min, max]. The first has no lower bound and the last no
+        # upper one: together they cover every key, a row inserted after the split (above
+        # max, below min or in a gap) included. Such a row needs no batch (the trigger,
+        # there since the expand, wrote its shadows), but the last slice reaches it anyway.
+        uppers: list[int | None] = [low - 1 + (high - low + 1) * k // n for k in range(1, n)]
+        uppers.append(None)
+        table = f"{batches.SCHEMA}.{batches.PROGRESS}"
+        self.loop.begin()
+        self.sql(
+            f"UPDATE {table} SET last_key = ? WHERE change_name = ? AND step = ? AND direction = ?",
+            (json.dumps({"slices": uppers}), s.change, s.step, s.direction),
+        )
+        for k in range(1, n + 1):
+            start = None if k == 1 else json.dumps([uppers[k - 2]])
+            self.sql(
+                f"INSERT INTO {table} VALUES (?, ?, ?, ?, 0, 0, 0) "
+                "ON CONFLICT (change_name, step, direction) DO UPDATE SET "
+                "last_key = excluded.last_key, batches = 0, rows_done = 0, done = 0",
+                (s.change, slice_step(s.step, k), s.direction, start),
+            )
+        self.sql("COMMIT")
+        log.info("%s: backfill of %s in %d slices, up to keys %s", s.change, s.table, n, uppers)
+        return uppers
+
+    def run_slices(self, uppers: list[int | None]) -> tuple[int, int]:
+        """Every unfinished slice at once, each on a connection of its own (guard.worker),
+        each the batch loop of one loop (fit and drift checks, its progress committed with
+        each batch, lock waits and pacing, adapted size). A failing slice stops the others
+        before their next batch; the first failure is raised once all have stopped, after a
+        log line saying what each slice did. Returns (batches, rows) of this run."""
+        s = self.spec
+        n = len(uppers)
+        stop = threading.Event()
+        done: dict[int, tuple[int, int]] = {}
+        failures: list[tuple[int, BaseException]] = []
+
+        def work(k: int) -> None:
+            try:
+                label = f"backfill {s.table} slice {k}/{n}"
+                with guard.worker(self.connection, label) as conn:
+                    step = slice_step(s.step, k)
+                    loop = batches.Batches(conn, replace(s.progress_spec(), step=step))
+                    upper = uppers[k - 1]
+                    loop.upper = None if upper is None else [upper]
+                    loop.stop = stop
+                    loop.target_s = TARGET_BATCH_S
+                    loop.async_commit = True  # as one loop's (backfill())
+                    # no carry: a batch deletes no row (its UPDATE and the triggers only set
+                    # shadows), so nothing is added to the change's count of deleted rows
+                    done[k] = loop.run(self.table, lambda c, p: self._batch(loop, c, p))
+            except BaseException as exc:  # raised in the main thread, below
+                failures.append((k, exc))
+                stop.set()
+
+        threads = [
+            threading.Thread(target=work, args=(k,), name=f"schemagen-slice-{k}", daemon=True)
+            for k in range(1, n + 1)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                thread.join()
+        finally:
+            stop.set()  # an interrupt of this thread stops the slices too
+            for thread in threads:
+                thread.join()
+        report = self.slice_report()
+        if failures:
+            k, first = min(failures, key=lambda f: f[0])
+            log.error(
+                "%s: backfill of %s stopped: slice %d/%d failed (%s); recorded: %s; "
+                "a re-run continues every unfinished slice from its last key",
+                s.change,
+                s.table,
+                k,
+                n,
+                type(first).__name__,
+                report,
+            )
+            raise first
+        self.loop.begin()
+        table = f"{batches.SCHEMA}.{batches.PROGRESS}"
+        family, params = batches.slice_family(s.step)
+        # the table's row finished only when every slice is (in one statement)
+        finished = self.sql(
+            f"UPDATE {table} AS t SET done = 1, batches = x.b, rows_done = x.r "
+            f"FROM (SELECT count(*) AS n, sum(done) AS d, sum(batches) AS b, "
+            f"sum(rows_done) AS r FROM {table} WHERE change_name = ? AND {family} "
+            "AND direction = ?) AS x "
+            "WHERE t.change_name = ? AND t.step = ? AND t.direction = ? AND x.n = ? AND x.d = ?",
+            (s.change, *params, s.direction, s.change, s.step, s.direction, n, n),
+        ).rowcount
+        self.sql("COMMIT")
+        if finished != 1:
+            raise RuntimeError(
+                f"{s.change}: backfill of {s.table}: not every slice is recorded as finished "
+                f"({report}); run the same command again to continue"
+            )
+        log.info("%s: backfill of %s: %s", s.change, s.table, report)
+        return sum(b for b, _ in done.values()), sum(r for _, r in done.values())
+
+    def slice_rows(self) -> list[tuple[int, Any, int, int, bool]]:
+        """Each slice's progress: (slice, last key, batches, rows, done)."""
+        s = self.spec
+        family, params = batches.slice_family(s.step)
+        rows = self.sql(
+            "SELECT step, last_key, batches, rows_done, done "
+            f"FROM {batches.SCHEMA}.{batches.PROGRESS} "
+            f"WHERE change_name = ? AND {family} AND direction = ?",
+            (s.change, *params, s.direction),
+        ).fetchall()
+        out = [
+            (int(r[0].rsplit(SLICE, 1)[1]), json.loads(r[1]) if r[1] else None, r[2], r[3], r[4])
+            for r in rows
+        ]
+        return sorted((k, last, int(b), int(n), bool(d)) for k, last, b, n, d in out)
+
+    def slice_report(self) -> str:
+        return "; ".join(
+            f"slice {k}: " + ("finished" if d else f"up to key {last}") + f", {n} rows"
+            for k, last, _, n, d in self.slice_rows()
+        )
+
+    def slices_finished(self) -> bool:
+        """Every slice the split recorded is recorded finished (True: no split)."""
+        recorded, _, _ = self._coordinator()
+        if not isinstance(recorded, dict):
+            return True
+        rows = self.slice_rows()
+        return len(rows) == len(recorded["slices"]) and all(r[4] for r in rows)
+
+    def _batch(self, loop: batches.Batches, cond: str, params: list[Any]) -> int:
+        """One batch on ``loop``'s connection (the migration's, or a slice's)."""
         s = self.spec
         keys = ", ".join(_qi(k) for k in s.key)
         for c in s.columns:
             if c.misfit is None:
                 continue
             # named as the blocking path's fit-check (checks.Fit.name)
-            found = self.sql(
+            found = loop.sql(
                 f"SELECT {keys}, {_qi(c.column)} FROM {self.table} WHERE {cond} AND "
                 f"({batches.literal(c.misfit)}) ORDER BY {keys} LIMIT {batches.MAX_SHOWN + 1}",
                 params,
@@ -370,7 +550,7 @@ class _Run:
         # version, locked to the commit); the rows drifting are picked from that, and the
         # first result row carries how many rows the UPDATE changed (a LEFT JOIN: one row
         # even when none drifts; a drifting row always has its key, never NULL).
-        found = self.sql(
+        found = loop.sql(
             f"WITH sg_u AS (UPDATE {self.table} SET {sets} WHERE {cond} "
             f"RETURNING {keys}, {shown}), "
             f"sg_drift AS (SELECT {keys}, {shown} FROM sg_u WHERE {' OR '.join(drift)} "
@@ -417,16 +597,20 @@ class _Run:
             # The proof, from the catalogue and the progress table only (no scan under the
             # lock): the backfill finished, and the trigger converted every row since.
             _, finished = self.loop.progress()
-            if not finished or not self.has_trigger(s.trigger):
+            if not finished or not self.slices_finished() or not self.has_trigger(s.trigger):
                 raise RuntimeError(
-                    f"{s.change}: contract of {s.table} refused: the backfill is not recorded "
-                    "as finished or the trigger is missing"
+                    f"{s.change}: contract of {s.table} refused: the backfill (each of its "
+                    "slices) is not recorded as finished or the trigger is missing"
                 )
             for statement in contract_sql(s):
                 self.sql(statement)
 
         with runtime.step(s.change, f"contract {s.table}", "postgresql"):
             self.short("contract", run)
+
+
+def slice_step(step: str, k: int) -> str:
+    return f"{step}{SLICE}{k}"
 
 
 def domain_sql(s: Spec, what: str) -> list[str]:
@@ -621,7 +805,10 @@ def _plan(op: Any, spec: Spec) -> None:
         f"{spec.table} SET "
         + ", ".join(f"{c.shadow} = {c.using}" for c in spec.columns)
         + ", drift check row by row; progress in "
-        f"{batches.SCHEMA}.{batches.PROGRESS} ({spec.change}, {spec.step})"
+        f"{batches.SCHEMA}.{batches.PROGRESS} ({spec.change}, {spec.step}); a single integer "
+        "key: in slices of the key range at once, each on its own connection, progress per "
+        f"slice ({spec.step}{SLICE}<k>; runner setting --backfill-workers, default "
+        f"{guard.Settings().backfill_workers})"
     )
     note("phase prepare [SHARE UPDATE EXCLUSIVE]: shadow indexes CONCURRENTLY, VALIDATE")
     out(prepare_sql(spec))
@@ -633,7 +820,8 @@ def _plan(op: Any, spec: Spec) -> None:
 
 
 def progress(connection: Connection) -> list[dict[str, Any]]:
-    """Online changes in their backfill phase (for `schemagen status`)."""
+    """Online changes in their backfill phase (for `schemagen status`); a backfill in slices
+    shows their sums, each slice's last key, and how many slices finished."""
     table = f"{batches.SCHEMA}.{batches.PROGRESS}"
     if not connection.exec_driver_sql(f"SELECT to_regclass('{table}')").scalar():
         return []
@@ -642,15 +830,33 @@ def progress(connection: Connection) -> list[dict[str, Any]]:
         f"FROM {table} WHERE step LIKE 'online_%' ORDER BY change_name, step"
     )
     rows = connection.exec_driver_sql(runtime._driver_sql(connection, sql)).fetchall()
-    return [
-        {
+    slices: dict[tuple[str, str, str], list[Any]] = {}
+    for r in rows:
+        if SLICE in r[1]:
+            slices.setdefault((r[0], r[1].rsplit(SLICE, 1)[0], r[2]), []).append(r)
+    out = []
+    for r in rows:
+        if SLICE in r[1]:
+            continue
+        last = json.loads(r[3]) if r[3] else None
+        entry = {
             "change": r[0],
             "table": r[1][len("online_") :],
             "direction": r[2],
-            "last_key": json.loads(r[3]) if r[3] else None,
+            "last_key": last,
             "batches": r[4],
             "rows": r[5],
             "phase": "backfill finished" if r[6] else "backfill running",
         }
-        for r in rows
-    ]
+        mine = sorted(
+            slices.get((r[0], r[1], r[2]), []), key=lambda x: int(x[1].rsplit(SLICE, 1)[1])
+        )
+        if isinstance(last, dict) and mine:
+            entry.update(
+                last_key=[json.loads(x[3])[0] if x[3] else None for x in mine],
+                batches=sum(int(x[4]) for x in mine),
+                rows=sum(int(x[5]) for x in mine),
+                slices=f"{sum(1 for x in mine if x[6])}/{len(mine)} slices finished",
+            )
+        out.append(entry)
+    return out

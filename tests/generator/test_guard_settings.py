@@ -28,6 +28,10 @@ def test_options_override_the_environment() -> None:
     s = s.with_options(lock_timeout="80ms", statement_timeout="1h", wait_for_runner="2.5")
     assert (s.lock_timeout_ms, s.lock_retries) == (80, 4)
     assert (s.statement_timeout_ms, s.wait_for_runner_s) == (3_600_000, 2.5)
+    assert guard.Settings().backfill_workers == 2
+    s = guard.Settings.from_environment({"SCHEMAGEN_BACKFILL_WORKERS": "3"})
+    assert s.backfill_workers == 3
+    assert s.with_options(backfill_workers="1").backfill_workers == 1
 
 
 @pytest.mark.parametrize(
@@ -38,6 +42,8 @@ def test_options_override_the_environment() -> None:
         ("--lock-retries", "-1", "lock retries: '-1' is not a number"),
         ("--statement-timeout", "5 weeks", "statement timeout: '5 weeks' is not a duration"),
         ("--wait-for-runner", "forever", "wait for runner: 'forever' is not 0 to 86400"),
+        ("--backfill-workers", "0", "backfill workers: '0' is not a number from 1 to 16"),
+        ("--backfill-workers", "two", "backfill workers: 'two' is not a number from 1 to 16"),
     ],
 )
 def test_a_bad_setting_is_a_usage_error(option: str, value: str, message: str) -> None:

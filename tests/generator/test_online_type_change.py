@@ -160,7 +160,9 @@ class _Phases(logging.Handler):
             self.spans[name] = (self.open.pop(name), time.monotonic())
 
 
-def test_concurrent_writers_lose_no_row_and_no_value_drifts(pg_url: str) -> None:
+def test_concurrent_writers_lose_no_row_and_no_value_drifts(pg_url: str, caplog: Any) -> None:
+    """Two application sessions writing through every phase, the backfill in two slices."""
+    caplog.set_level(logging.INFO, logger="schemagen")
     _seed(pg_url, ticks=4000)
     before = _prices(pg_url)
     u = sa.make_url(pg_url)
@@ -185,6 +187,7 @@ def test_concurrent_writers_lose_no_row_and_no_value_drifts(pg_url: str) -> None
         start, end = phases.spans[f"{phase} market_data"]
         assert any(a <= end and b >= start for a, b in w.spans), phase
     assert db_revision(pg_url) == "0003"
+    assert "backfill of market_data in 2 slices" in caplog.text
     _assert_rows(pg_url, before, w)
     # and back, online too, with the writers again
     before = _prices(pg_url)
@@ -308,11 +311,15 @@ def test_squawk_finds_no_column_type_change_in_0003(tmp_path: Any) -> None:
 
 
 @pytest.mark.kill
-def test_status_shows_the_backfill_and_a_rerun_redoes_no_finished_batch(pg_url: str) -> None:
+def test_status_shows_the_backfill_and_a_rerun_redoes_no_finished_batch(
+    pg_url: str, monkeypatch: Any
+) -> None:
+    """One loop (a backfill in slices: the slices' resume test below)."""
     import re
 
     from support import cli
 
+    monkeypatch.setenv("SCHEMAGEN_BACKFILL_WORKERS", "1")
     _seed(pg_url, ticks=2500)
     # killed after the second batch's progress row is written: the first batch committed
     killed = _run_killed(pg_url, "UPDATE schemagen.backfill_progress SET last_key", 2, "upgrade")
@@ -336,12 +343,16 @@ def test_status_shows_the_backfill_and_a_rerun_redoes_no_finished_batch(pg_url: 
 
 
 @pytest.mark.kill
-def test_application_updates_mid_backfill_keep_every_shadow_converted(pg_url: str) -> None:
+def test_application_updates_mid_backfill_keep_every_shadow_converted(
+    pg_url: str, monkeypatch: Any
+) -> None:
     """The trigger fires on INSERT and on an UPDATE that sets an old column (UPDATE OF), not
     on the backfill's own UPDATE of the shadows. Killed after the first batch committed: the
     application updates the old column of a row already backfilled and of one not yet, and
     only another column of two more; each shadow is then its old column's conversion, and
-    the finished change holds every row's value."""
+    the finished change holds every row's value. One loop: the first batch is the first
+    keys (slices: test_concurrent_writers_lose_no_row_and_no_value_drifts)."""
+    monkeypatch.setenv("SCHEMAGEN_BACKFILL_WORKERS", "1")
     _seed(pg_url, ticks=4000)
     before = _prices(pg_url)
     ids = sorted(before)
@@ -444,8 +455,14 @@ def _forked(url: str, out: Any, *args: str, step: str | None = None, nth: int = 
     return code, out.read_text()
 
 
-def _progress(url: str) -> dict[tuple[str, str], tuple[Any, int, int, bool]]:
-    """0003's backfill progress rows: (table, direction) -> (last key, batches, rows, done)."""
+Span = tuple[Any, Any]  # keys done: (after this key or None, up to this key or None: all)
+
+
+def _progress(url: str) -> dict[tuple[str, str], tuple[list[Span], int, int, bool]]:
+    """0003's backfill progress: (table, direction) -> (the key spans done, batches, rows,
+    finished). One loop: one span up to its last key. In slices (online_<table>#<k>, the
+    split in the table's row): a span per slice, from the slice's start up to its last key
+    (to its end once finished), batches and rows summed over the slices."""
     engine = db.make_engine(sa.make_url(url))
     try:
         with engine.connect() as conn:
@@ -459,24 +476,46 @@ def _progress(url: str) -> dict[tuple[str, str], tuple[Any, int, int, bool]]:
             ).all()
     finally:
         engine.dispose()
-    return {
-        (r[0].removeprefix("online_"), r[1]): (
-            None if r[2] is None else json.loads(r[2])[0],
-            int(r[3]),
-            int(r[4]),
-            bool(r[5]),
-        )
-        for r in rows
-    }
+    slices = {(r[0], r[1]): r for r in rows if "#" in r[0]}
+    out: dict[tuple[str, str], tuple[list[Span], int, int, bool]] = {}
+    for step, direction, last_key, batches, done_rows, done in rows:
+        if "#" in step:
+            continue
+        last = None if last_key is None else json.loads(last_key)
+        key = (step.removeprefix("online_"), direction)
+        if not isinstance(last, dict):
+            out[key] = ([(None, None if last is None else last[0])], batches, done_rows, done)
+            continue
+        uppers, spans, total_b, total_r = last["slices"], [], 0, 0
+        for k, upper in enumerate(uppers, start=1):
+            r = slices[(f"{step}#{k}", direction)]
+            start = None if k == 1 else uppers[k - 2]
+            end = upper if r[5] else (None if r[2] is None else json.loads(r[2])[0])
+            if r[5] or end is not None:
+                spans.append((start, end if end is not None else float("inf")))
+            total_b, total_r = total_b + r[3], total_r + r[4]
+        # the table's row is finished only once every slice is (a kill between the last
+        # slice's end and that row's update leaves them all finished, the table's not yet)
+        every = all(slices[(f"{step}#{k}", direction)][5] for k in range(1, len(uppers) + 1))
+        assert every or not done
+        out[key] = (spans, total_b, total_r, every)
+    return out
 
 
-def _keys_up_to(url: str, table: str, last: Any) -> tuple[int, int]:
-    """(rows of ``table`` with id <= last, all its rows)."""
+def _keys_up_to(url: str, table: str, spans: list[Span]) -> tuple[int, int]:
+    """(rows of ``table`` with an id in one of the spans done, all its rows)."""
+    terms = []
+    for after, upto in spans:
+        if upto is None:
+            continue
+        cond = [] if after is None else [f"id > {int(after)}"]
+        cond += [] if upto == float("inf") else [f"id <= {int(upto)}"]
+        terms.append("(" + (" AND ".join(cond) or "true") + ")")
     engine = db.make_engine(sa.make_url(url))
     try:
         with engine.connect() as conn:
             row = conn.exec_driver_sql(
-                f"SELECT count(*) FILTER (WHERE id <= {int(last) if last is not None else -1}), "
+                f"SELECT count(*) FILTER (WHERE {' OR '.join(terms) or 'false'}), "
                 f'count(*) FROM "{table}"'
             ).one()
     finally:
@@ -546,7 +585,7 @@ def test_killed_at_random_moments_then_finished_loses_nothing(pg_url: str, tmp_p
             done = _forked(pg_url, tmp_path / "to-head.log", *commands["upgrade"])
             assert done[0] == 0, done[1]
             assert dump(pg_url) == at_head
-        seen: dict[str, tuple[Any, int, int, bool]] = {}  # progress, since the last undo
+        seen: dict[str, tuple[list[Span], int, int, bool]] = {}  # since the last undo
         for step, nth, undo in _kill_plan(steps[direction], rng):
             out = tmp_path / f"kill{kills}.log"
             code, output = _forked(pg_url, out, *commands[direction], step=step, nth=nth)
@@ -639,3 +678,206 @@ def test_an_empty_table_takes_the_blocking_alter(pg_url: str, caplog: Any) -> No
     with caplog.at_level(logging.INFO, logger="schemagen"):
         migrate.downgrade(MIGRATIONS, u, "0002")
     assert db_revision(pg_url) == "0002"
+
+
+def _split(ids: list[int], n: int = 2) -> int:
+    """The last key of the first of ``n`` slices (online.Run.slices' arithmetic)."""
+    low, high = min(ids), max(ids)
+    return low - 1 + (high - low + 1) // n
+
+
+def _slice_rows(text: str) -> list[int]:
+    found = re.search(r"backfill of market_data: (slice 1: .*)", text)
+    assert found is not None, text
+    return [int(n) for n in re.findall(r"slice \d+: finished, (\d+) rows", found.group(1))]
+
+
+def test_two_slices_fill_every_row_exactly(pg_url: str, caplog: Any) -> None:
+    """Two slices, each on its own connection, convert every row, each exactly once (the
+    rows they report add up to the table), and leave exactly the rows one loop leaves."""
+    from generator import guard
+
+    _seed(pg_url, ticks=3000)
+    before = _prices(pg_url)
+    u = sa.make_url(pg_url)
+    caplog.set_level(logging.INFO, logger="schemagen")
+    migrate.upgrade(MIGRATIONS, u, "0003")
+    assert f"backfill of market_data in 2 slices, up to keys [{_split(list(before))}, None]" in (
+        caplog.text
+    )
+    first, second = _slice_rows(caplog.text)
+    assert first > 0 and second > 0 and first + second == len(before)
+    assert db_revision(pg_url) == "0003"
+    sliced = dump(pg_url)
+    after = _prices(pg_url)
+    assert set(after) == set(before)
+    assert all(
+        abs(after[k] - before[k]) < Decimal("0.0001")  # type: ignore[operator]
+        for k in before
+        if before[k] is not None
+    )
+    assert [k for k in before if (before[k] is None) != (after[k] is None)] == []
+    # one loop, from the same rows: the same table, row by row
+    migrate.downgrade(MIGRATIONS, u, "0002")
+    caplog.clear()
+    migrate.upgrade(MIGRATIONS, u, "0003", settings=guard.Settings(backfill_workers=1))
+    assert "slices" not in caplog.text
+    assert dump(pg_url) == sliced
+
+
+def test_a_drift_in_the_second_slice_names_the_row_and_nothing_is_contracted(
+    pg_url: str, caplog: Any
+) -> None:
+    """A shadow tampered in the second slice: its batch names the row, the first slice
+    stops too, the failure is raised once; no table is contracted (the old column and its
+    shadow both there, the backfill not recorded finished); the downgrade undoes it all."""
+    _seed(pg_url, ticks=3000)
+    original = dump(pg_url)
+    ids = sorted(_prices(pg_url))
+    row = ids[-50]
+    assert row > _split(ids)  # in the second slice
+    engine = db.make_engine(sa.make_url(pg_url))
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE FUNCTION tamper() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF NEW.id = {row} AND to_jsonb(NEW) ? 'sg_up__price' THEN "
+            "NEW := jsonb_populate_record(NEW, jsonb_build_object('sg_up__price', "
+            "(to_jsonb(NEW)->>'sg_up__price')::float8 + 0.001)); END IF; RETURN NEW; END $$"
+        )
+        conn.exec_driver_sql(
+            "CREATE TRIGGER zz_tamper BEFORE UPDATE ON market_data "
+            "FOR EACH ROW EXECUTE FUNCTION tamper()"
+        )
+    engine.dispose()
+    caplog.set_level(logging.INFO, logger="schemagen")
+    with pytest.raises(CheckFailed) as failure:
+        migrate.upgrade(MIGRATIONS, sa.make_url(pg_url), "0003")
+    message = str(failure.value)
+    assert "market_data.drift" in message
+    assert f" {row} " in message or f"| {row}" in message or f"{row} |" in message, message
+    assert message.count("market_data.drift") == 1, message
+    stopped = [
+        r.getMessage()
+        for r in caplog.records
+        if "backfill of market_data stopped" in r.getMessage()
+    ]
+    assert len(stopped) == 1 and "slice 2/2 failed (OnlineCheckFailed)" in stopped[0], stopped
+    assert db_revision(pg_url) == "0002"
+    engine = db.make_engine(sa.make_url(pg_url))
+    with engine.connect() as conn:
+        columns = {
+            r[0]
+            for r in conn.exec_driver_sql(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'market_data'"
+            )
+        }
+    engine.dispose()
+    assert {"price", "sg_up__price"} <= columns  # expanded, not contracted
+    *_, finished = _progress(pg_url)[("market_data", "upgrade")]
+    assert not finished
+    engine = db.make_engine(sa.make_url(pg_url))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER zz_tamper ON market_data")
+        conn.exec_driver_sql("DROP FUNCTION tamper()")
+    engine.dispose()
+    back = _run(pg_url, "downgrade", "--to", "0002")
+    assert back.returncode == 0, back.stderr
+    assert dump(pg_url) == original
+    assert _progress(pg_url) == {}
+
+
+@pytest.mark.kill
+def test_killed_mid_backfill_resumes_each_slice_and_redoes_no_finished_one(pg_url: str) -> None:
+    """SIGKILL once the first slice has finished and the second has committed a batch (the
+    second slowed by a trigger of the test's): the next run continues the second slice
+    from its last key and redoes nothing of the first (the rows it converts are exactly
+    the rows not recorded done); every row ends converted."""
+    import signal
+    import subprocess
+    import sys
+
+    _seed(pg_url, ticks=3000)
+    before = _prices(pg_url)
+    split = _split(list(before))
+    first = sum(1 for k in before if k <= split)
+    engine = db.make_engine(sa.make_url(pg_url))
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "PERFORM pg_sleep(0.003); RETURN NEW; END $$"
+        )
+        conn.exec_driver_sql(
+            "CREATE TRIGGER zz_slow BEFORE UPDATE ON market_data FOR EACH ROW "
+            f"WHEN (NEW.id > {split}) EXECUTE FUNCTION slow()"
+        )
+    engine.dispose()
+    command = [sys.executable, "-m", "generator", "--root", str(ROOT)]
+    run = subprocess.Popen(
+        [*command, "upgrade", "--to", "0003", "--url", pg_url],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    seen: dict[str, Any] = {}
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and run.poll() is None:
+            rows = _slice_progress(pg_url)
+            one, two = rows.get("online_market_data#1"), rows.get("online_market_data#2")
+            if one and two and one[2] and two[0] >= 1 and not two[2]:
+                seen = rows
+                break
+            time.sleep(0.02)
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+    assert seen, "the first slice never finished while the second ran"
+    assert db_revision(pg_url) == "0002"
+    done = _slice_progress(pg_url)
+    assert done["online_market_data#1"] == seen["online_market_data#1"]
+    assert done["online_market_data#1"][1] == first  # the whole first slice, once
+    assert 0 < done["online_market_data#2"][1] < len(before) - first
+    from support import cli
+
+    status = cli("status", "--url", pg_url, root=ROOT)
+    line = next(ln for ln in status.stdout.splitlines() if "market_data: backfill" in ln)
+    assert "backfill running" in line and "1/2 slices finished" in line, line
+    rows_done = first + done["online_market_data#2"][1]
+    assert f" {rows_done} rows" in line, line
+    engine = db.make_engine(sa.make_url(pg_url))
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER zz_slow ON market_data")
+    engine.dispose()
+    again = _run(pg_url, "upgrade", "--to", "0003")
+    assert again.returncode == 0, again.stderr
+    logs = again.stdout + again.stderr
+    ran = re.search(r"backfill market_data ok \(.*?rows: (\d+)", logs)
+    assert ran is not None, logs
+    # only the rest of the second slice: nothing of the finished first one
+    assert int(ran.group(1)) == len(before) - first - done["online_market_data#2"][1], logs
+    assert db_revision(pg_url) == "0003"
+    after = _prices(pg_url)
+    assert set(after) == set(before)
+    assert all(
+        abs(after[k] - before[k]) < Decimal("0.0001")  # type: ignore[operator]
+        for k in before
+        if before[k] is not None
+    )
+
+
+def _slice_progress(url: str) -> dict[str, tuple[int, int, bool]]:
+    """market_data's upgrade progress rows: step -> (batches, rows, done)."""
+    engine = db.make_engine(sa.make_url(url))
+    try:
+        with engine.connect() as conn:
+            if not conn.exec_driver_sql(
+                "SELECT to_regclass('schemagen.backfill_progress')"
+            ).scalar():
+                return {}
+            rows = conn.exec_driver_sql(
+                "SELECT step, batches, rows_done, done FROM schemagen.backfill_progress "
+                "WHERE step LIKE 'online_market_data%%' AND direction = 'upgrade'"
+            ).all()
+    finally:
+        engine.dispose()
+    return {r[0]: (int(r[1]), int(r[2]), bool(r[3])) for r in rows}
