@@ -20,63 +20,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from generator.ops.base import Risk, Step
+from generator.ops.base import Step, TypeStep
 from generator.state import Domain, Schema
 
 
 @dataclass(frozen=True)
-class CreateDomain(Step):
+class CreateDomain(TypeStep):
     kind: ClassVar[str] = "create_domain"
     template: ClassVar[str] = "ops/create_domain.j2"
+    why: ClassVar[str] = "a new domain with its CHECK NOT VALID: catalogue entries, no table locked"
 
     domain: Domain
 
-    @property
-    def table_name(self) -> str:
-        return ""  # a type, no table
-
-    def apply(self, schema: Schema) -> Schema:
-        return schema  # the schema's domains follow from its columns
-
     def reverse(self) -> Step:
         return DropDomain(self.domain)
-
-    def risk(self, dialect: str) -> Risk:
-        return Risk(
-            "none on tables",
-            False,
-            "a new domain with its CHECK NOT VALID: catalogue entries, no table locked",
-            blocks="nothing",
-        )
 
     def describe(self) -> str:
         return f"create domain {self.domain.name} ({Domain.base}, {self.domain.check_sql})"
 
 
 @dataclass(frozen=True)
-class DropDomain(Step):
+class DropDomain(TypeStep):
     kind: ClassVar[str] = "drop_domain"
     template: ClassVar[str] = "ops/drop_domain.j2"
+    why: ClassVar[str] = (
+        "no column uses the domain any more: a catalogue entry dropped, no table locked"
+    )
 
     domain: Domain
 
-    @property
-    def table_name(self) -> str:
-        return ""
-
-    def apply(self, schema: Schema) -> Schema:
-        return schema
-
     def reverse(self) -> Step:
         return CreateDomain(self.domain)
-
-    def risk(self, dialect: str) -> Risk:
-        return Risk(
-            "none on tables",
-            False,
-            "no column uses the domain any more: a catalogue entry dropped, no table locked",
-            blocks="nothing",
-        )
 
     def describe(self) -> str:
         return f"drop domain {self.domain.name}"

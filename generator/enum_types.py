@@ -13,64 +13,38 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from generator.ops.base import Risk, Step
+from generator.ops.base import Step, TypeStep
 from generator.state import Schema
 
 
 @dataclass(frozen=True)
-class CreateEnumType(Step):
+class CreateEnumType(TypeStep):
     kind: ClassVar[str] = "create_enum_type"
     template: ClassVar[str] = "ops/create_enum_type.j2"
+    why: ClassVar[str] = "a new enum type: a catalogue entry, no table locked"
 
     name: str
     labels: tuple[str, ...]
 
-    @property
-    def table_name(self) -> str:
-        return ""  # a type, no table
-
-    def apply(self, schema: Schema) -> Schema:
-        return schema  # the schema's types follow from its columns
-
     def reverse(self) -> Step:
         return DropEnumType(self.name)
-
-    def risk(self, dialect: str) -> Risk:
-        return Risk(
-            "none on tables",
-            False,
-            "a new enum type: a catalogue entry, no table locked",
-            blocks="nothing",
-        )
 
     def describe(self) -> str:
         return f"create enum type {self.name} ({', '.join(self.labels)})"
 
 
 @dataclass(frozen=True)
-class DropEnumType(Step):
+class DropEnumType(TypeStep):
     kind: ClassVar[str] = "drop_enum_type"
     template: ClassVar[str] = "ops/drop_enum_type.j2"
+    why: ClassVar[str] = (
+        "no column uses the enum type any more: a catalogue entry dropped, no table locked"
+    )
 
     name: str
 
-    @property
-    def table_name(self) -> str:
-        return ""
-
-    def apply(self, schema: Schema) -> Schema:
-        return schema
-
     def reverse(self) -> Step:
         raise NotImplementedError("a change's inverse creates its types from its columns")
-
-    def risk(self, dialect: str) -> Risk:
-        return Risk(
-            "none on tables",
-            False,
-            "no column uses the enum type any more: a catalogue entry dropped, no table locked",
-            blocks="nothing",
-        )
 
     def describe(self) -> str:
         return f"drop enum type {self.name}"

@@ -192,6 +192,24 @@ class Step:
         raise NotImplementedError
 
 
+class TypeStep(Step):
+    """A step on a named type of PostgreSQL's catalogue (an enum type, a range check's
+    domain): no table, no state change (the schema's types follow from its columns), no lock
+    on any table; ``why`` is its risk's reason."""
+
+    why: ClassVar[str]
+
+    @property
+    def table_name(self) -> str:
+        return ""  # a type, no table
+
+    def apply(self, schema: Schema) -> Schema:
+        return schema
+
+    def risk(self, dialect: str) -> Risk:
+        return Risk("none on tables", False, self.why, blocks="nothing")
+
+
 class ConstraintDropStep(Step):
     """A step that drops a constraint of one table (a unique key, a foreign key): a catalogue
     change on PostgreSQL, a rebuild in SQLite's batch mode, and lint SG120 (its derived
