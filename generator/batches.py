@@ -229,16 +229,21 @@ class Batches:
             ).first()
         return found is not None
 
-    def progress(self) -> tuple[list[Any] | None, bool]:
+    def record(self) -> tuple[Any, int, bool] | None:
+        """This step's progress row: (last_key as recorded, batches, done); None: none yet."""
         s = self.spec
         row = self.sql(
-            f"SELECT last_key, done FROM {SCHEMA}.{PROGRESS} "
+            f"SELECT last_key, batches, done FROM {SCHEMA}.{PROGRESS} "
             "WHERE change_name = ? AND step = ? AND direction = ?",
             (s.change, s.step, s.direction),
         ).first()
         if row is None:
-            return None, False
-        return (json.loads(row[0]) if row[0] is not None else None), bool(row[1])
+            return None
+        return (json.loads(row[0]) if row[0] is not None else None), int(row[1]), bool(row[2])
+
+    def progress(self) -> tuple[list[Any] | None, bool]:
+        found = self.record()
+        return (None, False) if found is None else (found[0], found[2])
 
     def range_sql(self, last: list[Any] | None, end: list[Any]) -> tuple[str, list[Any]]:
         """The batch's keys, after ``last`` up to ``end`` (unqualified: the updated table's)."""

@@ -359,13 +359,10 @@ class _Run:
 
     def _coordinator(self) -> tuple[Any, int, bool]:
         """The table's own progress row: (last_key as recorded, batches, done)."""
-        s = self.spec
-        row = self.sql(
-            f"SELECT last_key, batches, done FROM {batches.SCHEMA}.{batches.PROGRESS} "
-            "WHERE change_name = ? AND step = ? AND direction = ?",
-            (s.change, s.step, s.direction),
-        ).one()
-        return (json.loads(row[0]) if row[0] else None), int(row[1]), bool(row[2])
+        found = self.loop.record()
+        if found is None:  # Batches.setup wrote it before any slice ran
+            raise RuntimeError(f"{self.spec.change}: no backfill progress of {self.spec.table}")
+        return found
 
     def slices(self) -> list[int | None] | None:
         """The slices of this backfill: each one's last key (the last one None: no upper
