@@ -6,7 +6,7 @@ The steps that transform it live with their operations (``generator/ops/``).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from typing import ClassVar
@@ -268,6 +268,19 @@ def _rename(node: expr.Expr, old: str, new: str) -> expr.Expr:
                 for v in value
             )
     return replace(node, **changes)  # type: ignore[arg-type]
+
+
+def indexes_typed_by(indexes: Iterable[Index], column: str) -> tuple[list[str], list[str]]:
+    """The indexes whose rendering (and catalogue text) depends on ``column``'s type, by name:
+    (those whose predicate compares it, those with an expression key using it). A change of
+    the column's type refuses them (alter_column_type, widen_key)."""
+    partial = [
+        i.name
+        for i in indexes
+        if i.where is not None and column in indexexpr.compared_columns(i.where)
+    ]
+    keyed = [i.name for i in indexes if any(column in expr.columns(t) for _, t in i.expressions)]
+    return partial, keyed
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from generator import checks, coltypes, dialects, expr, indexexpr, risk
+from generator import checks, coltypes, dialects, risk
 from generator.coltypes import SqlType, conversion_problem, parse_type
 from generator.dialects import POSTGRESQL, SQLITE
 from generator.ops.add_check import AddCheckStep, failing_rows
@@ -24,7 +24,7 @@ from generator.ops.base import Finding, OperationSpec, Problem, Risk, RowCheck, 
 from generator.plan import ALTER_TABLE, RECREATE_TABLE, Group
 from generator.resolve import default_problem
 from generator.spec import Identifier, TypeName
-from generator.state import CheckConstraint, Column, Domain, Index, Schema, Table
+from generator.state import CheckConstraint, Column, Domain, Index, Schema, Table, indexes_typed_by
 
 if TYPE_CHECKING:
     from generator.load import Change
@@ -117,11 +117,7 @@ class AlterColumnType(OperationSpec):
                     "integer key with the columns that reference it)",
                 )
             )
-        partial = [
-            i.name
-            for i in table.indexes
-            if i.where is not None and column.name in indexexpr.compared_columns(i.where)
-        ]
+        partial, keyed = indexes_typed_by(table.indexes, column.name)
         if partial:
             # a comparison in its predicate is rendered (and read back from the catalogue) by
             # the column's type
@@ -132,11 +128,6 @@ class AlterColumnType(OperationSpec):
                     "index first, then change the type",
                 )
             )
-        keyed = [
-            i.name
-            for i in table.indexes
-            if any(column.name in expr.columns(tree) for _, tree in i.expressions)
-        ]
         if keyed:
             # an expression key is rendered (and read back from the catalogue) by the type
             problems.append(

@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from generator import expr, indexexpr
 from generator.coltypes import INTEGER_KINDS, INTEGER_RANGE, SqlType, parse_type
 from generator.dialects import POSTGRESQL, SQLITE, quote_ident, sql_string
 from generator.ops.add_foreign_key import AddForeignKeyStep
@@ -51,7 +50,7 @@ from generator.ops.base import OperationSpec, Problem, Risk, RowCheck, Step
 from generator.ops.drop_foreign_key import DropForeignKeyStep
 from generator.plan import RECREATE_TABLE, Group
 from generator.spec import Identifier, TypeName
-from generator.state import Column, ForeignKey, Schema
+from generator.state import Column, ForeignKey, Schema, indexes_typed_by
 
 if TYPE_CHECKING:
     from generator.resolve import Resolver
@@ -179,11 +178,7 @@ class WidenKey(OperationSpec):
         for name, member in members:
             work = r.table_named(name)
             assert work is not None
-            partial = [
-                ix.name
-                for ix in work.indexes
-                if ix.where is not None and member.name in indexexpr.compared_columns(ix.where)
-            ]
+            partial, keyed = indexes_typed_by(work.indexes, member.name)
             if partial:
                 problems.append(
                     (
@@ -194,11 +189,6 @@ class WidenKey(OperationSpec):
                 )
             # an expression key is rendered (and read back from the catalogue) by its
             # columns' types, as alter_column_type refuses it
-            keyed = [
-                ix.name
-                for ix in work.indexes
-                if any(member.name in expr.columns(tree) for _, tree in ix.expressions)
-            ]
             if keyed:
                 problems.append(
                     (
