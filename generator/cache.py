@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from generator import revision_files
-from generator.files import SUM_FILE, h1, sum_of_hashes
+from generator.files import SUM_FILE, Text, h1, sum_of_hashes
 from generator.resources import TEMPLATES_DIR
 from generator.revision_files import Revision
 from generator.specfiles import FILE_RE, display_name, spec_files, text_digest
@@ -528,12 +528,13 @@ def open_cache(project: Project, templates_dir: Path | None = None) -> Cache:
 
 
 def render_project(
-    project: Project, use_cache: bool = True, store: Cache | None = None
-) -> dict[str, str]:
+    project: Project, use_cache: bool = True, store: Cache | None = None, lazy: bool = False
+) -> Mapping[str, Text]:
     """Every generated file of the project: from the cache where it has them, else loaded,
     validated and rendered (raises SpecErrors as :func:`generator.load.load_changes`).
 
-    ``store``: this cache rather than the project's (tests look at what it found).
+    ``store``: this cache rather than the project's (tests look at what it found). ``lazy``:
+    without a cache, the validation files as files.Parts (render.generate_parts).
     """
     if store is None and use_cache and enabled():
         store = open_cache(project)
@@ -547,12 +548,13 @@ def render_project(
     changes = load_changes(
         project.changes_dir, display_base=project.root, conventions=project.conventions
     )
-    files = render.generate(
+    files = render.generate_parts(
         changes,
         output=project.output,
         version_table=project.version_table,
         cache=store,
         foreign_tables=project.foreign_tables,
+        lazy=lazy,
     )
     if store is not None and store.rendered and store.writable:
         store.prune()  # only after a run that added entries: a warm run reads, no more

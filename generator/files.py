@@ -61,7 +61,54 @@ def matching(out_dir: Path, pattern: str) -> list[tuple[str, str]]:
     return found
 
 
-def owned_files(out_dir: Path, read: Mapping[str, str] | None = None) -> set[str]:
+class Parts:
+    """A rendered file's text as the UTF-8 parts it was assembled from, never joined while
+    ``generate --check`` compares it: most of a validation file is blocks it shares with
+    other files (generator.render), encoded once each. :meth:`matches` compares a file's
+    bytes with them part by part and :meth:`h1` hashes them, neither copying the file's text;
+    ``str(parts)`` joins them (a diff, a write)."""
+
+    __slots__ = ("data", "size")
+
+    def __init__(self, data: tuple[bytes, ...]) -> None:
+        self.data = data
+        self.size = sum(map(len, data))
+
+    def __str__(self) -> str:
+        return b"".join(self.data).decode("utf-8")
+
+    def matches(self, data: bytes) -> bool:
+        """True when ``data`` is exactly these bytes."""
+        if len(data) != self.size:
+            return False
+        at = 0
+        for part in self.data:
+            if not data.startswith(part, at):
+                return False
+            at += len(part)
+        return True
+
+    def h1(self) -> str:
+        """:func:`h1` of the text."""
+        digest = hashlib.sha256()
+        for part in self.data:
+            digest.update(part)
+        return "h1:" + base64.b64encode(digest.digest()).decode()
+
+    def head(self, size: int) -> str:
+        """The text's first characters (at least ``size`` of them, when it has them)."""
+        out = b""
+        for part in self.data:
+            out += part
+            if len(out) >= 4 * size:  # a character is at most four bytes
+                break
+        return out.decode("utf-8", errors="replace")[:size]
+
+
+Text = str | Parts  # a rendered file's text, joined or not (Parts)
+
+
+def owned_files(out_dir: Path, read: Mapping[str, Text] | None = None) -> set[str]:
     """The files here that the generator wrote: they open with its header (a hand-written
     revision beside them does not, and is the operator's). ``read``: the texts of files read
     already (by :func:`compare`), which are not opened again."""
@@ -71,7 +118,10 @@ def owned_files(out_dir: Path, read: Mapping[str, str] | None = None) -> set[str
         for rel, path in matching(out_dir, pattern):
             name = rel.rpartition("/")[2]
             if rel in read:  # read as a file already
-                owned = name == SUM_FILE or is_generated(read[rel])
+                text = read[rel]
+                owned = name == SUM_FILE or is_generated(
+                    text if isinstance(text, str) else text.head(200)
+                )
             else:
                 owned = os.path.isfile(path) and (name == SUM_FILE or _opens_generated(Path(path)))
             if owned:
@@ -118,8 +168,9 @@ class Drift:
     missing: list[str] = field(default_factory=list)
     orphaned: list[str] = field(default_factory=list)
     diff: list[str] = field(default_factory=list)
-    # What the comparison read, for sum_problems to check without reading it again.
-    on_disk: dict[str, str] = field(default_factory=dict, repr=False)
+    # What the comparison read, for sum_problems to check without reading it again (a file
+    # equal to its rendered text: that very object, which may be Parts).
+    on_disk: dict[str, Text] = field(default_factory=dict, repr=False)
     owned: set[str] = field(default_factory=set, repr=False)
 
     @property
@@ -128,7 +179,7 @@ class Drift:
 
 
 def compare(
-    files: dict[str, str],
+    files: Mapping[str, Text],
     out_dir: Path,
     label: str = "generated_migrations",
     stats: dict[str, tuple[os.stat_result, os.stat_result]] | None = None,
@@ -137,14 +188,25 @@ def compare(
     read, its stat before and after the read (generator.warmcheck records them)."""
     drift = Drift()
     base = os.fspath(out_dir)
-    for path, text in sorted(files.items()):
+    for path, rendered in sorted(files.items()):
         try:
-            if stats is None:
+            if isinstance(rendered, Parts) and stats is None:  # as bytes, part by part
+                with open(os.path.join(base, path), "rb") as fh:
+                    data = fh.read()
+                if b"\r" not in data and rendered.matches(data):
+                    drift.on_disk[path] = rendered
+                    continue
+                text = str(rendered)
+                current = _text_of(data, text)
+            elif stats is None:
+                text = str(rendered)
                 current = read_text(os.path.join(base, path), text)
             else:
+                text = str(rendered)
                 current, before, after = read_stable(os.path.join(base, path), text)
                 stats[path] = (before, after)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            text = str(rendered)
             drift.missing.append(path)
             drift.diff.extend(
                 difflib.unified_diff([], text.splitlines(True), "/dev/null", f"{label}/{path}")
@@ -247,7 +309,7 @@ def _sum_lines(sum_text: str) -> dict[str, str]:
 
 
 def sum_problems(
-    out_dir: Path, drift: Drift | None = None, rendered: dict[str, str] | None = None
+    out_dir: Path, drift: Drift | None = None, rendered: Mapping[str, Text] | None = None
 ) -> list[str]:
     """Where the files on disk disagree with the committed sum file (hashes only).
 
@@ -260,24 +322,23 @@ def sum_problems(
         return [f"{SUM_FILE} is missing"]
     read = drift.on_disk if drift is not None else {}
     owned = drift.owned if drift is not None else owned_files(out_dir)
-    sum_text = read.get(SUM_FILE)
-    if sum_text is None:
-        sum_text = path.read_text(encoding="utf-8")
+    sum_read = read.get(SUM_FILE)
+    sum_text = path.read_text(encoding="utf-8") if sum_read is None else str(sum_read)
     lines = sum_text.splitlines()
     if not lines or h1("\n".join(lines[1:]) + "\n") != lines[0]:
         return [f"{SUM_FILE} was edited: its first line is not the hash of the others"]
     listed = _sum_lines(sum_text)
-    on_disk = {
+    on_disk: dict[str, Text] = {
         p: read[p] if p in read else (out_dir / p).read_text(encoding="utf-8") for p in owned
     }
     on_disk.pop(SUM_FILE, None)
     rendered = rendered or {}
-    rendered_lines = _sum_lines(rendered[SUM_FILE]) if SUM_FILE in rendered else {}
+    rendered_lines = _sum_lines(str(rendered[SUM_FILE])) if SUM_FILE in rendered else {}
 
-    def line_of(p: str, text: str) -> str:
-        if p in rendered_lines and rendered.get(p) == text:
+    def line_of(p: str, text: Text) -> str:
+        if p in rendered_lines and rendered.get(p) == text:  # Parts: the very object
             return rendered_lines[p]
-        return f"{p} {h1(text)}"
+        return f"{p} {h1(text) if isinstance(text, str) else text.h1()}"
 
     problems = [f"{p} is not in {SUM_FILE}" for p in sorted(set(on_disk) - set(listed))]
     problems += [

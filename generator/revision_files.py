@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from generator.files import is_generated
+from generator.files import Text, is_generated
 
 
 @dataclass(frozen=True)
@@ -82,8 +82,8 @@ def parse(path: str, text: str) -> Revision | None:
 
 def read(
     out_dir: Path,
-    rendered: Mapping[str, str] | None = None,
-    on_disk: Mapping[str, str] | None = None,
+    rendered: Mapping[str, Text] | None = None,
+    on_disk: Mapping[str, Text] | None = None,
 ) -> list[Revision]:
     """Every revision: the generated ones from ``rendered`` when given (what generate is about
     to write), else from disk, and the hand-written ones from disk. ``on_disk``: texts of
@@ -93,7 +93,7 @@ def read(
     for file in sorted((out_dir / "versions").glob("*.py")):
         path = f"versions/{file.name}"
         if path in on_disk:
-            texts[path] = on_disk[path]
+            texts[path] = str(on_disk[path])  # a migration is rendered as one str
             continue
         try:
             texts[path] = file.read_text(encoding="utf-8")
@@ -101,7 +101,7 @@ def read(
             continue
     if rendered is not None:
         texts = {p: t for p, t in texts.items() if not is_generated(t)}
-        texts.update({p: t for p, t in rendered.items() if p.startswith("versions/")})
+        texts.update({p: str(t) for p, t in rendered.items() if p.startswith("versions/")})
     return [r for p, t in sorted(texts.items()) if (r := parse(p, t)) is not None]
 
 

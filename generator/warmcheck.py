@@ -37,6 +37,7 @@ import json
 import os
 import stat as statmod
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,7 @@ from generator import revision_files
 from generator.files import (
     OWNED_PATTERNS,
     SUM_FILE,
+    Text,
     h1,
     is_generated,
     matching,
@@ -219,7 +221,7 @@ def quick_check(project: Project, store: Cache) -> int | None:
 def record_compared(
     index: StatIndex,
     stats: dict[str, tuple[os.stat_result, os.stat_result]],
-    rendered: dict[str, str],
+    rendered: Mapping[str, Text],
 ) -> None:
     """After a full check found the files current: record those it read (their stats from
     files.compare, read after ``index.take_stamp()``) with the rendered files' hashes, for
@@ -231,10 +233,10 @@ def record_compared(
     index.save(set(rendered))
 
 
-def _hashes(rendered: dict[str, str]) -> dict[str, str]:
+def _hashes(rendered: Mapping[str, Text]) -> dict[str, str]:
     """Each rendered file's hash, from the rendered sum file's lines (and the sum's own)."""
-    lines = rendered.get(SUM_FILE, "").splitlines()[1:]
+    lines = str(rendered.get(SUM_FILE, "")).splitlines()[1:]
     out = {path: digest for path, _, digest in (ln.rpartition(" ") for ln in lines)}
     if SUM_FILE in rendered:
-        out[SUM_FILE] = h1(rendered[SUM_FILE])
+        out[SUM_FILE] = h1(str(rendered[SUM_FILE]))
     return out

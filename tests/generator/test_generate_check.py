@@ -10,7 +10,7 @@ from support import ROOT, cli, copy_project, last_change_number
 from generator import files
 from generator.cli import Exit
 from generator.load import load_changes
-from generator.render import generate
+from generator.render import generate, generate_parts
 
 
 def test_committed_generated_files_are_current() -> None:
@@ -22,6 +22,8 @@ def test_committed_generated_files_are_current() -> None:
 def test_check_passes_on_main() -> None:
     result = cli("generate", "--check", root=ROOT)
     assert result.exit_code == Exit.OK, result.output
+    cold = cli("generate", "--check", "--no-cache", root=ROOT)
+    assert cold.exit_code == Exit.OK, cold.output
 
 
 @pytest.fixture
@@ -30,7 +32,15 @@ def project(tmp_path: Path) -> Path:
 
 
 def _check(root: Path) -> tuple[int, str, str]:
+    """The check with the cache and without it (which compares the validation files part by
+    part, files.Parts): the same verdict and the same report."""
+    cold = cli("generate", "--check", "--no-cache", root=root)
     result = cli("generate", "--check", root=root)
+    assert (cold.exit_code, cold.stdout, cold.stderr) == (
+        result.exit_code,
+        result.stdout,
+        result.stderr,
+    )
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -192,3 +202,49 @@ def test_read_text_reads_as_path_read_text(tmp_path: Path, data: bytes) -> None:
         assert got == path.read_text(encoding="utf-8"), (data, expected)
         stable, _, _ = files.read_stable(str(path), expected)
         assert stable == got
+
+
+def test_parts_render_compare_and_hash_as_the_joined_texts() -> None:
+    """generate --check --no-cache renders the validation files as files.Parts: joined they
+    are generate's texts, hashed they are its sum, and each matches its committed file."""
+    changes = load_changes(ROOT / "changes")
+    texts = generate(changes)
+    parts = generate_parts(changes, lazy=True)
+    assert parts.keys() == texts.keys()
+    lazy = {path: p for path, p in parts.items() if isinstance(p, files.Parts)}
+    assert len(lazy) == 8 * len(changes)  # each change's validation SQL and JSON, 2 x 2
+    for path, p in lazy.items():
+        assert str(p) == texts[path]
+        assert p.h1() == files.h1(texts[path])
+        assert p.head(200) == texts[path][:200]
+        data = (ROOT / "generated_migrations" / path).read_bytes()
+        assert p.matches(data)
+        assert not p.matches(data[:-1] + b"x")
+        assert not p.matches(data + b"\n")
+    assert parts[files.SUM_FILE] == texts[files.SUM_FILE]
+
+
+def test_check_fails_after_a_validation_block_is_edited_in_place(project: Path) -> None:
+    """One character of a table's block (shared by many files), the size kept: only the
+    edited file is stale, cold (part by part) as warm."""
+    out_dir = project / "generated_migrations"
+    target = out_dir / "validation" / "postgresql" / "0001_optimize_market_data_indexes.post.sql"
+    text = target.read_text()
+    at = text.index("'market_data'")
+    target.write_text(text[:at] + "'market_dat4'" + text[at + len("'market_data'") :])
+    code, out, err = _check(project)
+    assert code == Exit.FAILED
+    assert f"stale or edited: generated_migrations/{target.relative_to(out_dir)}" in err
+    assert err.count("stale or edited:") == 1
+    assert "-" in out and "'market_dat4'" in out
+
+
+def test_check_reads_crlf_files_as_written(project: Path) -> None:
+    """A file checked out with CRLF line ends reads as its text (universal newlines, as
+    Path.read_text reads it; its hash is the text's): current, cold (no part matches its
+    bytes) as warm."""
+    target = project / "generated_migrations" / "validation" / "sqlite" / "0000_baseline.pre.json"
+    target.write_bytes(target.read_bytes().replace(b"\n", b"\r\n"))
+    code, out, err = _check(project)
+    assert (code, err) == (Exit.OK, "")
+    assert "generated files are current" in out
