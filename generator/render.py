@@ -96,6 +96,16 @@ def _sa_text(sql: str) -> str:
     return "sa.text(" + "\n".join(parts) + ")"
 
 
+def _sql_values(columns: list[str], rows: Iterable[Iterable[Any]], dialect: str) -> str:
+    """The expected rows of a check (validation/_macros.sql.j2's ``diff``): a VALUES list,
+    one row a line and a line break after the last, or a query of no rows (one NULL a column)
+    when there are none. In Python: it writes every row of every table state's checks."""
+    lines = ["        (" + ", ".join([_sqlval(v, dialect) for v in row]) + ")" for row in rows]
+    if not lines:
+        return "SELECT " + ", ".join(["CAST(NULL AS TEXT)"] * len(columns)) + " WHERE 1 = 0"
+    return "VALUES\n" + ",\n".join(lines) + "\n"
+
+
 FILTERS: dict[str, Callable[..., Any]] = {
     "py": _py,
     "pycomment": lambda text: _comment(text, "#"),
@@ -213,6 +223,7 @@ def make_env(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
     )
     env.filters.update(FILTERS)
     env.globals["dialects"] = dialects.DIALECTS
+    env.globals["sql_values"] = _sql_values
     env.globals["table_check_cache"] = {}
     sections = _Sections()
     env.globals["sections"] = sections

@@ -33,9 +33,24 @@ def _index(t: Table) -> dict[str, str]:
 
 
 def _facets(t: Table | None) -> dict[str, str]:
-    """Every reviewable fact of a table, keyed by what it is about."""
+    """Every reviewable fact of a table, keyed by what it is about. The caller must not
+    change the dict: a table's are computed once (a table is the state after one change and
+    before the next, the very same object), looked up by identity (the entry keeps the table,
+    so its id is not reused)."""
     if t is None:
         return {}
+    seen = _FACETS.get(id(t))
+    if seen is None or seen[0] is not t:
+        if len(_FACETS) >= 4096:  # a long-lived process: keep it bounded
+            _FACETS.clear()
+        seen = _FACETS[id(t)] = (t, _table_facets(t))
+    return seen[1]
+
+
+_FACETS: dict[int, tuple[Table, dict[str, str]]] = {}
+
+
+def _table_facets(t: Table) -> dict[str, str]:
     out: dict[str, str] = {}
     for c in t.columns:
         serial = f" serial (sequence `{c.serial}` on PostgreSQL)" if c.serial else ""
