@@ -97,9 +97,9 @@ def _sa_text(sql: str) -> str:
 
 
 def _sql_values(columns: list[str], rows: Iterable[Iterable[Any]], dialect: str) -> str:
-    """The expected rows of a check (validation/_macros.sql.j2's ``diff``): a VALUES list,
-    one row a line and a line break after the last, or a query of no rows (one NULL a column)
-    when there are none. In Python: it writes every row of every table state's checks."""
+    """The expected rows of a check (:meth:`_Sections.diff`): a VALUES list, one row a line
+    and a line break after the last, or a query of no rows (one NULL a column) when there
+    are none."""
     lines = ["        (" + ", ".join([_sqlval(v, dialect) for v in row]) + ")" for row in rows]
     if not lines:
         return "SELECT " + ", ".join(["CAST(NULL AS TEXT)"] * len(columns)) + " WHERE 1 = 0"
@@ -172,6 +172,35 @@ class _Sections:
         )
         return f"-- {kind}: {name}\n{sql};"
 
+    def diff(
+        self,
+        name: str,
+        columns: list[str],
+        rows: Iterable[Iterable[Any]],
+        actual: str,
+        table: str = "",
+        aspect: str = "tables",
+    ) -> str:
+        """``diff(name, columns, rows, actual, table, aspect)`` in the validation templates:
+        the shared shape of every catalogue check, expected rows EXCEPT actual rows and the
+        other way round (``actual``: the query reading them back). It returns no rows when
+        the check holds; otherwise each row says which side it is from. A :meth:`section`.
+        In Python (it was a macro): it writes every check of every table state."""
+        names = ", ".join(columns)
+        body = (
+            f"WITH expected({names}) AS (\n"
+            f"    {_sql_values(columns, rows, self.dialect)}\n"
+            f"),\nactual({names}) AS (\n"
+            f"    {jinja2.filters.do_indent(actual, 4)}\n"
+            ")\n"
+            "SELECT 'expected, not found' AS problem, e.* FROM "
+            "(SELECT * FROM expected EXCEPT SELECT * FROM actual) AS e\n"
+            "UNION ALL\n"
+            "SELECT 'found, not expected' AS problem, a.* FROM "
+            "(SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a"
+        )
+        return self.section("check", name, table, aspect, body)
+
     def adopt(self, block: _Block) -> str:
         """A table's block rendered earlier (and cached): its checks join the file's, its
         text goes where the mark is."""
@@ -223,11 +252,11 @@ def make_env(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
     )
     env.filters.update(FILTERS)
     env.globals["dialects"] = dialects.DIALECTS
-    env.globals["sql_values"] = _sql_values
     env.globals["table_check_cache"] = {}
     sections = _Sections()
     env.globals["sections"] = sections
     env.globals["section"] = sections.section
+    env.globals["diff"] = sections.diff
     env.globals["adopt"] = sections.adopt
     env.globals["output"] = "generated_migrations"  # the project's output folder (generate)
     env.globals["version_table"] = "alembic_version"  # the project's (generate)
@@ -441,6 +470,27 @@ def _whole(found: list[checks.Check], adopted: list[_Block]) -> list[_Block]:
     return adopted
 
 
+def _data_expectation(
+    cache: dict[Any, Any], change: Change, phase: str, dialect: str
+) -> tuple[checks.DataExpectation, str]:
+    """The data checks of the side that runs before the DDL (the upgrade's from pre.sql, the
+    downgrade's from post.sql; row counts and drift are symmetric, fits are the side's own)
+    and their repr (the key of their block). Computed once for both dialects unless a type
+    change is checked in batches on this one (checks.expect_data: the only way the dialect
+    reaches them), kept with the change (its id is not reused while the entry lives)."""
+    if phase == "pre":
+        steps, before, after = change.steps, change.before, change.after
+    else:
+        steps, before, after = change.inverse_steps, change.after, change.before
+    batched = any(s.type_change() is not None and s.checked_in_batches(dialect) for s in steps)
+    key = ("data expectation", id(change), phase, dialect if batched else "")
+    seen = cache.get(key)
+    if seen is None or seen[0] is not change:
+        data = checks.expect_data(steps, before, after, dialect)
+        seen = cache[key] = (change, data, repr(data))
+    return seen[1], seen[2]
+
+
 def _validation_frame(
     env: jinja2.Environment, change: Change, dialect: str, phase: str
 ) -> tuple[list[str], list[checks.Check], list[_Block]]:
@@ -450,14 +500,9 @@ def _validation_frame(
         (change.before, change.after) if phase == "pre" else (change.after, change.before)
     )
     expected = checks.expect_schema(schema, dialect, other)
-    # The data checks of the side that runs before the DDL: the upgrade's from pre.sql, the
-    # downgrade's from post.sql. Row counts and drift are symmetric; fits are the side's own.
-    if phase == "pre":
-        data = checks.expect_data(change.steps, change.before, change.after, dialect)
-    else:
-        data = checks.expect_data(change.inverse_steps, change.after, change.before, dialect)
-    table_template = env.get_template(f"validation/{dialect}_table.sql.j2")
     cache: dict[Any, Any] = env.globals["table_check_cache"]  # type: ignore[assignment]
+    data, data_key = _data_expectation(cache, change, phase, dialect)
+    table_template = env.get_template(f"validation/{dialect}_table.sql.j2")
     sections: _Sections = env.globals["sections"]  # type: ignore[assignment]
     blocks = []
     for t in expected:
@@ -484,7 +529,7 @@ def _validation_frame(
     parts = {}
     for part, key, context in (
         ("tables", repr((tables, enums)), {"tables": tables, **enums}),
-        ("data", repr(data), {"data": data}),
+        ("data", data_key, {"data": data}),
     ):
         block = cache.get((part, dialect, key))
         if block is None:
