@@ -129,6 +129,19 @@ def owned_files(out_dir: Path, read: Mapping[str, Text] | None = None) -> set[st
     return found
 
 
+def _read_bytes(path: str, size: int) -> bytes:
+    """The file's bytes, ``size`` of them expected: one read of them and one empty read (the
+    end), no stat and no buffered reader; a longer file read on to its end."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = [os.read(fd, size + 1)]
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 def read_text(path: str, expected: str | None = None) -> str:
     """``Path(path).read_text(encoding="utf-8")``: the bytes decoded, then universal newlines
     (``\r\n`` and ``\r`` read as ``\n``), the translation skipped when there is no ``\r``.
@@ -191,8 +204,7 @@ def compare(
     for path, rendered in sorted(files.items()):
         try:
             if isinstance(rendered, Parts) and stats is None:  # as bytes, part by part
-                with open(os.path.join(base, path), "rb") as fh:
-                    data = fh.read()
+                data = _read_bytes(os.path.join(base, path), rendered.size)
                 if b"\r" not in data and rendered.matches(data):
                     drift.on_disk[path] = rendered
                     continue

@@ -248,3 +248,13 @@ def test_check_reads_crlf_files_as_written(project: Path) -> None:
     code, out, err = _check(project)
     assert (code, err) == (Exit.OK, "")
     assert "generated files are current" in out
+
+
+@pytest.mark.parametrize("size", [0, 5, 100_000, 300_000])
+def test_read_bytes_reads_the_whole_file_whatever_size_was_expected(
+    tmp_path: Path, size: int
+) -> None:
+    data = bytes(range(256)) * 1000  # longer than one read of the rest (64 KiB)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    assert files._read_bytes(str(path), size) == data
