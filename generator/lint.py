@@ -180,6 +180,21 @@ def _step_findings(step: Step, change: Change) -> Iterator[tuple[str, str]]:
 
 
 def lint_change(change: Change) -> list[Finding]:
+    """The change's findings, sorted. Found once per change object (loading lints each
+    change, its review lists the findings again); the caller must not change the list."""
+    seen = _FOUND.get(id(change))
+    if seen is None or seen[0] is not change:
+        if len(_FOUND) >= 4096:  # a long-lived process: keep it bounded
+            _FOUND.clear()
+        seen = _FOUND[id(change)] = (change, _lint_change(change))
+    return seen[1]
+
+
+# id(change) -> (the change, kept alive so that its id is not reused; its findings)
+_FOUND: dict[int, tuple[Change, list[Finding]]] = {}
+
+
+def _lint_change(change: Change) -> list[Finding]:
     findings = []
     for step, op_index in zip(change.steps, change.origins, strict=True):
         op = change.spec.operations[op_index]
