@@ -829,31 +829,56 @@ warm, on a machine shared with other jobs, so as shares of the run rather than s
   the table blocks of each new table state, the data checks, the JSON records), then the
   migrations (a quarter, a third of it `resume.tolerance`, which compared every table of
   every half-applied state), then, near a tenth each, the imports (pydantic's models of the
-  operations most of it), reading and comparing the files on disk, the reviews and loading
-  the specs; hashing for the sum and ruff's temporary files a few hundredths each (ruff is
-  still run once on temporary files, beside the rest: `ruff format -` takes one file per
-  process). In wall time, though, removing ruff's temporary files is one of the longest
-  waits on this machine: ruff rewrites each file in place, which makes the filesystem
-  allocate its blocks at once (its rule for files truncated and written again), and the
-  filesystem is mounted with `discard`, so each unlink frees real blocks while the process
-  waits on the disk: next to no CPU, yet a quarter to a third of a quiet run's wall time at
-  the largest size, and varying from run to run with the disk. Not addressed yet: `ruff
-  format --diff` leaves the files unwritten (their removal then costs nothing), but ruff
-  spends about twice the CPU on it and applying the diffs takes about a tenth of a second,
-  and on a busy machine that was no faster. The output is what it costs: every
-  change's validation files check the whole schema. Done: the enum types of a state are
-  computed once; `resume.tolerance` reuses the plans the migration was rendered from and
-  compares a half-applied state's tables only where they are not the base's; SQLite's
-  `copy_from` source of a table (the shared `table` macro of the operations' templates) is
-  rendered once per table state, as the validation files' table blocks are; and each file
-  on disk is compared as bytes with the rendered text encoded, its text then the rendered
-  one (no decoding, no second copy, and the sum check's comparison of the two becomes one
-  of identity). Tried, no gain: deferring the build of the operations' pydantic models (the
-  union's validator costs the same), and importing `importlib.metadata` only for the
-  cache's key (pydantic's plugin loader imports it anyway). Tried and taken out again:
-  splitting a long history over forked processes (the same bytes, on both cores); the
+  operations most of it), compiling the templates, reading and comparing the files on disk,
+  the reviews and loading the specs. The output is what it costs: every change's validation
+  files check the whole schema. Done first: the enum types of a state are computed once;
+  `resume.tolerance` reuses the plans the migration was rendered from and compares a
+  half-applied state's tables only where they are not the base's; SQLite's `copy_from`
+  source of a table (the shared `table` macro of the operations' templates) is rendered
+  once per table state, as the validation files' table blocks are; and each file on disk is
+  compared as bytes with the rendered text encoded (no decoding, and the sum check's
+  comparison of the two becomes one of identity). Done next:
+  - **No temporary files for ruff.** Writing one file per migration for ruff (and ruff
+    rewriting them, and removing them) was the longest wait of a cold run in wall time:
+    creating files under `/tmp` is far slower on this machine's disk than elsewhere on the
+    same filesystem, and the process waited on it before it rendered on. The migrations now
+    go to ruff's standard input as one source, a marker comment between them, and come back
+    split at the markers (`render._Formatting`). ruff formats a module statement by
+    statement, so each comes back as it formats alone, but for comments that switch
+    formatting off for the statements after them (`fmt: off`, `yapf: disable`) and the
+    module's docstring, which only the first migration has there (ruff strips the outer
+    spaces of a docstring, not of a string statement): `render._one_source` refuses those
+    and any opening other than the template's, and such migrations are formatted file by
+    file as before, as are sources ruff refuses (for its report).
+    `tests/generator/test_formatting.py` formats every history the project renders (its
+    own, the shop example's, every golden case's and a synthetic one) both ways and finds
+    them equal; the golden renders hold.
+  - **Validation files never joined by the check.** Under `--check --no-cache` a
+    validation file is its frame (the template's text between the blocks it adopts) and
+    its blocks, each block encoded once for every file that adopts it (`files.Parts`); the
+    check reads each file in one call of the size expected, compares its bytes part by
+    part and hashes the parts for the sum, so the text of the whole output is never copied
+    (nor held: the peak memory and the page faults halve). Any difference and the parts
+    are joined for the diff, as before; `generate` and the cached check join them as they
+    always did, and a test proves the parts, joined, are `generate`'s texts.
+  - **Hot macros in Python, work done once.** The catalogue checks' shared shape (`diff`,
+    a macro imported with context into every table block) and their expected rows (a
+    Jinja loop over every row of every table state) are written in Python
+    (`render._Sections.diff`, `render._sql_values`); a change's data expectation is
+    computed once for both dialects unless a type change is checked in batches on one, a
+    table's review facets once per table object, and a change's lint findings once
+    (loading lints each change, its review lists them again).
+  Tried, no gain: deferring the build of the operations' pydantic models (the union's
+  validator costs the same); importing `importlib.metadata` only for the cache's key
+  (pydantic's plugin loader imports it anyway); `ruff format --diff`, which leaves the files
+  unwritten but costs ruff twice the CPU and the caller the diffs to apply; Jinja's optimizer
+  turned off (compiling about a seventh faster, a hundredth of the run, and rendering unproven);
+  pickling a table as its cache key instead of its repr (no faster). Tried and taken out
+  again: splitting a long history over forked processes (the same bytes, on both cores); the
   registry's issue asks for speed by not working, not for process machinery, and a loaded
-  machine gained nothing from it.
+  machine gained nothing from it. Not the tool's: the environment these runs share sets
+  `PYTHONDONTWRITEBYTECODE`, so the editable install compiles the tool's own modules from
+  source on every run (a few hundredths of a second; an installed wheel has them compiled).
 - **Not done: validation files that check only the tables a change touches.** It would
   shrink the output (and the rendering, reading and hashing that grow with it), but not
   soundly as things stand: `schemagen verify` and `stamp` run the post-checks of the change a
