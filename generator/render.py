@@ -59,6 +59,21 @@ def _py(value: Any) -> str:
     raise TypeError(f"cannot render {type(value).__name__} as a Python literal")
 
 
+def _resumable_py(by_dialect: dict[str, dict[str, list[tuple[str | None, ...]]]]) -> str:
+    """The lines of a migration's ``resumable={...}`` (migration.py.j2): per dialect, per
+    check, the tolerated rows, one a line; ruff formats them after. In Python: a history's
+    migrations hold thousands of these rows."""
+    lines = []
+    for dialect, by_check in by_dialect.items():
+        lines.append(f"            {_py(dialect)}: {{")
+        for name, rows in by_check.items():
+            lines.append(f"                {_py(name)}: [")
+            lines += [f"                    {_py(row)}," for row in rows]
+            lines.append("                ],")
+        lines.append("            },")
+    return "\n".join(lines)
+
+
 def _sqlval(value: Any, dialect: str) -> str:
     if type(value) is str and value.isprintable():  # most values: a printable string
         return dialects.sql_string(value)
@@ -119,6 +134,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "sa_type_of": dialects.sa_type_of,
     "default_sql": lambda c, dialect: dialects.default_sql(c.default, c.type, dialect),
     "sa_text": _sa_text,
+    "resumable_py": _resumable_py,
     "fk_lock_order": dialects.fk_lock_order,
     "using_sql": dialects.using_sql,
     "type_check": lambda c, dialect: dialects.type_check(c.name, c.type, dialect),
