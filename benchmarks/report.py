@@ -864,7 +864,9 @@ warm, on a machine shared with other jobs, so as shares of the run rather than s
   - **Hot macros in Python, work done once.** The catalogue checks' shared shape (`diff`,
     a macro imported with context into every table block) and their expected rows (a
     Jinja loop over every row of every table state) are written in Python
-    (`render._Sections.diff`, `render._sql_values`); a change's data expectation is
+    (`render._Sections.diff`, `render._sql_values`), and so are the rows a migration
+    tolerates half-applied (`resumable_py`: three nested loops over thousands of rows in a
+    history, the raw render byte for byte the same); a change's data expectation is
     computed once for both dialects unless a type change is checked in batches on one, a
     table's review facets once per table object, and a change's lint findings once
     (loading lints each change, its review lists them again).
