@@ -616,8 +616,10 @@ def _one_source(files: dict[str, str], paths: list[str]) -> str | None:
     (tests/generator/test_formatting.py formats the project's histories both ways.)"""
     for i, path in enumerate(paths):
         text = files[path]
-        if _NEXT in text or _DIRECTIVES.search(text) or not text.endswith("\n"):
-            return None
+        if _NEXT in text or _DIRECTIVES.search(text) or "\r" in text or not text.endswith("\n"):
+            return None  # ruff takes the line ending of a source from its first line
+        if text.rstrip().rpartition("\n")[2].startswith("#"):
+            return None  # a comment after the last statement: the next file's, in one source
         if i and not _OPENING.match(text):
             return None
     return ("\n\n" + _NEXT).join(files[path] for path in paths)

@@ -59,7 +59,12 @@ def test_a_source_that_could_format_otherwise_is_formatted_as_a_file(tmp_path: P
     # the end of a module's docstring, not of a string that is no docstring
     odd[first] = raw[first] + "# fmt: off\nx = [1,\n  2]\n"
     odd[second] = raw[second].replace('SQLite."""', 'SQLite. """', 1)
-    for changed in ({first: odd[first]}, {second: odd[second]}):
+    for changed in (
+        {first: odd[first]},
+        {second: odd[second]},
+        {first: raw[first] + "# the end\n"},
+        {first: raw[first].replace("\n", "\r\n")},
+    ):
         files = {**raw, **changed}
         assert render._one_source(files, sorted(files)) is None
         assert (
