@@ -54,7 +54,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from generator import batches, guard, runtime
+from generator import batches, coltypes, guard, runtime
 from generator.state import Domain
 
 log = logging.getLogger("schemagen")
@@ -62,7 +62,7 @@ log = logging.getLogger("schemagen")
 TARGET_BATCH_S = 0.2
 FIRST_BATCH = 1000
 # The key types a backfill splits into slices (format_type of the single key column)
-SLICED_TYPES = ("smallint", "integer", "bigint")
+SLICED_TYPES = coltypes.INTEGER_KINDS  # ops.alter_column_type.sliced_key, in the catalogue
 SLICE = "#"  # a slice's progress row: step online_<table>#<k>
 STATE_SQL = (
     "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute AS a "
