@@ -208,34 +208,40 @@ class _Run:
     # --------------------------------------------------------------- transactions
 
     def short(self, what: str, statements: Any) -> None:
-        """One transaction under the runner's short lock_timeout, retried with backoff."""
+        """One transaction under the runner's short lock_timeout, retried with backoff; each
+        wait names the session holding the lock (guard.Blockers, the run's probe)."""
         s = self.settings
-        for attempt in range(1, s.lock_retries + 2):
-            self.loop.begin()
-            try:
-                statements()
-                self.loop.commit()
-                return
-            except Exception as exc:
-                self.loop.rollback()
-                if not guard.is_lock_timeout(exc):
-                    raise
-                if attempt > s.lock_retries:
-                    raise guard.LockTimeout(
-                        f"{self.spec.change}: {what} of {self.spec.table} could not get its "
-                        f"lock in {attempt} attempt(s) of {s.lock_timeout_ms} ms; what ran "
-                        "before is kept: run the same command again to continue"
-                    ) from exc
-                pause = s.backoff_s(attempt)
-                log.warning(
-                    "%s: %s of %s: lock wait (attempt %d), retrying in %.0f ms",
-                    self.spec.change,
-                    what,
-                    self.spec.table,
-                    attempt,
-                    pause * 1000,
-                )
-                time.sleep(pause)
+        with guard.Blockers(self.connection, s.lock_timeout_ms / 2000) as blockers:
+            for attempt in range(1, s.lock_retries + 2):
+                self.loop.begin()
+                try:
+                    statements()
+                    self.loop.commit()
+                    return
+                except Exception as exc:
+                    self.loop.rollback()
+                    if not guard.is_lock_timeout(exc):
+                        raise
+                    who = blockers.take()
+                    if attempt > s.lock_retries:
+                        raise guard.LockTimeout(
+                            f"{self.spec.change}: {what} of {self.spec.table} could not get "
+                            f"its lock in {attempt} attempt(s) of {s.lock_timeout_ms} ms, "
+                            f"blocked by {who}; what ran before is kept: run the same command "
+                            "again to continue"
+                        ) from exc
+                    pause = s.backoff_s(attempt)
+                    log.warning(
+                        "%s: %s of %s: lock wait (attempt %d, blocked by %s), retrying in "
+                        "%.0f ms",
+                        self.spec.change,
+                        what,
+                        self.spec.table,
+                        attempt,
+                        who,
+                        pause * 1000,
+                    )
+                    time.sleep(pause)
 
     # --------------------------------------------------------------- phases
 
@@ -433,6 +439,7 @@ class _Run:
                     loop.stop = stop
                     loop.target_s = TARGET_BATCH_S
                     loop.async_commit = True  # as one loop's (backfill())
+                    loop.label = f" slice {k}/{n}"
                     # no carry: a batch deletes no row (its UPDATE and the triggers only set
                     # shadows), so nothing is added to the change's count of deleted rows
                     done[k] = loop.run(self.table, lambda c, p: self._batch(loop, c, p))
