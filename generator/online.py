@@ -442,7 +442,19 @@ class _Run:
                     loop.label = f" slice {k}/{n}"
                     # no carry: a batch deletes no row (its UPDATE and the triggers only set
                     # shadows), so nothing is added to the change's count of deleted rows
+                    began = time.perf_counter()
                     done[k] = loop.run(self.table, lambda c, p: self._batch(loop, c, p))
+                    if not stop.is_set():
+                        log.info(
+                            "%s: backfill of %s slice %d/%d finished: %d batches, %d rows in "
+                            "%.1f s",
+                            s.change,
+                            s.table,
+                            k,
+                            n,
+                            *done[k],
+                            time.perf_counter() - began,
+                        )
             except BaseException as exc:  # raised in the main thread, below
                 failures.append((k, exc))
                 stop.set()
