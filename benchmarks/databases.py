@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -197,3 +198,56 @@ def admin_sql(admin_url: str, sql: str) -> None:
 
 def postgres_admin_url(explicit: str | None) -> str:
     return explicit or os.environ.get("TEST_POSTGRES_URL") or DEFAULT_PG_URL
+
+
+# --- a quiet disk before a timed run ------------------------------------------------------
+
+DISKSTATS = Path("/proc/diskstats")
+
+
+def _disk_activity() -> tuple[int, int] | None:
+    """(I/Os in flight, writes + discards + flushes completed) summed over the whole disks
+    of /proc/diskstats (partitions, loop and ram devices left out); None where the file is
+    missing (not Linux)."""
+    try:
+        lines = DISKSTATS.read_text().splitlines()
+    except OSError:
+        return None
+    names = [line.split()[2] for line in lines if len(line.split()) > 13]
+    in_flight = done = 0
+    for line in lines:
+        f = line.split()
+        if len(f) < 14 or f[2].startswith(("loop", "ram", "zram")):
+            continue
+        if any(f[2] != other and f[2].startswith(other) for other in names):
+            continue  # a partition of a disk counted already (vda1 of vda, nvme0n1p1)
+        in_flight += int(f[11])
+        done += int(f[7]) + (int(f[14]) if len(f) > 14 else 0) + (int(f[18]) if len(f) > 18 else 0)
+    return in_flight, done
+
+
+def settle_disk(admin_url: str, quiet_s: float = 1.0, most_s: float = 120.0) -> float:
+    """Wait until the disk is quiet, outside any timing: a checkpoint (the server's dirty
+    buffers written), the kernel's dirty pages synced, then until no I/O is in flight and at
+    most a few writes complete per ``quiet_s`` (the WAL writer and the statistics). A
+    database just copied (CREATE DATABASE ... FILE_COPY) or dropped (its files unlinked,
+    their blocks discarded on a ``discard`` mount) keeps the disk busy for seconds after the
+    statement returns, and a timed run starting then has its commits' WAL flushes queue
+    behind that I/O. Returns the seconds waited (``most_s`` at most)."""
+    started = time.perf_counter()
+    admin_sql(admin_url, "CHECKPOINT")
+    os.sync()
+    last = _disk_activity()
+    if last is None:
+        return time.perf_counter() - started
+    calm_since = time.perf_counter()
+    while time.perf_counter() - started < most_s:
+        time.sleep(quiet_s / 4)
+        now = _disk_activity()
+        assert now is not None
+        if now[0] > 0 or now[1] - last[1] > 4:
+            calm_since = time.perf_counter()
+        elif time.perf_counter() - calm_since >= quiet_s:
+            break
+        last = now
+    return time.perf_counter() - started

@@ -1255,6 +1255,19 @@ def migrate_paths_findings(size: dict[str, Any]) -> list[str]:
     return out
 
 
+def _settled(result: dict[str, Any]) -> str:
+    """How long the paths of this run waited for a quiet disk (runs before the wait: none)."""
+    waits = [
+        p["settled_s"]
+        for size in result.get("sizes", [])
+        for p in size.get("paths", {}).values()
+        if p.get("settled_s") is not None
+    ]
+    if not waits:
+        return ""
+    return f" (this run's paths waited {min(waits):.1f} to {max(waits):.1f} s for it)"
+
+
 def migrate_paths_section(result: dict[str, Any]) -> str:
     out = ["\n## Change 0003: online against blocking path (PostgreSQL)\n\n"]
     out.append(
@@ -1272,7 +1285,12 @@ def migrate_paths_section(result: dict[str, Any]) -> str:
         "with what it should be: the base's row with the clients' committed updates, "
         "deletes and inserts applied; a value drifting by "
         f"{result['tolerance']:g} or more counts. One round per path; the paths run one "
-        "after the other.\n\n"
+        "after the other, each on a quiet disk (before its clients start, outside the "
+        "timing: a checkpoint, `sync`, then a wait until no I/O is in flight and the disk's "
+        "writes stop for a second; `benchmarks.databases.settle_disk`), since the copy "
+        "just made and the previous path's database just dropped keep it busy for a while"
+        + _settled(result)
+        + ".\n\n"
     )
     if "run_command" in result:
         out.append(f"```sh\n{result['run_command']}\n```\n\n")

@@ -29,6 +29,8 @@ class Settings:
     # migrate suite, PostgreSQL: change 0003's online and blocking paths side by side, under
     # concurrent clients, at each (ticks, alerts) size (benchmarks/typechange.py)
     paths_sizes: tuple[tuple[int, int], ...] = ((1_000_000, 500_000),)
+    # before each path, the longest wait for a quiet disk (databases.settle_disk)
+    paths_settle_s: float = 120.0
     gencheck_sizes: tuple[int, ...] = (50, 100, 200, 300, 400, 500)  # changes per synthetic repo
     # gencheck: a source tree of an earlier tool (its generator/ and templates/, e.g. from
     # `git archive REV generator templates`) timed in the same rounds, for comparison
@@ -52,6 +54,7 @@ QUICK = Settings(
     migrate_idle_s=0.2,
     migrate_reader_s=1.0,
     paths_sizes=((2_000, 1_000),),
+    paths_settle_s=2.0,
     gencheck_sizes=(5, 10, 20),
 )
 

@@ -55,7 +55,15 @@ import yaml
 from sqlalchemy.engine import URL
 
 from benchmarks import data
-from benchmarks.databases import MIGRATIONS, ROOT, TIME_SERIES, BenchDatabase, admin_sql, analyse
+from benchmarks.databases import (
+    MIGRATIONS,
+    ROOT,
+    TIME_SERIES,
+    BenchDatabase,
+    admin_sql,
+    analyse,
+    settle_disk,
+)
 from benchmarks.migrate import RANGE_ROWS, _Sample, conninfo, stats
 from benchmarks.settings import Settings
 from benchmarks.timing import Progress, clock
@@ -558,6 +566,9 @@ def one_path(
     url = base.copy(path)
     dsn = conninfo(url)
     sizes = {"market_data": base.ticks, "alert_logs": base.alerts}
+    # every path starts on a quiet disk: the copy just made and the previous path's database
+    # just dropped keep it writing (and discarding) for a while after their statements return
+    settled_s = settle_disk(base.admin_url, most_s=s.paths_settle_s)
     say(f"{path}: clients on, {s.migrate_idle_s:g} s idle reference")
     # Python's collector pauses every thread of this process, the clients' too: a full
     # collection over the samples kept so far took over a second at 1M rows (measured by
@@ -575,6 +586,7 @@ def one_path(
     verify_s = clock() - started
     base.made.remove(url)
     admin_sql(base.admin_url, f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+    result["settled_s"] = settled_s
     return _finish(result, checked, verify_s, kinds)
 
 

@@ -28,6 +28,7 @@ columns): :class:`Batches` is the loop, :func:`run` the backfill and its restore
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -150,6 +151,7 @@ class Batches:
         self.upper: list[Any] | None = None
         self.stop: threading.Event | None = None
         self.last: list[Any] | None = None  # the last key done, as recorded
+        self.label = ""  # in the messages after the table: " slice k/n" of a slice
 
     def sql(self, text: str, params: Sequence[Any] = ()) -> Any:
         connection = self.connection
@@ -270,66 +272,79 @@ class Batches:
         below = ""
         if self.upper is not None:
             below = f"({keys}) <= ({marks}) "
-        while True:
-            if self.stop is not None and self.stop.is_set():
-                return batches, rows
-            for attempt in range(1, self.settings.lock_retries + 2):
-                started = time.perf_counter()
-                self.begin()
-                try:
-                    if self.async_commit and self.dialect == "postgresql":
-                        self.sql("SET LOCAL synchronous_commit = off")
-                    bounds = [f"({keys}) > ({marks}) "] if last is not None else []
-                    bounds += [below] if below else []
-                    where = f"WHERE {'AND '.join(bounds)}" if bounds else ""
-                    found = self.sql(
-                        f"SELECT {keys} FROM {source} {where}ORDER BY {keys} LIMIT {self.size}",
-                        [*(last or ()), *(self.upper or ())],
-                    ).fetchall()
-                    if not found:
+        # PostgreSQL: who holds the rows a batch waits for, asked once it has waited half
+        # its lock_timeout (the run's probe; a slice asks for its own session)
+        blockers = (
+            guard.Blockers(self.connection, self.settings.lock_timeout_ms / 2000)
+            if self.dialect == "postgresql"
+            else None
+        )
+        with blockers or contextlib.nullcontext():
+            while True:
+                if self.stop is not None and self.stop.is_set():
+                    return batches, rows
+                for attempt in range(1, self.settings.lock_retries + 2):
+                    started = time.perf_counter()
+                    self.begin()
+                    try:
+                        if self.async_commit and self.dialect == "postgresql":
+                            self.sql("SET LOCAL synchronous_commit = off")
+                        bounds = [f"({keys}) > ({marks}) "] if last is not None else []
+                        bounds += [below] if below else []
+                        where = f"WHERE {'AND '.join(bounds)}" if bounds else ""
+                        found = self.sql(
+                            f"SELECT {keys} FROM {source} {where}ORDER BY {keys} LIMIT {self.size}",
+                            [*(last or ()), *(self.upper or ())],
+                        ).fetchall()
+                        if not found:
+                            self.sql(
+                                f"UPDATE {SCHEMA}.{PROGRESS} SET done = 1 "
+                                "WHERE change_name = ? AND step = ? AND direction = ?",
+                                (s.change, s.step, s.direction),
+                            )
+                            self.commit()
+                            return batches, rows
+                        end = [_plain(v) for v in found[-1]]
+                        cond, params = self.range_sql(last, end)
+                        changed = batch(cond, params)
                         self.sql(
-                            f"UPDATE {SCHEMA}.{PROGRESS} SET done = 1 "
+                            f"UPDATE {SCHEMA}.{PROGRESS} SET last_key = ?, batches = batches + 1, "
+                            "rows_done = rows_done + ? "
                             "WHERE change_name = ? AND step = ? AND direction = ?",
-                            (s.change, s.step, s.direction),
+                            (json.dumps(end), changed, s.change, s.step, s.direction),
                         )
                         self.commit()
-                        return batches, rows
-                    end = [_plain(v) for v in found[-1]]
-                    cond, params = self.range_sql(last, end)
-                    changed = batch(cond, params)
-                    self.sql(
-                        f"UPDATE {SCHEMA}.{PROGRESS} SET last_key = ?, batches = batches + 1, "
-                        "rows_done = rows_done + ? "
-                        "WHERE change_name = ? AND step = ? AND direction = ?",
-                        (json.dumps(end), changed, s.change, s.step, s.direction),
-                    )
-                    self.commit()
-                    last, batches, rows = end, batches + 1, rows + changed
-                    self.last = last
-                    self.adapt(time.perf_counter() - started, len(found))
-                    break
-                except Exception as exc:
-                    self.rollback()
-                    if not (guard.is_lock_timeout(exc) or guard.is_sqlite_busy(exc)):
-                        raise
-                    if attempt > self.settings.lock_retries:
-                        raise guard.LockTimeout(
-                            f"{s.change}: backfill of {s.table}: a batch could not get its row "
-                            f"locks in {attempt} attempt(s); the batches before it are done "
-                            "and recorded: run the same command again to continue"
-                        ) from exc
-                    self.pause_s = max(self.pause_s * 2, self.settings.backoff_s(attempt))
-                    log.warning(
-                        "%s: backfill of %s: lock wait (attempt %d), pausing %.0f ms",
-                        s.change,
-                        s.table,
-                        attempt,
-                        self.pause_s * 1000,
-                    )
+                        last, batches, rows = end, batches + 1, rows + changed
+                        self.last = last
+                        self.adapt(time.perf_counter() - started, len(found))
+                        break
+                    except Exception as exc:
+                        self.rollback()
+                        if not (guard.is_lock_timeout(exc) or guard.is_sqlite_busy(exc)):
+                            raise
+                        who = blockers.take() if blockers is not None else "another writer"
+                        if attempt > self.settings.lock_retries:
+                            raise guard.LockTimeout(
+                                f"{s.change}: backfill of {s.table}{self.label}: a batch could "
+                                f"not get its row locks in {attempt} attempt(s), blocked by "
+                                f"{who}; the batches before it are done and recorded: run the "
+                                "same command again to continue"
+                            ) from exc
+                        self.pause_s = max(self.pause_s * 2, self.settings.backoff_s(attempt))
+                        log.warning(
+                            "%s: backfill of %s%s: lock wait (attempt %d, blocked by %s), "
+                            "pausing %.0f ms",
+                            s.change,
+                            s.table,
+                            self.label,
+                            attempt,
+                            who,
+                            self.pause_s * 1000,
+                        )
+                        self._sleep(self.pause_s)
+                if self.pause_s:  # paced after a lock wait, easing off batch by batch
                     self._sleep(self.pause_s)
-            if self.pause_s:  # paced after a lock wait, easing off batch by batch
-                self._sleep(self.pause_s)
-                self.pause_s = self.pause_s / 2 if self.pause_s > 0.001 else 0.0
+                    self.pause_s = self.pause_s / 2 if self.pause_s > 0.001 else 0.0
 
     def _sleep(self, seconds: float) -> None:
         """A pause, cut short when another slice stops the run."""

@@ -1218,10 +1218,10 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
             echo(f"pending:  {item['change']}: {item['risk']}")
             for unit in item.get("units", {}).get("postgresql", []):
                 if unit["unit"] == "online_type_change":
-                    from generator.ops.alter_column_type import ONLINE_LOCKS
+                    from generator.ops.alter_column_type import online_locks
 
                     echo(f"          online type change of {', '.join(unit['tables'])}:")
-                    for phase, lock in ONLINE_LOCKS:
+                    for phase, lock in online_locks():
                         echo(f"            {phase}: {lock}")
         for run in report["online"]:
             echo(

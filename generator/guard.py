@@ -228,6 +228,11 @@ def worker(connection: Connection, label: str) -> Iterator[Connection]:
     try:
         with engine.connect() as conn:
             conn.info["schemagen.settings"] = s
+            # the run's probe names who blocks this session too (Blockers)
+            if (probe := connection.info.get("schemagen.probe")) is not None:
+                conn.info["schemagen.probe"] = probe
+                pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+                conn.info["schemagen.backend_pid"] = int(pid or 0)
             _pg_session(conn, s.lock_timeout_ms, "'" + statement_timeout.replace("'", "''") + "'")
             conn.exec_driver_sql(
                 "SELECT set_config('search_path', %(p)s, false)", {"p": search_path}
@@ -536,12 +541,14 @@ class Probe:
         except Exception:  # no probe: the messages say the blocker is unknown
             self.close()
 
-    def blockers(self) -> list[str]:
+    def blockers(self, pid: int | None = None) -> list[str]:
+        """Who blocks the backend ``pid`` (the migration connection's when None: a worker
+        of the run, a backfill slice, asks with its own)."""
         with self._lock:
             if self._conn is None:
                 return []
             try:
-                rows = self._conn.exec_driver_sql(self.QUERY % self.pid).all()
+                rows = self._conn.exec_driver_sql(self.QUERY % (pid or self.pid)).all()
             except Exception:
                 return []
         return [_describe(r) for r in rows]
@@ -556,20 +563,22 @@ class Probe:
             self._conn, self._engine = None, None
 
 
-class _Blockers:
-    """Asks the run's :class:`Probe` once a statement has waited half its lock timeout."""
+class Blockers:
+    """Asks the run's :class:`Probe` once a statement has waited half its lock timeout (on
+    a worker connection: who blocks that worker's backend)."""
 
     def __init__(self, connection: Connection, delay_s: float):
         self.connection = connection
         self.delay_s = delay_s
         probe = connection.info.get("schemagen.probe")
         self.probe: Probe | None = probe if isinstance(probe, Probe) else None
+        self.pid: int | None = connection.info.get("schemagen.backend_pid")
         self.seen: str | None = None
         self._timer: threading.Timer | None = None
 
     def ask(self) -> None:
         if self.probe is not None:
-            found = self.probe.blockers()
+            found = self.probe.blockers(self.pid)
             if found:
                 self.seen = "; ".join(found)
 
@@ -585,7 +594,7 @@ class _Blockers:
             self._timer.cancel()
             self._timer = None
 
-    def __enter__(self) -> _Blockers:
+    def __enter__(self) -> Blockers:
         event.listen(self.connection, "before_cursor_execute", self.before)
         event.listen(self.connection, "after_cursor_execute", self.cancel)
         return self
@@ -700,7 +709,7 @@ def retrying(connection: Connection, change: str, attempt: Callable[[bool], None
     event.listen(connection, "commit", on_commit)
     event.listen(connection, "begin", on_begin)
     try:
-        with _Blockers(connection, s.lock_timeout_ms / 2000) as blockers:
+        with Blockers(connection, s.lock_timeout_ms / 2000) as blockers:
             for number in range(1, s.lock_retries + 2):
                 connection.info.pop("schemagen.lock_ms", None)
                 connection.info.pop("schemagen.autocommit_lock_ms", None)

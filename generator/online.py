@@ -54,7 +54,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from generator import batches, guard, runtime
+from generator import batches, coltypes, guard, runtime
 from generator.state import Domain
 
 log = logging.getLogger("schemagen")
@@ -62,7 +62,7 @@ log = logging.getLogger("schemagen")
 TARGET_BATCH_S = 0.2
 FIRST_BATCH = 1000
 # The key types a backfill splits into slices (format_type of the single key column)
-SLICED_TYPES = ("smallint", "integer", "bigint")
+SLICED_TYPES = coltypes.INTEGER_KINDS  # ops.alter_column_type.sliced_key, in the catalogue
 SLICE = "#"  # a slice's progress row: step online_<table>#<k>
 STATE_SQL = (
     "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute AS a "
@@ -208,34 +208,40 @@ class _Run:
     # --------------------------------------------------------------- transactions
 
     def short(self, what: str, statements: Any) -> None:
-        """One transaction under the runner's short lock_timeout, retried with backoff."""
+        """One transaction under the runner's short lock_timeout, retried with backoff; each
+        wait names the session holding the lock (guard.Blockers, the run's probe)."""
         s = self.settings
-        for attempt in range(1, s.lock_retries + 2):
-            self.loop.begin()
-            try:
-                statements()
-                self.loop.commit()
-                return
-            except Exception as exc:
-                self.loop.rollback()
-                if not guard.is_lock_timeout(exc):
-                    raise
-                if attempt > s.lock_retries:
-                    raise guard.LockTimeout(
-                        f"{self.spec.change}: {what} of {self.spec.table} could not get its "
-                        f"lock in {attempt} attempt(s) of {s.lock_timeout_ms} ms; what ran "
-                        "before is kept: run the same command again to continue"
-                    ) from exc
-                pause = s.backoff_s(attempt)
-                log.warning(
-                    "%s: %s of %s: lock wait (attempt %d), retrying in %.0f ms",
-                    self.spec.change,
-                    what,
-                    self.spec.table,
-                    attempt,
-                    pause * 1000,
-                )
-                time.sleep(pause)
+        with guard.Blockers(self.connection, s.lock_timeout_ms / 2000) as blockers:
+            for attempt in range(1, s.lock_retries + 2):
+                self.loop.begin()
+                try:
+                    statements()
+                    self.loop.commit()
+                    return
+                except Exception as exc:
+                    self.loop.rollback()
+                    if not guard.is_lock_timeout(exc):
+                        raise
+                    who = blockers.take()
+                    if attempt > s.lock_retries:
+                        raise guard.LockTimeout(
+                            f"{self.spec.change}: {what} of {self.spec.table} could not get "
+                            f"its lock in {attempt} attempt(s) of {s.lock_timeout_ms} ms, "
+                            f"blocked by {who}; what ran before is kept: run the same command "
+                            "again to continue"
+                        ) from exc
+                    pause = s.backoff_s(attempt)
+                    log.warning(
+                        "%s: %s of %s: lock wait (attempt %d, blocked by %s), retrying in "
+                        "%.0f ms",
+                        self.spec.change,
+                        what,
+                        self.spec.table,
+                        attempt,
+                        who,
+                        pause * 1000,
+                    )
+                    time.sleep(pause)
 
     # --------------------------------------------------------------- phases
 
@@ -433,9 +439,22 @@ class _Run:
                     loop.stop = stop
                     loop.target_s = TARGET_BATCH_S
                     loop.async_commit = True  # as one loop's (backfill())
+                    loop.label = f" slice {k}/{n}"
                     # no carry: a batch deletes no row (its UPDATE and the triggers only set
                     # shadows), so nothing is added to the change's count of deleted rows
+                    began = time.perf_counter()
                     done[k] = loop.run(self.table, lambda c, p: self._batch(loop, c, p))
+                    if not stop.is_set():
+                        log.info(
+                            "%s: backfill of %s slice %d/%d finished: %d batches, %d rows in "
+                            "%.1f s",
+                            s.change,
+                            s.table,
+                            k,
+                            n,
+                            *done[k],
+                            time.perf_counter() - began,
+                        )
             except BaseException as exc:  # raised in the main thread, below
                 failures.append((k, exc))
                 stop.set()

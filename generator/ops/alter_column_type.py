@@ -28,7 +28,7 @@ from generator.state import CheckConstraint, Column, Domain, Index, Schema, Tabl
 
 if TYPE_CHECKING:
     from generator.load import Change
-    from generator.resolve import Resolver
+    from generator.resolve import Resolver, WorkTable
 
 
 class AlterColumnType(OperationSpec):
@@ -189,6 +189,7 @@ class AlterColumnType(OperationSpec):
             "upgrade",
             indexes if online else (),
             domain,
+            online and sliced_key(table),
         )
         return [step], problems
 
@@ -212,18 +213,36 @@ ONLINE_TYPE_CHANGE = Group(
     "online_type_change", "ops/alter_column_type.j2", _online_risk, transactional=False
 )
 
-# The phases of an online type change and the lock each takes (plan, review, status).
-ONLINE_LOCKS = tuple(
-    tuple(line.split(": ", 1))
-    for line in (
-        "expand: ACCESS EXCLUSIVE (brief, catalogue only; lock_timeout, retried; a range "
-        "check's domain loses its CHECK for the ADD COLUMN and gets it back NOT VALID in the "
-        "same transaction)",
-        "backfill: ROW EXCLUSIVE per batch (keyset batches, each its own transaction)",
-        "prepare: SHARE UPDATE EXCLUSIVE (indexes CONCURRENTLY, VALIDATE)",
-        "contract: ACCESS EXCLUSIVE (brief, catalogue only; lock_timeout, retried)",
+
+def sliced_key(table: Table | WorkTable) -> bool:
+    """Whether an online backfill of the table runs in slices of its key range at once
+    (generator/online.py): its primary key is one integer column."""
+    if len(table.primary_key) != 1:
+        return False
+    key = table.column(table.primary_key[0])
+    return key is not None and key.type.kind in coltypes.INTEGER_KINDS
+
+
+def online_locks(sliced: bool | None = None) -> tuple[tuple[str, str], ...]:
+    """The phases of an online type change and the lock each takes (plan, review, status):
+    ``sliced`` whether the table's backfill runs in slices (None: not known, status)."""
+    batches = "keyset batches, each its own transaction"
+    if sliced is not False:
+        batches += (
+            f"; {'on a single integer key, ' if sliced is None else ''}in slices of the key "
+            "range at once, each on its own connection (runner setting --backfill-workers)"
+        )
+    return (
+        (
+            "expand",
+            "ACCESS EXCLUSIVE (brief, catalogue only; lock_timeout, retried; a range check's "
+            "domain loses its CHECK for the ADD COLUMN and gets it back NOT VALID in the same "
+            "transaction)",
+        ),
+        ("backfill", f"ROW EXCLUSIVE per batch ({batches})"),
+        ("prepare", "SHARE UPDATE EXCLUSIVE (indexes CONCURRENTLY, VALIDATE)"),
+        ("contract", "ACCESS EXCLUSIVE (brief, catalogue only; lock_timeout, retried)"),
     )
-)
 
 
 def shadow_name(direction: str, name: str) -> str:
@@ -249,6 +268,7 @@ class AlterColumnTypeStep(Step):
     direction: str = "upgrade"
     indexes: tuple[Index, ...] = ()  # the table's indexes naming the column (online)
     domain: Domain | None = None  # PostgreSQL: the new column's domain (its range check)
+    sliced: bool = False  # online: the key is one integer column (backfilled in slices)
 
     kind: ClassVar[str] = "alter_column_type"
     template: ClassVar[str] = "ops/alter_column_type.j2"
@@ -292,6 +312,7 @@ class AlterColumnTypeStep(Step):
             "downgrade" if self.direction == "upgrade" else "upgrade",
             self.indexes,
             self.column.domain,
+            self.sliced,
         )
 
     def group(self, dialect: str) -> Group:
@@ -436,7 +457,7 @@ class AlterColumnTypeStep(Step):
                 "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
                 False,
                 "online: "
-                + "; ".join(f"{phase}: {lock}" for phase, lock in ONLINE_LOCKS)
+                + "; ".join(f"{phase}: {lock}" for phase, lock in online_locks(self.sliced))
                 + "; no row is read under the ACCESS EXCLUSIVE locks",
                 scans=True,
                 blocks="reads and writes, for the catalogue changes only",

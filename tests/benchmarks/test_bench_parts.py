@@ -159,3 +159,37 @@ def test_a_query_over_the_time_limit_is_stopped(db_url: str, dialect: str, tmp_p
         assert session.run(lambda: session.conn.exec_driver_sql("SELECT 1").scalar()) == 1
     finally:
         session.close()
+
+
+@pytest.mark.db
+def test_settle_disk_waits_for_writes_to_stop(tmp_path: Path) -> None:
+    """settle_disk returns once the disk has had no write for its quiet time: not before
+    (a writer keeps it busy), and soon after the writer stops."""
+    import os
+    import threading
+    import time
+
+    from benchmarks.databases import _disk_activity, postgres_admin_url, settle_disk
+
+    if _disk_activity() is None:
+        pytest.skip("no /proc/diskstats (not Linux): settle_disk only checkpoints and syncs")
+    stop = threading.Event()
+
+    def writer() -> None:  # a file written and synced every 50 ms for 1.5 s
+        path = tmp_path / "busy"
+        started = time.perf_counter()
+        while not stop.is_set() and time.perf_counter() - started < 1.5:
+            with open(path, "wb") as f:
+                f.write(os.urandom(1 << 16))
+                f.flush()
+                os.fsync(f.fileno())
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        waited = settle_disk(postgres_admin_url(None), quiet_s=0.5, most_s=30)
+    finally:
+        stop.set()
+        thread.join()
+    assert 1.5 + 0.5 <= waited < 30, waited  # the writes, then half a second of quiet

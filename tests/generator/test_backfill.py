@@ -421,6 +421,7 @@ def test_a_batch_waits_for_a_held_row_then_goes_on(db_url: str, tmp_path: Path) 
     holder = db.make_engine(url)
     conn = holder.connect()
     if db_url.startswith("postgresql"):
+        holder_pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
         conn.exec_driver_sql(
             "SELECT * FROM order_lines WHERE order_id = 5 AND line_no = 2 FOR UPDATE"
         ).all()
@@ -463,4 +464,6 @@ def test_a_batch_waits_for_a_held_row_then_goes_on(db_url: str, tmp_path: Path) 
     assert done.returncode == 0, text
     if db_url.startswith("postgresql"):  # SQLite waits its busy timeout instead, inside
         assert "backfill of order_lines: lock wait" in text, text  # it did wait, and paced
+        # naming the session that held the row
+        assert f"blocked by pid {holder_pid}, " in text, text
     assert _rows(db_url, "order_lines") == _expected_lines(lines)

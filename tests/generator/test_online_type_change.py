@@ -788,6 +788,63 @@ def test_a_drift_in_the_second_slice_names_the_row_and_nothing_is_contracted(
 
 
 @pytest.mark.kill
+def test_lock_waits_name_the_holding_session_then_the_run_continues(
+    pg_url: str, caplog: Any, tmp_path: Any
+) -> None:
+    """An application session holds a row of the second slice (FOR UPDATE) past every
+    retry: first the expand waits for its table lock, then (the expand done by a run killed
+    at its end) the second slice for the row. Each wait is logged naming the phase (the
+    slice) and the holding session (its pid: pg_blocking_pids of the waiting backend, the
+    slice's own), the run stops saying the same; once the session lets go, the same command
+    finishes from where it stopped and every value is converted."""
+    from generator import guard
+
+    _seed(pg_url, ticks=3000)
+    before = _prices(pg_url)
+    ids = sorted(before)
+    row = ids[-100]
+    assert row > _split(ids)  # in the second slice
+    settings = guard.Settings(lock_timeout_ms=200, lock_retries=2, backoff_ms=20)
+    caplog.set_level(logging.INFO, logger="schemagen")
+
+    def held(what: str) -> tuple[str, list[str]]:
+        caplog.clear()
+        with psycopg.connect(_plain(pg_url)) as holder:
+            pid = holder.execute("SELECT pg_backend_pid()").fetchone()
+            assert pid is not None
+            holder.execute("SELECT * FROM market_data WHERE id = %s FOR UPDATE", (row,)).fetchall()
+            with pytest.raises(guard.LockTimeout) as stopped:
+                migrate.upgrade(MIGRATIONS, sa.make_url(pg_url), "0003", settings=settings)
+            holder.rollback()
+        message = str(stopped.value)
+        assert f"{what} in 3 attempt(s)" in message and f"blocked by pid {pid[0]}, " in message
+        waits = [r.getMessage() for r in caplog.records if "lock wait (attempt" in r.getMessage()]
+        assert len(waits) == 2, waits
+        assert all(f"blocked by pid {pid[0]}, " in w for w in waits), waits
+        assert db_revision(pg_url) == "0002"
+        return message, waits
+
+    _, waits = held("expand of market_data could not get its lock")
+    assert all("expand of market_data: lock wait" in w for w in waits), waits
+    code, output = _forked(
+        pg_url, tmp_path / "expand.log", "upgrade", step="expand market_data", nth=10**6
+    )
+    assert code == -9, output
+    _, waits = held("backfill of market_data slice 2/2: a batch could not get its row locks")
+    assert all("backfill of market_data slice 2/2: lock wait" in w for w in waits), waits
+    migrate.upgrade(MIGRATIONS, sa.make_url(pg_url), "0003", settings=settings)
+    assert db_revision(pg_url) == "0003"
+    after = _prices(pg_url)
+    assert set(after) == set(before)
+    assert [k for k in ids if (before[k] is None) != (after[k] is None)] == []
+    assert all(
+        abs(after[k] - before[k]) < Decimal("0.0001")  # type: ignore[operator]
+        for k in ids
+        if before[k] is not None
+    )
+
+
+@pytest.mark.kill
 def test_killed_mid_backfill_resumes_each_slice_and_redoes_no_finished_one(pg_url: str) -> None:
     """SIGKILL once the first slice has finished and the second has committed a batch (the
     second slowed by a trigger of the test's): the next run continues the second slice
