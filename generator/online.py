@@ -232,8 +232,7 @@ class _Run:
                         ) from exc
                     pause = s.backoff_s(attempt)
                     log.warning(
-                        "%s: %s of %s: lock wait (attempt %d, blocked by %s), retrying in "
-                        "%.0f ms",
+                        "%s: %s of %s: lock wait (attempt %d, blocked by %s), retrying in %.0f ms",
                         self.spec.change,
                         what,
                         self.spec.table,
