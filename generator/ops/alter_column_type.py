@@ -232,17 +232,15 @@ def online_locks(sliced: bool | None = None) -> tuple[tuple[str, str], ...]:
             f"; {'on a single integer key, ' if sliced is None else ''}in slices of the key "
             "range at once, each on its own connection (runner setting --backfill-workers)"
         )
-    return (
-        (
-            "expand",
-            "ACCESS EXCLUSIVE (brief, catalogue only; lock_timeout, retried; a range check's "
-            "domain loses its CHECK for the ADD COLUMN and gets it back NOT VALID in the same "
-            "transaction)",
-        ),
-        ("backfill", f"ROW EXCLUSIVE per batch ({batches})"),
-        ("prepare", "SHARE UPDATE EXCLUSIVE (indexes CONCURRENTLY, VALIDATE)"),
-        ("contract", "ACCESS EXCLUSIVE (brief, catalogue only; lock_timeout, retried)"),
+    lines = (
+        "expand: ACCESS EXCLUSIVE (brief, catalogue only; lock_timeout, retried; a range "
+        "check's domain loses its CHECK for the ADD COLUMN and gets it back NOT VALID in the "
+        "same transaction)",
+        f"backfill: ROW EXCLUSIVE per batch ({batches})",
+        "prepare: SHARE UPDATE EXCLUSIVE (indexes CONCURRENTLY, VALIDATE)",
+        "contract: ACCESS EXCLUSIVE (brief, catalogue only; lock_timeout, retried)",
     )
+    return tuple((phase, lock) for phase, lock in (line.split(": ", 1) for line in lines))
 
 
 def shadow_name(direction: str, name: str) -> str:
