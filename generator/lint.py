@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from generator import memo
 from generator.load import Change
 from generator.ops.base import Step
 
@@ -182,12 +183,7 @@ def _step_findings(step: Step, change: Change) -> Iterator[tuple[str, str]]:
 def lint_change(change: Change) -> list[Finding]:
     """The change's findings, sorted. Found once per change object (loading lints each
     change, its review lists the findings again); the caller must not change the list."""
-    seen = _FOUND.get(id(change))
-    if seen is None or seen[0] is not change:
-        if len(_FOUND) >= 4096:  # a long-lived process: keep it bounded
-            _FOUND.clear()
-        seen = _FOUND[id(change)] = (change, _lint_change(change))
-    return seen[1]
+    return memo.by_identity(_FOUND, change, _lint_change)
 
 
 # id(change) -> (the change, kept alive so that its id is not reused; its findings)

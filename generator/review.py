@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from generator import memo
 from generator.ops.alter_column_type import ONLINE_TYPE_CHANGE
 from generator.ops.base import Step
 from generator.plan import CONCURRENT_INDEXES, Unit, plan
@@ -39,12 +40,7 @@ def _facets(t: Table | None) -> dict[str, str]:
     so its id is not reused)."""
     if t is None:
         return {}
-    seen = _FACETS.get(id(t))
-    if seen is None or seen[0] is not t:
-        if len(_FACETS) >= 4096:  # a long-lived process: keep it bounded
-            _FACETS.clear()
-        seen = _FACETS[id(t)] = (t, _table_facets(t))
-    return seen[1]
+    return memo.by_identity(_FACETS, t, _table_facets)
 
 
 _FACETS: dict[int, tuple[Table, dict[str, str]]] = {}
