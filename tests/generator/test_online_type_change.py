@@ -251,17 +251,14 @@ def _run(url: str, *args: str) -> Any:
     )
 
 
-def test_a_drifting_shadow_fails_its_batch_naming_the_row(pg_url: str) -> None:
-    """A trigger of the application's that changes the shadow after the conversion (the
-    conversion would then not be what was written): the batch names the row and the run
-    stops before the contract; the downgrade undoes the expand."""
-    _seed(pg_url, ticks=300)
-    original = dump(pg_url)
-    engine = db.make_engine(sa.make_url(pg_url))
+def _tamper(url: str, row: int) -> None:
+    """An application trigger that moves row ``row``'s price shadow by 0.001 after the
+    conversion wrote it: a drift the batch must name."""
+    engine = db.make_engine(sa.make_url(url))
     with engine.begin() as conn:
         conn.exec_driver_sql(
             "CREATE FUNCTION tamper() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            "IF NEW.id = 42 AND to_jsonb(NEW) ? 'sg_up__price' THEN "
+            f"IF NEW.id = {row} AND to_jsonb(NEW) ? 'sg_up__price' THEN "
             "NEW := jsonb_populate_record(NEW, jsonb_build_object('sg_up__price', "
             "(to_jsonb(NEW)->>'sg_up__price')::float8 + 0.001)); END IF; RETURN NEW; END $$"
         )
@@ -270,6 +267,15 @@ def test_a_drifting_shadow_fails_its_batch_naming_the_row(pg_url: str) -> None:
             "FOR EACH ROW EXECUTE FUNCTION tamper()"
         )
     engine.dispose()
+
+
+def test_a_drifting_shadow_fails_its_batch_naming_the_row(pg_url: str) -> None:
+    """A trigger of the application's that changes the shadow after the conversion (the
+    conversion would then not be what was written): the batch names the row and the run
+    stops before the contract; the downgrade undoes the expand."""
+    _seed(pg_url, ticks=300)
+    original = dump(pg_url)
+    _tamper(pg_url, 42)
     with pytest.raises(CheckFailed) as failure:
         migrate.upgrade(MIGRATIONS, sa.make_url(pg_url), "0003")
     message = str(failure.value)
@@ -736,19 +742,7 @@ def test_a_drift_in_the_second_slice_names_the_row_and_nothing_is_contracted(
     ids = sorted(_prices(pg_url))
     row = ids[-50]
     assert row > _split(ids)  # in the second slice
-    engine = db.make_engine(sa.make_url(pg_url))
-    with engine.begin() as conn:
-        conn.exec_driver_sql(
-            "CREATE FUNCTION tamper() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            f"IF NEW.id = {row} AND to_jsonb(NEW) ? 'sg_up__price' THEN "
-            "NEW := jsonb_populate_record(NEW, jsonb_build_object('sg_up__price', "
-            "(to_jsonb(NEW)->>'sg_up__price')::float8 + 0.001)); END IF; RETURN NEW; END $$"
-        )
-        conn.exec_driver_sql(
-            "CREATE TRIGGER zz_tamper BEFORE UPDATE ON market_data "
-            "FOR EACH ROW EXECUTE FUNCTION tamper()"
-        )
-    engine.dispose()
+    _tamper(pg_url, row)
     caplog.set_level(logging.INFO, logger="schemagen")
     with pytest.raises(CheckFailed) as failure:
         migrate.upgrade(MIGRATIONS, sa.make_url(pg_url), "0003")
