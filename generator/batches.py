@@ -142,9 +142,10 @@ class Batches:
         # PostgreSQL: add each batch's deletes to the change's count (runtime.XACT_DELETED)
         # before it commits, as the change's own transactions do
         self.carry = False
-        # PostgreSQL: the batches commit without waiting for their WAL flush (online type
-        # changes: docs/online.md "Backfill speed" says why nothing is lost)
-        self.async_commit = False
+        # PostgreSQL: settings of each batch's transaction (online type changes: its commit
+        # not waiting for the WAL flush, its evicted pages written back as it goes;
+        # docs/online.md "Backfill speed" says why)
+        self.local: dict[str, str] = {}
         # A slice of the keys (online type changes, generator.online): the last key it covers
         # (None: every key after its start); ``stop`` set by another slice's failure ends the
         # loop before its next batch (what is done stays recorded)
@@ -167,7 +168,9 @@ class Batches:
         if self.dialect == "postgresql":
             self.sql("BEGIN")
             # Row locks wait the runner's short lock_timeout, never the change's own.
-            self.sql(f"SET LOCAL lock_timeout = '{self.settings.lock_timeout_ms}ms'")
+            local = {"lock_timeout": f"{self.settings.lock_timeout_ms}ms", **self.local}
+            sets = ", ".join("set_config(?, ?, true)" for _ in local)
+            self.sql(f"SELECT {sets}", [v for pair in local.items() for v in pair])
         else:
             self.sql("BEGIN IMMEDIATE")
 
@@ -287,8 +290,6 @@ class Batches:
                     started = time.perf_counter()
                     self.begin()
                     try:
-                        if self.async_commit and self.dialect == "postgresql":
-                            self.sql("SET LOCAL synchronous_commit = off")
                         bounds = [f"({keys}) > ({marks}) "] if last is not None else []
                         bounds += [below] if below else []
                         where = f"WHERE {'AND '.join(bounds)}" if bounds else ""

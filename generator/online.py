@@ -60,6 +60,16 @@ from generator.state import Domain
 log = logging.getLogger("schemagen")
 
 TARGET_BATCH_S = 0.2
+# Each backfill batch's transaction (SET LOCAL; both settable by any role):
+# - synchronous_commit off: a batch and its progress row commit together, so a crash that
+#   loses a batch's commit loses its progress with it (the re-run redoes that batch), and any
+#   later commit that waits for its flush (the contract, an application's write to a batch's
+#   row) flushes the WAL before it, the batch's included;
+# - backend_flush_after: the pages the batch's backend evicts from shared_buffers are handed
+#   to the disk as they are written, not left dirty in the kernel's cache until a checkpoint
+#   or an index build's sync flushes hundreds of MB at once, during which the application's
+#   commits wait for their WAL flush (docs/online.md "Backfill speed").
+BATCH_SETTINGS = {"synchronous_commit": "off", "backend_flush_after": "256kB"}
 FIRST_BATCH = 1000
 # The key types a backfill splits into slices (format_type of the single key column)
 SLICED_TYPES = coltypes.INTEGER_KINDS  # ops.alter_column_type.sliced_key, in the catalogue
@@ -345,11 +355,7 @@ class _Run:
         loop = self.loop
         loop.setup(None)
         loop.target_s = TARGET_BATCH_S
-        # A batch and its progress row commit together: a crash that loses a batch's commit
-        # loses its progress with it (the re-run redoes that batch), and any later commit
-        # that waits for its flush (the contract, an application's write to a batch's row)
-        # flushes the WAL before it, the batch's included.
-        loop.async_commit = True
+        loop.local = BATCH_SETTINGS
         with runtime.step(s.change, f"backfill {s.table}", "postgresql") as record:
             uppers = self.slices()
             if uppers is None:
@@ -437,7 +443,7 @@ class _Run:
                     loop.upper = None if upper is None else [upper]
                     loop.stop = stop
                     loop.target_s = TARGET_BATCH_S
-                    loop.async_commit = True  # as one loop's (backfill())
+                    loop.local = BATCH_SETTINGS  # as one loop's (backfill())
                     loop.label = f" slice {k}/{n}"
                     # no carry: a batch deletes no row (its UPDATE and the triggers only set
                     # shadows), so nothing is added to the change's count of deleted rows
