@@ -608,8 +608,14 @@ class _Run:
             for _, (shadow, _create) in s.indexes.items():
                 if self.index_state(shadow) is False:
                     self.sql(f"DROP INDEX CONCURRENTLY IF EXISTS {_qi(shadow)}")
+            # The index builds' and VALIDATEs' scans set the hint bits of every row the
+            # backfill wrote, dirtying the whole table: written back as they go (see
+            # BATCH_SETTINGS), not left for a checkpoint's sync.
+            flush = BATCH_SETTINGS["backend_flush_after"]
+            self.sql(f"SET backend_flush_after = '{flush}'")
             for statement in prepare_sql(s):
                 self.sql(statement)
+            self.sql("RESET backend_flush_after")
 
     def contract(self) -> None:
         s = self.spec
