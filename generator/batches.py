@@ -127,6 +127,121 @@ def step_family(step: str) -> tuple[str, list[Any]]:
     return f"(step = ? OR {cond})", [step, *params]
 
 
+class Replicas:
+    """Pacing on the replicas (PostgreSQL), between batches, looked at most once every
+    ``EVERY_S``: when a replica is more than the runner's ``max_replica_lag`` behind, the
+    batches pause until it has replayed the WAL written so far (its ``replay_lsn`` past the
+    ``pg_current_wal_lsn()`` of the moment), for at most ``replica_wait``; then the run stops,
+    the batches done kept and recorded. How far behind: the longer of the server's
+    ``replay_lag`` (the lag of the last WAL the replica replayed: it shows only once replay
+    moves, and a caught-up replica's goes NULL) and the time since the oldest WAL position
+    this loop saw (one per look) that the replica has not replayed yet, which grows from the
+    first batches of a burst on, while replay stands still."""
+
+    EVERY_S = 1.0
+    POLL_S = 0.1
+    SQL = (
+        "SELECT pid, coalesce(application_name, '') || coalesce(' at ' || "
+        "host(client_addr), ''), extract(epoch FROM replay_lag) * 1000, "
+        "pg_wal_lsn_diff(replay_lsn, '0/0') FROM pg_stat_replication"
+    )
+    NOW = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')"
+
+    def __init__(self, loop: Batches):
+        self.loop = loop
+        self.max_ms = loop.settings.max_replica_lag_ms
+        self.looked = -self.EVERY_S
+        self.seen: list[tuple[float, int]] = []  # (when, WAL position then), oldest first
+        self.hidden_said = False
+
+    def _replicas(self) -> list[tuple[int, str, float | None, int | None]]:
+        return [
+            (
+                int(r[0]),
+                str(r[1]),
+                None if r[2] is None else float(r[2]),
+                None if r[3] is None else int(r[3]),
+            )
+            for r in self.loop.sql(self.SQL).fetchall()
+        ]
+
+    def _behind_ms(self, now: float, lag_ms: float | None, replayed: int) -> float:
+        waiting = next((t for t, lsn in self.seen if lsn > replayed), now)
+        return max(lag_ms or 0.0, (now - waiting) * 1000)
+
+    def pace(self) -> None:
+        loop = self.loop
+        if not self.max_ms or loop.dialect != "postgresql":
+            return
+        now = time.perf_counter()
+        if now - self.looked < self.EVERY_S:
+            return
+        self.looked = now
+        position = int(loop.sql(self.NOW).scalar() or 0)
+        replicas = self._replicas()
+        if not replicas:
+            self.seen = []
+            return
+        self.seen.append((now, position))
+        visible = [r for r in replicas if r[3] is not None]
+        if not visible:
+            if not self.hidden_said:
+                self.hidden_said = True
+                log.warning(
+                    "%s: backfill of %s%s: %d replica(s) connected, but how far behind is not "
+                    "visible to this role (it needs pg_read_all_stats): the batches are not "
+                    "paced on them",
+                    loop.spec.change,
+                    loop.spec.table,
+                    loop.label,
+                    len(replicas),
+                )
+            return
+        oldest = min(r[3] for r in visible if r[3] is not None)
+        self.seen = [s for s in self.seen if s[1] > oldest] or [(now, position)]
+        behind = {
+            pid: (name, ms)
+            for pid, name, lag, replayed in visible
+            if replayed is not None and (ms := self._behind_ms(now, lag, replayed)) > self.max_ms
+        }
+        if not behind:
+            return
+        names = ", ".join(f"{name} ({ms / 1000:.1f} s)" for name, ms in behind.values())
+        log.warning(
+            "%s: backfill of %s%s: replica %s replaying more than %.1f s behind: the batches "
+            "pause until it has replayed what they wrote (at most %.0f s)",
+            loop.spec.change,
+            loop.spec.table,
+            loop.label,
+            names,
+            self.max_ms / 1000,
+            loop.settings.replica_wait_ms / 1000,
+        )
+        while True:
+            waiting = [r for r in self._replicas() if r[0] in behind and (r[3] or 0) < position]
+            waited = time.perf_counter() - now
+            if not waiting:
+                log.info(
+                    "%s: backfill of %s%s: replica caught up after %.1f s, the batches go on",
+                    loop.spec.change,
+                    loop.spec.table,
+                    loop.label,
+                    waited,
+                )
+                self.looked = time.perf_counter()
+                return
+            if waited * 1000 >= loop.settings.replica_wait_ms:
+                raise guard.ReplicaLagging(
+                    f"{loop.spec.change}: backfill of {loop.spec.table}{loop.label}: replica "
+                    f"{', '.join(behind[r[0]][0] for r in waiting)} has not replayed the "
+                    f"batches' WAL in {waited:.1f} s (--replica-wait); the batches before "
+                    "are done and recorded: run the same command again to continue"
+                )
+            if loop.stop is not None and loop.stop.is_set():
+                return
+            loop._sleep(self.POLL_S)
+
+
 class Batches:
     """The batch loop: each batch is ``BEGIN``, the caller's statements, progress, ``COMMIT``."""
 
@@ -282,10 +397,12 @@ class Batches:
             if self.dialect == "postgresql"
             else None
         )
+        replicas = Replicas(self)
         with blockers or contextlib.nullcontext():
             while True:
                 if self.stop is not None and self.stop.is_set():
                     return batches, rows
+                replicas.pace()
                 for attempt in range(1, self.settings.lock_retries + 2):
                     started = time.perf_counter()
                     self.begin()

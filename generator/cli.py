@@ -646,7 +646,7 @@ def _guard_settings(options: dict[str, Any]) -> Any:
 
 def guard_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--lock-timeout, --lock-retries, --statement-timeout, --wait-for-runner,
-    --backfill-workers."""
+    --backfill-workers, --max-replica-lag, --replica-wait."""
     options = [
         click.option(
             "--lock-timeout",
@@ -683,6 +683,21 @@ def guard_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             help="PostgreSQL online type changes: backfill a table keyed by one integer "
             "column in N slices at once, each on its own connection (default 2, or "
             "$SCHEMAGEN_BACKFILL_WORKERS; 1: one loop).",
+        ),
+        click.option(
+            "--max-replica-lag",
+            default=None,
+            metavar="DURATION",
+            help="PostgreSQL backfills: pause the batches while a replica replays more than "
+            "this far behind, until it has replayed what they wrote (default 2s, or "
+            "$SCHEMAGEN_MAX_REPLICA_LAG; 0: do not look at replicas).",
+        ),
+        click.option(
+            "--replica-wait",
+            default=None,
+            metavar="DURATION",
+            help="Longest such pause; then the run stops, the batches done kept (default "
+            "10min, or $SCHEMAGEN_REPLICA_WAIT).",
         ),
     ]
     for option in reversed(options):

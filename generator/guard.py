@@ -53,6 +53,8 @@ ENV = {
     "statement_timeout": "SCHEMAGEN_STATEMENT_TIMEOUT",
     "wait_for_runner": "SCHEMAGEN_WAIT_FOR_RUNNER",
     "backfill_workers": "SCHEMAGEN_BACKFILL_WORKERS",
+    "max_replica_lag": "SCHEMAGEN_MAX_REPLICA_LAG",
+    "replica_wait": "SCHEMAGEN_REPLICA_WAIT",
 }
 MAX_BACKFILL_WORKERS = 16
 _UNITS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
@@ -68,6 +70,10 @@ class LockTimeout(RuntimeError):
 
 class DatabaseBusy(RuntimeError):
     """SQLite: another connection held the database longer than the busy timeout."""
+
+
+class ReplicaLagging(RuntimeError):
+    """A replica did not replay a backfill's WAL within the runner's ``replica_wait``."""
 
 
 class CommitFailed(RuntimeError):
@@ -97,6 +103,11 @@ class Settings:
     # in this many slices of the key range at once, each on a connection of its own
     # (generator.online; docs/online.md "Parallel slices"); 1: one loop, as before
     backfill_workers: int = 2
+    # PostgreSQL backfills (batches.Batches): between batches, a replica replaying more than
+    # this far behind (pg_stat_replication.replay_lag) pauses the batches until it has
+    # replayed what they wrote, for at most replica_wait_ms; 0: replicas are not looked at
+    max_replica_lag_ms: int = 2_000
+    replica_wait_ms: int = 10 * 60_000
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -107,6 +118,8 @@ class Settings:
             statement_timeout=env.get(ENV["statement_timeout"]),
             wait_for_runner=env.get(ENV["wait_for_runner"]),
             backfill_workers=env.get(ENV["backfill_workers"]),
+            max_replica_lag=env.get(ENV["max_replica_lag"]),
+            replica_wait=env.get(ENV["replica_wait"]),
         )
 
     def with_options(
@@ -116,6 +129,8 @@ class Settings:
         statement_timeout: str | None = None,
         wait_for_runner: str | float | None = None,
         backfill_workers: str | int | None = None,
+        max_replica_lag: str | None = None,
+        replica_wait: str | None = None,
     ) -> Settings:
         """These settings with the given ones (CLI or environment text) replaced; a bad value
         raises ValueError naming the setting."""
@@ -150,6 +165,14 @@ class Settings:
                     f"{MAX_BACKFILL_WORKERS}"
                 )
             out = replace(out, backfill_workers=int(text))
+        if max_replica_lag not in (None, ""):
+            ms = parse_duration(str(max_replica_lag), "max replica lag")
+            out = replace(out, max_replica_lag_ms=ms)
+        if replica_wait not in (None, ""):
+            ms = parse_duration(str(replica_wait), "replica wait")
+            if ms < 1:
+                raise ValueError("replica wait: must be at least 1ms")
+            out = replace(out, replica_wait_ms=ms)
         return out
 
     def backoff_s(self, attempt: int) -> float:

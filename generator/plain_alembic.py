@@ -64,6 +64,7 @@ def describe(exc: BaseException) -> tuple[int | None, str]:
     if isinstance(
         exc,
         guard.LockTimeout
+        | guard.ReplicaLagging
         | guard.DatabaseBusy
         | guard.CommitFailed
         | runtime.HalfAppliedElsewhere

@@ -32,6 +32,14 @@ def test_options_override_the_environment() -> None:
     s = guard.Settings.from_environment({"SCHEMAGEN_BACKFILL_WORKERS": "3"})
     assert s.backfill_workers == 3
     assert s.with_options(backfill_workers="1").backfill_workers == 1
+    assert (guard.Settings().max_replica_lag_ms, guard.Settings().replica_wait_ms) == (
+        2_000,
+        600_000,
+    )
+    env = {"SCHEMAGEN_MAX_REPLICA_LAG": "500ms", "SCHEMAGEN_REPLICA_WAIT": "1min"}
+    s = guard.Settings.from_environment(env)
+    assert (s.max_replica_lag_ms, s.replica_wait_ms) == (500, 60_000)
+    assert s.with_options(max_replica_lag="0").max_replica_lag_ms == 0  # off
 
 
 @pytest.mark.parametrize(
@@ -44,6 +52,8 @@ def test_options_override_the_environment() -> None:
         ("--wait-for-runner", "forever", "wait for runner: 'forever' is not 0 to 86400"),
         ("--backfill-workers", "0", "backfill workers: '0' is not a number from 1 to 16"),
         ("--backfill-workers", "two", "backfill workers: 'two' is not a number from 1 to 16"),
+        ("--max-replica-lag", "a bit", "max replica lag: 'a bit' is not a duration"),
+        ("--replica-wait", "0s", "replica wait: must be at least 1ms"),
     ],
 )
 def test_a_bad_setting_is_a_usage_error(option: str, value: str, message: str) -> None:
