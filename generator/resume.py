@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 from generator import checks, dialects
 from generator.load import Change
-from generator.plan import Unit, plan
+from generator.plan import Unit, applied, plan
 from generator.state import Schema, Table
 
 Row = tuple[str | None, ...]
@@ -50,12 +50,12 @@ def _half_done(
     for unit in committed_prefix(units):
         if unit.transactional:
             for step in unit.steps:
-                schema = step.apply(schema)
+                schema = applied(step, schema)
             continue
         yield schema  # the transaction before the block, committed as the block starts
         for step in unit.steps:
             yield from step.interrupted(dialect)
-            schema = step.apply(schema)
+            schema = applied(step, schema)
             if unit.group is not None and unit.group.commits_each_step:
                 yield schema
         yield schema
