@@ -6,6 +6,7 @@ that gets a list of changes back knows every spec is valid against the state bef
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
@@ -46,7 +47,8 @@ class Change:
     # The digest of the spec's text (specfiles.text_digest): what the cache keys it on.
     source_digest: str = field(default="", compare=False, repr=False)
 
-    @property
+    # Derived once per change (it is frozen): rendering asks for these for every file.
+    @functools.cached_property
     def revision(self) -> str:
         return f"{self.number:04d}"
 
@@ -56,14 +58,16 @@ class Change:
             return self.spec.after  # the revision of an existing history it continues
         return f"{self.number - 1:04d}"
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         return f"{self.revision}_{self.spec.id}"
 
-    @property
+    @functools.cached_property
     def inverse_steps(self) -> tuple[Step, ...]:
         """The derived downgrade; for a change that cannot be undone, only its refusals (so
-        nothing of it runs, not even a step that commits on its own)."""
+        nothing of it runs, not even a step that commits on its own). Once per change: the
+        plans, the data checks and the resume tolerances of the downgrade all start from
+        these very steps."""
         steps = tuple(step.reverse() for step in reversed(self.steps))
         return tuple(s for s in steps if s.refuses) or steps
 

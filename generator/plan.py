@@ -119,13 +119,34 @@ def _alters_again(unit: Unit, step: Step) -> bool:
     return any((c := s.type_change()) and c[0].name == change[0].name for s in unit.steps)
 
 
+# (id(step), id(schema)) -> (step, schema: kept alive so that their ids are not reused; the
+# schema after the step)
+_APPLIED: dict[tuple[int, int], tuple[Step, Schema, Schema]] = {}
+
+
+def applied(step: Step, schema: Schema) -> Schema:
+    """``step.apply(schema)``, once per pair of objects. A change's steps are applied to the
+    same states by its plan on each dialect and by its resume tolerances (resume._half_done):
+    they share the states, and the very same table objects in them, which the caches of
+    rendering (the table blocks, SQLite's ``copy_from`` source, the catalogue rows) find by
+    identity instead of hashing or printing the table again. A long-lived process keeps it
+    bounded (cleared at 16,384 entries)."""
+    key = (id(step), id(schema))
+    seen = _APPLIED.get(key)
+    if seen is None or seen[0] is not step or seen[1] is not schema:
+        if len(_APPLIED) >= 16384:
+            _APPLIED.clear()
+        seen = _APPLIED[key] = (step, schema, step.apply(schema))
+    return seen[2]
+
+
 def plan(steps: tuple[Step, ...], before: Schema, dialect: str) -> list[Unit]:
     units: list[Unit] = []
     schema = before
     states = [before]  # the schema before each step and after the last
     for step in steps:
         if not step.runs_on(dialect):
-            schema = step.apply(schema)
+            schema = applied(step, schema)
             states.append(schema)
             continue
         table = schema.table(step.table_name)
@@ -142,7 +163,7 @@ def plan(steps: tuple[Step, ...], before: Schema, dialect: str) -> list[Unit]:
         else:
             kind = group.kind if group else step.kind
             units.append(Unit(kind, (step,), table, group))
-        schema = step.apply(schema)
+        schema = applied(step, schema)
         states.append(schema)
     if dialect == POSTGRESQL:  # its named enum types and domains: before the DDL, dropped after
         new_domains, old_domains = domains.changed(steps, states)

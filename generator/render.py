@@ -556,16 +556,16 @@ def _validation_frame(
             block = cache[(part, dialect, key)] = _Block(text, found)
         parts[f"{part}_block"] = block
     found = sections.start(dialect)
-    text = env.get_template(f"validation/{dialect}.sql.j2").render(
-        **parts,
-        table_blocks=blocks,
-        change=change,
-        dialect=dialect,
-        data=data,
-        phase=phase,
-        path=f"{env.globals['output']}/{validation_path(change, dialect, phase)}",
-        expected=expected,
-        tables=tables,
+    # The file's frame: the template's macro, called per file (a render per file, with its
+    # new context of every global, cost more than the frame's text).
+    frame = env.get_template(f"validation/{dialect}.sql.j2").module.frame  # type: ignore[attr-defined]
+    text = frame(
+        change,
+        phase,
+        f"{env.globals['output']}/{validation_path(change, dialect, phase)}",
+        parts["tables_block"],
+        blocks,
+        parts["data_block"],
     )
     pieces = text.split(_ADOPTED)
     adopted = sections.adopted

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 from generator import checks, dialects
 from generator.load import Change
-from generator.plan import Unit, plan
+from generator.plan import Unit, applied, plan
 from generator.state import Schema, Table
 
 Row = tuple[str | None, ...]
@@ -50,12 +50,12 @@ def _half_done(
     for unit in committed_prefix(units):
         if unit.transactional:
             for step in unit.steps:
-                schema = step.apply(schema)
+                schema = applied(step, schema)
             continue
         yield schema  # the transaction before the block, committed as the block starts
         for step in unit.steps:
             yield from step.interrupted(dialect)
-            schema = step.apply(schema)
+            schema = applied(step, schema)
             if unit.group is not None and unit.group.commits_each_step:
                 yield schema
         yield schema
@@ -95,6 +95,45 @@ def _table_rows(table: Table, dialect: str) -> dict[str, frozenset[Row]]:
         name: frozenset(_text(r) for r in rows)
         for name, rows in checks.catalogue_rows(expected).items()
     }
+
+
+_NONE: dict[str, frozenset[Row]] = {}  # the rows of a table the state lacks
+
+# (id(expected rows), id(found rows)) -> (both, kept alive so that their ids are not reused;
+# the differing rows per check)
+_DIFFS: dict[
+    tuple[int, int],
+    tuple[dict[str, frozenset[Row]], dict[str, frozenset[Row]], list[tuple[str, set[Row]]]],
+] = {}
+
+
+def _row_diff(
+    expected: dict[str, frozenset[Row]], found: dict[str, frozenset[Row]]
+) -> list[tuple[str, set[Row]]]:
+    """Per check of a table (``expected``: its rows in the base; ``found``: in a half-applied
+    state), the failing rows it would show, where there are any. Once per pair of row sets:
+    they are :func:`_table_rows`'s, one object per table value, and a history interrupts
+    the same table states again and again (an index built and dropped in turn)."""
+    key = (id(expected), id(found))
+    seen = _DIFFS.get(key)
+    if seen is None or seen[0] is not expected or seen[1] is not found:
+        out = []
+        for name, rows in expected.items():
+            other = found.get(name, frozenset())
+            if other is rows:
+                continue
+            diff = _failing(rows, other)
+            if diff:
+                out.append((name, diff))
+        if len(_DIFFS) >= 4096:
+            _DIFFS.clear()
+        seen = _DIFFS[key] = (expected, found, out)
+    return seen[2]
+
+
+def _failing(expected: frozenset[Row], found: frozenset[Row]) -> set[Row]:
+    """The rows a catalogue check shows: those expected and not found, and the other way."""
+    return {(MISSING, *r) for r in expected - found} | {(EXTRA, *r) for r in found - expected}
 
 
 def _text(row: checks.Row) -> Row:
@@ -145,7 +184,7 @@ def tolerance(
     def differ(name: str, expected: frozenset[Row], found: frozenset[Row]) -> None:
         if found is expected:  # an unchanged table's rows: the very same set
             return
-        rows = {(MISSING, *r) for r in expected - found} | {(EXTRA, *r) for r in found - expected}
+        rows = _failing(expected, found)
         if rows:
             tolerated.setdefault(name, set()).update(rows)
 
@@ -160,12 +199,12 @@ def tolerance(
                 if id(t) in mine:
                     continue
                 twin = state.table(t.name)
-                found_rows = _table_rows_of(twin, dialect) if twin is not None else {}
+                found_rows = _table_rows_of(twin, dialect) if twin is not None else _NONE
                 expected_rows = _table_rows_of(t, dialect)
                 if found_rows is expected_rows:  # an equal table: the very same rows
                     continue
-                for name, expected in expected_rows.items():
-                    differ(name, expected, found_rows.get(name, frozenset()))
+                for name, rows in _row_diff(expected_rows, found_rows):
+                    tolerated.setdefault(name, set()).update(rows)
         else:
             name, row = state
             if base is None:
