@@ -438,17 +438,19 @@ class Batches:
                         break
                     except Exception as exc:
                         self.rollback()
-                        if not (guard.is_lock_timeout(exc) or guard.is_sqlite_busy(exc)):
-                            raise
-                        who = blockers.take() if blockers is not None else "another writer"
-                        if attempt > self.settings.lock_retries:
-                            raise guard.LockTimeout(
+                        who, backoff = guard.lock_wait(
+                            exc,
+                            attempt,
+                            self.settings,
+                            blockers,
+                            lambda n, who: (
                                 f"{s.change}: backfill of {s.table}{self.label}: a batch could "
-                                f"not get its row locks in {attempt} attempt(s), blocked by "
-                                f"{who}; the batches before it are done and recorded: run the "
-                                "same command again to continue"
-                            ) from exc
-                        self.pause_s = max(self.pause_s * 2, self.settings.backoff_s(attempt))
+                                f"not get its row locks in {n} attempt(s), blocked by {who}; "
+                                "the batches before it are done and recorded: run the same "
+                                "command again to continue"
+                            ),
+                        )
+                        self.pause_s = max(self.pause_s * 2, backoff)
                         log.warning(
                             "%s: backfill of %s%s: lock wait (attempt %d, blocked by %s), "
                             "pausing %.0f ms",

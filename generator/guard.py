@@ -693,6 +693,26 @@ def _sqlite_write_lock(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def lock_wait(
+    exc: BaseException,
+    attempt: int,
+    settings: Settings,
+    blockers: Blockers | None,
+    refusal: Callable[[int, str], str],
+) -> tuple[str, float]:
+    """The one decision after a failed attempt of a unit of work that waits for locks under
+    the runner's lock_timeout (a change's transaction, an online phase's short transaction, a
+    batch), once the attempt is rolled back: what is no lock wait (nor SQLite's busy) is
+    raised again; past the last retry, LockTimeout with ``refusal(attempts, blocker)``;
+    otherwise (the session that blocked it, the backoff before the next attempt)."""
+    if not (is_lock_timeout(exc) or is_sqlite_busy(exc)):
+        raise exc
+    who = blockers.take() if blockers is not None else "another writer"
+    if attempt > settings.lock_retries:
+        raise LockTimeout(refusal(attempt, who)) from exc
+    return who, settings.backoff_s(attempt)
+
+
 def retrying(connection: Connection, change: str, attempt: Callable[[bool], None]) -> None:
     """Run ``attempt(from_start)`` until it gets its locks, at most ``lock_retries`` more times.
 
@@ -729,6 +749,19 @@ def retrying(connection: Connection, change: str, attempt: Callable[[bool], None
             conn.exec_driver_sql(f"SET lock_timeout = {_ms(ms)}")
             conn.exec_driver_sql(f"SAVEPOINT {SAVEPOINT}")
 
+    def refusal(attempts: int, blocker: str) -> str:
+        kept = (
+            "Its CONCURRENTLY / VALIDATE steps that had committed stay; "
+            if committed
+            else "Nothing of the change was applied; "
+        )
+        return (
+            f"{change}: {CURRENT_STEP[0]} could not get its lock in {attempts} attempt(s) of "
+            f"{s.lock_timeout_ms} ms (within {s.bound_s():.1f} s with backoff); blocked by "
+            f"{blocker}. {kept}the revision is not stamped. Run the same command again once "
+            "that session is done; it continues (docs/rollback.md)"
+        )
+
     event.listen(connection, "commit", on_commit)
     event.listen(connection, "begin", on_begin)
     try:
@@ -750,21 +783,7 @@ def retrying(connection: Connection, change: str, attempt: Callable[[bool], None
                     # Releases every lock this attempt took (after a CONCURRENTLY block: every
                     # lock of the transaction since); traffic runs while we sleep.
                     connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
-                    blocker = blockers.take()
-                    if number > s.lock_retries:
-                        raise LockTimeout(
-                            f"{change}: {step_name} could not get its lock in {number} "
-                            f"attempt(s) of {s.lock_timeout_ms} ms (within "
-                            f"{s.bound_s():.1f} s with backoff); blocked by {blocker}. "
-                            + (
-                                "Its CONCURRENTLY / VALIDATE steps that had committed stay; "
-                                if committed
-                                else "Nothing of the change was applied; "
-                            )
-                            + "the revision is not stamped. Run the same command again once "
-                            "that session is done; it continues (docs/rollback.md)"
-                        ) from exc
-                    pause = s.backoff_s(number)
+                    blocker, pause = lock_wait(exc, number, s, blockers, refusal)
                     log.warning(
                         "%s: %s: lock not available (attempt %d of %d, blocked by %s); "
                         "retrying in %.0f ms",

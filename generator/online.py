@@ -230,17 +230,18 @@ class _Run:
                     return
                 except Exception as exc:
                     self.loop.rollback()
-                    if not guard.is_lock_timeout(exc):
-                        raise
-                    who = blockers.take()
-                    if attempt > s.lock_retries:
-                        raise guard.LockTimeout(
+                    who, pause = guard.lock_wait(
+                        exc,
+                        attempt,
+                        s,
+                        blockers,
+                        lambda n, who: (
                             f"{self.spec.change}: {what} of {self.spec.table} could not get "
-                            f"its lock in {attempt} attempt(s) of {s.lock_timeout_ms} ms, "
+                            f"its lock in {n} attempt(s) of {s.lock_timeout_ms} ms, "
                             f"blocked by {who}; what ran before is kept: run the same command "
                             "again to continue"
-                        ) from exc
-                    pause = s.backoff_s(attempt)
+                        ),
+                    )
                     log.warning(
                         "%s: %s of %s: lock wait (attempt %d, blocked by %s), retrying in %.0f ms",
                         self.spec.change,
