@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.settings import Settings
-from benchmarks.timing import Progress
+from benchmarks.timing import Progress, cpu_probe_ms
 
 PROJECT = Path(__file__).resolve().parents[1]
 BASELINE = PROJECT / "changes" / "0000_baseline.yaml"
@@ -232,6 +232,7 @@ def measure(
     sizes = sorted(set(sizes))
     started = datetime.now(UTC).isoformat(timespec="seconds")
     loads = [_load_average()]
+    probes = [cpu_probe_ms()]
     # The previous tool, where given: its cold check and its warm one (with its own entries
     # in the same cache folder: the tool's sources are in the key).
     modes = ["cold", "warm", *(["previous_cold", "previous"] if previous is not None else [])]
@@ -259,12 +260,14 @@ def measure(
                     if r >= warmup:
                         samples[mode][n].append(seconds)
             loads.append(_load_average())
+            probes.append(cpu_probe_ms())
     result = _summary(sizes, files, samples["cold"], GOAL_S)
     result["command"] = "schemagen --root REPO generate --check " + " ".join(COLD_ARGS)
     result["started"] = started
     # The 1-minute load average before the first round and after each: other jobs on the
     # machine (the medians absorb some of it, not all).
     result["load_average"] = loads
+    result["cpu_probe_ms"] = probes  # the machine's speed before the rounds and after each
     result["warm"] = _summary(sizes, files, samples["warm"], WARM_GOAL_S)
     result["warm"]["command"] = "schemagen --root REPO generate --check"
     parts = [("cold", result), ("warm", result["warm"])]

@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from benchmarks import calc, data, gencheck, migrate, typechange
+from benchmarks import calc, data, gencheck, migrate, timing, typechange
 from marketdata.db import SQLITE_CACHE_KIB
 
 REGRESSION = 1.10  # a query this much slower at head is called a regression
@@ -870,6 +870,23 @@ warm, on a machine shared with other jobs, so as shares of the run rather than s
     computed once for both dialects unless a type change is checked in batches on one, a
     table's review facets once per table object, and a change's lint findings once
     (loading lints each change, its review lists them again).
+  - **Work not repeated, states shared.** A change's `name`, `revision` and downgrade steps
+    (`Change.inverse_steps`, which reversed every step each time it was asked) are derived
+    once per change. A step is applied to a state once per pair of objects
+    (`plan.applied`): the plans on both dialects and the resume tolerances applied the same
+    steps to the same states three times, and now share the states, and the very same table
+    objects in them, which the rendering caches find by identity. A tolerance compares a
+    half-applied table's rows with the base's once per pair of row sets (`resume._row_diff`).
+    Each validation file's frame is a macro of the dialect's validation template, called per
+    file, not the template rendered per file (a render builds a new context holding every
+    global). The output is the same bytes; what each step saved, counted in instructions,
+    and where the rest of the time goes are in [ci.md](ci.md#where-a-cold-checks-time-goes).
+  - **The tool's own modules compiled at set-up.** The environment these runs share sets
+    `PYTHONDONTWRITEBYTECODE`, so the editable install compiled the tool's modules from
+    source on every run; `scripts/setup.sh` now compiles them once, as pip does a wheel's.
+  - **The machine's speed** moved by more than these steps from one hour to the next: the
+    suite records a fixed loop of pure Python (`benchmarks.timing.cpu_probe_ms`) before its
+    rounds and after each, so that a run's numbers can be read against it.
   Tried, no gain: deferring the build of the operations' pydantic models (the union's
   validator costs the same); importing `importlib.metadata` only for the cache's key
   (pydantic's plugin loader imports it anyway); `ruff format --diff`, which leaves the files
@@ -878,9 +895,8 @@ warm, on a machine shared with other jobs, so as shares of the run rather than s
   pickling a table as its cache key instead of its repr (no faster). Tried and taken out
   again: splitting a long history over forked processes (the same bytes, on both cores); the
   registry's issue asks for speed by not working, not for process machinery, and a loaded
-  machine gained nothing from it. Not the tool's: the environment these runs share sets
-  `PYTHONDONTWRITEBYTECODE`, so the editable install compiles the tool's own modules from
-  source on every run (a few hundredths of a second; an installed wheel has them compiled).
+  machine gained nothing from it. Each state object's hash kept in it (a new table shares
+  its columns and keys with the one before): no fewer instructions.
 - **Not done: validation files that check only the tables a change touches.** It would
   shrink the output (and the rendering, reading and hashing that grow with it), but not
   soundly as things stand: `schemagen verify` and `stamp` run the post-checks of the change a
@@ -926,9 +942,12 @@ def gencheck_section(result: dict[str, Any], image: str | None) -> str:
         if "run_command" in result:
             out.append(f"```sh\n{result['run_command']}\n```\n\n")
         out.append(
-            f"This suite's run: started {result['started']}{spread} (other jobs shared the "
-            "machine's cores: the numbers are medians of rounds that alternate the checks, "
-            "and compare with each other better than with a quiet machine's).\n\n"
+            f"This suite's run: started {result['started']}{spread}"
+            + (f"; {_probe(result)}" if _probe(result) else "")
+            + " (other "
+            "jobs shared the machine's cores: the numbers are medians of rounds that "
+            "alternate the checks, and compare with each other better than with a quiet "
+            "machine's).\n\n"
         )
     if "previous" in result:
         out.append(
@@ -1255,6 +1274,19 @@ def migrate_paths_findings(size: dict[str, Any]) -> list[str]:
     return out
 
 
+def _probe(result: dict[str, Any]) -> str:
+    """``a fixed pure-Python loop ... took A to B ms`` of a result that recorded the
+    machine's speed (else nothing)."""
+    probes = [p for p in result.get("cpu_probe_ms", []) if p is not None]
+    if not probes:
+        return ""
+    return (
+        f"a fixed pure-Python loop ({timing.PROBE_ADDS:,} additions, "
+        f"`benchmarks.timing.cpu_probe_ms`: the machine's speed) took {min(probes):,.0f} to "
+        f"{max(probes):,.0f} ms"
+    )
+
+
 def _settled(result: dict[str, Any]) -> str:
     """How long the paths of this run waited for a quiet disk (runs before the wait: none)."""
     waits = [
@@ -1303,6 +1335,8 @@ def migrate_paths_section(result: dict[str, Any]) -> str:
     )
     for size in result["sizes"]:
         out.append(f"\n### {size['ticks']:,} ticks, {size['alerts']:,} alerts\n\n")
+        if size.get("cpu_probe_ms"):
+            out.append(f"Before and after this size's paths, {_probe(size)}.\n\n")
         out.append(f"Fill of the base: {size['fill_s']:,.0f} s (outside the timing).\n\n")
         out.append(migrate_paths_table(size))
         out.append("\n" + migrate_paths_goals(result, size))

@@ -104,3 +104,22 @@ def case(
 
 def clock() -> float:
     return time.perf_counter()
+
+
+PROBE_ADDS = 2_000_000
+
+
+def cpu_probe_ms(rounds: int = 3) -> float:
+    """How fast a core of this machine runs Python now: the median over ``rounds`` of a fixed
+    pure-Python loop (``PROBE_ADDS`` additions), in ms. The same code on the same machine ran
+    a third slower or faster from one hour to the next here (the host's other load), so a
+    suite records this beside its timings: a reader can tell a slower tool from a slower
+    machine."""
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        total = 0
+        for i in range(PROBE_ADDS):
+            total += i
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)

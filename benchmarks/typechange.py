@@ -66,7 +66,7 @@ from benchmarks.databases import (
 )
 from benchmarks.migrate import RANGE_ROWS, _Sample, conninfo, stats
 from benchmarks.settings import Settings
-from benchmarks.timing import Progress, clock
+from benchmarks.timing import Progress, clock, cpu_probe_ms
 from generator import migrate
 
 CHANGE = "0003_convert_decimal_to_float"
@@ -723,6 +723,7 @@ def run(s: Settings, progress: Progress, pg_url: str) -> dict[str, Any]:
             base = Base(pg_url, ticks, alerts)
             label = f"migrate paths {ticks:,}/{alerts:,}"
             try:
+                probe = cpu_probe_ms()
                 progress.step(f"{label}: filling the base at {start}")
                 started = clock()
                 base.build(start)
@@ -732,6 +733,8 @@ def run(s: Settings, progress: Progress, pg_url: str) -> dict[str, Any]:
                     "alerts": alerts,
                     "fill_s": fill_s,
                     "paths": {},
+                    # the machine's speed (benchmarks.timing.cpu_probe_ms) before and after
+                    "cpu_probe_ms": [probe],
                 }
                 for path, (which, kinds) in PATHS.items():
                     progress.step(f"{label}: {path} path")
@@ -744,6 +747,7 @@ def run(s: Settings, progress: Progress, pg_url: str) -> dict[str, Any]:
                         partial(_say, progress, label),
                         kinds,
                     )
+                size["cpu_probe_ms"].append(cpu_probe_ms())
                 size["time_reference"] = reference(size)
                 size["time_ratio"] = (
                     size["paths"]["online"]["change_s"]
