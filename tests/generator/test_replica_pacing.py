@@ -253,6 +253,16 @@ def _marker(pair: Pair) -> None:
     execute(pair.primary, "DROP TABLE IF EXISTS lag_marker", "CREATE TABLE lag_marker (x int)")
 
 
+def _behind(pair: Pair, tmp_path: Path, delay: str) -> tuple[Path, str, list[tuple[object, ...]]]:
+    """A fresh database (its project, URL and lines) whose standby now replays ``delay``
+    after each commit, a commit of the primary's already on its way."""
+    root, url = _fresh(pair, tmp_path)
+    before = _lines(url)
+    pair.delay(delay)
+    _marker(pair)
+    return root, url, before
+
+
 def _wait_for(what: Callable[[], bool], seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while not what():
@@ -263,10 +273,7 @@ def _wait_for(what: Callable[[], bool], seconds: float) -> None:
 def test_batches_pause_while_the_replica_lags_and_go_on_once_it_replayed_them(
     pair: Pair, tmp_path: Path
 ) -> None:
-    root, url = _fresh(pair, tmp_path)
-    before = _lines(url)
-    pair.delay("1500ms")
-    _marker(pair)  # a commit the standby replays late
+    root, url, before = _behind(pair, tmp_path, "1500ms")
     _wait_for(lambda: (pair.replay_lag_ms() or 0) > 1000, 30)
     started = time.monotonic()
     done = _upgrade(root, url, "--max-replica-lag", "500ms")
@@ -283,15 +290,11 @@ def test_batches_pause_while_the_replica_lags_and_go_on_once_it_replayed_them(
 def test_a_replica_that_does_not_catch_up_stops_the_run_which_then_finishes(
     pair: Pair, tmp_path: Path
 ) -> None:
-    root, url = _fresh(pair, tmp_path)
-    before = _lines(url)
-    pair.delay("1h")
-    _marker(pair)
+    root, url, before = _behind(pair, tmp_path, "1h")
     try:
-        _wait_for(lambda: pair.replay_lag_ms() is not None, 30)
-        # replay_lag shows the last replayed commit's lag: with one held an hour, the lag is
-        # the time the oldest unreplayed commit has waited, which grows past the limit
-        time.sleep(1.2)
+        # The standby holds every commit an hour: the server's replay_lag stays what it
+        # last measured, but the WAL positions the batches see once a second stay
+        # unreplayed, and the loop's own measure of the lag grows past the limit.
         done = _upgrade(root, url, "--max-replica-lag", "200ms", "--replica-wait", "1s")
     finally:
         pair.delay("0")
