@@ -551,6 +551,7 @@ class Probe:
         self._lock = threading.Lock()
         self._engine: sa.Engine | None = None
         self._conn: Connection | None = None
+        self.failed: str | None = None  # why there is no probe connection, if there is none
         try:
             # A plain sync driver, whatever the migration uses (asyncpg included).
             url = connection.engine.url.set(drivername="postgresql+psycopg")
@@ -561,7 +562,8 @@ class Probe:
                 connect_args={"application_name": f"schemagen probe pid={os.getpid()}"},
             )
             self._conn = self._engine.connect()
-        except Exception:  # no probe: the messages say the blocker is unknown
+        except Exception as exc:  # no probe: the messages say the blocker is unknown, and why
+            self.failed = " ".join(str(getattr(exc, "orig", None) or exc).split())[:200]
             self.close()
 
     def blockers(self, pid: int | None = None) -> list[str]:
@@ -630,7 +632,11 @@ class Blockers:
     def take(self) -> str:
         self.cancel()  # a failed statement fires no after_cursor_execute
         seen, self.seen = self.seen, None
-        return seen or "a session the probe did not see (it may have finished)"
+        if seen:
+            return seen
+        if self.probe is not None and self.probe.failed:
+            return f"a session not known (the run's probe could not connect: {self.probe.failed})"
+        return "a session the probe did not see (it may have finished)"
 
 
 def _describe(row: Any) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import sqlalchemy as sa
+from conftest import pg_url_for
 from support import ROOT
 from support import db_revision as _revision
 
@@ -344,3 +345,36 @@ def test_plain_alembic_takes_the_runner_lock_too(db_url: str, dialect: str, tmp_
     assert re.search(rf"pid[ =]{first.pid}\b", second.stderr), second.stderr
     assert first.returncode == 0
     assert _revision(db_url) == HEAD
+
+
+@pytest.mark.db
+def test_a_probe_that_cannot_connect_says_why_the_blocker_is_unknown(pg_database: str) -> None:
+    """A role limited to one connection: the run's probe (a second connection) cannot
+    connect, and a lock wait says so instead of 'the probe did not see' a session."""
+    admin = pg_url_for(pg_database)
+    role = f"probe_limited_{os.getpid()}"
+    _sql(admin, f'DROP ROLE IF EXISTS "{role}"', f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 1')
+    url = sa.make_url(admin).set(username=role)
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            probe = guard.Probe(conn)
+            conn.info["schemagen.probe"] = probe
+            assert probe.failed is not None and "too many connections" in probe.failed
+            told = guard.Blockers(conn, 0.01).take()
+            assert told.startswith("a session not known (the run's probe could not connect: ")
+            assert "too many connections" in told
+            probe.close()
+    finally:
+        engine.dispose()
+        _sql(admin, f'DROP ROLE IF EXISTS "{role}"')
+
+
+def _sql(url: str, *statements: str) -> None:
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
