@@ -23,7 +23,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from conftest import pg_url_for
-from support import ROOT
+from support import ROOT, execute
 from support import db_revision as _revision
 
 from generator import guard, migrate
@@ -353,7 +353,9 @@ def test_a_probe_that_cannot_connect_says_why_the_blocker_is_unknown(pg_database
     connect, and a lock wait says so instead of 'the probe did not see' a session."""
     admin = pg_url_for(pg_database)
     role = f"probe_limited_{os.getpid()}"
-    _sql(admin, f'DROP ROLE IF EXISTS "{role}"', f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 1')
+    execute(
+        admin, f'DROP ROLE IF EXISTS "{role}"', f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 1'
+    )
     url = sa.make_url(admin).set(username=role)
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
@@ -367,14 +369,4 @@ def test_a_probe_that_cannot_connect_says_why_the_blocker_is_unknown(pg_database
             probe.close()
     finally:
         engine.dispose()
-        _sql(admin, f'DROP ROLE IF EXISTS "{role}"')
-
-
-def _sql(url: str, *statements: str) -> None:
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            for statement in statements:
-                conn.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
+        execute(admin, f'DROP ROLE IF EXISTS "{role}"')
