@@ -177,42 +177,41 @@ class Replicas:
         if now - self.looked < self.EVERY_S:
             return
         self.looked = now
-        position = int(loop.sql(self.NOW).scalar() or 0)
         replicas = self._replicas()
-        if not replicas:
+        if not replicas:  # no replica: one query a second, nothing kept
             self.seen = []
             return
+        position = int(loop.sql(self.NOW).scalar() or 0)
         self.seen.append((now, position))
-        visible = [r for r in replicas if r[3] is not None]
+        visible = [
+            (pid, name, lag, replayed)
+            for pid, name, lag, replayed in replicas
+            if replayed is not None
+        ]
         if not visible:
             if not self.hidden_said:
                 self.hidden_said = True
                 log.warning(
-                    "%s: backfill of %s%s: %d replica(s) connected, but how far behind is not "
-                    "visible to this role (it needs pg_read_all_stats): the batches are not "
-                    "paced on them",
-                    loop.spec.change,
-                    loop.spec.table,
-                    loop.label,
+                    "%s: %d replica(s) connected, but how far behind is not visible to this "
+                    "role (it needs pg_read_all_stats): the batches are not paced on them",
+                    loop.title,
                     len(replicas),
                 )
             return
-        oldest = min(r[3] for r in visible if r[3] is not None)
+        oldest = min(replayed for _, _, _, replayed in visible)
         self.seen = [s for s in self.seen if s[1] > oldest] or [(now, position)]
         behind = {
             pid: (name, ms)
             for pid, name, lag, replayed in visible
-            if replayed is not None and (ms := self._behind_ms(now, lag, replayed)) > self.max_ms
+            if (ms := self._behind_ms(now, lag, replayed)) > self.max_ms
         }
         if not behind:
             return
         names = ", ".join(f"{name} ({ms / 1000:.1f} s)" for name, ms in behind.values())
         log.warning(
-            "%s: backfill of %s%s: replica %s replaying more than %.1f s behind: the batches "
-            "pause until it has replayed what they wrote (at most %.0f s)",
-            loop.spec.change,
-            loop.spec.table,
-            loop.label,
+            "%s: replica %s replaying more than %.1f s behind: the batches pause until it has "
+            "replayed what they wrote (at most %.0f s)",
+            loop.title,
             names,
             self.max_ms / 1000,
             loop.settings.replica_wait_ms / 1000,
@@ -222,20 +221,16 @@ class Replicas:
             waited = time.perf_counter() - now
             if not waiting:
                 log.info(
-                    "%s: backfill of %s%s: replica caught up after %.1f s, the batches go on",
-                    loop.spec.change,
-                    loop.spec.table,
-                    loop.label,
-                    waited,
+                    "%s: replica caught up after %.1f s, the batches go on", loop.title, waited
                 )
                 self.looked = time.perf_counter()
                 return
             if waited * 1000 >= loop.settings.replica_wait_ms:
                 raise guard.ReplicaLagging(
-                    f"{loop.spec.change}: backfill of {loop.spec.table}{loop.label}: replica "
-                    f"{', '.join(behind[r[0]][0] for r in waiting)} has not replayed the "
-                    f"batches' WAL in {waited:.1f} s (--replica-wait); the batches before "
-                    "are done and recorded: run the same command again to continue"
+                    f"{loop.title}: replica {', '.join(behind[r[0]][0] for r in waiting)} has "
+                    f"not replayed the batches' WAL in {waited:.1f} s (--replica-wait); the "
+                    "batches before are done and recorded: run the same command again to "
+                    "continue"
                 )
             if loop.stop is not None and loop.stop.is_set():
                 return
@@ -268,6 +263,11 @@ class Batches:
         self.stop: threading.Event | None = None
         self.last: list[Any] | None = None  # the last key done, as recorded
         self.label = ""  # in the messages after the table: " slice k/n" of a slice
+
+    @property
+    def title(self) -> str:
+        """``<change>: backfill of <table>[ slice k/n]``: how its messages begin."""
+        return f"{self.spec.change}: backfill of {self.spec.table}{self.label}"
 
     def sql(self, text: str, params: Sequence[Any] = ()) -> Any:
         connection = self.connection
@@ -444,19 +444,15 @@ class Batches:
                             self.settings,
                             blockers,
                             lambda n, who: (
-                                f"{s.change}: backfill of {s.table}{self.label}: a batch could "
-                                f"not get its row locks in {n} attempt(s), blocked by {who}; "
-                                "the batches before it are done and recorded: run the same "
-                                "command again to continue"
+                                f"{self.title}: a batch could not get its row locks in {n} "
+                                f"attempt(s), blocked by {who}; the batches before it are done "
+                                "and recorded: run the same command again to continue"
                             ),
                         )
                         self.pause_s = max(self.pause_s * 2, backoff)
                         log.warning(
-                            "%s: backfill of %s%s: lock wait (attempt %d, blocked by %s), "
-                            "pausing %.0f ms",
-                            s.change,
-                            s.table,
-                            self.label,
+                            "%s: lock wait (attempt %d, blocked by %s), pausing %.0f ms",
+                            self.title,
                             attempt,
                             who,
                             self.pause_s * 1000,
