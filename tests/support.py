@@ -263,3 +263,44 @@ def planned_units(plan_text: str) -> list[PlannedUnit]:
             body.append(line)
     close()
     return units
+
+
+BACKFILL_CHANGES = ROOT / "tests" / "golden" / "render" / "backfill" / "changes"
+
+
+def bump_change(batch_size: int) -> str:
+    """A backfill that reads the column it sets, so a batch done twice shows as +2 and a
+    batch skipped as +0: every open line must be exactly +1 at the end."""
+    return f"""\
+id: bump
+description: Every open line's quantity up by one, in batches of {batch_size}.
+operations:
+  - op: backfill
+    table: order_lines
+    set: {{quantity: "coalesce(quantity, 0) + 1", status: "'open'"}}
+    where: status IS NULL OR status <> 'closed'
+    batch_size: {batch_size}
+"""
+
+
+def backfill_project(tmp_path: Path, second: str | None = None) -> Path:
+    """A project of the golden backfill base and its backfill change (or ``second``
+    instead), rendered."""
+    from generator.load import load_changes
+    from generator.render import generate
+
+    root = tmp_path / "project"
+    changes = root / "changes"
+    changes.mkdir(parents=True)
+    shutil.copy(BACKFILL_CHANGES / "0000_base.yaml", changes)
+    if second is None:
+        shutil.copy(BACKFILL_CHANGES / "0001_backfill.yaml", changes)
+    else:
+        (changes / "0001_bump.yaml").write_text(second, encoding="utf-8")
+    out = root / "generated_migrations"
+    for rel, text in generate(load_changes(changes, display_base=root)).items():
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    shutil.copy(ROOT / "generated_migrations" / "env.py", out / "env.py")
+    return root

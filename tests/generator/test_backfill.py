@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import time
@@ -18,47 +17,19 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from support import ROOT, cli, execute
+from support import ROOT, backfill_project, bump_change, cli, execute
 
 from generator import batches, db, migrate
 from generator.cli import Exit
-from generator.load import load_changes
-from generator.render import generate
 
-GOLDEN_CHANGES = ROOT / "tests" / "golden" / "render" / "backfill" / "changes"
 KILLER = ROOT / "tests" / "kill_after.py"
 
-# The kill test's change: a backfill that reads the column it sets, so a batch done twice
-# shows as +2 and a batch skipped as +0: every row must be exactly +1 at the end.
-KILL_CHANGE = """\
-id: bump
-description: Every open line's quantity up by one, in batches of 3.
-operations:
-  - op: backfill
-    table: order_lines
-    set: {quantity: "coalesce(quantity, 0) + 1", status: "'open'"}
-    where: status IS NULL OR status <> 'closed'
-    batch_size: 3
-"""
+# The kill test's change (support.bump_change: every open line exactly +1 at the end).
+KILL_CHANGE = bump_change(3)
 
 
 def _project(tmp_path: Path, second: str | None = None) -> Path:
-    """A project of the golden base and its backfill change (or ``second`` instead)."""
-    root = tmp_path / "project"
-    changes = root / "changes"
-    changes.mkdir(parents=True)
-    shutil.copy(GOLDEN_CHANGES / "0000_base.yaml", changes)
-    if second is None:
-        shutil.copy(GOLDEN_CHANGES / "0001_backfill.yaml", changes)
-    else:
-        (changes / "0001_bump.yaml").write_text(second, encoding="utf-8")
-    out = root / "generated_migrations"
-    for rel, text in generate(load_changes(changes, display_base=root)).items():
-        path = out / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    shutil.copy(ROOT / "generated_migrations" / "env.py", out / "env.py")
-    return root
+    return backfill_project(tmp_path, second)
 
 
 def _seed(url: str) -> None:

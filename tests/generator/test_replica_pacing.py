@@ -24,27 +24,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from support import ROOT, execute
+from support import ROOT, backfill_project, bump_change, execute
 
 from generator import db, migrate
-from generator.load import load_changes
-from generator.render import generate
-
-GOLDEN_CHANGES = ROOT / "tests" / "golden" / "render" / "backfill" / "changes"
 
 # Every open line's quantity up by one in batches of 2: about 480 batches over the seed, some
 # seconds of batches (the replicas are looked at once a second).
 ORDERS = 300
-CHANGE = """\
-id: bump
-description: Every open line's quantity up by one, in batches of 2.
-operations:
-  - op: backfill
-    table: order_lines
-    set: {quantity: "coalesce(quantity, 0) + 1", status: "'open'"}
-    where: status IS NULL OR status <> 'closed'
-    batch_size: 2
-"""
+CHANGE = bump_change(2)
 
 pytestmark = pytest.mark.db
 
@@ -181,19 +168,6 @@ def pair() -> Iterator[Pair]:
         shutil.rmtree(top, ignore_errors=True)
 
 
-def _project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    (root / "changes").mkdir(parents=True)
-    shutil.copy(GOLDEN_CHANGES / "0000_base.yaml", root / "changes")
-    (root / "changes" / "0001_bump.yaml").write_text(CHANGE, encoding="utf-8")
-    out = root / "generated_migrations"
-    for rel, text in generate(load_changes(root / "changes", display_base=root)).items():
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        (out / rel).write_text(text, encoding="utf-8")
-    shutil.copy(ROOT / "generated_migrations" / "env.py", out / "env.py")
-    return root
-
-
 def _fresh(pair: Pair, tmp_path: Path) -> tuple[Path, str]:
     """A new database on the primary at 0000 with 4 lines of each order; its URL."""
     name = f"pace_{tmp_path.name[-20:].lower().replace('-', '_')}"
@@ -204,7 +178,7 @@ def _fresh(pair: Pair, tmp_path: Path) -> tuple[Path, str]:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     engine.dispose()
     url = pair.primary.rsplit("/", 1)[0] + f"/{name}"
-    root = _project(tmp_path)
+    root = backfill_project(tmp_path, CHANGE)
     migrate.upgrade(root / "generated_migrations", sa.make_url(url), "0000")
     execute(
         url,
