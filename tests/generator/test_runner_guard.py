@@ -135,7 +135,9 @@ def test_a_lock_released_mid_way_lets_a_retry_succeed(
 ) -> None:
     migrate.upgrade(MIGRATIONS, sa.make_url(db_url), "0002")
     with holding(db_url, dialect) as holder:
-        run = _start(db_url, tmp_path, "--lock-timeout", "50ms")
+        # 200 ms a wait: the run's probe asks who blocks at half of it, which on a loaded
+        # machine (two test workers) came after 50 ms waits had failed in every attempt
+        run = _start(db_url, tmp_path, "--lock-timeout", "200ms")
         lines = Lines(run)
         try:
             if dialect == "postgresql":
@@ -155,7 +157,7 @@ def test_a_lock_released_mid_way_lets_a_retry_succeed(
     assert run.returncode == 0, output
     if dialect == "postgresql":
         # the attempts name who blocked them: the holder. The run's probe asks at half the
-        # lock timeout (25 ms here); on a loaded machine it may ask only after an attempt
+        # lock timeout (100 ms here); on a loaded machine it may ask only after an attempt
         # has failed, and that attempt says the probe did not see the session (a first
         # attempt may also meet autovacuum's lock on the table): some attempt names the
         # holder, and none names anyone else.
