@@ -390,13 +390,9 @@ class Batches:
         below = ""
         if self.upper is not None:
             below = f"({keys}) <= ({marks}) "
-        # PostgreSQL: who holds the rows a batch waits for, asked once it has waited half
-        # its lock_timeout (the run's probe; a slice asks for its own session)
-        blockers = (
-            guard.Blockers(self.connection, self.settings.lock_timeout_ms / 2000)
-            if self.dialect == "postgresql"
-            else None
-        )
+        # PostgreSQL: who holds the rows a batch waits for, asked while it waits (the run's
+        # probe; a slice asks for its own session)
+        blockers = guard.Blockers(self.connection) if self.dialect == "postgresql" else None
         replicas = Replicas(self)
         with blockers or contextlib.nullcontext():
             while True:

@@ -540,10 +540,16 @@ class Probe:
     statement waits (once lock_timeout fires the wait is over and pg_blocking_pids empty).
     Opened when the run starts, so that asking costs one query, not a connect."""
 
+    # pg_blocking_pids takes every lock-manager partition lock: called once (in FROM, not
+    # per row of pg_stat_activity, as `pid = ANY (pg_blocking_pids(..))` in WHERE would be)
+    # and only while the backend waits on a lock, so that asking during a backfill's
+    # batches costs the server next to nothing.
     QUERY = (
         "SELECT a.pid, a.application_name, a.state, a.query_start, a.xact_start, "
-        "split_part(a.query, E'\\n', 1) AS query FROM pg_stat_activity AS a "
-        "WHERE a.pid = ANY (pg_blocking_pids(%d)) ORDER BY a.xact_start NULLS LAST"
+        "split_part(a.query, E'\\n', 1) AS query FROM unnest(CASE WHEN (SELECT "
+        "w.wait_event_type FROM pg_stat_get_activity({pid}) AS w) = 'Lock' THEN "
+        "pg_blocking_pids({pid}) END) AS b(pid) CROSS JOIN LATERAL pg_stat_get_activity(b.pid) "
+        "AS a ORDER BY a.xact_start NULLS LAST"
     )
 
     def __init__(self, connection: Connection):
@@ -573,7 +579,7 @@ class Probe:
             if self._conn is None:
                 return []
             try:
-                rows = self._conn.exec_driver_sql(self.QUERY % (pid or self.pid)).all()
+                rows = self._conn.exec_driver_sql(self.QUERY.format(pid=int(pid or self.pid))).all()
             except Exception:
                 return []
         return [_describe(r) for r in rows]
@@ -589,17 +595,25 @@ class Probe:
 
 
 class Blockers:
-    """Asks the run's :class:`Probe` once a statement has waited half its lock timeout (on
-    a worker connection: who blocks that worker's backend)."""
+    """Asks the run's :class:`Probe` who blocks a statement of ``connection`` (on a worker
+    connection: that worker's backend) while it waits: once it has run half the lock timeout
+    in force (the runner's, or a change's shorter one: ``schemagen.lock_ms``), then every
+    half of it for as long as it runs. One watching thread for the whole unit of work, not
+    a timer a statement: a thread started per statement, asked once, came after the attempt
+    had failed in every attempt on a loaded machine (no blocker named in 31 attempts)."""
 
-    def __init__(self, connection: Connection, delay_s: float):
+    def __init__(self, connection: Connection):
         self.connection = connection
-        self.delay_s = delay_s
         probe = connection.info.get("schemagen.probe")
         self.probe: Probe | None = probe if isinstance(probe, Probe) else None
         self.pid: int | None = connection.info.get("schemagen.backend_pid")
         self.seen: str | None = None
-        self._timer: threading.Timer | None = None
+        self._cond = threading.Condition()
+        # the running statement: (its number, when it started, first ask after, then every)
+        self._running: tuple[int, float, float, float] | None = None
+        self._count = 0
+        self._closed = False
+        self._thread: threading.Thread | None = None
 
     def ask(self) -> None:
         if self.probe is not None:
@@ -607,27 +621,59 @@ class Blockers:
             if found:
                 self.seen = "; ".join(found)
 
+    def _lock_s(self) -> float:
+        ms = self.connection.info.get("schemagen.lock_ms")
+        if not isinstance(ms, int) or ms <= 0:
+            ms = settings_of(self.connection).lock_timeout_ms
+        return ms / 1000
+
     def before(self, *args: Any) -> None:
-        self.cancel()
-        if self.probe is not None:
-            self._timer = threading.Timer(self.delay_s, self.ask)
-            self._timer.daemon = True
-            self._timer.start()
+        lock_s = self._lock_s()
+        with self._cond:
+            self._count += 1
+            self._running = (self._count, time.monotonic(), lock_s / 2, max(lock_s / 2, 0.005))
+            self._cond.notify()
 
     def cancel(self, *args: Any) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        with self._cond:
+            self._running = None
+
+    def _watch(self) -> None:
+        statement, due = 0, 0.0
+        while True:
+            with self._cond:
+                while not self._closed and self._running is None:
+                    self._cond.wait()
+                running = self._running
+                if self._closed or running is None:
+                    return
+                number, started, first, every = running
+                if number != statement:
+                    statement, due = number, started + first
+                wait = due - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)  # woken early by the statement's end or the next
+                    continue
+                due = time.monotonic() + every
+            self.ask()  # outside the condition: a query on the probe's connection
 
     def __enter__(self) -> Blockers:
         event.listen(self.connection, "before_cursor_execute", self.before)
         event.listen(self.connection, "after_cursor_execute", self.cancel)
+        if self.probe is not None:
+            self._thread = threading.Thread(target=self._watch, name="schemagen-blockers")
+            self._thread.daemon = True
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.cancel()
         event.remove(self.connection, "before_cursor_execute", self.before)
         event.remove(self.connection, "after_cursor_execute", self.cancel)
+        with self._cond:
+            self._closed, self._running = True, None
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
     def take(self) -> str:
         self.cancel()  # a failed statement fires no after_cursor_execute
@@ -771,7 +817,7 @@ def retrying(connection: Connection, change: str, attempt: Callable[[bool], None
     event.listen(connection, "commit", on_commit)
     event.listen(connection, "begin", on_begin)
     try:
-        with Blockers(connection, s.lock_timeout_ms / 2000) as blockers:
+        with Blockers(connection) as blockers:
             for number in range(1, s.lock_retries + 2):
                 connection.info.pop("schemagen.lock_ms", None)
                 connection.info.pop("schemagen.autocommit_lock_ms", None)

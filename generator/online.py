@@ -221,7 +221,7 @@ class _Run:
         """One transaction under the runner's short lock_timeout, retried with backoff; each
         wait names the session holding the lock (guard.Blockers, the run's probe)."""
         s = self.settings
-        with guard.Blockers(self.connection, s.lock_timeout_ms / 2000) as blockers:
+        with guard.Blockers(self.connection) as blockers:
             for attempt in range(1, s.lock_retries + 2):
                 self.loop.begin()
                 try:

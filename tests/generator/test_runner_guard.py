@@ -365,10 +365,69 @@ def test_a_probe_that_cannot_connect_says_why_the_blocker_is_unknown(pg_database
             probe = guard.Probe(conn)
             conn.info["schemagen.probe"] = probe
             assert probe.failed is not None and "too many connections" in probe.failed
-            told = guard.Blockers(conn, 0.01).take()
+            told = guard.Blockers(conn).take()
             assert told.startswith("a session not known (the run's probe could not connect: ")
             assert "too many connections" in told
             probe.close()
     finally:
         engine.dispose()
         execute(admin, f'DROP ROLE IF EXISTS "{role}"')
+
+
+@pytest.mark.db
+def test_a_change_with_a_shorter_lock_timeout_still_names_the_blocker(pg_database: str) -> None:
+    """A change's own ``postgresql: lock_timeout`` may be far below the runner's: the probe
+    asks at half the timeout in force (``schemagen.lock_ms``), not the runner's, and asks again
+    while the statement waits. With the runner's 2 s and the change's 100 ms, asking at half
+    the runner's came after every attempt had failed."""
+    admin = pg_url_for(pg_database)
+    execute(admin, "DROP TABLE IF EXISTS held", "CREATE TABLE held (id int)")
+    holder = PgHolder(admin, "held")
+    engine = sa.create_engine(sa.make_url(admin), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.info["schemagen.settings"] = guard.Settings().with_options(lock_timeout="2s")
+            conn.info["schemagen.lock_ms"] = 100
+            probe = conn.info["schemagen.probe"] = guard.Probe(conn)
+            try:
+                with guard.Blockers(conn) as blockers:
+                    told = []
+                    for _ in range(3):
+                        conn.exec_driver_sql("SET lock_timeout = '100ms'")
+                        started = time.monotonic()
+                        with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
+                            conn.exec_driver_sql("LOCK TABLE held IN ACCESS SHARE MODE")
+                        assert time.monotonic() - started < 1.0  # the change's timeout
+                        conn.rollback()
+                        told.append(blockers.take())
+            finally:
+                probe.close()
+    finally:
+        holder.release()
+        engine.dispose()
+        execute(admin, "DROP TABLE IF EXISTS held")
+    assert any(f"pid {holder.pid}, " in t and "lock-holder-test" in t for t in told), told
+    for t in told:
+        assert t.startswith(f"pid {holder.pid}, ") or "did not see" in t, t
+
+
+@pytest.mark.db
+def test_the_probe_asks_nothing_of_a_statement_that_waits_on_no_lock(pg_database: str) -> None:
+    """A long statement that waits on no lock (a backfill batch, an index build): the probe's
+    question finds no blocker, and does not call pg_blocking_pids (which takes every
+    lock-manager partition lock) for it."""
+    admin = pg_url_for(pg_database)
+    engine = sa.create_engine(sa.make_url(admin), poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        probe = guard.Probe(conn)
+        try:
+            plan = probe._conn.exec_driver_sql(  # type: ignore[union-attr]
+                "EXPLAIN (ANALYZE, VERBOSE, COSTS OFF) " + guard.Probe.QUERY.format(pid=probe.pid)
+            ).all()
+            assert probe.blockers() == []
+        finally:
+            probe.close()
+    text = "\n".join(r[0] for r in plan)
+    # the CASE's condition is false (the backend runs EXPLAIN's own query: not waiting on a
+    # lock), so unnest gets NULL and the lateral scan never runs
+    assert "pg_blocking_pids" in text and "never executed" in text, text
