@@ -198,6 +198,8 @@ def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
         dialects = [] if suites == ["migrate"] else dialects
     if args.gencheck_previous is not None:
         s = replace(s, gencheck_previous=str(args.gencheck_previous.resolve()))
+    if args.workdir is not None and not args.workdir.is_dir():
+        raise SystemExit(f"error: --workdir {args.workdir}: no such directory")
     pg_url = postgres_admin_url(args.pg_url)
     if "postgresql" in dialects or set(suites) & set(OWN_DB_SUITES) or paths:
         problem = _pg_problem(pg_url)

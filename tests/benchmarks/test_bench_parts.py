@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 
-from benchmarks import calc, data, insert, query
+from benchmarks import calc, cli, data, insert, query
 from benchmarks.databases import MIGRATIONS, BenchDatabase
 from generator import db, migrate
 
@@ -193,3 +193,11 @@ def test_settle_disk_waits_for_writes_to_stop(tmp_path: Path) -> None:
         stop.set()
         thread.join()
     assert 1.5 + 0.5 <= waited < 30, waited  # the writes, then half a second of quiet
+
+
+def test_a_missing_workdir_is_an_error_naming_it_not_a_traceback(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["--quick", "--dialect", "sqlite", "--suite", "calc", "--workdir", str(missing)])
+    assert str(raised.value) == f"error: --workdir {missing}: no such directory"
+    assert not missing.exists()

@@ -1,7 +1,8 @@
 """`schemagen upgrade` from 0000 to head and `downgrade` back on PostgreSQL with 200k ticks and
-80k alerts (LOAD_TICKS / LOAD_ALERTS: the documented runs used 500k / 200k), while two writers and two readers use the application's pooled async engine, and
-two more clients hold one pooled connection each from before the upgrade to after the
-downgrade (a long request, a worker's session), a transaction per statement.
+80k alerts (LOAD_TICKS / LOAD_ALERTS: the documented runs used 500k / 200k), while two
+writers and two readers use the application's pooled async engine, and two more clients
+hold one pooled connection each from before the upgrade to after the downgrade (a long
+request, a worker's session), a transaction per statement.
 
 What must hold: no application statement fails, over the whole upgrade and downgrade (0003 is
 an online type change on PostgreSQL: its contract swaps the columns under the pooled
