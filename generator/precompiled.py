@@ -14,8 +14,9 @@ source, Jinja's version and the environment's settings that reach the compiled c
 (:func:`signature`). A run reads each template's source as ever and computes its key: a
 template edited since (or an environment or Jinja changed) has no module of that key, and is
 compiled from its source as without precompiled templates; a module is never trusted for any
-other source. The folder is the installed tool's, like its bytecode, not a project's cache: ``--no-cache``
-does not concern it, and removing it is always safe (every template is compiled per run).
+other source. The folder is the installed tool's, like its bytecode, not a project's cache:
+``--no-cache`` does not concern it, and removing it is always safe (every template is then
+compiled by each run).
 """
 
 from __future__ import annotations
