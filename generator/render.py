@@ -17,7 +17,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import jinja2
 
-from generator import checks, config, dialects, lint, ops, plan, resume, review, revision_files
+from generator import (
+    checks,
+    config,
+    dialects,
+    lint,
+    ops,
+    plan,
+    precompiled,
+    resume,
+    review,
+    revision_files,
+)
 from generator.files import SUM_FILE, Parts, Text, h1, sum_of_hashes
 from generator.load import Change
 from generator.plan import Unit
@@ -255,9 +266,19 @@ class _Block:
         return self._json_data
 
 
-def make_env(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
+def is_rendering_template(name: str) -> bool:
+    """A template of :func:`make_env` (templates/init/ is ``schemagen init``'s, rendered by
+    generator.scaffold)."""
+    return name.endswith(".j2") and not name.startswith("init/")
+
+
+def make_env(
+    templates_dir: Path = TEMPLATES_DIR, compiled: Path = precompiled.COMPILED_DIR
+) -> jinja2.Environment:
+    """The templates' environment; a template compiled ahead into ``compiled`` for its
+    present source is loaded from there (generator.precompiled)."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        loader=precompiled.Loader(templates_dir, compiled),
         auto_reload=False,  # templates do not change during a run: no stat per lookup
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

@@ -316,7 +316,13 @@ class Table:
         return tuple(c.name for c in self.columns if c.primary_key)
 
     def column(self, name: str) -> Column | None:
-        return next((c for c in self.columns if c.name == name), None)
+        return self._columns_by_name.get(name)
+
+    @functools.cached_property
+    def _columns_by_name(self) -> dict[str, Column]:
+        # Once per table (it is frozen): rendering looks its columns up by name thousands of
+        # times over a history. The first column of a name, as a scan would find it.
+        return {c.name: c for c in reversed(self.columns)}
 
     def index(self, name: str) -> Index | None:
         return next((i for i in self.indexes if i.name == name), None)
@@ -351,7 +357,12 @@ class Schema:
     archives: tuple[Table, ...] = ()
 
     def table(self, name: str) -> Table | None:
-        return next((t for t in self.tables if t.name == name), None)
+        return self._tables_by_name.get(name)
+
+    @functools.cached_property
+    def _tables_by_name(self) -> dict[str, Table]:
+        # Once per state (it is frozen), as _columns_by_name.
+        return {t.name: t for t in reversed(self.tables)}
 
     def get(self, name: str) -> Table:
         table = self.table(name)

@@ -3,9 +3,12 @@
 Plain PyYAML keeps the last of two duplicate keys without a word and expands aliases
 without limit; here both are errors, as are explicit tags, so a spec is plain data. One
 parser: libyaml's (PyYAML's C extension, CParser) where PyYAML was built with it, as its
-wheels are; PyYAML's pure-Python one otherwise. Either way the nodes are composed here, in
+wheels are; PyYAML's pure-Python one otherwise. Either way the data is composed here, in
 Python, from the parser's events, so the checks above and every position (the events'
 marks) are the same code (a warm ``generate`` does not parse at all: see generator.cache).
+The events become the data and its positions directly: each scalar's tag resolved and its
+value constructed as PyYAML's composer and constructor do, but no tree of nodes built and
+walked again (a cold check reads every spec; tests/generator/test_yaml_parser.py).
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
@@ -63,12 +65,6 @@ def _refuse(event: Any) -> None:
 MAX_DEPTH = 64
 
 
-def _deeper(loader: Any, event: Any) -> None:
-    loader.depth += 1
-    if loader.depth > MAX_DEPTH:
-        raise _Refused(event.start_mark, f"nested deeper than {MAX_DEPTH} levels")
-
-
 try:
     from yaml._yaml import CParser as _Parser  # libyaml: scans and parses in C
 
@@ -81,39 +77,21 @@ except ImportError:  # PyYAML built without libyaml
     LIBYAML = False
 
 
-class _Strict(Composer):
-    """A composer that refuses aliases, anchors, explicit tags and nesting deeper than
-    MAX_DEPTH, over whichever parser's events."""
-
-    depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()  # type: ignore[attr-defined]
-        _refuse(event)
-        _deeper(self, event)
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
-
-
 if LIBYAML:
 
-    class _StrictLoader(_Strict, _Parser, SafeConstructor, Resolver):
+    class _StrictLoader(_Parser, SafeConstructor, Resolver):
         def __init__(self, text: str) -> None:
             _Parser.__init__(self, text)
             SafeConstructor.__init__(self)
             Resolver.__init__(self)
-            Composer.__init__(self)
 
 else:  # the pure-Python reader, scanner and parser: yaml.SafeLoader's
 
-    class _StrictLoader(_Strict, Reader, Scanner, _Parser, SafeConstructor, Resolver):  # type: ignore[no-redef]
+    class _StrictLoader(Reader, Scanner, _Parser, SafeConstructor, Resolver):  # type: ignore[no-redef]
         def __init__(self, text: str) -> None:
             Reader.__init__(self, text)  # checks every character here
             Scanner.__init__(self)
             _Parser.__init__(self)  # type: ignore[call-arg]
-            Composer.__init__(self)
             SafeConstructor.__init__(self)
             Resolver.__init__(self)
 
@@ -149,8 +127,10 @@ def load(text: str, file: str) -> tuple[Any, Positions, list[SpecError]]:
         return None, Positions(), [_reader_error(error, text, file, chars=True)]
 
     try:
+        positions = Positions()
+        errors: list[SpecError] = []
         try:
-            node = loader.get_single_node()
+            data, found = _document(loader, positions, errors, file)
         except _Refused as exc:
             line, col = _mark(exc.mark)
             return None, Positions(), [SpecError(file, line, col, "", exc.message)]
@@ -160,57 +140,101 @@ def load(text: str, file: str) -> tuple[Any, Positions, list[SpecError]]:
             return None, Positions(), [SpecError(file, line, col, "", f"invalid YAML: {problem}")]
         except yaml.YAMLError as exc:  # e.g. a reader error on a control character
             return None, Positions(), [_reader_error(exc, text, file)]
-        positions = Positions()
-        errors: list[SpecError] = []
-        if node is None:
+        if not found:
             return None, positions, [SpecError(file, 1, 1, "", "the file is empty")]
-        data = _convert(node, (), loader, positions, errors, file)
         return data, positions, errors
     finally:
         loader.dispose()
 
 
-def _convert(
-    node: yaml.Node,
+def _document(
+    loader: Any, positions: Positions, errors: list[SpecError], file: str
+) -> tuple[Any, bool]:
+    """The stream's one document as data (False: the stream has none), as
+    ``Composer.get_single_node`` reads it: a second document is an error."""
+    loader.get_event()  # STREAM-START
+    data, found, start = None, False, None
+    if not loader.check_event(yaml.StreamEndEvent):
+        loader.get_event()  # DOCUMENT-START
+        start = loader.peek_event().start_mark  # the root's, as the composer's document's
+        data = _value(loader, (), 1, positions, errors, file)
+        loader.get_event()  # DOCUMENT-END
+        found = True
+    if not loader.check_event(yaml.StreamEndEvent):
+        event = loader.get_event()
+        raise yaml.composer.ComposerError(
+            "expected a single document in the stream",
+            start,
+            "but found another document",
+            event.start_mark,
+        )
+    loader.get_event()  # STREAM-END
+    return data, found
+
+
+def _value(
+    loader: Any,
     path: Path,
-    loader: SafeConstructor,
+    depth: int,
     positions: Positions,
     errors: list[SpecError],
     file: str,
 ) -> Any:
-    positions.values[path] = _mark(node.start_mark)
-    if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
-        first_seen: dict[Any, int] = {}
-        for key_node, value_node in node.value:
-            line, col = _mark(key_node.start_mark)
-            if not isinstance(key_node, yaml.ScalarNode):
-                errors.append(SpecError(file, line, col, format_path(path), "keys must be plain"))
-                continue
-            key = key_node.value
-            if key in first_seen:
-                errors.append(
-                    SpecError(
-                        file,
-                        line,
-                        col,
-                        format_path((*path, key)),
-                        f"duplicate key {key!r} (first given on line {first_seen[key]})",
-                    )
+    """The node the next events make, as data; its position (and its keys') recorded."""
+    event = loader.peek_event()
+    _refuse(event)
+    if depth > MAX_DEPTH:
+        raise _Refused(event.start_mark, f"nested deeper than {MAX_DEPTH} levels")
+    positions.values[path] = _mark(event.start_mark)
+    loader.get_event()
+    if isinstance(event, yaml.ScalarEvent):
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+        marks: tuple[Any, Any] = (event.start_mark, event.end_mark)  # libyaml's or PyYAML's
+        node = yaml.ScalarNode(tag, event.value, *marks, style=event.style)
+        try:
+            return loader.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            line, col = _mark(node.start_mark)
+            errors.append(SpecError(file, line, col, format_path(path), f"invalid value: {exc}"))
+            return None
+    if isinstance(event, yaml.SequenceStartEvent):
+        items: list[Any] = []
+        while not loader.check_event(yaml.SequenceEndEvent):
+            items.append(_value(loader, (*path, len(items)), depth + 1, positions, errors, file))
+        loader.get_event()
+        return items
+    # a mapping (the parser's events are nodes' starts, ends or scalars)
+    out: dict[Any, Any] = {}
+    first_seen: dict[Any, int] = {}
+    while not loader.check_event(yaml.MappingEndEvent):
+        key_event = loader.peek_event()
+        line, col = _mark(key_event.start_mark)
+        if not isinstance(key_event, yaml.ScalarEvent):  # composed, then left out
+            _value(loader, (), depth + 1, Positions(), [], file)
+            _value(loader, (), depth + 1, Positions(), [], file)
+            errors.append(SpecError(file, line, col, format_path(path), "keys must be plain"))
+            continue
+        _refuse(key_event)
+        if depth + 1 > MAX_DEPTH:
+            raise _Refused(key_event.start_mark, f"nested deeper than {MAX_DEPTH} levels")
+        loader.get_event()
+        key = key_event.value
+        if key in first_seen:
+            _value(loader, (), depth + 1, Positions(), [], file)  # composed, then left out
+            errors.append(
+                SpecError(
+                    file,
+                    line,
+                    col,
+                    format_path((*path, key)),
+                    f"duplicate key {key!r} (first given on line {first_seen[key]})",
                 )
-                continue
-            first_seen[key] = line
-            positions.keys[(*path, key)] = (line, col)
-            out[key] = _convert(value_node, (*path, key), loader, positions, errors, file)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [
-            _convert(item, (*path, i), loader, positions, errors, file)
-            for i, item in enumerate(node.value)
-        ]
-    try:
-        return loader.construct_object(node, deep=True)
-    except yaml.YAMLError as exc:
-        line, col = _mark(node.start_mark)
-        errors.append(SpecError(file, line, col, format_path(path), f"invalid value: {exc}"))
-        return None
+            )
+            continue
+        first_seen[key] = line
+        positions.keys[(*path, key)] = (line, col)
+        out[key] = _value(loader, (*path, key), depth + 1, positions, errors, file)
+    loader.get_event()
+    return out

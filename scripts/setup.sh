@@ -13,3 +13,7 @@ fi
 # PYTHONDONTWRITEBYTECODE never writes, so every run would compile them from source again:
 # about 0.16 s of each `schemagen` command). A stale file is recompiled in memory as ever.
 .venv/bin/python -m compileall -q generator marketdata benchmarks
+# The templates compiled ahead the same way, into .venv/share/schemagen (generator/precompiled.py:
+# Jinja's modules and their bytecode); a template edited since is compiled from its source by
+# each run, until this runs again.
+.venv/bin/python -m generator.precompiled

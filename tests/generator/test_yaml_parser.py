@@ -13,6 +13,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import yaml
+
 from benchmarks import gencheck
 from generator import yamlpos
 
@@ -105,6 +107,39 @@ def test_broken_and_odd_yaml_is_an_error_with_a_position_never_an_exception() ->
         else:
             valid += 1
     assert valid > 100 and broken > 100  # valid mutants too, not only broken ones
+
+
+def _positions(node: yaml.Node, path: tuple[object, ...], out: dict[object, object]) -> None:
+    """Every value's position as PyYAML's composer marks its node."""
+    out[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            _positions(value, (*path, key.value), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _positions(item, (*path, i), out)
+
+
+def test_the_data_and_positions_are_pyyamls() -> None:
+    """The data composed from the events is what PyYAML's safe loader makes of the text, and
+    each value's position is where its composer's node starts (specs and valid mutants)."""
+    rng = random.Random(20261204)
+    bases = [p.read_text(encoding="utf-8") for p in CORPUS if p.stat().st_size < 4000]
+    texts = bases + SYNTHETIC + [_mutate(rng, rng.choice(bases)) for _ in range(1000)]
+    compared = 0
+    for text in texts:
+        data, positions, errors = yamlpos.load(text, "f.yaml")
+        if errors:
+            continue
+        # the same parser (libyaml takes a tab pure PyYAML refuses, counts a BOM's column
+        # otherwise)
+        loader = yaml.CSafeLoader if yamlpos.LIBYAML else yaml.SafeLoader
+        assert data == yaml.load(text, Loader=loader), repr(text)
+        expected: dict[object, object] = {}
+        _positions(yaml.compose(text, Loader=loader), (), expected)
+        assert positions.values == expected, repr(text)
+        compared += 1
+    assert compared > 300
 
 
 def test_nesting_is_bounded_by_the_composer() -> None:
