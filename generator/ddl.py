@@ -89,6 +89,11 @@ class NewAction:
     on_delete: str
 
 
+# How a swap's DO block starts: a statement that changes no row (generator.runtime lets it run
+# in an autocommit block, where it commits each key on its own).
+SWAP_BLOCK = "DO $swap$"
+
+
 class SwapForeignKeyActions(_Statement):
     """One ``DO`` block that gives each foreign key its new ON DELETE action: the tables
     locked first (referencing tables before the ones they reference, the runner's
@@ -159,7 +164,7 @@ def swap_name(name: str) -> str:
 def _swap(element: SwapForeignKeyActions, compiler: DDLCompiler, **kw: Any) -> str:
     tables = element.lock_order()
     lines = [
-        "DO $swap$",
+        SWAP_BLOCK,
         "DECLARE",
         "  wait_ms integer := (SELECT setting::integer FROM pg_settings "
         "WHERE name = 'lock_timeout');",

@@ -43,8 +43,8 @@ def _half_done(
     an INVALID index (a killed concurrent build or drop), a swapped key not yet validated.
 
     Transactional units commit only together, when the next non-transactional block starts;
-    each statement of a concurrent-index block commits on its own; the swaps of a
-    swap_fk_actions unit commit together, then each VALIDATE on its own.
+    each statement of a concurrent-index block commits on its own, and so does each swap of
+    a swap_fk_actions unit, then each VALIDATE.
     """
     schema = start
     for unit in committed_prefix(units):

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
-from generator import guard, integrity, version_table
+from generator import ddl, guard, integrity, version_table
 
 log = logging.getLogger("schemagen")
 # The checks of a validation file are data (generator.checks.Check), rendered as JSON beside
@@ -747,6 +747,8 @@ def _refuse_uncounted_row_changes(
     if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
         return
     if conn.info.get("schemagen.batches"):  # a backfill's own transactions (generator.batches)
+        return
+    if statement.startswith(ddl.SWAP_BLOCK):  # a foreign key's swap: no row changes
         return
     words = statement.split(None, 1)
     if words and words[0].upper() in _ROW_CHANGES:

@@ -483,59 +483,81 @@ def _upgrade_postgresql() -> None:
     runtime.unit(
         op,
         "swap_fk_actions",
-        "ACCESS EXCLUSIVE on every table of the swap (brief; LOCK TABLE first, referencing tables before referenced ones), then SHARE UPDATE EXCLUSIVE to validate",
+        "ACCESS EXCLUSIVE on the two tables of each key in turn (brief; LOCK TABLE first, referencing before referenced, each key committed on its own), then SHARE UPDATE EXCLUSIVE to validate",
         rewrites=False,
     )
-    # One statement (generator.ddl.SwapForeignKeyActions, a DO block), one round trip: the tables
-    # stay locked only while the server runs the swap, not for a dozen round trips, each of which
-    # a loaded machine can stretch. The tables are locked first, referencing tables before the
-    # ones they reference (the order an INSERT takes them), the runner's short lock_timeout shared
-    # among them (lock_timeout / N per table, so the whole LOCK TABLE waits at most lock_timeout
-    # while it holds the tables it got), then retried (generator.guard). Not NOWAIT: under steady
-    # traffic some transaction nearly always holds one of the tables, and a lock that never queues
-    # never gets its turn (the load test's 0004 downgrade gave up after 11 attempts). Each key is
-    # added NOT VALID under a temporary name, the old one dropped, the new one renamed; a re-run
-    # skips keys that already have the new action.
-    op.execute(
-        ddl.SwapForeignKeyActions(
-            [
-                ddl.NewAction(
-                    table="market_data",
-                    name="fk_market_data_instrument_id_instruments",
-                    columns=["instrument_id"],
-                    ref_table="instruments",
-                    ref_columns=["id"],
-                    on_delete="restrict",
-                ),
-                ddl.NewAction(
-                    table="alert_rules",
-                    name="fk_alert_rules_instrument_id_instruments",
-                    columns=["instrument_id"],
-                    ref_table="instruments",
-                    ref_columns=["id"],
-                    on_delete="restrict",
-                ),
-                ddl.NewAction(
-                    table="alert_logs",
-                    name="fk_alert_logs_rule_id_alert_rules",
-                    columns=["rule_id"],
-                    ref_table="alert_rules",
-                    ref_columns=["id"],
-                    on_delete="restrict",
-                ),
-                ddl.NewAction(
-                    table="alert_logs",
-                    name="fk_alert_logs_instrument_id_instruments",
-                    columns=["instrument_id"],
-                    ref_table="instruments",
-                    ref_columns=["id"],
-                    on_delete="restrict",
-                ),
-            ]
-        )
-    )
-    # VALIDATE runs after the swap has committed, so the locks above are held only briefly.
+    # Each key in a transaction of its own (generator.ddl.SwapForeignKeyActions, a DO block run
+    # in autocommit: one statement, one round trip, committed alone), so that each takes only its
+    # two tables, referencing before referenced (the order an INSERT takes them), the runner's
+    # short lock_timeout shared between them (lock_timeout / 2 a table: the DO waits at most
+    # lock_timeout while it holds the table it got), then retried (generator.guard): locking every
+    # table of the change at once needs a moment when none of them is in use, which steady traffic
+    # may never give. Not NOWAIT: some transaction nearly always holds one of the tables, and a
+    # lock that never queues never gets its turn. Each key is added NOT VALID under a temporary
+    # name, the old one dropped, the new one renamed; a re-run skips keys that already have the
+    # new action. VALIDATE then scans, under a lock that lets reads and writes go on.
     with op.get_context().autocommit_block():
+        runtime.queueing_lock_wait(op, True)
+        op.execute(
+            ddl.SwapForeignKeyActions(
+                [
+                    ddl.NewAction(
+                        table="market_data",
+                        name="fk_market_data_instrument_id_instruments",
+                        columns=["instrument_id"],
+                        ref_table="instruments",
+                        ref_columns=["id"],
+                        on_delete="restrict",
+                    ),
+                ]
+            )
+        )
+        runtime.queueing_lock_wait(op, True)
+        op.execute(
+            ddl.SwapForeignKeyActions(
+                [
+                    ddl.NewAction(
+                        table="alert_rules",
+                        name="fk_alert_rules_instrument_id_instruments",
+                        columns=["instrument_id"],
+                        ref_table="instruments",
+                        ref_columns=["id"],
+                        on_delete="restrict",
+                    ),
+                ]
+            )
+        )
+        runtime.queueing_lock_wait(op, True)
+        op.execute(
+            ddl.SwapForeignKeyActions(
+                [
+                    ddl.NewAction(
+                        table="alert_logs",
+                        name="fk_alert_logs_rule_id_alert_rules",
+                        columns=["rule_id"],
+                        ref_table="alert_rules",
+                        ref_columns=["id"],
+                        on_delete="restrict",
+                    ),
+                ]
+            )
+        )
+        runtime.queueing_lock_wait(op, True)
+        op.execute(
+            ddl.SwapForeignKeyActions(
+                [
+                    ddl.NewAction(
+                        table="alert_logs",
+                        name="fk_alert_logs_instrument_id_instruments",
+                        columns=["instrument_id"],
+                        ref_table="instruments",
+                        ref_columns=["id"],
+                        on_delete="restrict",
+                    ),
+                ]
+            )
+        )
+        runtime.queueing_lock_wait(op, False)
         op.execute(
             ddl.ValidateConstraint("market_data", "fk_market_data_instrument_id_instruments")
         )
@@ -757,59 +779,81 @@ def _downgrade_postgresql() -> None:
     runtime.unit(
         op,
         "swap_fk_actions",
-        "ACCESS EXCLUSIVE on every table of the swap (brief; LOCK TABLE first, referencing tables before referenced ones), then SHARE UPDATE EXCLUSIVE to validate",
+        "ACCESS EXCLUSIVE on the two tables of each key in turn (brief; LOCK TABLE first, referencing before referenced, each key committed on its own), then SHARE UPDATE EXCLUSIVE to validate",
         rewrites=False,
     )
-    # One statement (generator.ddl.SwapForeignKeyActions, a DO block), one round trip: the tables
-    # stay locked only while the server runs the swap, not for a dozen round trips, each of which
-    # a loaded machine can stretch. The tables are locked first, referencing tables before the
-    # ones they reference (the order an INSERT takes them), the runner's short lock_timeout shared
-    # among them (lock_timeout / N per table, so the whole LOCK TABLE waits at most lock_timeout
-    # while it holds the tables it got), then retried (generator.guard). Not NOWAIT: under steady
-    # traffic some transaction nearly always holds one of the tables, and a lock that never queues
-    # never gets its turn (the load test's 0004 downgrade gave up after 11 attempts). Each key is
-    # added NOT VALID under a temporary name, the old one dropped, the new one renamed; a re-run
-    # skips keys that already have the new action.
-    op.execute(
-        ddl.SwapForeignKeyActions(
-            [
-                ddl.NewAction(
-                    table="alert_logs",
-                    name="fk_alert_logs_instrument_id_instruments",
-                    columns=["instrument_id"],
-                    ref_table="instruments",
-                    ref_columns=["id"],
-                    on_delete="cascade",
-                ),
-                ddl.NewAction(
-                    table="alert_logs",
-                    name="fk_alert_logs_rule_id_alert_rules",
-                    columns=["rule_id"],
-                    ref_table="alert_rules",
-                    ref_columns=["id"],
-                    on_delete="cascade",
-                ),
-                ddl.NewAction(
-                    table="alert_rules",
-                    name="fk_alert_rules_instrument_id_instruments",
-                    columns=["instrument_id"],
-                    ref_table="instruments",
-                    ref_columns=["id"],
-                    on_delete="cascade",
-                ),
-                ddl.NewAction(
-                    table="market_data",
-                    name="fk_market_data_instrument_id_instruments",
-                    columns=["instrument_id"],
-                    ref_table="instruments",
-                    ref_columns=["id"],
-                    on_delete="cascade",
-                ),
-            ]
-        )
-    )
-    # VALIDATE runs after the swap has committed, so the locks above are held only briefly.
+    # Each key in a transaction of its own (generator.ddl.SwapForeignKeyActions, a DO block run
+    # in autocommit: one statement, one round trip, committed alone), so that each takes only its
+    # two tables, referencing before referenced (the order an INSERT takes them), the runner's
+    # short lock_timeout shared between them (lock_timeout / 2 a table: the DO waits at most
+    # lock_timeout while it holds the table it got), then retried (generator.guard): locking every
+    # table of the change at once needs a moment when none of them is in use, which steady traffic
+    # may never give. Not NOWAIT: some transaction nearly always holds one of the tables, and a
+    # lock that never queues never gets its turn. Each key is added NOT VALID under a temporary
+    # name, the old one dropped, the new one renamed; a re-run skips keys that already have the
+    # new action. VALIDATE then scans, under a lock that lets reads and writes go on.
     with op.get_context().autocommit_block():
+        runtime.queueing_lock_wait(op, True)
+        op.execute(
+            ddl.SwapForeignKeyActions(
+                [
+                    ddl.NewAction(
+                        table="alert_logs",
+                        name="fk_alert_logs_instrument_id_instruments",
+                        columns=["instrument_id"],
+                        ref_table="instruments",
+                        ref_columns=["id"],
+                        on_delete="cascade",
+                    ),
+                ]
+            )
+        )
+        runtime.queueing_lock_wait(op, True)
+        op.execute(
+            ddl.SwapForeignKeyActions(
+                [
+                    ddl.NewAction(
+                        table="alert_logs",
+                        name="fk_alert_logs_rule_id_alert_rules",
+                        columns=["rule_id"],
+                        ref_table="alert_rules",
+                        ref_columns=["id"],
+                        on_delete="cascade",
+                    ),
+                ]
+            )
+        )
+        runtime.queueing_lock_wait(op, True)
+        op.execute(
+            ddl.SwapForeignKeyActions(
+                [
+                    ddl.NewAction(
+                        table="alert_rules",
+                        name="fk_alert_rules_instrument_id_instruments",
+                        columns=["instrument_id"],
+                        ref_table="instruments",
+                        ref_columns=["id"],
+                        on_delete="cascade",
+                    ),
+                ]
+            )
+        )
+        runtime.queueing_lock_wait(op, True)
+        op.execute(
+            ddl.SwapForeignKeyActions(
+                [
+                    ddl.NewAction(
+                        table="market_data",
+                        name="fk_market_data_instrument_id_instruments",
+                        columns=["instrument_id"],
+                        ref_table="instruments",
+                        ref_columns=["id"],
+                        on_delete="cascade",
+                    ),
+                ]
+            )
+        )
+        runtime.queueing_lock_wait(op, False)
         op.execute(ddl.ValidateConstraint("alert_logs", "fk_alert_logs_instrument_id_instruments"))
         op.execute(ddl.ValidateConstraint("alert_logs", "fk_alert_logs_rule_id_alert_rules"))
         op.execute(

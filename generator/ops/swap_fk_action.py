@@ -75,8 +75,9 @@ class SwapFkAction(OperationSpec):
 
 def _swap_risk(steps: tuple[Step, ...], dialect: str) -> Risk:
     return Risk(
-        "ACCESS EXCLUSIVE on every table of the swap (brief; LOCK TABLE first, referencing "
-        "tables before referenced ones), then SHARE UPDATE EXCLUSIVE to validate",
+        "ACCESS EXCLUSIVE on the two tables of each key in turn (brief; LOCK TABLE first, "
+        "referencing before referenced, each key committed on its own), then SHARE UPDATE "
+        "EXCLUSIVE to validate",
         False,
         "added NOT VALID, validated after commit while writes go on",
         scans=True,
@@ -84,13 +85,14 @@ def _swap_risk(steps: tuple[Step, ...], dialect: str) -> Risk:
     )
 
 
-# PostgreSQL: every swap of a change in one DO block, then each VALIDATE after its commit.
+# PostgreSQL: each swap of a change in a DO block committed on its own, then each VALIDATE.
 SWAP_FK_ACTIONS = Group(
     "swap_fk_actions",
     "ops/swap_fk_actions.j2",
     _swap_risk,
     any_table=True,
     transactional=False,
+    commits_each_step=True,
 )
 
 

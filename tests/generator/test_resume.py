@@ -241,6 +241,9 @@ KILLS = [
     ("DROP INDEX CONCURRENTLY", 2, "upgrade", "0000", "0001 upgrade: between two drops"),
     ("CREATE INDEX CONCURRENTLY", 1, "upgrade", "0000", "0001 upgrade: index built"),
     ("VALIDATE CONSTRAINT", 2, "upgrade", "0003", "0004 upgrade: keys swapped, half validated"),
+    # each key's swap commits on its own: killed after two of the four
+    ("DO $swap$", 2, "upgrade", "0003", "0004 upgrade: two keys swapped, two not"),
+    ("DO $swap$", 3, "downgrade", "0003", "0004 downgrade: three keys swapped back, one not"),
     (
         "DROP INDEX CONCURRENTLY IF EXISTS ix_market_data_deleted_at",
         1,
