@@ -597,10 +597,11 @@ class Probe:
 class Blockers:
     """Asks the run's :class:`Probe` who blocks a statement of ``connection`` (on a worker
     connection: that worker's backend) while it waits: once it has run half the lock timeout
-    in force (the runner's, or a change's shorter one: ``schemagen.lock_ms``), then every
-    half of it for as long as it runs. One watching thread for the whole unit of work, not
-    a timer a statement: a thread started per statement, asked once, came after the attempt
-    had failed in every attempt on a loaded machine (no blocker named in 31 attempts)."""
+    in force (the runner's, or a change's shorter one: ``schemagen.lock_ms``), then every half
+    of it for as long as it runs, from one watching thread for the whole unit of work. (It was
+    a timer thread a statement, asking once at half the runner's timeout: never in time for a
+    change with a shorter one, and often late for a 50 ms wait on a loaded machine.) Without
+    a probe (SQLite, or no probe connection) it watches nothing."""
 
     def __init__(self, connection: Connection):
         self.connection = connection
@@ -608,9 +609,10 @@ class Blockers:
         self.probe: Probe | None = probe if isinstance(probe, Probe) else None
         self.pid: int | None = connection.info.get("schemagen.backend_pid")
         self.seen: str | None = None
+        self._runner_ms = settings_of(connection).lock_timeout_ms
         self._cond = threading.Condition()
-        # the running statement: (its number, when it started, first ask after, then every)
-        self._running: tuple[int, float, float, float] | None = None
+        # the running statement: (its number, when it started, the interval between asks)
+        self._running: tuple[int, float, float] | None = None
         self._count = 0
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -621,17 +623,12 @@ class Blockers:
             if found:
                 self.seen = "; ".join(found)
 
-    def _lock_s(self) -> float:
-        ms = self.connection.info.get("schemagen.lock_ms")
-        if not isinstance(ms, int) or ms <= 0:
-            ms = settings_of(self.connection).lock_timeout_ms
-        return ms / 1000
-
     def before(self, *args: Any) -> None:
-        lock_s = self._lock_s()
+        ms = self.connection.info.get("schemagen.lock_ms")
+        half_s = (ms if isinstance(ms, int) and ms > 0 else self._runner_ms) / 2000
         with self._cond:
             self._count += 1
-            self._running = (self._count, time.monotonic(), lock_s / 2, max(lock_s / 2, 0.005))
+            self._running = (self._count, time.monotonic(), max(half_s, 0.005))
             self._cond.notify()
 
     def cancel(self, *args: Any) -> None:
@@ -647,9 +644,9 @@ class Blockers:
                 running = self._running
                 if self._closed or running is None:
                     return
-                number, started, first, every = running
+                number, started, every = running
                 if number != statement:
-                    statement, due = number, started + first
+                    statement, due = number, started + every
                 wait = due - time.monotonic()
                 if wait > 0:
                     self._cond.wait(wait)  # woken early by the statement's end or the next
@@ -658,22 +655,23 @@ class Blockers:
             self.ask()  # outside the condition: a query on the probe's connection
 
     def __enter__(self) -> Blockers:
-        event.listen(self.connection, "before_cursor_execute", self.before)
-        event.listen(self.connection, "after_cursor_execute", self.cancel)
-        if self.probe is not None:
+        if self.probe is not None:  # nothing to ask without one: no listener, no thread
+            event.listen(self.connection, "before_cursor_execute", self.before)
+            event.listen(self.connection, "after_cursor_execute", self.cancel)
             self._thread = threading.Thread(target=self._watch, name="schemagen-blockers")
             self._thread.daemon = True
             self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._thread is None:
+            return
         event.remove(self.connection, "before_cursor_execute", self.before)
         event.remove(self.connection, "after_cursor_execute", self.cancel)
         with self._cond:
             self._closed, self._running = True, None
             self._cond.notify()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._thread.join(timeout=5)
 
     def take(self) -> str:
         self.cancel()  # a failed statement fires no after_cursor_execute

@@ -512,7 +512,6 @@ def _upgrade_postgresql() -> None:
                 ]
             )
         )
-        runtime.queueing_lock_wait(op, True)
         op.execute(
             ddl.SwapForeignKeyActions(
                 [
@@ -527,7 +526,6 @@ def _upgrade_postgresql() -> None:
                 ]
             )
         )
-        runtime.queueing_lock_wait(op, True)
         op.execute(
             ddl.SwapForeignKeyActions(
                 [
@@ -542,7 +540,6 @@ def _upgrade_postgresql() -> None:
                 ]
             )
         )
-        runtime.queueing_lock_wait(op, True)
         op.execute(
             ddl.SwapForeignKeyActions(
                 [
@@ -808,7 +805,6 @@ def _downgrade_postgresql() -> None:
                 ]
             )
         )
-        runtime.queueing_lock_wait(op, True)
         op.execute(
             ddl.SwapForeignKeyActions(
                 [
@@ -823,7 +819,6 @@ def _downgrade_postgresql() -> None:
                 ]
             )
         )
-        runtime.queueing_lock_wait(op, True)
         op.execute(
             ddl.SwapForeignKeyActions(
                 [
@@ -838,7 +833,6 @@ def _downgrade_postgresql() -> None:
                 ]
             )
         )
-        runtime.queueing_lock_wait(op, True)
         op.execute(
             ddl.SwapForeignKeyActions(
                 [

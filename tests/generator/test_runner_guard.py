@@ -421,13 +421,13 @@ def test_the_probe_asks_nothing_of_a_statement_that_waits_on_no_lock(pg_database
     with engine.connect() as conn:
         probe = guard.Probe(conn)
         try:
-            plan = probe._conn.exec_driver_sql(  # type: ignore[union-attr]
+            # asked of the session running it, which waits on no lock
+            plan = conn.exec_driver_sql(
                 "EXPLAIN (ANALYZE, VERBOSE, COSTS OFF) " + guard.Probe.QUERY.format(pid=probe.pid)
             ).all()
             assert probe.blockers() == []
         finally:
             probe.close()
     text = "\n".join(r[0] for r in plan)
-    # the CASE's condition is false (the backend runs EXPLAIN's own query: not waiting on a
-    # lock), so unnest gets NULL and the lateral scan never runs
+    # the CASE's condition is false, so unnest gets NULL and the lateral scan never runs
     assert "pg_blocking_pids" in text and "never executed" in text, text
