@@ -646,7 +646,7 @@ def _guard_settings(options: dict[str, Any]) -> Any:
 
 def guard_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--lock-timeout, --lock-retries, --statement-timeout, --wait-for-runner,
-    --backfill-workers, --max-replica-lag, --replica-wait."""
+    --backfill-workers, --max-replica-lag, --replica-wait, --online-method."""
     options = [
         click.option(
             "--lock-timeout",
@@ -698,6 +698,15 @@ def guard_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             metavar="DURATION",
             help="Longest such pause; then the run stops, the batches done kept (default "
             "10min, or $SCHEMAGEN_REPLICA_WAIT).",
+        ),
+        click.option(
+            "--online-method",
+            default=None,
+            type=click.Choice(["auto", "table", "columns"], case_sensitive=False),
+            help="PostgreSQL online type changes: copy the rows into a new table and swap it "
+            "in (table), or add shadow columns (columns); auto (the default, or "
+            "$SCHEMAGEN_ONLINE_METHOD) takes the table unless something the swap cannot "
+            "carry depends on it. A change already begun continues as it began.",
         ),
     ]
     for option in reversed(options):

@@ -55,7 +55,12 @@ ENV = {
     "backfill_workers": "SCHEMAGEN_BACKFILL_WORKERS",
     "max_replica_lag": "SCHEMAGEN_MAX_REPLICA_LAG",
     "replica_wait": "SCHEMAGEN_REPLICA_WAIT",
+    "online_method": "SCHEMAGEN_ONLINE_METHOD",
 }
+# PostgreSQL online type changes (generator.online): "table" copies the rows into a new table
+# and swaps it in (generator.online_table); "columns" adds shadow columns to the table; "auto"
+# takes the table where nothing the swap cannot carry depends on it, else the columns.
+ONLINE_METHODS = ("auto", "table", "columns")
 MAX_BACKFILL_WORKERS = 16
 _UNITS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
 
@@ -108,6 +113,7 @@ class Settings:
     # replayed what they wrote, for at most replica_wait_ms; 0: replicas are not looked at
     max_replica_lag_ms: int = 2_000
     replica_wait_ms: int = 10 * 60_000
+    online_method: str = "auto"  # ONLINE_METHODS
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -120,6 +126,7 @@ class Settings:
             backfill_workers=env.get(ENV["backfill_workers"]),
             max_replica_lag=env.get(ENV["max_replica_lag"]),
             replica_wait=env.get(ENV["replica_wait"]),
+            online_method=env.get(ENV["online_method"]),
         )
 
     def with_options(
@@ -131,6 +138,7 @@ class Settings:
         backfill_workers: str | int | None = None,
         max_replica_lag: str | None = None,
         replica_wait: str | None = None,
+        online_method: str | None = None,
     ) -> Settings:
         """These settings with the given ones (CLI or environment text) replaced; a bad value
         raises ValueError naming the setting."""
@@ -173,6 +181,13 @@ class Settings:
             if ms < 1:
                 raise ValueError("replica wait: must be at least 1ms")
             out = replace(out, replica_wait_ms=ms)
+        if online_method not in (None, ""):
+            method = str(online_method).strip().lower()
+            if method not in ONLINE_METHODS:
+                raise ValueError(
+                    f"online method: {online_method!r} is not one of {', '.join(ONLINE_METHODS)}"
+                )
+            out = replace(out, online_method=method)
         return out
 
     def backoff_s(self, attempt: int) -> float:

@@ -547,16 +547,7 @@ class _Run:
         """One batch on ``loop``'s connection (the migration's, or a slice's)."""
         s = self.spec
         keys = ", ".join(_qi(k) for k in s.key)
-        for c in s.columns:
-            if c.misfit is None:
-                continue
-            # named as the blocking path's fit-check (checks.Fit.name)
-            found = loop.sql(
-                f"SELECT {keys}, {_qi(c.column)} FROM {self.table} WHERE {cond} AND "
-                f"({batches.literal(c.misfit)}) ORDER BY {keys} LIMIT {batches.MAX_SHOWN + 1}",
-                params,
-            )
-            self._refuse(found, f"{s.table}.{c.column}.{c.fit_name}", "pre")
+        self.misfits(loop, cond, params)
         sets = ", ".join(f"{_qi(c.shadow)} = {batches.literal(c.using)}" for c in s.columns)
         drift = []
         for c in s.columns:
@@ -589,6 +580,21 @@ class _Run:
             columns, failing, f"{s.table}.drift: shadow values drifting from the old", "post"
         )
         return changed
+
+    def misfits(self, loop: batches.Batches, cond: str, params: list[Any]) -> None:
+        """Refuse a batch where a row does not fit its column's new type, naming the rows."""
+        s = self.spec
+        keys = ", ".join(_qi(k) for k in s.key)
+        for c in s.columns:
+            if c.misfit is None:
+                continue
+            # named as the blocking path's fit-check (checks.Fit.name)
+            found = loop.sql(
+                f"SELECT {keys}, {_qi(c.column)} FROM {self.table} WHERE {cond} AND "
+                f"({batches.literal(c.misfit)}) ORDER BY {keys} LIMIT {batches.MAX_SHOWN + 1}",
+                params,
+            )
+            self._refuse(found, f"{s.table}.{c.column}.{c.fit_name}", "pre")
 
     def _refuse(self, result: Any, what: str, phase: str) -> None:
         columns, rows = list(result.keys()), result.fetchmany(batches.MAX_SHOWN + 1)
@@ -753,24 +759,34 @@ def contract_sql(s: Spec) -> list[str]:
 
 def run(connection: Connection, spec: Spec) -> str:
     """Every phase not done yet; returns how the table was converted."""
+    from generator import online_table
+
     r = _Run(connection, spec)
     r.loop.begin()
     r.loop.ensure()
     r.sql("COMMIT")
-    r.undo_other()
+    t = online_table.TableRun(connection, spec)
+    t.undo_other()  # the other direction's shadow table, else its shadow columns
     if r.converted():
+        t.finish()  # the foreign keys a contract of the table left NOT VALID
         r._forget(spec.direction)
         return "already converted"
-    if not r.expanded():
+    if t.expanded():
+        run: _Run = t  # a change continues as it began
+    elif r.expanded():
+        run = r
+    else:
         if r.blocking_if_empty():
             r._forget(spec.direction)
             return "blocking ALTER (empty table)"
         r._forget(spec.direction)  # a new expand starts a new backfill
-        r.expand()
-    r.backfill()
-    r.prepare()
-    r.contract()
-    return "online"
+        method = online_table.choose(t, r.settings.online_method)
+        run = t if method == "table" else r
+        run.expand()
+    run.backfill()
+    run.prepare()
+    run.contract()
+    return "online (shadow table)" if run is t else "online (shadow columns)"
 
 
 def online_type_change(

@@ -154,6 +154,12 @@ def upgrade() -> None:
                         "",
                     ],
                 ],
+                "tables": [
+                    ["found, not expected", "sg_down__alert_logs"],
+                    ["found, not expected", "sg_down__market_data"],
+                    ["found, not expected", "sg_up__alert_logs"],
+                    ["found, not expected", "sg_up__market_data"],
+                ],
             },
         },
     )
@@ -281,6 +287,12 @@ def downgrade() -> None:
                         "YES",
                         "",
                     ],
+                ],
+                "tables": [
+                    ["found, not expected", "sg_down__alert_logs"],
+                    ["found, not expected", "sg_down__market_data"],
+                    ["found, not expected", "sg_up__alert_logs"],
+                    ["found, not expected", "sg_up__market_data"],
                 ],
             },
         },

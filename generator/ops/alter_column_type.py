@@ -322,11 +322,14 @@ class AlterColumnTypeStep(Step):
         return self.online and dialect == POSTGRESQL
 
     def interrupted(self, dialect: str) -> Iterator[tuple[str, tuple[str | int | None, ...]]]:
-        """An online change killed before its contract: the shadow column, its checks (not
-        yet validated or validated), its NOT NULL helper and its indexes (built or not)."""
+        """An online change killed before its contract: by shadow columns, the shadow column,
+        its checks (not yet validated or validated), its NOT NULL helper and its indexes
+        (built or not); by shadow table, the new table."""
         if not self.online or dialect != POSTGRESQL:
             return
         t = self.table_name
+        # by shadow table (generator/online_table.py): the new table, until its contract
+        yield "tables", (shadow_name(self.direction, t),)
         shadow = replace(self.new_column, name=self.shadow, nullable=True, default=None)
         yield (
             f"{t}.columns",
