@@ -1,0 +1,204 @@
+"""The online type change by shadow table (generator/online_table.py) carries everything the
+table is to the new one: its identity's position, the foreign keys that point at it (their
+actions kept, validated again), its unique constraint, indexes, grants and comment; both
+ways, every row kept. A table the swap cannot carry (a view on it) takes the shadow columns
+under ``auto`` and is refused, naming the view, under ``--online-method table``."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from ops_support import render_project, rows
+
+from generator import guard, migrate
+
+pytestmark = [pytest.mark.db]
+
+BASE = """id: base
+description: Accounts (an identity key, a unique code) and the transfers that point at them.
+operations:
+  - op: create_table
+    name: accounts
+    columns:
+      - {name: id, type: integer, primary_key: true}
+      - {name: code, type: varchar(16), nullable: false, unique: true}
+      - {name: balance, type: "decimal(12,4)", nullable: false, default: 0}
+    indexes:
+      - {name: ix_accounts_balance, columns: [balance]}
+      - {name: ix_accounts_code_balance, columns: [code, balance]}
+  - op: create_table
+    name: transfers
+    columns:
+      - {name: id, type: bigint, primary_key: true}
+      - name: account_id
+        type: integer
+        nullable: false
+        references: {table: accounts, column: id, on_delete: restrict}
+      - {name: amount, type: "decimal(12,4)", nullable: true}
+"""
+CONVERT = """id: convert
+description: Balances to float, online.
+operations:
+  - {op: alter_column_type, table: accounts, column: balance, from: "decimal(12,4)", to: float}
+"""
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    from conftest import pg_url_for
+
+    return pg_url_for(pg_database)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    changes = tmp_path / "project" / "changes"
+    changes.mkdir(parents=True)
+    (changes / "0000_base.yaml").write_text(BASE, encoding="utf-8")
+    (changes / "0001_convert.yaml").write_text(CONVERT, encoding="utf-8")
+    _, out = render_project(tmp_path / "project", tmp_path)
+    return out
+
+
+def _plain(url: str) -> str:
+    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _seed(url: str, role: str) -> None:
+    with psycopg.connect(_plain(url), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO accounts (code, balance) SELECT 'a' || g, g * 1.2345 "
+            "FROM generate_series(1, 2500) AS g"
+        )
+        conn.execute(
+            "INSERT INTO transfers (id, account_id, amount) SELECT g, 1 + g % 2490, g * 0.5 "
+            "FROM generate_series(1, 3000) AS g"
+        )
+        conn.execute("DELETE FROM accounts WHERE id > 2490")  # the sequence is ahead of max
+        conn.execute(f'CREATE ROLE "{role}"')
+        conn.execute(f'GRANT SELECT, UPDATE ON accounts TO "{role}"')
+        conn.execute("COMMENT ON TABLE accounts IS 'one row per account'")
+
+
+def _facts(url: str, role: str) -> dict[str, Any]:
+    """What the swap must carry, read from the catalogue."""
+    one = rows(
+        url,
+        "SELECT format_type(a.atttypid, a.atttypmod), obj_description(c.oid, 'pg_class'), "
+        f"has_table_privilege('{role}', c.oid, 'SELECT'), "
+        f"has_table_privilege('{role}', c.oid, 'UPDATE'), "
+        f"has_table_privilege('{role}', c.oid, 'DELETE'), "
+        "pg_get_serial_sequence('accounts', 'id') "
+        "FROM pg_class AS c JOIN pg_attribute AS a ON a.attrelid = c.oid "
+        "WHERE c.relname = 'accounts' AND a.attname = 'balance'",
+    )[0]
+    constraints = rows(
+        url,
+        "SELECT conrelid::regclass::text, conname, contype, confdeltype, convalidated "
+        "FROM pg_constraint WHERE conrelid IN ('accounts'::regclass, 'transfers'::regclass) "
+        "AND contype IN ('p', 'u', 'f') ORDER BY 1, 2",
+    )
+    indexes = rows(
+        url,
+        "SELECT indexname, regexp_replace(indexdef, 'INDEX \\S+ ', 'INDEX ') FROM pg_indexes "
+        "WHERE tablename = 'accounts' ORDER BY 1",
+    )
+    tables = rows(url, "SELECT relname FROM pg_class WHERE left(relname, 3) = 'sg_'")
+    return {
+        "type": one[0],
+        "comment": one[1],
+        "grants": one[2:5],
+        "sequence": one[5],
+        "constraints": constraints,
+        "indexes": indexes,
+        "leftovers": tables,
+    }
+
+
+def _accounts(url: str) -> dict[int, tuple[str, Decimal]]:
+    return {
+        int(r[0]): (str(r[1]), Decimal(str(r[2])).quantize(Decimal("0.0001")))
+        for r in rows(url, "SELECT id, code, balance FROM accounts")
+    }
+
+
+def test_the_swap_carries_keys_identity_grants_and_comment_both_ways(
+    pg_url: str, project: Path, caplog: Any
+) -> None:
+    role = f"sg_reader_{uuid.uuid4().hex[:8]}"
+    u = sa.make_url(pg_url)
+    caplog.set_level(logging.INFO, logger="schemagen")
+    migrate.upgrade(project, u, "0000")
+    try:
+        _seed(pg_url, role)
+        before, facts = _accounts(pg_url), _facts(pg_url, role)
+        assert facts["type"] == "numeric(12,4)"
+        migrate.upgrade(project, u, "0001", settings=guard.Settings(online_method="table"))
+        assert "path: online (shadow table)" in caplog.text
+        after = _facts(pg_url, role)
+        assert after["type"] == "double precision"
+        # everything else as it was: names, the key's action (RESTRICT), validated, grants
+        assert {k: v for k, v in after.items() if k != "type"} == {
+            k: v for k, v in facts.items() if k != "type"
+        }
+        assert _accounts(pg_url) == before
+        with psycopg.connect(_plain(pg_url), autocommit=True) as conn:
+            # the identity continues after the old sequence's position, not at 1 or max + 1
+            new_id = conn.execute(
+                "INSERT INTO accounts (code, balance) VALUES ('new', 1) RETURNING id"
+            ).fetchone()
+            assert new_id is not None and new_id[0] == 2501
+            with pytest.raises(psycopg.errors.ForeignKeyViolation):  # RESTRICT holds
+                conn.execute("DELETE FROM accounts WHERE id = 2")
+            with pytest.raises(psycopg.errors.ForeignKeyViolation):  # and points at it
+                conn.execute("INSERT INTO transfers (id, account_id) VALUES (1000000, 999999)")
+            with pytest.raises(psycopg.errors.UniqueViolation):
+                conn.execute("INSERT INTO accounts (code, balance) VALUES ('a1', 0)")
+            conn.execute("DELETE FROM accounts WHERE id = 2501")
+        caplog.clear()
+        migrate.downgrade(project, u, "0000", settings=guard.Settings(online_method="table"))
+        assert "path: online (shadow table)" in caplog.text
+        assert _facts(pg_url, role) == {**facts, "sequence": facts["sequence"]}
+        assert _accounts(pg_url) == before
+    finally:
+        with psycopg.connect(_plain(pg_url), autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                conn.execute(f'DROP OWNED BY "{role}"')
+                conn.execute(f'DROP ROLE "{role}"')
+
+
+def test_a_view_keeps_the_shadow_columns_and_refuses_the_table(
+    pg_url: str, project: Path, caplog: Any
+) -> None:
+    u = sa.make_url(pg_url)
+    migrate.upgrade(project, u, "0000")
+    with psycopg.connect(_plain(pg_url), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO accounts (code, balance) SELECT 'a' || g, g FROM generate_series(1, 50) g"
+        )
+        # on another column: a view on a converted column stops either method (and the
+        # blocking ALTER): PostgreSQL cannot change the type of a column a view uses
+        conn.execute("CREATE VIEW codes AS SELECT code FROM accounts WHERE code > 'a4'")
+    with pytest.raises(RuntimeError) as refused:
+        migrate.upgrade(project, u, "0001", settings=guard.Settings(online_method="table"))
+    assert "cannot swap in a new table: views or rules use it (codes)" in str(refused.value)
+    assert rows(pg_url, "SELECT relname FROM pg_class WHERE left(relname, 3) = 'sg_'") == []
+    caplog.set_level(logging.INFO, logger="schemagen")
+    migrate.upgrade(project, u, "0001")  # auto
+    assert "by shadow columns: the table cannot be swapped (views or rules use it (codes))" in (
+        caplog.text
+    )
+    assert "path: online (shadow columns)" in caplog.text
+    assert rows(pg_url, "SELECT count(*) FROM codes") == [(16,)]  # a40 .. a49, a5 .. a9, a50
+    assert rows(
+        pg_url,
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = 'accounts'::regclass AND attname = 'balance'",
+    ) == [("double precision",)]
