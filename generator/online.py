@@ -837,6 +837,15 @@ def _plan(op: Any, spec: Spec) -> None:
     for line in spec.blocking.splitlines():
         note(f"    {line}")
     note(
+        "method: by shadow table where the runner's --online-method allows (auto: unless a "
+        "view, rule, policy, publication, trigger, ... is in the way; generator/online_table.py, "
+        "decided against the catalogue at run time): expand [SHARE ROW EXCLUSIVE] CREATE TABLE "
+        f"{shadow_name(spec.direction, spec.table)} (LIKE {spec.table} ...) with the new types "
+        "and a trigger copying each write; backfill INSERT ... SELECT ... FOR KEY SHARE; "
+        "prepare: its indexes CONCURRENTLY, foreign keys NOT VALID then VALIDATE; contract: "
+        "the tables swapped. Otherwise by shadow columns:"
+    )
+    note(
         "phase expand [ACCESS EXCLUSIVE, brief, catalogue only; lock_timeout, retried]: "
         "shadow columns, NOT VALID checks, triggers keeping each shadow converted (on INSERT "
         "and an UPDATE of an old column; on other UPDATEs of a row not backfilled yet)"

@@ -233,12 +233,17 @@ def online_locks(sliced: bool | None = None) -> tuple[tuple[str, str], ...]:
             "range at once, each on its own connection (runner setting --backfill-workers)"
         )
     lines = (
-        "expand: ACCESS EXCLUSIVE (brief, catalogue only; lock_timeout, retried; a range "
-        "check's domain loses its CHECK for the ADD COLUMN and gets it back NOT VALID in the "
-        "same transaction)",
-        f"backfill: ROW EXCLUSIVE per batch ({batches})",
+        "expand: SHARE ROW EXCLUSIVE by shadow table (brief, readers go on: a new table of the "
+        "new types, a trigger copying each write into it; lock_timeout, retried), ACCESS "
+        "EXCLUSIVE by shadow columns (brief, catalogue only; a range check's domain loses its "
+        "CHECK for the ADD COLUMN and gets it back NOT VALID in the same transaction); the "
+        "runner's --online-method (auto: the table unless a view, trigger, policy, "
+        "publication ... is in the way)",
+        f"backfill: ROW EXCLUSIVE per batch ({batches}; shadow table: FOR KEY SHARE on the "
+        "rows copied)",
         "prepare: SHARE UPDATE EXCLUSIVE (indexes CONCURRENTLY, VALIDATE)",
-        "contract: ACCESS EXCLUSIVE (brief, catalogue only; lock_timeout, retried)",
+        "contract: ACCESS EXCLUSIVE (brief, catalogue only; lock_timeout, retried; shadow "
+        "table: also on the tables whose foreign keys point at it, validated again after)",
     )
     return tuple((phase, lock) for phase, lock in (line.split(": ", 1) for line in lines))
 

@@ -32,7 +32,7 @@ KILL_POINTS = [
     ("postgresql", "CREATE INDEX CONCURRENTLY", 1, "0001: index built, revision not stamped"),
     ("postgresql", "DROP INDEX CONCURRENTLY", 6, "0002: half of the seven drops done"),
     # 0003 is online: killed mid-backfill (a batch's update done, not committed)
-    ("postgresql", 'UPDATE "market_data" SET "sg_up__price"', 1, "0003: inside the backfill"),
+    ("postgresql", 'sg_i AS (INSERT INTO "sg_up__market_data"', 1, "0003: inside the backfill"),
     # The swap is one DO block: killed after it ran, before its transaction committed.
     ("postgresql", "RENAME CONSTRAINT", 1, "0004: foreign keys swapped, not committed"),
     ("postgresql", "VALIDATE CONSTRAINT", 2, "0004: keys swapped, half validated"),

@@ -120,14 +120,20 @@ def test_a_transactional_change_tolerates_nothing() -> None:
 def test_0003_online_tolerates_its_shadows_and_the_contracted_state() -> None:
     """0003 is online on PostgreSQL: killed before a table's contract, that table has its
     shadow columns, their checks (validated or not) and the shadow index; after it, the new
-    types. Nothing else, and no table the change does not touch."""
+    types; by shadow table, the new table of either direction. Nothing else, and no table the
+    change does not touch."""
     for direction in ("upgrade", "downgrade"):
         tolerated = _tolerance("0003", direction)
         assert set(tolerated) == {
             f"{t}.{aspect}"
             for t in ("market_data", "alert_logs")
             for aspect in ("columns", "check_constraints")
-        } | {"market_data.indexes"}, direction
+        } | {"market_data.indexes", "tables"}, direction
+        assert sorted(tolerated["tables"]) == [
+            ("found, not expected", f"sg_{d}__{t}")
+            for d in ("down", "up")
+            for t in ("alert_logs", "market_data")
+        ]
         columns = {row[1] for row in tolerated["market_data.columns"]}
         assert "sg_up__price" in columns and "sg_down__price" in columns
         assert columns <= {

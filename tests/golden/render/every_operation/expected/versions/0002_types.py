@@ -31,6 +31,10 @@ def upgrade() -> None:
         # other difference is refused before the first step; the checks after it are strict.
         resumable={
             "postgresql": {
+                "tables": [
+                    ["found, not expected", "sg_down__trades"],
+                    ["found, not expected", "sg_up__trades"],
+                ],
                 "trades.check_constraints": [
                     ["found, not expected", "sg_down__price_nn", "NO"],
                     ["found, not expected", "sg_down__price_nn", "YES"],
@@ -137,6 +141,10 @@ def downgrade() -> None:
         # other difference is refused before the first step; the checks after it are strict.
         resumable={
             "postgresql": {
+                "tables": [
+                    ["found, not expected", "sg_down__trades"],
+                    ["found, not expected", "sg_up__trades"],
+                ],
                 "trades.check_constraints": [
                     ["found, not expected", "sg_down__price_nn", "NO"],
                     ["found, not expected", "sg_down__price_nn", "YES"],

@@ -98,6 +98,10 @@ def upgrade() -> None:
                         None,
                     ],
                 ],
+                "tables": [
+                    ["found, not expected", "sg_down__events"],
+                    ["found, not expected", "sg_up__events"],
+                ],
             },
         },
     )
@@ -184,6 +188,10 @@ def downgrade() -> None:
                         "YES",
                         None,
                     ],
+                ],
+                "tables": [
+                    ["found, not expected", "sg_down__events"],
+                    ["found, not expected", "sg_up__events"],
                 ],
             },
         },
