@@ -77,6 +77,11 @@ _UNWRAP = str.maketrans("", "", '"()')
 _UNWRAP_KEY = str.maketrans("", "", '"() ')
 
 
+# Step.interrupted: a check name so prefixed says the row of the state the change started
+# from may be missing (the rest of it, as ever, that the row may be found besides)
+MAY_BE_MISSING = "missing:"
+
+
 def fk_row(fk: ForeignKey, dialect: str, validated: bool = True) -> Row:
     """``validated=False``: a key added NOT VALID whose VALIDATE has not run yet."""
     # a composite key: its columns and the referenced ones, comma-separated in order

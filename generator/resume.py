@@ -209,6 +209,11 @@ def tolerance(
             name, row = state
             if base is None:
                 base = _rows(base_schema, dialect)
+            if name.startswith(checks.MAY_BE_MISSING):
+                name = name[len(checks.MAY_BE_MISSING) :]
+                if name in base and _text(row) in base[name]:
+                    tolerated.setdefault(name, set()).add((MISSING, *_text(row)))
+                continue
             if name in base and _text(row) not in base[name]:
                 tolerated.setdefault(name, set()).add((EXTRA, *_text(row)))
     return {name: sorted(rows, key=_order) for name, rows in sorted(tolerated.items())}

@@ -24,7 +24,16 @@ from generator.ops.base import Finding, OperationSpec, Problem, Risk, RowCheck, 
 from generator.plan import ALTER_TABLE, RECREATE_TABLE, Group
 from generator.resolve import default_problem
 from generator.spec import Identifier, TypeName
-from generator.state import CheckConstraint, Column, Domain, Index, Schema, Table, indexes_typed_by
+from generator.state import (
+    CheckConstraint,
+    Column,
+    Domain,
+    ForeignKey,
+    Index,
+    Schema,
+    Table,
+    indexes_typed_by,
+)
 
 if TYPE_CHECKING:
     from generator.load import Change
@@ -178,6 +187,14 @@ class AlterColumnType(OperationSpec):
         # One step: on PostgreSQL the range check is the new column's domain (its type), on
         # SQLite a table CHECK of the rebuild; online, both go on the shadow column.
         indexes = tuple(i for i in table.indexes if column.name in i.all_columns)
+        # the foreign keys of other tables pointing at it: a swap of a shadow table adds them
+        # again NOT VALID in its contract and validates them after (generator/online_table.py)
+        pointing = tuple(
+            f
+            for t in r.tables()
+            for f in t.foreign_keys
+            if f.ref_table == table.name and t.name != table.name
+        )
         step = AlterColumnTypeStep(
             self.table,
             column,
@@ -190,6 +207,7 @@ class AlterColumnType(OperationSpec):
             indexes if online else (),
             domain,
             online and sliced_key(table),
+            pointing if online else (),
         )
         return [step], problems
 
@@ -272,6 +290,7 @@ class AlterColumnTypeStep(Step):
     indexes: tuple[Index, ...] = ()  # the table's indexes naming the column (online)
     domain: Domain | None = None  # PostgreSQL: the new column's domain (its range check)
     sliced: bool = False  # online: the key is one integer column (backfilled in slices)
+    pointing: tuple[ForeignKey, ...] = ()  # online: other tables' foreign keys pointing at it
 
     kind: ClassVar[str] = "alter_column_type"
     template: ClassVar[str] = "ops/alter_column_type.j2"
@@ -316,6 +335,7 @@ class AlterColumnTypeStep(Step):
             self.indexes,
             self.column.domain,
             self.sliced,
+            self.pointing,
         )
 
     def group(self, dialect: str) -> Group:
@@ -333,8 +353,12 @@ class AlterColumnTypeStep(Step):
         if not self.online or dialect != POSTGRESQL:
             return
         t = self.table_name
-        # by shadow table (generator/online_table.py): the new table, until its contract
+        # by shadow table (generator/online_table.py): the new table, until its contract;
+        # after it, until they are validated again, the foreign keys pointing at the table
         yield "tables", (shadow_name(self.direction, t),)
+        for fk in self.pointing:
+            yield f"{fk.table}.foreign_keys", checks.fk_row(fk, dialect, validated=False)
+            yield f"{checks.MAY_BE_MISSING}{fk.table}.foreign_keys", checks.fk_row(fk, dialect)
         shadow = replace(self.new_column, name=self.shadow, nullable=True, default=None)
         yield (
             f"{t}.columns",

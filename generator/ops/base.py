@@ -179,7 +179,8 @@ class Step:
 
     def interrupted(self, dialect: str) -> Iterator[tuple[str, tuple[str | int | None, ...]]]:
         """Catalogue rows (check name, row) this step can leave when killed part-way in a
-        unit that commits on its own (an INVALID index, a key not yet validated)."""
+        unit that commits on its own (an INVALID index, a key not yet validated); a check name
+        prefixed ``checks.MAY_BE_MISSING``: a row of the starting state that may be gone."""
         return iter(())
 
     def prechecks(self, before: Schema) -> Iterator[RowCheck]:

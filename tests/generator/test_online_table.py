@@ -202,3 +202,51 @@ def test_a_view_keeps_the_shadow_columns_and_refuses_the_table(
         "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
         "WHERE attrelid = 'accounts'::regclass AND attname = 'balance'",
     ) == [("double precision",)]
+
+
+def test_stopped_after_the_swap_a_rerun_validates_the_pointing_key(
+    pg_url: str, project: Path, monkeypatch: Any
+) -> None:
+    """A run that stops between the contract's commit and the validation of the foreign key
+    pointing at the swapped table (the validation made to fail once) leaves that key NOT VALID
+    (still enforced for new rows) and recorded; the change is half-applied, and its re-run
+    tolerates exactly that key's state, validates it and stamps the revision."""
+    from generator import online_table
+
+    u = sa.make_url(pg_url)
+    migrate.upgrade(project, u, "0000")
+    role = f"sg_reader_{uuid.uuid4().hex[:8]}"
+    try:
+        _seed(pg_url, role)
+        before = _accounts(pg_url)
+        real = online_table.TableRun.finish
+        calls: list[int] = []
+
+        def stopped(self: Any) -> None:
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("stopped before the validation (the test's)")
+            real(self)
+
+        monkeypatch.setattr(online_table.TableRun, "finish", stopped)
+        settings = guard.Settings(online_method="table")
+        with pytest.raises(RuntimeError, match="the test's"):
+            migrate.upgrade(project, u, "0001", settings=settings)
+        key = "SELECT convalidated FROM pg_constraint WHERE conname = 'fk_transfers_account_id_accounts'"
+        assert rows(pg_url, key) == [(False,)]
+        assert rows(pg_url, "SELECT version_num FROM alembic_version") == [("0000",)]
+        pending = rows(pg_url, "SELECT step FROM schemagen.backfill_progress")
+        assert ("validate_accounts",) in pending
+        with psycopg.connect(_plain(pg_url), autocommit=True) as conn:  # enforced meanwhile
+            with pytest.raises(psycopg.errors.ForeignKeyViolation):
+                conn.execute("INSERT INTO transfers (id, account_id) VALUES (1000000, 999999)")
+        migrate.upgrade(project, u, "0001", settings=settings)
+        assert rows(pg_url, key) == [(True,)]
+        assert rows(pg_url, "SELECT version_num FROM alembic_version") == [("0001",)]
+        assert rows(pg_url, "SELECT count(*) FROM schemagen.backfill_progress") == [(0,)]
+        assert _accounts(pg_url) == before
+    finally:
+        with psycopg.connect(_plain(pg_url), autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                conn.execute(f'DROP OWNED BY "{role}"')
+                conn.execute(f'DROP ROLE "{role}"')
