@@ -232,14 +232,19 @@ def test_stopped_after_the_swap_a_rerun_validates_the_pointing_key(
         settings = guard.Settings(online_method="table")
         with pytest.raises(RuntimeError, match="the test's"):
             migrate.upgrade(project, u, "0001", settings=settings)
-        key = "SELECT convalidated FROM pg_constraint WHERE conname = 'fk_transfers_account_id_accounts'"
+        key = (
+            "SELECT convalidated FROM pg_constraint "
+            "WHERE conname = 'fk_transfers_account_id_accounts'"
+        )
         assert rows(pg_url, key) == [(False,)]
         assert rows(pg_url, "SELECT version_num FROM alembic_version") == [("0000",)]
         pending = rows(pg_url, "SELECT step FROM schemagen.backfill_progress")
         assert ("validate_accounts",) in pending
-        with psycopg.connect(_plain(pg_url), autocommit=True) as conn:  # enforced meanwhile
-            with pytest.raises(psycopg.errors.ForeignKeyViolation):
-                conn.execute("INSERT INTO transfers (id, account_id) VALUES (1000000, 999999)")
+        with (  # enforced meanwhile
+            psycopg.connect(_plain(pg_url), autocommit=True) as conn,
+            pytest.raises(psycopg.errors.ForeignKeyViolation),
+        ):
+            conn.execute("INSERT INTO transfers (id, account_id) VALUES (1000000, 999999)")
         migrate.upgrade(project, u, "0001", settings=settings)
         assert rows(pg_url, key) == [(True,)]
         assert rows(pg_url, "SELECT version_num FROM alembic_version") == [("0001",)]
