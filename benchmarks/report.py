@@ -1190,6 +1190,13 @@ def migrate_paths_findings(size: dict[str, Any]) -> list[str]:
             "drifting in that database). The time comparison uses the run under INSERTs and "
             "SELECTs only, which those checks pass."
         )
+    methods = online.get("methods")
+    if methods:  # runs before 2026-12-05 did not record it (shadow columns then)
+        out.append(
+            "How the online path converted each table: "
+            + ", ".join(f"`{t}` {how}" for t, how in methods.items())
+            + " (the runner's `--online-method`, default auto; docs/online.md)."
+        )
     worst = max(("insert", "select"), key=lambda k: online["during"][k]["max_ms"] or 0.0)
     at = online["during"][worst]["max_at_s"]
     phases = online["inner_phases_ms"]

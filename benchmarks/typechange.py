@@ -535,7 +535,9 @@ class _Log(logging.Handler):
                 "step": str(getattr(record, "step", "?")),
                 "depth": int(getattr(record, "depth", 0)),
                 "ms": float(getattr(record, "duration_ms", 0.0)),
-                **{k: getattr(record, k) for k in ("rows", "batches") if hasattr(record, k)},
+                **{
+                    k: getattr(record, k) for k in ("rows", "batches", "path") if hasattr(record, k)
+                },
             }
         )
 
@@ -626,6 +628,12 @@ def _measure(
         "error": error,
         "clients": list(kinds),
         "phases_ms": {e["step"]: e["ms"] for e in ends if e["depth"] == 0},
+        # how each table was converted ("online (shadow table)", "online (shadow columns)")
+        "methods": {
+            e["step"].removeprefix("online type change of "): e["path"]
+            for e in ends
+            if "path" in e and e["step"].startswith("online type change of ")
+        },
         "inner_phases_ms": {e["step"]: e["ms"] for e in ends if e["depth"] > 0},
         # when each step ran, seconds from the change's start (to place a blocked statement)
         "windows_s": [
