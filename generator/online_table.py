@@ -550,14 +550,24 @@ class TableRun(_Run):
                 f"{_sqlstr(json.dumps(pending))}, 0, 0, 0) ON CONFLICT (change_name, step, "
                 "direction) DO UPDATE SET last_key = excluded.last_key"
             )
-        # the row-count check's snapshot follows the table to its new id and file
+        # The row-count check follows the table to its new id and file: its snapshot, and the
+        # rows the change's own transactions deleted from the old table (runtime.XACT_DELETED;
+        # the new table's count there is only the trigger's mirror of those deletes)
+        old_oid, new_oid = self.sql(
+            f"SELECT {_REL}::oid, {_REL}::oid", (s.table, self.new_name)
+        ).one()
         if self.sql("SELECT to_regclass('pg_temp.schemagen_row_counts')").scalar():
             out.append(
                 "UPDATE pg_temp.schemagen_row_counts AS s SET relid = c.oid, "
                 "relfilenode = c.relfilenode, deleted = 0 FROM pg_class AS c "
-                f"WHERE c.oid = {_sqlstr(_qi(s.table))}::regclass AND s.table_name = "
-                f"{_sqlstr(s.table)}"
+                f"WHERE c.oid = {int(new_oid)} AND s.table_name = {_sqlstr(s.table)}"
             )
+        if self.sql(f"SELECT to_regclass('pg_temp.{runtime.XACT_DELETED}')").scalar():
+            out += [
+                f"DELETE FROM pg_temp.{runtime.XACT_DELETED} WHERE relid = {int(new_oid)}",
+                f"UPDATE pg_temp.{runtime.XACT_DELETED} SET relid = {int(new_oid)} "
+                f"WHERE relid = {int(old_oid)}",
+            ]
         return out + domain_sql(s, "drop")
 
     def finish(self) -> None:

@@ -152,8 +152,8 @@ def _seeded_at(db_url: str, revision: str) -> sa.Engine:
 
 
 def _type_change_marker(dialect: str) -> str:
-    if dialect == "postgresql":
-        return 'ALTER TABLE "market_data"'
+    if dialect == "postgresql":  # the expand of the shadow table (before its trigger)
+        return 'ALTER TABLE "sg_up__market_data"'
     return "ALTER TABLE _alembic_tmp_market_data RENAME TO market_data"
 
 
