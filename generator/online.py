@@ -549,21 +549,14 @@ class _Run:
         keys = ", ".join(_qi(k) for k in s.key)
         self.misfits(loop, cond, params)
         sets = ", ".join(f"{_qi(c.shadow)} = {batches.literal(c.using)}" for c in s.columns)
-        drift = []
-        for c in s.columns:
-            old, new = _qi(c.column), _qi(c.shadow)
-            terms = f"({old} IS NULL) <> ({new} IS NULL)"
-            if c.tolerance == "0":  # must be equal (an integer type, the same scale)
-                terms += f" OR {new} <> {old}"
-            elif c.tolerance is not None:
-                terms += f" OR abs({new} - {old}) >= {c.tolerance}"
-            drift.append(terms)
+        drift = [drift_sql(c, _qi(c.column), _qi(c.shadow)) for c in s.columns]
         shown = ", ".join(f"{_qi(c.column)}, {_qi(c.shadow)}" for c in s.columns)
         # One scan: the UPDATE returns each row it wrote (old and shadow of the same row
         # version, locked to the commit); the rows drifting are picked from that, and the
         # first result row carries how many rows the UPDATE changed (a LEFT JOIN: one row
         # even when none drifts; a drifting row always has its key, never NULL).
-        found = loop.sql(
+        return self.counted(
+            loop,
             f"WITH sg_u AS (UPDATE {self.table} SET {sets} WHERE {cond} "
             f"RETURNING {keys}, {shown}), "
             f"sg_drift AS (SELECT {keys}, {shown} FROM sg_u WHERE {' OR '.join(drift)} "
@@ -571,15 +564,18 @@ class _Run:
             "SELECT (SELECT count(*) FROM sg_u) AS sg_changed, sg_drift.* "
             "FROM (SELECT 1) AS sg_one LEFT JOIN sg_drift ON true",
             params,
+            "shadow values drifting from the old",
         )
+
+    def counted(self, loop: batches.Batches, statement: str, params: list[Any], what: str) -> int:
+        """Run a batch's statement: its first column the rows it wrote, the others (where
+        not NULL) a drifting row, refused naming it. Returns the rows written."""
+        found = loop.sql(statement, params)
         columns = list(found.keys())[1:]
         rows = found.fetchall()
-        changed = int(rows[0][0])
         failing = [tuple(r[1:]) for r in rows if r[1] is not None]
-        self._refuse_rows(
-            columns, failing, f"{s.table}.drift: shadow values drifting from the old", "post"
-        )
-        return changed
+        self._refuse_rows(columns, failing, f"{self.spec.table}.drift: {what}", "post")
+        return int(rows[0][0])
 
     def misfits(self, loop: batches.Batches, cond: str, params: list[Any]) -> None:
         """Refuse a batch where a row does not fit its column's new type, naming the rows."""
@@ -641,6 +637,16 @@ class _Run:
 
         with runtime.step(s.change, f"contract {s.table}", "postgresql"):
             self.short("contract", run)
+
+
+def drift_sql(c: OnlineColumn, old: str, new: str) -> str:
+    """The condition of a value ``new`` (SQL) drifting from its old value ``old``."""
+    terms = f"({old} IS NULL) <> ({new} IS NULL)"
+    if c.tolerance == "0":  # must be equal (an integer type, the same scale)
+        terms += f" OR {new} <> {old}"
+    elif c.tolerance is not None:
+        terms += f" OR abs({new} - {old}) >= {c.tolerance}"
+    return terms
 
 
 def slice_step(step: str, k: int) -> str:

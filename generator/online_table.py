@@ -58,6 +58,7 @@ from generator.online import (
     _qi,
     _Run,
     domain_sql,
+    drift_sql,
     other,
     shadow_name,
 )
@@ -105,7 +106,7 @@ _BLOCKERS: tuple[tuple[str, str], ...] = (
     (
         "triggers of its own would not move with it",
         "SELECT tgname::text FROM pg_trigger "
-        f"WHERE tgrelid = {_REL} AND NOT tgisinternal AND tgname NOT IN (?, ?)",
+        f"WHERE tgrelid = {_REL} AND NOT tgisinternal AND tgname NOT IN ({{ours}})",
     ),
     (
         "it has generated columns",
@@ -159,12 +160,11 @@ class Index:
 def blockers(run: _Run) -> list[str]:
     """Why the table cannot be swapped for a copy (empty: it can)."""
     s = run.spec
+    ours = ", ".join(_sqlstr(t) for t in (s.trigger, s.fill_trigger()))  # the tool's triggers
     out = []
-    for reason, sql in _BLOCKERS:
-        params: list[Any] = [s.table] * sql.count("?")
-        if "tgname NOT IN" in sql:
-            params = [s.table, s.trigger, s.fill_trigger()]
-        found = sorted({str(r[0]) for r in run.sql(sql, params)})
+    for reason, query in _BLOCKERS:
+        sql = query.replace("{ours}", ours)
+        found = sorted({str(r[0]) for r in run.sql(sql, [s.table] * sql.count("?"))})
         if found:
             out.append(f"{reason} ({', '.join(found)})")
     return out
@@ -403,15 +403,11 @@ class TableRun(_Run):
         drift, shown = [], []
         for c in s.columns:
             old, new = f"sg_s.{_qi(c.column)}", f"({batches.literal(c.using)})"
-            terms = f"({old} IS NULL) <> ({new} IS NULL)"
-            if c.tolerance == "0":
-                terms += f" OR {new} <> {old}"
-            elif c.tolerance is not None:
-                terms += f" OR abs({new} - {old}) >= {c.tolerance}"
-            drift.append(terms)
+            drift.append(drift_sql(c, old, new))
             shown.append(f"{old} AS {_qi(c.column)}, {new} AS {_qi(c.shadow)}")
         skeys = ", ".join(f"sg_s.{_qi(k)}" for k in s.key)
-        found = loop.sql(
+        return self.counted(
+            loop,
             f"WITH sg_s AS (SELECT {names} FROM {self.table} WHERE {cond} FOR KEY SHARE), "
             f"sg_i AS (INSERT INTO {self.new} ({names}) OVERRIDING SYSTEM VALUE "
             f"SELECT {values} FROM sg_s ON CONFLICT ({keys}) DO NOTHING), "
@@ -420,14 +416,8 @@ class TableRun(_Run):
             "SELECT (SELECT count(*) FROM sg_s) AS sg_changed, sg_drift.* "
             "FROM (SELECT 1) AS sg_one LEFT JOIN sg_drift ON true",
             params,
+            "converted values drifting from the old",
         )
-        columns = list(found.keys())[1:]
-        rows = found.fetchall()
-        failing = [tuple(r[1:]) for r in rows if r[1] is not None]
-        self._refuse_rows(
-            columns, failing, f"{s.table}.drift: converted values drifting from the old", "post"
-        )
-        return int(rows[0][0])
 
     def prepare(self) -> None:
         s = self.spec

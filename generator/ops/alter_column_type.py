@@ -58,7 +58,8 @@ class AlterColumnType(OperationSpec):
     online: bool = Field(
         default=True,
         description=(
-            "PostgreSQL, a conversion that rewrites the table: expand (shadow column, trigger), "
+            "PostgreSQL, a conversion that rewrites the table: expand (a shadow table, or "
+            "shadow columns, and a trigger), "
             "backfill in keyset batches, contract, without blocking reads and writes (an empty "
             "table takes the blocking ALTER, decided at run time); false: the blocking ALTER "
             "TABLE (a maintenance window)"
@@ -76,7 +77,8 @@ class AlterColumnType(OperationSpec):
         "conversion, add `CHECK ck_<table>_<column>_range` keeping values finite and inside the "
         "decimal's range (PostgreSQL: the column's type, domain `float_within_1e<digits>`, see "
         "docs/online.md); on PostgreSQL a conversion that rewrites a non-empty table runs online "
-        "(shadow column, trigger, resumable checked batches, short contract; see "
+        "(a shadow table, or shadow columns where the table cannot be swapped; a trigger, "
+        "resumable checked batches, a short contract; see "
         "docs/online.md) unless `online: false`",
         "drop the check (PostgreSQL: the domain, once no column uses it); convert back to "
         "`from` (online alike); a conversion that narrows (see "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,17 @@ def project(tmp_path: Path) -> Path:
     (changes / "0001_convert.yaml").write_text(CONVERT, encoding="utf-8")
     _, out = render_project(tmp_path / "project", tmp_path)
     return out
+
+
+@pytest.fixture
+def role(pg_url: str) -> Iterator[str]:
+    """A role's name (roles are the server's, not the database's): dropped afterwards."""
+    name = f"sg_reader_{uuid.uuid4().hex[:8]}"
+    yield name
+    with psycopg.connect(_plain(pg_url), autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+            conn.execute(f'DROP OWNED BY "{name}"')
+            conn.execute(f'DROP ROLE "{name}"')
 
 
 def _plain(url: str) -> str:
@@ -130,48 +142,41 @@ def _accounts(url: str) -> dict[int, tuple[str, Decimal]]:
 
 
 def test_the_swap_carries_keys_identity_grants_and_comment_both_ways(
-    pg_url: str, project: Path, caplog: Any
+    pg_url: str, project: Path, caplog: Any, role: str
 ) -> None:
-    role = f"sg_reader_{uuid.uuid4().hex[:8]}"
     u = sa.make_url(pg_url)
     caplog.set_level(logging.INFO, logger="schemagen")
     migrate.upgrade(project, u, "0000")
-    try:
-        _seed(pg_url, role)
-        before, facts = _accounts(pg_url), _facts(pg_url, role)
-        assert facts["type"] == "numeric(12,4)"
-        migrate.upgrade(project, u, "0001", settings=guard.Settings(online_method="table"))
-        assert "path: online (shadow table)" in caplog.text
-        after = _facts(pg_url, role)
-        assert after["type"] == "double precision"
-        # everything else as it was: names, the key's action (RESTRICT), validated, grants
-        assert {k: v for k, v in after.items() if k != "type"} == {
-            k: v for k, v in facts.items() if k != "type"
-        }
-        assert _accounts(pg_url) == before
-        with psycopg.connect(_plain(pg_url), autocommit=True) as conn:
-            # the identity continues after the old sequence's position, not at 1 or max + 1
-            new_id = conn.execute(
-                "INSERT INTO accounts (code, balance) VALUES ('new', 1) RETURNING id"
-            ).fetchone()
-            assert new_id is not None and new_id[0] == 2501
-            with pytest.raises(psycopg.errors.ForeignKeyViolation):  # RESTRICT holds
-                conn.execute("DELETE FROM accounts WHERE id = 2")
-            with pytest.raises(psycopg.errors.ForeignKeyViolation):  # and points at it
-                conn.execute("INSERT INTO transfers (id, account_id) VALUES (1000000, 999999)")
-            with pytest.raises(psycopg.errors.UniqueViolation):
-                conn.execute("INSERT INTO accounts (code, balance) VALUES ('a1', 0)")
-            conn.execute("DELETE FROM accounts WHERE id = 2501")
-        caplog.clear()
-        migrate.downgrade(project, u, "0000", settings=guard.Settings(online_method="table"))
-        assert "path: online (shadow table)" in caplog.text
-        assert _facts(pg_url, role) == {**facts, "sequence": facts["sequence"]}
-        assert _accounts(pg_url) == before
-    finally:
-        with psycopg.connect(_plain(pg_url), autocommit=True) as conn:
-            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
-                conn.execute(f'DROP OWNED BY "{role}"')
-                conn.execute(f'DROP ROLE "{role}"')
+    _seed(pg_url, role)
+    before, facts = _accounts(pg_url), _facts(pg_url, role)
+    assert facts["type"] == "numeric(12,4)"
+    migrate.upgrade(project, u, "0001", settings=guard.Settings(online_method="table"))
+    assert "path: online (shadow table)" in caplog.text
+    after = _facts(pg_url, role)
+    assert after["type"] == "double precision"
+    # everything else as it was: names, the key's action (RESTRICT), validated, grants
+    assert {k: v for k, v in after.items() if k != "type"} == {
+        k: v for k, v in facts.items() if k != "type"
+    }
+    assert _accounts(pg_url) == before
+    with psycopg.connect(_plain(pg_url), autocommit=True) as conn:
+        # the identity continues after the old sequence's position, not at 1 or max + 1
+        new_id = conn.execute(
+            "INSERT INTO accounts (code, balance) VALUES ('new', 1) RETURNING id"
+        ).fetchone()
+        assert new_id is not None and new_id[0] == 2501
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):  # RESTRICT holds
+            conn.execute("DELETE FROM accounts WHERE id = 2")
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):  # and points at it
+            conn.execute("INSERT INTO transfers (id, account_id) VALUES (1000000, 999999)")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("INSERT INTO accounts (code, balance) VALUES ('a1', 0)")
+        conn.execute("DELETE FROM accounts WHERE id = 2501")
+    caplog.clear()
+    migrate.downgrade(project, u, "0000", settings=guard.Settings(online_method="table"))
+    assert "path: online (shadow table)" in caplog.text
+    assert _facts(pg_url, role) == facts
+    assert _accounts(pg_url) == before
 
 
 def test_a_view_keeps_the_shadow_columns_and_refuses_the_table(
@@ -205,7 +210,7 @@ def test_a_view_keeps_the_shadow_columns_and_refuses_the_table(
 
 
 def test_stopped_after_the_swap_a_rerun_validates_the_pointing_key(
-    pg_url: str, project: Path, monkeypatch: Any
+    pg_url: str, project: Path, monkeypatch: Any, role: str
 ) -> None:
     """A run that stops between the contract's commit and the validation of the foreign key
     pointing at the swapped table (the validation made to fail once) leaves that key NOT VALID
@@ -215,43 +220,35 @@ def test_stopped_after_the_swap_a_rerun_validates_the_pointing_key(
 
     u = sa.make_url(pg_url)
     migrate.upgrade(project, u, "0000")
-    role = f"sg_reader_{uuid.uuid4().hex[:8]}"
-    try:
-        _seed(pg_url, role)
-        before = _accounts(pg_url)
-        real = online_table.TableRun.finish
-        calls: list[int] = []
+    _seed(pg_url, role)
+    before = _accounts(pg_url)
+    real = online_table.TableRun.finish
+    calls: list[int] = []
 
-        def stopped(self: Any) -> None:
-            calls.append(1)
-            if len(calls) == 1:
-                raise RuntimeError("stopped before the validation (the test's)")
-            real(self)
+    def stopped(self: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("stopped before the validation (the test's)")
+        real(self)
 
-        monkeypatch.setattr(online_table.TableRun, "finish", stopped)
-        settings = guard.Settings(online_method="table")
-        with pytest.raises(RuntimeError, match="the test's"):
-            migrate.upgrade(project, u, "0001", settings=settings)
-        key = (
-            "SELECT convalidated FROM pg_constraint "
-            "WHERE conname = 'fk_transfers_account_id_accounts'"
-        )
-        assert rows(pg_url, key) == [(False,)]
-        assert rows(pg_url, "SELECT version_num FROM alembic_version") == [("0000",)]
-        pending = rows(pg_url, "SELECT step FROM schemagen.backfill_progress")
-        assert ("validate_accounts",) in pending
-        with (  # enforced meanwhile
-            psycopg.connect(_plain(pg_url), autocommit=True) as conn,
-            pytest.raises(psycopg.errors.ForeignKeyViolation),
-        ):
-            conn.execute("INSERT INTO transfers (id, account_id) VALUES (1000000, 999999)")
+    monkeypatch.setattr(online_table.TableRun, "finish", stopped)
+    settings = guard.Settings(online_method="table")
+    with pytest.raises(RuntimeError, match="the test's"):
         migrate.upgrade(project, u, "0001", settings=settings)
-        assert rows(pg_url, key) == [(True,)]
-        assert rows(pg_url, "SELECT version_num FROM alembic_version") == [("0001",)]
-        assert rows(pg_url, "SELECT count(*) FROM schemagen.backfill_progress") == [(0,)]
-        assert _accounts(pg_url) == before
-    finally:
-        with psycopg.connect(_plain(pg_url), autocommit=True) as conn:
-            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
-                conn.execute(f'DROP OWNED BY "{role}"')
-                conn.execute(f'DROP ROLE "{role}"')
+    key = (
+        "SELECT convalidated FROM pg_constraint WHERE conname = 'fk_transfers_account_id_accounts'"
+    )
+    assert rows(pg_url, key) == [(False,)]
+    assert rows(pg_url, "SELECT version_num FROM alembic_version") == [("0000",)]
+    pending = rows(pg_url, "SELECT step FROM schemagen.backfill_progress")
+    assert ("validate_accounts",) in pending
+    with (  # enforced meanwhile
+        psycopg.connect(_plain(pg_url), autocommit=True) as conn,
+        pytest.raises(psycopg.errors.ForeignKeyViolation),
+    ):
+        conn.execute("INSERT INTO transfers (id, account_id) VALUES (1000000, 999999)")
+    migrate.upgrade(project, u, "0001", settings=settings)
+    assert rows(pg_url, key) == [(True,)]
+    assert rows(pg_url, "SELECT version_num FROM alembic_version") == [("0001",)]
+    assert rows(pg_url, "SELECT count(*) FROM schemagen.backfill_progress") == [(0,)]
+    assert _accounts(pg_url) == before
