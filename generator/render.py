@@ -132,6 +132,19 @@ def _sql_values(columns: list[str], rows: Iterable[Iterable[Any]], dialect: str)
     return "VALUES\n" + ",\n".join(lines) + "\n"
 
 
+def _unit_tables(unit: Unit) -> str:
+    """The tables of a unit's steps, each once, in order: what ``unit.steps |
+    map(attribute="table_name") | unique | join(", ")`` writes (``unique``: the first of the
+    names equal but for case), in Python: the review writes it for every unit."""
+    seen: set[str] = set()
+    names = []
+    for step in unit.steps:
+        if step.table_name.lower() not in seen:
+            seen.add(step.table_name.lower())
+            names.append(step.table_name)
+    return ", ".join(names)
+
+
 FILTERS: dict[str, Callable[..., Any]] = {
     "py": _py,
     "pycomment": lambda text: _comment(text, "#"),
@@ -160,6 +173,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "domain_drop_sql": dialects.domain_drop_sql,
     "catalog_type": dialects.catalog_type,
     "risk": lambda unit, dialect: unit.risk(dialect),
+    "unit_tables": _unit_tables,
     "describe": review.describe,
     "like_pattern": config.like_pattern,
     "mdtext": lambda text: _printable(str(text)).replace("|", "\\|").replace("<", "&lt;"),
@@ -271,6 +285,15 @@ class _Block:
         self._json: str | None = None
         self._data: bytes | None = None
         self._json_data: bytes | None = None
+        self._names: dict[str, tuple[str, ...]] | None = None
+
+    def names_by_kind(self) -> dict[str, tuple[str, ...]]:
+        """The names of its checks by kind (checks.KINDS), in order: the review counts them."""
+        if self._names is None:
+            self._names = {
+                kind: tuple(c.name for c in self.checks if c.kind == kind) for kind in checks.KINDS
+            }
+        return self._names
 
     def json(self, dialect: str) -> str:
         """Its checks as items of the ``checks`` list (each block is of one dialect)."""
@@ -797,15 +820,24 @@ def _render_review(
     change: Change,
     units: Plans,
     model: dict[tuple[str, str], list[checks.Check]],
+    blocks: dict[tuple[str, str], list[_Block]] | None = None,
 ) -> str:
+    """``blocks``: the blocks of each validation file whose checks are all in blocks (render's
+    _whole), which hold its checks' names by kind already."""
     touched = {s.table_name for s in change.steps}
     # (dialect, phase) -> kind -> the names of its checks, in order (from the check model)
     checks_run: dict[tuple[str, str], dict[str, list[str]]] = {}
-    for (dialect, phase), found in model.items():
+    for key, found in model.items():
         by_kind: dict[str, list[str]] = {kind: [] for kind in checks.KINDS}
-        for c in found:
-            by_kind[c.kind].append(c.name)
-        checks_run[(dialect, phase)] = by_kind
+        adopted = blocks.get(key) if blocks is not None else None
+        if adopted:  # its checks are those of the blocks, in order
+            for block in adopted:
+                for kind, names in block.names_by_kind().items():
+                    by_kind[kind] += names
+        else:
+            for c in found:
+                by_kind[c.kind].append(c.name)
+        checks_run[key] = by_kind
     return _template(env, "review.md.j2").render(
         change=change,
         tables=review.diff_tables(change.before, change.after, touched),
@@ -904,6 +936,7 @@ def _render(
         for change, change_plans in zip(changes, plans, strict=True):
             files: dict[str, Text] = {migration_path(change): ""}  # its place, filled below
             model: dict[tuple[str, str], list[checks.Check]] = {}
+            blocks: dict[tuple[str, str], list[_Block]] = {}
             for dialect in dialects.DIALECTS:
                 for phase in ("pre", "post"):
                     sql_path = validation_path(change, dialect, phase)
@@ -921,7 +954,8 @@ def _render(
                             change, found, dialect, phase, adopted or None
                         )
                     model[(dialect, phase)] = found
-            files[review_path(change)] = _render_review(env, change, change_plans, model)
+                    blocks[(dialect, phase)] = adopted
+            files[review_path(change)] = _render_review(env, change, change_plans, model, blocks)
             out.append(files)
     except BaseException:
         formatting.cancel()
