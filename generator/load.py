@@ -270,7 +270,7 @@ def load_changes(
             display,
             tuple(steps),
             before,
-            resolver.schema,
+            resolver.settled_schema(),
             tuple(origins),
             positions,
             conventions,

@@ -132,6 +132,19 @@ def _sql_values(columns: list[str], rows: Iterable[Iterable[Any]], dialect: str)
     return "VALUES\n" + ",\n".join(lines) + "\n"
 
 
+def _unit_tables(unit: Unit) -> str:
+    """The tables of a unit's steps, each once, in order: what ``unit.steps |
+    map(attribute="table_name") | unique | join(", ")`` writes (``unique``: the first of the
+    names equal but for case), in Python: the review writes it for every unit."""
+    seen: set[str] = set()
+    names = []
+    for step in unit.steps:
+        if step.table_name.lower() not in seen:
+            seen.add(step.table_name.lower())
+            names.append(step.table_name)
+    return ", ".join(names)
+
+
 FILTERS: dict[str, Callable[..., Any]] = {
     "py": _py,
     "pycomment": lambda text: _comment(text, "#"),
@@ -160,6 +173,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "domain_drop_sql": dialects.domain_drop_sql,
     "catalog_type": dialects.catalog_type,
     "risk": lambda unit, dialect: unit.risk(dialect),
+    "unit_tables": _unit_tables,
     "describe": review.describe,
     "like_pattern": config.like_pattern,
     "mdtext": lambda text: _printable(str(text)).replace("|", "\\|").replace("<", "&lt;"),
@@ -177,15 +191,18 @@ class _Sections:
     check (its ``-- <kind>: <name>`` line, its SQL and ``;``, for reviewers and psql) and
     records it, so the file's checks are data from the start and nothing reads the text back.
 
-    ``adopt(block)`` writes a mark where the block goes (the template prints its result as
-    is, no filter on it): the file is the frame's pieces between the marks and the blocks,
-    joined for a file written, compared part by part by ``generate --check`` (files.Parts).
+    ``adopt(block)`` writes a mark where the block goes (``adopt_each(blocks)``: a mark per
+    block; the template prints the result as is, no filter on it): the file is the frame's
+    pieces between the marks and the blocks, joined for a file written, compared part by
+    part by ``generate --check`` (files.Parts).
     """
 
     def __init__(self) -> None:
         self.dialect = ""
         self.found: list[checks.Check] = []
         self.adopted: list[_Block] = []
+        # diff()'s text and check per value of its arguments (see there)
+        self._diffs: dict[tuple[Any, ...], tuple[str, checks.Check]] = {}
 
     def start(self, dialect: str) -> list[checks.Check]:
         self.dialect, self.found, self.adopted = dialect, [], []
@@ -212,7 +229,19 @@ class _Sections:
         the shared shape of every catalogue check, expected rows EXCEPT actual rows and the
         other way round (``actual``: the query reading them back). It returns no rows when
         the check holds; otherwise each row says which side it is from. A :meth:`section`.
-        In Python (it was a macro): it writes every check of every table state."""
+        In Python (it was a macro): it writes every check of every table state.
+
+        Once per value of its arguments (``rows``: a list of checks.Row, told apart by their
+        repr, as 1 and True are): a table state is new when one of its facets is (an index
+        added), and its other checks are those of the state before. The very same check is
+        recorded again, so its JSON record is written once too (_record_json)."""
+        key = None
+        if isinstance(rows, list | tuple):
+            key = (self.dialect, name, tuple(columns), repr(rows), actual, table, aspect)
+            seen = self._diffs.get(key)
+            if seen is not None:
+                self.found.append(seen[1])
+                return seen[0]
         names = ", ".join(columns)
         body = (
             f"WITH expected({names}) AS (\n"
@@ -226,7 +255,10 @@ class _Sections:
             "SELECT 'found, not expected' AS problem, a.* FROM "
             "(SELECT * FROM actual EXCEPT SELECT * FROM expected) AS a"
         )
-        return self.section("check", name, table, aspect, body)
+        text = self.section("check", name, table, aspect, body)
+        if key is not None:
+            self._diffs[key] = (text, self.found[-1])
+        return text
 
     def adopt(self, block: _Block) -> str:
         """A table's block rendered earlier (and cached): its checks join the file's, its
@@ -234,6 +266,14 @@ class _Sections:
         self.found.extend(block.checks)
         self.adopted.append(block)
         return _ADOPTED
+
+    def adopt_each(self, blocks: list[_Block]) -> str:
+        """:meth:`adopt` of each block in turn, their marks side by side: one call from the
+        template for a file's table blocks rather than one each."""
+        for block in blocks:
+            self.found.extend(block.checks)
+        self.adopted.extend(blocks)
+        return _ADOPTED * len(blocks)
 
 
 class _Block:
@@ -245,6 +285,15 @@ class _Block:
         self._json: str | None = None
         self._data: bytes | None = None
         self._json_data: bytes | None = None
+        self._names: dict[str, tuple[str, ...]] | None = None
+
+    def names_by_kind(self) -> dict[str, tuple[str, ...]]:
+        """The names of its checks by kind (checks.KINDS), in order: the review counts them."""
+        if self._names is None:
+            self._names = {
+                kind: tuple(c.name for c in self.checks if c.kind == kind) for kind in checks.KINDS
+            }
+        return self._names
 
     def json(self, dialect: str) -> str:
         """Its checks as items of the ``checks`` list (each block is of one dialect)."""
@@ -295,6 +344,7 @@ def make_env(
     env.globals["section"] = sections.section
     env.globals["diff"] = sections.diff
     env.globals["adopt"] = sections.adopt
+    env.globals["adopt_each"] = sections.adopt_each
     env.globals["output"] = "generated_migrations"  # the project's output folder (generate)
     env.globals["version_table"] = "alembic_version"  # the project's (generate)
     env.globals["foreign_tables"] = ()  # the project's (generate)
@@ -467,8 +517,19 @@ def _plans(change: Change) -> Plans:
     }
 
 
+def _template(env: jinja2.Environment, name: str) -> jinja2.Template:
+    """``env.get_template(name)``, looked up once per environment rather than once per file
+    (the same object either way: auto_reload is off, so Jinja loads a template once; each
+    lookup still takes its cache's lock and key: some 5,000 of them in a 500-change run)."""
+    cache: dict[Any, Any] = env.globals["table_check_cache"]  # type: ignore[assignment]
+    template: jinja2.Template | None = cache.get(("template", name))
+    if template is None:
+        template = cache[("template", name)] = env.get_template(name)
+    return template
+
+
 def _render_migration(env: jinja2.Environment, change: Change, plans: Plans) -> str:
-    return env.get_template("migration.py.j2").render(
+    return _template(env, "migration.py.j2").render(
         change=change, plans=plans, resumable=resume.tolerances(change, plans)
     )
 
@@ -539,7 +600,7 @@ def _validation_frame(
     expected = checks.expect_schema(schema, dialect, other)
     cache: dict[Any, Any] = env.globals["table_check_cache"]  # type: ignore[assignment]
     data, data_key = _data_expectation(cache, change, phase, dialect)
-    table_template = env.get_template(f"validation/{dialect}_table.sql.j2")
+    table_template = _template(env, f"validation/{dialect}_table.sql.j2")
     sections: _Sections = env.globals["sections"]  # type: ignore[assignment]
     blocks = []
     for t in expected:
@@ -571,7 +632,7 @@ def _validation_frame(
         block = cache.get((part, dialect, key))
         if block is None:
             found = sections.start(dialect)
-            text = env.get_template(f"validation/{dialect}_{part}.sql.j2").render(
+            text = _template(env, f"validation/{dialect}_{part}.sql.j2").render(
                 dialect=dialect, **context
             )
             block = cache[(part, dialect, key)] = _Block(text, found)
@@ -579,7 +640,10 @@ def _validation_frame(
     found = sections.start(dialect)
     # The file's frame: the template's macro, called per file (a render per file, with its
     # new context of every global, cost more than the frame's text).
-    frame = env.get_template(f"validation/{dialect}.sql.j2").module.frame  # type: ignore[attr-defined]
+    frame = cache.get(("frame", dialect))
+    if frame is None:
+        module = _template(env, f"validation/{dialect}.sql.j2").module
+        frame = cache[("frame", dialect)] = module.frame  # type: ignore[attr-defined]
     text = frame(
         change,
         phase,
@@ -756,16 +820,25 @@ def _render_review(
     change: Change,
     units: Plans,
     model: dict[tuple[str, str], list[checks.Check]],
+    blocks: dict[tuple[str, str], list[_Block]] | None = None,
 ) -> str:
+    """``blocks``: the blocks of each validation file whose checks are all in blocks (render's
+    _whole), which hold its checks' names by kind already."""
     touched = {s.table_name for s in change.steps}
     # (dialect, phase) -> kind -> the names of its checks, in order (from the check model)
     checks_run: dict[tuple[str, str], dict[str, list[str]]] = {}
-    for (dialect, phase), found in model.items():
+    for key, found in model.items():
         by_kind: dict[str, list[str]] = {kind: [] for kind in checks.KINDS}
-        for c in found:
-            by_kind[c.kind].append(c.name)
-        checks_run[(dialect, phase)] = by_kind
-    return env.get_template("review.md.j2").render(
+        adopted = blocks.get(key) if blocks is not None else None
+        if adopted:  # its checks are those of the blocks, in order
+            for block in adopted:
+                for kind, names in block.names_by_kind().items():
+                    by_kind[kind] += names
+        else:
+            for c in found:
+                by_kind[c.kind].append(c.name)
+        checks_run[key] = by_kind
+    return _template(env, "review.md.j2").render(
         change=change,
         tables=review.diff_tables(change.before, change.after, touched),
         units=units,
@@ -863,6 +936,7 @@ def _render(
         for change, change_plans in zip(changes, plans, strict=True):
             files: dict[str, Text] = {migration_path(change): ""}  # its place, filled below
             model: dict[tuple[str, str], list[checks.Check]] = {}
+            blocks: dict[tuple[str, str], list[_Block]] = {}
             for dialect in dialects.DIALECTS:
                 for phase in ("pre", "post"):
                     sql_path = validation_path(change, dialect, phase)
@@ -880,7 +954,8 @@ def _render(
                             change, found, dialect, phase, adopted or None
                         )
                     model[(dialect, phase)] = found
-            files[review_path(change)] = _render_review(env, change, change_plans, model)
+                    blocks[(dialect, phase)] = adopted
+            files[review_path(change)] = _render_review(env, change, change_plans, model, blocks)
             out.append(files)
     except BaseException:
         formatting.cancel()

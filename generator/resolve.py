@@ -13,6 +13,7 @@ import datetime
 import math
 import re
 from dataclasses import replace
+from typing import TypeVar, cast
 
 from generator import expr, indexexpr, spec
 from generator.coltypes import INTEGER_RANGE, SqlType, parse_type
@@ -115,6 +116,32 @@ def default_problem(value: DefaultValue, type_: SqlType) -> str | None:
     return None
 
 
+_Part = TypeVar("_Part")
+
+
+def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    return all(x is y for x, y in zip(a, b, strict=True))
+
+
+def _parts(table: Table) -> tuple[object, ...]:
+    """A table's fields (every field of state.Table), each part by its identity."""
+    return (
+        table.name,
+        table.pk_constraint,
+        *map(id, table.columns),
+        None,
+        *map(id, table.indexes),
+        None,
+        *map(id, table.foreign_keys),
+        None,
+        *map(id, table.uniques),
+        None,
+        *map(id, table.checks),
+        None,
+        *((position, id(column)) for position, column in table.aside),
+    )
+
+
 class WorkTable:
     """A table as a run of operations changes it: mutable, so that applying a step costs the
     same however many columns and indexes the table has. Immutable Tables (and Schemas) are
@@ -191,6 +218,12 @@ class Resolver:
         # The schema before the change being resolved (the loader sets it per change): what
         # an operation tells apart from what earlier operations of the same change added.
         self.change_start = schema
+        # The tables of the states settled so far (settled_schema), by their parts, and
+        # their parts (columns, indexes, keys, checks) by their repr; the ids of both (the
+        # dicts keep them alive, so that their ids are not reused).
+        self._interned: dict[tuple[object, ...], Table] = {}
+        self._parts: dict[tuple[type, str], object] = {}
+        self._settled: set[int] = set()
         self._load(schema)
 
     def _load(self, schema: Schema) -> None:
@@ -206,6 +239,64 @@ class Resolver:
         if self._built is None:
             self._built = Schema(tuple(w.table() for w in self._works.values()), self._archives)
         return self._built
+
+    def settled_schema(self) -> Schema:
+        """:attr:`schema` at the end of a change (the loader's ``after``), settled: a part
+        (a column, an index, a key, a check) of the same repr as one of an earlier state is
+        that part, and a table of the very same parts as an earlier state's is that table
+        (an index built, then dropped: the table of two changes back; a key swapped and
+        swapped back). The caches of rendering find a table by identity before they hash or
+        print it (generator.memo), so a state that comes back costs them no new key. By
+        repr and identity, not ``==``: a default of 1 equals one of True, and they render
+        differently."""
+        schema = self.schema
+        tables = []
+        for table in schema.tables:
+            if id(table) not in self._settled:
+                columns = self._settle(table.columns)
+                indexes = self._settle(table.indexes)
+                foreign_keys = self._settle(table.foreign_keys)
+                uniques = self._settle(table.uniques)
+                checks = self._settle(table.checks)
+                aside = self._settle(tuple(c for _, c in table.aside))
+                settled = table
+                if not (
+                    _same(columns, table.columns)
+                    and _same(indexes, table.indexes)
+                    and _same(foreign_keys, table.foreign_keys)
+                    and _same(uniques, table.uniques)
+                    and _same(checks, table.checks)
+                    and _same(aside, tuple(c for _, c in table.aside))
+                ):
+                    settled = replace(
+                        table,
+                        columns=columns,
+                        indexes=indexes,
+                        foreign_keys=foreign_keys,
+                        uniques=uniques,
+                        checks=checks,
+                        aside=tuple(zip((at for at, _ in table.aside), aside, strict=True)),
+                    )
+                settled = self._interned.setdefault(_parts(settled), settled)
+                self._settled.add(id(settled))
+                if settled is not table:
+                    self._works[table.name] = WorkTable(settled)
+                table = settled
+            tables.append(table)
+        if any(a is not b for a, b in zip(tables, schema.tables, strict=True)):
+            schema = self._built = Schema(tuple(tables), schema.archives)
+        return schema
+
+    def _settle(self, parts: tuple[_Part, ...]) -> tuple[_Part, ...]:
+        """Each part, or the earlier one of its repr (a part settled before is found by its
+        id: only new ones are printed)."""
+        out = []
+        for part in parts:
+            if id(part) not in self._settled:
+                part = cast(_Part, self._parts.setdefault((type(part), repr(part)), part))
+                self._settled.add(id(part))
+            out.append(part)
+        return tuple(out)
 
     def resolve(self, op: OperationSpec) -> tuple[list[Step], list[Problem]]:
         steps, problems = op.resolve(self)

@@ -9,6 +9,7 @@ on a real server); what narrows, by generator.coltypes; the SQL of both, by gene
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -297,7 +298,7 @@ class AlterColumnTypeStep(Step):
     kind: ClassVar[str] = "alter_column_type"
     template: ClassVar[str] = "ops/alter_column_type.j2"
 
-    @property
+    @functools.cached_property  # once per step: one object, found again by its identity
     def new_column(self) -> Column:
         return replace(self.column, type=self.to, domain=self.domain)
 

@@ -4,6 +4,7 @@ SQLite rebuilds the table."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Literal
@@ -108,7 +109,7 @@ class SwapFkActionStep(Step):
     def table_name(self) -> str:
         return self.fk.table
 
-    @property
+    @functools.cached_property  # once per step: one object, found again by its identity
     def new_fk(self) -> ForeignKey:
         return replace(self.fk, on_delete=self.to)
 

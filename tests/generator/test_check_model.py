@@ -144,3 +144,22 @@ def test_checks_json_from_the_adopted_blocks_is_the_checks_json_of_the_checks(
                 assert adopted and [c for b in adopted for c in b.checks] == found
                 expected = render.checks_json(change, found, dialect, phase)
                 assert render.checks_json(change, found, dialect, phase, adopted) == expected
+
+
+def test_a_diff_is_written_once_per_value_of_its_arguments() -> None:
+    """``diff`` (the catalogue checks) hands back its text and records the very same check
+    for the same arguments again; rows told apart by their values' types ('1' and 1 are
+    written differently), a dialect by its own SQL."""
+    sections = render._Sections()
+    found = sections.start(dialects.POSTGRESQL)
+    args = ("t.columns", ["column_name", "n"], [("a", 1)], "SELECT x, n FROM t", "t", "columns")
+    first = sections.diff(*args)
+    assert sections.diff(*args) == first and found[1] is found[0]
+    as_text = sections.diff("t.columns", ["column_name", "n"], [("a", "1")], *args[3:])
+    assert "('a', 1)" in first and "('a', '1')" in as_text and found[2] is not found[0]
+    other = sections.diff("t.indexes", *args[1:])
+    assert other != first and found[3].name == "t.indexes"
+    found = sections.start(dialects.SQLITE)
+    sections.diff(*args)
+    assert found[0].sql == {dialects.SQLITE: found[0].sql[dialects.SQLITE]}
+    assert found[0].sql[dialects.SQLITE] == first.partition("\n")[2].removesuffix(";")

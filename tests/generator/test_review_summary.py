@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import jinja2
 from support import ROOT
+
+from generator import render
 
 REVIEW = ROOT / "generated_migrations" / "review"
 
@@ -61,3 +66,14 @@ def test_a_serial_column_is_shown_with_its_sequence() -> None:
         in text
     )
     assert "| column `author_id` | — | integer NOT NULL |" in text  # not serial: as before
+
+
+def test_a_units_tables_are_written_as_jinjas_unique_and_join_write_them() -> None:
+    """render's unit_tables filter (Python: the review writes it for every unit) says what
+    the template's ``unit.steps | map(attribute="table_name") | unique | join(", ")`` said:
+    each name once, in order, the first of those equal but for case."""
+    env = jinja2.Environment()
+    jinja = env.from_string('{{ unit.steps | map(attribute="table_name") | unique | join(", ") }}')
+    for names in ([], ["a"], ["a", "b", "a"], ["b", "a", "B", "A", "c"], ["Orders", "orders"]):
+        unit = SimpleNamespace(steps=[SimpleNamespace(table_name=n) for n in names])
+        assert render._unit_tables(unit) == jinja.render(unit=unit)  # type: ignore[arg-type]
