@@ -342,8 +342,12 @@ class TableRun(_Run):
             *domain_sql(s, "create"),
             f"CREATE TABLE {self.new} (LIKE {self.table} {LIKE})",
             f"ALTER TABLE {self.new} {', '.join(clauses)}",
+            # SECURITY DEFINER: it runs as the migration's role, which owns the new table (the
+            # application's roles have no grant on it before the contract, and an upsert needs
+            # INSERT and UPDATE there whatever the writer may do on the old table); its
+            # search_path pinned to the migration session's (no other schema can stand in)
             f"CREATE OR REPLACE FUNCTION {s.function()}() RETURNS trigger LANGUAGE plpgsql "
-            f"AS $$ {self.trigger_body()} $$",
+            f"SECURITY DEFINER SET search_path FROM CURRENT AS $$ {self.trigger_body()} $$",
             # (no DROP TRIGGER IF EXISTS: it would take ACCESS EXCLUSIVE, not lock out readers)
             f"CREATE TRIGGER {_qi(s.trigger)} AFTER INSERT OR UPDATE OR DELETE ON {self.table} "
             f"FOR EACH ROW EXECUTE FUNCTION {s.function()}()",

@@ -252,3 +252,41 @@ def test_stopped_after_the_swap_a_rerun_validates_the_pointing_key(
     assert rows(pg_url, "SELECT version_num FROM alembic_version") == [("0001",)]
     assert rows(pg_url, "SELECT count(*) FROM schemagen.backfill_progress") == [(0,)]
     assert _accounts(pg_url) == before
+
+
+def test_an_application_role_writes_through_the_trigger_it_has_no_grant_for(
+    pg_url: str, project: Path, monkeypatch: Any, role: str
+) -> None:
+    """The application's role may write the old table but has no grant on the new one (it
+    gets the old table's grants at the contract): between the expand and the contract its
+    INSERT, UPDATE and DELETE go through the trigger all the same (the function runs as the
+    migration's role), and the finished change holds what it wrote."""
+    from generator import online_table
+
+    u = sa.make_url(pg_url)
+    migrate.upgrade(project, u, "0000")
+    _seed(pg_url, role)
+    with psycopg.connect(_plain(pg_url), autocommit=True) as conn:
+        conn.execute(f'GRANT INSERT, DELETE ON accounts, transfers TO "{role}"')
+    stop = RuntimeError("stopped after the expand (the test's)")
+
+    def stopped(self: Any) -> tuple[int, int]:
+        raise stop
+
+    with monkeypatch.context() as m:
+        m.setattr(online_table.TableRun, "backfill", stopped)
+        with pytest.raises(RuntimeError, match="the test's"):
+            migrate.upgrade(project, u, "0001", settings=guard.Settings(online_method="table"))
+    assert rows(pg_url, "SELECT to_regclass('sg_up__accounts') IS NOT NULL") == [(True,)]
+    with psycopg.connect(_plain(pg_url), autocommit=True) as conn:
+        conn.execute(f'SET ROLE "{role}"')
+        conn.execute(
+            "INSERT INTO accounts (id, code, balance) VALUES (9001, 'app', 12.3456), "
+            "(9002, 'gone', 1)"
+        )
+        conn.execute("UPDATE accounts SET balance = 7.5 WHERE id = 3")
+        conn.execute("DELETE FROM accounts WHERE id = 9002")
+        conn.execute("RESET ROLE")
+    migrate.upgrade(project, u, "0001", settings=guard.Settings(online_method="table"))
+    got = dict(rows(pg_url, "SELECT id, balance FROM accounts WHERE id IN (3, 9001, 9002)"))
+    assert got == {3: 7.5, 9001: 12.3456}
