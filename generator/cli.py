@@ -1249,8 +1249,13 @@ def status(ctx: click.Context, url: str | None, as_json: bool) -> None:
                         echo(f"            {phase}: {lock}")
         for run in report["online"]:
             echo(
-                f"online:   {run['change']} ({run['direction']}) {run['table']}: {run['phase']}, "
-                f"{run['batches']} batches, {run['rows']} rows, last key {run['last_key']}"
+                f"online:   {run['change']} ({run['direction']}) {run['table']} by "
+                f"{run['method']}: {run['phase']}"
+                + (
+                    f", {run['batches']} batches, {run['rows']} rows, last key {run['last_key']}"
+                    if "batches" in run
+                    else ""
+                )
                 + (f", {run['slices']}" if run.get("slices") else "")
             )
         if healthy and not report["pending"]:

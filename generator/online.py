@@ -879,29 +879,49 @@ def _plan(op: Any, spec: Spec) -> None:
 
 
 def progress(connection: Connection) -> list[dict[str, Any]]:
-    """Online changes in their backfill phase (for `schemagen status`); a backfill in slices
-    shows their sums, each slice's last key, and how many slices finished."""
+    """Online changes in their backfill phase (for `schemagen status`), each with its method
+    (a shadow table of its direction there, or shadow columns); a backfill in slices shows
+    their sums, each slice's last key, and how many slices finished. A table swapped in whose
+    pointing foreign keys are not validated yet (online_table.VALIDATE_STEP) says which."""
+    from generator.online_table import VALIDATE_STEP
+
     table = f"{batches.SCHEMA}.{batches.PROGRESS}"
     if not connection.exec_driver_sql(f"SELECT to_regclass('{table}')").scalar():
         return []
     sql = (
-        "SELECT change_name, step, direction, last_key, batches, rows_done, done "
-        f"FROM {table} WHERE step LIKE 'online_%' ORDER BY change_name, step"
+        "SELECT change_name, step, direction, last_key, batches, rows_done, done, "
+        "to_regclass(quote_ident(current_schema()) || '.' || quote_ident(CASE WHEN direction "
+        "= 'upgrade' THEN 'sg_up__' ELSE 'sg_down__' END || substr(step, 8))) IS NOT NULL "
+        f"FROM {table} WHERE step LIKE 'online_%' OR step LIKE '{VALIDATE_STEP}%' "
+        "ORDER BY change_name, step"
     )
     rows = connection.exec_driver_sql(runtime._driver_sql(connection, sql)).fetchall()
     slices: dict[tuple[str, str, str], list[Any]] = {}
     for r in rows:
         if SLICE in r[1]:
             slices.setdefault((r[0], r[1].rsplit(SLICE, 1)[0], r[2]), []).append(r)
-    out = []
+    out: list[dict[str, Any]] = []
     for r in rows:
         if SLICE in r[1]:
+            continue
+        if r[1].startswith(VALIDATE_STEP):
+            keys = ", ".join(f"{t}.{n}" for t, n in json.loads(r[3]))
+            out.append(
+                {
+                    "change": r[0],
+                    "table": r[1][len(VALIDATE_STEP) :],
+                    "direction": r[2],
+                    "method": "shadow table",
+                    "phase": f"swapped in; foreign keys to validate: {keys}",
+                }
+            )
             continue
         last = json.loads(r[3]) if r[3] else None
         entry = {
             "change": r[0],
             "table": r[1][len("online_") :],
             "direction": r[2],
+            "method": "shadow table" if r[7] else "shadow columns",
             "last_key": last,
             "batches": r[4],
             "rows": r[5],

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from ops_support import render_project, rows
 
-from generator import guard, migrate
+from generator import guard, migrate, online
 
 pytestmark = [pytest.mark.db]
 
@@ -242,6 +242,13 @@ def test_stopped_after_the_swap_a_rerun_validates_the_pointing_key(
     assert rows(pg_url, "SELECT version_num FROM alembic_version") == [("0000",)]
     pending = rows(pg_url, "SELECT step FROM schemagen.backfill_progress")
     assert ("validate_accounts",) in pending
+    swapped = [
+        e for e in migrate.with_connection(u, online.progress) if "to validate" in e["phase"]
+    ]
+    (entry,) = swapped
+    assert entry["phase"] == (
+        "swapped in; foreign keys to validate: transfers.fk_transfers_account_id_accounts"
+    )
     with (  # enforced meanwhile
         psycopg.connect(_plain(pg_url), autocommit=True) as conn,
         pytest.raises(psycopg.errors.ForeignKeyViolation),
@@ -286,7 +293,11 @@ def test_an_application_role_writes_through_the_trigger_it_has_no_grant_for(
         )
         conn.execute("UPDATE accounts SET balance = 7.5 WHERE id = 3")
         conn.execute("DELETE FROM accounts WHERE id = 9002")
+        conn.execute("INSERT INTO accounts (id, code, balance) VALUES (9003, 'moved', 2.25)")
+        conn.execute("UPDATE accounts SET id = 9004 WHERE id = 9003")  # a key moves
         conn.execute("RESET ROLE")
+    copied = "SELECT id, balance FROM sg_up__accounts WHERE id IN (3, 9001, 9002, 9003, 9004)"
+    assert dict(rows(pg_url, copied)) == {3: 7.5, 9001: 12.3456, 9004: 2.25}
     migrate.upgrade(project, u, "0001", settings=guard.Settings(online_method="table"))
-    got = dict(rows(pg_url, "SELECT id, balance FROM accounts WHERE id IN (3, 9001, 9002)"))
-    assert got == {3: 7.5, 9001: 12.3456}
+    got = dict(rows(pg_url, "SELECT id, balance FROM accounts WHERE id > 9000 OR id = 3"))
+    assert got == {3: 7.5, 9001: 12.3456, 9004: 2.25}
