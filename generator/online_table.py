@@ -84,7 +84,8 @@ _BLOCKERS: tuple[tuple[str, str], ...] = (
     ),
     (
         "views or rules use it",
-        "SELECT DISTINCT coalesce(v.relname, r.rulename)::text FROM pg_depend AS d "
+        "SELECT DISTINCT CASE WHEN r.rulename = '_RETURN' THEN v.relname::text "
+        "ELSE r.rulename || ' on ' || v.relname END FROM pg_depend AS d "
         "JOIN pg_rewrite AS r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid "
         f"LEFT JOIN pg_class AS v ON v.oid = r.ev_class WHERE d.refobjid = {_REL} "
         "AND d.refclassid = 'pg_class'::regclass AND r.ev_class <> d.refobjid "
