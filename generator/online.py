@@ -132,6 +132,9 @@ class Spec:
     checks: Mapping[str, str]  # name -> SQL on the shadow column
     indexes: Mapping[str, tuple[str, str]]  # index -> (shadow index, its CREATE ... CONCURRENTLY)
     blocking: str  # the ALTER TABLE an empty table takes
+    # a key column or one referencing a key (widen_key): by shadow table only (a shadow
+    # column would lose the keys), else the blocking ALTER
+    keyed: bool = False
 
     def domains(self) -> list[Domain]:
         """The new columns' domains (one per bound set)."""
@@ -311,16 +314,18 @@ class _Run:
             self.spec.trigger
         )
 
-    def blocking_if_empty(self) -> bool:
-        """An empty table takes the blocking ALTER (instant), proved empty under its lock."""
-        if self.sql(f"SELECT 1 FROM {self.table} LIMIT 1").first() is not None:
+    def blocking_if_empty(self, empty: bool = True) -> bool:
+        """An empty table takes the blocking ALTER (instant), proved empty under its lock;
+        ``empty=False``: the blocking ALTER whatever the table holds (a keyed conversion of a
+        table the shadow table cannot carry)."""
+        if empty and self.sql(f"SELECT 1 FROM {self.table} LIMIT 1").first() is not None:
             return False
         done = False
 
         def alter() -> None:
             nonlocal done
             self.sql(f"LOCK TABLE {self.table} IN ACCESS EXCLUSIVE MODE")
-            if self.sql(f"SELECT 1 FROM {self.table} LIMIT 1").first() is not None:
+            if empty and self.sql(f"SELECT 1 FROM {self.table} LIMIT 1").first() is not None:
                 return  # rows came meanwhile: online after all
             for statement in domain_sql(self.spec, "create"):
                 self.sql(statement)
@@ -786,7 +791,11 @@ def run(connection: Connection, spec: Spec) -> str:
             r._forget(spec.direction)
             return "blocking ALTER (empty table)"
         r._forget(spec.direction)  # a new expand starts a new backfill
-        method = online_table.choose(t, r.settings.online_method)
+        method = online_table.choose(t, "table" if spec.keyed else r.settings.online_method)
+        if method == "blocking":  # keyed, and the table cannot be swapped (logged)
+            r.blocking_if_empty(empty=False)
+            r._forget(spec.direction)
+            return "blocking ALTER (the table cannot be swapped)"
         run = t if method == "table" else r
         run.expand()
     run.backfill()
@@ -806,6 +815,7 @@ def online_type_change(
     checks: dict[str, str],
     indexes: dict[str, tuple[str, str]],
     blocking: str,
+    keyed: bool = False,
 ) -> None:
     """What a rendered online_type_change unit calls, inside its autocommit block."""
     change = Path(script_file).stem
@@ -818,6 +828,7 @@ def online_type_change(
         dict(checks),
         {k: (v[0], v[1]) for k, v in indexes.items()},
         blocking,
+        keyed,
     )
     if runtime._offline(op):
         _plan(op, spec)
@@ -839,6 +850,20 @@ def _plan(op: Any, spec: Spec) -> None:
             op.get_context().impl.static_output(f"{statement};\n")
 
     cols = ", ".join(f"{c.column} -> {c.type}" for c in spec.columns)
+    if spec.keyed:  # never by shadow columns: nothing of theirs to print
+        note(
+            f"online type change of {spec.table} ({cols}), a key's (widen_key): by shadow "
+            f"table only (expand [SHARE ROW EXCLUSIVE] CREATE TABLE "
+            f"{shadow_name(spec.direction, spec.table)} (LIKE {spec.table} ...) with the new "
+            "types and a trigger copying each write; backfill INSERT ... SELECT ... FOR KEY "
+            "SHARE; prepare: its indexes CONCURRENTLY, its foreign keys NOT VALID then "
+            "VALIDATE; contract: the tables swapped, the keys pointing at it moved NOT VALID "
+            "and validated after; the statements are read from the catalogue at run time); a "
+            "table with no row, or one the swap cannot carry, takes instead:"
+        )
+        for line in spec.blocking.splitlines():
+            note(f"    {line}")
+        return
     note(f"online type change of {spec.table} ({cols}); a table with no row takes instead:")
     for line in spec.blocking.splitlines():
         note(f"    {line}")

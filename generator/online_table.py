@@ -608,12 +608,22 @@ def _sqlstr(text: str) -> str:
 
 def choose(run: _Run, method: str) -> str:
     """``table`` or ``columns`` for a change not begun: the runner's setting, ``auto`` the
-    table unless something in the way (logged); ``table`` refused when it cannot be."""
-    if method == "columns":
+    table unless something in the way (logged); ``table`` refused when it cannot be. A keyed
+    conversion (widen_key) takes the table, else ``blocking`` (logged)."""
+    if method == "columns" and not run.spec.keyed:
         return "columns"
     found = blockers(run)
     if not found:
         return "table"
+    if run.spec.keyed:
+        log.warning(
+            "%s: %s cannot be swapped for a copy (%s): its key conversion takes the blocking "
+            "ALTER TABLE (a shadow column would lose the keys)",
+            run.spec.change,
+            run.spec.table,
+            "; ".join(found),
+        )
+        return "blocking"
     if method == "table":
         raise OnlineMethodRefused(
             f"{run.spec.change}: the online type change of {run.spec.table} cannot swap in a "

@@ -218,6 +218,8 @@ VALIDATED_FOREIGN_KEYS = Group(
 @dataclass(frozen=True)
 class AddForeignKeyStep(Step):
     fk: ForeignKey
+    # PostgreSQL keeps the key: the operation around this step carries it (nothing to run)
+    kept: bool = False
 
     kind: ClassVar[str] = "add_foreign_key"
     template: ClassVar[str] = "ops/add_foreign_key.j2"
@@ -230,10 +232,13 @@ class AddForeignKeyStep(Step):
         t = schema.get(self.fk.table)
         return schema.put(replace(t, foreign_keys=(*t.foreign_keys, self.fk)))
 
+    def runs_on(self, dialect: str) -> bool:
+        return not (self.kept and dialect == POSTGRESQL)
+
     def reverse(self) -> DropForeignKeyStep:
         from generator.ops.drop_foreign_key import DropForeignKeyStep
 
-        return DropForeignKeyStep(self.fk)
+        return DropForeignKeyStep(self.fk, self.kept)
 
     def group(self, dialect: str) -> Group:
         return VALIDATED_FOREIGN_KEYS if dialect == POSTGRESQL else RECREATE_TABLE

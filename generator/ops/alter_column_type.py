@@ -294,6 +294,9 @@ class AlterColumnTypeStep(Step):
     domain: Domain | None = None  # PostgreSQL: the new column's domain (its range check)
     sliced: bool = False  # online: the key is one integer column (backfilled in slices)
     pointing: tuple[ForeignKey, ...] = ()  # online: other tables' foreign keys pointing at it
+    # online: a key column or one referencing a key (widen_key): by shadow table only (a
+    # shadow column would lose the keys), else the blocking ALTER
+    keyed: bool = False
 
     kind: ClassVar[str] = "alter_column_type"
     template: ClassVar[str] = "ops/alter_column_type.j2"
@@ -339,6 +342,7 @@ class AlterColumnTypeStep(Step):
             self.column.domain,
             self.sliced,
             self.pointing,
+            self.keyed,
         )
 
     def group(self, dialect: str) -> Group:
@@ -362,6 +366,8 @@ class AlterColumnTypeStep(Step):
         for fk in self.pointing:
             yield f"{fk.table}.foreign_keys", checks.fk_row(fk, dialect, validated=False)
             yield f"{checks.MAY_BE_MISSING}{fk.table}.foreign_keys", checks.fk_row(fk, dialect)
+        if self.keyed:  # never by shadow columns
+            return
         shadow = replace(self.new_column, name=self.shadow, nullable=True, default=None)
         yield (
             f"{t}.columns",

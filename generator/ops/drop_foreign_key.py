@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Literal
 
+from generator.dialects import POSTGRESQL
 from generator.ops.add_foreign_key import AddForeignKeyStep
 from generator.ops.base import ConstraintDropStep, OperationSpec, Problem, Step
 from generator.spec import Identifier
@@ -48,6 +49,8 @@ class DropForeignKey(OperationSpec):
 @dataclass(frozen=True)
 class DropForeignKeyStep(ConstraintDropStep):
     fk: ForeignKey
+    # PostgreSQL keeps the key: the operation around this step carries it (nothing to run)
+    kept: bool = False
 
     kind: ClassVar[str] = "drop_foreign_key"
     template: ClassVar[str] = "ops/drop_foreign_key.j2"
@@ -65,8 +68,11 @@ class DropForeignKeyStep(ConstraintDropStep):
         t = schema.get(self.fk.table)
         return schema.put(replace(t, foreign_keys=tuple(f for f in t.foreign_keys if f != self.fk)))
 
+    def runs_on(self, dialect: str) -> bool:
+        return not (self.kept and dialect == POSTGRESQL)
+
     def reverse(self) -> AddForeignKeyStep:
-        return AddForeignKeyStep(self.fk)
+        return AddForeignKeyStep(self.fk, self.kept)
 
     def describe(self) -> str:
         f = self.fk

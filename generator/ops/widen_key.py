@@ -45,7 +45,7 @@ from pydantic import Field
 from generator.coltypes import INTEGER_KINDS, INTEGER_RANGE, SqlType, parse_type
 from generator.dialects import POSTGRESQL, SQLITE, quote_ident, sql_string
 from generator.ops.add_foreign_key import AddForeignKeyStep
-from generator.ops.alter_column_type import AlterColumnTypeStep
+from generator.ops.alter_column_type import AlterColumnTypeStep, sliced_key
 from generator.ops.base import OperationSpec, Problem, Risk, RowCheck, Step
 from generator.ops.drop_foreign_key import DropForeignKeyStep
 from generator.plan import RECREATE_TABLE, Group
@@ -62,6 +62,16 @@ class WidenKey(OperationSpec):
     column: Identifier
     from_: TypeName = Field(alias="from")
     to: TypeName
+    online: bool = Field(
+        default=True,
+        description=(
+            "PostgreSQL: each table converted online by shadow table (a new table of the new "
+            "types filled by checked, resumable batches, swapped in by a short contract), the "
+            "foreign keys kept all along; a table the swap cannot carry takes the blocking "
+            "ALTER; false: the keys dropped, every table rewritten by ALTER TABLE, the keys "
+            "added back (a maintenance window)"
+        ),
+    )
 
     position: ClassVar[int] = 250
     templates: ClassVar[tuple[str, ...]] = ("ops/widen_key.j2", "ops/key_sequence.j2")
@@ -70,9 +80,11 @@ class WidenKey(OperationSpec):
         "`table`, `column` (a primary key or a referenced column), `from`, `to` (integer "
         "types, wider)",
         "convert the key and every foreign-key column that references it (transitively) in "
-        "one change: the keys dropped, the columns converted (PostgreSQL rewrites each table: "
-        "SG102), a serial's sequence widened, the keys added back `NOT VALID` and validated "
-        "apart (SQLite rebuilds)",
+        "one change; PostgreSQL, by default (`online`): each table converted online by shadow "
+        "table, the keys kept all along (a table with a key to itself, or one the swap cannot "
+        "carry, takes the blocking ALTER; see docs/online.md); `online: false`: the keys "
+        "dropped, each table rewritten (SG102), the keys added back `NOT VALID` and validated "
+        "apart; a serial's sequence widened (SQLite rebuilds)",
         "narrow them back the same way; refused before any DDL while a value (or the key's "
         "sequence) does not fit, the rows listed",
     )
@@ -206,14 +218,44 @@ class WidenKey(OperationSpec):
         # downgrade (the steps reversed) has the same shape, so on PostgreSQL both run their
         # DDL in the change's one transaction (a VALIDATE between two ALTERs would commit
         # half of it)
-        steps += [ReleaseForeignKeyStep(fk) for fk in keys]
+        # Online (PostgreSQL): a table at a time by shadow table, the keys kept (the swap moves
+        # the keys pointing at a table and copies its own): every member table has a primary
+        # key for the batches to follow; the keys' release and restore are then SQLite's only
+        online = self.online and all(
+            (w := r.table_named(name)) is not None and bool(w.primary_key) for name in order
+        )
+        steps += [ReleaseForeignKeyStep(fk, online) for fk in keys]
         for name in order:
-            steps += [AlterColumnTypeStep(name, c, new) for t, c in members if t == name]
+            steps += [_conversion(r, name, c, new, online) for t, c in members if t == name]
         steps += [
             KeySequenceStep(name, c, new) for name, c in members if c.identity and c.primary_key
         ]
-        steps += [AddForeignKeyStep(fk) for fk in keys]
+        steps += [AddForeignKeyStep(fk, online) for fk in keys]
         return steps, problems
+
+
+def _conversion(r: Resolver, table: str, column: Column, new: SqlType, online: bool) -> Step:
+    """A member column's conversion: alter_column_type's step, online on PostgreSQL by shadow
+    table only (``keyed``: a shadow column would lose the key), else the blocking ALTER (a
+    table with a key to itself, which the swap cannot carry, is known here already)."""
+    work = r.table_named(table)
+    assert work is not None
+    if not online or any(f.ref_table == table for f in work.foreign_keys):
+        return AlterColumnTypeStep(table, column, new)
+    pointing = tuple(
+        f for t in r.tables() for f in t.foreign_keys if f.ref_table == table and t.name != table
+    )
+    return AlterColumnTypeStep(
+        table,
+        column,
+        new,
+        True,
+        work.primary_key,
+        indexes=tuple(i for i in work.indexes if column.name in i.all_columns),
+        sliced=sliced_key(work),
+        pointing=pointing,
+        keyed=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -222,6 +264,7 @@ class ReleaseForeignKeyStep(Step):
     change adds it back (so no SG120: nothing is given up)."""
 
     fk: ForeignKey
+    online: bool = False  # PostgreSQL keeps the key (the online conversions carry it)
 
     kind: ClassVar[str] = "release_foreign_key"
     template: ClassVar[str] = "ops/widen_key.j2"
@@ -236,8 +279,11 @@ class ReleaseForeignKeyStep(Step):
     def apply(self, schema: Schema) -> Schema:
         return self._dropped().apply(schema)
 
+    def runs_on(self, dialect: str) -> bool:
+        return not (self.online and dialect == POSTGRESQL)
+
     def reverse(self) -> AddForeignKeyStep:
-        return AddForeignKeyStep(self.fk)
+        return AddForeignKeyStep(self.fk, self.online)
 
     def group(self, dialect: str) -> Group | None:
         return RECREATE_TABLE if dialect == SQLITE else None

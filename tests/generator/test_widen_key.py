@@ -33,7 +33,7 @@ WIDENED = {
 }
 
 
-def test_the_state_widens_every_referencing_column_and_keeps_every_key() -> None:
+def test_the_state_widens_every_referencing_column_and_keeps_every_key(tmp_path: Path) -> None:
     change = load_changes(CASE / "changes", display_base=CASE)[1]
     for t in change.after.tables:
         for c in t.columns:
@@ -61,11 +61,39 @@ def test_the_state_widens_every_referencing_column_and_keeps_every_key() -> None
     ]
     (check,) = seq.prechecks(change.after)
     assert "2147483647" in check.postgresql and "tags" in check.postgresql
-    # PostgreSQL: all DDL in the change's transaction, the VALIDATEs after it, both ways
+    # PostgreSQL, online (the default): one online type change per table keyed by itself
+    # only (the keys kept: no release, no restore), the table with a key to itself (accounts:
+    # the swap cannot carry it) by the blocking ALTER, both ways
     for steps, before in ((change.steps, change.before), (change.inverse_steps, change.after)):
+        units = plan(steps, before, "postgresql")
+        kinds = [u.kind for u in units]
+        assert not {"release_foreign_key", "validated_foreign_keys"} & set(kinds), kinds
+        online = sorted(u.steps[0].table_name for u in units if u.kind == "online_type_change")
+        assert online == ["notes", "orders", "profiles", "tags"], kinds
+        assert [u.steps[0].table_name for u in units if u.kind == "alter_table"] == ["accounts"]
+    # online: false, the keys released and restored: all DDL in the change's transaction,
+    # the VALIDATEs after it, both ways
+    blocking = load_changes(_blocking_case(tmp_path), display_base=tmp_path)[1]
+    for steps, before in (
+        (blocking.steps, blocking.before),
+        (blocking.inverse_steps, blocking.after),
+    ):
         kinds = [u.kind for u in plan(steps, before, "postgresql")]
         assert kinds.count("validated_foreign_keys") == 1, kinds
         assert "drop_foreign_key" not in kinds[kinds.index("validated_foreign_keys") :]
+        assert "online_type_change" not in kinds, kinds
+
+
+def _blocking_case(tmp_path: Path) -> Path:
+    """The golden case's changes with ``online: false`` on each widen_key."""
+    out = tmp_path / "changes"
+    out.mkdir()
+    for spec in (CASE / "changes").glob("*.yaml"):
+        text = spec.read_text(encoding="utf-8").replace(
+            "from: integer, to: bigint}", "from: integer, to: bigint, online: false}"
+        )
+        (out / spec.name).write_text(text, encoding="utf-8")
+    return out
 
 
 def test_refusals(tmp_path: Path) -> None:
@@ -206,9 +234,14 @@ def test_run_for_real_keeps_every_value_and_refuses_a_downgrade_that_does_not_fi
     # several times can land on its old root page again, so a rebuild is not proven by it)
     units = plan(changes[1].steps, changes[1].before, dialect)
     for t in SEEN:
-        declared = any(u.risk(dialect).rewrites for u in units if u.steps[0].table_name == t)
+        mine = [u for u in units if u.steps[0].table_name == t]
+        declared = any(u.risk(dialect).rewrites for u in mine)
+        # online, the table is swapped for its copy: new storage, no rewrite under a lock
+        swapped = any(u.kind == "online_type_change" for u in mine)
         moved = storage(db_url, t) != before[t]
-        assert moved == declared if dialect == "postgresql" else declared or not moved, t
+        assert (
+            moved == (declared or swapped) if dialect == "postgresql" else declared or not moved
+        ), t
     if dialect == "postgresql":
         assert set(_types(db_url, dialect).values()) == {"bigint"}
         seq = rows(
@@ -290,3 +323,86 @@ def test_postgresql_sequence_step_takes_the_declared_lock(pg_database: str) -> N
     )
     assert declared_mode(declared) in modes
     assert "AccessExclusiveLock" not in modes
+
+
+@pytest.mark.db
+def test_postgresql_online_widen_keeps_every_key_under_a_writer(
+    pg_database: str, tmp_path: Path
+) -> None:
+    """Online (the default), the keys are never dropped: an application session inserting
+    orders through the whole change has every order kept, and every order that points at no
+    account refused, whichever table is being copied or swapped; afterwards every key is
+    validated and no order is an orphan."""
+    import threading
+
+    import psycopg
+    from conftest import pg_url_for
+
+    db_url = pg_url_for(pg_database)
+    _, out = render_case("widen_key", tmp_path)
+    url = sa.make_url(db_url)
+    migrate.upgrade(out, url, "0000")
+    execute(
+        db_url,
+        "INSERT INTO accounts (id, email) SELECT g, 'a' || g FROM generate_series(1, 3000) g",
+        "INSERT INTO profiles (account_id, bio) SELECT g, 'p' FROM generate_series(1, 3000) g",
+        "INSERT INTO notes (id, profile_id, body) "
+        "SELECT g, 1 + mod(g, 3000), 'n' FROM generate_series(1, 6000) g",
+        "INSERT INTO orders (id, account_id, total) "
+        "SELECT g, 1 + mod(g, 3000), g FROM generate_series(1, 6000) g",
+        "INSERT INTO tags (label) SELECT 't' || g FROM generate_series(1, 3000) g",
+    )
+    keys = (
+        "SELECT conrelid::regclass::text, conname, confdeltype FROM pg_constraint "
+        "WHERE contype = 'f' ORDER BY 1, 2"
+    )
+    before = rows(db_url, keys)
+    assert len(before) == 4
+    plain = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    stop = threading.Event()
+    inserted: list[int] = []
+    refused: list[int] = []
+    problems: list[object] = []
+
+    def writer() -> None:
+        n = 100_000
+        with psycopg.connect(plain, autocommit=True) as conn:
+            while not stop.is_set():
+                n += 1
+                try:
+                    conn.execute(
+                        "INSERT INTO orders (id, account_id, total) VALUES (%s, %s, 1)",
+                        (n, 1 + n % 3000),
+                    )
+                    inserted.append(n)
+                except Exception as exc:  # reported below
+                    problems.append(exc)
+                try:
+                    conn.execute(
+                        "INSERT INTO orders (id, account_id, total) VALUES (%s, 999999, 1)", (-n,)
+                    )
+                    problems.append(f"orphan order {-n} accepted")
+                except psycopg.errors.ForeignKeyViolation:
+                    refused.append(n)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        migrate.upgrade(out, url, "head")
+    finally:
+        stop.set()
+        thread.join()
+    assert not problems, problems[:3]
+    assert inserted and refused
+    kept = {r[0] for r in rows(db_url, "SELECT id FROM orders WHERE id > 100000")}
+    assert kept == set(inserted)
+    orphans = (
+        "SELECT count(*) FROM orders AS o LEFT JOIN accounts AS a ON a.id = o.account_id "
+        "WHERE a.id IS NULL"
+    )
+    assert rows(db_url, orphans) == [(0,)]
+    assert set(_types(db_url, "postgresql").values()) == {"bigint"}
+    assert rows(
+        db_url, "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND NOT convalidated"
+    ) == [(0,)]
+    assert rows(db_url, keys) == before

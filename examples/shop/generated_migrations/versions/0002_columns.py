@@ -40,6 +40,10 @@ def upgrade() -> None:
         # other difference is refused before the first step; the checks after it are strict.
         resumable={
             "postgresql": {
+                "order_items.columns": [
+                    ["expected, not found", "line", "integer", "NO", None],
+                    ["found, not expected", "line", "bigint", "NO", None],
+                ],
                 "orders.indexes": [
                     [
                         "found, not expected",
@@ -66,6 +70,8 @@ def upgrade() -> None:
                 ],
                 "tables": [
                     ["found, not expected", "filled_0002_users_name"],
+                    ["found, not expected", "sg_down__order_items"],
+                    ["found, not expected", "sg_up__order_items"],
                 ],
                 "users.check_constraints": [
                     ["found, not expected", "users_name_notnull", "NO"],
@@ -132,6 +138,8 @@ def downgrade() -> None:
                 ],
                 "tables": [
                     ["expected, not found", "filled_0002_users_name"],
+                    ["found, not expected", "sg_down__order_items"],
+                    ["found, not expected", "sg_up__order_items"],
                 ],
                 "users.check_constraints": [
                     ["found, not expected", "users_name_notnull", "NO"],
@@ -254,12 +262,41 @@ def _upgrade_postgresql() -> None:
             kept=["status"],
             batch_size=2,
         )
-    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
-    op.execute(
-        sa.text(
-            'ALTER TABLE "order_items"\n    ALTER COLUMN "line" TYPE bigint USING "line"::bigint'
-        )
+    runtime.unit(
+        op,
+        "online_type_change",
+        "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
+        rewrites=False,
     )
+    # Online: each phase commits on its own and a re-run resumes; what ran before is committed.
+    with op.get_context().autocommit_block():
+        runtime.online_type_change(
+            op,
+            __file__,
+            "upgrade",
+            table="order_items",
+            key=["order_id", "line"],
+            columns=[
+                {
+                    "column": "line",
+                    "shadow": "sg_up__line",
+                    "type": "bigint",
+                    "catalog": "bigint",
+                    "using": '"line"::bigint',
+                    "nullable": False,
+                    "default": None,
+                    "misfit": None,
+                    "tolerance": "0",
+                    "fit_name": "fits_bigint",
+                    "domain": None,
+                    "old_domain": None,
+                },
+            ],
+            checks={},
+            indexes={},
+            blocking='ALTER TABLE "order_items"\n    ALTER COLUMN "line" TYPE bigint USING "line"::bigint',
+            keyed=True,
+        )
 
 
 def _upgrade_sqlite() -> None:
@@ -396,12 +433,41 @@ def _upgrade_sqlite() -> None:
 def _downgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
-    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
-    op.execute(
-        sa.text(
-            'ALTER TABLE "order_items"\n    ALTER COLUMN "line" TYPE integer USING "line"::integer'
-        )
+    runtime.unit(
+        op,
+        "online_type_change",
+        "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
+        rewrites=False,
     )
+    # Online: each phase commits on its own and a re-run resumes; what ran before is committed.
+    with op.get_context().autocommit_block():
+        runtime.online_type_change(
+            op,
+            __file__,
+            "downgrade",
+            table="order_items",
+            key=["order_id", "line"],
+            columns=[
+                {
+                    "column": "line",
+                    "shadow": "sg_down__line",
+                    "type": "integer",
+                    "catalog": "integer",
+                    "using": '"line"::integer',
+                    "nullable": False,
+                    "default": None,
+                    "misfit": 'NOT ("line" >= -2147483648 AND "line" < 2147483648)',
+                    "tolerance": "0",
+                    "fit_name": "fits_integer",
+                    "domain": None,
+                    "old_domain": None,
+                },
+            ],
+            checks={},
+            indexes={},
+            blocking='ALTER TABLE "order_items"\n    ALTER COLUMN "line" TYPE integer USING "line"::integer',
+            keyed=True,
+        )
     runtime.unit(op, "backfills", "ROW EXCLUSIVE per batch", rewrites=False)
     # Batches commit one by one outside the change's transaction: what ran before is committed.
     with op.get_context().autocommit_block():

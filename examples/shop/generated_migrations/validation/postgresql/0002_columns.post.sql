@@ -1077,7 +1077,7 @@ SELECT t.table_name, c.oid AS relid, c.relfilenode,
 FROM (
     VALUES
         ('audit_log', NULL::bigint),
-        ('order_items', (SELECT count(*) FROM "order_items")::bigint),
+        ('order_items', NULL::bigint),
         ('orders', NULL::bigint),
         ('products', (SELECT count(*) FROM "products")::bigint),
         ('reviews', NULL::bigint),
@@ -1086,20 +1086,12 @@ FROM (
 JOIN pg_class AS c
     ON c.oid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident(t.table_name));
 
--- snapshot: schemagen_values_order_items
-CREATE TEMP TABLE "schemagen_values_order_items" AS
-SELECT "order_id", "line" FROM "order_items";
-
 
 -- data-check: row_counts
 WITH now(table_name, row_count) AS (
     VALUES
         ('audit_log', NULL::bigint),
-        ('order_items', CASE WHEN (
-            SELECT s.relfilenode IS DISTINCT FROM c.relfilenode
-            FROM schemagen_row_counts AS s LEFT JOIN pg_class AS c ON c.oid = s.relid
-            WHERE s.table_name = 'order_items'
-        ) THEN (SELECT count(*) FROM "order_items") END::bigint),
+        ('order_items', NULL::bigint),
         ('orders', NULL::bigint),
         ('products', CASE WHEN (
             SELECT s.relfilenode IS DISTINCT FROM c.relfilenode
@@ -1131,12 +1123,4 @@ WHERE deleted > 0 OR after < before OR (new_file AND before IS NULL)
 UNION ALL
 SELECT '(every table)', 'track_counts is off: deleted rows cannot be seen; turn it on', NULL, NULL, NULL
 WHERE current_setting('track_counts') <> 'on';
-
--- data-check: order_items.drift
-SELECT s."order_id", s."line",
-    s."line" AS "line_before", t."line" AS "line_after"
-FROM "schemagen_values_order_items" AS s
-LEFT JOIN "order_items" AS t ON t."order_id" = s."order_id" AND t."line" = s."line"
-WHERE (t."line" IS NULL) <> (s."line" IS NULL)
-    OR t."line" <> s."line";
 

@@ -38,26 +38,6 @@ def upgrade() -> None:
                     ["found, not expected", "id", "bigint", "NO", None],
                     ["found, not expected", "referrer_id", "bigint", "YES", None],
                 ],
-                "accounts.foreign_keys": [
-                    [
-                        "expected, not found",
-                        "fk_accounts_referrer_id_accounts",
-                        "referrer_id",
-                        "accounts",
-                        "id",
-                        "SET NULL",
-                        "YES",
-                    ],
-                    [
-                        "found, not expected",
-                        "fk_accounts_referrer_id_accounts",
-                        "referrer_id",
-                        "accounts",
-                        "id",
-                        "SET NULL",
-                        "NO",
-                    ],
-                ],
                 "notes.columns": [
                     ["expected, not found", "profile_id", "integer", "YES", None],
                     ["found, not expected", "profile_id", "bigint", "YES", None],
@@ -86,48 +66,34 @@ def upgrade() -> None:
                     ["expected, not found", "account_id", "integer", "YES", None],
                     ["found, not expected", "account_id", "bigint", "YES", None],
                 ],
-                "orders.foreign_keys": [
-                    [
-                        "expected, not found",
-                        "fk_orders_account_id_accounts",
-                        "account_id",
-                        "accounts",
-                        "id",
-                        "NO ACTION",
-                        "YES",
-                    ],
-                    [
-                        "found, not expected",
-                        "fk_orders_account_id_accounts",
-                        "account_id",
-                        "accounts",
-                        "id",
-                        "NO ACTION",
-                        "NO",
-                    ],
-                ],
                 "profiles.columns": [
                     ["expected, not found", "account_id", "integer", "NO", None],
                     ["found, not expected", "account_id", "bigint", "NO", None],
                 ],
-                "profiles.foreign_keys": [
+                "tables": [
+                    ["found, not expected", "sg_down__notes"],
+                    ["found, not expected", "sg_down__orders"],
+                    ["found, not expected", "sg_down__profiles"],
+                    ["found, not expected", "sg_down__tags"],
+                    ["found, not expected", "sg_up__notes"],
+                    ["found, not expected", "sg_up__orders"],
+                    ["found, not expected", "sg_up__profiles"],
+                    ["found, not expected", "sg_up__tags"],
+                ],
+                "tags.columns": [
                     [
                         "expected, not found",
-                        "fk_profiles_account_id_accounts",
-                        "account_id",
-                        "accounts",
                         "id",
-                        "CASCADE",
-                        "YES",
+                        "integer",
+                        "NO",
+                        "nextval('tags_id_seq'::regclass)",
                     ],
                     [
                         "found, not expected",
-                        "fk_profiles_account_id_accounts",
-                        "account_id",
-                        "accounts",
                         "id",
-                        "CASCADE",
+                        "bigint",
                         "NO",
+                        "nextval('tags_id_seq'::regclass)",
                     ],
                 ],
             },
@@ -155,26 +121,6 @@ def downgrade() -> None:
                     ["expected, not found", "referrer_id", "bigint", "YES", None],
                     ["found, not expected", "id", "integer", "NO", None],
                     ["found, not expected", "referrer_id", "integer", "YES", None],
-                ],
-                "accounts.foreign_keys": [
-                    [
-                        "expected, not found",
-                        "fk_accounts_referrer_id_accounts",
-                        "referrer_id",
-                        "accounts",
-                        "id",
-                        "SET NULL",
-                        "YES",
-                    ],
-                    [
-                        "found, not expected",
-                        "fk_accounts_referrer_id_accounts",
-                        "referrer_id",
-                        "accounts",
-                        "id",
-                        "SET NULL",
-                        "NO",
-                    ],
                 ],
                 "notes.columns": [
                     ["expected, not found", "profile_id", "bigint", "YES", None],
@@ -204,49 +150,19 @@ def downgrade() -> None:
                     ["expected, not found", "account_id", "bigint", "YES", None],
                     ["found, not expected", "account_id", "integer", "YES", None],
                 ],
-                "orders.foreign_keys": [
-                    [
-                        "expected, not found",
-                        "fk_orders_account_id_accounts",
-                        "account_id",
-                        "accounts",
-                        "id",
-                        "NO ACTION",
-                        "YES",
-                    ],
-                    [
-                        "found, not expected",
-                        "fk_orders_account_id_accounts",
-                        "account_id",
-                        "accounts",
-                        "id",
-                        "NO ACTION",
-                        "NO",
-                    ],
-                ],
                 "profiles.columns": [
                     ["expected, not found", "account_id", "bigint", "NO", None],
                     ["found, not expected", "account_id", "integer", "NO", None],
                 ],
-                "profiles.foreign_keys": [
-                    [
-                        "expected, not found",
-                        "fk_profiles_account_id_accounts",
-                        "account_id",
-                        "accounts",
-                        "id",
-                        "CASCADE",
-                        "YES",
-                    ],
-                    [
-                        "found, not expected",
-                        "fk_profiles_account_id_accounts",
-                        "account_id",
-                        "accounts",
-                        "id",
-                        "CASCADE",
-                        "NO",
-                    ],
+                "tables": [
+                    ["found, not expected", "sg_down__notes"],
+                    ["found, not expected", "sg_down__orders"],
+                    ["found, not expected", "sg_down__profiles"],
+                    ["found, not expected", "sg_down__tags"],
+                    ["found, not expected", "sg_up__notes"],
+                    ["found, not expected", "sg_up__orders"],
+                    ["found, not expected", "sg_up__profiles"],
+                    ["found, not expected", "sg_up__tags"],
                 ],
                 "tags.columns": [
                     [
@@ -272,41 +188,121 @@ def downgrade() -> None:
 def _upgrade_postgresql() -> None:
     # The spec's lock_timeout caps the runner's --lock-timeout (generator.guard).
     runtime.timeouts(op, "5s", "30min")
-    runtime.unit(op, "release_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.drop_constraint(
-        "fk_accounts_referrer_id_accounts", "accounts", type_="foreignkey", if_exists=True
+    runtime.unit(
+        op,
+        "online_type_change",
+        "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
+        rewrites=False,
     )
-    runtime.unit(op, "release_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.drop_constraint(
-        "fk_profiles_account_id_accounts", "profiles", type_="foreignkey", if_exists=True
-    )
-    runtime.unit(op, "release_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.drop_constraint(
-        "fk_orders_account_id_accounts", "orders", type_="foreignkey", if_exists=True
-    )
-    runtime.unit(op, "release_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.drop_constraint("fk_notes_profile_id_profiles", "notes", type_="foreignkey", if_exists=True)
-    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
-    op.execute(
-        sa.text(
-            'ALTER TABLE "notes"\n'
-            '    ALTER COLUMN "profile_id" TYPE bigint USING "profile_id"::bigint'
+    # Online: each phase commits on its own and a re-run resumes; what ran before is committed.
+    with op.get_context().autocommit_block():
+        runtime.online_type_change(
+            op,
+            __file__,
+            "upgrade",
+            table="notes",
+            key=["id"],
+            columns=[
+                {
+                    "column": "profile_id",
+                    "shadow": "sg_up__profile_id",
+                    "type": "bigint",
+                    "catalog": "bigint",
+                    "using": '"profile_id"::bigint',
+                    "nullable": True,
+                    "default": None,
+                    "misfit": None,
+                    "tolerance": "0",
+                    "fit_name": "fits_bigint",
+                    "domain": None,
+                    "old_domain": None,
+                },
+            ],
+            checks={},
+            indexes={
+                "ix_notes_profile": (
+                    "sg_up__ix_notes_profile",
+                    'CREATE INDEX CONCURRENTLY IF NOT EXISTS "sg_up__ix_notes_profile" ON "notes" ("sg_up__profile_id")',
+                ),
+            },
+            blocking='ALTER TABLE "notes"\n    ALTER COLUMN "profile_id" TYPE bigint USING "profile_id"::bigint',
+            keyed=True,
         )
+    runtime.unit(
+        op,
+        "online_type_change",
+        "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
+        rewrites=False,
     )
-    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
-    op.execute(
-        sa.text(
-            'ALTER TABLE "orders"\n'
-            '    ALTER COLUMN "account_id" TYPE bigint USING "account_id"::bigint'
+    # Online: each phase commits on its own and a re-run resumes; what ran before is committed.
+    with op.get_context().autocommit_block():
+        runtime.online_type_change(
+            op,
+            __file__,
+            "upgrade",
+            table="orders",
+            key=["id"],
+            columns=[
+                {
+                    "column": "account_id",
+                    "shadow": "sg_up__account_id",
+                    "type": "bigint",
+                    "catalog": "bigint",
+                    "using": '"account_id"::bigint',
+                    "nullable": True,
+                    "default": None,
+                    "misfit": None,
+                    "tolerance": "0",
+                    "fit_name": "fits_bigint",
+                    "domain": None,
+                    "old_domain": None,
+                },
+            ],
+            checks={},
+            indexes={
+                "ix_orders_account": (
+                    "sg_up__ix_orders_account",
+                    'CREATE INDEX CONCURRENTLY IF NOT EXISTS "sg_up__ix_orders_account" ON "orders" ("sg_up__account_id")',
+                ),
+            },
+            blocking='ALTER TABLE "orders"\n    ALTER COLUMN "account_id" TYPE bigint USING "account_id"::bigint',
+            keyed=True,
         )
+    runtime.unit(
+        op,
+        "online_type_change",
+        "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
+        rewrites=False,
     )
-    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
-    op.execute(
-        sa.text(
-            'ALTER TABLE "profiles"\n'
-            '    ALTER COLUMN "account_id" TYPE bigint USING "account_id"::bigint'
+    # Online: each phase commits on its own and a re-run resumes; what ran before is committed.
+    with op.get_context().autocommit_block():
+        runtime.online_type_change(
+            op,
+            __file__,
+            "upgrade",
+            table="profiles",
+            key=["account_id"],
+            columns=[
+                {
+                    "column": "account_id",
+                    "shadow": "sg_up__account_id",
+                    "type": "bigint",
+                    "catalog": "bigint",
+                    "using": '"account_id"::bigint',
+                    "nullable": False,
+                    "default": None,
+                    "misfit": None,
+                    "tolerance": "0",
+                    "fit_name": "fits_bigint",
+                    "domain": None,
+                    "old_domain": None,
+                },
+            ],
+            checks={},
+            indexes={},
+            blocking='ALTER TABLE "profiles"\n    ALTER COLUMN "account_id" TYPE bigint USING "account_id"::bigint',
+            keyed=True,
         )
-    )
     runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
     op.execute(
         sa.text(
@@ -319,64 +315,39 @@ def _upgrade_postgresql() -> None:
     # accounts.id: the identity's sequence followed the ALTER
     runtime.unit(
         op,
-        "validated_foreign_keys",
-        "ACCESS EXCLUSIVE (brief) on the table, SHARE ROW EXCLUSIVE on the referenced one (the NOT VALID key), then SHARE UPDATE EXCLUSIVE to validate",
+        "online_type_change",
+        "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
         rewrites=False,
     )
-    op.drop_constraint(
-        "fk_accounts_referrer_id_accounts", "accounts", type_="foreignkey", if_exists=True
-    )
-    op.create_foreign_key(
-        "fk_accounts_referrer_id_accounts",
-        "accounts",
-        "accounts",
-        ["referrer_id"],
-        ["id"],
-        ondelete="SET NULL",
-        postgresql_not_valid=True,
-    )
-    op.drop_constraint(
-        "fk_profiles_account_id_accounts", "profiles", type_="foreignkey", if_exists=True
-    )
-    op.create_foreign_key(
-        "fk_profiles_account_id_accounts",
-        "profiles",
-        "accounts",
-        ["account_id"],
-        ["id"],
-        ondelete="CASCADE",
-        postgresql_not_valid=True,
-    )
-    op.drop_constraint(
-        "fk_orders_account_id_accounts", "orders", type_="foreignkey", if_exists=True
-    )
-    op.create_foreign_key(
-        "fk_orders_account_id_accounts",
-        "orders",
-        "accounts",
-        ["account_id"],
-        ["id"],
-        ondelete="NO ACTION",
-        postgresql_not_valid=True,
-    )
-    op.drop_constraint("fk_notes_profile_id_profiles", "notes", type_="foreignkey", if_exists=True)
-    op.create_foreign_key(
-        "fk_notes_profile_id_profiles",
-        "notes",
-        "profiles",
-        ["profile_id"],
-        ["account_id"],
-        ondelete="CASCADE",
-        postgresql_not_valid=True,
-    )
-    # VALIDATE scans after the NOT VALID keys have committed: reads and writes go on.
+    # Online: each phase commits on its own and a re-run resumes; what ran before is committed.
     with op.get_context().autocommit_block():
-        op.execute(ddl.ValidateConstraint("accounts", "fk_accounts_referrer_id_accounts"))
-        op.execute(ddl.ValidateConstraint("profiles", "fk_profiles_account_id_accounts"))
-        op.execute(ddl.ValidateConstraint("orders", "fk_orders_account_id_accounts"))
-        op.execute(ddl.ValidateConstraint("notes", "fk_notes_profile_id_profiles"))
-    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
-    op.execute(sa.text('ALTER TABLE "tags"\n    ALTER COLUMN "id" TYPE bigint USING "id"::bigint'))
+        runtime.online_type_change(
+            op,
+            __file__,
+            "upgrade",
+            table="tags",
+            key=["id"],
+            columns=[
+                {
+                    "column": "id",
+                    "shadow": "sg_up__id",
+                    "type": "bigint",
+                    "catalog": "bigint",
+                    "using": '"id"::bigint',
+                    "nullable": False,
+                    "default": None,
+                    "misfit": None,
+                    "tolerance": "0",
+                    "fit_name": "fits_bigint",
+                    "domain": None,
+                    "old_domain": None,
+                },
+            ],
+            checks={},
+            indexes={},
+            blocking='ALTER TABLE "tags"\n    ALTER COLUMN "id" TYPE bigint USING "id"::bigint',
+            keyed=True,
+        )
     runtime.unit(op, "key_sequence", "SHARE ROW EXCLUSIVE on the sequence (brief)", rewrites=False)
     op.execute(ddl.AlterSequenceType("tags_id_seq", "bigint"))
 
@@ -642,24 +613,41 @@ def _downgrade_postgresql() -> None:
     runtime.timeouts(op, "5s", "30min")
     runtime.unit(op, "key_sequence", "SHARE ROW EXCLUSIVE on the sequence (brief)", rewrites=False)
     op.execute(ddl.AlterSequenceType("tags_id_seq", "integer"))
-    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
-    op.execute(
-        sa.text('ALTER TABLE "tags"\n    ALTER COLUMN "id" TYPE integer USING "id"::integer')
+    runtime.unit(
+        op,
+        "online_type_change",
+        "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
+        rewrites=False,
     )
-    runtime.unit(op, "drop_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.drop_constraint("fk_notes_profile_id_profiles", "notes", type_="foreignkey", if_exists=True)
-    runtime.unit(op, "drop_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.drop_constraint(
-        "fk_orders_account_id_accounts", "orders", type_="foreignkey", if_exists=True
-    )
-    runtime.unit(op, "drop_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.drop_constraint(
-        "fk_profiles_account_id_accounts", "profiles", type_="foreignkey", if_exists=True
-    )
-    runtime.unit(op, "drop_foreign_key", "ACCESS EXCLUSIVE (brief)", rewrites=False)
-    op.drop_constraint(
-        "fk_accounts_referrer_id_accounts", "accounts", type_="foreignkey", if_exists=True
-    )
+    # Online: each phase commits on its own and a re-run resumes; what ran before is committed.
+    with op.get_context().autocommit_block():
+        runtime.online_type_change(
+            op,
+            __file__,
+            "downgrade",
+            table="tags",
+            key=["id"],
+            columns=[
+                {
+                    "column": "id",
+                    "shadow": "sg_down__id",
+                    "type": "integer",
+                    "catalog": "integer",
+                    "using": '"id"::integer',
+                    "nullable": False,
+                    "default": None,
+                    "misfit": 'NOT ("id" >= -2147483648 AND "id" < 2147483648)',
+                    "tolerance": "0",
+                    "fit_name": "fits_integer",
+                    "domain": None,
+                    "old_domain": None,
+                },
+            ],
+            checks={},
+            indexes={},
+            blocking='ALTER TABLE "tags"\n    ALTER COLUMN "id" TYPE integer USING "id"::integer',
+            keyed=True,
+        )
     runtime.unit(op, "key_sequence", "none", rewrites=False)
     # accounts.id: the identity's sequence followed the ALTER
     runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
@@ -670,85 +658,121 @@ def _downgrade_postgresql() -> None:
             '    ALTER COLUMN "id" TYPE integer USING "id"::integer'
         )
     )
-    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
-    op.execute(
-        sa.text(
-            'ALTER TABLE "profiles"\n'
-            '    ALTER COLUMN "account_id" TYPE integer USING "account_id"::integer'
-        )
-    )
-    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
-    op.execute(
-        sa.text(
-            'ALTER TABLE "orders"\n'
-            '    ALTER COLUMN "account_id" TYPE integer USING "account_id"::integer'
-        )
-    )
-    runtime.unit(op, "alter_table", "ACCESS EXCLUSIVE", rewrites=True)
-    op.execute(
-        sa.text(
-            'ALTER TABLE "notes"\n'
-            '    ALTER COLUMN "profile_id" TYPE integer USING "profile_id"::integer'
-        )
-    )
     runtime.unit(
         op,
-        "validated_foreign_keys",
-        "ACCESS EXCLUSIVE (brief) on the table, SHARE ROW EXCLUSIVE on the referenced one (the NOT VALID key), then SHARE UPDATE EXCLUSIVE to validate",
+        "online_type_change",
+        "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
         rewrites=False,
     )
-    op.drop_constraint("fk_notes_profile_id_profiles", "notes", type_="foreignkey", if_exists=True)
-    op.create_foreign_key(
-        "fk_notes_profile_id_profiles",
-        "notes",
-        "profiles",
-        ["profile_id"],
-        ["account_id"],
-        ondelete="CASCADE",
-        postgresql_not_valid=True,
-    )
-    op.drop_constraint(
-        "fk_orders_account_id_accounts", "orders", type_="foreignkey", if_exists=True
-    )
-    op.create_foreign_key(
-        "fk_orders_account_id_accounts",
-        "orders",
-        "accounts",
-        ["account_id"],
-        ["id"],
-        ondelete="NO ACTION",
-        postgresql_not_valid=True,
-    )
-    op.drop_constraint(
-        "fk_profiles_account_id_accounts", "profiles", type_="foreignkey", if_exists=True
-    )
-    op.create_foreign_key(
-        "fk_profiles_account_id_accounts",
-        "profiles",
-        "accounts",
-        ["account_id"],
-        ["id"],
-        ondelete="CASCADE",
-        postgresql_not_valid=True,
-    )
-    op.drop_constraint(
-        "fk_accounts_referrer_id_accounts", "accounts", type_="foreignkey", if_exists=True
-    )
-    op.create_foreign_key(
-        "fk_accounts_referrer_id_accounts",
-        "accounts",
-        "accounts",
-        ["referrer_id"],
-        ["id"],
-        ondelete="SET NULL",
-        postgresql_not_valid=True,
-    )
-    # VALIDATE scans after the NOT VALID keys have committed: reads and writes go on.
+    # Online: each phase commits on its own and a re-run resumes; what ran before is committed.
     with op.get_context().autocommit_block():
-        op.execute(ddl.ValidateConstraint("notes", "fk_notes_profile_id_profiles"))
-        op.execute(ddl.ValidateConstraint("orders", "fk_orders_account_id_accounts"))
-        op.execute(ddl.ValidateConstraint("profiles", "fk_profiles_account_id_accounts"))
-        op.execute(ddl.ValidateConstraint("accounts", "fk_accounts_referrer_id_accounts"))
+        runtime.online_type_change(
+            op,
+            __file__,
+            "downgrade",
+            table="profiles",
+            key=["account_id"],
+            columns=[
+                {
+                    "column": "account_id",
+                    "shadow": "sg_down__account_id",
+                    "type": "integer",
+                    "catalog": "integer",
+                    "using": '"account_id"::integer',
+                    "nullable": False,
+                    "default": None,
+                    "misfit": 'NOT ("account_id" >= -2147483648 AND "account_id" < 2147483648)',
+                    "tolerance": "0",
+                    "fit_name": "fits_integer",
+                    "domain": None,
+                    "old_domain": None,
+                },
+            ],
+            checks={},
+            indexes={},
+            blocking='ALTER TABLE "profiles"\n    ALTER COLUMN "account_id" TYPE integer USING "account_id"::integer',
+            keyed=True,
+        )
+    runtime.unit(
+        op,
+        "online_type_change",
+        "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
+        rewrites=False,
+    )
+    # Online: each phase commits on its own and a re-run resumes; what ran before is committed.
+    with op.get_context().autocommit_block():
+        runtime.online_type_change(
+            op,
+            __file__,
+            "downgrade",
+            table="orders",
+            key=["id"],
+            columns=[
+                {
+                    "column": "account_id",
+                    "shadow": "sg_down__account_id",
+                    "type": "integer",
+                    "catalog": "integer",
+                    "using": '"account_id"::integer',
+                    "nullable": True,
+                    "default": None,
+                    "misfit": 'NOT ("account_id" >= -2147483648 AND "account_id" < 2147483648)',
+                    "tolerance": "0",
+                    "fit_name": "fits_integer",
+                    "domain": None,
+                    "old_domain": None,
+                },
+            ],
+            checks={},
+            indexes={
+                "ix_orders_account": (
+                    "sg_down__ix_orders_account",
+                    'CREATE INDEX CONCURRENTLY IF NOT EXISTS "sg_down__ix_orders_account" ON "orders" ("sg_down__account_id")',
+                ),
+            },
+            blocking='ALTER TABLE "orders"\n    ALTER COLUMN "account_id" TYPE integer USING "account_id"::integer',
+            keyed=True,
+        )
+    runtime.unit(
+        op,
+        "online_type_change",
+        "ACCESS EXCLUSIVE (brief, catalogue only: expand and contract)",
+        rewrites=False,
+    )
+    # Online: each phase commits on its own and a re-run resumes; what ran before is committed.
+    with op.get_context().autocommit_block():
+        runtime.online_type_change(
+            op,
+            __file__,
+            "downgrade",
+            table="notes",
+            key=["id"],
+            columns=[
+                {
+                    "column": "profile_id",
+                    "shadow": "sg_down__profile_id",
+                    "type": "integer",
+                    "catalog": "integer",
+                    "using": '"profile_id"::integer',
+                    "nullable": True,
+                    "default": None,
+                    "misfit": 'NOT ("profile_id" >= -2147483648 AND "profile_id" < 2147483648)',
+                    "tolerance": "0",
+                    "fit_name": "fits_integer",
+                    "domain": None,
+                    "old_domain": None,
+                },
+            ],
+            checks={},
+            indexes={
+                "ix_notes_profile": (
+                    "sg_down__ix_notes_profile",
+                    'CREATE INDEX CONCURRENTLY IF NOT EXISTS "sg_down__ix_notes_profile" ON "notes" ("sg_down__profile_id")',
+                ),
+            },
+            blocking='ALTER TABLE "notes"\n    ALTER COLUMN "profile_id" TYPE integer USING "profile_id"::integer',
+            keyed=True,
+        )
 
 
 def _downgrade_sqlite() -> None:

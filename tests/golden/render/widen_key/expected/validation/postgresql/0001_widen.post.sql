@@ -807,10 +807,10 @@ SELECT t.table_name, c.oid AS relid, c.relfilenode,
 FROM (
     VALUES
         ('accounts', (SELECT count(*) FROM "accounts")::bigint),
-        ('notes', (SELECT count(*) FROM "notes")::bigint),
-        ('orders', (SELECT count(*) FROM "orders")::bigint),
-        ('profiles', (SELECT count(*) FROM "profiles")::bigint),
-        ('tags', (SELECT count(*) FROM "tags")::bigint)
+        ('notes', NULL::bigint),
+        ('orders', NULL::bigint),
+        ('profiles', NULL::bigint),
+        ('tags', NULL::bigint)
 ) AS t(table_name, row_count)
 JOIN pg_class AS c
     ON c.oid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident(t.table_name));
@@ -818,22 +818,6 @@ JOIN pg_class AS c
 -- snapshot: schemagen_values_accounts
 CREATE TEMP TABLE "schemagen_values_accounts" AS
 SELECT "id", "referrer_id" FROM "accounts";
-
--- snapshot: schemagen_values_notes
-CREATE TEMP TABLE "schemagen_values_notes" AS
-SELECT "id", "profile_id" FROM "notes";
-
--- snapshot: schemagen_values_orders
-CREATE TEMP TABLE "schemagen_values_orders" AS
-SELECT "id", "account_id" FROM "orders";
-
--- snapshot: schemagen_values_profiles
-CREATE TEMP TABLE "schemagen_values_profiles" AS
-SELECT "account_id" FROM "profiles";
-
--- snapshot: schemagen_values_tags
-CREATE TEMP TABLE "schemagen_values_tags" AS
-SELECT "id" FROM "tags";
 
 
 -- data-check: row_counts
@@ -844,26 +828,10 @@ WITH now(table_name, row_count) AS (
             FROM schemagen_row_counts AS s LEFT JOIN pg_class AS c ON c.oid = s.relid
             WHERE s.table_name = 'accounts'
         ) THEN (SELECT count(*) FROM "accounts") END::bigint),
-        ('notes', CASE WHEN (
-            SELECT s.relfilenode IS DISTINCT FROM c.relfilenode
-            FROM schemagen_row_counts AS s LEFT JOIN pg_class AS c ON c.oid = s.relid
-            WHERE s.table_name = 'notes'
-        ) THEN (SELECT count(*) FROM "notes") END::bigint),
-        ('orders', CASE WHEN (
-            SELECT s.relfilenode IS DISTINCT FROM c.relfilenode
-            FROM schemagen_row_counts AS s LEFT JOIN pg_class AS c ON c.oid = s.relid
-            WHERE s.table_name = 'orders'
-        ) THEN (SELECT count(*) FROM "orders") END::bigint),
-        ('profiles', CASE WHEN (
-            SELECT s.relfilenode IS DISTINCT FROM c.relfilenode
-            FROM schemagen_row_counts AS s LEFT JOIN pg_class AS c ON c.oid = s.relid
-            WHERE s.table_name = 'profiles'
-        ) THEN (SELECT count(*) FROM "profiles") END::bigint),
-        ('tags', CASE WHEN (
-            SELECT s.relfilenode IS DISTINCT FROM c.relfilenode
-            FROM schemagen_row_counts AS s LEFT JOIN pg_class AS c ON c.oid = s.relid
-            WHERE s.table_name = 'tags'
-        ) THEN (SELECT count(*) FROM "tags") END::bigint)
+        ('notes', NULL::bigint),
+        ('orders', NULL::bigint),
+        ('profiles', NULL::bigint),
+        ('tags', NULL::bigint)
 ),
 seen AS (
     SELECT s.table_name, s.row_count AS before, n.row_count AS after,
@@ -898,36 +866,4 @@ WHERE (t."id" IS NULL) <> (s."id" IS NULL)
     OR t."id" <> s."id"
     OR (t."referrer_id" IS NULL) <> (s."referrer_id" IS NULL)
     OR t."referrer_id" <> s."referrer_id";
-
--- data-check: notes.drift
-SELECT s."id",
-    s."profile_id" AS "profile_id_before", t."profile_id" AS "profile_id_after"
-FROM "schemagen_values_notes" AS s
-LEFT JOIN "notes" AS t ON t."id" = s."id"
-WHERE (t."profile_id" IS NULL) <> (s."profile_id" IS NULL)
-    OR t."profile_id" <> s."profile_id";
-
--- data-check: orders.drift
-SELECT s."id",
-    s."account_id" AS "account_id_before", t."account_id" AS "account_id_after"
-FROM "schemagen_values_orders" AS s
-LEFT JOIN "orders" AS t ON t."id" = s."id"
-WHERE (t."account_id" IS NULL) <> (s."account_id" IS NULL)
-    OR t."account_id" <> s."account_id";
-
--- data-check: profiles.drift
-SELECT s."account_id",
-    s."account_id" AS "account_id_before", t."account_id" AS "account_id_after"
-FROM "schemagen_values_profiles" AS s
-LEFT JOIN "profiles" AS t ON t."account_id" = s."account_id"
-WHERE (t."account_id" IS NULL) <> (s."account_id" IS NULL)
-    OR t."account_id" <> s."account_id";
-
--- data-check: tags.drift
-SELECT s."id",
-    s."id" AS "id_before", t."id" AS "id_after"
-FROM "schemagen_values_tags" AS s
-LEFT JOIN "tags" AS t ON t."id" = s."id"
-WHERE (t."id" IS NULL) <> (s."id" IS NULL)
-    OR t."id" <> s."id";
 
