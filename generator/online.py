@@ -863,6 +863,13 @@ def _plan(op: Any, spec: Spec) -> None:
         )
         for line in spec.blocking.splitlines():
             note(f"    {line}")
+        # the two statements of the shadow table that do not depend on the catalogue: the
+        # expand's lock and the contract's (generator/online_table.py)
+        new = _qi(shadow_name(spec.direction, spec.table))
+        note("phase expand [SHARE ROW EXCLUSIVE, brief; lock_timeout, retried]:")
+        out([f"LOCK TABLE {_qi(spec.table)} IN SHARE ROW EXCLUSIVE MODE"])
+        note("phase contract [ACCESS EXCLUSIVE, brief, catalogue only; lock_timeout, retried]:")
+        out([f"LOCK TABLE {_qi(spec.table)}, {new} IN ACCESS EXCLUSIVE MODE"])
         return
     note(f"online type change of {spec.table} ({cols}); a table with no row takes instead:")
     for line in spec.blocking.splitlines():
