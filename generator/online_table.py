@@ -434,19 +434,11 @@ class TableRun(_Run):
                 if self.index_state(index.shadow) is False:  # a killed build left it invalid
                     self.sql(f"DROP INDEX CONCURRENTLY IF EXISTS {_qi(index.shadow)}")
                 self.sql(batches.literal(index.create))
-            have = {name: ok for name, _, ok in self.foreign_keys(self.new_name)}
-            for name, definition, validated in self.foreign_keys(s.table):
-                if name not in have:
-                    self.short(
-                        f"foreign key {name}",
-                        lambda n=name, d=definition: self.sql(
-                            batches.literal(
-                                f"ALTER TABLE {self.new} ADD CONSTRAINT {_qi(n)} {d} NOT VALID"
-                            )
-                        ),
-                    )
-                if validated and not have.get(name):
-                    self.sql(f"ALTER TABLE {self.new} VALIDATE CONSTRAINT {_qi(name)}")
+            # The table's own foreign keys go on at the contract, not here: a key on the new
+            # table would make a cascading delete of a referenced row lock the new table
+            # before the old one, the contract's order reversed (a lock cycle each contract
+            # attempt loses). Until then the trigger keeps the copies of what the old table
+            # holds, whose keys hold.
             self.sql(f"ANALYZE {self.new}")
             self.sql("RESET backend_flush_after")
 
@@ -454,7 +446,12 @@ class TableRun(_Run):
         s = self.spec
 
         def run() -> None:
-            self.sql(f"LOCK TABLE {self.table}, {self.new} IN ACCESS EXCLUSIVE MODE")
+            # In the order the application's statements take them, so that no wait is a
+            # cycle: the tables its keys reference (a delete there cascades into it), those
+            # whose keys point at it (an insert there checks it), then the table and its copy
+            # (a write to the table fires the trigger, which writes the copy)
+            for statement in self.lock_sql():
+                self.sql(statement)
             _, finished = self.loop.progress()
             indexes = self.indexes()
             if (
@@ -475,12 +472,30 @@ class TableRun(_Run):
             self.short("contract", run)
         self.finish()
 
+    def lock_sql(self) -> list[str]:
+        s = self.spec
+        referenced = self.sql(
+            "SELECT DISTINCT quote_ident(t.relname) FROM pg_constraint AS k "
+            f"JOIN pg_class AS t ON t.oid = k.confrelid WHERE k.conrelid = {_REL} "
+            "AND k.contype = 'f' AND k.confrelid <> k.conrelid ORDER BY 1",
+            (s.table,),
+        ).fetchall()
+        pointing = sorted({_qi(t) for t, _, _, _ in self.pointing()})
+        out = []
+        if referenced:
+            names = ", ".join(str(r[0]) for r in referenced)
+            out.append(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE")
+        if pointing:
+            out.append(f"LOCK TABLE {', '.join(pointing)} IN ACCESS EXCLUSIVE MODE")
+        return [*out, f"LOCK TABLE {self.table}, {self.new} IN ACCESS EXCLUSIVE MODE"]
+
     def contract_sql(self, indexes: list[Index]) -> list[str]:
         """The swap, read from the catalogue under the contract's lock: catalogue changes
         only, but the sequences' positions (and the row-count snapshot's table id)."""
         s = self.spec
         table = self.table
         pointing = self.pointing()
+        own = [(s.table, n, d, ok) for n, d, ok in self.foreign_keys(s.table)]
         out = [f"ALTER TABLE {_qi(t)} DROP CONSTRAINT {_qi(n)}" for t, n, _, _ in pointing]
         # sequences: an identity's position carried over to the new table's own sequence;
         # a serial's (a default on a sequence the old column owns) handed to the new column
@@ -533,10 +548,13 @@ class TableRun(_Run):
         ]
         if comment is not None:
             out.append(f"COMMENT ON TABLE {table} IS {_sqlstr(comment)}")
+        # the table's own keys (gone with the old table) and the keys pointing at it, added
+        # NOT VALID (no scan under the lock) and validated after the commit
         out += [
-            f"ALTER TABLE {_qi(t)} ADD CONSTRAINT {_qi(n)} {d} NOT VALID" for t, n, d, _ in pointing
+            f"ALTER TABLE {_qi(t)} ADD CONSTRAINT {_qi(n)} {d} NOT VALID"
+            for t, n, d, _ in [*own, *pointing]
         ]
-        pending = [[t, n] for t, n, _, ok in pointing if ok]
+        pending = [[t, n] for t, n, _, ok in [*own, *pointing] if ok]
         if pending:
             progress = f"{batches.SCHEMA}.{batches.PROGRESS}"
             out.append(

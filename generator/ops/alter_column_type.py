@@ -190,14 +190,7 @@ class AlterColumnType(OperationSpec):
         # One step: on PostgreSQL the range check is the new column's domain (its type), on
         # SQLite a table CHECK of the rebuild; online, both go on the shadow column.
         indexes = tuple(i for i in table.indexes if column.name in i.all_columns)
-        # the foreign keys of other tables pointing at it: a swap of a shadow table adds them
-        # again NOT VALID in its contract and validates them after (generator/online_table.py)
-        pointing = tuple(
-            f
-            for t in r.tables()
-            for f in t.foreign_keys
-            if f.ref_table == table.name and t.name != table.name
-        )
+        pointing = swapped_keys(r, table.name)
         step = AlterColumnTypeStep(
             self.table,
             column,
@@ -213,6 +206,15 @@ class AlterColumnType(OperationSpec):
             pointing if online else (),
         )
         return [step], problems
+
+
+def swapped_keys(r: Resolver, table: str) -> tuple[ForeignKey, ...]:
+    """The foreign keys a swap of ``table`` for its shadow table adds again NOT VALID in its
+    contract and validates after (generator/online_table.py): the table's own, and those of
+    other tables pointing at it (a key to itself stops the swap)."""
+    return tuple(
+        f for t in r.tables() for f in t.foreign_keys if (f.ref_table == table) != (t.name == table)
+    )
 
 
 def range_domain(name: str, bound: int) -> Domain:
@@ -293,7 +295,8 @@ class AlterColumnTypeStep(Step):
     indexes: tuple[Index, ...] = ()  # the table's indexes naming the column (online)
     domain: Domain | None = None  # PostgreSQL: the new column's domain (its range check)
     sliced: bool = False  # online: the key is one integer column (backfilled in slices)
-    pointing: tuple[ForeignKey, ...] = ()  # online: other tables' foreign keys pointing at it
+    # online by shadow table: the keys its contract adds again NOT VALID (swapped_keys)
+    pointing: tuple[ForeignKey, ...] = ()
     # online: a key column or one referencing a key (widen_key): by shadow table only (a
     # shadow column would lose the keys), else the blocking ALTER
     keyed: bool = False
@@ -361,7 +364,7 @@ class AlterColumnTypeStep(Step):
             return
         t = self.table_name
         # by shadow table (generator/online_table.py): the new table, until its contract;
-        # after it, until they are validated again, the foreign keys pointing at the table
+        # after it, until they are validated again, its own keys and those pointing at it
         yield "tables", (shadow_name(self.direction, t),)
         for fk in self.pointing:
             yield f"{fk.table}.foreign_keys", checks.fk_row(fk, dialect, validated=False)

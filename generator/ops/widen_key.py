@@ -45,7 +45,7 @@ from pydantic import Field
 from generator.coltypes import INTEGER_KINDS, INTEGER_RANGE, SqlType, parse_type
 from generator.dialects import POSTGRESQL, SQLITE, quote_ident, sql_string
 from generator.ops.add_foreign_key import AddForeignKeyStep
-from generator.ops.alter_column_type import AlterColumnTypeStep, sliced_key
+from generator.ops.alter_column_type import AlterColumnTypeStep, sliced_key, swapped_keys
 from generator.ops.base import OperationSpec, Problem, Risk, RowCheck, Step
 from generator.ops.drop_foreign_key import DropForeignKeyStep
 from generator.plan import RECREATE_TABLE, Group
@@ -242,9 +242,7 @@ def _conversion(r: Resolver, table: str, column: Column, new: SqlType, online: b
     assert work is not None
     if not online or any(f.ref_table == table for f in work.foreign_keys):
         return AlterColumnTypeStep(table, column, new)
-    pointing = tuple(
-        f for t in r.tables() for f in t.foreign_keys if f.ref_table == table and t.name != table
-    )
+    pointing = swapped_keys(r, table)
     return AlterColumnTypeStep(
         table,
         column,

@@ -128,7 +128,17 @@ def test_0003_online_tolerates_its_shadows_and_the_contracted_state() -> None:
             f"{t}.{aspect}"
             for t in ("market_data", "alert_logs")
             for aspect in ("columns", "check_constraints")
-        } | {"market_data.indexes", "tables"}, direction
+        } | {
+            "market_data.indexes",
+            "tables",
+            "market_data.foreign_keys",
+            "alert_logs.foreign_keys",
+        }, direction
+        # after a swap, until they are validated, the tables' own keys NOT VALID
+        assert {r[0] for r in tolerated["alert_logs.foreign_keys"]} == {
+            "expected, not found",
+            "found, not expected",
+        }
         assert sorted(tolerated["tables"]) == [
             ("found, not expected", f"sg_{d}__{t}")
             for d in ("down", "up")

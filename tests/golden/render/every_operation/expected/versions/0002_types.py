@@ -55,6 +55,26 @@ def upgrade() -> None:
                     ["found, not expected", "sg_up__size", "bigint", "YES", None],
                     ["found, not expected", "size", "bigint", "NO", "0"],
                 ],
+                "trades.foreign_keys": [
+                    [
+                        "expected, not found",
+                        "fk_trades_venue_id_venues",
+                        "venue_id",
+                        "venues",
+                        "id",
+                        "CASCADE",
+                        "YES",
+                    ],
+                    [
+                        "found, not expected",
+                        "fk_trades_venue_id_venues",
+                        "venue_id",
+                        "venues",
+                        "id",
+                        "CASCADE",
+                        "NO",
+                    ],
+                ],
                 "trades.indexes": [
                     [
                         "found, not expected",
@@ -172,6 +192,26 @@ def downgrade() -> None:
                     ["found, not expected", "sg_up__price", "double precision", "YES", None],
                     ["found, not expected", "sg_up__size", "bigint", "YES", None],
                     ["found, not expected", "size", "integer", "NO", "0"],
+                ],
+                "trades.foreign_keys": [
+                    [
+                        "expected, not found",
+                        "fk_trades_venue_id_venues",
+                        "venue_id",
+                        "venues",
+                        "id",
+                        "CASCADE",
+                        "YES",
+                    ],
+                    [
+                        "found, not expected",
+                        "fk_trades_venue_id_venues",
+                        "venue_id",
+                        "venues",
+                        "id",
+                        "CASCADE",
+                        "NO",
+                    ],
                 ],
                 "trades.indexes": [
                     [
