@@ -48,7 +48,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -136,8 +136,6 @@ class Spec:
     # a key column or one referencing a key (widen_key): by shadow table only (a shadow
     # column would lose the keys), else the blocking ALTER
     keyed: bool = False
-    # the checks on the columns' own names (the shadow table's; ``checks`` are the shadows')
-    table_checks: Mapping[str, str] = field(default_factory=dict)
 
     def domains(self) -> list[Domain]:
         """The new columns' domains (one per bound set)."""
@@ -819,7 +817,6 @@ def online_type_change(
     indexes: dict[str, tuple[str, str]],
     blocking: str,
     keyed: bool = False,
-    table_checks: dict[str, str] | None = None,
 ) -> None:
     """What a rendered online_type_change unit calls, inside its autocommit block."""
     change = Path(script_file).stem
@@ -833,7 +830,6 @@ def online_type_change(
         {k: (v[0], v[1]) for k, v in indexes.items()},
         blocking,
         keyed,
-        dict(table_checks or {}),
     )
     if runtime._offline(op):
         _plan(op, spec)

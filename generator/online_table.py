@@ -47,6 +47,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -330,9 +331,9 @@ class TableRun(_Run):
             clauses.append(f"ALTER COLUMN {col} TYPE {c.type} USING {c.using}")
             if c.default is not None:
                 clauses.append(f"ALTER COLUMN {col} SET DEFAULT {c.default}")
-        # the change's new checks, rendered on the columns' own names
-        for name, sql in s.table_checks.items():
-            clauses.append(f"ADD CONSTRAINT {_qi(name)} CHECK ({sql})")
+        # the new checks as the shadow columns would have them, on the columns' own names
+        for name, sql in s.checks.items():
+            clauses.append(f"ADD CONSTRAINT {_qi(name)} CHECK ({self.unshadow(sql)})")
         pkey = shadow_name(s.direction, self.primary_key())
         keys = ", ".join(_qi(k) for k in s.key)
         clauses.append(f"ADD CONSTRAINT {_qi(pkey)} PRIMARY KEY ({keys})")
@@ -358,6 +359,13 @@ class TableRun(_Run):
             f"CREATE TRIGGER {_qi(s.fill_trigger())} AFTER TRUNCATE ON {self.table} "
             f"FOR EACH STATEMENT EXECUTE FUNCTION {s.function()}()",
         ]
+
+    def unshadow(self, sql: str) -> str:
+        """A check written on the shadow columns, on the columns' own names."""
+        for c in self.spec.columns:
+            sql = sql.replace(_qi(c.shadow), _qi(c.column))
+            sql = re.sub(rf"\b{re.escape(c.shadow)}\b", _qi(c.column), sql)
+        return sql
 
     def converted_values(self, source: str) -> tuple[str, str]:
         """The column list and the converted values of a row of ``source``."""
