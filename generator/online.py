@@ -55,7 +55,6 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from generator import batches, coltypes, guard, runtime
-from generator.dialects import sql_string
 from generator.state import Domain
 
 log = logging.getLogger("schemagen")
@@ -792,7 +791,7 @@ def run(connection: Connection, spec: Spec) -> str:
             r._forget(spec.direction)
             return "blocking ALTER (empty table)"
         r._forget(spec.direction)  # a new expand starts a new backfill
-        method = online_table.choose(t, r.settings.online_method)
+        method = online_table.choose(t, "table" if spec.keyed else r.settings.online_method)
         if method == "blocking":  # keyed, and the table cannot be swapped (logged)
             r.blocking_if_empty(empty=False)
             r._forget(spec.direction)
@@ -922,17 +921,12 @@ def progress(connection: Connection) -> list[dict[str, Any]]:
     if not connection.exec_driver_sql(f"SELECT to_regclass('{table}')").scalar():
         return []
     sql = (
-        "SELECT change_name, step, direction, last_key, batches, rows_done, done "
+        "SELECT change_name, step, direction, last_key, batches, rows_done, done, "
+        "to_regclass(quote_ident(current_schema()) || '.' || quote_ident(CASE WHEN direction "
+        "= 'upgrade' THEN 'sg_up__' ELSE 'sg_down__' END || substr(step, 8))) IS NOT NULL "
         f"FROM {table} WHERE step LIKE 'online_%' OR step LIKE '{VALIDATE_STEP}%' "
         "ORDER BY change_name, step"
     )
-
-    def copied(direction: str, step: str) -> bool:
-        """A shadow table of the change's direction is there (shadow_name: hashed if long)."""
-        name = sql_string(shadow_name(direction, step[len("online_") :]))
-        sql = f"SELECT to_regclass(quote_ident(current_schema()) || '.' || quote_ident({name}))"
-        return connection.exec_driver_sql(runtime._driver_sql(connection, sql)).scalar() is not None
-
     rows = connection.exec_driver_sql(runtime._driver_sql(connection, sql)).fetchall()
     slices: dict[tuple[str, str, str], list[Any]] = {}
     for r in rows:
@@ -959,7 +953,7 @@ def progress(connection: Connection) -> list[dict[str, Any]]:
             "change": r[0],
             "table": r[1][len("online_") :],
             "direction": r[2],
-            "method": "shadow table" if copied(r[2], r[1]) else "shadow columns",
+            "method": "shadow table" if r[7] else "shadow columns",
             "last_key": last,
             "batches": r[4],
             "rows": r[5],

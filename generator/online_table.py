@@ -44,7 +44,6 @@ chooses (auto, table, columns), and a change already begun continues as it began
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
@@ -52,7 +51,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from generator import batches, guard, runtime
-from generator.dialects import sql_string
 from generator.online import (
     BATCH_SETTINGS,
     OnlineCheckFailed,
@@ -163,7 +161,7 @@ class Index:
 def blockers(run: _Run) -> list[str]:
     """Why the table cannot be swapped for a copy (empty: it can)."""
     s = run.spec
-    ours = ", ".join(sql_string(t) for t in (s.trigger, s.fill_trigger()))  # the tool's triggers
+    ours = ", ".join(_sqlstr(t) for t in (s.trigger, s.fill_trigger()))  # the tool's triggers
     out = []
     for reason, query in _BLOCKERS:
         sql = query.replace("{ours}", ours)
@@ -189,10 +187,8 @@ class TableRun(_Run):
     def expanded(self) -> bool:
         return self.exists(self.new_name) and self.has_trigger(self.spec.trigger)
 
-    @functools.cached_property
     def columns(self) -> list[str]:
-        """The old table's columns, in order (dropped ones left out): read once a run, not
-        once a batch."""
+        """The old table's columns, in order (dropped ones left out)."""
         rows = self.sql(
             f"SELECT attname::text FROM pg_attribute WHERE attrelid = {_REL} AND attnum > 0 "
             "AND NOT attisdropped ORDER BY attnum",
@@ -370,7 +366,7 @@ class TableRun(_Run):
     def converted_values(self, source: str) -> tuple[str, str]:
         """The column list and the converted values of a row of ``source``."""
         using = {c.column: c.using for c in self.spec.columns}
-        cols = self.columns
+        cols = self.columns()
         names = ", ".join(_qi(c) for c in cols)
         values = ", ".join(
             f"{batches.literal(using[c])}" if c in using else f"{source}.{_qi(c)}" for c in cols
@@ -379,11 +375,13 @@ class TableRun(_Run):
 
     def trigger_body(self) -> str:
         s = self.spec
-        names, values = self.converted_values("sg_old")
+        names, _ = self.converted_values("sg_old")
+        using = {c.column: c.using for c in s.columns}
+        values = ", ".join(using.get(c, _qi(c)) for c in self.columns())
         keys = ", ".join(_qi(k) for k in s.key)
         olds = ", ".join(f"OLD.{_qi(k)}" for k in s.key)
         news = ", ".join(f"NEW.{_qi(k)}" for k in s.key)
-        others = [c for c in self.columns if c not in s.key]
+        others = [c for c in self.columns() if c not in s.key]
         upsert = (
             "DO UPDATE SET " + ", ".join(f"{_qi(c)} = EXCLUDED.{_qi(c)}" for c in others)
             if others
@@ -516,8 +514,7 @@ class TableRun(_Run):
                 new_seq = self.sql(
                     "SELECT pg_get_serial_sequence(?, ?)", (self.new, column)
                 ).scalar()
-                position = f"{sql_string(new_seq)}, last_value, is_called"
-                out.append(f"SELECT setval({position}) FROM {seq}")
+                out.append(f"SELECT setval({_sqlstr(new_seq)}, last_value, is_called) FROM {seq}")
                 renames.append(f"ALTER SEQUENCE {new_seq} RENAME TO {_qi(seq_name)}")
             else:
                 out.append(f"ALTER SEQUENCE {seq} OWNED BY {self.new}.{_qi(column)}")
@@ -550,7 +547,7 @@ class TableRun(_Run):
             for p, who, g in grants
         ]
         if comment is not None:
-            out.append(f"COMMENT ON TABLE {table} IS {sql_string(comment)}")
+            out.append(f"COMMENT ON TABLE {table} IS {_sqlstr(comment)}")
         # the table's own keys (gone with the old table) and the keys pointing at it, added
         # NOT VALID (no scan under the lock) and validated after the commit
         out += [
@@ -561,9 +558,9 @@ class TableRun(_Run):
         if pending:
             progress = f"{batches.SCHEMA}.{batches.PROGRESS}"
             out.append(
-                f"INSERT INTO {progress} VALUES ({sql_string(s.change)}, "
-                f"{sql_string(VALIDATE_STEP + s.table)}, {sql_string(s.direction)}, "
-                f"{sql_string(json.dumps(pending))}, 0, 0, 0) ON CONFLICT (change_name, step, "
+                f"INSERT INTO {progress} VALUES ({_sqlstr(s.change)}, "
+                f"{_sqlstr(VALIDATE_STEP + s.table)}, {_sqlstr(s.direction)}, "
+                f"{_sqlstr(json.dumps(pending))}, 0, 0, 0) ON CONFLICT (change_name, step, "
                 "direction) DO UPDATE SET last_key = excluded.last_key"
             )
         # The row-count check follows the table to its new id and file: its snapshot, and the
@@ -576,7 +573,7 @@ class TableRun(_Run):
             out.append(
                 "UPDATE pg_temp.schemagen_row_counts AS s SET relid = c.oid, "
                 "relfilenode = c.relfilenode, deleted = 0 FROM pg_class AS c "
-                f"WHERE c.oid = {int(new_oid)} AND s.table_name = {sql_string(s.table)}"
+                f"WHERE c.oid = {int(new_oid)} AND s.table_name = {_sqlstr(s.table)}"
             )
         if self.sql(f"SELECT to_regclass('pg_temp.{runtime.XACT_DELETED}')").scalar():
             out += [
@@ -623,11 +620,15 @@ def _valid_form(definition: str) -> str:
     return definition[: -len(" NOT VALID")] if definition.endswith(" NOT VALID") else definition
 
 
+def _sqlstr(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
 def choose(run: _Run, method: str) -> str:
     """``table`` or ``columns`` for a change not begun: the runner's setting, ``auto`` the
     table unless something in the way (logged); ``table`` refused when it cannot be. A keyed
     conversion (widen_key) takes the table, else ``blocking`` (logged)."""
-    if method == "columns" and not run.spec.keyed:  # a keyed one never takes the columns
+    if method == "columns" and not run.spec.keyed:
         return "columns"
     found = blockers(run)
     if not found:
